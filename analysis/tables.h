@@ -1,0 +1,17 @@
+// The paper-style tables, computed from the store (read-only). No LibTorch.
+#pragma once
+
+#include <string>
+
+#include "tracking/store.h"
+
+namespace upcycle::analysis {
+
+/// BAM Table 1 layout: one row per model, one column per domain (perplexity on the test split), and
+/// "avg", the mean over the domain columns. `run` = "" takes the most recently updated run.
+tracking::ResultSet perplexity_table(tracking::Store& store, const std::string& run);
+
+/// The name of the most recently updated run, or "" when the store has none.
+std::string latest_run(tracking::Store& store);
+
+}  // namespace upcycle::analysis

@@ -1,0 +1,68 @@
+// The contract between a job (`upcycle stage --spec DIR/spec.json`) and the runner that ingests it.
+// A job writes into its own directory:
+//   spec.json      the resolved job spec (written by the runner before launch)
+//   metrics.jsonl  appended, one JSON object per line (core/metric_sink.h)
+//   log.txt        the job's stdout and stderr (written by the executor)
+//   result.json    written last and atomically; its presence with status "done" is the truth of success
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace upcycle::core {
+
+inline constexpr const char* kSpecFile = "spec.json";
+inline constexpr const char* kResultFile = "result.json";
+inline constexpr const char* kMetricsFile = "metrics.jsonl";
+inline constexpr const char* kLogFile = "log.txt";
+/// Bumped when result.json changes incompatibly; readers reject other versions.
+inline constexpr int kResultFormatVersion = 1;
+
+/// One evaluation number: perplexity of a model on a domain, or a downstream task metric.
+struct EvalRow {
+  std::string model;   ///< stage-qualified model name, e.g. "seed", "experts/code", "bam_dm"
+  std::string task;    ///< "ppl/<domain>" for perplexity, else the task name
+  std::string metric;  ///< "ppl", "nll", "acc", "acc_norm", "exact_match"
+  double value = 0;
+  std::optional<double> stderr_value;  ///< null where the harness reports "N/A"
+  int64_t n = 0;                       ///< tokens for perplexity, examples for tasks
+};
+
+/// A file the job produced, with its integrity hash.
+struct ArtifactRow {
+  std::string path;  ///< absolute
+  std::string kind;  ///< "checkpoint", "tokenizer", "shard", "manifest", ...
+  std::string sha256;
+  int64_t bytes = 0;
+};
+
+struct JobResult {
+  std::string status = "done";
+  std::string key;
+  std::map<std::string, std::string> outputs;  ///< named outputs, e.g. {"checkpoint": "/abs/dir"}
+  std::vector<EvalRow> evals;
+  std::vector<ArtifactRow> artifacts;
+  double wall_s = 0;
+  std::string host;
+  std::string device;
+  std::string torch_version;
+};
+
+nlohmann::json to_json(const JobResult& r);
+/// Throws upcycle::Error naming `origin` when a field is missing or has the wrong type.
+JobResult job_result_from_json(const nlohmann::json& j, const std::string& origin);
+
+/// Writes DIR/result.json atomically.
+void write_job_result(const std::string& dir, const JobResult& r);
+/// Reads DIR/result.json; nullopt when absent. Throws upcycle::Error when present but corrupt.
+std::optional<JobResult> read_job_result(const std::string& dir);
+
+/// Parses a JSON file, throwing upcycle::Error "PATH: invalid JSON at byte N: ...".
+nlohmann::json read_json_file(const std::string& path);
+
+}  // namespace upcycle::core

@@ -1,0 +1,283 @@
+#include "runner/cli.h"
+
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include "analysis/render.h"
+#include "analysis/tables.h"
+#include "cluster/local_executor.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "runner/params_report.h"
+#include "runner/plan.h"
+#include "runner/recipe.h"
+#include "runner/run.h"
+#include "runner/yaml_reader.h"
+#include "stages/job_runner.h"
+#include "tracking/store.h"
+
+namespace po = boost::program_options;
+
+namespace upcycle::runner {
+namespace {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*fn)(const std::vector<std::string>& args);
+};
+
+const char* kUsage =
+    "upcycle: upcycle dense LMs into Mixture-of-Experts (BAM, BTX, sparse upcycling) and track results\n"
+    "\n"
+    "usage: upcycle <command> [options]\n"
+    "\n"
+    "commands:\n";
+
+// Parses `args` against `desc` (+ positionals). Unknown options are user errors.
+po::variables_map parse(const std::string& cmd, const std::vector<std::string>& args,
+                        const po::options_description& desc,
+                        const po::positional_options_description& pos) {
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw ConfigError("upcycle " + cmd + ": " + e.what(), "see `upcycle " + cmd + " --help`");
+  }
+  return vm;
+}
+
+bool wants_help(const po::variables_map& vm, const std::string& cmd, const char* synopsis,
+                const po::options_description& desc) {
+  if (!vm.count("help")) return false;
+  std::cout << "usage: upcycle " << cmd << " " << synopsis << "\n\n" << desc << "\n";
+  return true;
+}
+
+std::string self_exe() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) throw InternalError("cannot resolve /proc/self/exe: " + ec.message());
+  return p.string();
+}
+
+// ---- commands ----
+
+int cmd_run(const std::vector<std::string>& args) {
+  po::options_description desc("run options");
+  desc.add_options()("help,h", "show this help")(
+      "recipe", po::value<std::string>(), "recipe YAML file")(
+      "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value (repeatable)")(
+      "force", po::value<std::vector<std::string>>()->composing(),
+      "re-run this stage and everything downstream (repeatable)")(
+      "max-parallel,j", po::value<int>()->default_value(0), "jobs at once (0: cores / threads per job)");
+  po::positional_options_description pos;
+  pos.add("recipe", 1).add("set", -1);
+  auto vm = parse("run", args, desc, pos);
+  if (wants_help(vm, "run", "RECIPE [key.path=value ...] [--force STAGE] [-j N]", desc)) return 0;
+  if (!vm.count("recipe")) throw ConfigError("upcycle run: missing RECIPE", "usage: upcycle run RECIPE");
+  auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  Recipe recipe = load_recipe(vm["recipe"].as<std::string>(), overrides);
+  Plan plan = make_plan(recipe);
+  RunOptions opts;
+  if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
+  opts.max_parallel = vm["max-parallel"].as<int>();
+  opts.self_exe = self_exe();
+  cluster::LocalExecutor executor;
+  RunSummary s = execute_plan(recipe, plan, opts, executor);
+  core::log_info("run " + s.run_name + ": " + std::to_string(s.done) + " jobs done, " +
+                 std::to_string(s.skipped) + " already complete, " + std::to_string(s.failed) +
+                 " failed; store " + recipe.store);
+  if (s.failed == 0 && !s.interrupted) {
+    tracking::Store store(recipe.store, tracking::Store::Mode::kReadOnly);
+    try {
+      std::cout << analysis::render(analysis::perplexity_table(store, s.run_name),
+                                    analysis::Format::kTable);
+    } catch (const StoreError&) {
+      // no eval stage in this recipe: nothing to tabulate
+    }
+  }
+  if (s.interrupted) {
+    std::cerr << "[upcycle] interrupted; run the same command again to continue\n";
+    return 130;
+  }
+  return s.failed ? kExitUserError : kExitOk;
+}
+
+int cmd_plan(const std::vector<std::string>& args) {
+  po::options_description desc("plan options");
+  desc.add_options()("help,h", "show this help")("recipe", po::value<std::string>(), "recipe YAML file")(
+      "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value")(
+      "specs", "also print every job's resolved spec (JSON)");
+  po::positional_options_description pos;
+  pos.add("recipe", 1).add("set", -1);
+  auto vm = parse("plan", args, desc, pos);
+  if (wants_help(vm, "plan", "RECIPE [key.path=value ...] [--specs]", desc)) return 0;
+  if (!vm.count("recipe")) throw ConfigError("upcycle plan: missing RECIPE");
+  auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  Recipe recipe = load_recipe(vm["recipe"].as<std::string>(), overrides);
+  Plan plan = make_plan(recipe);
+  std::cout << "recipe " << recipe.name << " (" << recipe.file << "), store " << recipe.store << "\n"
+            << describe_plan(plan);
+  if (vm.count("specs")) {
+    for (const auto& j : plan.jobs) std::cout << "\n# " << j.stage << "\n" << j.spec.dump(2) << "\n";
+  }
+  return 0;
+}
+
+tracking::Store open_store_ro(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    throw StoreError(path + ": no store here", "run a recipe first (`upcycle run RECIPE`) or pass --store");
+  }
+  return tracking::Store(path, tracking::Store::Mode::kReadOnly);
+}
+
+void add_store_options(po::options_description& desc) {
+  desc.add_options()("help,h", "show this help")(
+      "store", po::value<std::string>()->default_value("runs/store.sqlite"), "SQLite store")(
+      "run", po::value<std::string>()->default_value(""), "run name (default: the latest)")(
+      "format", po::value<std::string>()->default_value("table"), "table | csv | json");
+}
+
+int cmd_status(const std::vector<std::string>& args) {
+  po::options_description desc("status options");
+  add_store_options(desc);
+  auto vm = parse("status", args, desc, {});
+  if (wants_help(vm, "status", "[--store PATH] [--run NAME]", desc)) return 0;
+  auto store = open_store_ro(vm["store"].as<std::string>());
+  std::string run = vm["run"].as<std::string>();
+  if (run.empty()) run = analysis::latest_run(store);
+  auto rs = store.select("SELECT stage, kind, status, attempts, exit_code, printf('%.1f', wall_s) AS wall_s, "
+                         "substr(key, 1, 12) AS key, dir FROM v_jobs WHERE run = ? ORDER BY stage",
+                         {run});
+  std::cout << "run " << run << "\n"
+            << analysis::render(rs, analysis::parse_format(vm["format"].as<std::string>()));
+  return 0;
+}
+
+int cmd_query(const std::vector<std::string>& args) {
+  po::options_description desc("query options");
+  add_store_options(desc);
+  desc.add_options()("model", po::value<std::string>(), "only this model (LIKE pattern)")(
+      "task", po::value<std::string>(), "only this task (LIKE pattern, e.g. ppl/%)")(
+      "metric", po::value<std::string>(), "only this metric (ppl, nll, acc, ...)");
+  auto vm = parse("query", args, desc, {});
+  if (wants_help(vm, "query", "[--run NAME] [--model M] [--task T] [--metric K] [--format F]", desc)) return 0;
+  auto store = open_store_ro(vm["store"].as<std::string>());
+  std::string sql = "SELECT run, stage, model, task, metric, value, stderr, n FROM v_results WHERE 1=1";
+  std::vector<std::string> binds;
+  if (!vm["run"].as<std::string>().empty()) {
+    sql += " AND run = ?";
+    binds.push_back(vm["run"].as<std::string>());
+  }
+  for (const char* col : {"model", "task", "metric"}) {
+    if (!vm.count(col)) continue;
+    sql += std::string(" AND ") + col + " LIKE ?";  // column names are fixed; values are bound
+    binds.push_back(vm[col].as<std::string>());
+  }
+  sql += " ORDER BY run, result_id";
+  auto rs = store.select(sql, binds);
+  std::cout << analysis::render(rs, analysis::parse_format(vm["format"].as<std::string>()));
+  return 0;
+}
+
+int cmd_table(const std::vector<std::string>& args) {
+  po::options_description desc("table options");
+  add_store_options(desc);
+  desc.add_options()("which", po::value<std::string>()->default_value("ppl"), "table: ppl");
+  po::positional_options_description pos;
+  pos.add("which", 1);
+  auto vm = parse("table", args, desc, pos);
+  if (wants_help(vm, "table", "[ppl] [--run NAME] [--format table|csv|json]", desc)) return 0;
+  std::string which = vm["which"].as<std::string>();
+  if (which != "ppl") throw ConfigError("upcycle table: unknown table '" + which + "' (known: ppl)");
+  auto store = open_store_ro(vm["store"].as<std::string>());
+  std::cout << analysis::render(analysis::perplexity_table(store, vm["run"].as<std::string>()),
+                                analysis::parse_format(vm["format"].as<std::string>()));
+  return 0;
+}
+
+int cmd_params(const std::vector<std::string>& args) {
+  po::options_description desc("params options");
+  desc.add_options()("help,h", "show this help")("recipe", po::value<std::string>(), "recipe YAML file")(
+      "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value")(
+      "stage", po::value<std::string>()->default_value(""), "only this stage")(
+      "format", po::value<std::string>()->default_value("table"), "table | json");
+  po::positional_options_description pos;
+  pos.add("recipe", 1).add("set", -1);
+  auto vm = parse("params", args, desc, pos);
+  if (wants_help(vm, "params", "RECIPE [--stage S] [--format table|json]", desc)) return 0;
+  if (!vm.count("recipe")) throw ConfigError("upcycle params: missing RECIPE");
+  auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  Recipe recipe = load_recipe(vm["recipe"].as<std::string>(), overrides);
+  std::cout << params_report(make_plan(recipe), vm["stage"].as<std::string>(),
+                             vm["format"].as<std::string>());
+  return 0;
+}
+
+int cmd_stage(const std::vector<std::string>& args) {
+  po::options_description desc("stage options");
+  desc.add_options()("help,h", "show this help")("spec", po::value<std::string>(), "job spec JSON");
+  auto vm = parse("stage", args, desc, {});
+  if (wants_help(vm, "stage", "--spec DIR/spec.json   (internal: what executors run)", desc)) return 0;
+  if (!vm.count("spec")) throw ConfigError("upcycle stage: missing --spec");
+  return stages::run_job(vm["spec"].as<std::string>());
+}
+
+const Command kCommands[] = {
+    {"run", "run a recipe on the local executor; skips jobs already complete", cmd_run},
+    {"plan", "resolve a recipe into its job DAG, keys and budgets; runs nothing", cmd_plan},
+    {"status", "jobs of a run with status, attempts and timings", cmd_status},
+    {"query", "evaluation results from the store, filtered", cmd_query},
+    {"table", "paper-style tables from the store (perplexity per domain)", cmd_table},
+    {"params", "total and active parameters of every model in a recipe", cmd_params},
+    {"stage", "(internal) run one job from its spec; what executors launch", cmd_stage},
+};
+
+void print_usage(std::ostream& out) {
+  out << kUsage;
+  for (const auto& c : kCommands) {
+    out << "  " << c.name << std::string(9 - std::string(c.name).size(), ' ') << c.summary << "\n";
+  }
+  out << "\n`upcycle <command> --help` describes a command's options.\n"
+         "exit codes: 0 ok, 1 user error, 2 internal error, 75 job preempted\n";
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  try {
+    if (argc < 2) {
+      print_usage(std::cerr);
+      return kExitUserError;
+    }
+    std::string cmd = argv[1];
+    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+      print_usage(std::cout);
+      return kExitOk;
+    }
+    std::vector<std::string> args(argv + 2, argv + argc);
+    for (const auto& c : kCommands) {
+      if (cmd == c.name) return c.fn(args);
+    }
+    std::vector<std::string> names;
+    for (const auto& c : kCommands) names.push_back(c.name);
+    std::string guess = closest_match(cmd, names);
+    throw ConfigError("unknown command '" + cmd + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?"),
+                      "`upcycle --help` lists the commands");
+  } catch (const Error& e) {
+    std::cerr << "upcycle: error: " << e.what() << "\n";
+    if (!e.hint().empty()) std::cerr << "---> HINT: " << e.hint() << "\n";
+    return kExitUserError;
+  } catch (const std::exception& e) {
+    std::cerr << "upcycle: internal error: " << e.what() << "\n";
+    return kExitInternalError;
+  }
+}
+
+}  // namespace upcycle::runner

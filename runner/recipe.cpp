@@ -1,0 +1,358 @@
+#include "runner/recipe.h"
+
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "runner/yaml_reader.h"
+#include "stages/data/prepare.h"
+
+namespace upcycle::runner {
+namespace {
+
+const std::vector<std::string> kTopKeys = {"name", "executor", "store", "root", "seed", "threads",
+                                           "max_parallel", "retries", "data", "model", "train",
+                                           "stages"};
+const std::vector<std::string> kModelKeys = {"d_model", "layers", "heads", "kv_heads", "ffn_hidden",
+                                             "vocab", "seq_len", "block", "norm", "tied_embeddings",
+                                             "rope_theta", "norm_eps", "init_std"};
+const std::vector<std::string> kTrainKeys = {"batch_size", "micro_batch", "log_every", "eval_every",
+                                             "eval_windows", "checkpoint_every", "optim", "budget"};
+const std::vector<std::string> kOptimKeys = {"lr", "min_lr_ratio", "warmup", "weight_decay",
+                                             "beta1", "beta2", "eps", "grad_clip"};
+
+// ---- overrides and flattening ----
+
+void apply_override(YAML::Node& root, const std::string& text) {
+  size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw ConfigError("override '" + text + "': expected key.path=value");
+  }
+  std::string path = text.substr(0, eq), value = text.substr(eq + 1);
+  std::vector<std::string> parts;
+  std::stringstream ss(path);
+  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  // yaml-cpp nodes are handles: walk by reassigning a copy, then set the leaf.
+  std::vector<YAML::Node> chain{root};
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node next = chain.back()[parts[i]];
+    if (next.IsDefined() && !next.IsMap()) {
+      throw ConfigError("override '" + text + "': " + parts[i] + " is not a mapping");
+    }
+    chain.push_back(next);
+  }
+  YAML::Node parsed;
+  try {
+    parsed = YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("override '" + text + "': value does not parse as YAML: " + e.msg);
+  }
+  chain.back()[parts.back()] = parsed;
+}
+
+void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::string, std::string>& out) {
+  if (n.IsMap()) {
+    for (const auto& kv : n) {
+      std::string k = kv.first.as<std::string>();
+      flatten(kv.second, prefix.empty() ? k : prefix + "." + k, out);
+    }
+  } else if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i) flatten(n[i], prefix + "." + std::to_string(i), out);
+  } else if (n.IsScalar()) {
+    out[prefix] = n.Scalar();
+  }
+}
+
+// ---- sections ----
+
+DataDef parse_data(const YamlReader& r) {
+  r.expect_map({"domains", "tokenizer", "valid_fraction", "test_fraction", "max_bytes"});
+  DataDef d;
+  int64_t max_bytes = r.get_integer("max_bytes", 0);
+  YamlReader doms = r.child("domains");
+  if (!doms.is_sequence() || doms.size() == 0) throw doms.error("expected a non-empty list of domains");
+  std::set<std::string> seen;
+  for (size_t i = 0; i < doms.size(); ++i) {
+    YamlReader e = doms.at(i);
+    DomainDef dd;
+    if (e.is_scalar()) {
+      dd.name = e.str();
+    } else {
+      e.expect_map({"name", "sources", "generator", "max_bytes"});
+      dd.name = e.child("name").str();
+    }
+    stages::DomainSpec builtin = stages::default_domain(dd.name);
+    for (const auto& s : builtin.sources) {
+      dd.sources.push_back({s.pattern, s.split == stages::DocSplit::kFortune ? "fortune" : "file"});
+    }
+    dd.generator = builtin.generator;
+    dd.max_bytes = max_bytes;
+    if (e.is_map()) {
+      if (e.has("sources")) {
+        dd.sources.clear();
+        YamlReader srcs = e.child("sources");
+        for (size_t j = 0; j < srcs.size(); ++j) {
+          YamlReader s = srcs.at(j);
+          if (s.is_scalar()) {
+            dd.sources.push_back({s.str(), "file"});
+          } else {
+            s.expect_map({"pattern", "split"});
+            SourceDef sd{s.child("pattern").str(), s.get_str("split", "file")};
+            if (sd.split != "file" && sd.split != "fortune") {
+              throw s.child("split").error("expected file or fortune");
+            }
+            dd.sources.push_back(sd);
+          }
+        }
+      }
+      dd.generator = e.get_str("generator", dd.generator);
+      if (!dd.generator.empty() && dd.generator != "math") {
+        throw e.child("generator").error("unknown generator '" + dd.generator + "' (known: math)");
+      }
+      dd.max_bytes = e.get_integer("max_bytes", dd.max_bytes);
+    }
+    if (dd.sources.empty() && dd.generator.empty()) {
+      throw e.error("domain '" + dd.name + "' has no built-in sources; give it sources: or generator:",
+                    "built-in domains: general, code, law, math");
+    }
+    if (!seen.insert(dd.name).second) throw e.error("domain '" + dd.name + "' is listed twice");
+    d.domains.push_back(dd);
+  }
+  if (r.has("tokenizer")) {
+    YamlReader t = r.child("tokenizer");
+    t.expect_map({"vocab", "model_type", "sample_bytes"});
+    d.vocab = t.get_integer("vocab", d.vocab);
+    d.tokenizer_type = t.get_str("model_type", d.tokenizer_type);
+    d.tokenizer_sample_bytes = t.get_integer("sample_bytes", d.tokenizer_sample_bytes);
+    if (d.vocab < 300 || d.vocab > 1000000) {
+      throw t.child("vocab").error("must be in [300, 1000000] (byte fallback needs 259 pieces)");
+    }
+    if (d.tokenizer_type != "bpe" && d.tokenizer_type != "unigram") {
+      throw t.child("model_type").error("expected bpe or unigram");
+    }
+  }
+  d.valid_fraction = r.get_number("valid_fraction", d.valid_fraction);
+  d.test_fraction = r.get_number("test_fraction", d.test_fraction);
+  if (d.valid_fraction <= 0 || d.test_fraction <= 0 || d.valid_fraction + d.test_fraction >= 1) {
+    throw r.error("valid_fraction and test_fraction must be positive and sum to less than 1");
+  }
+  return d;
+}
+
+stages::ModelConfig parse_model(const YamlReader& r, int64_t vocab) {
+  r.expect_map(kModelKeys);
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& k : r.keys()) {
+    YamlReader v = r.child(k);
+    if (k == "block" || k == "norm") j[k] = v.str();
+    else if (k == "tied_embeddings") j[k] = v.boolean();
+    else if (k == "rope_theta" || k == "norm_eps" || k == "init_std") j[k] = v.number();
+    else j[k] = v.integer();
+  }
+  if (!j.contains("vocab")) j["vocab"] = vocab;
+  stages::ModelConfig c = stages::model_config_from_json(j);
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    std::string msg = e.what();
+    std::string key = msg.substr(0, msg.find(':'));
+    throw (r.has(key) ? r.child(key) : r).error(msg.substr(msg.find(':') + 2));
+  }
+  if (c.vocab != vocab) {
+    throw r.child("vocab").error("must equal data.tokenizer.vocab (" + std::to_string(vocab) + ")");
+  }
+  return c;
+}
+
+TrainDef parse_train(const YamlReader& r, TrainDef d) {
+  d.batch_size = r.get_integer("batch_size", d.batch_size);
+  d.micro_batch = r.get_integer("micro_batch", d.micro_batch);
+  d.log_every = r.get_integer("log_every", d.log_every);
+  d.eval_every = r.get_integer("eval_every", d.eval_every);
+  d.eval_windows = r.get_integer("eval_windows", d.eval_windows);
+  d.checkpoint_every = r.get_integer("checkpoint_every", d.checkpoint_every);
+  if (d.batch_size < 1) throw r.child("batch_size").error("must be >= 1");
+  if (d.micro_batch < 0 || (d.micro_batch > 0 && d.batch_size % d.micro_batch != 0)) {
+    throw r.child("micro_batch").error("must divide batch_size");
+  }
+  if (d.log_every < 1) throw r.child("log_every").error("must be >= 1");
+  if (r.has("optim")) {
+    YamlReader o = r.child("optim");
+    o.expect_map(kOptimKeys);
+    for (const auto& k : o.keys()) {
+      double v = o.child(k).number();
+      if (v < 0) throw o.child(k).error("must be >= 0");
+      d.optim[k] = (k == "warmup") ? nlohmann::json(o.child(k).integer()) : nlohmann::json(v);
+    }
+  }
+  if (r.has("budget")) {
+    YamlReader b = r.child("budget");
+    b.expect_map({"tokens"});
+    d.tokens = b.child("tokens").integer();
+    if (d.tokens < 1) throw b.child("tokens").error("must be >= 1");
+  }
+  return d;
+}
+
+stages::ModelConfig parse_mixture(const StageDef& s, const YamlReader& r) {
+  stages::ModelConfig m;
+  if (s.method == "sparse") m.ffn_experts = r.get_integer("experts", 0);
+  if (r.has("attention")) {
+    YamlReader a = r.child("attention");
+    a.expect_map({"routing", "top_k", "kv"});
+    m.attn_routing = a.get_str("routing", m.attn_routing);
+    m.attn_top_k = a.get_integer("top_k", m.attn_top_k);
+    m.attn_kv = a.get_str("kv", m.attn_kv);
+    if (m.attn_routing != "soft" && m.attn_routing != "top_k") throw a.child("routing").error("expected soft or top_k");
+    if (m.attn_kv != "expert" && m.attn_kv != "shared") throw a.child("kv").error("expected expert or shared");
+  }
+  if (r.has("ffn")) {
+    YamlReader f = r.child("ffn");
+    f.expect_map({"top_k", "routing", "renormalize", "moe_every", "lb_coef", "z_coef"});
+    m.ffn_top_k = f.get_integer("top_k", m.ffn_top_k);
+    m.ffn_routing = f.get_str("routing", m.ffn_routing);
+    m.ffn_renormalize = f.get_bool("renormalize", m.ffn_renormalize);
+    m.moe_every = f.get_integer("moe_every", m.moe_every);
+    m.lb_coef = f.get_number("lb_coef", m.lb_coef);
+    m.z_coef = f.get_number("z_coef", m.z_coef);
+    if (m.ffn_routing != "softmax_then_topk" && m.ffn_routing != "topk_then_softmax") {
+      throw f.child("routing").error("expected softmax_then_topk or topk_then_softmax");
+    }
+  }
+  m.router_init_std = r.get_number("router_init_std", m.router_init_std);
+  return m;
+}
+
+StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDef& train_defaults,
+                     const std::string& file) {
+  StageDef s;
+  s.name = name;
+  YAML::Mark mk = r.node().Mark();
+  s.location = file + ":" + std::to_string(mk.line + 1) + ":" + std::to_string(mk.column + 1);
+  if (!r.is_map()) throw r.error("expected a mapping with a kind:");
+  s.kind = r.child("kind").str();
+  if (s.kind == "prepare") {
+    r.expect_map({"kind"});
+  } else if (s.kind == "train") {
+    std::vector<std::string> keys = kTrainKeys;
+    keys.insert(keys.end(), {"kind", "from", "mix"});
+    r.expect_map(keys);
+    if (r.has("from")) s.from = r.child("from").strings();
+    YamlReader mix = r.child("mix");
+    if (!mix.is_map()) throw mix.error("expected a mapping domain -> weight");
+    for (const auto& k : mix.keys()) s.mix[k] = mix.child(k).number();
+    s.train = parse_train(r, train_defaults);
+  } else if (s.kind == "branch") {
+    std::vector<std::string> keys = kTrainKeys;
+    keys.insert(keys.end(), {"kind", "from", "domains", "general_mix"});
+    r.expect_map(keys);
+    s.from = r.child("from").strings();
+    s.domains = r.child("domains").strings();
+    s.general_mix = r.get_number("general_mix", s.general_mix);
+    if (s.general_mix < 0 || s.general_mix >= 1) throw r.child("general_mix").error("must be in [0, 1)");
+    s.train = parse_train(r, train_defaults);
+  } else if (s.kind == "upcycle") {
+    r.expect_map({"kind", "from", "method", "attention", "ffn", "experts", "router_init_std",
+                  "shared_kv_init"});
+    s.from = r.child("from").strings();
+    s.method = r.child("method").str();
+    if (s.method != "bam" && s.method != "btx" && s.method != "sparse") {
+      throw r.child("method").error("unknown method '" + s.method + "' (expected bam, btx or sparse)");
+    }
+    s.mixture = parse_mixture(s, r);
+    s.shared_kv_init = r.get_str("shared_kv_init", s.shared_kv_init);
+    if (s.shared_kv_init != "average" && s.shared_kv_init != "first") {
+      throw r.child("shared_kv_init").error("expected average or first");
+    }
+  } else if (s.kind == "eval") {
+    r.expect_map({"kind", "models", "domains", "split", "max_windows"});
+    s.models = r.child("models").strings();
+    s.domains = r.has("domains") ? r.child("domains").strings() : std::vector<std::string>{"all"};
+    s.split = r.get_str("split", s.split);
+    if (s.split != "test" && s.split != "valid") throw r.child("split").error("expected test or valid");
+    s.max_windows = r.get_integer("max_windows", 0);
+  } else {
+    throw r.child("kind").error("unknown stage kind '" + s.kind + "'",
+                                "kinds: prepare, train, branch, upcycle, eval");
+  }
+  return s;
+}
+
+}  // namespace
+
+std::vector<std::string> DataDef::domain_names() const {
+  std::vector<std::string> out;
+  for (const auto& d : domains) out.push_back(d.name);
+  return out;
+}
+
+const StageDef* Recipe::find_stage(const std::string& name) const {
+  for (const auto& s : stages) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+Recipe parse_recipe(const std::string& text, const std::string& file,
+                    const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(file + ":" + std::to_string(e.mark.line + 1) + ":" +
+                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+  }
+  if (!root.IsMap()) throw ConfigError(file + ": a recipe must be a YAML mapping");
+  for (const auto& o : overrides) apply_override(root, o);
+
+  Recipe r;
+  r.file = file;
+  YamlReader top(root, "", &r.file);
+  top.expect_map(kTopKeys);
+  r.name = top.child("name").str();
+  std::string executor = top.get_str("executor", "local");
+  if (executor != "local") {
+    throw top.child("executor").error("executor '" + executor + "' is not available yet (only local)");
+  }
+  r.store = top.get_str("store", r.store);
+  r.root = top.get_str("root", r.root);
+  r.seed = static_cast<uint64_t>(top.get_integer("seed", 0));
+  r.threads = static_cast<int>(top.get_integer("threads", 1));
+  r.max_parallel = static_cast<int>(top.get_integer("max_parallel", 0));
+  r.retries = static_cast<int>(top.get_integer("retries", 0));
+  if (r.threads < 1) throw top.child("threads").error("must be >= 1");
+  if (r.retries < 0) throw top.child("retries").error("must be >= 0");
+  r.data = parse_data(top.child("data"));
+  r.model = parse_model(top.child("model"), r.data.vocab);
+  TrainDef train_defaults;
+  if (top.has("train")) {
+    YamlReader t = top.child("train");
+    t.expect_map(kTrainKeys);
+    train_defaults = parse_train(t, train_defaults);
+  }
+  YamlReader st = top.child("stages");
+  if (!st.is_map() || st.size() == 0) throw st.error("expected a mapping of stage name -> stage");
+  for (const auto& name : st.keys()) {
+    r.stages.push_back(parse_stage(name, st.child(name), train_defaults, r.file));
+    const StageDef& s = r.stages.back();
+    if ((s.kind == "train" || s.kind == "branch") && s.train.tokens < 1) {
+      throw st.child(name).error("needs budget: {tokens: N} (here or in the recipe's train:)");
+    }
+  }
+  YAML::Emitter emitter;
+  emitter << root;
+  r.resolved_yaml = std::string(emitter.c_str()) + "\n";
+  flatten(root, "", r.flat);
+  return r;
+}
+
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": recipe file not found or not readable");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_recipe(ss.str(), path, overrides);
+}
+
+}  // namespace upcycle::runner

@@ -1,0 +1,92 @@
+// Recipes: YAML parsed at once into typed structs and validated before anything runs. Every key is
+// documented in recipes/README.md. YAML::Node does not appear here.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "stages/model/config.h"
+
+namespace upcycle::runner {
+
+struct SourceDef {
+  std::string pattern;
+  std::string split = "file";  ///< file | fortune
+};
+
+struct DomainDef {
+  std::string name;
+  std::vector<SourceDef> sources;
+  std::string generator;
+  int64_t max_bytes = 0;
+};
+
+struct DataDef {
+  std::vector<DomainDef> domains;
+  int64_t vocab = 1024;
+  std::string tokenizer_type = "bpe";
+  int64_t tokenizer_sample_bytes = 200000;
+  double valid_fraction = 0.05;
+  double test_fraction = 0.05;
+  std::vector<std::string> domain_names() const;
+};
+
+/// Training settings; recipe-level `train:` gives defaults, each stage may override any of them.
+struct TrainDef {
+  int64_t tokens = 0;
+  int64_t batch_size = 8;
+  int64_t micro_batch = 0;
+  int64_t log_every = 10;
+  int64_t eval_every = 0;
+  int64_t eval_windows = 8;
+  int64_t checkpoint_every = 0;
+  nlohmann::json optim = nlohmann::json::object();  ///< lr, min_lr_ratio, warmup, weight_decay, ...
+};
+
+struct StageDef {
+  std::string name;
+  std::string kind;      ///< prepare | train | branch | upcycle | eval
+  std::string location;  ///< "file:line:col" of the stage, for errors found later (plan)
+  std::vector<std::string> from;
+  std::map<std::string, double> mix;  ///< train
+  std::vector<std::string> domains;   ///< branch: one expert per domain; eval: domains to score
+  double general_mix = 0.1;           ///< branch: share of general data in each expert's mixture
+  TrainDef train;                     ///< train, branch
+  std::string method;                 ///< upcycle: bam | btx | sparse
+  stages::ModelConfig mixture;        ///< upcycle: routing fields
+  std::string shared_kv_init = "average";
+  std::vector<std::string> models;    ///< eval
+  std::string split = "test";         ///< eval
+  int64_t max_windows = 0;            ///< eval; 0 = every window
+};
+
+struct Recipe {
+  std::string file;
+  std::string name;
+  std::string store = "runs/store.sqlite";
+  std::string root = "runs";
+  uint64_t seed = 0;
+  int threads = 1;       ///< per job
+  int max_parallel = 0;  ///< 0 = cores / threads
+  int retries = 0;
+  DataDef data;
+  stages::ModelConfig model;
+  std::vector<StageDef> stages;  ///< in file order
+  std::string resolved_yaml;     ///< the recipe after overrides, as YAML
+  std::map<std::string, std::string> flat;  ///< resolved recipe flattened to "a.b.c" -> value
+
+  const StageDef* find_stage(const std::string& name) const;
+};
+
+/// Loads, applies "a.b.c=value" overrides, parses and validates. Throws ConfigError naming the file,
+/// line, column and key path (or the override) for every problem.
+Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {});
+/// The same from text (tests); `file` names it in errors.
+Recipe parse_recipe(const std::string& text, const std::string& file,
+                    const std::vector<std::string>& overrides = {});
+
+}  // namespace upcycle::runner

@@ -1,0 +1,222 @@
+#include "runner/run.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "core/atomic_file.h"
+#include "core/build_info.h"
+#include "core/error.h"
+#include "core/job_files.h"
+#include "core/log.h"
+#include "core/sha256.h"
+#include "tracking/store.h"
+
+namespace upcycle::runner {
+namespace {
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_interrupt(int) { g_interrupted = 1; }
+
+// SIGINT/SIGTERM set a flag (no SA_RESTART, so waitpid returns EINTR and the loop sees it).
+void install_interrupt_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+std::string tail_of_log(const std::string& dir, size_t lines = 8) {
+  std::string text;
+  try {
+    text = core::read_file(dir + "/" + core::kLogFile);
+  } catch (const Error&) {
+    return "";
+  }
+  size_t pos = text.size();
+  for (size_t n = 0; n <= lines && pos != std::string::npos && pos > 0; ++n) pos = text.rfind('\n', pos - 1);
+  return pos == std::string::npos ? text : text.substr(pos + 1);
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  ::gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+// Jobs of forced stages and everything downstream of them.
+std::set<size_t> forced_jobs(const Plan& plan, const std::vector<std::string>& force) {
+  std::set<size_t> out;
+  for (size_t i = 0; i < plan.jobs.size(); ++i) {
+    const auto& j = plan.jobs[i];
+    bool hit = std::find(force.begin(), force.end(), j.stage_name) != force.end() ||
+               std::find(force.begin(), force.end(), j.stage) != force.end();
+    for (size_t d : j.deps) hit = hit || out.count(d);
+    if (hit) out.insert(i);
+  }
+  return out;
+}
+
+}  // namespace
+
+RunSummary execute_plan(const Recipe& recipe, const Plan& plan, const RunOptions& options,
+                        cluster::Executor& executor) {
+  for (const auto& f : options.force) {
+    if (!recipe.find_stage(f) && !plan.find(f)) throw ConfigError("--force: unknown stage '" + f + "'");
+  }
+  std::string store_dir = std::filesystem::path(recipe.store).parent_path().string();
+  if (!store_dir.empty()) core::make_dirs(store_dir);
+  tracking::Store store(recipe.store);
+
+  RunSummary summary;
+  summary.run_name = recipe.name;
+  tracking::RunInfo info{core::sha256_hex(recipe.resolved_yaml + plan.code_version), recipe.name,
+                         recipe.name, "{}"};
+  int64_t run_id = store.upsert_run(info);
+  store.record_params(run_id, recipe.flat);
+  tracking::Provenance prov{core::kGitSha, core::kGitDirty, core::sha256_hex(recipe.resolved_yaml),
+                            recipe.resolved_yaml, "", "", "cpu", host_name()};
+  store.record_provenance(run_id, prov);
+  store.set_run_status(run_id, "running");
+
+  const size_t n = plan.jobs.size();
+  enum class S { kPending, kRunning, kDone, kFailed };
+  std::vector<S> state(n, S::kPending);
+  std::vector<int> attempts(n, 0);
+  std::set<size_t> forced = forced_jobs(plan, options.force);
+  std::map<std::string, size_t> by_key;
+  for (size_t i = 0; i < n; ++i) {
+    const auto& j = plan.jobs[i];
+    by_key[j.key] = i;
+    store.upsert_job(run_id, {0, j.key, j.stage, j.kind, "", 0, std::nullopt, j.dir, "", "", "",
+                              j.spec.dump()});
+    if (forced.count(i)) {
+      std::error_code ec;
+      std::filesystem::remove(j.dir + "/" + core::kResultFile, ec);
+      store.set_job_status(j.key, "pending");
+      continue;
+    }
+    auto result = core::read_job_result(j.dir);
+    if (result && result->status == "done" && result->key == j.key) {
+      auto row = store.find_job(j.key);
+      if (!row || row->status != "done") store.ingest_job(j.key, j.dir, *result);  // finished, not ingested
+      state[i] = S::kDone;
+      ++summary.skipped;
+      core::log_info(j.stage + ": complete (key " + j.key.substr(0, 12) + "), skipped");
+    }
+  }
+
+  int max_parallel = options.max_parallel > 0 ? options.max_parallel : recipe.max_parallel;
+  if (max_parallel <= 0) {
+    max_parallel = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / recipe.threads);
+  }
+  install_interrupt_handlers();
+  std::map<std::string, std::chrono::steady_clock::time_point> started;
+
+  auto launch = [&](size_t i) {
+    const auto& j = plan.jobs[i];
+    core::make_dirs(j.dir);
+    core::write_file_atomic(j.dir + "/" + core::kSpecFile, j.spec.dump(2) + "\n");
+    std::string t = std::to_string(recipe.threads);
+    cluster::JobLaunch l{j.key, j.dir, {options.self_exe, "stage", "--spec", j.dir + "/" + core::kSpecFile},
+                         {{"OMP_NUM_THREADS", t}, {"OPENBLAS_NUM_THREADS", t}, {"MKL_NUM_THREADS", t}}};
+    std::string id = executor.submit(l);
+    store.set_job_status(j.key, "running", std::nullopt, "", id);
+    state[i] = S::kRunning;
+    ++attempts[i];
+    started[j.key] = std::chrono::steady_clock::now();
+    core::log_info(j.stage + ": started (" + j.kind + ", attempt " + std::to_string(attempts[i]) +
+                   ", log " + j.dir + "/" + core::kLogFile + ")");
+  };
+
+  while (true) {
+    if (!g_interrupted) {
+      for (size_t i = 0; i < n && executor.running() < max_parallel; ++i) {
+        if (state[i] != S::kPending) continue;
+        bool ready = true, blocked = false;
+        for (size_t d : plan.jobs[i].deps) {
+          ready = ready && state[d] == S::kDone;
+          blocked = blocked || state[d] == S::kFailed;
+        }
+        if (blocked) {
+          state[i] = S::kFailed;
+          ++summary.failed;
+          store.set_job_status(plan.jobs[i].key, "failed", std::nullopt, "an input job failed");
+          core::log_error(plan.jobs[i].stage + ": not run, an input failed");
+          i = static_cast<size_t>(-1);  // rescan: dependents of this one are blocked too
+          continue;
+        }
+        if (ready) launch(i);
+      }
+    }
+    if (executor.running() == 0) break;
+    if (g_interrupted && !summary.interrupted) {
+      summary.interrupted = true;
+      core::log_warn("interrupted: asking running jobs to checkpoint and stop");
+      executor.terminate_all();
+    }
+    for (const auto& ev : executor.wait_any()) {
+      size_t i = by_key.at(ev.key);
+      const auto& j = plan.jobs[i];
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started[j.key]).count();
+      if (ev.state == cluster::JobState::kDone) {
+        auto result = core::read_job_result(j.dir);
+        if (!result || result->status != "done") {
+          state[i] = S::kFailed;
+          ++summary.failed;
+          store.set_job_status(j.key, "failed", ev.exit_code, "exited 0 without result.json");
+          continue;
+        }
+        store.ingest_job(j.key, j.dir, *result);
+        store.set_job_status(j.key, "done", ev.exit_code);
+        state[i] = S::kDone;
+        ++summary.done;
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), "%.1f", secs);
+        core::log_info(j.stage + ": done in " + buf + " s");
+      } else if (ev.state == cluster::JobState::kPreempted && !summary.interrupted) {
+        store.set_job_status(j.key, "pending", ev.exit_code, "preempted; requeued");
+        state[i] = S::kPending;  // requeue; does not count as a failed attempt
+        --attempts[i];
+      } else if (summary.interrupted) {
+        store.set_job_status(j.key, "preempted", ev.exit_code, "interrupted by the user");
+        state[i] = S::kPending;
+      } else if (attempts[i] <= recipe.retries) {
+        core::log_warn(j.stage + ": failed (exit " + std::to_string(ev.exit_code) + "), retrying");
+        store.set_job_status(j.key, "pending", ev.exit_code, "failed; retrying");
+        state[i] = S::kPending;
+      } else {
+        std::string tail = tail_of_log(j.dir);
+        store.set_job_status(j.key, "failed", ev.exit_code, tail);
+        state[i] = S::kFailed;
+        ++summary.failed;
+        core::log_error(j.stage + ": failed (exit " + std::to_string(ev.exit_code) + "); end of " +
+                        j.dir + "/" + core::kLogFile + ":\n" + tail);
+      }
+    }
+  }
+  // Provenance that only the jobs know: the data manifest, LibTorch version and device.
+  for (const auto& j : plan.jobs) {
+    auto result = core::read_job_result(j.dir);
+    if (!result) continue;
+    if (prov.torch_version.empty() && !result->torch_version.empty()) {
+      prov.torch_version = result->torch_version;
+      prov.device = result->device;
+    }
+    auto m = result->outputs.find("manifest_sha256");
+    if (m != result->outputs.end()) prov.data_manifest_sha256 = m->second;
+  }
+  store.record_provenance(run_id, prov);
+  store.set_run_status(run_id, summary.interrupted ? "interrupted"
+                               : summary.failed   ? "failed"
+                                                  : "done");
+  return summary;
+}
+
+}  // namespace upcycle::runner

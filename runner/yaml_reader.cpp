@@ -1,0 +1,144 @@
+#include "runner/yaml_reader.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace upcycle::runner {
+
+YamlReader YamlReader::child(const std::string& key) const {
+  if (!has(key)) throw error("missing required key '" + key + "'");
+  return YamlReader(node_[key], path_.empty() ? key : path_ + "." + key, file_);
+}
+
+YamlReader YamlReader::at(size_t i) const {
+  return YamlReader(node_[i], path_ + "[" + std::to_string(i) + "]", file_);
+}
+
+std::vector<std::string> YamlReader::keys() const {
+  std::vector<std::string> out;
+  if (!node_.IsMap()) return out;
+  for (const auto& kv : node_) out.push_back(kv.first.as<std::string>());
+  return out;
+}
+
+void YamlReader::expect_map(const std::vector<std::string>& allowed) const {
+  if (!node_.IsMap()) throw error("expected a mapping");
+  for (const auto& kv : node_) {
+    std::string k = kv.first.as<std::string>();
+    if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
+    YamlReader key_node(kv.first, path_.empty() ? k : path_ + "." + k, file_);
+    std::string guess = closest_match(k, allowed);
+    throw key_node.error("unknown key '" + k + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?"),
+                         "allowed here: " + [&] {
+                           std::string all;
+                           for (const auto& a : allowed) all += (all.empty() ? "" : ", ") + a;
+                           return all;
+                         }());
+  }
+}
+
+std::string YamlReader::str() const {
+  if (!node_.IsScalar()) throw error("expected a string");
+  return node_.Scalar();
+}
+
+double YamlReader::number() const {
+  if (!node_.IsScalar()) throw error("expected a number");
+  try {
+    size_t used = 0;
+    double v = std::stod(node_.Scalar(), &used);
+    if (used != node_.Scalar().size() || !std::isfinite(v)) throw std::invalid_argument("");
+    return v;
+  } catch (const std::exception&) {
+    throw error("expected a number, got '" + node_.Scalar() + "'");
+  }
+}
+
+int64_t YamlReader::integer() const {
+  if (!node_.IsScalar()) throw error("expected an integer");
+  try {
+    return parse_count(node_.Scalar());
+  } catch (const std::exception&) {
+    throw error("expected an integer (suffixes k, M, B allowed), got '" + node_.Scalar() + "'");
+  }
+}
+
+bool YamlReader::boolean() const {
+  if (node_.IsScalar()) {
+    const std::string& s = node_.Scalar();
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+  }
+  throw error("expected true or false");
+}
+
+std::vector<std::string> YamlReader::strings() const {
+  if (node_.IsScalar()) return {node_.Scalar()};
+  if (!node_.IsSequence()) throw error("expected a list of names");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < node_.size(); ++i) out.push_back(at(i).str());
+  return out;
+}
+
+std::string YamlReader::get_str(const std::string& key, const std::string& fallback) const {
+  return has(key) ? child(key).str() : fallback;
+}
+double YamlReader::get_number(const std::string& key, double fallback) const {
+  return has(key) ? child(key).number() : fallback;
+}
+int64_t YamlReader::get_integer(const std::string& key, int64_t fallback) const {
+  return has(key) ? child(key).integer() : fallback;
+}
+bool YamlReader::get_bool(const std::string& key, bool fallback) const {
+  return has(key) ? child(key).boolean() : fallback;
+}
+
+ConfigError YamlReader::error(const std::string& message, const std::string& hint) const {
+  std::string where = file_ ? *file_ : "<recipe>";
+  YAML::Mark m = node_.Mark();
+  if (m.line >= 0) where += ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+  return ConfigError(where + ": " + (path_.empty() ? "" : path_ + ": ") + message, hint);
+}
+
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& c : candidates) {
+    std::vector<size_t> prev(c.size() + 1), cur(c.size() + 1);
+    for (size_t j = 0; j <= c.size(); ++j) prev[j] = j;
+    for (size_t i = 1; i <= word.size(); ++i) {
+      cur[0] = i;
+      for (size_t j = 1; j <= c.size(); ++j) {
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (word[i - 1] != c[j - 1])});
+      }
+      std::swap(prev, cur);
+    }
+    if (prev[c.size()] < best_d) {
+      best_d = prev[c.size()];
+      best = c;
+    }
+  }
+  return best_d <= std::max<size_t>(1, word.size() / 2) ? best : "";
+}
+
+int64_t parse_count(const std::string& text) {
+  if (text.empty()) throw std::invalid_argument("empty");
+  double mult = 1;
+  std::string num = text;
+  switch (text.back()) {
+    case 'k': case 'K': mult = 1e3; num.pop_back(); break;
+    case 'M': mult = 1e6; num.pop_back(); break;
+    case 'B': case 'G': mult = 1e9; num.pop_back(); break;
+    case 'T': mult = 1e12; num.pop_back(); break;
+    default: break;
+  }
+  size_t used = 0;
+  double v = std::stod(num, &used);
+  if (used != num.size()) throw std::invalid_argument(text);
+  double r = v * mult;
+  if (!std::isfinite(r) || r != std::floor(r) || std::fabs(r) > 9.2e18) throw std::invalid_argument(text);
+  return static_cast<int64_t>(r);
+}
+
+}  // namespace upcycle::runner

@@ -1,0 +1,64 @@
+// Typed, located access to a yaml-cpp tree. Every error is a ConfigError that starts with
+// "FILE:LINE:COL: key.path: " (1-based line and column), and unknown keys get a "did you mean".
+// YAML::Node never leaves runner/.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace upcycle::runner {
+
+class YamlReader {
+ public:
+  YamlReader(YAML::Node node, std::string path, const std::string* file)
+      : node_(std::move(node)), path_(std::move(path)), file_(file) {}
+
+  const YAML::Node& node() const { return node_; }
+  const std::string& path() const { return path_; }
+  bool has(const std::string& key) const { return node_.IsMap() && node_[key].IsDefined(); }
+  bool is_map() const { return node_.IsMap(); }
+  bool is_sequence() const { return node_.IsSequence(); }
+  bool is_scalar() const { return node_.IsScalar(); }
+
+  /// A child by key (which must exist) or by index.
+  YamlReader child(const std::string& key) const;
+  YamlReader at(size_t i) const;
+  size_t size() const { return node_.size(); }
+  std::vector<std::string> keys() const;  ///< in file order
+
+  /// Throws unless the node is a map whose keys are all in `allowed` (with a "did you mean").
+  void expect_map(const std::vector<std::string>& allowed) const;
+
+  std::string str() const;
+  double number() const;
+  int64_t integer() const;  ///< accepts 4096, 4k, 4M, 1.5B, 2e6
+  bool boolean() const;
+  std::vector<std::string> strings() const;  ///< a sequence of scalars, or one scalar
+
+  std::string get_str(const std::string& key, const std::string& fallback) const;
+  double get_number(const std::string& key, double fallback) const;
+  int64_t get_integer(const std::string& key, int64_t fallback) const;
+  bool get_bool(const std::string& key, bool fallback) const;
+
+  /// "FILE:LINE:COL: path: message" as a ConfigError.
+  ConfigError error(const std::string& message, const std::string& hint = "") const;
+
+ private:
+  YAML::Node node_;
+  std::string path_;
+  const std::string* file_;
+};
+
+/// Closest candidate by edit distance, or "" when nothing is close (distance > 1/2 of the length).
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
+
+/// Parses "4096", "4k", "4M", "1.5B", "2e6" into an integer; throws std::invalid_argument.
+int64_t parse_count(const std::string& text);
+
+}  // namespace upcycle::runner

@@ -1,0 +1,173 @@
+#include "stages/data/prepare.h"
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/sha256.h"
+#include "stages/data/data_layout.h"
+#include "stages/data/math_problems.h"
+#include "stages/data/token_shard.h"
+
+namespace upcycle::stages {
+namespace {
+
+const char* kSplits[] = {"train", "valid", "test"};
+
+// Split by the document hash: stable under adding or removing other documents.
+int split_of(const std::string& sha, double valid, double test) {
+  double u = double(std::stoull(sha.substr(0, 12), nullptr, 16)) / double(1ULL << 48);
+  if (u < test) return 2;
+  if (u < test + valid) return 1;
+  return 0;
+}
+
+struct DomainDocs {
+  std::vector<Document> docs;
+  std::vector<SourceFile> files;
+};
+
+DomainDocs collect(const DomainSpec& d, uint64_t seed, const DpkgIndex& dpkg) {
+  DomainDocs out;
+  std::set<std::string> seen;
+  for (const auto& src : d.sources) {
+    for (const auto& path : expand_pattern(src.pattern)) {
+      for (auto& doc : read_documents(path, src.split)) {
+        if (seen.insert(doc.sha256).second) out.docs.push_back(std::move(doc));  // drop exact copies
+      }
+    }
+  }
+  if (d.generator == "math") {
+    int64_t target = d.max_bytes > 0 ? d.max_bytes : 5'000'000;
+    for (auto& doc : generate_math_documents(seed, target)) {
+      if (seen.insert(doc.sha256).second) out.docs.push_back(std::move(doc));
+    }
+  } else if (!d.generator.empty()) {
+    throw StageError("domain " + d.name + ": unknown generator '" + d.generator + "'");
+  }
+  // Take documents up to the byte cap in an order keyed on hash bits that the split does not use
+  // (split_of reads the first 12 hex digits), so the cap thins every split alike.
+  std::sort(out.docs.begin(), out.docs.end(), [](const Document& a, const Document& b) {
+    return a.sha256.compare(32, 32, b.sha256, 32, 32) < 0;
+  });
+  if (d.max_bytes > 0) {
+    int64_t total = 0;
+    size_t keep = 0;
+    while (keep < out.docs.size() && total < d.max_bytes) total += out.docs[keep++].text.size();
+    out.docs.resize(keep);
+  }
+  // The manifest lists the files that contributed a kept document.
+  std::map<std::string, int64_t> bytes_by_file;
+  for (const auto& doc : out.docs) {
+    if (doc.origin.rfind("generator:", 0) != 0) bytes_by_file[doc.origin] += doc.text.size();
+  }
+  for (const auto& [path, bytes] : bytes_by_file) {
+    auto [pkg, version] = dpkg.owner(path);
+    out.files.push_back({path, pkg, version, core::sha256_file(path), bytes});
+  }
+  return out;
+}
+
+}  // namespace
+
+DomainSpec default_domain(const std::string& name) {
+  DomainSpec d;
+  d.name = name;
+  if (name == "general") {
+    d.sources = {{"/usr/share/games/fortunes/*", DocSplit::kFortune},
+                 {"/usr/share/doc/**/README", DocSplit::kWholeFile},
+                 {"/usr/share/doc/**/*.txt", DocSplit::kWholeFile}};
+  } else if (name == "code") {
+    d.sources = {{"/usr/lib/python3.11/**/*.py", DocSplit::kWholeFile},
+                 {"/usr/include/**/*.h", DocSplit::kWholeFile}};
+  } else if (name == "law") {
+    d.sources = {{"/usr/share/common-licenses/*", DocSplit::kWholeFile},
+                 {"/usr/share/doc/**/copyright", DocSplit::kWholeFile}};
+  } else if (name == "math") {
+    d.generator = "math";
+  }
+  return d;
+}
+
+PrepareOutput run_prepare(const PrepareSpec& spec) {
+  core::make_dirs(spec.out_dir + "/shards");
+  DpkgIndex dpkg;
+  std::map<std::string, DomainDocs> domains;
+  std::string sample_path = spec.out_dir + "/tokenizer_sample.txt";
+  std::string sample;
+  for (const auto& d : spec.domains) {
+    DomainDocs dd = collect(d, spec.seed, dpkg);
+    if (dd.docs.empty()) {
+      throw StageError("domain " + d.name + ": no documents found in its sources",
+                       "install the packages the sources come from (scripts/setup.sh) or list "
+                       "sources for the domain under data.domains in the recipe");
+    }
+    int64_t taken = 0;
+    for (const auto& doc : dd.docs) {  // balanced sample: the same byte budget per domain
+      if (taken >= spec.tokenizer_sample_bytes) break;
+      if (split_of(doc.sha256, spec.valid_fraction, spec.test_fraction) != 0) continue;
+      sample += doc.text + "\n";
+      taken += static_cast<int64_t>(doc.text.size());
+    }
+    core::log_info("prepare: " + d.name + ": " + std::to_string(dd.docs.size()) + " documents from " +
+                   std::to_string(dd.files.size()) + " files");
+    domains[d.name] = std::move(dd);
+  }
+  core::write_file_atomic(sample_path, sample);
+  train_tokenizer(sample_path, spec.out_dir + "/tokenizer", spec.tokenizer);
+  std::remove(sample_path.c_str());
+  Tokenizer tok(tokenizer_path(spec.out_dir));
+
+  PrepareOutput out;
+  nlohmann::json manifest = {{"format_version", 1}, {"seed", spec.seed},
+                             {"vocab", tok.vocab_size()}, {"domains", nlohmann::json::object()}};
+  for (const auto& d : spec.domains) {
+    const DomainDocs& dd = domains[d.name];
+    std::vector<uint32_t> split_tokens[3];
+    int64_t docs_in[3] = {0, 0, 0};
+    for (const auto& doc : dd.docs) {
+      int s = split_of(doc.sha256, spec.valid_fraction, spec.test_fraction);
+      auto ids = tok.encode(doc.text);
+      split_tokens[s].insert(split_tokens[s].end(), ids.begin(), ids.end());
+      split_tokens[s].push_back(tok.eos_id());  // documents are separated by EOS
+      ++docs_in[s];
+    }
+    for (int s = 0; s < 3; ++s) {
+      if (docs_in[s] == 0) {
+        throw StageError("domain " + d.name + ": the " + kSplits[s] + " split got no documents (" +
+                             std::to_string(dd.docs.size()) + " in all)",
+                         "raise the domain's max_bytes or data.valid_fraction/test_fraction");
+      }
+    }
+    nlohmann::json jd = {{"generator", d.generator}, {"sources", nlohmann::json::array()},
+                         {"splits", nlohmann::json::object()}};
+    for (const auto& f : dd.files) {
+      jd["sources"].push_back({{"path", f.path}, {"package", f.package}, {"version", f.version},
+                               {"sha256", f.sha256}, {"bytes", f.bytes}});
+    }
+    for (int s = 0; s < 3; ++s) {
+      std::string path = shard_path(spec.out_dir, d.name, kSplits[s]);
+      ShardInfo info = write_token_shard(path, split_tokens[s], tok.vocab_size());
+      jd["splits"][kSplits[s]] = {{"documents", docs_in[s]}, {"tokens", info.tokens},
+                                  {"sha256", info.sha256}};
+      out.tokens[d.name + "." + kSplits[s]] = info.tokens;
+      out.artifacts.push_back({path, "shard", info.sha256, info.tokens * (info.dtype == "uint16" ? 2 : 4)});
+    }
+    manifest["domains"][d.name] = jd;
+  }
+  std::string manifest_text = manifest.dump(2) + "\n";
+  core::write_file_atomic(manifest_path(spec.out_dir), manifest_text);
+  out.manifest_sha256 = core::sha256_hex(manifest_text);
+  out.artifacts.push_back({manifest_path(spec.out_dir), "manifest", out.manifest_sha256,
+                           static_cast<int64_t>(manifest_text.size())});
+  std::string tok_path = tokenizer_path(spec.out_dir);
+  out.artifacts.push_back({tok_path, "tokenizer", core::sha256_file(tok_path),
+                           static_cast<int64_t>(core::read_file(tok_path).size())});
+  return out;
+}
+
+}  // namespace upcycle::stages

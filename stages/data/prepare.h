@@ -1,0 +1,53 @@
+// The prepare stage: real documents per domain -> dedup -> deterministic split by document hash ->
+// SentencePiece tokenizer on a domain-balanced sample -> token shards -> manifest of every source.
+// Output layout of DIR (read back through data_layout.h):
+//   tokenizer.model, tokenizer.vocab, manifest.json, shards/<domain>.<train|valid|test>.bin(+.json)
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/job_files.h"
+#include "stages/data/documents.h"
+#include "stages/data/tokenizer.h"
+
+namespace upcycle::stages {
+
+struct SourceSpec {
+  std::string pattern;  ///< see expand_pattern()
+  DocSplit split = DocSplit::kWholeFile;
+};
+
+struct DomainSpec {
+  std::string name;
+  std::vector<SourceSpec> sources;
+  std::string generator;      ///< "" or "math"
+  int64_t max_bytes = 0;      ///< cap on text taken (documents in hash order); 0 = all
+};
+
+struct PrepareSpec {
+  std::vector<DomainSpec> domains;
+  TokenizerTrainOptions tokenizer;
+  int64_t tokenizer_sample_bytes = 200000;  ///< per domain
+  double valid_fraction = 0.05;
+  double test_fraction = 0.05;
+  uint64_t seed = 0;
+  std::string out_dir;
+};
+
+struct PrepareOutput {
+  std::string manifest_sha256;
+  std::vector<core::ArtifactRow> artifacts;
+  std::map<std::string, int64_t> tokens;  ///< "<domain>.<split>" -> tokens
+};
+
+/// The built-in sources of the four paper domains (general, code, law, math) on a Debian machine.
+/// Unknown domain names get none (the recipe must list sources).
+DomainSpec default_domain(const std::string& name);
+
+/// Runs the stage. Throws StageError when a domain yields no documents or a split is too small.
+PrepareOutput run_prepare(const PrepareSpec& spec);
+
+}  // namespace upcycle::stages

@@ -1,0 +1,62 @@
+#include "stages/data/tokenizer.h"
+
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
+#include <unordered_map>
+
+#include "core/error.h"
+
+namespace upcycle::stages {
+
+void train_tokenizer(const std::string& input, const std::string& prefix,
+                     const TokenizerTrainOptions& opts) {
+  // Arguments are a map, not a command string, so paths with spaces or '--' cannot inject flags.
+  std::unordered_map<std::string, std::string> args = {
+      {"input", input},
+      {"model_prefix", prefix},
+      {"vocab_size", std::to_string(opts.vocab)},
+      {"model_type", opts.model_type},
+      {"byte_fallback", "true"},
+      {"character_coverage", "0.9995"},
+      {"normalization_rule_name", "identity"},
+      {"remove_extra_whitespaces", "false"},
+      {"split_digits", "true"},
+      {"allow_whitespace_only_pieces", "true"},
+      {"max_sentence_length", "16384"},
+      {"num_threads", std::to_string(opts.threads)},
+      {"shuffle_input_sentence", "false"},
+      {"minloglevel", "2"},
+  };
+  auto status = sentencepiece::SentencePieceTrainer::Train(args);
+  if (!status.ok()) {
+    throw StageError("training the tokenizer on " + input + " failed: " + status.ToString(),
+                     "a vocab larger than the sample supports fails; lower data.tokenizer.vocab");
+  }
+}
+
+Tokenizer::Tokenizer(const std::string& model_path)
+    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
+  auto status = sp_->Load(model_path);
+  if (!status.ok()) throw StageError(model_path + ": cannot load tokenizer: " + status.ToString());
+}
+
+Tokenizer::~Tokenizer() = default;
+
+std::vector<uint32_t> Tokenizer::encode(const std::string& text) const {
+  std::vector<int> ids;
+  auto status = sp_->Encode(text, &ids);
+  if (!status.ok()) throw StageError("tokenizer encode failed: " + status.ToString());
+  return std::vector<uint32_t>(ids.begin(), ids.end());
+}
+
+std::string Tokenizer::decode(const std::vector<uint32_t>& ids) const {
+  std::string out;
+  sp_->Decode(std::vector<int>(ids.begin(), ids.end()), &out);
+  return out;
+}
+
+int64_t Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
+uint32_t Tokenizer::eos_id() const { return static_cast<uint32_t>(sp_->eos_id()); }
+
+}  // namespace upcycle::stages

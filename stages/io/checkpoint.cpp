@@ -1,0 +1,109 @@
+#include "stages/io/checkpoint.h"
+
+#include <torch/torch.h>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/sha256.h"
+
+namespace upcycle::stages {
+
+TensorMap state_of(TransformerLm& model) {
+  TensorMap out;
+  for (const auto& p : model->named_parameters()) out[p.key()] = p.value().detach();
+  return out;
+}
+
+void load_state_into(TransformerLm& model, const TensorMap& state, const std::string& origin) {
+  torch::NoGradGuard no_grad;
+  auto params = model->named_parameters();
+  for (const auto& [name, t] : state) {
+    if (!params.contains(name)) {
+      throw StageError(origin + ": tensor " + name + " is not a parameter of the configured model");
+    }
+  }
+  for (auto& p : params) {
+    auto it = state.find(p.key());
+    if (it == state.end()) throw StageError(origin + ": missing tensor " + p.key());
+    if (it->second.sizes() != p.value().sizes()) {
+      throw StageError(origin + ": tensor " + p.key() + " has shape " +
+                       c10::str(it->second.sizes()) + ", the model expects " +
+                       c10::str(p.value().sizes()));
+    }
+    p.value().copy_(it->second);
+  }
+}
+
+std::string save_checkpoint(const std::string& dir, const TensorMap& state, CheckpointMeta meta) {
+  core::make_dirs(dir);
+  std::string bytes = encode_safetensors(state, {{"format", "pt"}, {"producer", "upcycle"}});
+  meta.weights_sha256 = core::sha256_hex(bytes);
+  core::write_file_atomic(dir + "/" + kWeightsFile, bytes);
+  nlohmann::json cfg = {{"format_version", kCheckpointFormatVersion},
+                        {"model", to_json(meta.model)},
+                        {"step", meta.step},
+                        {"tokens", meta.tokens},
+                        {"extra", meta.extra},
+                        {"weights_sha256", meta.weights_sha256}};
+  core::write_file_atomic(dir + "/" + kCheckpointConfigFile, cfg.dump(2) + "\n");
+  return meta.weights_sha256;
+}
+
+std::string save_checkpoint(const std::string& dir, TransformerLm& model,
+                            const CheckpointMeta& meta) {
+  CheckpointMeta m = meta;
+  m.model = model->config;
+  return save_checkpoint(dir, state_of(model), m);
+}
+
+TensorMap load_checkpoint_state(const std::string& dir, CheckpointMeta* meta_out) {
+  std::string cfg_path = dir + "/" + kCheckpointConfigFile;
+  if (!core::file_exists(cfg_path)) {
+    throw StageError(dir + ": not a checkpoint (no " + kCheckpointConfigFile +
+                     "; an interrupted save leaves none)");
+  }
+  CheckpointMeta meta;
+  try {
+    auto cfg = nlohmann::json::parse(core::read_file(cfg_path));
+    int version = cfg.at("format_version").get<int>();
+    if (version != kCheckpointFormatVersion) {
+      throw StageError(cfg_path + ": checkpoint format version " + std::to_string(version) +
+                       " is not supported (expected " + std::to_string(kCheckpointFormatVersion) + ")");
+    }
+    meta.model = model_config_from_json(cfg.at("model"));
+    meta.step = cfg.at("step").get<int64_t>();
+    meta.tokens = cfg.at("tokens").get<int64_t>();
+    meta.extra = cfg.at("extra");
+    meta.weights_sha256 = cfg.at("weights_sha256").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    throw StageError(cfg_path + ": malformed checkpoint config: " + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw StageError(cfg_path + ": model." + e.what());
+  } catch (const Error& e) {
+    throw StageError(e.what());
+  }
+  std::string weights = dir + "/" + kWeightsFile;
+  std::string actual;
+  try {
+    actual = core::sha256_file(weights);
+  } catch (const Error& e) {
+    throw StageError(e.what());
+  }
+  if (actual != meta.weights_sha256) {
+    throw StageError(weights + ": sha256 " + actual + " does not match " + meta.weights_sha256 +
+                     " recorded in " + kCheckpointConfigFile + " (corrupt or partial file)");
+  }
+  if (meta_out) *meta_out = meta;
+  return read_safetensors(weights);
+}
+
+TransformerLm load_model(const std::string& dir, CheckpointMeta* meta_out) {
+  CheckpointMeta meta;
+  TensorMap state = load_checkpoint_state(dir, &meta);
+  TransformerLm model(meta.model);
+  load_state_into(model, state, dir);
+  if (meta_out) *meta_out = meta;
+  return model;
+}
+
+}  // namespace upcycle::stages

@@ -1,0 +1,204 @@
+#include "stages/job_runner.h"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/job_files.h"
+#include "core/log.h"
+#include "core/metric_sink.h"
+#include "core/sha256.h"
+#include "stages/data/data_layout.h"
+#include "stages/data/prepare.h"
+#include "stages/eval/perplexity.h"
+#include "stages/io/checkpoint.h"
+#include "stages/train/trainer.h"
+#include "stages/upcycle/surgery.h"
+
+namespace upcycle::stages {
+namespace {
+
+using json = nlohmann::json;
+
+template <typename T>
+T opt(const json& j, const char* key, T fallback) {
+  return j.contains(key) ? j.at(key).get<T>() : fallback;
+}
+
+core::ArtifactRow checkpoint_artifact(const std::string& dir) {
+  std::string path = dir + "/" + kWeightsFile;
+  return {dir, "checkpoint", core::sha256_file(path),
+          static_cast<int64_t>(std::filesystem::file_size(path))};
+}
+
+ModelConfig model_from(const json& j) {
+  try {
+    return model_config_from_json(j);
+  } catch (const std::invalid_argument& e) {
+    throw StageError(std::string("model.") + e.what());
+  }
+}
+
+// ---- one function per stage kind ----
+
+void run_prepare_job(const json& s, const std::string& dir, core::JobResult& r) {
+  PrepareSpec p;
+  p.out_dir = dir + "/data";
+  p.seed = s.at("seed").get<uint64_t>();
+  p.valid_fraction = opt(s, "valid_fraction", 0.05);
+  p.test_fraction = opt(s, "test_fraction", 0.05);
+  const json& tok = s.at("tokenizer");
+  p.tokenizer = {tok.at("vocab").get<int64_t>(), opt<std::string>(tok, "model_type", "bpe"),
+                 opt(s, "threads", 1), p.seed};
+  p.tokenizer_sample_bytes = opt<int64_t>(tok, "sample_bytes", 200000);
+  for (const auto& jd : s.at("domains")) {
+    DomainSpec d;
+    d.name = jd.at("name").get<std::string>();
+    d.generator = opt<std::string>(jd, "generator", "");
+    d.max_bytes = opt<int64_t>(jd, "max_bytes", 0);
+    for (const auto& src : jd.at("sources")) {
+      d.sources.push_back({src.at("pattern").get<std::string>(),
+                           opt<std::string>(src, "split", "file") == "fortune" ? DocSplit::kFortune
+                                                                               : DocSplit::kWholeFile});
+    }
+    p.domains.push_back(d);
+  }
+  PrepareOutput out = run_prepare(p);
+  r.outputs["data_dir"] = p.out_dir;
+  r.outputs["manifest_sha256"] = out.manifest_sha256;
+  r.artifacts = out.artifacts;
+}
+
+bool run_train_job(const json& s, const std::string& dir, core::JobResult& r) {
+  TrainSpec t;
+  t.out_dir = dir;
+  t.model = s.contains("model") ? model_from(s.at("model")) : ModelConfig{};
+  t.init_checkpoint = opt<std::string>(s, "init", "");
+  t.data_dir = s.at("data_dir").get<std::string>();
+  t.mix = s.at("mix").get<std::map<std::string, double>>();
+  t.tokens = s.at("tokens").get<int64_t>();
+  t.batch_size = opt<int64_t>(s, "batch_size", 8);
+  t.micro_batch = opt<int64_t>(s, "micro_batch", 0);
+  t.seed = s.at("seed").get<uint64_t>();
+  t.log_every = opt<int64_t>(s, "log_every", 10);
+  t.eval_every = opt<int64_t>(s, "eval_every", 0);
+  t.eval_windows = opt<int64_t>(s, "eval_windows", 8);
+  t.checkpoint_every = opt<int64_t>(s, "checkpoint_every", 0);
+  const json o = opt(s, "optim", json::object());
+  t.optim.lr = opt(o, "lr", t.optim.lr);
+  t.optim.min_lr_ratio = opt(o, "min_lr_ratio", t.optim.min_lr_ratio);
+  t.optim.warmup = opt(o, "warmup", t.optim.warmup);
+  t.optim.weight_decay = opt(o, "weight_decay", t.optim.weight_decay);
+  t.optim.beta1 = opt(o, "beta1", t.optim.beta1);
+  t.optim.beta2 = opt(o, "beta2", t.optim.beta2);
+  t.optim.eps = opt(o, "eps", t.optim.eps);
+  t.optim.grad_clip = opt(o, "grad_clip", t.optim.grad_clip);
+  core::JsonlMetricSink sink(dir + "/" + core::kMetricsFile);
+  TrainOutcome out = train(t, sink);
+  if (out.preempted) return false;
+  r.outputs["checkpoint"] = out.checkpoint_dir;
+  r.outputs["final_loss"] = std::to_string(out.final_loss);
+  r.outputs["val_loss"] = std::to_string(out.val_loss);
+  r.outputs["tokens"] = std::to_string(out.tokens);
+  r.outputs["tokens_per_s"] = std::to_string(out.tokens_per_s);
+  r.artifacts.push_back(checkpoint_artifact(out.checkpoint_dir));
+  return true;
+}
+
+void run_upcycle_job(const json& s, const std::string& dir, core::JobResult& r) {
+  UpcycleSpec u;
+  u.method = s.at("method").get<std::string>();
+  u.inputs = s.at("inputs").get<std::vector<std::string>>();
+  u.mixture = model_from(opt(s, "mixture", json::object()));
+  u.shared_kv_init = opt<std::string>(s, "shared_kv_init", "average");
+  u.average_weights = opt(s, "average_weights", std::vector<double>{});
+  u.seed = s.at("seed").get<uint64_t>();
+  UpcycleResult res = upcycle_dense(u);
+  CheckpointMeta meta;
+  meta.model = res.config;
+  meta.extra = {{"method", u.method}, {"sources", u.inputs}};
+  std::string ckpt = dir + "/checkpoint";
+  save_checkpoint(ckpt, res.state, meta);
+  r.outputs["checkpoint"] = ckpt;
+  r.artifacts.push_back(checkpoint_artifact(ckpt));
+}
+
+void run_eval_job(const json& s, core::JobResult& r) {
+  const std::string data_dir = s.at("data_dir").get<std::string>();
+  const std::string split = opt<std::string>(s, "split", "test");
+  const auto domains = s.at("domains").get<std::vector<std::string>>();
+  const int64_t max_windows = opt<int64_t>(s, "max_windows", 0);
+  for (const auto& m : s.at("models")) {
+    std::string name = m.at("name").get<std::string>();
+    TransformerLm model = load_model(m.at("checkpoint").get<std::string>());
+    for (const auto& d : domains) {
+      auto res = perplexity(model, shard_path(data_dir, d, split), max_windows);
+      r.evals.push_back({name, "ppl/" + d, "ppl", res.ppl, res.ppl_stderr, res.tokens});
+      r.evals.push_back({name, "ppl/" + d, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0,
+                         res.tokens});
+      core::log_info("eval: " + name + " on " + d + ": ppl " + std::to_string(res.ppl));
+    }
+  }
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  ::gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+}  // namespace
+
+int run_job(const std::string& spec_path) {
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    json s = core::read_json_file(spec_path);
+    const std::string kind = s.at("kind").get<std::string>();
+    const std::string dir = std::filesystem::path(spec_path).parent_path().string();
+    int threads = opt(s, "threads", 1);
+    torch::set_num_threads(threads);
+    torch::set_num_interop_threads(1);
+    core::JobResult r;
+    r.key = s.at("key").get<std::string>();
+    if (kind == "prepare") {
+      run_prepare_job(s, dir, r);
+    } else if (kind == "train") {
+      if (!run_train_job(s, dir, r)) {
+        core::log_warn("preempted: checkpoint written, exiting for requeue");
+        return kExitPreempted;
+      }
+    } else if (kind == "upcycle") {
+      run_upcycle_job(s, dir, r);
+    } else if (kind == "eval") {
+      run_eval_job(s, r);
+    } else {
+      throw StageError(spec_path + ": unknown job kind '" + kind + "'");
+    }
+    r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.host = host_name();
+    r.device = torch::cuda::is_available() ? "cuda" : "cpu";
+    r.torch_version = TORCH_VERSION;
+    core::write_job_result(dir, r);
+    return kExitOk;
+  } catch (const Error& e) {
+    core::log_error(e.what());
+    if (!e.hint().empty()) core::log_error("---> HINT: " + e.hint());
+    return kExitUserError;
+  } catch (const json::exception& e) {
+    core::log_error(spec_path + ": malformed job spec: " + e.what());
+    return kExitUserError;
+  } catch (const c10::Error& e) {
+    core::log_error(std::string("torch: ") + e.what_without_backtrace());
+    return kExitInternalError;
+  } catch (const std::exception& e) {
+    core::log_error(std::string("internal error: ") + e.what());
+    return kExitInternalError;
+  }
+}
+
+}  // namespace upcycle::stages

@@ -1,0 +1,71 @@
+#include "stages/model/attention.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace upcycle::stages {
+namespace {
+
+// Causal attention over [X, H, T, C]; X folds experts and batch.
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+#else
+  int64_t T = q.size(-2);
+  auto att = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
+  auto mask = torch::ones({T, T}, q.options().dtype(torch::kBool)).triu(1);
+  return torch::matmul(att.masked_fill(mask, -INFINITY).softmax(-1), v);
+#endif
+}
+
+}  // namespace
+
+MixtureOfAttentionImpl::MixtureOfAttentionImpl(const ModelConfig& c) : config(c) {
+  const int64_t E = c.attn_experts, D = c.d_model, C = c.head_dim();
+  const int64_t kv_copies = c.attn_kv == "shared" ? 1 : E;
+  torch::NoGradGuard no_grad;
+  const double out_std = c.init_std / std::sqrt(2.0 * c.layers);
+  wq_EHD = register_parameter("wq", torch::randn({E, c.heads * C, D}) * c.init_std);
+  wk_EGD = register_parameter("wk", torch::randn({kv_copies, c.kv_heads * C, D}) * c.init_std);
+  wv_EGD = register_parameter("wv", torch::randn({kv_copies, c.kv_heads * C, D}) * c.init_std);
+  wo_EDH = register_parameter("wo", torch::randn({E, D, c.heads * C}) * out_std);
+  if (E > 1) router_ED = register_parameter("router", torch::randn({E, D}) * c.router_init_std);
+}
+
+at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTables& rope,
+                                           at::Tensor* gates_BTE) {
+  const auto& c = config;
+  const int64_t B = h_BTD.size(0), T = h_BTD.size(1), E = c.attn_experts, C = c.head_dim();
+  const int64_t H = c.heads, G = c.kv_heads, Ekv = wk_EGD.size(0);
+  // Project all experts at once: [E, B, T, H*C] -> [E*B, H, T, C].
+  auto heads = [&](const at::Tensor& w, int64_t n_heads, int64_t copies) {
+    auto y = torch::einsum("btd,eod->ebto", {h_BTD, w});
+    return y.reshape({copies * B, T, n_heads, C}).transpose(1, 2);
+  };
+  auto q = apply_rope(heads(wq_EHD, H, E), rope);
+  auto k = apply_rope(heads(wk_EGD, G, Ekv), rope);
+  auto v = heads(wv_EGD, G, Ekv);
+  if (G != H) {  // GQA: each kv head serves H/G query heads
+    k = k.repeat_interleave(H / G, 1);
+    v = v.repeat_interleave(H / G, 1);
+  }
+  if (Ekv != E) {  // shared KV: the same K, V for every expert
+    k = k.reshape({1, B, H, T, C}).expand({E, B, H, T, C}).reshape({E * B, H, T, C});
+    v = v.reshape({1, B, H, T, C}).expand({E, B, H, T, C}).reshape({E * B, H, T, C});
+  }
+  auto y = causal_attention(q, k, v);                       // [E*B, H, T, C]
+  y = y.transpose(1, 2).reshape({E, B, T, H * C});
+  auto o_EBTD = torch::einsum("ebto,edo->ebtd", {y, wo_EDH});
+  if (E == 1) return o_EBTD[0];
+
+  auto gates = torch::softmax(torch::matmul(h_BTD, router_ED.t()), -1);  // [B, T, E]
+  if (c.attn_routing == "top_k" && c.attn_top_k < E) {
+    auto [top_v, top_i] = gates.topk(c.attn_top_k, -1);
+    gates = torch::zeros_like(gates).scatter(-1, top_i, top_v / top_v.sum(-1, true));
+  }
+  if (gates_BTE) *gates_BTE = gates.detach();
+  return torch::einsum("bte,ebtd->btd", {gates, o_EBTD});
+}
+
+}  // namespace upcycle::stages

@@ -1,0 +1,84 @@
+#include "stages/model/config.h"
+
+#include <stdexcept>
+
+namespace upcycle::stages {
+namespace {
+
+void require(bool ok, const std::string& key, const std::string& reason) {
+  if (!ok) throw std::invalid_argument(key + ": " + reason);
+}
+
+}  // namespace
+
+void ModelConfig::validate() const {
+  require(d_model > 0, "d_model", "must be positive");
+  require(layers > 0, "layers", "must be positive");
+  require(heads > 0 && d_model % heads == 0, "heads",
+          "must divide d_model (" + std::to_string(d_model) + ")");
+  require(head_dim() % 2 == 0, "heads", "head dimension d_model/heads must be even for RoPE");
+  require(kv_heads > 0 && heads % kv_heads == 0, "kv_heads",
+          "must divide heads (" + std::to_string(heads) + ")");
+  require(ffn_hidden > 0, "ffn_hidden", "must be positive");
+  require(vocab > 0, "vocab", "must be positive");
+  require(seq_len > 0, "seq_len", "must be positive");
+  require(block == "parallel" || block == "sequential", "block", "must be parallel or sequential");
+  require(norm == "layernorm" || norm == "rmsnorm", "norm", "must be layernorm or rmsnorm");
+  require(attn_experts >= 1, "attn_experts", "must be >= 1");
+  require(attn_routing == "soft" || attn_routing == "top_k", "attn_routing", "must be soft or top_k");
+  require(attn_top_k >= 1 && attn_top_k <= attn_experts, "attn_top_k",
+          "must be in [1, attn_experts=" + std::to_string(attn_experts) + "]");
+  require(attn_kv == "expert" || attn_kv == "shared", "attn_kv", "must be expert or shared");
+  require(ffn_experts >= 1, "ffn_experts", "must be >= 1");
+  require(ffn_top_k >= 1 && ffn_top_k <= ffn_experts, "ffn_top_k",
+          "must be in [1, ffn_experts=" + std::to_string(ffn_experts) + "]");
+  require(ffn_routing == "softmax_then_topk" || ffn_routing == "topk_then_softmax", "ffn_routing",
+          "must be softmax_then_topk or topk_then_softmax");
+  require(moe_every >= 1, "moe_every", "must be >= 1");
+  require(ffn_granularity >= 1 && ffn_hidden % ffn_granularity == 0, "ffn_granularity",
+          "must divide ffn_hidden");
+  require(router_init_std > 0, "router_init_std", "must be positive");
+}
+
+nlohmann::json to_json(const ModelConfig& c) {
+  return {{"d_model", c.d_model}, {"layers", c.layers}, {"heads", c.heads},
+          {"kv_heads", c.kv_heads}, {"ffn_hidden", c.ffn_hidden}, {"vocab", c.vocab},
+          {"seq_len", c.seq_len}, {"block", c.block}, {"norm", c.norm},
+          {"tied_embeddings", c.tied_embeddings}, {"rope_theta", c.rope_theta},
+          {"norm_eps", c.norm_eps}, {"init_std", c.init_std}, {"attn_experts", c.attn_experts},
+          {"attn_routing", c.attn_routing}, {"attn_top_k", c.attn_top_k}, {"attn_kv", c.attn_kv},
+          {"ffn_experts", c.ffn_experts}, {"ffn_top_k", c.ffn_top_k},
+          {"ffn_routing", c.ffn_routing}, {"ffn_renormalize", c.ffn_renormalize},
+          {"moe_every", c.moe_every}, {"ffn_granularity", c.ffn_granularity},
+          {"router_init_std", c.router_init_std}, {"lb_coef", c.lb_coef}, {"z_coef", c.z_coef}};
+}
+
+ModelConfig model_config_from_json(const nlohmann::json& j) {
+  ModelConfig c;
+  nlohmann::json known = to_json(c);
+  for (const auto& [k, v] : j.items()) {
+    if (!known.contains(k)) throw std::invalid_argument(k + ": unknown model key");
+  }
+  auto get = [&](const char* key, auto& field) {
+    if (!j.contains(key)) return;
+    try {
+      j.at(key).get_to(field);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::invalid_argument(std::string(key) + ": wrong type (" + e.what() + ")");
+    }
+  };
+  get("d_model", c.d_model); get("layers", c.layers); get("heads", c.heads);
+  get("kv_heads", c.kv_heads); get("ffn_hidden", c.ffn_hidden); get("vocab", c.vocab);
+  get("seq_len", c.seq_len); get("block", c.block); get("norm", c.norm);
+  get("tied_embeddings", c.tied_embeddings); get("rope_theta", c.rope_theta);
+  get("norm_eps", c.norm_eps); get("init_std", c.init_std);
+  get("attn_experts", c.attn_experts); get("attn_routing", c.attn_routing);
+  get("attn_top_k", c.attn_top_k); get("attn_kv", c.attn_kv);
+  get("ffn_experts", c.ffn_experts); get("ffn_top_k", c.ffn_top_k);
+  get("ffn_routing", c.ffn_routing); get("ffn_renormalize", c.ffn_renormalize);
+  get("moe_every", c.moe_every); get("ffn_granularity", c.ffn_granularity);
+  get("router_init_std", c.router_init_std); get("lb_coef", c.lb_coef); get("z_coef", c.z_coef);
+  return c;
+}
+
+}  // namespace upcycle::stages

@@ -1,0 +1,37 @@
+#include "stages/model/layers.h"
+
+#include <torch/torch.h>
+
+namespace upcycle::stages {
+
+at::Tensor apply_norm(const at::Tensor& x_BTD, const at::Tensor& weight_D, const ModelConfig& c) {
+  if (c.norm == "rmsnorm") {
+    auto inv = torch::rsqrt(x_BTD.pow(2).mean(-1, /*keepdim=*/true) + c.norm_eps);
+    return x_BTD * inv * weight_D;
+  }
+  return torch::layer_norm(x_BTD, {x_BTD.size(-1)}, weight_D, /*bias=*/{}, c.norm_eps);
+}
+
+RopeTables make_rope(int64_t T, int64_t head_dim, double theta, const at::Device& device) {
+  auto opts = torch::TensorOptions().dtype(torch::kFloat64).device(device);
+  auto inv_freq_C = torch::pow(theta, -torch::arange(0, head_dim, 2, opts) / double(head_dim));
+  auto angles_TC = torch::outer(torch::arange(T, opts), inv_freq_C);
+  return {angles_TC.cos().to(torch::kFloat32), angles_TC.sin().to(torch::kFloat32)};
+}
+
+at::Tensor apply_rope(const at::Tensor& x_XTC, const RopeTables& rope) {
+  int64_t half = x_XTC.size(-1) / 2;
+  auto x1 = x_XTC.narrow(-1, 0, half);
+  auto x2 = x_XTC.narrow(-1, half, half);
+  auto cos = rope.cos_TC.to(x_XTC.dtype());
+  auto sin = rope.sin_TC.to(x_XTC.dtype());
+  return torch::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1);
+}
+
+at::Tensor swiglu(const at::Tensor& x_ND, const at::Tensor& w1_FD, const at::Tensor& w3_FD,
+                  const at::Tensor& w2_DF) {
+  auto h_NF = torch::silu(torch::matmul(x_ND, w1_FD.t())) * torch::matmul(x_ND, w3_FD.t());
+  return torch::matmul(h_NF, w2_DF.t());
+}
+
+}  // namespace upcycle::stages

@@ -1,0 +1,58 @@
+#include "stages/model/transformer.h"
+
+#include <torch/torch.h>
+
+namespace upcycle::stages {
+
+BlockImpl::BlockImpl(const ModelConfig& c, int64_t layer) : config(c) {
+  norm1_D = register_parameter("norm1", torch::ones({c.d_model}));
+  if (c.block == "sequential") norm2_D = register_parameter("norm2", torch::ones({c.d_model}));
+  attn = register_module("attn", MixtureOfAttention(c));
+  ffn = register_module("ffn", MoeFfn(c, c.ffn_experts_in_layer(layer)));
+}
+
+at::Tensor BlockImpl::forward(const at::Tensor& x_BTD, const RopeTables& rope, RouterStats* stats) {
+  if (config.block == "parallel") {
+    auto h = apply_norm(x_BTD, norm1_D, config);
+    return x_BTD + attn->forward(h, rope) + ffn->forward(h, stats);
+  }
+  auto y = x_BTD + attn->forward(apply_norm(x_BTD, norm1_D, config), rope);
+  return y + ffn->forward(apply_norm(y, norm2_D, config), stats);
+}
+
+TransformerLmImpl::TransformerLmImpl(const ModelConfig& c) : config(c) {
+  c.validate();
+  torch::NoGradGuard no_grad;
+  embed_VD = register_parameter("embed", torch::randn({c.vocab, c.d_model}) * c.init_std);
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t l = 0; l < c.layers; ++l) blocks->push_back(Block(c, l));
+  final_norm_D = register_parameter("final_norm", torch::ones({c.d_model}));
+  if (!c.tied_embeddings) {
+    head_VD = register_parameter("head", torch::randn({c.vocab, c.d_model}) * c.init_std);
+  }
+}
+
+LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT) {
+  const int64_t T = idx_BT.size(1);
+  TORCH_CHECK(T <= config.seq_len, "sequence of ", T, " tokens exceeds seq_len ", config.seq_len);
+  auto rope = make_rope(T, config.head_dim(), config.rope_theta, idx_BT.device());
+  auto x = torch::embedding(embed_VD, idx_BT);
+  LmOutput out;
+  out.aux_loss = torch::zeros({}, x.options());
+  for (const auto& m : *blocks) {
+    RouterStats stats;
+    x = m->as<BlockImpl>()->forward(x, rope, &stats);
+    out.aux_loss = out.aux_loss + config.lb_coef * stats.load_balance + config.z_coef * stats.z_loss;
+    out.ffn_stats.push_back(std::move(stats));
+  }
+  x = apply_norm(x, final_norm_D, config);
+  out.logits_BTV = torch::matmul(x, (config.tied_embeddings ? embed_VD : head_VD).t());
+  return out;
+}
+
+at::Tensor lm_loss(const at::Tensor& logits_BTV, const at::Tensor& targets_BT) {
+  return torch::nn::functional::cross_entropy(logits_BTV.reshape({-1, logits_BTV.size(-1)}),
+                                              targets_BT.reshape({-1}));
+}
+
+}  // namespace upcycle::stages

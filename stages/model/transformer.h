@@ -1,0 +1,58 @@
+// The decoder LM: token embedding -> L blocks -> final norm -> output head. Each block holds a
+// (Mixture-of-)Attention and a (MoE) FFN, so the same class is the dense seed, BTX, BAM and the sparse
+// upcycled models; only ModelConfig differs.
+//   parallel:   y = x + Attn(N(x)) + FFN(N(x))          (BAM, PaLM, GPT-J; one norm per block)
+//   sequential: y = x + Attn(N1(x)); y = y + FFN(N2(y))  (Llama)
+// Shapes: B batch, T time, D d_model, V vocab, E experts.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/pimpl.h>
+
+#include <vector>
+
+#include "stages/model/attention.h"
+#include "stages/model/config.h"
+#include "stages/model/moe_ffn.h"
+
+namespace upcycle::stages {
+
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(const ModelConfig& c, int64_t layer);
+  at::Tensor forward(const at::Tensor& x_BTD, const RopeTables& rope, RouterStats* stats);
+
+  ModelConfig config;
+  at::Tensor norm1_D;
+  at::Tensor norm2_D;  ///< sequential blocks only
+  MixtureOfAttention attn{nullptr};
+  MoeFfn ffn{nullptr};
+};
+TORCH_MODULE(Block);
+
+/// What one forward returns: logits and the routers' statistics per MoE layer.
+struct LmOutput {
+  at::Tensor logits_BTV;
+  at::Tensor aux_loss;                ///< sum over MoE layers of lb_coef*L_LB + z_coef*L_z
+  std::vector<RouterStats> ffn_stats; ///< one per layer (dense layers have zeros)
+};
+
+class TransformerLmImpl : public torch::nn::Module {
+ public:
+  explicit TransformerLmImpl(const ModelConfig& c);
+  /// idx [B, T] int64 with T <= seq_len -> logits [B, T, V].
+  LmOutput forward(const at::Tensor& idx_BT);
+
+  ModelConfig config;
+  at::Tensor embed_VD;
+  at::Tensor final_norm_D;
+  at::Tensor head_VD;  ///< undefined when tied_embeddings
+  torch::nn::ModuleList blocks{nullptr};
+};
+TORCH_MODULE(TransformerLm);
+
+/// Mean next-token cross-entropy of logits [B, T, V] against targets [B, T].
+at::Tensor lm_loss(const at::Tensor& logits_BTV, const at::Tensor& targets_BT);
+
+}  // namespace upcycle::stages

@@ -1,0 +1,152 @@
+#include "stages/train/trainer.h"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "core/error.h"
+#include "stages/io/checkpoint.h"
+#include "stages/model/transformer.h"
+#include "stages/train/batch_sampler.h"
+#include "stages/train/lr_schedule.h"
+#include "stages/train/preemption.h"
+
+namespace upcycle::stages {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// ---- setup ----
+
+TransformerLm build_model(const TrainSpec& spec, CheckpointMeta* meta) {
+  torch::manual_seed(spec.seed);
+  if (!spec.init_checkpoint.empty()) return load_model(spec.init_checkpoint, meta);
+  try {
+    spec.model.validate();
+  } catch (const std::invalid_argument& e) {
+    throw StageError(std::string("model.") + e.what());
+  }
+  return TransformerLm(spec.model);
+}
+
+// AdamW with weight decay on matrices only; norms (1-D) are not decayed.
+std::unique_ptr<torch::optim::AdamW> make_optimizer(TransformerLm& model, const OptimSpec& o) {
+  std::vector<at::Tensor> decay, no_decay;
+  for (auto& p : model->parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  auto opts = [&](double wd) {
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(wd));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, opts(o.weight_decay));
+  groups.emplace_back(no_decay, opts(0.0));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(o.lr));
+}
+
+void set_lr(torch::optim::Optimizer& opt, double lr) {
+  for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+}
+
+double validation_loss(TransformerLm& model, const MixtureSampler& val, int64_t windows) {
+  torch::NoGradGuard no_grad;
+  auto b = val.batch(/*step=*/0, /*micro=*/0, windows);  // the same windows every time
+  int64_t T = b.size(1) - 1;
+  auto out = model->forward(b.narrow(1, 0, T));
+  return lm_loss(out.logits_BTV, b.narrow(1, 1, T)).item<double>();
+}
+
+void print_progress(int64_t step, int64_t steps, int64_t tokens, double loss, double tps) {
+  double eta = tps > 0 ? double(steps - step) * double(tokens) / double(step) / tps : 0;
+  std::fprintf(stderr, "\r[train] step %lld/%lld  tokens %lld  loss %.4f  %.0f tok/s  ETA %.0fs   ",
+               (long long)step, (long long)steps, (long long)tokens, loss, tps, eta);
+  if (step == steps) std::fprintf(stderr, "\n");
+}
+
+}  // namespace
+
+// ---- the loop ----
+
+TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
+  install_preemption_handlers();
+  CheckpointMeta meta;
+  TransformerLm model = build_model(spec, &meta);
+  const ModelConfig& cfg = model->config;
+  const int64_t T = cfg.seq_len, B = spec.batch_size;
+  const int64_t micro = spec.micro_batch > 0 ? spec.micro_batch : B;
+  if (B % micro != 0) throw StageError("batch_size must be a multiple of micro_batch");
+  const int64_t accum = B / micro, tokens_per_step = B * T;
+  const int64_t steps = std::max<int64_t>(1, (spec.tokens + tokens_per_step - 1) / tokens_per_step);
+  MixtureSampler data(spec.data_dir, spec.mix, "train", T, spec.seed);
+  MixtureSampler val(spec.data_dir, spec.mix, "valid", T, spec.seed);
+  auto opt = make_optimizer(model, spec.optim);
+  LrSchedule schedule{spec.optim.lr, spec.optim.warmup, steps, spec.optim.min_lr_ratio};
+  const bool tty = ::isatty(STDERR_FILENO);
+
+  TrainOutcome out;
+  auto t0 = Clock::now();
+  for (int64_t step = 0; step < steps; ++step) {
+    double lr = schedule.at(step);
+    set_lr(*opt, lr);
+    opt->zero_grad();
+    double loss_sum = 0, aux_sum = 0;
+    std::vector<RouterStats> stats;
+    for (int64_t m = 0; m < accum; ++m) {
+      auto b = data.batch(step, m, micro);
+      auto res = model->forward(b.narrow(1, 0, T));
+      auto loss = lm_loss(res.logits_BTV, b.narrow(1, 1, T));
+      ((loss + res.aux_loss) / double(accum)).backward();
+      loss_sum += loss.item<double>() / accum;
+      aux_sum += res.aux_loss.item<double>() / accum;
+      stats = std::move(res.ffn_stats);
+    }
+    if (!std::isfinite(loss_sum)) {
+      throw StageError("loss is " + std::to_string(loss_sum) + " at step " + std::to_string(step),
+                       "lower optim.lr or raise optim.warmup");
+    }
+    double gnorm = spec.optim.grad_clip > 0
+                       ? torch::nn::utils::clip_grad_norm_(model->parameters(), spec.optim.grad_clip)
+                       : 0.0;
+    opt->step();
+    out.steps = step + 1;
+    out.tokens = out.steps * tokens_per_step;
+    out.final_loss = loss_sum;
+    out.tokens_per_s = out.tokens / std::chrono::duration<double>(Clock::now() - t0).count();
+
+    bool last = step + 1 == steps;
+    if (out.steps % spec.log_every == 0 || last || step == 0) {
+      std::map<std::string, double> v = {{"loss", loss_sum}, {"lr", lr}, {"grad_norm", gnorm},
+                                         {"tokens", double(out.tokens)},
+                                         {"tokens_per_s", out.tokens_per_s}, {"aux_loss", aux_sum}};
+      for (size_t l = 0; l < stats.size(); ++l) {
+        if (stats[l].util_E.numel() <= 1) continue;
+        v["lb_loss/l" + std::to_string(l)] = stats[l].load_balance.item<double>();
+        v["z_loss/l" + std::to_string(l)] = stats[l].z_loss.item<double>();
+        for (int64_t e = 0; e < stats[l].util_E.numel(); ++e) {
+          v["util/l" + std::to_string(l) + "/e" + std::to_string(e)] = stats[l].util_E[e].item<double>();
+        }
+      }
+      if ((spec.eval_every > 0 && out.steps % spec.eval_every == 0) || last) {
+        out.val_loss = validation_loss(model, val, spec.eval_windows);
+        v["val_loss"] = out.val_loss;
+      }
+      sink.log(out.steps, v);
+    }
+    if (tty) print_progress(out.steps, steps, out.tokens, loss_sum, out.tokens_per_s);
+    bool preempt = preemption_requested();
+    if ((spec.checkpoint_every > 0 && out.steps % spec.checkpoint_every == 0) || last || preempt) {
+      CheckpointMeta m{cfg, out.steps, out.tokens + meta.tokens, meta.extra, ""};
+      out.checkpoint_dir = spec.out_dir + "/checkpoint";
+      save_checkpoint(out.checkpoint_dir, model, m);
+    }
+    if (preempt && !last) {
+      out.preempted = true;
+      break;
+    }
+  }
+  return out;
+}
+
+}  // namespace upcycle::stages

@@ -1,0 +1,99 @@
+#include "stages/upcycle/surgery.h"
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "stages/io/checkpoint.h"
+#include "stages/model/transformer.h"
+#include "stages/upcycle/upcycle_config.h"
+
+namespace upcycle::stages {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void check_same_shape(const ModelConfig& a, const ModelConfig& b, const std::string& a_dir,
+                      const std::string& b_dir) {
+  auto ja = to_json(a), jb = to_json(b);
+  for (const char* key : {"d_model", "layers", "heads", "kv_heads", "ffn_hidden", "vocab", "seq_len",
+                          "block", "norm", "tied_embeddings"}) {
+    if (ja[key] != jb[key]) {
+      throw StageError("dense models differ in " + std::string(key) + ": " + ja[key].dump() + " in " +
+                       a_dir + " vs " + jb[key].dump() + " in " + b_dir);
+    }
+  }
+}
+
+}  // namespace
+
+UpcycleResult upcycle_dense(const UpcycleSpec& spec) {
+  if (spec.inputs.empty()) throw StageError("upcycle needs at least one dense checkpoint");
+  if (spec.method == "sparse" && spec.inputs.size() != 1) {
+    throw StageError("sparse upcycling takes exactly one dense checkpoint, got " +
+                     std::to_string(spec.inputs.size()));
+  }
+  std::vector<TensorMap> dense;
+  std::vector<CheckpointMeta> metas(spec.inputs.size());
+  for (size_t i = 0; i < spec.inputs.size(); ++i) {
+    dense.push_back(load_checkpoint_state(spec.inputs[i], &metas[i]));
+    if (!metas[i].model.is_dense()) throw StageError(spec.inputs[i] + ": is not a dense model");
+    check_same_shape(metas[0].model, metas[i].model, spec.inputs[0], spec.inputs[i]);
+  }
+  const int64_t n = static_cast<int64_t>(dense.size());
+  std::vector<double> w = spec.average_weights;
+  if (w.empty()) w.assign(n, 1.0 / double(n));
+  if (static_cast<int64_t>(w.size()) != n) {
+    throw StageError("average_weights has " + std::to_string(w.size()) + " entries for " +
+                     std::to_string(n) + " dense models");
+  }
+
+  UpcycleResult out;
+  try {
+    out.config = upcycled_config(spec.method, metas[0].model, spec.mixture, n);
+  } catch (const std::invalid_argument& e) {
+    throw StageError("upcycled model: " + std::string(e.what()));
+  }
+  torch::manual_seed(spec.seed);
+  TransformerLm moe(out.config);  // fresh routers come from here
+  out.state = state_of(moe);
+
+  auto average = [&](const std::string& name) {
+    auto acc = torch::zeros_like(dense[0].at(name));
+    for (int64_t i = 0; i < n; ++i) acc += w[i] * dense[i].at(name);
+    return acc;
+  };
+  auto stack = [&](const std::string& name) {
+    std::vector<at::Tensor> parts;
+    for (int64_t i = 0; i < n; ++i) parts.push_back(dense[i].at(name));
+    return torch::cat(parts, 0);
+  };
+  auto replicate = [&](const std::string& name, int64_t copies) {
+    return dense[0].at(name).repeat_interleave(copies, 0);
+  };
+  for (auto& [name, t] : out.state) {
+    if (ends_with(name, ".router")) continue;
+    const bool attn = name.find(".attn.") != std::string::npos;
+    const bool ffn = name.find(".ffn.") != std::string::npos;
+    const bool kv = ends_with(name, ".wk") || ends_with(name, ".wv");
+    at::Tensor v;
+    if (spec.method == "sparse") {
+      v = (ffn && t.size(0) > 1) ? replicate(name, t.size(0)) : dense[0].at(name);
+    } else if (ffn) {
+      v = t.size(0) == n ? stack(name) : average(name);
+    } else if (attn && spec.method == "bam") {
+      if (kv && out.config.attn_kv == "shared") {
+        v = spec.shared_kv_init == "first" ? dense[0].at(name) : average(name);
+      } else {
+        v = stack(name);
+      }
+    } else {
+      v = average(name);  // btx attention, embeddings, norms
+    }
+    t = v.clone();
+  }
+  return out;
+}
+
+}  // namespace upcycle::stages

@@ -1,0 +1,124 @@
+#include "tracking/schema.h"
+
+namespace upcycle::tracking {
+
+// Tables are plural and snake_case; every table that jobs feed is keyed so that re-ingestion upserts.
+static const char* kV1 = R"SQL(
+CREATE TABLE experiments (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE TABLE runs (
+  id INTEGER PRIMARY KEY,
+  experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+  key TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL,
+  sweep_point TEXT NOT NULL DEFAULT '{}',
+  status TEXT NOT NULL DEFAULT 'pending',
+  tags TEXT NOT NULL DEFAULT '',
+  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  updated_at TEXT
+);
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY,
+  key TEXT NOT NULL UNIQUE,
+  stage TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  exit_code INTEGER,
+  dir TEXT NOT NULL,
+  host TEXT NOT NULL DEFAULT '',
+  device TEXT NOT NULL DEFAULT '',
+  scheduler_id TEXT NOT NULL DEFAULT '',
+  error TEXT NOT NULL DEFAULT '',
+  config TEXT NOT NULL DEFAULT '{}',
+  started_at TEXT,
+  finished_at TEXT,
+  wall_s REAL
+);
+CREATE TABLE run_jobs (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  stage TEXT NOT NULL,
+  PRIMARY KEY (run_id, stage)
+);
+CREATE TABLE params (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (run_id, key)
+);
+CREATE TABLE metrics (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  key TEXT NOT NULL,
+  step INTEGER NOT NULL,
+  value REAL,
+  time REAL NOT NULL,
+  PRIMARY KEY (job_id, key, step)
+);
+CREATE TABLE eval_results (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  model TEXT NOT NULL,
+  task TEXT NOT NULL,
+  metric TEXT NOT NULL,
+  value REAL NOT NULL,
+  stderr REAL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (job_id, model, task, metric)
+);
+CREATE TABLE artifacts (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  path TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  PRIMARY KEY (job_id, path)
+);
+CREATE TABLE provenance (
+  run_id INTEGER PRIMARY KEY REFERENCES runs(id),
+  git_sha TEXT NOT NULL,
+  git_dirty INTEGER NOT NULL,
+  recipe_hash TEXT NOT NULL,
+  recipe_text TEXT NOT NULL,
+  data_manifest_sha256 TEXT NOT NULL DEFAULT '',
+  torch_version TEXT NOT NULL DEFAULT '',
+  device TEXT NOT NULL DEFAULT '',
+  host TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX metrics_by_key ON metrics(key);
+CREATE INDEX eval_by_task ON eval_results(task, metric);
+
+-- v_results: one row per (run, stage, model, task, metric). The view users query first.
+CREATE VIEW v_results AS
+  SELECT r.name AS run, e.name AS experiment, rj.stage AS stage, er.model, er.task, er.metric,
+         er.value, er.stderr, er.n, j.key AS job_key, er.rowid AS result_id
+  FROM eval_results er
+  JOIN jobs j ON j.id = er.job_id
+  JOIN run_jobs rj ON rj.job_id = j.id
+  JOIN runs r ON r.id = rj.run_id
+  JOIN experiments e ON e.id = r.experiment_id;
+
+-- v_jobs: every job of every run with its status and timings.
+CREATE VIEW v_jobs AS
+  SELECT r.name AS run, rj.stage, j.kind, j.status, j.attempts, j.exit_code, j.wall_s, j.host,
+         j.scheduler_id, j.key, j.dir, j.error
+  FROM jobs j JOIN run_jobs rj ON rj.job_id = j.id JOIN runs r ON r.id = rj.run_id;
+
+-- v_final_metrics: the last logged value of every metric of every job.
+CREATE VIEW v_final_metrics AS
+  SELECT r.name AS run, rj.stage, m.key, m.step, m.value
+  FROM metrics m
+  JOIN (SELECT job_id, key, MAX(step) AS step FROM metrics GROUP BY job_id, key) last
+    ON last.job_id = m.job_id AND last.key = m.key AND last.step = m.step
+  JOIN run_jobs rj ON rj.job_id = m.job_id
+  JOIN runs r ON r.id = rj.run_id;
+)SQL";
+
+const std::vector<const char*>& schema_migrations() {
+  static const std::vector<const char*> kMigrations = {kV1};
+  return kMigrations;
+}
+
+}  // namespace upcycle::tracking

@@ -1,0 +1,108 @@
+// The SQLite experiment store (SQLiteCpp). One writer: the runner on the submit host opens it
+// read-write and ingests job directories; jobs never open it. Readers (query, table) open read-only and
+// never block the writer (WAL). The schema is versioned with PRAGMA user_version (tracking/schema.cpp).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/job_files.h"
+
+namespace SQLite {
+class Database;
+}
+
+namespace upcycle::tracking {
+
+using Cell = std::variant<std::monostate, int64_t, double, std::string>;
+
+/// A query result: column names and rows of typed cells (NULL = monostate).
+struct ResultSet {
+  std::vector<std::string> columns;
+  std::vector<std::vector<Cell>> rows;
+};
+
+/// What identifies a run: a recipe resolved with one sweep point. `key` = hash of the resolved recipe.
+struct RunInfo {
+  std::string key;
+  std::string experiment;  ///< recipe name
+  std::string name;        ///< e.g. "tiny" or "tiny/seed=2"
+  std::string sweep_point_json = "{}";
+};
+
+struct Provenance {
+  std::string git_sha;
+  bool git_dirty = false;
+  std::string recipe_hash;
+  std::string recipe_text;  ///< the fully resolved recipe
+  std::string data_manifest_sha256;
+  std::string torch_version;
+  std::string device;
+  std::string host;
+};
+
+/// A job row. `key` is the content key; a job is shared by every run whose plan contains that key.
+struct JobRow {
+  int64_t id = 0;
+  std::string key;
+  std::string stage;  ///< stage label of the run that first planned it, e.g. "experiments/code"
+  std::string kind;   ///< prepare | train | upcycle | eval | command
+  std::string status; ///< pending | running | done | failed | preempted
+  int attempts = 0;
+  std::optional<int> exit_code;
+  std::string dir;
+  std::string host;
+  std::string scheduler_id;
+  std::string error;
+  std::string config_json;
+};
+
+/// Open a store. Thread-compatible, not thread-safe: one Store per thread.
+class Store {
+ public:
+  enum class Mode { kReadWrite, kReadOnly };
+  /// Opens or creates `path` and migrates it to the current schema (read-write), or opens an existing
+  /// store read-only. Throws StoreError naming the path and the reason.
+  explicit Store(const std::string& path, Mode mode = Mode::kReadWrite);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  static int schema_version();
+  int user_version();
+  const std::string& path() const { return path_; }
+
+  /// Inserts or updates a run by key; returns its id.
+  int64_t upsert_run(const RunInfo& run);
+  void set_run_status(int64_t run_id, const std::string& status);
+  void record_provenance(int64_t run_id, const Provenance& p);
+  /// Replaces the run's flattened resolved config.
+  void record_params(int64_t run_id, const std::map<std::string, std::string>& params);
+
+  /// Inserts a job by key if new (status pending) and links it to the run under `stage`; returns id.
+  int64_t upsert_job(int64_t run_id, const JobRow& job);
+  std::optional<JobRow> find_job(const std::string& key);
+  /// Updates status fields of the job `key`. started/finished are set when status moves there.
+  void set_job_status(const std::string& key, const std::string& status,
+                      std::optional<int> exit_code = std::nullopt, const std::string& error = "",
+                      const std::string& scheduler_id = "");
+
+  /// Ingests a finished job directory: metrics.jsonl, the result's evals and artifacts, timings.
+  /// Idempotent: re-ingesting the same directory changes nothing. One transaction.
+  void ingest_job(const std::string& key, const std::string& dir, const core::JobResult& result);
+
+  /// Runs a read query with bound parameters (never spliced).
+  ResultSet select(const std::string& sql, const std::vector<std::string>& binds = {});
+
+ private:
+  void migrate();
+  std::string path_;
+  std::unique_ptr<SQLite::Database> db_;
+};
+
+}  // namespace upcycle::tracking
