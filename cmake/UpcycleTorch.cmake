@@ -1,12 +1,17 @@
 # Locate LibTorch. Order:
 #   1. -DTorch_DIR=... (a cluster's own LibTorch) or CMAKE_PREFIX_PATH, as CMake normally does;
-#   2. the PyPI torch wheel's bundled LibTorch, via torch.utils.cmake_prefix_path;
+#   2. the PyPI torch wheel's bundled LibTorch, via torch.utils.cmake_prefix_path of UPCYCLE_PYTHON
+#      (scripts/build.sh passes ./.venv/bin/python);
 #   3. Debian's libtorch-dev (1.13), the fallback.
+set(UPCYCLE_PYTHON "" CACHE FILEPATH "Python whose torch wheel provides LibTorch (default: python3)")
 if(NOT Torch_DIR)
-  find_package(Python3 COMPONENTS Interpreter QUIET)
-  if(Python3_Interpreter_FOUND)
+  if(NOT UPCYCLE_PYTHON)
+    find_package(Python3 COMPONENTS Interpreter QUIET)
+    set(UPCYCLE_PYTHON ${Python3_EXECUTABLE})
+  endif()
+  if(UPCYCLE_PYTHON)
     execute_process(
-      COMMAND ${Python3_EXECUTABLE} -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
+      COMMAND ${UPCYCLE_PYTHON} -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
       OUTPUT_VARIABLE UPCYCLE_TORCH_PREFIX OUTPUT_STRIP_TRAILING_WHITESPACE
       RESULT_VARIABLE UPCYCLE_TORCH_RC ERROR_QUIET)
     if(UPCYCLE_TORCH_RC EQUAL 0 AND EXISTS "${UPCYCLE_TORCH_PREFIX}/Torch")

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything upcycle needs on Debian 12, by package name. Idempotent and non-interactive:
+# a second run installs nothing. Run as root, or as a user with sudo.
+#   apt: compilers, CMake, ccache, yaml-cpp, SQLiteCpp, Boost.Program_options, nlohmann-json,
+#        SentencePiece, GoogleTest, and the packages whose documents the prepare stage reads.
+#   pip: PyPI's torch wheel (its bundled LibTorch is what we link) into ./.venv, which sees the
+#        system site-packages, so an already installed torch is reused.
+# Environment: UPCYCLE_PYTHON (default python3) picks the interpreter the venv is made from.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(
+  build-essential cmake pkg-config git ccache python3 python3-venv python3-pip
+  libyaml-cpp-dev libsqlitecpp-dev libsqlite3-dev sqlite3 libboost-program-options-dev
+  nlohmann-json3-dev libsentencepiece-dev libgtest-dev
+  # documents for the prepare stage's built-in domains (general: fortunes, docs; law: licenses)
+  fortunes fortunes-min base-files
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[setup] apt-get install ${missing[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  echo "[setup] Debian packages: all present"
+fi
+
+PYTHON="${UPCYCLE_PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv from $($PYTHON -c 'import sys; print(sys.executable)')"
+  "$PYTHON" -m venv --system-site-packages .venv
+fi
+if ! .venv/bin/python -c "import torch, numpy" 2>/dev/null; then
+  echo "[setup] pip install torch numpy (PyPI wheel; a few minutes)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check torch numpy
+fi
+echo "[setup] torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') ready"

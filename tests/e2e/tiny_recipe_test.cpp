@@ -1,0 +1,70 @@
+// Runs the real binary on recipes/ci/tiny.yaml and checks what it leaves in the SQLite store.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+#include "tests/support/run_binary.h"
+#include "tests/support/temp_dir.h"
+#include "tracking/store.h"
+
+namespace upcycle {
+namespace {
+
+using testing::run_binary;
+
+int64_t scalar(tracking::Store& s, const std::string& sql, const std::vector<std::string>& binds = {}) {
+  return std::get<int64_t>(s.select(sql, binds).rows.at(0).at(0));
+}
+
+TEST(TinyRecipeTest, RunsEndToEndAndFillsTheStore) {
+  testing::TempDir dir;
+  const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
+  auto r = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  tracking::Store store(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+  EXPECT_EQ(scalar(store, "SELECT COUNT(*) FROM runs WHERE name = 'tiny' AND status = 'done'"), 1);
+  EXPECT_EQ(scalar(store, "SELECT COUNT(*) FROM jobs"), 7);  // data, seed, 2 experts, bam, bam_dm, eval
+  EXPECT_EQ(scalar(store, "SELECT COUNT(*) FROM jobs WHERE status = 'done'"), 7);
+  EXPECT_GT(scalar(store, "SELECT COUNT(*) FROM params WHERE key = 'stages.bam.method'"), 0);
+  EXPECT_EQ(scalar(store, "SELECT COUNT(*) FROM provenance WHERE recipe_text LIKE '%bam_dm%' "
+                          "AND torch_version != '' AND data_manifest_sha256 != ''"), 1);
+
+  // Training metrics of every training job, with a loss that went down.
+  for (const char* stage : {"seed", "experts/code", "experts/math", "bam_dm"}) {
+    EXPECT_GT(scalar(store, "SELECT COUNT(*) FROM metrics m JOIN run_jobs rj ON rj.job_id = m.job_id "
+                            "WHERE rj.stage = ? AND m.key = 'loss'", {stage}), 1) << stage;
+  }
+  auto loss = store.select("SELECT m.value FROM metrics m JOIN run_jobs rj ON rj.job_id = m.job_id "
+                           "WHERE rj.stage = 'seed' AND m.key = 'loss' ORDER BY m.step");
+  EXPECT_LT(std::get<double>(loss.rows.back()[0]), std::get<double>(loss.rows.front()[0]));
+  EXPECT_GT(scalar(store, "SELECT COUNT(*) FROM metrics WHERE key LIKE 'util/l%/e%'"), 0);
+
+  // Perplexity of every evaluated model on every domain, finite and better than uniform (vocab 512).
+  auto ppl = store.select("SELECT model, task, value, stderr, n FROM v_results WHERE metric = 'ppl'");
+  std::set<std::string> models, tasks;
+  for (const auto& row : ppl.rows) {
+    models.insert(std::get<std::string>(row[0]));
+    tasks.insert(std::get<std::string>(row[1]));
+    double v = std::get<double>(row[2]);
+    EXPECT_TRUE(std::isfinite(v) && v > 1.0 && v < 512.0) << v;
+    EXPECT_GT(std::get<int64_t>(row[4]), 0);
+  }
+  EXPECT_EQ(models, (std::set<std::string>{"seed", "experts/code", "experts/math", "bam_dm"}));
+  EXPECT_EQ(tasks, (std::set<std::string>{"ppl/general", "ppl/code", "ppl/law", "ppl/math"}));
+
+  // Running it again trains nothing: every job is complete under its key.
+  auto again = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("0 jobs done, 7 already complete"), std::string::npos) << again.output;
+  tracking::Store after(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+  EXPECT_EQ(scalar(after, "SELECT MAX(attempts) FROM jobs"), 1);
+
+  auto table = run_binary({UPCYCLE_BINARY, "table", "ppl", "--format", "csv"}, dir.path());
+  EXPECT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_EQ(table.output.substr(0, table.output.find('\n')), "model,general,code,law,math,avg");
+}
+
+}  // namespace
+}  // namespace upcycle

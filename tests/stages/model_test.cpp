@@ -1,0 +1,114 @@
+// Shapes, causality, gradient flow and parameter accounting of the model library.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "stages/model/accounting.h"
+#include "stages/model/transformer.h"
+#include "stages/upcycle/upcycle_config.h"
+#include "tests/support/tensor_asserts.h"
+
+namespace upcycle::stages {
+namespace {
+
+ModelConfig tiny(const std::string& block = "parallel") {
+  ModelConfig c;
+  c.d_model = 32;
+  c.layers = 2;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.ffn_hidden = 48;
+  c.vocab = 97;
+  c.seq_len = 16;
+  c.block = block;
+  return c;
+}
+
+ModelConfig bam(int64_t n, const std::string& block = "parallel") {
+  ModelConfig mix;
+  mix.ffn_top_k = 2;
+  return upcycled_config("bam", tiny(block), mix, n);
+}
+
+class ModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override { torch::manual_seed(0); }
+};
+
+TEST_F(ModelTest, ShapesForEveryVariant) {
+  for (const auto& c : {tiny(), tiny("sequential"), bam(3), bam(3, "sequential")}) {
+    TransformerLm m(c);
+    auto idx = torch::randint(c.vocab, {2, 11});
+    auto out = m->forward(idx);
+    EXPECT_EQ(out.logits_BTV.sizes(), (std::vector<int64_t>{2, 11, c.vocab}));
+    EXPECT_EQ(out.ffn_stats.size(), static_cast<size_t>(c.layers));
+  }
+}
+
+TEST_F(ModelTest, ParameterCountMatchesAccounting) {
+  ModelConfig shared = bam(3);
+  shared.attn_kv = "shared";
+  ModelConfig every_other = bam(4);
+  every_other.moe_every = 2;
+  for (const auto& c : {tiny(), tiny("sequential"), bam(3), shared, every_other}) {
+    TransformerLm m(c);
+    int64_t n = 0;
+    for (const auto& p : m->parameters()) n += p.numel();
+    EXPECT_EQ(n, count_params(c).total) << to_json(c).dump();
+  }
+}
+
+TEST_F(ModelTest, PositionTNeverSeesLaterTokens) {
+  for (const auto& c : {tiny(), bam(3)}) {
+    TransformerLm m(c);
+    auto idx = torch::randint(c.vocab, {1, 12});
+    auto changed = idx.clone();
+    changed.index_put_({0, torch::indexing::Slice(7)}, (idx.index({0, torch::indexing::Slice(7)}) + 1) % c.vocab);
+    auto a = m->forward(idx).logits_BTV.narrow(1, 0, 7);
+    auto b = m->forward(changed).logits_BTV.narrow(1, 0, 7);
+    EXPECT_TRUE(testing::tensors_near(a, b, 1e-6));
+    auto later = (m->forward(idx).logits_BTV.narrow(1, 7, 5) - m->forward(changed).logits_BTV.narrow(1, 7, 5)).abs().max();
+    EXPECT_GT(later.item<double>(), 1e-4);  // and it does see earlier ones
+  }
+}
+
+TEST_F(ModelTest, GradientsReachRoutersAndSelectedExperts) {
+  ModelConfig c = bam(3);
+  TransformerLm m(c);
+  auto idx = torch::randint(c.vocab, {4, 16});
+  auto out = m->forward(idx);
+  (lm_loss(out.logits_BTV, idx) + out.aux_loss).backward();
+  for (const auto& p : m->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    if (p.key().find("router") != std::string::npos) {
+      EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0) << p.key();
+    }
+  }
+  // Every expert that received tokens got a gradient on its FFN weights.
+  for (int64_t l = 0; l < c.layers; ++l) {
+    auto util = out.ffn_stats[l].util_E;
+    auto g = m->named_parameters()["blocks." + std::to_string(l) + ".ffn.w1"].grad();
+    for (int64_t e = 0; e < c.ffn_experts; ++e) {
+      bool routed = util[e].item<double>() > 0;
+      EXPECT_EQ(routed, g[e].abs().sum().item<double>() > 0) << "layer " << l << " expert " << e;
+    }
+  }
+}
+
+TEST_F(ModelTest, LoadBalanceLossOfUniformRoutingIsOne) {
+  // With a zero router every probability is 1/E; with top_k = E each expert gets 1/E of the pairs:
+  // L_LB = E * sum_i (1/E)(1/E) = 1, and z-loss = log(E)^2.
+  ModelConfig c = tiny();
+  c.ffn_experts = 4;
+  c.ffn_top_k = 4;
+  MoeFfn ffn(c, 4);
+  torch::NoGradGuard g;
+  ffn->router_ED.zero_();
+  RouterStats s;
+  ffn->forward(torch::randn({2, 8, c.d_model}), &s);
+  EXPECT_NEAR(s.load_balance.item<double>(), 1.0, 1e-6);
+  EXPECT_NEAR(s.z_loss.item<double>(), std::pow(std::log(4.0), 2), 1e-5);
+  EXPECT_TRUE(testing::tensors_near(s.util_E, torch::full({4}, 0.25), 1e-7));
+}
+
+}  // namespace
+}  // namespace upcycle::stages

@@ -1,0 +1,51 @@
+#include "stages/data/documents.h"
+
+#include <gtest/gtest.h>
+
+#include "core/atomic_file.h"
+#include "tests/support/temp_dir.h"
+
+namespace upcycle::stages {
+namespace {
+
+TEST(DocumentsTest, FortuneFilesSplitOnPercentLines) {
+  testing::TempDir dir;
+  core::write_file_atomic(dir / "f", "A saying.\n%\nAnother\n  one.\n%\n\n%\n");
+  auto docs = read_documents(dir / "f", DocSplit::kFortune);
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0].text, "A saying.");
+  EXPECT_EQ(docs[1].text, "Another\n  one.");
+}
+
+TEST(DocumentsTest, BinaryAndInvalidUtf8FilesAreSkipped) {
+  testing::TempDir dir;
+  core::write_file_atomic(dir / "bin", std::string("ab\0cd", 5));
+  core::write_file_atomic(dir / "latin1", "caf\xe9 au lait");
+  core::write_file_atomic(dir / "utf8", "caf\xc3\xa9 au lait");
+  EXPECT_TRUE(read_documents(dir / "bin", DocSplit::kWholeFile).empty());
+  EXPECT_TRUE(read_documents(dir / "latin1", DocSplit::kWholeFile).empty());
+  EXPECT_EQ(read_documents(dir / "utf8", DocSplit::kWholeFile).size(), 1u);
+}
+
+TEST(DocumentsTest, PatternsExpandRecursivelyAndSorted) {
+  testing::TempDir dir;
+  core::make_dirs(dir / "a/b");
+  core::write_file_atomic(dir / "a/b/x.h", "x");
+  core::write_file_atomic(dir / "a/y.h", "y");
+  core::write_file_atomic(dir / "a/z.c", "z");
+  EXPECT_EQ(expand_pattern(dir / "a/**/*.h"),
+            (std::vector<std::string>{dir / "a/b/x.h", dir / "a/y.h"}));
+  EXPECT_EQ(expand_pattern(dir / "a/*.h"), (std::vector<std::string>{dir / "a/y.h"}));
+  EXPECT_TRUE(expand_pattern(dir / "nope/*.h").empty());
+}
+
+TEST(DocumentsTest, DpkgIndexFindsTheOwnerOfAnInstalledFile) {
+  DpkgIndex index;
+  auto [pkg, version] = index.owner("/usr/share/common-licenses/GPL-3");
+  EXPECT_EQ(pkg, "base-files");
+  EXPECT_FALSE(version.empty());
+  EXPECT_EQ(index.owner("/no/such/file").first, "");
+}
+
+}  // namespace
+}  // namespace upcycle::stages

@@ -1,0 +1,60 @@
+#include "stages/data/token_shard.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "tests/support/temp_dir.h"
+
+namespace upcycle::stages {
+namespace {
+
+TEST(TokenShardTest, RoundTripsNarrowAndWide) {
+  testing::TempDir dir;
+  std::vector<uint32_t> tokens = {0, 1, 511, 65535, 7};
+  write_token_shard(dir / "a.bin", tokens, 65536);
+  TokenShard a(dir / "a.bin");
+  ASSERT_EQ(a.size(), 5);
+  for (int64_t i = 0; i < a.size(); ++i) EXPECT_EQ(a.at(i), tokens[i]);
+  EXPECT_EQ(std::filesystem::file_size(dir / "a.bin"), 10u);  // uint16
+  tokens.push_back(200000);
+  write_token_shard(dir / "b.bin", tokens, 256000);
+  TokenShard b(dir / "b.bin");
+  EXPECT_EQ(b.at(5), 200000u);
+  std::vector<int64_t> out(3);
+  b.copy_to(2, 3, out.data());
+  EXPECT_EQ(out, (std::vector<int64_t>{511, 65535, 7}));
+}
+
+TEST(TokenShardTest, TruncatedShardIsRejectedWithPathAndReason) {
+  testing::TempDir dir;
+  std::string path = dir / "t.bin";
+  write_token_shard(path, std::vector<uint32_t>(100, 3), 1000);
+  std::filesystem::resize_file(path, 100);  // 50 tokens left
+  try {
+    TokenShard s(path);
+    FAIL();
+  } catch (const StageError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find(path), std::string::npos) << msg;
+    EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+  }
+}
+
+TEST(TokenShardTest, CorruptShardFailsItsHash) {
+  testing::TempDir dir;
+  std::string path = dir / "c.bin";
+  write_token_shard(path, std::vector<uint32_t>(100, 3), 1000);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(10);
+    f.put('\x7f');
+  }
+  EXPECT_THROW(TokenShard s(path), StageError);
+  EXPECT_NO_THROW(TokenShard s(path, /*verify=*/false));
+}
+
+}  // namespace
+}  // namespace upcycle::stages

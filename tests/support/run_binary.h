@@ -1,0 +1,47 @@
+// Runs a program (no shell) in a working directory and captures its exit code and combined output.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+namespace upcycle::testing {
+
+struct ProcessResult {
+  int exit_code = -1;
+  std::string output;  ///< stdout and stderr interleaved
+};
+
+inline ProcessResult run_binary(const std::vector<std::string>& argv, const std::string& cwd = "") {
+  int fds[2];
+  if (::pipe(fds) != 0) return {};
+  std::vector<std::string> args = argv;
+  std::vector<char*> cargs;
+  for (auto& a : args) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::dup2(fds[1], STDERR_FILENO);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
+    ::execv(cargs[0], cargs.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  ProcessResult r;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof(buf))) > 0) r.output.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+}  // namespace upcycle::testing

@@ -1,0 +1,114 @@
+#include "tracking/store.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/metric_sink.h"
+#include "tests/support/temp_dir.h"
+
+namespace upcycle::tracking {
+namespace {
+
+int64_t count(Store& s, const std::string& table) {
+  return std::get<int64_t>(s.select("SELECT COUNT(*) FROM " + table).rows[0][0]);
+}
+
+TEST(StoreTest, NewStoreIsMigratedToCurrentVersion) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  EXPECT_EQ(s.user_version(), Store::schema_version());
+  EXPECT_GE(Store::schema_version(), 1);
+  auto mode = s.select("PRAGMA journal_mode");
+  EXPECT_EQ(std::get<std::string>(mode.rows[0][0]), "wal");
+}
+
+TEST(StoreTest, TwoProcessesCreatingOneStoreBothSucceed) {
+  testing::TempDir dir;
+  std::string path = dir / "store.sqlite";
+  pid_t kids[2];
+  for (int k = 0; k < 2; ++k) {
+    kids[k] = ::fork();
+    if (kids[k] == 0) {
+      try {
+        Store s(path);
+        s.upsert_run({"key-" + std::to_string(k), "exp", "run" + std::to_string(k), "{}"});
+        ::_exit(0);
+      } catch (...) {
+        ::_exit(1);
+      }
+    }
+  }
+  for (pid_t kid : kids) {
+    int status = 0;
+    ::waitpid(kid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  Store s(path);
+  EXPECT_EQ(s.user_version(), Store::schema_version());
+  EXPECT_EQ(count(s, "runs"), 2);
+  EXPECT_EQ(count(s, "experiments"), 1);
+}
+
+TEST(StoreTest, IngestIsIdempotent) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  int64_t run = s.upsert_run({"rk", "exp", "run", "{}"});
+  EXPECT_EQ(s.upsert_run({"rk", "exp", "run", "{}"}), run);
+  std::string job_dir = dir / "job";
+  core::make_dirs(job_dir);
+  s.upsert_job(run, {0, "jk", "seed", "train", "", 0, std::nullopt, job_dir, "", "", "", "{}"});
+  core::JsonlMetricSink sink(job_dir + "/metrics.jsonl");
+  sink.log(1, {{"loss", 5.0}, {"lr", 0.1}});
+  sink.log(2, {{"loss", 4.0}, {"lr", 0.2}});
+  core::JobResult r;
+  r.key = "jk";
+  r.evals = {{"seed", "ppl/code", "ppl", 10.0, 0.5, 100}};
+  r.artifacts = {{job_dir + "/checkpoint", "checkpoint", "ab", 10}};
+  for (int i = 0; i < 3; ++i) s.ingest_job("jk", job_dir, r);
+  EXPECT_EQ(count(s, "metrics"), 4);
+  EXPECT_EQ(count(s, "eval_results"), 1);
+  EXPECT_EQ(count(s, "artifacts"), 1);
+  auto job = s.find_job("jk");
+  ASSERT_TRUE(job);
+  EXPECT_EQ(job->status, "done");
+  auto v = s.select("SELECT run, model, task, value FROM v_results");
+  ASSERT_EQ(v.rows.size(), 1u);
+  EXPECT_DOUBLE_EQ(std::get<double>(v.rows[0][3]), 10.0);
+}
+
+TEST(StoreTest, ValuesAreBoundNotSpliced) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  std::string evil = "x'); DROP TABLE runs; --";
+  s.upsert_run({"k", evil, evil, "{}"});
+  auto rs = s.select("SELECT name FROM runs WHERE name = ?", {evil});
+  ASSERT_EQ(rs.rows.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(rs.rows[0][0]), evil);
+}
+
+TEST(StoreTest, ReadOnlyOpenOfMissingStoreThrowsStoreError) {
+  testing::TempDir dir;
+  EXPECT_THROW(Store(dir / "missing.sqlite", Store::Mode::kReadOnly), StoreError);
+}
+
+TEST(StoreTest, NewerSchemaIsRejected) {
+  testing::TempDir dir;
+  std::string path = dir / "store.sqlite";
+  {
+    Store s(path);
+    s.select("PRAGMA user_version = 999");
+  }
+  try {
+    Store s(path);
+    FAIL() << "expected StoreError";
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("newer"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace upcycle::tracking
