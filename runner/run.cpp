@@ -50,6 +50,15 @@ std::string host_name() {
   return buf;
 }
 
+// Before a fresh attempt: drop the outputs of earlier ones, in the directory and in the store. The log
+// is kept (appended), so earlier failures stay readable.
+void reset_job(tracking::Store& store, const PlannedJob& j) {
+  std::error_code ec;
+  std::filesystem::remove(j.dir + "/" + core::kResultFile, ec);
+  std::filesystem::remove(j.dir + "/" + core::kMetricsFile, ec);
+  store.reset_job(j.key);
+}
+
 // Jobs of forced stages and everything downstream of them.
 std::set<size_t> forced_jobs(const Plan& plan, const std::vector<std::string>& force) {
   std::set<size_t> out;
@@ -97,9 +106,7 @@ RunSummary execute_plan(const Recipe& recipe, const Plan& plan, const RunOptions
     store.upsert_job(run_id, {0, j.key, j.stage, j.kind, "", 0, std::nullopt, j.dir, "", "", "",
                               j.spec.dump()});
     if (forced.count(i)) {
-      std::error_code ec;
-      std::filesystem::remove(j.dir + "/" + core::kResultFile, ec);
-      store.set_job_status(j.key, "pending");
+      reset_job(store, j);
       continue;
     }
     auto result = core::read_job_result(j.dir);
@@ -189,6 +196,7 @@ RunSummary execute_plan(const Recipe& recipe, const Plan& plan, const RunOptions
         state[i] = S::kPending;
       } else if (attempts[i] <= recipe.retries) {
         core::log_warn(j.stage + ": failed (exit " + std::to_string(ev.exit_code) + "), retrying");
+        reset_job(store, j);
         store.set_job_status(j.key, "pending", ev.exit_code, "failed; retrying");
         state[i] = S::kPending;
       } else {

@@ -220,6 +220,22 @@ void Store::set_job_status(const std::string& key, const std::string& status,
   });
 }
 
+void Store::reset_job(const std::string& key) {
+  guarded(path_, "reset job " + key, [&] {
+    SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+    for (const char* table : {"metrics", "eval_results", "artifacts"}) {
+      SQLite::Statement del(*db_, std::string("DELETE FROM ") + table +
+                                      " WHERE job_id = (SELECT id FROM jobs WHERE key = ?)");
+      del.bind(1, key);
+      del.exec();
+    }
+    SQLite::Statement st(*db_, "UPDATE jobs SET status = 'pending', wall_s = NULL WHERE key = ?");
+    st.bind(1, key);
+    st.exec();
+    tx.commit();
+  });
+}
+
 void Store::ingest_job(const std::string& key, const std::string& dir,
                        const core::JobResult& result) {
   // Parse outside the transaction so the write lock is held only for the inserts.

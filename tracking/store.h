@@ -92,6 +92,10 @@ class Store {
                       std::optional<int> exit_code = std::nullopt, const std::string& error = "",
                       const std::string& scheduler_id = "");
 
+  /// Forgets what a job produced (metrics, evals, artifacts) and marks it pending: before a forced
+  /// re-run or a retry, so stale rows of an earlier attempt cannot mix with the new ones.
+  void reset_job(const std::string& key);
+
   /// Ingests a finished job directory: metrics.jsonl, the result's evals and artifacts, timings.
   /// Idempotent: re-ingesting the same directory changes nothing. One transaction.
   void ingest_job(const std::string& key, const std::string& dir, const core::JobResult& result);

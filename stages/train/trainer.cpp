@@ -86,6 +86,9 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   const bool tty = ::isatty(STDERR_FILENO);
 
   TrainOutcome out;
+  // Throughput is measured after kUntimedSteps (allocator and kernel warm-up), as the Python peer
+  // (shared/bench/ref_train.py) does, unless the run is too short to have a steady state.
+  const int64_t kUntimedSteps = steps > 4 ? 2 : 0;
   auto t0 = Clock::now();
   for (int64_t step = 0; step < steps; ++step) {
     double lr = schedule.at(step);
@@ -113,7 +116,11 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
     out.steps = step + 1;
     out.tokens = out.steps * tokens_per_step;
     out.final_loss = loss_sum;
-    out.tokens_per_s = out.tokens / std::chrono::duration<double>(Clock::now() - t0).count();
+    if (out.steps == kUntimedSteps) t0 = Clock::now();
+    if (out.steps > kUntimedSteps) {
+      double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      out.tokens_per_s = double((out.steps - kUntimedSteps) * tokens_per_step) / secs;
+    }
 
     bool last = step + 1 == steps;
     if (out.steps % spec.log_every == 0 || last || step == 0) {

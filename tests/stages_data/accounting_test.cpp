@@ -49,6 +49,10 @@ TEST(AccountingTest, ActiveCountsFollowTheDocumentedConvention) {
   // BAM expert KV: dense + 3 soft-routed attention experts + both routers; the paper's 662,731,776
   // counts one router only (papers.md §1.3).
   EXPECT_EQ(count_params(upcycled_config("bam", dense, ModelConfig{}, 4)).active, 662731776 + 24576);
+  // BAM shared KV: W_k, W_v once, W_q, W_o of all 4 experts, both routers.
+  ModelConfig shared;
+  shared.attn_kv = "shared";
+  EXPECT_EQ(count_params(upcycled_config("bam", dense, shared, 4)).active, 625007616);
 }
 
 }  // namespace

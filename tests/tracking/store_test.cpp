@@ -78,6 +78,11 @@ TEST(StoreTest, IngestIsIdempotent) {
   auto v = s.select("SELECT run, model, task, value FROM v_results");
   ASSERT_EQ(v.rows.size(), 1u);
   EXPECT_DOUBLE_EQ(std::get<double>(v.rows[0][3]), 10.0);
+
+  s.reset_job("jk");  // a forced re-run starts from nothing
+  EXPECT_EQ(count(s, "metrics"), 0);
+  EXPECT_EQ(count(s, "eval_results"), 0);
+  EXPECT_EQ(s.find_job("jk")->status, "pending");
 }
 
 TEST(StoreTest, ValuesAreBoundNotSpliced) {
