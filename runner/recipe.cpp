@@ -98,18 +98,11 @@ DataDef parse_data(const YamlReader& r) {
             dd.sources.push_back({s.str(), "file"});
           } else {
             s.expect_map({"pattern", "split"});
-            SourceDef sd{s.child("pattern").str(), s.get_str("split", "file")};
-            if (sd.split != "file" && sd.split != "fortune") {
-              throw s.child("split").error("expected file or fortune");
-            }
-            dd.sources.push_back(sd);
+            dd.sources.push_back({s.child("pattern").str(), s.get_choice("split", "file", {"file", "fortune"})});
           }
         }
       }
-      dd.generator = e.get_str("generator", dd.generator);
-      if (!dd.generator.empty() && dd.generator != "math") {
-        throw e.child("generator").error("unknown generator '" + dd.generator + "' (known: math)");
-      }
+      dd.generator = e.get_choice("generator", dd.generator, {"math"});
       dd.max_bytes = e.get_integer("max_bytes", dd.max_bytes);
     }
     if (dd.sources.empty() && dd.generator.empty()) {
@@ -123,13 +116,10 @@ DataDef parse_data(const YamlReader& r) {
     YamlReader t = r.child("tokenizer");
     t.expect_map({"vocab", "model_type", "sample_bytes"});
     d.vocab = t.get_integer("vocab", d.vocab);
-    d.tokenizer_type = t.get_str("model_type", d.tokenizer_type);
+    d.tokenizer_type = t.get_choice("model_type", d.tokenizer_type, {"bpe", "unigram"});
     d.tokenizer_sample_bytes = t.get_integer("sample_bytes", d.tokenizer_sample_bytes);
     if (d.vocab < 300 || d.vocab > 1000000) {
       throw t.child("vocab").error("must be in [300, 1000000] (byte fallback needs 259 pieces)");
-    }
-    if (d.tokenizer_type != "bpe" && d.tokenizer_type != "unigram") {
-      throw t.child("model_type").error("expected bpe or unigram");
     }
   }
   d.valid_fraction = r.get_number("valid_fraction", d.valid_fraction);
@@ -201,24 +191,19 @@ stages::ModelConfig parse_mixture(const StageDef& s, const YamlReader& r) {
   if (r.has("attention")) {
     YamlReader a = r.child("attention");
     a.expect_map({"routing", "top_k", "kv"});
-    m.attn_routing = a.get_str("routing", m.attn_routing);
+    m.attn_routing = a.get_choice("routing", m.attn_routing, {"soft", "top_k"});
     m.attn_top_k = a.get_integer("top_k", m.attn_top_k);
-    m.attn_kv = a.get_str("kv", m.attn_kv);
-    if (m.attn_routing != "soft" && m.attn_routing != "top_k") throw a.child("routing").error("expected soft or top_k");
-    if (m.attn_kv != "expert" && m.attn_kv != "shared") throw a.child("kv").error("expected expert or shared");
+    m.attn_kv = a.get_choice("kv", m.attn_kv, {"expert", "shared"});
   }
   if (r.has("ffn")) {
     YamlReader f = r.child("ffn");
     f.expect_map({"top_k", "routing", "renormalize", "moe_every", "lb_coef", "z_coef"});
     m.ffn_top_k = f.get_integer("top_k", m.ffn_top_k);
-    m.ffn_routing = f.get_str("routing", m.ffn_routing);
+    m.ffn_routing = f.get_choice("routing", m.ffn_routing, {"softmax_then_topk", "topk_then_softmax"});
     m.ffn_renormalize = f.get_bool("renormalize", m.ffn_renormalize);
     m.moe_every = f.get_integer("moe_every", m.moe_every);
     m.lb_coef = f.get_number("lb_coef", m.lb_coef);
     m.z_coef = f.get_number("z_coef", m.z_coef);
-    if (m.ffn_routing != "softmax_then_topk" && m.ffn_routing != "topk_then_softmax") {
-      throw f.child("routing").error("expected softmax_then_topk or topk_then_softmax");
-    }
   }
   m.router_init_std = r.get_number("router_init_std", m.router_init_std);
   return m;
@@ -256,21 +241,15 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
     r.expect_map({"kind", "from", "method", "attention", "ffn", "experts", "router_init_std",
                   "shared_kv_init"});
     s.from = r.child("from").strings();
-    s.method = r.child("method").str();
-    if (s.method != "bam" && s.method != "btx" && s.method != "sparse") {
-      throw r.child("method").error("unknown method '" + s.method + "' (expected bam, btx or sparse)");
-    }
+    r.child("method");  // required
+    s.method = r.get_choice("method", "", {"bam", "btx", "sparse"});
     s.mixture = parse_mixture(s, r);
-    s.shared_kv_init = r.get_str("shared_kv_init", s.shared_kv_init);
-    if (s.shared_kv_init != "average" && s.shared_kv_init != "first") {
-      throw r.child("shared_kv_init").error("expected average or first");
-    }
+    s.shared_kv_init = r.get_choice("shared_kv_init", s.shared_kv_init, {"average", "first"});
   } else if (s.kind == "eval") {
     r.expect_map({"kind", "models", "domains", "split", "max_windows"});
     s.models = r.child("models").strings();
     s.domains = r.has("domains") ? r.child("domains").strings() : std::vector<std::string>{"all"};
-    s.split = r.get_str("split", s.split);
-    if (s.split != "test" && s.split != "valid") throw r.child("split").error("expected test or valid");
+    s.split = r.get_choice("split", s.split, {"test", "valid"});
     s.max_windows = r.get_integer("max_windows", 0);
   } else {
     throw r.child("kind").error("unknown stage kind '" + s.kind + "'",

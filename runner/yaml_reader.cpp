@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 #include <stdexcept>
 
 namespace upcycle::runner {
@@ -94,11 +95,27 @@ bool YamlReader::get_bool(const std::string& key, bool fallback) const {
   return has(key) ? child(key).boolean() : fallback;
 }
 
+std::string YamlReader::get_choice(const std::string& key, const std::string& fallback,
+                                   const std::vector<std::string>& choices) const {
+  if (!has(key)) return fallback;
+  std::string v = child(key).str();
+  if (std::find(choices.begin(), choices.end(), v) != choices.end()) return v;
+  std::string list;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    list += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + choices[i];
+  }
+  throw child(key).error("'" + v + "' is not allowed; expected " + list);
+}
+
 ConfigError YamlReader::error(const std::string& message, const std::string& hint) const {
-  std::string where = file_ ? *file_ : "<recipe>";
+  std::ostringstream where;
+  where << (file_ ? *file_ : std::string("<recipe>"));
   YAML::Mark m = node_.Mark();
-  if (m.line >= 0) where += ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
-  return ConfigError(where + ": " + (path_.empty() ? "" : path_ + ": ") + message, hint);
+  if (m.line >= 0) where << ":" << m.line + 1 << ":" << m.column + 1;
+  where << ": ";
+  if (!path_.empty()) where << path_ << ": ";
+  where << message;
+  return ConfigError(where.str(), hint);
 }
 
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {

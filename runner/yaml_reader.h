@@ -45,6 +45,9 @@ class YamlReader {
   double get_number(const std::string& key, double fallback) const;
   int64_t get_integer(const std::string& key, int64_t fallback) const;
   bool get_bool(const std::string& key, bool fallback) const;
+  /// A string that must be one of `choices` ("expected a, b or c" otherwise).
+  std::string get_choice(const std::string& key, const std::string& fallback,
+                         const std::vector<std::string>& choices) const;
 
   /// "FILE:LINE:COL: path: message" as a ConfigError.
   ConfigError error(const std::string& message, const std::string& hint = "") const;

@@ -8,22 +8,13 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "tests/support/model_configs.h"
 #include "tests/support/temp_dir.h"
 
 namespace upcycle::stages {
 namespace {
 
-ModelConfig small() {
-  ModelConfig c;
-  c.d_model = 16;
-  c.layers = 1;
-  c.heads = 2;
-  c.kv_heads = 2;
-  c.ffn_hidden = 24;
-  c.vocab = 50;
-  c.seq_len = 8;
-  return c;
-}
+ModelConfig small() { return testing::small_config(/*vocab=*/50, /*layers=*/1); }
 
 TEST(CheckpointTest, SaveThenLoadGivesIdenticalParameters) {
   testing::TempDir dir;

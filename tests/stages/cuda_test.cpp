@@ -4,6 +4,7 @@
 
 #include "stages/model/transformer.h"
 #include "stages/upcycle/upcycle_config.h"
+#include "tests/support/model_configs.h"
 #include "tests/support/tensor_asserts.h"
 
 namespace upcycle::stages {
@@ -11,14 +12,7 @@ namespace {
 
 TEST(ModelTest, BamForwardMatchesCpu_CUDA) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "CUDA is not available";
-  ModelConfig c;
-  c.d_model = 64;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = 4;
-  c.ffn_hidden = 128;
-  c.vocab = 300;
-  c.seq_len = 32;
+  ModelConfig c = testing::small_config(/*vocab=*/300);
   ModelConfig mix;
   mix.ffn_routing = "topk_then_softmax";
   mix.ffn_top_k = 3;  // top_k = E: no routing ties between devices
@@ -32,7 +26,7 @@ TEST(ModelTest, BamForwardMatchesCpu_CUDA) {
     for (auto& p : gpu->named_parameters()) p.value().copy_(src[p.key()]);
   }
   gpu->to(torch::kCUDA);
-  auto idx = torch::randint(c.vocab, {2, 32});
+  auto idx = torch::randint(c.vocab, {2, c.seq_len});
   auto a = cpu->forward(idx).logits_BTV;
   auto b = gpu->forward(idx.to(torch::kCUDA)).logits_BTV.to(torch::kCPU);
   EXPECT_TRUE(testing::tensors_near(b, a, 2e-3, 1e-3));

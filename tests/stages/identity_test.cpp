@@ -4,20 +4,13 @@
 
 #include "stages/model/attention.h"
 #include "stages/model/moe_ffn.h"
+#include "tests/support/model_configs.h"
 #include "tests/support/tensor_asserts.h"
 
 namespace upcycle::stages {
 namespace {
 
-ModelConfig base() {
-  ModelConfig c;
-  c.d_model = 32;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.ffn_hidden = 40;
-  c.seq_len = 16;
-  return c;
-}
+ModelConfig base() { return testing::small_config(); }
 
 // Copies expert 0 of `src` into every expert of `dst` (same stacked layout).
 void tile(const at::Tensor& src, at::Tensor& dst) {

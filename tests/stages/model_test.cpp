@@ -5,20 +5,14 @@
 #include "stages/model/accounting.h"
 #include "stages/model/transformer.h"
 #include "stages/upcycle/upcycle_config.h"
+#include "tests/support/model_configs.h"
 #include "tests/support/tensor_asserts.h"
 
 namespace upcycle::stages {
 namespace {
 
 ModelConfig tiny(const std::string& block = "parallel") {
-  ModelConfig c;
-  c.d_model = 32;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.ffn_hidden = 48;
-  c.vocab = 97;
-  c.seq_len = 16;
+  ModelConfig c = testing::small_config();
   c.block = block;
   return c;
 }

@@ -12,22 +12,13 @@
 #include "stages/train/trainer.h"
 #include "stages/upcycle/surgery.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/model_configs.h"
 #include "tests/support/tensor_asserts.h"
 
 namespace upcycle::stages {
 namespace {
 
-ModelConfig dense_config() {
-  ModelConfig c;
-  c.d_model = 32;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.ffn_hidden = 48;
-  c.vocab = 256;
-  c.seq_len = 16;
-  return c;
-}
+ModelConfig dense_config() { return testing::small_config(/*vocab=*/256); }
 
 std::vector<std::string> save_dense(const testing::TempDir& dir, int n, bool identical) {
   std::vector<std::string> out;
