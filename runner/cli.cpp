@@ -12,7 +12,7 @@
 #include "cluster/local_executor.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "runner/params_report.h"
+#include "runner/accounting_report.h"
 #include "runner/plan.h"
 #include "runner/recipe.h"
 #include "runner/run.h"
@@ -202,21 +202,43 @@ int cmd_table(const std::vector<std::string>& args) {
   return 0;
 }
 
-int cmd_params(const std::vector<std::string>& args) {
-  po::options_description desc("params options");
-  desc.add_options()("help,h", "show this help")("recipe", po::value<std::string>(), "recipe YAML file")(
-      "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value")(
+// Shared by params and flops: RECIPE-or-CONFIG [overrides] [--stage S] [--format F].
+po::options_description accounting_options(const char* title) {
+  po::options_description desc(title);
+  desc.add_options()("help,h", "show this help")(
+      "input", po::value<std::string>(), "recipe YAML, or a model config (YAML/JSON of model keys)")(
+      "set", po::value<std::vector<std::string>>()->composing(), "recipe override, key.path=value")(
       "stage", po::value<std::string>()->default_value(""), "only this stage")(
       "format", po::value<std::string>()->default_value("table"), "table | json");
-  po::positional_options_description pos;
-  pos.add("recipe", 1).add("set", -1);
-  auto vm = parse("params", args, desc, pos);
-  if (wants_help(vm, "params", "RECIPE [--stage S] [--format table|json]", desc)) return 0;
-  if (!vm.count("recipe")) throw ConfigError("upcycle params: missing RECIPE");
+  return desc;
+}
+
+std::vector<NamedModel> accounting_models(const std::string& cmd, const po::variables_map& vm) {
+  if (!vm.count("input")) throw ConfigError("upcycle " + cmd + ": missing RECIPE or CONFIG");
   auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  Recipe recipe = load_recipe(vm["recipe"].as<std::string>(), overrides);
-  std::cout << params_report(make_plan(recipe), vm["stage"].as<std::string>(),
-                             vm["format"].as<std::string>());
+  return models_for_accounting(vm["input"].as<std::string>(), overrides, vm["stage"].as<std::string>());
+}
+
+int cmd_params(const std::vector<std::string>& args) {
+  auto desc = accounting_options("params options");
+  po::positional_options_description pos;
+  pos.add("input", 1).add("set", -1);
+  auto vm = parse("params", args, desc, pos);
+  if (wants_help(vm, "params", "RECIPE|CONFIG [key.path=value ...] [--stage S] [--format table|json]", desc)) return 0;
+  std::cout << params_report(accounting_models("params", vm), vm["format"].as<std::string>());
+  return 0;
+}
+
+int cmd_flops(const std::vector<std::string>& args) {
+  auto desc = accounting_options("flops options");
+  desc.add_options()("context", po::value<int64_t>()->default_value(0),
+                     "context length n_ctx for the attention scores (0: each model's seq_len)");
+  po::positional_options_description pos;
+  pos.add("input", 1).add("set", -1);
+  auto vm = parse("flops", args, desc, pos);
+  if (wants_help(vm, "flops", "RECIPE|CONFIG [--context N] [--stage S] [--format table|json]", desc)) return 0;
+  std::cout << flops_report(accounting_models("flops", vm), vm["context"].as<int64_t>(),
+                            vm["format"].as<std::string>());
   return 0;
 }
 
@@ -235,7 +257,8 @@ const Command kCommands[] = {
     {"status", "jobs of a run with status, attempts and timings", cmd_status},
     {"query", "evaluation results from the store, filtered", cmd_query},
     {"table", "paper-style tables from the store (perplexity per domain)", cmd_table},
-    {"params", "total and active parameters of every model in a recipe", cmd_params},
+    {"params", "total and active parameters of every model in a recipe or config", cmd_params},
+    {"flops", "forward FLOPs per token per layer (attention, FFN, routers; BAM Table 10)", cmd_flops},
     {"stage", "(internal) run one job from its spec; what executors launch", cmd_stage},
 };
 

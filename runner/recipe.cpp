@@ -130,17 +130,20 @@ DataDef parse_data(const YamlReader& r) {
   return d;
 }
 
-stages::ModelConfig parse_model(const YamlReader& r, int64_t vocab) {
-  r.expect_map(kModelKeys);
-  nlohmann::json j = nlohmann::json::object();
+// Reads the keys present in `r` (all must be in `allowed`) into a ModelConfig, typed by each field's
+// default, and validates it, naming the offending key's location.
+stages::ModelConfig read_model_keys(const YamlReader& r, const std::vector<std::string>& allowed,
+                                    nlohmann::json j) {
+  r.expect_map(allowed);
+  const nlohmann::json defaults = stages::to_json(stages::ModelConfig{});
   for (const auto& k : r.keys()) {
     YamlReader v = r.child(k);
-    if (k == "block" || k == "norm") j[k] = v.str();
-    else if (k == "tied_embeddings") j[k] = v.boolean();
-    else if (k == "rope_theta" || k == "norm_eps" || k == "init_std") j[k] = v.number();
-    else j[k] = v.integer();
+    const auto& d = defaults.at(k);
+    if (d.is_boolean()) j[k] = v.boolean();
+    else if (d.is_number_integer()) j[k] = v.integer();
+    else if (d.is_number()) j[k] = v.number();
+    else j[k] = v.str();
   }
-  if (!j.contains("vocab")) j["vocab"] = vocab;
   stages::ModelConfig c = stages::model_config_from_json(j);
   try {
     c.validate();
@@ -149,10 +152,28 @@ stages::ModelConfig parse_model(const YamlReader& r, int64_t vocab) {
     std::string key = msg.substr(0, msg.find(':'));
     throw (r.has(key) ? r.child(key) : r).error(msg.substr(msg.find(':') + 2));
   }
+  return c;
+}
+
+stages::ModelConfig parse_model(const YamlReader& r, int64_t vocab) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!r.has("vocab")) j["vocab"] = vocab;
+  stages::ModelConfig c = read_model_keys(r, kModelKeys, j);
   if (c.vocab != vocab) {
     throw r.child("vocab").error("must equal data.tokenizer.vocab (" + std::to_string(vocab) + ")");
   }
   return c;
+}
+
+YAML::Node load_yaml_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": file not found or not readable");
+  try {
+    return YAML::Load(in);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
+                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+  }
 }
 
 TrainDef parse_train(const YamlReader& r, TrainDef d) {
@@ -324,6 +345,19 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   r.resolved_yaml = std::string(emitter.c_str()) + "\n";
   flatten(root, "", r.flat);
   return r;
+}
+
+stages::ModelConfig load_model_config(const std::string& path) {
+  YAML::Node root = load_yaml_file(path);
+  const nlohmann::json defaults = stages::to_json(stages::ModelConfig{});
+  std::vector<std::string> all;
+  for (const auto& [k, v] : defaults.items()) all.push_back(k);
+  return read_model_keys(YamlReader(root, "", &path), all, nlohmann::json::object());
+}
+
+bool is_recipe_file(const std::string& path) {
+  YAML::Node root = load_yaml_file(path);
+  return root.IsMap() && root["stages"].IsDefined();
 }
 
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {

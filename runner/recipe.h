@@ -82,6 +82,14 @@ struct Recipe {
   const StageDef* find_stage(const std::string& name) const;
 };
 
+/// Loads a model config file (YAML or JSON; the keys of stages::ModelConfig, dense or mixture) for
+/// `upcycle params/flops CONFIG`. Throws ConfigError naming the file, line and key.
+stages::ModelConfig load_model_config(const std::string& path);
+
+/// True when the YAML file at `path` is a recipe (has a top-level `stages`), false for a model config.
+/// Throws ConfigError when it does not parse.
+bool is_recipe_file(const std::string& path);
+
 /// Loads, applies "a.b.c=value" overrides, parses and validates. Throws ConfigError naming the file,
 /// line, column and key path (or the override) for every problem.
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {});

@@ -34,4 +34,28 @@ ParamCount count_params(const ModelConfig& c) {
   return p;
 }
 
+FlopCount count_flops(const ModelConfig& c, int64_t context) {
+  const int64_t d = c.d_model, n_ctx = context > 0 ? context : c.seq_len;
+  const int64_t q_width = c.heads * c.head_dim(), kv_width = c.kv_heads * c.head_dim();
+  const int64_t n_attn = c.attn_routing == "soft" ? c.attn_experts : c.attn_top_k;
+  const int64_t kv_sets = c.attn_kv == "shared" ? 1 : n_attn;
+  FlopCount f;
+  for (int64_t l = 0; l < c.layers; ++l) {
+    LayerFlops lf;
+    lf.attention = n_attn * 2 * d * q_width       // W_q
+                   + kv_sets * 2 * 2 * d * kv_width  // W_k, W_v
+                   + n_attn * 2 * n_ctx * q_width    // scores
+                   + n_attn * 2 * q_width * d;       // W_o
+    const int64_t e_ffn = c.ffn_experts_in_layer(l);
+    const int64_t k_ffn = e_ffn > 1 ? c.ffn_top_k : 1;
+    lf.ffn = k_ffn * 3 * d * 2 * c.expert_hidden();
+    lf.routers = (c.attn_experts > 1 ? 2 * c.attn_experts * d : 0) + (e_ffn > 1 ? 2 * e_ffn * d : 0);
+    f.forward += lf.total();
+    f.layers.push_back(lf);
+  }
+  f.head = 2 * d * c.vocab;
+  f.forward += f.head;
+  return f;
+}
+
 }  // namespace upcycle::stages

@@ -62,6 +62,59 @@ TEST(IdentityTest, SoftMixtureOfIdenticalAttentionEqualsDense) {
   }
 }
 
+// Expert-KV whose experts share one K/V (but not Q/O) equals shared-KV with that K/V.
+TEST(IdentityTest, ExpertKvWithEqualKeysAndValuesEqualsSharedKv) {
+  torch::manual_seed(4);
+  ModelConfig c = base();
+  c.attn_experts = 3;
+  c.attn_kv = "shared";
+  MixtureOfAttention shared(c);
+  c.attn_kv = "expert";
+  MixtureOfAttention expert(c);
+  {
+    torch::NoGradGuard g;
+    expert->wq_EHD.copy_(shared->wq_EHD);
+    expert->wo_EDH.copy_(shared->wo_EDH);
+    expert->router_ED.copy_(shared->router_ED);
+  }
+  tile(shared->wk_EGD, expert->wk_EGD);
+  tile(shared->wv_EGD, expert->wv_EGD);
+  auto x = torch::randn({2, 16, c.d_model});
+  auto rope = make_rope(16, c.head_dim(), c.rope_theta, x.device());
+  EXPECT_TRUE(testing::tensors_near(expert->forward(x, rope), shared->forward(x, rope), 1e-6));
+}
+
+// Reference attention written out head by head: RoPE, causal softmax(q k^T / sqrt(C)) v, with query
+// head h reading kv head h / (H/G). Checks GQA (G < H) and MHA (G = H) against the batched module.
+at::Tensor reference_attention(const MixtureOfAttention& m, const at::Tensor& x_BTD, const RopeTables& rope) {
+  const auto& c = m->config;
+  const int64_t T = x_BTD.size(1), C = c.head_dim(), H = c.heads, G = c.kv_heads;
+  auto q = torch::matmul(x_BTD, m->wq_EHD[0].t()), k = torch::matmul(x_BTD, m->wk_EGD[0].t());
+  auto v = torch::matmul(x_BTD, m->wv_EGD[0].t());
+  auto mask = torch::ones({T, T}, torch::kBool).triu(1);
+  std::vector<at::Tensor> heads;
+  for (int64_t h = 0; h < H; ++h) {
+    int64_t g = h / (H / G);
+    auto qh = apply_rope(q.narrow(-1, h * C, C), rope), kh = apply_rope(k.narrow(-1, g * C, C), rope);
+    auto scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(double(C));
+    heads.push_back(torch::matmul(scores.masked_fill(mask, -INFINITY).softmax(-1), v.narrow(-1, g * C, C)));
+  }
+  return torch::matmul(torch::cat(heads, -1), m->wo_EDH[0].t());
+}
+
+TEST(IdentityTest, AttentionMatchesAHeadByHeadReference) {
+  for (int64_t kv_heads : {4, 2, 1}) {
+    torch::manual_seed(5);
+    ModelConfig c = base();
+    c.kv_heads = kv_heads;
+    MixtureOfAttention m(c);
+    auto x = torch::randn({2, 16, c.d_model});
+    auto rope = make_rope(16, c.head_dim(), c.rope_theta, x.device());
+    EXPECT_TRUE(testing::tensors_near(m->forward(x, rope), reference_attention(m, x, rope), 1e-5))
+        << "kv_heads " << kv_heads;
+  }
+}
+
 TEST(IdentityTest, TopKAttentionRoutingGatesSumToOne) {
   torch::manual_seed(3);
   ModelConfig c = base();

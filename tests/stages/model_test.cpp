@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <functional>
+
 #include "stages/model/accounting.h"
 #include "stages/model/transformer.h"
 #include "stages/upcycle/upcycle_config.h"
@@ -102,6 +104,34 @@ TEST_F(ModelTest, LoadBalanceLossOfUniformRoutingIsOne) {
   EXPECT_NEAR(s.load_balance.item<double>(), 1.0, 1e-6);
   EXPECT_NEAR(s.z_loss.item<double>(), std::pow(std::log(4.0), 2), 1e-5);
   EXPECT_TRUE(testing::tensors_near(s.util_E, torch::full({4}, 0.25), 1e-7));
+}
+
+// Invalid configs are rejected by key before any tensor is allocated.
+TEST_F(ModelTest, InvalidConfigsNameTheKey) {
+  struct Case {
+    const char* key;
+    std::function<void(ModelConfig&)> mutate;
+  } cases[] = {
+      {"heads", [](ModelConfig& c) { c.heads = 5; }},
+      {"kv_heads", [](ModelConfig& c) { c.kv_heads = 3; }},
+      {"d_model", [](ModelConfig& c) { c.d_model = 0; }},
+      {"ffn_hidden", [](ModelConfig& c) { c.ffn_hidden = -4; }},
+      {"vocab", [](ModelConfig& c) { c.vocab = 0; }},
+      {"ffn_top_k", [](ModelConfig& c) { c.ffn_experts = 2; c.ffn_top_k = 3; }},
+      {"attn_top_k", [](ModelConfig& c) { c.attn_experts = 2; c.attn_top_k = 0; }},
+      {"block", [](ModelConfig& c) { c.block = "serial"; }},
+      {"ffn_granularity", [](ModelConfig& c) { c.ffn_granularity = 5; }},
+  };
+  for (const auto& k : cases) {
+    ModelConfig c = tiny();
+    k.mutate(c);
+    try {
+      TransformerLm m(c);
+      ADD_FAILURE() << k.key << ": no error";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(std::string(k.key) + ":", 0), 0u) << e.what();
+    }
+  }
 }
 
 }  // namespace

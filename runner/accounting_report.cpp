@@ -1,0 +1,96 @@
+#include "runner/accounting_report.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "analysis/render.h"
+#include "core/error.h"
+#include "runner/plan.h"
+#include "runner/recipe.h"
+#include "stages/model/accounting.h"
+
+namespace upcycle::runner {
+namespace {
+
+analysis::Format table_or_json(const std::string& format) {
+  if (format == "table") return analysis::Format::kTable;
+  if (format == "json") return analysis::Format::kJson;
+  throw ConfigError("--format: unknown format '" + format + "' (expected table or json)");
+}
+
+}  // namespace
+
+std::vector<NamedModel> models_for_accounting(const std::string& input,
+                                              const std::vector<std::string>& overrides,
+                                              const std::string& stage) {
+  if (!is_recipe_file(input)) {
+    if (!overrides.empty() || !stage.empty()) {
+      throw ConfigError(input + ": a model config takes neither overrides nor --stage");
+    }
+    return {{std::filesystem::path(input).stem().string(), load_model_config(input)}};
+  }
+  Plan plan = make_plan(load_recipe(input, overrides));
+  std::vector<NamedModel> out;
+  for (const auto& j : plan.jobs) {
+    if (!j.produces_model) continue;
+    if (!stage.empty() && j.stage != stage && j.stage_name != stage) continue;
+    out.emplace_back(j.stage, j.model);
+  }
+  if (out.empty() && !stage.empty()) {
+    throw ConfigError("--stage: '" + stage + "' is not a stage of " + input + " that produces a model");
+  }
+  return out;
+}
+
+std::string params_report(const std::vector<NamedModel>& models, const std::string& format) {
+  analysis::Format f = table_or_json(format);
+  tracking::ResultSet rs;
+  rs.columns = {"model", "total", "active", "embedding", "attention", "ffn", "routers", "norms"};
+  for (const auto& [name, c] : models) {
+    auto p = stages::count_params(c);
+    rs.rows.push_back({name, p.total, p.active, p.embedding, p.attention, p.ffn, p.routers, p.norms});
+  }
+  return analysis::render(rs, f);
+}
+
+std::string flops_report(const std::vector<NamedModel>& models, int64_t context,
+                         const std::string& format) {
+  analysis::Format f = table_or_json(format);
+  if (f == analysis::Format::kJson) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [name, c] : models) {
+      auto fl = stages::count_flops(c, context);
+      nlohmann::json layers = nlohmann::json::array();
+      for (const auto& l : fl.layers) {
+        layers.push_back({{"attention", l.attention}, {"ffn", l.ffn}, {"routers", l.routers},
+                          {"total", l.total()}});
+      }
+      out.push_back({{"model", name}, {"context", context > 0 ? context : c.seq_len},
+                     {"layers", layers}, {"head", fl.head}, {"forward", fl.forward},
+                     {"training", fl.training()}});
+    }
+    return out.dump(2) + "\n";
+  }
+  tracking::ResultSet rs;
+  rs.columns = {"model", "layers", "attention", "ffn", "routers", "layer_total", "forward/token"};
+  for (const auto& [name, c] : models) {
+    auto fl = stages::count_flops(c, context);
+    // Consecutive identical layers fold into one row ("0-5", or "all 6").
+    const auto& L = fl.layers;
+    auto same = [&](size_t i, size_t j) {
+      return L[i].attention == L[j].attention && L[i].ffn == L[j].ffn && L[i].routers == L[j].routers;
+    };
+    for (size_t a = 0; a < L.size();) {
+      size_t b = a;
+      while (b + 1 < L.size() && same(a, b + 1)) ++b;
+      std::string which = (a == 0 && b + 1 == L.size()) ? "all " + std::to_string(L.size())
+                          : a == b ? std::to_string(a)
+                                   : std::to_string(a) + "-" + std::to_string(b);
+      rs.rows.push_back({name, which, L[a].attention, L[a].ffn, L[a].routers, L[a].total(), fl.forward});
+      a = b + 1;
+    }
+  }
+  return analysis::render(rs, f);
+}
+
+}  // namespace upcycle::runner

@@ -1,0 +1,32 @@
+// `upcycle params` and `upcycle flops`: parameter and FLOP accounting of every model a recipe
+// produces, or of one model config file.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stages/model/config.h"
+
+namespace upcycle::runner {
+
+using NamedModel = std::pair<std::string, stages::ModelConfig>;
+
+/// The models behind `input`: every model-producing job of a recipe (only `stage`, if given), or the
+/// one model of a config file (named after it). Throws ConfigError.
+std::vector<NamedModel> models_for_accounting(const std::string& input,
+                                              const std::vector<std::string>& overrides,
+                                              const std::string& stage);
+
+/// Table or stable JSON, one object per model:
+///   {"model", "total", "active", "embedding", "attention", "ffn", "routers", "norms"}
+std::string params_report(const std::vector<NamedModel>& models, const std::string& format);
+
+/// Forward FLOPs per token at `context` (0: each model's seq_len), per layer split into attention,
+/// FFN and routers (BAM Table 10). Table: one row per distinct layer shape; JSON, one object per model:
+///   {"model", "context", "layers": [{"attention", "ffn", "routers", "total"}], "head", "forward",
+///    "training"}
+std::string flops_report(const std::vector<NamedModel>& models, int64_t context,
+                         const std::string& format);
+
+}  // namespace upcycle::runner
