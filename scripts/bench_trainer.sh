@@ -16,8 +16,11 @@ echo "|---|---|---|---|"
 for t in "${threads_list[@]}"; do
   # --force: re-measure even when the job's key is already complete.
   build/bin/upcycle run "$RECIPE" "threads=$t" --force dense -j 1 > /dev/null 2>&1
+  # The dense stage's final throughput in the most recent run of this recipe.
   ours=$(sqlite3 runs/bench/store.sqlite \
-    "SELECT CAST(value AS INTEGER) FROM v_final_metrics WHERE run = 'bench_trainer' AND stage = 'dense' AND key = 'tokens_per_s' LIMIT 1")
+    "SELECT CAST(m.value AS INTEGER) FROM metrics m JOIN run_jobs rj ON rj.job_id = m.job_id
+     JOIN runs r ON r.id = rj.run_id WHERE r.name = 'bench_trainer' AND rj.stage = 'dense'
+     AND m.key = 'tokens_per_s' ORDER BY r.updated_at DESC, m.step DESC LIMIT 1")
   ref=$(OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t MKL_NUM_THREADS=$t "$PY" "$REF" --vocab 512 --d 256 \
         --layers 4 --heads 4 --seq 256 --batch 16 --block parallel --steps 20 --threads "$t" \
         | sed -n 's/.*tokens_per_s=\([0-9]*\).*/\1/p')
