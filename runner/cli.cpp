@@ -152,7 +152,7 @@ int cmd_status(const std::vector<std::string>& args) {
   auto store = open_store_ro(vm["store"].as<std::string>());
   std::string run = vm["run"].as<std::string>();
   if (run.empty()) run = analysis::latest_run(store);
-  auto rs = store.select("SELECT stage, kind, status, attempts, exit_code, printf('%.1f', wall_s) AS wall_s, "
+  auto rs = store.select("SELECT stage, kind, status, attempts, exit_code, CASE WHEN wall_s IS NULL THEN NULL ELSE printf('%.1f', wall_s) END AS wall_s, "
                          "substr(key, 1, 12) AS key, dir FROM v_jobs WHERE run = ? ORDER BY stage",
                          {run});
   std::cout << "run " << run << "\n"
