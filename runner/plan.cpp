@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/sha256.h"
 #include "runner/yaml_reader.h"
+#include "stages/model/accounting.h"
 #include "stages/upcycle/upcycle_config.h"
 
 namespace upcycle::runner {
@@ -25,10 +26,11 @@ ConfigError stage_error(const StageDef& s, const std::string& key, const std::st
                      hint);
 }
 
-// Stage names a stage reads, for ordering.
+// Stage names a stage needs planned first: what it reads, and the stage whose budget it matches.
 std::vector<std::string> stage_inputs(const StageDef& s) {
-  if (s.kind == "eval") return s.models;
-  return s.from;
+  std::vector<std::string> in = s.kind == "eval" ? s.models : s.from;
+  if (!s.train.match.empty()) in.push_back(s.train.match);
+  return in;
 }
 
 // Orders stages so inputs come first; rejects unknown names and cycles.
@@ -51,7 +53,8 @@ std::vector<const StageDef*> order_stages(const Recipe& r) {
           const StageDef* dep = r.find_stage(in);
           if (!dep) {
             std::string guess = closest_match(in, names);
-            throw stage_error(s, s.kind == "eval" ? "models" : "from",
+            bool is_match = in == s.train.match && std::find(s.from.begin(), s.from.end(), in) == s.from.end();
+            throw stage_error(s, is_match ? "budget.match" : s.kind == "eval" ? "models" : "from",
                               "unknown stage '" + in + "'" +
                                   (guess.empty() ? "" : "; did you mean '" + guess + "'?"));
           }
@@ -77,8 +80,10 @@ void check_domain(const Recipe& r, const StageDef& s, const std::string& key, co
   }
 }
 
+int64_t tokens_per_step(const TrainDef& t, const stages::ModelConfig& m) { return t.batch_size * m.seq_len; }
+
 json train_material(const TrainDef& t) {
-  return {{"tokens", t.tokens}, {"batch_size", t.batch_size}, {"micro_batch", t.micro_batch},
+  return {{"batch_size", t.batch_size}, {"micro_batch", t.micro_batch},
           {"log_every", t.log_every}, {"eval_every", t.eval_every},
           {"eval_windows", t.eval_windows}, {"checkpoint_every", t.checkpoint_every},
           {"optim", t.optim}};
@@ -164,6 +169,25 @@ class Planner {
     prepare_ = add(s, s.name, "prepare", m, {});
   }
 
+  // Resolves the token budget: given, or matched to another train stage's tokens (data-matched) or
+  // training FLOPs (compute-matched, from the models' FLOP accounting; rounded down to whole tokens,
+  // so the two differ by less than one step).
+  int64_t resolve_tokens(const StageDef& s, const stages::ModelConfig& model) {
+    if (s.train.match.empty()) return s.train.tokens;
+    const StageDef* target = r_.find_stage(s.train.match);
+    if (target->kind != "train") {
+      throw stage_error(s, "budget.match", "'" + s.train.match + "' is a " + target->kind +
+                                               " stage; match a train stage");
+    }
+    const PlannedJob& t = plan_.jobs[by_stage_.at(target->name).at(0)];
+    if (s.train.match_by == "tokens") return t.spec["tokens"].get<int64_t>();
+    int64_t target_tokens = t.spec["tokens"].get<int64_t>();
+    int64_t per_step = tokens_per_step(target->train, t.model);
+    int64_t target_flops = ((target_tokens + per_step - 1) / per_step) * per_step *
+                           stages::count_flops(t.model).training();
+    return target_flops / stages::count_flops(model).training();
+  }
+
   size_t add_train(const StageDef& s, const std::string& label, const std::map<std::string, double>& mix,
                    std::optional<size_t> init) {
     json m = train_material(s.train);
@@ -177,6 +201,8 @@ class Planner {
     } else {
       m["model"] = stages::to_json(model);
     }
+    m["tokens"] = resolve_tokens(s, model);
+    if (!s.train.match.empty()) m["budget"] = {{"match", s.train.match}, {"by", s.train.match_by}};
     size_t id = add(s, label, "train", m, deps);
     PlannedJob& j = plan_.jobs[id];
     j.spec["data_dir"] = plan_.jobs[prepare_].dir + "/data";
@@ -215,8 +241,18 @@ class Planner {
   }
 
   void plan_upcycle(const StageDef& s) {
+    std::vector<std::string> from = s.from;
+    // BAM and BTX mix the seed in as one of the experts by default: a branch's seed joins `from`.
+    if (s.include_seed && s.method != "sparse") {
+      for (const auto& f : s.from) {
+        const StageDef* b = r_.find_stage(f);
+        if (b->kind == "branch" && std::find(from.begin(), from.end(), b->from[0]) == from.end()) {
+          from.insert(from.begin(), b->from[0]);
+        }
+      }
+    }
     std::vector<size_t> inputs;
-    for (const auto& f : s.from) {
+    for (const auto& f : from) {
       for (size_t id : models_of(s, "from", f)) {
         if (!plan_.jobs[id].model.is_dense()) {
           throw stage_error(s, "from", "'" + plan_.jobs[id].stage + "' is not a dense model");
@@ -224,16 +260,26 @@ class Planner {
         inputs.push_back(id);
       }
     }
+    const int64_t n = static_cast<int64_t>(inputs.size());
+    if (s.method == "sparse" && n != 1) {
+      throw stage_error(s, "from", "sparse upcycling reads one dense model, got " + std::to_string(n));
+    }
+    if (!s.average_weights.empty() && static_cast<int64_t>(s.average_weights.size()) != n) {
+      throw stage_error(s, "average_weights", "has " + std::to_string(s.average_weights.size()) +
+                                                  " weights for " + std::to_string(n) + " dense models");
+    }
     stages::ModelConfig moe;
     try {
       moe = stages::upcycled_config(s.method, plan_.jobs[inputs[0]].model, s.mixture,
-                                    static_cast<int64_t>(inputs.size()));
+                                    n + s.extra_seed_experts);
     } catch (const std::invalid_argument& e) {
       std::string msg = e.what();
-      throw stage_error(s, "", msg + " (upcycling " + std::to_string(inputs.size()) + " dense models)");
+      throw stage_error(s, "", msg + " (upcycling " + std::to_string(n) + " dense models)");
     }
     json m = {{"method", s.method}, {"mixture", stages::to_json(s.mixture)},
-              {"shared_kv_init", s.shared_kv_init}, {"seed", r_.seed}};
+              {"shared_kv_init", s.shared_kv_init}, {"average_weights", s.average_weights},
+              {"extra_seed_experts", s.extra_seed_experts}, {"virtual_groups", s.virtual_groups},
+              {"weight_scaling", s.weight_scaling}, {"seed", r_.seed}};
     size_t id = add(s, s.name, "upcycle", m, inputs);
     PlannedJob& j = plan_.jobs[id];
     json paths = json::array();
@@ -273,6 +319,12 @@ class Planner {
 
 }  // namespace
 
+std::string format_flops(double flops) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.3e", flops);
+  return buf;
+}
+
 const PlannedJob* Plan::find(const std::string& label) const {
   for (const auto& j : jobs) {
     if (j.stage == label) return &j;
@@ -301,7 +353,14 @@ std::string describe_plan(const Plan& plan) {
     if (j.kind == "train") {
       int64_t per_step = j.spec["batch_size"].get<int64_t>() * j.model.seq_len;
       int64_t tokens = j.spec["tokens"].get<int64_t>();
-      out << "  tokens " << tokens << " (" << (tokens + per_step - 1) / per_step << " steps)";
+      int64_t steps = (tokens + per_step - 1) / per_step;
+      out << "  tokens " << tokens << " (" << steps << " steps, "
+          << format_flops(double(steps * per_step) * double(stages::count_flops(j.model).training()))
+          << " training FLOPs)";
+      if (j.spec.contains("budget")) {
+        out << " matching " << j.spec["budget"]["match"].get<std::string>() << " by "
+            << j.spec["budget"]["by"].get<std::string>();
+      }
     }
     if (j.produces_model && !j.model.is_dense()) {
       out << "  experts attn " << j.model.attn_experts << " ffn " << j.model.ffn_experts;

@@ -39,6 +39,9 @@ std::string code_version();
 /// or cyclic references, domains that do not exist and inconsistent expert counts.
 Plan make_plan(const Recipe& recipe);
 
+/// "1.234e+15": FLOP counts in plans.
+std::string format_flops(double flops);
+
 /// Human-readable DAG: one line per job with kind, key, inputs and resolved budget.
 std::string describe_plan(const Plan& plan);
 

@@ -199,16 +199,38 @@ TrainDef parse_train(const YamlReader& r, TrainDef d) {
   }
   if (r.has("budget")) {
     YamlReader b = r.child("budget");
-    b.expect_map({"tokens"});
-    d.tokens = b.child("tokens").integer();
-    if (d.tokens < 1) throw b.child("tokens").error("must be >= 1");
+    b.expect_map({"tokens", "match", "by"});
+    if (b.has("tokens") == b.has("match")) {
+      throw b.error("give exactly one of tokens: N or match: STAGE");
+    }
+    if (b.has("tokens")) {
+      d.tokens = b.child("tokens").integer();
+      d.match.clear();
+      if (d.tokens < 1) throw b.child("tokens").error("must be >= 1");
+    } else {
+      d.tokens = 0;
+      d.match = b.child("match").str();
+      d.match_by = b.get_choice("by", "tokens", {"tokens", "flops"});
+    }
   }
   return d;
 }
 
 stages::ModelConfig parse_mixture(const StageDef& s, const YamlReader& r) {
   stages::ModelConfig m;
-  if (s.method == "sparse") m.ffn_experts = r.get_integer("experts", 0);
+  if (s.method == "sparse") {
+    m.ffn_experts = r.child("experts").integer();
+    m.ffn_granularity = r.get_integer("granularity", 1);
+    if (m.ffn_experts < 1) throw r.child("experts").error("must be >= 1");
+    if (m.ffn_granularity < 1) throw r.child("granularity").error("must be >= 1");
+  } else {
+    for (const char* k : {"experts", "granularity", "virtual_groups", "weight_scaling"}) {
+      if (r.has(k)) throw r.child(k).error("is for method sparse only");
+    }
+  }
+  if (s.method != "btx" && r.has("extra_seed_experts")) {
+    throw r.child("extra_seed_experts").error("is for method btx only");
+  }
   if (r.has("attention")) {
     YamlReader a = r.child("attention");
     a.expect_map({"routing", "top_k", "kv"});
@@ -259,13 +281,24 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
     if (s.general_mix < 0 || s.general_mix >= 1) throw r.child("general_mix").error("must be in [0, 1)");
     s.train = parse_train(r, train_defaults);
   } else if (s.kind == "upcycle") {
-    r.expect_map({"kind", "from", "method", "attention", "ffn", "experts", "router_init_std",
-                  "shared_kv_init"});
+    r.expect_map({"kind", "from", "method", "attention", "ffn", "experts", "granularity",
+                  "virtual_groups", "weight_scaling", "extra_seed_experts", "include_seed",
+                  "average_weights", "router_init_std", "shared_kv_init"});
     s.from = r.child("from").strings();
     r.child("method");  // required
     s.method = r.get_choice("method", "", {"bam", "btx", "sparse"});
     s.mixture = parse_mixture(s, r);
     s.shared_kv_init = r.get_choice("shared_kv_init", s.shared_kv_init, {"average", "first"});
+    s.include_seed = r.get_bool("include_seed", s.include_seed);
+    s.extra_seed_experts = r.get_integer("extra_seed_experts", 0);
+    if (s.extra_seed_experts < 0) throw r.child("extra_seed_experts").error("must be >= 0");
+    s.virtual_groups = r.get_bool("virtual_groups", s.virtual_groups);
+    s.weight_scaling = r.get_choice("weight_scaling", s.weight_scaling, {"all", "w2", "none"});
+    if (r.has("average_weights")) {
+      YamlReader aw = r.child("average_weights");
+      if (!aw.is_sequence()) throw aw.error("expected a list of numbers, one per dense model");
+      for (size_t i = 0; i < aw.size(); ++i) s.average_weights.push_back(aw.at(i).number());
+    }
   } else if (s.kind == "eval") {
     r.expect_map({"kind", "models", "domains", "split", "max_windows"});
     s.models = r.child("models").strings();
@@ -336,8 +369,12 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   for (const auto& name : st.keys()) {
     r.stages.push_back(parse_stage(name, st.child(name), train_defaults, r.file));
     const StageDef& s = r.stages.back();
-    if ((s.kind == "train" || s.kind == "branch") && s.train.tokens < 1) {
-      throw st.child(name).error("needs budget: {tokens: N} (here or in the recipe's train:)");
+    if ((s.kind == "train" || s.kind == "branch") && s.train.tokens < 1 && s.train.match.empty()) {
+      throw st.child(name).error("needs budget: {tokens: N} or {match: STAGE, by: flops} (here or in "
+                                 "the recipe's train:)");
+    }
+    if (s.kind == "branch" && !s.train.match.empty()) {
+      throw st.child(name).error("a branch stage needs budget: {tokens: N}; match: is for train stages");
     }
   }
   YAML::Emitter emitter;

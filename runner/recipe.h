@@ -37,7 +37,9 @@ struct DataDef {
 
 /// Training settings; recipe-level `train:` gives defaults, each stage may override any of them.
 struct TrainDef {
-  int64_t tokens = 0;
+  int64_t tokens = 0;           ///< budget.tokens; 0 when the budget is matched
+  std::string match;            ///< budget.match: a train stage whose budget this one matches
+  std::string match_by = "tokens";  ///< budget.by: tokens (data-matched) | flops (compute-matched)
   int64_t batch_size = 8;
   int64_t micro_batch = 0;
   int64_t log_every = 10;
@@ -59,6 +61,11 @@ struct StageDef {
   std::string method;                 ///< upcycle: bam | btx | sparse
   stages::ModelConfig mixture;        ///< upcycle: routing fields
   std::string shared_kv_init = "average";
+  bool include_seed = true;           ///< upcycle bam/btx: prepend a branch's seed if `from` omits it
+  std::vector<double> average_weights;  ///< upcycle: weights of averaged tensors; empty = uniform
+  int64_t extra_seed_experts = 0;     ///< upcycle btx: extra FFN experts copied from the seed
+  bool virtual_groups = true;         ///< upcycle sparse
+  std::string weight_scaling = "all"; ///< upcycle sparse: all | w2 | none
   std::vector<std::string> models;    ///< eval
   std::string split = "test";         ///< eval
   int64_t max_windows = 0;            ///< eval; 0 = every window

@@ -117,6 +117,9 @@ void run_upcycle_job(const json& s, const std::string& dir, core::JobResult& r) 
   u.mixture = model_from(opt(s, "mixture", json::object()));
   u.shared_kv_init = opt<std::string>(s, "shared_kv_init", "average");
   u.average_weights = opt(s, "average_weights", std::vector<double>{});
+  u.extra_seed_experts = opt<int64_t>(s, "extra_seed_experts", 0);
+  u.virtual_groups = opt(s, "virtual_groups", true);
+  u.weight_scaling = opt<std::string>(s, "weight_scaling", "all");
   u.seed = s.at("seed").get<uint64_t>();
   UpcycleResult res = upcycle_dense(u);
   CheckpointMeta meta;

@@ -25,14 +25,21 @@ ModelConfig upcycled_config(const std::string& method, const ModelConfig& dense,
     c.attn_kv = "expert";
     c.ffn_experts = n;
   } else if (method == "sparse") {
+    if (mixture.ffn_experts < 1) throw std::invalid_argument("experts: must be >= 1");
     c.attn_experts = 1;
-    c.ffn_experts = mixture.ffn_experts;
+    c.ffn_granularity = mixture.ffn_granularity;
+    c.ffn_experts = mixture.ffn_experts * mixture.ffn_granularity;
   } else {
     throw std::invalid_argument("method: unknown upcycling method '" + method +
                                 "' (expected bam, btx or sparse)");
   }
   c.validate();
   return c;
+}
+
+double moe_activation_scale(const ModelConfig& moe) {
+  const double E = double(moe.ffn_experts) / double(moe.ffn_granularity), G = double(moe.ffn_granularity);
+  return moe.ffn_routing == "softmax_then_topk" ? E * G * G / double(moe.ffn_top_k) : G;
 }
 
 }  // namespace upcycle::stages

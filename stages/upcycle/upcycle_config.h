@@ -8,10 +8,18 @@
 
 namespace upcycle::stages {
 
-/// method bam: attn_experts = ffn_experts = n; btx: ffn_experts = n, dense attention;
-/// sparse: ffn_experts from `mixture`, dense attention. Routing fields are taken from `mixture`.
-/// Throws std::invalid_argument ("key: reason") on an unknown method or an invalid result.
+/// method bam: attn_experts = ffn_experts = n (the dense models);
+/// btx: ffn_experts = n (dense models plus extra seed copies), dense (averaged) attention;
+/// sparse: ffn_experts = E·G with E = mixture.ffn_experts (expansion) and G = mixture.ffn_granularity
+///         (expert hidden = ffn_hidden / G), dense attention; `n` is ignored.
+/// Routing fields are taken from `mixture`. Throws std::invalid_argument ("key: reason") on an unknown
+/// method or an invalid result (e.g. top_k above the expert count).
 ModelConfig upcycled_config(const std::string& method, const ModelConfig& dense,
                             const ModelConfig& mixture, int64_t n);
+
+/// NVIDIA's weight-scaling factor for sparse upcycling (He et al. 2024 §2.3.1; Megatron-LM
+/// `_get_moe_activation_scale`): with uniform routing at step 0 the MoE output is dense/scale, where
+/// scale = E·G²/T for softmax_then_topk and G for topk_then_softmax.
+double moe_activation_scale(const ModelConfig& moe);
 
 }  // namespace upcycle::stages

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "stages/model/accounting.h"
 
 namespace upcycle::runner {
 namespace {
@@ -16,6 +17,11 @@ stages:
   experts: { kind: branch, from: seed, domains: [code, math], budget: { tokens: 2k } }
   bam: { kind: upcycle, method: bam, from: [seed, experts], ffn: { top_k: 2 } }
   eval: { kind: eval, models: [seed, experts, bam] }
+  btx: { kind: upcycle, method: btx, from: [experts], ffn: { top_k: 1 } }
+  btx_dm: { kind: train, from: btx, mix: { code: 0.5, math: 0.5 }, budget: { tokens: 6k } }
+  bam_cm: { kind: train, from: bam, mix: { code: 0.5, math: 0.5 }, budget: { match: btx_dm, by: flops } }
+  bam_dm: { kind: train, from: bam, mix: { code: 0.5, math: 0.5 }, budget: { match: btx_dm } }
+  sparse: { kind: upcycle, method: sparse, from: seed, experts: 4, granularity: 2, ffn: { top_k: 2 } }
 )";
 
 Plan plan_of(const std::vector<std::string>& overrides = {}) {
@@ -35,12 +41,41 @@ TEST(PlanTest, ExpandsBranchesAndOrdersInputsFirst) {
   Plan p = plan_of();
   std::vector<std::string> labels;
   for (const auto& j : p.jobs) labels.push_back(j.stage);
-  EXPECT_EQ(labels, (std::vector<std::string>{"data", "seed", "experts/code", "experts/math", "bam", "eval"}));
+  EXPECT_EQ(labels, (std::vector<std::string>{"data", "seed", "experts/code", "experts/math", "bam", "eval",
+                                              "btx", "btx_dm", "bam_cm", "bam_dm", "sparse"}));
   const PlannedJob* bam = p.find("bam");
   EXPECT_EQ(bam->model.attn_experts, 3);  // seed + 2 experts
   EXPECT_EQ(bam->spec["inputs"].size(), 3u);
   EXPECT_EQ(p.find("experts/code")->spec["mix"]["general"].get<double>(), 0.1);
   EXPECT_EQ(p.find("eval")->spec["models"].size(), 4u);
+}
+
+int64_t training_flops(const PlannedJob& j) {
+  int64_t per_step = j.spec["batch_size"].get<int64_t>() * j.model.seq_len;
+  int64_t steps = (j.spec["tokens"].get<int64_t>() + per_step - 1) / per_step;
+  return steps * per_step * stages::count_flops(j.model).training();
+}
+
+TEST(PlanTest, ComputeMatchedBudgetEqualsTheTargetWithinOneStep) {
+  Plan p = plan_of();
+  const PlannedJob *btx = p.find("btx_dm"), *cm = p.find("bam_cm"), *dm = p.find("bam_dm");
+  EXPECT_EQ(dm->spec["tokens"], btx->spec["tokens"]);  // data-matched: the same tokens
+  int64_t step_flops = cm->spec["batch_size"].get<int64_t>() * cm->model.seq_len *
+                       stages::count_flops(cm->model).training();
+  EXPECT_LE(std::llabs(training_flops(*cm) - training_flops(*btx)), step_flops);
+  EXPECT_LT(cm->spec["tokens"].get<int64_t>(), btx->spec["tokens"].get<int64_t>());  // BAM costs more
+  EXPECT_EQ(p.find("btx")->spec["inputs"].size(), 3u);  // the seed joins by default
+  EXPECT_EQ(p.find("sparse")->model.ffn_experts, 8);     // E·G
+}
+
+TEST(PlanTest, MatchOfAnUnknownOrCyclicStageIsRejected) {
+  std::string e = plan_error({"stages.bam_cm.budget.match=btx_dmm"});
+  EXPECT_NE(e.find("stages.bam_cm.budget.match: unknown stage 'btx_dmm'; did you mean 'btx_dm'?"),
+            std::string::npos) << e;
+  e = plan_error({"stages.btx_dm.budget={match: bam_cm, by: flops}"});
+  EXPECT_NE(e.find("cycle"), std::string::npos) << e;
+  e = plan_error({"stages.bam_cm.budget.match=experts"});
+  EXPECT_NE(e.find("match a train stage"), std::string::npos) << e;
 }
 
 TEST(PlanTest, KeysAreStableAndChangeOnlyDownstream) {

@@ -85,6 +85,79 @@ TEST(UpcycleTest, ExpertsAreCopiesAndSharedWeightsAreAverages) {
   EXPECT_TRUE(testing::tensors_near(btx.state.at("blocks.0.attn.wq"), hand_q, 1e-7));
 }
 
+double relative_error(const at::Tensor& a, const at::Tensor& b) {
+  return ((a - b).norm() / b.norm()).item<double>();
+}
+
+// NVIDIA's virtual-group sparse upcycling (E experts per shard, G shards, top-T) against the dense
+// model's logits. Exact where the algebra is exact: top-T = G picks one whole set of shards, and
+//   topk_then_softmax gives each shard weight 1/G, undone exactly by W2 x G ("w2" scaling);
+//   softmax_then_topk gives each shard p = 1/(E·G) only under uniform routing (a zero router).
+// Approximate otherwise, with the tolerances stated per case:
+//   a random router makes softmax_then_topk's p differ from 1/(E·G) by about the logit spread;
+//   Megatron's cube-root scaling of W1, W3, W2 is exact for linear activations only, and SwiGLU's
+//   silu(a·z) = a·silu(z) holds only to first order in the (small, init-scale) pre-activations.
+TEST(UpcycleTest, VirtualGroupsReproduceTheDenseModel) {
+  testing::TempDir dir;
+  auto inputs = save_dense(dir, 1, true);
+  CheckpointMeta meta;
+  TensorMap dense = load_checkpoint_state(inputs[0], &meta);
+  auto idx = torch::randint(256, {2, 16});
+  auto want = logits(meta.model, dense, idx);
+  struct Case {
+    int64_t E, G, T;
+    const char* routing;
+    const char* scaling;
+    bool zero_router;
+    double max_rel_error;
+  } cases[] = {
+      {2, 2, 2, "topk_then_softmax", "w2", false, 1e-6},    // G = 2, exact
+      {8, 8, 8, "topk_then_softmax", "w2", false, 1e-6},    // E8G8T8, exact
+      {8, 8, 8, "softmax_then_topk", "w2", true, 1e-6},     // exact under uniform routing
+      {8, 8, 8, "softmax_then_topk", "w2", false, 0.05},    // random router
+      {2, 2, 2, "topk_then_softmax", "all", false, 0.05},   // Megatron scaling, SwiGLU
+      {8, 8, 8, "softmax_then_topk", "all", true, 0.05},    // Megatron scaling, SwiGLU
+  };
+  for (const auto& c : cases) {
+    UpcycleSpec s;
+    s.method = "sparse";
+    s.inputs = inputs;
+    s.mixture.ffn_experts = c.E;
+    s.mixture.ffn_granularity = c.G;
+    s.mixture.ffn_top_k = c.T;
+    s.mixture.ffn_routing = c.routing;
+    s.weight_scaling = c.scaling;
+    UpcycleResult r = upcycle_dense(s);
+    EXPECT_EQ(r.config.ffn_experts, c.E * c.G);
+    EXPECT_EQ(r.config.expert_hidden(), meta.model.ffn_hidden / c.G);
+    auto router = r.state.at("blocks.0.ffn.router");
+    EXPECT_TRUE(torch::equal(router[0], router[c.G - 1]));  // one virtual group, one router row
+    if (c.zero_router) {
+      for (auto& [name, t] : r.state) {
+        if (name.find(".router") != std::string::npos) t.zero_();
+      }
+    }
+    double err = relative_error(logits(r.config, r.state, idx), want);
+    EXPECT_LE(err, c.max_rel_error) << "E" << c.E << "G" << c.G << "T" << c.T << " " << c.routing
+                                    << " scaling " << c.scaling << (c.zero_router ? " zero router" : "");
+  }
+}
+
+TEST(UpcycleTest, BtxExtraSeedExpertsCopyTheSeedFfn) {
+  testing::TempDir dir;
+  auto inputs = save_dense(dir, 3, false);
+  TensorMap seed = load_checkpoint_state(inputs[0], nullptr);
+  UpcycleSpec s;
+  s.method = "btx";
+  s.inputs = inputs;
+  s.extra_seed_experts = 3;  // BAM Table 5: 6 experts
+  UpcycleResult r = upcycle_dense(s);
+  EXPECT_EQ(r.config.ffn_experts, 6);
+  for (int e : {0, 3, 4, 5}) {
+    EXPECT_TRUE(torch::equal(r.state.at("blocks.1.ffn.w1")[e], seed.at("blocks.1.ffn.w1")[0])) << e;
+  }
+}
+
 TEST(UpcycleTest, DenseModelsOfDifferentShapesAreRejected) {
   testing::TempDir dir;
   auto inputs = save_dense(dir, 1, true);
