@@ -29,6 +29,7 @@ ConfigError stage_error(const StageDef& s, const std::string& key, const std::st
 // Stage names a stage needs planned first: what it reads, and the stage whose budget it matches.
 std::vector<std::string> stage_inputs(const StageDef& s) {
   std::vector<std::string> in = s.kind == "eval" ? s.models : s.from;
+  in.insert(in.end(), s.btm.begin(), s.btm.end());
   if (!s.train.match.empty()) in.push_back(s.train.match);
   return in;
 }
@@ -53,8 +54,12 @@ std::vector<const StageDef*> order_stages(const Recipe& r) {
           const StageDef* dep = r.find_stage(in);
           if (!dep) {
             std::string guess = closest_match(in, names);
-            bool is_match = in == s.train.match && std::find(s.from.begin(), s.from.end(), in) == s.from.end();
-            throw stage_error(s, is_match ? "budget.match" : s.kind == "eval" ? "models" : "from",
+            auto listed = [&](const std::vector<std::string>& v) {
+              return std::find(v.begin(), v.end(), in) != v.end();
+            };
+            std::string key = listed(s.from) ? "from" : listed(s.models) ? "models"
+                              : listed(s.btm)  ? "btm"  : "budget.match";
+            throw stage_error(s, key,
                               "unknown stage '" + in + "'" +
                                   (guess.empty() ? "" : "; did you mean '" + guess + "'?"));
           }
@@ -112,7 +117,9 @@ class Planner {
     j.stage = label;
     j.stage_name = s.name;
     j.kind = kind;
-    j.deps = std::move(deps);
+    for (size_t d : deps) {  // a model can be read twice (an eval's models and its BTM ensemble)
+      if (std::find(j.deps.begin(), j.deps.end(), d) == j.deps.end()) j.deps.push_back(d);
+    }
     json inputs = json::array();
     for (size_t d : j.deps) inputs.push_back(plan_.jobs[d].key);
     material["kind"] = kind;
@@ -181,11 +188,12 @@ class Planner {
     }
     const PlannedJob& t = plan_.jobs[by_stage_.at(target->name).at(0)];
     if (s.train.match_by == "tokens") return t.spec["tokens"].get<int64_t>();
+    // Paper-scale budgets reach 1e20 FLOPs: exact 128-bit integer arithmetic.
     int64_t target_tokens = t.spec["tokens"].get<int64_t>();
     int64_t per_step = tokens_per_step(target->train, t.model);
-    int64_t target_flops = ((target_tokens + per_step - 1) / per_step) * per_step *
-                           stages::count_flops(t.model).training();
-    return target_flops / stages::count_flops(model).training();
+    __int128 target_flops = static_cast<__int128>((target_tokens + per_step - 1) / per_step) * per_step *
+                            stages::count_flops(t.model).training();
+    return static_cast<int64_t>(target_flops / stages::count_flops(model).training());
   }
 
   size_t add_train(const StageDef& s, const std::string& label, const std::map<std::string, double>& mix,
@@ -301,12 +309,28 @@ class Planner {
         models.push_back({{"name", plan_.jobs[id].stage}, {"checkpoint", plan_.jobs[id].dir + "/checkpoint"}});
       }
     }
+    json btm_names = json::array(), btm_paths = json::array();
+    for (const auto& name : s.btm) {
+      for (size_t id : models_of(s, "btm", name)) {
+        if (!plan_.jobs[id].model.is_dense()) {
+          throw stage_error(s, "btm", "'" + plan_.jobs[id].stage + "' is not a dense model (BTM ensembles dense experts)");
+        }
+        deps.push_back(id);
+        btm_names.push_back(plan_.jobs[id].stage);
+        btm_paths.push_back(plan_.jobs[id].dir + "/checkpoint");
+      }
+    }
     json m = {{"domains", domains}, {"split", s.split}, {"max_windows", s.max_windows}};
     json names = json::array();
     for (const auto& mm : models) names.push_back(mm["name"]);
     m["models"] = names;  // names (not paths) in the key; the input keys pin the checkpoints
+    m["btm"] = btm_names;
     size_t id = add(s, s.name, "eval", m, deps);
     plan_.jobs[id].spec["models"] = models;
+    plan_.jobs[id].spec["ensembles"] = json::array();
+    if (!btm_names.empty()) {
+      plan_.jobs[id].spec["ensembles"].push_back({{"name", "btm"}, {"checkpoints", btm_paths}});
+    }
     plan_.jobs[id].spec["data_dir"] = plan_.jobs[prepare_].dir + "/data";
   }
 

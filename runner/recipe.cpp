@@ -300,8 +300,10 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
       for (size_t i = 0; i < aw.size(); ++i) s.average_weights.push_back(aw.at(i).number());
     }
   } else if (s.kind == "eval") {
-    r.expect_map({"kind", "models", "domains", "split", "max_windows"});
-    s.models = r.child("models").strings();
+    r.expect_map({"kind", "models", "btm", "domains", "split", "max_windows"});
+    s.models = r.has("models") ? r.child("models").strings() : std::vector<std::string>{};
+    if (r.has("btm")) s.btm = r.child("btm").strings();
+    if (s.models.empty() && s.btm.empty()) throw r.error("an eval stage needs models: or btm:");
     s.domains = r.has("domains") ? r.child("domains").strings() : std::vector<std::string>{"all"};
     s.split = r.get_choice("split", s.split, {"test", "valid"});
     s.max_windows = r.get_integer("max_windows", 0);

@@ -67,6 +67,7 @@ struct StageDef {
   bool virtual_groups = true;         ///< upcycle sparse
   std::string weight_scaling = "all"; ///< upcycle sparse: all | w2 | none
   std::vector<std::string> models;    ///< eval
+  std::vector<std::string> btm;       ///< eval: dense models ensembled as "btm" (eval only)
   std::string split = "test";         ///< eval
   int64_t max_windows = 0;            ///< eval; 0 = every window
 };

@@ -147,6 +147,19 @@ void run_eval_job(const json& s, core::JobResult& r) {
       core::log_info("eval: " + name + " on " + d + ": ppl " + std::to_string(res.ppl));
     }
   }
+  for (const auto& ens : opt(s, "ensembles", json::array())) {  // BTM: eval-only ensembles
+    std::string name = ens.at("name").get<std::string>();
+    std::vector<TransformerLm> members;
+    for (const auto& ck : ens.at("checkpoints")) members.push_back(load_model(ck.get<std::string>()));
+    for (const auto& d : domains) {
+      auto res = ensemble_perplexity(members, shard_path(data_dir, d, split), max_windows);
+      r.evals.push_back({name, "ppl/" + d, "ppl", res.ppl, res.ppl_stderr, res.tokens});
+      r.evals.push_back({name, "ppl/" + d, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0,
+                         res.tokens});
+      core::log_info("eval: " + name + " (ensemble of " + std::to_string(members.size()) + ") on " + d +
+                     ": ppl " + std::to_string(res.ppl));
+    }
+  }
 }
 
 std::string host_name() {

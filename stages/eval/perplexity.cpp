@@ -3,17 +3,30 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <functional>
 
 #include "core/error.h"
 #include "stages/data/token_shard.h"
 
 namespace upcycle::stages {
 
-PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,
-                            int64_t max_windows, int64_t batch) {
+namespace {
+
+// Token NLLs [rows, T] of every window, per scoring function, then the summary statistics.
+using WindowScorer = std::function<at::Tensor(const at::Tensor& idx_BT, const at::Tensor& tgt_BT)>;
+
+at::Tensor token_nll(TransformerLm& model, const at::Tensor& idx_BT, const at::Tensor& tgt_BT) {
+  auto logits = model->forward(idx_BT).logits_BTV;
+  return torch::nn::functional::cross_entropy(
+             logits.reshape({-1, logits.size(-1)}), tgt_BT.reshape({-1}),
+             torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+      .view(tgt_BT.sizes());
+}
+
+PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t max_windows,
+                               int64_t batch, const WindowScorer& nll_of) {
   torch::NoGradGuard no_grad;
   TokenShard shard(shard_path);
-  const int64_t T = model->config.seq_len;
   int64_t windows = (shard.size() - 1) / T;
   if (windows < 1) {
     throw StageError(shard_path + ": " + std::to_string(shard.size()) +
@@ -25,11 +38,7 @@ PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,
     int64_t rows = std::min(batch, windows - w0);
     auto b = torch::empty({rows, T + 1}, torch::kInt64);
     for (int64_t r = 0; r < rows; ++r) shard.copy_to((w0 + r) * T, T + 1, b[r].data_ptr<int64_t>());
-    auto logits = model->forward(b.narrow(1, 0, T)).logits_BTV;
-    auto nll_BT = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, logits.size(-1)}), b.narrow(1, 1, T).reshape({-1}),
-        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-    auto per_window = nll_BT.view({rows, T}).to(torch::kFloat64).mean(1);
+    auto per_window = nll_of(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(torch::kFloat64).mean(1);
     for (int64_t r = 0; r < rows; ++r) window_nll.push_back(per_window[r].item<double>());
   }
   PerplexityResult res;
@@ -43,6 +52,35 @@ PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,
   res.ppl = std::exp(res.nll);
   res.ppl_stderr = res.ppl * se;
   return res;
+}
+
+}  // namespace
+
+PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,
+                            int64_t max_windows, int64_t batch) {
+  return score_windows(shard_path, model->config.seq_len, max_windows, batch,
+                       [&](const at::Tensor& idx, const at::Tensor& tgt) { return token_nll(model, idx, tgt); });
+}
+
+PerplexityResult ensemble_perplexity(std::vector<TransformerLm>& experts, const std::string& shard_path,
+                                     int64_t max_windows, int64_t batch) {
+  if (experts.empty()) throw StageError("a BTM ensemble needs at least one expert");
+  const int64_t T = experts[0]->config.seq_len;
+  for (auto& e : experts) {
+    if (e->config.seq_len != T || e->config.vocab != experts[0]->config.vocab) {
+      throw StageError("BTM ensemble members must share seq_len and vocab");
+    }
+  }
+  const double log_n = std::log(double(experts.size()));
+  return score_windows(shard_path, T, max_windows, batch, [&](const at::Tensor& idx, const at::Tensor& tgt) {
+    std::vector<at::Tensor> logp;  // log p_j(x_t | x_<t), [B, T] each
+    for (auto& e : experts) logp.push_back(-token_nll(e, idx, tgt).to(torch::kFloat64));
+    auto logp_JBT = torch::stack(logp);
+    // log prior-weighted prefix likelihood: cumulative log-prob of x_<t (0 at t = 0), minus log J.
+    auto prefix_JBT = torch::cumsum(logp_JBT, 2) - logp_JBT - log_n;
+    auto log_w_JBT = prefix_JBT - torch::logsumexp(prefix_JBT, 0, /*keepdim=*/true);
+    return -torch::logsumexp(log_w_JBT + logp_JBT, 0);
+  });
 }
 
 }  // namespace upcycle::stages

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "stages/model/transformer.h"
 
@@ -21,5 +22,12 @@ struct PerplexityResult {
 /// by `batch`. Throws StageError when the shard is shorter than one window.
 PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,
                             int64_t max_windows, int64_t batch = 8);
+
+/// BTM ensemble perplexity (Li et al. 2022): the experts' next-token distributions mixed with the
+/// per-context domain posterior by Bayes' rule under a uniform prior,
+///   p(x_t | x_<t) = sum_j p_j(x_t | x_<t) w_j(t),   w_j(t) ∝ prod_{s<t} p_j(x_s | x_<s),
+/// so a window's ensemble log-likelihood is log mean_j p_j(window). Same windows as perplexity().
+PerplexityResult ensemble_perplexity(std::vector<TransformerLm>& experts, const std::string& shard_path,
+                                     int64_t max_windows, int64_t batch = 8);
 
 }  // namespace upcycle::stages

@@ -63,6 +63,8 @@ TEST(AccountingCliTest, PaperRecipesPlan) {
     auto r = run_binary({UPCYCLE_BINARY, "plan", std::string(UPCYCLE_SOURCE_DIR "/recipes/paper/") + recipe});
     EXPECT_EQ(r.exit_code, 0) << recipe << "\n" << r.output;
     EXPECT_NE(r.output.find("experts/law  [train]"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("matching btx_dm by flops"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("tokens -"), std::string::npos) << r.output;  // no overflowed budget
   }
 }
 

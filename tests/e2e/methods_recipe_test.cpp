@@ -29,7 +29,7 @@ TEST(MethodsRecipeTest, EveryMethodTrainsAndIsEvaluatedUnderMatchedBudgets) {
   std::set<std::string> models;
   for (const auto& row : ppl.rows) models.insert(std::get<std::string>(row[0]));
   EXPECT_EQ(models, (std::set<std::string>{"seed", "experts/code", "experts/math", "btx_dm", "bam_dm",
-                                           "bam_cm", "bam_shared_cm", "sparse_cm", "dense_cm"}));
+                                           "bam_cm", "bam_shared_cm", "sparse_cm", "dense_cm", "btm"}));
   auto bad = store.select("SELECT COUNT(*) FROM v_results WHERE metric = 'ppl' AND NOT (value > 1 AND value < 512)");
   EXPECT_EQ(std::get<int64_t>(bad.rows[0][0]), 0);
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "stages/model/accounting.h"
 
@@ -66,6 +68,22 @@ TEST(PlanTest, ComputeMatchedBudgetEqualsTheTargetWithinOneStep) {
   EXPECT_LT(cm->spec["tokens"].get<int64_t>(), btx->spec["tokens"].get<int64_t>());  // BAM costs more
   EXPECT_EQ(p.find("btx")->spec["inputs"].size(), 3u);  // the seed joins by default
   EXPECT_EQ(p.find("sparse")->model.ffn_experts, 8);     // E·G
+}
+
+TEST(PlanTest, PaperScaleComputeMatchingDoesNotOverflow) {
+  // 100B tokens of this d-1024 model is about 1.2e19 training FLOPs, beyond int64 (9.2e18).
+  Plan p = plan_of({"model.d_model=1024", "model.heads=8", "model.ffn_hidden=2048",
+                    "stages.btx_dm.budget.tokens=100B"});
+  auto flops = [](const PlannedJob& j) {
+    long double per_step = j.spec["batch_size"].get<int64_t>() * j.model.seq_len;
+    long double steps = std::ceil(j.spec["tokens"].get<int64_t>() / per_step);
+    return std::make_pair(steps * per_step * stages::count_flops(j.model).training(),
+                          per_step * stages::count_flops(j.model).training());
+  };
+  auto [target, target_step] = flops(*p.find("btx_dm"));
+  auto [cm, cm_step] = flops(*p.find("bam_cm"));
+  EXPECT_GT(target, 9.3e18L);
+  EXPECT_LE(std::fabs(static_cast<double>(cm - target)), static_cast<double>(cm_step));
 }
 
 TEST(PlanTest, MatchOfAnUnknownOrCyclicStageIsRejected) {
