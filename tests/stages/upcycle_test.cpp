@@ -143,6 +143,31 @@ TEST(UpcycleTest, VirtualGroupsReproduceTheDenseModel) {
   }
 }
 
+// Komatsuzaki et al.: every expert an exact copy, MoE in every other layer, no scaling. With
+// topk_then_softmax the copies' weights sum to 1, so the logits are the dense model's exactly.
+TEST(UpcycleTest, KomatsuzakiEveryOtherLayerCopiesGiveTheDenseLogits) {
+  testing::TempDir dir;
+  auto inputs = save_dense(dir, 1, true);
+  CheckpointMeta meta;
+  TensorMap dense = load_checkpoint_state(inputs[0], &meta);
+  UpcycleSpec s;
+  s.method = "sparse";
+  s.inputs = inputs;
+  s.mixture.ffn_experts = 4;
+  s.mixture.ffn_top_k = 2;
+  s.mixture.ffn_routing = "topk_then_softmax";
+  s.mixture.moe_every = 2;
+  s.weight_scaling = "none";
+  UpcycleResult r = upcycle_dense(s);
+  EXPECT_EQ(r.state.at("blocks.0.ffn.w1").size(0), 1);  // layer 0 stays dense
+  EXPECT_EQ(r.state.at("blocks.1.ffn.w1").size(0), 4);
+  for (int e = 0; e < 4; ++e) {
+    EXPECT_TRUE(torch::equal(r.state.at("blocks.1.ffn.w2")[e], dense.at("blocks.1.ffn.w2")[0]));
+  }
+  auto idx = torch::randint(256, {2, 16});
+  EXPECT_LE(relative_error(logits(r.config, r.state, idx), logits(meta.model, dense, idx)), 1e-6);
+}
+
 TEST(UpcycleTest, BtxExtraSeedExpertsCopyTheSeedFfn) {
   testing::TempDir dir;
   auto inputs = save_dense(dir, 3, false);
