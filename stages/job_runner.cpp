@@ -131,6 +131,15 @@ void run_upcycle_job(const json& s, const std::string& dir, core::JobResult& r) 
   r.artifacts.push_back(checkpoint_artifact(ckpt));
 }
 
+// One model's perplexity on one domain: the ppl row and the nll row (stderr of the mean NLL).
+void add_perplexity(core::JobResult& r, const std::string& model, const std::string& domain,
+                    const PerplexityResult& res) {
+  r.evals.push_back({model, "ppl/" + domain, "ppl", res.ppl, res.ppl_stderr, res.tokens});
+  r.evals.push_back({model, "ppl/" + domain, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0,
+                     res.tokens});
+  core::log_info("eval: " + model + " on " + domain + ": ppl " + std::to_string(res.ppl));
+}
+
 void run_eval_job(const json& s, core::JobResult& r) {
   const std::string data_dir = s.at("data_dir").get<std::string>();
   const std::string split = opt<std::string>(s, "split", "test");
@@ -140,11 +149,7 @@ void run_eval_job(const json& s, core::JobResult& r) {
     std::string name = m.at("name").get<std::string>();
     TransformerLm model = load_model(m.at("checkpoint").get<std::string>());
     for (const auto& d : domains) {
-      auto res = perplexity(model, shard_path(data_dir, d, split), max_windows);
-      r.evals.push_back({name, "ppl/" + d, "ppl", res.ppl, res.ppl_stderr, res.tokens});
-      r.evals.push_back({name, "ppl/" + d, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0,
-                         res.tokens});
-      core::log_info("eval: " + name + " on " + d + ": ppl " + std::to_string(res.ppl));
+      add_perplexity(r, name, d, perplexity(model, shard_path(data_dir, d, split), max_windows));
     }
   }
   for (const auto& ens : opt(s, "ensembles", json::array())) {  // BTM: eval-only ensembles
@@ -152,12 +157,7 @@ void run_eval_job(const json& s, core::JobResult& r) {
     std::vector<TransformerLm> members;
     for (const auto& ck : ens.at("checkpoints")) members.push_back(load_model(ck.get<std::string>()));
     for (const auto& d : domains) {
-      auto res = ensemble_perplexity(members, shard_path(data_dir, d, split), max_windows);
-      r.evals.push_back({name, "ppl/" + d, "ppl", res.ppl, res.ppl_stderr, res.tokens});
-      r.evals.push_back({name, "ppl/" + d, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0,
-                         res.tokens});
-      core::log_info("eval: " + name + " (ensemble of " + std::to_string(members.size()) + ") on " + d +
-                     ": ppl " + std::to_string(res.ppl));
+      add_perplexity(r, name, d, ensemble_perplexity(members, shard_path(data_dir, d, split), max_windows));
     }
   }
 }
