@@ -50,12 +50,10 @@ std::string host_name() {
   return buf;
 }
 
-// Before a fresh attempt: drop the outputs of earlier ones, in the directory and in the store. The log
-// is kept (appended), so earlier failures stay readable.
+// Before a forced re-run: the job starts from nothing, in its directory and in the store.
 void reset_job(tracking::Store& store, const PlannedJob& j) {
   std::error_code ec;
-  std::filesystem::remove(j.dir + "/" + core::kResultFile, ec);
-  std::filesystem::remove(j.dir + "/" + core::kMetricsFile, ec);
+  std::filesystem::remove_all(j.dir, ec);
   store.reset_job(j.key);
 }
 
@@ -196,7 +194,7 @@ RunSummary execute_plan(const Recipe& recipe, const Plan& plan, const RunOptions
         state[i] = S::kPending;
       } else if (attempts[i] <= recipe.retries) {
         core::log_warn(j.stage + ": failed (exit " + std::to_string(ev.exit_code) + "), retrying");
-        reset_job(store, j);
+        // A retry resumes from the job's last checkpoint, like a requeue after preemption.
         store.set_job_status(j.key, "pending", ev.exit_code, "failed; retrying");
         state[i] = S::kPending;
       } else {

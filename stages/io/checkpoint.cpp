@@ -1,6 +1,9 @@
 #include "stages/io/checkpoint.h"
 
 #include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -34,29 +37,79 @@ void load_state_into(TransformerLm& model, const TensorMap& state, const std::st
   }
 }
 
-std::string save_checkpoint(const std::string& dir, const TensorMap& state, CheckpointMeta meta) {
-  core::make_dirs(dir);
+namespace {
+
+// A save interrupted between its two renames leaves DIR.prev and no DIR: put the old one back.
+void recover_interrupted_swap(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec) && std::filesystem::exists(dir + ".prev", ec)) {
+    std::filesystem::rename(dir + ".prev", dir, ec);
+  }
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& dir, const TensorMap& state, CheckpointMeta meta,
+                            const std::map<std::string, std::string>& extra_files) {
+  namespace fs = std::filesystem;
+  recover_interrupted_swap(dir);
+  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  core::make_dirs(tmp);
   std::string bytes = encode_safetensors(state, {{"format", "pt"}, {"producer", "upcycle"}});
   meta.weights_sha256 = core::sha256_hex(bytes);
-  core::write_file_atomic(dir + "/" + kWeightsFile, bytes);
+  core::write_file_atomic(tmp + "/" + kWeightsFile, bytes);
+  meta.files.clear();
+  for (const auto& [name, content] : extra_files) {
+    core::write_file_atomic(tmp + "/" + name, content);
+    meta.files[name] = core::sha256_hex(content);
+  }
   nlohmann::json cfg = {{"format_version", kCheckpointFormatVersion},
                         {"model", to_json(meta.model)},
                         {"step", meta.step},
                         {"tokens", meta.tokens},
                         {"extra", meta.extra},
-                        {"weights_sha256", meta.weights_sha256}};
-  core::write_file_atomic(dir + "/" + kCheckpointConfigFile, cfg.dump(2) + "\n");
+                        {"weights_sha256", meta.weights_sha256},
+                        {"files", meta.files}};
+  core::write_file_atomic(tmp + "/" + kCheckpointConfigFile, cfg.dump(2) + "\n");
+  fs::remove_all(dir + ".prev", ec);
+  if (fs::exists(dir)) fs::rename(dir, dir + ".prev");
+  fs::rename(tmp, dir);
+  fs::remove_all(dir + ".prev", ec);
   return meta.weights_sha256;
 }
 
-std::string save_checkpoint(const std::string& dir, TransformerLm& model,
-                            const CheckpointMeta& meta) {
+std::string save_checkpoint(const std::string& dir, TransformerLm& model, const CheckpointMeta& meta,
+                            const std::map<std::string, std::string>& extra_files) {
   CheckpointMeta m = meta;
   m.model = model->config;
-  return save_checkpoint(dir, state_of(model), m);
+  return save_checkpoint(dir, state_of(model), m, extra_files);
 }
 
-TensorMap load_checkpoint_state(const std::string& dir, CheckpointMeta* meta_out) {
+bool checkpoint_exists(const std::string& dir) {
+  return core::file_exists(dir + "/" + kCheckpointConfigFile) ||
+         core::file_exists(dir + ".prev/" + kCheckpointConfigFile);
+}
+
+std::string read_checkpoint_file(const std::string& dir, const std::string& name) {
+  CheckpointMeta meta = read_checkpoint_meta(dir);
+  auto it = meta.files.find(name);
+  if (it == meta.files.end()) throw StageError(dir + ": the checkpoint has no " + name);
+  std::string path = dir + "/" + name, content;
+  try {
+    content = core::read_file(path);
+  } catch (const Error& e) {
+    throw StageError(e.what());
+  }
+  if (core::sha256_hex(content) != it->second) {
+    throw StageError(path + ": sha256 does not match the checkpoint config (corrupt or partial file)");
+  }
+  return content;
+}
+
+CheckpointMeta read_checkpoint_meta(const std::string& dir) {
+  recover_interrupted_swap(dir);
   std::string cfg_path = dir + "/" + kCheckpointConfigFile;
   if (!core::file_exists(cfg_path)) {
     throw StageError(dir + ": not a checkpoint (no " + kCheckpointConfigFile +
@@ -75,6 +128,7 @@ TensorMap load_checkpoint_state(const std::string& dir, CheckpointMeta* meta_out
     meta.tokens = cfg.at("tokens").get<int64_t>();
     meta.extra = cfg.at("extra");
     meta.weights_sha256 = cfg.at("weights_sha256").get<std::string>();
+    if (cfg.contains("files")) meta.files = cfg.at("files").get<std::map<std::string, std::string>>();
   } catch (const nlohmann::json::exception& e) {
     throw StageError(cfg_path + ": malformed checkpoint config: " + e.what());
   } catch (const std::invalid_argument& e) {
@@ -82,6 +136,11 @@ TensorMap load_checkpoint_state(const std::string& dir, CheckpointMeta* meta_out
   } catch (const Error& e) {
     throw StageError(e.what());
   }
+  return meta;
+}
+
+TensorMap load_checkpoint_state(const std::string& dir, CheckpointMeta* meta_out) {
+  CheckpointMeta meta = read_checkpoint_meta(dir);
   std::string weights = dir + "/" + kWeightsFile;
   std::string actual;
   try {

@@ -6,6 +6,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <sstream>
+
+#include "core/log.h"
 
 #include "core/error.h"
 #include "stages/io/checkpoint.h"
@@ -58,6 +61,27 @@ double validation_loss(TransformerLm& model, const MixtureSampler& val, int64_t 
   return lm_loss(out.logits_BTV, b.narrow(1, 1, T)).item<double>();
 }
 
+// ---- checkpoints with the trainer's state ----
+
+constexpr const char* kOptimizerFile = "optimizer.pt";
+constexpr const char* kTrainStepKey = "train_step";
+constexpr const char* kInitTokensKey = "init_tokens";
+
+// Weights, optimizer state and position; the data order is a function of (seed, step), and nothing
+// else draws random numbers during training, so this is everything an exact resume needs.
+void save_training_checkpoint(const std::string& dir, TransformerLm& model, torch::optim::AdamW& opt,
+                              nlohmann::json extra, int64_t step, int64_t tokens, int64_t init_tokens) {
+  std::ostringstream optimizer;
+  torch::save(opt, optimizer);
+  extra[kTrainStepKey] = step;
+  extra[kInitTokensKey] = init_tokens;
+  CheckpointMeta m;
+  m.step = step;
+  m.tokens = tokens;
+  m.extra = extra;
+  save_checkpoint(dir, model, m, {{kOptimizerFile, optimizer.str()}});
+}
+
 void print_progress(int64_t step, int64_t steps, int64_t tokens, double loss, double tps) {
   double eta = tps > 0 ? double(steps - step) * double(tokens) / double(step) / tps : 0;
   std::fprintf(stderr, "\r[train] step %lld/%lld  tokens %lld  loss %.4f  %.0f tok/s  ETA %.0fs   ",
@@ -71,8 +95,15 @@ void print_progress(int64_t step, int64_t steps, int64_t tokens, double loss, do
 
 TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   install_preemption_handlers();
+  const std::string ckpt_dir = spec.out_dir + "/checkpoint";
+  // A checkpoint of this job's own (the job directory is content-keyed) means a preempted or failed
+  // attempt: resume from it. Otherwise start from the init checkpoint or a fresh model.
+  const bool resume = checkpoint_exists(ckpt_dir) &&
+                      read_checkpoint_meta(ckpt_dir).extra.contains(kTrainStepKey);
   CheckpointMeta meta;
-  TransformerLm model = build_model(spec, &meta);
+  TransformerLm model = resume ? load_model(ckpt_dir, &meta) : build_model(spec, &meta);
+  const int64_t start_step = resume ? meta.extra.at(kTrainStepKey).get<int64_t>() : 0;
+  const int64_t init_tokens = resume ? meta.extra.at(kInitTokensKey).get<int64_t>() : meta.tokens;
   const ModelConfig& cfg = model->config;
   const int64_t T = cfg.seq_len, B = spec.batch_size;
   const int64_t micro = spec.micro_batch > 0 ? spec.micro_batch : B;
@@ -82,15 +113,21 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   MixtureSampler data(spec.data_dir, spec.mix, "train", T, spec.seed);
   MixtureSampler val(spec.data_dir, spec.mix, "valid", T, spec.seed);
   auto opt = make_optimizer(model, spec.optim);
+  if (resume) {
+    std::istringstream in(read_checkpoint_file(ckpt_dir, kOptimizerFile));
+    torch::load(*opt, in);
+    core::log_info("resuming " + ckpt_dir + " at step " + std::to_string(start_step) + " of " +
+                   std::to_string(steps));
+  }
   LrSchedule schedule{spec.optim.lr, spec.optim.warmup, steps, spec.optim.min_lr_ratio};
   const bool tty = ::isatty(STDERR_FILENO);
 
   TrainOutcome out;
-  // Throughput is measured after kUntimedSteps (allocator and kernel warm-up), as the Python peer
+  // Throughput is measured after 2 untimed steps (allocator and kernel warm-up), as the Python peer
   // (shared/bench/ref_train.py) does, unless the run is too short to have a steady state.
-  const int64_t kUntimedSteps = steps > 4 ? 2 : 0;
+  const int64_t timed_from = start_step + (steps - start_step > 4 ? 2 : 0);
   auto t0 = Clock::now();
-  for (int64_t step = 0; step < steps; ++step) {
+  for (int64_t step = start_step; step < steps; ++step) {
     double lr = schedule.at(step);
     set_lr(*opt, lr);
     opt->zero_grad();
@@ -116,10 +153,10 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
     out.steps = step + 1;
     out.tokens = out.steps * tokens_per_step;
     out.final_loss = loss_sum;
-    if (out.steps == kUntimedSteps) t0 = Clock::now();
-    if (out.steps > kUntimedSteps) {
+    if (out.steps == timed_from) t0 = Clock::now();
+    if (out.steps > timed_from) {
       double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-      out.tokens_per_s = double((out.steps - kUntimedSteps) * tokens_per_step) / secs;
+      out.tokens_per_s = double((out.steps - timed_from) * tokens_per_step) / secs;
     }
 
     bool last = step + 1 == steps;
@@ -142,11 +179,11 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
       sink.log(out.steps, v);
     }
     if (tty) print_progress(out.steps, steps, out.tokens, loss_sum, out.tokens_per_s);
-    bool preempt = preemption_requested();
+    bool preempt = preemption_requested() || out.steps == spec.stop_after_steps;
     if ((spec.checkpoint_every > 0 && out.steps % spec.checkpoint_every == 0) || last || preempt) {
-      CheckpointMeta m{cfg, out.steps, out.tokens + meta.tokens, meta.extra, ""};
-      out.checkpoint_dir = spec.out_dir + "/checkpoint";
-      save_checkpoint(out.checkpoint_dir, model, m);
+      out.checkpoint_dir = ckpt_dir;
+      save_training_checkpoint(ckpt_dir, model, *opt, meta.extra, out.steps, init_tokens + out.tokens,
+                               init_tokens);
     }
     if (preempt && !last) {
       out.preempted = true;

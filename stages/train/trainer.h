@@ -37,7 +37,9 @@ struct TrainSpec {
   int64_t eval_every = 0;       ///< validation every N steps; 0 = only at the end
   int64_t eval_windows = 8;     ///< validation windows per domain
   int64_t checkpoint_every = 0; ///< 0 = only at the end
-  std::string out_dir;          ///< the job directory; the final checkpoint goes to OUT/checkpoint
+  std::string out_dir;          ///< the job directory; checkpoints go to OUT/checkpoint, and one found
+                                ///< there (a preempted attempt) is resumed exactly
+  int64_t stop_after_steps = 0; ///< tests: behave as if preempted after this step (0 = never)
 };
 
 struct TrainOutcome {
@@ -50,7 +52,9 @@ struct TrainOutcome {
   std::string checkpoint_dir;
 };
 
-/// Trains and writes OUT/checkpoint. Throws StageError on bad inputs or a non-finite loss.
+/// Trains and writes OUT/checkpoint (weights, AdamW state, step). A run stopped at any step and
+/// resumed gives the same loss sequence as an uninterrupted one, bit for bit on CPU with the same
+/// threads. Throws StageError on bad inputs or a non-finite loss.
 TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink);
 
 }  // namespace upcycle::stages

@@ -8,6 +8,7 @@
 #include "stages/data/math_problems.h"
 #include "stages/data/token_shard.h"
 #include "stages/eval/perplexity.h"
+#include "tests/support/byte_corpus.h"
 #include "tests/support/model_configs.h"
 #include "tests/support/temp_dir.h"
 
@@ -15,12 +16,8 @@ namespace upcycle::stages {
 namespace {
 
 std::string byte_shard(const testing::TempDir& dir) {
-  std::vector<uint32_t> bytes;
-  for (const auto& d : generate_math_documents(11, 8000)) {
-    for (unsigned char ch : d.text) bytes.push_back(ch);
-  }
-  write_token_shard(dir / "test.bin", bytes, 256);
-  return dir / "test.bin";
+  testing::write_byte_shards(dir.path(), "math", 8000);
+  return shard_path(dir.path(), "math", "test");
 }
 
 TEST(EvalTest, PerplexityOfAnUntrainedModelIsNearTheVocabulary) {

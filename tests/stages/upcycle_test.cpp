@@ -12,6 +12,7 @@
 #include "stages/train/trainer.h"
 #include "stages/upcycle/surgery.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/byte_corpus.h"
 #include "tests/support/model_configs.h"
 #include "tests/support/tensor_asserts.h"
 
@@ -211,16 +212,8 @@ TEST(UpcycleTest, UpcycledCheckpointLoadsAndTrains) {
   CheckpointMeta meta;
   meta.model = r.config;
   save_checkpoint(dir / "bam", r.state, meta);
-  // Byte-level shards of generated math text (vocab 256).
   std::string data = dir / "data";
-  for (const char* split : {"train", "valid"}) {
-    std::vector<uint32_t> bytes;
-    for (const auto& d : generate_math_documents(split[0], 20000)) {
-      for (unsigned char ch : d.text) bytes.push_back(ch);
-    }
-    core::make_dirs(data + "/shards");
-    write_token_shard(shard_path(data, "math", split), bytes, 256);
-  }
+  testing::write_byte_shards(data);
   TrainSpec t;
   t.init_checkpoint = dir / "bam";
   t.data_dir = data;
