@@ -7,6 +7,7 @@
 #include <iostream>
 #include <map>
 
+#include "analysis/query.h"
 #include "analysis/render.h"
 #include "analysis/tables.h"
 #include "cluster/local_executor.h"
@@ -163,26 +164,16 @@ int cmd_status(const std::vector<std::string>& args) {
 int cmd_query(const std::vector<std::string>& args) {
   po::options_description desc("query options");
   add_store_options(desc);
-  desc.add_options()("model", po::value<std::string>(), "only this model (LIKE pattern)")(
-      "task", po::value<std::string>(), "only this task (LIKE pattern, e.g. ppl/%)")(
-      "metric", po::value<std::string>(), "only this metric (ppl, nll, acc, ...)");
+  desc.add_options()("where,w", po::value<std::string>()->default_value(""),
+                     "filter, e.g. \"task LIKE 'ppl/%' AND (model = 'bam_dm' OR params.seed IN (1, 2))\"; "
+                     "fields: run experiment stage model task metric value stderr n status tags "
+                     "params.<key> metrics.<key>");
   auto vm = parse("query", args, desc, {});
-  if (wants_help(vm, "query", "[--run NAME] [--model M] [--task T] [--metric K] [--format F]", desc)) return 0;
+  if (wants_help(vm, "query", "[--where EXPR] [--run NAME] [--format table|csv|json]", desc)) return 0;
   auto store = open_store_ro(vm["store"].as<std::string>());
-  std::string sql = "SELECT run, stage, model, task, metric, value, stderr, n FROM v_results WHERE 1=1";
-  std::vector<std::string> binds;
-  if (!vm["run"].as<std::string>().empty()) {
-    sql += " AND run = ?";
-    binds.push_back(vm["run"].as<std::string>());
-  }
-  for (const char* col : {"model", "task", "metric"}) {
-    if (!vm.count(col)) continue;
-    sql += std::string(" AND ") + col + " LIKE ?";  // column names are fixed; values are bound
-    binds.push_back(vm[col].as<std::string>());
-  }
-  sql += " ORDER BY run, result_id";
-  auto rs = store.select(sql, binds);
-  std::cout << analysis::render(rs, analysis::parse_format(vm["format"].as<std::string>()));
+  auto q = analysis::compile_query(vm["where"].as<std::string>(), vm["run"].as<std::string>());
+  std::cout << analysis::render(store.select(q.sql, q.binds),
+                                analysis::parse_format(vm["format"].as<std::string>()));
   return 0;
 }
 
@@ -255,7 +246,7 @@ const Command kCommands[] = {
     {"run", "run a recipe on the local executor; skips jobs already complete", cmd_run},
     {"plan", "resolve a recipe into its job DAG, keys and budgets; runs nothing", cmd_plan},
     {"status", "jobs of a run with status, attempts and timings", cmd_status},
-    {"query", "evaluation results from the store, filtered", cmd_query},
+    {"query", "evaluation results from the store, filtered by --where (AND, OR, NOT, IN, LIKE)", cmd_query},
     {"table", "paper-style tables from the store (perplexity per domain)", cmd_table},
     {"params", "total and active parameters of every model in a recipe or config", cmd_params},
     {"flops", "forward FLOPs per token per layer (attention, FFN, routers; BAM Table 10)", cmd_flops},

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/suggest.h"
 
 namespace upcycle::runner {
 
@@ -58,8 +59,7 @@ class YamlReader {
   const std::string* file_;
 };
 
-/// Closest candidate by edit distance, or "" when nothing is close (distance > 1/2 of the length).
-std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
+using core::closest_match;
 
 /// Parses "4096", "4k", "4M", "1.5B", "2e6" into an integer; throws std::invalid_argument.
 int64_t parse_count(const std::string& text);

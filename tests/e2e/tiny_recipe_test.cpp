@@ -1,6 +1,7 @@
 // Runs the real binary on recipes/ci/tiny.yaml and checks what it leaves in the SQLite store.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -60,6 +61,15 @@ TEST(TinyRecipeTest, RunsEndToEndAndFillsTheStore) {
   EXPECT_NE(again.output.find("0 jobs done, 7 already complete"), std::string::npos) << again.output;
   tracking::Store after(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
   EXPECT_EQ(scalar(after, "SELECT MAX(attempts) FROM jobs"), 1);
+
+  auto query = run_binary({UPCYCLE_BINARY, "query", "--where",
+                           "model = 'bam_dm' AND task = 'ppl/code' AND (metric = ppl OR metric = nll)",
+                           "--format", "csv"}, dir.path());
+  EXPECT_EQ(query.exit_code, 0) << query.output;
+  EXPECT_EQ(std::count(query.output.begin(), query.output.end(), '\n'), 3) << query.output;  // header + 2
+  auto bad_query = run_binary({UPCYCLE_BINARY, "query", "--where", "modle = x"}, dir.path());
+  EXPECT_EQ(bad_query.exit_code, 1);
+  EXPECT_NE(bad_query.output.find("did you mean 'model'"), std::string::npos) << bad_query.output;
 
   auto table = run_binary({UPCYCLE_BINARY, "table", "ppl", "--format", "csv"}, dir.path());
   EXPECT_EQ(table.exit_code, 0) << table.output;
