@@ -83,24 +83,31 @@ int cmd_run(const std::vector<std::string>& args) {
   if (wants_help(vm, "run", "RECIPE [key.path=value ...] [--force STAGE] [-j N]", desc)) return 0;
   if (!vm.count("recipe")) throw ConfigError("upcycle run: missing RECIPE", "usage: upcycle run RECIPE");
   auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  Recipe recipe = load_recipe(vm["recipe"].as<std::string>(), overrides);
-  Plan plan = make_plan(recipe);
+  std::vector<RunPoint> points;
+  for (auto& recipe : load_recipes(vm["recipe"].as<std::string>(), overrides)) {
+    Plan plan = make_plan(recipe);
+    points.push_back({std::move(recipe), std::move(plan)});
+  }
   RunOptions opts;
   if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
   opts.max_parallel = vm["max-parallel"].as<int>();
   opts.self_exe = self_exe();
   cluster::LocalExecutor executor;
-  RunSummary s = execute_plan(recipe, plan, opts, executor);
-  core::log_info("run " + s.run_name + ": " + std::to_string(s.done) + " jobs done, " +
-                 std::to_string(s.skipped) + " already complete, " + std::to_string(s.failed) +
-                 " failed; store " + recipe.store);
+  RunSummary s = execute_runs(points, opts, executor);
+  const std::string& store_path = points[0].recipe.store;
+  core::log_info(std::to_string(s.run_names.size()) + " run(s) of " + points[0].recipe.name + ": " +
+                 std::to_string(s.done) + " jobs done, " + std::to_string(s.skipped) +
+                 " already complete, " + std::to_string(s.failed) + " failed; store " + store_path);
   if (s.failed == 0 && !s.interrupted) {
-    tracking::Store store(recipe.store, tracking::Store::Mode::kReadOnly);
-    try {
-      std::cout << analysis::render(analysis::perplexity_table(store, s.run_name),
-                                    analysis::Format::kTable);
-    } catch (const StoreError&) {
-      // no eval stage in this recipe: nothing to tabulate
+    tracking::Store store(store_path, tracking::Store::Mode::kReadOnly);
+    for (const auto& run : s.run_names) {
+      try {
+        auto table = analysis::render(analysis::perplexity_table(store, run), analysis::Format::kTable);
+        if (s.run_names.size() > 1) std::cout << "\nrun " << run << "\n";
+        std::cout << table;
+      } catch (const StoreError&) {
+        // no eval stage in this recipe: nothing to tabulate
+      }
     }
   }
   if (s.interrupted) {
@@ -121,10 +128,22 @@ int cmd_plan(const std::vector<std::string>& args) {
   if (wants_help(vm, "plan", "RECIPE [key.path=value ...] [--specs]", desc)) return 0;
   if (!vm.count("recipe")) throw ConfigError("upcycle plan: missing RECIPE");
   auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  Recipe recipe = load_recipe(vm["recipe"].as<std::string>(), overrides);
-  Plan plan = make_plan(recipe);
-  std::cout << "recipe " << recipe.name << " (" << recipe.file << "), store " << recipe.store << "\n"
-            << describe_plan(plan);
+  std::vector<RunPoint> points;
+  for (auto& recipe : load_recipes(vm["recipe"].as<std::string>(), overrides)) {
+    Plan plan = make_plan(recipe);
+    points.push_back({std::move(recipe), std::move(plan)});
+  }
+  Plan plan = merge_plans(points);
+  const Recipe& first = points[0].recipe;
+  std::cout << "recipe " << first.name << " (" << first.file << "), store " << first.store << "\n";
+  if (points.size() > 1) {
+    size_t total = 0;
+    for (const auto& p : points) total += p.plan.jobs.size();
+    std::cout << points.size() << " runs (sweep), " << total - plan.jobs.size()
+              << " job(s) shared between them:\n";
+    for (const auto& p : points) std::cout << "  " << p.recipe.run_name << "\n";
+  }
+  std::cout << describe_plan(plan);
   if (vm.count("specs")) {
     for (const auto& j : plan.jobs) std::cout << "\n# " << j.stage << "\n" << j.spec.dump(2) << "\n";
   }

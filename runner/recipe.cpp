@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/atomic_file.h"
 #include "runner/yaml_reader.h"
 #include "stages/data/prepare.h"
 
@@ -13,7 +14,10 @@ namespace {
 
 const std::vector<std::string> kTopKeys = {"name", "executor", "store", "root", "seed", "threads",
                                            "max_parallel", "retries", "data", "model", "train",
-                                           "stages"};
+                                           "stages", "sweep"};
+// Keys a sweep may not vary: they are shared by every run of one invocation.
+const std::vector<std::string> kUnsweepable = {"name", "executor", "store", "root", "threads",
+                                               "max_parallel", "retries", "sweep"};
 const std::vector<std::string> kModelKeys = {"d_model", "layers", "heads", "kv_heads", "ffn_hidden",
                                              "vocab", "seq_len", "block", "norm", "tied_embeddings",
                                              "rope_theta", "norm_eps", "init_std"};
@@ -314,7 +318,58 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
   return s;
 }
 
+std::vector<std::pair<std::string, std::vector<std::string>>> parse_sweep(const YamlReader& sw) {
+  if (!sw.is_map()) throw sw.error("expected a mapping of key.path -> list of values");
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  for (const auto& key : sw.keys()) {
+    YamlReader values = sw.child(key);
+    std::string head = key.substr(0, key.find('.'));
+    if (std::find(kUnsweepable.begin(), kUnsweepable.end(), head) != kUnsweepable.end()) {
+      throw values.error("'" + head + "' is shared by every run of a sweep and cannot be swept");
+    }
+    if (!values.is_sequence() || values.size() == 0) throw values.error("expected a non-empty list of values");
+    std::vector<std::string> texts;
+    for (size_t i = 0; i < values.size(); ++i) {
+      YAML::Emitter e;
+      e << YAML::Flow << values.at(i).node();
+      texts.push_back(e.c_str());
+    }
+    out.emplace_back(key, texts);
+  }
+  return out;
+}
+
 }  // namespace
+
+std::vector<Recipe> load_recipes(const std::string& path, const std::vector<std::string>& overrides) {
+  Recipe base = load_recipe(path, overrides);
+  if (base.sweep.empty()) return {base};
+  std::string text = core::read_file(path);
+  std::vector<Recipe> out;
+  std::vector<size_t> idx(base.sweep.size(), 0);
+  while (true) {
+    std::vector<std::string> point = overrides;
+    std::string suffix;
+    nlohmann::json values = nlohmann::json::object();
+    for (size_t k = 0; k < base.sweep.size(); ++k) {
+      const auto& [key, vals] = base.sweep[k];
+      point.push_back(key + "=" + vals[idx[k]]);
+      suffix += (k ? "," : "") + key + "=" + vals[idx[k]];
+      values[key] = vals[idx[k]];
+    }
+    try {
+      out.push_back(parse_recipe(text, path, point));
+    } catch (const ConfigError& e) {
+      throw ConfigError(std::string(e.what()) + " (at sweep point " + suffix + ")", e.hint());
+    }
+    out.back().run_name = base.name + "/" + suffix;
+    out.back().sweep_point = values.dump();
+    size_t k = base.sweep.size();  // odometer over the grid, last key fastest
+    while (k > 0 && ++idx[k - 1] == base.sweep[k - 1].second.size()) idx[--k] = 0;
+    if (k == 0) break;
+  }
+  return out;
+}
 
 std::vector<std::string> DataDef::domain_names() const {
   std::vector<std::string> out;
@@ -346,6 +401,8 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   YamlReader top(root, "", &r.file);
   top.expect_map(kTopKeys);
   r.name = top.child("name").str();
+  r.run_name = r.name;
+  if (top.has("sweep")) r.sweep = parse_sweep(top.child("sweep"));
   std::string executor = top.get_str("executor", "local");
   if (executor != "local") {
     throw top.child("executor").error("executor '" + executor + "' is not available yet (only local)");

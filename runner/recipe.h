@@ -75,6 +75,10 @@ struct StageDef {
 struct Recipe {
   std::string file;
   std::string name;
+  std::string run_name;             ///< name, or "name/key=value,..." at a sweep point
+  std::string sweep_point = "{}";   ///< JSON {key: value} of this sweep point
+  /// `sweep:` grid, key path -> values (YAML text each), in file order; expanded by load_recipes.
+  std::vector<std::pair<std::string, std::vector<std::string>>> sweep;
   std::string store = "runs/store.sqlite";
   std::string root = "runs";
   uint64_t seed = 0;
@@ -101,6 +105,11 @@ bool is_recipe_file(const std::string& path);
 /// Loads, applies "a.b.c=value" overrides, parses and validates. Throws ConfigError naming the file,
 /// line, column and key path (or the override) for every problem.
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides = {});
+/// Loads a recipe and expands its `sweep:` grid (the cartesian product of the listed values) into one
+/// Recipe per point, each validated with the point's values applied as overrides. Without a sweep,
+/// one Recipe. Throws ConfigError as load_recipe does, naming the point for errors in one.
+std::vector<Recipe> load_recipes(const std::string& path, const std::vector<std::string>& overrides = {});
+
 /// The same from text (tests); `file` names it in errors.
 Recipe parse_recipe(const std::string& text, const std::string& file,
                     const std::vector<std::string>& overrides = {});

@@ -70,10 +70,62 @@ std::set<size_t> forced_jobs(const Plan& plan, const std::vector<std::string>& f
   return out;
 }
 
+// Registers one run (a recipe at one sweep point) with its params and provenance; returns its id.
+int64_t register_run(tracking::Store& store, const RunPoint& p) {
+  tracking::RunInfo info{core::sha256_hex(p.recipe.resolved_yaml + p.plan.code_version), p.recipe.name,
+                         p.recipe.run_name, p.recipe.sweep_point};
+  int64_t run_id = store.upsert_run(info);
+  store.record_params(run_id, p.recipe.flat);
+  store.set_run_status(run_id, "running");
+  for (const auto& j : p.plan.jobs) {
+    store.upsert_job(run_id, {0, j.key, j.stage, j.kind, "", 0, std::nullopt, j.dir, "", "", "",
+                              j.spec.dump()});
+  }
+  return run_id;
+}
+
+// Provenance the runner knows, completed with what only the jobs know: the data manifest, LibTorch
+// version and device.
+tracking::Provenance provenance_of(const RunPoint& p) {
+  tracking::Provenance prov{core::kGitSha, core::kGitDirty, core::sha256_hex(p.recipe.resolved_yaml),
+                            p.recipe.resolved_yaml, "", "", "cpu", host_name()};
+  for (const auto& j : p.plan.jobs) {
+    auto result = core::read_job_result(j.dir);
+    if (!result) continue;
+    if (prov.torch_version.empty() && !result->torch_version.empty()) {
+      prov.torch_version = result->torch_version;
+      prov.device = result->device;
+    }
+    auto m = result->outputs.find("manifest_sha256");
+    if (m != result->outputs.end()) prov.data_manifest_sha256 = m->second;
+  }
+  return prov;
+}
+
 }  // namespace
 
-RunSummary execute_plan(const Recipe& recipe, const Plan& plan, const RunOptions& options,
+Plan merge_plans(const std::vector<RunPoint>& points) {
+  Plan merged;
+  std::map<std::string, size_t> index;
+  for (const auto& p : points) {
+    merged.code_version = p.plan.code_version;
+    for (const auto& j : p.plan.jobs) {
+      if (index.count(j.key)) continue;  // equal content key: one job serves every run
+      PlannedJob copy = j;
+      copy.deps.clear();
+      for (size_t d : j.deps) copy.deps.push_back(index.at(p.plan.jobs[d].key));
+      index[j.key] = merged.jobs.size();
+      merged.jobs.push_back(std::move(copy));
+    }
+  }
+  return merged;
+}
+
+RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& options,
                         cluster::Executor& executor) {
+  if (points.empty()) throw InternalError("execute_runs: no runs");
+  const Recipe& recipe = points[0].recipe;  // store, root, threads and retries are not sweepable
+  const Plan plan = merge_plans(points);
   for (const auto& f : options.force) {
     if (!recipe.find_stage(f) && !plan.find(f)) throw ConfigError("--force: unknown stage '" + f + "'");
   }
@@ -82,15 +134,12 @@ RunSummary execute_plan(const Recipe& recipe, const Plan& plan, const RunOptions
   tracking::Store store(recipe.store);
 
   RunSummary summary;
-  summary.run_name = recipe.name;
-  tracking::RunInfo info{core::sha256_hex(recipe.resolved_yaml + plan.code_version), recipe.name,
-                         recipe.name, "{}"};
-  int64_t run_id = store.upsert_run(info);
-  store.record_params(run_id, recipe.flat);
-  tracking::Provenance prov{core::kGitSha, core::kGitDirty, core::sha256_hex(recipe.resolved_yaml),
-                            recipe.resolved_yaml, "", "", "cpu", host_name()};
-  store.record_provenance(run_id, prov);
-  store.set_run_status(run_id, "running");
+  std::vector<int64_t> run_ids;
+  for (const auto& p : points) {
+    run_ids.push_back(register_run(store, p));
+    store.record_provenance(run_ids.back(), provenance_of(p));
+    summary.run_names.push_back(p.recipe.run_name);
+  }
 
   const size_t n = plan.jobs.size();
   enum class S { kPending, kRunning, kDone, kFailed };
@@ -101,8 +150,6 @@ RunSummary execute_plan(const Recipe& recipe, const Plan& plan, const RunOptions
   for (size_t i = 0; i < n; ++i) {
     const auto& j = plan.jobs[i];
     by_key[j.key] = i;
-    store.upsert_job(run_id, {0, j.key, j.stage, j.kind, "", 0, std::nullopt, j.dir, "", "", "",
-                              j.spec.dump()});
     if (forced.count(i)) {
       reset_job(store, j);
       continue;
@@ -207,21 +254,12 @@ RunSummary execute_plan(const Recipe& recipe, const Plan& plan, const RunOptions
       }
     }
   }
-  // Provenance that only the jobs know: the data manifest, LibTorch version and device.
-  for (const auto& j : plan.jobs) {
-    auto result = core::read_job_result(j.dir);
-    if (!result) continue;
-    if (prov.torch_version.empty() && !result->torch_version.empty()) {
-      prov.torch_version = result->torch_version;
-      prov.device = result->device;
-    }
-    auto m = result->outputs.find("manifest_sha256");
-    if (m != result->outputs.end()) prov.data_manifest_sha256 = m->second;
+  for (size_t r = 0; r < points.size(); ++r) {
+    store.record_provenance(run_ids[r], provenance_of(points[r]));
+    bool failed = false;
+    for (const auto& j : points[r].plan.jobs) failed = failed || state[by_key.at(j.key)] == S::kFailed;
+    store.set_run_status(run_ids[r], summary.interrupted ? "interrupted" : failed ? "failed" : "done");
   }
-  store.record_provenance(run_id, prov);
-  store.set_run_status(run_id, summary.interrupted ? "interrupted"
-                               : summary.failed   ? "failed"
-                                                  : "done");
   return summary;
 }
 

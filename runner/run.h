@@ -23,12 +23,22 @@ struct RunSummary {
   int skipped = 0;
   int failed = 0;
   bool interrupted = false;
-  std::string run_name;
+  std::vector<std::string> run_names;  ///< one per sweep point
 };
 
-/// Runs the plan to completion (or failure/interruption). Throws StoreError/ClusterError on
+/// One run: a recipe resolved at one sweep point, and its plan.
+struct RunPoint {
+  Recipe recipe;
+  Plan plan;
+};
+
+/// The union of the points' jobs: a job whose content key several runs share appears once.
+Plan merge_plans(const std::vector<RunPoint>& points);
+
+/// Registers every run in the store and runs the union of their jobs to completion (or failure, or
+/// interruption); each run's status follows its own jobs. Throws StoreError/ClusterError on
 /// infrastructure problems; job failures are counted, not thrown.
-RunSummary execute_plan(const Recipe& recipe, const Plan& plan, const RunOptions& options,
+RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& options,
                         cluster::Executor& executor);
 
 }  // namespace upcycle::runner

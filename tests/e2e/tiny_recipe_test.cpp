@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "core/atomic_file.h"
 #include "tests/support/run_binary.h"
 #include "tests/support/temp_dir.h"
 #include "tracking/store.h"
@@ -74,6 +75,25 @@ TEST(TinyRecipeTest, RunsEndToEndAndFillsTheStore) {
   auto table = run_binary({UPCYCLE_BINARY, "table", "ppl", "--format", "csv"}, dir.path());
   EXPECT_EQ(table.exit_code, 0) << table.output;
   EXPECT_EQ(table.output.substr(0, table.output.find('\n')), "model,general,code,law,math,avg");
+}
+
+TEST(TinyRecipeTest, SweepRunsEveryPointAndSharesEqualJobs) {
+  testing::TempDir dir;
+  std::string text = core::read_file(UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml");
+  core::write_file_atomic(dir / "sweep.yaml", text + "sweep:\n  stages.bam_dm.budget.tokens: [12k, 24k]\n");
+  auto r = run_binary({UPCYCLE_BINARY, "run", dir / "sweep.yaml"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("run tiny/stages.bam_dm.budget.tokens=12k"), std::string::npos) << r.output;
+  tracking::Store store(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+  EXPECT_EQ(scalar(store, "SELECT COUNT(*) FROM runs WHERE status = 'done'"), 2);
+  // data, seed, experts and bam once; bam_dm and eval per point.
+  EXPECT_EQ(scalar(store, "SELECT COUNT(*) FROM jobs"), 5 + 2 * 2);
+  EXPECT_EQ(scalar(store, "SELECT COUNT(DISTINCT run) FROM v_results WHERE model = 'bam_dm'"), 2);
+  auto q = run_binary({UPCYCLE_BINARY, "query", "--where",
+                       "params.stages.bam_dm.budget.tokens = 12k AND model = bam_dm AND metric = ppl",
+                       "--format", "csv"}, dir.path());
+  EXPECT_EQ(q.exit_code, 0) << q.output;
+  EXPECT_EQ(std::count(q.output.begin(), q.output.end(), '\n'), 5) << q.output;  // header + 4 domains
 }
 
 }  // namespace
