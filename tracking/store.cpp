@@ -2,7 +2,11 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
+#include <sqlite3.h>
+
+#include <chrono>
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -34,18 +38,37 @@ Cell read_cell(const SQLite::Column& c) {
 }  // namespace
 
 Store::Store(const std::string& path, Mode mode) : path_(path) {
-  guarded(path_, "open", [&] {
-    if (mode == Mode::kReadOnly) {
-      db_ = std::make_unique<SQLite::Database>(path_, SQLite::OPEN_READONLY, kBusyTimeoutMs);
+  // Switching a new database to WAL, or reading it while another process does, can report "database
+  // is locked" without waiting on the busy handler (SQLite does not invoke it on that path). Two
+  // processes creating one store hit this, so the open sequence retries on BUSY/LOCKED until the same
+  // deadline the busy timeout gives every other statement.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+  for (int attempt = 0;; ++attempt) {
+    try {
+      open(mode);
       return;
+    } catch (const SQLite::Exception& e) {
+      bool busy = e.getErrorCode() == SQLITE_BUSY || e.getErrorCode() == SQLITE_LOCKED;
+      if (!busy || std::chrono::steady_clock::now() > deadline) {
+        throw StoreError(path_ + ": open: " + e.what());
+      }
+      db_.reset();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5 + 5 * std::min(attempt, 20)));
     }
-    db_ = std::make_unique<SQLite::Database>(
-        path_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, kBusyTimeoutMs);
-    db_->exec("PRAGMA journal_mode=WAL");
-    db_->exec("PRAGMA synchronous=NORMAL");
-    db_->exec("PRAGMA foreign_keys=ON");
-    migrate();
-  });
+  }
+}
+
+void Store::open(Mode mode) {
+  if (mode == Mode::kReadOnly) {
+    db_ = std::make_unique<SQLite::Database>(path_, SQLite::OPEN_READONLY, kBusyTimeoutMs);
+    return;
+  }
+  db_ = std::make_unique<SQLite::Database>(path_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
+                                           kBusyTimeoutMs);
+  db_->exec("PRAGMA journal_mode=WAL");
+  db_->exec("PRAGMA synchronous=NORMAL");
+  db_->exec("PRAGMA foreign_keys=ON");
+  migrate();
 }
 
 Store::~Store() = default;

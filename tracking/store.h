@@ -104,6 +104,7 @@ class Store {
   ResultSet select(const std::string& sql, const std::vector<std::string>& binds = {});
 
  private:
+  void open(Mode mode);  ///< one attempt at connecting, configuring and migrating
   void migrate();
   std::string path_;
   std::unique_ptr<SQLite::Database> db_;

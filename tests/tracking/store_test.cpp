@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/metric_sink.h"
@@ -37,7 +39,8 @@ TEST(StoreTest, TwoProcessesCreatingOneStoreBothSucceed) {
         Store s(path);
         s.upsert_run({"key-" + std::to_string(k), "exp", "run" + std::to_string(k), "{}"});
         ::_exit(0);
-      } catch (...) {
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "child %d: %s\n", k, e.what());  // shown with the failure
         ::_exit(1);
       }
     }
