@@ -60,6 +60,20 @@ bool wants_help(const po::variables_map& vm, const std::string& cmd, const char*
   return true;
 }
 
+std::vector<std::string> overrides_of(const po::variables_map& vm) {
+  return vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+}
+
+// The recipe at every sweep point (one without a sweep), each with its plan.
+std::vector<RunPoint> plan_runs(const std::string& path, const std::vector<std::string>& overrides) {
+  std::vector<RunPoint> points;
+  for (auto& recipe : load_recipes(path, overrides)) {
+    Plan plan = make_plan(recipe);
+    points.push_back({std::move(recipe), std::move(plan)});
+  }
+  return points;
+}
+
 std::string self_exe() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -82,12 +96,7 @@ int cmd_run(const std::vector<std::string>& args) {
   auto vm = parse("run", args, desc, pos);
   if (wants_help(vm, "run", "RECIPE [key.path=value ...] [--force STAGE] [-j N]", desc)) return 0;
   if (!vm.count("recipe")) throw ConfigError("upcycle run: missing RECIPE", "usage: upcycle run RECIPE");
-  auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  std::vector<RunPoint> points;
-  for (auto& recipe : load_recipes(vm["recipe"].as<std::string>(), overrides)) {
-    Plan plan = make_plan(recipe);
-    points.push_back({std::move(recipe), std::move(plan)});
-  }
+  std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides_of(vm));
   RunOptions opts;
   if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
   opts.max_parallel = vm["max-parallel"].as<int>();
@@ -127,12 +136,7 @@ int cmd_plan(const std::vector<std::string>& args) {
   auto vm = parse("plan", args, desc, pos);
   if (wants_help(vm, "plan", "RECIPE [key.path=value ...] [--specs]", desc)) return 0;
   if (!vm.count("recipe")) throw ConfigError("upcycle plan: missing RECIPE");
-  auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  std::vector<RunPoint> points;
-  for (auto& recipe : load_recipes(vm["recipe"].as<std::string>(), overrides)) {
-    Plan plan = make_plan(recipe);
-    points.push_back({std::move(recipe), std::move(plan)});
-  }
+  std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides_of(vm));
   Plan plan = merge_plans(points);
   const Recipe& first = points[0].recipe;
   std::cout << "recipe " << first.name << " (" << first.file << "), store " << first.store << "\n";
@@ -225,8 +229,7 @@ po::options_description accounting_options(const char* title) {
 
 std::vector<NamedModel> accounting_models(const std::string& cmd, const po::variables_map& vm) {
   if (!vm.count("input")) throw ConfigError("upcycle " + cmd + ": missing RECIPE or CONFIG");
-  auto overrides = vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  return models_for_accounting(vm["input"].as<std::string>(), overrides, vm["stage"].as<std::string>());
+  return models_for_accounting(vm["input"].as<std::string>(), overrides_of(vm), vm["stage"].as<std::string>());
 }
 
 int cmd_params(const std::vector<std::string>& args) {

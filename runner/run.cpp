@@ -12,6 +12,7 @@
 #include "core/atomic_file.h"
 #include "core/build_info.h"
 #include "core/error.h"
+#include "core/host.h"
 #include "core/job_files.h"
 #include "core/log.h"
 #include "core/sha256.h"
@@ -42,12 +43,6 @@ std::string tail_of_log(const std::string& dir, size_t lines = 8) {
   size_t pos = text.size();
   for (size_t n = 0; n <= lines && pos != std::string::npos && pos > 0; ++n) pos = text.rfind('\n', pos - 1);
   return pos == std::string::npos ? text : text.substr(pos + 1);
-}
-
-std::string host_name() {
-  char buf[256] = {0};
-  ::gethostname(buf, sizeof(buf) - 1);
-  return buf;
 }
 
 // Before a forced re-run: the job starts from nothing, in its directory and in the store.
@@ -88,7 +83,7 @@ int64_t register_run(tracking::Store& store, const RunPoint& p) {
 // version and device.
 tracking::Provenance provenance_of(const RunPoint& p) {
   tracking::Provenance prov{core::kGitSha, core::kGitDirty, core::sha256_hex(p.recipe.resolved_yaml),
-                            p.recipe.resolved_yaml, "", "", "cpu", host_name()};
+                            p.recipe.resolved_yaml, "", "", "cpu", core::host_name()};
   for (const auto& j : p.plan.jobs) {
     auto result = core::read_job_result(j.dir);
     if (!result) continue;

@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/host.h"
 #include "core/job_files.h"
 #include "core/log.h"
 #include "core/metric_sink.h"
@@ -162,12 +163,6 @@ void run_eval_job(const json& s, core::JobResult& r) {
   }
 }
 
-std::string host_name() {
-  char buf[256] = {0};
-  ::gethostname(buf, sizeof(buf) - 1);
-  return buf;
-}
-
 }  // namespace
 
 int run_job(const std::string& spec_path) {
@@ -196,7 +191,7 @@ int run_job(const std::string& spec_path) {
       throw StageError(spec_path + ": unknown job kind '" + kind + "'");
     }
     r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    r.host = host_name();
+    r.host = core::host_name();
     r.device = torch::cuda::is_available() ? "cuda" : "cpu";
     r.torch_version = TORCH_VERSION;
     core::write_job_result(dir, r);
