@@ -12,12 +12,12 @@ namespace {
 // Evaluation results with their run's status and tags; the query's WHERE applies to this.
 const char* kBase =
     "SELECT r.name AS run, e.name AS experiment, rj.stage AS stage, er.model, er.task, er.metric, "
-    "er.value, er.stderr, er.n, r.status, r.tags, r.id AS run_id, er.rowid AS result_id "
+    "er.filter, er.value, er.stderr, er.n, er.n_shot, r.status, r.tags, r.id AS run_id, er.rowid AS result_id "
     "FROM eval_results er JOIN jobs j ON j.id = er.job_id JOIN run_jobs rj ON rj.job_id = j.id "
     "JOIN runs r ON r.id = rj.run_id JOIN experiments e ON e.id = r.experiment_id";
 
 const std::vector<std::string> kColumns = {"run", "experiment", "stage", "model", "task", "metric",
-                                           "value", "stderr", "n", "status", "tags"};
+                                           "filter", "value", "stderr", "n", "n_shot", "status", "tags"};
 
 struct Token {
   enum Kind { kWord, kString, kNumber, kOp, kLParen, kRParen, kComma, kEnd } kind;
@@ -32,7 +32,7 @@ std::string upper(std::string s) {
 
 ConfigError error_at(size_t column, const std::string& msg) {
   return ConfigError("--where: column " + std::to_string(column) + ": " + msg,
-                     "fields: run, experiment, stage, model, task, metric, value, stderr, n, status, "
+                     "fields: run, experiment, stage, model, task, metric, filter, value, stderr, n, n_shot, status, "
                      "tags, params.<key>, metrics.<key>; operators: = != < <= > >= LIKE IN, AND OR NOT");
 }
 
@@ -151,7 +151,7 @@ class Parser {
       text_field = false;
     } else if (std::find(kColumns.begin(), kColumns.end(), f.text) != kColumns.end()) {
       lhs = "base." + f.text;
-      text_field = f.text != "value" && f.text != "stderr" && f.text != "n";
+      text_field = f.text != "value" && f.text != "stderr" && f.text != "n" && f.text != "n_shot";
     } else {
       std::string guess = core::closest_match(f.text, kColumns);
       throw error_at(f.column, "unknown field '" + f.text + "'" +
@@ -219,7 +219,7 @@ CompiledQuery compile_query(const std::string& where, const std::string& run) {
     filter = "(" + filter + ") AND base.run = ?";
     q.binds.push_back(run);
   }
-  q.sql = std::string("SELECT run, stage, model, task, metric, value, stderr, n FROM (") + kBase +
+  q.sql = std::string("SELECT run, stage, model, task, metric, filter, value, stderr, n, n_shot FROM (") + kBase +
           ") AS base WHERE " + filter + " ORDER BY run_id, result_id";
   return q;
 }

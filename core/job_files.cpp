@@ -11,6 +11,8 @@ nlohmann::json to_json(const JobResult& r) {
     nlohmann::json je = {{"model", e.model}, {"task", e.task}, {"metric", e.metric},
                          {"value", e.value}, {"n", e.n}};
     je["stderr"] = e.stderr_value ? nlohmann::json(*e.stderr_value) : nlohmann::json(nullptr);
+    je["filter"] = e.filter;
+    je["n_shot"] = e.n_shot ? nlohmann::json(*e.n_shot) : nlohmann::json(nullptr);
     evals.push_back(je);
   }
   nlohmann::json arts = nlohmann::json::array();
@@ -41,6 +43,8 @@ JobResult job_result_from_json(const nlohmann::json& j, const std::string& origi
       e.value = je.at("value").get<double>();
       if (!je.at("stderr").is_null()) e.stderr_value = je.at("stderr").get<double>();
       e.n = je.at("n").get<int64_t>();
+      e.filter = je.value("filter", std::string("none"));
+      if (je.contains("n_shot") && !je.at("n_shot").is_null()) e.n_shot = je.at("n_shot").get<int64_t>();
       r.evals.push_back(e);
     }
     for (const auto& ja : j.at("artifacts")) {

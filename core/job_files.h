@@ -31,6 +31,8 @@ struct EvalRow {
   double value = 0;
   std::optional<double> stderr_value;  ///< null where the harness reports "N/A"
   int64_t n = 0;                       ///< tokens for perplexity, examples for tasks
+  std::string filter = "none";         ///< lm-evaluation-harness filter ("none", "strict-match", ...)
+  std::optional<int64_t> n_shot;       ///< few-shot examples, where known
 };
 
 /// A file the job produced, with its integrity hash.

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/sha256.h"
 #include "runner/yaml_reader.h"
+#include "stages/command/command.h"
 #include "stages/model/accounting.h"
 #include "stages/upcycle/upcycle_config.h"
 
@@ -28,7 +29,7 @@ ConfigError stage_error(const StageDef& s, const std::string& key, const std::st
 
 // Stage names a stage needs planned first: what it reads, and the stage whose budget it matches.
 std::vector<std::string> stage_inputs(const StageDef& s) {
-  std::vector<std::string> in = s.kind == "eval" ? s.models : s.from;
+  std::vector<std::string> in = (s.kind == "eval" || s.kind == "command") ? s.models : s.from;
   in.insert(in.end(), s.btm.begin(), s.btm.end());
   if (!s.train.match.empty()) in.push_back(s.train.match);
   return in;
@@ -158,7 +159,43 @@ class Planner {
     if (s.kind == "train") return plan_train(s);
     if (s.kind == "branch") return plan_branch(s);
     if (s.kind == "upcycle") return plan_upcycle(s);
+    if (s.kind == "command") return plan_command(s);
     return plan_eval(s);
+  }
+
+  // One job per model (or one job without models:). The key holds the templates; the spec holds
+  // them expanded with this job's paths.
+  void plan_command(const StageDef& s) {
+    std::vector<size_t> models;
+    for (const auto& name : s.models) {
+      for (size_t id : models_of(s, "models", name)) models.push_back(id);
+    }
+    const bool per_model = !models.empty();
+    if (!per_model) models.push_back(static_cast<size_t>(-1));
+    for (size_t id : models) {
+      std::string model = per_model ? plan_.jobs[id].stage : "";
+      json m = {{"argv", s.argv}, {"env", s.env}, {"parser", s.parser}, {"results", s.results},
+                {"model", model}};
+      std::vector<size_t> deps{prepare_};
+      if (per_model) deps.push_back(id);
+      size_t job = add(s, per_model ? s.name + "/" + model : s.name, "command", m, deps);
+      PlannedJob& j = plan_.jobs[job];
+      std::map<std::string, std::string> vars = {{"out", j.dir + "/out"},
+                                                 {"data_dir", plan_.jobs[prepare_].dir + "/data"},
+                                                 {"threads", std::to_string(r_.threads)}};
+      if (per_model) {
+        vars["model"] = model;
+        vars["model_dir"] = plan_.jobs[id].dir;
+        vars["checkpoint"] = plan_.jobs[id].dir + "/checkpoint";
+      }
+      json argv = json::array(), env = json::object();
+      for (const auto& a : s.argv) argv.push_back(stages::expand_template(a, vars));
+      for (const auto& [k, v] : s.env) env[k] = stages::expand_template(v, vars);
+      j.spec["argv"] = argv;
+      j.spec["env"] = env;
+      j.spec["results"] = stages::expand_template(s.results, vars);
+      j.spec["out"] = vars["out"];
+    }
   }
 
   void plan_prepare(const StageDef& s) {

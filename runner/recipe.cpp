@@ -1,5 +1,6 @@
 #include "runner/recipe.h"
 
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -7,12 +8,13 @@
 
 #include "core/atomic_file.h"
 #include "runner/yaml_reader.h"
+#include "stages/command/command.h"
 #include "stages/data/prepare.h"
 
 namespace upcycle::runner {
 namespace {
 
-const std::vector<std::string> kTopKeys = {"name", "executor", "store", "root", "seed", "threads",
+const std::vector<std::string> kTopKeys = {"include", "defaults", "name", "executor", "store", "root", "seed", "threads",
                                            "max_parallel", "retries", "data", "model", "train",
                                            "stages", "sweep"};
 // Keys a sweep may not vary: they are shared by every run of one invocation.
@@ -52,6 +54,7 @@ void apply_override(YAML::Node& root, const std::string& text) {
   } catch (const YAML::Exception& e) {
     throw ConfigError("override '" + text + "': value does not parse as YAML: " + e.msg);
   }
+  chain.back().remove(parts.back());  // a fresh node: the replaced one keeps its source file
   chain.back()[parts.back()] = parsed;
 }
 
@@ -169,6 +172,7 @@ stages::ModelConfig parse_model(const YamlReader& r, int64_t vocab) {
   return c;
 }
 
+
 YAML::Node load_yaml_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw ConfigError(path + ": file not found or not readable");
@@ -178,6 +182,75 @@ YAML::Node load_yaml_file(const std::string& path) {
     throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
   }
+}
+
+// ---- composition: include: and defaults: ----
+
+// Merges `src` into `dst`: mappings merge key by key, anything else replaces.
+void merge_into(YAML::Node dst, const YAML::Node& src) {
+  for (const auto& kv : src) {
+    std::string k = kv.first.as<std::string>();
+    if (dst[k].IsMap() && kv.second.IsMap()) {
+      merge_into(dst[k], kv.second);
+    } else {
+      dst.remove(k);
+      dst.force_insert(kv.first, kv.second);  // keeps the key node, and so its location
+    }
+  }
+}
+
+// Resolves `include:` and `defaults:` of `root` (loaded from `file`): each listed file is loaded
+// (recursively composed), merged in order, and `root` is merged on top. An entry `{group: name}` loads
+// DIR/group/name.yaml under the key `group` (Hydra's config groups). Paths are relative to `file`.
+YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
+                   std::vector<std::string>& stack) {
+  if (!root.IsMap()) return root;
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(file).parent_path();
+  YAML::Node base(YAML::NodeType::Map);
+  bool any = false;
+  for (const char* key : {"defaults", "include"}) {
+    if (!root[key].IsDefined()) continue;
+    YamlReader list(root[key], key, &files);
+    if (!list.is_sequence() && !list.is_scalar()) throw list.error("expected a file or a list of files");
+    std::vector<YamlReader> entries;
+    if (list.is_scalar()) entries.push_back(list);
+    for (size_t i = 0; list.is_sequence() && i < list.size(); ++i) entries.push_back(list.at(i));
+    for (const auto& e : entries) {
+      std::string group, rel;
+      if (e.is_map()) {
+        if (e.size() != 1) throw e.error("expected {group: name}, loading DIR/group/name.yaml");
+        group = e.keys()[0];
+        rel = group + "/" + e.child(group).str() + ".yaml";
+      } else {
+        rel = e.str();
+      }
+      fs::path p = fs::path(rel).is_absolute() ? fs::path(rel) : dir / rel;
+      std::string path = p.lexically_normal().string();
+      if (!fs::is_regular_file(p)) throw e.error("included file '" + path + "' does not exist");
+      if (std::find(stack.begin(), stack.end(), path) != stack.end()) {
+        throw e.error("include cycle: '" + path + "' includes itself");
+      }
+      YAML::Node sub = load_yaml_file(path);
+      files.add(sub, path);
+      stack.push_back(path);
+      sub = compose(sub, path, files, stack);
+      stack.pop_back();
+      if (!group.empty()) {
+        YAML::Node wrapped(YAML::NodeType::Map);
+        wrapped[group] = sub;
+        sub = wrapped;
+      } else if (!sub.IsMap()) {
+        throw e.error("included file '" + path + "' is not a YAML mapping");
+      }
+      merge_into(base, sub);
+      any = true;
+    }
+    root.remove(key);
+  }
+  if (!any) return root;
+  merge_into(base, root);
+  return base;
 }
 
 TrainDef parse_train(const YamlReader& r, TrainDef d) {
@@ -311,9 +384,39 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
     s.domains = r.has("domains") ? r.child("domains").strings() : std::vector<std::string>{"all"};
     s.split = r.get_choice("split", s.split, {"test", "valid"});
     s.max_windows = r.get_integer("max_windows", 0);
+  } else if (s.kind == "command") {
+    r.expect_map({"kind", "models", "argv", "env", "parser", "results"});
+    if (r.has("models")) s.models = r.child("models").strings();
+    YamlReader argv = r.child("argv");
+    if (!argv.is_sequence() || argv.size() == 0) throw argv.error("expected a non-empty list of arguments");
+    s.argv = argv.strings();
+    if (r.has("env")) {
+      YamlReader env = r.child("env");
+      env.expect_map(env.keys());
+      for (const auto& k : env.keys()) s.env[k] = env.child(k).str();
+    }
+    s.parser = r.get_choice("parser", s.parser, {"none", "lm_eval"});
+    s.results = r.get_str("results", s.results);
+    // Placeholders are checked now, not when the job runs: {checkpoint} and friends need models:.
+    std::map<std::string, std::string> vars;
+    for (const auto& p : stages::command_placeholders()) vars[p] = "";
+    if (s.models.empty()) {
+      for (const char* p : {"checkpoint", "model_dir", "model"}) vars.erase(p);
+    }
+    auto check = [&](const YamlReader& node) {
+      try {
+        stages::expand_template(node.str(), vars);
+      } catch (const std::invalid_argument& e) {
+        throw node.error(std::string(e.what()) + (s.models.empty() ? " (model placeholders need models:)" : ""),
+                         "placeholders: {checkpoint} {model_dir} {model} {out} {data_dir} {threads}");
+      }
+    };
+    for (size_t i = 0; i < argv.size(); ++i) check(argv.at(i));
+    for (const auto& k : s.env) check(r.child("env").child(k.first));
+    if (r.has("results")) check(r.child("results"));
   } else {
     throw r.child("kind").error("unknown stage kind '" + s.kind + "'",
-                                "kinds: prepare, train, branch, upcycle, eval");
+                                "kinds: prepare, train, branch, upcycle, eval, command");
   }
   return s;
 }
@@ -394,11 +497,14 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
   }
   if (!root.IsMap()) throw ConfigError(file + ": a recipe must be a YAML mapping");
+  SourceFiles files(file);
+  std::vector<std::string> stack{std::filesystem::path(file).lexically_normal().string()};
+  root = compose(root, file, files, stack);
   for (const auto& o : overrides) apply_override(root, o);
 
   Recipe r;
   r.file = file;
-  YamlReader top(root, "", &r.file);
+  YamlReader top(root, "", &files);
   top.expect_map(kTopKeys);
   r.name = top.child("name").str();
   r.run_name = r.name;
@@ -426,7 +532,8 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   YamlReader st = top.child("stages");
   if (!st.is_map() || st.size() == 0) throw st.error("expected a mapping of stage name -> stage");
   for (const auto& name : st.keys()) {
-    r.stages.push_back(parse_stage(name, st.child(name), train_defaults, r.file));
+    r.stages.push_back(parse_stage(name, st.child(name), train_defaults,
+                                   files.file_of(st.child(name).node())));
     const StageDef& s = r.stages.back();
     if ((s.kind == "train" || s.kind == "branch") && s.train.tokens < 1 && s.train.match.empty()) {
       throw st.child(name).error("needs budget: {tokens: N} or {match: STAGE, by: flops} (here or in "
@@ -448,7 +555,8 @@ stages::ModelConfig load_model_config(const std::string& path) {
   const nlohmann::json defaults = stages::to_json(stages::ModelConfig{});
   std::vector<std::string> all;
   for (const auto& [k, v] : defaults.items()) all.push_back(k);
-  return read_model_keys(YamlReader(root, "", &path), all, nlohmann::json::object());
+  SourceFiles files(path);
+  return read_model_keys(YamlReader(root, "", &files), all, nlohmann::json::object());
 }
 
 bool is_recipe_file(const std::string& path) {

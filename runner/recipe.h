@@ -51,7 +51,7 @@ struct TrainDef {
 
 struct StageDef {
   std::string name;
-  std::string kind;      ///< prepare | train | branch | upcycle | eval
+  std::string kind;      ///< prepare | train | branch | upcycle | eval | command
   std::string location;  ///< "file:line:col" of the stage, for errors found later (plan)
   std::vector<std::string> from;
   std::map<std::string, double> mix;  ///< train
@@ -70,6 +70,10 @@ struct StageDef {
   std::vector<std::string> btm;       ///< eval: dense models ensembled as "btm" (eval only)
   std::string split = "test";         ///< eval
   int64_t max_windows = 0;            ///< eval; 0 = every window
+  std::vector<std::string> argv;      ///< command: templated ({checkpoint}, {out}, ...)
+  std::map<std::string, std::string> env;  ///< command: templated
+  std::string parser = "none";        ///< command: none | lm_eval
+  std::string results = "{out}";      ///< command: the parser's file or directory, templated
 };
 
 struct Recipe {

@@ -7,13 +7,38 @@
 
 namespace upcycle::runner {
 
+void SourceFiles::add(const YAML::Node& root, const std::string& file) {
+  files_.push_back(file);
+  std::vector<YAML::Node> todo{root};
+  while (!todo.empty()) {
+    YAML::Node n = todo.back();
+    todo.pop_back();
+    nodes_.emplace_back(n, files_.size() - 1);
+    if (n.IsMap()) {
+      for (const auto& kv : n) {
+        nodes_.emplace_back(kv.first, files_.size() - 1);
+        todo.push_back(kv.second);
+      }
+    } else if (n.IsSequence()) {
+      for (const auto& e : n) todo.push_back(e);
+    }
+  }
+}
+
+const std::string& SourceFiles::file_of(const YAML::Node& node) const {
+  for (const auto& [n, f] : nodes_) {
+    if (n.is(node)) return files_[f];
+  }
+  return main_;
+}
+
 YamlReader YamlReader::child(const std::string& key) const {
   if (!has(key)) throw error("missing required key '" + key + "'");
-  return YamlReader(node_[key], path_.empty() ? key : path_ + "." + key, file_);
+  return YamlReader(node_[key], path_.empty() ? key : path_ + "." + key, files_);
 }
 
 YamlReader YamlReader::at(size_t i) const {
-  return YamlReader(node_[i], path_ + "[" + std::to_string(i) + "]", file_);
+  return YamlReader(node_[i], path_ + "[" + std::to_string(i) + "]", files_);
 }
 
 std::vector<std::string> YamlReader::keys() const {
@@ -28,7 +53,7 @@ void YamlReader::expect_map(const std::vector<std::string>& allowed) const {
   for (const auto& kv : node_) {
     std::string k = kv.first.as<std::string>();
     if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
-    YamlReader key_node(kv.first, path_.empty() ? k : path_ + "." + k, file_);
+    YamlReader key_node(kv.first, path_.empty() ? k : path_ + "." + k, files_);
     std::string guess = closest_match(k, allowed);
     throw key_node.error("unknown key '" + k + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?"),
                          "allowed here: " + [&] {
@@ -109,7 +134,7 @@ std::string YamlReader::get_choice(const std::string& key, const std::string& fa
 
 ConfigError YamlReader::error(const std::string& message, const std::string& hint) const {
   std::ostringstream where;
-  where << (file_ ? *file_ : std::string("<recipe>"));
+  where << (files_ ? files_->file_of(node_) : std::string("<recipe>"));
   YAML::Mark m = node_.Mark();
   if (m.line >= 0) where << ":" << m.line + 1 << ":" << m.column + 1;
   where << ": ";

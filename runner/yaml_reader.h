@@ -15,10 +15,26 @@
 
 namespace upcycle::runner {
 
+/// Which file each node of a composed tree came from (include:/defaults:), so that errors in an
+/// included file name that file. Nodes not registered belong to the main file.
+class SourceFiles {
+ public:
+  explicit SourceFiles(std::string main) : main_(std::move(main)) {}
+  /// Registers every node (keys included) under `root` as coming from `file`.
+  void add(const YAML::Node& root, const std::string& file);
+  const std::string& file_of(const YAML::Node& node) const;
+  const std::string& main() const { return main_; }
+
+ private:
+  std::string main_;
+  std::vector<std::pair<YAML::Node, size_t>> nodes_;  ///< node, index into files_
+  std::vector<std::string> files_;
+};
+
 class YamlReader {
  public:
-  YamlReader(YAML::Node node, std::string path, const std::string* file)
-      : node_(std::move(node)), path_(std::move(path)), file_(file) {}
+  YamlReader(YAML::Node node, std::string path, const SourceFiles* files)
+      : node_(std::move(node)), path_(std::move(path)), files_(files) {}
 
   const YAML::Node& node() const { return node_; }
   const std::string& path() const { return path_; }
@@ -56,7 +72,7 @@ class YamlReader {
  private:
   YAML::Node node_;
   std::string path_;
-  const std::string* file_;
+  const SourceFiles* files_;
 };
 
 using core::closest_match;

@@ -14,6 +14,8 @@
 #include "core/log.h"
 #include "core/metric_sink.h"
 #include "core/sha256.h"
+#include "stages/command/command.h"
+#include "stages/command/lm_eval_results.h"
 #include "stages/data/data_layout.h"
 #include "stages/data/prepare.h"
 #include "stages/eval/perplexity.h"
@@ -163,6 +165,34 @@ void run_eval_job(const json& s, core::JobResult& r) {
   }
 }
 
+// An external program; its results come in through the named parser.
+void run_command_job(const json& s, const std::string& dir, core::JobResult& r) {
+  CommandSpec c;
+  c.argv = s.at("argv").get<std::vector<std::string>>();
+  c.env = s.at("env").get<std::map<std::string, std::string>>();
+  c.cwd = dir;
+  const std::string out = s.at("out").get<std::string>();
+  std::filesystem::remove_all(out);  // a retry starts from an empty output directory
+  std::filesystem::create_directories(out);
+  std::string line;
+  for (const auto& a : c.argv) line += (line.empty() ? "" : " ") + a;
+  core::log_info("command: " + line);
+  int code = run_command(c);
+  if (code != 0) throw StageError("command exited with code " + std::to_string(code) + ": " + line);
+  r.outputs["out"] = out;
+  const std::string parser = s.at("parser").get<std::string>();
+  if (parser == "lm_eval") {
+    std::string path = find_lm_eval_results(s.at("results").get<std::string>());
+    r.evals = parse_lm_eval_results(core::read_json_file(path), s.at("model").get<std::string>(), path);
+    if (r.evals.empty()) throw StageError(path + ": lm-evaluation-harness results hold no numeric metric");
+    r.artifacts.push_back({path, "results", core::sha256_file(path),
+                           static_cast<int64_t>(std::filesystem::file_size(path))});
+    core::log_info("command: " + std::to_string(r.evals.size()) + " results from " + path);
+  } else if (parser != "none") {
+    throw StageError("command: unknown parser '" + parser + "'");
+  }
+}
+
 }  // namespace
 
 int run_job(const std::string& spec_path) {
@@ -187,6 +217,8 @@ int run_job(const std::string& spec_path) {
       run_upcycle_job(s, dir, r);
     } else if (kind == "eval") {
       run_eval_job(s, r);
+    } else if (kind == "command") {
+      run_command_job(s, dir, r);
     } else {
       throw StageError(spec_path + ": unknown job kind '" + kind + "'");
     }

@@ -116,8 +116,41 @@ CREATE VIEW v_final_metrics AS
   JOIN runs r ON r.id = rj.run_id;
 )SQL";
 
+// v2: downstream results from lm-evaluation-harness are keyed by (task, metric, filter) and keep their
+// few-shot count. SQLite cannot change a primary key in place: the table is rebuilt.
+static const char* kV2 = R"SQL(
+DROP VIEW v_results;
+CREATE TABLE eval_results_v2 (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  model TEXT NOT NULL,
+  task TEXT NOT NULL,
+  metric TEXT NOT NULL,
+  filter TEXT NOT NULL DEFAULT 'none',
+  value REAL NOT NULL,
+  stderr REAL,
+  n INTEGER NOT NULL,
+  n_shot INTEGER,
+  PRIMARY KEY (job_id, model, task, metric, filter)
+);
+INSERT INTO eval_results_v2(job_id, model, task, metric, value, stderr, n)
+  SELECT job_id, model, task, metric, value, stderr, n FROM eval_results;
+DROP TABLE eval_results;
+ALTER TABLE eval_results_v2 RENAME TO eval_results;
+CREATE INDEX eval_by_task ON eval_results(task, metric);
+
+-- v_results: one row per (run, stage, model, task, metric, filter). The view users query first.
+CREATE VIEW v_results AS
+  SELECT r.name AS run, e.name AS experiment, rj.stage AS stage, er.model, er.task, er.metric,
+         er.filter, er.value, er.stderr, er.n, er.n_shot, j.key AS job_key, er.rowid AS result_id
+  FROM eval_results er
+  JOIN jobs j ON j.id = er.job_id
+  JOIN run_jobs rj ON rj.job_id = j.id
+  JOIN runs r ON r.id = rj.run_id
+  JOIN experiments e ON e.id = r.experiment_id;
+)SQL";
+
 const std::vector<const char*>& schema_migrations() {
-  static const std::vector<const char*> kMigrations = {kV1};
+  static const std::vector<const char*> kMigrations = {kV1, kV2};
   return kMigrations;
 }
 

@@ -283,17 +283,20 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
       m.reset();
     }
     SQLite::Statement e(*db_,
-        "INSERT INTO eval_results(job_id, model, task, metric, value, stderr, n) VALUES (?,?,?,?,?,?,?) "
-        "ON CONFLICT(job_id, model, task, metric) DO UPDATE SET value = excluded.value, "
-        "stderr = excluded.stderr, n = excluded.n");
+        "INSERT INTO eval_results(job_id, model, task, metric, filter, value, stderr, n, n_shot) "
+        "VALUES (?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT(job_id, model, task, metric, filter) DO UPDATE SET value = excluded.value, "
+        "stderr = excluded.stderr, n = excluded.n, n_shot = excluded.n_shot");
     for (const auto& r : result.evals) {
       e.bind(1, job_id);
       e.bind(2, r.model);
       e.bind(3, r.task);
       e.bind(4, r.metric);
-      e.bind(5, r.value);
-      if (r.stderr_value) e.bind(6, *r.stderr_value); else e.bind(6);
-      e.bind(7, r.n);
+      e.bind(5, r.filter);
+      e.bind(6, r.value);
+      if (r.stderr_value) e.bind(7, *r.stderr_value); else e.bind(7);
+      e.bind(8, r.n);
+      if (r.n_shot) e.bind(9, *r.n_shot); else e.bind(9);
       e.exec();
       e.reset();
     }

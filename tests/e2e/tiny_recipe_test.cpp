@@ -79,8 +79,8 @@ TEST(TinyRecipeTest, RunsEndToEndAndFillsTheStore) {
 
 TEST(TinyRecipeTest, SweepRunsEveryPointAndSharesEqualJobs) {
   testing::TempDir dir;
-  std::string text = core::read_file(UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml");
-  core::write_file_atomic(dir / "sweep.yaml", text + "sweep:\n  stages.bam_dm.budget.tokens: [12k, 24k]\n");
+  core::write_file_atomic(dir / "sweep.yaml", "include: " UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml\n"
+                                              "sweep:\n  stages.bam_dm.budget.tokens: [12k, 24k]\n");
   auto r = run_binary({UPCYCLE_BINARY, "run", dir / "sweep.yaml"}, dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("run tiny/stages.bam_dm.budget.tokens=12k"), std::string::npos) << r.output;

@@ -1,4 +1,7 @@
+#include "tracking/schema.h"
 #include "tracking/store.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,6 +57,30 @@ TEST(StoreTest, TwoProcessesCreatingOneStoreBothSucceed) {
   EXPECT_EQ(s.user_version(), Store::schema_version());
   EXPECT_EQ(count(s, "runs"), 2);
   EXPECT_EQ(count(s, "experiments"), 1);
+}
+
+// A store written by schema v1 (before filters and n-shot) opens as the current version and keeps
+// its results.
+TEST(StoreTest, MigratesAVersionOneStore) {
+  testing::TempDir dir;
+  const std::string path = dir / "v1.sqlite";
+  {
+    SQLite::Database db(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db.exec(schema_migrations().at(0));
+    db.exec("PRAGMA user_version = 1");
+    db.exec("INSERT INTO jobs(key, stage, kind, dir) VALUES ('k', 'eval', 'eval', '/d')");
+    db.exec("INSERT INTO eval_results(job_id, model, task, metric, value, stderr, n) "
+            "VALUES (1, 'seed', 'ppl/code', 'ppl', 12.5, NULL, 640)");
+  }
+  Store s(path);
+  EXPECT_EQ(s.user_version(), Store::schema_version());
+  auto rows = s.select("SELECT model, filter, value, n, n_shot FROM eval_results");
+  ASSERT_EQ(rows.rows.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(rows.rows[0][1]), "none");
+  EXPECT_EQ(std::get<double>(rows.rows[0][2]), 12.5);
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(rows.rows[0][4]));
+  // The rebuilt view sees the new columns.
+  EXPECT_EQ(s.select("SELECT filter, n_shot FROM v_results").columns.size(), 2u);
 }
 
 TEST(StoreTest, IngestIsIdempotent) {
