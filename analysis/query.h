@@ -4,7 +4,8 @@
 //   factor  := NOT factor | '(' expr ')' | field op value | field [NOT] IN '(' value {',' value} ')'
 //   op      := = | != | < | <= | > | >= | LIKE
 //   value   := number | 'text' | "text" | bare-word
-//   field   := run | experiment | stage | model | task | metric | value | stderr | n | status | tags
+//   field   := run | experiment | stage | model | task | metric | filter | value | stderr | n | n_shot
+//            | status | tags
 //            | params.<recipe key>    e.g. params.stages.seed.optim.lr, params.seed
 //            | metrics.<metric key>   the final value of a training metric of the job that produced
 //                                     the evaluated model, e.g. metrics.tokens, metrics.val_loss

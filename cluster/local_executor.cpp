@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,6 +49,7 @@ std::string LocalExecutor::submit(const JobLaunch& job) {
 
   int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw ClusterError("cannot open " + log + ": " + std::strerror(errno));
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
     ::close(fd);
@@ -55,6 +57,10 @@ std::string LocalExecutor::submit(const JobLaunch& job) {
   }
   if (pid == 0) {
     ::setpgid(0, 0);
+    // If the runner dies (kill -9 included), the job gets SIGTERM: it checkpoints and exits
+    // "preempted", and `upcycle resume` continues it. The check closes the race with an early death.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::raise(SIGTERM);
     ::dup2(fd, STDOUT_FILENO);
     ::dup2(fd, STDERR_FILENO);
     ::execve(argv[0], argv.data(), envp.data());

@@ -2,29 +2,32 @@
 
 #include <unistd.h>
 
-#include <boost/program_options.hpp>
 #include <filesystem>
 #include <iostream>
 #include <map>
 
-#include "analysis/query.h"
 #include "analysis/render.h"
 #include "analysis/tables.h"
 #include "cluster/local_executor.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "runner/accounting_report.h"
+#include "runner/cli_common.h"
 #include "runner/plan.h"
 #include "runner/recipe.h"
+#include "runner/resume.h"
 #include "runner/run.h"
 #include "runner/yaml_reader.h"
 #include "stages/job_runner.h"
 #include "tracking/store.h"
 
-namespace po = boost::program_options;
 
 namespace upcycle::runner {
 namespace {
+
+namespace po = cli::po;
+using cli::parse;
+using cli::wants_help;
 
 struct Command {
   const char* name;
@@ -38,27 +41,6 @@ const char* kUsage =
     "usage: upcycle <command> [options]\n"
     "\n"
     "commands:\n";
-
-// Parses `args` against `desc` (+ positionals). Unknown options are user errors.
-po::variables_map parse(const std::string& cmd, const std::vector<std::string>& args,
-                        const po::options_description& desc,
-                        const po::positional_options_description& pos) {
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw ConfigError("upcycle " + cmd + ": " + e.what(), "see `upcycle " + cmd + " --help`");
-  }
-  return vm;
-}
-
-bool wants_help(const po::variables_map& vm, const std::string& cmd, const char* synopsis,
-                const po::options_description& desc) {
-  if (!vm.count("help")) return false;
-  std::cout << "usage: upcycle " << cmd << " " << synopsis << "\n\n" << desc << "\n";
-  return true;
-}
 
 std::vector<std::string> overrides_of(const po::variables_map& vm) {
   return vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
@@ -81,25 +63,8 @@ std::string self_exe() {
   return p.string();
 }
 
-// ---- commands ----
-
-int cmd_run(const std::vector<std::string>& args) {
-  po::options_description desc("run options");
-  desc.add_options()("help,h", "show this help")(
-      "recipe", po::value<std::string>(), "recipe YAML file")(
-      "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value (repeatable)")(
-      "force", po::value<std::vector<std::string>>()->composing(),
-      "re-run this stage and everything downstream (repeatable)")(
-      "max-parallel,j", po::value<int>()->default_value(0), "jobs at once (0: cores / threads per job)");
-  po::positional_options_description pos;
-  pos.add("recipe", 1).add("set", -1);
-  auto vm = parse("run", args, desc, pos);
-  if (wants_help(vm, "run", "RECIPE [key.path=value ...] [--force STAGE] [-j N]", desc)) return 0;
-  if (!vm.count("recipe")) throw ConfigError("upcycle run: missing RECIPE", "usage: upcycle run RECIPE");
-  std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides_of(vm));
-  RunOptions opts;
-  if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
-  opts.max_parallel = vm["max-parallel"].as<int>();
+// Runs the points on the local executor, logs a summary and prints each run's perplexity table.
+int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts, const std::string& how_to_continue) {
   opts.self_exe = self_exe();
   cluster::LocalExecutor executor;
   RunSummary s = execute_runs(points, opts, executor);
@@ -120,10 +85,62 @@ int cmd_run(const std::vector<std::string>& args) {
     }
   }
   if (s.interrupted) {
-    std::cerr << "[upcycle] interrupted; run the same command again to continue\n";
+    std::cerr << "[upcycle] interrupted; " << how_to_continue << "\n";
     return 130;
   }
   return s.failed ? kExitUserError : kExitOk;
+}
+
+// ---- commands ----
+
+int cmd_run(const std::vector<std::string>& args) {
+  po::options_description desc("run options");
+  desc.add_options()("help,h", "show this help")(
+      "recipe", po::value<std::string>(), "recipe YAML file")(
+      "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value (repeatable)")(
+      "force", po::value<std::vector<std::string>>()->composing(),
+      "re-run this stage and everything downstream (repeatable)")(
+      "max-parallel,j", po::value<int>()->default_value(0), "jobs at once (0: cores / threads per job)")(
+      "tag", po::value<std::vector<std::string>>()->composing(), "tag the run(s) (repeatable)");
+  po::positional_options_description pos;
+  pos.add("recipe", 1).add("set", -1);
+  auto vm = parse("run", args, desc, pos);
+  if (wants_help(vm, "run", "RECIPE [key.path=value ...] [--force STAGE] [-j N]", desc)) return 0;
+  if (!vm.count("recipe")) throw ConfigError("upcycle run: missing RECIPE", "usage: upcycle run RECIPE");
+  std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides_of(vm));
+  RunOptions opts;
+  if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
+  opts.max_parallel = vm["max-parallel"].as<int>();
+  if (vm.count("tag")) {
+    for (const auto& t : vm["tag"].as<std::vector<std::string>>()) opts.tags += (opts.tags.empty() ? "" : ",") + t;
+  }
+  return execute_and_report(points, opts, "run the same command again, or `upcycle resume`, to continue");
+}
+
+int cmd_resume(const std::vector<std::string>& args) {
+  po::options_description desc("resume options");
+  desc.add_options()("help,h", "show this help")(
+      "store", po::value<std::string>()->default_value("runs/store.sqlite"), "SQLite store")(
+      "runs", po::value<std::vector<std::string>>()->composing(), "runs to resume (default: every unfinished run)")(
+      "max-parallel,j", po::value<int>()->default_value(0), "jobs at once (0: cores / threads per job)");
+  po::positional_options_description pos;
+  pos.add("runs", -1);
+  auto vm = parse("resume", args, desc, pos);
+  if (wants_help(vm, "resume", "[RUN...] [--store PATH] [-j N]", desc)) return 0;
+  std::vector<RunPoint> points;
+  {
+    auto store = cli::open_store_ro(vm["store"].as<std::string>());
+    points = runs_to_resume(store, vm.count("runs") ? vm["runs"].as<std::vector<std::string>>()
+                                                    : std::vector<std::string>{});
+  }
+  if (points.empty()) {
+    std::cout << "nothing to resume: every run in " << vm["store"].as<std::string>() << " is done\n";
+    return kExitOk;
+  }
+  for (const auto& p : points) core::log_info("resuming run " + p.recipe.run_name);
+  RunOptions opts;
+  opts.max_parallel = vm["max-parallel"].as<int>();
+  return execute_and_report(points, opts, "`upcycle resume` again to continue");
 }
 
 int cmd_plan(const std::vector<std::string>& args) {
@@ -151,68 +168,6 @@ int cmd_plan(const std::vector<std::string>& args) {
   if (vm.count("specs")) {
     for (const auto& j : plan.jobs) std::cout << "\n# " << j.stage << "\n" << j.spec.dump(2) << "\n";
   }
-  return 0;
-}
-
-tracking::Store open_store_ro(const std::string& path) {
-  if (!std::filesystem::exists(path)) {
-    throw StoreError(path + ": no store here", "run a recipe first (`upcycle run RECIPE`) or pass --store");
-  }
-  return tracking::Store(path, tracking::Store::Mode::kReadOnly);
-}
-
-void add_store_options(po::options_description& desc) {
-  desc.add_options()("help,h", "show this help")(
-      "store", po::value<std::string>()->default_value("runs/store.sqlite"), "SQLite store")(
-      "run", po::value<std::string>()->default_value(""), "run name (default: the latest)")(
-      "format", po::value<std::string>()->default_value("table"), "table | csv | json");
-}
-
-int cmd_status(const std::vector<std::string>& args) {
-  po::options_description desc("status options");
-  add_store_options(desc);
-  auto vm = parse("status", args, desc, {});
-  if (wants_help(vm, "status", "[--store PATH] [--run NAME]", desc)) return 0;
-  auto store = open_store_ro(vm["store"].as<std::string>());
-  std::string run = vm["run"].as<std::string>();
-  if (run.empty()) run = analysis::latest_run(store);
-  auto rs = store.select("SELECT stage, kind, status, attempts, exit_code, CASE WHEN wall_s IS NULL THEN NULL ELSE printf('%.1f', wall_s) END AS wall_s, "
-                         "substr(key, 1, 12) AS key, dir FROM v_jobs WHERE run = ? ORDER BY stage",
-                         {run});
-  std::cout << "run " << run << "\n"
-            << analysis::render(rs, analysis::parse_format(vm["format"].as<std::string>()));
-  return 0;
-}
-
-int cmd_query(const std::vector<std::string>& args) {
-  po::options_description desc("query options");
-  add_store_options(desc);
-  desc.add_options()("where,w", po::value<std::string>()->default_value(""),
-                     "filter, e.g. \"task LIKE 'ppl/%' AND (model = 'bam_dm' OR params.seed IN (1, 2))\"; "
-                     "fields: run experiment stage model task metric value stderr n status tags "
-                     "params.<key> metrics.<key>");
-  auto vm = parse("query", args, desc, {});
-  if (wants_help(vm, "query", "[--where EXPR] [--run NAME] [--format table|csv|json]", desc)) return 0;
-  auto store = open_store_ro(vm["store"].as<std::string>());
-  auto q = analysis::compile_query(vm["where"].as<std::string>(), vm["run"].as<std::string>());
-  std::cout << analysis::render(store.select(q.sql, q.binds),
-                                analysis::parse_format(vm["format"].as<std::string>()));
-  return 0;
-}
-
-int cmd_table(const std::vector<std::string>& args) {
-  po::options_description desc("table options");
-  add_store_options(desc);
-  desc.add_options()("which", po::value<std::string>()->default_value("ppl"), "table: ppl");
-  po::positional_options_description pos;
-  pos.add("which", 1);
-  auto vm = parse("table", args, desc, pos);
-  if (wants_help(vm, "table", "[ppl] [--run NAME] [--format table|csv|json]", desc)) return 0;
-  std::string which = vm["which"].as<std::string>();
-  if (which != "ppl") throw ConfigError("upcycle table: unknown table '" + which + "' (known: ppl)");
-  auto store = open_store_ro(vm["store"].as<std::string>());
-  std::cout << analysis::render(analysis::perplexity_table(store, vm["run"].as<std::string>()),
-                                analysis::parse_format(vm["format"].as<std::string>()));
   return 0;
 }
 
@@ -267,9 +222,12 @@ int cmd_stage(const std::vector<std::string>& args) {
 const Command kCommands[] = {
     {"run", "run a recipe on the local executor; skips jobs already complete", cmd_run},
     {"plan", "resolve a recipe into its job DAG, keys and budgets; runs nothing", cmd_plan},
-    {"status", "jobs of a run with status, attempts and timings", cmd_status},
-    {"query", "evaluation results from the store, filtered by --where (AND, OR, NOT, IN, LIKE)", cmd_query},
-    {"table", "paper-style tables from the store (perplexity per domain)", cmd_table},
+    {"resume", "continue the runs a stopped runner left unfinished (from the store alone)", cmd_resume},
+    {"status", "jobs of a run with status, attempts and timings; --all lists the runs", cli::cmd_status},
+    {"query", "evaluation results from the store, filtered by --where (AND, OR, NOT, IN, LIKE)", cli::cmd_query},
+    {"table", "paper-style tables from the store (perplexity per domain)", cli::cmd_table},
+    {"compare", "runs side by side: results, and with --params the keys that differ", cli::cmd_compare},
+    {"tag", "set a run's tags (queryable as tags)", cli::cmd_tag},
     {"params", "total and active parameters of every model in a recipe or config", cmd_params},
     {"flops", "forward FLOPs per token per layer (attention, FFN, routers; BAM Table 10)", cmd_flops},
     {"stage", "(internal) run one job from its spec; what executors launch", cmd_stage},

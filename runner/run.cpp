@@ -1,7 +1,12 @@
 #include "runner/run.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <csignal>
@@ -71,7 +76,6 @@ int64_t register_run(tracking::Store& store, const RunPoint& p) {
                          p.recipe.run_name, p.recipe.sweep_point};
   int64_t run_id = store.upsert_run(info);
   store.record_params(run_id, p.recipe.flat);
-  store.set_run_status(run_id, "running");
   for (const auto& j : p.plan.jobs) {
     store.upsert_job(run_id, {0, j.key, j.stage, j.kind, "", 0, std::nullopt, j.dir, "", "", "",
                               j.spec.dump()});
@@ -96,6 +100,36 @@ tracking::Provenance provenance_of(const RunPoint& p) {
   }
   return prov;
 }
+
+// One runner per store at a time: a second `run` or `resume` while one is active would launch the
+// same jobs twice. flock is released by the kernel however the holder dies (kill -9 included).
+class RunnerLock {
+ public:
+  explicit RunnerLock(const std::string& store_path) : path_(store_path + ".lock") {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw StoreError(path_ + ": cannot open the runner lock: " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      std::string holder;
+      try {
+        holder = core::read_file(path_);
+      } catch (const Error&) {
+      }
+      ::close(fd_);
+      throw StoreError(store_path + ": another upcycle runner is using this store" +
+                           (holder.empty() ? "" : " (" + holder + ")"),
+                       "wait for it to finish, or stop it with Ctrl-C and `upcycle resume`");
+    }
+    std::string me = "pid " + std::to_string(::getpid()) + " on " + core::host_name();
+    if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, me.data(), me.size(), 0);
+  }
+  ~RunnerLock() { ::close(fd_); }
+  RunnerLock(const RunnerLock&) = delete;
+  RunnerLock& operator=(const RunnerLock&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
 
 }  // namespace
 
@@ -126,6 +160,7 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
   }
   std::string store_dir = std::filesystem::path(recipe.store).parent_path().string();
   if (!store_dir.empty()) core::make_dirs(store_dir);
+  RunnerLock lock(recipe.store);
   tracking::Store store(recipe.store);
 
   RunSummary summary;
@@ -156,6 +191,16 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
       state[i] = S::kDone;
       ++summary.skipped;
       core::log_info(j.stage + ": complete (key " + j.key.substr(0, 12) + "), skipped");
+    }
+  }
+
+  for (size_t r = 0; r < points.size(); ++r) {  // a run with nothing left to do is not touched
+    if (!options.tags.empty()) store.set_run_tags(points[r].recipe.run_name, options.tags);
+    for (const auto& j : points[r].plan.jobs) {
+      if (state[by_key.at(j.key)] != S::kDone) {
+        store.set_run_status(run_ids[r], "running");
+        break;
+      }
     }
   }
 

@@ -16,6 +16,7 @@ struct RunOptions {
   std::vector<std::string> force;  ///< stage names to re-run, with everything downstream
   int max_parallel = 0;            ///< 0: recipe's, else cores / threads
   std::string self_exe;            ///< the upcycle binary jobs run (`upcycle stage --spec`)
+  std::string tags;                ///< when set, replaces every run's tags ("a,b,k=v")
 };
 
 struct RunSummary {

@@ -1,7 +1,12 @@
 #include "stages/job_runner.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <torch/torch.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <cstdlib>
@@ -193,6 +198,20 @@ void run_command_job(const json& s, const std::string& dir, core::JobResult& r) 
   }
 }
 
+// Holds DIR/.lock for the job's lifetime. A runner that died (kill -9) leaves its job running until
+// it has checkpointed; a resumed attempt of the same job waits here instead of writing beside it.
+int lock_job_dir(const std::string& dir) {
+  const std::string path = dir + "/.lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw StageError(path + ": cannot open the job lock: " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    core::log_warn("an earlier attempt of this job is still running; waiting for it to stop");
+    while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  return fd;  // closed (and released) at exit
+}
+
 }  // namespace
 
 int run_job(const std::string& spec_path) {
@@ -206,6 +225,11 @@ int run_job(const std::string& spec_path) {
     torch::set_num_interop_threads(1);
     core::JobResult r;
     r.key = s.at("key").get<std::string>();
+    lock_job_dir(dir);
+    if (auto done = core::read_job_result(dir); done && done->status == "done" && done->key == r.key) {
+      core::log_info("already complete (an earlier attempt finished it)");
+      return kExitOk;
+    }
     if (kind == "prepare") {
       run_prepare_job(s, dir, r);
     } else if (kind == "train") {

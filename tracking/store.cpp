@@ -108,7 +108,7 @@ int64_t Store::upsert_run(const RunInfo& run) {
         "INSERT INTO runs(experiment_id, key, name, sweep_point) "
         "VALUES ((SELECT id FROM experiments WHERE name = ?), ?, ?, ?) "
         "ON CONFLICT(key) DO UPDATE SET name = excluded.name, "
-        "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')");
+        "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE name != excluded.name");
     ins.bind(1, run.experiment);
     ins.bind(2, run.key);
     ins.bind(3, run.name);
@@ -125,11 +125,22 @@ int64_t Store::upsert_run(const RunInfo& run) {
 
 void Store::set_run_status(int64_t run_id, const std::string& status) {
   guarded(path_, "set run status", [&] {
-    SQLite::Statement st(*db_, "UPDATE runs SET status = ?, "
-                               "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?");
+    SQLite::Statement st(*db_, "UPDATE runs SET status = ?1, "
+                               "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') "
+                               "WHERE id = ?2 AND status != ?1");  // unchanged: no write at all
     st.bind(1, status);
     st.bind(2, run_id);
     st.exec();
+  });
+}
+
+void Store::set_run_tags(const std::string& run_name, const std::string& tags) {
+  guarded(path_, "set tags of run " + run_name, [&] {
+    SQLite::Statement st(*db_, "UPDATE runs SET tags = ?, "
+                               "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE name = ?");
+    st.bind(1, tags);
+    st.bind(2, run_name);
+    if (st.exec() == 0) throw StoreError(path_ + ": no run named '" + run_name + "'");
   });
 }
 

@@ -79,7 +79,10 @@ class Store {
 
   /// Inserts or updates a run by key; returns its id.
   int64_t upsert_run(const RunInfo& run);
+  /// Sets a run's status; an unchanged status writes nothing (a no-op re-run leaves the store as is).
   void set_run_status(int64_t run_id, const std::string& status);
+  /// Replaces the tags ("a,b,k=v") of the run named `run_name`; throws StoreError when none is.
+  void set_run_tags(const std::string& run_name, const std::string& tags);
   void record_provenance(int64_t run_id, const Provenance& p);
   /// Replaces the run's flattened resolved config.
   void record_params(int64_t run_id, const std::map<std::string, std::string>& params);

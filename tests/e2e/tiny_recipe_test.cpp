@@ -7,6 +7,7 @@
 
 #include "core/atomic_file.h"
 #include "tests/support/run_binary.h"
+#include "tests/support/store_dump.h"
 #include "tests/support/temp_dir.h"
 #include "tracking/store.h"
 
@@ -56,12 +57,18 @@ TEST(TinyRecipeTest, RunsEndToEndAndFillsTheStore) {
   EXPECT_EQ(models, (std::set<std::string>{"seed", "experts/code", "experts/math", "bam_dm"}));
   EXPECT_EQ(tasks, (std::set<std::string>{"ppl/general", "ppl/code", "ppl/law", "ppl/math"}));
 
-  // Running it again trains nothing: every job is complete under its key.
+  // Running it again trains nothing and leaves every row of the store as it was.
+  std::string before;
+  {
+    tracking::Store s(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+    before = testing::dump_store(s);
+  }
   auto again = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_NE(again.output.find("0 jobs done, 7 already complete"), std::string::npos) << again.output;
   tracking::Store after(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
   EXPECT_EQ(scalar(after, "SELECT MAX(attempts) FROM jobs"), 1);
+  EXPECT_EQ(testing::dump_store(after), before);
 
   auto query = run_binary({UPCYCLE_BINARY, "query", "--where",
                            "model = 'bam_dm' AND task = 'ppl/code' AND (metric = ppl OR metric = nll)",

@@ -15,22 +15,28 @@ struct ProcessResult {
   std::string output;  ///< stdout and stderr interleaved
 };
 
-inline ProcessResult run_binary(const std::vector<std::string>& argv, const std::string& cwd = "") {
-  int fds[2];
-  if (::pipe(fds) != 0) return {};
-  std::vector<std::string> args = argv;
+// In a forked child: output to `fd`, then exec argv in `cwd`. Never returns.
+[[noreturn]] inline void exec_child(std::vector<std::string> args, const std::string& cwd, int fd) {
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
   cargs.push_back(nullptr);
+  if (fd >= 0) {
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    ::close(fd);
+  }
+  if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
+  ::execv(cargs[0], cargs.data());
+  ::_exit(127);
+}
+
+inline ProcessResult run_binary(const std::vector<std::string>& argv, const std::string& cwd = "") {
+  int fds[2];
+  if (::pipe(fds) != 0) return {};
   pid_t pid = ::fork();
   if (pid == 0) {
-    ::dup2(fds[1], STDOUT_FILENO);
-    ::dup2(fds[1], STDERR_FILENO);
     ::close(fds[0]);
-    ::close(fds[1]);
-    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
-    ::execv(cargs[0], cargs.data());
-    ::_exit(127);
+    exec_child(argv, cwd, fds[1]);
   }
   ::close(fds[1]);
   ProcessResult r;
@@ -42,6 +48,17 @@ inline ProcessResult run_binary(const std::vector<std::string>& argv, const std:
   ::waitpid(pid, &status, 0);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+
+}  // namespace upcycle::testing
+
+namespace upcycle::testing {
+
+/// Starts a program in the background (no shell), its output appended to `log`; returns its pid.
+inline pid_t spawn_binary(const std::vector<std::string>& argv, const std::string& cwd, const std::string& log) {
+  pid_t pid = ::fork();
+  if (pid == 0) exec_child(argv, cwd, ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644));
+  return pid;
 }
 
 }  // namespace upcycle::testing

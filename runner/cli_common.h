@@ -1,0 +1,39 @@
+// Helpers shared by the CLI's command files (cli.cpp: running; cli_store.cpp: reading the store).
+// Internal to runner/.
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <string>
+#include <vector>
+
+#include "tracking/store.h"
+
+namespace upcycle::runner::cli {
+
+namespace po = boost::program_options;
+
+/// Parses `args` against `desc` (+ positionals). Unknown options are user errors.
+po::variables_map parse(const std::string& cmd, const std::vector<std::string>& args,
+                        const po::options_description& desc,
+                        const po::positional_options_description& pos);
+
+/// Prints the usage and returns true when --help was given.
+bool wants_help(const po::variables_map& vm, const std::string& cmd, const char* synopsis,
+                const po::options_description& desc);
+
+/// --help, --store, --recipe (whose `store:` is the default store), --run and --format.
+void add_store_options(po::options_description& desc);
+
+/// The store path: --store, else the `store:` of --recipe, else runs/store.sqlite.
+std::string store_path(const po::variables_map& vm);
+
+/// Opens an existing store read-only; a missing one is a user error with a hint.
+tracking::Store open_store_ro(const std::string& path);
+
+int cmd_status(const std::vector<std::string>& args);
+int cmd_query(const std::vector<std::string>& args);
+int cmd_table(const std::vector<std::string>& args);
+int cmd_compare(const std::vector<std::string>& args);
+int cmd_tag(const std::vector<std::string>& args);
+
+}  // namespace upcycle::runner::cli

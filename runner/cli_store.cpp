@@ -1,0 +1,181 @@
+// The CLI's store-reading commands: status, query, table, compare, and tag (the one that writes
+// tags). Every one takes --store, or --recipe for the recipe's store.
+#include <filesystem>
+#include <iostream>
+
+#include "analysis/compare.h"
+#include "analysis/query.h"
+#include "analysis/render.h"
+#include "analysis/tables.h"
+#include "core/error.h"
+#include "runner/cli_common.h"
+#include "runner/recipe.h"
+
+namespace upcycle::runner::cli {
+
+po::variables_map parse(const std::string& cmd, const std::vector<std::string>& args,
+                        const po::options_description& desc,
+                        const po::positional_options_description& pos) {
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw ConfigError("upcycle " + cmd + ": " + e.what(), "see `upcycle " + cmd + " --help`");
+  }
+  return vm;
+}
+
+bool wants_help(const po::variables_map& vm, const std::string& cmd, const char* synopsis,
+                const po::options_description& desc) {
+  if (!vm.count("help")) return false;
+  std::cout << "usage: upcycle " << cmd << " " << synopsis << "\n\n" << desc << "\n";
+  return true;
+}
+
+void add_store_options(po::options_description& desc) {
+  desc.add_options()("help,h", "show this help")(
+      "store", po::value<std::string>()->default_value(""),
+      "SQLite store (default: the --recipe's store, else runs/store.sqlite)")(
+      "recipe", po::value<std::string>()->default_value(""), "take the store from this recipe")(
+      "run", po::value<std::string>()->default_value(""), "run name (default: the latest)")(
+      "format", po::value<std::string>()->default_value("table"), "table | csv | json");
+}
+
+std::string store_path(const po::variables_map& vm) {
+  std::string store = vm["store"].as<std::string>();
+  if (!store.empty()) return store;
+  const std::string recipe = vm["recipe"].as<std::string>();
+  return recipe.empty() ? "runs/store.sqlite" : load_recipe(recipe).store;
+}
+
+tracking::Store open_store_ro(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    throw StoreError(path + ": no store here", "run a recipe first (`upcycle run RECIPE`) or pass --store");
+  }
+  return tracking::Store(path, tracking::Store::Mode::kReadOnly);
+}
+
+namespace {
+
+std::string run_or_latest(tracking::Store& store, const po::variables_map& vm) {
+  std::string run = vm["run"].as<std::string>();
+  return run.empty() ? analysis::latest_run(store) : run;
+}
+
+}  // namespace
+
+int cmd_status(const std::vector<std::string>& args) {
+  po::options_description desc("status options");
+  add_store_options(desc);
+  desc.add_options()("all", "every run with its status and job counts, instead of one run's jobs");
+  auto vm = parse("status", args, desc, {});
+  if (wants_help(vm, "status", "[--store PATH] [--run NAME | --all]", desc)) return 0;
+  auto store = open_store_ro(store_path(vm));
+  auto format = analysis::parse_format(vm["format"].as<std::string>());
+  if (vm.count("all")) {
+    std::cout << analysis::render(
+        store.select("SELECT r.name AS run, r.status, r.tags, COUNT(j.id) AS jobs, "
+                     "SUM(j.status = 'done') AS done, SUM(j.status = 'failed') AS failed, "
+                     "COALESCE(r.updated_at, r.created_at) AS updated "
+                     "FROM runs r LEFT JOIN run_jobs rj ON rj.run_id = r.id LEFT JOIN jobs j ON j.id = rj.job_id "
+                     "GROUP BY r.id ORDER BY r.id"),
+        format);
+    return 0;
+  }
+  std::string run = run_or_latest(store, vm);
+  auto rs = store.select("SELECT stage, kind, status, attempts, exit_code, CASE WHEN wall_s IS NULL THEN NULL ELSE printf('%.1f', wall_s) END AS wall_s, "
+                         "substr(key, 1, 12) AS key, dir FROM v_jobs WHERE run = ? ORDER BY stage",
+                         {run});
+  auto st = store.select("SELECT status, tags FROM runs WHERE name = ?", {run});
+  if (st.rows.empty()) throw StoreError(store.path() + ": no run named '" + run + "'");
+  std::cout << "run " << run << ": " << std::get<std::string>(st.rows[0][0])
+            << (std::get<std::string>(st.rows[0][1]).empty() ? "" : " [" + std::get<std::string>(st.rows[0][1]) + "]")
+            << "\n" << analysis::render(rs, format);
+  return 0;
+}
+
+int cmd_query(const std::vector<std::string>& args) {
+  po::options_description desc("query options");
+  add_store_options(desc);
+  desc.add_options()("where,w", po::value<std::string>()->default_value(""),
+                     "filter, e.g. \"task LIKE 'ppl/%' AND (model = 'bam_dm' OR params.seed IN (1, 2))\"; "
+                     "fields: run experiment stage model task metric filter value stderr n n_shot status "
+                     "tags params.<key> metrics.<key>");
+  auto vm = parse("query", args, desc, {});
+  if (wants_help(vm, "query", "[--where EXPR] [--run NAME] [--format table|csv|json]", desc)) return 0;
+  auto store = open_store_ro(store_path(vm));
+  auto q = analysis::compile_query(vm["where"].as<std::string>(), vm["run"].as<std::string>());
+  std::cout << analysis::render(store.select(q.sql, q.binds),
+                                analysis::parse_format(vm["format"].as<std::string>()));
+  return 0;
+}
+
+int cmd_table(const std::vector<std::string>& args) {
+  po::options_description desc("table options");
+  add_store_options(desc);
+  desc.add_options()("which", po::value<std::string>()->default_value("ppl"), "table: ppl");
+  po::positional_options_description pos;
+  pos.add("which", 1);
+  auto vm = parse("table", args, desc, pos);
+  if (wants_help(vm, "table", "[ppl] [--run NAME] [--format table|csv|json]", desc)) return 0;
+  std::string which = vm["which"].as<std::string>();
+  if (which != "ppl") throw ConfigError("upcycle table: unknown table '" + which + "' (known: ppl)");
+  auto store = open_store_ro(store_path(vm));
+  std::cout << analysis::render(analysis::perplexity_table(store, vm["run"].as<std::string>()),
+                                analysis::parse_format(vm["format"].as<std::string>()));
+  return 0;
+}
+
+int cmd_compare(const std::vector<std::string>& args) {
+  po::options_description desc("compare options");
+  add_store_options(desc);
+  desc.add_options()("runs", po::value<std::vector<std::string>>()->composing(), "runs to compare")(
+      "where,w", po::value<std::string>()->default_value(""), "filter the results, as in `upcycle query`")(
+      "params", "also list the recipe keys whose values differ");
+  po::positional_options_description pos;
+  pos.add("runs", -1);
+  auto vm = parse("compare", args, desc, pos);
+  if (wants_help(vm, "compare", "RUN RUN... [--where EXPR] [--params] [--format table|csv|json]", desc)) return 0;
+  if (!vm.count("runs")) throw ConfigError("upcycle compare: give two or more runs");
+  auto runs = vm["runs"].as<std::vector<std::string>>();
+  auto store = open_store_ro(store_path(vm));
+  auto format = analysis::parse_format(vm["format"].as<std::string>());
+  std::cout << analysis::render(analysis::compare_results(store, runs, vm["where"].as<std::string>()), format);
+  if (vm.count("params")) {
+    if (format == analysis::Format::kTable) std::cout << "\nparameters that differ:\n";
+    std::cout << analysis::render(analysis::compare_params(store, runs), format);
+  }
+  return 0;
+}
+
+int cmd_tag(const std::vector<std::string>& args) {
+  po::options_description desc("tag options");
+  add_store_options(desc);
+  desc.add_options()("tags", po::value<std::vector<std::string>>()->composing(), "tags, e.g. baseline or owner=ana");
+  po::positional_options_description pos;
+  pos.add("tags", -1);
+  auto vm = parse("tag", args, desc, pos);
+  if (wants_help(vm, "tag", "TAG... [--run NAME]   (replaces the run's tags; no TAG clears them)", desc)) return 0;
+  std::string tags;
+  if (vm.count("tags")) {
+    for (const auto& t : vm["tags"].as<std::vector<std::string>>()) {
+      if (t.empty() || t.find(',') != std::string::npos) {
+        throw ConfigError("upcycle tag: '" + t + "': a tag is non-empty and has no comma");
+      }
+      tags += (tags.empty() ? "" : ",") + t;
+    }
+  }
+  std::string path = store_path(vm);
+  std::string run;
+  {
+    auto ro = open_store_ro(path);
+    run = run_or_latest(ro, vm);
+  }
+  tracking::Store store(path);
+  store.set_run_tags(run, tags);
+  std::cout << "run " << run << ": tags " << (tags.empty() ? "(none)" : tags) << "\n";
+  return 0;
+}
+
+}  // namespace upcycle::runner::cli

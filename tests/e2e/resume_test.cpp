@@ -1,0 +1,108 @@
+// The runner killed with SIGKILL in the middle of training, then `upcycle resume`: the run completes
+// with exactly the rows an uninterrupted run has (no metric row duplicated or missing) and, since
+// resume is exact on CPU, the same losses and perplexities bit for bit.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "tests/support/run_binary.h"
+#include "tests/support/store_dump.h"
+#include "tests/support/temp_dir.h"
+#include "tracking/store.h"
+
+namespace upcycle {
+namespace {
+
+using testing::run_binary;
+
+// stage/key/step -> value for training metrics that do not depend on timing, and every eval result.
+std::map<std::string, std::string> deterministic_rows(const std::string& store_path) {
+  tracking::Store s(store_path, tracking::Store::Mode::kReadOnly);
+  std::map<std::string, std::string> out;
+  auto m = s.select("SELECT rj.stage, m.key, m.step, m.value FROM metrics m JOIN run_jobs rj ON rj.job_id = m.job_id "
+                    "WHERE m.key NOT IN ('tokens_per_s', 'elapsed_s', 'eta_s')");
+  for (const auto& r : m.rows) {
+    std::string k = testing::cell_text(r[0]) + " " + testing::cell_text(r[1]) + " " + testing::cell_text(r[2]);
+    EXPECT_EQ(out.count(k), 0u) << "duplicated metric row " << k;
+    out[k] = testing::cell_text(r[3]);
+  }
+  auto e = s.select("SELECT model, task, metric, value, stderr, n FROM v_results");
+  for (const auto& r : e.rows) {
+    out["eval " + testing::cell_text(r[0]) + " " + testing::cell_text(r[1]) + " " + testing::cell_text(r[2])] =
+        testing::cell_text(r[3]) + " " + testing::cell_text(r[4]) + " " + testing::cell_text(r[5]);
+  }
+  return out;
+}
+
+bool any_training_started(const std::string& root) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(root + "/jobs", ec)) {
+    if (std::filesystem::exists(e.path() / "metrics.jsonl")) return true;
+  }
+  return false;
+}
+
+TEST(ResumeTest, KillNineThenResumeMatchesAnUninterruptedRun) {
+  const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
+  testing::TempDir whole, killed;
+  auto r = run_binary({UPCYCLE_BINARY, "run", recipe}, whole.path());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+
+  pid_t pid = testing::spawn_binary({UPCYCLE_BINARY, "run", recipe}, killed.path(), killed / "runner.log");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+  while (!any_training_started(killed / "runs") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(any_training_started(killed / "runs")) << "no training job started";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // into the middle of training
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+
+  {
+    tracking::Store s(killed / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+    auto st = s.select("SELECT status FROM runs WHERE name = 'tiny'");
+    ASSERT_EQ(st.rows.size(), 1u);
+    EXPECT_EQ(std::get<std::string>(st.rows[0][0]), "running");  // the runner never got to finish it
+  }
+  auto resumed = run_binary({UPCYCLE_BINARY, "resume"}, killed.path());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming run tiny"), std::string::npos) << resumed.output;
+
+  auto expected = deterministic_rows(whole / "runs/store.sqlite");
+  auto got = deterministic_rows(killed / "runs/store.sqlite");
+  EXPECT_GT(expected.size(), 50u);
+  EXPECT_EQ(got, expected);
+
+  auto again = run_binary({UPCYCLE_BINARY, "resume"}, killed.path());
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_NE(again.output.find("nothing to resume"), std::string::npos) << again.output;
+}
+
+TEST(ResumeTest, ASecondRunnerOnTheSameStoreIsRefused) {
+  testing::TempDir dir;
+  const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
+  pid_t pid = testing::spawn_binary({UPCYCLE_BINARY, "run", recipe}, dir.path(), dir / "runner.log");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (!std::filesystem::exists(dir / "runs/store.sqlite.lock") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto second = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
+  ::kill(pid, SIGINT);  // the first stops cleanly
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_EQ(second.exit_code, 1) << second.output;
+  EXPECT_NE(second.output.find("another upcycle runner is using this store (pid " + std::to_string(pid)),
+            std::string::npos) << second.output;
+  EXPECT_TRUE(WIFEXITED(status) && (WEXITSTATUS(status) == 130 || WEXITSTATUS(status) == 0));
+}
+
+}  // namespace
+}  // namespace upcycle
