@@ -5,6 +5,8 @@
 #include <cmath>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "core/atomic_file.h"
 #include "tests/support/run_binary.h"
 #include "tests/support/store_dump.h"
@@ -101,6 +103,28 @@ TEST(TinyRecipeTest, SweepRunsEveryPointAndSharesEqualJobs) {
                        "--format", "csv"}, dir.path());
   EXPECT_EQ(q.exit_code, 0) << q.output;
   EXPECT_EQ(std::count(q.output.begin(), q.output.end(), '\n'), 5) << q.output;  // header + 4 domains
+
+  // compare: the two points side by side, and the one recipe key that differs.
+  const std::string a = "tiny/stages.bam_dm.budget.tokens=12k", b = "tiny/stages.bam_dm.budget.tokens=24k";
+  auto cmp = run_binary({UPCYCLE_BINARY, "compare", a, b, "--where", "model = bam_dm AND metric = ppl",
+                         "--params", "--format", "json"}, dir.path());
+  ASSERT_EQ(cmp.exit_code, 0) << cmp.output;
+  size_t split = cmp.output.find("]\n[");
+  ASSERT_NE(split, std::string::npos) << cmp.output;
+  auto results = nlohmann::json::parse(cmp.output.substr(0, split + 1));
+  auto params = nlohmann::json::parse(cmp.output.substr(split + 2));
+  ASSERT_EQ(results.size(), 4u) << cmp.output;  // one row per domain
+  EXPECT_TRUE(results[0][a].is_number() && results[0][b].is_number());
+  EXPECT_NE(results[0][a], results[0][b]);  // twice the continued training changes the perplexity
+  ASSERT_EQ(params.size(), 1u) << cmp.output;
+  EXPECT_EQ(params[0]["param"], "stages.bam_dm.budget.tokens");
+
+  // tags: set on a run, visible to queries.
+  auto tag = run_binary({UPCYCLE_BINARY, "tag", "--run", a, "short", "owner=ci"}, dir.path());
+  ASSERT_EQ(tag.exit_code, 0) << tag.output;
+  auto tagged = run_binary({UPCYCLE_BINARY, "query", "--where", "tags LIKE '%owner=ci%' AND metric = ppl",
+                            "--format", "csv"}, dir.path());
+  EXPECT_EQ(std::count(tagged.output.begin(), tagged.output.end(), '\n'), 1 + 4 * 4) << tagged.output;
 }
 
 }  // namespace

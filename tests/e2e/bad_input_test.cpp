@@ -1,0 +1,170 @@
+// Bad input, table-driven: malformed YAML, wrong types, unknown keys and stages, cycles, bad
+// overrides, and filter expressions with quotes or SQL fragments. Each case must exit with code 1,
+// say precisely what is wrong (the expected fragment, which names the file:line:col and key for
+// recipes), and leave nothing behind: no store is created by a rejected recipe, and a rejected
+// query or command leaves every row of an existing store as it was.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "tests/support/run_binary.h"
+#include "tests/support/store_dump.h"
+#include "tests/support/temp_dir.h"
+#include "tracking/store.h"
+
+namespace upcycle {
+namespace {
+
+using testing::run_binary;
+
+const char* kValid = R"(name: t
+seed: 3
+data:
+  domains: [general, code, math]
+  tokenizer: { vocab: 512 }
+model: { d_model: 64, layers: 2, heads: 4, kv_heads: 4, ffn_hidden: 128, seq_len: 32 }
+train: { batch_size: 4 }
+stages:
+  data: { kind: prepare }
+  seed: { kind: train, mix: { general: 1.0 }, budget: { tokens: 4k } }
+  experts: { kind: branch, from: seed, domains: [code, math], budget: { tokens: 2k } }
+  bam: { kind: upcycle, method: bam, from: [seed, experts] }
+  eval: { kind: eval, models: [seed, bam] }
+)";
+
+struct RecipeCase {
+  const char* name;
+  std::string text;                    ///< recipe text ("" = the valid recipe)
+  std::vector<std::string> overrides;  ///< command-line overrides
+  std::string expect;                  ///< a fragment of the error
+};
+
+std::string with(const std::string& from, const std::string& to) {
+  std::string t = kValid;
+  size_t at = t.find(from);
+  if (at == std::string::npos) ADD_FAILURE() << "case text not found: " << from;
+  else t.replace(at, from.size(), to);
+  return t;
+}
+
+std::vector<RecipeCase> recipe_cases() {
+  return {
+      {"yaml_unclosed_flow", "name: t\nstages: [a, b\n", {}, "r.yaml:3:1: YAML syntax error"},
+      {"yaml_bad_indent", "name: t\n  seed: 1\n x: 2\n", {}, "YAML syntax error"},
+      {"yaml_not_mapping", "- a\n- b\n", {}, "a recipe must be a YAML mapping"},
+      {"unknown_top_key", with("seed: 3", "sead: 3"), {}, "r.yaml:2:1: sead: unknown key 'sead'; did you mean 'seed'?"},
+      {"unknown_stage_key", with("budget: { tokens: 4k }", "budgett: { tokens: 4k }"), {}, "did you mean 'budget'?"},
+      {"wrong_type_int", with("seed: 3", "seed: three"), {}, "r.yaml:2:7: seed: expected an integer"},
+      {"wrong_type_number", with("mix: { general: 1.0 }", "mix: { general: lots }"), {}, "stages.seed.mix.general: expected a number"},
+      {"wrong_type_bool", with("kind: upcycle, method: bam,", "kind: upcycle, method: bam, include_seed: maybe,"), {}, "expected true or false"},
+      {"negative_threads", with("seed: 3", "seed: 3\nthreads: 0"), {}, "threads: must be >= 1"},
+      {"heads_do_not_divide", with("d_model: 64", "d_model: 66"), {}, "heads"},
+      {"top_k_above_experts", with("method: bam,", "method: bam, ffn: { top_k: 5 },"), {}, "top_k"},
+      {"unknown_kind", with("kind: eval", "kind: evaluate"), {}, "unknown stage kind 'evaluate'"},
+      {"unknown_from", with("from: seed, domains", "from: sead, domains"), {}, "did you mean 'seed'?"},
+      {"cycle", with("seed: { kind: train, mix", "seed: { kind: train, from: bam, mix"), {}, "cycle"},
+      {"branch_domain_missing", with("domains: [code, math]", "domains: [code, biology]"), {}, "biology"},
+      {"mix_domain_missing", with("mix: { general: 1.0 }", "mix: { genral: 1.0 }"), {}, "genral"},
+      {"budget_both", with("budget: { tokens: 4k }", "budget: { tokens: 4k, match: seed }"), {}, "give exactly one of tokens"},
+      {"budget_missing", with("mix: { general: 1.0 }, budget: { tokens: 4k }", "mix: { general: 1.0 }"), {}, "needs budget"},
+      {"budget_zero", with("budget: { tokens: 4k }", "budget: { tokens: 0 }"), {}, "must be >= 1"},
+      {"micro_batch", with("batch_size: 4", "batch_size: 4, micro_batch: 3"), {}, "micro_batch: must divide batch_size"},
+      {"unknown_method", with("method: bam", "method: bamm"), {}, "'bamm' is not allowed; expected bam, btx or sparse"},
+      {"sparse_key_on_bam", with("method: bam,", "method: bam, granularity: 2,"), {}, "granularity: is for method sparse only"},
+      {"eval_without_models", with("eval: { kind: eval, models: [seed, bam] }", "eval: { kind: eval }"), {}, "needs models: or btm:"},
+      {"two_prepares", with("data: { kind: prepare }", "data: { kind: prepare }\n  data2: { kind: prepare }"), {}, "exactly one stage of kind prepare"},
+      {"vocab_mismatch", with("seq_len: 32", "seq_len: 32, vocab: 1000"), {}, "must equal data.tokenizer.vocab"},
+      {"vocab_too_small", with("vocab: 512 }", "vocab: 100 }"), {}, "must be in [300, 1000000]"},
+      {"fractions", with("tokenizer:", "valid_fraction: 0.6\n  test_fraction: 0.5\n  tokenizer:"), {}, "sum to less than 1"},
+      {"command_placeholder", with("eval: {", "cmd: { kind: command, argv: [ls, '{checkpoint}'] }\n  eval: {"), {}, "unknown placeholder {checkpoint}"},
+      {"command_empty_argv", with("eval: {", "cmd: { kind: command, argv: [] }\n  eval: {"), {}, "expected a non-empty list of arguments"},
+      {"sweep_unsweepable", std::string(kValid) + "sweep: { store: [a.sqlite, b.sqlite] }\n", {}, "cannot be swept"},
+      {"sweep_not_list", std::string(kValid) + "sweep: { seed: 3 }\n", {}, "expected a non-empty list of values"},
+      {"include_missing", std::string(kValid) + "include: nowhere.yaml\n", {}, "nowhere.yaml' does not exist"},
+      {"override_no_equals", "", {"seed"}, "override 'seed': expected key.path=value"},
+      {"override_not_mapping", "", {"seed.x=1"}, "seed is not a mapping"},
+      {"override_bad_yaml", "", {"model=[1,"}, "value does not parse as YAML"},
+      {"override_unknown_key", "", {"model.d_modl=128"}, "did you mean 'd_model'?"},
+      {"override_wrong_type", "", {"stages.seed.budget.tokens=lots"}, "expected an integer"},
+  };
+}
+
+TEST(BadInputTest, RecipesAreRejectedWithPreciseErrorsAndNoStore) {
+  int checked = 0;
+  for (const auto& c : recipe_cases()) {
+    testing::TempDir dir;
+    core::write_file_atomic(dir / "r.yaml", c.text.empty() ? kValid : c.text);
+    std::vector<std::string> argv = {UPCYCLE_BINARY, "run", "r.yaml"};
+    argv.insert(argv.end(), c.overrides.begin(), c.overrides.end());
+    auto r = run_binary(argv, dir.path());
+    EXPECT_EQ(r.exit_code, 1) << c.name << ": " << r.output;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.name << ": expected '" << c.expect << "' in\n" << r.output;
+    EXPECT_EQ(r.output.find("internal error"), std::string::npos) << c.name << ": " << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir / "runs")) << c.name << ": a rejected recipe left files";
+    ++checked;
+  }
+  EXPECT_GE(checked, 30);
+}
+
+// A name holding SQL is just a name: it is bound, never spliced, so `plan` accepts it.
+TEST(BadInputTest, SqlInAValueIsData) {
+  testing::TempDir dir;
+  core::write_file_atomic(dir / "r.yaml", kValid);
+  auto r = run_binary({UPCYCLE_BINARY, "plan", "r.yaml", "name=x'; DROP TABLE runs; --"}, dir.path());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+struct CommandCase {
+  const char* name;
+  std::vector<std::string> args;  ///< after the binary
+  std::string expect;
+};
+
+TEST(BadInputTest, QueriesAndCommandsAreRejectedAndTheStoreIsUntouched) {
+  testing::TempDir dir;
+  const std::string store_path = dir / "runs/store.sqlite";
+  core::make_dirs(dir / "runs");
+  {
+    tracking::Store s(store_path);
+    s.upsert_run({"k1", "exp", "base", "{}"});
+  }
+  const std::vector<CommandCase> cases = {
+      {"where_unterminated", {"query", "--where", "model = 'bam"}, "unterminated"},
+      {"where_sql_injection", {"query", "--where", "model = x; DROP TABLE runs"}, "unexpected 'DROP'"},
+      {"where_comment", {"query", "--where", "model = 'x' OR 1=1 --"}, "--where: column"},
+      {"where_unbalanced", {"query", "--where", "(model = x"}, "expected ')'"},
+      {"where_unknown_field", {"query", "--where", "modle = x"}, "did you mean 'model'?"},
+      {"where_missing_value", {"query", "--where", "value >"}, "--where: column"},
+      {"where_empty_param", {"query", "--where", "params. = 3"}, "--where: column"},
+      {"where_bad_in", {"query", "--where", "model IN bam"}, "--where: column"},
+      {"bad_format", {"query", "--format", "xml"}, "xml"},
+      {"unknown_command", {"rnu"}, "did you mean 'run'?"},
+      {"unknown_option", {"query", "--bogus", "x"}, "see `upcycle query --help`"},
+      {"missing_recipe", {"run", "nope.yaml"}, "nope.yaml: recipe file not found"},
+      {"compare_one_run", {"compare", "base"}, "two or more runs"},
+      {"compare_unknown_run", {"compare", "base", "bsae2"}, "no run named 'bsae2'"},
+      {"resume_unknown_run", {"resume", "nosuch"}, "no run named 'nosuch'"},
+      {"tag_with_comma", {"tag", "a,b"}, "has no comma"},
+      {"table_unknown", {"table", "pplx"}, "unknown table 'pplx'"},
+      {"status_unknown_run", {"status", "--run", "nosuch"}, "no run named 'nosuch'"},
+      {"store_missing", {"query", "--store", "elsewhere.sqlite"}, "no store here"},
+  };
+  std::string before;
+  {
+    tracking::Store s(store_path, tracking::Store::Mode::kReadOnly);
+    before = testing::dump_store(s);
+  }
+  for (const auto& c : cases) {
+    std::vector<std::string> argv = {UPCYCLE_BINARY};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    auto r = run_binary(argv, dir.path());
+    EXPECT_EQ(r.exit_code, 1) << c.name << ": " << r.output;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.name << ": expected '" << c.expect << "' in\n" << r.output;
+  }
+  tracking::Store s(store_path, tracking::Store::Mode::kReadOnly);
+  EXPECT_EQ(testing::dump_store(s), before);
+}
+
+}  // namespace
+}  // namespace upcycle
