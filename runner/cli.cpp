@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "runner/accounting_report.h"
+#include "runner/bench.h"
 #include "runner/cli_common.h"
 #include "runner/plan.h"
 #include "runner/recipe.h"
@@ -147,7 +148,7 @@ int cmd_plan(const std::vector<std::string>& args) {
   po::options_description desc("plan options");
   desc.add_options()("help,h", "show this help")("recipe", po::value<std::string>(), "recipe YAML file")(
       "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value")(
-      "specs", "also print every job's resolved spec (JSON)");
+      "specs", "also print every job's spec (JSON) and the command that runs it");
   po::positional_options_description pos;
   pos.add("recipe", 1).add("set", -1);
   auto vm = parse("plan", args, desc, pos);
@@ -166,7 +167,12 @@ int cmd_plan(const std::vector<std::string>& args) {
   }
   std::cout << describe_plan(plan);
   if (vm.count("specs")) {
-    for (const auto& j : plan.jobs) std::cout << "\n# " << j.stage << "\n" << j.spec.dump(2) << "\n";
+    for (const auto& j : plan.jobs) {
+      const std::string t = std::to_string(j.threads);
+      std::cout << "\n# " << j.stage << ": " << j.dir << "/spec.json, run as\n#   OMP_NUM_THREADS=" << t
+                << " OPENBLAS_NUM_THREADS=" << t << " MKL_NUM_THREADS=" << t << " upcycle stage --spec "
+                << j.dir << "/spec.json\n" << j.spec.dump(2) << "\n";
+    }
   }
   return 0;
 }
@@ -230,6 +236,7 @@ const Command kCommands[] = {
     {"tag", "set a run's tags (queryable as tags)", cli::cmd_tag},
     {"params", "total and active parameters of every model in a recipe or config", cmd_params},
     {"flops", "forward FLOPs per token per layer (attention, FFN, routers; BAM Table 10)", cmd_flops},
+    {"bench", "benchmarks: store ingest and query speed, sweep planning speed", cmd_bench},
     {"stage", "(internal) run one job from its spec; what executors launch", cmd_stage},
 };
 

@@ -130,7 +130,9 @@ class Planner {
     j.spec = material;
     j.spec["key"] = j.key;
     j.spec["stage"] = label;
-    j.spec["threads"] = r_.threads;
+    j.threads = s.threads > 0 ? s.threads : r_.threads;
+    j.retries = s.retries >= 0 ? s.retries : r_.retries;
+    j.spec["threads"] = j.threads;
     plan_.jobs.push_back(std::move(j));
     by_stage_[s.name].push_back(plan_.jobs.size() - 1);
     return plan_.jobs.size() - 1;
@@ -182,7 +184,7 @@ class Planner {
       PlannedJob& j = plan_.jobs[job];
       std::map<std::string, std::string> vars = {{"out", j.dir + "/out"},
                                                  {"data_dir", plan_.jobs[prepare_].dir + "/data"},
-                                                 {"threads", std::to_string(r_.threads)}};
+                                                 {"threads", std::to_string(j.threads)}};
       if (per_model) {
         vars["model"] = model;
         vars["model_dir"] = plan_.jobs[id].dir;

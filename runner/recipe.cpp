@@ -329,6 +329,12 @@ stages::ModelConfig parse_mixture(const StageDef& s, const YamlReader& r) {
   return m;
 }
 
+// Every stage kind also takes resources: and retries:.
+void expect_stage_keys(const YamlReader& r, std::vector<std::string> keys) {
+  keys.insert(keys.end(), {"resources", "retries"});
+  r.expect_map(keys);
+}
+
 StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDef& train_defaults,
                      const std::string& file) {
   StageDef s;
@@ -337,12 +343,20 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
   s.location = file + ":" + std::to_string(mk.line + 1) + ":" + std::to_string(mk.column + 1);
   if (!r.is_map()) throw r.error("expected a mapping with a kind:");
   s.kind = r.child("kind").str();
+  if (r.has("resources")) {
+    YamlReader res = r.child("resources");
+    res.expect_map({"threads"});
+    s.threads = static_cast<int>(res.get_integer("threads", 0));
+    if (s.threads < 1) throw res.child("threads").error("must be >= 1");
+  }
+  s.retries = static_cast<int>(r.get_integer("retries", -1));
+  if (r.has("retries") && s.retries < 0) throw r.child("retries").error("must be >= 0");
   if (s.kind == "prepare") {
-    r.expect_map({"kind"});
+    expect_stage_keys(r, {"kind"});
   } else if (s.kind == "train") {
     std::vector<std::string> keys = kTrainKeys;
     keys.insert(keys.end(), {"kind", "from", "mix"});
-    r.expect_map(keys);
+    expect_stage_keys(r, keys);
     if (r.has("from")) s.from = r.child("from").strings();
     YamlReader mix = r.child("mix");
     if (!mix.is_map()) throw mix.error("expected a mapping domain -> weight");
@@ -351,14 +365,14 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
   } else if (s.kind == "branch") {
     std::vector<std::string> keys = kTrainKeys;
     keys.insert(keys.end(), {"kind", "from", "domains", "general_mix"});
-    r.expect_map(keys);
+    expect_stage_keys(r, keys);
     s.from = r.child("from").strings();
     s.domains = r.child("domains").strings();
     s.general_mix = r.get_number("general_mix", s.general_mix);
     if (s.general_mix < 0 || s.general_mix >= 1) throw r.child("general_mix").error("must be in [0, 1)");
     s.train = parse_train(r, train_defaults);
   } else if (s.kind == "upcycle") {
-    r.expect_map({"kind", "from", "method", "attention", "ffn", "experts", "granularity",
+    expect_stage_keys(r, {"kind", "from", "method", "attention", "ffn", "experts", "granularity",
                   "virtual_groups", "weight_scaling", "extra_seed_experts", "include_seed",
                   "average_weights", "router_init_std", "shared_kv_init"});
     s.from = r.child("from").strings();
@@ -377,7 +391,7 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
       for (size_t i = 0; i < aw.size(); ++i) s.average_weights.push_back(aw.at(i).number());
     }
   } else if (s.kind == "eval") {
-    r.expect_map({"kind", "models", "btm", "domains", "split", "max_windows"});
+    expect_stage_keys(r, {"kind", "models", "btm", "domains", "split", "max_windows"});
     s.models = r.has("models") ? r.child("models").strings() : std::vector<std::string>{};
     if (r.has("btm")) s.btm = r.child("btm").strings();
     if (s.models.empty() && s.btm.empty()) throw r.error("an eval stage needs models: or btm:");
@@ -385,7 +399,7 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
     s.split = r.get_choice("split", s.split, {"test", "valid"});
     s.max_windows = r.get_integer("max_windows", 0);
   } else if (s.kind == "command") {
-    r.expect_map({"kind", "models", "argv", "env", "parser", "results"});
+    expect_stage_keys(r, {"kind", "models", "argv", "env", "parser", "results"});
     if (r.has("models")) s.models = r.child("models").strings();
     YamlReader argv = r.child("argv");
     if (!argv.is_sequence() || argv.size() == 0) throw argv.error("expected a non-empty list of arguments");

@@ -54,6 +54,8 @@ struct StageDef {
   std::string kind;      ///< prepare | train | branch | upcycle | eval | command
   std::string location;  ///< "file:line:col" of the stage, for errors found later (plan)
   std::vector<std::string> from;
+  int threads = 0;   ///< resources.threads; 0 = the recipe's threads
+  int retries = -1;  ///< -1 = the recipe's retries
   std::map<std::string, double> mix;  ///< train
   std::vector<std::string> domains;   ///< branch: one expert per domain; eval: domains to score
   double general_mix = 0.1;           ///< branch: share of general data in each expert's mixture

@@ -153,7 +153,7 @@ Plan merge_plans(const std::vector<RunPoint>& points) {
 RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& options,
                         cluster::Executor& executor) {
   if (points.empty()) throw InternalError("execute_runs: no runs");
-  const Recipe& recipe = points[0].recipe;  // store, root, threads and retries are not sweepable
+  const Recipe& recipe = points[0].recipe;  // store, root and max_parallel are not sweepable
   const Plan plan = merge_plans(points);
   for (const auto& f : options.force) {
     if (!recipe.find_stage(f) && !plan.find(f)) throw ConfigError("--force: unknown stage '" + f + "'");
@@ -204,10 +204,16 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
     }
   }
 
-  int max_parallel = options.max_parallel > 0 ? options.max_parallel : recipe.max_parallel;
-  if (max_parallel <= 0) {
-    max_parallel = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / recipe.threads);
-  }
+  // Jobs start while their threads fit in the machine's cores (a job wider than the machine runs
+  // alone); -j / max_parallel caps the number of jobs instead.
+  const int max_parallel = options.max_parallel > 0 ? options.max_parallel : recipe.max_parallel;
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  int threads_in_use = 0;
+  auto fits = [&](size_t i) {
+    if (executor.running() == 0) return true;
+    if (max_parallel > 0) return executor.running() < max_parallel;
+    return threads_in_use + plan.jobs[i].threads <= cores;
+  };
   install_interrupt_handlers();
   std::map<std::string, std::chrono::steady_clock::time_point> started;
 
@@ -215,12 +221,13 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
     const auto& j = plan.jobs[i];
     core::make_dirs(j.dir);
     core::write_file_atomic(j.dir + "/" + core::kSpecFile, j.spec.dump(2) + "\n");
-    std::string t = std::to_string(recipe.threads);
+    std::string t = std::to_string(j.threads);
     cluster::JobLaunch l{j.key, j.dir, {options.self_exe, "stage", "--spec", j.dir + "/" + core::kSpecFile},
                          {{"OMP_NUM_THREADS", t}, {"OPENBLAS_NUM_THREADS", t}, {"MKL_NUM_THREADS", t}}};
     std::string id = executor.submit(l);
     store.set_job_status(j.key, "running", std::nullopt, "", id);
     state[i] = S::kRunning;
+    threads_in_use += j.threads;
     ++attempts[i];
     started[j.key] = std::chrono::steady_clock::now();
     core::log_info(j.stage + ": started (" + j.kind + ", attempt " + std::to_string(attempts[i]) +
@@ -229,7 +236,7 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
 
   while (true) {
     if (!g_interrupted) {
-      for (size_t i = 0; i < n && executor.running() < max_parallel; ++i) {
+      for (size_t i = 0; i < n; ++i) {
         if (state[i] != S::kPending) continue;
         bool ready = true, blocked = false;
         for (size_t d : plan.jobs[i].deps) {
@@ -244,7 +251,7 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
           i = static_cast<size_t>(-1);  // rescan: dependents of this one are blocked too
           continue;
         }
-        if (ready) launch(i);
+        if (ready && fits(i)) launch(i);
       }
     }
     if (executor.running() == 0) break;
@@ -256,6 +263,7 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
     for (const auto& ev : executor.wait_any()) {
       size_t i = by_key.at(ev.key);
       const auto& j = plan.jobs[i];
+      threads_in_use -= j.threads;
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started[j.key]).count();
       if (ev.state == cluster::JobState::kDone) {
         auto result = core::read_job_result(j.dir);
@@ -279,7 +287,7 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
       } else if (summary.interrupted) {
         store.set_job_status(j.key, "preempted", ev.exit_code, "interrupted by the user");
         state[i] = S::kPending;
-      } else if (attempts[i] <= recipe.retries) {
+      } else if (attempts[i] <= j.retries) {
         core::log_warn(j.stage + ": failed (exit " + std::to_string(ev.exit_code) + "), retrying");
         // A retry resumes from the job's last checkpoint, like a requeue after preemption.
         store.set_job_status(j.key, "pending", ev.exit_code, "failed; retrying");

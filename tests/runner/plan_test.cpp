@@ -131,3 +131,26 @@ TEST(PlanTest, UnknownDomainIsRejected) {
 
 }  // namespace
 }  // namespace upcycle::runner
+
+namespace upcycle::runner {
+namespace {
+
+TEST(PlanResourcesTest, StagesOverrideThreadsAndRetriesWithoutChangingKeys) {
+  Plan base = plan_of({"threads=2", "retries=1"});
+  Plan wide = plan_of({"threads=2", "retries=1", "stages.experts.resources={threads: 4}",
+                       "stages.experts.retries=3"});
+  ASSERT_EQ(base.jobs.size(), wide.jobs.size());
+  for (size_t i = 0; i < base.jobs.size(); ++i) {
+    EXPECT_EQ(base.jobs[i].key, wide.jobs[i].key);  // how a job runs is not what it computes
+    bool expert = wide.jobs[i].stage_name == "experts";
+    EXPECT_EQ(wide.jobs[i].threads, expert ? 4 : 2) << wide.jobs[i].stage;
+    EXPECT_EQ(wide.jobs[i].retries, expert ? 3 : 1) << wide.jobs[i].stage;
+    EXPECT_EQ(wide.jobs[i].spec["threads"], wide.jobs[i].threads);
+  }
+  EXPECT_NE(plan_error({"stages.seed.resources={threads: 0}"}).find("stages.seed.resources.threads: must be >= 1"),
+            std::string::npos);
+  EXPECT_NE(plan_error({"stages.seed.resources={gpus: 1}"}).find("unknown key 'gpus'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace upcycle::runner

@@ -1,0 +1,153 @@
+#include "runner/bench.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "analysis/query.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/job_files.h"
+#include "core/metric_sink.h"
+#include "runner/cli_common.h"
+#include "runner/run.h"
+#include "tracking/store.h"
+
+namespace upcycle::runner {
+namespace {
+
+namespace po = cli::po;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+void print(const std::string& key, double v) { std::printf("%s=%.4g\n", key.c_str(), v); }
+
+std::string scratch_dir(const po::variables_map& vm) {
+  std::string dir = vm["dir"].as<std::string>();
+  if (dir.empty()) dir = (std::filesystem::temp_directory_path() / "upcycle-bench").string();
+  std::filesystem::remove_all(dir);
+  core::make_dirs(dir);
+  return dir;
+}
+
+// A finished job as the runner sees it: metrics.jsonl with `steps` lines of `keys` metrics each.
+core::JobResult fake_finished_job(const std::string& dir, const std::string& key, int64_t steps, int keys,
+                                  int64_t evals, int64_t salt) {
+  core::make_dirs(dir);
+  if (steps > 0) {
+    core::JsonlMetricSink sink(dir + "/" + core::kMetricsFile);
+    std::map<std::string, double> v;
+    for (int64_t s = 1; s <= steps; ++s) {
+      for (int k = 0; k < keys; ++k) v["m" + std::to_string(k)] = 1.0 / double(s + k);
+      sink.log(s, v);
+    }
+  }
+  core::JobResult r;
+  r.key = key;
+  for (int64_t e = 0; e < evals; ++e) {
+    r.evals.push_back({"model", "ppl/d" + std::to_string(e), "ppl", 10.0 + double((salt * 7 + e) % 50), 0.1, 1000});
+  }
+  return r;
+}
+
+// Ingest: `jobs` jobs x `steps` lines x `keys` metrics, through the runner's one ingest path.
+// Query: `runs` runs with params and results, then a --where over params, results and tags.
+int bench_store(const po::variables_map& vm) {
+  const std::string dir = scratch_dir(vm);
+  const int64_t rows = vm["rows"].as<int64_t>(), runs = vm["runs"].as<int64_t>();
+  const int keys = 10, jobs = 100;
+  const int64_t steps = rows / (int64_t(keys) * jobs);
+  tracking::Store store(dir + "/store.sqlite");
+  int64_t run_id = store.upsert_run({"bench-ingest", "bench", "bench-ingest", "{}"});
+  std::vector<std::pair<std::string, core::JobResult>> done;
+  for (int j = 0; j < jobs; ++j) {
+    std::string key = "ingest-" + std::to_string(j), jdir = dir + "/jobs/" + key;
+    store.upsert_job(run_id, {0, key, "train/" + std::to_string(j), "train", "", 0, std::nullopt, jdir, "", "", "", "{}"});
+    done.emplace_back(jdir, fake_finished_job(jdir, key, steps, keys, 0, j));
+  }
+  auto t0 = Clock::now();
+  for (const auto& [jdir, result] : done) store.ingest_job(result.key, jdir, result);
+  double ingest_s = seconds_since(t0);
+  auto n = store.select("SELECT COUNT(*) FROM metrics");
+  print("metric_rows", double(std::get<int64_t>(n.rows[0][0])));
+  print("ingest_s", ingest_s);
+  print("ingest_rows_per_s", double(std::get<int64_t>(n.rows[0][0])) / ingest_s);
+
+  t0 = Clock::now();
+  for (int64_t r = 0; r < runs; ++r) {
+    std::string name = "sweep/seed=" + std::to_string(r);
+    int64_t id = store.upsert_run({"run-" + std::to_string(r), "sweep", name, "{}"});
+    store.record_params(id, {{"seed", std::to_string(r % 100)}, {"stages.bam.ffn.top_k", std::to_string(1 + r % 2)},
+                             {"model.d_model", "256"}, {"stages.seed.optim.lr", "0.001"}});
+    std::string key = "eval-" + std::to_string(r), jdir = dir + "/jobs/" + key;
+    store.upsert_job(id, {0, key, "eval", "eval", "", 0, std::nullopt, jdir, "", "", "", "{}"});
+    store.ingest_job(key, jdir, fake_finished_job(jdir, key, 0, 0, 4, r));
+  }
+  print("runs", double(runs));
+  print("populate_s", seconds_since(t0));
+  auto q = analysis::compile_query(
+      "params.seed IN (3, 5) AND params.stages.bam.ffn.top_k = 2 AND metric = ppl AND value < 40 AND status != failed");
+  tracking::Store reader(dir + "/store.sqlite", tracking::Store::Mode::kReadOnly);
+  reader.select(q.sql, q.binds);  // warm the page cache, as a user's second query would be
+  const int reps = 5;
+  t0 = Clock::now();
+  size_t matched = 0;
+  for (int i = 0; i < reps; ++i) matched = reader.select(q.sql, q.binds).rows.size();
+  print("query_rows", double(matched));
+  print("query_ms", 1000.0 * seconds_since(t0) / reps);
+  std::filesystem::remove_all(dir);
+  return 0;
+}
+
+// Planning: the recipe swept over `seed` until the union of the plans has at least `jobs` jobs.
+int bench_plan(const po::variables_map& vm) {
+  if (!vm.count("recipe")) throw ConfigError("upcycle bench plan: give a RECIPE");
+  const std::string recipe = vm["recipe"].as<std::string>();
+  const int64_t want = vm["jobs"].as<int64_t>();
+  const size_t per_point = make_plan(load_recipe(recipe)).jobs.size();
+  const int64_t points = (want + int64_t(per_point) - 1) / int64_t(per_point);
+  std::string seeds;
+  for (int64_t i = 0; i < points; ++i) seeds += (i ? "," : "") + std::to_string(i + 1);
+  const std::string dir = scratch_dir(vm);
+  core::write_file_atomic(dir + "/sweep.yaml", "include: " + std::filesystem::absolute(recipe).string() +
+                                                   "\nsweep: { seed: [" + seeds + "] }\n");
+  auto t0 = Clock::now();
+  std::vector<RunPoint> runs;
+  for (auto& r : load_recipes(dir + "/sweep.yaml")) {
+    Plan p = make_plan(r);
+    runs.push_back({std::move(r), std::move(p)});
+  }
+  Plan merged = merge_plans(runs);
+  double s = seconds_since(t0);
+  print("runs", double(runs.size()));
+  print("jobs", double(merged.jobs.size()));
+  print("plan_s", s);
+  std::filesystem::remove_all(dir);
+  return 0;
+}
+
+}  // namespace
+
+int cmd_bench(const std::vector<std::string>& args) {
+  po::options_description desc("bench options");
+  desc.add_options()("help,h", "show this help")("what", po::value<std::string>(), "store | plan")(
+      "recipe", po::value<std::string>(), "plan: the recipe to sweep")(
+      "rows", po::value<int64_t>()->default_value(1000000), "store: metric rows to ingest")(
+      "runs", po::value<int64_t>()->default_value(10000), "store: runs to query over")(
+      "jobs", po::value<int64_t>()->default_value(1000), "plan: jobs in the sweep")(
+      "dir", po::value<std::string>()->default_value(""), "scratch directory (default: $TMPDIR/upcycle-bench)");
+  po::positional_options_description pos;
+  pos.add("what", 1).add("recipe", 1);
+  auto vm = cli::parse("bench", args, desc, pos);
+  if (cli::wants_help(vm, "bench", "store [--rows N] [--runs N] | plan RECIPE [--jobs N]", desc)) return 0;
+  std::string what = vm.count("what") ? vm["what"].as<std::string>() : "";
+  if (what == "store") return bench_store(vm);
+  if (what == "plan") return bench_plan(vm);
+  throw ConfigError("upcycle bench: expected store or plan, got '" + what + "'");
+}
+
+}  // namespace upcycle::runner
