@@ -204,7 +204,10 @@ class Planner {
     json domains = json::array();
     for (const auto& d : r_.data.domains) {
       json src = json::array();
-      for (const auto& x : d.sources) src.push_back({{"pattern", x.pattern}, {"split", x.split}});
+      for (const auto& x : d.sources) {
+        src.push_back({{"pattern", x.pattern}, {"split", x.split}});
+        if (x.split == "jsonl") src.back()["text_field"] = x.text_field;
+      }
       domains.push_back({{"name", d.name}, {"sources", src}, {"generator", d.generator},
                          {"max_bytes", d.max_bytes}});
     }

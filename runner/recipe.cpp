@@ -91,7 +91,7 @@ DataDef parse_data(const YamlReader& r) {
     }
     stages::DomainSpec builtin = stages::default_domain(dd.name);
     for (const auto& s : builtin.sources) {
-      dd.sources.push_back({s.pattern, s.split == stages::DocSplit::kFortune ? "fortune" : "file"});
+      dd.sources.push_back({s.pattern, s.split == stages::DocSplit::kFortune ? "fortune" : "file", "text"});
     }
     dd.generator = builtin.generator;
     dd.max_bytes = max_bytes;
@@ -104,8 +104,12 @@ DataDef parse_data(const YamlReader& r) {
           if (s.is_scalar()) {
             dd.sources.push_back({s.str(), "file"});
           } else {
-            s.expect_map({"pattern", "split"});
-            dd.sources.push_back({s.child("pattern").str(), s.get_choice("split", "file", {"file", "fortune"})});
+            s.expect_map({"pattern", "split", "text_field"});
+            dd.sources.push_back({s.child("pattern").str(), s.get_choice("split", "file", {"file", "fortune", "jsonl"}),
+                                  s.get_str("text_field", "text")});
+            if (s.has("text_field") && dd.sources.back().split != "jsonl") {
+              throw s.child("text_field").error("is for split: jsonl only");
+            }
           }
         }
       }

@@ -15,7 +15,8 @@ namespace upcycle::runner {
 
 struct SourceDef {
   std::string pattern;
-  std::string split = "file";  ///< file | fortune
+  std::string split = "file";  ///< file | fortune | jsonl
+  std::string text_field = "text";  ///< jsonl
 };
 
 struct DomainDef {

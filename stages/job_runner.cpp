@@ -70,9 +70,12 @@ void run_prepare_job(const json& s, const std::string& dir, core::JobResult& r) 
     d.generator = opt<std::string>(jd, "generator", "");
     d.max_bytes = opt<int64_t>(jd, "max_bytes", 0);
     for (const auto& src : jd.at("sources")) {
+      const std::string split = opt<std::string>(src, "split", "file");
       d.sources.push_back({src.at("pattern").get<std::string>(),
-                           opt<std::string>(src, "split", "file") == "fortune" ? DocSplit::kFortune
-                                                                               : DocSplit::kWholeFile});
+                           split == "fortune" ? DocSplit::kFortune
+                           : split == "jsonl" ? DocSplit::kJsonl
+                                              : DocSplit::kWholeFile,
+                           opt<std::string>(src, "text_field", "text")});
     }
     p.domains.push_back(d);
   }

@@ -7,6 +7,9 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
 #include "core/sha256.h"
 
 namespace fs = std::filesystem;
@@ -69,7 +72,7 @@ std::vector<std::string> expand_pattern(const std::string& pattern) {
   return out;
 }
 
-std::vector<Document> read_documents(const std::string& path, DocSplit split) {
+std::vector<Document> read_documents(const std::string& path, DocSplit split, const std::string& text_field) {
   std::ifstream in(path, std::ios::binary);
   std::vector<Document> docs;
   if (!in) return docs;
@@ -90,6 +93,22 @@ std::vector<Document> read_documents(const std::string& path, DocSplit split) {
       }
     }
     parts.push_back(cur);
+  } else if (split == DocSplit::kJsonl) {
+    std::string line;
+    std::istringstream lines(text);
+    for (int64_t n = 1; std::getline(lines, line); ++n) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded() || !j.is_object()) {
+        throw StageError(path + ":" + std::to_string(n) + ": not a JSON object");
+      }
+      auto it = j.find(text_field);
+      if (it == j.end() || !it->is_string()) {
+        throw StageError(path + ":" + std::to_string(n) + ": no string field '" + text_field + "'",
+                         "set the source's text_field to the field that holds the text");
+      }
+      parts.push_back(it->get<std::string>());
+    }
   } else {
     parts.push_back(text);
   }

@@ -27,11 +27,15 @@ struct SourceFile {
 /// "/dir/*.txt" (one level), "/dir/file". A pattern matching nothing yields an empty list.
 std::vector<std::string> expand_pattern(const std::string& pattern);
 
-/// How a file becomes documents: one per file, or split on lines holding only "%" (fortune files).
-enum class DocSplit { kWholeFile, kFortune };
+/// How a file becomes documents: one per file, split on lines holding only "%" (fortune files), or
+/// one per line of a JSONL file (the string field `text_field` of each object).
+enum class DocSplit { kWholeFile, kFortune, kJsonl };
 
-/// Reads `path` into documents. Skips empty documents and files that are not valid UTF-8 text.
-std::vector<Document> read_documents(const std::string& path, DocSplit split);
+/// Reads `path` into documents. Skips empty documents and files that are not valid UTF-8 text. For
+/// JSONL, a line that is not a JSON object with a string `text_field` is a StageError naming
+/// path:line (user corpora fail loudly rather than train on less data than they think).
+std::vector<Document> read_documents(const std::string& path, DocSplit split,
+                                     const std::string& text_field = "text");
 
 /// Maps installed files to their Debian package and version, from /var/lib/dpkg.
 class DpkgIndex {

@@ -36,7 +36,7 @@ DomainDocs collect(const DomainSpec& d, uint64_t seed, const DpkgIndex& dpkg) {
   std::set<std::string> seen;
   for (const auto& src : d.sources) {
     for (const auto& path : expand_pattern(src.pattern)) {
-      for (auto& doc : read_documents(path, src.split)) {
+      for (auto& doc : read_documents(path, src.split, src.text_field)) {
         if (seen.insert(doc.sha256).second) out.docs.push_back(std::move(doc));  // drop exact copies
       }
     }

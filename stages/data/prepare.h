@@ -18,6 +18,7 @@ namespace upcycle::stages {
 struct SourceSpec {
   std::string pattern;  ///< see expand_pattern()
   DocSplit split = DocSplit::kWholeFile;
+  std::string text_field = "text";  ///< kJsonl: the field holding the text
 };
 
 struct DomainSpec {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/atomic_file.h"
+#include "core/error.h"
 #include "tests/support/temp_dir.h"
 
 namespace upcycle::stages {
@@ -15,6 +16,32 @@ TEST(DocumentsTest, FortuneFilesSplitOnPercentLines) {
   ASSERT_EQ(docs.size(), 2u);
   EXPECT_EQ(docs[0].text, "A saying.");
   EXPECT_EQ(docs[1].text, "Another\n  one.");
+}
+
+TEST(DocumentsTest, JsonlLinesAreDocumentsFromTheTextField) {
+  testing::TempDir dir;
+  core::write_file_atomic(dir / "a.jsonl",
+                          "{\"text\": \"first doc\", \"id\": 1}\n\n{\"id\": 2, \"text\": \"second\\nline\"}\n");
+  auto docs = read_documents(dir / "a.jsonl", DocSplit::kJsonl);
+  ASSERT_EQ(docs.size(), 2u);
+  EXPECT_EQ(docs[0].text, "first doc");
+  EXPECT_EQ(docs[1].text, "second\nline");
+  EXPECT_EQ(docs[1].origin, dir / "a.jsonl");
+  core::write_file_atomic(dir / "b.jsonl", "{\"body\": \"x\"}\n");
+  EXPECT_EQ(read_documents(dir / "b.jsonl", DocSplit::kJsonl, "body").at(0).text, "x");
+  try {
+    read_documents(dir / "b.jsonl", DocSplit::kJsonl);
+    ADD_FAILURE() << "missing field accepted";
+  } catch (const StageError& e) {
+    EXPECT_NE(std::string(e.what()).find("b.jsonl:1: no string field 'text'"), std::string::npos) << e.what();
+  }
+  core::write_file_atomic(dir / "c.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"torn\n");
+  try {
+    read_documents(dir / "c.jsonl", DocSplit::kJsonl);
+    ADD_FAILURE() << "malformed line accepted";
+  } catch (const StageError& e) {
+    EXPECT_NE(std::string(e.what()).find("c.jsonl:2: not a JSON object"), std::string::npos) << e.what();
+  }
 }
 
 TEST(DocumentsTest, BinaryAndInvalidUtf8FilesAreSkipped) {
