@@ -12,14 +12,11 @@ std::string latest_run(tracking::Store& store) {
   return rs.rows.empty() ? "" : std::get<std::string>(rs.rows[0][0]);
 }
 
-tracking::ResultSet perplexity_table(tracking::Store& store, const std::string& run_name) {
-  std::string run = run_name.empty() ? latest_run(store) : run_name;
-  if (run.empty()) throw StoreError(store.path() + ": the store has no runs yet");
-  auto rs = store.select(
-      "SELECT model, substr(task, 5) AS domain, value FROM v_results "
-      "WHERE run = ? AND metric = 'ppl' AND task LIKE 'ppl/%' ORDER BY result_id",
-      {run});
-  if (rs.rows.empty()) throw StoreError(store.path() + ": run '" + run + "' has no perplexity results");
+namespace {
+
+// Rows (model, column, value) pivoted to one row per model and one column per distinct column name;
+// `avg` appends the mean over the columns.
+tracking::ResultSet pivot(const tracking::ResultSet& rs, bool avg) {
   std::vector<std::string> models, domains;
   std::map<std::pair<std::string, std::string>, double> value;
   for (const auto& row : rs.rows) {
@@ -31,7 +28,7 @@ tracking::ResultSet perplexity_table(tracking::Store& store, const std::string& 
   tracking::ResultSet out;
   out.columns.push_back("model");
   for (const auto& d : domains) out.columns.push_back(d);
-  out.columns.push_back("avg");
+  if (avg) out.columns.push_back("avg");
   for (const auto& m : models) {
     std::vector<tracking::Cell> row{m};
     double sum = 0;
@@ -46,10 +43,38 @@ tracking::ResultSet perplexity_table(tracking::Store& store, const std::string& 
         ++n;
       }
     }
-    row.push_back(n == static_cast<int>(domains.size()) ? tracking::Cell(sum / n) : tracking::Cell());
+    if (avg) row.push_back(n == static_cast<int>(domains.size()) ? tracking::Cell(sum / n) : tracking::Cell());
     out.rows.push_back(std::move(row));
   }
   return out;
+}
+
+std::string run_or_latest(tracking::Store& store, const std::string& run_name) {
+  std::string run = run_name.empty() ? latest_run(store) : run_name;
+  if (run.empty()) throw StoreError(store.path() + ": the store has no runs yet");
+  return run;
+}
+
+}  // namespace
+
+tracking::ResultSet perplexity_table(tracking::Store& store, const std::string& run_name) {
+  std::string run = run_or_latest(store, run_name);
+  auto rs = store.select(
+      "SELECT model, substr(task, 5) AS domain, value FROM v_results "
+      "WHERE run = ? AND metric = 'ppl' AND task LIKE 'ppl/%' ORDER BY result_id",
+      {run});
+  if (rs.rows.empty()) throw StoreError(store.path() + ": run '" + run + "' has no perplexity results");
+  return pivot(rs, true);
+}
+
+tracking::ResultSet downstream_table(tracking::Store& store, const std::string& run_name) {
+  std::string run = run_or_latest(store, run_name);
+  auto rs = store.select(
+      "SELECT model, task || ' ' || metric || CASE WHEN filter = 'none' THEN '' ELSE ',' || filter END, value "
+      "FROM v_results WHERE run = ? AND task NOT LIKE 'ppl/%' ORDER BY result_id",
+      {run});
+  if (rs.rows.empty()) throw StoreError(store.path() + ": run '" + run + "' has no downstream results");
+  return pivot(rs, false);
 }
 
 }  // namespace upcycle::analysis

@@ -11,6 +11,10 @@ namespace upcycle::analysis {
 /// "avg", the mean over the domain columns. `run` = "" takes the most recently updated run.
 tracking::ResultSet perplexity_table(tracking::Store& store, const std::string& run);
 
+/// Downstream scores: one row per model, one column per "task metric" (acc, acc_norm, exact_match,
+/// lm-eval metrics with a filter other than none as "task metric,filter"), in result order.
+tracking::ResultSet downstream_table(tracking::Store& store, const std::string& run);
+
 /// The name of the most recently updated run, or "" when the store has none.
 std::string latest_run(tracking::Store& store);
 

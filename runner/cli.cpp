@@ -80,8 +80,9 @@ int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts, con
         auto table = analysis::render(analysis::perplexity_table(store, run), analysis::Format::kTable);
         if (s.run_names.size() > 1) std::cout << "\nrun " << run << "\n";
         std::cout << table;
+        std::cout << "\n" << analysis::render(analysis::downstream_table(store, run), analysis::Format::kTable);
       } catch (const StoreError&) {
-        // no eval stage in this recipe: nothing to tabulate
+        // no eval stage (or no downstream tasks) in this recipe: nothing (more) to tabulate
       }
     }
   }
@@ -231,7 +232,7 @@ const Command kCommands[] = {
     {"resume", "continue the runs a stopped runner left unfinished (from the store alone)", cmd_resume},
     {"status", "jobs of a run with status, attempts and timings; --all lists the runs", cli::cmd_status},
     {"query", "evaluation results from the store, filtered by --where (AND, OR, NOT, IN, LIKE)", cli::cmd_query},
-    {"table", "paper-style tables from the store (perplexity per domain)", cli::cmd_table},
+    {"table", "paper-style tables from the store (perplexity per domain; downstream scores)", cli::cmd_table},
     {"compare", "runs side by side: results, and with --params the keys that differ", cli::cmd_compare},
     {"tag", "set a run's tags (queryable as tags)", cli::cmd_tag},
     {"params", "total and active parameters of every model in a recipe or config", cmd_params},

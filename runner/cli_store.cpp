@@ -114,15 +114,19 @@ int cmd_query(const std::vector<std::string>& args) {
 int cmd_table(const std::vector<std::string>& args) {
   po::options_description desc("table options");
   add_store_options(desc);
-  desc.add_options()("which", po::value<std::string>()->default_value("ppl"), "table: ppl");
+  desc.add_options()("which", po::value<std::string>()->default_value("ppl"), "table: ppl | downstream");
   po::positional_options_description pos;
   pos.add("which", 1);
   auto vm = parse("table", args, desc, pos);
-  if (wants_help(vm, "table", "[ppl] [--run NAME] [--format table|csv|json]", desc)) return 0;
+  if (wants_help(vm, "table", "[ppl|downstream] [--run NAME] [--format table|csv|json]", desc)) return 0;
   std::string which = vm["which"].as<std::string>();
-  if (which != "ppl") throw ConfigError("upcycle table: unknown table '" + which + "' (known: ppl)");
+  if (which != "ppl" && which != "downstream") {
+    throw ConfigError("upcycle table: unknown table '" + which + "' (known: ppl, downstream)");
+  }
   auto store = open_store_ro(store_path(vm));
-  std::cout << analysis::render(analysis::perplexity_table(store, vm["run"].as<std::string>()),
+  const std::string run = vm["run"].as<std::string>();
+  std::cout << analysis::render(which == "ppl" ? analysis::perplexity_table(store, run)
+                                               : analysis::downstream_table(store, run),
                                 analysis::parse_format(vm["format"].as<std::string>()));
   return 0;
 }

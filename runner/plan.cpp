@@ -214,7 +214,8 @@ class Planner {
     json m = {{"domains", domains}, {"seed", r_.seed},
               {"tokenizer", {{"vocab", r_.data.vocab}, {"model_type", r_.data.tokenizer_type},
                              {"sample_bytes", r_.data.tokenizer_sample_bytes}}},
-              {"valid_fraction", r_.data.valid_fraction}, {"test_fraction", r_.data.test_fraction}};
+              {"valid_fraction", r_.data.valid_fraction}, {"test_fraction", r_.data.test_fraction},
+              {"task_examples", r_.data.task_examples}};
     prepare_ = add(s, s.name, "prepare", m, {});
   }
 
@@ -362,7 +363,13 @@ class Planner {
         btm_paths.push_back(plan_.jobs[id].dir + "/checkpoint");
       }
     }
-    json m = {{"domains", domains}, {"split", s.split}, {"max_windows", s.max_windows}};
+    json m = {{"domains", domains}, {"split", s.split}, {"max_windows", s.max_windows},
+              {"max_examples", s.max_examples}, {"max_new_tokens", s.max_new_tokens}};
+    json task_files = json::array();  // user task files by content, so an edited file is a new job
+    for (const auto& t : s.tasks) {
+      task_files.push_back(t == "builtin" ? json(t) : json({{"path", t}, {"sha256", core::sha256_file(t)}}));
+    }
+    m["tasks"] = task_files;
     json names = json::array();
     for (const auto& mm : models) names.push_back(mm["name"]);
     m["models"] = names;  // names (not paths) in the key; the input keys pin the checkpoints
@@ -374,6 +381,7 @@ class Planner {
       plan_.jobs[id].spec["ensembles"].push_back({{"name", "btm"}, {"checkpoints", btm_paths}});
     }
     plan_.jobs[id].spec["data_dir"] = plan_.jobs[prepare_].dir + "/data";
+    plan_.jobs[id].spec["tasks"] = s.tasks;
   }
 
   const Recipe& r_;

@@ -74,7 +74,7 @@ void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::strin
 // ---- sections ----
 
 DataDef parse_data(const YamlReader& r) {
-  r.expect_map({"domains", "tokenizer", "valid_fraction", "test_fraction", "max_bytes"});
+  r.expect_map({"domains", "tokenizer", "valid_fraction", "test_fraction", "max_bytes", "task_examples"});
   DataDef d;
   int64_t max_bytes = r.get_integer("max_bytes", 0);
   YamlReader doms = r.child("domains");
@@ -135,6 +135,8 @@ DataDef parse_data(const YamlReader& r) {
   }
   d.valid_fraction = r.get_number("valid_fraction", d.valid_fraction);
   d.test_fraction = r.get_number("test_fraction", d.test_fraction);
+  d.task_examples = r.get_integer("task_examples", d.task_examples);
+  if (d.task_examples < 0) throw r.child("task_examples").error("must be >= 0");
   if (d.valid_fraction <= 0 || d.test_fraction <= 0 || d.valid_fraction + d.test_fraction >= 1) {
     throw r.error("valid_fraction and test_fraction must be positive and sum to less than 1");
   }
@@ -395,13 +397,30 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
       for (size_t i = 0; i < aw.size(); ++i) s.average_weights.push_back(aw.at(i).number());
     }
   } else if (s.kind == "eval") {
-    expect_stage_keys(r, {"kind", "models", "btm", "domains", "split", "max_windows"});
+    expect_stage_keys(r, {"kind", "models", "btm", "domains", "split", "max_windows", "tasks",
+                          "max_examples", "max_new_tokens"});
     s.models = r.has("models") ? r.child("models").strings() : std::vector<std::string>{};
     if (r.has("btm")) s.btm = r.child("btm").strings();
     if (s.models.empty() && s.btm.empty()) throw r.error("an eval stage needs models: or btm:");
     s.domains = r.has("domains") ? r.child("domains").strings() : std::vector<std::string>{"all"};
     s.split = r.get_choice("split", s.split, {"test", "valid"});
     s.max_windows = r.get_integer("max_windows", 0);
+    if (r.has("tasks")) {
+      s.tasks.clear();
+      YamlReader tasks = r.child("tasks");
+      for (size_t i = 0; tasks.is_sequence() && i < tasks.size(); ++i) {
+        std::string t = tasks.at(i).str();
+        if (t != "builtin" && !std::filesystem::is_regular_file(t)) {
+          throw tasks.at(i).error("task file '" + t + "' does not exist", "tasks: [builtin] or JSONL task files");
+        }
+        s.tasks.push_back(t);
+      }
+      if (!tasks.is_sequence()) throw tasks.error("expected a list: builtin and/or task files");
+    }
+    s.max_examples = r.get_integer("max_examples", 0);
+    s.max_new_tokens = r.get_integer("max_new_tokens", s.max_new_tokens);
+    if (s.max_examples < 0) throw r.child("max_examples").error("must be >= 0");
+    if (s.max_new_tokens < 1) throw r.child("max_new_tokens").error("must be >= 1");
   } else if (s.kind == "command") {
     expect_stage_keys(r, {"kind", "models", "argv", "env", "parser", "results"});
     if (r.has("models")) s.models = r.child("models").strings();

@@ -33,6 +33,7 @@ struct DataDef {
   int64_t tokenizer_sample_bytes = 200000;
   double valid_fraction = 0.05;
   double test_fraction = 0.05;
+  int64_t task_examples = 200;  ///< built-in downstream examples per domain
   std::vector<std::string> domain_names() const;
 };
 
@@ -73,6 +74,9 @@ struct StageDef {
   std::vector<std::string> btm;       ///< eval: dense models ensembled as "btm" (eval only)
   std::string split = "test";         ///< eval
   int64_t max_windows = 0;            ///< eval; 0 = every window
+  std::vector<std::string> tasks = {"builtin"};  ///< eval: "builtin" and/or task JSONL files
+  int64_t max_examples = 0;           ///< eval: per task; 0 = all
+  int64_t max_new_tokens = 64;        ///< eval: generation tasks
   std::vector<std::string> argv;      ///< command: templated ({checkpoint}, {out}, ...)
   std::map<std::string, std::string> env;  ///< command: templated
   std::string parser = "none";        ///< command: none | lm_eval

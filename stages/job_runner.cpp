@@ -23,7 +23,10 @@
 #include "stages/command/lm_eval_results.h"
 #include "stages/data/data_layout.h"
 #include "stages/data/prepare.h"
+#include "stages/data/builtin_tasks.h"
+#include "stages/data/tokenizer.h"
 #include "stages/eval/perplexity.h"
+#include "stages/eval/tasks.h"
 #include "stages/io/checkpoint.h"
 #include "stages/train/trainer.h"
 #include "stages/upcycle/surgery.h"
@@ -60,6 +63,7 @@ void run_prepare_job(const json& s, const std::string& dir, core::JobResult& r) 
   p.seed = s.at("seed").get<uint64_t>();
   p.valid_fraction = opt(s, "valid_fraction", 0.05);
   p.test_fraction = opt(s, "test_fraction", 0.05);
+  p.task_examples = opt<int64_t>(s, "task_examples", 200);
   const json& tok = s.at("tokenizer");
   p.tokenizer = {tok.at("vocab").get<int64_t>(), opt<std::string>(tok, "model_type", "bpe"),
                  opt(s, "threads", 1), p.seed};
@@ -156,11 +160,37 @@ void run_eval_job(const json& s, core::JobResult& r) {
   const std::string split = opt<std::string>(s, "split", "test");
   const auto domains = s.at("domains").get<std::vector<std::string>>();
   const int64_t max_windows = opt<int64_t>(s, "max_windows", 0);
+  // Downstream tasks: "builtin" stands for the prepare stage's task file of every evaluated domain.
+  std::vector<TaskExample> examples;
+  for (const auto& t : opt(s, "tasks", std::vector<std::string>{})) {
+    std::vector<std::string> files;
+    if (t == "builtin") {
+      for (const auto& d : domains) {
+        if (std::filesystem::exists(builtin_task_path(data_dir, d))) files.push_back(builtin_task_path(data_dir, d));
+      }
+    } else {
+      files.push_back(t);
+    }
+    for (const auto& f : files) {
+      auto ex = load_task_file(f);
+      examples.insert(examples.end(), ex.begin(), ex.end());
+    }
+  }
+  const int64_t max_examples = opt<int64_t>(s, "max_examples", 0);
+  const int64_t max_new_tokens = opt<int64_t>(s, "max_new_tokens", 64);
+  std::unique_ptr<Tokenizer> tok;
+  if (!examples.empty()) tok = std::make_unique<Tokenizer>(tokenizer_path(data_dir));
   for (const auto& m : s.at("models")) {
     std::string name = m.at("name").get<std::string>();
     TransformerLm model = load_model(m.at("checkpoint").get<std::string>());
     for (const auto& d : domains) {
       add_perplexity(r, name, d, perplexity(model, shard_path(data_dir, d, split), max_windows));
+    }
+    if (examples.empty()) continue;
+    for (const auto& t : evaluate_tasks(model, *tok, examples, max_examples, max_new_tokens)) {
+      r.evals.push_back({name, t.task, t.metric, t.value, t.stderr_value, t.n});
+      core::log_info("eval: " + name + " on " + t.task + ": " + t.metric + " " + std::to_string(t.value) +
+                     " (n " + std::to_string(t.n) + ")");
     }
   }
   for (const auto& ens : opt(s, "ensembles", json::array())) {  // BTM: eval-only ensembles

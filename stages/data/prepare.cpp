@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/sha256.h"
+#include "stages/data/builtin_tasks.h"
 #include "stages/data/data_layout.h"
 #include "stages/data/math_problems.h"
 #include "stages/data/token_shard.h"
@@ -129,8 +130,10 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
     const DomainDocs& dd = domains[d.name];
     std::vector<uint32_t> split_tokens[3];
     int64_t docs_in[3] = {0, 0, 0};
+    std::vector<Document> test_docs;
     for (const auto& doc : dd.docs) {
       int s = split_of(doc.sha256, spec.valid_fraction, spec.test_fraction);
+      if (s == 2) test_docs.push_back(doc);
       auto ids = tok.encode(doc.text);
       split_tokens[s].insert(split_tokens[s].end(), ids.begin(), ids.end());
       split_tokens[s].push_back(tok.eos_id());  // documents are separated by EOS
@@ -156,6 +159,20 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
                                   {"sha256", info.sha256}};
       out.tokens[d.name + "." + kSplits[s]] = info.tokens;
       out.artifacts.push_back({path, "shard", info.sha256, info.tokens * (info.dtype == "uint16" ? 2 : 4)});
+    }
+    if (spec.task_examples > 0) {
+      auto examples = make_builtin_examples(d.name, std::move(test_docs), spec.task_examples);
+      if (examples.empty()) {
+        core::log_warn("prepare: " + d.name + ": too few test documents for built-in tasks");
+      } else {
+        std::string text;
+        for (const auto& e : examples) text += e.dump() + "\n";
+        std::string path = builtin_task_path(spec.out_dir, d.name);
+        core::make_dirs(spec.out_dir + "/tasks");
+        core::write_file_atomic(path, text);
+        jd["tasks"] = {{"examples", examples.size()}, {"sha256", core::sha256_hex(text)}};
+        out.artifacts.push_back({path, "tasks", core::sha256_hex(text), static_cast<int64_t>(text.size())});
+      }
     }
     manifest["domains"][d.name] = jd;
   }

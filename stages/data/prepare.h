@@ -34,6 +34,7 @@ struct PrepareSpec {
   int64_t tokenizer_sample_bytes = 200000;  ///< per domain
   double valid_fraction = 0.05;
   double test_fraction = 0.05;
+  int64_t task_examples = 200;  ///< per domain, built-in downstream tasks (builtin_tasks.h); 0 = none
   uint64_t seed = 0;
   std::string out_dir;
 };

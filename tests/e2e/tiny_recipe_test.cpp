@@ -59,6 +59,17 @@ TEST(TinyRecipeTest, RunsEndToEndAndFillsTheStore) {
   EXPECT_EQ(models, (std::set<std::string>{"seed", "experts/code", "experts/math", "bam_dm"}));
   EXPECT_EQ(tasks, (std::set<std::string>{"ppl/general", "ppl/code", "ppl/law", "ppl/math"}));
 
+  // Downstream scores from the built-in tasks: acc and acc_norm for continuations, exact match for
+  // arithmetic, each with n and a stderr.
+  for (const char* task : {"cont/general", "cont/code", "cont/law", "arith/math"}) {
+    EXPECT_GT(scalar(store, "SELECT COUNT(*) FROM v_results WHERE task = ? AND model = 'bam_dm' AND n > 0 "
+                            "AND stderr IS NOT NULL AND value BETWEEN 0 AND 1", {task}), 0) << task;
+  }
+  EXPECT_EQ(scalar(store, "SELECT COUNT(DISTINCT metric) FROM v_results WHERE task LIKE 'cont/%'"), 2);
+  auto down = run_binary({UPCYCLE_BINARY, "table", "downstream", "--format", "csv"}, dir.path());
+  EXPECT_EQ(down.exit_code, 0) << down.output;
+  EXPECT_NE(down.output.find("cont/code acc_norm"), std::string::npos) << down.output;
+
   // Running it again trains nothing and leaves every row of the store as it was.
   std::string before;
   {
