@@ -113,9 +113,15 @@ bool run_train_job(const json& s, const std::string& dir, core::JobResult& r) {
   t.optim.beta2 = opt(o, "beta2", t.optim.beta2);
   t.optim.eps = opt(o, "eps", t.optim.eps);
   t.optim.grad_clip = opt(o, "grad_clip", t.optim.grad_clip);
+  DataParallel dp(dist_env_from_environment());
+  t.data_parallel = &dp;
+  if (dp.world_size() > 1) {
+    core::log_info("data parallel: rank " + std::to_string(dp.rank()) + " of " + std::to_string(dp.world_size()));
+  }
   core::JsonlMetricSink sink(dir + "/" + core::kMetricsFile);
   TrainOutcome out = train(t, sink);
   if (out.preempted) return false;
+  if (!dp.is_main()) return true;  // rank 0 reports the outputs (and alone wrote the checkpoint)
   r.outputs["checkpoint"] = out.checkpoint_dir;
   r.outputs["final_loss"] = std::to_string(out.final_loss);
   r.outputs["val_loss"] = std::to_string(out.val_loss);
@@ -233,8 +239,8 @@ void run_command_job(const json& s, const std::string& dir, core::JobResult& r) 
 
 // Holds DIR/.lock for the job's lifetime. A runner that died (kill -9) leaves its job running until
 // it has checkpointed; a resumed attempt of the same job waits here instead of writing beside it.
-int lock_job_dir(const std::string& dir) {
-  const std::string path = dir + "/.lock";
+int lock_job_dir(const std::string& dir, int rank) {
+  const std::string path = dir + "/.lock" + (rank == 0 ? "" : "." + std::to_string(rank));
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) throw StageError(path + ": cannot open the job lock: " + std::strerror(errno));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -258,7 +264,8 @@ int run_job(const std::string& spec_path) {
     torch::set_num_interop_threads(1);
     core::JobResult r;
     r.key = s.at("key").get<std::string>();
-    lock_job_dir(dir);
+    const DistEnv env = dist_env_from_environment();  // rank 0 alone writes the result
+    lock_job_dir(dir, env.rank);
     if (auto done = core::read_job_result(dir); done && done->status == "done" && done->key == r.key) {
       core::log_info("already complete (an earlier attempt finished it)");
       return kExitOk;
@@ -283,7 +290,7 @@ int run_job(const std::string& spec_path) {
     r.host = core::host_name();
     r.device = torch::cuda::is_available() ? "cuda" : "cpu";
     r.torch_version = TORCH_VERSION;
-    core::write_job_result(dir, r);
+    if (env.rank == 0) core::write_job_result(dir, r);
     return kExitOk;
   } catch (const Error& e) {
     core::log_error(e.what());

@@ -36,13 +36,14 @@ MixtureSampler::MixtureSampler(const std::string& data_dir, const std::map<std::
   for (auto& c : cumulative_) c /= total;
 }
 
-at::Tensor MixtureSampler::batch(int64_t step, int64_t micro, int64_t rows) const {
+at::Tensor MixtureSampler::batch(int64_t step, int64_t first_row, int64_t rows) const {
   auto out = torch::empty({rows, seq_len_ + 1}, torch::kInt64);
   int64_t* p = out.data_ptr<int64_t>();
   for (int64_t r = 0; r < rows; ++r) {
-    // One generator per (step, micro, row): order-independent and cheap to reconstruct.
+    // One generator per (step, global row): order-independent and cheap to reconstruct.
+    const int64_t row = first_row + r;
     std::seed_seq seq{uint32_t(seed_), uint32_t(seed_ >> 32), uint32_t(step), uint32_t(step >> 32),
-                      uint32_t(micro), uint32_t(r)};
+                      uint32_t(row), uint32_t(row >> 32)};
     std::mt19937_64 rng(seq);
     double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
     size_t d = 0;

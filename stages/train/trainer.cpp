@@ -55,7 +55,7 @@ void set_lr(torch::optim::Optimizer& opt, double lr) {
 
 double validation_loss(TransformerLm& model, const MixtureSampler& val, int64_t windows) {
   torch::NoGradGuard no_grad;
-  auto b = val.batch(/*step=*/0, /*micro=*/0, windows);  // the same windows every time
+  auto b = val.batch(/*step=*/0, /*first_row=*/0, windows);  // the same windows every time
   int64_t T = b.size(1) - 1;
   auto out = model->forward(b.narrow(1, 0, T));
   return lm_loss(out.logits_BTV, b.narrow(1, 1, T)).item<double>();
@@ -106,9 +106,17 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   const int64_t init_tokens = resume ? meta.extra.at(kInitTokensKey).get<int64_t>() : meta.tokens;
   const ModelConfig& cfg = model->config;
   const int64_t T = cfg.seq_len, B = spec.batch_size;
-  const int64_t micro = spec.micro_batch > 0 ? spec.micro_batch : B;
-  if (B % micro != 0) throw StageError("batch_size must be a multiple of micro_batch");
-  const int64_t accum = B / micro, tokens_per_step = B * T;
+  DataParallel single(DistEnv{});
+  DataParallel& dp = spec.data_parallel ? *spec.data_parallel : single;
+  const int64_t world = dp.world_size();
+  if (B % world != 0) {
+    throw StageError("batch_size " + std::to_string(B) + " is not divisible by the " + std::to_string(world) +
+                     " data-parallel processes");
+  }
+  const int64_t local_B = B / world, first_row = dp.rank() * local_B;  // this rank's slice of the batch
+  const int64_t micro = spec.micro_batch > 0 ? spec.micro_batch : local_B;
+  if (local_B % micro != 0) throw StageError("batch_size per process must be a multiple of micro_batch");
+  const int64_t accum = local_B / micro, tokens_per_step = B * T;
   const int64_t steps = std::max<int64_t>(1, (spec.tokens + tokens_per_step - 1) / tokens_per_step);
   MixtureSampler data(spec.data_dir, spec.mix, "train", T, spec.seed);
   MixtureSampler val(spec.data_dir, spec.mix, "valid", T, spec.seed);
@@ -120,7 +128,9 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
                    std::to_string(steps));
   }
   LrSchedule schedule{spec.optim.lr, spec.optim.warmup, steps, spec.optim.min_lr_ratio};
-  const bool tty = ::isatty(STDERR_FILENO);
+  const bool tty = ::isatty(STDERR_FILENO) && dp.is_main();
+  core::NullMetricSink no_metrics;
+  core::MetricSink& metrics = dp.is_main() ? sink : no_metrics;  // rank 0 alone writes
 
   TrainOutcome out;
   // Throughput is measured after 2 untimed steps (allocator and kernel warm-up), as the Python peer
@@ -134,7 +144,7 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
     double loss_sum = 0, aux_sum = 0;
     std::vector<RouterStats> stats;
     for (int64_t m = 0; m < accum; ++m) {
-      auto b = data.batch(step, m, micro);
+      auto b = data.batch(step, first_row + m * micro, micro);
       auto res = model->forward(b.narrow(1, 0, T));
       auto loss = lm_loss(res.logits_BTV, b.narrow(1, 1, T));
       ((loss + res.aux_loss) / double(accum)).backward();
@@ -142,6 +152,9 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
       aux_sum += res.aux_loss.item<double>() / accum;
       stats = std::move(res.ffn_stats);
     }
+    dp.average_gradients(model->parameters());
+    loss_sum = dp.mean(loss_sum);
+    aux_sum = dp.mean(aux_sum);
     if (!std::isfinite(loss_sum)) {
       throw StageError("loss is " + std::to_string(loss_sum) + " at step " + std::to_string(step),
                        "lower optim.lr or raise optim.warmup");
@@ -176,14 +189,17 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
         out.val_loss = validation_loss(model, val, spec.eval_windows);
         v["val_loss"] = out.val_loss;
       }
-      sink.log(out.steps, v);
+      metrics.log(out.steps, v);
     }
     if (tty) print_progress(out.steps, steps, out.tokens, loss_sum, out.tokens_per_s);
-    bool preempt = preemption_requested() || out.steps == spec.stop_after_steps;
+    // Every rank stops at the same step when any of them is asked to.
+    bool preempt = dp.max(preemption_requested() || out.steps == spec.stop_after_steps ? 1.0 : 0.0) > 0;
     if ((spec.checkpoint_every > 0 && out.steps % spec.checkpoint_every == 0) || last || preempt) {
       out.checkpoint_dir = ckpt_dir;
-      save_training_checkpoint(ckpt_dir, model, *opt, meta.extra, out.steps, init_tokens + out.tokens,
-                               init_tokens);
+      if (dp.is_main()) {
+        save_training_checkpoint(ckpt_dir, model, *opt, meta.extra, out.steps, init_tokens + out.tokens,
+                                 init_tokens);
+      }
     }
     if (preempt && !last) {
       out.preempted = true;

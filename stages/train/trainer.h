@@ -9,6 +9,7 @@
 
 #include "core/metric_sink.h"
 #include "stages/model/config.h"
+#include "stages/train/distributed.h"
 
 namespace upcycle::stages {
 
@@ -40,6 +41,7 @@ struct TrainSpec {
   std::string out_dir;          ///< the job directory; checkpoints go to OUT/checkpoint, and one found
                                 ///< there (a preempted attempt) is resumed exactly
   int64_t stop_after_steps = 0; ///< tests: behave as if preempted after this step (0 = never)
+  DataParallel* data_parallel = nullptr;  ///< several processes share the global batch; null = one
 };
 
 struct TrainOutcome {
