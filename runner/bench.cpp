@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <random>
 
 #include "analysis/query.h"
 #include "core/atomic_file.h"
@@ -12,6 +13,11 @@
 #include "core/metric_sink.h"
 #include "runner/cli_common.h"
 #include "runner/run.h"
+#include "stages/data/data_layout.h"
+#include "stages/data/token_shard.h"
+#include "stages/job_runner.h"
+#include "stages/model/accounting.h"
+#include "stages/train/trainer.h"
 #include "tracking/store.h"
 
 namespace upcycle::runner {
@@ -130,6 +136,58 @@ int bench_plan(const po::variables_map& vm) {
   return 0;
 }
 
+// The real trainer on synthetic tokens (uniform, as the Python peer draws them), for a model given
+// by the peer's flags. Prints tokens_per_s=<x> last: throughput after 2 untimed warm-up steps.
+int bench_train(const po::variables_map& vm) {
+  const int threads = vm["threads"].as<int>();
+  stages::set_torch_threads(threads);
+  stages::ModelConfig m;
+  m.d_model = vm["d"].as<int64_t>();
+  m.layers = vm["layers"].as<int64_t>();
+  m.heads = m.kv_heads = vm["heads"].as<int64_t>();
+  m.ffn_hidden = vm["ffn"].as<int64_t>() > 0 ? vm["ffn"].as<int64_t>() : 8 * m.d_model / 3;
+  m.seq_len = vm["seq"].as<int64_t>();
+  m.vocab = vm["vocab"].as<int64_t>();
+  m.block = vm["block"].as<std::string>();
+  if (vm["experts"].as<int64_t>() > 0) {  // the peer's MoE: softmax, top-k, renormalised
+    m.ffn_experts = vm["experts"].as<int64_t>();
+    m.ffn_top_k = vm["topk"].as<int64_t>();
+    m.ffn_routing = "softmax_then_topk";
+    m.ffn_renormalize = true;
+  }
+  try {
+    m.validate();
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(std::string("upcycle bench train: ") + e.what());
+  }
+  const std::string dir = scratch_dir(vm);
+  const int64_t steps = vm["steps"].as<int64_t>(), batch = vm["batch"].as<int64_t>();
+  core::make_dirs(dir + "/data/shards");
+  std::mt19937_64 rng(0);
+  std::uniform_int_distribution<uint32_t> token(0, static_cast<uint32_t>(m.vocab - 1));
+  std::vector<uint32_t> tokens(static_cast<size_t>(std::max<int64_t>(1 << 20, 4 * batch * (m.seq_len + 1))));
+  for (auto& t : tokens) t = token(rng);
+  for (const char* split : {"train", "valid"}) {
+    stages::write_token_shard(stages::shard_path(dir + "/data", "synthetic", split), tokens, m.vocab);
+  }
+  stages::TrainSpec t;
+  t.model = m;
+  t.data_dir = dir + "/data";
+  t.mix = {{"synthetic", 1.0}};
+  t.batch_size = batch;
+  t.tokens = (steps + 2) * batch * m.seq_len;  // 2 untimed warm-up steps, then `steps` timed
+  t.log_every = steps + 2;
+  t.eval_windows = 1;
+  t.optim.lr = 3e-4;
+  t.out_dir = dir + "/job";
+  core::NullMetricSink sink;
+  auto out = stages::train(t, sink);
+  std::filesystem::remove_all(dir);
+  print("params", double(stages::count_params(m).total));
+  std::printf("tokens_per_s=%.0f\n", out.tokens_per_s);
+  return 0;
+}
+
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& args) {
@@ -139,15 +197,30 @@ int cmd_bench(const std::vector<std::string>& args) {
       "rows", po::value<int64_t>()->default_value(1000000), "store: metric rows to ingest")(
       "runs", po::value<int64_t>()->default_value(10000), "store: runs to query over")(
       "jobs", po::value<int64_t>()->default_value(1000), "plan: jobs in the sweep")(
-      "dir", po::value<std::string>()->default_value(""), "scratch directory (default: $TMPDIR/upcycle-bench)");
+      "dir", po::value<std::string>()->default_value(""), "scratch directory (default: $TMPDIR/upcycle-bench)")(
+      "d", po::value<int64_t>()->default_value(256), "train: d_model")(
+      "layers", po::value<int64_t>()->default_value(4), "train: layers")(
+      "heads", po::value<int64_t>()->default_value(4), "train: heads")(
+      "ffn", po::value<int64_t>()->default_value(0), "train: SwiGLU hidden (0: 8d/3)")(
+      "seq", po::value<int64_t>()->default_value(256), "train: sequence length")(
+      "batch", po::value<int64_t>()->default_value(16), "train: sequences per step")(
+      "block", po::value<std::string>()->default_value("parallel"), "train: parallel | sequential")(
+      "experts", po::value<int64_t>()->default_value(0), "train: MoE FFN experts (0: dense)")(
+      "topk", po::value<int64_t>()->default_value(2), "train: experts per token")(
+      "vocab", po::value<int64_t>()->default_value(4096), "train: vocabulary")(
+      "steps", po::value<int64_t>()->default_value(20), "train: timed steps (after 2 warm-up steps)")(
+      "threads", po::value<int>()->default_value(1), "train: threads");
   po::positional_options_description pos;
   pos.add("what", 1).add("recipe", 1);
   auto vm = cli::parse("bench", args, desc, pos);
-  if (cli::wants_help(vm, "bench", "store [--rows N] [--runs N] | plan RECIPE [--jobs N]", desc)) return 0;
+  if (cli::wants_help(vm, "bench", "store [--rows N] [--runs N] | plan RECIPE [--jobs N] | train [--d ...]", desc)) {
+    return 0;
+  }
   std::string what = vm.count("what") ? vm["what"].as<std::string>() : "";
   if (what == "store") return bench_store(vm);
   if (what == "plan") return bench_plan(vm);
-  throw ConfigError("upcycle bench: expected store or plan, got '" + what + "'");
+  if (what == "train") return bench_train(vm);
+  throw ConfigError("upcycle bench: expected store, plan or train, got '" + what + "'");
 }
 
 }  // namespace upcycle::runner

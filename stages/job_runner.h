@@ -11,4 +11,7 @@ namespace upcycle::stages {
 /// the reason to stderr (which the executor captures in log.txt). Never throws.
 int run_job(const std::string& spec_path);
 
+/// Intra-op threads for LibTorch (and one inter-op thread), as every job sets them.
+void set_torch_threads(int threads);
+
 }  // namespace upcycle::stages

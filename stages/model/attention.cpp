@@ -19,7 +19,27 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 #endif
 }
 
+// GQA: each of the G kv heads serves H/G query heads. [X, G, T, C] -> [X, H, T, C].
+at::Tensor expand_kv(const at::Tensor& kv, int64_t H) {
+  return kv.size(1) == H ? kv : kv.repeat_interleave(H / kv.size(1), 1);
+}
+
 }  // namespace
+
+// E = 1: one fused QKV matmul and plain matmuls (no einsum permutes), as a dense model would do it.
+at::Tensor MixtureOfAttentionImpl::dense_forward(const at::Tensor& h_BTD, const RopeTables& rope) {
+  const auto& c = config;
+  const int64_t B = h_BTD.size(0), T = h_BTD.size(1), C = c.head_dim(), H = c.heads, G = c.kv_heads;
+  // squeeze, not [0]: its backward is a view, where select's allocates and fills a zero tensor.
+  auto w_QD = torch::cat({wq_EHD.squeeze(0), wk_EGD.squeeze(0), wv_EGD.squeeze(0)}, 0);  // [(H + 2G) C, D]
+  auto qkv = torch::matmul(h_BTD, w_QD.t()).split({H * C, G * C, G * C}, -1);
+  auto heads = [&](const at::Tensor& y, int64_t n) { return y.view({B, T, n, C}).transpose(1, 2); };
+  auto q = apply_rope(heads(qkv[0], H), rope);
+  auto k = expand_kv(apply_rope(heads(qkv[1], G), rope), H);
+  auto v = expand_kv(heads(qkv[2], G), H);
+  auto y = causal_attention(q, k, v).transpose(1, 2).reshape({B, T, H * C});
+  return torch::matmul(y, wo_EDH.squeeze(0).t());
+}
 
 MixtureOfAttentionImpl::MixtureOfAttentionImpl(const ModelConfig& c) : config(c) {
   const int64_t E = c.attn_experts, D = c.d_model, C = c.head_dim();
@@ -38,6 +58,7 @@ at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTa
   const auto& c = config;
   const int64_t B = h_BTD.size(0), T = h_BTD.size(1), E = c.attn_experts, C = c.head_dim();
   const int64_t H = c.heads, G = c.kv_heads, Ekv = wk_EGD.size(0);
+  if (E == 1) return dense_forward(h_BTD, rope);
   // Project all experts at once: [E, B, T, H*C] -> [E*B, H, T, C].
   auto heads = [&](const at::Tensor& w, int64_t n_heads, int64_t copies) {
     auto y = torch::einsum("btd,eod->ebto", {h_BTD, w});
@@ -46,10 +67,8 @@ at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTa
   auto q = apply_rope(heads(wq_EHD, H, E), rope);
   auto k = apply_rope(heads(wk_EGD, G, Ekv), rope);
   auto v = heads(wv_EGD, G, Ekv);
-  if (G != H) {  // GQA: each kv head serves H/G query heads
-    k = k.repeat_interleave(H / G, 1);
-    v = v.repeat_interleave(H / G, 1);
-  }
+  k = expand_kv(k, H);
+  v = expand_kv(v, H);
   if (Ekv != E) {  // shared KV: the same K, V for every expert
     k = k.reshape({1, B, H, T, C}).expand({E, B, H, T, C}).reshape({E * B, H, T, C});
     v = v.reshape({1, B, H, T, C}).expand({E, B, H, T, C}).reshape({E * B, H, T, C});
@@ -57,7 +76,6 @@ at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTa
   auto y = causal_attention(q, k, v);                       // [E*B, H, T, C]
   y = y.transpose(1, 2).reshape({E, B, T, H * C});
   auto o_EBTD = torch::einsum("ebto,edo->ebtd", {y, wo_EDH});
-  if (E == 1) return o_EBTD[0];
 
   auto gates = torch::softmax(torch::matmul(h_BTD, router_ED.t()), -1);  // [B, T, E]
   if (c.attn_routing == "top_k" && c.attn_top_k < E) {

@@ -27,6 +27,9 @@ class MixtureOfAttentionImpl : public torch::nn::Module {
   at::Tensor wv_EGD;  ///< [E or 1, G*C, D]
   at::Tensor wo_EDH;  ///< [E, D, H*C]
   at::Tensor router_ED;  ///< [E, D]; undefined when E = 1
+
+ private:
+  at::Tensor dense_forward(const at::Tensor& h_BTD, const RopeTables& rope);
 };
 TORCH_MODULE(MixtureOfAttention);
 

@@ -26,7 +26,8 @@ at::Tensor MoeFfnImpl::forward(const at::Tensor& h_BTD, RouterStats* stats) {
       auto zero = torch::zeros({}, h_BTD.options());
       *stats = {zero, zero, torch::ones({1}, h_BTD.options())};
     }
-    return swiglu(x_ND, w1_EFD[0], w3_EFD[0], w2_EDF[0]).view_as(h_BTD);
+    // squeeze, not [0]: its backward is a view, where select's allocates and fills a zero tensor.
+    return swiglu(x_ND, w1_EFD.squeeze(0), w3_EFD.squeeze(0), w2_EDF.squeeze(0)).view_as(h_BTD);
   }
   const int64_t N = x_ND.size(0), E = experts, K = c.ffn_top_k;
   auto logits_NE = torch::matmul(x_ND, router_ED.t());
@@ -51,12 +52,15 @@ at::Tensor MoeFfnImpl::forward(const at::Tensor& h_BTD, RouterStats* stats) {
   auto counts_E = torch::bincount(expert_P, {}, E).to(torch::kCPU);
   const int64_t* counts = counts_E.data_ptr<int64_t>();
   auto out_ND = torch::zeros_like(x_ND);
+  // unbind once: its backward stacks the expert gradients, where one select per expert would each
+  // allocate and zero a gradient the size of all experts.
+  auto w1 = w1_EFD.unbind(0), w3 = w3_EFD.unbind(0), w2 = w2_EDF.unbind(0);
   int64_t start = 0;
   for (int64_t e = 0; e < E; ++e) {
     int64_t n = counts[e];
     if (n == 0) continue;
     auto tokens = token_P.narrow(0, start, n);
-    auto y = swiglu(x_ND.index_select(0, tokens), w1_EFD[e], w3_EFD[e], w2_EDF[e]);
+    auto y = swiglu(x_ND.index_select(0, tokens), w1[e], w3[e], w2[e]);
     out_ND.index_add_(0, tokens, y * weight_P.narrow(0, start, n).unsqueeze(1));
     start += n;
   }
