@@ -137,6 +137,7 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   // (shared/bench/ref_train.py) does, unless the run is too short to have a steady state.
   const int64_t timed_from = start_step + (steps - start_step > 4 ? 2 : 0);
   auto t0 = Clock::now();
+  std::string last_good = resume ? "step " + std::to_string(start_step) : "none yet";
   for (int64_t step = start_step; step < steps; ++step) {
     double lr = schedule.at(step);
     set_lr(*opt, lr);
@@ -156,7 +157,8 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
     loss_sum = dp.mean(loss_sum);
     aux_sum = dp.mean(aux_sum);
     if (!std::isfinite(loss_sum)) {
-      throw StageError("loss is " + std::to_string(loss_sum) + " at step " + std::to_string(step),
+      throw StageError("loss is " + std::to_string(loss_sum) + " at step " + std::to_string(step + 1) +
+                           "; training stopped, the last good checkpoint (" + last_good + ") is kept",
                        "lower optim.lr or raise optim.warmup");
     }
     double gnorm = spec.optim.grad_clip > 0
@@ -196,6 +198,15 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
     bool preempt = dp.max(preemption_requested() || out.steps == spec.stop_after_steps ? 1.0 : 0.0) > 0;
     if ((spec.checkpoint_every > 0 && out.steps % spec.checkpoint_every == 0) || last || preempt) {
       out.checkpoint_dir = ckpt_dir;
+      // A finite loss was computed before this step's update; the update itself can still overflow.
+      for (const auto& p : model->parameters()) {
+        if (!torch::isfinite(p).all().item<bool>()) {
+          throw StageError("parameters became non-finite at step " + std::to_string(out.steps) +
+                               "; training stopped, the last good checkpoint (" + last_good + ") is kept",
+                           "lower optim.lr, raise optim.warmup or enable optim.grad_clip");
+        }
+      }
+      last_good = "step " + std::to_string(out.steps);
       if (dp.is_main()) {
         save_training_checkpoint(ckpt_dir, model, *opt, meta.extra, out.steps, init_tokens + out.tokens,
                                  init_tokens);

@@ -2,7 +2,16 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
 
 #include "core/metric_sink.h"
 #include "stages/io/checkpoint.h"
@@ -79,6 +88,91 @@ TEST(TrainerTest, InterruptedCheckpointSwapIsRecovered) {
   EXPECT_TRUE(checkpoint_exists(dir / "ck"));
   EXPECT_NO_THROW(load_model(dir / "ck"));
   EXPECT_TRUE(std::filesystem::exists(dir / "ck/config.json"));
+}
+
+}  // namespace
+}  // namespace upcycle::stages
+
+namespace upcycle::stages {
+namespace {
+
+// A diverging run stops with the step named, and the checkpoint on disk is the last finite one.
+TEST(TrainerBadInputTest, NonFiniteTrainingStopsAndKeepsTheLastGoodCheckpoint) {
+  testing::TempDir dir;
+  testing::write_byte_shards(dir / "data");
+  TrainSpec t = spec_in(dir / "data", dir / "out");
+  t.optim.lr = 1e30;  // diverges within a few steps
+  t.optim.warmup = 0;
+  t.optim.grad_clip = 0;
+  t.checkpoint_every = 1;
+  RecordingSink sink;
+  try {
+    train(t, sink);
+    FAIL() << "a diverging run finished";
+  } catch (const StageError& e) {
+    std::string msg = e.what();
+    // Either the loss or, first, the updated weights stop being finite.
+    EXPECT_TRUE(msg.find("loss is") != std::string::npos || msg.find("non-finite at step") != std::string::npos) << msg;
+    EXPECT_NE(msg.find(" at step "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("the last good checkpoint (step "), std::string::npos) << msg;
+  }
+  if (checkpoint_exists(dir / "out/checkpoint")) {  // unless step 1 already overflowed
+    CheckpointMeta meta;
+    TransformerLm m = load_model(dir / "out/checkpoint", &meta);
+    for (const auto& p : m->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+  }
+}
+
+// A full disk while writing a checkpoint: the save fails with the path and reason, and the previous
+// checkpoint is still the one a resume finds. The file-size limit makes every write past 64 KiB
+// fail with EFBIG, as a full disk fails with ENOSPC.
+TEST(TrainerBadInputTest, DiskFullDuringACheckpointKeepsThePreviousOne) {
+  testing::TempDir dir;
+  TransformerLm model(testing::small_config());
+  CheckpointMeta meta;
+  meta.step = 3;
+  save_checkpoint(dir / "ck", model, meta);
+  // The soft limit only, restored after: no fork (LibTorch's thread pools do not survive one).
+  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  rlimit old{};
+  ::getrlimit(RLIMIT_FSIZE, &old);
+  rlimit lim{64 << 10, old.rlim_max};
+  ::setrlimit(RLIMIT_FSIZE, &lim);
+  TransformerLm bigger(testing::small_config(4096));  // ~0.5 MB of weights
+  CheckpointMeta m2;
+  m2.step = 4;
+  std::string error;
+  try {
+    save_checkpoint(dir / "ck", bigger, m2);
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::signal(SIGXFSZ, old_handler);
+  EXPECT_NE(error.find(dir / "ck"), std::string::npos) << "the failed save must name the checkpoint: " << error;
+  CheckpointMeta back;
+  load_model(dir / "ck", &back);
+  EXPECT_EQ(back.step, 3);
+}
+
+// A checkpoint whose config describes another architecture than its weights is refused by name.
+TEST(TrainerBadInputTest, CheckpointFromAnotherArchitectureIsRefused) {
+  testing::TempDir dir;
+  TransformerLm model(testing::small_config());
+  save_checkpoint(dir / "ck", model, CheckpointMeta{});
+  std::string cfg = core::read_file(dir / "ck/config.json");
+  auto j = nlohmann::json::parse(cfg);
+  j["model"]["d_model"] = 64;
+  j["model"]["ffn_hidden"] = 96;
+  core::write_file_atomic(dir / "ck/config.json", j.dump(2));
+  try {
+    load_model(dir / "ck");
+    FAIL() << "mismatched checkpoint loaded";
+  } catch (const StageError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find(dir / "ck"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("shape"), std::string::npos) << msg;
+  }
 }
 
 }  // namespace
