@@ -55,7 +55,7 @@ core::JobResult fake_finished_job(const std::string& dir, const std::string& key
   core::JobResult r;
   r.key = key;
   for (int64_t e = 0; e < evals; ++e) {
-    r.evals.push_back({"model", "ppl/d" + std::to_string(e), "ppl", 10.0 + double((salt * 7 + e) % 50), 0.1, 1000});
+    r.evals.push_back({"model", "ppl/d" + std::to_string(e), "ppl", 10.0 + double((salt * 7 + e) % 50), 0.1, 1000, "none", std::nullopt});
   }
   return r;
 }

@@ -156,9 +156,10 @@ void run_upcycle_job(const json& s, const std::string& dir, core::JobResult& r) 
 // One model's perplexity on one domain: the ppl row and the nll row (stderr of the mean NLL).
 void add_perplexity(core::JobResult& r, const std::string& model, const std::string& domain,
                     const PerplexityResult& res) {
-  r.evals.push_back({model, "ppl/" + domain, "ppl", res.ppl, res.ppl_stderr, res.tokens});
+  r.evals.push_back({model, "ppl/" + domain, "ppl", res.ppl, res.ppl_stderr, res.tokens, "none",
+                     std::nullopt});
   r.evals.push_back({model, "ppl/" + domain, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0,
-                     res.tokens});
+                     res.tokens, "none", std::nullopt});
   core::log_info("eval: " + model + " on " + domain + ": ppl " + std::to_string(res.ppl));
 }
 
@@ -195,7 +196,7 @@ void run_eval_job(const json& s, core::JobResult& r) {
     }
     if (examples.empty()) continue;
     for (const auto& t : evaluate_tasks(model, *tok, examples, max_examples, max_new_tokens)) {
-      r.evals.push_back({name, t.task, t.metric, t.value, t.stderr_value, t.n});
+      r.evals.push_back({name, t.task, t.metric, t.value, t.stderr_value, t.n, "none", std::nullopt});
       core::log_info("eval: " + name + " on " + t.task + ": " + t.metric + " " + std::to_string(t.value) +
                      " (n " + std::to_string(t.n) + ")");
     }

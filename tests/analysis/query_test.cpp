@@ -34,7 +34,7 @@ class QueryTest : public ::testing::Test {
       core::JobResult r;
       for (const char* model : {"seed", "bam_dm"}) {
         for (const char* d : {"code", "math"}) {
-          r.evals.push_back({model, std::string("ppl/") + d, "ppl", 10.0 * seed + (d[0] == 'c'), 0.1, 64});
+          r.evals.push_back({model, std::string("ppl/") + d, "ppl", 10.0 * seed + (d[0] == 'c'), 0.1, 64, "none", std::nullopt});
         }
       }
       store_->ingest_job(run + "e", eval_dir, r);

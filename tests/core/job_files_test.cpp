@@ -14,7 +14,8 @@ TEST(JobFilesTest, ResultRoundTrips) {
   JobResult r;
   r.key = "abc";
   r.outputs = {{"checkpoint", "/x/checkpoint"}};
-  r.evals = {{"seed", "ppl/code", "ppl", 12.5, 0.25, 4096}, {"seed", "arc", "acc", 0.5, std::nullopt, 10}};
+  r.evals = {{"seed", "ppl/code", "ppl", 12.5, 0.25, 4096, "none", std::nullopt},
+               {"seed", "arc", "acc", 0.5, std::nullopt, 10, "none", 0}};
   r.artifacts = {{"/x/checkpoint", "checkpoint", "00ff", 123}};
   r.wall_s = 1.5;
   r.host = "h";

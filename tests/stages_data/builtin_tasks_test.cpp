@@ -33,7 +33,9 @@ TEST(BuiltinTasksTest, ContinuationChoicesHoldTheTruthAtGold) {
     for (const auto& d : docs) found = found || d.text.find(joined) != std::string::npos;
     EXPECT_TRUE(found) << joined;
     for (int k = 0; k < 4; ++k) {
-      if (k != gold) EXPECT_NE(choices[k], choices[gold]);
+      if (k != gold) {
+        EXPECT_NE(choices[k], choices[gold]);
+      }
     }
   }
   for (int g : golds) EXPECT_GT(g, 0);  // the gold position varies

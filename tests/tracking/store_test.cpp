@@ -96,7 +96,7 @@ TEST(StoreTest, IngestIsIdempotent) {
   sink.log(2, {{"loss", 4.0}, {"lr", 0.2}});
   core::JobResult r;
   r.key = "jk";
-  r.evals = {{"seed", "ppl/code", "ppl", 10.0, 0.5, 100}};
+  r.evals = {{"seed", "ppl/code", "ppl", 10.0, 0.5, 100, "none", std::nullopt}};
   r.artifacts = {{job_dir + "/checkpoint", "checkpoint", "ab", 10}};
   for (int i = 0; i < 3; ++i) s.ingest_job("jk", job_dir, r);
   EXPECT_EQ(count(s, "metrics"), 4);
