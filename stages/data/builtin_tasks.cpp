@@ -8,11 +8,6 @@ namespace {
 constexpr size_t kContextBytes = 320;
 constexpr size_t kContinuationBytes = 48;
 
-std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
-}
-
 // The cut between context and continuation: two thirds in, at most kContextBytes, at a space.
 size_t cut_point(const std::string& text) {
   size_t want = std::min(text.size() * 2 / 3, kContextBytes);
@@ -113,7 +108,7 @@ std::string extract_answer(const std::string& generation) {
   size_t at = generation.rfind("Answer:");
   if (at == std::string::npos) return "";
   size_t start = at + 7, end = generation.find('\n', start);
-  return trim(generation.substr(start, end == std::string::npos ? std::string::npos : end - start));
+  return trim_space(generation.substr(start, end == std::string::npos ? std::string::npos : end - start));
 }
 
 }  // namespace upcycle::stages

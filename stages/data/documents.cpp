@@ -32,12 +32,6 @@ bool valid_utf8_text(const std::string& s) {
   return true;
 }
 
-std::string trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  size_t e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
 
 }  // namespace
 
@@ -70,6 +64,13 @@ std::vector<std::string> expand_pattern(const std::string& pattern) {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::string trim_space(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
 }
 
 std::vector<Document> read_documents(const std::string& path, DocSplit split, const std::string& text_field) {
@@ -113,7 +114,7 @@ std::vector<Document> read_documents(const std::string& path, DocSplit split, co
     parts.push_back(text);
   }
   for (auto& p : parts) {
-    std::string t = trim(p);
+    std::string t = trim_space(p);
     if (t.empty()) continue;
     docs.push_back({t, path, core::sha256_hex(t)});
   }

@@ -23,6 +23,9 @@ struct SourceFile {
   int64_t bytes = 0;
 };
 
+/// `s` without leading and trailing spaces, tabs and newlines.
+std::string trim_space(const std::string& s);
+
 /// Expands a source pattern into sorted regular files. Forms: "/dir/**/*.h" (recursive),
 /// "/dir/*.txt" (one level), "/dir/file". A pattern matching nothing yields an empty list.
 std::vector<std::string> expand_pattern(const std::string& pattern);

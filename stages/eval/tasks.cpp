@@ -20,11 +20,6 @@ int64_t code_points(const std::string& s) {
   return n;
 }
 
-std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
-}
-
 // Sum of log p(continuation tokens): `tokens` = context + continuation, the last `n_cont` scored.
 double continuation_loglik(TransformerLm& model, std::vector<uint32_t> tokens, size_t n_cont) {
   const size_t T = static_cast<size_t>(model->config.seq_len);
@@ -135,9 +130,9 @@ std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok
       std::string out = generate_greedy(model, tok, ex, max_new_tokens);
       std::string got = extract_answer(out);
       if (got.empty() && ex.answer.find('\n') == std::string::npos && out.find("Answer:") == std::string::npos) {
-        got = trim(out);
+        got = trim_space(out);
       }
-      values[ex.task]["exact_match"].push_back(got == trim(ex.answer) ? 1.0 : 0.0);
+      values[ex.task]["exact_match"].push_back(got == trim_space(ex.answer) ? 1.0 : 0.0);
       continue;
     }
     const auto ctx = tok.encode(ex.context);
