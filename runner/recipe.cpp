@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/atomic_file.h"
+#include "runner/compose.h"
 #include "runner/yaml_reader.h"
 #include "stages/command/command.h"
 #include "stages/data/prepare.h"
@@ -27,49 +28,6 @@ const std::vector<std::string> kTrainKeys = {"batch_size", "micro_batch", "log_e
                                              "eval_windows", "checkpoint_every", "optim", "budget"};
 const std::vector<std::string> kOptimKeys = {"lr", "min_lr_ratio", "warmup", "weight_decay",
                                              "beta1", "beta2", "eps", "grad_clip"};
-
-// ---- overrides and flattening ----
-
-void apply_override(YAML::Node& root, const std::string& text) {
-  size_t eq = text.find('=');
-  if (eq == std::string::npos || eq == 0) {
-    throw ConfigError("override '" + text + "': expected key.path=value");
-  }
-  std::string path = text.substr(0, eq), value = text.substr(eq + 1);
-  std::vector<std::string> parts;
-  std::stringstream ss(path);
-  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
-  // yaml-cpp nodes are handles: walk by reassigning a copy, then set the leaf.
-  std::vector<YAML::Node> chain{root};
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    YAML::Node next = chain.back()[parts[i]];
-    if (next.IsDefined() && !next.IsMap()) {
-      throw ConfigError("override '" + text + "': " + parts[i] + " is not a mapping");
-    }
-    chain.push_back(next);
-  }
-  YAML::Node parsed;
-  try {
-    parsed = YAML::Load(value);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError("override '" + text + "': value does not parse as YAML: " + e.msg);
-  }
-  chain.back().remove(parts.back());  // a fresh node: the replaced one keeps its source file
-  chain.back()[parts.back()] = parsed;
-}
-
-void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::string, std::string>& out) {
-  if (n.IsMap()) {
-    for (const auto& kv : n) {
-      std::string k = kv.first.as<std::string>();
-      flatten(kv.second, prefix.empty() ? k : prefix + "." + k, out);
-    }
-  } else if (n.IsSequence()) {
-    for (size_t i = 0; i < n.size(); ++i) flatten(n[i], prefix + "." + std::to_string(i), out);
-  } else if (n.IsScalar()) {
-    out[prefix] = n.Scalar();
-  }
-}
 
 // ---- sections ----
 
@@ -178,86 +136,6 @@ stages::ModelConfig parse_model(const YamlReader& r, int64_t vocab) {
   return c;
 }
 
-
-YAML::Node load_yaml_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": file not found or not readable");
-  try {
-    return YAML::Load(in);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
-                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
-  }
-}
-
-// ---- composition: include: and defaults: ----
-
-// Merges `src` into `dst`: mappings merge key by key, anything else replaces.
-void merge_into(YAML::Node dst, const YAML::Node& src) {
-  for (const auto& kv : src) {
-    std::string k = kv.first.as<std::string>();
-    if (dst[k].IsMap() && kv.second.IsMap()) {
-      merge_into(dst[k], kv.second);
-    } else {
-      dst.remove(k);
-      dst.force_insert(kv.first, kv.second);  // keeps the key node, and so its location
-    }
-  }
-}
-
-// Resolves `include:` and `defaults:` of `root` (loaded from `file`): each listed file is loaded
-// (recursively composed), merged in order, and `root` is merged on top. An entry `{group: name}` loads
-// DIR/group/name.yaml under the key `group` (Hydra's config groups). Paths are relative to `file`.
-YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
-                   std::vector<std::string>& stack) {
-  if (!root.IsMap()) return root;
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::path(file).parent_path();
-  YAML::Node base(YAML::NodeType::Map);
-  bool any = false;
-  for (const char* key : {"defaults", "include"}) {
-    if (!root[key].IsDefined()) continue;
-    YamlReader list(root[key], key, &files);
-    if (!list.is_sequence() && !list.is_scalar()) throw list.error("expected a file or a list of files");
-    std::vector<YamlReader> entries;
-    if (list.is_scalar()) entries.push_back(list);
-    for (size_t i = 0; list.is_sequence() && i < list.size(); ++i) entries.push_back(list.at(i));
-    for (const auto& e : entries) {
-      std::string group, rel;
-      if (e.is_map()) {
-        if (e.size() != 1) throw e.error("expected {group: name}, loading DIR/group/name.yaml");
-        group = e.keys()[0];
-        rel = group + "/" + e.child(group).str() + ".yaml";
-      } else {
-        rel = e.str();
-      }
-      fs::path p = fs::path(rel).is_absolute() ? fs::path(rel) : dir / rel;
-      std::string path = p.lexically_normal().string();
-      if (!fs::is_regular_file(p)) throw e.error("included file '" + path + "' does not exist");
-      if (std::find(stack.begin(), stack.end(), path) != stack.end()) {
-        throw e.error("include cycle: '" + path + "' includes itself");
-      }
-      YAML::Node sub = load_yaml_file(path);
-      files.add(sub, path);
-      stack.push_back(path);
-      sub = compose(sub, path, files, stack);
-      stack.pop_back();
-      if (!group.empty()) {
-        YAML::Node wrapped(YAML::NodeType::Map);
-        wrapped[group] = sub;
-        sub = wrapped;
-      } else if (!sub.IsMap()) {
-        throw e.error("included file '" + path + "' is not a YAML mapping");
-      }
-      merge_into(base, sub);
-      any = true;
-    }
-    root.remove(key);
-  }
-  if (!any) return root;
-  merge_into(base, root);
-  return base;
-}
 
 TrainDef parse_train(const YamlReader& r, TrainDef d) {
   d.batch_size = r.get_integer("batch_size", d.batch_size);

@@ -1,0 +1,33 @@
+// Building the YAML tree a recipe is parsed from: loading files, composing `include:`/`defaults:`,
+// applying "a.b.c=value" overrides, and flattening the result to "a.b.c" -> value for the store's
+// params. Internal to runner/ (recipe.cpp); YAML::Node does not leave this folder.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runner/yaml_reader.h"
+
+namespace upcycle::runner {
+
+/// Parses a YAML file; throws ConfigError "PATH:LINE:COL: YAML syntax error" or "PATH: not found".
+YAML::Node load_yaml_file(const std::string& path);
+
+/// Merges `src` into `dst`: mappings merge key by key, anything else replaces (keeping its key node).
+void merge_into(YAML::Node dst, const YAML::Node& src);
+
+/// Resolves `include:` and `defaults:` of `root` (loaded from `file`): each listed file is loaded
+/// (recursively composed), merged in order, and `root` merged on top. `{group: name}` loads
+/// DIR/group/name.yaml under the key `group`. Every included node is registered in `files` so errors
+/// name its file; `stack` holds the files being composed (cycle detection).
+YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
+                   std::vector<std::string>& stack);
+
+/// Applies one "a.b.c=value" override (value parsed as YAML). Throws ConfigError naming it.
+void apply_override(YAML::Node& root, const std::string& text);
+
+/// The tree's scalars as "a.b.c" -> value (sequence elements as "a.0").
+void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::string, std::string>& out);
+
+}  // namespace upcycle::runner
