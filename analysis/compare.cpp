@@ -9,16 +9,16 @@
 #include "core/suggest.h"
 
 namespace upcycle::analysis {
+
+using tracking::text_of;
 namespace {
 
 using Cell = tracking::Cell;
 
-std::string text(const Cell& c) { return std::holds_alternative<std::string>(c) ? std::get<std::string>(c) : ""; }
-
 void check_runs(tracking::Store& store, const std::vector<std::string>& runs) {
   if (runs.size() < 2) throw ConfigError("upcycle compare: give two or more runs");
   std::vector<std::string> known;
-  for (const auto& row : store.select("SELECT name FROM runs ORDER BY id").rows) known.push_back(text(row[0]));
+  for (const auto& row : store.select("SELECT name FROM runs ORDER BY id").rows) known.push_back(text_of(row[0]));
   for (const auto& r : runs) {
     if (std::find(known.begin(), known.end(), r) != known.end()) continue;
     std::string guess = core::closest_match(r, known);
@@ -44,9 +44,9 @@ tracking::ResultSet compare_results(tracking::Store& store, const std::vector<st
   std::vector<Key> order;
   std::map<Key, std::vector<Cell>> values;
   for (const auto& row : rs.rows) {
-    auto it = std::find(runs.begin(), runs.end(), text(row[c_run]));
+    auto it = std::find(runs.begin(), runs.end(), text_of(row[c_run]));
     if (it == runs.end()) continue;
-    Key k{text(row[c_model]), text(row[c_task]), text(row[c_metric]), text(row[c_filter])};
+    Key k{text_of(row[c_model]), text_of(row[c_task]), text_of(row[c_metric]), text_of(row[c_filter])};
     if (!values.count(k)) {
       order.push_back(k);
       values[k].assign(runs.size(), std::monostate{});
@@ -71,7 +71,7 @@ tracking::ResultSet compare_params(tracking::Store& store, const std::vector<std
     auto rs = store.select("SELECT p.key, p.value FROM params p JOIN runs r ON r.id = p.run_id WHERE r.name = ?",
                            {runs[i]});
     for (const auto& row : rs.rows) {
-      auto& v = by_key[text(row[0])];
+      auto& v = by_key[text_of(row[0])];
       if (v.empty()) v.assign(runs.size(), std::monostate{});
       v[i] = row[1];
     }

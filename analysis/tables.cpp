@@ -49,13 +49,14 @@ tracking::ResultSet pivot(const tracking::ResultSet& rs, bool avg) {
   return out;
 }
 
+
+}  // namespace
+
 std::string run_or_latest(tracking::Store& store, const std::string& run_name) {
   std::string run = run_name.empty() ? latest_run(store) : run_name;
   if (run.empty()) throw StoreError(store.path() + ": the store has no runs yet");
   return run;
 }
-
-}  // namespace
 
 tracking::ResultSet perplexity_table(tracking::Store& store, const std::string& run_name) {
   std::string run = run_or_latest(store, run_name);

@@ -15,6 +15,9 @@ tracking::ResultSet perplexity_table(tracking::Store& store, const std::string& 
 /// lm-eval metrics with a filter other than none as "task metric,filter"), in result order.
 tracking::ResultSet downstream_table(tracking::Store& store, const std::string& run);
 
+/// `run_name`, or when it is empty the most recently updated run; throws StoreError for an empty store.
+std::string run_or_latest(tracking::Store& store, const std::string& run_name);
+
 /// The name of the most recently updated run, or "" when the store has none.
 std::string latest_run(tracking::Store& store);
 

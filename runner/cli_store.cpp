@@ -56,15 +56,6 @@ tracking::Store open_store_ro(const std::string& path) {
   return tracking::Store(path, tracking::Store::Mode::kReadOnly);
 }
 
-namespace {
-
-std::string run_or_latest(tracking::Store& store, const po::variables_map& vm) {
-  std::string run = vm["run"].as<std::string>();
-  return run.empty() ? analysis::latest_run(store) : run;
-}
-
-}  // namespace
-
 int cmd_status(const std::vector<std::string>& args) {
   po::options_description desc("status options");
   add_store_options(desc);
@@ -83,7 +74,7 @@ int cmd_status(const std::vector<std::string>& args) {
         format);
     return 0;
   }
-  std::string run = run_or_latest(store, vm);
+  std::string run = analysis::run_or_latest(store, vm["run"].as<std::string>());
   auto rs = store.select("SELECT stage, kind, status, attempts, exit_code, CASE WHEN wall_s IS NULL THEN NULL ELSE printf('%.1f', wall_s) END AS wall_s, "
                          "substr(key, 1, 12) AS key, dir FROM v_jobs WHERE run = ? ORDER BY stage",
                          {run});
@@ -174,7 +165,7 @@ int cmd_tag(const std::vector<std::string>& args) {
   std::string run;
   {
     auto ro = open_store_ro(path);
-    run = run_or_latest(ro, vm);
+    run = analysis::run_or_latest(ro, vm["run"].as<std::string>());
   }
   tracking::Store store(path);
   store.set_run_tags(run, tags);

@@ -5,14 +5,8 @@
 #include "core/error.h"
 
 namespace upcycle::runner {
-namespace {
 
-std::string text(const tracking::Cell& c) {
-  return std::holds_alternative<std::string>(c) ? std::get<std::string>(c) : "";
-}
-
-}  // namespace
-
+using tracking::text_of;
 std::vector<RunPoint> runs_to_resume(tracking::Store& store, const std::vector<std::string>& names) {
   const char* sql =
       "SELECT r.name, r.sweep_point, p.recipe_text, "
@@ -30,13 +24,13 @@ std::vector<RunPoint> runs_to_resume(tracking::Store& store, const std::vector<s
   }
   std::vector<RunPoint> points;
   for (const auto& row : rs.rows) {
-    const std::string name = text(row[0]), recipe_text = text(row[2]), job_dir = text(row[3]);
+    const std::string name = text_of(row[0]), recipe_text = text_of(row[2]), job_dir = text_of(row[3]);
     if (recipe_text.empty() || job_dir.empty()) {
       throw StoreError(store.path() + ": run '" + name + "' has no stored recipe or jobs to resume");
     }
     Recipe r = parse_recipe(recipe_text, store.path() + " (run " + name + ")");
     r.run_name = name;
-    r.sweep_point = text(row[1]);
+    r.sweep_point = text_of(row[1]);
     r.resolved_yaml = recipe_text;  // the run's key is the hash of exactly this text
     r.store = store.path();
     // Job directories are ROOT/jobs/<key prefix>: the root the run used, wherever we are now.

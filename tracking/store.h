@@ -21,6 +21,11 @@ namespace upcycle::tracking {
 
 using Cell = std::variant<std::monostate, int64_t, double, std::string>;
 
+/// A cell's text, or "" when it is not text (NULL or a number).
+inline std::string text_of(const Cell& c) {
+  return std::holds_alternative<std::string>(c) ? std::get<std::string>(c) : "";
+}
+
 /// A query result: column names and rows of typed cells (NULL = monostate).
 struct ResultSet {
   std::vector<std::string> columns;
