@@ -208,12 +208,18 @@ class Planner {
         src.push_back({{"pattern", x.pattern}, {"split", x.split}});
         if (x.split == "jsonl") src.back()["text_field"] = x.text_field;
       }
+      if (!d.shards.dtype.empty()) {
+        domains.push_back({{"name", d.name}, {"shards", {{"dir", d.shards.dir}, {"train", d.shards.train},
+                           {"valid", d.shards.valid}, {"test", d.shards.test}, {"dtype", d.shards.dtype}}}});
+        continue;
+      }
       domains.push_back({{"name", d.name}, {"sources", src}, {"generator", d.generator},
                          {"max_bytes", d.max_bytes}});
     }
-    json m = {{"domains", domains}, {"seed", r_.seed},
-              {"tokenizer", {{"vocab", r_.data.vocab}, {"model_type", r_.data.tokenizer_type},
-                             {"sample_bytes", r_.data.tokenizer_sample_bytes}}},
+    json tokenizer = {{"vocab", r_.data.vocab}, {"model_type", r_.data.tokenizer_type},
+                      {"sample_bytes", r_.data.tokenizer_sample_bytes}};
+    if (r_.data.tokenizer_kind != "sentencepiece") tokenizer = {{"vocab", r_.data.vocab}, {"kind", r_.data.tokenizer_kind}};
+    json m = {{"domains", domains}, {"seed", r_.seed}, {"tokenizer", tokenizer},
               {"valid_fraction", r_.data.valid_fraction}, {"test_fraction", r_.data.test_fraction},
               {"task_examples", r_.data.task_examples}};
     prepare_ = add(s, s.name, "prepare", m, {});

@@ -31,9 +31,63 @@ const std::vector<std::string> kOptimKeys = {"lr", "min_lr_ratio", "warmup", "we
 
 // ---- sections ----
 
+void parse_tokenizer(const YamlReader& t, DataDef& d) {
+  t.expect_map({"kind", "vocab", "model_type", "sample_bytes"});
+  d.tokenizer_kind = t.get_choice("kind", d.tokenizer_kind, {"sentencepiece", "pretokenized"});
+  d.vocab = t.get_integer("vocab", d.vocab);
+  if (d.tokenizer_kind == "pretokenized") {
+    if (!t.has("vocab")) throw t.error("kind: pretokenized needs vocab: the shards' tokenizer size");
+    for (const char* k : {"model_type", "sample_bytes"}) {
+      if (t.has(k)) throw t.child(k).error("is for kind: sentencepiece; pre-tokenized shards bring their own tokens");
+    }
+    if (d.vocab < 2 || d.vocab > (int64_t(1) << 32)) throw t.child("vocab").error("must be in [2, 2^32]");
+    return;
+  }
+  d.tokenizer_type = t.get_choice("model_type", d.tokenizer_type, {"bpe", "unigram"});
+  d.tokenizer_sample_bytes = t.get_integer("sample_bytes", d.tokenizer_sample_bytes);
+  if (d.vocab < 300 || d.vocab > 1000000) {
+    throw t.child("vocab").error("must be in [300, 1000000] (byte fallback needs 259 pieces)");
+  }
+}
+
+ShardsDef parse_shards(const YamlReader& s) {
+  s.expect_map({"dir", "train", "valid", "test", "dtype"});
+  // Relative paths are taken from the working directory, like store: and root:, and made absolute so
+  // that a job finds them from wherever it runs.
+  auto path = [&](const char* k) {
+    std::string p = s.get_str(k, "");
+    return p.empty() ? p : std::filesystem::absolute(p).lexically_normal().string();
+  };
+  ShardsDef d{path("dir"), path("train"), path("valid"), path("test"), ""};
+  if (!s.has("dtype")) throw s.error("needs dtype: uint16 or uint32 (the width of each token)");
+  d.dtype = s.get_choice("dtype", "", {"uint16", "uint32"});
+  if (d.dir.empty() && (d.train.empty() || d.valid.empty() || d.test.empty())) {
+    throw s.error("needs dir: (nanoGPT layout: train.bin, val.bin, optional test.bin) or all of train, valid, test");
+  }
+  return d;
+}
+
+std::vector<SourceDef> parse_sources(const YamlReader& srcs) {
+  std::vector<SourceDef> out;
+  for (size_t j = 0; j < srcs.size(); ++j) {
+    YamlReader s = srcs.at(j);
+    if (s.is_scalar()) {
+      out.push_back({s.str(), "file"});
+      continue;
+    }
+    s.expect_map({"pattern", "split", "text_field"});
+    out.push_back({s.child("pattern").str(), s.get_choice("split", "file", {"file", "fortune", "jsonl"}),
+                   s.get_str("text_field", "text")});
+    if (s.has("text_field") && out.back().split != "jsonl") throw s.child("text_field").error("is for split: jsonl only");
+  }
+  return out;
+}
+
 DataDef parse_data(const YamlReader& r) {
   r.expect_map({"domains", "tokenizer", "valid_fraction", "test_fraction", "max_bytes", "task_examples"});
   DataDef d;
+  if (r.has("tokenizer")) parse_tokenizer(r.child("tokenizer"), d);
+  const bool pretokenized = d.tokenizer_kind == "pretokenized";
   int64_t max_bytes = r.get_integer("max_bytes", 0);
   YamlReader doms = r.child("domains");
   if (!doms.is_sequence() || doms.size() == 0) throw doms.error("expected a non-empty list of domains");
@@ -44,8 +98,23 @@ DataDef parse_data(const YamlReader& r) {
     if (e.is_scalar()) {
       dd.name = e.str();
     } else {
-      e.expect_map({"name", "sources", "generator", "max_bytes"});
+      e.expect_map({"name", "sources", "generator", "max_bytes", "shards"});
       dd.name = e.child("name").str();
+    }
+    if (!seen.insert(dd.name).second) throw e.error("domain '" + dd.name + "' is listed twice");
+    if (pretokenized) {
+      if (!e.is_map() || !e.has("shards")) {
+        throw e.error("domain '" + dd.name + "' needs shards: (data.tokenizer.kind is pretokenized)");
+      }
+      for (const char* k : {"sources", "generator", "max_bytes"}) {
+        if (e.has(k)) throw e.child(k).error("is for text domains; this domain reads pre-tokenized shards");
+      }
+      dd.shards = parse_shards(e.child("shards"));
+      d.domains.push_back(dd);
+      continue;
+    }
+    if (e.is_map() && e.has("shards")) {
+      throw e.child("shards").error("needs data.tokenizer.kind: pretokenized (with the shards' vocab), for every domain");
     }
     stages::DomainSpec builtin = stages::default_domain(dd.name);
     for (const auto& s : builtin.sources) {
@@ -54,23 +123,7 @@ DataDef parse_data(const YamlReader& r) {
     dd.generator = builtin.generator;
     dd.max_bytes = max_bytes;
     if (e.is_map()) {
-      if (e.has("sources")) {
-        dd.sources.clear();
-        YamlReader srcs = e.child("sources");
-        for (size_t j = 0; j < srcs.size(); ++j) {
-          YamlReader s = srcs.at(j);
-          if (s.is_scalar()) {
-            dd.sources.push_back({s.str(), "file"});
-          } else {
-            s.expect_map({"pattern", "split", "text_field"});
-            dd.sources.push_back({s.child("pattern").str(), s.get_choice("split", "file", {"file", "fortune", "jsonl"}),
-                                  s.get_str("text_field", "text")});
-            if (s.has("text_field") && dd.sources.back().split != "jsonl") {
-              throw s.child("text_field").error("is for split: jsonl only");
-            }
-          }
-        }
-      }
+      if (e.has("sources")) dd.sources = parse_sources(e.child("sources"));
       dd.generator = e.get_choice("generator", dd.generator, {"math"});
       dd.max_bytes = e.get_integer("max_bytes", dd.max_bytes);
     }
@@ -78,21 +131,16 @@ DataDef parse_data(const YamlReader& r) {
       throw e.error("domain '" + dd.name + "' has no built-in sources; give it sources: or generator:",
                     "built-in domains: general, code, law, math");
     }
-    if (!seen.insert(dd.name).second) throw e.error("domain '" + dd.name + "' is listed twice");
     d.domains.push_back(dd);
-  }
-  if (r.has("tokenizer")) {
-    YamlReader t = r.child("tokenizer");
-    t.expect_map({"vocab", "model_type", "sample_bytes"});
-    d.vocab = t.get_integer("vocab", d.vocab);
-    d.tokenizer_type = t.get_choice("model_type", d.tokenizer_type, {"bpe", "unigram"});
-    d.tokenizer_sample_bytes = t.get_integer("sample_bytes", d.tokenizer_sample_bytes);
-    if (d.vocab < 300 || d.vocab > 1000000) {
-      throw t.child("vocab").error("must be in [300, 1000000] (byte fallback needs 259 pieces)");
-    }
   }
   d.valid_fraction = r.get_number("valid_fraction", d.valid_fraction);
   d.test_fraction = r.get_number("test_fraction", d.test_fraction);
+  if (pretokenized) {
+    d.task_examples = 0;  // built-in tasks are made from text
+    for (const char* k : {"task_examples", "max_bytes", "valid_fraction", "test_fraction"}) {
+      if (r.has(k)) throw r.child(k).error("is for text domains; pre-tokenized shards come split");
+    }
+  }
   d.task_examples = r.get_integer("task_examples", d.task_examples);
   if (d.task_examples < 0) throw r.child("task_examples").error("must be >= 0");
   if (d.valid_fraction <= 0 || d.test_fraction <= 0 || d.valid_fraction + d.test_fraction >= 1) {
@@ -453,6 +501,12 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
     if ((s.kind == "train" || s.kind == "branch") && s.train.tokens < 1 && s.train.match.empty()) {
       throw st.child(name).error("needs budget: {tokens: N} or {match: STAGE, by: flops} (here or in "
                                  "the recipe's train:)");
+    }
+    if (s.kind == "eval" && r.data.tokenizer_kind == "pretokenized" && st.child(name).has("tasks") &&
+        !s.tasks.empty()) {
+      throw st.child(name).child("tasks").error(
+          "downstream tasks are text and need the SentencePiece tokenizer; with pre-tokenized shards "
+          "evaluate perplexity here and tasks through a command stage");
     }
     if (s.kind == "branch" && !s.train.match.empty()) {
       throw st.child(name).error("a branch stage needs budget: {tokens: N}; match: is for train stages");

@@ -19,16 +19,24 @@ struct SourceDef {
   std::string text_field = "text";  ///< jsonl
 };
 
+/// Pre-tokenized .bin shards (nanoGPT layout): `dir` or explicit paths, and the token width.
+struct ShardsDef {
+  std::string dir, train, valid, test;
+  std::string dtype;  ///< uint16 | uint32; empty when the domain is text
+};
+
 struct DomainDef {
   std::string name;
   std::vector<SourceDef> sources;
   std::string generator;
   int64_t max_bytes = 0;
+  ShardsDef shards;  ///< with data.tokenizer.kind: pretokenized
 };
 
 struct DataDef {
   std::vector<DomainDef> domains;
   int64_t vocab = 1024;
+  std::string tokenizer_kind = "sentencepiece";  ///< sentencepiece | pretokenized
   std::string tokenizer_type = "bpe";
   int64_t tokenizer_sample_bytes = 200000;
   double valid_fraction = 0.05;

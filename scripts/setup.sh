@@ -16,8 +16,8 @@ APT_PACKAGES=(
   build-essential cmake pkg-config git ccache python3 python3-venv python3-pip
   libyaml-cpp-dev libsqlitecpp-dev libsqlite3-dev sqlite3 libboost-program-options-dev
   nlohmann-json3-dev libsentencepiece-dev libgtest-dev libgloo-dev
-  # documents for the prepare stage's built-in domains (general: fortunes, docs; law: licenses)
-  fortunes fortunes-min base-files
+  # documents for the prepare stage's built-in domains (general: fortunes, docs incl. the Python manual's sources; law: licenses)
+  fortunes fortunes-min base-files python3.11-doc
 )
 
 missing=()

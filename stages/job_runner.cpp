@@ -69,12 +69,19 @@ void run_prepare_job(const json& s, const std::string& dir, core::JobResult& r) 
   p.tokenizer = {tok.at("vocab").get<int64_t>(), opt<std::string>(tok, "model_type", "bpe"),
                  opt(s, "threads", 1), p.seed};
   p.tokenizer_sample_bytes = opt<int64_t>(tok, "sample_bytes", 200000);
+  p.pretokenized = opt<std::string>(tok, "kind", "sentencepiece") == "pretokenized";
   for (const auto& jd : s.at("domains")) {
     DomainSpec d;
     d.name = jd.at("name").get<std::string>();
     d.generator = opt<std::string>(jd, "generator", "");
     d.max_bytes = opt<int64_t>(jd, "max_bytes", 0);
-    for (const auto& src : jd.at("sources")) {
+    if (jd.contains("shards")) {
+      const json& sh = jd.at("shards");
+      d.shards = {opt<std::string>(sh, "dir", ""), opt<std::string>(sh, "train", ""),
+                  opt<std::string>(sh, "valid", ""), opt<std::string>(sh, "test", ""),
+                  sh.at("dtype").get<std::string>()};
+    }
+    for (const auto& src : opt(jd, "sources", json::array())) {
       const std::string split = opt<std::string>(src, "split", "file");
       d.sources.push_back({src.at("pattern").get<std::string>(),
                            split == "fortune" ? DocSplit::kFortune

@@ -73,6 +73,40 @@ DomainDocs collect(const DomainSpec& d, uint64_t seed, const DpkgIndex& dpkg) {
   return out;
 }
 
+// Writes DIR/manifest.json and records its hash and artifact in `out`.
+void write_manifest(const std::string& dir, const nlohmann::json& manifest, PrepareOutput& out) {
+  std::string text = manifest.dump(2) + "\n";
+  core::write_file_atomic(manifest_path(dir), text);
+  out.manifest_sha256 = core::sha256_hex(text);
+  out.artifacts.push_back({manifest_path(dir), "manifest", out.manifest_sha256, static_cast<int64_t>(text.size())});
+}
+
+// Pre-tokenized domains: link and check each split's shard; the manifest records the user's files.
+PrepareOutput prepare_pretokenized(const PrepareSpec& spec) {
+  PrepareOutput out;
+  nlohmann::json manifest = {{"format_version", 1}, {"seed", spec.seed}, {"tokenizer", "pretokenized"},
+                             {"vocab", spec.tokenizer.vocab}, {"domains", nlohmann::json::object()}};
+  for (const auto& d : spec.domains) {
+    PretokenizedShards paths = resolve_shard_paths(d.shards);
+    const std::string sources[3] = {paths.train, paths.valid, paths.test};
+    nlohmann::json jd = {{"sources", nlohmann::json::array()}, {"splits", nlohmann::json::object()}};
+    for (int s = 0; s < 3; ++s) {
+      std::string dest = shard_path(spec.out_dir, d.name, kSplits[s]);
+      LinkedShard l = link_pretokenized_shard(sources[s], paths.dtype, spec.tokenizer.vocab, dest);
+      jd["sources"].push_back({{"path", l.source}, {"package", ""}, {"version", ""}, {"sha256", l.sha256},
+                               {"bytes", l.bytes}, {"split", kSplits[s]}});
+      jd["splits"][kSplits[s]] = {{"tokens", l.tokens}, {"sha256", l.sha256}, {"dtype", paths.dtype}};
+      out.tokens[d.name + "." + kSplits[s]] = l.tokens;
+      out.artifacts.push_back({dest, "shard", l.sha256, l.bytes});
+    }
+    core::log_info("prepare: " + d.name + ": pre-tokenized, " + std::to_string(out.tokens[d.name + ".train"]) +
+                   " train tokens from " + paths.train);
+    manifest["domains"][d.name] = jd;
+  }
+  write_manifest(spec.out_dir, manifest, out);
+  return out;
+}
+
 }  // namespace
 
 DomainSpec default_domain(const std::string& name) {
@@ -96,6 +130,7 @@ DomainSpec default_domain(const std::string& name) {
 
 PrepareOutput run_prepare(const PrepareSpec& spec) {
   core::make_dirs(spec.out_dir + "/shards");
+  if (spec.pretokenized) return prepare_pretokenized(spec);
   DpkgIndex dpkg;
   std::map<std::string, DomainDocs> domains;
   std::string sample_path = spec.out_dir + "/tokenizer_sample.txt";
@@ -176,11 +211,7 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
     }
     manifest["domains"][d.name] = jd;
   }
-  std::string manifest_text = manifest.dump(2) + "\n";
-  core::write_file_atomic(manifest_path(spec.out_dir), manifest_text);
-  out.manifest_sha256 = core::sha256_hex(manifest_text);
-  out.artifacts.push_back({manifest_path(spec.out_dir), "manifest", out.manifest_sha256,
-                           static_cast<int64_t>(manifest_text.size())});
+  write_manifest(spec.out_dir, manifest, out);
   std::string tok_path = tokenizer_path(spec.out_dir);
   out.artifacts.push_back({tok_path, "tokenizer", core::sha256_file(tok_path),
                            static_cast<int64_t>(core::read_file(tok_path).size())});

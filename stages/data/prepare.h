@@ -2,6 +2,7 @@
 // SentencePiece tokenizer on a domain-balanced sample -> token shards -> manifest of every source.
 // Output layout of DIR (read back through data_layout.h):
 //   tokenizer.model, tokenizer.vocab, manifest.json, shards/<domain>.<train|valid|test>.bin(+.json)
+// With pre-tokenized shards, the shards are links to the user's files and there is no tokenizer.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@
 
 #include "core/job_files.h"
 #include "stages/data/documents.h"
+#include "stages/data/pretokenized.h"
 #include "stages/data/tokenizer.h"
 
 namespace upcycle::stages {
@@ -26,11 +28,15 @@ struct DomainSpec {
   std::vector<SourceSpec> sources;
   std::string generator;      ///< "" or "math"
   int64_t max_bytes = 0;      ///< cap on text taken (documents in hash order); 0 = all
+  PretokenizedShards shards;  ///< used instead of sources when PrepareSpec::pretokenized
 };
 
 struct PrepareSpec {
   std::vector<DomainSpec> domains;
   TokenizerTrainOptions tokenizer;
+  /// The domains come as pre-tokenized .bin shards (pretokenized.h) of a tokenizer of
+  /// `tokenizer.vocab` pieces trained elsewhere: no SentencePiece, no built-in tasks.
+  bool pretokenized = false;
   int64_t tokenizer_sample_bytes = 200000;  ///< per domain
   double valid_fraction = 0.05;
   double test_fraction = 0.05;

@@ -14,7 +14,7 @@ class SentencePieceProcessor;
 namespace upcycle::stages {
 
 struct TokenizerTrainOptions {
-  int64_t vocab = 1024;
+  int64_t vocab = 1024;  ///< also the vocabulary of pre-tokenized shards
   std::string model_type = "bpe";  ///< bpe | unigram
   int threads = 1;
   uint64_t seed = 0;

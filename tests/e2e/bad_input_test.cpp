@@ -76,6 +76,12 @@ std::vector<RecipeCase> recipe_cases() {
       {"two_prepares", with("data: { kind: prepare }", "data: { kind: prepare }\n  data2: { kind: prepare }"), {}, "exactly one stage of kind prepare"},
       {"vocab_mismatch", with("seq_len: 32", "seq_len: 32, vocab: 1000"), {}, "must equal data.tokenizer.vocab"},
       {"vocab_too_small", with("vocab: 512 }", "vocab: 100 }"), {}, "must be in [300, 1000000]"},
+      {"shards_without_pretokenized", with("domains: [general, code, math]", "domains: [general, code, { name: math, shards: { dir: d, dtype: uint16 } }]"), {}, "shards: needs data.tokenizer.kind: pretokenized"},
+      {"pretokenized_text_domain", with("tokenizer: { vocab: 512 }", "tokenizer: { kind: pretokenized, vocab: 512 }"), {}, "r.yaml:4:13: data.domains[0]: domain 'general' needs shards:"},
+      {"pretokenized_no_dtype", with("domains: [general, code, math]\n  tokenizer: { vocab: 512 }", "domains: [{ name: web, shards: { dir: d } }]\n  tokenizer: { kind: pretokenized, vocab: 512 }"), {}, "shards: needs dtype: uint16 or uint32"},
+      {"pretokenized_bad_dtype", with("domains: [general, code, math]\n  tokenizer: { vocab: 512 }", "domains: [{ name: web, shards: { dir: d, dtype: int8 } }]\n  tokenizer: { kind: pretokenized, vocab: 512 }"), {}, "'int8' is not allowed; expected uint16 or uint32"},
+      {"pretokenized_no_paths", with("domains: [general, code, math]\n  tokenizer: { vocab: 512 }", "domains: [{ name: web, shards: { train: a.bin, dtype: uint16 } }]\n  tokenizer: { kind: pretokenized, vocab: 512 }"), {}, "needs dir: (nanoGPT layout"},
+      {"pretokenized_model_type", with("tokenizer: { vocab: 512 }", "tokenizer: { kind: pretokenized, vocab: 512, model_type: bpe }"), {}, "model_type: is for kind: sentencepiece"},
       {"fractions", with("tokenizer:", "valid_fraction: 0.6\n  test_fraction: 0.5\n  tokenizer:"), {}, "sum to less than 1"},
       {"command_placeholder", with("eval: {", "cmd: { kind: command, argv: [ls, '{checkpoint}'] }\n  eval: {"), {}, "unknown placeholder {checkpoint}"},
       {"command_empty_argv", with("eval: {", "cmd: { kind: command, argv: [] }\n  eval: {"), {}, "expected a non-empty list of arguments"},
@@ -104,7 +110,7 @@ TEST(BadInputTest, RecipesAreRejectedWithPreciseErrorsAndNoStore) {
     EXPECT_FALSE(std::filesystem::exists(dir / "runs")) << c.name << ": a rejected recipe left files";
     ++checked;
   }
-  EXPECT_GE(checked, 30);
+  EXPECT_GE(checked, 36);
 }
 
 // A name holding SQL is just a name: it is bound, never spliced, so `plan` accepts it.
