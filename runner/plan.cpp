@@ -89,10 +89,12 @@ void check_domain(const Recipe& r, const StageDef& s, const std::string& key, co
 int64_t tokens_per_step(const TrainDef& t, const stages::ModelConfig& m) { return t.batch_size * m.seq_len; }
 
 json train_material(const TrainDef& t) {
-  return {{"batch_size", t.batch_size}, {"micro_batch", t.micro_batch},
-          {"log_every", t.log_every}, {"eval_every", t.eval_every},
-          {"eval_windows", t.eval_windows}, {"checkpoint_every", t.checkpoint_every},
-          {"optim", t.optim}};
+  json m = {{"batch_size", t.batch_size}, {"micro_batch", t.micro_batch},
+            {"log_every", t.log_every}, {"eval_every", t.eval_every},
+            {"eval_windows", t.eval_windows}, {"checkpoint_every", t.checkpoint_every},
+            {"optim", t.optim}};
+  if (t.precision != "auto") m["precision"] = t.precision;  // auto keeps the keys of earlier versions
+  return m;
 }
 
 class Planner {
@@ -133,6 +135,7 @@ class Planner {
     j.threads = s.threads > 0 ? s.threads : r_.threads;
     j.retries = s.retries >= 0 ? s.retries : r_.retries;
     j.spec["threads"] = j.threads;
+    j.spec["device"] = s.device.empty() ? r_.device : s.device;  // like threads, not in the key
     plan_.jobs.push_back(std::move(j));
     by_stage_[s.name].push_back(plan_.jobs.size() - 1);
     return plan_.jobs.size() - 1;

@@ -15,16 +15,16 @@
 namespace upcycle::runner {
 namespace {
 
-const std::vector<std::string> kTopKeys = {"include", "defaults", "name", "executor", "store", "root", "seed", "threads",
+const std::vector<std::string> kTopKeys = {"include", "defaults", "name", "executor", "store", "root", "seed", "threads", "device",
                                            "max_parallel", "retries", "data", "model", "train",
                                            "stages", "sweep"};
 // Keys a sweep may not vary: they are shared by every run of one invocation.
-const std::vector<std::string> kUnsweepable = {"name", "executor", "store", "root", "threads",
+const std::vector<std::string> kUnsweepable = {"name", "executor", "store", "root", "threads", "device",
                                                "max_parallel", "retries", "sweep"};
 const std::vector<std::string> kModelKeys = {"d_model", "layers", "heads", "kv_heads", "ffn_hidden",
                                              "vocab", "seq_len", "block", "norm", "tied_embeddings",
                                              "rope_theta", "norm_eps", "init_std"};
-const std::vector<std::string> kTrainKeys = {"batch_size", "micro_batch", "log_every", "eval_every",
+const std::vector<std::string> kTrainKeys = {"batch_size", "micro_batch", "precision", "log_every", "eval_every",
                                              "eval_windows", "checkpoint_every", "optim", "budget"};
 const std::vector<std::string> kOptimKeys = {"lr", "min_lr_ratio", "warmup", "weight_decay",
                                              "beta1", "beta2", "eps", "grad_clip"};
@@ -192,6 +192,7 @@ TrainDef parse_train(const YamlReader& r, TrainDef d) {
   d.eval_every = r.get_integer("eval_every", d.eval_every);
   d.eval_windows = r.get_integer("eval_windows", d.eval_windows);
   d.checkpoint_every = r.get_integer("checkpoint_every", d.checkpoint_every);
+  d.precision = r.get_choice("precision", d.precision, {"auto", "fp32", "bf16"});
   if (d.batch_size < 1) throw r.child("batch_size").error("must be >= 1");
   if (d.micro_batch < 0 || (d.micro_batch > 0 && d.batch_size % d.micro_batch != 0)) {
     throw r.child("micro_batch").error("must divide batch_size");
@@ -277,9 +278,10 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
   s.kind = r.child("kind").str();
   if (r.has("resources")) {
     YamlReader res = r.child("resources");
-    res.expect_map({"threads"});
+    res.expect_map({"threads", "device"});
     s.threads = static_cast<int>(res.get_integer("threads", 0));
-    if (s.threads < 1) throw res.child("threads").error("must be >= 1");
+    if (res.has("threads") && s.threads < 1) throw res.child("threads").error("must be >= 1");
+    s.device = res.get_choice("device", "", {"auto", "cpu", "cuda"});
   }
   s.retries = static_cast<int>(r.get_integer("retries", -1));
   if (r.has("retries") && s.retries < 0) throw r.child("retries").error("must be >= 0");
@@ -480,6 +482,7 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   r.root = top.get_str("root", r.root);
   r.seed = static_cast<uint64_t>(top.get_integer("seed", 0));
   r.threads = static_cast<int>(top.get_integer("threads", 1));
+  r.device = top.get_choice("device", r.device, {"auto", "cpu", "cuda"});
   r.max_parallel = static_cast<int>(top.get_integer("max_parallel", 0));
   r.retries = static_cast<int>(top.get_integer("retries", 0));
   if (r.threads < 1) throw top.child("threads").error("must be >= 1");

@@ -52,6 +52,7 @@ struct TrainDef {
   std::string match_by = "tokens";  ///< budget.by: tokens (data-matched) | flops (compute-matched)
   int64_t batch_size = 8;
   int64_t micro_batch = 0;
+  std::string precision = "auto";  ///< auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
   int64_t log_every = 10;
   int64_t eval_every = 0;
   int64_t eval_windows = 8;
@@ -65,6 +66,7 @@ struct StageDef {
   std::string location;  ///< "file:line:col" of the stage, for errors found later (plan)
   std::vector<std::string> from;
   int threads = 0;   ///< resources.threads; 0 = the recipe's threads
+  std::string device;  ///< resources.device; "" = the recipe's device
   int retries = -1;  ///< -1 = the recipe's retries
   std::map<std::string, double> mix;  ///< train
   std::vector<std::string> domains;   ///< branch: one expert per domain; eval: domains to score
@@ -102,6 +104,7 @@ struct Recipe {
   std::string root = "runs";
   uint64_t seed = 0;
   int threads = 1;       ///< per job
+  std::string device = "auto";  ///< auto | cpu | cuda, for train and eval jobs; not in job keys
   int max_parallel = 0;  ///< 0 = cores / threads
   int retries = 0;
   DataDef data;

@@ -121,10 +121,16 @@ bool run_train_job(const json& s, const std::string& dir, core::JobResult& r) {
   t.optim.beta2 = opt(o, "beta2", t.optim.beta2);
   t.optim.eps = opt(o, "eps", t.optim.eps);
   t.optim.grad_clip = opt(o, "grad_clip", t.optim.grad_clip);
-  DataParallel dp(dist_env_from_environment());
+  const DistEnv env = dist_env_from_environment();
+  t.placement = resolve_placement(opt<std::string>(s, "device", "cpu"), opt<std::string>(s, "precision", "auto"),
+                                  env.local_rank);
+  DataParallel dp(env);
   t.data_parallel = &dp;
   if (dp.world_size() > 1) {
     core::log_info("data parallel: rank " + std::to_string(dp.rank()) + " of " + std::to_string(dp.world_size()));
+  }
+  if (t.placement.device != "cpu" || t.placement.bf16) {
+    core::log_info("train: on " + t.placement.device + (t.placement.bf16 ? " with bf16 autocast" : " in fp32"));
   }
   core::JsonlMetricSink sink(dir + "/" + core::kMetricsFile);
   TrainOutcome out = train(t, sink);
@@ -195,9 +201,17 @@ void run_eval_job(const json& s, core::JobResult& r) {
   const int64_t max_new_tokens = opt<int64_t>(s, "max_new_tokens", 64);
   std::unique_ptr<Tokenizer> tok;
   if (!examples.empty()) tok = std::make_unique<Tokenizer>(tokenizer_path(data_dir));
+  // Eval runs in fp32 on whichever device the job has.
+  const torch::Device device(resolve_placement(opt<std::string>(s, "device", "cpu"), "fp32", 0).device);
+  auto load_on_device = [&](const std::string& ckpt) {
+    TransformerLm m = load_model(ckpt);
+    m->to(device);
+    m->eval();
+    return m;
+  };
   for (const auto& m : s.at("models")) {
     std::string name = m.at("name").get<std::string>();
-    TransformerLm model = load_model(m.at("checkpoint").get<std::string>());
+    TransformerLm model = load_on_device(m.at("checkpoint").get<std::string>());
     for (const auto& d : domains) {
       add_perplexity(r, name, d, perplexity(model, shard_path(data_dir, d, split), max_windows));
     }
@@ -211,7 +225,7 @@ void run_eval_job(const json& s, core::JobResult& r) {
   for (const auto& ens : opt(s, "ensembles", json::array())) {  // BTM: eval-only ensembles
     std::string name = ens.at("name").get<std::string>();
     std::vector<TransformerLm> members;
-    for (const auto& ck : ens.at("checkpoints")) members.push_back(load_model(ck.get<std::string>()));
+    for (const auto& ck : ens.at("checkpoints")) members.push_back(load_on_device(ck.get<std::string>()));
     for (const auto& d : domains) {
       add_perplexity(r, name, d, ensemble_perplexity(members, shard_path(data_dir, d, split), max_windows));
     }

@@ -18,9 +18,10 @@ using WindowScorer = std::function<at::Tensor(const at::Tensor& idx_BT, const at
 at::Tensor token_nll(TransformerLm& model, const at::Tensor& idx_BT, const at::Tensor& tgt_BT) {
   auto logits = model->forward(idx_BT).logits_BTV;
   return torch::nn::functional::cross_entropy(
-             logits.reshape({-1, logits.size(-1)}), tgt_BT.reshape({-1}),
+             logits.reshape({-1, logits.size(-1)}), tgt_BT.reshape({-1}).to(logits.device()),
              torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
-      .view(tgt_BT.sizes());
+      .view(tgt_BT.sizes())
+      .to(torch::kCPU);
 }
 
 PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t max_windows,

@@ -27,7 +27,7 @@ double continuation_loglik(TransformerLm& model, std::vector<uint32_t> tokens, s
   n_cont = std::min(n_cont, tokens.size() - 1);
   auto all = torch::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), torch::kInt64).unsqueeze(0);
   const int64_t L = all.size(1) - 1;
-  auto logp = torch::log_softmax(model->forward(all.narrow(1, 0, L)).logits_BTV.to(torch::kFloat64), -1);
+  auto logp = torch::log_softmax(model->forward(all.narrow(1, 0, L)).logits_BTV.to(torch::kCPU, torch::kFloat64), -1);
   auto tgt = all.narrow(1, 1, L);
   auto picked = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1);  // [1, L]
   return picked.narrow(1, L - static_cast<int64_t>(n_cont), static_cast<int64_t>(n_cont)).sum().item<double>();

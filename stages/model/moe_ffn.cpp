@@ -61,7 +61,8 @@ at::Tensor MoeFfnImpl::forward(const at::Tensor& h_BTD, RouterStats* stats) {
     if (n == 0) continue;
     auto tokens = token_P.narrow(0, start, n);
     auto y = swiglu(x_ND.index_select(0, tokens), w1[e], w3[e], w2[e]);
-    out_ND.index_add_(0, tokens, y * weight_P.narrow(0, start, n).unsqueeze(1));
+    // Under autocast y is bf16 while the residual stream, and so out_ND, stays fp32.
+    out_ND.index_add_(0, tokens, (y * weight_P.narrow(0, start, n).unsqueeze(1)).to(out_ND.scalar_type()));
     start += n;
   }
 

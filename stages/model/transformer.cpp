@@ -35,8 +35,10 @@ TransformerLmImpl::TransformerLmImpl(const ModelConfig& c) : config(c) {
 LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT) {
   const int64_t T = idx_BT.size(1);
   TORCH_CHECK(T <= config.seq_len, "sequence of ", T, " tokens exceeds seq_len ", config.seq_len);
-  auto rope = make_rope(T, config.head_dim(), config.rope_theta, idx_BT.device());
-  auto x = torch::embedding(embed_VD, idx_BT);
+  // Tokens may come from the host: they move to the weights' device here, so callers need not.
+  const at::Tensor idx = idx_BT.to(embed_VD.device());
+  auto rope = make_rope(T, config.head_dim(), config.rope_theta, idx.device());
+  auto x = torch::embedding(embed_VD, idx);
   LmOutput out;
   out.aux_loss = torch::zeros({}, x.options());
   for (const auto& m : *blocks) {
@@ -52,7 +54,7 @@ LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT) {
 
 at::Tensor lm_loss(const at::Tensor& logits_BTV, const at::Tensor& targets_BT) {
   return torch::nn::functional::cross_entropy(logits_BTV.reshape({-1, logits_BTV.size(-1)}),
-                                              targets_BT.reshape({-1}));
+                                              targets_BT.reshape({-1}).to(logits_BTV.device()));
 }
 
 }  // namespace upcycle::stages

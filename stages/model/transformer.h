@@ -41,7 +41,7 @@ struct LmOutput {
 class TransformerLmImpl : public torch::nn::Module {
  public:
   explicit TransformerLmImpl(const ModelConfig& c);
-  /// idx [B, T] int64 with T <= seq_len -> logits [B, T, V].
+  /// idx [B, T] int64 with T <= seq_len, on any device -> logits [B, T, V] on the weights' device.
   LmOutput forward(const at::Tensor& idx_BT);
 
   ModelConfig config;
@@ -52,7 +52,7 @@ class TransformerLmImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TransformerLm);
 
-/// Mean next-token cross-entropy of logits [B, T, V] against targets [B, T].
+/// Mean next-token cross-entropy of logits [B, T, V] against targets [B, T] (moved to the logits' device).
 at::Tensor lm_loss(const at::Tensor& logits_BTV, const at::Tensor& targets_BT);
 
 }  // namespace upcycle::stages

@@ -53,12 +53,19 @@ void set_lr(torch::optim::Optimizer& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 }
 
-double validation_loss(TransformerLm& model, const MixtureSampler& val, int64_t windows) {
+// The forward pass and loss of one batch [B, T + 1], under autocast when the placement asks for bf16.
+std::pair<LmOutput, at::Tensor> forward_loss(TransformerLm& model, const at::Tensor& b, const Placement& where) {
+  const int64_t T = b.size(1) - 1;
+  AutocastScope autocast(where.device, where.bf16);
+  auto res = model->forward(b.narrow(1, 0, T));
+  auto loss = lm_loss(res.logits_BTV, b.narrow(1, 1, T));
+  return {std::move(res), loss};
+}
+
+double validation_loss(TransformerLm& model, const MixtureSampler& val, int64_t windows, const Placement& where) {
   torch::NoGradGuard no_grad;
-  auto b = val.batch(/*step=*/0, /*first_row=*/0, windows);  // the same windows every time
-  int64_t T = b.size(1) - 1;
-  auto out = model->forward(b.narrow(1, 0, T));
-  return lm_loss(out.logits_BTV, b.narrow(1, 1, T)).item<double>();
+  auto b = val.batch(/*step=*/0, /*first_row=*/0, windows).to(torch::Device(where.device));  // the same windows every time
+  return forward_loss(model, b, where).second.item<double>();
 }
 
 // ---- checkpoints with the trainer's state ----
@@ -104,6 +111,8 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   TransformerLm model = resume ? load_model(ckpt_dir, &meta) : build_model(spec, &meta);
   const int64_t start_step = resume ? meta.extra.at(kTrainStepKey).get<int64_t>() : 0;
   const int64_t init_tokens = resume ? meta.extra.at(kInitTokensKey).get<int64_t>() : meta.tokens;
+  const torch::Device device(spec.placement.device);
+  model->to(device);  // before the optimizer takes the parameters
   const ModelConfig& cfg = model->config;
   const int64_t T = cfg.seq_len, B = spec.batch_size;
   DataParallel single(DistEnv{});
@@ -123,7 +132,7 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   auto opt = make_optimizer(model, spec.optim);
   if (resume) {
     std::istringstream in(read_checkpoint_file(ckpt_dir, kOptimizerFile));
-    torch::load(*opt, in);
+    torch::load(*opt, in, device);
     core::log_info("resuming " + ckpt_dir + " at step " + std::to_string(start_step) + " of " +
                    std::to_string(steps));
   }
@@ -145,9 +154,8 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
     double loss_sum = 0, aux_sum = 0;
     std::vector<RouterStats> stats;
     for (int64_t m = 0; m < accum; ++m) {
-      auto b = data.batch(step, first_row + m * micro, micro);
-      auto res = model->forward(b.narrow(1, 0, T));
-      auto loss = lm_loss(res.logits_BTV, b.narrow(1, 1, T));
+      auto b = data.batch(step, first_row + m * micro, micro).to(device);
+      auto [res, loss] = forward_loss(model, b, spec.placement);  // backward runs outside autocast
       ((loss + res.aux_loss) / double(accum)).backward();
       loss_sum += loss.item<double>() / accum;
       aux_sum += res.aux_loss.item<double>() / accum;
@@ -188,7 +196,7 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
         }
       }
       if ((spec.eval_every > 0 && out.steps % spec.eval_every == 0) || last) {
-        out.val_loss = validation_loss(model, val, spec.eval_windows);
+        out.val_loss = validation_loss(model, val, spec.eval_windows, spec.placement);
         v["val_loss"] = out.val_loss;
       }
       metrics.log(out.steps, v);

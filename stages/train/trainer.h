@@ -9,6 +9,7 @@
 
 #include "core/metric_sink.h"
 #include "stages/model/config.h"
+#include "stages/train/device.h"
 #include "stages/train/distributed.h"
 
 namespace upcycle::stages {
@@ -42,6 +43,7 @@ struct TrainSpec {
                                 ///< there (a preempted attempt) is resumed exactly
   int64_t stop_after_steps = 0; ///< tests: behave as if preempted after this step (0 = never)
   DataParallel* data_parallel = nullptr;  ///< several processes share the global batch; null = one
+  Placement placement;          ///< device and bf16 autocast (device.h); weights stay fp32
 };
 
 struct TrainOutcome {
@@ -56,7 +58,7 @@ struct TrainOutcome {
 
 /// Trains and writes OUT/checkpoint (weights, AdamW state, step). A run stopped at any step and
 /// resumed gives the same loss sequence as an uninterrupted one, bit for bit on CPU with the same
-/// threads. Throws StageError on bad inputs or a non-finite loss.
+/// threads. A checkpoint written on one device resumes on another. Throws StageError on bad inputs or a non-finite loss.
 TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink);
 
 }  // namespace upcycle::stages

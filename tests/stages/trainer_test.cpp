@@ -155,6 +155,50 @@ TEST(TrainerBadInputTest, DiskFullDuringACheckpointKeepsThePreviousOne) {
   EXPECT_EQ(back.step, 3);
 }
 
+// bf16 autocast, exercised on the CPU (the CUDA path runs the same code; cuda_test.cpp covers it on a
+// GPU). A BAM-shaped model, so the mixture of attention and the MoE FFN mix bf16 and fp32 tensors.
+TEST(TrainerTest, Bf16AutocastTrainsCloseToFp32AndKeepsFp32Weights) {
+  testing::TempDir dir;
+  testing::write_byte_shards(dir / "data");
+  auto spec = [&](const std::string& out, bool bf16) {
+    TrainSpec t = spec_in(dir / "data", dir / out);
+    t.model.attn_experts = 3;
+    t.micro_batch = 0;
+    t.tokens = 4 * 16 * 4;  // 4 steps: bf16 matmuls are slow on CPUs without bf16 instructions
+    t.placement.bf16 = bf16;
+    return t;
+  };
+  RecordingSink fp32, bf16;
+  train(spec("fp32", false), fp32);
+  TrainOutcome b = train(spec("bf16", true), bf16);
+  ASSERT_EQ(bf16.loss.size(), 4u);
+  // Same weights and data at step 1: the losses differ by bf16 rounding only, and do differ.
+  EXPECT_NE(bf16.loss.at(1), fp32.loss.at(1)) << "autocast was not active";
+  EXPECT_NEAR(bf16.loss.at(1), fp32.loss.at(1), 0.02 * fp32.loss.at(1));
+  EXPECT_NEAR(bf16.loss.at(4), fp32.loss.at(4), 0.05 * fp32.loss.at(4));
+  EXPECT_LT(bf16.loss.at(4), bf16.loss.at(1));
+  for (const auto& [name, t] : load_checkpoint_state(b.checkpoint_dir, nullptr)) {
+    EXPECT_EQ(t.scalar_type(), torch::kFloat32) << name;
+  }
+}
+
+TEST(TrainerBadInputTest, PlacementIsResolvedOrRefusedByName) {
+  Placement cpu = resolve_placement("auto", "auto", 0);
+  if (!cuda_available()) {
+    EXPECT_EQ(cpu.device, "cpu");
+    EXPECT_FALSE(cpu.bf16);  // fp32 on the CPU by default
+    try {
+      resolve_placement("cuda", "auto", 0);
+      FAIL() << "cuda resolved without CUDA";
+    } catch (const StageError& e) {
+      EXPECT_NE(std::string(e.what()).find("CUDA is not available"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_TRUE(resolve_placement("cpu", "bf16", 0).bf16);
+  EXPECT_THROW(resolve_placement("tpu", "auto", 0), StageError);
+  EXPECT_THROW(resolve_placement("cpu", "fp8", 0), StageError);
+}
+
 // A checkpoint whose config describes another architecture than its weights is refused by name.
 TEST(TrainerBadInputTest, CheckpointFromAnotherArchitectureIsRefused) {
   testing::TempDir dir;
