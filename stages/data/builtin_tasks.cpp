@@ -76,8 +76,9 @@ std::vector<nlohmann::json> arithmetic_examples(const std::string& domain, const
   std::vector<nlohmann::json> out;
   for (const auto& d : docs) {
     if (static_cast<int64_t>(out.size()) >= max_examples) break;
+    // A document holds several problems: the question is its first, so the answer is the first's.
     size_t sol = d.text.find("\nSolution:");
-    std::string answer = extract_answer(d.text);
+    std::string answer = extract_answer(d.text.substr(0, d.text.find("\nProblem:")));
     if (d.text.rfind("Problem:", 0) != 0 || sol == std::string::npos || answer.empty() || answer.size() > 24) {
       continue;
     }

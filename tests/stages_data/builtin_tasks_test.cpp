@@ -2,6 +2,7 @@
 // follows the context, distractors come from elsewhere, and math answers come from the worked solution.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 
 #include "core/atomic_file.h"
@@ -53,6 +54,18 @@ TEST(BuiltinTasksTest, MathDocumentsGiveArithmeticQuestions) {
     EXPECT_EQ(prompt.substr(prompt.size() - 9), "Solution:");
     EXPECT_FALSE(e["answer"].get<std::string>().empty());
   }
+  // The answer is the asked problem's: checked by arithmetic on the prompts of sums and products.
+  int checked = 0;
+  for (const auto& e : make_builtin_examples("math", generate_math_documents(6, 100000), 1000)) {
+    long long a = 0, b = 0;
+    char op = 0;
+    std::string prompt = e["prompt"];
+    if (std::sscanf(prompt.c_str(), "Problem: Compute %lld %c %lld.", &a, &op, &b) != 3) continue;
+    long long want = op == '+' ? a + b : a * b;
+    EXPECT_EQ(e["answer"].get<std::string>(), std::to_string(want)) << prompt;
+    ++checked;
+  }
+  EXPECT_GT(checked, 5);
   EXPECT_EQ(extract_answer("Solution: 2 + 2 = 4.\nAnswer: 4\nProblem: next"), "4");
   EXPECT_EQ(extract_answer("no answer here"), "");
   EXPECT_EQ(extract_answer("Answer: 1\nAnswer:  17 "), "17");
