@@ -124,7 +124,7 @@ bool run_train_job(const json& s, const std::string& dir, core::JobResult& r) {
   const DistEnv env = dist_env_from_environment();
   t.placement = resolve_placement(opt<std::string>(s, "device", "cpu"), opt<std::string>(s, "precision", "auto"),
                                   env.local_rank);
-  DataParallel dp(env);
+  DataParallel dp(env, t.placement.device);
   t.data_parallel = &dp;
   if (dp.world_size() > 1) {
     core::log_info("data parallel: rank " + std::to_string(dp.rank()) + " of " + std::to_string(dp.world_size()));

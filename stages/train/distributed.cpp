@@ -11,6 +11,10 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
+#ifdef UPCYCLE_HAVE_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 namespace upcycle::stages {
 namespace {
@@ -56,7 +60,8 @@ bool distributed_available() { return true; }
 
 struct DataParallel::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::Backend> pg;
+  at::Device device{at::kCPU};  ///< where collectives run: CPU for Gloo, the GPU for NCCL
 
   void all_reduce(at::Tensor& t, c10d::ReduceOp op) {
     std::vector<at::Tensor> v{t};
@@ -66,7 +71,7 @@ struct DataParallel::Impl {
   }
 };
 
-DataParallel::DataParallel(const DistEnv& env, int timeout_s) : env_(env) {
+DataParallel::DataParallel(const DistEnv& env, const std::string& device, int timeout_s) : env_(env) {
   if (env.world_size == 1) return;
   try {
     impl_ = std::make_unique<Impl>();
@@ -76,6 +81,16 @@ DataParallel::DataParallel(const DistEnv& env, int timeout_s) : env_(env) {
     so.numWorkers = env.world_size;
     so.timeout = std::chrono::seconds(timeout_s);
     impl_->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+#ifdef UPCYCLE_HAVE_NCCL
+    if (const at::Device dev(device); dev.is_cuda()) {
+      c10::cuda::set_device(dev.index());
+      auto nccl = c10d::ProcessGroupNCCL::Options::create();
+      nccl->timeout = std::chrono::seconds(timeout_s);
+      impl_->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, env.rank, env.world_size, nccl);
+      impl_->device = dev;
+      return;
+    }
+#endif
     auto opts = c10d::ProcessGroupGloo::Options::create();
     opts->timeout = std::chrono::seconds(timeout_s);
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env.master_addr));
@@ -94,9 +109,9 @@ void DataParallel::average_gradients(const std::vector<at::Tensor>& params) {
     if (p.grad().defined()) grads.push_back(p.grad());
   }
   if (grads.empty()) return;
-  // One flat fp32 host buffer: one collective per step, and Gloo works on host memory.
+  // One flat fp32 buffer, one collective per step: in host memory for Gloo, on the GPU for NCCL.
   std::vector<at::Tensor> flat_parts;
-  for (const auto& g : grads) flat_parts.push_back(g.detach().to(torch::kCPU, torch::kFloat32).reshape({-1}));
+  for (const auto& g : grads) flat_parts.push_back(g.detach().to(impl_->device, torch::kFloat32).reshape({-1}));
   at::Tensor flat = torch::cat(flat_parts);
   impl_->all_reduce(flat, c10d::ReduceOp::SUM);
   flat.div_(static_cast<double>(env_.world_size));
@@ -110,14 +125,14 @@ void DataParallel::average_gradients(const std::vector<at::Tensor>& params) {
 
 double DataParallel::mean(double v) {
   if (!impl_) return v;
-  at::Tensor t = torch::tensor({v}, torch::kFloat64);
+  at::Tensor t = torch::tensor({v}, torch::kFloat64).to(impl_->device);
   impl_->all_reduce(t, c10d::ReduceOp::SUM);
   return t.item<double>() / env_.world_size;
 }
 
 double DataParallel::max(double v) {
   if (!impl_) return v;
-  at::Tensor t = torch::tensor({v}, torch::kFloat64);
+  at::Tensor t = torch::tensor({v}, torch::kFloat64).to(impl_->device);
   impl_->all_reduce(t, c10d::ReduceOp::MAX);
   return t.item<double>();
 }
@@ -127,7 +142,7 @@ double DataParallel::max(double v) {
 bool distributed_available() { return false; }
 struct DataParallel::Impl {};
 
-DataParallel::DataParallel(const DistEnv& env, int) : env_(env) {
+DataParallel::DataParallel(const DistEnv& env, const std::string&, int) : env_(env) {
   if (env.world_size > 1) {
     throw StageError("WORLD_SIZE is " + std::to_string(env.world_size) +
                      " but this build has no c10d Gloo backend (install libgloo-dev and rebuild)");
@@ -140,5 +155,13 @@ double DataParallel::max(double v) { return v; }
 #endif
 
 DataParallel::~DataParallel() = default;
+
+bool nccl_available() {
+#ifdef UPCYCLE_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
 
 }  // namespace upcycle::stages

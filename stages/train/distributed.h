@@ -1,6 +1,6 @@
-// Data parallelism across processes through LibTorch's c10d: Gloo (a TCPStore rendezvous at
-// MASTER_ADDR:MASTER_PORT). CUDA gradients are staged through host memory for Gloo; NCCL is not
-// wired yet. Each rank trains on its slice of the global batch; gradients are averaged with one
+// Data parallelism across processes through LibTorch's c10d, with a TCPStore rendezvous at
+// MASTER_ADDR:MASTER_PORT: Gloo on the CPU, NCCL on CUDA (when the build found nccl.h; otherwise
+// CUDA gradients are staged through host memory for Gloo). Each rank trains on its slice of the global batch; gradients are averaged with one
 // all-reduce per step, so every rank takes the same optimizer step. Rank 0 alone writes metrics and
 // checkpoints.
 #pragma once
@@ -28,12 +28,15 @@ DistEnv dist_env_from_environment();
 
 /// True when this build has c10d's Gloo backend (the gloo headers were found at configure time).
 bool distributed_available();
+/// True when this build also has c10d's NCCL backend (for CUDA placements).
+bool nccl_available();
 
 class DataParallel {
  public:
   /// world_size 1: every call is a no-op. Otherwise rendezvous (blocking until every rank joins, or
-  /// timing out after `timeout_s`). Throws StageError when the build lacks Gloo or rendezvous fails.
-  explicit DataParallel(const DistEnv& env, int timeout_s = 300);
+  /// timing out after `timeout_s`). `device` is the placement's ("cpu" or "cuda:N"): NCCL for CUDA
+  /// where built. Throws StageError when the build lacks Gloo or rendezvous fails.
+  explicit DataParallel(const DistEnv& env, const std::string& device = "cpu", int timeout_s = 300);
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
