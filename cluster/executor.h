@@ -9,11 +9,14 @@
 namespace upcycle::cluster {
 
 /// What to run: the command, its job directory (log.txt goes there) and extra environment.
+/// `processes` > 1 starts that many copies as one data-parallel job (torchrun's variables: RANK,
+/// WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); the job ends when every copy has.
 struct JobLaunch {
   std::string key;
   std::string dir;
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;
+  int processes = 1;
 };
 
 enum class JobState { kRunning, kDone, kFailed, kPreempted };

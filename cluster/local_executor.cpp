@@ -1,7 +1,10 @@
 #include "cluster/local_executor.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,15 +34,42 @@ JobEvent event_from_status(const std::string& key, int status) {
   return ev;
 }
 
-std::string LocalExecutor::submit(const JobLaunch& job) {
-  std::string log = job.dir + "/" + core::kLogFile;
+namespace {
+
+// A TCP port on the loopback interface that is free now (the kernel picks it), for a rendezvous.
+int free_loopback_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw ClusterError(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  int port = -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  if (port < 0) throw ClusterError("no free loopback port for a data-parallel rendezvous");
+  return port;
+}
+
+bool is_failure(int status) { return !WIFEXITED(status) || (WEXITSTATUS(status) != kExitOk && WEXITSTATUS(status) != kExitPreempted); }
+
+}  // namespace
+
+pid_t LocalExecutor::spawn(const JobLaunch& job, const std::map<std::string, std::string>& extra_env, int fd) {
   // Everything the child needs is prepared before fork: only async-signal-safe calls after it.
   std::vector<std::string> env_strings;
   for (char** e = environ; *e; ++e) {
     std::string s(*e);
-    if (!job.env.count(s.substr(0, s.find('=')))) env_strings.push_back(s);
+    std::string name = s.substr(0, s.find('='));
+    if (!job.env.count(name) && !extra_env.count(name)) env_strings.push_back(s);
   }
-  for (const auto& [k, v] : job.env) env_strings.push_back(k + "=" + v);
+  for (const auto* env : {&job.env, &extra_env}) {
+    for (const auto& [k, v] : *env) env_strings.push_back(k + "=" + v);
+  }
   std::vector<char*> envp, argv;
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -47,14 +77,9 @@ std::string LocalExecutor::submit(const JobLaunch& job) {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) throw ClusterError("cannot open " + log + ": " + std::strerror(errno));
   const pid_t parent = ::getpid();
   pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(fd);
-    throw ClusterError("fork failed for job " + job.key + ": " + std::strerror(errno));
-  }
+  if (pid < 0) throw ClusterError("fork failed for job " + job.key + ": " + std::strerror(errno));
   if (pid == 0) {
     ::setpgid(0, 0);
     // If the runner dies (kill -9 included), the job gets SIGTERM: it checkpoints and exits
@@ -70,24 +95,67 @@ std::string LocalExecutor::submit(const JobLaunch& job) {
     ::_exit(127);
   }
   ::setpgid(pid, pid);
-  ::close(fd);
   children_[pid] = job.key;
-  return std::to_string(pid);
+  return pid;
+}
+
+std::string LocalExecutor::submit(const JobLaunch& job) {
+  if (job.processes < 1) throw ClusterError("job " + job.key + ": processes must be >= 1");
+  std::string log = job.dir + "/" + core::kLogFile;
+  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw ClusterError("cannot open " + log + ": " + std::strerror(errno));
+  Running run;
+  try {
+    std::map<std::string, std::string> rank_env;
+    if (job.processes > 1) {
+      rank_env = {{"WORLD_SIZE", std::to_string(job.processes)}, {"MASTER_ADDR", "127.0.0.1"},
+                  {"MASTER_PORT", std::to_string(free_loopback_port())}};
+    }
+    for (int r = 0; r < job.processes; ++r) {
+      if (job.processes > 1) rank_env["RANK"] = rank_env["LOCAL_RANK"] = std::to_string(r);
+      run.pids.push_back(spawn(job, rank_env, fd));
+      ++run.left;
+    }
+  } catch (...) {
+    for (pid_t p : run.pids) ::kill(-p, SIGTERM);
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  const std::string id = std::to_string(run.pids.front());
+  jobs_[job.key] = std::move(run);
+  return id;
 }
 
 std::vector<JobEvent> LocalExecutor::wait_any() {
   std::vector<JobEvent> events;
-  if (children_.empty()) return events;
+  if (jobs_.empty()) return events;
   int status = 0;
   pid_t pid = ::waitpid(-1, &status, 0);
   if (pid < 0) return events;  // EINTR: the caller checks for Ctrl-C and calls again
   do {
     auto it = children_.find(pid);
     if (it != children_.end()) {
-      JobEvent ev = event_from_status(it->second, status);
-      ev.scheduler_id = std::to_string(pid);
-      events.push_back(ev);
+      const std::string key = it->second;
       children_.erase(it);
+      Running& run = jobs_.at(key);
+      --run.left;
+      if (is_failure(status) && !run.failed) {
+        // One rank failed: the job has; stop the others rather than leave them in a collective.
+        run.failed = true;
+        run.worst_status = status;
+        for (pid_t p : run.pids) {
+          if (children_.count(p)) ::kill(-p, SIGTERM);
+        }
+      } else if (!run.failed && (pid == run.pids.front() || WEXITSTATUS(status) == kExitPreempted)) {
+        run.worst_status = status;  // rank 0 speaks for the job unless a rank was preempted or failed
+      }
+      if (run.left == 0) {
+        JobEvent ev = event_from_status(key, run.worst_status);
+        ev.scheduler_id = std::to_string(run.pids.front());
+        events.push_back(ev);
+        jobs_.erase(key);
+      }
     }
     pid = ::waitpid(-1, &status, WNOHANG);  // collect others that finished meanwhile
   } while (pid > 0);

@@ -48,7 +48,7 @@ core::JobResult fake_finished_job(const std::string& dir, const std::string& key
     core::JsonlMetricSink sink(dir + "/" + core::kMetricsFile);
     std::map<std::string, double> v;
     for (int64_t s = 1; s <= steps; ++s) {
-      for (int k = 0; k < keys; ++k) v["m" + std::to_string(k)] = 1.0 / double(s + k);
+      for (int k = 0; k < keys; ++k) v[std::string("m").append(std::to_string(k))] = 1.0 / double(s + k);  // "m" + ... trips GCC 12's -Wrestrict
       sink.log(s, v);
     }
   }

@@ -135,6 +135,7 @@ class Planner {
     j.threads = s.threads > 0 ? s.threads : r_.threads;
     j.retries = s.retries >= 0 ? s.retries : r_.retries;
     j.spec["threads"] = j.threads;
+    j.processes = s.processes;
     j.spec["device"] = s.device.empty() ? r_.device : s.device;  // like threads, not in the key
     plan_.jobs.push_back(std::move(j));
     by_stage_[s.name].push_back(plan_.jobs.size() - 1);

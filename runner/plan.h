@@ -23,6 +23,7 @@ struct PlannedJob {
   nlohmann::json spec;     ///< what `upcycle stage --spec` reads
   std::vector<size_t> deps;  ///< indices of jobs this one reads
   int threads = 1;           ///< per process (the stage's resources.threads, else the recipe's)
+  int processes = 1;         ///< data-parallel processes (resources.processes); not in the key
   int retries = 0;           ///< extra attempts after a failure
   bool produces_model = false;
   stages::ModelConfig model;  ///< the model it produces (train, upcycle)

@@ -278,10 +278,15 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const TrainDe
   s.kind = r.child("kind").str();
   if (r.has("resources")) {
     YamlReader res = r.child("resources");
-    res.expect_map({"threads", "device"});
+    res.expect_map({"threads", "device", "processes"});
     s.threads = static_cast<int>(res.get_integer("threads", 0));
     if (res.has("threads") && s.threads < 1) throw res.child("threads").error("must be >= 1");
     s.device = res.get_choice("device", "", {"auto", "cpu", "cuda"});
+    s.processes = static_cast<int>(res.get_integer("processes", 1));
+    if (s.processes < 1) throw res.child("processes").error("must be >= 1");
+    if (s.processes > 1 && s.kind != "train" && s.kind != "branch") {
+      throw res.child("processes").error("is for train and branch stages (data-parallel training)");
+    }
   }
   s.retries = static_cast<int>(r.get_integer("retries", -1));
   if (r.has("retries") && s.retries < 0) throw r.child("retries").error("must be >= 0");

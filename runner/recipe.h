@@ -67,6 +67,7 @@ struct StageDef {
   std::vector<std::string> from;
   int threads = 0;   ///< resources.threads; 0 = the recipe's threads
   std::string device;  ///< resources.device; "" = the recipe's device
+  int processes = 1;   ///< resources.processes: data-parallel processes per job (train and branch)
   int retries = -1;  ///< -1 = the recipe's retries
   std::map<std::string, double> mix;  ///< train
   std::vector<std::string> domains;   ///< branch: one expert per domain; eval: domains to score

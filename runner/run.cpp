@@ -212,7 +212,7 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
   auto fits = [&](size_t i) {
     if (executor.running() == 0) return true;
     if (max_parallel > 0) return executor.running() < max_parallel;
-    return threads_in_use + plan.jobs[i].threads <= cores;
+    return threads_in_use + plan.jobs[i].threads * plan.jobs[i].processes <= cores;
   };
   install_interrupt_handlers();
   std::map<std::string, std::chrono::steady_clock::time_point> started;
@@ -223,11 +223,12 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
     core::write_file_atomic(j.dir + "/" + core::kSpecFile, j.spec.dump(2) + "\n");
     std::string t = std::to_string(j.threads);
     cluster::JobLaunch l{j.key, j.dir, {options.self_exe, "stage", "--spec", j.dir + "/" + core::kSpecFile},
-                         {{"OMP_NUM_THREADS", t}, {"OPENBLAS_NUM_THREADS", t}, {"MKL_NUM_THREADS", t}}};
+                         {{"OMP_NUM_THREADS", t}, {"OPENBLAS_NUM_THREADS", t}, {"MKL_NUM_THREADS", t}},
+                         j.processes};
     std::string id = executor.submit(l);
     store.set_job_status(j.key, "running", std::nullopt, "", id);
     state[i] = S::kRunning;
-    threads_in_use += j.threads;
+    threads_in_use += j.threads * j.processes;
     ++attempts[i];
     started[j.key] = std::chrono::steady_clock::now();
     core::log_info(j.stage + ": started (" + j.kind + ", attempt " + std::to_string(attempts[i]) +
@@ -263,7 +264,7 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
     for (const auto& ev : executor.wait_any()) {
       size_t i = by_key.at(ev.key);
       const auto& j = plan.jobs[i];
-      threads_in_use -= j.threads;
+      threads_in_use -= j.threads * j.processes;
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started[j.key]).count();
       if (ev.state == cluster::JobState::kDone) {
         auto result = core::read_job_result(j.dir);

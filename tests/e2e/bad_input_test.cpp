@@ -82,6 +82,9 @@ std::vector<RecipeCase> recipe_cases() {
       {"pretokenized_bad_dtype", with("domains: [general, code, math]\n  tokenizer: { vocab: 512 }", "domains: [{ name: web, shards: { dir: d, dtype: int8 } }]\n  tokenizer: { kind: pretokenized, vocab: 512 }"), {}, "'int8' is not allowed; expected uint16 or uint32"},
       {"pretokenized_no_paths", with("domains: [general, code, math]\n  tokenizer: { vocab: 512 }", "domains: [{ name: web, shards: { train: a.bin, dtype: uint16 } }]\n  tokenizer: { kind: pretokenized, vocab: 512 }"), {}, "needs dir: (nanoGPT layout"},
       {"pretokenized_model_type", with("tokenizer: { vocab: 512 }", "tokenizer: { kind: pretokenized, vocab: 512, model_type: bpe }"), {}, "model_type: is for kind: sentencepiece"},
+      {"processes_on_eval", with("eval: { kind: eval, models: [seed, bam] }", "eval: { kind: eval, models: [seed, bam], resources: { processes: 2 } }"), {}, "processes: is for train and branch stages"},
+      {"device_unknown", with("seed: 3", "seed: 3\ndevice: tpu"), {}, "'tpu' is not allowed; expected auto, cpu or cuda"},
+      {"precision_unknown", with("train: { batch_size: 4 }", "train: { batch_size: 4, precision: fp8 }"), {}, "'fp8' is not allowed; expected auto, fp32 or bf16"},
       {"fractions", with("tokenizer:", "valid_fraction: 0.6\n  test_fraction: 0.5\n  tokenizer:"), {}, "sum to less than 1"},
       {"command_placeholder", with("eval: {", "cmd: { kind: command, argv: [ls, '{checkpoint}'] }\n  eval: {"), {}, "unknown placeholder {checkpoint}"},
       {"command_empty_argv", with("eval: {", "cmd: { kind: command, argv: [] }\n  eval: {"), {}, "expected a non-empty list of arguments"},
@@ -110,7 +113,7 @@ TEST(BadInputTest, RecipesAreRejectedWithPreciseErrorsAndNoStore) {
     EXPECT_FALSE(std::filesystem::exists(dir / "runs")) << c.name << ": a rejected recipe left files";
     ++checked;
   }
-  EXPECT_GE(checked, 36);
+  EXPECT_GE(checked, 39);
 }
 
 // A name holding SQL is just a name: it is bound, never spliced, so `plan` accepts it.

@@ -1,6 +1,7 @@
 // Data parallelism through c10d Gloo: the same training job run as 2 processes (RANK/WORLD_SIZE,
 // each with half of the global batch, gradients all-reduced) gives the loss curve of the 1-process
-// run within 1e-5, and only rank 0 writes metrics, the checkpoint and result.json.
+// run within 1e-5, and only rank 0 writes metrics, the checkpoint and result.json. Launched by hand
+// (as srun or torchrun would) and by the local executor (resources.processes).
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
@@ -109,6 +110,20 @@ stages:
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->status, "done");
   EXPECT_TRUE(std::filesystem::exists(ddp + "/checkpoint/model.safetensors"));
+
+  // The local executor launches the ranks itself: the same curve again.
+  auto local = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "root=runs2", "store=runs2/store.sqlite",
+                           "stages.seed.resources.processes=2"}, dir.path());
+  ASSERT_EQ(local.exit_code, 0) << local.output;
+  std::string launched;
+  for (const auto& e : std::filesystem::directory_iterator(dir / "runs2/jobs")) {
+    if (std::filesystem::exists(e.path() / "metrics.jsonl")) launched = e.path().string();
+  }
+  ASSERT_FALSE(launched.empty());
+  EXPECT_NE(core::read_file(launched + "/log.txt").find("rank 1 of 2"), std::string::npos);
+  auto three = losses(launched);
+  ASSERT_EQ(three.size(), one.size());
+  for (const auto& [step, loss] : one) EXPECT_NEAR(three.at(step), loss, 1e-5) << "step " << step;
 }
 
 }  // namespace
