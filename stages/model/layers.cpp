@@ -30,7 +30,9 @@ at::Tensor apply_rope(const at::Tensor& x_XTC, const RopeTables& rope) {
 
 at::Tensor swiglu(const at::Tensor& x_ND, const at::Tensor& w1_FD, const at::Tensor& w3_FD,
                   const at::Tensor& w2_DF) {
-  auto h_NF = torch::silu(torch::matmul(x_ND, w1_FD.t())) * torch::matmul(x_ND, w3_FD.t());
+  // One GEMM for both input projections: [N, D] x [D, 2F] runs closer to peak than two of half width.
+  auto gate_up = torch::matmul(x_ND, torch::cat({w1_FD, w3_FD}, 0).t()).chunk(2, -1);
+  auto h_NF = torch::silu(gate_up[0]) * gate_up[1];
   return torch::matmul(h_NF, w2_DF.t());
 }
 
