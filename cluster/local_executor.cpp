@@ -55,7 +55,9 @@ int free_loopback_port() {
   return port;
 }
 
-bool is_failure(int status) { return !WIFEXITED(status) || (WEXITSTATUS(status) != kExitOk && WEXITSTATUS(status) != kExitPreempted); }
+bool is_failure(int status) {
+  return !WIFEXITED(status) || (WEXITSTATUS(status) != kExitOk && WEXITSTATUS(status) != kExitPreempted);
+}
 
 }  // namespace
 

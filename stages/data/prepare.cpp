@@ -1,6 +1,7 @@
 #include "stages/data/prepare.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -149,8 +150,12 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
       sample += doc.text + "\n";
       taken += static_cast<int64_t>(doc.text.size());
     }
-    core::log_info("prepare: " + d.name + ": " + std::to_string(dd.docs.size()) + " documents from " +
-                   std::to_string(dd.files.size()) + " files");
+    int64_t bytes = 0;
+    for (const auto& doc : dd.docs) bytes += static_cast<int64_t>(doc.text.size());
+    char mb[32];
+    std::snprintf(mb, sizeof(mb), "%.2f MB", double(bytes) / 1e6);
+    core::log_info("prepare: " + d.name + ": " + std::to_string(dd.docs.size()) + " documents, " + mb +
+                   " of text, from " + std::to_string(dd.files.size()) + " files");
     domains[d.name] = std::move(dd);
   }
   core::write_file_atomic(sample_path, sample);

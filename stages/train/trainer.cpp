@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "stages/io/checkpoint.h"
 #include "stages/model/transformer.h"
+#include "stages/train/adamw.h"
 #include "stages/train/batch_sampler.h"
 #include "stages/train/lr_schedule.h"
 #include "stages/train/preemption.h"
@@ -172,7 +173,7 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
     double gnorm = spec.optim.grad_clip > 0
                        ? torch::nn::utils::clip_grad_norm_(model->parameters(), spec.optim.grad_clip)
                        : 0.0;
-    opt->step();
+    adamw_step(*opt);
     out.steps = step + 1;
     out.tokens = out.steps * tokens_per_step;
     out.final_loss = loss_sum;

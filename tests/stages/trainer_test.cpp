@@ -15,6 +15,7 @@
 
 #include "core/metric_sink.h"
 #include "stages/io/checkpoint.h"
+#include "stages/train/adamw.h"
 #include "stages/train/trainer.h"
 #include "tests/support/byte_corpus.h"
 #include "tests/support/model_configs.h"
@@ -153,6 +154,51 @@ TEST(TrainerBadInputTest, DiskFullDuringACheckpointKeepsThePreviousOne) {
   CheckpointMeta back;
   load_model(dir / "ck", &back);
   EXPECT_EQ(back.step, 3);
+}
+
+// The fused AdamW step computes what LibTorch's AdamW does, with two parameter groups (decay and no
+// decay) and a learning rate that changes between steps, and leaves the state it would.
+TEST(TrainerTest, FusedAdamWMatchesLibTorchAdamW) {
+  torch::manual_seed(3);
+  std::vector<at::Tensor> a = {torch::randn({16, 8}), torch::randn({8})}, b;
+  for (auto& t : a) {
+    t.requires_grad_(true);
+    b.push_back(t.detach().clone().requires_grad_(true));
+  }
+  auto make = [](std::vector<at::Tensor>& p) {
+    auto opts = [](double wd) {
+      return std::make_unique<torch::optim::AdamWOptions>(
+          torch::optim::AdamWOptions(1e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(wd));
+    };
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(std::vector<at::Tensor>{p[0]}, opts(0.1));
+    groups.emplace_back(std::vector<at::Tensor>{p[1]}, opts(0.0));
+    return torch::optim::AdamW(groups, torch::optim::AdamWOptions(1e-2));
+  };
+  auto reference = make(a), fused = make(b);
+  const at::Tensor initial = b[0].detach().clone();
+  for (int step = 0; step < 4; ++step) {
+    for (size_t i = 0; i < a.size(); ++i) {
+      auto g = torch::randn_like(a[i]);
+      a[i].mutable_grad() = g.clone();
+      b[i].mutable_grad() = g.clone();
+    }
+    for (auto* opt : {&reference, &fused}) {
+      for (auto& group : opt->param_groups()) {
+        static_cast<torch::optim::AdamWOptions&>(group.options()).lr(1e-2 / (step + 1));
+      }
+    }
+    reference.step();
+    adamw_step(fused);
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7)) << i;
+    auto& sa = static_cast<torch::optim::AdamWParamState&>(*reference.state().at(a[i].unsafeGetTensorImpl()));
+    auto& sb = static_cast<torch::optim::AdamWParamState&>(*fused.state().at(b[i].unsafeGetTensorImpl()));
+    EXPECT_EQ(sa.step(), sb.step());
+    EXPECT_TRUE(torch::allclose(sa.exp_avg_sq(), sb.exp_avg_sq(), 1e-6, 1e-9)) << i;
+  }
+  EXPECT_GT((b[0] - initial).abs().max().item<double>(), 1e-3);  // the steps moved the weights
 }
 
 // bf16 autocast, exercised on the CPU (the CUDA path runs the same code; cuda_test.cpp covers it on a
