@@ -36,7 +36,12 @@ JobEvent event_from_status(const std::string& key, int status) {
 
 namespace {
 
-// A TCP port on the loopback interface that is free now (the kernel picks it), for a rendezvous.
+bool is_failure(int status) {
+  return !WIFEXITED(status) || (WEXITSTATUS(status) != kExitOk && WEXITSTATUS(status) != kExitPreempted);
+}
+
+}  // namespace
+
 int free_loopback_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw ClusterError(std::string("socket: ") + std::strerror(errno));
@@ -54,12 +59,6 @@ int free_loopback_port() {
   if (port < 0) throw ClusterError("no free loopback port for a data-parallel rendezvous");
   return port;
 }
-
-bool is_failure(int status) {
-  return !WIFEXITED(status) || (WEXITSTATUS(status) != kExitOk && WEXITSTATUS(status) != kExitPreempted);
-}
-
-}  // namespace
 
 pid_t LocalExecutor::spawn(const JobLaunch& job, const std::map<std::string, std::string>& extra_env, int fd) {
   // Everything the child needs is prepared before fork: only async-signal-safe calls after it.

@@ -32,6 +32,10 @@ class LocalExecutor : public Executor {
   std::map<std::string, Running> jobs_;    ///< job key -> its processes
 };
 
+/// A TCP port on the loopback interface that is free now (the kernel picks it), for a rendezvous.
+/// Throws ClusterError when there is none.
+int free_loopback_port();
+
 /// Maps an exit status to a state: 0 done, kExitPreempted preempted, anything else (or a signal) failed.
 JobEvent event_from_status(const std::string& key, int wait_status);
 

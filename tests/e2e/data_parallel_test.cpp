@@ -4,8 +4,6 @@
 // (as srun or torchrun would) and by the local executor (resources.processes).
 #include <gtest/gtest.h>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +13,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "cluster/local_executor.h"
 #include "core/atomic_file.h"
 #include "core/job_files.h"
 #include "tests/support/run_binary.h"
@@ -36,19 +35,6 @@ std::map<int64_t, double> losses(const std::string& dir) {
     at = end + 1;
   }
   return out;
-}
-
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
 }
 
 TEST(DataParallelTest, TwoProcessesMatchOneProcess) {
@@ -80,7 +66,7 @@ stages:
   const std::string ddp = dir / "ddp";
   core::make_dirs(ddp);
   core::write_file_atomic(ddp + "/spec.json", core::read_file(single + "/spec.json"));
-  const std::string port = std::to_string(free_port());
+  const std::string port = std::to_string(cluster::free_loopback_port());
   std::vector<pid_t> ranks;
   for (int rank = 0; rank < 2; ++rank) {
     ::setenv("WORLD_SIZE", "2", 1);
