@@ -15,7 +15,8 @@
 namespace upcycle::runner {
 namespace {
 
-const std::vector<std::string> kTopKeys = {"include", "defaults", "name", "executor", "store", "root", "seed", "threads", "device",
+const std::vector<std::string> kTopKeys = {"include", "defaults", "name", "executor", "store", "root", "seed",
+                                           "threads", "device",
                                            "max_parallel", "retries", "data", "model", "train",
                                            "stages", "sweep"};
 // Keys a sweep may not vary: they are shared by every run of one invocation.
@@ -78,7 +79,9 @@ std::vector<SourceDef> parse_sources(const YamlReader& srcs) {
     s.expect_map({"pattern", "split", "text_field"});
     out.push_back({s.child("pattern").str(), s.get_choice("split", "file", {"file", "fortune", "jsonl"}),
                    s.get_str("text_field", "text")});
-    if (s.has("text_field") && out.back().split != "jsonl") throw s.child("text_field").error("is for split: jsonl only");
+    if (s.has("text_field") && out.back().split != "jsonl") {
+      throw s.child("text_field").error("is for split: jsonl only");
+    }
   }
   return out;
 }
@@ -114,7 +117,8 @@ DataDef parse_data(const YamlReader& r) {
       continue;
     }
     if (e.is_map() && e.has("shards")) {
-      throw e.child("shards").error("needs data.tokenizer.kind: pretokenized (with the shards' vocab), for every domain");
+      throw e.child("shards").error(
+          "needs data.tokenizer.kind: pretokenized (with the shards' vocab), for every domain");
     }
     stages::DomainSpec builtin = stages::default_domain(dd.name);
     for (const auto& s : builtin.sources) {

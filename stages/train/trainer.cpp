@@ -65,7 +65,8 @@ std::pair<LmOutput, at::Tensor> forward_loss(TransformerLm& model, const at::Ten
 
 double validation_loss(TransformerLm& model, const MixtureSampler& val, int64_t windows, const Placement& where) {
   torch::NoGradGuard no_grad;
-  auto b = val.batch(/*step=*/0, /*first_row=*/0, windows).to(torch::Device(where.device));  // the same windows every time
+  // The same windows every time.
+  auto b = val.batch(/*step=*/0, /*first_row=*/0, windows).to(torch::Device(where.device));
   return forward_loss(model, b, where).second.item<double>();
 }
 
