@@ -21,7 +21,9 @@ nlohmann::json to_json(const JobResult& r) {
   }
   return {{"format_version", kResultFormatVersion}, {"status", r.status}, {"key", r.key},
           {"outputs", r.outputs}, {"evals", evals}, {"artifacts", arts}, {"wall_s", r.wall_s},
-          {"host", r.host}, {"device", r.device}, {"torch_version", r.torch_version}};
+          {"host", r.host}, {"device", r.device}, {"torch_version", r.torch_version},
+          {"code", {{"version", r.code.version}, {"git_sha", r.code.git_sha}, {"git_dirty", r.code.git_dirty},
+                    {"binary_sha256", r.code.binary_sha256}}}};
 }
 
 JobResult job_result_from_json(const nlohmann::json& j, const std::string& origin) {
@@ -55,6 +57,11 @@ JobResult job_result_from_json(const nlohmann::json& j, const std::string& origi
     r.host = j.at("host").get<std::string>();
     r.device = j.at("device").get<std::string>();
     r.torch_version = j.at("torch_version").get<std::string>();
+    if (j.contains("code")) {
+      const auto& c = j.at("code");
+      r.code = {c.at("version").get<std::string>(), c.at("git_sha").get<std::string>(),
+                c.at("git_dirty").get<bool>(), c.at("binary_sha256").get<std::string>()};
+    }
     return r;
   } catch (const nlohmann::json::exception& e) {
     throw Error(origin + ": malformed job result: " + e.what());

@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/provenance.h"
+
 namespace upcycle::core {
 
 inline constexpr const char* kSpecFile = "spec.json";
@@ -53,6 +55,7 @@ struct JobResult {
   std::string host;
   std::string device;
   std::string torch_version;
+  CodeVersion code;  ///< the code that computed it ("code" in result.json; absent in older results)
 };
 
 nlohmann::json to_json(const JobResult& r);

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include "analysis/render.h"
 #include "analysis/tables.h"
@@ -15,6 +16,7 @@
 #include "runner/bench.h"
 #include "runner/cli_common.h"
 #include "runner/plan.h"
+#include "runner/plan_status.h"
 #include "runner/recipe.h"
 #include "runner/resume.h"
 #include "runner/run.h"
@@ -47,11 +49,11 @@ std::vector<std::string> overrides_of(const po::variables_map& vm) {
   return vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
 }
 
-// The recipe at every sweep point (one without a sweep), each with its plan.
+// The recipe at every sweep point (one without a sweep), each with its plan for the local executor.
 std::vector<RunPoint> plan_runs(const std::string& path, const std::vector<std::string>& overrides) {
   std::vector<RunPoint> points;
   for (auto& recipe : load_recipes(path, overrides)) {
-    Plan plan = make_plan(recipe);
+    Plan plan = make_plan(recipe, local_plan_options());
     points.push_back({std::move(recipe), std::move(plan)});
   }
   return points;
@@ -166,7 +168,9 @@ int cmd_plan(const std::vector<std::string>& args) {
               << " job(s) shared between them:\n";
     for (const auto& p : points) std::cout << "  " << p.recipe.run_name << "\n";
   }
-  std::cout << describe_plan(plan);
+  std::optional<tracking::Store> store;
+  if (std::filesystem::exists(first.store)) store.emplace(first.store, tracking::Store::Mode::kReadOnly);
+  std::cout << describe_plan(plan, explain_plan(plan, store ? &*store : nullptr));
   if (vm.count("specs")) {
     for (const auto& j : plan.jobs) {
       const std::string t = std::to_string(j.threads);

@@ -1,7 +1,8 @@
 // Planning: a recipe resolves to a DAG of jobs. Each job has a content key
-//   key = sha256(resolved job config, input job keys, code version)
-// so a job whose key is complete in the store is skipped, and changing one branch expert re-runs only
-// what depends on it. Plans are pure: nothing runs and nothing is written.
+//   key = sha256(the kind's key material, input job keys, the kind's output version)
+// (stages/spec/job_spec.h), so a job whose key is complete in the store is skipped, changing one
+// branch expert re-runs only what depends on it, and upgrading upcycle re-runs only the kinds whose
+// output version changed. Plans are pure: nothing runs and nothing is written.
 #pragma once
 
 #include <string>
@@ -17,35 +18,40 @@ namespace upcycle::runner {
 struct PlannedJob {
   std::string stage;       ///< label: "seed", "experts/code"
   std::string stage_name;  ///< the recipe stage: "experts"
-  std::string kind;        ///< prepare | train | upcycle | eval
+  std::string kind;        ///< the job kind: prepare | train | upcycle | eval | command
+  int version = 0;         ///< the kind's output version
   std::string key;
   std::string dir;         ///< absolute job directory: ROOT/jobs/<key prefix>
-  nlohmann::json spec;     ///< what `upcycle stage --spec` reads
+  nlohmann::json spec;     ///< what `upcycle stage --spec` reads (spec.json)
+  nlohmann::json keyed;    ///< exactly what the key hashes: {kind, version, spec: material, inputs}
   std::vector<size_t> deps;  ///< indices of jobs this one reads
   int threads = 1;           ///< per process (the stage's resources.threads, else the recipe's)
-  int processes = 1;         ///< data-parallel processes (resources.processes); not in the key
-  int retries = 0;           ///< extra attempts after a failure
+  int processes = 1;         ///< data-parallel processes (resources.processes)
+  int retries = 0;           ///< extra attempts after a failure; not in the key
   bool produces_model = false;
   stages::ModelConfig model;  ///< the model it produces (train, upcycle)
+  std::string detail;         ///< a kind's one-line summary for `upcycle plan` (budget, experts)
 };
 
 struct Plan {
-  std::string code_version;
   std::vector<PlannedJob> jobs;  ///< topological order
   const PlannedJob* find(const std::string& stage_label) const;
 };
 
-/// "<version>+<git sha>[-dirty]", part of every key.
-std::string code_version();
+struct PlanOptions {
+  /// Whether the executor's hosts have CUDA: device auto resolves to cuda there, to cpu otherwise.
+  bool cuda = false;
+};
 
 /// Resolves the recipe. Throws ConfigError naming the stage's file:line:col and the key for unknown
 /// or cyclic references, domains that do not exist and inconsistent expert counts.
-Plan make_plan(const Recipe& recipe);
+Plan make_plan(const Recipe& recipe, const PlanOptions& options = {});
 
 /// "1.234e+15": FLOP counts in plans.
 std::string format_flops(double flops);
 
-/// Human-readable DAG: one line per job with kind, key, inputs and resolved budget.
-std::string describe_plan(const Plan& plan);
+/// Human-readable DAG: one line per job with kind, key, inputs and resolved budget. `why`, when
+/// given, holds one status line per job (plan_status.h) printed under it.
+std::string describe_plan(const Plan& plan, const std::vector<std::string>& why = {});
 
 }  // namespace upcycle::runner

@@ -4,94 +4,51 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "stages/model/config.h"
+#include "stages/spec/prepare.h"
+#include "stages/spec/train.h"
 
 namespace upcycle::runner {
 
-struct SourceDef {
-  std::string pattern;
-  std::string split = "file";  ///< file | fortune | jsonl
-  std::string text_field = "text";  ///< jsonl
-};
+class StageKind;  // runner/kinds/stage_kind.h
 
-/// Pre-tokenized .bin shards (nanoGPT layout): `dir` or explicit paths, and the token width.
-struct ShardsDef {
-  std::string dir, train, valid, test;
-  std::string dtype;  ///< uint16 | uint32; empty when the domain is text
-};
-
-struct DomainDef {
-  std::string name;
-  std::vector<SourceDef> sources;
-  std::string generator;
-  int64_t max_bytes = 0;
-  ShardsDef shards;  ///< with data.tokenizer.kind: pretokenized
-};
-
-struct DataDef {
-  std::vector<DomainDef> domains;
-  int64_t vocab = 1024;
-  std::string tokenizer_kind = "sentencepiece";  ///< sentencepiece | pretokenized
-  std::string tokenizer_type = "bpe";
-  int64_t tokenizer_sample_bytes = 200000;
-  double valid_fraction = 0.05;
-  double test_fraction = 0.05;
-  int64_t task_examples = 200;  ///< built-in downstream examples per domain
-  std::vector<std::string> domain_names() const;
-};
-
-/// Training settings; recipe-level `train:` gives defaults, each stage may override any of them.
+/// Training settings and budget: the recipe's `train:` gives defaults, each training stage may
+/// override any of them. The settings' defaults and ranges are the train job spec's (stages/spec/train.h).
 struct TrainDef {
-  int64_t tokens = 0;           ///< budget.tokens; 0 when the budget is matched
-  std::string match;            ///< budget.match: a train stage whose budget this one matches
+  int64_t tokens = 0;               ///< budget.tokens; 0 when the budget is matched
+  std::string match;                ///< budget.match: a train stage whose budget this one matches
   std::string match_by = "tokens";  ///< budget.by: tokens (data-matched) | flops (compute-matched)
-  int64_t batch_size = 8;
-  int64_t micro_batch = 0;
-  std::string precision = "auto";  ///< auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
-  int64_t log_every = 10;
-  int64_t eval_every = 0;
-  int64_t eval_windows = 8;
-  int64_t checkpoint_every = 0;
-  nlohmann::json optim = nlohmann::json::object();  ///< lr, min_lr_ratio, warmup, weight_decay, ...
+  stages::TrainSettings settings;
 };
 
+/// A stage kind's own recipe keys, typed; each kind defines its struct (runner/kinds/).
+struct StageParams {
+  virtual ~StageParams() = default;
+};
+
+/// One entry of `stages:`. What every kind has is here; the rest is the kind's StageParams.
 struct StageDef {
   std::string name;
-  std::string kind;      ///< prepare | train | branch | upcycle | eval | command
+  const StageKind* kind = nullptr;  ///< from the registry (runner/kinds/stage_kind.h)
   std::string location;  ///< "file:line:col" of the stage, for errors found later (plan)
-  std::vector<std::string> from;
-  int threads = 0;   ///< resources.threads; 0 = the recipe's threads
-  std::string device;  ///< resources.device; "" = the recipe's device
-  int processes = 1;   ///< resources.processes: data-parallel processes per job (train and branch)
-  int retries = -1;  ///< -1 = the recipe's retries
-  std::map<std::string, double> mix;  ///< train
-  std::vector<std::string> domains;   ///< branch: one expert per domain; eval: domains to score
-  double general_mix = 0.1;           ///< branch: share of general data in each expert's mixture
-  TrainDef train;                     ///< train, branch
-  std::string method;                 ///< upcycle: bam | btx | sparse
-  stages::ModelConfig mixture;        ///< upcycle: routing fields
-  std::string shared_kv_init = "average";
-  bool include_seed = true;           ///< upcycle bam/btx: prepend a branch's seed if `from` omits it
-  std::vector<double> average_weights;  ///< upcycle: weights of averaged tensors; empty = uniform
-  int64_t extra_seed_experts = 0;     ///< upcycle btx: extra FFN experts copied from the seed
-  bool virtual_groups = true;         ///< upcycle sparse
-  std::string weight_scaling = "all"; ///< upcycle sparse: all | w2 | none
-  std::vector<std::string> models;    ///< eval
-  std::vector<std::string> btm;       ///< eval: dense models ensembled as "btm" (eval only)
-  std::string split = "test";         ///< eval
-  int64_t max_windows = 0;            ///< eval; 0 = every window
-  std::vector<std::string> tasks = {"builtin"};  ///< eval: "builtin" and/or task JSONL files
-  int64_t max_examples = 0;           ///< eval: per task; 0 = all
-  int64_t max_new_tokens = 64;        ///< eval: generation tasks
-  std::vector<std::string> argv;      ///< command: templated ({checkpoint}, {out}, ...)
-  std::map<std::string, std::string> env;  ///< command: templated
-  std::string parser = "none";        ///< command: none | lm_eval
-  std::string results = "{out}";      ///< command: the parser's file or directory, templated
+  int threads = 0;       ///< resources.threads; 0 = the recipe's threads
+  std::string device;    ///< resources.device; "" = the recipe's device
+  int processes = 1;     ///< resources.processes: data-parallel processes per job (training kinds)
+  int retries = -1;      ///< -1 = the recipe's retries
+  std::shared_ptr<const StageParams> params;
+
+  /// The kind's parameters as P, or null when the stage is of another kind.
+  template <typename P>
+  const P* as() const {
+    return dynamic_cast<const P*>(params.get());
+  }
+  std::string kind_name() const;
 };
 
 struct Recipe {
@@ -105,16 +62,18 @@ struct Recipe {
   std::string root = "runs";
   uint64_t seed = 0;
   int threads = 1;       ///< per job
-  std::string device = "auto";  ///< auto | cpu | cuda, for train and eval jobs; not in job keys
+  std::string device = "auto";  ///< auto | cpu | cuda; jobs' keys hold the device kind it resolves to
   int max_parallel = 0;  ///< 0 = cores / threads
   int retries = 0;
-  DataDef data;
+  stages::PrepareJobSpec data;  ///< data: (the prepare job's spec, less its seed)
   stages::ModelConfig model;
+  TrainDef train;               ///< the recipe-level train: defaults
   std::vector<StageDef> stages;  ///< in file order
   std::string resolved_yaml;     ///< the recipe after overrides, as YAML
   std::map<std::string, std::string> flat;  ///< resolved recipe flattened to "a.b.c" -> value
 
   const StageDef* find_stage(const std::string& name) const;
+  std::vector<std::string> domain_names() const;
 };
 
 /// Loads a model config file (YAML or JSON; the keys of stages::ModelConfig, dense or mixture) for

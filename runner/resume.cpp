@@ -35,7 +35,7 @@ std::vector<RunPoint> runs_to_resume(tracking::Store& store, const std::vector<s
     r.store = store.path();
     // Job directories are ROOT/jobs/<key prefix>: the root the run used, wherever we are now.
     r.root = std::filesystem::path(job_dir).parent_path().parent_path().string();
-    Plan plan = make_plan(r);
+    Plan plan = make_plan(r, local_plan_options());
     points.push_back({std::move(r), std::move(plan)});
   }
   return points;

@@ -15,12 +15,13 @@
 #include <thread>
 
 #include "core/atomic_file.h"
-#include "core/build_info.h"
 #include "core/error.h"
 #include "core/host.h"
 #include "core/job_files.h"
 #include "core/log.h"
+#include "core/provenance.h"
 #include "core/sha256.h"
+#include "stages/train/device.h"
 #include "tracking/store.h"
 
 namespace upcycle::runner {
@@ -47,7 +48,7 @@ std::string tail_of_log(const std::string& dir, size_t lines = 8) {
   }
   size_t pos = text.size();
   for (size_t n = 0; n <= lines && pos != std::string::npos && pos > 0; ++n) pos = text.rfind('\n', pos - 1);
-  return pos == std::string::npos ? text : text.substr(pos + 1);
+  return (pos == std::string::npos || pos == 0) ? text : text.substr(pos + 1);
 }
 
 // Before a forced re-run: the job starts from nothing, in its directory and in the store.
@@ -71,14 +72,17 @@ std::set<size_t> forced_jobs(const Plan& plan, const std::vector<std::string>& f
 }
 
 // Registers one run (a recipe at one sweep point) with its params and provenance; returns its id.
+// A run is its resolved recipe and what its jobs compute (their keys), not the code's version.
 int64_t register_run(tracking::Store& store, const RunPoint& p) {
-  tracking::RunInfo info{core::sha256_hex(p.recipe.resolved_yaml + p.plan.code_version), p.recipe.name,
-                         p.recipe.run_name, p.recipe.sweep_point};
+  std::string keys;
+  for (const auto& j : p.plan.jobs) keys += j.key + "\n";
+  tracking::RunInfo info{core::sha256_hex(p.recipe.resolved_yaml + keys), p.recipe.name, p.recipe.run_name,
+                         p.recipe.sweep_point};
   int64_t run_id = store.upsert_run(info);
   store.record_params(run_id, p.recipe.flat);
   for (const auto& j : p.plan.jobs) {
     store.upsert_job(run_id, {0, j.key, j.stage, j.kind, "", 0, std::nullopt, j.dir, "", "", "",
-                              j.spec.dump()});
+                              j.keyed.dump()});
   }
   return run_id;
 }
@@ -86,8 +90,9 @@ int64_t register_run(tracking::Store& store, const RunPoint& p) {
 // Provenance the runner knows, completed with what only the jobs know: the data manifest, LibTorch
 // version and device.
 tracking::Provenance provenance_of(const RunPoint& p) {
-  tracking::Provenance prov{core::kGitSha, core::kGitDirty, core::sha256_hex(p.recipe.resolved_yaml),
-                            p.recipe.resolved_yaml, "", "", "cpu", core::host_name()};
+  const core::CodeVersion& code = core::this_code();
+  tracking::Provenance prov{code.git_sha, code.git_dirty, core::sha256_hex(p.recipe.resolved_yaml),
+                            p.recipe.resolved_yaml, "", "", "cpu", core::host_name(), code.binary_sha256};
   for (const auto& j : p.plan.jobs) {
     auto result = core::read_job_result(j.dir);
     if (!result) continue;
@@ -133,11 +138,12 @@ class RunnerLock {
 
 }  // namespace
 
+PlanOptions local_plan_options() { return {stages::cuda_available()}; }
+
 Plan merge_plans(const std::vector<RunPoint>& points) {
   Plan merged;
   std::map<std::string, size_t> index;
   for (const auto& p : points) {
-    merged.code_version = p.plan.code_version;
     for (const auto& j : p.plan.jobs) {
       if (index.count(j.key)) continue;  // equal content key: one job serves every run
       PlannedJob copy = j;
@@ -149,6 +155,195 @@ Plan merge_plans(const std::vector<RunPoint>& points) {
   }
   return merged;
 }
+
+namespace {
+
+enum class S { kPending, kRunning, kDone, kFailed };
+
+// The union plan's jobs as the runner tracks them, and the two moves of its loop: start what is
+// ready, take in what finished. Any executor that reports JobEvents can drive it.
+class Scheduler {
+ public:
+  Scheduler(const Plan& plan, tracking::Store& store, cluster::Executor& executor, const RunOptions& options,
+            int max_parallel, RunSummary& summary)
+      : plan_(plan), store_(store), executor_(executor), options_(options), max_parallel_(max_parallel),
+        summary_(summary), state_(plan.jobs.size(), S::kPending), attempts_(plan.jobs.size(), 0) {
+    for (size_t i = 0; i < plan.jobs.size(); ++i) by_key_[plan.jobs[i].key] = i;
+  }
+
+  S state_of(const std::string& key) const { return state_.at(by_key_.at(key)); }
+
+  // Forced jobs start from nothing; jobs whose result is complete are skipped (and ingested if a
+  // runner died between the job finishing and the ingest).
+  void classify(const std::set<size_t>& forced) {
+    for (size_t i = 0; i < plan_.jobs.size(); ++i) {
+      const auto& j = plan_.jobs[i];
+      if (forced.count(i)) {
+        reset_job(store_, j);
+        continue;
+      }
+      auto result = core::read_job_result(j.dir);
+      if (result && result->status == "done" && result->key == j.key) {
+        auto row = store_.find_job(j.key);
+        if (!row || row->status != "done") store_.ingest_job(j.key, j.dir, *result);
+        state_[i] = S::kDone;
+        ++summary_.skipped;
+        core::log_info(j.stage + ": complete (key " + j.key.substr(0, 12) + "), skipped");
+      }
+    }
+  }
+
+  // Runs until nothing is running and nothing more can start (done, failed or interrupted).
+  void loop() {
+    install_interrupt_handlers();
+    while (true) {
+      if (!g_interrupted) start_ready();
+      if (executor_.running() == 0) break;
+      if (g_interrupted && !summary_.interrupted) {
+        summary_.interrupted = true;
+        core::log_warn("interrupted: asking running jobs to checkpoint and stop");
+        executor_.terminate_all();
+      }
+      for (const auto& ev : executor_.wait_any()) finished(ev);
+    }
+  }
+
+ private:
+  // Jobs start while their threads fit in the machine's cores (a job wider than the machine runs
+  // alone); -j / max_parallel caps the number of jobs instead.
+  bool fits(size_t i) const {
+    if (executor_.running() == 0) return true;
+    if (max_parallel_ > 0) return executor_.running() < max_parallel_;
+    const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    return threads_in_use_ + plan_.jobs[i].threads * plan_.jobs[i].processes <= cores;
+  }
+
+  void start_ready() {
+    for (size_t i = 0; i < plan_.jobs.size(); ++i) {
+      if (state_[i] != S::kPending) continue;
+      bool ready = true, blocked = false;
+      for (size_t d : plan_.jobs[i].deps) {
+        ready = ready && state_[d] == S::kDone;
+        blocked = blocked || state_[d] == S::kFailed;
+      }
+      if (blocked) {
+        fail(i, std::nullopt, "an input job failed");
+        core::log_error(plan_.jobs[i].stage + ": not run, an input failed");
+        i = static_cast<size_t>(-1);  // rescan: dependents of this one are blocked too
+        continue;
+      }
+      if (ready && fits(i)) launch(i);
+    }
+  }
+
+  void launch(size_t i) {
+    const auto& j = plan_.jobs[i];
+    core::make_dirs(j.dir);
+    core::write_file_atomic(j.dir + "/" + core::kSpecFile, j.spec.dump(2) + "\n");
+    std::string t = std::to_string(j.threads);
+    cluster::JobLaunch l{j.key, j.dir, {options_.self_exe, "stage", "--spec", j.dir + "/" + core::kSpecFile},
+                         {{"OMP_NUM_THREADS", t}, {"OPENBLAS_NUM_THREADS", t}, {"MKL_NUM_THREADS", t}},
+                         j.processes};
+    std::string id = executor_.submit(l);
+    store_.set_job_status(j.key, "running", std::nullopt, "", id);
+    state_[i] = S::kRunning;
+    threads_in_use_ += j.threads * j.processes;
+    ++attempts_[i];
+    started_[j.key] = std::chrono::steady_clock::now();
+    core::log_info(j.stage + ": started (" + j.kind + ", attempt " + std::to_string(attempts_[i]) + ", log " +
+                   j.dir + "/" + core::kLogFile + ")");
+  }
+
+  void fail(size_t i, std::optional<int> exit_code, const std::string& why) {
+    state_[i] = S::kFailed;
+    ++summary_.failed;
+    store_.set_job_status(plan_.jobs[i].key, "failed", exit_code, why);
+  }
+
+  void finished(const cluster::JobEvent& ev) {
+    const size_t i = by_key_.at(ev.key);
+    const auto& j = plan_.jobs[i];
+    threads_in_use_ -= j.threads * j.processes;
+    if (ev.state == cluster::JobState::kDone) return ingest(i, ev.exit_code);
+    if (ev.state == cluster::JobState::kPreempted && !summary_.interrupted) {
+      store_.set_job_status(j.key, "pending", ev.exit_code, "preempted; requeued");
+      state_[i] = S::kPending;  // requeue; does not count as a failed attempt
+      --attempts_[i];
+    } else if (summary_.interrupted) {
+      store_.set_job_status(j.key, "preempted", ev.exit_code, "interrupted by the user");
+      state_[i] = S::kPending;
+    } else if (attempts_[i] <= j.retries) {
+      core::log_warn(j.stage + ": failed (exit " + std::to_string(ev.exit_code) + "), retrying");
+      // A retry resumes from the job's last checkpoint, like a requeue after preemption.
+      store_.set_job_status(j.key, "pending", ev.exit_code, "failed; retrying");
+      state_[i] = S::kPending;
+    } else {
+      std::string tail = tail_of_log(j.dir);
+      fail(i, ev.exit_code, tail);
+      core::log_error(j.stage + ": failed (exit " + std::to_string(ev.exit_code) + "); end of " + j.dir + "/" +
+                      core::kLogFile + ":\n" + tail);
+    }
+  }
+
+  void ingest(size_t i, int exit_code) {
+    const auto& j = plan_.jobs[i];
+    auto result = core::read_job_result(j.dir);
+    if (!result || result->status != "done") return fail(i, exit_code, "exited 0 without result.json");
+    store_.ingest_job(j.key, j.dir, *result);
+    store_.set_job_status(j.key, "done", exit_code);
+    state_[i] = S::kDone;
+    ++summary_.done;
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.1f",
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started_[j.key]).count());
+    core::log_info(j.stage + ": done in " + buf + " s");
+  }
+
+  const Plan& plan_;
+  tracking::Store& store_;
+  cluster::Executor& executor_;
+  const RunOptions& options_;
+  const int max_parallel_;
+  RunSummary& summary_;
+  std::vector<S> state_;
+  std::vector<int> attempts_;
+  std::map<std::string, size_t> by_key_;
+  std::map<std::string, std::chrono::steady_clock::time_point> started_;
+  int threads_in_use_ = 0;
+};
+
+// Registers every run with its provenance; a run with nothing left to do is not touched otherwise.
+std::vector<int64_t> register_runs(tracking::Store& store, const std::vector<RunPoint>& points,
+                                   const RunOptions& options, RunSummary& summary) {
+  std::vector<int64_t> run_ids;
+  for (const auto& p : points) {
+    run_ids.push_back(register_run(store, p));
+    store.record_provenance(run_ids.back(), provenance_of(p));
+    summary.run_names.push_back(p.recipe.run_name);
+    if (!options.tags.empty()) store.set_run_tags(p.recipe.run_name, options.tags);
+  }
+  return run_ids;
+}
+
+// Each run's status follows its own jobs.
+void set_run_statuses(tracking::Store& store, const std::vector<RunPoint>& points, const std::vector<int64_t>& ids,
+                      const Scheduler& sched, bool finished, bool interrupted) {
+  for (size_t r = 0; r < points.size(); ++r) {
+    bool failed = false, pending = false;
+    for (const auto& j : points[r].plan.jobs) {
+      failed = failed || sched.state_of(j.key) == S::kFailed;
+      pending = pending || sched.state_of(j.key) != S::kDone;
+    }
+    if (!finished) {
+      if (pending) store.set_run_status(ids[r], "running");
+      continue;
+    }
+    store.record_provenance(ids[r], provenance_of(points[r]));
+    store.set_run_status(ids[r], interrupted ? "interrupted" : failed ? "failed" : "done");
+  }
+}
+
+}  // namespace
 
 RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& options,
                         cluster::Executor& executor) {
@@ -164,151 +359,13 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
   tracking::Store store(recipe.store);
 
   RunSummary summary;
-  std::vector<int64_t> run_ids;
-  for (const auto& p : points) {
-    run_ids.push_back(register_run(store, p));
-    store.record_provenance(run_ids.back(), provenance_of(p));
-    summary.run_names.push_back(p.recipe.run_name);
-  }
-
-  const size_t n = plan.jobs.size();
-  enum class S { kPending, kRunning, kDone, kFailed };
-  std::vector<S> state(n, S::kPending);
-  std::vector<int> attempts(n, 0);
-  std::set<size_t> forced = forced_jobs(plan, options.force);
-  std::map<std::string, size_t> by_key;
-  for (size_t i = 0; i < n; ++i) {
-    const auto& j = plan.jobs[i];
-    by_key[j.key] = i;
-    if (forced.count(i)) {
-      reset_job(store, j);
-      continue;
-    }
-    auto result = core::read_job_result(j.dir);
-    if (result && result->status == "done" && result->key == j.key) {
-      auto row = store.find_job(j.key);
-      if (!row || row->status != "done") store.ingest_job(j.key, j.dir, *result);  // finished, not ingested
-      state[i] = S::kDone;
-      ++summary.skipped;
-      core::log_info(j.stage + ": complete (key " + j.key.substr(0, 12) + "), skipped");
-    }
-  }
-
-  for (size_t r = 0; r < points.size(); ++r) {  // a run with nothing left to do is not touched
-    if (!options.tags.empty()) store.set_run_tags(points[r].recipe.run_name, options.tags);
-    for (const auto& j : points[r].plan.jobs) {
-      if (state[by_key.at(j.key)] != S::kDone) {
-        store.set_run_status(run_ids[r], "running");
-        break;
-      }
-    }
-  }
-
-  // Jobs start while their threads fit in the machine's cores (a job wider than the machine runs
-  // alone); -j / max_parallel caps the number of jobs instead.
-  const int max_parallel = options.max_parallel > 0 ? options.max_parallel : recipe.max_parallel;
-  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  int threads_in_use = 0;
-  auto fits = [&](size_t i) {
-    if (executor.running() == 0) return true;
-    if (max_parallel > 0) return executor.running() < max_parallel;
-    return threads_in_use + plan.jobs[i].threads * plan.jobs[i].processes <= cores;
-  };
-  install_interrupt_handlers();
-  std::map<std::string, std::chrono::steady_clock::time_point> started;
-
-  auto launch = [&](size_t i) {
-    const auto& j = plan.jobs[i];
-    core::make_dirs(j.dir);
-    core::write_file_atomic(j.dir + "/" + core::kSpecFile, j.spec.dump(2) + "\n");
-    std::string t = std::to_string(j.threads);
-    cluster::JobLaunch l{j.key, j.dir, {options.self_exe, "stage", "--spec", j.dir + "/" + core::kSpecFile},
-                         {{"OMP_NUM_THREADS", t}, {"OPENBLAS_NUM_THREADS", t}, {"MKL_NUM_THREADS", t}},
-                         j.processes};
-    std::string id = executor.submit(l);
-    store.set_job_status(j.key, "running", std::nullopt, "", id);
-    state[i] = S::kRunning;
-    threads_in_use += j.threads * j.processes;
-    ++attempts[i];
-    started[j.key] = std::chrono::steady_clock::now();
-    core::log_info(j.stage + ": started (" + j.kind + ", attempt " + std::to_string(attempts[i]) +
-                   ", log " + j.dir + "/" + core::kLogFile + ")");
-  };
-
-  while (true) {
-    if (!g_interrupted) {
-      for (size_t i = 0; i < n; ++i) {
-        if (state[i] != S::kPending) continue;
-        bool ready = true, blocked = false;
-        for (size_t d : plan.jobs[i].deps) {
-          ready = ready && state[d] == S::kDone;
-          blocked = blocked || state[d] == S::kFailed;
-        }
-        if (blocked) {
-          state[i] = S::kFailed;
-          ++summary.failed;
-          store.set_job_status(plan.jobs[i].key, "failed", std::nullopt, "an input job failed");
-          core::log_error(plan.jobs[i].stage + ": not run, an input failed");
-          i = static_cast<size_t>(-1);  // rescan: dependents of this one are blocked too
-          continue;
-        }
-        if (ready && fits(i)) launch(i);
-      }
-    }
-    if (executor.running() == 0) break;
-    if (g_interrupted && !summary.interrupted) {
-      summary.interrupted = true;
-      core::log_warn("interrupted: asking running jobs to checkpoint and stop");
-      executor.terminate_all();
-    }
-    for (const auto& ev : executor.wait_any()) {
-      size_t i = by_key.at(ev.key);
-      const auto& j = plan.jobs[i];
-      threads_in_use -= j.threads * j.processes;
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started[j.key]).count();
-      if (ev.state == cluster::JobState::kDone) {
-        auto result = core::read_job_result(j.dir);
-        if (!result || result->status != "done") {
-          state[i] = S::kFailed;
-          ++summary.failed;
-          store.set_job_status(j.key, "failed", ev.exit_code, "exited 0 without result.json");
-          continue;
-        }
-        store.ingest_job(j.key, j.dir, *result);
-        store.set_job_status(j.key, "done", ev.exit_code);
-        state[i] = S::kDone;
-        ++summary.done;
-        char buf[32];
-        std::snprintf(buf, sizeof(buf), "%.1f", secs);
-        core::log_info(j.stage + ": done in " + buf + " s");
-      } else if (ev.state == cluster::JobState::kPreempted && !summary.interrupted) {
-        store.set_job_status(j.key, "pending", ev.exit_code, "preempted; requeued");
-        state[i] = S::kPending;  // requeue; does not count as a failed attempt
-        --attempts[i];
-      } else if (summary.interrupted) {
-        store.set_job_status(j.key, "preempted", ev.exit_code, "interrupted by the user");
-        state[i] = S::kPending;
-      } else if (attempts[i] <= j.retries) {
-        core::log_warn(j.stage + ": failed (exit " + std::to_string(ev.exit_code) + "), retrying");
-        // A retry resumes from the job's last checkpoint, like a requeue after preemption.
-        store.set_job_status(j.key, "pending", ev.exit_code, "failed; retrying");
-        state[i] = S::kPending;
-      } else {
-        std::string tail = tail_of_log(j.dir);
-        store.set_job_status(j.key, "failed", ev.exit_code, tail);
-        state[i] = S::kFailed;
-        ++summary.failed;
-        core::log_error(j.stage + ": failed (exit " + std::to_string(ev.exit_code) + "); end of " +
-                        j.dir + "/" + core::kLogFile + ":\n" + tail);
-      }
-    }
-  }
-  for (size_t r = 0; r < points.size(); ++r) {
-    store.record_provenance(run_ids[r], provenance_of(points[r]));
-    bool failed = false;
-    for (const auto& j : points[r].plan.jobs) failed = failed || state[by_key.at(j.key)] == S::kFailed;
-    store.set_run_status(run_ids[r], summary.interrupted ? "interrupted" : failed ? "failed" : "done");
-  }
+  const std::vector<int64_t> run_ids = register_runs(store, points, options, summary);
+  Scheduler sched(plan, store, executor, options,
+                  options.max_parallel > 0 ? options.max_parallel : recipe.max_parallel, summary);
+  sched.classify(forced_jobs(plan, options.force));
+  set_run_statuses(store, points, run_ids, sched, false, false);
+  sched.loop();
+  set_run_statuses(store, points, run_ids, sched, true, summary.interrupted);
   return summary;
 }
 

@@ -33,6 +33,9 @@ struct RunPoint {
   Plan plan;
 };
 
+/// Plan options for jobs run on this machine: device auto is cuda when this machine has CUDA.
+PlanOptions local_plan_options();
+
 /// The union of the points' jobs: a job whose content key several runs share appears once.
 Plan merge_plans(const std::vector<RunPoint>& points);
 

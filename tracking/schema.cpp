@@ -149,8 +149,18 @@ CREATE VIEW v_results AS
   JOIN experiments e ON e.id = r.experiment_id;
 )SQL";
 
+// v3: which code computed each job (git sha and dirty flag as built, and the binary's sha256), and
+// the runner binary's sha256 beside each run's provenance. Jobs' config now holds exactly what their
+// content key hashes; rows of earlier versions keep their old config.
+static const char* kV3 = R"SQL(
+ALTER TABLE jobs ADD COLUMN git_sha TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN git_dirty INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN binary_sha256 TEXT NOT NULL DEFAULT '';
+ALTER TABLE provenance ADD COLUMN binary_sha256 TEXT NOT NULL DEFAULT '';
+)SQL";
+
 const std::vector<const char*>& schema_migrations() {
-  static const std::vector<const char*> kMigrations = {kV1, kV2};
+  static const std::vector<const char*> kMigrations = {kV1, kV2, kV3};
   return kMigrations;
 }
 

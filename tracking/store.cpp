@@ -148,7 +148,7 @@ void Store::record_provenance(int64_t run_id, const Provenance& p) {
   guarded(path_, "record provenance", [&] {
     SQLite::Statement st(*db_,
         "INSERT OR REPLACE INTO provenance(run_id, git_sha, git_dirty, recipe_hash, recipe_text, "
-        "data_manifest_sha256, torch_version, device, host) VALUES (?,?,?,?,?,?,?,?,?)");
+        "data_manifest_sha256, torch_version, device, host, binary_sha256) VALUES (?,?,?,?,?,?,?,?,?,?)");
     st.bind(1, run_id);
     st.bind(2, p.git_sha);
     st.bind(3, p.git_dirty ? 1 : 0);
@@ -158,6 +158,7 @@ void Store::record_provenance(int64_t run_id, const Provenance& p) {
     st.bind(7, p.torch_version);
     st.bind(8, p.device);
     st.bind(9, p.host);
+    st.bind(10, p.binary_sha256);
     st.exec();
   });
 }
@@ -325,12 +326,16 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
       a.reset();
     }
     SQLite::Statement j(*db_,
-        "UPDATE jobs SET status = 'done', wall_s = ?, host = ?, device = ?, error = '', "
+        "UPDATE jobs SET status = 'done', wall_s = ?, host = ?, device = ?, error = '', git_sha = ?, "
+        "git_dirty = ?, binary_sha256 = ?, "
         "finished_at = COALESCE(finished_at, strftime('%Y-%m-%dT%H:%M:%fZ','now')) WHERE id = ?");
     j.bind(1, result.wall_s);
     j.bind(2, result.host);
     j.bind(3, result.device);
-    j.bind(4, job_id);
+    j.bind(4, result.code.git_sha);
+    j.bind(5, result.code.git_dirty ? 1 : 0);
+    j.bind(6, result.code.binary_sha256);
+    j.bind(7, job_id);
     j.exec();
     tx.commit();
   });

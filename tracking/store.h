@@ -49,6 +49,7 @@ struct Provenance {
   std::string torch_version;
   std::string device;
   std::string host;
+  std::string binary_sha256;  ///< of the runner's binary (core/provenance.h)
 };
 
 /// A job row. `key` is the content key; a job is shared by every run whose plan contains that key.
@@ -64,7 +65,7 @@ struct JobRow {
   std::string host;
   std::string scheduler_id;
   std::string error;
-  std::string config_json;
+  std::string config_json;  ///< what the job's key hashes: {kind, version, spec, inputs}
 };
 
 /// Open a store. Thread-compatible, not thread-safe: one Store per thread.

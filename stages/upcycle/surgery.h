@@ -16,22 +16,9 @@
 
 #include "stages/io/safetensors.h"
 #include "stages/model/config.h"
+#include "stages/spec/upcycle.h"
 
 namespace upcycle::stages {
-
-struct UpcycleSpec {
-  std::string method = "bam";       ///< bam | btx | sparse
-  std::vector<std::string> inputs;  ///< dense checkpoint dirs; expert i comes from inputs[i]
-  ModelConfig mixture;              ///< routing fields (attn_*, ffn_*, router_init_std, coefs) to use
-  std::string shared_kv_init = "average";  ///< average | first
-  std::vector<double> average_weights;     ///< for averaged tensors; empty = uniform
-  int64_t extra_seed_experts = 0;  ///< btx: FFN experts copied from inputs[0] (the seed), BAM Tables 4-5
-  bool virtual_groups = true;      ///< sparse: NVIDIA's virtual-group router initialisation
-  /// sparse: "all" multiplies W1, W3 and W2 of every expert by scale^(1/3) (Megatron-LM, the paper);
-  /// "w2" multiplies W2 alone by scale (exact at step 0 under uniform routing); "none".
-  std::string weight_scaling = "all";
-  uint64_t seed = 0;
-};
 
 struct UpcycleResult {
   ModelConfig config;

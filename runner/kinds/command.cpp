@@ -1,0 +1,115 @@
+// The recipe side of `command`: an external program, one job per model (or one without models:).
+#include <optional>
+
+#include "runner/kinds/stage_kind.h"
+#include "runner/planner.h"
+#include "stages/command/command.h"
+#include "stages/spec/command.h"
+
+namespace upcycle::runner {
+namespace {
+
+struct CommandStage : StageParams {
+  std::vector<std::string> models;
+  stages::CommandTemplates templates;
+  std::string parser = "none";
+};
+
+// Placeholders are checked when the recipe is read, not when the job runs: {checkpoint} and friends
+// need models:.
+void check_placeholders(const YamlReader& r, const CommandStage& c) {
+  std::map<std::string, std::string> vars;
+  for (const auto& p : stages::command_placeholders()) vars[p] = "";
+  if (c.models.empty()) {
+    for (const char* p : {"checkpoint", "model_dir", "model"}) vars.erase(p);
+  }
+  auto check = [&](const YamlReader& node) {
+    try {
+      stages::expand_template(node.str(), vars);
+    } catch (const std::invalid_argument& e) {
+      throw node.error(std::string(e.what()) + (c.models.empty() ? " (model placeholders need models:)" : ""),
+                       "placeholders: {checkpoint} {model_dir} {model} {out} {data_dir} {threads}");
+    }
+  };
+  YamlReader argv = r.child("argv");
+  for (size_t i = 0; i < argv.size(); ++i) check(argv.at(i));
+  for (const auto& k : c.templates.env) check(r.child("env").child(k.first));
+  if (r.has("results")) check(r.child("results"));
+}
+
+class CommandKind : public StageKind {
+ public:
+  std::string name() const override { return "command"; }
+  std::vector<std::string> keys() const override { return {"models", "argv", "env", "parser", "results"}; }
+
+  std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe&) const override {
+    auto c = std::make_shared<CommandStage>();
+    if (r.has("models")) c->models = r.child("models").strings();
+    YamlReader argv = r.child("argv");
+    if (!argv.is_sequence() || argv.size() == 0) throw argv.error("expected a non-empty list of arguments");
+    c->templates.argv = argv.strings();
+    if (r.has("env")) {
+      YamlReader env = r.child("env");
+      env.expect_map(env.keys());
+      for (const auto& k : env.keys()) c->templates.env[k] = env.child(k).str();
+    }
+    c->parser = r.get_choice("parser", c->parser, {"none", "lm_eval"});
+    c->templates.results = r.get_str("results", c->templates.results);
+    check_placeholders(r, *c);
+    return c;
+  }
+
+  std::vector<StageInput> inputs(const StageDef& s) const override {
+    std::vector<StageInput> in;
+    for (const auto& m : s.as<CommandStage>()->models) in.push_back({"models", m});
+    return in;
+  }
+
+  // The key holds the templates; the spec holds them expanded with this job's paths.
+  void plan(const StageDef& s, Planner& p) const override {
+    const auto& c = *s.as<CommandStage>();
+    std::vector<size_t> models;
+    for (const auto& name : c.models) {
+      for (size_t id : p.models_of(s, "models", name)) models.push_back(id);
+    }
+    if (models.empty()) {
+      add_job(s, p, c, std::nullopt);
+      return;
+    }
+    for (size_t id : models) add_job(s, p, c, id);
+  }
+
+ private:
+  static void add_job(const StageDef& s, Planner& p, const CommandStage& c, std::optional<size_t> model) {
+    stages::CommandJobSpec spec;
+    spec.templates = c.templates;
+    spec.parser = c.parser;
+    spec.model = model ? p.job(*model).stage : "";
+    std::vector<size_t> deps{p.data_job()};
+    if (model) deps.push_back(*model);
+    const stages::JobRuntime rt = p.runtime(s);
+    const std::string dir = p.dir_of(p.key_of({spec.kKind, spec.kOutputVersion, {}, key_material(spec, rt), rt}, deps));
+    std::map<std::string, std::string> vars = {
+        {"out", dir + "/out"}, {"data_dir", p.data_dir()}, {"threads", std::to_string(rt.threads)}};
+    if (model) {
+      vars["model"] = spec.model;
+      vars["model_dir"] = p.job(*model).dir;
+      vars["checkpoint"] = p.job(*model).dir + "/checkpoint";
+    }
+    try {
+      stages::expand_command(spec, vars);
+    } catch (const stages::SpecError& e) {
+      throw stage_error(s, e.field(), e.reason());
+    }
+    p.add(s, model ? s.name + "/" + spec.model : s.name, draft(spec, rt), deps);
+  }
+};
+
+}  // namespace
+
+const StageKind& command_kind() {
+  static const CommandKind kKind;
+  return kKind;
+}
+
+}  // namespace upcycle::runner

@@ -1,0 +1,229 @@
+#include "runner/kinds/train.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "runner/kinds/stage_kind.h"
+#include "runner/planner.h"
+#include "stages/model/accounting.h"
+#include "stages/spec/train.h"
+
+namespace upcycle::runner {
+namespace {
+
+const std::vector<std::string> kOptimKeys = {"lr", "min_lr_ratio", "warmup", "weight_decay",
+                                             "beta1", "beta2", "eps", "grad_clip"};
+
+void parse_budget(const YamlReader& b, TrainDef& d) {
+  b.expect_map({"tokens", "match", "by"});
+  if (b.has("tokens") == b.has("match")) throw b.error("give exactly one of tokens: N or match: STAGE");
+  if (b.has("tokens")) {
+    d.tokens = b.child("tokens").integer();
+    d.match.clear();
+    if (d.tokens < 1) throw b.child("tokens").error("must be >= 1");
+  } else {
+    d.tokens = 0;
+    d.match = b.child("match").str();
+    d.match_by = b.get_choice("by", "tokens", {"tokens", "flops"});
+  }
+}
+
+std::string budget_detail(const stages::TrainJobSpec& t, const stages::ModelConfig& m, const TrainDef& d) {
+  int64_t per_step = t.batch_size * m.seq_len;
+  int64_t steps = (t.tokens + per_step - 1) / per_step;
+  std::string out = "tokens " + std::to_string(t.tokens) + " (" + std::to_string(steps) + " steps, " +
+                    format_flops(double(steps * per_step) * double(stages::count_flops(m).training())) +
+                    " training FLOPs)";
+  if (!d.match.empty()) out += " matching " + d.match + " by " + d.match_by;
+  return out;
+}
+
+// The token budget: given, or matched to another train stage's tokens (data-matched) or training
+// FLOPs (compute-matched, from the models' FLOP accounting; rounded down to whole tokens, so the two
+// differ by less than one step).
+int64_t resolve_tokens(const StageDef& s, const TrainDef& d, const stages::ModelConfig& model, const Planner& p) {
+  if (d.match.empty()) return d.tokens;
+  const StageDef* target = p.recipe().find_stage(d.match);
+  if (!target->as<TrainStage>()) {
+    throw stage_error(s, "budget.match", "'" + d.match + "' is a " + target->kind_name() + " stage; match a train stage");
+  }
+  const PlannedJob& t = p.job(p.models_of(s, "budget.match", d.match).at(0));
+  const int64_t target_tokens = t.spec.at("tokens").get<int64_t>();
+  if (d.match_by == "tokens") return target_tokens;
+  // Paper-scale budgets reach 1e20 FLOPs: exact 128-bit integer arithmetic.
+  const int64_t per_step = t.spec.at("batch_size").get<int64_t>() * t.model.seq_len;
+  __int128 target_flops = static_cast<__int128>((target_tokens + per_step - 1) / per_step) * per_step *
+                          stages::count_flops(t.model).training();
+  return static_cast<int64_t>(target_flops / stages::count_flops(model).training());
+}
+
+size_t add_train(const StageDef& s, const TrainDef& d, Planner& p, const std::string& label,
+                 const std::map<std::string, double>& mix, std::optional<size_t> init) {
+  stages::TrainJobSpec t;
+  static_cast<stages::TrainSettings&>(t) = d.settings;
+  t.mix = mix;
+  t.seed = p.recipe().seed;
+  t.data_dir = p.data_dir();
+  std::vector<size_t> deps{p.data_job()};
+  stages::ModelConfig model = p.recipe().model;
+  if (init) {
+    deps.push_back(*init);
+    model = p.job(*init).model;
+    t.init_checkpoint = p.job(*init).dir + "/checkpoint";
+  } else {
+    t.model = model;
+  }
+  t.tokens = resolve_tokens(s, d, model, p);
+  size_t id = p.add(s, label, draft(t, p.runtime(s, s.processes)), deps);
+  PlannedJob& j = p.job(id);
+  j.produces_model = true;
+  j.model = model;
+  j.detail = budget_detail(t, model, d);
+  return id;
+}
+
+// Both kinds need a budget; what is missing is blamed on the stage.
+TrainDef parse_stage_train(const YamlReader& r, const Recipe& recipe) {
+  TrainDef d = parse_train(r, recipe.train);
+  if (d.tokens < 1 && d.match.empty()) {
+    throw r.error("needs budget: {tokens: N} or {match: STAGE, by: flops} (here or in the recipe's train:)");
+  }
+  return d;
+}
+
+std::vector<std::string> with_train_keys(std::vector<std::string> keys) {
+  keys.insert(keys.end(), train_setting_keys().begin(), train_setting_keys().end());
+  return keys;
+}
+
+class TrainKind : public StageKind {
+ public:
+  std::string name() const override { return "train"; }
+  std::vector<std::string> keys() const override { return with_train_keys({"from", "mix"}); }
+  bool data_parallel() const override { return true; }
+  bool produces_models() const override { return true; }
+
+  std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe& recipe) const override {
+    auto t = std::make_shared<TrainStage>();
+    if (r.has("from")) t->from = r.child("from").strings();
+    YamlReader mix = r.child("mix");
+    if (!mix.is_map()) throw mix.error("expected a mapping domain -> weight");
+    for (const auto& k : mix.keys()) t->mix[k] = mix.child(k).number();
+    t->train = parse_stage_train(r, recipe);
+    return t;
+  }
+
+  std::vector<StageInput> inputs(const StageDef& s) const override {
+    const auto& t = *s.as<TrainStage>();
+    std::vector<StageInput> in;
+    for (const auto& f : t.from) in.push_back({"from", f});
+    if (!t.train.match.empty()) in.push_back({"budget.match", t.train.match});
+    return in;
+  }
+
+  void plan(const StageDef& s, Planner& p) const override {
+    const auto& t = *s.as<TrainStage>();
+    for (const auto& [d, w] : t.mix) {
+      p.check_domain(s, "mix", d);
+      if (w < 0) throw stage_error(s, "mix." + d, "weight must be >= 0");
+    }
+    if (t.from.size() > 1) throw stage_error(s, "from", "a train stage reads at most one model");
+    std::optional<size_t> init;
+    if (!t.from.empty()) init = p.single_model(s, t.from[0]);
+    add_train(s, t.train, p, s.name, t.mix, init);
+  }
+};
+
+class BranchKind : public StageKind {
+ public:
+  std::string name() const override { return "branch"; }
+  std::vector<std::string> keys() const override { return with_train_keys({"from", "domains", "general_mix"}); }
+  bool data_parallel() const override { return true; }
+  bool produces_models() const override { return true; }
+
+  std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe& recipe) const override {
+    auto b = std::make_shared<BranchStage>();
+    b->from = r.child("from").strings();
+    b->domains = r.child("domains").strings();
+    b->general_mix = r.get_number("general_mix", b->general_mix);
+    if (b->general_mix < 0 || b->general_mix >= 1) throw r.child("general_mix").error("must be in [0, 1)");
+    b->train = parse_stage_train(r, recipe);
+    if (!b->train.match.empty()) throw r.error("a branch stage needs budget: {tokens: N}; match: is for train stages");
+    return b;
+  }
+
+  std::vector<StageInput> inputs(const StageDef& s) const override {
+    std::vector<StageInput> in;
+    for (const auto& f : s.as<BranchStage>()->from) in.push_back({"from", f});
+    return in;
+  }
+
+  void plan(const StageDef& s, Planner& p) const override {
+    const auto& b = *s.as<BranchStage>();
+    if (b.from.size() != 1) throw stage_error(s, "from", "a branch stage reads exactly one model");
+    size_t seed = p.single_model(s, b.from[0]);
+    if (!p.job(seed).model.is_dense()) throw stage_error(s, "from", "branching needs a dense model");
+    if (b.domains.empty()) throw stage_error(s, "domains", "list at least one domain");
+    auto names = p.recipe().domain_names();
+    bool has_general = std::find(names.begin(), names.end(), "general") != names.end();
+    for (const auto& d : b.domains) {
+      p.check_domain(s, "domains", d);
+      std::map<std::string, double> mix{{d, 1.0}};
+      if (has_general && d != "general" && b.general_mix > 0) {
+        mix = {{d, 1.0 - b.general_mix}, {"general", b.general_mix}};
+      }
+      add_train(s, b.train, p, s.name + "/" + d, mix, seed);
+    }
+  }
+};
+
+}  // namespace
+
+const std::vector<std::string>& train_setting_keys() {
+  static const std::vector<std::string> kKeys = {"batch_size", "micro_batch", "precision", "log_every", "eval_every",
+                                                 "eval_windows", "checkpoint_every", "optim", "budget"};
+  return kKeys;
+}
+
+TrainDef parse_train(const YamlReader& r, TrainDef d) {
+  stages::TrainSettings& s = d.settings;
+  s.batch_size = r.get_integer("batch_size", s.batch_size);
+  s.micro_batch = r.get_integer("micro_batch", s.micro_batch);
+  s.log_every = r.get_integer("log_every", s.log_every);
+  s.eval_every = r.get_integer("eval_every", s.eval_every);
+  s.eval_windows = r.get_integer("eval_windows", s.eval_windows);
+  s.checkpoint_every = r.get_integer("checkpoint_every", s.checkpoint_every);
+  s.precision = r.get_choice("precision", s.precision, {"auto", "fp32", "bf16"});
+  if (r.has("optim")) {
+    YamlReader o = r.child("optim");
+    o.expect_map(kOptimKeys);
+    stages::OptimSpec& op = s.optim;
+    op.lr = o.get_number("lr", op.lr);
+    op.min_lr_ratio = o.get_number("min_lr_ratio", op.min_lr_ratio);
+    op.warmup = o.get_integer("warmup", op.warmup);
+    op.weight_decay = o.get_number("weight_decay", op.weight_decay);
+    op.beta1 = o.get_number("beta1", op.beta1);
+    op.beta2 = o.get_number("beta2", op.beta2);
+    op.eps = o.get_number("eps", op.eps);
+    op.grad_clip = o.get_number("grad_clip", op.grad_clip);
+  }
+  try {
+    stages::validate(s);
+  } catch (const stages::SpecError& e) {
+    throw spec_error_at(r, e.field(), e.reason());
+  }
+  if (r.has("budget")) parse_budget(r.child("budget"), d);
+  return d;
+}
+
+const StageKind& train_kind() {
+  static const TrainKind kKind;
+  return kKind;
+}
+
+const StageKind& branch_kind() {
+  static const BranchKind kKind;
+  return kKind;
+}
+
+}  // namespace upcycle::runner

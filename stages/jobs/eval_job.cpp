@@ -1,0 +1,97 @@
+// The eval job: perplexity per model and domain, BTM ensembles, downstream tasks.
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "core/log.h"
+#include "core/sha256.h"
+#include "stages/data/builtin_tasks.h"
+#include "stages/data/data_layout.h"
+#include "stages/data/tokenizer.h"
+#include "stages/eval/perplexity.h"
+#include "stages/eval/tasks.h"
+#include "stages/io/checkpoint.h"
+#include "stages/jobs/job_kinds.h"
+#include "stages/spec/eval.h"
+#include "stages/train/device.h"
+
+namespace upcycle::stages {
+namespace {
+
+// One model's perplexity on one domain: the ppl row and the nll row (stderr of the mean NLL).
+void add_perplexity(core::JobResult& r, const std::string& model, const std::string& domain,
+                    const PerplexityResult& res) {
+  r.evals.push_back({model, "ppl/" + domain, "ppl", res.ppl, res.ppl_stderr, res.tokens, "none", std::nullopt});
+  r.evals.push_back({model, "ppl/" + domain, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0,
+                     res.tokens, "none", std::nullopt});
+  core::log_info("eval: " + model + " on " + domain + ": ppl " + std::to_string(res.ppl));
+}
+
+// "builtin" stands for the prepare job's task file of every evaluated domain. A user's task file
+// must still be the one the job was planned (and keyed) with.
+std::vector<TaskExample> load_examples(const EvalJobSpec& e) {
+  std::vector<TaskExample> examples;
+  for (const auto& t : e.tasks) {
+    std::vector<std::string> files;
+    if (t.path == "builtin") {
+      for (const auto& d : e.domains) {
+        if (std::filesystem::exists(builtin_task_path(e.data_dir, d))) files.push_back(builtin_task_path(e.data_dir, d));
+      }
+    } else {
+      if (core::sha256_file(t.path) != t.sha256) {
+        throw StageError(t.path + ": task file changed since the job was planned",
+                         "re-run the recipe so the job is keyed by the file's new content");
+      }
+      files.push_back(t.path);
+    }
+    for (const auto& f : files) {
+      auto ex = load_task_file(f);
+      examples.insert(examples.end(), ex.begin(), ex.end());
+    }
+  }
+  return examples;
+}
+
+bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r) {
+  EvalJobSpec e;
+  read_spec(s, e);
+  const std::vector<TaskExample> examples = load_examples(e);
+  std::unique_ptr<Tokenizer> tok;
+  if (!examples.empty()) tok = std::make_unique<Tokenizer>(tokenizer_path(e.data_dir));
+  // Eval runs in fp32 on whichever device the job has.
+  const torch::Device device(resolve_placement(ctx.runtime.device, "fp32", 0).device);
+  auto load_on_device = [&](const std::string& ckpt) {
+    TransformerLm m = load_model(ckpt);
+    m->to(device);
+    m->eval();
+    return m;
+  };
+  for (const auto& m : e.models) {
+    TransformerLm model = load_on_device(m.checkpoint);
+    for (const auto& d : e.domains) {
+      add_perplexity(r, m.name, d, perplexity(model, shard_path(e.data_dir, d, e.split), e.max_windows));
+    }
+    if (examples.empty()) continue;
+    for (const auto& t : evaluate_tasks(model, *tok, examples, e.max_examples, e.max_new_tokens)) {
+      r.evals.push_back({m.name, t.task, t.metric, t.value, t.stderr_value, t.n, "none", std::nullopt});
+      core::log_info("eval: " + m.name + " on " + t.task + ": " + t.metric + " " + std::to_string(t.value) +
+                     " (n " + std::to_string(t.n) + ")");
+    }
+  }
+  for (const auto& ens : e.ensembles) {  // BTM: eval-only ensembles
+    std::vector<TransformerLm> members;
+    for (const auto& m : ens.members) members.push_back(load_on_device(m.checkpoint));
+    for (const auto& d : e.domains) {
+      add_perplexity(r, ens.name, d, ensemble_perplexity(members, shard_path(e.data_dir, d, e.split), e.max_windows));
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+JobKind eval_job_kind() {
+  return {EvalJobSpec::kKind, EvalJobSpec::kOutputVersion, check_spec<EvalJobSpec>, run_eval_job};
+}
+
+}  // namespace upcycle::stages

@@ -1,0 +1,53 @@
+// The eval job's spec (kind "eval"): perplexity of each model (and of BTM ensembles) on each domain's
+// held-out split, and downstream tasks (built-in and user JSONL files, pinned by sha256).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "stages/spec/job_spec.h"
+
+namespace upcycle::stages {
+
+struct EvalModel {
+  std::string name;        ///< the stage label, e.g. "experts/code"
+  std::string checkpoint;  ///< path (follows from an input key)
+};
+
+/// Experts ensembled at eval time (BTM), scored under `name`.
+struct EvalEnsemble {
+  std::string name;
+  std::vector<EvalModel> members;
+};
+
+/// "builtin" (the prepare job's task file of every evaluated domain) or a JSONL task file.
+struct EvalTask {
+  std::string path;    ///< "builtin" or the file
+  std::string sha256;  ///< of the file when planned; the job refuses a file changed since
+};
+
+struct EvalJobSpec {
+  static constexpr const char* kKind = "eval";
+  /// Bump with any change to what eval jobs produce (perplexity windows, task scoring, generation).
+  static constexpr int kOutputVersion = 1;
+
+  std::string data_dir;  ///< the prepare job's data (path)
+  std::vector<std::string> domains;
+  std::string split = "test";  ///< test | valid
+  int64_t max_windows = 0;     ///< per domain; 0 = every window
+  std::vector<EvalTask> tasks = {{"builtin", ""}};
+  int64_t max_examples = 0;    ///< per task; 0 = all
+  int64_t max_new_tokens = 64; ///< generation tasks
+  std::vector<EvalModel> models;
+  std::vector<EvalEnsemble> ensembles;
+};
+
+void validate(const EvalJobSpec& s);
+nlohmann::json to_json(const EvalJobSpec& s);
+void read_spec(const SpecReader& r, EvalJobSpec& out);
+nlohmann::json key_material(const EvalJobSpec& s, const JobRuntime& rt);
+
+}  // namespace upcycle::stages

@@ -1,0 +1,139 @@
+#include "stages/spec/prepare.h"
+
+#include <set>
+
+namespace upcycle::stages {
+namespace {
+
+nlohmann::json domain_json(const DomainSpec& d, bool pretokenized) {
+  if (pretokenized) {
+    const auto& s = d.shards;
+    return {{"name", d.name},
+            {"shards", {{"dir", s.dir}, {"train", s.train}, {"valid", s.valid}, {"test", s.test}, {"dtype", s.dtype}}}};
+  }
+  nlohmann::json src = nlohmann::json::array();
+  for (const auto& x : d.sources) {
+    src.push_back({{"pattern", x.pattern}, {"split", doc_split_name(x.split)}});
+    if (x.split == DocSplit::kJsonl) src.back()["text_field"] = x.text_field;
+  }
+  return {{"name", d.name}, {"sources", src}, {"generator", d.generator}, {"max_bytes", d.max_bytes}};
+}
+
+DomainSpec read_domain(const SpecReader& r) {
+  r.expect_only({"name", "sources", "generator", "max_bytes", "shards"});
+  DomainSpec d;
+  d.name = r.get<std::string>("name");
+  d.generator = r.get<std::string>("generator", "");
+  d.max_bytes = r.get<int64_t>("max_bytes", 0);
+  if (r.has("shards")) {
+    SpecReader s = r.child("shards");
+    s.expect_only({"dir", "train", "valid", "test", "dtype"});
+    d.shards = {s.get<std::string>("dir", ""), s.get<std::string>("train", ""), s.get<std::string>("valid", ""),
+                s.get<std::string>("test", ""), s.get<std::string>("dtype")};
+  }
+  if (!r.has("sources")) return d;
+  for (const auto& src : r.items("sources")) {
+    src.expect_only({"pattern", "split", "text_field"});
+    d.sources.push_back({src.get<std::string>("pattern"),
+                         doc_split_from(src.get<std::string>("split", "file"), src.path("split")),
+                         src.get<std::string>("text_field", "text")});
+  }
+  return d;
+}
+
+void validate_domain(const DomainSpec& d, const std::string& at, bool pretokenized) {
+  check_name(d.name, at + ".name");
+  check(d.max_bytes >= 0, at + ".max_bytes", "must be >= 0 (0: all)");
+  if (pretokenized) {
+    check_choice(d.shards.dtype, at + ".shards.dtype", {"uint16", "uint32"});
+    check(!d.shards.dir.empty() || (!d.shards.train.empty() && !d.shards.valid.empty() && !d.shards.test.empty()),
+          at + ".shards", "needs dir (nanoGPT layout: train.bin, val.bin, optional test.bin) or all of train, valid, test");
+    check(d.sources.empty() && d.generator.empty(), at, "a pre-tokenized domain reads shards, not sources");
+    return;
+  }
+  check(d.shards.dtype.empty(), at + ".shards", "needs tokenizer kind pretokenized");
+  check(d.generator.empty() || d.generator == "math", at + ".generator", "'" + d.generator + "' is not one of math");
+  check(!d.sources.empty() || !d.generator.empty(), at, "domain '" + d.name + "' has no sources and no generator");
+  for (size_t i = 0; i < d.sources.size(); ++i) {
+    check(!d.sources[i].pattern.empty(), at + ".sources[" + std::to_string(i) + "].pattern", "is empty");
+  }
+}
+
+}  // namespace
+
+const char* doc_split_name(DocSplit s) {
+  switch (s) {
+    case DocSplit::kFortune: return "fortune";
+    case DocSplit::kJsonl: return "jsonl";
+    case DocSplit::kWholeFile: break;
+  }
+  return "file";
+}
+
+DocSplit doc_split_from(const std::string& name, const std::string& field) {
+  check_choice(name, field, {"file", "fortune", "jsonl"});
+  return name == "fortune" ? DocSplit::kFortune : name == "jsonl" ? DocSplit::kJsonl : DocSplit::kWholeFile;
+}
+
+void validate(const PrepareJobSpec& s) {
+  check(!s.domains.empty(), "domains", "needs at least one domain");
+  check(s.domains.size() <= 1024, "domains", "at most 1024 domains");
+  std::set<std::string> seen;
+  for (size_t i = 0; i < s.domains.size(); ++i) {
+    const std::string at = "domains[" + std::to_string(i) + "]";
+    validate_domain(s.domains[i], at, s.pretokenized);
+    check(seen.insert(s.domains[i].name).second, at + ".name", "domain '" + s.domains[i].name + "' is listed twice");
+  }
+  if (s.pretokenized) {
+    check(s.tokenizer.vocab >= 2 && s.tokenizer.vocab <= (int64_t(1) << 32), "tokenizer.vocab", "must be in [2, 2^32]");
+    check(s.task_examples == 0, "task_examples", "built-in tasks are made from text; pre-tokenized data has none");
+  } else {
+    check(s.tokenizer.vocab >= 300 && s.tokenizer.vocab <= 1000000, "tokenizer.vocab",
+          "must be in [300, 1000000] (byte fallback needs 259 pieces)");
+    check_choice(s.tokenizer.model_type, "tokenizer.model_type", {"bpe", "unigram"});
+    check(s.tokenizer_sample_bytes >= 1000, "tokenizer.sample_bytes", "must be >= 1000");
+  }
+  check(s.valid_fraction > 0 && s.test_fraction > 0 && s.valid_fraction + s.test_fraction < 1, "valid_fraction",
+        "valid_fraction and test_fraction must be positive and sum to less than 1");
+  check(s.task_examples >= 0 && s.task_examples <= 1000000, "task_examples", "must be in [0, 1000000]");
+}
+
+nlohmann::json to_json(const PrepareJobSpec& s) {
+  nlohmann::json domains = nlohmann::json::array();
+  for (const auto& d : s.domains) domains.push_back(domain_json(d, s.pretokenized));
+  nlohmann::json tokenizer = {{"kind", s.pretokenized ? "pretokenized" : "sentencepiece"}, {"vocab", s.tokenizer.vocab}};
+  if (!s.pretokenized) {
+    tokenizer["model_type"] = s.tokenizer.model_type;
+    tokenizer["sample_bytes"] = s.tokenizer_sample_bytes;
+  }
+  return {{"domains", domains}, {"tokenizer", tokenizer}, {"valid_fraction", s.valid_fraction},
+          {"test_fraction", s.test_fraction}, {"task_examples", s.task_examples}, {"seed", s.seed}};
+}
+
+void read_spec(const SpecReader& r, PrepareJobSpec& p) {
+  expect_fields(r, {"domains", "tokenizer", "valid_fraction", "test_fraction", "task_examples", "seed"});
+  SpecReader tok = r.child("tokenizer");
+  tok.expect_only({"kind", "vocab", "model_type", "sample_bytes"});
+  const std::string kind = tok.get<std::string>("kind", "sentencepiece");
+  check_choice(kind, "tokenizer.kind", {"sentencepiece", "pretokenized"});
+  p.pretokenized = kind == "pretokenized";
+  p.tokenizer.vocab = tok.get<int64_t>("vocab");
+  p.tokenizer.model_type = tok.get("model_type", p.tokenizer.model_type);
+  p.tokenizer_sample_bytes = tok.get("sample_bytes", p.tokenizer_sample_bytes);
+  for (const auto& d : r.items("domains")) p.domains.push_back(read_domain(d));
+  p.valid_fraction = r.get("valid_fraction", p.valid_fraction);
+  p.test_fraction = r.get("test_fraction", p.test_fraction);
+  p.task_examples = r.get("task_examples", p.task_examples);
+  p.seed = r.get<uint64_t>("seed", 0);
+  p.tokenizer.seed = p.seed;
+  validate(p);
+}
+
+nlohmann::json key_material(const PrepareJobSpec& s, const JobRuntime& rt) {
+  nlohmann::json j = to_json(s);
+  // SentencePiece's unigram trainer sums per-thread partial expectations (float); BPE counts integers.
+  if (!s.pretokenized && s.tokenizer.model_type == "unigram") j["threads"] = rt.threads;
+  return j;
+}
+
+}  // namespace upcycle::stages

@@ -1,0 +1,31 @@
+// The prepare job's spec (kind "prepare") is the prepare stage's own PrepareSpec (data/prepare.h):
+// its JSON form, validation and key material. out_dir, the tokenizer's threads and seed are filled
+// by the job (its directory, its runtime, the spec's seed).
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "stages/data/prepare.h"
+#include "stages/spec/job_spec.h"
+
+namespace upcycle::stages {
+
+struct PrepareJobSpec : PrepareSpec {
+  static constexpr const char* kKind = "prepare";
+  /// Bump with any change to what prepare jobs produce (documents, split, tokenizer, shards, tasks).
+  static constexpr int kOutputVersion = 1;
+};
+
+/// "file" | "fortune" | "jsonl", and back (throws SpecError on `field` for another name).
+const char* doc_split_name(DocSplit s);
+DocSplit doc_split_from(const std::string& name, const std::string& field);
+
+/// Throws SpecError naming the field ("domains[2].name: ...", "tokenizer.vocab: ...").
+void validate(const PrepareJobSpec& s);
+nlohmann::json to_json(const PrepareJobSpec& s);
+void read_spec(const SpecReader& r, PrepareJobSpec& out);
+nlohmann::json key_material(const PrepareJobSpec& s, const JobRuntime& rt);
+
+}  // namespace upcycle::stages

@@ -1,0 +1,66 @@
+// The train job's spec (kind "train"; branch stages plan train jobs too): what to train, on which
+// mixture, for how many tokens, with which settings. The trainer's TrainSpec (train/trainer.h) is
+// this plus what only a running process has (its directory, its process group, its placement).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "stages/model/config.h"
+#include "stages/spec/job_spec.h"
+
+namespace upcycle::stages {
+
+struct OptimSpec {
+  double lr = 1e-3;
+  double min_lr_ratio = 0.1;  ///< the cosine schedule ends at lr * min_lr_ratio
+  int64_t warmup = 0;         ///< optimizer steps
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double grad_clip = 1.0;  ///< max global grad norm; 0 disables
+};
+
+/// The settings a recipe's `train:` section and each training stage set. Defaults live here only.
+struct TrainSettings {
+  int64_t batch_size = 8;        ///< sequences per optimizer step (global)
+  int64_t micro_batch = 0;       ///< sequences per forward; 0 = batch_size (no accumulation)
+  std::string precision = "auto";  ///< auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+  int64_t log_every = 10;
+  int64_t eval_every = 0;        ///< validation every N steps; 0 = only at the end
+  int64_t eval_windows = 8;      ///< validation windows per domain
+  int64_t checkpoint_every = 0;  ///< 0 = only at the end
+  OptimSpec optim;
+};
+
+struct TrainJobSpec : TrainSettings {
+  static constexpr const char* kKind = "train";
+  /// Bump with any change to what train jobs produce (trainer, model, sampling, checkpoint format).
+  static constexpr int kOutputVersion = 1;
+
+  ModelConfig model;            ///< fresh initialisation when init_checkpoint is empty
+  std::string init_checkpoint;  ///< continue from these weights (path; follows from an input key)
+  std::string data_dir;         ///< the prepare job's data (path)
+  std::map<std::string, double> mix;  ///< domain -> weight
+  int64_t tokens = 0;           ///< steps = ceil(tokens / (batch_size * seq_len))
+  uint64_t seed = 0;
+};
+
+/// Throws SpecError naming the field ("optim.beta1: must be in [0, 1)").
+void validate(const TrainSettings& s);
+void validate(const TrainJobSpec& s);
+
+/// Precision as it runs: auto resolves to bf16 on CUDA, fp32 on the CPU.
+std::string effective_precision(const std::string& precision, const std::string& device);
+
+void write_settings(nlohmann::json& j, const TrainSettings& s);
+nlohmann::json to_json(const TrainJobSpec& s);
+/// Reads and validates; throws SpecError naming the field.
+void read_spec(const SpecReader& r, TrainJobSpec& out);
+nlohmann::json key_material(const TrainJobSpec& s, const JobRuntime& rt);
+
+}  // namespace upcycle::stages
