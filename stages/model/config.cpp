@@ -1,5 +1,7 @@
 #include "stages/model/config.h"
 
+#include <cmath>
+
 #include <stdexcept>
 
 namespace upcycle::stages {
@@ -12,24 +14,28 @@ void require(bool ok, const std::string& key, const std::string& reason) {
 }  // namespace
 
 void ModelConfig::validate() const {
-  require(d_model > 0, "d_model", "must be positive");
-  require(layers > 0, "layers", "must be positive");
+  // Upper bounds far above any real model keep a typo (layers=2000000000) from exhausting memory.
+  require(d_model > 0 && d_model <= (int64_t(1) << 20), "d_model", "must be in [1, 2^20]");
+  require(layers > 0 && layers <= 4096, "layers", "must be in [1, 4096]");
   require(heads > 0 && d_model % heads == 0, "heads",
           "must divide d_model (" + std::to_string(d_model) + ")");
   require(head_dim() % 2 == 0, "heads", "head dimension d_model/heads must be even for RoPE");
   require(kv_heads > 0 && heads % kv_heads == 0, "kv_heads",
           "must divide heads (" + std::to_string(heads) + ")");
-  require(ffn_hidden > 0, "ffn_hidden", "must be positive");
-  require(vocab > 0, "vocab", "must be positive");
-  require(seq_len > 0, "seq_len", "must be positive");
+  require(ffn_hidden > 0 && ffn_hidden <= (int64_t(1) << 24), "ffn_hidden", "must be in [1, 2^24]");
+  require(vocab > 0 && vocab <= (int64_t(1) << 32), "vocab", "must be in [1, 2^32]");
+  require(seq_len > 0 && seq_len <= (int64_t(1) << 24), "seq_len", "must be in [1, 2^24]");
+  require(std::isfinite(rope_theta) && rope_theta > 0, "rope_theta", "must be positive");
+  require(norm_eps > 0 && norm_eps < 1, "norm_eps", "must be in (0, 1)");
+  require(init_std > 0 && init_std < 10, "init_std", "must be in (0, 10)");
   require(block == "parallel" || block == "sequential", "block", "must be parallel or sequential");
   require(norm == "layernorm" || norm == "rmsnorm", "norm", "must be layernorm or rmsnorm");
-  require(attn_experts >= 1, "attn_experts", "must be >= 1");
+  require(attn_experts >= 1 && attn_experts <= 4096, "attn_experts", "must be in [1, 4096]");
   require(attn_routing == "soft" || attn_routing == "top_k", "attn_routing", "must be soft or top_k");
   require(attn_top_k >= 1 && attn_top_k <= attn_experts, "attn_top_k",
           "must be in [1, attn_experts=" + std::to_string(attn_experts) + "]");
   require(attn_kv == "expert" || attn_kv == "shared", "attn_kv", "must be expert or shared");
-  require(ffn_experts >= 1, "ffn_experts", "must be >= 1");
+  require(ffn_experts >= 1 && ffn_experts <= 65536, "ffn_experts", "must be in [1, 65536]");
   require(ffn_top_k >= 1 && ffn_top_k <= ffn_experts, "ffn_top_k",
           "must be in [1, ffn_experts=" + std::to_string(ffn_experts) + "]");
   require(ffn_routing == "softmax_then_topk" || ffn_routing == "topk_then_softmax", "ffn_routing",
@@ -38,6 +44,7 @@ void ModelConfig::validate() const {
   require(ffn_granularity >= 1 && ffn_hidden % ffn_granularity == 0, "ffn_granularity",
           "must divide ffn_hidden");
   require(router_init_std > 0, "router_init_std", "must be positive");
+  require(lb_coef >= 0 && z_coef >= 0, lb_coef < 0 ? "lb_coef" : "z_coef", "must be >= 0");
 }
 
 nlohmann::json to_json(const ModelConfig& c) {

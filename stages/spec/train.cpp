@@ -34,6 +34,17 @@ void validate_optim(const OptimSpec& o) {
   check(o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 disables clipping)");
 }
 
+// ModelConfig::validate says "key: reason".
+void validate_model(const ModelConfig& m) {
+  try {
+    m.validate();
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    const size_t colon = what.find(": ");
+    throw SpecError("model." + what.substr(0, colon), colon == std::string::npos ? what : what.substr(colon + 2));
+  }
+}
+
 }  // namespace
 
 void validate(const TrainSettings& s) {
@@ -59,14 +70,7 @@ void validate(const TrainJobSpec& s) {
     total += w;
   }
   check(total > 0, "mix", "weights sum to 0");
-  if (s.init_checkpoint.empty()) {
-    try {
-      s.model.validate();
-    } catch (const std::invalid_argument& e) {
-      throw SpecError("model." + std::string(e.what()).substr(0, std::string(e.what()).find(':')),
-                      std::string(e.what()).substr(std::string(e.what()).find(':') + 2));
-    }
-  }
+  if (s.init_checkpoint.empty()) validate_model(s.model);
 }
 
 std::string effective_precision(const std::string& precision, const std::string& device) {

@@ -62,10 +62,13 @@ stages:
   }
   ASSERT_FALSE(single.empty());
 
-  // The same spec, run by two ranks in a fresh directory.
+  // The same spec for two processes (world_size is the spec's, and a rank count that differs from
+  // it is refused), run by two ranks in a fresh directory.
   const std::string ddp = dir / "ddp";
   core::make_dirs(ddp);
-  core::write_file_atomic(ddp + "/spec.json", core::read_file(single + "/spec.json"));
+  nlohmann::json spec = core::read_json_file(single + "/spec.json");
+  spec["world_size"] = 2;
+  core::write_file_atomic(ddp + "/spec.json", spec.dump(2));
   const std::string port = std::to_string(cluster::free_loopback_port());
   std::vector<pid_t> ranks;
   for (int rank = 0; rank < 2; ++rank) {

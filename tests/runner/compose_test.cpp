@@ -3,6 +3,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "runner/kinds/train.h"
 #include "runner/recipe.h"
 #include "tests/support/temp_dir.h"
 
@@ -48,10 +49,11 @@ TEST_F(ComposeTest, IncludedFilesMergeUnderTheRecipe) {
   ASSERT_EQ(r.stages.size(), 3u);  // base's stages first, then the recipe's
   EXPECT_EQ(r.stages[0].name, "data");
   EXPECT_EQ(r.stages[2].name, "eval");
-  EXPECT_EQ(r.stages[1].train.tokens, 8000);          // the recipe wins
-  EXPECT_EQ(r.stages[1].train.batch_size, 4);          // the base's default survives the merge
-  EXPECT_EQ(r.stages[1].train.optim.at("lr"), 1e-3);   // maps merge key by key
-  EXPECT_EQ(r.stages[1].train.optim.at("warmup"), 7);
+  const TrainDef& seed = r.stages[1].as<TrainStage>()->train;
+  EXPECT_EQ(seed.tokens, 8000);                 // the recipe wins
+  EXPECT_EQ(seed.settings.batch_size, 4);       // the base's default survives the merge
+  EXPECT_EQ(seed.settings.optim.lr, 1e-3);      // maps merge key by key
+  EXPECT_EQ(seed.settings.optim.warmup, 7);
   EXPECT_EQ(r.resolved_yaml.find("include"), std::string::npos) << r.resolved_yaml;
   // Overrides apply to the composed recipe.
   EXPECT_EQ(load_recipe(dir_ / "r.yaml", {"seed=9"}).seed, 9u);

@@ -1,4 +1,5 @@
 #include "runner/recipe.h"
+#include "runner/kinds/train.h"
 
 #include <gtest/gtest.h>
 
@@ -38,9 +39,12 @@ TEST(RecipeTest, ParsesIntoTypedStructs) {
   EXPECT_EQ(r.model.d_model, 64);
   EXPECT_EQ(r.model.vocab, 512);  // from the tokenizer
   ASSERT_EQ(r.stages.size(), 5u);
-  EXPECT_EQ(r.stages[1].train.tokens, 4000);
-  EXPECT_EQ(r.stages[1].train.batch_size, 4);  // recipe-level default
-  EXPECT_EQ(r.stages[2].domains, (std::vector<std::string>{"code", "math"}));
+  ASSERT_NE(r.stages[1].as<TrainStage>(), nullptr);
+  EXPECT_EQ(r.stages[1].kind_name(), "train");
+  EXPECT_EQ(r.stages[1].as<TrainStage>()->train.tokens, 4000);
+  EXPECT_EQ(r.stages[1].as<TrainStage>()->train.settings.batch_size, 4);  // recipe-level default
+  EXPECT_EQ(r.stages[2].as<TrainStage>(), nullptr);                      // a branch stage
+  EXPECT_EQ(r.stages[2].as<BranchStage>()->domains, (std::vector<std::string>{"code", "math"}));
   EXPECT_EQ(r.flat.at("stages.seed.optim.lr"), "1e-3");
 }
 
@@ -71,7 +75,7 @@ TEST(RecipeTest, TypeAndRangeErrorsNameFileLineAndKey) {
 
 TEST(RecipeTest, OverridesApplyBeforeValidation) {
   Recipe r = parse_recipe(kRecipe, "r.yaml", {"stages.seed.budget.tokens=8k", "seed=9"});
-  EXPECT_EQ(r.find_stage("seed")->train.tokens, 8000);
+  EXPECT_EQ(r.find_stage("seed")->as<TrainStage>()->train.tokens, 8000);
   EXPECT_EQ(r.seed, 9u);
   EXPECT_NE(error_of(kRecipe, {"nonsense"}).find("expected key.path=value"), std::string::npos);
 }

@@ -3,6 +3,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "runner/kinds/train.h"
 #include "runner/run.h"
 #include "tests/support/temp_dir.h"
 
@@ -30,8 +31,8 @@ TEST(SweepTest, GridExpandsIntoNamedRunsSharingEqualJobs) {
   ASSERT_EQ(recipes.size(), 6u);
   EXPECT_EQ(recipes[0].run_name, "s/stages.experts.budget.tokens=2k,stages.bam.ffn.top_k=1");
   EXPECT_EQ(recipes[5].run_name, "s/stages.experts.budget.tokens=3k,stages.bam.ffn.top_k=3");
-  EXPECT_EQ(recipes[4].find_stage("bam")->mixture.ffn_top_k, 2);
-  EXPECT_EQ(recipes[4].find_stage("experts")->train.tokens, 3000);
+  EXPECT_EQ(make_plan(recipes[4]).find("bam")->model.ffn_top_k, 2);
+  EXPECT_EQ(recipes[4].find_stage("experts")->as<BranchStage>()->train.tokens, 3000);
   std::vector<RunPoint> points;
   for (auto& r : recipes) {
     Plan p = make_plan(r);
