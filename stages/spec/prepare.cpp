@@ -47,7 +47,7 @@ void validate_domain(const DomainSpec& d, const std::string& at, bool pretokeniz
   if (pretokenized) {
     check_choice(d.shards.dtype, at + ".shards.dtype", {"uint16", "uint32"});
     check(!d.shards.dir.empty() || (!d.shards.train.empty() && !d.shards.valid.empty() && !d.shards.test.empty()),
-          at + ".shards", "needs dir (nanoGPT layout: train.bin, val.bin, optional test.bin) or all of train, valid, test");
+          at + ".shards", "needs dir: (nanoGPT layout: train.bin, val.bin, optional test.bin) or all of train, valid, test");
     check(d.sources.empty() && d.generator.empty(), at, "a pre-tokenized domain reads shards, not sources");
     return;
   }

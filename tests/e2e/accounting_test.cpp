@@ -62,7 +62,7 @@ TEST(AccountingCliTest, PaperRecipesPlan) {
   for (const char* recipe : {"bam_590m.yaml", "bam_2b.yaml"}) {
     auto r = run_binary({UPCYCLE_BINARY, "plan", std::string(UPCYCLE_SOURCE_DIR "/recipes/paper/") + recipe});
     EXPECT_EQ(r.exit_code, 0) << recipe << "\n" << r.output;
-    EXPECT_NE(r.output.find("experts/law  [train]"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("experts/law  [train v1]"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("matching btx_dm by flops"), std::string::npos) << r.output;
     EXPECT_EQ(r.output.find("tokens -"), std::string::npos) << r.output;  // no overflowed budget
   }

@@ -7,6 +7,8 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "core/atomic_file.h"
 #include "tests/support/run_binary.h"
 #include "tests/support/store_dump.h"
@@ -96,6 +98,16 @@ std::vector<RecipeCase> recipe_cases() {
       {"override_bad_yaml", "", {"model=[1,"}, "value does not parse as YAML"},
       {"override_unknown_key", "", {"model.d_modl=128"}, "did you mean 'd_model'?"},
       {"override_wrong_type", "", {"stages.seed.budget.tokens=lots"}, "expected an integer"},
+      {"beta1_above_one", with("train: { batch_size: 4 }", "train: { batch_size: 4, optim: { beta1: 1.5 } }"), {}, "r.yaml:7:41: train.optim.beta1: must be in [0, 1)"},
+      {"min_lr_ratio", "", {"stages.seed.optim={min_lr_ratio: 7}"}, "stages.seed.optim.min_lr_ratio: must be in [0, 1]"},
+      {"eval_windows_negative", "", {"train.eval_windows=-1"}, "train.eval_windows: must be >= 1"},
+      {"init_std_negative", "", {"model.init_std=-1"}, "model.init_std: must be in (0, 10)"},
+      {"norm_eps_zero", "", {"model.norm_eps=0"}, "model.norm_eps: must be in (0, 1)"},
+      {"rope_theta_zero", "", {"model.rope_theta=0"}, "model.rope_theta: must be positive"},
+      {"layers_huge", "", {"model.layers=2000000000"}, "model.layers: must be in [1, 4096]"},
+      {"average_weights_zero", "", {"stages.bam.average_weights=[0, 0, 0]"}, "stages.bam.average_weights: the weights sum to 0"},
+      {"upcycle_from_empty", "", {"stages.bam.from=[]"}, "stages.bam.from: list at least one dense model"},
+      {"domain_name_is_a_path", with("domains: [general, code, math]", "domains: [general, code, math, { name: '../../x', sources: [/etc/hostname] }]"), {}, "data.domains[3].name: '../../x' is not a valid name"},
   };
 }
 
@@ -113,7 +125,40 @@ TEST(BadInputTest, RecipesAreRejectedWithPreciseErrorsAndNoStore) {
     EXPECT_FALSE(std::filesystem::exists(dir / "runs")) << c.name << ": a rejected recipe left files";
     ++checked;
   }
-  EXPECT_GE(checked, 39);
+  EXPECT_GE(checked, 49);
+}
+
+// `upcycle stage --spec` reads a spec with the same code the planner fills it with: a hand-written
+// spec with a bad field exits 1 naming the field, before any work (no result, no lock, no crash).
+TEST(BadInputTest, JobSpecsAreValidatedByTheStageCommand) {
+  const nlohmann::json valid = {{"kind", "train"}, {"version", 1}, {"key", std::string(64, 'a')},
+                                {"data_dir", "/nonexistent"}, {"mix", {{"general", 1.0}}}, {"tokens", 64},
+                                {"model", nlohmann::json::object()}};
+  auto with_field = [&](const std::string& k, nlohmann::json v) {
+    nlohmann::json j = valid;
+    j[k] = v;
+    return j;
+  };
+  const std::vector<std::pair<nlohmann::json, std::string>> cases = {
+      {with_field("batch_size", 0), "spec.json: batch_size: must be in [1, 2^24]"},
+      {with_field("log_every", 0), "spec.json: log_every: must be >= 1"},
+      {with_field("micro_batch", 3), "micro_batch: must divide batch_size"},
+      {with_field("kind", "trian"), "kind: unknown job kind 'trian' (kinds: prepare, train, upcycle, eval, command)"},
+      {with_field("version", 99), "version: the spec was planned for output version 99"},
+      {with_field("threads", 100000), "threads: must be in [1, 4096]"},
+      {with_field("optim", {{"beta1", 1.5}}), "optim.beta1: must be in [0, 1)"},
+      {with_field("key", "../x"), "key: expected a sha256"},
+      {nlohmann::json::array(), "spec: expected a JSON object"},
+  };
+  for (const auto& [spec, expect] : cases) {
+    testing::TempDir dir;
+    core::write_file_atomic(dir / "spec.json", spec.dump());
+    auto r = run_binary({UPCYCLE_BINARY, "stage", "--spec", dir / "spec.json"}, dir.path());
+    EXPECT_EQ(r.exit_code, 1) << expect << ": " << r.output;
+    EXPECT_NE(r.output.find(expect), std::string::npos) << "expected '" << expect << "' in\n" << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir / "result.json"));
+    EXPECT_FALSE(std::filesystem::exists(dir / ".lock")) << "validated before locking";
+  }
 }
 
 // A name holding SQL is just a name: it is bound, never spliced, so `plan` accepts it.

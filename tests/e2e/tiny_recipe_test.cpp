@@ -22,6 +22,12 @@ int64_t scalar(tracking::Store& s, const std::string& sql, const std::vector<std
   return std::get<int64_t>(s.select(sql, binds).rows.at(0).at(0));
 }
 
+size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 TEST(TinyRecipeTest, RunsEndToEndAndFillsTheStore) {
   testing::TempDir dir;
   const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
@@ -95,6 +101,17 @@ TEST(TinyRecipeTest, RunsEndToEndAndFillsTheStore) {
   auto table = run_binary({UPCYCLE_BINARY, "table", "ppl", "--format", "csv"}, dir.path());
   EXPECT_EQ(table.exit_code, 0) << table.output;
   EXPECT_EQ(table.output.substr(0, table.output.find('\n')), "model,general,code,law,math,avg");
+
+  // Every job traces to the code that computed it: git sha as built and the binary's sha256.
+  EXPECT_EQ(scalar(after, "SELECT COUNT(*) FROM jobs WHERE length(binary_sha256) = 64 AND git_sha != ''"), 7);
+  EXPECT_EQ(scalar(after, "SELECT COUNT(*) FROM provenance WHERE length(binary_sha256) = 64"), 1);
+
+  // `plan` says why each job will or will not run: complete, or what changed since its last run.
+  auto plan = run_binary({UPCYCLE_BINARY, "plan", recipe, "stages.bam_dm.optim.lr=2e-3"}, dir.path());
+  EXPECT_EQ(plan.exit_code, 0) << plan.output;
+  EXPECT_EQ(occurrences(plan.output, "complete: skipped"), 5) << plan.output;
+  EXPECT_NE(plan.output.find("will run: changed since its last run (optim.lr)"), std::string::npos) << plan.output;
+  EXPECT_NE(plan.output.find("will run: changed since its last run (input bam_dm)"), std::string::npos) << plan.output;
 }
 
 TEST(TinyRecipeTest, SweepRunsEveryPointAndSharesEqualJobs) {

@@ -78,6 +78,10 @@ TEST(StoreTest, MigratesAVersionOneStore) {
   ASSERT_EQ(rows.rows.size(), 1u);
   EXPECT_EQ(std::get<std::string>(rows.rows[0][1]), "none");
   EXPECT_EQ(std::get<double>(rows.rows[0][2]), 12.5);
+  // v3: which code computed each job; empty for jobs ingested before.
+  auto code = s.select("SELECT git_sha, binary_sha256 FROM jobs");
+  ASSERT_EQ(code.rows.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(code.rows[0][1]), "");
   EXPECT_TRUE(std::holds_alternative<std::monostate>(rows.rows[0][4]));
   // The rebuilt view sees the new columns.
   EXPECT_EQ(s.select("SELECT filter, n_shot FROM v_results").columns.size(), 2u);
