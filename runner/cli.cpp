@@ -20,6 +20,8 @@
 #include "runner/recipe.h"
 #include "runner/resume.h"
 #include "runner/run.h"
+#include "runner/run_support.h"
+#include "runner/slurm_run.h"
 #include "runner/yaml_reader.h"
 #include "stages/job_runner.h"
 #include "tracking/store.h"
@@ -67,10 +69,35 @@ std::string self_exe() {
 }
 
 // Runs the points on the local executor, logs a summary and prints each run's perplexity table.
+// On Slurm: queue everything, then return (or, with --wait, collect until nothing is left).
+RunSummary submit_and_maybe_wait(const std::vector<RunPoint>& points, const RunOptions& opts) {
+  cluster::SlurmExecutor slurm = slurm_executor(points[0].recipe.root, opts.self_exe);
+  RunSummary s = submit_runs(points, opts, slurm);
+  core::log_info(std::to_string(s.submitted) + " job(s) queued on Slurm, " + std::to_string(s.skipped) +
+                 " already complete; store " + points[0].recipe.store);
+  if (!opts.wait) {
+    std::cout << "submitted; follow with `upcycle status`, block with `upcycle wait`, stop with `upcycle cancel`\n";
+    s.interrupted = false;
+    return s;
+  }
+  RunnerLock lock(points[0].recipe.store);
+  tracking::Store store(points[0].recipe.store);
+  CollectSummary c = wait_for(store, slurm, s.run_names);
+  s.done = c.done;
+  s.failed = c.failed;
+  return s;
+}
+
 int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts, const std::string& how_to_continue) {
   opts.self_exe = self_exe();
-  cluster::LocalExecutor executor;
-  RunSummary s = execute_runs(points, opts, executor);
+  RunSummary s;
+  if (points[0].recipe.executor == "slurm") {
+    s = submit_and_maybe_wait(points, opts);
+    if (!opts.wait) return kExitOk;
+  } else {
+    cluster::LocalExecutor executor;
+    s = execute_runs(points, opts, executor);
+  }
   const std::string& store_path = points[0].recipe.store;
   core::log_info(std::to_string(s.run_names.size()) + " run(s) of " + points[0].recipe.name + ": " +
                  std::to_string(s.done) + " jobs done, " + std::to_string(s.skipped) +
@@ -105,14 +132,21 @@ int cmd_run(const std::vector<std::string>& args) {
       "force", po::value<std::vector<std::string>>()->composing(),
       "re-run this stage and everything downstream (repeatable)")(
       "max-parallel,j", po::value<int>()->default_value(0), "jobs at once (0: cores / threads per job)")(
-      "tag", po::value<std::vector<std::string>>()->composing(), "tag the run(s) (repeatable)");
+      "tag", po::value<std::vector<std::string>>()->composing(), "tag the run(s) (repeatable)")(
+      "executor", po::value<std::string>(), "local | slurm (default: the recipe's executor:)")(
+      "store", po::value<std::string>(), "SQLite store (default: the recipe's store:)")(
+      "wait", "slurm: wait for the jobs and ingest them (default: return after submitting)");
   po::positional_options_description pos;
   pos.add("recipe", 1).add("set", -1);
   auto vm = parse("run", args, desc, pos);
   if (wants_help(vm, "run", "RECIPE [key.path=value ...] [--force STAGE] [-j N]", desc)) return 0;
   if (!vm.count("recipe")) throw ConfigError("upcycle run: missing RECIPE", "usage: upcycle run RECIPE");
-  std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides_of(vm));
+  std::vector<std::string> overrides = overrides_of(vm);
+  if (vm.count("executor")) overrides.push_back("executor=" + vm["executor"].as<std::string>());
+  if (vm.count("store")) overrides.push_back("store=" + vm["store"].as<std::string>());
+  std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides);
   RunOptions opts;
+  opts.wait = vm.count("wait") > 0;
   if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
   opts.max_parallel = vm["max-parallel"].as<int>();
   if (vm.count("tag")) {
@@ -230,10 +264,45 @@ int cmd_stage(const std::vector<std::string>& args) {
   return stages::run_job(vm["spec"].as<std::string>());
 }
 
+// wait, collect and cancel: the store's Slurm jobs (of RUN..., or every run), as the store's one writer.
+int slurm_command(const std::string& cmd, const std::vector<std::string>& args) {
+  po::options_description desc(cmd + " options");
+  desc.add_options()("help,h", "show this help")(
+      "store", po::value<std::string>()->default_value("runs/store.sqlite"), "SQLite store")(
+      "runs", po::value<std::vector<std::string>>()->composing(), "runs (default: every run)");
+  po::positional_options_description pos;
+  pos.add("runs", -1);
+  auto vm = parse(cmd, args, desc, pos);
+  if (wants_help(vm, cmd, "[RUN...] [--store PATH]", desc)) return 0;
+  const std::string path = vm["store"].as<std::string>();
+  cli::open_store_ro(path);  // "no store here" when there is none
+  const auto runs = vm.count("runs") ? vm["runs"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  RunnerLock lock(path);
+  tracking::Store store(path);
+  cluster::SlurmExecutor slurm = slurm_executor(".", "");
+  if (cmd == "cancel") {
+    std::cout << cancel_runs(store, slurm, runs) << " job(s) cancelled\n";
+    return kExitOk;
+  }
+  CollectSummary c = cmd == "wait" ? wait_for(store, slurm, runs) : collect(store, slurm, runs);
+  if (cmd == "collect") {
+    for (const auto& e : c.events) std::cout << e << "\n";
+  }
+  std::cout << c.done << " done, " << c.failed << " failed, " << c.active << " still queued or running\n";
+  return c.failed ? kExitUserError : kExitOk;
+}
+
+int cmd_wait(const std::vector<std::string>& args) { return slurm_command("wait", args); }
+int cmd_collect(const std::vector<std::string>& args) { return slurm_command("collect", args); }
+int cmd_cancel(const std::vector<std::string>& args) { return slurm_command("cancel", args); }
+
 const Command kCommands[] = {
-    {"run", "run a recipe on the local executor; skips jobs already complete", cmd_run},
+    {"run", "run a recipe (local, or queued on Slurm); skips jobs already complete", cmd_run},
     {"plan", "resolve a recipe into its job DAG, keys and budgets; runs nothing", cmd_plan},
     {"resume", "continue the runs a stopped runner left unfinished (from the store alone)", cmd_resume},
+    {"wait", "slurm: wait for queued jobs, ingesting each as it finishes", cmd_wait},
+    {"collect", "slurm: one pass: ingest finished jobs, record failures and why", cmd_collect},
+    {"cancel", "slurm: cancel a run's queued and running jobs", cmd_cancel},
     {"status", "jobs of a run with status, attempts and timings; --all lists the runs", cli::cmd_status},
     {"query", "evaluation results from the store, filtered by --where (AND, OR, NOT, IN, LIKE)", cli::cmd_query},
     {"table", "paper-style tables from the store (perplexity per domain; downstream scores)", cli::cmd_table},

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "runner/cli_common.h"
 #include "runner/recipe.h"
+#include "runner/slurm_run.h"
 
 namespace upcycle::runner::cli {
 
@@ -62,6 +63,7 @@ int cmd_status(const std::vector<std::string>& args) {
   desc.add_options()("all", "every run with its status and job counts, instead of one run's jobs");
   auto vm = parse("status", args, desc, {});
   if (wants_help(vm, "status", "[--store PATH] [--run NAME | --all]", desc)) return 0;
+  refresh_slurm_jobs(store_path(vm));
   auto store = open_store_ro(store_path(vm));
   auto format = analysis::parse_format(vm["format"].as<std::string>());
   if (vm.count("all")) {
@@ -75,9 +77,12 @@ int cmd_status(const std::vector<std::string>& args) {
     return 0;
   }
   std::string run = analysis::run_or_latest(store, vm["run"].as<std::string>());
-  auto rs = store.select("SELECT stage, kind, status, attempts, exit_code, CASE WHEN wall_s IS NULL THEN NULL ELSE printf('%.1f', wall_s) END AS wall_s, "
-                         "substr(key, 1, 12) AS key, dir FROM v_jobs WHERE run = ? ORDER BY stage",
-                         {run});
+  auto rs = store.select(
+      "SELECT stage, kind, status, attempts, exit_code, CASE WHEN wall_s IS NULL THEN NULL ELSE printf('%.1f', wall_s) "
+      "END AS wall_s, substr(key, 1, 12) AS key, scheduler_id, "
+      "CASE WHEN instr(error, char(10)) > 0 THEN substr(error, 1, instr(error, char(10)) - 1) ELSE error END AS why, "
+      "dir FROM v_jobs WHERE run = ? ORDER BY stage",
+      {run});
   auto st = store.select("SELECT status, tags FROM runs WHERE name = ?", {run});
   if (st.rows.empty()) throw StoreError(store.path() + ": no run named '" + run + "'");
   std::cout << "run " << run << ": " << std::get<std::string>(st.rows[0][0])

@@ -111,6 +111,7 @@ size_t Planner::add(const StageDef& s, const std::string& label, const JobDraft&
   j.threads = d.runtime.threads;
   j.processes = d.runtime.world_size;
   j.retries = s.retries >= 0 ? s.retries : r_.retries;
+  j.slurm = s.slurm;
   plan_.jobs.push_back(std::move(j));
   by_stage_[s.name].push_back(plan_.jobs.size() - 1);
   return plan_.jobs.size() - 1;
@@ -118,7 +119,9 @@ size_t Planner::add(const StageDef& s, const std::string& label, const JobDraft&
 
 stages::JobRuntime Planner::runtime(const StageDef& s, int world_size) const {
   std::string device = s.device.empty() ? r_.device : s.device;
-  if (device == "auto") device = options_.cuda ? "cuda" : "cpu";
+  // auto: CUDA where the job will run has it (on Slurm: the stage asks for GPUs).
+  const bool cuda = r_.executor == "slurm" ? s.slurm.gpus_per_node > 0 : options_.cuda;
+  if (device == "auto") device = cuda ? "cuda" : "cpu";
   return {s.threads > 0 ? s.threads : r_.threads, device, world_size};
 }
 

@@ -28,6 +28,7 @@ struct PlannedJob {
   int threads = 1;           ///< per process (the stage's resources.threads, else the recipe's)
   int processes = 1;         ///< data-parallel processes (resources.processes)
   int retries = 0;           ///< extra attempts after a failure; not in the key
+  cluster::SlurmResources slurm;  ///< what it asks Slurm for (executor slurm); not in the key
   bool produces_model = false;
   stages::ModelConfig model;  ///< the model it produces (train, upcycle)
   std::string detail;         ///< a kind's one-line summary for `upcycle plan` (budget, experts)

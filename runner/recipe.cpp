@@ -10,6 +10,7 @@
 #include "runner/compose.h"
 #include "runner/kinds/stage_kind.h"
 #include "runner/kinds/train.h"
+#include "runner/slurm_keys.h"
 #include "runner/yaml_reader.h"
 
 namespace upcycle::runner {
@@ -18,10 +19,10 @@ namespace {
 const std::vector<std::string> kTopKeys = {"include", "defaults", "name", "executor", "store", "root", "seed",
                                            "threads", "device",
                                            "max_parallel", "retries", "data", "model", "train",
-                                           "stages", "sweep"};
+                                           "stages", "sweep", "slurm"};
 // Keys a sweep may not vary: they are shared by every run of one invocation.
 const std::vector<std::string> kUnsweepable = {"name", "executor", "store", "root", "threads", "device",
-                                               "max_parallel", "retries", "sweep"};
+                                               "max_parallel", "retries", "sweep", "slurm"};
 const std::vector<std::string> kModelKeys = {"d_model", "layers", "heads", "kv_heads", "ffn_hidden",
                                              "vocab", "seq_len", "block", "norm", "tied_embeddings",
                                              "rope_theta", "norm_eps", "init_std"};
@@ -181,7 +182,7 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const Recipe&
     throw r.child("kind").error("unknown stage kind '" + kind + "'", "kinds: " + names);
   }
   std::vector<std::string> keys = s.kind->keys();
-  keys.insert(keys.end(), {"kind", "resources", "retries"});
+  keys.insert(keys.end(), {"kind", "resources", "retries", "slurm"});
   r.expect_map(keys);
   if (r.has("resources")) {
     YamlReader res = r.child("resources");
@@ -197,6 +198,12 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const Recipe&
   }
   s.retries = static_cast<int>(r.get_integer("retries", -1));
   if (r.has("retries") && s.retries < 0) throw r.child("retries").error("must be >= 0");
+  s.slurm = r.has("slurm") ? parse_slurm(r.child("slurm"), recipe.slurm) : recipe.slurm;
+  if (s.processes % s.slurm.nodes != 0) {
+    throw (r.has("slurm") ? r.child("slurm") : r).error("slurm.nodes (" + std::to_string(s.slurm.nodes) +
+                                                        ") must divide resources.processes (" +
+                                                        std::to_string(s.processes) + ")");
+  }
   s.params = s.kind->parse(r, recipe);
   return s;
 }
@@ -291,10 +298,8 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   r.name = top.child("name").str();
   r.run_name = r.name;
   if (top.has("sweep")) r.sweep = parse_sweep(top.child("sweep"));
-  std::string executor = top.get_str("executor", "local");
-  if (executor != "local") {
-    throw top.child("executor").error("executor '" + executor + "' is not available yet (only local)");
-  }
+  r.executor = top.get_choice("executor", r.executor, {"local", "slurm"});
+  if (top.has("slurm")) r.slurm = parse_slurm(top.child("slurm"), r.slurm);
   r.store = top.get_str("store", r.store);
   r.root = top.get_str("root", r.root);
   r.seed = static_cast<uint64_t>(top.get_integer("seed", 0));

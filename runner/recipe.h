@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cluster/slurm_resources.h"
 #include "stages/model/config.h"
 #include "stages/spec/prepare.h"
 #include "stages/spec/train.h"
@@ -41,6 +42,7 @@ struct StageDef {
   std::string device;    ///< resources.device; "" = the recipe's device
   int processes = 1;     ///< resources.processes: data-parallel processes per job (training kinds)
   int retries = -1;      ///< -1 = the recipe's retries
+  cluster::SlurmResources slurm;  ///< the recipe's slurm: with the stage's slurm: over it
   std::shared_ptr<const StageParams> params;
 
   /// The kind's parameters as P, or null when the stage is of another kind.
@@ -62,6 +64,8 @@ struct Recipe {
   std::string root = "runs";
   uint64_t seed = 0;
   int threads = 1;       ///< per job
+  std::string executor = "local";  ///< local | slurm
+  cluster::SlurmResources slurm;   ///< slurm: defaults for every stage
   std::string device = "auto";  ///< auto | cpu | cuda; jobs' keys hold the device kind it resolves to
   int max_parallel = 0;  ///< 0 = cores / threads
   int retries = 0;

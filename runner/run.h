@@ -17,12 +17,14 @@ struct RunOptions {
   int max_parallel = 0;            ///< 0: recipe's, else cores / threads
   std::string self_exe;            ///< the upcycle binary jobs run (`upcycle stage --spec`)
   std::string tags;                ///< when set, replaces every run's tags ("a,b,k=v")
+  bool wait = false;               ///< slurm: wait for the jobs instead of returning after submitting
 };
 
 struct RunSummary {
   int done = 0;
   int skipped = 0;
   int failed = 0;
+  int submitted = 0;  ///< queued on Slurm
   bool interrupted = false;
   std::vector<std::string> run_names;  ///< one per sweep point
 };

@@ -240,7 +240,7 @@ void Store::set_job_status(const std::string& key, const std::string& status,
     std::string sql = "UPDATE jobs SET status = ?, error = ?";
     if (status == "running") {
       sql += ", attempts = attempts + 1, started_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')";
-    } else if (status != "pending") {
+    } else if (status != "pending" && status != "queued") {  // queued: waiting in Slurm
       sql += ", finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')";
     }
     if (exit_code) sql += ", exit_code = " + std::to_string(*exit_code);  // an int, not user text

@@ -58,7 +58,7 @@ struct JobRow {
   std::string key;
   std::string stage;  ///< stage label of the run that first planned it, e.g. "experiments/code"
   std::string kind;   ///< prepare | train | upcycle | eval | command
-  std::string status; ///< pending | running | done | failed | preempted
+  std::string status; ///< pending | queued (Slurm) | running | done | failed | preempted | cancelled
   int attempts = 0;
   std::optional<int> exit_code;
   std::string dir;

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# A real single-node Slurm on this machine, for tests and for trying the Slurm executor: munge,
+# slurmctld and slurmd from Debian's packages (slurm-wlm's slurmctld, slurmd, slurm-client; munge),
+# on 127.0.0.1 with non-default ports, state and logs under one directory, CPUs and memory taken
+# from the machine. No accounting (sacct has nothing: the executor must cope), one partition whose
+# name nothing may assume.
+#
+#   cluster/local_slurm.sh start [DIR]   starts it (seconds) and prints the environment to use:
+#                                       eval "$(cluster/local_slurm.sh start)"
+#   cluster/local_slurm.sh env [DIR]     prints that environment again
+#   cluster/local_slurm.sh stop [DIR]    stops the daemons and removes DIR
+# DIR defaults to $UPCYCLE_SLURM_DIR or /tmp/upcycle-slurm. Ports: $UPCYCLE_SLURM_PORT (controller)
+# and the next one (slurmd), default 16817.
+set -euo pipefail
+
+cmd="${1:-}"
+DIR="${2:-${UPCYCLE_SLURM_DIR:-/tmp/upcycle-slurm}}"
+PORT="${UPCYCLE_SLURM_PORT:-16817}"
+NODE=upcycle-node
+
+die() { echo "local_slurm: $*" >&2; exit 1; }
+
+print_env() {
+  echo "export SLURM_CONF='$DIR/slurm.conf'"
+}
+
+stop() {
+  for p in slurmd slurmctld munged; do
+    if [ -f "$DIR/$p.pid" ]; then
+      pid="$(cat "$DIR/$p.pid" 2>/dev/null || true)"
+      if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+      fi
+    fi
+  done
+  rm -rf "$DIR"
+}
+
+write_conf() {
+  local cpus mem
+  cpus="$(nproc)"
+  mem="$(awk '/MemTotal/ { printf "%d", $2 / 1024 * 0.9 }' /proc/meminfo)"
+  cat > "$DIR/slurm.conf" <<CONF
+ClusterName=upcycle-local
+SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort=$PORT
+SlurmdPort=$((PORT + 1))
+SlurmUser=$(id -un)
+SlurmdUser=$(id -un)
+AuthType=auth/munge
+AuthInfo=socket=$DIR/munge/munge.socket
+CredType=cred/munge
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool/%n
+SlurmctldPidFile=$DIR/slurmctld.pid
+SlurmdPidFile=$DIR/slurmd.pid
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+SwitchType=switch/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+ReturnToService=2
+JobRequeue=1
+KillWait=30
+MinJobAge=600
+SchedulerParameters=defer_batch
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+NodeName=$NODE NodeHostname=$(hostname -s) NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=local Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+CONF
+}
+
+start() {
+  command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null ||
+    die "needs slurmctld, slurmd and munge (apt-get install slurmctld slurmd slurm-client munge)"
+  [ -e "$DIR/slurmctld.pid" ] && stop
+  mkdir -p "$DIR"/{munge,state,spool,log}
+  chmod 700 "$DIR/munge"
+  dd if=/dev/urandom of="$DIR/munge/munge.key" bs=1024 count=1 status=none
+  chmod 400 "$DIR/munge/munge.key"
+  munged --force --key-file="$DIR/munge/munge.key" --socket="$DIR/munge/munge.socket" \
+    --pid-file="$DIR/munged.pid" --log-file="$DIR/log/munged.log" --seed-file="$DIR/munge/munge.seed" ||
+    die "munged did not start (see $DIR/log/munged.log)"
+  write_conf
+  export SLURM_CONF="$DIR/slurm.conf"
+  slurmctld -i || die "slurmctld did not start (see $DIR/log/slurmctld.log)"
+  slurmd -N "$NODE" || die "slurmd did not start (see $DIR/log/slurmd.log)"
+  for _ in $(seq 100); do
+    if sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+      print_env
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "the node did not come up within 10 s: $(sinfo -N 2>&1 | tail -1); see $DIR/log"
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  env) print_env ;;
+  *) die "usage: local_slurm.sh start|stop|env [DIR]" ;;
+esac
