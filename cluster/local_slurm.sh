@@ -16,7 +16,7 @@ set -euo pipefail
 cmd="${1:-}"
 DIR="${2:-${UPCYCLE_SLURM_DIR:-/tmp/upcycle-slurm}}"
 PORT="${UPCYCLE_SLURM_PORT:-16817}"
-NODE=upcycle-node
+NODE="$(hostname -s)"
 
 die() { echo "local_slurm: $*" >&2; exit 1; }
 
@@ -74,14 +74,17 @@ MinJobAge=600
 SchedulerParameters=defer_batch
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-NodeName=$NODE NodeHostname=$(hostname -s) NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=local Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONF
 }
 
 start() {
-  command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null ||
-    die "needs slurmctld, slurmd and munge (apt-get install slurmctld slurmd slurm-client munge)"
+  if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
+    # Not an error: tests that need the cluster skip when it is not there (scripts/setup.sh installs it).
+    echo "local_slurm: slurmctld, slurmd or munged not installed (apt-get install slurmctld slurmd slurm-client munge); not started" >&2
+    return 0
+  fi
   [ -e "$DIR/slurmctld.pid" ] && stop
   mkdir -p "$DIR"/{munge,state,spool,log}
   chmod 700 "$DIR/munge"
@@ -93,7 +96,7 @@ start() {
   write_conf
   export SLURM_CONF="$DIR/slurm.conf"
   slurmctld -i || die "slurmctld did not start (see $DIR/log/slurmctld.log)"
-  slurmd -N "$NODE" || die "slurmd did not start (see $DIR/log/slurmd.log)"
+  slurmd || die "slurmd did not start (see $DIR/log/slurmd.log)"
   for _ in $(seq 100); do
     if sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
       print_env

@@ -132,7 +132,7 @@ std::vector<std::string> SlurmExecutor::submit(const std::vector<SlurmJob>& jobs
   const std::string path = scripts_dir_ + "/" + name + ".sbatch";
   core::write_file_atomic(path, script(jobs));
   std::vector<std::string> argv = {"sbatch", "--parsable", "--job-name=" + name,
-                                   "--comment=upcycle:" + first.key,
+                                   "--comment=upcycle:" + first.dir,
                                    "--output=" + (first.resources.output.empty() ? scripts_dir_ + "/%x-%A_%a.out"
                                                                                   : first.resources.output)};
   for (const auto& o : sbatch_options(first.resources, first.processes, first.threads)) argv.push_back(o);
@@ -150,7 +150,7 @@ std::vector<std::string> SlurmExecutor::submit(const std::vector<SlurmJob>& jobs
   std::string id;
   if (r.exit_code == 0) {
     id = r.out.substr(0, r.out.find_first_of(";\n"));  // --parsable: "ID" or "ID;cluster"
-  } else if (auto existing = find_active(first.key)) {
+  } else if (auto existing = find_active(first.key, first.dir)) {
     id = *existing;  // sbatch reported an error (a timeout, say) after it had queued the job
   } else {
     throw ClusterError("sbatch failed for " + first.label + " (exit " + std::to_string(r.exit_code) + "): " +
@@ -163,7 +163,7 @@ std::vector<std::string> SlurmExecutor::submit(const std::vector<SlurmJob>& jobs
   return ids;
 }
 
-std::optional<std::string> SlurmExecutor::find_active(const std::string& key) {
+std::optional<std::string> SlurmExecutor::find_active(const std::string& key, const std::string& dir) {
   ProcessResult r = run_process({"squeue", "-h", "--name=" + job_name(key), "-o", "%A|%F|%k"}, kCommandTimeoutS);
   if (r.exit_code != 0) return std::nullopt;
   std::istringstream in(r.out);
@@ -173,7 +173,7 @@ std::optional<std::string> SlurmExecutor::find_active(const std::string& key) {
     std::vector<std::string> f;
     std::istringstream ls(line);
     for (std::string x; std::getline(ls, x, '|');) f.push_back(x);
-    if (f.size() == 3 && f[2] == "upcycle:" + key) return f[1];
+    if (f.size() == 3 && f[2] == "upcycle:" + dir) return f[1];
   }
   return std::nullopt;
 }

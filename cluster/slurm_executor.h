@@ -9,8 +9,9 @@
 // USR2 (sent `signal_seconds` before the time limit) and TERM are forwarded to the step; a stage that
 // exits 75 (checkpoint written) is requeued with `scontrol requeue` until `max_requeues`, and resumes
 // from its checkpoint (SLURM_RESTART_COUNT counts the attempts). Several jobs of one stage with the
-// same inputs go as one job array. Jobs are named `upc-<key prefix>`: after an sbatch error or
-// timeout the executor looks the name up before it submits again.
+// same inputs go as one job array. Jobs are named `upc-<key prefix>` with the comment
+// `upcycle:<job dir>` (one root's job, not another's with the same key): after an sbatch error or
+// timeout the executor looks it up before it submits again.
 #pragma once
 
 #include <map>
@@ -65,8 +66,8 @@ class SlurmExecutor {
 
   /// The job name of a submission whose first job has `key`.
   static std::string job_name(const std::string& key);
-  /// The id of a queued or running submission named job_name(key), if any (idempotent resubmission).
-  std::optional<std::string> find_active(const std::string& key);
+  /// The id of a queued or running submission of the job `key` in `dir`, if any (idempotent resubmission).
+  std::optional<std::string> find_active(const std::string& key, const std::string& dir);
 
   /// The batch script of a submission (also written next to the sbatch call), for tests and --specs.
   std::string script(const std::vector<SlurmJob>& jobs) const;

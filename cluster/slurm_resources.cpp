@@ -41,6 +41,11 @@ void validate(const SlurmResources& r) {
   require(r.array_throttle >= 0, "array_throttle", std::to_string(r.array_throttle), "must be >= 0");
   for (const auto& e : r.extra) {
     require(matches(e, "--[a-z][a-z0-9-]*(=[^\\n]*)?"), "extra", e, "is not one sbatch option --name[=value]");
+    const std::string name = e.substr(2, e.find('=') - 2);
+    for (const char* own : {"job-name", "comment", "output", "dependency", "array", "parsable", "kill-on-invalid-dep",
+                            "requeue", "signal", "wrap", "ntasks", "nodes"}) {
+      require(name != own, "extra", e, "is set by upcycle (use the slurm keys, or resources.processes)");
+    }
   }
   for (const auto& s : r.setup) require(s.find('\n') == std::string::npos, "setup", s, "holds a newline: one line each");
   for (const auto& [k, v] : r.env) {

@@ -24,10 +24,10 @@ function(upcycle_add_library name)
   upcycle_apply_flags(upcycle_${name})
 endfunction()
 
-# upcycle_add_gtest(<exe> SOURCES ... DEPS ... LABELS ...)
+# upcycle_add_gtest(<exe> SOURCES ... DEPS ... LABELS ... [PROPERTIES <test properties>...])
 #   One GoogleTest executable; each TEST becomes its own CTest entry carrying LABELS.
 function(upcycle_add_gtest name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS;PROPERTIES" ${ARGN})
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
@@ -39,5 +39,5 @@ function(upcycle_add_gtest name)
   upcycle_apply_flags(${name})
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
     PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
-               SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+               SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]" ${ARG_PROPERTIES})
 endfunction()

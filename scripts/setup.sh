@@ -2,7 +2,8 @@
 # Installs everything upcycle needs on Debian 12, by package name. Idempotent and non-interactive:
 # a second run installs nothing. Run as root, or as a user with sudo.
 #   apt: compilers, CMake, ccache, yaml-cpp, SQLiteCpp, Boost.Program_options, nlohmann-json,
-#        SentencePiece, GoogleTest, Gloo headers (c10d data parallel), and the packages whose documents the prepare stage reads.
+#        SentencePiece, GoogleTest, Gloo headers (c10d data parallel), Slurm and munge (a local test cluster),
+#        and the packages whose documents the prepare stage reads.
 #   pip: PyPI's torch wheel (its bundled LibTorch is what we link) into ./.venv, which sees the
 #        system site-packages, so an already installed torch is reused.
 # Environment: UPCYCLE_PYTHON (default python3) picks the interpreter the venv is made from.
@@ -16,6 +17,8 @@ APT_PACKAGES=(
   build-essential cmake pkg-config git ccache python3 python3-venv python3-pip
   libyaml-cpp-dev libsqlitecpp-dev libsqlite3-dev sqlite3 libboost-program-options-dev
   nlohmann-json3-dev libsentencepiece-dev libgtest-dev libgloo-dev
+  # a real single-node Slurm for the slurm-labelled tests and for trying the Slurm executor (cluster/local_slurm.sh)
+  slurmctld slurmd slurm-client munge
   # documents for the prepare stage's built-in domains (general: fortunes, docs incl. the Python manual's sources; law: licenses)
   fortunes fortunes-min base-files python3.11-doc
 )

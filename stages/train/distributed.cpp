@@ -58,6 +58,23 @@ DistEnv dist_env_from_environment() {
 
 bool distributed_available() { return true; }
 
+namespace {
+
+// The interface this rank's Gloo binds: GLOO_SOCKET_IFNAME when set; loopback when the rendezvous is
+// on loopback (every rank on this machine); otherwise this node's own address, not MASTER_ADDR's,
+// which no other node could bind.
+std::shared_ptr<::gloo::transport::Device> gloo_device(const std::string& master_addr) {
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
+    return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
+  }
+  if (master_addr == "localhost" || master_addr.rfind("127.", 0) == 0 || master_addr == "::1") {
+    return c10d::ProcessGroupGloo::createDeviceForHostname(master_addr);
+  }
+  return c10d::ProcessGroupGloo::createDefaultDevice();
+}
+
+}  // namespace
+
 struct DataParallel::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> pg;
@@ -93,7 +110,7 @@ DataParallel::DataParallel(const DistEnv& env, const std::string& device, int ti
 #endif
     auto opts = c10d::ProcessGroupGloo::Options::create();
     opts->timeout = std::chrono::seconds(timeout_s);
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env.master_addr));
+    opts->devices.push_back(gloo_device(env.master_addr));
     impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, env.rank, env.world_size, opts);
   } catch (const std::exception& e) {
     throw StageError("data parallel rendezvous at " + env.master_addr + ":" + std::to_string(env.master_port) +
