@@ -67,6 +67,7 @@ std::vector<std::string> sbatch_options(const SlurmResources& r, int ntasks, int
   add("mem", r.mem);
   add("nodes", std::to_string(r.nodes));
   add("ntasks", std::to_string(ntasks));
+  if (r.nodes > 1) add("ntasks-per-node", std::to_string(ntasks / r.nodes));  // one rank per GPU on each node
   add("cpus-per-task", std::to_string(r.cpus_per_task > 0 ? r.cpus_per_task : threads));
   if (r.gpus_per_node > 0) add("gpus-per-node", std::to_string(r.gpus_per_node));
   if (r.exclusive) o.push_back("--exclusive");

@@ -9,6 +9,7 @@
 #include "analysis/tables.h"
 #include "core/error.h"
 #include "runner/cli_common.h"
+#include "runner/progress.h"
 #include "runner/recipe.h"
 #include "runner/slurm_run.h"
 
@@ -83,6 +84,13 @@ int cmd_status(const std::vector<std::string>& args) {
       "CASE WHEN instr(error, char(10)) > 0 THEN substr(error, 1, instr(error, char(10)) - 1) ELSE error END AS why, "
       "dir FROM v_jobs WHERE run = ? ORDER BY stage",
       {run});
+  // Running jobs show how far they are (their metrics.jsonl); the dir column is last.
+  rs.columns.insert(rs.columns.end() - 1, "progress");
+  for (auto& row : rs.rows) {
+    const std::string status = tracking::text_of(row[2]);
+    row.insert(row.end() - 1, status == "running" ? tracking::Cell(job_progress(tracking::text_of(row.back())))
+                                                  : tracking::Cell());
+  }
   auto st = store.select("SELECT status, tags FROM runs WHERE name = ?", {run});
   if (st.rows.empty()) throw StoreError(store.path() + ": no run named '" + run + "'");
   std::cout << "run " << run << ": " << std::get<std::string>(st.rows[0][0])

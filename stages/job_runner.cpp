@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/host.h"
 #include "core/job_files.h"
@@ -37,6 +38,40 @@ int lock_job_dir(const std::string& dir, int rank) {
     }
   }
   return fd;  // closed (and released) at exit
+}
+
+// Under Slurm an attempt is its job id and restart count: Slurm runs one instance of a job id at a
+// time and a requeue raises the count, and flock is not to be trusted across the hosts of a shared
+// filesystem. Rank 0 records the attempt in DIR/attempt; a later attempt overwrites it, and an
+// earlier one that outlived it (a lost node coming back) sees that before it writes a result.
+std::string slurm_attempt() {
+  const char* job = std::getenv("SLURM_JOB_ID");
+  if (!job || !*job) return "";
+  const char* restart = std::getenv("SLURM_RESTART_COUNT");
+  return std::string("slurm job ") + job + " restart " + (restart && *restart ? restart : "0");
+}
+
+void claim_job_dir(const std::string& dir, int rank) {
+  const std::string attempt = slurm_attempt();
+  if (attempt.empty()) {
+    lock_job_dir(dir, rank);
+  } else if (rank == 0) {
+    core::write_file_atomic(dir + "/attempt", attempt + "\n");
+  }
+}
+
+bool still_own_job_dir(const std::string& dir) {
+  const std::string attempt = slurm_attempt();
+  if (attempt.empty()) return true;  // the flock is held until exit
+  std::string owner;
+  try {
+    owner = core::read_file(dir + "/attempt");
+  } catch (const Error&) {
+  }
+  if (owner == attempt + "\n") return true;
+  core::log_error("a later attempt (" + owner.substr(0, owner.find('\n')) + ") owns this job directory; " +
+                  attempt + " does not write its result");
+  return false;
 }
 
 }  // namespace
@@ -68,7 +103,7 @@ int run_job(const std::string& spec_path) {
     core::JobResult r;
     r.key = ctx.header.key;
     const DistEnv env = dist_env_from_environment();  // rank 0 alone writes the result
-    lock_job_dir(ctx.dir, env.rank);
+    claim_job_dir(ctx.dir, env.rank);
     if (auto done = core::read_job_result(ctx.dir); done && done->status == "done" && done->key == r.key) {
       core::log_info("already complete (an earlier attempt finished it)");
       return kExitOk;
@@ -82,7 +117,9 @@ int run_job(const std::string& spec_path) {
     r.device = torch::cuda::is_available() ? "cuda" : "cpu";
     r.torch_version = TORCH_VERSION;
     r.code = core::this_code();
-    if (env.rank == 0) core::write_job_result(ctx.dir, r);
+    if (env.rank != 0) return kExitOk;
+    if (!still_own_job_dir(ctx.dir)) return kExitUserError;
+    core::write_job_result(ctx.dir, r);
     return kExitOk;
   } catch (const SpecError& e) {
     core::log_error(spec_path + ": " + e.what());

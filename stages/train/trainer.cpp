@@ -91,11 +91,13 @@ void save_training_checkpoint(const std::string& dir, TransformerLm& model, torc
   save_checkpoint(dir, model, m, {{kOptimizerFile, optimizer.str()}});
 }
 
-void print_progress(int64_t step, int64_t steps, int64_t tokens, double loss, double tps) {
+// On a terminal, one line redrawn every step; otherwise (log.txt) one line at most every 10 s and at
+// the end, so a long job's log shows how far it is.
+void print_progress(int64_t step, int64_t steps, int64_t tokens, double loss, double tps, bool tty) {
   double eta = tps > 0 ? double(steps - step) * double(tokens) / double(step) / tps : 0;
-  std::fprintf(stderr, "\r[train] step %lld/%lld  tokens %lld  loss %.4f  %.0f tok/s  ETA %.0fs   ",
-               (long long)step, (long long)steps, (long long)tokens, loss, tps, eta);
-  if (step == steps) std::fprintf(stderr, "\n");
+  std::fprintf(stderr, "%s[train] step %lld/%lld  tokens %lld  loss %.4f  %.0f tok/s  ETA %.0fs%s", tty ? "\r" : "",
+               (long long)step, (long long)steps, (long long)tokens, loss, tps, eta, tty ? "   " : "\n");
+  if (tty && step == steps) std::fprintf(stderr, "\n");
 }
 
 }  // namespace
@@ -147,7 +149,7 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   // Throughput is measured after 2 untimed steps (allocator and kernel warm-up), as the Python peer
   // (shared/bench/ref_train.py) does, unless the run is too short to have a steady state.
   const int64_t timed_from = start_step + (steps - start_step > 4 ? 2 : 0);
-  auto t0 = Clock::now();
+  auto t0 = Clock::now(), last_line = t0;
   std::string last_good = resume ? "step " + std::to_string(start_step) : "none yet";
   for (int64_t step = start_step; step < steps; ++step) {
     double lr = schedule.at(step);
@@ -203,7 +205,10 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
       }
       metrics.log(out.steps, v);
     }
-    if (tty) print_progress(out.steps, steps, out.tokens, loss_sum, out.tokens_per_s);
+    if (tty || (dp.is_main() && (last || Clock::now() - last_line > std::chrono::seconds(10)))) {
+      print_progress(out.steps, steps, out.tokens, loss_sum, out.tokens_per_s, tty);
+      last_line = Clock::now();
+    }
     // Every rank stops at the same step when any of them is asked to.
     bool preempt = dp.max(preemption_requested() || out.steps == spec.stop_after_steps ? 1.0 : 0.0) > 0;
     if ((spec.checkpoint_every > 0 && out.steps % spec.checkpoint_every == 0) || last || preempt) {

@@ -228,6 +228,10 @@ TEST_F(SlurmTest, ARequeuedTrainJobResumesFromItsCheckpointToTheSameLosses) {
     if (!seed_log.empty()) break;
   }
   ASSERT_FALSE(seed_log.empty()) << "the train job never wrote a checkpoint";
+  // While it runs, status shows how far it is, and its log says so too.
+  auto st = run_binary({UPCYCLE_BINARY, "status"}, dir_.path());
+  EXPECT_NE(st.output.find("k tokens ("), std::string::npos) << st.output;
+  EXPECT_NE(st.output.find("tok/s, ETA"), std::string::npos) << st.output;
   auto rq = cluster::run_process({"scontrol", "requeue", job});
   ASSERT_EQ(rq.exit_code, 0) << rq.err;
   // Slurm holds a requeued job for a while (BeginTime); release it now rather than wait.
@@ -244,6 +248,9 @@ TEST_F(SlurmTest, ARequeuedTrainJobResumesFromItsCheckpointToTheSameLosses) {
   const std::string log = core::read_file(seed_log);
   EXPECT_NE(log.find("(restart 1)"), std::string::npos) << log;
   EXPECT_NE(log.find("resuming"), std::string::npos) << log;
+  EXPECT_NE(log.find("[train] step "), std::string::npos) << log;
+  EXPECT_NE(core::read_file(std::filesystem::path(seed_log).parent_path() / "attempt").find("restart 1"),
+            std::string::npos);
   auto local = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "root=local", "store=local.sqlite"}, dir_.path());
   ASSERT_EQ(local.exit_code, 0) << local.output;
   auto requeued = losses(dir_ / "runs/store.sqlite", "seed"), straight = losses(dir_ / "local.sqlite", "seed");

@@ -1,0 +1,57 @@
+#include "runner/progress.h"
+
+#include <cstdio>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/job_files.h"
+
+namespace upcycle::runner {
+namespace {
+
+// The last complete line of a file that may be large and still growing.
+std::string last_line(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const std::streamoff size = in.tellg();
+  const std::streamoff from = size > 65536 ? size - 65536 : 0;
+  in.seekg(from);
+  std::string tail(static_cast<size_t>(size - from), '\0');
+  in.read(tail.data(), static_cast<std::streamsize>(tail.size()));
+  size_t end = tail.rfind('\n');
+  if (end == std::string::npos || end == 0) return "";
+  size_t start = tail.rfind('\n', end - 1);
+  return tail.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1));
+}
+
+std::string human(double x) {
+  char buf[32];
+  if (x >= 1e9) std::snprintf(buf, sizeof(buf), "%.1fG", x / 1e9);
+  else if (x >= 1e6) std::snprintf(buf, sizeof(buf), "%.1fM", x / 1e6);
+  else if (x >= 1e3) std::snprintf(buf, sizeof(buf), "%.1fk", x / 1e3);
+  else std::snprintf(buf, sizeof(buf), "%.0f", x);
+  return buf;
+}
+
+}  // namespace
+
+std::string job_progress(const std::string& dir) {
+  try {
+    const nlohmann::json spec = core::read_json_file(dir + "/" + core::kSpecFile);
+    if (!spec.contains("tokens")) return "";
+    const nlohmann::json m = nlohmann::json::parse(last_line(dir + "/" + core::kMetricsFile)).at("values");
+    const double total = spec.at("tokens").get<double>(), done = m.value("tokens", 0.0);
+    const double tps = m.value("tokens_per_s", 0.0), loss = m.value("loss", 0.0);
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "%s/%s tokens (%.0f%%), loss %.3f, %s tok/s", human(done).c_str(),
+                  human(total).c_str(), total > 0 ? 100 * done / total : 0.0, loss, human(tps).c_str());
+    std::string out = buf;
+    if (tps > 0 && total > done) out += ", ETA " + std::to_string(static_cast<long long>((total - done) / tps)) + " s";
+    return out;
+  } catch (const std::exception&) {
+    return "";  // nothing logged yet, or a line being written: no progress to show
+  }
+}
+
+}  // namespace upcycle::runner
