@@ -160,8 +160,16 @@ int bench_train(const po::variables_map& vm) {
   } catch (const std::invalid_argument& e) {
     throw ConfigError(std::string("upcycle bench train: ") + e.what());
   }
-  const std::string dir = scratch_dir(vm);
-  const int64_t steps = vm["steps"].as<int64_t>(), batch = vm["batch"].as<int64_t>();
+  const double tps = train_tokens_per_s(m, vm["batch"].as<int64_t>(), 0, vm["steps"].as<int64_t>(), scratch_dir(vm));
+  print("params", double(stages::count_params(m).total));
+  std::printf("tokens_per_s=%.0f\n", tps);
+  return 0;
+}
+
+}  // namespace
+
+double train_tokens_per_s(const stages::ModelConfig& m, int64_t batch, int64_t micro_batch, int64_t steps,
+                          const std::string& dir) {
   core::make_dirs(dir + "/data/shards");
   std::mt19937_64 rng(0);
   std::uniform_int_distribution<uint32_t> token(0, static_cast<uint32_t>(m.vocab - 1));
@@ -175,6 +183,7 @@ int bench_train(const po::variables_map& vm) {
   t.data_dir = dir + "/data";
   t.mix = {{"synthetic", 1.0}};
   t.batch_size = batch;
+  t.micro_batch = micro_batch;
   t.tokens = (steps + 2) * batch * m.seq_len;  // 2 untimed warm-up steps, then `steps` timed
   t.log_every = steps + 2;
   t.eval_windows = 1;
@@ -183,12 +192,8 @@ int bench_train(const po::variables_map& vm) {
   core::NullMetricSink sink;
   auto out = stages::train(t, sink);
   std::filesystem::remove_all(dir);
-  print("params", double(stages::count_params(m).total));
-  std::printf("tokens_per_s=%.0f\n", out.tokens_per_s);
-  return 0;
+  return out.tokens_per_s;
 }
-
-}  // namespace
 
 int cmd_bench(const std::vector<std::string>& args) {
   po::options_description desc("bench options");

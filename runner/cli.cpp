@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "runner/accounting_report.h"
 #include "runner/bench.h"
+#include "runner/cost.h"
 #include "runner/cli_common.h"
 #include "runner/plan.h"
 #include "runner/plan_status.h"
@@ -66,6 +67,20 @@ std::string self_exe() {
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) throw InternalError("cannot resolve /proc/self/exe: " + ec.message());
   return p.string();
+}
+
+// The cost model's bench source: a few trainer steps here, for jobs whose device kind this machine has.
+ThroughputBench local_bench(const std::string& root) {
+  const std::string here = local_plan_options().cuda ? "cuda" : "cpu";
+  return [root, here](const PlannedJob& j) {
+    if (j.spec.value("device", std::string("cpu")) != here || j.spec.value("device", std::string("cpu")) == "cuda") {
+      return 0.0;  // the trainer benches on the CPU; GPU shapes come from the store or the MFU
+    }
+    stages::set_torch_threads(j.threads);
+    const double tps = train_tokens_per_s(j.model, j.spec.at("batch_size").get<int64_t>(),
+                                          j.spec.at("micro_batch").get<int64_t>(), 3, root + "/bench-scratch");
+    return tps * j.processes;  // data parallel: each rank its share of the batch (an upper bound)
+  };
 }
 
 // Runs the points on the local executor, logs a summary and prints each run's perplexity table.
@@ -185,11 +200,13 @@ int cmd_plan(const std::vector<std::string>& args) {
   po::options_description desc("plan options");
   desc.add_options()("help,h", "show this help")("recipe", po::value<std::string>(), "recipe YAML file")(
       "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value")(
-      "specs", "also print every job's spec (JSON) and the command that runs it");
+      "specs", "also print every job's spec (JSON) and the command that runs it")(
+      "cost", "estimate every job's wall time and GPU-hours (runner/cost.h), and say from what")(
+      "bench", "with --cost: measure throughput here for shapes the store has not seen");
   po::positional_options_description pos;
   pos.add("recipe", 1).add("set", -1);
   auto vm = parse("plan", args, desc, pos);
-  if (wants_help(vm, "plan", "RECIPE [key.path=value ...] [--specs]", desc)) return 0;
+  if (wants_help(vm, "plan", "RECIPE [key.path=value ...] [--specs] [--cost [--bench]]", desc)) return 0;
   if (!vm.count("recipe")) throw ConfigError("upcycle plan: missing RECIPE");
   std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides_of(vm));
   Plan plan = merge_plans(points);
@@ -205,6 +222,12 @@ int cmd_plan(const std::vector<std::string>& args) {
   std::optional<tracking::Store> store;
   if (std::filesystem::exists(first.store)) store.emplace(first.store, tracking::Store::Mode::kReadOnly);
   std::cout << describe_plan(plan, explain_plan(plan, store ? &*store : nullptr));
+  if (vm.count("cost")) {
+    ThroughputBench bench;
+    if (vm.count("bench")) bench = local_bench(first.root);
+    std::cout << "\n" << describe_costs(plan, estimate_costs(plan, first.cost, store ? &*store : nullptr, bench),
+                                        first.cost);
+  }
   if (vm.count("specs")) {
     for (const auto& j : plan.jobs) {
       const std::string t = std::to_string(j.threads);

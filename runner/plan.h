@@ -32,6 +32,8 @@ struct PlannedJob {
   bool produces_model = false;
   stages::ModelConfig model;  ///< the model it produces (train, upcycle)
   std::string detail;         ///< a kind's one-line summary for `upcycle plan` (budget, experts)
+  double train_flops = 0;     ///< train jobs: the FLOPs of the whole budget (the cost model's numerator)
+  std::string shape;          ///< train jobs: what throughput depends on, to find past jobs like it
 };
 
 struct Plan {

@@ -19,10 +19,10 @@ namespace {
 const std::vector<std::string> kTopKeys = {"include", "defaults", "name", "executor", "store", "root", "seed",
                                            "threads", "device",
                                            "max_parallel", "retries", "data", "model", "train",
-                                           "stages", "sweep", "slurm"};
+                                           "stages", "sweep", "slurm", "cost"};
 // Keys a sweep may not vary: they are shared by every run of one invocation.
 const std::vector<std::string> kUnsweepable = {"name", "executor", "store", "root", "threads", "device",
-                                               "max_parallel", "retries", "sweep", "slurm"};
+                                               "max_parallel", "retries", "sweep", "slurm", "cost"};
 const std::vector<std::string> kModelKeys = {"d_model", "layers", "heads", "kv_heads", "ffn_hidden",
                                              "vocab", "seq_len", "block", "norm", "tied_embeddings",
                                              "rope_theta", "norm_eps", "init_std"};
@@ -167,6 +167,21 @@ stages::ModelConfig parse_model(const YamlReader& r, int64_t vocab) {
 }
 
 
+CostSettings parse_cost(const YamlReader& r) {
+  r.expect_map({"gpu", "mfu", "cpu_flops", "safety", "min_minutes"});
+  CostSettings c;
+  c.gpu = r.get_choice("gpu", c.gpu, {"h100", "h200", "a100", "l40s", "a10", "v100"});
+  c.mfu = r.get_number("mfu", c.mfu);
+  c.cpu_flops = r.get_number("cpu_flops", c.cpu_flops);
+  c.safety = r.get_number("safety", c.safety);
+  c.min_minutes = static_cast<int>(r.get_integer("min_minutes", c.min_minutes));
+  if (!(c.mfu > 0 && c.mfu <= 1)) throw r.child("mfu").error("must be in (0, 1]");
+  if (!(c.cpu_flops > 0)) throw r.child("cpu_flops").error("must be positive");
+  if (!(c.safety >= 1 && c.safety <= 100)) throw r.child("safety").error("must be in [1, 100]");
+  if (c.min_minutes < 1) throw r.child("min_minutes").error("must be >= 1");
+  return c;
+}
+
 // What every stage has (kind, resources, retries), then the kind's own keys through the registry.
 StageDef parse_stage(const std::string& name, const YamlReader& r, const Recipe& recipe, const std::string& file) {
   StageDef s;
@@ -300,6 +315,7 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   if (top.has("sweep")) r.sweep = parse_sweep(top.child("sweep"));
   r.executor = top.get_choice("executor", r.executor, {"local", "slurm"});
   if (top.has("slurm")) r.slurm = parse_slurm(top.child("slurm"), r.slurm);
+  if (top.has("cost")) r.cost = parse_cost(top.child("cost"));
   r.store = top.get_str("store", r.store);
   r.root = top.get_str("root", r.root);
   r.seed = static_cast<uint64_t>(top.get_integer("seed", 0));

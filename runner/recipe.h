@@ -53,6 +53,16 @@ struct StageDef {
   std::string kind_name() const;
 };
 
+/// The cost model's assumptions (`cost:`), used where no past job of the same shape ran: a device's
+/// peak times an MFU. `upcycle plan --cost`, and `slurm.time: auto`, read them.
+struct CostSettings {
+  std::string gpu = "h100";  ///< peak table in runner/cost.cpp: h100, h200, a100, l40s, a10, v100
+  double mfu = 0.35;         ///< model FLOPs utilisation assumed on GPUs
+  double cpu_flops = 2e10;   ///< per CPU thread, achieved (not peak)
+  double safety = 1.5;       ///< time: auto = estimate x safety, rounded up
+  int min_minutes = 10;      ///< and at least this many minutes (start-up, data loading, evaluation)
+};
+
 struct Recipe {
   std::string file;
   std::string name;
@@ -66,6 +76,7 @@ struct Recipe {
   int threads = 1;       ///< per job
   std::string executor = "local";  ///< local | slurm
   cluster::SlurmResources slurm;   ///< slurm: defaults for every stage
+  CostSettings cost;
   std::string device = "auto";  ///< auto | cpu | cuda; jobs' keys hold the device kind it resolves to
   int max_parallel = 0;  ///< 0 = cores / threads
   int retries = 0;

@@ -30,7 +30,7 @@ int64_t register_run(tracking::Store& store, const RunPoint& p) {
   store.record_params(run_id, p.recipe.flat);
   for (const auto& j : p.plan.jobs) {
     store.upsert_job(run_id, {0, j.key, j.stage, j.kind, "", 0, std::nullopt, j.dir, "", "", "",
-                              j.keyed.dump()});
+                              j.keyed.dump(), j.shape});
   }
   return run_id;
 }

@@ -10,6 +10,7 @@
 #include "core/atomic_file.h"
 #include "core/job_files.h"
 #include "core/log.h"
+#include "runner/cost.h"
 #include "runner/run_support.h"
 
 namespace upcycle::runner {
@@ -63,6 +64,20 @@ void set_run_status_from_jobs(tracking::Store& store, int64_t run_id) {
   store.set_run_status(run_id, n(0) == n(2) ? "done" : n(1) > 0 ? "running" : "failed");
 }
 
+// time: auto becomes the cost model's estimate x safety; jobs without an estimate get the partition's
+// default.
+void apply_time_limits(Plan& plan, const CostSettings& cost, tracking::Store& store) {
+  const std::vector<JobCost> costs = estimate_costs(plan, cost, &store);
+  for (size_t i = 0; i < plan.jobs.size(); ++i) {
+    auto& r = plan.jobs[i].slurm;
+    if (r.time != "auto") continue;
+    const std::string limit = time_limit(costs[i], cost);
+    if (limit.empty()) continue;
+    r.time = limit;
+    core::log_info(plan.jobs[i].stage + ": time limit " + limit + " (" + costs[i].source + " estimate)");
+  }
+}
+
 }  // namespace
 
 void refresh_slurm_jobs(const std::string& store_path) {
@@ -89,7 +104,7 @@ cluster::SlurmExecutor slurm_executor(const std::string& root, const std::string
 
 RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& options, cluster::SlurmExecutor& slurm) {
   if (points.empty()) throw InternalError("submit_runs: no runs");
-  const Plan plan = merge_plans(points);
+  Plan plan = merge_plans(points);
   RunnerLock lock(points[0].recipe.store);
   tracking::Store store = open_store_for_writing(points[0].recipe.store);
   collect(store, slurm, {});  // what finished since the last look counts as complete below
@@ -98,6 +113,7 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
   const std::set<size_t> forced = forced_jobs(plan, options.force);
   std::vector<JobFate> fate = classify_jobs(plan, store, forced, summary);
   std::map<size_t, std::string> id_of = adopt_active(plan, fate, store, slurm, forced);
+  apply_time_limits(plan, points[0].recipe.cost, store);
   for (const auto& [i, id] : id_of) core::log_info(plan.jobs[i].stage + ": already queued as Slurm job " + id);
   std::vector<bool> submit(plan.jobs.size());
   for (size_t i = 0; i < plan.jobs.size(); ++i) submit[i] = fate[i] == JobFate::kPending && !id_of.count(i);

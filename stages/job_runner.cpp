@@ -78,7 +78,11 @@ bool still_own_job_dir(const std::string& dir) {
 
 void set_torch_threads(int threads) {
   torch::set_num_threads(threads);
-  torch::set_num_interop_threads(1);
+  static const bool once = [] {  // LibTorch allows this once per process, before any parallel work
+    torch::set_num_interop_threads(1);
+    return true;
+  }();
+  (void)once;
   // Training frees and allocates the same activation sizes every step. With glibc's defaults the
   // large blocks go back to the kernel (mmap threshold, heap trimming) and every step page-faults
   // and zeroes them again, a few percent of a CPU step (perf). Keep them in the heap instead.

@@ -150,13 +150,18 @@ CREATE VIEW v_results AS
 )SQL";
 
 // v3: which code computed each job (git sha and dirty flag as built, and the binary's sha256), and
-// the runner binary's sha256 beside each run's provenance. Jobs' config now holds exactly what their
+// the runner binary's sha256 beside each run's provenance; train jobs' shapes and throughput. Jobs' config now holds exactly what their
 // content key hashes; rows of earlier versions keep their old config.
 static const char* kV3 = R"SQL(
 ALTER TABLE jobs ADD COLUMN git_sha TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN git_dirty INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN binary_sha256 TEXT NOT NULL DEFAULT '';
 ALTER TABLE provenance ADD COLUMN binary_sha256 TEXT NOT NULL DEFAULT '';
+-- the throughput history the cost model reads (runner/cost.h): a train job's shape (model, batch,
+-- device kind, precision, ranks, threads) and the tokens per second it trained at
+ALTER TABLE jobs ADD COLUMN shape TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN tokens_per_s REAL;
+CREATE INDEX jobs_by_shape ON jobs(shape);
 )SQL";
 
 const std::vector<const char*>& schema_migrations() {

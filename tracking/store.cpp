@@ -1,5 +1,7 @@
 #include "tracking/store.h"
 
+#include <cstdlib>
+
 #include <SQLiteCpp/SQLiteCpp.h>
 
 #include <sqlite3.h>
@@ -185,13 +187,14 @@ int64_t Store::upsert_job(int64_t run_id, const JobRow& job) {
   return guarded(path_, "upsert job " + job.stage, [&] {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement ins(*db_,
-        "INSERT INTO jobs(key, stage, kind, dir, config) VALUES (?,?,?,?,?) "
+        "INSERT INTO jobs(key, stage, kind, dir, config, shape) VALUES (?,?,?,?,?,?) "
         "ON CONFLICT(key) DO NOTHING");
     ins.bind(1, job.key);
     ins.bind(2, job.stage);
     ins.bind(3, job.kind);
     ins.bind(4, job.dir);
     ins.bind(5, job.config_json);
+    ins.bind(6, job.shape);
     ins.exec();
     SQLite::Statement id(*db_, "SELECT id FROM jobs WHERE key = ?");
     id.bind(1, job.key);
@@ -327,7 +330,7 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
     }
     SQLite::Statement j(*db_,
         "UPDATE jobs SET status = 'done', wall_s = ?, host = ?, device = ?, error = '', git_sha = ?, "
-        "git_dirty = ?, binary_sha256 = ?, "
+        "git_dirty = ?, binary_sha256 = ?, tokens_per_s = ?, "
         "finished_at = COALESCE(finished_at, strftime('%Y-%m-%dT%H:%M:%fZ','now')) WHERE id = ?");
     j.bind(1, result.wall_s);
     j.bind(2, result.host);
@@ -335,7 +338,10 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
     j.bind(4, result.code.git_sha);
     j.bind(5, result.code.git_dirty ? 1 : 0);
     j.bind(6, result.code.binary_sha256);
-    j.bind(7, job_id);
+    auto tps = result.outputs.find("tokens_per_s");
+    if (tps != result.outputs.end() && std::atof(tps->second.c_str()) > 0) j.bind(7, std::atof(tps->second.c_str()));
+    else j.bind(7);
+    j.bind(8, job_id);
     j.exec();
     tx.commit();
   });

@@ -66,6 +66,7 @@ struct JobRow {
   std::string scheduler_id;
   std::string error;
   std::string config_json;  ///< what the job's key hashes: {kind, version, spec, inputs}
+  std::string shape;        ///< train jobs: what their throughput depends on (runner/cost.h)
 };
 
 /// Open a store. Thread-compatible, not thread-safe: one Store per thread.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "core/sha256.h"
 #include "runner/kinds/stage_kind.h"
 #include "runner/planner.h"
 #include "stages/model/accounting.h"
@@ -79,6 +80,12 @@ size_t add_train(const StageDef& s, const TrainDef& d, Planner& p, const std::st
   j.produces_model = true;
   j.model = model;
   j.detail = budget_detail(t, model, d);
+  const int64_t per_step = t.batch_size * model.seq_len;
+  j.train_flops = double((t.tokens + per_step - 1) / per_step * per_step) * double(stages::count_flops(model).training());
+  // Throughput depends on the model, the batch, the device kind, the precision, ranks and threads.
+  nlohmann::json shape = {{"model", stages::to_json(model)}, {"batch_size", t.batch_size}, {"micro_batch", t.micro_batch},
+                          {"numerics", j.keyed.at("spec").at("numerics")}, {"precision", j.keyed.at("spec").at("precision")}};
+  j.shape = core::sha256_hex(shape.dump()).substr(0, 16);
   return id;
 }
 

@@ -60,8 +60,15 @@ TEST(AccountingCliTest, ParamsOfAModelConfigFile) {
 
 TEST(AccountingCliTest, PaperRecipesPlan) {
   for (const char* recipe : {"bam_590m.yaml", "bam_2b.yaml"}) {
-    auto r = run_binary({UPCYCLE_BINARY, "plan", std::string(UPCYCLE_SOURCE_DIR "/recipes/paper/") + recipe});
+    auto r = run_binary({UPCYCLE_BINARY, "plan", std::string(UPCYCLE_SOURCE_DIR "/recipes/paper/") + recipe, "--cost"});
     EXPECT_EQ(r.exit_code, 0) << recipe << "\n" << r.output;
+    // Written for Slurm: 8 GPUs per training job, time limits from the cost model (no history here:
+    // the MFU assumption), and what a reproduction costs in total.
+    EXPECT_NE(r.output.find("seed: "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("(mfu, cuda x8) = "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("GPU-h, time limit "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("eval: no estimate for eval jobs; time limit 12:00:00 (recipe)"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("  total: "), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("experts/law  [train v1]"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("matching btx_dm by flops"), std::string::npos) << r.output;
     EXPECT_EQ(r.output.find("tokens -"), std::string::npos) << r.output;  // no overflowed budget
