@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/job_files.h"
+#include "core/log.h"
 
 namespace upcycle::runner {
 namespace {
@@ -52,6 +53,67 @@ std::string job_progress(const std::string& dir) {
   } catch (const std::exception&) {
     return "";  // nothing logged yet, or a line being written: no progress to show
   }
+}
+
+LiveView::LiveView() {
+  if (!core::footer_enabled()) return;
+  thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      changed_ = false;
+      lock.unlock();
+      draw();
+      lock.lock();
+      wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || changed_; });
+    }
+  });
+}
+
+LiveView::~LiveView() {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+  core::set_footer("");
+}
+
+// Each change redraws at once (the thread wakes), not a second later.
+void LiveView::started(const std::string& label, const std::string& dir) {
+  std::lock_guard<std::mutex> lock(mu_);
+  running_[label] = dir;
+  changed_ = true;
+  wake_.notify_all();
+}
+
+void LiveView::finished(const std::string& label) {
+  std::lock_guard<std::mutex> lock(mu_);
+  running_.erase(label);
+  changed_ = true;
+  wake_.notify_all();
+}
+
+void LiveView::set_running(std::map<std::string, std::string> running) {
+  std::lock_guard<std::mutex> lock(mu_);
+  running_ = std::move(running);
+  changed_ = true;
+  wake_.notify_all();
+}
+
+void LiveView::draw() {
+  std::map<std::string, std::string> running;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running = running_;
+  }
+  std::string text;
+  for (const auto& [label, dir] : running) {
+    const std::string p = job_progress(dir);
+    text += "  > " + label + (p.empty() ? "  running" : "  " + p) + "\n";
+  }
+  core::set_footer(text);
 }
 
 }  // namespace upcycle::runner

@@ -1,5 +1,6 @@
 #include "runner/run.h"
 
+#include "runner/progress.h"
 #include "runner/run_support.h"
 
 #include <signal.h>
@@ -126,6 +127,7 @@ class Scheduler {
     threads_in_use_ += j.threads * j.processes;
     ++attempts_[i];
     started_[j.key] = std::chrono::steady_clock::now();
+    view_.started(j.stage, j.dir);
     core::log_info(j.stage + ": started (" + j.kind + ", attempt " + std::to_string(attempts_[i]) + ", log " +
                    j.dir + "/" + core::kLogFile + ")");
   }
@@ -140,6 +142,7 @@ class Scheduler {
     const size_t i = by_key_.at(ev.key);
     const auto& j = plan_.jobs[i];
     threads_in_use_ -= j.threads * j.processes;
+    view_.finished(j.stage);
     if (ev.state == cluster::JobState::kDone) return ingest(i, ev.exit_code);
     if (ev.state == cluster::JobState::kPreempted && !summary_.interrupted) {
       store_.set_job_status(j.key, "pending", ev.exit_code, "preempted; requeued");
@@ -186,6 +189,7 @@ class Scheduler {
   std::map<std::string, size_t> by_key_;
   std::map<std::string, std::chrono::steady_clock::time_point> started_;
   int threads_in_use_ = 0;
+  LiveView view_;  ///< on a terminal, the running jobs' progress below the log
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "core/job_files.h"
 #include "core/log.h"
 #include "runner/cost.h"
+#include "runner/progress.h"
 #include "runner/run_support.h"
 
 namespace upcycle::runner {
@@ -213,9 +214,16 @@ CollectSummary collect(tracking::Store& store, cluster::SlurmExecutor& slurm, co
 
 CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm, const std::vector<std::string>& runs) {
   CollectSummary total;
+  LiveView view;
   double sleep_s = 1;
   while (true) {
     CollectSummary c = collect(store, slurm, runs);
+    std::map<std::string, std::string> running;
+    for (const auto& row : store.select("SELECT stage, dir FROM jobs WHERE status = 'running' AND "
+                                        "scheduler_id LIKE 'slurm:%'").rows) {
+      running[tracking::text_of(row[0])] = tracking::text_of(row[1]);
+    }
+    view.set_running(std::move(running));
     for (const auto& e : c.events) core::log_info(e);
     total.done += c.done;
     total.failed += c.failed;

@@ -182,6 +182,21 @@ TEST_F(SlurmTest, ARunnerKilledAfterSubmittingLosesAndRepeatsNothing) {
   auto resumed = run_binary({UPCYCLE_BINARY, "resume"}, dir_.path());
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("already queued as Slurm job"), std::string::npos) << resumed.output;
+  // A status pass is one scheduler query however many jobs there are: count the calls through
+  // wrappers around the real commands.
+  const std::string bin = dir_ / "bin", calls = dir_ / "calls.log";
+  std::filesystem::create_directories(bin);
+  for (const char* cmd : {"scontrol", "squeue", "sacct", "sbatch"}) {
+    const std::string real = cluster::run_process({"sh", "-c", std::string("command -v ") + cmd}).out;
+    core::write_file_atomic(bin + "/" + cmd, "#!/bin/sh\necho " + std::string(cmd) + " >> '" + calls + "'\nexec " +
+                                                 real.substr(0, real.find('\n')) + " \"$@\"\n");
+    std::filesystem::permissions(bin + "/" + cmd, std::filesystem::perms::owner_all);
+  }
+  const std::string path = std::getenv("PATH");
+  ::setenv("PATH", (bin + ":" + path).c_str(), 1);
+  auto pass = run_binary({UPCYCLE_BINARY, "collect"}, dir_.path());
+  ::setenv("PATH", path.c_str(), 1);
+  EXPECT_EQ(core::read_file(calls), "scontrol\n") << pass.output;
   auto waited = run_binary({UPCYCLE_BINARY, "wait"}, dir_.path());
   ASSERT_EQ(waited.exit_code, 0) << waited.output;
   tracking::Store s(dir_ / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);

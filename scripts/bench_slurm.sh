@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Benchmark: submitting a sweep to Slurm with `upcycle run --executor slurm`, against the raw sbatch
+# calls it makes, side by side on one local cluster (cluster/local_slurm.sh); and one status pass
+# (`upcycle collect`) over every queued job. Jobs are submitted held (--hold) and cancelled after,
+# so nothing runs. Prints key=value lines for docs/benchmarks.md.
+#   bash scripts/bench_slurm.sh [POINTS]     (default 9 sweep points x 7 jobs = 63 jobs, 54 sbatch calls)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+POINTS="${1:-9}"
+WORK="$(mktemp -d)"
+export UPCYCLE_SLURM_PORT=17017
+eval "$(cluster/local_slurm.sh start "$WORK/cluster")"
+trap 'scancel --user="$(id -un)" >/dev/null 2>&1 || true; cluster/local_slurm.sh stop "$WORK/cluster"; rm -rf "$WORK"' EXIT
+cd "$WORK"
+seeds="$(seq -s, 1 "$POINTS")"
+now() { date +%s.%N; }
+
+t0=$(now)
+"$ROOT/build/bin/upcycle" run "$ROOT/recipes/ci/tiny.yaml" --executor slurm "slurm.extra=[--hold]" \
+  "sweep={seed: [$seeds]}" > submit.log 2>&1
+t1=$(now)
+jobs=$(grep -c "queued as Slurm job" submit.log)
+calls=$(ls runs/slurm/*.sbatch | wc -l)
+
+t2=$(now)
+for _ in $(seq "$calls"); do sbatch --parsable --hold --output=/dev/null --wrap true > /dev/null; done
+t3=$(now)
+
+t4=$(now)
+"$ROOT/build/bin/upcycle" collect > collect.log 2>&1 || true
+t5=$(now)
+
+awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v e="$t4" -v f="$t5" -v jobs="$jobs" -v calls="$calls" 'BEGIN {
+  printf "jobs=%d\nsbatch_calls=%d\nupcycle_submit_s=%.3f\nraw_sbatch_s=%.3f\nratio=%.2f\ncollect_pass_s=%.3f\n",
+         jobs, calls, b - a, d - c, (b - a) / (d - c), f - e }'
