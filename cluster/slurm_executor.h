@@ -4,7 +4,7 @@
 // `collect` and `resume` re-attach through each job's scheduler id, kept in the store as "slurm:ID".
 //
 // Each submission is one batch script (ROOT/slurm/<name>.sbatch): the stage's setup lines, then
-// `srun upcycle stage --spec DIR/spec.json` (one rank per task; ranks from SLURM_*, MASTER_ADDR the
+// `srun upcycle-job stage --spec DIR/spec.json` (one rank per task; ranks from SLURM_*, MASTER_ADDR the
 // first node of the allocation, MASTER_PORT from the job id), its output appended to DIR/log.txt.
 // USR2 (sent `signal_seconds` before the time limit) and TERM are forwarded to the step; a stage that
 // exits 75 (checkpoint written) is requeued with `scontrol requeue` until `max_requeues`, and resumes
@@ -49,8 +49,9 @@ SlurmState state_of(const std::string& slurm_state);
 
 class SlurmExecutor {
  public:
-  /// `scripts_dir` holds the batch scripts and sbatch's own output; `upcycle` is the binary jobs run.
-  SlurmExecutor(std::string scripts_dir, std::string upcycle);
+  /// `scripts_dir` holds the batch scripts and sbatch's own output; `job_exe` is the binary jobs run
+  /// (`JOB_EXE stage --spec DIR/spec.json`).
+  SlurmExecutor(std::string scripts_dir, std::string job_exe);
 
   /// Submits `jobs` (one, or several of one stage as an array; they share the first one's resources)
   /// to start after every id in `after` succeeded. Returns one id per job: "123", or "123_0", "123_1".

@@ -42,7 +42,7 @@ void validate(const SlurmResources& r) {
   for (const auto& e : r.extra) {
     require(matches(e, "--[a-z][a-z0-9-]*(=[^\\n]*)?"), "extra", e, "is not one sbatch option --name[=value]");
     const std::string name = e.substr(2, e.find('=') - 2);
-    for (const char* own : {"job-name", "comment", "output", "dependency", "array", "parsable", "kill-on-invalid-dep",
+    for (const char* own : {"job-name", "comment", "output", "error", "dependency", "array", "parsable", "kill-on-invalid-dep",
                             "requeue", "signal", "wrap", "ntasks", "nodes"}) {
       require(name != own, "extra", e, "is set by upcycle (use the slurm keys, or resources.processes)");
     }
@@ -52,6 +52,7 @@ void validate(const SlurmResources& r) {
     require(matches(k, "[A-Za-z_][A-Za-z0-9_]{0,127}"), "env", k, "is not an environment variable name");
   }
   require(r.output.find('\n') == std::string::npos, "output", r.output, "holds a newline");
+  require(r.error.find('\n') == std::string::npos, "error", r.error, "holds a newline");
 }
 
 std::vector<std::string> sbatch_options(const SlurmResources& r, int ntasks, int threads) {
@@ -65,6 +66,7 @@ std::vector<std::string> sbatch_options(const SlurmResources& r, int ntasks, int
   add("constraint", r.constraint);
   if (r.time != "auto") add("time", r.time);
   add("mem", r.mem);
+  add("error", r.error);
   add("nodes", std::to_string(r.nodes));
   add("ntasks", std::to_string(ntasks));
   if (r.nodes > 1) add("ntasks-per-node", std::to_string(ntasks / r.nodes));  // one rank per GPU on each node

@@ -23,6 +23,7 @@ struct SlurmResources {
   std::vector<std::string> setup;  ///< shell lines run before the job step (module load ..., source ...)
   std::map<std::string, std::string> env;  ///< exported to the job, values literal (quoted)
   std::string output;        ///< sbatch's own output file; "" = ROOT/slurm/%x-%A_%a.out
+  std::string error;         ///< sbatch's own error file; "" = with the output
   int signal_seconds = 120;  ///< USR2 this long before the time limit: checkpoint, then requeue
   int max_requeues = 3;      ///< requeues after a preemption or time limit, per job
   int array_throttle = 0;    ///< at most this many tasks of an array at once (%N); 0 = no cap

@@ -12,12 +12,9 @@
 #include "core/job_files.h"
 #include "core/metric_sink.h"
 #include "runner/cli_common.h"
+#include "runner/job_binary.h"
 #include "runner/run.h"
-#include "stages/data/data_layout.h"
-#include "stages/data/token_shard.h"
-#include "stages/job_runner.h"
 #include "stages/model/accounting.h"
-#include "stages/train/trainer.h"
 #include "tracking/store.h"
 
 namespace upcycle::runner {
@@ -140,7 +137,6 @@ int bench_plan(const po::variables_map& vm) {
 // by the peer's flags. Prints tokens_per_s=<x> last: throughput after 2 untimed warm-up steps.
 int bench_train(const po::variables_map& vm) {
   const int threads = vm["threads"].as<int>();
-  stages::set_torch_threads(threads);
   stages::ModelConfig m;
   m.d_model = vm["d"].as<int64_t>();
   m.layers = vm["layers"].as<int64_t>();
@@ -160,40 +156,15 @@ int bench_train(const po::variables_map& vm) {
   } catch (const std::invalid_argument& e) {
     throw ConfigError(std::string("upcycle bench train: ") + e.what());
   }
-  const double tps = train_tokens_per_s(m, vm["batch"].as<int64_t>(), 0, vm["steps"].as<int64_t>(), scratch_dir(vm));
+  const double tps = measure_throughput(m, vm["batch"].as<int64_t>(), 0, vm["steps"].as<int64_t>(), threads,
+                                        scratch_dir(vm));
+  if (tps <= 0) throw StageError("upcycle bench train: the measurement failed (see above)");
   print("params", double(stages::count_params(m).total));
   std::printf("tokens_per_s=%.0f\n", tps);
   return 0;
 }
 
 }  // namespace
-
-double train_tokens_per_s(const stages::ModelConfig& m, int64_t batch, int64_t micro_batch, int64_t steps,
-                          const std::string& dir) {
-  core::make_dirs(dir + "/data/shards");
-  std::mt19937_64 rng(0);
-  std::uniform_int_distribution<uint32_t> token(0, static_cast<uint32_t>(m.vocab - 1));
-  std::vector<uint32_t> tokens(static_cast<size_t>(std::max<int64_t>(1 << 20, 4 * batch * (m.seq_len + 1))));
-  for (auto& t : tokens) t = token(rng);
-  for (const char* split : {"train", "valid"}) {
-    stages::write_token_shard(stages::shard_path(dir + "/data", "synthetic", split), tokens, m.vocab);
-  }
-  stages::TrainSpec t;
-  t.model = m;
-  t.data_dir = dir + "/data";
-  t.mix = {{"synthetic", 1.0}};
-  t.batch_size = batch;
-  t.micro_batch = micro_batch;
-  t.tokens = (steps + 2) * batch * m.seq_len;  // 2 untimed warm-up steps, then `steps` timed
-  t.log_every = steps + 2;
-  t.eval_windows = 1;
-  t.optim.lr = 3e-4;
-  t.out_dir = dir + "/job";
-  core::NullMetricSink sink;
-  auto out = stages::train(t, sink);
-  std::filesystem::remove_all(dir);
-  return out.tokens_per_s;
-}
 
 int cmd_bench(const std::vector<std::string>& args) {
   po::options_description desc("bench options");

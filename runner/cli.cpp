@@ -15,6 +15,7 @@
 #include "runner/accounting_report.h"
 #include "runner/bench.h"
 #include "runner/cost.h"
+#include "runner/job_binary.h"
 #include "runner/cli_common.h"
 #include "runner/plan.h"
 #include "runner/plan_status.h"
@@ -24,7 +25,6 @@
 #include "runner/run_support.h"
 #include "runner/slurm_run.h"
 #include "runner/yaml_reader.h"
-#include "stages/job_runner.h"
 #include "tracking/store.h"
 
 
@@ -62,23 +62,16 @@ std::vector<RunPoint> plan_runs(const std::string& path, const std::vector<std::
   return points;
 }
 
-std::string self_exe() {
-  std::error_code ec;
-  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (ec) throw InternalError("cannot resolve /proc/self/exe: " + ec.message());
-  return p.string();
-}
 
 // The cost model's bench source: a few trainer steps here, for jobs whose device kind this machine has.
 ThroughputBench local_bench(const std::string& root) {
   const std::string here = local_plan_options().cuda ? "cuda" : "cpu";
   return [root, here](const PlannedJob& j) {
-    if (j.spec.value("device", std::string("cpu")) != here || j.spec.value("device", std::string("cpu")) == "cuda") {
+    if (j.spec.value("device", std::string("cpu")) != here || here == "cuda") {
       return 0.0;  // the trainer benches on the CPU; GPU shapes come from the store or the MFU
     }
-    stages::set_torch_threads(j.threads);
-    const double tps = train_tokens_per_s(j.model, j.spec.at("batch_size").get<int64_t>(),
-                                          j.spec.at("micro_batch").get<int64_t>(), 3, root + "/bench-scratch");
+    const double tps = measure_throughput(j.model, j.spec.at("batch_size").get<int64_t>(),
+                                          j.spec.at("micro_batch").get<int64_t>(), 3, j.threads, root + "/bench-scratch");
     return tps * j.processes;  // data parallel: each rank its share of the batch (an upper bound)
   };
 }
@@ -86,7 +79,7 @@ ThroughputBench local_bench(const std::string& root) {
 // Runs the points on the local executor, logs a summary and prints each run's perplexity table.
 // On Slurm: queue everything, then return (or, with --wait, collect until nothing is left).
 RunSummary submit_and_maybe_wait(const std::vector<RunPoint>& points, const RunOptions& opts) {
-  cluster::SlurmExecutor slurm = slurm_executor(points[0].recipe.root, opts.self_exe);
+  cluster::SlurmExecutor slurm = slurm_executor(points[0].recipe.root, opts.job_exe);
   RunSummary s = submit_runs(points, opts, slurm);
   core::log_info(std::to_string(s.submitted) + " job(s) queued on Slurm, " + std::to_string(s.skipped) +
                  " already complete; store " + points[0].recipe.store);
@@ -104,7 +97,7 @@ RunSummary submit_and_maybe_wait(const std::vector<RunPoint>& points, const RunO
 }
 
 int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts, const std::string& how_to_continue) {
-  opts.self_exe = self_exe();
+  opts.job_exe = job_binary();
   RunSummary s;
   if (points[0].recipe.executor == "slurm") {
     s = submit_and_maybe_wait(points, opts);
@@ -284,7 +277,7 @@ int cmd_stage(const std::vector<std::string>& args) {
   auto vm = parse("stage", args, desc, {});
   if (wants_help(vm, "stage", "--spec DIR/spec.json   (internal: what executors run)", desc)) return 0;
   if (!vm.count("spec")) throw ConfigError("upcycle stage: missing --spec");
-  return stages::run_job(vm["spec"].as<std::string>());
+  return exec_job(vm["spec"].as<std::string>());
 }
 
 // wait, collect and cancel: the store's Slurm jobs (of RUN..., or every run), as the store's one writer.

@@ -15,7 +15,7 @@
 #include "core/error.h"
 #include "core/job_files.h"
 #include "core/log.h"
-#include "stages/train/device.h"
+#include "runner/job_binary.h"
 #include "tracking/store.h"
 
 namespace upcycle::runner {
@@ -35,7 +35,7 @@ void install_interrupt_handlers() {
 
 }  // namespace
 
-PlanOptions local_plan_options() { return {stages::cuda_available()}; }
+PlanOptions local_plan_options() { return {local_cuda()}; }
 
 Plan merge_plans(const std::vector<RunPoint>& points) {
   Plan merged;
@@ -118,7 +118,7 @@ class Scheduler {
     core::make_dirs(j.dir);
     core::write_file_atomic(j.dir + "/" + core::kSpecFile, j.spec.dump(2) + "\n");
     std::string t = std::to_string(j.threads);
-    cluster::JobLaunch l{j.key, j.dir, {options_.self_exe, "stage", "--spec", j.dir + "/" + core::kSpecFile},
+    cluster::JobLaunch l{j.key, j.dir, {options_.job_exe, "stage", "--spec", j.dir + "/" + core::kSpecFile},
                          {{"OMP_NUM_THREADS", t}, {"OPENBLAS_NUM_THREADS", t}, {"MKL_NUM_THREADS", t}},
                          j.processes};
     std::string id = executor_.submit(l);

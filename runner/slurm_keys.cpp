@@ -14,7 +14,7 @@ std::map<std::string, std::string> read_env(const YamlReader& env) {
 
 cluster::SlurmResources parse_slurm(const YamlReader& r, cluster::SlurmResources s) {
   r.expect_map({"partition", "account", "qos", "constraint", "time", "nodes", "gpus_per_node", "cpus_per_task",
-                "mem", "exclusive", "extra", "setup", "env", "output", "signal_seconds", "max_requeues",
+                "mem", "exclusive", "extra", "setup", "env", "output", "error", "signal_seconds", "max_requeues",
                 "array_throttle"});
   s.partition = r.get_str("partition", s.partition);
   s.account = r.get_str("account", s.account);
@@ -30,6 +30,7 @@ cluster::SlurmResources parse_slurm(const YamlReader& r, cluster::SlurmResources
   if (r.has("setup")) s.setup = r.child("setup").strings();
   if (r.has("env")) s.env = read_env(r.child("env"));
   s.output = r.get_str("output", s.output);
+  s.error = r.get_str("error", s.error);
   s.signal_seconds = static_cast<int>(r.get_integer("signal_seconds", s.signal_seconds));
   s.max_requeues = static_cast<int>(r.get_integer("max_requeues", s.max_requeues));
   s.array_throttle = static_cast<int>(r.get_integer("array_throttle", s.array_throttle));

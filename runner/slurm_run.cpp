@@ -65,6 +65,22 @@ void set_run_status_from_jobs(tracking::Store& store, int64_t run_id) {
   store.set_run_status(run_id, n(0) == n(2) ? "done" : n(1) > 0 ? "running" : "failed");
 }
 
+// The Slurm jobs of `runs` (every run when empty) in one of `statuses` (an SQL list of literals):
+// key, dir, scheduler id, stage, status.
+std::vector<std::vector<tracking::Cell>> slurm_jobs(tracking::Store& store, const std::vector<std::string>& runs,
+                                                    const char* statuses) {
+  std::string sql =
+      "SELECT DISTINCT j.key, j.dir, j.scheduler_id, j.stage, j.status FROM jobs j "
+      "JOIN run_jobs rj ON rj.job_id = j.id JOIN runs r ON r.id = rj.run_id "
+      "WHERE j.scheduler_id LIKE 'slurm:%' AND j.status IN (" + std::string(statuses) + ")";
+  if (!runs.empty()) {
+    sql += " AND r.name IN (";
+    for (size_t i = 0; i < runs.size(); ++i) sql += i ? ",?" : "?";
+    sql += ")";
+  }
+  return store.select(sql, runs).rows;
+}
+
 // time: auto becomes the cost model's estimate x safety; jobs without an estimate get the partition's
 // default.
 void apply_time_limits(Plan& plan, const CostSettings& cost, tracking::Store& store) {
@@ -152,18 +168,7 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
 }
 
 CollectSummary collect(tracking::Store& store, cluster::SlurmExecutor& slurm, const std::vector<std::string>& runs) {
-  std::string sql =
-      "SELECT DISTINCT j.key, j.dir, j.scheduler_id, j.stage, j.status FROM jobs j "
-      "JOIN run_jobs rj ON rj.job_id = j.id JOIN runs r ON r.id = rj.run_id "
-      "WHERE j.scheduler_id LIKE 'slurm:%' AND j.status IN ('pending', 'queued', 'running', 'preempted')";
-  std::vector<std::string> binds;
-  if (!runs.empty()) {
-    sql += " AND r.name IN (";
-    for (size_t i = 0; i < runs.size(); ++i) sql += i ? ",?" : "?";
-    sql += ")";
-    binds = runs;
-  }
-  auto rows = store.select(sql, binds).rows;
+  auto rows = slurm_jobs(store, runs, "'pending', 'queued', 'running', 'preempted'");
   std::vector<std::string> ids;
   for (const auto& row : rows) ids.push_back(slurm_id(tracking::text_of(row[2])));
   auto states = slurm.poll(ids);
@@ -236,19 +241,9 @@ CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm, c
 
 int cancel_runs(tracking::Store& store, cluster::SlurmExecutor& slurm, const std::vector<std::string>& runs) {
   collect(store, slurm, runs);
-  std::string sql =
-      "SELECT DISTINCT j.key, j.scheduler_id FROM jobs j JOIN run_jobs rj ON rj.job_id = j.id "
-      "JOIN runs r ON r.id = rj.run_id WHERE j.scheduler_id LIKE 'slurm:%' AND j.status IN ('queued', 'running')";
-  std::vector<std::string> binds;
-  if (!runs.empty()) {
-    sql += " AND r.name IN (";
-    for (size_t i = 0; i < runs.size(); ++i) sql += i ? ",?" : "?";
-    sql += ")";
-    binds = runs;
-  }
-  auto rows = store.select(sql, binds).rows;
+  auto rows = slurm_jobs(store, runs, "'queued', 'running'");
   std::vector<std::string> ids;
-  for (const auto& row : rows) ids.push_back(slurm_id(tracking::text_of(row[1])));
+  for (const auto& row : rows) ids.push_back(slurm_id(tracking::text_of(row[2])));
   slurm.cancel(ids);
   for (const auto& row : rows) store.set_job_status(tracking::text_of(row[0]), "cancelled", std::nullopt, "cancelled by `upcycle cancel`");
   collect(store, slurm, runs);

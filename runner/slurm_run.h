@@ -40,7 +40,7 @@ int cancel_runs(tracking::Store& store, cluster::SlurmExecutor& slurm, const std
 /// it (what `upcycle status` does first); silent otherwise.
 void refresh_slurm_jobs(const std::string& store_path);
 
-/// The executor for jobs under `root` run by the binary `upcycle`.
-cluster::SlurmExecutor slurm_executor(const std::string& root, const std::string& upcycle);
+/// The executor for jobs under `root` run by `job_exe` (upcycle-job).
+cluster::SlurmExecutor slurm_executor(const std::string& root, const std::string& job_exe);
 
 }  // namespace upcycle::runner

@@ -1,0 +1,57 @@
+#include "runner/job_binary.h"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "cluster/process.h"
+#include "core/error.h"
+#include "core/log.h"
+
+namespace upcycle::runner {
+
+std::string job_binary() {
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) throw InternalError("cannot resolve /proc/self/exe: " + ec.message());
+  const std::string job = (self.parent_path() / "upcycle-job").string();
+  if (!std::filesystem::exists(job)) throw InternalError(job + ": missing (it is built with upcycle)");
+  return job;
+}
+
+int exec_job(const std::string& spec) {
+  const std::string job = job_binary();
+  std::vector<std::string> args = {job, "stage", "--spec", spec};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::execv(job.c_str(), argv.data());
+  throw InternalError(job + ": cannot run: " + std::strerror(errno));
+}
+
+bool local_cuda() {
+  static const bool cuda = [] {
+    if (!std::filesystem::exists("/dev/nvidiactl")) return false;  // no NVIDIA driver: no CUDA device
+    const cluster::ProcessResult r = cluster::run_process({job_binary(), "cuda"}, 120);
+    return r.exit_code == 0 && r.out.rfind("1", 0) == 0;
+  }();
+  return cuda;
+}
+
+double measure_throughput(const stages::ModelConfig& m, int64_t batch, int64_t micro_batch, int64_t steps,
+                          int threads, const std::string& scratch) {
+  const cluster::ProcessResult r =
+      cluster::run_process({job_binary(), "throughput", stages::to_json(m).dump(), std::to_string(batch),
+                            std::to_string(micro_batch), std::to_string(steps), std::to_string(threads), scratch},
+                           3600);
+  const size_t at = r.out.find("tokens_per_s=");
+  if (r.exit_code != 0 || at == std::string::npos) {
+    core::log_warn("throughput bench failed (exit " + std::to_string(r.exit_code) + "): " + r.err);
+    return 0;
+  }
+  return std::atof(r.out.c_str() + at + 13);
+}
+
+}  // namespace upcycle::runner
