@@ -23,8 +23,17 @@ t1=$(now)
 jobs=$(grep -c "queued as Slurm job" submit.log)
 calls=$(ls runs/slurm/*.sbatch | wc -l)
 
+# The same calls by hand: each with the options upcycle passes (name, comment, output, resources,
+# signal, requeue) and, like most of upcycle's, a dependency on the job before it.
+printf '#!/bin/bash\ntrue\n' > raw.sbatch
 t2=$(now)
-for _ in $(seq "$calls"); do sbatch --parsable --hold --output=/dev/null --wrap true > /dev/null; done
+prev=""
+for i in $(seq "$calls"); do
+  dep=()
+  if [ -n "$prev" ]; then dep=(--dependency=afterok:"$prev" --kill-on-invalid-dep=yes); fi
+  prev=$(sbatch --parsable --hold --job-name="raw-$i" --comment="raw:$WORK/$i" --output=/dev/null --nodes=1 \
+    --ntasks=1 --cpus-per-task=1 --signal=B:USR2@120 --requeue "${dep[@]}" raw.sbatch)
+done
 t3=$(now)
 
 t4=$(now)
