@@ -205,6 +205,35 @@ TEST_F(SlurmTest, ARunnerKilledAfterSubmittingLosesAndRepeatsNothing) {
   expect_one_attempt_per_job(dir_ / "runs");
 }
 
+// sbatch can report an error (a socket timeout) after it queued the job. The runner then looks the
+// job up by its name and comment instead of submitting it again.
+TEST_F(SlurmTest, AnSbatchErrorAfterQueueingDoesNotSubmitTwice) {
+  const std::string bin = dir_ / "bin";
+  std::filesystem::create_directories(bin);
+  const std::string real = cluster::run_process({"sh", "-c", "command -v sbatch"}).out;
+  core::write_file_atomic(bin + "/sbatch", "#!/bin/sh\n" + real.substr(0, real.find('\n')) +
+                                               " \"$@\" > /dev/null\necho 'sbatch: error: Socket timed out on send/recv "
+                                               "operation' >&2\nexit 1\n");
+  std::filesystem::permissions(bin + "/sbatch", std::filesystem::perms::owner_all);
+  core::write_file_atomic(dir_ / "r.yaml", seed_recipe());
+  const std::string path = std::getenv("PATH");
+  ::setenv("PATH", (bin + ":" + path).c_str(), 1);
+  auto r = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--executor", "slurm", "slurm.extra=[--hold]"}, dir_.path());
+  ::setenv("PATH", path.c_str(), 1);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("2 job(s) queued on Slurm"), std::string::npos) << r.output;
+  // Each job is in the queue once, under the id the runner recorded.
+  tracking::Store s(dir_ / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+  for (const auto& row : s.select("SELECT key, scheduler_id FROM jobs").rows) {
+    const std::string name = "upc-" + std::get<std::string>(row[0]).substr(0, 16);
+    auto q = cluster::run_process({"squeue", "-h", "--name=" + name, "-o", "%i"});
+    EXPECT_EQ(q.out, std::get<std::string>(row[1]).substr(6) + "\n") << name;
+  }
+  for (const auto& row : s.select("SELECT scheduler_id FROM jobs").rows) {
+    cluster::run_process({"scancel", std::get<std::string>(row[0]).substr(6)});
+  }
+}
+
 TEST_F(SlurmTest, TwoRanksThroughSrunMatchOneRank) {
   core::write_file_atomic(dir_ / "r.yaml", seed_recipe(", resources: { processes: 2 }"));
   auto two = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--executor", "slurm", "--wait"}, dir_.path());
