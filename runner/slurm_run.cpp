@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <iostream>
 #include <map>
 #include <set>
 #include <thread>
@@ -44,6 +43,19 @@ std::map<size_t, std::string> adopt_active(const Plan& plan, const std::vector<J
     if (states.at(id).state == cluster::SlurmState::kActive) active[i] = id;
   }
   return active;
+}
+
+// A forced job still queued or running from an earlier submission is cancelled before it starts over.
+void cancel_forced(const Plan& plan, const std::set<size_t>& forced, tracking::Store& store,
+                   cluster::SlurmExecutor& slurm) {
+  std::vector<std::string> ids;
+  for (size_t i : forced) {
+    auto row = store.find_job(plan.jobs[i].key);
+    if (row && is_slurm(row->scheduler_id) && (row->status == "queued" || row->status == "running")) {
+      ids.push_back(slurm_id(row->scheduler_id));
+    }
+  }
+  slurm.cancel(ids);
 }
 
 // The next group from `i`: jobs of the same stage with the same inputs, none yet submitted (an array).
@@ -115,8 +127,8 @@ void refresh_slurm_jobs(const std::string& store_path) {
   }
 }
 
-cluster::SlurmExecutor slurm_executor(const std::string& root, const std::string& upcycle) {
-  return cluster::SlurmExecutor(std::filesystem::absolute(root).lexically_normal().string() + "/slurm", upcycle);
+cluster::SlurmExecutor slurm_executor(const std::string& root, const std::string& job_exe) {
+  return cluster::SlurmExecutor(std::filesystem::absolute(root).lexically_normal().string() + "/slurm", job_exe);
 }
 
 RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& options, cluster::SlurmExecutor& slurm) {
@@ -128,6 +140,7 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
   RunSummary summary;
   const std::vector<int64_t> run_ids = register_runs(store, points, options, summary);
   const std::set<size_t> forced = forced_jobs(plan, options.force);
+  cancel_forced(plan, forced, store, slurm);
   std::vector<JobFate> fate = classify_jobs(plan, store, forced, summary);
   std::map<size_t, std::string> id_of = adopt_active(plan, fate, store, slurm, forced);
   apply_time_limits(plan, points[0].recipe.cost, store);
