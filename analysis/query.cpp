@@ -88,6 +88,7 @@ class Parser {
   }
 
  private:
+  int depth_ = 0;
   const Token& peek() const { return t_[pos_]; }
   Token next() { return t_[pos_++]; }
   bool keyword(const char* k) const { return peek().kind == Token::kWord && upper(peek().text) == k; }
@@ -110,7 +111,17 @@ class Parser {
     return sql;
   }
 
+  // Parentheses and NOT nest by recursion: bounded, so 12,000 '(' is an error, not a stack overflow.
+  static constexpr int kMaxDepth = 64;
+
   std::string factor() {
+    if (++depth_ > kMaxDepth) {
+      throw error_at(peek().column, "nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    }
+    struct Leave {
+      int& d;
+      ~Leave() { --d; }
+    } leave{depth_};
     if (keyword("NOT")) {
       next();
       return "(NOT " + factor() + ")";

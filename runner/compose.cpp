@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/atomic_file.h"
+
 namespace upcycle::runner {
 
 void apply_override(YAML::Node& root, const std::string& text) {
@@ -48,15 +50,52 @@ void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::strin
   }
 }
 
-YAML::Node load_yaml_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": file not found or not readable");
+std::string read_yaml_text(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) throw ConfigError(path + ": file not found or not readable");
+  if (!fs::is_regular_file(st)) throw ConfigError(path + ": not a regular file (a recipe is a YAML file)");
+  if (fs::file_size(path, ec) > kMaxYamlBytes) {
+    throw ConfigError(path + ": larger than " + std::to_string(kMaxYamlBytes >> 10) + " KiB; a recipe is a small YAML file");
+  }
   try {
-    return YAML::Load(in);
+    return core::read_file(path);
+  } catch (const Error& e) {
+    throw ConfigError(e.what());
+  }
+}
+
+void check_expansion(const YAML::Node& root, const std::string& origin) {
+  // Aliases share nodes, so a few lines can stand for billions (YAML's "billion laughs"); walking the
+  // tree as readers will, counting every visit, stops at the limit instead of running out of memory.
+  std::vector<YAML::Node> todo{root};
+  size_t visited = 0;
+  while (!todo.empty()) {
+    YAML::Node n = todo.back();
+    todo.pop_back();
+    if (++visited > kMaxYamlNodes) {
+      throw ConfigError(origin + ": expands to more than " + std::to_string(kMaxYamlNodes) +
+                        " YAML nodes (aliases that repeat aliases?)");
+    }
+    if (n.IsMap()) {
+      for (const auto& kv : n) todo.push_back(kv.second);
+    } else if (n.IsSequence()) {
+      for (const auto& x : n) todo.push_back(x);
+    }
+  }
+}
+
+YAML::Node load_yaml_file(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(read_yaml_text(path));
   } catch (const YAML::ParserException& e) {
     throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
   }
+  check_expansion(root, path);
+  return root;
 }
 
 // Merges `src` into `dst`: mappings merge key by key, anything else replaces.
@@ -103,6 +142,9 @@ YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
       if (!fs::is_regular_file(p)) throw e.error("included file '" + path + "' does not exist");
       if (std::find(stack.begin(), stack.end(), path) != stack.end()) {
         throw e.error("include cycle: '" + path + "' includes itself");
+      }
+      if (stack.size() >= kMaxIncludeDepth) {
+        throw e.error("includes nest deeper than " + std::to_string(kMaxIncludeDepth) + " files");
       }
       YAML::Node sub = load_yaml_file(path);
       files.add(sub, path);

@@ -3,6 +3,7 @@
 // params. Internal to runner/ (recipe.cpp); YAML::Node does not leave this folder.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -10,6 +11,18 @@
 #include "runner/yaml_reader.h"
 
 namespace upcycle::runner {
+
+/// Limits on what a recipe may make the loader do: file size, include depth, node visits.
+inline constexpr uintmax_t kMaxYamlBytes = 1 << 20;
+inline constexpr size_t kMaxIncludeDepth = 16;
+inline constexpr size_t kMaxYamlNodes = 1000000;
+
+/// A recipe or included file's text: a regular file of at most kMaxYamlBytes, else ConfigError naming
+/// the path and the reason.
+std::string read_yaml_text(const std::string& path);
+
+/// Throws ConfigError naming `origin` when walking `root` visits more than kMaxYamlNodes nodes.
+void check_expansion(const YAML::Node& root, const std::string& origin);
 
 /// Parses a YAML file; throws ConfigError "PATH:LINE:COL: YAML syntax error" or "PATH: not found".
 YAML::Node load_yaml_file(const std::string& path);

@@ -93,6 +93,10 @@ std::string Planner::key_of(const JobDraft& d, const std::vector<size_t>& deps) 
 }
 
 size_t Planner::add(const StageDef& s, const std::string& label, const JobDraft& d, const std::vector<size_t>& deps) {
+  if (const PlannedJob* other = plan_.find(label)) {
+    throw stage_error(s, "", "its job '" + label + "' has the label of a job of stage '" + other->stage_name + "'",
+                      "rename one of the stages");
+  }
   PlannedJob j;
   j.stage = label;
   j.stage_name = s.name;

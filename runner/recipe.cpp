@@ -27,6 +27,30 @@ const std::vector<std::string> kModelKeys = {"d_model", "layers", "heads", "kv_h
                                              "vocab", "seq_len", "block", "norm", "tied_embeddings",
                                              "rope_theta", "norm_eps", "init_std"};
 
+constexpr size_t kMaxSweepPoints = 10000;
+
+// Stage names become labels ("experts/code"), keys of the store and of `--force`: a plain word.
+bool valid_stage_name(const std::string& n) {
+  bool ok = !n.empty() && n.size() <= 64 && std::isalnum(static_cast<unsigned char>(n[0]));
+  for (char c : n) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-');
+  return ok;
+}
+
+// A name people read back (the run name): valid UTF-8 without control characters, so that every
+// `--format json` output of the store stays valid.
+void check_text(const YamlReader& at, const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size() && (len > 1 || c >= 0x20) && c != 0x7F;
+    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 0x2;
+    if (!ok) throw at.error("is not valid UTF-8 text (byte " + std::to_string(i) + ")");
+    i += len;
+  }
+  if (s.empty() || s.size() > 200) throw at.error("must be 1 to 200 characters");
+}
+
 // ---- sections ----
 
 void parse_tokenizer(const YamlReader& t, stages::PrepareSpec& d) {
@@ -249,7 +273,15 @@ std::vector<std::pair<std::string, std::vector<std::string>>> parse_sweep(const 
 std::vector<Recipe> load_recipes(const std::string& path, const std::vector<std::string>& overrides) {
   Recipe base = load_recipe(path, overrides);
   if (base.sweep.empty()) return {base};
-  std::string text = core::read_file(path);
+  size_t points = 1;
+  for (const auto& [key, vals] : base.sweep) {
+    points *= vals.size();
+    if (points > kMaxSweepPoints) {
+      throw ConfigError(path + ": sweep: more than " + std::to_string(kMaxSweepPoints) + " points",
+                        "split the sweep into several recipes, or sweep fewer keys");
+    }
+  }
+  std::string text = read_yaml_text(path);
   std::vector<Recipe> out;
   std::vector<size_t> idx(base.sweep.size(), 0);
   while (true) {
@@ -301,6 +333,7 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
   }
   if (!root.IsMap()) throw ConfigError(file + ": a recipe must be a YAML mapping");
+  check_expansion(root, file);
   SourceFiles files(file);
   std::vector<std::string> stack{std::filesystem::path(file).lexically_normal().string()};
   root = compose(root, file, files, stack);
@@ -323,8 +356,10 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   r.device = top.get_choice("device", r.device, {"auto", "cpu", "cuda"});
   r.max_parallel = static_cast<int>(top.get_integer("max_parallel", 0));
   r.retries = static_cast<int>(top.get_integer("retries", 0));
-  if (r.threads < 1) throw top.child("threads").error("must be >= 1");
-  if (r.retries < 0) throw top.child("retries").error("must be >= 0");
+  if (r.threads < 1 || r.threads > 4096) throw top.child("threads").error("must be in [1, 4096]");
+  if (r.retries < 0 || r.retries > 100) throw top.child("retries").error("must be in [0, 100]");
+  if (r.max_parallel < 0 || r.max_parallel > 65536) throw top.child("max_parallel").error("must be in [0, 65536]");
+  check_text(top.child("name"), r.name);
   r.data = parse_data(top.child("data"));
   r.model = parse_model(top.child("model"), r.data.tokenizer.vocab);
   if (top.has("train")) {
@@ -335,6 +370,10 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   YamlReader st = top.child("stages");
   if (!st.is_map() || st.size() == 0) throw st.error("expected a mapping of stage name -> stage");
   for (const auto& name : st.keys()) {
+    if (!valid_stage_name(name)) {
+      throw st.child(name).error("stage name '" + name + "' is not allowed",
+                                 "letters, digits, _ and -, starting with a letter or digit (no / or .)");
+    }
     r.stages.push_back(parse_stage(name, st.child(name), r, files.file_of(st.child(name).node())));
   }
   YAML::Emitter emitter;
@@ -359,11 +398,15 @@ bool is_recipe_file(const std::string& path) {
 }
 
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": recipe file not found or not readable");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_recipe(ss.str(), path, overrides);
+  std::string text;
+  try {
+    text = read_yaml_text(path);
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string(e.what()).find("not found") != std::string::npos
+                          ? path + ": recipe file not found or not readable"
+                          : e.what());
+  }
+  return parse_recipe(text, path, overrides);
 }
 
 }  // namespace upcycle::runner

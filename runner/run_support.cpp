@@ -6,7 +6,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -94,10 +96,14 @@ RunnerLock::RunnerLock(const std::string& store_path) : path_(store_path + ".loc
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw StoreError(path_ + ": cannot open the runner lock: " + std::strerror(errno));
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    // The holder writes who it is just after it takes the lock: give it a moment to.
     std::string holder;
-    try {
-      holder = core::read_file(path_);
-    } catch (const Error&) {
+    for (int i = 0; i < 50 && holder.empty(); ++i) {
+      try {
+        holder = core::read_file(path_);
+      } catch (const Error&) {
+      }
+      if (holder.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     ::close(fd_);
     throw StoreError(store_path + ": another upcycle runner is using this store" +

@@ -4,6 +4,7 @@
 //   upcycle-job cuda                           prints 1 when LibTorch sees a CUDA device, else 0
 //   upcycle-job throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR
 //                                              prints tokens_per_s=X (stages/train/throughput.h)
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -36,6 +37,7 @@ int throughput(char** a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::signal(SIGXFSZ, SIG_IGN);  // past ulimit -f, writes fail with EFBIG and name their file
   const std::string cmd = argc > 1 ? argv[1] : "";
   if (cmd == "stage" && argc == 4 && std::string(argv[2]) == "--spec") return upcycle::stages::run_job(argv[3]);
   if (cmd == "cuda" && argc == 2) {

@@ -60,7 +60,7 @@ std::vector<RecipeCase> recipe_cases() {
       {"wrong_type_int", with("seed: 3", "seed: three"), {}, "r.yaml:2:7: seed: expected an integer"},
       {"wrong_type_number", with("mix: { general: 1.0 }", "mix: { general: lots }"), {}, "stages.seed.mix.general: expected a number"},
       {"wrong_type_bool", with("kind: upcycle, method: bam,", "kind: upcycle, method: bam, include_seed: maybe,"), {}, "expected true or false"},
-      {"negative_threads", with("seed: 3", "seed: 3\nthreads: 0"), {}, "threads: must be >= 1"},
+      {"negative_threads", with("seed: 3", "seed: 3\nthreads: 0"), {}, "threads: must be in [1, 4096]"},
       {"heads_do_not_divide", with("d_model: 64", "d_model: 66"), {}, "heads"},
       {"top_k_above_experts", with("method: bam,", "method: bam, ffn: { top_k: 5 },"), {}, "top_k"},
       {"unknown_kind", with("kind: eval", "kind: evaluate"), {}, "unknown stage kind 'evaluate'"},
@@ -107,6 +107,22 @@ std::vector<RecipeCase> recipe_cases() {
       {"layers_huge", "", {"model.layers=2000000000"}, "model.layers: must be in [1, 4096]"},
       {"average_weights_zero", "", {"stages.bam.average_weights=[0, 0, 0]"}, "stages.bam.average_weights: the weights sum to 0"},
       {"upcycle_from_empty", "", {"stages.bam.from=[]"}, "stages.bam.from: list at least one dense model"},
+      {"stage_name_with_slash", with("bam: { kind", "bam/x: { kind"), {}, "stage name 'bam/x' is not allowed"},
+      {"threads_huge", "", {"threads=100000"}, "threads: must be in [1, 4096]"},
+      {"name_not_utf8", with("name: t", "name: \"t\xff\""), {}, "r.yaml:1:7: name: is not valid UTF-8 text (byte 1)"},
+      {"sweep_too_big", std::string(kValid) + "sweep: { seed: [" + [] {
+         std::string v;
+         for (int i = 0; i < 200; ++i) v += (i ? "," : "") + std::to_string(i);
+         return v;
+       }() + "], stages.seed.budget.tokens: [" + [] {
+         std::string v;
+         for (int i = 1; i <= 100; ++i) v += (i > 1 ? "," : "") + std::to_string(i * 1000);
+         return v;
+       }() + "] }\n", {}, "sweep: more than 10000 points"},
+      {"alias_bomb", "name: t\na: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                     "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+                     "g: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n", {}, "expands to more than 1000000 YAML nodes"},
       {"domain_name_is_a_path", with("domains: [general, code, math]", "domains: [general, code, math, { name: '../../x', sources: [/etc/hostname] }]"), {}, "data.domains[3].name: '../../x' is not a valid name"},
   };
 }
@@ -125,7 +141,7 @@ TEST(BadInputTest, RecipesAreRejectedWithPreciseErrorsAndNoStore) {
     EXPECT_FALSE(std::filesystem::exists(dir / "runs")) << c.name << ": a rejected recipe left files";
     ++checked;
   }
-  EXPECT_GE(checked, 49);
+  EXPECT_GE(checked, 54);
 }
 
 // `upcycle stage --spec` reads a spec with the same code the planner fills it with: a hand-written
@@ -203,6 +219,10 @@ TEST(BadInputTest, QueriesAndCommandsAreRejectedAndTheStoreIsUntouched) {
       {"table_unknown", {"table", "pplx"}, "unknown table 'pplx'"},
       {"status_unknown_run", {"status", "--run", "nosuch"}, "no run named 'nosuch'"},
       {"store_missing", {"query", "--store", "elsewhere.sqlite"}, "no store here"},
+      {"where_deep_nesting", {"query", "--where", std::string(12000, '(') + "model = x" + std::string(12000, ')')},
+       "nested deeper than 64 levels"},
+      {"recipe_not_a_file", {"plan", "/dev/zero"}, "/dev/zero: not a regular file"},
+      {"recipe_is_a_directory", {"plan", "."}, ".: not a regular file"},
   };
   std::string before;
   {
