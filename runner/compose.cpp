@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "core/atomic_file.h"
@@ -79,7 +80,15 @@ void check_expansion(const YAML::Node& root, const std::string& origin) {
                         " YAML nodes (aliases that repeat aliases?)");
     }
     if (n.IsMap()) {
-      for (const auto& kv : n) todo.push_back(kv.second);
+      std::set<std::string> keys;  // YAML says a key appears once; yaml-cpp keeps both and reads one
+      for (const auto& kv : n) {
+        if (kv.first.IsScalar() && !keys.insert(kv.first.Scalar()).second) {
+          const YAML::Mark m = kv.first.Mark();
+          throw ConfigError(origin + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) +
+                            ": duplicate key '" + kv.first.Scalar() + "'");
+        }
+        todo.push_back(kv.second);
+      }
     } else if (n.IsSequence()) {
       for (const auto& x : n) todo.push_back(x);
     }

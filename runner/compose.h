@@ -21,7 +21,8 @@ inline constexpr size_t kMaxYamlNodes = 1000000;
 /// the path and the reason.
 std::string read_yaml_text(const std::string& path);
 
-/// Throws ConfigError naming `origin` when walking `root` visits more than kMaxYamlNodes nodes.
+/// Throws ConfigError naming `origin` when walking `root` visits more than kMaxYamlNodes nodes, or a
+/// mapping has a key twice (FILE:LINE:COL of the second).
 void check_expansion(const YAML::Node& root, const std::string& origin);
 
 /// Parses a YAML file; throws ConfigError "PATH:LINE:COL: YAML syntax error" or "PATH: not found".

@@ -152,14 +152,14 @@ class Scheduler {
       store_.set_job_status(j.key, "preempted", ev.exit_code, "interrupted by the user");
       state_[i] = S::kPending;
     } else if (attempts_[i] <= j.retries) {
-      core::log_warn(j.stage + ": failed (exit " + std::to_string(ev.exit_code) + "), retrying");
+      core::log_warn(j.stage + ": failed (" + describe_exit(ev.exit_code) + "), retrying");
       // A retry resumes from the job's last checkpoint, like a requeue after preemption.
       store_.set_job_status(j.key, "pending", ev.exit_code, "failed; retrying");
       state_[i] = S::kPending;
     } else {
       std::string tail = tail_of_log(j.dir);
-      fail(i, ev.exit_code, tail);
-      core::log_error(j.stage + ": failed (exit " + std::to_string(ev.exit_code) + "); end of " + j.dir + "/" +
+      fail(i, ev.exit_code, describe_exit(ev.exit_code) + (tail.empty() ? "" : "\n" + tail));
+      core::log_error(j.stage + ": failed (" + describe_exit(ev.exit_code) + "); end of " + j.dir + "/" +
                       core::kLogFile + ":\n" + tail);
     }
   }

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string.h>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -38,6 +39,13 @@ int64_t register_run(tracking::Store& store, const RunPoint& p) {
 }
 
 }  // namespace
+
+std::string describe_exit(int code) {
+  if (code <= 128 || code >= 128 + 65) return "exit " + std::to_string(code);
+  const int sig = code - 128;
+  const char* name = sigabbrev_np(sig);
+  return "killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+}
 
 std::string tail_of_log(const std::string& dir, size_t lines) {
   std::string text;

@@ -32,6 +32,9 @@ class RunnerLock {
 /// Opens (creating its folder) the store a runner writes.
 tracking::Store open_store_for_writing(const std::string& path);
 
+/// "exit 1", or "killed by signal 9 (SIGKILL)" for an exit code of 128 + N.
+std::string describe_exit(int exit_code);
+
 /// The last `lines` lines of DIR/log.txt ("" when there is none).
 std::string tail_of_log(const std::string& dir, size_t lines = 8);
 

@@ -1,5 +1,7 @@
 // The train job: the trainer (train/trainer.h) on a TrainJobSpec, data parallel when launched as
 // several ranks.
+#include <cmath>
+
 #include "core/log.h"
 #include "core/metric_sink.h"
 #include "stages/jobs/job_kinds.h"
@@ -33,7 +35,7 @@ bool run_train_job(const SpecReader& s, const JobContext& ctx, core::JobResult& 
   if (out.preempted) return false;
   if (!dp.is_main()) return true;  // rank 0 reports the outputs (and alone wrote the checkpoint)
   r.outputs["checkpoint"] = out.checkpoint_dir;
-  r.outputs["final_loss"] = std::to_string(out.final_loss);
+  if (std::isfinite(out.final_loss)) r.outputs["final_loss"] = std::to_string(out.final_loss);
   r.outputs["val_loss"] = std::to_string(out.val_loss);
   r.outputs["tokens"] = std::to_string(out.tokens);
   r.outputs["tokens_per_s"] = std::to_string(out.tokens_per_s);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <sstream>
 
 #include "core/log.h"
@@ -151,6 +152,17 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   const int64_t timed_from = start_step + (steps - start_step > 4 ? 2 : 0);
   auto t0 = Clock::now(), last_line = t0;
   std::string last_good = resume ? "step " + std::to_string(start_step) : "none yet";
+  if (start_step >= steps) {
+    // The final checkpoint of an attempt that finished but left no result (it was deleted, or the
+    // process died just before writing it): report that checkpoint rather than train again.
+    core::log_info("the checkpoint is at the final step: validating it and reporting it as the result");
+    out.steps = steps;
+    out.tokens = steps * tokens_per_step;
+    out.final_loss = std::numeric_limits<double>::quiet_NaN();  // not recomputed: the metrics hold it
+    out.val_loss = validation_loss(model, val, spec.eval_windows, spec.placement);
+    out.checkpoint_dir = ckpt_dir;
+    return out;
+  }
   for (int64_t step = start_step; step < steps; ++step) {
     double lr = schedule.at(step);
     set_lr(*opt, lr);

@@ -109,6 +109,8 @@ std::vector<RecipeCase> recipe_cases() {
       {"upcycle_from_empty", "", {"stages.bam.from=[]"}, "stages.bam.from: list at least one dense model"},
       {"stage_name_with_slash", with("bam: { kind", "bam/x: { kind"), {}, "stage name 'bam/x' is not allowed"},
       {"threads_huge", "", {"threads=100000"}, "threads: must be in [1, 4096]"},
+      {"duplicate_top_key", with("seed: 3", "seed: 3\nseed: 4"), {}, "r.yaml:3:1: duplicate key 'seed'"},
+      {"duplicate_stage_key", with("budget: { tokens: 2k }", "budget: { tokens: 2k }, budget: { tokens: 3k }"), {}, "duplicate key 'budget'"},
       {"name_not_utf8", with("name: t", "name: \"t\xff\""), {}, "r.yaml:1:7: name: is not valid UTF-8 text (byte 1)"},
       {"sweep_too_big", std::string(kValid) + "sweep: { seed: [" + [] {
          std::string v;
@@ -141,7 +143,7 @@ TEST(BadInputTest, RecipesAreRejectedWithPreciseErrorsAndNoStore) {
     EXPECT_FALSE(std::filesystem::exists(dir / "runs")) << c.name << ": a rejected recipe left files";
     ++checked;
   }
-  EXPECT_GE(checked, 54);
+  EXPECT_GE(checked, 56);
 }
 
 // `upcycle stage --spec` reads a spec with the same code the planner fills it with: a hand-written

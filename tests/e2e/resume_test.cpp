@@ -11,6 +11,7 @@
 #include <map>
 #include <thread>
 
+#include "core/atomic_file.h"
 #include "tests/support/run_binary.h"
 #include "tests/support/store_dump.h"
 #include "tests/support/temp_dir.h"
@@ -102,6 +103,56 @@ TEST(ResumeTest, ASecondRunnerOnTheSameStoreIsRefused) {
   EXPECT_NE(second.output.find("another upcycle runner is using this store (pid " + std::to_string(pid)),
             std::string::npos) << second.output;
   EXPECT_TRUE(WIFEXITED(status) && (WEXITSTATUS(status) == 130 || WEXITSTATUS(status) == 0));
+}
+
+// A finished job whose result.json is gone is not done: the rerun reports its final checkpoint again
+// (validated) instead of failing or training it twice.
+TEST(ResumeTest, AJobWhoseResultWasDeletedIsReportedAgain) {
+  testing::TempDir dir;
+  const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
+  ASSERT_EQ(run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path()).exit_code, 0);
+  const auto before = deterministic_rows(dir / "runs/store.sqlite");
+  std::string seed_dir;
+  {
+    tracking::Store s(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+    seed_dir = std::get<std::string>(s.select("SELECT dir FROM jobs WHERE stage = 'seed'").rows.at(0).at(0));
+  }
+  std::filesystem::remove(seed_dir + "/result.json");
+  auto again = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("1 jobs done, 6 already complete"), std::string::npos) << again.output;
+  EXPECT_TRUE(std::filesystem::exists(seed_dir + "/result.json"));
+  EXPECT_EQ(deterministic_rows(dir / "runs/store.sqlite"), before);  // nothing trained again
+}
+
+// A job killed by a signal is reported as such, and the jobs that do not need it still run.
+TEST(ResumeTest, AJobKilledBySignalIsNamedAndIndependentJobsGoOn) {
+  testing::TempDir dir;
+  const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
+  pid_t runner = testing::spawn_binary({UPCYCLE_BINARY, "run", recipe, "stages.experts.budget.tokens=600k"}, dir.path(),
+                                       dir / "runner.log");
+  // Kill experts/code -9 once it runs; experts/math does not need it and finishes.
+  std::string pid;
+  for (int i = 0; i < 1200 && pid.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!std::filesystem::exists(dir / "runs/store.sqlite")) continue;
+    try {
+      tracking::Store s(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+      auto rows = s.select("SELECT scheduler_id FROM jobs WHERE stage = 'experts/code' AND status = 'running'").rows;
+      if (!rows.empty()) pid = std::get<std::string>(rows[0][0]);
+    } catch (const std::exception&) {
+    }
+  }
+  ASSERT_FALSE(pid.empty()) << core::read_file(dir / "runner.log");
+  ::kill(std::stoi(pid), SIGKILL);
+  int status = 0;
+  ::waitpid(runner, &status, 0);
+  const std::string log = core::read_file(dir / "runner.log");
+  EXPECT_NE(log.find("experts/code: failed (killed by signal 9 (SIGKILL))"), std::string::npos) << log;
+  EXPECT_NE(log.find("experts/math: done"), std::string::npos) << log;
+  EXPECT_NE(log.find("bam: not run, an input failed"), std::string::npos) << log;
+  auto st = run_binary({UPCYCLE_BINARY, "status"}, dir.path());
+  EXPECT_NE(st.output.find("killed by signal 9 (SIGKILL)"), std::string::npos) << st.output;
 }
 
 }  // namespace
