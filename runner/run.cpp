@@ -105,6 +105,7 @@ class Scheduler {
       }
       if (blocked) {
         fail(i, std::nullopt, "an input job failed");
+        restore_replaced(store_, plan_.jobs[i].key, plan_.jobs[i].dir);
         core::log_error(plan_.jobs[i].stage + ": not run, an input failed");
         i = static_cast<size_t>(-1);  // rescan: dependents of this one are blocked too
         continue;
@@ -159,6 +160,9 @@ class Scheduler {
     } else {
       std::string tail = tail_of_log(j.dir);
       fail(i, ev.exit_code, describe_exit(ev.exit_code) + (tail.empty() ? "" : "\n" + tail));
+      if (restore_replaced(store_, j.key, j.dir)) {
+        core::log_warn(j.stage + ": the forced re-run failed; its previous results stay (log of the failed attempt below)");
+      }
       core::log_error(j.stage + ": failed (" + describe_exit(ev.exit_code) + "); end of " + j.dir + "/" +
                       core::kLogFile + ":\n" + tail);
     }
@@ -168,6 +172,7 @@ class Scheduler {
     const auto& j = plan_.jobs[i];
     auto result = core::read_job_result(j.dir);
     if (!result || result->status != "done") return fail(i, exit_code, "exited 0 without result.json");
+    replace_results(store_, j.key, j.dir);
     store_.ingest_job(j.key, j.dir, *result);
     store_.set_job_status(j.key, "done", exit_code);
     state_[i] = S::kDone;

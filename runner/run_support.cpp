@@ -60,10 +60,30 @@ std::string tail_of_log(const std::string& dir, size_t lines) {
 }
 
 // Before a forced re-run: the job starts from nothing, in its directory and in the store.
-void reset_job(tracking::Store& store, const PlannedJob& j) {
+std::string replaced_dir(const std::string& dir) { return dir + ".replaced"; }
+
+void set_aside(const PlannedJob& j) {
   std::error_code ec;
-  std::filesystem::remove_all(j.dir, ec);
-  store.reset_job(j.key);
+  std::filesystem::remove_all(replaced_dir(j.dir), ec);  // from a forced re-run that never ended
+  if (std::filesystem::exists(j.dir)) std::filesystem::rename(j.dir, replaced_dir(j.dir));
+}
+
+void replace_results(tracking::Store& store, const std::string& key, const std::string& dir) {
+  if (!std::filesystem::exists(replaced_dir(dir))) return;
+  store.reset_job(key);  // the old attempt's rows go only now that the new one succeeded
+  std::error_code ec;
+  std::filesystem::remove_all(replaced_dir(dir), ec);
+}
+
+bool restore_replaced(tracking::Store& store, const std::string& key, const std::string& dir) {
+  if (!std::filesystem::exists(replaced_dir(dir))) return false;
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::filesystem::rename(replaced_dir(dir), dir);
+  auto result = core::read_job_result(dir);
+  if (!result || result->status != "done") return false;  // there was nothing complete to keep
+  store.set_job_status(key, "done", 0, "a forced re-run failed; the previous results stay");
+  return true;
 }
 
 // Jobs of forced stages and everything downstream of them.
@@ -142,7 +162,7 @@ std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store, con
   for (size_t i = 0; i < plan.jobs.size(); ++i) {
     const auto& j = plan.jobs[i];
     if (forced.count(i)) {
-      reset_job(store, j);
+      set_aside(j);  // the old results stay until the new attempt succeeds
       continue;
     }
     auto result = core::read_job_result(j.dir);

@@ -38,8 +38,14 @@ std::string describe_exit(int exit_code);
 /// The last `lines` lines of DIR/log.txt ("" when there is none).
 std::string tail_of_log(const std::string& dir, size_t lines = 8);
 
-/// Before a forced re-run: the job starts from nothing, in its directory and in the store.
-void reset_job(tracking::Store& store, const PlannedJob& j);
+/// A forced re-run starts from nothing, but replaces the old results only once it succeeds: its
+/// directory is set aside (DIR.replaced) and the store keeps the old rows. After success,
+/// replace_results drops the old rows (before the new ones are ingested) and the set-aside files;
+/// after a failure, restore_replaced puts the old directory back and marks the job done again
+/// (returns whether it did).
+void set_aside(const PlannedJob& j);
+void replace_results(tracking::Store& store, const std::string& key, const std::string& dir);
+bool restore_replaced(tracking::Store& store, const std::string& key, const std::string& dir);
 
 /// Jobs of forced stages and everything downstream of them.
 std::set<size_t> forced_jobs(const Plan& plan, const std::vector<std::string>& force);
@@ -52,7 +58,7 @@ tracking::Provenance provenance_of(const RunPoint& p);
 std::vector<int64_t> register_runs(tracking::Store& store, const std::vector<RunPoint>& points,
                                    const RunOptions& options, RunSummary& summary);
 
-/// Forced jobs start from nothing; jobs whose result is complete are kDone (and ingested if a runner
+/// Forced jobs are set aside and start from nothing; jobs whose result is complete are kDone (and ingested if a runner
 /// died between the job finishing and the ingest); the rest kPending.
 std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store, const std::set<size_t>& forced,
                                    RunSummary& summary);

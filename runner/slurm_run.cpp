@@ -193,6 +193,7 @@ CollectSummary collect(tracking::Store& store, cluster::SlurmExecutor& slurm, co
     const cluster::SlurmStatus& s = states.at(slurm_id(sid));
     auto result = core::read_job_result(dir);
     if (result && result->status == "done" && result->key == key) {  // the result file is the truth
+      replace_results(store, key, dir);
       store.ingest_job(key, dir, *result);
       if (was != "running") store.set_job_status(key, "running");  // it ran between two looks: one attempt
       store.set_job_status(key, "done", s.exit_code);
@@ -217,6 +218,7 @@ CollectSummary collect(tracking::Store& store, cluster::SlurmExecutor& slurm, co
     const std::string tail = tail_of_log(dir);
     store.set_job_status(key, s.state == cluster::SlurmState::kCancelled ? "cancelled" : "failed", s.exit_code,
                          why + (tail.empty() ? "" : "\n" + tail), sid);
+    if (restore_replaced(store, key, dir)) why += "; the previous results stay";
     ++c.failed;
     c.events.push_back(stage + ": " + why);
   }

@@ -125,6 +125,36 @@ TEST(ResumeTest, AJobWhoseResultWasDeletedIsReportedAgain) {
   EXPECT_EQ(deterministic_rows(dir / "runs/store.sqlite"), before);  // nothing trained again
 }
 
+// --force replaces a job's results only when the new attempt succeeds: a forced eval that fails
+// leaves the old rows and files as they were; one that succeeds replaces them.
+TEST(ResumeTest, AForcedRerunThatFailsKeepsThePreviousResults) {
+  testing::TempDir dir;
+  const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
+  ASSERT_EQ(run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path()).exit_code, 0);
+  const auto before = deterministic_rows(dir / "runs/store.sqlite");
+  std::string data_dir;
+  {
+    tracking::Store s(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+    data_dir = std::get<std::string>(s.select("SELECT dir FROM jobs WHERE stage = 'data'").rows.at(0).at(0));
+  }
+  const std::string shard = data_dir + "/data/shards/law.test.bin";
+  std::filesystem::rename(shard, shard + ".away");  // the forced eval will fail reading it
+  auto forced = run_binary({UPCYCLE_BINARY, "run", recipe, "--force", "eval"}, dir.path());
+  EXPECT_EQ(forced.exit_code, 1) << forced.output;
+  EXPECT_NE(forced.output.find("the forced re-run failed; its previous results stay"), std::string::npos)
+      << forced.output;
+  EXPECT_EQ(deterministic_rows(dir / "runs/store.sqlite"), before);
+  std::filesystem::rename(shard + ".away", shard);
+  auto again = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
+  EXPECT_NE(again.output.find("0 jobs done, 7 already complete"), std::string::npos) << again.output;
+  auto replaced = run_binary({UPCYCLE_BINARY, "run", recipe, "--force", "eval"}, dir.path());
+  ASSERT_EQ(replaced.exit_code, 0) << replaced.output;
+  EXPECT_EQ(deterministic_rows(dir / "runs/store.sqlite"), before);  // the same numbers, recomputed
+  for (const auto& e : std::filesystem::directory_iterator(dir / "runs/jobs")) {
+    EXPECT_EQ(e.path().string().find(".replaced"), std::string::npos) << e.path();
+  }
+}
+
 // A job killed by a signal is reported as such, and the jobs that do not need it still run.
 TEST(ResumeTest, AJobKilledBySignalIsNamedAndIndependentJobsGoOn) {
   testing::TempDir dir;
