@@ -105,6 +105,11 @@ TEST(ResumeTest, ASecondRunnerOnTheSameStoreIsRefused) {
   EXPECT_TRUE(WIFEXITED(status) && (WEXITSTATUS(status) == 130 || WEXITSTATUS(status) == 0));
 }
 
+std::string job_dir(const std::string& store_path, const std::string& stage) {
+  tracking::Store s(store_path, tracking::Store::Mode::kReadOnly);
+  return std::get<std::string>(s.select("SELECT dir FROM jobs WHERE stage = ?", {stage}).rows.at(0).at(0));
+}
+
 // A finished job whose result.json is gone is not done: the rerun reports its final checkpoint again
 // (validated) instead of failing or training it twice.
 TEST(ResumeTest, AJobWhoseResultWasDeletedIsReportedAgain) {
@@ -112,11 +117,7 @@ TEST(ResumeTest, AJobWhoseResultWasDeletedIsReportedAgain) {
   const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
   ASSERT_EQ(run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path()).exit_code, 0);
   const auto before = deterministic_rows(dir / "runs/store.sqlite");
-  std::string seed_dir;
-  {
-    tracking::Store s(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
-    seed_dir = std::get<std::string>(s.select("SELECT dir FROM jobs WHERE stage = 'seed'").rows.at(0).at(0));
-  }
+  const std::string seed_dir = job_dir(dir / "runs/store.sqlite", "seed");
   std::filesystem::remove(seed_dir + "/result.json");
   auto again = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
   ASSERT_EQ(again.exit_code, 0) << again.output;
@@ -132,11 +133,7 @@ TEST(ResumeTest, AForcedRerunThatFailsKeepsThePreviousResults) {
   const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
   ASSERT_EQ(run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path()).exit_code, 0);
   const auto before = deterministic_rows(dir / "runs/store.sqlite");
-  std::string data_dir;
-  {
-    tracking::Store s(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
-    data_dir = std::get<std::string>(s.select("SELECT dir FROM jobs WHERE stage = 'data'").rows.at(0).at(0));
-  }
+  const std::string data_dir = job_dir(dir / "runs/store.sqlite", "data");
   const std::string shard = data_dir + "/data/shards/law.test.bin";
   std::filesystem::rename(shard, shard + ".away");  // the forced eval will fail reading it
   auto forced = run_binary({UPCYCLE_BINARY, "run", recipe, "--force", "eval"}, dir.path());
