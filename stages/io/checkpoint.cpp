@@ -57,7 +57,8 @@ std::string save_checkpoint(const std::string& dir, const TensorMap& state, Chec
   std::error_code ec;
   fs::remove_all(tmp, ec);
   core::make_dirs(tmp);
-  std::string bytes = encode_safetensors(state, {{"format", "pt"}, {"producer", "upcycle"}});
+  std::string bytes = encode_safetensors(
+      state, {{"format", "pt"}, {"producer", "upcycle"}, {kModelConfigShaKey, model_config_sha256(meta.model)}});
   meta.weights_sha256 = core::sha256_hex(bytes);
   core::write_file_atomic(tmp + "/" + kWeightsFile, bytes);
   meta.files.clear();
@@ -86,6 +87,8 @@ std::string save_checkpoint(const std::string& dir, TransformerLm& model, const 
   m.model = model->config;
   return save_checkpoint(dir, state_of(model), m, extra_files);
 }
+
+std::string model_config_sha256(const ModelConfig& m) { return core::sha256_hex(to_json(m).dump()); }
 
 bool checkpoint_exists(const std::string& dir) {
   return core::file_exists(dir + "/" + kCheckpointConfigFile) ||
@@ -152,8 +155,15 @@ TensorMap load_checkpoint_state(const std::string& dir, CheckpointMeta* meta_out
     throw StageError(weights + ": sha256 " + actual + " does not match " + meta.weights_sha256 +
                      " recorded in " + kCheckpointConfigFile + " (corrupt or partial file)");
   }
+  std::map<std::string, std::string> metadata;
+  TensorMap state = read_safetensors(weights, &metadata);
+  auto saved = metadata.find(kModelConfigShaKey);  // absent in checkpoints of earlier versions
+  if (saved != metadata.end() && saved->second != model_config_sha256(meta.model)) {
+    throw StageError(dir + "/" + kCheckpointConfigFile + ": its model config is not the one the weights were saved " +
+                     "with (edited after saving?)");
+  }
   if (meta_out) *meta_out = meta;
-  return read_safetensors(weights);
+  return state;
 }
 
 TransformerLm load_model(const std::string& dir, CheckpointMeta* meta_out) {

@@ -21,6 +21,11 @@ namespace upcycle::stages {
 inline constexpr int kCheckpointFormatVersion = 1;
 inline constexpr const char* kWeightsFile = "model.safetensors";
 inline constexpr const char* kCheckpointConfigFile = "config.json";
+/// The weights file's metadata holds the sha256 of the model config they were saved with, so a
+/// config.json edited afterwards (rope_theta, say: same shapes, other numbers) is refused on load.
+inline constexpr const char* kModelConfigShaKey = "upcycle_model_config_sha256";
+
+std::string model_config_sha256(const ModelConfig& m);
 
 struct CheckpointMeta {
   ModelConfig model;
