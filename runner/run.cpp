@@ -72,10 +72,12 @@ class Scheduler {
 
   // Runs until nothing is running and nothing more can start (done, failed or interrupted).
   void loop() {
-    install_interrupt_handlers();
     while (true) {
       if (!g_interrupted) start_ready();
-      if (executor_.running() == 0) break;
+      if (executor_.running() == 0) {
+        summary_.interrupted = summary_.interrupted || g_interrupted;  // Ctrl-C before anything started
+        break;
+      }
       if (g_interrupted && !summary_.interrupted) {
         summary_.interrupted = true;
         core::log_warn("interrupted: asking running jobs to checkpoint and stop");
@@ -207,6 +209,7 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
   for (const auto& f : options.force) {
     if (!recipe.find_stage(f) && !plan.find(f)) throw ConfigError("--force: unknown stage '" + f + "'");
   }
+  install_interrupt_handlers();  // before the lock: a Ctrl-C from now on stops the run cleanly
   RunnerLock lock(recipe.store);
   tracking::Store store = open_store_for_writing(recipe.store);
 
