@@ -85,7 +85,6 @@ RunSummary submit_and_maybe_wait(const std::vector<RunPoint>& points, const RunO
                  " already complete; store " + points[0].recipe.store);
   if (!opts.wait) {
     std::cout << "submitted; follow with `upcycle status`, block with `upcycle wait`, stop with `upcycle cancel`\n";
-    s.interrupted = false;
     return s;
   }
   RunnerLock lock(points[0].recipe.store);

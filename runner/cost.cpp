@@ -4,6 +4,8 @@
 #include <map>
 #include <sstream>
 
+#include "core/error.h"
+
 namespace upcycle::runner {
 namespace {
 
@@ -19,8 +21,13 @@ std::string device_of(const PlannedJob& j) { return j.spec.value("device", std::
 
 double from_store(const PlannedJob& j, tracking::Store* store) {
   if (!store || j.shape.empty()) return 0;
-  auto rs = store->select("SELECT AVG(tokens_per_s) FROM jobs WHERE shape = ? AND status = 'done' AND tokens_per_s > 0",
-                          {j.shape});
+  tracking::ResultSet rs;
+  try {
+    rs = store->select("SELECT AVG(tokens_per_s) FROM jobs WHERE shape = ? AND status = 'done' AND tokens_per_s > 0",
+                       {j.shape});
+  } catch (const StoreError&) {
+    return 0;  // a store from before throughput was kept (schema v2, opened read-only): no history
+  }
   const auto& c = rs.rows.at(0).at(0);
   return std::holds_alternative<double>(c) ? std::get<double>(c) : 0;
 }
