@@ -51,6 +51,14 @@ SlurmStatus status_from(const std::map<std::string, std::string>& f) {
   return s;
 }
 
+// squeue -o "%A|%F|%k" and sacct -P print '|'-separated fields.
+std::vector<std::string> split_fields(const std::string& line) {
+  std::vector<std::string> f;
+  std::istringstream in(line);
+  for (std::string x; std::getline(in, x, '|');) f.push_back(x);
+  return f;
+}
+
 std::string joined(const std::vector<std::string>& v, const std::string& sep) {
   std::string out;
   for (const auto& x : v) out += (out.empty() ? "" : sep) + x;
@@ -170,9 +178,7 @@ std::optional<std::string> SlurmExecutor::find_active(const std::string& key, co
   std::string line;
   while (std::getline(in, line)) {
     // %A job id, %F array job id (= the job id when not an array), %k the comment.
-    std::vector<std::string> f;
-    std::istringstream ls(line);
-    for (std::string x; std::getline(ls, x, '|');) f.push_back(x);
+    const std::vector<std::string> f = split_fields(line);
     if (f.size() == 3 && f[2] == "upcycle:" + dir) return f[1];
   }
   return std::nullopt;
@@ -210,9 +216,7 @@ std::map<std::string, SlurmStatus> SlurmExecutor::poll(const std::vector<std::st
                                     "JobID,State,ExitCode"}, kCommandTimeoutS);
   std::istringstream lines(acct.exit_code == 0 ? acct.out : "");  // no accounting: they stay kGone
   for (std::string line; std::getline(lines, line);) {
-    std::vector<std::string> f;
-    std::istringstream ls(line);
-    for (std::string x; std::getline(ls, x, '|');) f.push_back(x);
+    const std::vector<std::string> f = split_fields(line);
     if (f.size() < 3) continue;
     SlurmStatus s;
     s.raw = f[1].substr(0, f[1].find(' '));  // "CANCELLED by 0"

@@ -63,12 +63,11 @@ std::vector<RunPoint> plan_runs(const std::string& path, const std::vector<std::
 }
 
 
-// The cost model's bench source: a few trainer steps here, for jobs whose device kind this machine has.
+// The cost model's bench source: a few trainer steps here, for CPU jobs.
 ThroughputBench local_bench(const std::string& root) {
-  const std::string here = local_plan_options().cuda ? "cuda" : "cpu";
-  return [root, here](const PlannedJob& j) {
-    if (j.spec.value("device", std::string("cpu")) != here || here == "cuda") {
-      return 0.0;  // the trainer benches on the CPU; GPU shapes come from the store or the MFU
+  return [root](const PlannedJob& j) {
+    if (j.spec.value("device", std::string("cpu")) != "cpu") {
+      return 0.0;  // the bench runs on this machine's CPU; GPU shapes come from the store or the MFU
     }
     const double tps = measure_throughput(j.model, j.spec.at("batch_size").get<int64_t>(),
                                           j.spec.at("micro_batch").get<int64_t>(), 3, j.threads, root + "/bench-scratch");
@@ -294,6 +293,11 @@ int slurm_command(const std::string& cmd, const std::vector<std::string>& args) 
   const auto runs = vm.count("runs") ? vm["runs"].as<std::vector<std::string>>() : std::vector<std::string>{};
   RunnerLock lock(path);
   tracking::Store store(path);
+  for (const auto& run : runs) {
+    if (store.select("SELECT 1 FROM runs WHERE name = ?", {run}).rows.empty()) {
+      throw StoreError(path + ": no run named '" + run + "'", "`upcycle status --all` lists the runs");
+    }
+  }
   cluster::SlurmExecutor slurm = slurm_executor(".", "");
   if (cmd == "cancel") {
     std::cout << cancel_runs(store, slurm, runs) << " job(s) cancelled\n";

@@ -32,18 +32,6 @@ double from_store(const PlannedJob& j, tracking::Store* store) {
   return std::holds_alternative<double>(c) ? std::get<double>(c) : 0;
 }
 
-std::string human(double x, const char* unit) {
-  char buf[48];
-  const char* p[] = {"", "k", "M", "G", "T", "P", "E", "Z"};
-  int i = 0;
-  while (std::abs(x) >= 1000 && i < 7) {
-    x /= 1000;
-    ++i;
-  }
-  std::snprintf(buf, sizeof(buf), "%.3g%s%s", x, p[i], unit);
-  return buf;
-}
-
 std::string duration(double s) {
   char buf[32];
   if (s < 120) std::snprintf(buf, sizeof(buf), "%.0f s", s);
@@ -109,16 +97,16 @@ std::string describe_costs(const Plan& plan, const std::vector<JobCost>& costs, 
           << (set.empty() ? "the partition's default" : set + " (recipe)") << "\n";
       continue;
     }
-    out << human(j.train_flops, "FLOP") << " at " << human(c.tokens_per_s, " tok/s") << " (" << c.source << ", "
+    out << format_si(j.train_flops, "FLOP") << " at " << format_si(c.tokens_per_s, " tok/s") << " (" << c.source << ", "
         << device_of(j) << " x" << j.processes << ") = " << duration(c.seconds);
-    if (c.gpu_hours > 0) out << ", " << human(c.gpu_hours, " GPU-h");
+    if (c.gpu_hours > 0) out << ", " << format_si(c.gpu_hours, " GPU-h");
     out << ", time limit " << (set.empty() ? time_limit(c, cost) : set + " (recipe)") << "\n";
     total_s += c.seconds;
     total_gpu_h += c.gpu_hours;
     total_flops += j.train_flops;
   }
-  out << "  total: " << human(total_flops, "FLOP") << ", " << duration(total_s) << " of job wall time (summed)";
-  if (total_gpu_h > 0) out << ", " << human(total_gpu_h, " GPU-h");
+  out << "  total: " << format_si(total_flops, "FLOP") << ", " << duration(total_s) << " of job wall time (summed)";
+  if (total_gpu_h > 0) out << ", " << format_si(total_gpu_h, " GPU-h");
   out << "\n";
   return out.str();
 }

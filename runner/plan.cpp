@@ -1,6 +1,7 @@
 #include "runner/plan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -165,6 +166,18 @@ std::string format_flops(double flops) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.3e", flops);
   return buf;
+}
+
+std::string format_si(double x, const std::string& unit) {
+  const char* prefix[] = {"", "k", "M", "G", "T", "P", "E", "Z"};
+  int i = 0;
+  while (std::abs(x) >= 1000 && i < 7) {
+    x /= 1000;
+    ++i;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.3g%s", x, prefix[i]);
+  return buf + unit;
 }
 
 const PlannedJob* Plan::find(const std::string& label) const {

@@ -52,6 +52,8 @@ Plan make_plan(const Recipe& recipe, const PlanOptions& options = {});
 
 /// "1.234e+15": FLOP counts in plans.
 std::string format_flops(double flops);
+/// "3.41k tok/s", "810EFLOP": three significant digits and an SI prefix, for people.
+std::string format_si(double x, const std::string& unit);
 
 /// Human-readable DAG: one line per job with kind, key, inputs and resolved budget. `why`, when
 /// given, holds one status line per job (plan_status.h) printed under it.

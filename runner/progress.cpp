@@ -7,6 +7,7 @@
 
 #include "core/job_files.h"
 #include "core/log.h"
+#include "runner/plan.h"
 
 namespace upcycle::runner {
 namespace {
@@ -26,15 +27,6 @@ std::string last_line(const std::string& path) {
   return tail.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1));
 }
 
-std::string human(double x) {
-  char buf[32];
-  if (x >= 1e9) std::snprintf(buf, sizeof(buf), "%.1fG", x / 1e9);
-  else if (x >= 1e6) std::snprintf(buf, sizeof(buf), "%.1fM", x / 1e6);
-  else if (x >= 1e3) std::snprintf(buf, sizeof(buf), "%.1fk", x / 1e3);
-  else std::snprintf(buf, sizeof(buf), "%.0f", x);
-  return buf;
-}
-
 }  // namespace
 
 std::string job_progress(const std::string& dir) {
@@ -45,8 +37,8 @@ std::string job_progress(const std::string& dir) {
     const double total = spec.at("tokens").get<double>(), done = m.value("tokens", 0.0);
     const double tps = m.value("tokens_per_s", 0.0), loss = m.value("loss", 0.0);
     char buf[160];
-    std::snprintf(buf, sizeof(buf), "%s/%s tokens (%.0f%%), loss %.3f, %s tok/s", human(done).c_str(),
-                  human(total).c_str(), total > 0 ? 100 * done / total : 0.0, loss, human(tps).c_str());
+    std::snprintf(buf, sizeof(buf), "%s/%s tokens (%.0f%%), loss %.3f, %s tok/s", format_si(done, "").c_str(),
+                  format_si(total, "").c_str(), total > 0 ? 100 * done / total : 0.0, loss, format_si(tps, "").c_str());
     std::string out = buf;
     if (tps > 0 && total > done) out += ", ETA " + std::to_string(static_cast<long long>((total - done) / tps)) + " s";
     return out;

@@ -11,7 +11,7 @@
 
 namespace upcycle::runner {
 
-/// "5.1k/64.0k tokens (8%), loss 5.123, 1.2k tok/s, ETA 52 s" for a training job in `dir`;
+/// "5.12k/64k tokens (8%), loss 5.123, 1.2k tok/s, ETA 52 s" for a training job in `dir`;
 /// "" when it has logged nothing yet or is not a training job.
 std::string job_progress(const std::string& dir);
 

@@ -28,19 +28,16 @@ cluster::SlurmJob slurm_job(const PlannedJob& j) {
 }
 
 // Jobs still queued or running under an id from an earlier submission are adopted, not resubmitted.
+// The collect pass just before brought their store status up to date: no second scheduler query.
 std::map<size_t, std::string> adopt_active(const Plan& plan, const std::vector<JobFate>& fate, tracking::Store& store,
-                                           cluster::SlurmExecutor& slurm, const std::set<size_t>& forced) {
-  std::map<size_t, std::string> known;
-  for (size_t i = 0; i < plan.jobs.size(); ++i) {
-    auto row = fate[i] == JobFate::kPending && !forced.count(i) ? store.find_job(plan.jobs[i].key) : std::nullopt;
-    if (row && is_slurm(row->scheduler_id)) known[i] = slurm_id(row->scheduler_id);
-  }
-  std::vector<std::string> ids;
-  for (const auto& [i, id] : known) ids.push_back(id);
-  auto states = slurm.poll(ids);
+                                           const std::set<size_t>& forced) {
   std::map<size_t, std::string> active;
-  for (const auto& [i, id] : known) {
-    if (states.at(id).state == cluster::SlurmState::kActive) active[i] = id;
+  for (size_t i = 0; i < plan.jobs.size(); ++i) {
+    if (fate[i] != JobFate::kPending || forced.count(i)) continue;
+    auto row = store.find_job(plan.jobs[i].key);
+    if (row && is_slurm(row->scheduler_id) && (row->status == "queued" || row->status == "running")) {
+      active[i] = slurm_id(row->scheduler_id);
+    }
   }
   return active;
 }
@@ -136,13 +133,13 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
   Plan plan = merge_plans(points);
   RunnerLock lock(points[0].recipe.store);
   tracking::Store store = open_store_for_writing(points[0].recipe.store);
-  collect(store, slurm, {});  // what finished since the last look counts as complete below
+  collect(store, slurm, {});  // what finished since the last look counts as complete, what runs is adopted
   RunSummary summary;
   const std::vector<int64_t> run_ids = register_runs(store, points, options, summary);
   const std::set<size_t> forced = forced_jobs(plan, options.force);
   cancel_forced(plan, forced, store, slurm);
   std::vector<JobFate> fate = classify_jobs(plan, store, forced, summary);
-  std::map<size_t, std::string> id_of = adopt_active(plan, fate, store, slurm, forced);
+  std::map<size_t, std::string> id_of = adopt_active(plan, fate, store, forced);
   apply_time_limits(plan, points[0].recipe.cost, store);
   for (const auto& [i, id] : id_of) core::log_info(plan.jobs[i].stage + ": already queued as Slurm job " + id);
   std::vector<bool> submit(plan.jobs.size());
@@ -173,9 +170,6 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
     }
     i = end;
   }
-  std::map<std::string, JobFate> by_key;
-  for (size_t i = 0; i < plan.jobs.size(); ++i) by_key[plan.jobs[i].key] = fate[i];
-  set_run_statuses(store, points, run_ids, [&](const std::string& k) { return by_key.at(k); }, false, false);
   for (int64_t id : run_ids) set_run_status_from_jobs(store, id);
   return summary;
 }
