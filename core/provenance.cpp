@@ -19,9 +19,4 @@ const CodeVersion& this_code() {
   return kCode;
 }
 
-std::string describe(const CodeVersion& c) {
-  return c.version + "+" + c.git_sha.substr(0, 12) + (c.git_dirty ? "-dirty" : "") +
-         (c.binary_sha256.empty() ? "" : " binary " + c.binary_sha256.substr(0, 12));
-}
-
 }  // namespace upcycle::core

@@ -18,7 +18,4 @@ struct CodeVersion {
 /// This process's code (the binary is hashed once, on first use).
 const CodeVersion& this_code();
 
-/// "0.1.0+<sha12>[-dirty] binary <sha12>", for logs.
-std::string describe(const CodeVersion& c);
-
 }  // namespace upcycle::core

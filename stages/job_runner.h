@@ -1,6 +1,6 @@
-// Entry point of one job: `upcycle stage --spec DIR/spec.json`. Reads the resolved spec, pins
-// threads, runs the stage (prepare | train | upcycle | eval), writes metrics.jsonl and, last and
-// atomically, result.json. This is the only place that knows every stage.
+// Entry point of one job: `upcycle-job stage --spec DIR/spec.json`. Reads and validates the spec,
+// pins threads, claims the job directory, runs the job through its kind (jobs/job_kinds.h), and
+// writes, last and atomically, result.json with the code that computed it.
 #pragma once
 
 #include <string>
