@@ -80,7 +80,8 @@ tracking::ResultSet compare_params(tracking::Store& store, const std::vector<std
   out.columns = {"param"};
   out.columns.insert(out.columns.end(), runs.begin(), runs.end());
   for (const auto& [key, vals] : by_key) {  // sorted by key
-    if (std::all_of(vals.begin(), vals.end(), [&](const Cell& c) { return c == vals[0]; })) continue;
+    const Cell& first = vals[0];
+    if (std::all_of(vals.begin(), vals.end(), [&](const Cell& c) { return c == first; })) continue;
     std::vector<Cell> row{key};
     row.insert(row.end(), vals.begin(), vals.end());
     out.rows.push_back(std::move(row));

@@ -84,6 +84,8 @@ nlohmann::json read_json_file(const std::string& path) {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(path + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
+  } catch (const nlohmann::json::exception& e) {  // out_of_range: a number beyond a double
+    throw Error(path + ": invalid JSON: " + e.what());
   }
 }
 

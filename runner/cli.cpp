@@ -155,9 +155,7 @@ int cmd_run(const std::vector<std::string>& args) {
   opts.wait = vm.count("wait") > 0;
   if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
   opts.max_parallel = vm["max-parallel"].as<int>();
-  if (vm.count("tag")) {
-    for (const auto& t : vm["tag"].as<std::vector<std::string>>()) opts.tags += (opts.tags.empty() ? "" : ",") + t;
-  }
+  if (vm.count("tag")) opts.tags = cli::join_tags(vm["tag"].as<std::vector<std::string>>(), "--tag");
   return execute_and_report(points, opts, "run the same command again, or `upcycle resume`, to continue");
 }
 

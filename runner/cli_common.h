@@ -30,6 +30,10 @@ std::string store_path(const po::variables_map& vm);
 /// Opens an existing store read-only; a missing one is a user error with a hint.
 tracking::Store open_store_ro(const std::string& path);
 
+/// Joins run tags with commas, as the store keeps them. A tag is 1 to 64 of [A-Za-z0-9_.:=+-]; throws
+/// ConfigError naming `option` and the tag otherwise.
+std::string join_tags(const std::vector<std::string>& tags, const std::string& option);
+
 int cmd_status(const std::vector<std::string>& args);
 int cmd_query(const std::vector<std::string>& args);
 int cmd_table(const std::vector<std::string>& args);

@@ -1,5 +1,7 @@
 // The CLI's store-reading commands: status, query, table, compare, and tag (the one that writes
 // tags). Every one takes --store, or --recipe for the recipe's store.
+#include <cctype>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -8,6 +10,7 @@
 #include "analysis/render.h"
 #include "analysis/tables.h"
 #include "core/error.h"
+#include "core/utf8.h"
 #include "runner/cli_common.h"
 #include "runner/progress.h"
 #include "runner/recipe.h"
@@ -56,6 +59,20 @@ tracking::Store open_store_ro(const std::string& path) {
     throw StoreError(path + ": no store here", "run a recipe first (`upcycle run RECIPE`) or pass --store");
   }
   return tracking::Store(path, tracking::Store::Mode::kReadOnly);
+}
+
+std::string join_tags(const std::vector<std::string>& tags, const std::string& option) {
+  std::string out;
+  for (const auto& t : tags) {
+    bool ok = !t.empty() && t.size() <= 64;
+    for (char c : t) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || std::strchr("_.:=+-", c));
+    if (!ok) {
+      throw ConfigError(option + ": tag '" + (core::invalid_utf8_at(t) == core::kValidUtf8 ? t : "(not UTF-8)") +
+                        "' is not allowed: 1 to 64 of letters, digits and _ . : = + -");
+    }
+    out += (out.empty() ? "" : ",") + t;
+  }
+  return out;
 }
 
 int cmd_status(const std::vector<std::string>& args) {
@@ -165,15 +182,8 @@ int cmd_tag(const std::vector<std::string>& args) {
   pos.add("tags", -1);
   auto vm = parse("tag", args, desc, pos);
   if (wants_help(vm, "tag", "TAG... [--run NAME]   (replaces the run's tags; no TAG clears them)", desc)) return 0;
-  std::string tags;
-  if (vm.count("tags")) {
-    for (const auto& t : vm["tags"].as<std::vector<std::string>>()) {
-      if (t.empty() || t.find(',') != std::string::npos) {
-        throw ConfigError("upcycle tag: '" + t + "': a tag is non-empty and has no comma");
-      }
-      tags += (tags.empty() ? "" : ",") + t;
-    }
-  }
+  const std::string tags =
+      vm.count("tags") ? join_tags(vm["tags"].as<std::vector<std::string>>(), "upcycle tag") : "";
   std::string path = store_path(vm);
   std::string run;
   {

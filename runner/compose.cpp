@@ -7,10 +7,24 @@
 #include <sstream>
 
 #include "core/atomic_file.h"
+#include "core/utf8.h"
 
 namespace upcycle::runner {
 
-void apply_override(YAML::Node& root, const std::string& text) {
+void check_utf8(const std::string& text, const std::string& origin) {
+  const size_t bad = core::invalid_utf8_at(text);
+  if (bad == core::kValidUtf8) return;
+  const size_t line_start = text.rfind('\n', bad == 0 ? 0 : bad - 1);
+  const size_t line = static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<long>(bad), '\n')) + 1;
+  const size_t col = bad - (line_start == std::string::npos || bad == 0 ? 0 : line_start + 1) + 1;
+  throw ConfigError(origin + ":" + std::to_string(line) + ":" + std::to_string(col) +
+                    ": not valid UTF-8 (byte " + std::to_string(bad) + "); recipes are UTF-8 text");
+}
+
+YAML::Node apply_override(YAML::Node& root, const std::string& text) {
+  if (size_t bad = core::invalid_utf8_at(text); bad != core::kValidUtf8) {
+    throw ConfigError("override '" + text.substr(0, bad) + "...': not valid UTF-8 (byte " + std::to_string(bad) + ")");
+  }
   size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0) {
     throw ConfigError("override '" + text + "': expected key.path=value");
@@ -34,8 +48,10 @@ void apply_override(YAML::Node& root, const std::string& text) {
   } catch (const YAML::Exception& e) {
     throw ConfigError("override '" + text + "': value does not parse as YAML: " + e.msg);
   }
+  check_expansion(parsed, "override '" + text + "'");
   chain.back().remove(parts.back());  // a fresh node: the replaced one keeps its source file
   chain.back()[parts.back()] = parsed;
+  return parsed;
 }
 
 void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::string, std::string>& out) {
@@ -60,11 +76,14 @@ std::string read_yaml_text(const std::string& path) {
   if (fs::file_size(path, ec) > kMaxYamlBytes) {
     throw ConfigError(path + ": larger than " + std::to_string(kMaxYamlBytes >> 10) + " KiB; a recipe is a small YAML file");
   }
+  std::string text;
   try {
-    return core::read_file(path);
+    text = core::read_file(path);
   } catch (const Error& e) {
     throw ConfigError(e.what());
   }
+  check_utf8(text, path);
+  return text;
 }
 
 void check_expansion(const YAML::Node& root, const std::string& origin) {
@@ -82,11 +101,13 @@ void check_expansion(const YAML::Node& root, const std::string& origin) {
     if (n.IsMap()) {
       std::set<std::string> keys;  // YAML says a key appears once; yaml-cpp keeps both and reads one
       for (const auto& kv : n) {
-        if (kv.first.IsScalar() && !keys.insert(kv.first.Scalar()).second) {
-          const YAML::Mark m = kv.first.Mark();
-          throw ConfigError(origin + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) +
-                            ": duplicate key '" + kv.first.Scalar() + "'");
+        const YAML::Mark m = kv.first.Mark();
+        const std::string where = origin + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+        if (!kv.first.IsScalar()) {
+          throw ConfigError(where + ": a key must be a word or a string, not " +
+                            (kv.first.IsNull() ? "empty" : "a mapping or a list"));
         }
+        if (!keys.insert(kv.first.Scalar()).second) throw ConfigError(where + ": duplicate key '" + kv.first.Scalar() + "'");
         todo.push_back(kv.second);
       }
     } else if (n.IsSequence()) {
@@ -99,7 +120,7 @@ YAML::Node load_yaml_file(const std::string& path) {
   YAML::Node root;
   try {
     root = YAML::Load(read_yaml_text(path));
-  } catch (const YAML::ParserException& e) {
+  } catch (const YAML::Exception& e) {
     throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
   }
@@ -148,7 +169,8 @@ YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
       }
       fs::path p = fs::path(rel).is_absolute() ? fs::path(rel) : dir / rel;
       std::string path = p.lexically_normal().string();
-      if (!fs::is_regular_file(p)) throw e.error("included file '" + path + "' does not exist");
+      if (!fs::exists(p)) throw e.error("included file '" + path + "' does not exist");
+      if (!fs::is_regular_file(p)) throw e.error("included file '" + path + "' is not a regular file");
       if (std::find(stack.begin(), stack.end(), path) != stack.end()) {
         throw e.error("include cycle: '" + path + "' includes itself");
       }

@@ -38,8 +38,13 @@ void merge_into(YAML::Node dst, const YAML::Node& src);
 YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
                    std::vector<std::string>& stack);
 
-/// Applies one "a.b.c=value" override (value parsed as YAML). Throws ConfigError naming it.
-void apply_override(YAML::Node& root, const std::string& text);
+/// Throws ConfigError "origin:line:col: not valid UTF-8" unless `text` is UTF-8 (YAML's encoding, and
+/// what every JSON output of the recipe's values needs).
+void check_utf8(const std::string& text, const std::string& origin);
+
+/// Applies one "a.b.c=value" override (value parsed as YAML) and returns the value's node. Throws
+/// ConfigError naming it.
+YAML::Node apply_override(YAML::Node& root, const std::string& text);
 
 /// The tree's scalars as "a.b.c" -> value (sequence elements as "a.0").
 void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::string, std::string>& out);

@@ -36,17 +36,12 @@ bool valid_stage_name(const std::string& n) {
   return ok;
 }
 
-// A name people read back (the run name): valid UTF-8 without control characters, so that every
-// `--format json` output of the store stays valid.
+// A name people read back (the run name): no control characters (the recipe text, and so the name,
+// is valid UTF-8 already: check_utf8).
 void check_text(const YamlReader& at, const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
+  for (size_t i = 0; i < s.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    const size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool ok = len > 0 && i + len <= s.size() && (len > 1 || c >= 0x20) && c != 0x7F;
-    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 0x2;
-    if (!ok) throw at.error("is not valid UTF-8 text (byte " + std::to_string(i) + ")");
-    i += len;
+    if (c < 0x20 || c == 0x7F) throw at.error("has a control character (byte " + std::to_string(i) + ")");
   }
   if (s.empty() || s.size() > 200) throw at.error("must be 1 to 200 characters");
 }
@@ -207,11 +202,11 @@ CostSettings parse_cost(const YamlReader& r) {
 }
 
 // What every stage has (kind, resources, retries), then the kind's own keys through the registry.
-StageDef parse_stage(const std::string& name, const YamlReader& r, const Recipe& recipe, const std::string& file) {
+StageDef parse_stage(const std::string& name, const YamlReader& r, const Recipe& recipe,
+                     const std::string& location) {
   StageDef s;
   s.name = name;
-  YAML::Mark mk = r.node().Mark();
-  s.location = file + ":" + std::to_string(mk.line + 1) + ":" + std::to_string(mk.column + 1);
+  s.location = location;
   if (!r.is_map()) throw r.error("expected a mapping with a kind:");
   const std::string kind = r.child("kind").str();
   s.kind = find_stage_kind(kind);
@@ -247,9 +242,9 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const Recipe&
   return s;
 }
 
-std::vector<std::pair<std::string, std::vector<std::string>>> parse_sweep(const YamlReader& sw) {
+std::vector<SweepAxis> parse_sweep(const YamlReader& sw, const SourceFiles& files) {
   if (!sw.is_map()) throw sw.error("expected a mapping of key.path -> list of values");
-  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  std::vector<SweepAxis> out;
   for (const auto& key : sw.keys()) {
     YamlReader values = sw.child(key);
     std::string head = key.substr(0, key.find('.'));
@@ -257,16 +252,32 @@ std::vector<std::pair<std::string, std::vector<std::string>>> parse_sweep(const 
       throw values.error("'" + head + "' is shared by every run of a sweep and cannot be swept");
     }
     if (!values.is_sequence() || values.size() == 0) throw values.error("expected a non-empty list of values");
-    std::vector<std::string> texts;
+    SweepAxis axis{key, {}, {}};
     for (size_t i = 0; i < values.size(); ++i) {
       YAML::Emitter e;
       e << YAML::Flow << values.at(i).node();
-      texts.push_back(e.c_str());
+      axis.values.push_back(e.c_str());
+      axis.origins.push_back(files.where(values.at(i).node()));
     }
-    out.emplace_back(key, texts);
+    out.push_back(std::move(axis));
   }
   return out;
 }
+
+/// An override and where errors in its value point: the CLI's "override 'a.b=1'", or the sweep
+/// value's "file:line:col".
+struct Override {
+  std::string text;
+  std::string origin;
+};
+
+std::vector<Override> cli_overrides(const std::vector<std::string>& texts) {
+  std::vector<Override> out;
+  for (const auto& t : texts) out.push_back({t, "override '" + t + "'"});
+  return out;
+}
+
+Recipe parse_with(const std::string& text, const std::string& file, const std::vector<Override>& overrides);
 
 }  // namespace
 
@@ -274,8 +285,8 @@ std::vector<Recipe> load_recipes(const std::string& path, const std::vector<std:
   Recipe base = load_recipe(path, overrides);
   if (base.sweep.empty()) return {base};
   size_t points = 1;
-  for (const auto& [key, vals] : base.sweep) {
-    points *= vals.size();
+  for (const auto& axis : base.sweep) {
+    points *= axis.values.size();
     if (points > kMaxSweepPoints) {
       throw ConfigError(path + ": sweep: more than " + std::to_string(kMaxSweepPoints) + " points",
                         "split the sweep into several recipes, or sweep fewer keys");
@@ -285,24 +296,25 @@ std::vector<Recipe> load_recipes(const std::string& path, const std::vector<std:
   std::vector<Recipe> out;
   std::vector<size_t> idx(base.sweep.size(), 0);
   while (true) {
-    std::vector<std::string> point = overrides;
+    std::vector<Override> point = cli_overrides(overrides);
     std::string suffix;
     nlohmann::json values = nlohmann::json::object();
     for (size_t k = 0; k < base.sweep.size(); ++k) {
-      const auto& [key, vals] = base.sweep[k];
-      point.push_back(key + "=" + vals[idx[k]]);
-      suffix += (k ? "," : "") + key + "=" + vals[idx[k]];
-      values[key] = vals[idx[k]];
+      const SweepAxis& axis = base.sweep[k];
+      const std::string& value = axis.values[idx[k]];
+      point.push_back({axis.key + "=" + value, axis.origins[idx[k]]});
+      suffix += (k ? "," : "") + axis.key + "=" + value;
+      values[axis.key] = value;
     }
     try {
-      out.push_back(parse_recipe(text, path, point));
+      out.push_back(parse_with(text, path, point));
     } catch (const ConfigError& e) {
       throw ConfigError(std::string(e.what()) + " (at sweep point " + suffix + ")", e.hint());
     }
     out.back().run_name = base.name + "/" + suffix;
     out.back().sweep_point = values.dump();
     size_t k = base.sweep.size();  // odometer over the grid, last key fastest
-    while (k > 0 && ++idx[k - 1] == base.sweep[k - 1].second.size()) idx[--k] = 0;
+    while (k > 0 && ++idx[k - 1] == base.sweep[k - 1].values.size()) idx[--k] = 0;
     if (k == 0) break;
   }
   return out;
@@ -325,10 +337,17 @@ const StageDef* Recipe::find_stage(const std::string& name) const {
 
 Recipe parse_recipe(const std::string& text, const std::string& file,
                     const std::vector<std::string>& overrides) {
+  return parse_with(text, file, cli_overrides(overrides));
+}
+
+namespace {
+
+Recipe parse_with(const std::string& text, const std::string& file, const std::vector<Override>& overrides) {
+  check_utf8(text, file);
   YAML::Node root;
   try {
     root = YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
+  } catch (const YAML::Exception& e) {
     throw ConfigError(file + ":" + std::to_string(e.mark.line + 1) + ":" +
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
   }
@@ -337,7 +356,7 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   SourceFiles files(file);
   std::vector<std::string> stack{std::filesystem::path(file).lexically_normal().string()};
   root = compose(root, file, files, stack);
-  for (const auto& o : overrides) apply_override(root, o);
+  for (const auto& o : overrides) files.add_override(apply_override(root, o.text), o.origin);
 
   Recipe r;
   r.file = file;
@@ -345,7 +364,7 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   top.expect_map(kTopKeys);
   r.name = top.child("name").str();
   r.run_name = r.name;
-  if (top.has("sweep")) r.sweep = parse_sweep(top.child("sweep"));
+  if (top.has("sweep")) r.sweep = parse_sweep(top.child("sweep"), files);
   r.executor = top.get_choice("executor", r.executor, {"local", "slurm"});
   if (top.has("slurm")) r.slurm = parse_slurm(top.child("slurm"), r.slurm);
   if (top.has("cost")) r.cost = parse_cost(top.child("cost"));
@@ -374,7 +393,7 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
       throw st.child(name).error("stage name '" + name + "' is not allowed",
                                  "letters, digits, _ and -, starting with a letter or digit (no / or .)");
     }
-    r.stages.push_back(parse_stage(name, st.child(name), r, files.file_of(st.child(name).node())));
+    r.stages.push_back(parse_stage(name, st.child(name), r, files.where(st.child(name).node())));
   }
   YAML::Emitter emitter;
   emitter << root;
@@ -382,6 +401,8 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
   flatten(root, "", r.flat);
   return r;
 }
+
+}  // namespace
 
 stages::ModelConfig load_model_config(const std::string& path) {
   YAML::Node root = load_yaml_file(path);

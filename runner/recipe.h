@@ -63,13 +63,20 @@ struct CostSettings {
   int min_minutes = 10;      ///< and at least this many minutes (start-up, data loading, evaluation)
 };
 
+/// One axis of a `sweep:` grid.
+struct SweepAxis {
+  std::string key;                   ///< key path, "stages.seed.optim.lr"
+  std::vector<std::string> values;   ///< YAML text each
+  std::vector<std::string> origins;  ///< where each value is written, "file:line:col"
+};
+
 struct Recipe {
   std::string file;
   std::string name;
   std::string run_name;             ///< name, or "name/key=value,..." at a sweep point
   std::string sweep_point = "{}";   ///< JSON {key: value} of this sweep point
-  /// `sweep:` grid, key path -> values (YAML text each), in file order; expanded by load_recipes.
-  std::vector<std::pair<std::string, std::vector<std::string>>> sweep;
+  /// `sweep:` grid in file order; expanded by load_recipes.
+  std::vector<SweepAxis> sweep;
   std::string store = "runs/store.sqlite";
   std::string root = "runs";
   uint64_t seed = 0;

@@ -7,16 +7,22 @@
 
 namespace upcycle::runner {
 
-void SourceFiles::add(const YAML::Node& root, const std::string& file) {
-  files_.push_back(file);
+void SourceFiles::add(const YAML::Node& root, const std::string& file) { add_nodes(root, {file, true}); }
+
+void SourceFiles::add_override(const YAML::Node& value, const std::string& origin) {
+  add_nodes(value, {origin, false});
+}
+
+void SourceFiles::add_nodes(const YAML::Node& root, Origin origin) {
+  origins_.push_back(std::move(origin));
   std::vector<YAML::Node> todo{root};
   while (!todo.empty()) {
     YAML::Node n = todo.back();
     todo.pop_back();
-    nodes_.emplace_back(n, files_.size() - 1);
+    nodes_.emplace_back(n, origins_.size() - 1);
     if (n.IsMap()) {
       for (const auto& kv : n) {
-        nodes_.emplace_back(kv.first, files_.size() - 1);
+        nodes_.emplace_back(kv.first, origins_.size() - 1);
         todo.push_back(kv.second);
       }
     } else if (n.IsSequence()) {
@@ -25,11 +31,16 @@ void SourceFiles::add(const YAML::Node& root, const std::string& file) {
   }
 }
 
-const std::string& SourceFiles::file_of(const YAML::Node& node) const {
-  for (const auto& [n, f] : nodes_) {
-    if (n.is(node)) return files_[f];
+std::string SourceFiles::where(const YAML::Node& node) const {
+  const Origin* origin = nullptr;
+  for (const auto& [n, i] : nodes_) {
+    if (n.is(node)) origin = &origins_[i];  // the last registration: an override replaces a file's node
   }
-  return main_;
+  if (origin && !origin->has_lines) return origin->name;
+  const YAML::Mark m = node.Mark();
+  std::string out = origin ? origin->name : main_;
+  if (m.line >= 0) out += ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+  return out;
 }
 
 YamlReader YamlReader::child(const std::string& key) const {
@@ -134,10 +145,7 @@ std::string YamlReader::get_choice(const std::string& key, const std::string& fa
 
 ConfigError YamlReader::error(const std::string& message, const std::string& hint) const {
   std::ostringstream where;
-  where << (files_ ? files_->file_of(node_) : std::string("<recipe>"));
-  YAML::Mark m = node_.Mark();
-  if (m.line >= 0) where << ":" << m.line + 1 << ":" << m.column + 1;
-  where << ": ";
+  where << (files_ ? files_->where(node_) : std::string("<recipe>")) << ": ";
   if (!path_.empty()) where << path_ << ": ";
   where << message;
   return ConfigError(where.str(), hint);

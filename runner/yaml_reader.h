@@ -22,13 +22,21 @@ class SourceFiles {
   explicit SourceFiles(std::string main) : main_(std::move(main)) {}
   /// Registers every node (keys included) under `root` as coming from `file`.
   void add(const YAML::Node& root, const std::string& file);
-  const std::string& file_of(const YAML::Node& node) const;
+  /// Registers the value an override set; errors in it name `origin` ("override 'model.layers=0'").
+  void add_override(const YAML::Node& value, const std::string& origin);
+  /// Where `node` was written: "file:line:col", or "override 'model.layers=0'".
+  std::string where(const YAML::Node& node) const;
   const std::string& main() const { return main_; }
 
  private:
+  struct Origin {
+    std::string name;
+    bool has_lines = true;  ///< false for an override: its marks count within the value text
+  };
+  void add_nodes(const YAML::Node& root, Origin origin);
   std::string main_;
-  std::vector<std::pair<YAML::Node, size_t>> nodes_;  ///< node, index into files_
-  std::vector<std::string> files_;
+  std::vector<std::pair<YAML::Node, size_t>> nodes_;  ///< node, index into origins_
+  std::vector<Origin> origins_;
 };
 
 class YamlReader {

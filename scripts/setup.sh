@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything upcycle needs on Debian 12, by package name. Idempotent and non-interactive:
 # a second run installs nothing. Run as root, or as a user with sudo.
-#   apt: compilers, CMake, ccache, yaml-cpp, SQLiteCpp, Boost.Program_options, nlohmann-json,
+#   apt: compilers (gcc; clang for the libFuzzer harnesses), CMake, ccache, yaml-cpp, SQLiteCpp, Boost.Program_options, nlohmann-json,
 #        SentencePiece, GoogleTest, Gloo headers (c10d data parallel), Slurm and munge (a local test cluster),
 #        and the packages whose documents the prepare stage reads.
 #   pip: PyPI's torch wheel (its bundled LibTorch is what we link) into ./.venv, which sees the
@@ -17,6 +17,8 @@ APT_PACKAGES=(
   build-essential cmake pkg-config git ccache python3 python3-venv python3-pip
   libyaml-cpp-dev libsqlitecpp-dev libsqlite3-dev sqlite3 libboost-program-options-dev
   nlohmann-json3-dev libsentencepiece-dev libgtest-dev libgloo-dev
+  # clang and its libFuzzer runtime: the fuzz harnesses (tests/fuzz/, scripts/fuzz.sh)
+  clang libclang-rt-dev
   # a real single-node Slurm for the slurm-labelled tests and for trying the Slurm executor (cluster/local_slurm.sh)
   slurmctld slurmd slurm-client munge
   # documents for the prepare stage's built-in domains (general: fortunes, docs incl. the Python manual's sources; law: licenses)

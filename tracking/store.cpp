@@ -1,6 +1,7 @@
 #include "tracking/store.h"
 
 #include <cstdlib>
+#include <cstring>
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -20,13 +21,24 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 30000;
 
+// SQLite's message, with the operating system's reason for an I/O error: "disk I/O error" alone does
+// not say that the disk is full or a file-size limit was reached.
+std::string reason(const SQLite::Exception& e, SQLite::Database* db) {
+  std::string out = e.what();
+  const int code = e.getErrorCode();
+  if (db && (code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN)) {
+    if (int err = sqlite3_system_errno(db->getHandle()); err != 0) out += " (" + std::string(std::strerror(err)) + ")";
+  }
+  return out;
+}
+
 // Runs `fn` and rethrows SQLite exceptions as StoreError with `what` and the store path for context.
 template <typename Fn>
-auto guarded(const std::string& path, const std::string& what, Fn&& fn) -> decltype(fn()) {
+auto guarded(const std::string& path, SQLite::Database* db, const std::string& what, Fn&& fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const SQLite::Exception& e) {
-    throw StoreError(path + ": " + what + ": " + e.what());
+    throw StoreError(path + ": " + what + ": " + reason(e, db));
   }
 }
 
@@ -52,7 +64,7 @@ Store::Store(const std::string& path, Mode mode) : path_(path) {
     } catch (const SQLite::Exception& e) {
       bool busy = e.getErrorCode() == SQLITE_BUSY || e.getErrorCode() == SQLITE_LOCKED;
       if (!busy || std::chrono::steady_clock::now() > deadline) {
-        throw StoreError(path_ + ": open: " + e.what());
+        throw StoreError(path_ + ": open: " + reason(e, db_.get()));
       }
       db_.reset();
       std::this_thread::sleep_for(std::chrono::milliseconds(5 + 5 * std::min(attempt, 20)));
@@ -78,7 +90,7 @@ Store::~Store() = default;
 int Store::schema_version() { return static_cast<int>(schema_migrations().size()); }
 
 int Store::user_version() {
-  return guarded(path_, "read schema version",
+  return guarded(path_, db_.get(), "read schema version",
                  [&] { return db_->execAndGet("PRAGMA user_version").getInt(); });
 }
 
@@ -101,7 +113,7 @@ void Store::migrate() {
 }
 
 int64_t Store::upsert_run(const RunInfo& run) {
-  return guarded(path_, "upsert run " + run.name, [&] {
+  return guarded(path_, db_.get(), "upsert run " + run.name, [&] {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement exp(*db_, "INSERT INTO experiments(name) VALUES (?) ON CONFLICT(name) DO NOTHING");
     exp.bind(1, run.experiment);
@@ -126,7 +138,7 @@ int64_t Store::upsert_run(const RunInfo& run) {
 }
 
 void Store::set_run_status(int64_t run_id, const std::string& status) {
-  guarded(path_, "set run status", [&] {
+  guarded(path_, db_.get(), "set run status", [&] {
     SQLite::Statement st(*db_, "UPDATE runs SET status = ?1, "
                                "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') "
                                "WHERE id = ?2 AND status != ?1");  // unchanged: no write at all
@@ -137,7 +149,7 @@ void Store::set_run_status(int64_t run_id, const std::string& status) {
 }
 
 void Store::set_run_tags(const std::string& run_name, const std::string& tags) {
-  guarded(path_, "set tags of run " + run_name, [&] {
+  guarded(path_, db_.get(), "set tags of run " + run_name, [&] {
     SQLite::Statement st(*db_, "UPDATE runs SET tags = ?, "
                                "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE name = ?");
     st.bind(1, tags);
@@ -147,7 +159,7 @@ void Store::set_run_tags(const std::string& run_name, const std::string& tags) {
 }
 
 void Store::record_provenance(int64_t run_id, const Provenance& p) {
-  guarded(path_, "record provenance", [&] {
+  guarded(path_, db_.get(), "record provenance", [&] {
     SQLite::Statement st(*db_,
         "INSERT OR REPLACE INTO provenance(run_id, git_sha, git_dirty, recipe_hash, recipe_text, "
         "data_manifest_sha256, torch_version, device, host, binary_sha256) VALUES (?,?,?,?,?,?,?,?,?,?)");
@@ -166,7 +178,7 @@ void Store::record_provenance(int64_t run_id, const Provenance& p) {
 }
 
 void Store::record_params(int64_t run_id, const std::map<std::string, std::string>& params) {
-  guarded(path_, "record params", [&] {
+  guarded(path_, db_.get(), "record params", [&] {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement del(*db_, "DELETE FROM params WHERE run_id = ?");
     del.bind(1, run_id);
@@ -184,7 +196,7 @@ void Store::record_params(int64_t run_id, const std::map<std::string, std::strin
 }
 
 int64_t Store::upsert_job(int64_t run_id, const JobRow& job) {
-  return guarded(path_, "upsert job " + job.stage, [&] {
+  return guarded(path_, db_.get(), "upsert job " + job.stage, [&] {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement ins(*db_,
         "INSERT INTO jobs(key, stage, kind, dir, config, shape) VALUES (?,?,?,?,?,?) "
@@ -213,7 +225,7 @@ int64_t Store::upsert_job(int64_t run_id, const JobRow& job) {
 }
 
 std::optional<JobRow> Store::find_job(const std::string& key) {
-  return guarded(path_, "find job", [&]() -> std::optional<JobRow> {
+  return guarded(path_, db_.get(), "find job", [&]() -> std::optional<JobRow> {
     SQLite::Statement q(*db_,
         "SELECT id, key, stage, kind, status, attempts, exit_code, dir, host, scheduler_id, error, "
         "config FROM jobs WHERE key = ?");
@@ -239,7 +251,7 @@ std::optional<JobRow> Store::find_job(const std::string& key) {
 void Store::set_job_status(const std::string& key, const std::string& status,
                            std::optional<int> exit_code, const std::string& error,
                            const std::string& scheduler_id) {
-  guarded(path_, "set job status", [&] {
+  guarded(path_, db_.get(), "set job status", [&] {
     std::string sql = "UPDATE jobs SET status = ?, error = ?";
     if (status == "running") {
       sql += ", attempts = attempts + 1, started_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')";
@@ -259,7 +271,7 @@ void Store::set_job_status(const std::string& key, const std::string& status,
 }
 
 void Store::reset_job(const std::string& key) {
-  guarded(path_, "reset job " + key, [&] {
+  guarded(path_, db_.get(), "reset job " + key, [&] {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     for (const char* table : {"metrics", "eval_results", "artifacts"}) {
       SQLite::Statement del(*db_, std::string("DELETE FROM ") + table +
@@ -278,7 +290,7 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
                        const core::JobResult& result) {
   // Parse outside the transaction so the write lock is held only for the inserts.
   std::vector<MetricPoint> points = read_metrics_jsonl(dir + "/" + core::kMetricsFile);
-  guarded(path_, "ingest job " + dir, [&] {
+  guarded(path_, db_.get(), "ingest job " + dir, [&] {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement id(*db_, "SELECT id FROM jobs WHERE key = ?");
     id.bind(1, key);
@@ -348,7 +360,7 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
 }
 
 ResultSet Store::select(const std::string& sql, const std::vector<std::string>& binds) {
-  return guarded(path_, "query", [&] {
+  return guarded(path_, db_.get(), "query", [&] {
     SQLite::Statement q(*db_, sql);
     for (size_t i = 0; i < binds.size(); ++i) q.bind(static_cast<int>(i + 1), binds[i]);
     ResultSet rs;

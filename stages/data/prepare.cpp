@@ -8,6 +8,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/job_files.h"
 #include "core/log.h"
 #include "core/sha256.h"
 #include "stages/data/builtin_tasks.h"
@@ -164,8 +165,8 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
   Tokenizer tok(tokenizer_path(spec.out_dir));
 
   PrepareOutput out;
-  nlohmann::json manifest = {{"format_version", 1}, {"seed", spec.seed},
-                             {"vocab", tok.vocab_size()}, {"domains", nlohmann::json::object()}};
+  nlohmann::json manifest = {{"format_version", 1}, {"seed", spec.seed}, {"vocab", tok.vocab_size()},
+                             {"domains", nlohmann::json::object()}, {"files", nlohmann::json::object()}};
   for (const auto& d : spec.domains) {
     const DomainDocs& dd = domains[d.name];
     std::vector<uint32_t> split_tokens[3];
@@ -211,16 +212,32 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
         core::make_dirs(spec.out_dir + "/tasks");
         core::write_file_atomic(path, text);
         jd["tasks"] = {{"examples", examples.size()}, {"sha256", core::sha256_hex(text)}};
+        manifest["files"][path.substr(spec.out_dir.size() + 1)] = core::sha256_hex(text);
         out.artifacts.push_back({path, "tasks", core::sha256_hex(text), static_cast<int64_t>(text.size())});
       }
     }
     manifest["domains"][d.name] = jd;
   }
+  const std::string tok_path = tokenizer_path(spec.out_dir);
+  const std::string tok_sha = core::sha256_file(tok_path);
+  manifest["files"]["tokenizer.model"] = tok_sha;
   write_manifest(spec.out_dir, manifest, out);
-  std::string tok_path = tokenizer_path(spec.out_dir);
-  out.artifacts.push_back({tok_path, "tokenizer", core::sha256_file(tok_path),
-                           static_cast<int64_t>(core::read_file(tok_path).size())});
+  out.artifacts.push_back({tok_path, "tokenizer", tok_sha, static_cast<int64_t>(core::read_file(tok_path).size())});
   return out;
+}
+
+std::string verified_data_file(const std::string& data_dir, const std::string& path) {
+  const nlohmann::json manifest = core::read_json_file(manifest_path(data_dir));
+  const std::string rel = path.rfind(data_dir + "/", 0) == 0 ? path.substr(data_dir.size() + 1) : path;
+  if (!manifest.contains("files") || !manifest["files"].contains(rel)) return path;  // data of older versions
+  const std::string expected = manifest["files"][rel].get<std::string>();
+  const std::string actual = core::sha256_file(path);
+  if (actual != expected) {
+    throw StageError(path + ": sha256 " + actual.substr(0, 12) + "... does not match the data manifest's " +
+                         expected.substr(0, 12) + "... (edited or corrupt since the prepare job wrote it)",
+                     "re-run the prepare stage: upcycle run RECIPE --force data");
+  }
+  return path;
 }
 
 }  // namespace upcycle::stages

@@ -58,4 +58,9 @@ DomainSpec default_domain(const std::string& name);
 /// Runs the stage. Throws StageError when a domain yields no documents or a split is too small.
 PrepareOutput run_prepare(const PrepareSpec& spec);
 
+/// Checks a file of a prepared data directory (the tokenizer, a task file) against the sha256 the
+/// manifest's `files` recorded for it; returns `path`. Throws StageError naming the file when it was
+/// edited or truncated since. (Shards carry their own sidecar sha256, token_shard.h.)
+std::string verified_data_file(const std::string& data_dir, const std::string& path);
+
 }  // namespace upcycle::stages

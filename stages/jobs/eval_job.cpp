@@ -7,6 +7,7 @@
 #include "core/sha256.h"
 #include "stages/data/builtin_tasks.h"
 #include "stages/data/data_layout.h"
+#include "stages/data/prepare.h"
 #include "stages/data/tokenizer.h"
 #include "stages/eval/perplexity.h"
 #include "stages/eval/tasks.h"
@@ -35,7 +36,8 @@ std::vector<TaskExample> load_examples(const EvalJobSpec& e) {
     std::vector<std::string> files;
     if (t.path == "builtin") {
       for (const auto& d : e.domains) {
-        if (std::filesystem::exists(builtin_task_path(e.data_dir, d))) files.push_back(builtin_task_path(e.data_dir, d));
+        const std::string path = builtin_task_path(e.data_dir, d);
+        if (std::filesystem::exists(path)) files.push_back(verified_data_file(e.data_dir, path));
       }
     } else {
       if (core::sha256_file(t.path) != t.sha256) {
@@ -57,7 +59,7 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
   read_spec(s, e);
   const std::vector<TaskExample> examples = load_examples(e);
   std::unique_ptr<Tokenizer> tok;
-  if (!examples.empty()) tok = std::make_unique<Tokenizer>(tokenizer_path(e.data_dir));
+  if (!examples.empty()) tok = std::make_unique<Tokenizer>(verified_data_file(e.data_dir, tokenizer_path(e.data_dir)));
   // Eval runs in fp32 on whichever device the job has.
   const torch::Device device(resolve_placement(ctx.runtime.device, "fp32", 0).device);
   auto load_on_device = [&](const std::string& ckpt) {

@@ -3,6 +3,9 @@
 #include <cmath>
 
 #include <stdexcept>
+#include <type_traits>
+
+#include "core/json_integer.h"
 
 namespace upcycle::stages {
 namespace {
@@ -68,6 +71,12 @@ ModelConfig model_config_from_json(const nlohmann::json& j) {
   }
   auto get = [&](const char* key, auto& field) {
     if (!j.contains(key)) return;
+    using Field = std::decay_t<decltype(field)>;
+    if constexpr (std::is_integral_v<Field> && !std::is_same_v<Field, bool>) {
+      if (std::string why = core::integer_problem<Field>(j.at(key)); !why.empty()) {
+        throw std::invalid_argument(std::string(key) + ": " + why);
+      }
+    }
     try {
       j.at(key).get_to(field);
     } catch (const nlohmann::json::exception& e) {

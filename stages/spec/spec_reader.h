@@ -6,12 +6,14 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_integer.h"
 
 namespace upcycle::stages {
 
@@ -68,6 +70,9 @@ class SpecReader {
  private:
   template <typename T>
   static T convert(const nlohmann::json& v, const std::string& field) {
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      if (std::string why = core::integer_problem<T>(v); !why.empty()) throw SpecError(field, why);
+    }
     try {
       return v.get<T>();
     } catch (const nlohmann::json::exception&) {

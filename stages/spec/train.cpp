@@ -66,6 +66,7 @@ void validate(const TrainJobSpec& s) {
   check(!s.mix.empty(), "mix", "needs at least one domain");
   double total = 0;
   for (const auto& [d, w] : s.mix) {
+    check_name(d, "mix");  // a domain name becomes a shard file name
     check(w >= 0 && w < 1e9, "mix." + d, "weight must be in [0, 1e9)");
     total += w;
   }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,7 @@ struct RecipeCase {
   std::string text;                    ///< recipe text ("" = the valid recipe)
   std::vector<std::string> overrides;  ///< command-line overrides
   std::string expect;                  ///< a fragment of the error
+  std::map<std::string, std::string> files = {};  ///< more files beside r.yaml (included ones)
 };
 
 std::string with(const std::string& from, const std::string& to) {
@@ -111,7 +113,10 @@ std::vector<RecipeCase> recipe_cases() {
       {"threads_huge", "", {"threads=100000"}, "threads: must be in [1, 4096]"},
       {"duplicate_top_key", with("seed: 3", "seed: 3\nseed: 4"), {}, "r.yaml:3:1: duplicate key 'seed'"},
       {"duplicate_stage_key", with("budget: { tokens: 2k }", "budget: { tokens: 2k }, budget: { tokens: 3k }"), {}, "duplicate key 'budget'"},
-      {"name_not_utf8", with("name: t", "name: \"t\xff\""), {}, "r.yaml:1:7: name: is not valid UTF-8 text (byte 1)"},
+      {"name_not_utf8", with("name: t", "name: \"t\xff\""), {}, "r.yaml:1:9: not valid UTF-8 (byte 8); recipes are UTF-8 text"},
+      {"comment_not_utf8", with("seed: 3", "seed: 3  # caf\xc3"), {}, "r.yaml:2:15: not valid UTF-8"},  // found by the fuzzers
+      {"override_not_utf8", "", {"name=a\xff"}, "override 'name=a...': not valid UTF-8 (byte 6)"},
+      {"name_control_character", with("name: t", "name: \"t\\x07\""), {}, "r.yaml:1:7: name: has a control character (byte 1)"},
       {"sweep_too_big", std::string(kValid) + "sweep: { seed: [" + [] {
          std::string v;
          for (int i = 0; i < 200; ++i) v += (i ? "," : "") + std::to_string(i);
@@ -125,6 +130,20 @@ std::vector<RecipeCase> recipe_cases() {
                      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
                      "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
                      "g: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n", {}, "expands to more than 1000000 YAML nodes"},
+      // Found by the fuzzers (tests/fuzz/): a mapping or nothing as a key.
+      {"key_is_a_mapping", std::string(kValid) + "? [a, b]\n: 1\n", {}, "r.yaml:14:3: a key must be a word or a string, not a mapping or a list"},
+      {"key_is_empty", std::string(kValid) + ": 1\n", {}, "r.yaml:14:1: a key must be a word or a string, not empty"},
+      {"tag_on_a_key", with("budget: { tokens: 2k }", "!budget: { tokens: 2k }"), {}, "a key must be a word or a string"},
+      // Blame: the file and line that set the value, the override by name, the sweep value's line.
+      {"blame_included_file", std::string(kValid) + "include: more.yaml\n", {}, "more.yaml:2:17: train.eval_windows: must be >= 1",
+       {{"more.yaml", "train:\n  eval_windows: -1\n"}}},
+      {"blame_override", "", {"model.layers=0"}, "override 'model.layers=0': model.layers: must be in [1, 4096]"},
+      {"blame_override_map", "", {"model={d_model: 64, headz: 4}"}, "override 'model={d_model: 64, headz: 4}': model.headz: unknown key"},
+      {"blame_sweep_value", std::string(kValid) + "sweep: { model.layers: [2, 0] }\n", {}, "r.yaml:14:28: model.layers: must be in [1, 4096] (at sweep point model.layers=0)"},
+      {"override_alias_bomb", "", {"x=[&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d], [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]]"},
+       "expands to more than 1000000 YAML nodes"},
+      {"include_a_device", std::string(kValid) + "include: /dev/zero\n", {}, "/dev/zero' is not a regular file"},
+      {"include_itself", std::string(kValid) + "include: r.yaml\n", {}, "include cycle"},
       {"domain_name_is_a_path", with("domains: [general, code, math]", "domains: [general, code, math, { name: '../../x', sources: [/etc/hostname] }]"), {}, "data.domains[3].name: '../../x' is not a valid name"},
   };
 }
@@ -134,6 +153,7 @@ TEST(BadInputTest, RecipesAreRejectedWithPreciseErrorsAndNoStore) {
   for (const auto& c : recipe_cases()) {
     testing::TempDir dir;
     core::write_file_atomic(dir / "r.yaml", c.text.empty() ? kValid : c.text);
+    for (const auto& [name, text] : c.files) core::write_file_atomic(dir / name, text);
     std::vector<std::string> argv = {UPCYCLE_BINARY, "run", "r.yaml"};
     argv.insert(argv.end(), c.overrides.begin(), c.overrides.end());
     auto r = run_binary(argv, dir.path());
@@ -143,7 +163,7 @@ TEST(BadInputTest, RecipesAreRejectedWithPreciseErrorsAndNoStore) {
     EXPECT_FALSE(std::filesystem::exists(dir / "runs")) << c.name << ": a rejected recipe left files";
     ++checked;
   }
-  EXPECT_GE(checked, 56);
+  EXPECT_GE(checked, 72);
 }
 
 // `upcycle stage --spec` reads a spec with the same code the planner fills it with: a hand-written
@@ -157,20 +177,29 @@ TEST(BadInputTest, JobSpecsAreValidatedByTheStageCommand) {
     j[k] = v;
     return j;
   };
-  const std::vector<std::pair<nlohmann::json, std::string>> cases = {
-      {with_field("batch_size", 0), "spec.json: batch_size: must be in [1, 2^24]"},
-      {with_field("log_every", 0), "spec.json: log_every: must be >= 1"},
-      {with_field("micro_batch", 3), "micro_batch: must divide batch_size"},
-      {with_field("kind", "trian"), "kind: unknown job kind 'trian' (kinds: prepare, train, upcycle, eval, command)"},
-      {with_field("version", 99), "version: the spec was planned for output version 99"},
-      {with_field("threads", 100000), "threads: must be in [1, 4096]"},
-      {with_field("optim", {{"beta1", 1.5}}), "optim.beta1: must be in [0, 1)"},
-      {with_field("key", "../x"), "key: expected a sha256"},
-      {nlohmann::json::array(), "spec: expected a JSON object"},
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {with_field("batch_size", 0).dump(), "spec.json: batch_size: must be in [1, 2^24]"},
+      {with_field("log_every", 0).dump(), "spec.json: log_every: must be >= 1"},
+      {with_field("micro_batch", 3).dump(), "micro_batch: must divide batch_size"},
+      {with_field("kind", "trian").dump(), "kind: unknown job kind 'trian' (kinds: prepare, train, upcycle, eval, command)"},
+      {with_field("version", 99).dump(), "version: the spec was planned for output version 99"},
+      {with_field("threads", 100000).dump(), "threads: must be in [1, 4096]"},
+      {with_field("optim", {{"beta1", 1.5}}).dump(), "optim.beta1: must be in [0, 1)"},
+      {with_field("key", "../x").dump(), "key: expected a sha256"},
+      {"[]", "spec: expected a JSON object"},
+      // Found by the fuzzers: a number beyond a double was an uncaught exception (exit 2).
+      {valid.dump().insert(1, "\"max_bytes\": 3e999, "), "spec.json: invalid JSON: [json.exception.out_of_range.406] number overflow"},
+      // nlohmann converts silently: 2.5 -> 2, -1 -> 2^64-1, 1e10 -> a wrapped int.
+      {with_field("threads", 2.5).dump(), "threads: expected an integer, got 2.5"},
+      {with_field("seed", -1).dump(), "seed: out of range for an unsigned 64-bit integer: -1"},
+      {with_field("threads", 10000000000LL).dump(), "threads: out of range for a 32-bit integer"},
+      {with_field("mix", {{"../x", 1.0}}).dump(), "mix: '../x' is not a valid name"},
+      {with_field("log_every", true).dump(), "log_every: has the wrong type (boolean)"},
+      {with_field("model", {{"layers", 1e300}}).dump(), "model: layers: expected an integer, got 1e+300"},  // fuzzers: UB cast
   };
   for (const auto& [spec, expect] : cases) {
     testing::TempDir dir;
-    core::write_file_atomic(dir / "spec.json", spec.dump());
+    core::write_file_atomic(dir / "spec.json", spec);
     auto r = run_binary({UPCYCLE_BINARY, "stage", "--spec", dir / "spec.json"}, dir.path());
     EXPECT_EQ(r.exit_code, 1) << expect << ": " << r.output;
     EXPECT_NE(r.output.find(expect), std::string::npos) << "expected '" << expect << "' in\n" << r.output;
@@ -220,7 +249,10 @@ TEST(BadInputTest, QueriesAndCommandsAreRejectedAndTheStoreIsUntouched) {
       {"cancel_unknown_run", {"cancel", "nosuch"}, "no run named 'nosuch'"},
       {"wait_unknown_run", {"wait", "nosuch"}, "no run named 'nosuch'"},
       {"run_unknown_executor", {"run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml", "--executor", "pbs"}, "'pbs' is not allowed; expected local or slurm"},
-      {"tag_with_comma", {"tag", "a,b"}, "has no comma"},
+      {"tag_with_comma", {"tag", "a,b"}, "upcycle tag: tag 'a,b' is not allowed: 1 to 64 of letters"},
+      {"tag_with_slash", {"tag", "../x"}, "tag '../x' is not allowed"},
+      {"tag_not_utf8", {"tag", "a\xff"}, "tag '(not UTF-8)' is not allowed"},
+      {"run_tag_with_space", {"run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml", "--tag", "a b"}, "--tag: tag 'a b' is not allowed"},
       {"table_unknown", {"table", "pplx"}, "unknown table 'pplx'"},
       {"status_unknown_run", {"status", "--run", "nosuch"}, "no run named 'nosuch'"},
       {"store_missing", {"query", "--store", "elsewhere.sqlite"}, "no store here"},
@@ -243,6 +275,48 @@ TEST(BadInputTest, QueriesAndCommandsAreRejectedAndTheStoreIsUntouched) {
   }
   tracking::Store s(store_path, tracking::Store::Mode::kReadOnly);
   EXPECT_EQ(testing::dump_store(s), before);
+}
+
+// A full disk (here a file-size limit, which fails writes with EFBIG where a full disk fails them with
+// ENOSPC): the store's and a shard's errors name the file and the reason, the runner exits 1, and
+// what was complete before is still there. (A checkpoint: TrainerBadInputTest.DiskFull...)
+TEST(BadInputTest, AFullDiskNamesTheFileAndLosesNothing) {
+  const std::string prepare_only = "name: df\nseed: 3\ndata:\n  domains: [general, code]\n  max_bytes: 200k\n"
+                                   "  tokenizer: { vocab: 512, sample_bytes: 50k }\n"
+                                   "model: { d_model: 64, layers: 2, heads: 4, kv_heads: 4, ffn_hidden: 128, seq_len: 32 }\n"
+                                   "stages:\n  data: { kind: prepare }\n";
+  {  // the store: an 8 KiB limit fails the first write-ahead-log frame past the first page
+    testing::TempDir dir;
+    core::make_dirs(dir / "runs");
+    {
+      tracking::Store s(dir / "runs/store.sqlite");
+      s.upsert_run({"k1", "exp", "earlier", "{}"});
+    }
+    std::string before;
+    {
+      tracking::Store s(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+      before = testing::dump_store(s);
+    }
+    core::write_file_atomic(dir / "r.yaml", prepare_only);
+    auto r = run_binary({UPCYCLE_BINARY, "run", "r.yaml"}, dir.path(), 8 << 10);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("runs/store.sqlite: "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("disk I/O error"), std::string::npos) << r.output;
+    tracking::Store s(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+    EXPECT_EQ(testing::dump_store(s), before) << "the failed run changed the store";
+  }
+  {  // a shard: the prepare job fails naming it, leaves no partial shard, and the run says so
+    testing::TempDir dir;
+    core::write_file_atomic(dir / "r.yaml", prepare_only);
+    auto r = run_binary({UPCYCLE_BINARY, "run", "r.yaml"}, dir.path(), 200 << 10);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("shards/general.train.bin"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("File too large"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;
+    for (const auto& f : std::filesystem::recursive_directory_iterator(dir / "runs/jobs")) {
+      EXPECT_EQ(f.path().string().find(".bin"), std::string::npos) << "a partial shard was left: " << f.path();
+    }
+  }
 }
 
 }  // namespace

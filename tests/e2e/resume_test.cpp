@@ -126,8 +126,9 @@ TEST(ResumeTest, AJobWhoseResultWasDeletedIsReportedAgain) {
   EXPECT_EQ(deterministic_rows(dir / "runs/store.sqlite"), before);  // nothing trained again
 }
 
-// --force replaces a job's results only when the new attempt succeeds: a forced eval that fails
-// leaves the old rows and files as they were; one that succeeds replaces them.
+// --force replaces a job's results only when the new attempt succeeds: a forced eval that fails (a
+// shard gone, an edited tokenizer, an edited checkpoint config) leaves the old rows and files as they
+// were; one that succeeds replaces them.
 TEST(ResumeTest, AForcedRerunThatFailsKeepsThePreviousResults) {
   testing::TempDir dir;
   const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
@@ -142,6 +143,28 @@ TEST(ResumeTest, AForcedRerunThatFailsKeepsThePreviousResults) {
       << forced.output;
   EXPECT_EQ(deterministic_rows(dir / "runs/store.sqlite"), before);
   std::filesystem::rename(shard + ".away", shard);
+  // Files edited since their job wrote them fail the job that reads them, naming the file.
+  auto fails_naming = [&](const std::string& path, const std::string& edited, const std::string& expect) {
+    const std::string original = core::read_file(path);
+    core::write_file_atomic(path, edited);
+    auto r = run_binary({UPCYCLE_BINARY, "run", recipe, "--force", "eval"}, dir.path());
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find(path + ": " + expect), std::string::npos) << r.output;
+    EXPECT_EQ(deterministic_rows(dir / "runs/store.sqlite"), before);
+    core::write_file_atomic(path, original);
+  };
+  const std::string tokenizer = data_dir + "/data/tokenizer.model";
+  fails_naming(tokenizer, core::read_file(tokenizer) + "x", "sha256");
+  std::string config_path;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(job_dir(dir / "runs/store.sqlite", "seed"))) {
+    if (e.path().filename() == "config.json") config_path = e.path().string();
+  }
+  ASSERT_FALSE(config_path.empty());
+  std::string config = core::read_file(config_path);
+  const size_t at = config.find("\"rope_theta\"");
+  ASSERT_NE(at, std::string::npos) << config;
+  config.insert(config.find_first_of("0123456789", at), "5");  // 10000 -> 510000
+  fails_naming(config_path, config, "its model config is not the one the weights were saved with");
   auto again = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
   EXPECT_NE(again.output.find("0 jobs done, 7 already complete"), std::string::npos) << again.output;
   auto replaced = run_binary({UPCYCLE_BINARY, "run", recipe, "--force", "eval"}, dir.path());

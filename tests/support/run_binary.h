@@ -2,6 +2,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,12 +31,19 @@ struct ProcessResult {
   ::_exit(127);
 }
 
-inline ProcessResult run_binary(const std::vector<std::string>& argv, const std::string& cwd = "") {
+/// `max_file_bytes` > 0 runs it under that file-size limit (ulimit -f): every write past it fails
+/// with EFBIG, as writes on a full disk fail with ENOSPC.
+inline ProcessResult run_binary(const std::vector<std::string>& argv, const std::string& cwd = "",
+                                long max_file_bytes = 0) {
   int fds[2];
   if (::pipe(fds) != 0) return {};
   pid_t pid = ::fork();
   if (pid == 0) {
     ::close(fds[0]);
+    if (max_file_bytes > 0) {
+      rlimit lim{static_cast<rlim_t>(max_file_bytes), static_cast<rlim_t>(max_file_bytes)};
+      if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) ::_exit(125);
+    }
     exec_child(argv, cwd, fds[1]);
   }
   ::close(fds[1]);
