@@ -10,10 +10,41 @@
 namespace upcycle::analysis {
 
 Format parse_format(const std::string& name) {
-  if (name == "table" || name == "md" || name == "markdown") return Format::kTable;
+  if (name == "table") return Format::kTable;
+  if (name == "md" || name == "markdown") return Format::kMarkdown;
   if (name == "csv") return Format::kCsv;
+  if (name == "latex" || name == "tex") return Format::kLatex;
   if (name == "json") return Format::kJson;
-  throw ConfigError("--format: unknown format '" + name + "' (expected table, csv or json)");
+  throw ConfigError("--format: unknown format '" + name + "' (expected table, md, csv, latex or json)");
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string latex_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': case '%': case '$': case '#': case '_': case '{': case '}': out += std::string("\\") + c; break;
+      case '~': out += "\\textasciitilde{}"; break;
+      case '^': out += "\\textasciicircum{}"; break;
+      case '\\': out += "\\textbackslash{}"; break;
+      default: out += c;
+    }
+  }
+  return out;
 }
 
 std::string cell_text(const tracking::Cell& c) {
@@ -39,17 +70,76 @@ std::string csv_quote(const std::string& s) {
   return out + "\"";
 }
 
-std::string markdown(const tracking::ResultSet& rs) {
+bool is_bold(const std::vector<std::vector<bool>>& bold, size_t r, size_t c) {
+  return r < bold.size() && c < bold[r].size() && bold[r][c];
+}
+
+// The cells as text, emphasised ones wrapped as `mark` says.
+std::vector<std::vector<std::string>> texts(const tracking::ResultSet& rs, const std::vector<std::vector<bool>>& bold,
+                                            const std::string& open, const std::string& close,
+                                            std::string (*escape)(const std::string&)) {
+  std::vector<std::vector<std::string>> out;
+  for (size_t r = 0; r < rs.rows.size(); ++r) {
+    std::vector<std::string> row;
+    for (size_t c = 0; c < rs.rows[r].size(); ++c) {
+      std::string t = escape ? escape(cell_text(rs.rows[r][c])) : cell_text(rs.rows[r][c]);
+      row.push_back(is_bold(bold, r, c) ? open + t + close : t);
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
+}
+
+// UTF-8 aware width: "±" and "—" are one column each.
+size_t display_width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string latex(const tracking::ResultSet& rs, const std::vector<std::vector<bool>>& bold) {
+  std::ostringstream out;
+  out << "\\begin{tabular}{l" << std::string(rs.columns.empty() ? 0 : rs.columns.size() - 1, 'r') << "}\n\\toprule\n";
+  for (size_t c = 0; c < rs.columns.size(); ++c) out << (c ? " & " : "") << latex_escape(rs.columns[c]);
+  out << " \\\\\n\\midrule\n";
+  for (const auto& row : texts(rs, bold, "\\textbf{", "}", latex_escape)) {
+    for (size_t c = 0; c < row.size(); ++c) out << (c ? " & " : "") << row[c];
+    out << " \\\\\n";
+  }
+  out << "\\bottomrule\n\\end{tabular}\n";
+  std::string s = out.str();
+  for (size_t at = 0; (at = s.find("±", at)) != std::string::npos;) s.replace(at, 2, "$\\pm$");
+  for (size_t at = 0; (at = s.find("—", at)) != std::string::npos;) s.replace(at, 3, "--");
+  return s;
+}
+
+std::string html(const tracking::ResultSet& rs, const std::vector<std::vector<bool>>& bold) {
+  std::ostringstream out;
+  out << "<table>\n<thead><tr>";
+  for (const auto& c : rs.columns) out << "<th>" << html_escape(c) << "</th>";
+  out << "</tr></thead>\n<tbody>\n";
+  for (const auto& row : texts(rs, bold, "<b>", "</b>", html_escape)) {
+    out << "<tr>";
+    for (const auto& c : row) out << "<td>" << c << "</td>";
+    out << "</tr>\n";
+  }
+  out << "</tbody>\n</table>\n";
+  return out.str();
+}
+
+std::string markdown(const tracking::ResultSet& rs, const std::vector<std::vector<bool>>& bold,
+                     const std::string& open, const std::string& close) {
+  const auto cells = texts(rs, bold, open, close, nullptr);
   std::vector<size_t> width(rs.columns.size());
-  for (size_t c = 0; c < rs.columns.size(); ++c) width[c] = std::max<size_t>(3, rs.columns[c].size());
-  for (const auto& row : rs.rows) {
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], cell_text(row[c]).size());
+  for (size_t c = 0; c < rs.columns.size(); ++c) width[c] = std::max<size_t>(3, display_width(rs.columns[c]));
+  for (const auto& row : cells) {
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], display_width(row[c]));
   }
   std::ostringstream out;
   auto line = [&](const std::vector<std::string>& cells) {
     out << "|";
     for (size_t c = 0; c < cells.size(); ++c) {
-      out << " " << cells[c] << std::string(width[c] - cells[c].size(), ' ') << " |";
+      out << " " << cells[c] << std::string(width[c] - display_width(cells[c]), ' ') << " |";
     }
     out << "\n";
   };
@@ -57,18 +147,17 @@ std::string markdown(const tracking::ResultSet& rs) {
   std::vector<std::string> rule;
   for (size_t w : width) rule.push_back(std::string(w, '-'));
   line(rule);
-  for (const auto& row : rs.rows) {
-    std::vector<std::string> cells;
-    for (const auto& c : row) cells.push_back(cell_text(c));
-    line(cells);
-  }
+  for (const auto& row : cells) line(row);
   return out.str();
 }
 
 }  // namespace
 
-std::string render(const tracking::ResultSet& rs, Format format) {
-  if (format == Format::kTable) return markdown(rs);
+std::string render(const tracking::ResultSet& rs, Format format, const std::vector<std::vector<bool>>& bold) {
+  if (format == Format::kTable) return markdown(rs, bold, "", "*");
+  if (format == Format::kMarkdown) return markdown(rs, bold, "**", "**");
+  if (format == Format::kLatex) return latex(rs, bold);
+  if (format == Format::kHtml) return html(rs, bold);
   if (format == Format::kCsv) {
     std::ostringstream out;
     for (size_t c = 0; c < rs.columns.size(); ++c) out << (c ? "," : "") << csv_quote(rs.columns[c]);

@@ -1,18 +1,25 @@
-// Renders a ResultSet as a Markdown table, CSV (RFC 4180 quoting) or JSON (array of objects).
-// No LibTorch.
+// Renders a ResultSet as an aligned text table (Markdown), CSV (RFC 4180 quoting), LaTeX (booktabs),
+// HTML or JSON (array of objects). No LibTorch.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "tracking/store.h"
 
 namespace upcycle::analysis {
 
-enum class Format { kTable, kCsv, kJson };
+enum class Format { kTable, kMarkdown, kCsv, kLatex, kJson, kHtml };
 
-/// "table"/"md", "csv", "json"; throws ConfigError naming the bad value.
+/// "table", "md", "csv", "latex", "json" (html is the report's); throws ConfigError naming the bad value.
 Format parse_format(const std::string& name);
-std::string render(const tracking::ResultSet& rs, Format format);
+/// `bold`, when given, marks cells (same shape as rs.rows) to emphasise: **x** in Markdown, \textbf in
+/// LaTeX, <b> in HTML, "x*" in the text table; CSV and JSON ignore it.
+std::string render(const tracking::ResultSet& rs, Format format, const std::vector<std::vector<bool>>& bold = {});
+/// Escapes text for HTML (& < > " ').
+std::string html_escape(const std::string& s);
+/// Escapes text for LaTeX (& % $ # _ { } ~ ^ \).
+std::string latex_escape(const std::string& s);
 /// A cell as text: "" for NULL, integers plain, reals with up to 6 significant digits (4 decimals
 /// minimum precision for perplexities).
 std::string cell_text(const tracking::Cell& c);

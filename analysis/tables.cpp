@@ -1,81 +1,340 @@
 #include "analysis/tables.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <map>
-#include <vector>
+#include <optional>
 
+#include <nlohmann/json.hpp>
+
+#include "analysis/paper.h"
 #include "core/error.h"
 
 namespace upcycle::analysis {
+
+using tracking::Cell;
+using tracking::ResultSet;
 
 std::string latest_run(tracking::Store& store) {
   auto rs = store.select("SELECT name FROM runs ORDER BY COALESCE(updated_at, created_at) DESC, id DESC LIMIT 1");
   return rs.rows.empty() ? "" : std::get<std::string>(rs.rows[0][0]);
 }
 
-namespace {
-
-// Rows (model, column, value) pivoted to one row per model and one column per distinct column name;
-// `avg` appends the mean over the columns.
-tracking::ResultSet pivot(const tracking::ResultSet& rs, bool avg) {
-  std::vector<std::string> models, domains;
-  std::map<std::pair<std::string, std::string>, double> value;
-  for (const auto& row : rs.rows) {
-    std::string m = std::get<std::string>(row[0]), d = std::get<std::string>(row[1]);
-    if (std::find(models.begin(), models.end(), m) == models.end()) models.push_back(m);
-    if (std::find(domains.begin(), domains.end(), d) == domains.end()) domains.push_back(d);
-    value[{m, d}] = std::get<double>(row[2]);
+std::string run_or_latest(tracking::Store& store, const std::string& run_name) {
+  std::string run = run_name.empty() ? latest_run(store) : run_name;
+  if (run.empty()) throw StoreError(store.path() + ": the store has no runs yet", "run a recipe first: upcycle run RECIPE");
+  if (store.select("SELECT 1 FROM runs WHERE name = ?", {run}).rows.empty()) {
+    throw StoreError(store.path() + ": no run named '" + run + "'", "`upcycle status` lists the runs");
   }
-  tracking::ResultSet out;
-  out.columns.push_back("model");
-  for (const auto& d : domains) out.columns.push_back(d);
-  if (avg) out.columns.push_back("avg");
-  for (const auto& m : models) {
-    std::vector<tracking::Cell> row{m};
-    double sum = 0;
-    int n = 0;
-    for (const auto& d : domains) {
-      auto it = value.find({m, d});
-      if (it == value.end()) {
-        row.push_back(std::monostate{});
-      } else {
-        row.push_back(it->second);
-        sum += it->second;
-        ++n;
-      }
+  return run;
+}
+
+std::vector<std::string> seed_group(tracking::Store& store, const std::string& run) {
+  auto point_without_seed = [](const std::string& text) {
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_object()) j.erase("seed");
+    return j.dump();
+  };
+  auto self = store.select("SELECT experiment_id, sweep_point FROM runs WHERE name = ?", {run});
+  std::vector<std::string> out{run};
+  if (self.rows.empty()) return out;
+  const std::string mine = point_without_seed(tracking::text_of(self.rows[0][1]));
+  auto all = store.select("SELECT name, sweep_point FROM runs WHERE experiment_id = ? AND name != ? ORDER BY id",
+                          {std::to_string(std::get<int64_t>(self.rows[0][0])), run});
+  for (const auto& r : all.rows) {
+    const std::string point = tracking::text_of(r[1]);
+    if (point.find("\"seed\"") != std::string::npos && point_without_seed(point) == mine) {
+      out.push_back(tracking::text_of(r[0]));
     }
-    if (avg) row.push_back(n == static_cast<int>(domains.size()) ? tracking::Cell(sum / n) : tracking::Cell());
-    out.rows.push_back(std::move(row));
   }
   return out;
 }
 
+namespace {
+
+std::string fixed(double v, int decimals) {
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%.*f", decimals, v);
+  return buf;
+}
+
+std::string percent(double v) {
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%+.1f%%", v);
+  return buf;
+}
+
+// Values gathered across the runs of a seed group: row label -> column -> one value per run.
+struct Gathered {
+  std::vector<std::string> rows, columns;  ///< in order of first appearance
+  std::map<std::string, std::map<std::string, std::vector<double>>> values;
+  void add(const std::string& row, const std::string& col, double v) {
+    if (std::find(rows.begin(), rows.end(), row) == rows.end()) rows.push_back(row);
+    if (std::find(columns.begin(), columns.end(), col) == columns.end()) columns.push_back(col);
+    values[row][col].push_back(v);
+  }
+};
+
+// One note per job of the group's runs that is not done, so a missing row is explained.
+std::vector<std::string> unfinished_jobs(tracking::Store& store, const std::vector<std::string>& runs) {
+  std::vector<std::string> notes;
+  for (const auto& run : runs) {
+    auto rs = store.select("SELECT stage, status, COALESCE(error, '') FROM v_jobs WHERE run = ? AND status != 'done'",
+                           {run});
+    for (const auto& r : rs.rows) {
+      std::string error = tracking::text_of(r[2]);
+      if (error.size() > 120) error = error.substr(0, 117) + "...";
+      notes.push_back("run " + run + ": job " + tracking::text_of(r[0]) + " is " + tracking::text_of(r[1]) +
+                      (error.empty() ? "" : " (" + error + ")") + "; its results are missing here");
+    }
+  }
+  return notes;
+}
+
+std::string runs_note(const std::vector<std::string>& runs) {
+  if (runs.size() == 1) return "one run (" + runs[0] + "); a sweep over seed gives mean ± std";
+  std::string names;
+  for (const auto& r : runs) names += (names.empty() ? "" : ", ") + r;
+  return "mean ± sample std over " + std::to_string(runs.size()) + " seeds (runs " + names + ")";
+}
+
+// Marks the best mean of each numeric column (lowest or highest) among rows with a value.
+void mark_best(Table& t, const std::vector<std::vector<std::optional<double>>>& means, bool lower_is_better) {
+  t.best.assign(t.display.rows.size(), std::vector<bool>(t.display.columns.size(), false));
+  if (means.empty()) return;
+  for (size_t c = 0; c < means[0].size(); ++c) {
+    std::optional<size_t> best;
+    for (size_t r = 0; r < means.size(); ++r) {
+      if (!means[r][c]) continue;
+      if (!best || (lower_is_better ? *means[r][c] < *means[*best][c] : *means[r][c] > *means[*best][c])) best = r;
+    }
+    if (best) t.best[*best][c + 1] = true;  // column 0 is the label
+  }
+}
 
 }  // namespace
 
-std::string run_or_latest(tracking::Store& store, const std::string& run_name) {
-  std::string run = run_name.empty() ? latest_run(store) : run_name;
-  if (run.empty()) throw StoreError(store.path() + ": the store has no runs yet");
-  return run;
+Table perplexity_table(tracking::Store& store, const std::string& run_name, const std::string& paper_id) {
+  const std::string run = run_or_latest(store, run_name);
+  const std::vector<std::string> runs = seed_group(store, run);
+  const std::optional<PaperTable> paper = paper_table(paper_id);
+  if (!paper) throw InternalError("no paper table '" + paper_id + "'");
+  // Per run: model -> domain -> ppl; the average is taken per run (all domains present), then pooled.
+  Gathered g;
+  for (const auto& r : runs) {
+    auto rs = store.select("SELECT model, substr(task, 5), value FROM v_results WHERE run = ? AND metric = 'ppl' "
+                           "AND task LIKE 'ppl/%' ORDER BY result_id", {r});
+    std::map<std::string, std::vector<double>> per_model;
+    for (const auto& row : rs.rows) {
+      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), std::get<double>(row[2]));
+      per_model[tracking::text_of(row[0])].push_back(std::get<double>(row[2]));
+    }
+    for (const auto& [model, vals] : per_model) {
+      double sum = 0;
+      for (double v : vals) sum += v;
+      if (vals.size() == g.columns.size()) g.values[model]["avg"].push_back(sum / vals.size());
+    }
+  }
+  if (g.rows.empty()) {
+    throw StoreError(store.path() + ": run '" + run + "' has no perplexity results",
+                     "its eval stage has not run or failed: upcycle status --run " + run);
+  }
+  const std::vector<std::string> domains = g.columns;
+  const PaperRow* paper_ref = paper->reference();
+  std::string our_ref;  // our model standing for the paper's reference row
+  for (const auto& m : g.rows) {
+    if (our_ref.empty() && paper->row_for(m) == paper_ref && !g.values[m]["avg"].empty()) our_ref = m;
+  }
+  const double our_ref_avg = our_ref.empty() ? 0 : stat_of(g.values[our_ref]["avg"]).mean;
+  const double paper_ref_avg = paper_ref ? paper->average(*paper_ref) : 0;
+
+  Table t;
+  t.title = "Perplexity per domain (" + paper->source + " layout), run " + run;
+  t.display.columns = {"model"};
+  t.data.columns = {"model"};
+  for (const auto& d : domains) {
+    auto it = paper->columns.find(d);
+    t.display.columns.push_back(it == paper->columns.end() ? d : d + " (" + it->second + ")");
+    t.data.columns.insert(t.data.columns.end(), {d, d + "_std"});
+  }
+  t.display.columns.insert(t.display.columns.end(), {"avg", "n", "vs " + (our_ref.empty() ? "BTX" : our_ref),
+                                                     "paper row", "paper vs " + paper->reference_row});
+  t.data.columns.insert(t.data.columns.end(), {"avg", "avg_std", "n", "change_vs_reference_pct", "paper_row",
+                                               "paper_change_vs_reference_pct"});
+  std::vector<std::vector<std::optional<double>>> means;
+  std::vector<const PaperRow*> shown;
+  for (const auto& m : g.rows) {
+    std::vector<Cell> disp{m}, data{m};
+    std::vector<std::optional<double>> row_means;
+    for (const auto& col : domains) {
+      const Stat s = stat_of(g.values[m][col]);
+      disp.push_back(stat_text(s, 2));
+      data.push_back(s.n ? Cell(s.mean) : Cell());
+      data.push_back(s.n > 1 ? Cell(s.std) : Cell());
+      row_means.push_back(s.n ? std::optional<double>(s.mean) : std::nullopt);
+    }
+    const Stat avg = stat_of(g.values[m]["avg"]);
+    disp.push_back(stat_text(avg, 2));
+    disp.push_back(static_cast<int64_t>(avg.n));
+    data.push_back(avg.n ? Cell(avg.mean) : Cell());
+    data.push_back(avg.n > 1 ? Cell(avg.std) : Cell());
+    data.push_back(static_cast<int64_t>(avg.n));
+    row_means.push_back(avg.n ? std::optional<double>(avg.mean) : std::nullopt);
+    row_means.push_back(std::nullopt);  // n
+    const bool vs = avg.n && our_ref_avg > 0;
+    disp.push_back(vs ? percent(100 * (avg.mean / our_ref_avg - 1)) : std::string("—"));
+    data.push_back(vs ? Cell(100 * (avg.mean / our_ref_avg - 1)) : Cell());
+    const PaperRow* p = paper->row_for(m);
+    if (p) shown.push_back(p);
+    const bool pvs = p && paper_ref_avg > 0;
+    disp.push_back(p ? p->label : std::string("—"));
+    disp.push_back(pvs ? percent(100 * (paper->average(*p) / paper_ref_avg - 1)) : std::string("—"));
+    data.push_back(p ? Cell(p->label) : Cell());
+    data.push_back(pvs ? Cell(100 * (paper->average(*p) / paper_ref_avg - 1)) : Cell());
+    t.display.rows.push_back(std::move(disp));
+    t.data.rows.push_back(std::move(data));
+    means.push_back(std::move(row_means));
+  }
+  mark_best(t, means, /*lower_is_better=*/true);
+  for (const auto& p : paper->rows) {  // the paper's rows this run has no model for
+    if (std::find(shown.begin(), shown.end(), &p) != shown.end()) continue;
+    std::vector<Cell> disp{std::string("(not run)")}, data{std::string("")};
+    for (size_t i = 0; i < domains.size() + 3; ++i) disp.push_back(std::string("—"));
+    for (size_t i = 0; i < 2 * domains.size() + 4; ++i) data.push_back(Cell());
+    disp.push_back(p.label);
+    disp.push_back(paper_ref_avg > 0 ? percent(100 * (paper->average(p) / paper_ref_avg - 1)) : std::string("—"));
+    data.push_back(p.label);
+    data.push_back(paper_ref_avg > 0 ? Cell(100 * (paper->average(p) / paper_ref_avg - 1)) : Cell());
+    t.display.rows.push_back(std::move(disp));
+    t.data.rows.push_back(std::move(data));
+    t.best.push_back(std::vector<bool>(t.display.columns.size(), false));
+  }
+  t.notes.push_back("Ours: perplexity on each domain's test split, " + runs_note(runs) + "; best per column marked.");
+  t.notes.push_back("Paper: " + paper->source + ". At another scale absolute numbers are not comparable, so both "
+                    "sides show each row's change in average perplexity against BTX (negative is better): " +
+                    (our_ref.empty() ? "this run has no BTX model, " : "ours against " + our_ref + ", ") +
+                    "the paper's against its " + paper->reference_row + " row.");
+  for (auto& n : unfinished_jobs(store, runs)) t.notes.push_back(std::move(n));
+  return t;
 }
 
-tracking::ResultSet perplexity_table(tracking::Store& store, const std::string& run_name) {
-  std::string run = run_or_latest(store, run_name);
-  auto rs = store.select(
-      "SELECT model, substr(task, 5) AS domain, value FROM v_results "
-      "WHERE run = ? AND metric = 'ppl' AND task LIKE 'ppl/%' ORDER BY result_id",
-      {run});
-  if (rs.rows.empty()) throw StoreError(store.path() + ": run '" + run + "' has no perplexity results");
-  return pivot(rs, true);
+Table downstream_table(tracking::Store& store, const std::string& run_name) {
+  const std::string run = run_or_latest(store, run_name);
+  const std::vector<std::string> runs = seed_group(store, run);
+  Gathered g, stderrs;
+  for (const auto& r : runs) {
+    auto rs = store.select(
+        "SELECT model, task || ' ' || metric || CASE WHEN filter = 'none' THEN '' ELSE ',' || filter END, value, "
+        "COALESCE(stderr, 0) FROM v_results WHERE run = ? AND task NOT LIKE 'ppl/%' ORDER BY result_id", {r});
+    for (const auto& row : rs.rows) {
+      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), std::get<double>(row[2]));
+      stderrs.add(tracking::text_of(row[0]), tracking::text_of(row[1]), std::get<double>(row[3]));
+    }
+  }
+  if (g.rows.empty()) {
+    throw StoreError(store.path() + ": run '" + run + "' has no downstream results",
+                     "its eval stage lists no tasks, or has not run: upcycle status --run " + run);
+  }
+  Table t;
+  t.title = "Downstream tasks (BAM Table 3 layout), run " + run;
+  t.display.columns = {"model"};
+  t.display.columns.insert(t.display.columns.end(), g.columns.begin(), g.columns.end());
+  t.data.columns = {"model", "task", "mean", "std", "stderr", "n"};
+  std::vector<std::vector<std::optional<double>>> means;
+  for (const auto& m : g.rows) {
+    std::vector<Cell> disp{m};
+    std::vector<std::optional<double>> row_means;
+    for (const auto& col : g.columns) {
+      const std::vector<double>& v = g.values[m][col];
+      Stat s = stat_of(v);
+      if (s.n == 1) s.std = stderrs.values[m][col][0];  // one run: the score's own standard error
+      std::string text = s.n ? fixed(s.mean, 3) + " ± " + fixed(s.std, 3) : "missing";
+      disp.push_back(text);
+      row_means.push_back(s.n ? std::optional<double>(s.mean) : std::nullopt);
+      if (s.n) {
+        t.data.rows.push_back({m, col, s.mean, s.n > 1 ? Cell(s.std) : Cell(), s.n == 1 ? Cell(s.std) : Cell(),
+                               static_cast<int64_t>(s.n)});
+      }
+    }
+    t.display.rows.push_back(std::move(disp));
+    means.push_back(std::move(row_means));
+  }
+  mark_best(t, means, /*lower_is_better=*/false);
+  t.notes.push_back("Ours: accuracy (acc, acc_norm) or exact match on each task's examples; " +
+                    std::string(runs.size() == 1 ? "± is the score's standard error over examples (one run)"
+                                                 : runs_note(runs)) + "; best per column marked.");
+  for (auto& n : unfinished_jobs(store, runs)) t.notes.push_back(std::move(n));
+  return t;
 }
 
-tracking::ResultSet downstream_table(tracking::Store& store, const std::string& run_name) {
-  std::string run = run_or_latest(store, run_name);
-  auto rs = store.select(
-      "SELECT model, task || ' ' || metric || CASE WHEN filter = 'none' THEN '' ELSE ',' || filter END, value "
-      "FROM v_results WHERE run = ? AND task NOT LIKE 'ppl/%' ORDER BY result_id",
-      {run});
-  if (rs.rows.empty()) throw StoreError(store.path() + ": run '" + run + "' has no downstream results");
-  return pivot(rs, false);
+Table validation_loss_table(tracking::Store& store, const std::string& run_name) {
+  const std::string run = run_or_latest(store, run_name);
+  const std::vector<std::string> runs = seed_group(store, run);
+  Gathered g;
+  for (const auto& r : runs) {
+    // The last logged value of each metric of each train job of the run.
+    auto rs = store.select(
+        "SELECT rj.stage, m.key, m.value FROM metrics m JOIN run_jobs rj ON rj.job_id = m.job_id "
+        "JOIN runs ru ON ru.id = rj.run_id WHERE ru.name = ? AND m.key IN ('val_loss', 'tokens') "
+        "AND m.step = (SELECT MAX(step) FROM metrics m2 WHERE m2.job_id = m.job_id AND m2.key = m.key) "
+        "ORDER BY rj.rowid", {r});
+    for (const auto& row : rs.rows) {
+      const double v = std::holds_alternative<double>(row[2]) ? std::get<double>(row[2])
+                                                                : static_cast<double>(std::get<int64_t>(row[2]));
+      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), v);
+    }
+  }
+  if (g.rows.empty()) {
+    throw StoreError(store.path() + ": run '" + run + "' has no training metrics",
+                     "its train stages have not run: upcycle status --run " + run);
+  }
+  Table t;
+  t.title = "Final validation loss of each training stage (NVIDIA's ablations: compare at equal tokens), run " + run;
+  t.display.columns = {"stage", "tokens", "val_loss", "n"};
+  t.data.columns = {"stage", "tokens", "val_loss", "val_loss_std", "n"};
+  std::vector<std::vector<std::optional<double>>> means;
+  for (const auto& s : g.rows) {
+    const Stat tok = stat_of(g.values[s]["tokens"]), loss = stat_of(g.values[s]["val_loss"]);
+    t.display.rows.push_back({s, tok.n ? Cell(static_cast<int64_t>(tok.mean)) : Cell(), stat_text(loss, 4),
+                              static_cast<int64_t>(loss.n)});
+    t.data.rows.push_back({s, tok.n ? Cell(tok.mean) : Cell(), loss.n ? Cell(loss.mean) : Cell(),
+                           loss.n > 1 ? Cell(loss.std) : Cell(), static_cast<int64_t>(loss.n)});
+    means.push_back({std::nullopt, loss.n ? std::optional<double>(loss.mean) : std::nullopt, std::nullopt});
+  }
+  mark_best(t, means, /*lower_is_better=*/true);
+  t.notes.push_back("Ours: the last validation loss each stage logged, " + runs_note(runs) +
+                    ". Compare stages at equal tokens only.");
+  for (auto& n : unfinished_jobs(store, runs)) t.notes.push_back(std::move(n));
+  return t;
+}
+
+const std::vector<std::pair<std::string, std::string>>& table_names() {
+  static const std::vector<std::pair<std::string, std::string>> kNames = {
+      {"ppl", "perplexity per domain, beside BAM Table 1 (590M)"},
+      {"ppl-2b", "perplexity per domain, beside BAM Table 2 (2B)"},
+      {"downstream", "downstream task scores with their standard errors (BAM Table 3 layout)"},
+      {"attention-routing", "perplexity beside BAM Table 6: soft against top-1 and top-2 attention routing"},
+      {"param-matched", "perplexity beside BAM Tables 4 and 5: BTX with extra seed experts against BAM"},
+      {"nv-upcycling", "final validation loss and tokens of every training stage (NVIDIA's ablations)"},
+  };
+  return kNames;
+}
+
+void check_table_name(const std::string& name) {
+  std::string list;
+  for (const auto& [known, what] : table_names()) {
+    if (known == name) return;
+    list += (list.empty() ? "" : ", ") + known;
+  }
+  throw ConfigError("upcycle table: unknown table '" + name + "' (known: " + list + ")",
+                    "params and flops of a recipe: upcycle params RECIPE, upcycle flops RECIPE");
+}
+
+Table make_table(tracking::Store& store, const std::string& name, const std::string& run) {
+  check_table_name(name);
+  if (name == "downstream") return downstream_table(store, run);
+  if (name == "nv-upcycling") return validation_loss_table(store, run);
+  return perplexity_table(store, run, name);
 }
 
 }  // namespace upcycle::analysis

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <set>
 #include <map>
 #include <optional>
 
@@ -110,12 +111,13 @@ int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts, con
                  " already complete, " + std::to_string(s.failed) + " failed; store " + store_path);
   if (s.failed == 0 && !s.interrupted) {
     tracking::Store store(store_path, tracking::Store::Mode::kReadOnly);
+    std::set<std::string> shown;  // runs already pooled into an earlier table (a sweep over seed)
     for (const auto& run : s.run_names) {
+      if (shown.count(run)) continue;
+      for (const auto& r : analysis::seed_group(store, run)) shown.insert(r);
       try {
-        auto table = analysis::render(analysis::perplexity_table(store, run), analysis::Format::kTable);
-        if (s.run_names.size() > 1) std::cout << "\nrun " << run << "\n";
-        std::cout << table;
-        std::cout << "\n" << analysis::render(analysis::downstream_table(store, run), analysis::Format::kTable);
+        std::cout << "\n" << analysis::render_table(analysis::perplexity_table(store, run), analysis::Format::kTable);
+        std::cout << "\n" << analysis::render_table(analysis::downstream_table(store, run), analysis::Format::kTable);
       } catch (const StoreError&) {
         // no eval stage (or no downstream tasks) in this recipe: nothing (more) to tabulate
       }

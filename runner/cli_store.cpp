@@ -44,7 +44,7 @@ void add_store_options(po::options_description& desc) {
       "SQLite store (default: the --recipe's store, else runs/store.sqlite)")(
       "recipe", po::value<std::string>()->default_value(""), "take the store from this recipe")(
       "run", po::value<std::string>()->default_value(""), "run name (default: the latest)")(
-      "format", po::value<std::string>()->default_value("table"), "table | csv | json");
+      "format", po::value<std::string>()->default_value("table"), "table | md | csv | latex | json");
 }
 
 std::string store_path(const po::variables_map& vm) {
@@ -135,20 +135,21 @@ int cmd_query(const std::vector<std::string>& args) {
 int cmd_table(const std::vector<std::string>& args) {
   po::options_description desc("table options");
   add_store_options(desc);
-  desc.add_options()("which", po::value<std::string>()->default_value("ppl"), "table: ppl | downstream");
+  desc.add_options()("which", po::value<std::string>()->default_value("ppl"), "the table (--list shows them)")(
+      "list", "list the tables");
   po::positional_options_description pos;
   pos.add("which", 1);
   auto vm = parse("table", args, desc, pos);
-  if (wants_help(vm, "table", "[ppl|downstream] [--run NAME] [--format table|csv|json]", desc)) return 0;
-  std::string which = vm["which"].as<std::string>();
-  if (which != "ppl" && which != "downstream") {
-    throw ConfigError("upcycle table: unknown table '" + which + "' (known: ppl, downstream)");
+  if (wants_help(vm, "table", "NAME [--run NAME] [--format table|md|csv|latex|json]", desc)) return 0;
+  if (vm.count("list")) {
+    for (const auto& [name, what] : analysis::table_names()) std::cout << name << "  " << what << "\n";
+    return 0;
   }
+  const auto format = analysis::parse_format(vm["format"].as<std::string>());
+  const std::string which = vm["which"].as<std::string>();
+  analysis::check_table_name(which);  // before looking for a store
   auto store = open_store_ro(store_path(vm));
-  const std::string run = vm["run"].as<std::string>();
-  std::cout << analysis::render(which == "ppl" ? analysis::perplexity_table(store, run)
-                                               : analysis::downstream_table(store, run),
-                                analysis::parse_format(vm["format"].as<std::string>()));
+  std::cout << analysis::render_table(analysis::make_table(store, which, vm["run"].as<std::string>()), format);
   return 0;
 }
 

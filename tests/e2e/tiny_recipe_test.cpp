@@ -100,7 +100,7 @@ TEST(TinyRecipeTest, RunsEndToEndAndFillsTheStore) {
 
   auto table = run_binary({UPCYCLE_BINARY, "table", "ppl", "--format", "csv"}, dir.path());
   EXPECT_EQ(table.exit_code, 0) << table.output;
-  EXPECT_EQ(table.output.substr(0, table.output.find('\n')), "model,general,code,law,math,avg");
+  EXPECT_EQ(table.output.substr(0, table.output.find('\n')), "model,general,general_std,code,code_std,law,law_std,math,math_std,avg,avg_std,n,change_vs_reference_pct,paper_row,paper_change_vs_reference_pct");
 
   // Every job traces to the code that computed it: git sha as built and the binary's sha256.
   EXPECT_EQ(scalar(after, "SELECT COUNT(*) FROM jobs WHERE length(binary_sha256) = 64 AND git_sha != ''"), 7);

@@ -1,0 +1,36 @@
+// The papers' own numbers, shown beside ours (analysis/paper_numbers.json, compiled in). Each table
+// says where its numbers come from, maps our domains to its columns, and maps each of its rows to the
+// stage labels recipes give the same model (seed, experts/code, btx_dm, bam_dm, ...). No LibTorch.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace upcycle::analysis {
+
+struct PaperRow {
+  std::string label;                      ///< as the paper writes it: "BAM DM (Expert KV)"
+  std::vector<std::string> ours;          ///< stage labels that stand for it, first match wins
+  std::map<std::string, double> values;   ///< our domain name (or "avg") -> the paper's number
+};
+
+struct PaperTable {
+  std::string id;                          ///< "ppl", "attention-routing", ...
+  std::string source;                      ///< "BAM Table 1 (590M seed)"
+  std::map<std::string, std::string> columns;  ///< our domain -> the paper's column name
+  std::string reference_row;               ///< the row relative changes are taken against (BTX)
+  std::vector<PaperRow> rows;
+
+  /// The paper row standing for our model `label`, if any.
+  const PaperRow* row_for(const std::string& label) const;
+  const PaperRow* reference() const;
+  /// The paper's average of a row: its "avg" value, else the mean of its domain values.
+  double average(const PaperRow& row) const;
+};
+
+/// The table `id`; nullopt when the papers have no table of that name.
+std::optional<PaperTable> paper_table(const std::string& id);
+
+}  // namespace upcycle::analysis

@@ -1,0 +1,36 @@
+// A table for people and for programs at once: `display` is what the text, Markdown, LaTeX and HTML
+// forms show ("65.70 ± 0.41", "missing"), `data` the numbers CSV and JSON carry (mean, std and n in
+// their own columns), with a title above and notes below. No LibTorch.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "analysis/render.h"
+#include "tracking/store.h"
+
+namespace upcycle::analysis {
+
+struct Table {
+  std::string title;
+  tracking::ResultSet display;
+  std::vector<std::vector<bool>> best;  ///< display cells to emphasise (the best value of a column)
+  tracking::ResultSet data;
+  std::vector<std::string> notes;
+};
+
+/// Title, table and notes in `format`; CSV and JSON carry `data` alone (JSON as {title, rows, notes}).
+std::string render_table(const Table& t, Format format);
+
+/// Mean, sample standard deviation and count of the values of one cell across seeds.
+struct Stat {
+  double mean = 0;
+  double std = 0;
+  int n = 0;
+};
+Stat stat_of(const std::vector<double>& values);
+
+/// "65.70", or "65.70 ± 0.41" when n > 1, with `decimals` decimals; "missing" when n == 0.
+std::string stat_text(const Stat& s, int decimals);
+
+}  // namespace upcycle::analysis

@@ -1,0 +1,154 @@
+// The paper tables over a store filled by hand: seeds pooled as mean ± sample std (checked against
+// values worked out here), the best value marked, the paper's relative numbers (BAM Table 1: BAM DM
+// against BTX = 9.70 / 10.72 - 1 = -9.5%), missing results and unfinished jobs shown, and every format.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "analysis/paper.h"
+#include "analysis/tables.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "tests/support/temp_dir.h"
+
+namespace upcycle::analysis {
+namespace {
+
+using tracking::Store;
+
+// One run per seed of experiment "exp" (sweep point {"seed": s}); each run's eval job has the given
+// perplexities: model -> {general, code}.
+void add_run(Store& s, const std::string& dir, int seed, const std::map<std::string, std::pair<double, double>>& ppl,
+             const std::string& eval_status = "done") {
+  const std::string name = "exp/seed=" + std::to_string(seed);
+  int64_t run = s.upsert_run({"rk" + std::to_string(seed), "exp", name, "{\"seed\":\"" + std::to_string(seed) + "\"}"});
+  const std::string key = "eval" + std::to_string(seed), job_dir = dir + "/" + key;
+  core::make_dirs(job_dir);
+  s.upsert_job(run, {0, key, "eval", "eval", "", 0, std::nullopt, job_dir, "", "", "", "{}", ""});
+  if (eval_status != "done") {
+    s.set_job_status(key, eval_status, 1, "out of memory");
+    return;
+  }
+  core::JobResult r;
+  r.key = key;
+  for (const auto& [model, v] : ppl) {
+    r.evals.push_back({model, "ppl/general", "ppl", v.first, 0.1, 1000, "none", std::nullopt});
+    r.evals.push_back({model, "ppl/code", "ppl", v.second, 0.1, 1000, "none", std::nullopt});
+    r.evals.push_back({model, "cont/code", "acc", v.second / 100, 0.05, 100, "none", std::nullopt});
+  }
+  s.ingest_job(key, job_dir, r);
+}
+
+double cell(const tracking::ResultSet& rs, const std::string& row, const std::string& col) {
+  size_t c = std::find(rs.columns.begin(), rs.columns.end(), col) - rs.columns.begin();
+  for (const auto& r : rs.rows) {
+    if (tracking::text_of(r[0]) == row) return std::get<double>(r.at(c));
+  }
+  ADD_FAILURE() << "no row " << row;
+  return NAN;
+}
+
+TEST(TablesTest, SeedsArePooledAsMeanAndSampleStd) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  add_run(s, dir.path(), 1, {{"btx_dm", {20, 4}}, {"bam_dm", {18, 3}}});
+  add_run(s, dir.path(), 2, {{"btx_dm", {22, 4}}, {"bam_dm", {19, 3.5}}});
+  add_run(s, dir.path(), 3, {{"btx_dm", {24, 4}}, {"bam_dm", {20, 4}}});
+  Table t = perplexity_table(s, "exp/seed=2");
+  // general of btx_dm: 20, 22, 24 -> mean 22, sample std 2.
+  EXPECT_DOUBLE_EQ(cell(t.data, "btx_dm", "general"), 22.0);
+  EXPECT_DOUBLE_EQ(cell(t.data, "btx_dm", "general_std"), 2.0);
+  // avg per run of bam_dm: 10.5, 11.25, 12 -> mean 11.25, std 0.75.
+  EXPECT_DOUBLE_EQ(cell(t.data, "bam_dm", "avg"), 11.25);
+  EXPECT_NEAR(cell(t.data, "bam_dm", "avg_std"), 0.75, 1e-12);
+  // Ours against our BTX (avg 13): 11.25 / 13 - 1.
+  EXPECT_NEAR(cell(t.data, "bam_dm", "change_vs_reference_pct"), 100 * (11.25 / 13 - 1), 1e-9);
+  // The paper's BAM DM (Expert KV) against its BTX: 9.70 / 10.72 - 1.
+  EXPECT_NEAR(cell(t.data, "bam_dm", "paper_change_vs_reference_pct"), 100 * (9.70 / 10.72 - 1), 1e-9);
+  const std::string text = render_table(t, Format::kTable);
+  EXPECT_NE(text.find("22.00 ± 2.00"), std::string::npos) << text;
+  EXPECT_NE(text.find("19.00 ± 1.00*"), std::string::npos) << "the best general is marked:\n" << text;
+  EXPECT_NE(text.find("-9.5%"), std::string::npos) << text;
+  EXPECT_NE(text.find("3 seeds"), std::string::npos) << text;
+  // The paper's rows this run has no model for are listed, not dropped.
+  EXPECT_NE(text.find("BAM CM (Shared KV)"), std::string::npos) << text;
+}
+
+TEST(TablesTest, AFailedRunIsShownAndOnlyFinishedSeedsArePooled) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  add_run(s, dir.path(), 1, {{"bam_dm", {18, 3}}});
+  add_run(s, dir.path(), 2, {}, "failed");
+  Table t = perplexity_table(s, "exp/seed=1");
+  EXPECT_DOUBLE_EQ(cell(t.data, "bam_dm", "general"), 18.0);
+  const std::string text = render_table(t, Format::kTable);
+  EXPECT_NE(text.find("run exp/seed=2: job eval is failed (out of memory); its results are missing here"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("2 seeds"), std::string::npos) << text;
+}
+
+TEST(TablesTest, FormatsCarryTheSameTable) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  add_run(s, dir.path(), 1, {{"bam_dm", {18, 3}}, {"experts/code", {30, 2.5}}});
+  Table t = perplexity_table(s, "");
+  const std::string latex = render_table(t, Format::kLatex);
+  EXPECT_NE(latex.find("\\begin{tabular}"), std::string::npos);
+  EXPECT_NE(latex.find("experts/code & 30.00 & \\textbf{2.50}"), std::string::npos) << latex;
+  EXPECT_NE(latex.find("bam\\_dm"), std::string::npos) << "underscores are escaped:\n" << latex;
+  const std::string md = render_table(t, Format::kMarkdown);
+  EXPECT_NE(md.find("**18.00**"), std::string::npos) << md;
+  const std::string csv = render_table(t, Format::kCsv);
+  EXPECT_EQ(csv.substr(0, csv.find(',')), "model");
+  const std::string html = render_table(t, Format::kHtml);
+  EXPECT_NE(html.find("<td><b>18.00</b></td>"), std::string::npos) << html;
+  auto json = nlohmann::json::parse(render_table(t, Format::kJson));
+  EXPECT_EQ(json["rows"][0]["model"], "bam_dm");
+  EXPECT_FALSE(json["notes"].empty());
+}
+
+TEST(TablesTest, DownstreamShowsTheStderrOfOneRun) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  add_run(s, dir.path(), 1, {{"bam_dm", {18, 30}}});
+  const std::string text = render_table(downstream_table(s, ""), Format::kTable);
+  EXPECT_NE(text.find("0.300 ± 0.050"), std::string::npos) << text;
+}
+
+TEST(TablesTest, MissingThingsAreNamed) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  EXPECT_THROW(make_table(s, "pplx", ""), ConfigError);
+  try {
+    make_table(s, "ppl", "");
+    FAIL();
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("has no runs yet"), std::string::npos) << e.what();
+  }
+  add_run(s, dir.path(), 1, {}, "failed");
+  try {
+    make_table(s, "ppl", "exp/seed=1");
+    FAIL();
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("has no perplexity results"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(make_table(s, "ppl", "nosuch"), StoreError);
+}
+
+TEST(TablesTest, PaperNumbersAreThePapers) {
+  auto t1 = paper_table("ppl");
+  ASSERT_TRUE(t1);
+  EXPECT_EQ(t1->source, "BAM Table 1 (590M seed)");
+  ASSERT_NE(t1->row_for("bam_dm"), nullptr);
+  EXPECT_DOUBLE_EQ(t1->row_for("bam_dm")->values.at("code"), 3.45);
+  // Table 1's Average is the mean of its four columns (within rounding).
+  for (const auto& r : t1->rows) {
+    double sum = 0;
+    for (const char* d : {"general", "code", "law", "math"}) sum += r.values.at(d);
+    EXPECT_NEAR(sum / 4, r.values.at("avg"), 0.01) << r.label;
+  }
+  EXPECT_FALSE(paper_table("nosuch"));
+}
+
+}  // namespace
+}  // namespace upcycle::analysis
