@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "analysis/render.h"
+#include "analysis/report.h"
 #include "analysis/tables.h"
 #include "cluster/local_executor.h"
 #include "core/error.h"
@@ -95,6 +96,28 @@ RunSummary submit_and_maybe_wait(const std::vector<RunPoint>& points, const RunO
   return s;
 }
 
+// After a run that succeeded: its tables, then the HTML report in ROOT/report (unless --no-report).
+void show_results(const Recipe& recipe, const std::vector<std::string>& run_names, bool report) {
+  tracking::Store store(recipe.store, tracking::Store::Mode::kReadOnly);
+  std::set<std::string> shown;  // runs already pooled into an earlier table (a sweep over seed)
+  for (const auto& run : run_names) {
+    if (shown.count(run)) continue;
+    for (const auto& r : analysis::seed_group(store, run)) shown.insert(r);
+    try {
+      std::cout << "\n" << analysis::render_table(analysis::perplexity_table(store, run), analysis::Format::kTable);
+      std::cout << "\n" << analysis::render_table(analysis::downstream_table(store, run), analysis::Format::kTable);
+    } catch (const StoreError&) {
+      // no eval stage (or no downstream tasks) in this recipe: nothing (more) to tabulate
+    }
+  }
+  if (!report) return;
+  try {
+    std::cout << "\nreport: " << analysis::write_report(store, run_names, recipe.root + "/report") << "\n";
+  } catch (const Error& e) {
+    core::log_warn(std::string("no report: ") + e.what());
+  }
+}
+
 int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts, const std::string& how_to_continue) {
   opts.job_exe = job_binary();
   RunSummary s;
@@ -109,20 +132,7 @@ int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts, con
   core::log_info(std::to_string(s.run_names.size()) + " run(s) of " + points[0].recipe.name + ": " +
                  std::to_string(s.done) + " jobs done, " + std::to_string(s.skipped) +
                  " already complete, " + std::to_string(s.failed) + " failed; store " + store_path);
-  if (s.failed == 0 && !s.interrupted) {
-    tracking::Store store(store_path, tracking::Store::Mode::kReadOnly);
-    std::set<std::string> shown;  // runs already pooled into an earlier table (a sweep over seed)
-    for (const auto& run : s.run_names) {
-      if (shown.count(run)) continue;
-      for (const auto& r : analysis::seed_group(store, run)) shown.insert(r);
-      try {
-        std::cout << "\n" << analysis::render_table(analysis::perplexity_table(store, run), analysis::Format::kTable);
-        std::cout << "\n" << analysis::render_table(analysis::downstream_table(store, run), analysis::Format::kTable);
-      } catch (const StoreError&) {
-        // no eval stage (or no downstream tasks) in this recipe: nothing (more) to tabulate
-      }
-    }
-  }
+  if (s.failed == 0 && !s.interrupted) show_results(points[0].recipe, s.run_names, opts.report);
   if (s.interrupted) {
     std::cerr << "[upcycle] interrupted; " << how_to_continue << "\n";
     return 130;
@@ -143,7 +153,8 @@ int cmd_run(const std::vector<std::string>& args) {
       "tag", po::value<std::vector<std::string>>()->composing(), "tag the run(s) (repeatable)")(
       "executor", po::value<std::string>(), "local | slurm (default: the recipe's executor:)")(
       "store", po::value<std::string>(), "SQLite store (default: the recipe's store:)")(
-      "wait", "slurm: wait for the jobs and ingest them (default: return after submitting)");
+      "wait", "slurm: wait for the jobs and ingest them (default: return after submitting)")(
+      "no-report", "do not write the HTML report (ROOT/report/report.html) at the end");
   po::positional_options_description pos;
   pos.add("recipe", 1).add("set", -1);
   auto vm = parse("run", args, desc, pos);
@@ -155,6 +166,7 @@ int cmd_run(const std::vector<std::string>& args) {
   std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides);
   RunOptions opts;
   opts.wait = vm.count("wait") > 0;
+  opts.report = vm.count("no-report") == 0;
   if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
   opts.max_parallel = vm["max-parallel"].as<int>();
   if (vm.count("tag")) opts.tags = cli::join_tags(vm["tag"].as<std::vector<std::string>>(), "--tag");
@@ -324,7 +336,9 @@ const Command kCommands[] = {
     {"cancel", "slurm: cancel a run's queued and running jobs", cmd_cancel},
     {"status", "jobs of a run with status, attempts and timings; --all lists the runs", cli::cmd_status},
     {"query", "evaluation results from the store, filtered by --where (AND, OR, NOT, IN, LIKE)", cli::cmd_query},
-    {"table", "paper-style tables from the store (perplexity per domain; downstream scores)", cli::cmd_table},
+    {"table", "the paper's tables from the store, the paper's numbers beside ours (--list)", cli::cmd_table},
+    {"plot", "a plot with gnuplot: loss curves, perplexity bars, expert utilisation (--list)", cli::cmd_plot},
+    {"report", "one self-contained HTML file: tables, plots, provenance", cli::cmd_report},
     {"compare", "runs side by side: results, and with --params the keys that differ", cli::cmd_compare},
     {"tag", "set a run's tags (queryable as tags)", cli::cmd_tag},
     {"params", "total and active parameters of every model in a recipe or config", cmd_params},

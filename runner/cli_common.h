@@ -39,5 +39,7 @@ int cmd_query(const std::vector<std::string>& args);
 int cmd_table(const std::vector<std::string>& args);
 int cmd_compare(const std::vector<std::string>& args);
 int cmd_tag(const std::vector<std::string>& args);
+int cmd_plot(const std::vector<std::string>& args);
+int cmd_report(const std::vector<std::string>& args);
 
 }  // namespace upcycle::runner::cli

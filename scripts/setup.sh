@@ -19,6 +19,8 @@ APT_PACKAGES=(
   nlohmann-json3-dev libsentencepiece-dev libgtest-dev libgloo-dev
   # clang and its libFuzzer runtime: the fuzz harnesses (tests/fuzz/, scripts/fuzz.sh)
   clang libclang-rt-dev
+  # plots (analysis/plots.h) and the report's browser test
+  gnuplot-nox chromium
   # a real single-node Slurm for the slurm-labelled tests and for trying the Slurm executor (cluster/local_slurm.sh)
   slurmctld slurmd slurm-client munge
   # documents for the prepare stage's built-in domains (general: fortunes, docs incl. the Python manual's sources; law: licenses)

@@ -1,0 +1,35 @@
+// Plots with gnuplot (Debian's gnuplot-nox), each written as NAME.svg and NAME.png with the data
+// (NAME.dat) and script (NAME.gp) that made it, so a figure can be restyled by hand. No LibTorch.
+//   loss         training loss (lines) and validation loss (points) against tokens, every train stage
+//   loss-flops   the same against training FLOPs (tokens x the model's training FLOPs per token), the
+//                axis of the compute-matched comparison
+//   ppl          perplexity per domain, one bar per model, error bars across seeds
+//   expert-util  FFN expert utilisation per layer (fraction of tokens routed to each expert, the last
+//                logged value) of one MoE train stage, as a heatmap
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tracking/store.h"
+
+namespace upcycle::analysis {
+
+/// The plots `upcycle plot NAME` knows, with one line each.
+const std::vector<std::pair<std::string, std::string>>& plot_names();
+
+/// Throws ConfigError listing the known plots unless `name` is one.
+void check_plot_name(const std::string& name);
+
+struct PlotOutput {
+  std::string svg, png;            ///< paths written
+  std::vector<std::string> notes;  ///< what the plot leaves out and why ("no MoE stage")
+};
+
+/// Writes plot `name` of `run` ("" = the latest) into `out_dir` (created). `stage` picks the train
+/// stage of expert-util ("" = the last one with expert metrics). Throws StoreError naming what is
+/// missing, Error when gnuplot fails (with its message).
+PlotOutput make_plot(tracking::Store& store, const std::string& name, const std::string& run,
+                     const std::string& out_dir, const std::string& stage = "");
+
+}  // namespace upcycle::analysis

@@ -1,0 +1,64 @@
+// The HTML report in a real browser: `upcycle run` on recipes/ci/tiny.yaml ends by writing
+// ROOT/report/report.html; headless Chromium (Debian's chromium, with every host name unresolvable,
+// so nothing can come from a network) loads it from the file alone, every embedded plot decodes
+// (the page counts the images whose naturalWidth > 0), and the tables and provenance are there.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <regex>
+
+#include "core/atomic_file.h"
+#include "tests/support/run_binary.h"
+#include "tests/support/temp_dir.h"
+
+namespace upcycle {
+namespace {
+
+using testing::run_binary;
+
+std::string find_chromium() {
+  for (const char* p : {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"}) {
+    if (std::filesystem::exists(p)) return p;
+  }
+  return "";
+}
+
+TEST(ReportBrowserTest, TheReportOfATinyRunRendersOfflineInChromium) {
+  const std::string chromium = find_chromium();
+  ASSERT_FALSE(chromium.empty()) << "headless Chromium is needed (scripts/setup.sh installs Debian's chromium)";
+  testing::TempDir dir;
+  auto run = run_binary({UPCYCLE_BINARY, "run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml"}, dir.path());
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const std::string html_path = dir / "runs/report/report.html";
+  EXPECT_NE(run.output.find("report: runs/report/report.html"), std::string::npos) << run.output;
+  ASSERT_TRUE(std::filesystem::exists(html_path));
+  const std::string html = core::read_file(html_path);
+  // Self-contained: no reference to anything outside the file.
+  EXPECT_FALSE(std::regex_search(html, std::regex(R"re((src|href)\s*=\s*["']?(https?:|//|file:))re"))) << "external reference";
+  EXPECT_EQ(html.find("url("), std::string::npos);
+
+  auto dom = run_binary({chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000",
+                         "--user-data-dir=" + (dir / "chromium-profile"), "--dump-dom", "file://" + html_path},
+                        dir.path());
+  ASSERT_EQ(dom.exit_code, 0) << dom.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(dom.output, m, std::regex(R"re(<body data-images="(\d+)" data-images-ok="(\d+)")re")))
+      << "the page's load handler did not run:\n" << dom.output.substr(0, 2000);
+  EXPECT_EQ(m[1], "4") << "loss, loss-flops, ppl and expert-util";
+  EXPECT_EQ(m[2], m[1]) << "every embedded plot decodes";
+  for (const char* part : {"Perplexity per domain (BAM Table 1 (590M seed) layout)", "Downstream tasks",
+                           "Final validation loss", "BAM DM (Expert KV)", "<h3>Provenance</h3>", "runner binary sha256",
+                           "resolved recipe", "<td>bam_dm</td>"}) {
+    EXPECT_NE(dom.output.find(part), std::string::npos) << part;
+  }
+  // The plots' sources are beside the report for reuse in a paper.
+  int svgs = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "runs/report/plots")) {
+    svgs += e.path().extension() == ".svg";
+  }
+  EXPECT_EQ(svgs, 4);
+}
+
+}  // namespace
+}  // namespace upcycle
