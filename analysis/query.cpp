@@ -93,26 +93,34 @@ class Parser {
   Token next() { return t_[pos_++]; }
   bool keyword(const char* k) const { return peek().kind == Token::kWord && upper(peek().text) == k; }
 
+  // A chain "a AND b AND c" is written flat, in one pair of parentheses: nesting each operator would
+  // exceed SQLite's parser stack (about 100 levels) on long chains.
   std::string expr() {
     std::string sql = term();
+    bool chain = false;
     while (keyword("OR")) {
       next();
-      sql = "(" + sql + " OR " + term() + ")";
+      sql += " OR " + term();
+      chain = true;
     }
-    return sql;
+    return chain ? "(" + sql + ")" : sql;
   }
 
   std::string term() {
     std::string sql = factor();
+    bool chain = false;
     while (keyword("AND")) {
       next();
-      sql = "(" + sql + " AND " + factor() + ")";
+      sql += " AND " + factor();
+      chain = true;
     }
-    return sql;
+    return chain ? "(" + sql + ")" : sql;
   }
 
   // Parentheses and NOT nest by recursion: bounded, so 12,000 '(' is an error, not a stack overflow.
-  static constexpr int kMaxDepth = 64;
+  // SQLite's parser gives up near 32 nested parentheses ("parser stack overflow"); each level here
+  // can add one, and the query around the filter a few.
+  static constexpr int kMaxDepth = 24;
 
   std::string factor() {
     if (++depth_ > kMaxDepth) {
@@ -122,9 +130,13 @@ class Parser {
       int& d;
       ~Leave() { --d; }
     } leave{depth_};
-    if (keyword("NOT")) {
-      next();
-      return "(NOT " + factor() + ")";
+    if (keyword("NOT")) {  // NOT binds tighter than AND and OR in SQL too; a chain of NOTs is its parity
+      bool negate = false;
+      while (keyword("NOT")) {
+        next();
+        negate = !negate;
+      }
+      return (negate ? "NOT " : "") + factor();
     }
     if (peek().kind == Token::kLParen) {
       next();

@@ -65,6 +65,24 @@ TEST_F(QueryTest, OrAndParenthesesAndNot) {
             (std::set<std::string>{"r2:bam_dm:ppl/math"}));
 }
 
+// Found by the fuzzers: one pair of parentheses per operator overflowed SQLite's parser stack on a
+// long chain. Chains are flat now, and the deepest nesting the language allows runs in SQLite.
+TEST_F(QueryTest, LongChainsAndTheDeepestNestingRunInSqlite) {
+  std::string chain = "value > 0";
+  for (int i = 0; i < 500; ++i) chain += (i % 2 ? " AND value > 0" : " OR value > 0");
+  EXPECT_EQ(rows(chain).size(), 8u);
+  std::string deep = "value > 0";  // 4 x 5 levels (parentheses and NOTs) + 1
+  for (int i = 0; i < 4; ++i) deep = "(model != x AND NOT (NOT (" + deep + " OR value < 0)))";
+  EXPECT_EQ(rows(deep).size(), 8u);
+  std::string parens = "value > 0";  // 23 parentheses, each around a chain: 24 levels, the limit
+  for (int i = 0; i < 23; ++i) parens = "(model != x AND " + parens + ")";
+  EXPECT_EQ(rows(parens).size(), 8u);
+  EXPECT_THROW(rows("(" + parens + ")"), ConfigError);
+  std::string nots;
+  for (int i = 0; i < 63; ++i) nots += "NOT ";
+  EXPECT_EQ(rows(nots + "model = seed"), rows("model != seed"));  // the parity of a chain of NOTs
+}
+
 TEST_F(QueryTest, ParamsCompareNumericallyAndWithIn) {
   EXPECT_EQ(rows("params.seed >= 2 AND model = seed").size(), 2u);
   EXPECT_EQ(rows("params.seed IN (1, 3) AND model = seed").size(), 2u);

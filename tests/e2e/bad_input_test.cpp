@@ -257,7 +257,11 @@ TEST(BadInputTest, QueriesAndCommandsAreRejectedAndTheStoreIsUntouched) {
       {"status_unknown_run", {"status", "--run", "nosuch"}, "no run named 'nosuch'"},
       {"store_missing", {"query", "--store", "elsewhere.sqlite"}, "no store here"},
       {"where_deep_nesting", {"query", "--where", std::string(12000, '(') + "model = x" + std::string(12000, ')')},
-       "nested deeper than 64 levels"},
+       "nested deeper than 24 levels"},
+      {"plot_unknown", {"plot", "los"}, "unknown plot 'los' (known: loss, loss-flops, ppl, expert-util)"},
+      {"table_of_a_store_without_evals", {"table", "ppl"}, "run 'base' has no perplexity results"},
+      {"plot_of_a_run_without_metrics", {"plot", "loss", "--out", "p"}, "run 'base' has no training metrics"},
+      {"report_unknown_run", {"report", "--run", "nosuch", "--out", "r"}, "no run named 'nosuch'"},
       {"recipe_not_a_file", {"plan", "/dev/zero"}, "/dev/zero: not a regular file"},
       {"recipe_is_a_directory", {"plan", "."}, ".: not a regular file"},
   };
