@@ -45,9 +45,11 @@ std::optional<PaperTable> paper_table(const std::string& id) {
   t.source = j.at("source").get<std::string>();
   t.columns = j.at("columns").get<std::map<std::string, std::string>>();
   t.reference_row = j.at("reference_row").get<std::string>();
+  t.context = j.value("context", int64_t{0});
   for (const auto& r : j.at("rows")) {
     t.rows.push_back({r.at("label").get<std::string>(), r.at("ours").get<std::vector<std::string>>(),
-                      r.at("values").get<std::map<std::string, double>>()});
+                      r.at("values").get<std::map<std::string, double>>(),
+                      r.value("reasons", std::map<std::string, std::string>{})});
   }
   return t;
 }

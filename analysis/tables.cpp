@@ -316,6 +316,9 @@ const std::vector<std::pair<std::string, std::string>>& table_names() {
       {"attention-routing", "perplexity beside BAM Table 6: soft against top-1 and top-2 attention routing"},
       {"param-matched", "perplexity beside BAM Tables 4 and 5: BTX with extra seed experts against BAM"},
       {"nv-upcycling", "final validation loss and tokens of every training stage (NVIDIA's ablations)"},
+      {"params", "total and active parameters of a recipe's models beside BAM Table 9 (--recipe, default "
+                 "recipes/paper/bam_590m.yaml)"},
+      {"flops", "forward FLOPs per token per layer beside BAM Table 7 (--recipe, as params)"},
   };
   return kNames;
 }
@@ -326,12 +329,12 @@ void check_table_name(const std::string& name) {
     if (known == name) return;
     list += (list.empty() ? "" : ", ") + known;
   }
-  throw ConfigError("upcycle table: unknown table '" + name + "' (known: " + list + ")",
-                    "params and flops of a recipe: upcycle params RECIPE, upcycle flops RECIPE");
+  throw ConfigError("upcycle table: unknown table '" + name + "' (known: " + list + ")");
 }
 
 Table make_table(tracking::Store& store, const std::string& name, const std::string& run) {
   check_table_name(name);
+  if (name == "params" || name == "flops") throw InternalError("params and flops tables come from a recipe");
   if (name == "downstream") return downstream_table(store, run);
   if (name == "nv-upcycling") return validation_loss_table(store, run);
   return perplexity_table(store, run, name);

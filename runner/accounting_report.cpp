@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "analysis/paper.h"
 #include "analysis/render.h"
 #include "core/error.h"
 #include "runner/plan.h"
@@ -91,6 +92,65 @@ std::string flops_report(const std::vector<NamedModel>& models, int64_t context,
     }
   }
   return analysis::render(rs, f);
+}
+
+namespace {
+
+// Ours for one paper column: params total/active, or the first layer's FLOPs at `context`.
+double ours_for(const stages::ModelConfig& c, const std::string& column, int64_t context) {
+  if (column == "total") {
+    return context ? static_cast<double>(stages::count_flops(c, context).layers.at(0).total())
+                   : static_cast<double>(stages::count_params(c).total);
+  }
+  if (column == "active") return static_cast<double>(stages::count_params(c).active);
+  const auto layer = stages::count_flops(c, context).layers.at(0);
+  return static_cast<double>(column == "attention" ? layer.attention : layer.ffn);
+}
+
+}  // namespace
+
+analysis::Table accounting_vs_paper(const std::vector<NamedModel>& models, const std::string& what) {
+  const auto paper = analysis::paper_table(what);
+  if (!paper) throw InternalError("no paper table " + what);
+  const std::vector<std::string> columns = what == "params" ? std::vector<std::string>{"total", "active"}
+                                                            : std::vector<std::string>{"attention", "ffn", "total"};
+  analysis::Table t;
+  t.title = "Ours beside " + paper->source;
+  t.display.columns = {"paper row", "our model"};
+  for (const auto& c : columns) t.display.columns.insert(t.display.columns.end(), {c + " (paper)", c + " (ours)", "diff"});
+  t.display.columns.push_back("why they differ");
+  t.data.columns = t.display.columns;
+  for (const auto& row : paper->rows) {
+    const NamedModel* ours = nullptr;
+    for (const auto& alias : row.ours) {
+      for (const auto& m : models) {
+        if (!ours && m.first == alias) ours = &m;
+      }
+    }
+    std::vector<tracking::Cell> cells{row.label, ours ? tracking::Cell(ours->first) : tracking::Cell("(not in recipe)")};
+    std::string reasons;
+    for (const auto& col : columns) {
+      const double p = row.values.at(col);
+      cells.push_back(static_cast<int64_t>(p));
+      if (!ours) {
+        cells.insert(cells.end(), {tracking::Cell(), tracking::Cell()});
+        continue;
+      }
+      const double o = ours_for(ours->second, col, paper->context);
+      cells.push_back(static_cast<int64_t>(o));
+      cells.push_back(static_cast<int64_t>(o - p));
+      if (o != p) {
+        auto it = row.reasons.find(col);
+        reasons += (reasons.empty() ? "" : "; ") + col + ": " + (it == row.reasons.end() ? "unexplained" : it->second);
+      }
+    }
+    cells.push_back(reasons);
+    t.display.rows.push_back(cells);
+    t.data.rows.push_back(cells);
+  }
+  if (paper->context) t.notes.push_back("ours at the paper's context length, " + std::to_string(paper->context) + " tokens");
+  t.notes.push_back("rows of the paper are matched to the recipe's stage labels (analysis/paper_numbers.json)");
+  return t;
 }
 
 }  // namespace upcycle::runner

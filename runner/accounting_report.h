@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "analysis/table.h"
 #include "stages/model/config.h"
 
 namespace upcycle::runner {
@@ -28,5 +29,10 @@ std::string params_report(const std::vector<NamedModel>& models, const std::stri
 ///    "training"}
 std::string flops_report(const std::vector<NamedModel>& models, int64_t context,
                          const std::string& format);
+
+/// Ours beside the paper's: Table 9 (`what` = "params": total and active) or Table 7 ("flops": attention,
+/// FFN and total forward FLOPs per token of one layer, at the paper's context of 256). One row per
+/// paper row, with the recipe's model standing for it, the difference, and the reason where they differ.
+analysis::Table accounting_vs_paper(const std::vector<NamedModel>& models, const std::string& what);
 
 }  // namespace upcycle::runner

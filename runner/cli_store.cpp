@@ -11,6 +11,7 @@
 #include "analysis/tables.h"
 #include "core/error.h"
 #include "core/utf8.h"
+#include "runner/accounting_report.h"
 #include "runner/cli_common.h"
 #include "runner/progress.h"
 #include "runner/recipe.h"
@@ -147,6 +148,12 @@ int cmd_table(const std::vector<std::string>& args) {
   }
   const auto format = analysis::parse_format(vm["format"].as<std::string>());
   const std::string which = vm["which"].as<std::string>();
+  if (which == "params" || which == "flops") {  // computed from a recipe, beside BAM Tables 9 and 7
+    const std::string recipe = vm["recipe"].as<std::string>();
+    const auto models = models_for_accounting(recipe.empty() ? "recipes/paper/bam_590m.yaml" : recipe, {}, "");
+    std::cout << analysis::render_table(accounting_vs_paper(models, which), format);
+    return 0;
+  }
   analysis::check_table_name(which);  // before looking for a store
   auto store = open_store_ro(store_path(vm));
   std::cout << analysis::render_table(analysis::make_table(store, which, vm["run"].as<std::string>()), format);
