@@ -147,45 +147,104 @@ Script ppl_plot(tracking::Store& store, const std::string& run) {
   return s;
 }
 
-Script util_plot(tracking::Store& store, const std::string& run, const std::string& want,
-                 std::vector<std::string>& notes) {
+// One heatmap panel: rows "domain lL" (or "lL"), columns experts, cells fractions.
+struct Heatmap {
+  std::string title;
+  std::vector<std::string> rows;
+  std::map<std::pair<size_t, int>, double> cells;  ///< (row, expert) -> value
+  int experts = 0;
+  void add(const std::string& row, int expert, double v) {
+    size_t r = std::find(rows.begin(), rows.end(), row) - rows.begin();
+    if (r == rows.size()) rows.push_back(row);
+    cells[{r, expert}] = v;
+    experts = std::max(experts, expert + 1);
+  }
+};
+
+// Per-domain routing the eval job recorded for `model` (routing/<domain>, <ffn|attn>/l<L>/e<E>).
+std::vector<Heatmap> eval_routing(tracking::Store& store, const std::string& run, std::string& model) {
+  auto rs = store.select("SELECT model, substr(task, 9), metric, value FROM v_results WHERE run = ? "
+                         "AND task LIKE 'routing/%' ORDER BY result_id", {run});
+  if (model.empty()) {
+    for (const auto& row : rs.rows) model = tracking::text_of(row[0]);  // the last model evaluated
+  }
+  Heatmap ffn{"FFN router: fraction of tokens per expert", {}, {}, 0};
+  Heatmap attn{"attention router: mean gate per expert", {}, {}, 0};
+  for (const auto& row : rs.rows) {
+    if (tracking::text_of(row[0]) != model) continue;
+    char router[8] = {0};
+    int l = -1, e = -1;
+    if (std::sscanf(tracking::text_of(row[2]).c_str(), "%4[a-z]/l%d/e%d", router, &l, &e) != 3) continue;
+    Heatmap& h = std::string(router) == "attn" ? attn : ffn;
+    h.add(tracking::text_of(row[1]) + " l" + std::to_string(l), e, number(row[3]));
+  }
+  std::vector<Heatmap> out;
+  for (auto* h : {&ffn, &attn}) {
+    if (!h->rows.empty()) out.push_back(std::move(*h));
+  }
+  return out;
+}
+
+// Training-time FFN utilisation (util/l<L>/e<E>, the last logged value) of train stage `stage`.
+std::vector<Heatmap> training_routing(tracking::Store& store, const std::string& run, std::string& stage) {
   auto rs = store.select(
       "SELECT rj.stage, m.key, m.value FROM metrics m JOIN run_jobs rj ON rj.job_id = m.job_id "
       "JOIN runs ru ON ru.id = rj.run_id WHERE ru.name = ? AND m.key LIKE 'util/l%' "
       "AND m.step = (SELECT MAX(step) FROM metrics m2 WHERE m2.job_id = m.job_id AND m2.key = m.key) "
-      "ORDER BY rj.rowid", {run});
-  std::string stage = want;
+      "ORDER BY rj.rowid, m.key", {run});
   if (stage.empty()) {
-    for (const auto& row : rs.rows) stage = tracking::text_of(row[0]);  // the last MoE stage
+    for (const auto& row : rs.rows) stage = tracking::text_of(row[0]);
   }
-  std::map<std::pair<int, int>, double> cell;  // (layer, expert) -> fraction
-  int layers = 0, experts = 0;
+  Heatmap h{"FFN router while training: fraction of tokens per expert", {}, {}, 0};
   for (const auto& row : rs.rows) {
-    if (tracking::text_of(row[0]) != stage) continue;
     int l = -1, e = -1;
+    if (tracking::text_of(row[0]) != stage) continue;
     if (std::sscanf(tracking::text_of(row[1]).c_str(), "util/l%d/e%d", &l, &e) != 2) continue;
-    cell[{l, e}] = number(row[2]);
-    layers = std::max(layers, l + 1);
-    experts = std::max(experts, e + 1);
+    h.add("l" + std::to_string(l), e, number(row[2]));
   }
-  if (cell.empty()) {
-    throw StoreError(store.path() + ": run '" + run + "' has no expert utilisation" +
-                         (want.empty() ? "" : " for stage '" + want + "'"),
-                     "it is logged by train stages of mixture models (upcycled with experts)");
+  if (h.rows.empty()) return {};
+  return {h};
+}
+
+Script util_plot(tracking::Store& store, const std::string& run, const std::string& want,
+                 std::vector<std::string>& notes) {
+  std::string model = want;
+  std::vector<Heatmap> maps = eval_routing(store, run, model);
+  if (maps.empty()) {
+    model = want;
+    maps = training_routing(store, run, model);
+    if (!maps.empty()) notes.push_back("from training metrics: this run's eval recorded no routing (eval before output version 2)");
   }
-  std::ostringstream data;
-  for (int l = 0; l < layers; ++l) {
-    for (int e = 0; e < experts; ++e) data << e << " " << l << " " << cell[{l, e}] << "\n";
+  if (maps.empty()) {
+    throw StoreError(store.path() + ": run '" + run + "' has no expert routing" +
+                         (want.empty() ? "" : " for '" + want + "'"),
+                     "routing is recorded for mixture models: by their train stages and by eval per domain");
+  }
+  std::ostringstream data, plot;
+  plot << "set multiplot layout 1," << maps.size() << " title " << gq("run " + run + ", model " + model)
+       << " noenhanced\nset xlabel 'expert'\nset xtics 1\nset cbrange [0:*]\nset palette rgbformulae 33,13,10\n"
+       << "unset key\n";
+  for (size_t m = 0; m < maps.size(); ++m) {
+    const Heatmap& h = maps[m];
+    for (size_t r = 0; r < h.rows.size(); ++r) {
+      for (int e = 0; e < h.experts; ++e) {
+        auto it = h.cells.find({r, e});
+        data << e << " " << r << " " << (it == h.cells.end() ? 0.0 : it->second) << "\n";
+      }
+      data << "\n";
+    }
     data << "\n";
+    std::string ytics;
+    for (size_t r = 0; r < h.rows.size(); ++r) ytics += (r ? ", " : "") + gq(h.rows[r]) + " " + std::to_string(r);
+    plot << "set title " << gq(h.title) << " noenhanced\nset ytics (" << ytics << ") noenhanced\n"
+         << "set xrange [-0.5:" << h.experts << "-0.5]\nset yrange [-0.5:" << h.rows.size() << "-0.5]\n"
+         << "plot DATA index " << m << " using 1:2:3 with image, DATA index " << m
+         << " using 1:2:(sprintf('%.2f', $3)) with labels font ',8'\n";
   }
-  notes.push_back("FFN routers only: the attention routers' gates are not recorded yet");
+  plot << "unset multiplot\n";
   Script s;
   s.data = data.str();
-  s.body = "set title " + gq("run " + run + ", stage " + stage + ": fraction of tokens per FFN expert") +
-           " noenhanced\nset xlabel 'expert'\nset ylabel 'layer'\nset xtics 1\nset ytics 1\n"
-           "set cblabel 'fraction of tokens'\nset cbrange [0:*]\nset palette rgbformulae 33,13,10\n"
-           "set xrange [-0.5:" + std::to_string(experts) + "-0.5]\nset yrange [-0.5:" + std::to_string(layers) +
-           "-0.5]\nplot DATA using 1:2:3 with image notitle, DATA using 1:2:(sprintf('%.2f', $3)) with labels notitle\n";
+  s.body = plot.str();
   return s;
 }
 
@@ -196,7 +255,7 @@ const std::vector<std::pair<std::string, std::string>>& plot_names() {
       {"loss", "training and validation loss against tokens, every train stage"},
       {"loss-flops", "training and validation loss against training FLOPs (compute-matched comparison)"},
       {"ppl", "perplexity per domain as grouped bars by model, error bars across seeds"},
-      {"expert-util", "FFN expert utilisation per layer of an MoE train stage, as a heatmap"},
+      {"expert-util", "routing per domain and layer: FFN experts' share of tokens, attention experts' mean gate"},
   };
   return kNames;
 }
@@ -224,12 +283,13 @@ PlotOutput make_plot(tracking::Store& store, const std::string& name, const std:
   out.svg = base + ".svg";
   out.png = base + ".png";
   core::write_file_atomic(base + ".dat", s.data);
-  // Each output is written to a temporary name and renamed once gnuplot has succeeded.
+  // Each output is written to a temporary name and renamed once gnuplot has succeeded. The body runs
+  // once per terminal (replot would redo only the last panel of a multiplot).
   const std::string script = "DATA = " + gq(base + ".dat") + "\n" +
                              "set terminal svg size 900,540 dynamic font 'sans,12' background '#ffffff'\n" +
                              "set output " + gq(out.svg + ".tmp") + "\n" + s.body +
                              "set terminal png size 900,540 font 'sans,10' background '#ffffff'\n" +
-                             "set output " + gq(out.png + ".tmp") + "\nreplot\nset output\n";
+                             "set output " + gq(out.png + ".tmp") + "\n" + s.body + "set output\n";
   core::write_file_atomic(base + ".gp", script);
   cluster::ProcessResult r;
   try {

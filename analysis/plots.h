@@ -4,8 +4,9 @@
 //   loss-flops   the same against training FLOPs (tokens x the model's training FLOPs per token), the
 //                axis of the compute-matched comparison
 //   ppl          perplexity per domain, one bar per model, error bars across seeds
-//   expert-util  FFN expert utilisation per layer (fraction of tokens routed to each expert, the last
-//                logged value) of one MoE train stage, as a heatmap
+//   expert-util  per domain and layer of one evaluated mixture model, the FFN router's fraction of
+//                tokens per expert and the attention router's mean gate per expert, as heatmaps (the
+//                eval job's routing/<domain> rows; training metrics for runs from before them)
 #pragma once
 
 #include <string>
@@ -26,8 +27,8 @@ struct PlotOutput {
   std::vector<std::string> notes;  ///< what the plot leaves out and why ("no MoE stage")
 };
 
-/// Writes plot `name` of `run` ("" = the latest) into `out_dir` (created). `stage` picks the train
-/// stage of expert-util ("" = the last one with expert metrics). Throws StoreError naming what is
+/// Writes plot `name` of `run` ("" = the latest) into `out_dir` (created). `stage` picks the model of
+/// expert-util ("" = the last mixture model evaluated). Throws StoreError naming what is
 /// missing, Error when gnuplot fails (with its message).
 PlotOutput make_plot(tracking::Store& store, const std::string& name, const std::string& run,
                      const std::string& out_dir, const std::string& stage = "");

@@ -225,7 +225,8 @@ Table downstream_table(tracking::Store& store, const std::string& run_name) {
   for (const auto& r : runs) {
     auto rs = store.select(
         "SELECT model, task || ' ' || metric || CASE WHEN filter = 'none' THEN '' ELSE ',' || filter END, value, "
-        "COALESCE(stderr, 0) FROM v_results WHERE run = ? AND task NOT LIKE 'ppl/%' ORDER BY result_id", {r});
+        "COALESCE(stderr, 0) FROM v_results WHERE run = ? AND task NOT LIKE 'ppl/%' AND task NOT LIKE 'routing/%' "
+        "ORDER BY result_id", {r});
     for (const auto& row : rs.rows) {
       g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), std::get<double>(row[2]));
       stderrs.add(tracking::text_of(row[0]), tracking::text_of(row[1]), std::get<double>(row[3]));

@@ -13,7 +13,7 @@ int cmd_plot(const std::vector<std::string>& args) {
   add_store_options(desc);
   desc.add_options()("which", po::value<std::string>(), "the plot (--list shows them)")(
       "out", po::value<std::string>()->default_value("runs/plots"), "directory for NAME.svg, NAME.png, .dat, .gp")(
-      "stage", po::value<std::string>()->default_value(""), "expert-util: the MoE train stage (default: the last)")(
+      "stage", po::value<std::string>()->default_value(""), "expert-util: the mixture model (default: the last one evaluated)")(
       "list", "list the plots");
   po::positional_options_description pos;
   pos.add("which", 1);

@@ -15,8 +15,44 @@ namespace {
 // Token NLLs [rows, T] of every window, per scoring function, then the summary statistics.
 using WindowScorer = std::function<at::Tensor(const at::Tensor& idx_BT, const at::Tensor& tgt_BT)>;
 
-at::Tensor token_nll(TransformerLm& model, const at::Tensor& idx_BT, const at::Tensor& tgt_BT) {
-  auto logits = model->forward(idx_BT).logits_BTV;
+// Sums of per-batch routing statistics, per layer (token-weighted by the batch's rows).
+struct RoutingSums {
+  std::vector<at::Tensor> ffn, attn;
+  int64_t rows = 0;
+  void add(const LmOutput& out, int64_t batch_rows) {
+    ffn.resize(out.ffn_stats.size());
+    attn.resize(out.ffn_stats.size());
+    for (size_t l = 0; l < out.ffn_stats.size(); ++l) {
+      const auto& st = out.ffn_stats[l];
+      auto acc = [&](at::Tensor& sum, const at::Tensor& x) {
+        if (!x.defined() || x.numel() < 2) return;  // a dense layer
+        auto w = x.to(torch::kCPU, torch::kFloat64) * static_cast<double>(batch_rows);
+        sum = sum.defined() ? sum + w : w;
+      };
+      acc(ffn[l], st.util_E);
+      acc(attn[l], st.attn_gate_E);
+    }
+    rows += batch_rows;
+  }
+  static std::vector<std::vector<double>> mean(const std::vector<at::Tensor>& sums, int64_t rows) {
+    std::vector<std::vector<double>> out;
+    for (const auto& s : sums) {
+      std::vector<double> row;
+      if (s.defined()) {
+        auto m = s / static_cast<double>(rows);
+        for (int64_t e = 0; e < m.numel(); ++e) row.push_back(m[e].item<double>());
+      }
+      out.push_back(std::move(row));
+    }
+    return out;
+  }
+};
+
+at::Tensor token_nll(TransformerLm& model, const at::Tensor& idx_BT, const at::Tensor& tgt_BT,
+                     RoutingSums* routing = nullptr) {
+  const LmOutput out = model->forward(idx_BT);
+  if (routing) routing->add(out, idx_BT.size(0));
+  const at::Tensor& logits = out.logits_BTV;
   return torch::nn::functional::cross_entropy(
              logits.reshape({-1, logits.size(-1)}), tgt_BT.reshape({-1}).to(logits.device()),
              torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
@@ -59,8 +95,14 @@ PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t
 
 PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,
                             int64_t max_windows, int64_t batch) {
-  return score_windows(shard_path, model->config.seq_len, max_windows, batch,
-                       [&](const at::Tensor& idx, const at::Tensor& tgt) { return token_nll(model, idx, tgt); });
+  RoutingSums routing;
+  PerplexityResult r = score_windows(shard_path, model->config.seq_len, max_windows, batch,
+                                     [&](const at::Tensor& idx, const at::Tensor& tgt) {
+                                       return token_nll(model, idx, tgt, &routing);
+                                     });
+  r.ffn_util = RoutingSums::mean(routing.ffn, routing.rows);
+  r.attn_gate = RoutingSums::mean(routing.attn, routing.rows);
+  return r;
 }
 
 PerplexityResult ensemble_perplexity(std::vector<TransformerLm>& experts, const std::string& shard_path,

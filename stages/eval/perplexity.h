@@ -16,6 +16,10 @@ struct PerplexityResult {
   double ppl_stderr = 0;  ///< ppl * stderr of the per-window mean NLL
   int64_t tokens = 0;     ///< predicted tokens
   int64_t windows = 0;
+  /// Routing on this split, per layer and expert, averaged over windows: the fraction of tokens each
+  /// FFN expert received, and the attention router's mean gate (empty rows for dense layers; both
+  /// empty for a BTM ensemble).
+  std::vector<std::vector<double>> ffn_util, attn_gate;
 };
 
 /// Evaluates `model` on the shard at `shard_path`, at most `max_windows` windows (0 = all), batched

@@ -25,6 +25,17 @@ void add_perplexity(core::JobResult& r, const std::string& model, const std::str
   r.evals.push_back({model, "ppl/" + domain, "ppl", res.ppl, res.ppl_stderr, res.tokens, "none", std::nullopt});
   r.evals.push_back({model, "ppl/" + domain, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0,
                      res.tokens, "none", std::nullopt});
+  // Routing on this domain (task routing/<domain>, metric <ffn|attn>/l<layer>/e<expert>): whether
+  // experts specialise by domain, as BAM's analysis asks.
+  for (const auto& [router, table] : {std::pair{"ffn", &res.ffn_util}, std::pair{"attn", &res.attn_gate}}) {
+    for (size_t l = 0; l < table->size(); ++l) {
+      for (size_t e = 0; e < (*table)[l].size(); ++e) {
+        r.evals.push_back({model, "routing/" + domain,
+                           std::string(router) + "/l" + std::to_string(l) + "/e" + std::to_string(e),
+                           (*table)[l][e], std::nullopt, res.tokens, "none", std::nullopt});
+      }
+    }
+  }
   core::log_info("eval: " + model + " on " + domain + ": ppl " + std::to_string(res.ppl));
 }
 

@@ -14,11 +14,13 @@
 
 namespace upcycle::stages {
 
-/// Router statistics of one forward, for the trainer and the store.
+/// Router statistics of one forward of one block, for the trainer, eval and the store.
 struct RouterStats {
   at::Tensor load_balance;  ///< scalar: E * sum_i f_i P_i (Switch); 0 for a dense FFN
   at::Tensor z_loss;        ///< scalar: mean over tokens of logsumexp(logits)^2 (ST-MoE)
   at::Tensor util_E;        ///< fraction of routed (token, slot) pairs per expert, detached
+  at::Tensor attn_gate_E;   ///< the attention router's mean gate per expert, detached; undefined
+                            ///< for dense attention (filled by the block, not the FFN)
 };
 
 class MoeFfnImpl : public torch::nn::Module {

@@ -12,12 +12,18 @@ BlockImpl::BlockImpl(const ModelConfig& c, int64_t layer) : config(c) {
 }
 
 at::Tensor BlockImpl::forward(const at::Tensor& x_BTD, const RopeTables& rope, RouterStats* stats) {
+  at::Tensor gates_BTE;
+  at::Tensor* gates = stats ? &gates_BTE : nullptr;
+  at::Tensor y_BTD;
   if (config.block == "parallel") {
     auto h = apply_norm(x_BTD, norm1_D, config);
-    return x_BTD + attn->forward(h, rope) + ffn->forward(h, stats);
+    y_BTD = x_BTD + attn->forward(h, rope, gates) + ffn->forward(h, stats);
+  } else {
+    auto y = x_BTD + attn->forward(apply_norm(x_BTD, norm1_D, config), rope, gates);
+    y_BTD = y + ffn->forward(apply_norm(y, norm2_D, config), stats);
   }
-  auto y = x_BTD + attn->forward(apply_norm(x_BTD, norm1_D, config), rope);
-  return y + ffn->forward(apply_norm(y, norm2_D, config), stats);
+  if (gates_BTE.defined()) stats->attn_gate_E = gates_BTE.mean({0, 1});
+  return y_BTD;
 }
 
 TransformerLmImpl::TransformerLmImpl(const ModelConfig& c) : config(c) {

@@ -32,7 +32,7 @@ struct EvalTask {
 struct EvalJobSpec {
   static constexpr const char* kKind = "eval";
   /// Bump with any change to what eval jobs produce (perplexity windows, task scoring, generation).
-  static constexpr int kOutputVersion = 1;
+  static constexpr int kOutputVersion = 2;  // 2: routing/<domain> rows (FFN and attention routers per layer)
 
   std::string data_dir;  ///< the prepare job's data (path)
   std::vector<std::string> domains;

@@ -8,6 +8,7 @@
 #include "stages/data/math_problems.h"
 #include "stages/data/token_shard.h"
 #include "stages/eval/perplexity.h"
+#include "stages/model/layers.h"
 #include "tests/support/byte_corpus.h"
 #include "tests/support/model_configs.h"
 #include "tests/support/temp_dir.h"
@@ -30,6 +31,46 @@ TEST(EvalTest, PerplexityOfAnUntrainedModelIsNearTheVocabulary) {
   EXPECT_NEAR(r.ppl, 256.0, 25.0);  // init std 0.02: nearly uniform logits
   EXPECT_NEAR(std::exp(r.nll), r.ppl, 1e-9);
   EXPECT_GT(r.ppl_stderr, 0);
+}
+
+// Eval records how each router splits a domain's tokens. Checked against an independent computation
+// of the same quantities from the model's own routers on the same windows: the soft attention gates'
+// mean (rows sum to 1) and the top-1 FFN's share of tokens (rows sum to 1); dense models record none.
+TEST(EvalTest, RoutingPerLayerIsRecordedForBothRouters) {
+  testing::TempDir dir;
+  torch::manual_seed(0);
+  ModelConfig c = testing::small_config(256);
+  c.attn_experts = 3;
+  c.attn_kv = "expert";
+  c.ffn_experts = 3;
+  c.ffn_top_k = 1;
+  c.kv_heads = c.heads;
+  TransformerLm m(c);
+  const std::string shard = byte_shard(dir);
+  auto r = perplexity(m, shard, 8, 4);
+  ASSERT_EQ(r.attn_gate.size(), 2u);
+  ASSERT_EQ(r.ffn_util.size(), 2u);
+  // The same windows, by hand: the first layer's attention router on the first block's norm.
+  TokenShard s(shard);
+  auto idx = torch::empty({8, 16}, torch::kInt64);
+  for (int64_t w = 0; w < 8; ++w) s.copy_to(w * 16, 16, idx[w].data_ptr<int64_t>());
+  torch::NoGradGuard no_grad;
+  auto block = m->blocks[0]->as<BlockImpl>();
+  auto h = apply_norm(torch::embedding(m->embed_VD, idx), block->norm1_D, c);
+  auto gates = torch::softmax(torch::matmul(h, block->attn->router_ED.t()), -1).mean({0, 1});
+  for (int64_t e = 0; e < 3; ++e) EXPECT_NEAR(r.attn_gate[0][e], gates[e].item<double>(), 1e-6) << e;
+  for (const auto* table : {&r.attn_gate, &r.ffn_util}) {
+    for (const auto& row : *table) {
+      ASSERT_EQ(row.size(), 3u);
+      double sum = 0;
+      for (double v : row) sum += v;
+      EXPECT_NEAR(sum, 1.0, 1e-6);
+    }
+  }
+  TransformerLm dense(testing::small_config(256));
+  auto d = perplexity(dense, shard, 8, 4);
+  for (const auto& row : d.attn_gate) EXPECT_TRUE(row.empty());
+  for (const auto& row : d.ffn_util) EXPECT_TRUE(row.empty());
 }
 
 TEST(EvalTest, BtmEnsembleOfIdenticalExpertsIsTheExpert) {
