@@ -99,14 +99,14 @@ size_t display_width(const std::string& s) {
 
 std::string latex(const tracking::ResultSet& rs, const std::vector<std::vector<bool>>& bold) {
   std::ostringstream out;
-  out << "\\begin{tabular}{l" << std::string(rs.columns.empty() ? 0 : rs.columns.size() - 1, 'r') << "}\n\\toprule\n";
+  out << "\\begin{tabular}{l" << std::string(rs.columns.empty() ? 0 : rs.columns.size() - 1, 'r') << "}\n\\hline\n";
   for (size_t c = 0; c < rs.columns.size(); ++c) out << (c ? " & " : "") << latex_escape(rs.columns[c]);
-  out << " \\\\\n\\midrule\n";
+  out << " \\\\\n\\hline\n";
   for (const auto& row : texts(rs, bold, "\\textbf{", "}", latex_escape)) {
     for (size_t c = 0; c < row.size(); ++c) out << (c ? " & " : "") << row[c];
     out << " \\\\\n";
   }
-  out << "\\bottomrule\n\\end{tabular}\n";
+  out << "\\hline\n\\end{tabular}\n";
   std::string s = out.str();
   for (size_t at = 0; (at = s.find("±", at)) != std::string::npos;) s.replace(at, 2, "$\\pm$");
   for (size_t at = 0; (at = s.find("—", at)) != std::string::npos;) s.replace(at, 3, "--");

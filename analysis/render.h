@@ -1,4 +1,4 @@
-// Renders a ResultSet as an aligned text table (Markdown), CSV (RFC 4180 quoting), LaTeX (booktabs),
+// Renders a ResultSet as an aligned text table (Markdown), CSV (RFC 4180 quoting), LaTeX (a tabular, plain LaTeX),
 // HTML or JSON (array of objects). No LibTorch.
 #pragma once
 

@@ -3,6 +3,7 @@
 # a second run installs nothing. Run as root, or as a user with sudo.
 #   apt: compilers (gcc; clang for the libFuzzer harnesses), CMake, ccache, yaml-cpp, SQLiteCpp, Boost.Program_options, nlohmann-json,
 #        SentencePiece, GoogleTest, Gloo headers (c10d data parallel), Slurm and munge (a local test cluster),
+#        gnuplot, Chromium and pdflatex (plots, the report's browser test, LaTeX tables),
 #        and the packages whose documents the prepare stage reads.
 #   pip: PyPI's torch wheel (its bundled LibTorch is what we link) into ./.venv, which sees the
 #        system site-packages, so an already installed torch is reused.
@@ -19,8 +20,8 @@ APT_PACKAGES=(
   nlohmann-json3-dev libsentencepiece-dev libgtest-dev libgloo-dev
   # clang and its libFuzzer runtime: the fuzz harnesses (tests/fuzz/, scripts/fuzz.sh)
   clang libclang-rt-dev
-  # plots (analysis/plots.h) and the report's browser test
-  gnuplot-nox chromium
+  # plots (analysis/plots.h), the report's browser test, and a LaTeX table compiled by a test
+  gnuplot-nox chromium texlive-latex-base
   # a real single-node Slurm for the slurm-labelled tests and for trying the Slurm executor (cluster/local_slurm.sh)
   slurmctld slurmd slurm-client munge
   # documents for the prepare stage's built-in domains (general: fortunes, docs incl. the Python manual's sources; law: licenses)

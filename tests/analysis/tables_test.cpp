@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 
 #include "analysis/paper.h"
 #include "analysis/tables.h"
@@ -105,6 +107,22 @@ TEST(TablesTest, FormatsCarryTheSameTable) {
   auto json = nlohmann::json::parse(render_table(t, Format::kJson));
   EXPECT_EQ(json["rows"][0]["model"], "bam_dm");
   EXPECT_FALSE(json["notes"].empty());
+}
+
+// The LaTeX form compiles: pdflatex (Debian's texlive-latex-base, which scripts/setup.sh installs) on a
+// document holding the table, with the characters that need escaping in its labels.
+TEST(TablesTest, LatexCompilesWithPdflatex) {
+  if (std::system("command -v pdflatex >/dev/null 2>&1") != 0) GTEST_SKIP() << "pdflatex is not installed";
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  add_run(s, dir.path(), 1, {{"bam_dm", {18, 3}}, {"btx_dm", {20, 4}}, {"a&b_%#{}~^\\x", {21, 5}}});
+  add_run(s, dir.path(), 2, {{"bam_dm", {19, 3}}, {"btx_dm", {21, 4}}, {"a&b_%#{}~^\\x", {22, 5}}});
+  const std::string doc = "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{graphicx}\n\\begin{document}\n\\resizebox{\\textwidth}{!}{" +
+                          render_table(perplexity_table(s, "exp/seed=1"), Format::kLatex) + "}\n\\end{document}\n";
+  core::write_file_atomic(dir / "t.tex", doc);
+  const std::string cmd = "cd '" + dir.path() + "' && pdflatex -interaction=nonstopmode -halt-on-error t.tex > t.out 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << core::read_file(dir / "t.out");
+  EXPECT_TRUE(std::filesystem::exists(dir / "t.pdf"));
 }
 
 TEST(TablesTest, DownstreamShowsTheStderrOfOneRun) {

@@ -1,7 +1,8 @@
 // The HTML report in a real browser: `upcycle run` on recipes/ci/tiny.yaml ends by writing
 // ROOT/report/report.html; headless Chromium (Debian's chromium, with every host name unresolvable,
 // so nothing can come from a network) loads it from the file alone, every embedded plot decodes
-// (the page counts the images whose naturalWidth > 0), and the tables and provenance are there.
+// (the page counts the images whose naturalWidth > 0), the tables and provenance are there, the
+// page logs nothing to the console, and a screenshot of it is a real picture.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -37,11 +38,18 @@ TEST(ReportBrowserTest, TheReportOfATinyRunRendersOfflineInChromium) {
   EXPECT_FALSE(std::regex_search(html, std::regex(R"re((src|href)\s*=\s*["']?(https?:|//|file:))re"))) << "external reference";
   EXPECT_EQ(html.find("url("), std::string::npos);
 
-  auto dom = run_binary({chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000",
-                         "--user-data-dir=" + (dir / "chromium-profile"), "--dump-dom", "file://" + html_path},
-                        dir.path());
+  auto browse = [&](const std::vector<std::string>& what) {
+    std::vector<std::string> argv = {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                     "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000",
+                                     "--enable-logging=stderr", "--v=0", "--user-data-dir=" + (dir / "chromium-profile")};
+    argv.insert(argv.end(), what.begin(), what.end());
+    argv.push_back("file://" + html_path);
+    return run_binary(argv, dir.path());
+  };
+  auto dom = browse({"--dump-dom"});
   ASSERT_EQ(dom.exit_code, 0) << dom.output;
+  // Chromium logs every console message and uncaught exception of the page as INFO:CONSOLE.
+  EXPECT_EQ(dom.output.find(":CONSOLE"), std::string::npos) << "console output from the page:\n" << dom.output;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(dom.output, m, std::regex(R"re(<body data-images="(\d+)" data-images-ok="(\d+)")re")))
       << "the page's load handler did not run:\n" << dom.output.substr(0, 2000);
@@ -52,6 +60,12 @@ TEST(ReportBrowserTest, TheReportOfATinyRunRendersOfflineInChromium) {
                            "resolved recipe", "<td>bam_dm</td>"}) {
     EXPECT_NE(dom.output.find(part), std::string::npos) << part;
   }
+  // A screenshot: the page renders to pixels (a blank page is a few kB; this one has tables and plots).
+  auto shot = browse({"--screenshot=" + (dir / "report.png"), "--window-size=1280,2400"});
+  ASSERT_EQ(shot.exit_code, 0) << shot.output;
+  const std::string png = core::read_file(dir / "report.png");
+  EXPECT_EQ(png.substr(1, 3), "PNG");
+  EXPECT_GT(png.size(), 50u << 10) << "a nearly empty screenshot";
   // The plots' sources are beside the report for reuse in a paper.
   int svgs = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "runs/report/plots")) {
