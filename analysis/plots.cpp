@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/table.h"
 #include "analysis/tables.h"
 #include "cluster/process.h"
 #include "core/atomic_file.h"
@@ -260,14 +261,7 @@ const std::vector<std::pair<std::string, std::string>>& plot_names() {
   return kNames;
 }
 
-void check_plot_name(const std::string& name) {
-  std::string list;
-  for (const auto& [known, what] : plot_names()) {
-    if (known == name) return;
-    list += (list.empty() ? "" : ", ") + known;
-  }
-  throw ConfigError("upcycle plot: unknown plot '" + name + "' (known: " + list + ")");
-}
+void check_plot_name(const std::string& name) { check_known(plot_names(), name, "plot"); }
 
 PlotOutput make_plot(tracking::Store& store, const std::string& name, const std::string& run_name,
                      const std::string& out_dir, const std::string& stage) {

@@ -5,7 +5,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
+
 namespace upcycle::analysis {
+
+void check_known(const NamedList& known, const std::string& name, const std::string& kind) {
+  std::string list;
+  for (const auto& [k, what] : known) {
+    if (k == name) return;
+    list += (list.empty() ? "" : ", ") + k;
+  }
+  throw ConfigError("upcycle " + kind + ": unknown " + kind + " '" + name + "' (known: " + list + ")");
+}
 
 Stat stat_of(const std::vector<double>& values) {
   Stat s;

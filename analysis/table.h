@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "analysis/render.h"
@@ -21,6 +22,12 @@ struct Table {
 
 /// Title, table and notes in `format`; CSV and JSON carry `data` alone (JSON as {title, rows, notes}).
 std::string render_table(const Table& t, Format format);
+
+/// Names with one line each (`upcycle table --list`, `upcycle plot --list`).
+using NamedList = std::vector<std::pair<std::string, std::string>>;
+
+/// Throws ConfigError "upcycle KIND: unknown KIND 'name' (known: a, b, ...)" unless `name` is in `known`.
+void check_known(const NamedList& known, const std::string& name, const std::string& kind);
 
 /// Mean, sample standard deviation and count of the values of one cell across seeds.
 struct Stat {

@@ -324,14 +324,7 @@ const std::vector<std::pair<std::string, std::string>>& table_names() {
   return kNames;
 }
 
-void check_table_name(const std::string& name) {
-  std::string list;
-  for (const auto& [known, what] : table_names()) {
-    if (known == name) return;
-    list += (list.empty() ? "" : ", ") + known;
-  }
-  throw ConfigError("upcycle table: unknown table '" + name + "' (known: " + list + ")");
-}
+void check_table_name(const std::string& name) { check_known(table_names(), name, "table"); }
 
 Table make_table(tracking::Store& store, const std::string& name, const std::string& run) {
   check_table_name(name);
