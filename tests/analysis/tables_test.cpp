@@ -10,6 +10,7 @@
 #include "analysis/paper.h"
 #include "analysis/tables.h"
 #include "core/atomic_file.h"
+#include "core/metric_sink.h"
 #include "core/error.h"
 #include "tests/support/temp_dir.h"
 
@@ -131,6 +132,30 @@ TEST(TablesTest, DownstreamShowsTheStderrOfOneRun) {
   add_run(s, dir.path(), 1, {{"bam_dm", {18, 30}}});
   const std::string text = render_table(downstream_table(s, ""), Format::kTable);
   EXPECT_NE(text.find("0.300 ± 0.050"), std::string::npos) << text;
+}
+
+// NVIDIA's ablation table: final validation losses against continued dense training, beside the
+// paper's Table 1 (E8G8T8: 1.320 / 1.377 - 1 = -4.1%).
+TEST(TablesTest, ValidationLossBesideNvidiasTable1) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  int64_t run = s.upsert_run({"rk", "exp", "r", "{}"});
+  for (const auto& [stage, loss] : std::vector<std::pair<std::string, double>>{{"dense_cm", 4.0}, {"sparse_cm", 3.8}}) {
+    const std::string job_dir = dir / stage;
+    core::make_dirs(job_dir);
+    s.upsert_job(run, {0, stage, stage, "train", "", 0, std::nullopt, job_dir, "", "", "", "{}", ""});
+    core::JsonlMetricSink sink(job_dir + "/metrics.jsonl");
+    sink.log(1, {{"loss", 5.0}, {"tokens", 1000}, {"val_loss", loss + 0.5}});
+    sink.log(2, {{"loss", 4.5}, {"tokens", 2000}, {"val_loss", loss}});
+    core::JobResult r;
+    r.key = stage;
+    s.ingest_job(stage, job_dir, r);
+  }
+  Table t = make_table(s, "nv-upcycling", "r");
+  EXPECT_DOUBLE_EQ(cell(t.data, "sparse_cm", "val_loss"), 3.8);
+  EXPECT_DOUBLE_EQ(cell(t.data, "sparse_cm", "tokens"), 2000);
+  EXPECT_NEAR(cell(t.data, "sparse_cm", "change_vs_reference_pct"), -5.0, 1e-9);
+  EXPECT_NEAR(cell(t.data, "sparse_cm", "paper_change_vs_reference_pct"), 100 * (1.320 / 1.377 - 1), 1e-9);
 }
 
 TEST(TablesTest, MissingThingsAreNamed) {
