@@ -73,6 +73,11 @@ std::string read_yaml_text(const std::string& path) {
   const fs::file_status st = fs::status(path, ec);
   if (ec || !fs::exists(st)) throw ConfigError(path + ": file not found or not readable");
   if (!fs::is_regular_file(st)) throw ConfigError(path + ": not a regular file (a recipe is a YAML file)");
+  // Kernel files look regular but may block forever (/proc/kmsg) or never end.
+  const std::string real = fs::weakly_canonical(path, ec).string();
+  for (const char* virt : {"/proc/", "/sys/", "/dev/"}) {
+    if (real.rfind(virt, 0) == 0) throw ConfigError(path + ": a kernel file, not a recipe (" + real + ")");
+  }
   if (fs::file_size(path, ec) > kMaxYamlBytes) {
     throw ConfigError(path + ": larger than " + std::to_string(kMaxYamlBytes >> 10) + " KiB; a recipe is a small YAML file");
   }

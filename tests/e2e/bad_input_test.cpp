@@ -143,6 +143,7 @@ std::vector<RecipeCase> recipe_cases() {
       {"override_alias_bomb", "", {"x=[&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d], [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]]"},
        "expands to more than 1000000 YAML nodes"},
       {"include_a_device", std::string(kValid) + "include: /dev/zero\n", {}, "/dev/zero' is not a regular file"},
+      {"include_a_kernel_file", std::string(kValid) + "include: /proc/self/status\n", {}, "/proc/self/status: a kernel file, not a recipe"},
       {"include_itself", std::string(kValid) + "include: r.yaml\n", {}, "include cycle"},
       {"domain_name_is_a_path", with("domains: [general, code, math]", "domains: [general, code, math, { name: '../../x', sources: [/etc/hostname] }]"), {}, "data.domains[3].name: '../../x' is not a valid name"},
   };
