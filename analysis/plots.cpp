@@ -1,6 +1,7 @@
 #include "analysis/plots.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -24,12 +25,6 @@ std::string gq(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
   return out + "'";
-}
-
-double number(const tracking::Cell& c) {
-  if (auto* d = std::get_if<double>(&c)) return *d;
-  if (auto* i = std::get_if<int64_t>(&c)) return static_cast<double>(*i);
-  return 0;
 }
 
 struct Curve {
@@ -60,7 +55,7 @@ std::vector<Curve> curves(tracking::Store& store, const std::string& run) {
       if (!out.empty()) flush();
       out.push_back({stage, tracking::text_of(row[1]), {}, {}});
     }
-    steps[std::get<int64_t>(row[2])][tracking::text_of(row[3])] = number(row[4]);
+    steps[std::get<int64_t>(row[2])][tracking::text_of(row[3])] = tracking::number_of(row[4]);
   }
   if (!out.empty()) flush();
   return out;
@@ -132,7 +127,10 @@ Script ppl_plot(tracking::Store& store, const std::string& run) {
   data << "\n";
   for (size_t d = 0; d < domains.size(); ++d) {
     data << domains[d];
-    for (const auto* m : models) data << " " << number((*m)[1 + 2 * d]) << " " << number((*m)[2 + 2 * d]);
+    for (const auto* m : models) {
+      const double mean = tracking::number_of((*m)[1 + 2 * d]), std = tracking::number_of((*m)[2 + 2 * d]);
+      data << " " << mean << " " << (std::isnan(std) ? 0.0 : std);  // one seed: no error bar
+    }
     data << "\n";
   }
   for (size_t i = 0; i < models.size(); ++i) {
@@ -177,7 +175,7 @@ std::vector<Heatmap> eval_routing(tracking::Store& store, const std::string& run
     int l = -1, e = -1;
     if (std::sscanf(tracking::text_of(row[2]).c_str(), "%4[a-z]/l%d/e%d", router, &l, &e) != 3) continue;
     Heatmap& h = std::string(router) == "attn" ? attn : ffn;
-    h.add(tracking::text_of(row[1]) + " l" + std::to_string(l), e, number(row[3]));
+    h.add(tracking::text_of(row[1]) + " l" + std::to_string(l), e, tracking::number_of(row[3]));
   }
   std::vector<Heatmap> out;
   for (auto* h : {&ffn, &attn}) {
@@ -201,7 +199,7 @@ std::vector<Heatmap> training_routing(tracking::Store& store, const std::string&
     int l = -1, e = -1;
     if (tracking::text_of(row[0]) != stage) continue;
     if (std::sscanf(tracking::text_of(row[1]).c_str(), "util/l%d/e%d", &l, &e) != 2) continue;
-    h.add("l" + std::to_string(l), e, number(row[2]));
+    h.add("l" + std::to_string(l), e, tracking::number_of(row[2]));
   }
   if (h.rows.empty()) return {};
   return {h};

@@ -1,6 +1,7 @@
 #include "analysis/tables.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -126,8 +127,8 @@ Table perplexity_table(tracking::Store& store, const std::string& run_name, cons
                            "AND task LIKE 'ppl/%' ORDER BY result_id", {r});
     std::map<std::string, std::vector<double>> per_model;
     for (const auto& row : rs.rows) {
-      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), std::get<double>(row[2]));
-      per_model[tracking::text_of(row[0])].push_back(std::get<double>(row[2]));
+      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), tracking::number_of(row[2]));
+      per_model[tracking::text_of(row[0])].push_back(tracking::number_of(row[2]));
     }
     for (const auto& [model, vals] : per_model) {
       double sum = 0;
@@ -225,11 +226,11 @@ Table downstream_table(tracking::Store& store, const std::string& run_name) {
   for (const auto& r : runs) {
     auto rs = store.select(
         "SELECT model, task || ' ' || metric || CASE WHEN filter = 'none' THEN '' ELSE ',' || filter END, value, "
-        "COALESCE(stderr, 0) FROM v_results WHERE run = ? AND task NOT LIKE 'ppl/%' AND task NOT LIKE 'routing/%' "
+        "stderr FROM v_results WHERE run = ? AND task NOT LIKE 'ppl/%' AND task NOT LIKE 'routing/%' "
         "ORDER BY result_id", {r});
     for (const auto& row : rs.rows) {
-      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), std::get<double>(row[2]));
-      stderrs.add(tracking::text_of(row[0]), tracking::text_of(row[1]), std::get<double>(row[3]));
+      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), tracking::number_of(row[2]));
+      stderrs.add(tracking::text_of(row[0]), tracking::text_of(row[1]), tracking::number_of(row[3]));  // NaN: n/a
     }
   }
   if (g.rows.empty()) {
@@ -249,11 +250,13 @@ Table downstream_table(tracking::Store& store, const std::string& run_name) {
       const std::vector<double>& v = g.values[m][col];
       Stat s = stat_of(v);
       if (s.n == 1) s.std = stderrs.values[m][col][0];  // one run: the score's own standard error
-      std::string text = s.n ? fixed(s.mean, 3) + " ± " + fixed(s.std, 3) : "missing";
+      const bool spread = s.n > 1 || !std::isnan(s.std);  // an lm-eval stderr may be N/A
+      std::string text = !s.n ? "missing" : spread ? fixed(s.mean, 3) + " ± " + fixed(s.std, 3) : fixed(s.mean, 3);
       disp.push_back(text);
       row_means.push_back(s.n ? std::optional<double>(s.mean) : std::nullopt);
       if (s.n) {
-        t.data.rows.push_back({m, col, s.mean, s.n > 1 ? Cell(s.std) : Cell(), s.n == 1 ? Cell(s.std) : Cell(),
+        t.data.rows.push_back({m, col, s.mean, s.n > 1 ? Cell(s.std) : Cell(),
+                               s.n == 1 && !std::isnan(s.std) ? Cell(s.std) : Cell(),
                                static_cast<int64_t>(s.n)});
       }
     }
@@ -280,9 +283,7 @@ Table validation_loss_table(tracking::Store& store, const std::string& run_name)
         "AND m.step = (SELECT MAX(step) FROM metrics m2 WHERE m2.job_id = m.job_id AND m2.key = m.key) "
         "ORDER BY rj.rowid", {r});
     for (const auto& row : rs.rows) {
-      const double v = std::holds_alternative<double>(row[2]) ? std::get<double>(row[2])
-                                                                : static_cast<double>(std::get<int64_t>(row[2]));
-      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), v);
+      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), tracking::number_of(row[2]));
     }
   }
   if (g.rows.empty()) {

@@ -115,6 +115,8 @@ void show_results(const Recipe& recipe, const std::vector<std::string>& run_name
     std::cout << "\nreport: " << analysis::write_report(store, run_names, recipe.root + "/report") << "\n";
   } catch (const Error& e) {
     core::log_warn(std::string("no report: ") + e.what());
+  } catch (const std::exception& e) {  // a bug in the report must not fail a run whose jobs succeeded
+    core::log_error(std::string("no report (internal error, please report it): ") + e.what());
   }
 }
 

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <limits>
 #include <string>
 #include <variant>
 #include <vector>
@@ -24,6 +25,12 @@ using Cell = std::variant<std::monostate, int64_t, double, std::string>;
 /// A cell's text, or "" when it is not text (NULL or a number).
 inline std::string text_of(const Cell& c) {
   return std::holds_alternative<std::string>(c) ? std::get<std::string>(c) : "";
+}
+/// A numeric cell as a double (SQLite hands back 0 for 0.0 as an integer); NaN for NULL or text.
+inline double number_of(const Cell& c) {
+  if (auto* d = std::get_if<double>(&c)) return *d;
+  if (auto* i = std::get_if<int64_t>(&c)) return static_cast<double>(*i);
+  return std::numeric_limits<double>::quiet_NaN();
 }
 
 /// A query result: column names and rows of typed cells (NULL = monostate).

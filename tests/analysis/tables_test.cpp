@@ -130,8 +130,18 @@ TEST(TablesTest, DownstreamShowsTheStderrOfOneRun) {
   testing::TempDir dir;
   Store s(dir / "store.sqlite");
   add_run(s, dir.path(), 1, {{"bam_dm", {18, 30}}});
-  const std::string text = render_table(downstream_table(s, ""), Format::kTable);
+  // lm-evaluation-harness reports "N/A" for some stderrs (stored as NULL), and integer-valued scores.
+  int64_t run = s.upsert_run({"rk9", "exp", "harness", "{}"});
+  s.upsert_job(run, {0, "h", "harness", "command", "", 0, std::nullopt, dir / "h", "", "", "", "{}", ""});
+  core::make_dirs(dir / "h");
+  core::JobResult r;
+  r.key = "h";
+  r.evals = {{"seed", "mmlu", "acc", 1, std::nullopt, 100, "none", 5}};
+  s.ingest_job("h", dir / "h", r);
+  const std::string text = render_table(downstream_table(s, "exp/seed=1"), Format::kTable);
   EXPECT_NE(text.find("0.300 ± 0.050"), std::string::npos) << text;
+  const std::string harness = render_table(downstream_table(s, "harness"), Format::kTable);
+  EXPECT_NE(harness.find("| 1.000*"), std::string::npos) << "no ± for a stderr the harness did not give:\n" << harness;
 }
 
 // NVIDIA's ablation table: final validation losses against continued dense training, beside the
