@@ -115,12 +115,10 @@ void mark_best(Table& t, const std::vector<std::vector<std::optional<double>>>& 
 
 }  // namespace
 
-Table perplexity_table(tracking::Store& store, const std::string& run_name, const std::string& paper_id) {
-  const std::string run = run_or_latest(store, run_name);
-  const std::vector<std::string> runs = seed_group(store, run);
-  const std::optional<PaperTable> paper = paper_table(paper_id);
-  if (!paper) throw InternalError("no paper table '" + paper_id + "'");
-  // Per run: model -> domain -> ppl; the average is taken per run (all domains present), then pooled.
+namespace {
+
+// Per run of the group: model -> domain -> ppl; "avg" is taken per run (all domains present), then pooled.
+Gathered gather_perplexities(tracking::Store& store, const std::vector<std::string>& runs) {
   Gathered g;
   for (const auto& r : runs) {
     auto rs = store.select("SELECT model, substr(task, 5), value FROM v_results WHERE run = ? AND metric = 'ppl' "
@@ -136,19 +134,91 @@ Table perplexity_table(tracking::Store& store, const std::string& run_name, cons
       if (vals.size() == g.columns.size()) g.values[model]["avg"].push_back(sum / vals.size());
     }
   }
+  return g;
+}
+
+// Each side's change against its own BTX, in %: ours against our model standing for the paper's
+// reference row, the paper's against that row.
+struct Relative {
+  const PaperTable& paper;
+  const PaperRow* paper_ref = nullptr;
+  std::string our_ref;
+  double our_ref_avg = 0;
+
+  Relative(const PaperTable& p, Gathered& g) : paper(p), paper_ref(p.reference()) {
+    for (const auto& m : g.rows) {
+      if (our_ref.empty() && p.row_for(m) == paper_ref && !g.values[m]["avg"].empty()) our_ref = m;
+    }
+    if (!our_ref.empty()) our_ref_avg = stat_of(g.values[our_ref]["avg"]).mean;
+  }
+  std::optional<double> ours(const Stat& avg) const {
+    return avg.n && our_ref_avg > 0 ? std::optional<double>(100 * (avg.mean / our_ref_avg - 1)) : std::nullopt;
+  }
+  std::optional<double> papers(const PaperRow* row) const {
+    if (!row || !paper_ref) return std::nullopt;
+    return 100 * (paper.average(*row) / paper.average(*paper_ref) - 1);
+  }
+};
+
+Cell cell_or_null(const std::optional<double>& v) { return v ? Cell(*v) : Cell(); }
+std::string percent_or_dash(const std::optional<double>& v) { return v ? percent(*v) : "—"; }
+
+// One model's row: each domain's and the average's mean ± std, n, and both sides' changes.
+std::vector<std::optional<double>> add_model_row(Table& t, Gathered& g, const std::string& m,
+                                                 const std::vector<std::string>& domains, const Relative& rel) {
+  std::vector<Cell> disp{m}, data{m};
+  std::vector<std::optional<double>> means;
+  auto add_stat = [&](const Stat& s) {
+    disp.push_back(stat_text(s, 2));
+    data.push_back(s.n ? Cell(s.mean) : Cell());
+    data.push_back(s.n > 1 ? Cell(s.std) : Cell());
+    means.push_back(s.n ? std::optional<double>(s.mean) : std::nullopt);
+  };
+  for (const auto& col : domains) add_stat(stat_of(g.values[m][col]));
+  const Stat avg = stat_of(g.values[m]["avg"]);
+  add_stat(avg);
+  disp.push_back(static_cast<int64_t>(avg.n));
+  data.push_back(static_cast<int64_t>(avg.n));
+  means.push_back(std::nullopt);  // n
+  const PaperRow* p = rel.paper.row_for(m);
+  disp.insert(disp.end(), {percent_or_dash(rel.ours(avg)), p ? p->label : "—", percent_or_dash(rel.papers(p))});
+  data.insert(data.end(), {cell_or_null(rel.ours(avg)), p ? Cell(p->label) : Cell(), cell_or_null(rel.papers(p))});
+  t.display.rows.push_back(std::move(disp));
+  t.data.rows.push_back(std::move(data));
+  return means;
+}
+
+// The paper's rows the run has no model for, so its whole ordering stays visible.
+void add_rows_not_run(Table& t, const Gathered& g, size_t domains, const Relative& rel) {
+  for (const auto& p : rel.paper.rows) {
+    bool shown = false;
+    for (const auto& m : g.rows) shown = shown || rel.paper.row_for(m) == &p;
+    if (shown) continue;
+    std::vector<Cell> disp{std::string("(not run)")}, data{std::string("")};
+    disp.insert(disp.end(), domains + 3, Cell(std::string("—")));
+    data.insert(data.end(), 2 * domains + 4, Cell());
+    disp.insert(disp.end(), {p.label, percent_or_dash(rel.papers(&p))});
+    data.insert(data.end(), {p.label, cell_or_null(rel.papers(&p))});
+    t.display.rows.push_back(std::move(disp));
+    t.data.rows.push_back(std::move(data));
+    t.best.push_back(std::vector<bool>(t.display.columns.size(), false));
+  }
+}
+
+}  // namespace
+
+Table perplexity_table(tracking::Store& store, const std::string& run_name, const std::string& paper_id) {
+  const std::string run = run_or_latest(store, run_name);
+  const std::vector<std::string> runs = seed_group(store, run);
+  const std::optional<PaperTable> paper = paper_table(paper_id);
+  if (!paper) throw InternalError("no paper table '" + paper_id + "'");
+  Gathered g = gather_perplexities(store, runs);
   if (g.rows.empty()) {
     throw StoreError(store.path() + ": run '" + run + "' has no perplexity results",
                      "its eval stage has not run or failed: upcycle status --run " + run);
   }
   const std::vector<std::string> domains = g.columns;
-  const PaperRow* paper_ref = paper->reference();
-  std::string our_ref;  // our model standing for the paper's reference row
-  for (const auto& m : g.rows) {
-    if (our_ref.empty() && paper->row_for(m) == paper_ref && !g.values[m]["avg"].empty()) our_ref = m;
-  }
-  const double our_ref_avg = our_ref.empty() ? 0 : stat_of(g.values[our_ref]["avg"]).mean;
-  const double paper_ref_avg = paper_ref ? paper->average(*paper_ref) : 0;
-
+  const Relative rel(*paper, g);
   Table t;
   t.title = "Perplexity per domain (" + paper->source + " layout), run " + run;
   t.display.columns = {"model"};
@@ -158,62 +228,18 @@ Table perplexity_table(tracking::Store& store, const std::string& run_name, cons
     t.display.columns.push_back(it == paper->columns.end() ? d : d + " (" + it->second + ")");
     t.data.columns.insert(t.data.columns.end(), {d, d + "_std"});
   }
-  t.display.columns.insert(t.display.columns.end(), {"avg", "n", "vs " + (our_ref.empty() ? "BTX" : our_ref),
+  t.display.columns.insert(t.display.columns.end(), {"avg", "n", "vs " + (rel.our_ref.empty() ? "BTX" : rel.our_ref),
                                                      "paper row", "paper vs " + paper->reference_row});
   t.data.columns.insert(t.data.columns.end(), {"avg", "avg_std", "n", "change_vs_reference_pct", "paper_row",
                                                "paper_change_vs_reference_pct"});
   std::vector<std::vector<std::optional<double>>> means;
-  std::vector<const PaperRow*> shown;
-  for (const auto& m : g.rows) {
-    std::vector<Cell> disp{m}, data{m};
-    std::vector<std::optional<double>> row_means;
-    for (const auto& col : domains) {
-      const Stat s = stat_of(g.values[m][col]);
-      disp.push_back(stat_text(s, 2));
-      data.push_back(s.n ? Cell(s.mean) : Cell());
-      data.push_back(s.n > 1 ? Cell(s.std) : Cell());
-      row_means.push_back(s.n ? std::optional<double>(s.mean) : std::nullopt);
-    }
-    const Stat avg = stat_of(g.values[m]["avg"]);
-    disp.push_back(stat_text(avg, 2));
-    disp.push_back(static_cast<int64_t>(avg.n));
-    data.push_back(avg.n ? Cell(avg.mean) : Cell());
-    data.push_back(avg.n > 1 ? Cell(avg.std) : Cell());
-    data.push_back(static_cast<int64_t>(avg.n));
-    row_means.push_back(avg.n ? std::optional<double>(avg.mean) : std::nullopt);
-    row_means.push_back(std::nullopt);  // n
-    const bool vs = avg.n && our_ref_avg > 0;
-    disp.push_back(vs ? percent(100 * (avg.mean / our_ref_avg - 1)) : std::string("—"));
-    data.push_back(vs ? Cell(100 * (avg.mean / our_ref_avg - 1)) : Cell());
-    const PaperRow* p = paper->row_for(m);
-    if (p) shown.push_back(p);
-    const bool pvs = p && paper_ref_avg > 0;
-    disp.push_back(p ? p->label : std::string("—"));
-    disp.push_back(pvs ? percent(100 * (paper->average(*p) / paper_ref_avg - 1)) : std::string("—"));
-    data.push_back(p ? Cell(p->label) : Cell());
-    data.push_back(pvs ? Cell(100 * (paper->average(*p) / paper_ref_avg - 1)) : Cell());
-    t.display.rows.push_back(std::move(disp));
-    t.data.rows.push_back(std::move(data));
-    means.push_back(std::move(row_means));
-  }
+  for (const auto& m : g.rows) means.push_back(add_model_row(t, g, m, domains, rel));
   mark_best(t, means, /*lower_is_better=*/true);
-  for (const auto& p : paper->rows) {  // the paper's rows this run has no model for
-    if (std::find(shown.begin(), shown.end(), &p) != shown.end()) continue;
-    std::vector<Cell> disp{std::string("(not run)")}, data{std::string("")};
-    for (size_t i = 0; i < domains.size() + 3; ++i) disp.push_back(std::string("—"));
-    for (size_t i = 0; i < 2 * domains.size() + 4; ++i) data.push_back(Cell());
-    disp.push_back(p.label);
-    disp.push_back(paper_ref_avg > 0 ? percent(100 * (paper->average(p) / paper_ref_avg - 1)) : std::string("—"));
-    data.push_back(p.label);
-    data.push_back(paper_ref_avg > 0 ? Cell(100 * (paper->average(p) / paper_ref_avg - 1)) : Cell());
-    t.display.rows.push_back(std::move(disp));
-    t.data.rows.push_back(std::move(data));
-    t.best.push_back(std::vector<bool>(t.display.columns.size(), false));
-  }
+  add_rows_not_run(t, g, domains.size(), rel);
   t.notes.push_back("Ours: perplexity on each domain's test split, " + runs_note(runs) + "; best per column marked.");
   t.notes.push_back("Paper: " + paper->source + ". At another scale absolute numbers are not comparable, so both "
                     "sides show each row's change in average perplexity against BTX (negative is better): " +
-                    (our_ref.empty() ? "this run has no BTX model, " : "ours against " + our_ref + ", ") +
+                    (rel.our_ref.empty() ? "this run has no BTX model, " : "ours against " + rel.our_ref + ", ") +
                     "the paper's against its " + paper->reference_row + " row.");
   for (auto& n : unfinished_jobs(store, runs)) t.notes.push_back(std::move(n));
   return t;
