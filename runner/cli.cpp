@@ -55,10 +55,33 @@ std::vector<std::string> overrides_of(const po::variables_map& vm) {
 }
 
 // The recipe at every sweep point (one without a sweep), each with its plan for the local executor.
+// All the sweep's points planned at once: a grid of 10,000 points of a recipe with many stages is
+// millions of jobs, so the plans together are bounded too.
+constexpr size_t kMaxPlannedJobs = 200000;
+
 std::vector<RunPoint> plan_runs(const std::string& path, const std::vector<std::string>& overrides) {
+  auto too_many = [&] {
+    return ConfigError(path + ": the sweep plans more than " + std::to_string(kMaxPlannedJobs) + " jobs",
+                       "split the sweep into several recipes");
+  };
+  {  // before expanding the grid: the recipe without its sweep, times the grid's points
+    const Recipe base = load_recipe(path, overrides);
+    double grid = 1;
+    for (const auto& axis : base.sweep) grid *= static_cast<double>(axis.values.size());
+    size_t base_jobs = 0;
+    try {
+      if (grid > 1) base_jobs = make_plan(base, local_plan_options()).jobs.size();
+    } catch (const ConfigError&) {
+      // planned point by point below, where the error names the sweep point
+    }
+    if (grid * static_cast<double>(base_jobs) > kMaxPlannedJobs) throw too_many();
+  }
   std::vector<RunPoint> points;
+  size_t jobs = 0;
   for (auto& recipe : load_recipes(path, overrides)) {
     Plan plan = make_plan(recipe, local_plan_options());
+    jobs += plan.jobs.size();
+    if (jobs > kMaxPlannedJobs) throw too_many();
     points.push_back({std::move(recipe), std::move(plan)});
   }
   return points;

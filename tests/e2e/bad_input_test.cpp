@@ -126,6 +126,13 @@ std::vector<RecipeCase> recipe_cases() {
          for (int i = 1; i <= 100; ++i) v += (i > 1 ? "," : "") + std::to_string(i * 1000);
          return v;
        }() + "] }\n", {}, "sweep: more than 10000 points"},
+      {"sweep_plans_too_many_jobs", std::string(kValid) + [] {
+         std::string extra;  // 100 command stages: 106 jobs a point, 2,000 points: 212,000 jobs
+         for (int i = 0; i < 100; ++i) extra += "  cmd" + std::to_string(i) + ": { kind: command, argv: [\"true\"] }\n";
+         std::string v;
+         for (int i = 0; i < 2000; ++i) v += (i ? "," : "") + std::to_string(i);
+         return extra + "sweep: { seed: [" + v + "] }\n";
+       }(), {}, "the sweep plans more than 200000 jobs"},
       {"alias_bomb", "name: t\na: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
                      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
                      "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
