@@ -248,7 +248,8 @@ int cmd_plan(const std::vector<std::string>& args) {
     for (const auto& p : points) std::cout << "  " << p.recipe.run_name << "\n";
   }
   std::optional<tracking::Store> store;
-  if (std::filesystem::exists(first.store)) store.emplace(first.store, tracking::Store::Mode::kReadOnly);
+  std::error_code ec;
+  if (std::filesystem::exists(first.store, ec)) store.emplace(first.store, tracking::Store::Mode::kReadOnly);
   std::cout << describe_plan(plan, explain_plan(plan, store ? &*store : nullptr));
   if (vm.count("cost")) {
     ThroughputBench bench;
@@ -406,6 +407,10 @@ int run_cli(int argc, char** argv) {
   } catch (const Error& e) {
     std::cerr << "upcycle: error: " << e.what() << "\n";
     if (!e.hint().empty()) std::cerr << "---> HINT: " << e.hint() << "\n";
+    return kExitUserError;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the user gave (a root, a store, a recipe key) the system refuses: too long, no permission.
+    std::cerr << "upcycle: error: " << e.path1().string() << ": " << e.code().message() << "\n";
     return kExitUserError;
   } catch (const std::exception& e) {
     std::cerr << "upcycle: internal error: " << e.what() << "\n";

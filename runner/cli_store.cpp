@@ -56,7 +56,8 @@ std::string store_path(const po::variables_map& vm) {
 }
 
 tracking::Store open_store_ro(const std::string& path) {
-  if (!std::filesystem::exists(path)) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
     throw StoreError(path + ": no store here", "run a recipe first (`upcycle run RECIPE`) or pass --store");
   }
   return tracking::Store(path, tracking::Store::Mode::kReadOnly);

@@ -174,8 +174,13 @@ YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
       }
       fs::path p = fs::path(rel).is_absolute() ? fs::path(rel) : dir / rel;
       std::string path = p.lexically_normal().string();
-      if (!fs::exists(p)) throw e.error("included file '" + path + "' does not exist");
-      if (!fs::is_regular_file(p)) throw e.error("included file '" + path + "' is not a regular file");
+      std::error_code ec;  // a name too long for the OS is an error here, not an exception
+      const fs::file_status st = fs::status(p, ec);
+      if (!fs::exists(st)) {
+        throw e.error("included file '" + path + "' does not exist" +
+                      (ec && ec != std::errc::no_such_file_or_directory ? " (" + ec.message() + ")" : ""));
+      }
+      if (!fs::is_regular_file(st)) throw e.error("included file '" + path + "' is not a regular file");
       if (std::find(stack.begin(), stack.end(), path) != stack.end()) {
         throw e.error("include cycle: '" + path + "' includes itself");
       }

@@ -36,6 +36,20 @@ bool valid_stage_name(const std::string& n) {
   return ok;
 }
 
+// A path the runner creates: what the system accepts (components of at most 255 bytes, 4096 in all,
+// no NUL), so a bad one fails here and not after the store or a directory was made.
+void check_path(const YamlReader& at, const std::string& p) {
+  if (p.empty() || p.size() > 4096 || p.find('\0') != std::string::npos) {
+    throw at.error("must be a path of 1 to 4096 bytes");
+  }
+  size_t start = 0;
+  while (start <= p.size()) {
+    const size_t end = std::min(p.find('/', start), p.size());
+    if (end - start > 255) throw at.error("has a path component longer than 255 bytes");
+    start = end + 1;
+  }
+}
+
 // A name people read back (the run name): no control characters (the recipe text, and so the name,
 // is valid UTF-8 already: check_utf8).
 void check_text(const YamlReader& at, const std::string& s) {
@@ -370,6 +384,9 @@ Recipe parse_with(const std::string& text, const std::string& file, const std::v
   if (top.has("cost")) r.cost = parse_cost(top.child("cost"));
   r.store = top.get_str("store", r.store);
   r.root = top.get_str("root", r.root);
+  for (const char* key : {"store", "root"}) {
+    if (top.has(key)) check_path(top.child(key), key == std::string("store") ? r.store : r.root);
+  }
   r.seed = static_cast<uint64_t>(top.get_integer("seed", 0));
   r.threads = static_cast<int>(top.get_integer("threads", 1));
   r.device = top.get_choice("device", r.device, {"auto", "cpu", "cuda"});

@@ -149,6 +149,9 @@ std::vector<RecipeCase> recipe_cases() {
       {"blame_sweep_value", std::string(kValid) + "sweep: { model.layers: [2, 0] }\n", {}, "r.yaml:14:28: model.layers: must be in [1, 4096] (at sweep point model.layers=0)"},
       {"override_alias_bomb", "", {"x=[&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d], [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]]"},
        "expands to more than 1000000 YAML nodes"},
+      {"include_name_too_long", std::string(kValid) + "include: " + std::string(300, 'x') + ".yaml\n", {}, "does not exist (File name too long)"},  // found by the fuzzers
+      {"root_name_too_long", "", {"root=" + std::string(300, 'x')}, "override 'root=xxx"},
+      {"store_name_too_long", with("seed: 3", "seed: 3\nstore: a/" + std::string(256, 'y') + "/s.sqlite"), {}, "r.yaml:3:8: store: has a path component longer than 255 bytes"},
       {"include_a_device", std::string(kValid) + "include: /dev/zero\n", {}, "/dev/zero' is not a regular file"},
       {"include_a_kernel_file", std::string(kValid) + "include: /proc/self/status\n", {}, "/proc/self/status: a kernel file, not a recipe"},
       {"include_itself", std::string(kValid) + "include: r.yaml\n", {}, "include cycle"},
