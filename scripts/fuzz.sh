@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer harnesses (tests/fuzz/, built by scripts/build.sh into build/fuzz).
 #   scripts/fuzz.sh [--time SECONDS] [recipe|query|spec ...]     default: 600 s each, all three
+#   scripts/fuzz.sh --runs N --seed S NAME                          N inputs from a fresh corpus with a fixed
+#       seed: the same executions on every machine (what the fuzz-labelled tests run, so CI does not
+#       depend on luck; exploration is the timed mode's job)
 # UPCYCLE_FUZZ_DIR (default build/fuzz) is the fuzz build.
 # Each starts from its seed corpus (recipes/ and tests/fuzz/seeds/NAME) plus what earlier runs kept in
 # build/fuzz/corpus/NAME. A crash, sanitizer report, leak, an input running past 20 s or 2 GiB is a
@@ -11,10 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzz_dir="${UPCYCLE_FUZZ_DIR:-build/fuzz}"
 seconds=600
+runs=""
+seed=""
 names=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --time) seconds="$2"; shift 2 ;;
+    --runs) runs="$2"; shift 2 ;;
+    --seed) seed="$2"; shift 2 ;;
     recipe|query|spec) names+=("$1"); shift ;;
     *) echo "fuzz.sh: unknown argument '$1' (usage: fuzz.sh [--time SECONDS] [recipe|query|spec ...])" >&2; exit 1 ;;
   esac
@@ -29,6 +36,12 @@ for name in "${names[@]}"; do
     exit 1
   fi
   corpus="$fuzz_dir/corpus/$name"
+  limit=(-max_total_time="$seconds")
+  if [ -n "$runs" ]; then  # reproducible: a fresh corpus, a fixed seed, a fixed number of inputs
+    corpus="$(mktemp -d)"
+    trap 'rm -rf "$corpus"' EXIT
+    limit=(-runs="$runs" -seed="${seed:-1}")
+  fi
   findings="$fuzz_dir/findings/$name"
   mkdir -p "$corpus" "$findings"
   seeds=("tests/fuzz/seeds/$name")
@@ -37,9 +50,9 @@ for name in "${names[@]}"; do
     find recipes -name '*.yaml' | while read -r f; do cp "$f" "$fuzz_dir/seeds-recipes/${f//\//_}"; done
     seeds+=("$fuzz_dir/seeds-recipes")
   fi
-  echo "[fuzz] $name for ${seconds}s"
+  echo "[fuzz] $name: ${limit[*]}"
   log="$fuzz_dir/$name.log"
-  if "$bin" "$corpus" "${seeds[@]}" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -max_len=16384 \
+  if "$bin" "$corpus" "${seeds[@]}" "${limit[@]}" -timeout=20 -rss_limit_mb=2048 -max_len=16384 \
        -artifact_prefix="$findings/" -print_final_stats=1 >"$log" 2>&1; then
     grep -E '^#[0-9]+.*(DONE|pulse)' "$log" | tail -1
     grep -E 'stat::number_of_executed_units|stat::peak_rss_mb' "$log"
