@@ -249,8 +249,8 @@ Script util_plot(tracking::Store& store, const std::string& run, const std::stri
 
 }  // namespace
 
-const std::vector<std::pair<std::string, std::string>>& plot_names() {
-  static const std::vector<std::pair<std::string, std::string>> kNames = {
+const NamedList& plot_names() {
+  static const NamedList kNames = {
       {"loss", "training and validation loss against tokens, every train stage"},
       {"loss-flops", "training and validation loss against training FLOPs (compute-matched comparison)"},
       {"ppl", "perplexity per domain as grouped bars by model, error bars across seeds"},

@@ -12,12 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "analysis/table.h"
 #include "tracking/store.h"
 
 namespace upcycle::analysis {
 
 /// The plots `upcycle plot NAME` knows, with one line each.
-const std::vector<std::pair<std::string, std::string>>& plot_names();
+const NamedList& plot_names();
 
 /// Throws ConfigError listing the known plots unless `name` is one.
 void check_plot_name(const std::string& name);

@@ -354,8 +354,8 @@ Table validation_loss_table(tracking::Store& store, const std::string& run_name)
   return t;
 }
 
-const std::vector<std::pair<std::string, std::string>>& table_names() {
-  static const std::vector<std::pair<std::string, std::string>> kNames = {
+const NamedList& table_names() {
+  static const NamedList kNames = {
       {"ppl", "perplexity per domain, beside BAM Table 1 (590M)"},
       {"ppl-2b", "perplexity per domain, beside BAM Table 2 (2B)"},
       {"downstream", "downstream task scores with their standard errors (BAM Table 3 layout)"},

@@ -17,7 +17,7 @@
 namespace upcycle::analysis {
 
 /// The tables `upcycle table NAME` knows, with one line each.
-const std::vector<std::pair<std::string, std::string>>& table_names();
+const NamedList& table_names();
 
 /// Throws ConfigError listing the known tables unless `name` is one.
 void check_table_name(const std::string& name);

@@ -110,13 +110,21 @@ std::string job_dir(const std::string& store_path, const std::string& stage) {
   return std::get<std::string>(s.select("SELECT dir FROM jobs WHERE stage = ?", {stage}).rows.at(0).at(0));
 }
 
-// A finished job whose result.json is gone is not done: the rerun reports its final checkpoint again
-// (validated) instead of failing or training it twice.
-TEST(ResumeTest, AJobWhoseResultWasDeletedIsReportedAgain) {
+// A finished run of recipes/ci/tiny.yaml in a fresh directory, and its rows, to damage and rerun.
+class AfterATinyRunTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path()).exit_code, 0);
+    before = deterministic_rows(dir / "runs/store.sqlite");
+  }
   testing::TempDir dir;
   const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
-  ASSERT_EQ(run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path()).exit_code, 0);
-  const auto before = deterministic_rows(dir / "runs/store.sqlite");
+  std::map<std::string, std::string> before;
+};
+
+// A finished job whose result.json is gone is not done: the rerun reports its final checkpoint again
+// (validated) instead of failing or training it twice.
+TEST_F(AfterATinyRunTest, AJobWhoseResultWasDeletedIsReportedAgain) {
   const std::string seed_dir = job_dir(dir / "runs/store.sqlite", "seed");
   std::filesystem::remove(seed_dir + "/result.json");
   auto again = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
@@ -129,11 +137,7 @@ TEST(ResumeTest, AJobWhoseResultWasDeletedIsReportedAgain) {
 // --force replaces a job's results only when the new attempt succeeds: a forced eval that fails (a
 // shard gone, an edited tokenizer, an edited checkpoint config) leaves the old rows and files as they
 // were; one that succeeds replaces them.
-TEST(ResumeTest, AForcedRerunThatFailsKeepsThePreviousResults) {
-  testing::TempDir dir;
-  const std::string recipe = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
-  ASSERT_EQ(run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path()).exit_code, 0);
-  const auto before = deterministic_rows(dir / "runs/store.sqlite");
+TEST_F(AfterATinyRunTest, AForcedRerunThatFailsKeepsThePreviousResults) {
   const std::string data_dir = job_dir(dir / "runs/store.sqlite", "data");
   const std::string shard = data_dir + "/data/shards/law.test.bin";
   std::filesystem::rename(shard, shard + ".away");  // the forced eval will fail reading it
