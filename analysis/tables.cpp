@@ -117,12 +117,13 @@ void mark_best(Table& t, const std::vector<std::vector<std::optional<double>>>& 
 
 namespace {
 
-// Per run of the group: model -> domain -> ppl; "avg" is taken per run (all domains present), then pooled.
-Gathered gather_perplexities(tracking::Store& store, const std::vector<std::string>& runs) {
+// Per run of the group: model -> domain -> ppl (or bpb); "avg" is taken per run (all domains present),
+// then pooled.
+Gathered gather_perplexities(tracking::Store& store, const std::vector<std::string>& runs, const std::string& metric) {
   Gathered g;
   for (const auto& r : runs) {
-    auto rs = store.select("SELECT model, substr(task, 5), value FROM v_results WHERE run = ? AND metric = 'ppl' "
-                           "AND task LIKE 'ppl/%' ORDER BY result_id", {r});
+    auto rs = store.select("SELECT model, substr(task, 5), value FROM v_results WHERE run = ? AND metric = ? "
+                           "AND task LIKE 'ppl/%' ORDER BY result_id", {r, metric});
     std::map<std::string, std::vector<double>> per_model;
     for (const auto& row : rs.rows) {
       g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), tracking::number_of(row[2]));
@@ -207,20 +208,24 @@ void add_rows_not_run(Table& t, const Gathered& g, size_t domains, const Relativ
 
 }  // namespace
 
-Table perplexity_table(tracking::Store& store, const std::string& run_name, const std::string& paper_id) {
+Table perplexity_table(tracking::Store& store, const std::string& run_name, const std::string& paper_id,
+                       const std::string& metric) {
+  check_known(perplexity_metrics(), metric, "metric");
+  const bool bpb = metric == "bpb";
   const std::string run = run_or_latest(store, run_name);
   const std::vector<std::string> runs = seed_group(store, run);
   const std::optional<PaperTable> paper = paper_table(paper_id);
   if (!paper) throw InternalError("no paper table '" + paper_id + "'");
-  Gathered g = gather_perplexities(store, runs);
+  Gathered g = gather_perplexities(store, runs, metric);
   if (g.rows.empty()) {
-    throw StoreError(store.path() + ": run '" + run + "' has no perplexity results",
-                     "its eval stage has not run or failed: upcycle status --run " + run);
+    throw StoreError(store.path() + ": run '" + run + "' has no " + (bpb ? "bits-per-byte" : "perplexity") + " results",
+                     bpb ? "bits per byte need text data and an eval job of this version: upcycle run RECIPE re-runs it"
+                         : "its eval stage has not run or failed: upcycle status --run " + run);
   }
   const std::vector<std::string> domains = g.columns;
   const Relative rel(*paper, g);
   Table t;
-  t.title = "Perplexity per domain (" + paper->source + " layout), run " + run;
+  t.title = std::string(bpb ? "Bits per byte" : "Perplexity") + " per domain (" + paper->source + " layout), run " + run;
   t.display.columns = {"model"};
   t.data.columns = {"model"};
   for (const auto& d : domains) {
@@ -236,9 +241,13 @@ Table perplexity_table(tracking::Store& store, const std::string& run_name, cons
   for (const auto& m : g.rows) means.push_back(add_model_row(t, g, m, domains, rel));
   mark_best(t, means, /*lower_is_better=*/true);
   add_rows_not_run(t, g, domains.size(), rel);
-  t.notes.push_back("Ours: perplexity on each domain's test split, " + runs_note(runs) + "; best per column marked.");
-  t.notes.push_back("Paper: " + paper->source + ". At another scale absolute numbers are not comparable, so both "
-                    "sides show each row's change in average perplexity against BTX (negative is better): " +
+  t.notes.push_back(std::string("Ours: ") +
+                    (bpb ? "bits per byte (nll * tokens / (bytes * ln 2), independent of the tokenizer)"
+                         : "perplexity per token") +
+                    " on each domain's test split, " + runs_note(runs) + "; best per column marked.");
+  t.notes.push_back("Paper: " + paper->source + ", perplexity. At another scale absolute numbers are not comparable, "
+                    "so both sides show each row's change in the average against BTX (negative is better; ours in " +
+                    metric + "): " +
                     (rel.our_ref.empty() ? "this run has no BTX model, " : "ours against " + rel.our_ref + ", ") +
                     "the paper's against its " + paper->reference_row + " row.");
   for (auto& n : unfinished_jobs(store, runs)) t.notes.push_back(std::move(n));
@@ -371,12 +380,21 @@ const NamedList& table_names() {
 
 void check_table_name(const std::string& name) { check_known(table_names(), name, "table"); }
 
-Table make_table(tracking::Store& store, const std::string& name, const std::string& run) {
+const NamedList& perplexity_metrics() {
+  static const NamedList kMetrics = {
+      {"ppl", "perplexity per token: exp(mean NLL)"},
+      {"bpb", "bits per byte: NLL in bits per UTF-8 byte of the text, comparable across tokenizers"},
+  };
+  return kMetrics;
+}
+
+Table make_table(tracking::Store& store, const std::string& name, const std::string& run, const std::string& metric) {
   check_table_name(name);
+  check_known(perplexity_metrics(), metric, "metric");
   if (name == "params" || name == "flops") throw InternalError("params and flops tables come from a recipe");
   if (name == "downstream") return downstream_table(store, run);
   if (name == "nv-upcycling") return validation_loss_table(store, run);
-  return perplexity_table(store, run, name);
+  return perplexity_table(store, run, name, metric);
 }
 
 }  // namespace upcycle::analysis

@@ -22,13 +22,19 @@ const NamedList& table_names();
 /// Throws ConfigError listing the known tables unless `name` is one.
 void check_table_name(const std::string& name);
 
-/// Table `name` for `run` ("" = the latest). Throws ConfigError for an unknown name (listing the known
-/// ones), StoreError naming what is missing (no runs, no results of that kind).
-Table make_table(tracking::Store& store, const std::string& name, const std::string& run);
+/// The metrics a perplexity table can show: ppl and bpb.
+const NamedList& perplexity_metrics();
 
-/// Perplexity per model and domain (BAM Table 1 layout) against paper table `paper_id` ("ppl",
-/// "ppl-2b", "attention-routing", "param-matched").
-Table perplexity_table(tracking::Store& store, const std::string& run, const std::string& paper_id = "ppl");
+/// Table `name` for `run` ("" = the latest); perplexity tables show `metric` (perplexity_metrics()).
+/// Throws ConfigError for an unknown name or metric (listing the known ones), StoreError naming what is
+/// missing (no runs, no results of that kind).
+Table make_table(tracking::Store& store, const std::string& name, const std::string& run,
+                 const std::string& metric = "ppl");
+
+/// Perplexity (or bits per byte, metric "bpb") per model and domain (BAM Table 1 layout) against paper
+/// table `paper_id` ("ppl", "ppl-2b", "attention-routing", "param-matched").
+Table perplexity_table(tracking::Store& store, const std::string& run, const std::string& paper_id = "ppl",
+                       const std::string& metric = "ppl");
 
 /// Downstream scores: per model and task metric, the value ± its stderr (one run) or mean ± std
 /// across seeds.

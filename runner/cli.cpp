@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <functional>
 #include <set>
 #include <map>
 #include <optional>
@@ -126,11 +127,17 @@ void show_results(const Recipe& recipe, const std::vector<std::string>& run_name
   for (const auto& run : run_names) {
     if (shown.count(run)) continue;
     for (const auto& r : analysis::seed_group(store, run)) shown.insert(r);
-    try {
-      std::cout << "\n" << analysis::render_table(analysis::perplexity_table(store, run), analysis::Format::kTable);
-      std::cout << "\n" << analysis::render_table(analysis::downstream_table(store, run), analysis::Format::kTable);
-    } catch (const StoreError&) {
-      // no eval stage (or no downstream tasks) in this recipe: nothing (more) to tabulate
+    // Bits per byte, perplexity per token, downstream scores; each absent without an eval stage (bits
+    // per byte also with pre-tokenized data, downstream scores without tasks).
+    const std::vector<std::function<analysis::Table()>> tables = {
+        [&] { return analysis::perplexity_table(store, run, "ppl", "bpb"); },
+        [&] { return analysis::perplexity_table(store, run, "ppl", "ppl"); },
+        [&] { return analysis::downstream_table(store, run); }};
+    for (const auto& table : tables) {
+      try {
+        std::cout << "\n" << analysis::render_table(table(), analysis::Format::kTable);
+      } catch (const StoreError&) {
+      }
     }
   }
   if (!report) return;

@@ -138,11 +138,13 @@ int cmd_table(const std::vector<std::string>& args) {
   po::options_description desc("table options");
   add_store_options(desc);
   desc.add_options()("which", po::value<std::string>()->default_value("ppl"), "the table (--list shows them)")(
+      "metric", po::value<std::string>()->default_value("ppl"),
+      "perplexity tables: ppl (per token) or bpb (bits per byte, comparable across tokenizers)")(
       "list", "list the tables");
   po::positional_options_description pos;
   pos.add("which", 1);
   auto vm = parse("table", args, desc, pos);
-  if (wants_help(vm, "table", "NAME [--run NAME] [--format table|md|csv|latex|json]", desc)) return 0;
+  if (wants_help(vm, "table", "NAME [--run NAME] [--metric ppl|bpb] [--format table|md|csv|latex|json]", desc)) return 0;
   if (vm.count("list")) {
     for (const auto& [name, what] : analysis::table_names()) std::cout << name << "  " << what << "\n";
     return 0;
@@ -156,8 +158,10 @@ int cmd_table(const std::vector<std::string>& args) {
     return 0;
   }
   analysis::check_table_name(which);  // before looking for a store
+  const std::string metric = vm["metric"].as<std::string>();
+  analysis::check_known(analysis::perplexity_metrics(), metric, "--metric");
   auto store = open_store_ro(store_path(vm));
-  std::cout << analysis::render_table(analysis::make_table(store, which, vm["run"].as<std::string>()), format);
+  std::cout << analysis::render_table(analysis::make_table(store, which, vm["run"].as<std::string>(), metric), format);
   return 0;
 }
 

@@ -140,7 +140,7 @@ stages::DomainSpec parse_domain(const YamlReader& e, bool pretokenized, int64_t 
 
 // data: the prepare job's spec, validated by its own rules with errors at the YAML key.
 stages::PrepareJobSpec parse_data(const YamlReader& r) {
-  r.expect_map({"domains", "tokenizer", "valid_fraction", "test_fraction", "max_bytes", "task_examples"});
+  r.expect_map({"domains", "tokenizer", "valid_fraction", "test_fraction", "max_bytes", "task_examples", "seed"});
   stages::PrepareJobSpec d;
   if (r.has("tokenizer")) parse_tokenizer(r.child("tokenizer"), d);
   YamlReader doms = r.child("domains");
@@ -397,6 +397,11 @@ Recipe parse_with(const std::string& text, const std::string& file, const std::v
   if (r.max_parallel < 0 || r.max_parallel > 65536) throw top.child("max_parallel").error("must be in [0, 65536]");
   check_text(top.child("name"), r.name);
   r.data = parse_data(top.child("data"));
+  if (top.child("data").has("seed")) {
+    const int64_t s = top.child("data").get_integer("seed", 0);
+    if (s < 0) throw top.child("data").child("seed").error("must be >= 0");
+    r.data_seed = static_cast<uint64_t>(s);
+  }
   r.model = parse_model(top.child("model"), r.data.tokenizer.vocab);
   if (top.has("train")) {
     YamlReader t = top.child("train");

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -88,6 +89,9 @@ struct Recipe {
   int max_parallel = 0;  ///< 0 = cores / threads
   int retries = 0;
   stages::PrepareJobSpec data;  ///< data: (the prepare job's spec, less its seed)
+  /// data.seed: the prepare job's seed (math generation, tokenizer sample); unset = `seed`. Pinned, a
+  /// sweep over `seed` varies training only and every point shares the data job.
+  std::optional<uint64_t> data_seed;
   stages::ModelConfig model;
   TrainDef train;               ///< the recipe-level train: defaults
   std::vector<StageDef> stages;  ///< in file order

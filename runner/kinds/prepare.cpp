@@ -21,7 +21,7 @@ class PrepareKind : public StageKind {
 
   void plan(const StageDef& s, Planner& p) const override {
     stages::PrepareJobSpec spec = p.recipe().data;
-    spec.seed = p.recipe().seed;
+    spec.seed = p.recipe().data_seed.value_or(p.recipe().seed);
     spec.tokenizer.seed = spec.seed;
     p.set_data_job(p.add(s, s.name, draft(spec, p.runtime(s)), {}));
   }

@@ -109,6 +109,27 @@ PrepareOutput prepare_pretokenized(const PrepareSpec& spec) {
   return out;
 }
 
+// Each domain's built-in task file (builtin_tasks.h), recorded in the manifest with its sha256.
+void write_builtin_tasks(const PrepareSpec& spec, const TestDocuments& test_docs, nlohmann::json& manifest,
+                         PrepareOutput& out) {
+  for (const auto& d : spec.domains) {
+    auto examples = make_builtin_examples(d.name, test_docs, spec.task_examples);
+    if (examples.empty()) {
+      core::log_warn("prepare: " + d.name + ": too few test documents for built-in tasks");
+      continue;
+    }
+    std::string text;
+    for (const auto& e : examples) text += e.dump() + "\n";
+    const std::string path = builtin_task_path(spec.out_dir, d.name);
+    const std::string sha = core::sha256_hex(text);
+    core::make_dirs(spec.out_dir + "/tasks");
+    core::write_file_atomic(path, text);
+    manifest["domains"][d.name]["tasks"] = {{"examples", examples.size()}, {"sha256", sha}};
+    manifest["files"][path.substr(spec.out_dir.size() + 1)] = sha;
+    out.artifacts.push_back({path, "tasks", sha, static_cast<int64_t>(text.size())});
+  }
+}
+
 }  // namespace
 
 DomainSpec default_domain(const std::string& name) {
@@ -167,6 +188,7 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
   PrepareOutput out;
   nlohmann::json manifest = {{"format_version", 1}, {"seed", spec.seed}, {"vocab", tok.vocab_size()},
                              {"domains", nlohmann::json::object()}, {"files", nlohmann::json::object()}};
+  TestDocuments all_test_docs;
   for (const auto& d : spec.domains) {
     const DomainDocs& dd = domains[d.name];
     std::vector<uint32_t> split_tokens[3];
@@ -201,23 +223,10 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
       out.tokens[d.name + "." + kSplits[s]] = info.tokens;
       out.artifacts.push_back({path, "shard", info.sha256, info.tokens * (info.dtype == "uint16" ? 2 : 4)});
     }
-    if (spec.task_examples > 0) {
-      auto examples = make_builtin_examples(d.name, std::move(test_docs), spec.task_examples);
-      if (examples.empty()) {
-        core::log_warn("prepare: " + d.name + ": too few test documents for built-in tasks");
-      } else {
-        std::string text;
-        for (const auto& e : examples) text += e.dump() + "\n";
-        std::string path = builtin_task_path(spec.out_dir, d.name);
-        core::make_dirs(spec.out_dir + "/tasks");
-        core::write_file_atomic(path, text);
-        jd["tasks"] = {{"examples", examples.size()}, {"sha256", core::sha256_hex(text)}};
-        manifest["files"][path.substr(spec.out_dir.size() + 1)] = core::sha256_hex(text);
-        out.artifacts.push_back({path, "tasks", core::sha256_hex(text), static_cast<int64_t>(text.size())});
-      }
-    }
     manifest["domains"][d.name] = jd;
+    all_test_docs[d.name] = std::move(test_docs);
   }
+  if (spec.task_examples > 0) write_builtin_tasks(spec, all_test_docs, manifest, out);
   const std::string tok_path = tokenizer_path(spec.out_dir);
   const std::string tok_sha = core::sha256_file(tok_path);
   manifest["files"]["tokenizer.model"] = tok_sha;

@@ -59,4 +59,31 @@ std::string Tokenizer::decode(const std::vector<uint32_t>& ids) const {
 int64_t Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
 uint32_t Tokenizer::eos_id() const { return static_cast<uint32_t>(sp_->eos_id()); }
 
+TokenBytes Tokenizer::token_bytes() const {
+  static const std::string kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's whitespace mark
+  TokenBytes tb;
+  tb.eos = sp_->eos_id();
+  const int n = sp_->GetPieceSize();
+  tb.bytes.resize(static_cast<size_t>(n));
+  tb.leading_space.resize(static_cast<size_t>(n));
+  for (int id = 0; id < n; ++id) {
+    const std::string piece = sp_->IdToPiece(id);
+    int32_t b = 0;
+    if (sp_->IsByte(id)) {
+      b = 1;
+    } else if (!sp_->IsControl(id) && !sp_->IsUnknown(id)) {
+      for (size_t i = 0; i < piece.size(); ++i) {
+        if (piece.compare(i, kSpace.size(), kSpace) == 0) i += kSpace.size() - 1;
+        ++b;
+      }
+    }
+    tb.bytes[static_cast<size_t>(id)] = b;
+    tb.leading_space[static_cast<size_t>(id)] = piece.rfind(kSpace, 0) == 0;
+  }
+  // Whether encoding adds a dummy "▁" before a text: its first piece then starts with one.
+  const std::vector<uint32_t> a = encode("a");
+  tb.dummy_prefix = !a.empty() && tb.leading_space[a[0]];
+  return tb;
+}
+
 }  // namespace upcycle::stages

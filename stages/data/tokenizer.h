@@ -25,6 +25,22 @@ struct TokenizerTrainOptions {
 void train_tokenizer(const std::string& input, const std::string& prefix,
                      const TokenizerTrainOptions& opts);
 
+/// The UTF-8 bytes of text each token stands for, to turn nats per token into bits per byte, a figure
+/// that does not depend on the tokenizer. A piece covers its own bytes with each "▁" counted as the one
+/// space it stands for; a byte-fallback piece covers 1; control and unknown pieces (EOS) cover 0. The
+/// first piece of a document (the one after EOS) does not cover the space SentencePiece's dummy prefix
+/// put before it, so a document's tokens cover exactly its bytes.
+struct TokenBytes {
+  std::vector<int32_t> bytes;          ///< per id
+  std::vector<uint8_t> leading_space;  ///< per id: the piece starts with a "▁"
+  int64_t eos = -1;
+  bool dummy_prefix = true;
+  /// Bytes covered by token `id` when it follows `prev`.
+  int64_t of(uint32_t id, uint32_t prev) const {
+    return bytes[id] - (dummy_prefix && prev == eos && leading_space[id] ? 1 : 0);
+  }
+};
+
 class Tokenizer {
  public:
   /// Loads a .model file. Throws StageError naming the path.
@@ -34,6 +50,7 @@ class Tokenizer {
   std::string decode(const std::vector<uint32_t>& ids) const;
   int64_t vocab_size() const;
   uint32_t eos_id() const;
+  TokenBytes token_bytes() const;
 
  private:
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;

@@ -60,8 +60,20 @@ at::Tensor token_nll(TransformerLm& model, const at::Tensor& idx_BT, const at::T
       .to(torch::kCPU);
 }
 
+// Bytes covered by the predicted tokens (columns 1..T) of windows b [rows, T+1].
+int64_t covered_bytes(const at::Tensor& b, const TokenBytes& tb) {
+  auto ids = b.accessor<int64_t, 2>();
+  int64_t sum = 0;
+  for (int64_t r = 0; r < b.size(0); ++r) {
+    for (int64_t t = 1; t < b.size(1); ++t) {
+      sum += tb.of(static_cast<uint32_t>(ids[r][t]), static_cast<uint32_t>(ids[r][t - 1]));
+    }
+  }
+  return sum;
+}
+
 PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t max_windows,
-                               int64_t batch, const WindowScorer& nll_of) {
+                               int64_t batch, const TokenBytes* bytes, const WindowScorer& nll_of) {
   torch::NoGradGuard no_grad;
   TokenShard shard(shard_path);
   int64_t windows = (shard.size() - 1) / T;
@@ -71,10 +83,12 @@ PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t
   }
   if (max_windows > 0) windows = std::min(windows, max_windows);
   std::vector<double> window_nll;
+  int64_t covered = 0;
   for (int64_t w0 = 0; w0 < windows; w0 += batch) {
     int64_t rows = std::min(batch, windows - w0);
     auto b = torch::empty({rows, T + 1}, torch::kInt64);
     for (int64_t r = 0; r < rows; ++r) shard.copy_to((w0 + r) * T, T + 1, b[r].data_ptr<int64_t>());
+    if (bytes) covered += covered_bytes(b, *bytes);
     auto per_window = nll_of(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(torch::kFloat64).mean(1);
     for (int64_t r = 0; r < rows; ++r) window_nll.push_back(per_window[r].item<double>());
   }
@@ -88,15 +102,21 @@ PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t
   double se = res.windows > 1 ? std::sqrt(sq / (res.windows - 1) / res.windows) : 0.0;
   res.ppl = std::exp(res.nll);
   res.ppl_stderr = res.ppl * se;
+  if (covered > 0) {
+    const double per_nat = double(res.tokens) / (double(covered) * std::log(2.0));
+    res.bytes = covered;
+    res.bpb = res.nll * per_nat;
+    res.bpb_stderr = se * per_nat;
+  }
   return res;
 }
 
 }  // namespace
 
-PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,
-                            int64_t max_windows, int64_t batch) {
+PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path, int64_t max_windows,
+                            const TokenBytes* bytes, int64_t batch) {
   RoutingSums routing;
-  PerplexityResult r = score_windows(shard_path, model->config.seq_len, max_windows, batch,
+  PerplexityResult r = score_windows(shard_path, model->config.seq_len, max_windows, batch, bytes,
                                      [&](const at::Tensor& idx, const at::Tensor& tgt) {
                                        return token_nll(model, idx, tgt, &routing);
                                      });
@@ -106,7 +126,7 @@ PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,
 }
 
 PerplexityResult ensemble_perplexity(std::vector<TransformerLm>& experts, const std::string& shard_path,
-                                     int64_t max_windows, int64_t batch) {
+                                     int64_t max_windows, const TokenBytes* bytes, int64_t batch) {
   if (experts.empty()) throw StageError("a BTM ensemble needs at least one expert");
   const int64_t T = experts[0]->config.seq_len;
   for (auto& e : experts) {
@@ -115,7 +135,7 @@ PerplexityResult ensemble_perplexity(std::vector<TransformerLm>& experts, const 
     }
   }
   const double log_n = std::log(double(experts.size()));
-  return score_windows(shard_path, T, max_windows, batch, [&](const at::Tensor& idx, const at::Tensor& tgt) {
+  return score_windows(shard_path, T, max_windows, batch, bytes, [&](const at::Tensor& idx, const at::Tensor& tgt) {
     std::vector<at::Tensor> logp;  // log p_j(x_t | x_<t), [B, T] each
     for (auto& e : experts) logp.push_back(-token_nll(e, idx, tgt).to(torch::kFloat64));
     auto logp_JBT = torch::stack(logp);

@@ -2,14 +2,19 @@
 
 #include <torch/torch.h>
 
+#include <chrono>
+#include <cstdint>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "stages/data/builtin_tasks.h"
+#include "stages/eval/generate.h"
 
 namespace upcycle::stages {
 namespace {
@@ -20,41 +25,67 @@ int64_t code_points(const std::string& s) {
   return n;
 }
 
-// Sum of log p(continuation tokens): `tokens` = context + continuation, the last `n_cont` scored.
-double continuation_loglik(TransformerLm& model, std::vector<uint32_t> tokens, size_t n_cont) {
+// Sum of log p(continuation tokens) of each sequence: `seqs[i]` = context + continuation, its last
+// `n_cont[i]` tokens scored. The prefix the sequences share (up to the first scored position) runs once
+// into a KV cache; the rest of every sequence runs as one batch from that cache, right-padded: no
+// position sees the padding after it.
+std::vector<double> continuation_logliks(TransformerLm& model, std::vector<std::vector<uint32_t>> seqs,
+                                         const std::vector<size_t>& n_cont) {
   const size_t T = static_cast<size_t>(model->config.seq_len);
-  if (tokens.size() > T + 1) tokens.erase(tokens.begin(), tokens.end() - static_cast<long>(T + 1));
-  n_cont = std::min(n_cont, tokens.size() - 1);
-  auto all = torch::tensor(std::vector<int64_t>(tokens.begin(), tokens.end()), torch::kInt64).unsqueeze(0);
-  const int64_t L = all.size(1) - 1;
-  auto logp = torch::log_softmax(model->forward(all.narrow(1, 0, L)).logits_BTV.to(torch::kCPU, torch::kFloat64), -1);
-  auto tgt = all.narrow(1, 1, L);
-  auto picked = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1);  // [1, L]
-  return picked.narrow(1, L - static_cast<int64_t>(n_cont), static_cast<int64_t>(n_cont)).sum().item<double>();
+  const int64_t N = static_cast<int64_t>(seqs.size());
+  size_t shared = SIZE_MAX;  // positions before every sequence's first scored one, equal in all
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    auto& s = seqs[i];
+    if (s.size() > T + 1) s.erase(s.begin(), s.end() - static_cast<long>(T + 1));
+    shared = std::min(shared, s.size() - 1 - std::min(n_cont[i], s.size() - 1));
+    for (size_t t = 0; t < shared; ++t) {
+      if (s[t] != seqs[0][t]) shared = t;
+    }
+  }
+  int64_t L = 1;  // the longest rest
+  for (const auto& s : seqs) L = std::max<int64_t>(L, static_cast<int64_t>(s.size() - 1 - shared));
+  auto idx_NL = torch::zeros({N, L}, torch::kInt64), tgt_NL = torch::zeros({N, L}, torch::kInt64);
+  auto scored_NL = torch::zeros({N, L}, torch::kFloat64);
+  auto idx = idx_NL.accessor<int64_t, 2>(), tgt = tgt_NL.accessor<int64_t, 2>();
+  auto scored = scored_NL.accessor<double, 2>();
+  for (int64_t i = 0; i < N; ++i) {
+    const auto& s = seqs[static_cast<size_t>(i)];
+    const size_t n = s.size() - 1, first_scored = n - std::min(n_cont[static_cast<size_t>(i)], n);
+    for (size_t t = shared; t < n; ++t) {
+      const auto at = static_cast<int64_t>(t - shared);
+      idx[i][at] = s[t];
+      tgt[i][at] = s[t + 1];
+      scored[i][at] = t >= first_scored ? 1.0 : 0.0;
+    }
+  }
+  KvCache cache;
+  if (shared > 0) {
+    model->forward(torch::tensor(std::vector<int64_t>(seqs[0].begin(), seqs[0].begin() + static_cast<long>(shared)),
+                                 torch::kInt64).unsqueeze(0), &cache);
+    cache = cache.repeated(N);
+  }
+  auto logp = torch::log_softmax(model->forward(idx_NL, &cache).logits_BTV.to(torch::kCPU, torch::kFloat64), -1);
+  auto sums = (logp.gather(-1, tgt_NL.unsqueeze(-1)).squeeze(-1) * scored_NL).sum(1);
+  return std::vector<double>(sums.data_ptr<double>(), sums.data_ptr<double>() + N);
 }
 
-std::string generate_greedy(TransformerLm& model, const Tokenizer& tok, const TaskExample& ex, int64_t max_new) {
-  const size_t T = static_cast<size_t>(model->config.seq_len);
-  std::vector<uint32_t> ids = tok.encode(ex.prompt);
-  std::vector<uint32_t> gen;
-  std::string text;
-  for (int64_t i = 0; i < max_new; ++i) {
-    std::vector<int64_t> window(ids.size() > T ? ids.end() - static_cast<long>(T) : ids.begin(), ids.end());
-    auto logits = model->forward(torch::tensor(window, torch::kInt64).unsqueeze(0)).logits_BTV;
-    auto next = static_cast<uint32_t>(logits[0][-1].argmax().item<int64_t>());
-    if (next == tok.eos_id()) break;
-    ids.push_back(next);
-    gen.push_back(next);
-    text = tok.decode(gen);
-    bool stop = false;
+std::string generate_answer(TransformerLm& model, const Tokenizer& tok, const TaskExample& ex, int64_t max_new,
+                            bool kv_cache) {
+  GreedyOptions opts;
+  opts.max_new_tokens = max_new;
+  opts.kv_cache = kv_cache;
+  opts.eos = tok.eos_id();
+  opts.stop = [&](const std::vector<uint32_t>& gen) {
+    const std::string text = tok.decode(gen);
     for (const auto& u : ex.until) {
-      size_t at = text.find(u);
-      if (at != std::string::npos) {
-        text.resize(at);
-        stop = true;
-      }
+      if (text.find(u) != std::string::npos) return true;
     }
-    if (stop) break;
+    return false;
+  };
+  std::string text = tok.decode(generate_greedy(model, tok.encode(ex.prompt), opts));
+  for (const auto& u : ex.until) {
+    size_t at = text.find(u);
+    if (at != std::string::npos) text.resize(at);
   }
   return text;
 }
@@ -117,17 +148,25 @@ size_t first_argmax(const std::vector<double>& xs) {
 
 std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok,
                                       const std::vector<TaskExample>& examples, int64_t max_examples,
-                                      int64_t max_new_tokens) {
+                                      int64_t max_new_tokens, bool kv_cache) {
   torch::NoGradGuard no_grad;
   model->eval();
   std::vector<std::string> order;
   std::map<std::string, std::map<std::string, std::vector<double>>> values;  // task -> metric -> 0/1
   std::map<std::string, int64_t> seen;
+  double seconds[2] = {0, 0};  // multiple choice, generation
   for (const auto& ex : examples) {
     if (max_examples > 0 && seen[ex.task] >= max_examples) continue;
     if (seen[ex.task]++ == 0) order.push_back(ex.task);
-    if (ex.is_generation()) {
-      std::string out = generate_greedy(model, tok, ex, max_new_tokens);
+    const auto started = std::chrono::steady_clock::now();
+    const bool generation = ex.is_generation();
+    struct Clock {  // adds this example's seconds to its kind's total when it goes out of scope
+      double& total;
+      std::chrono::steady_clock::time_point t0;
+      ~Clock() { total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+    } clock{generation ? seconds[1] : seconds[0], started};
+    if (generation) {
+      std::string out = generate_answer(model, tok, ex, max_new_tokens, kv_cache);
       std::string got = extract_answer(out);
       if (got.empty() && ex.answer.find('\n') == std::string::npos && out.find("Answer:") == std::string::npos) {
         got = trim_space(out);
@@ -136,16 +175,24 @@ std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok
       continue;
     }
     const auto ctx = tok.encode(ex.context);
-    std::vector<double> ll, ll_norm;
+    std::vector<std::vector<uint32_t>> seqs;
+    std::vector<size_t> n_cont;
     for (const auto& choice : ex.choices) {
-      auto whole = tok.encode(ex.context + choice);
-      size_t n_cont = whole.size() > ctx.size() ? whole.size() - ctx.size() : 1;
-      ll.push_back(continuation_loglik(model, whole, n_cont));
-      ll_norm.push_back(ll.back() / double(std::max<int64_t>(1, code_points(choice))));
+      seqs.push_back(tok.encode(ex.context + choice));
+      n_cont.push_back(seqs.back().size() > ctx.size() ? seqs.back().size() - ctx.size() : 1);
+    }
+    const std::vector<double> ll = continuation_logliks(model, seqs, n_cont);
+    std::vector<double> ll_norm;
+    for (size_t c = 0; c < ex.choices.size(); ++c) {
+      ll_norm.push_back(ll[c] / double(std::max<int64_t>(1, code_points(ex.choices[c]))));
     }
     values[ex.task]["acc"].push_back(first_argmax(ll) == static_cast<size_t>(ex.gold) ? 1.0 : 0.0);
     values[ex.task]["acc_norm"].push_back(first_argmax(ll_norm) == static_cast<size_t>(ex.gold) ? 1.0 : 0.0);
   }
+  char timing[160];
+  std::snprintf(timing, sizeof(timing), "eval: tasks took %.1f s: multiple choice %.1f s, generation %.1f s (KV cache %s)",
+                seconds[0] + seconds[1], seconds[0], seconds[1], kv_cache ? "on" : "off");
+  core::log_info(timing);
   std::vector<TaskScore> out;
   for (const auto& task : order) {
     for (const auto& [metric, xs] : values[task]) {

@@ -3,9 +3,11 @@
 //   multiple choice  loglik(choice | context) = sum of the choice's token log-probabilities, where
 //                    the choice's tokens are encode(context + choice) after the first
 //                    len(encode(context)) tokens (the harness's _encode_pair);
-//                    acc = [argmax loglik = gold], acc_norm = [argmax loglik / len(choice) = gold]
+//                    acc = [argmax loglik = gold], acc_norm = [argmax loglik / len(choice) = gold];
+//                    an example's choices run as one right-padded batch
 //                    with len in characters (code points); the first maximum wins ties
-//   generation       greedy decoding until an `until` string, EOS or max_new_tokens;
+//   generation       greedy decoding (with a KV cache unless `kv_cache` is false; the same tokens
+//                    either way, stages/eval/generate.h) until an `until` string, EOS or max_new_tokens;
 //                    exact_match = [extracted answer = answer] (the text after "Answer:" when the
 //                    example's answer line has that form, else the whole generation, trimmed)
 // Inputs longer than the context window are cut from the left. Every metric carries n and the
@@ -47,7 +49,7 @@ struct TaskScore {
 /// in the order tasks first appear.
 std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok,
                                       const std::vector<TaskExample>& examples, int64_t max_examples,
-                                      int64_t max_new_tokens);
+                                      int64_t max_new_tokens, bool kv_cache = true);
 
 /// Mean and stderr of the mean of 0/1 (or any) values, as lm-evaluation-harness computes them.
 std::pair<double, double> mean_and_stderr(const std::vector<double>& xs);

@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "core/log.h"
 #include "core/sha256.h"
@@ -19,12 +20,19 @@
 namespace upcycle::stages {
 namespace {
 
-// One model's perplexity on one domain: the ppl row and the nll row (stderr of the mean NLL).
+// One model's perplexity on one domain: the ppl row, the nll row (stderr of the mean NLL), and with
+// text data the bytes the tokens cover and bits per byte, each with n = the predicted tokens, so that
+// bpb = nll * n / (bytes * ln 2) can be recomputed from the store.
 void add_perplexity(core::JobResult& r, const std::string& model, const std::string& domain,
                     const PerplexityResult& res) {
-  r.evals.push_back({model, "ppl/" + domain, "ppl", res.ppl, res.ppl_stderr, res.tokens, "none", std::nullopt});
-  r.evals.push_back({model, "ppl/" + domain, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0,
-                     res.tokens, "none", std::nullopt});
+  const std::string task = "ppl/" + domain;
+  r.evals.push_back({model, task, "ppl", res.ppl, res.ppl_stderr, res.tokens, "none", std::nullopt});
+  r.evals.push_back({model, task, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0, res.tokens, "none",
+                     std::nullopt});
+  if (res.bytes > 0) {
+    r.evals.push_back({model, task, "bytes", double(res.bytes), std::nullopt, res.tokens, "none", std::nullopt});
+    r.evals.push_back({model, task, "bpb", res.bpb, res.bpb_stderr, res.tokens, "none", std::nullopt});
+  }
   // Routing on this domain (task routing/<domain>, metric <ffn|attn>/l<layer>/e<expert>): whether
   // experts specialise by domain, as BAM's analysis asks.
   for (const auto& [router, table] : {std::pair{"ffn", &res.ffn_util}, std::pair{"attn", &res.attn_gate}}) {
@@ -69,8 +77,12 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
   EvalJobSpec e;
   read_spec(s, e);
   const std::vector<TaskExample> examples = load_examples(e);
-  std::unique_ptr<Tokenizer> tok;
-  if (!examples.empty()) tok = std::make_unique<Tokenizer>(verified_data_file(e.data_dir, tokenizer_path(e.data_dir)));
+  std::unique_ptr<Tokenizer> tok;  // text data has one; pre-tokenized data has neither tasks nor bytes
+  if (!examples.empty() || std::filesystem::exists(tokenizer_path(e.data_dir))) {
+    tok = std::make_unique<Tokenizer>(verified_data_file(e.data_dir, tokenizer_path(e.data_dir)));
+  }
+  const std::optional<TokenBytes> bytes = tok ? std::optional<TokenBytes>(tok->token_bytes()) : std::nullopt;
+  const TokenBytes* tb = bytes ? &*bytes : nullptr;
   // Eval runs in fp32 on whichever device the job has.
   const torch::Device device(resolve_placement(ctx.runtime.device, "fp32", 0).device);
   auto load_on_device = [&](const std::string& ckpt) {
@@ -82,10 +94,10 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
   for (const auto& m : e.models) {
     TransformerLm model = load_on_device(m.checkpoint);
     for (const auto& d : e.domains) {
-      add_perplexity(r, m.name, d, perplexity(model, shard_path(e.data_dir, d, e.split), e.max_windows));
+      add_perplexity(r, m.name, d, perplexity(model, shard_path(e.data_dir, d, e.split), e.max_windows, tb));
     }
     if (examples.empty()) continue;
-    for (const auto& t : evaluate_tasks(model, *tok, examples, e.max_examples, e.max_new_tokens)) {
+    for (const auto& t : evaluate_tasks(model, *tok, examples, e.max_examples, e.max_new_tokens, e.kv_cache)) {
       r.evals.push_back({m.name, t.task, t.metric, t.value, t.stderr_value, t.n, "none", std::nullopt});
       core::log_info("eval: " + m.name + " on " + t.task + ": " + t.metric + " " + std::to_string(t.value) +
                      " (n " + std::to_string(t.n) + ")");
@@ -95,7 +107,7 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
     std::vector<TransformerLm> members;
     for (const auto& m : ens.members) members.push_back(load_on_device(m.checkpoint));
     for (const auto& d : e.domains) {
-      add_perplexity(r, ens.name, d, ensemble_perplexity(members, shard_path(e.data_dir, d, e.split), e.max_windows));
+      add_perplexity(r, ens.name, d, ensemble_perplexity(members, shard_path(e.data_dir, d, e.split), e.max_windows, tb));
     }
   }
   return true;

@@ -37,7 +37,8 @@ ParamCount count_params(const ModelConfig& c) {
 FlopCount count_flops(const ModelConfig& c, int64_t context) {
   const int64_t d = c.d_model, n_ctx = context > 0 ? context : c.seq_len;
   const int64_t q_width = c.heads * c.head_dim(), kv_width = c.kv_heads * c.head_dim();
-  const int64_t n_attn = c.attn_routing == "soft" ? c.attn_experts : c.attn_top_k;
+  // Every attention expert runs, also under top-k routing, which zeroes the other gates (attention.h).
+  const int64_t n_attn = c.attn_experts;
   const int64_t kv_sets = c.attn_kv == "shared" ? 1 : n_attn;
   FlopCount f;
   for (int64_t l = 0; l < c.layers; ++l) {

@@ -7,16 +7,32 @@
 namespace upcycle::stages {
 namespace {
 
-// Causal attention over [X, H, T, C]; X folds experts and batch.
+// Causal attention of queries [X, H, Tq, C] over keys and values [X, H, Tk, C], Tq <= Tk; X folds
+// experts and batch. The queries are the last Tq positions: query i sees keys 0 .. Tk - Tq + i.
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const int64_t Tq = q.size(-2), Tk = k.size(-2);
 #if TORCH_VERSION_MAJOR >= 2
-  return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+  if (Tq == Tk) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+  if (Tq == 1) return at::scaled_dot_product_attention(q, k, v);  // one new position sees all
+  auto allowed = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).tril(Tk - Tq);
+  return at::scaled_dot_product_attention(q, k, v, allowed);
 #else
-  int64_t T = q.size(-2);
   auto att = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
-  auto mask = torch::ones({T, T}, q.options().dtype(torch::kBool)).triu(1);
-  return torch::matmul(att.masked_fill(mask, -INFINITY).softmax(-1), v);
+  auto masked = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).triu(Tk - Tq + 1);
+  return torch::matmul(att.masked_fill(masked, -INFINITY).softmax(-1), v);
 #endif
+}
+
+// Appends this step's k, v [X, G, T, C] to the cache (if any) and returns all positions' k, v.
+std::pair<at::Tensor, at::Tensor> with_cache(LayerKvCache* kv, at::Tensor k, at::Tensor v) {
+  if (!kv) return {k, v};
+  if (kv->k_XGTC.defined()) {
+    k = torch::cat({kv->k_XGTC, k}, 2);
+    v = torch::cat({kv->v_XGTC, v}, 2);
+  }
+  kv->k_XGTC = k;
+  kv->v_XGTC = v;
+  return {k, v};
 }
 
 // GQA: each of the G kv heads serves H/G query heads. [X, G, T, C] -> [X, H, T, C].
@@ -27,7 +43,7 @@ at::Tensor expand_kv(const at::Tensor& kv, int64_t H) {
 }  // namespace
 
 // E = 1: one fused QKV matmul and plain matmuls (no einsum permutes), as a dense model would do it.
-at::Tensor MixtureOfAttentionImpl::dense_forward(const at::Tensor& h_BTD, const RopeTables& rope) {
+at::Tensor MixtureOfAttentionImpl::dense_forward(const at::Tensor& h_BTD, const RopeTables& rope, LayerKvCache* kv) {
   const auto& c = config;
   const int64_t B = h_BTD.size(0), T = h_BTD.size(1), C = c.head_dim(), H = c.heads, G = c.kv_heads;
   // squeeze, not [0]: its backward is a view, where select's allocates and fills a zero tensor.
@@ -35,9 +51,8 @@ at::Tensor MixtureOfAttentionImpl::dense_forward(const at::Tensor& h_BTD, const 
   auto qkv = torch::matmul(h_BTD, w_QD.t()).split({H * C, G * C, G * C}, -1);
   auto heads = [&](const at::Tensor& y, int64_t n) { return y.view({B, T, n, C}).transpose(1, 2); };
   auto q = apply_rope(heads(qkv[0], H), rope);
-  auto k = expand_kv(apply_rope(heads(qkv[1], G), rope), H);
-  auto v = expand_kv(heads(qkv[2], G), H);
-  auto y = causal_attention(q, k, v).transpose(1, 2).reshape({B, T, H * C});
+  auto [k, v] = with_cache(kv, apply_rope(heads(qkv[1], G), rope), heads(qkv[2], G));
+  auto y = causal_attention(q, expand_kv(k, H), expand_kv(v, H)).transpose(1, 2).reshape({B, T, H * C});
   return torch::matmul(y, wo_EDH.squeeze(0).t());
 }
 
@@ -54,24 +69,24 @@ MixtureOfAttentionImpl::MixtureOfAttentionImpl(const ModelConfig& c) : config(c)
 }
 
 at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTables& rope,
-                                           at::Tensor* gates_BTE) {
+                                           at::Tensor* gates_BTE, LayerKvCache* kv) {
   const auto& c = config;
   const int64_t B = h_BTD.size(0), T = h_BTD.size(1), E = c.attn_experts, C = c.head_dim();
   const int64_t H = c.heads, G = c.kv_heads, Ekv = wk_EGD.size(0);
-  if (E == 1) return dense_forward(h_BTD, rope);
+  if (E == 1) return dense_forward(h_BTD, rope, kv);
   // Project all experts at once: [E, B, T, H*C] -> [E*B, H, T, C].
   auto heads = [&](const at::Tensor& w, int64_t n_heads, int64_t copies) {
     auto y = torch::einsum("btd,eod->ebto", {h_BTD, w});
     return y.reshape({copies * B, T, n_heads, C}).transpose(1, 2);
   };
   auto q = apply_rope(heads(wq_EHD, H, E), rope);
-  auto k = apply_rope(heads(wk_EGD, G, Ekv), rope);
-  auto v = heads(wv_EGD, G, Ekv);
+  auto [k, v] = with_cache(kv, apply_rope(heads(wk_EGD, G, Ekv), rope), heads(wv_EGD, G, Ekv));
   k = expand_kv(k, H);
   v = expand_kv(v, H);
   if (Ekv != E) {  // shared KV: the same K, V for every expert
-    k = k.reshape({1, B, H, T, C}).expand({E, B, H, T, C}).reshape({E * B, H, T, C});
-    v = v.reshape({1, B, H, T, C}).expand({E, B, H, T, C}).reshape({E * B, H, T, C});
+    const int64_t Tk = k.size(2);
+    k = k.reshape({1, B, H, Tk, C}).expand({E, B, H, Tk, C}).reshape({E * B, H, Tk, C});
+    v = v.reshape({1, B, H, Tk, C}).expand({E, B, H, Tk, C}).reshape({E * B, H, Tk, C});
   }
   auto y = causal_attention(q, k, v);                       // [E*B, H, T, C]
   y = y.transpose(1, 2).reshape({E, B, T, H * C});

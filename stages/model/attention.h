@@ -4,6 +4,11 @@
 //   routing soft:  y = sum_e softmax(W_r x)_e * MHA_e(x)            (BAM's default)
 //   routing top_k: the gate keeps the k largest, renormalised        (BAM Table 6 ablation)
 //   kv expert: each expert owns W_k, W_v;  kv shared: one W_k, W_v for all experts.
+// Incremental decoding: with a LayerKvCache the new positions' keys and values are appended to the
+// cached ones and the queries (the last T positions) attend to all of them, causally. The cache holds
+// K after RoPE and both before GQA expansion, per K/V copy: [Ekv*B, G, T, C] (Ekv = E, or 1 for shared KV).
+// Top-k routing computes all E experts and zeroes the gates of the others (docs/accounting.md charges
+// all E): with expert K/V every expert's keys are needed at every position anyway.
 // Shapes: B batch, T time, D d_model, E experts, H heads, G kv heads, C head_dim.
 #pragma once
 
@@ -15,11 +20,18 @@
 
 namespace upcycle::stages {
 
+/// One layer's keys and values of the positions seen so far (undefined before the first forward).
+struct LayerKvCache {
+  at::Tensor k_XGTC, v_XGTC;
+};
+
 class MixtureOfAttentionImpl : public torch::nn::Module {
  public:
   explicit MixtureOfAttentionImpl(const ModelConfig& c);
-  /// h [B, T, D] -> [B, T, D]. Causal. `gates_BTE` (if non-null) receives the routing weights.
-  at::Tensor forward(const at::Tensor& h_BTD, const RopeTables& rope, at::Tensor* gates_BTE = nullptr);
+  /// h [B, T, D] -> [B, T, D]. Causal. `gates_BTE` (if non-null) receives the routing weights. With
+  /// `kv`, h holds the positions after the cached ones and `rope` their tables; `kv` grows by T.
+  at::Tensor forward(const at::Tensor& h_BTD, const RopeTables& rope, at::Tensor* gates_BTE = nullptr,
+                     LayerKvCache* kv = nullptr);
 
   ModelConfig config;
   at::Tensor wq_EHD;  ///< [E, H*C, D]
@@ -29,7 +41,7 @@ class MixtureOfAttentionImpl : public torch::nn::Module {
   at::Tensor router_ED;  ///< [E, D]; undefined when E = 1
 
  private:
-  at::Tensor dense_forward(const at::Tensor& h_BTD, const RopeTables& rope);
+  at::Tensor dense_forward(const at::Tensor& h_BTD, const RopeTables& rope, LayerKvCache* kv);
 };
 TORCH_MODULE(MixtureOfAttention);
 

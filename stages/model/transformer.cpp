@@ -11,15 +11,16 @@ BlockImpl::BlockImpl(const ModelConfig& c, int64_t layer) : config(c) {
   ffn = register_module("ffn", MoeFfn(c, c.ffn_experts_in_layer(layer)));
 }
 
-at::Tensor BlockImpl::forward(const at::Tensor& x_BTD, const RopeTables& rope, RouterStats* stats) {
+at::Tensor BlockImpl::forward(const at::Tensor& x_BTD, const RopeTables& rope, RouterStats* stats,
+                              LayerKvCache* kv) {
   at::Tensor gates_BTE;
   at::Tensor* gates = stats ? &gates_BTE : nullptr;
   at::Tensor y_BTD;
   if (config.block == "parallel") {
     auto h = apply_norm(x_BTD, norm1_D, config);
-    y_BTD = x_BTD + attn->forward(h, rope, gates) + ffn->forward(h, stats);
+    y_BTD = x_BTD + attn->forward(h, rope, gates, kv) + ffn->forward(h, stats);
   } else {
-    auto y = x_BTD + attn->forward(apply_norm(x_BTD, norm1_D, config), rope, gates);
+    auto y = x_BTD + attn->forward(apply_norm(x_BTD, norm1_D, config), rope, gates, kv);
     y_BTD = y + ffn->forward(apply_norm(y, norm2_D, config), stats);
   }
   if (gates_BTE.defined()) stats->attn_gate_E = gates_BTE.mean({0, 1});
@@ -38,21 +39,34 @@ TransformerLmImpl::TransformerLmImpl(const ModelConfig& c) : config(c) {
   }
 }
 
-LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT) {
-  const int64_t T = idx_BT.size(1);
-  TORCH_CHECK(T <= config.seq_len, "sequence of ", T, " tokens exceeds seq_len ", config.seq_len);
+KvCache KvCache::repeated(int64_t n) const {
+  KvCache out{{}, length};
+  auto repeat = [n](const at::Tensor& x_XGTC) {  // X = copies * 1 -> copies * n, copy-major
+    auto s = x_XGTC.sizes();
+    return x_XGTC.unsqueeze(1).expand({s[0], n, s[1], s[2], s[3]}).reshape({s[0] * n, s[1], s[2], s[3]});
+  };
+  for (const auto& l : layers) out.layers.push_back({repeat(l.k_XGTC), repeat(l.v_XGTC)});
+  return out;
+}
+
+LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache) {
+  const int64_t T = idx_BT.size(1), past = cache ? cache->length : 0;
+  TORCH_CHECK(past + T <= config.seq_len, "sequence of ", past + T, " tokens exceeds seq_len ", config.seq_len);
   // Tokens may come from the host: they move to the weights' device here, so callers need not.
   const at::Tensor idx = idx_BT.to(embed_VD.device());
-  auto rope = make_rope(T, config.head_dim(), config.rope_theta, idx.device());
+  auto rope = make_rope(past + T, config.head_dim(), config.rope_theta, idx.device());
+  if (past > 0) rope = {rope.cos_TC.narrow(0, past, T), rope.sin_TC.narrow(0, past, T)};
+  if (cache) cache->layers.resize(blocks->size());
   auto x = torch::embedding(embed_VD, idx);
   LmOutput out;
   out.aux_loss = torch::zeros({}, x.options());
-  for (const auto& m : *blocks) {
+  for (size_t l = 0; l < blocks->size(); ++l) {
     RouterStats stats;
-    x = m->as<BlockImpl>()->forward(x, rope, &stats);
+    x = blocks[l]->as<BlockImpl>()->forward(x, rope, &stats, cache ? &cache->layers[l] : nullptr);
     out.aux_loss = out.aux_loss + config.lb_coef * stats.load_balance + config.z_coef * stats.z_loss;
     out.ffn_stats.push_back(std::move(stats));
   }
+  if (cache) cache->length += T;
   x = apply_norm(x, final_norm_D, config);
   out.logits_BTV = torch::matmul(x, (config.tied_embeddings ? embed_VD : head_VD).t());
   return out;

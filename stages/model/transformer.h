@@ -21,7 +21,8 @@ namespace upcycle::stages {
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const ModelConfig& c, int64_t layer);
-  at::Tensor forward(const at::Tensor& x_BTD, const RopeTables& rope, RouterStats* stats);
+  at::Tensor forward(const at::Tensor& x_BTD, const RopeTables& rope, RouterStats* stats,
+                     LayerKvCache* kv = nullptr);
 
   ModelConfig config;
   at::Tensor norm1_D;
@@ -38,11 +39,21 @@ struct LmOutput {
   std::vector<RouterStats> ffn_stats; ///< one per layer (dense layers have zeros)
 };
 
+/// Every layer's keys and values of the `length` positions a generation has seen.
+struct KvCache {
+  std::vector<LayerKvCache> layers;
+  int64_t length = 0;
+  /// The cache of a batch of one, repeated for a batch of n (a shared prefix, then n continuations).
+  KvCache repeated(int64_t n) const;
+};
+
 class TransformerLmImpl : public torch::nn::Module {
  public:
   explicit TransformerLmImpl(const ModelConfig& c);
   /// idx [B, T] int64 with T <= seq_len, on any device -> logits [B, T, V] on the weights' device.
-  LmOutput forward(const at::Tensor& idx_BT);
+  /// With `cache`, idx holds the positions after the cache's `length` (length + T <= seq_len), and the
+  /// cache grows by T: greedy generation runs the prompt once, then one token per step.
+  LmOutput forward(const at::Tensor& idx_BT, KvCache* cache = nullptr);
 
   ModelConfig config;
   at::Tensor embed_VD;

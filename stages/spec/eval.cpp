@@ -32,7 +32,10 @@ nlohmann::json content_json(const EvalJobSpec& s, bool with_paths) {
   nlohmann::json j = {{"domains", s.domains}, {"split", s.split}, {"max_windows", s.max_windows},
                       {"tasks", tasks}, {"max_examples", s.max_examples}, {"max_new_tokens", s.max_new_tokens},
                       {"models", models_json(s.models, with_paths)}, {"ensembles", ensembles}};
-  if (with_paths) j["data_dir"] = s.data_dir;
+  if (with_paths) {  // how, not what: neither changes a result
+    j["data_dir"] = s.data_dir;
+    j["kv_cache"] = s.kv_cache;
+  }
   return j;
 }
 
@@ -60,13 +63,14 @@ nlohmann::json to_json(const EvalJobSpec& s) { return content_json(s, true); }
 
 void read_spec(const SpecReader& r, EvalJobSpec& e) {
   expect_fields(r, {"data_dir", "domains", "split", "max_windows", "tasks", "max_examples", "max_new_tokens",
-                    "models", "ensembles"});
+                    "kv_cache", "models", "ensembles"});
   e.data_dir = r.get<std::string>("data_dir");
   e.domains = r.get<std::vector<std::string>>("domains");
   e.split = r.get("split", e.split);
   e.max_windows = r.get("max_windows", e.max_windows);
   e.max_examples = r.get("max_examples", e.max_examples);
   e.max_new_tokens = r.get("max_new_tokens", e.max_new_tokens);
+  e.kv_cache = r.get("kv_cache", e.kv_cache);
   e.tasks.clear();
   const nlohmann::json& tasks = r.json().contains("tasks") ? r.json().at("tasks") : nlohmann::json::array();
   check(tasks.is_array(), "tasks", "expected a list");

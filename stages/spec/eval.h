@@ -32,7 +32,7 @@ struct EvalTask {
 struct EvalJobSpec {
   static constexpr const char* kKind = "eval";
   /// Bump with any change to what eval jobs produce (perplexity windows, task scoring, generation).
-  static constexpr int kOutputVersion = 2;  // 2: routing/<domain> rows (FFN and attention routers per layer)
+  static constexpr int kOutputVersion = 3;  // 2: routing/<domain> rows; 3: bytes and bpb rows
 
   std::string data_dir;  ///< the prepare job's data (path)
   std::vector<std::string> domains;
@@ -41,6 +41,7 @@ struct EvalJobSpec {
   std::vector<EvalTask> tasks = {{"builtin", ""}};
   int64_t max_examples = 0;    ///< per task; 0 = all
   int64_t max_new_tokens = 64; ///< generation tasks
+  bool kv_cache = true;        ///< greedy generation with a KV cache (same tokens; not in the key)
   std::vector<EvalModel> models;
   std::vector<EvalEnsemble> ensembles;
 };

@@ -15,7 +15,7 @@ namespace upcycle::stages {
 struct PrepareJobSpec : PrepareSpec {
   static constexpr const char* kKind = "prepare";
   /// Bump with any change to what prepare jobs produce (documents, split, tokenizer, shards, tasks).
-  static constexpr int kOutputVersion = 1;
+  static constexpr int kOutputVersion = 2;  // 2: domain/ and arith-mc/ built-in tasks
 };
 
 /// "file" | "fortune" | "jsonl", and back (throws SpecError on `field` for another name).

@@ -65,9 +65,29 @@ TEST(TinyRecipeTest, RunsEndToEndAndFillsTheStore) {
   EXPECT_EQ(models, (std::set<std::string>{"seed", "experts/code", "experts/math", "bam_dm"}));
   EXPECT_EQ(tasks, (std::set<std::string>{"ppl/general", "ppl/code", "ppl/law", "ppl/math"}));
 
+  // Every bits-per-byte figure recomputes from the stored nats, tokens and bytes of its row:
+  // bpb = nll * n / (bytes * ln 2), and a byte-level model of this text would have fewer tokens than bytes.
+  auto bpb = store.select("SELECT b.value, l.value, l.n, y.value FROM v_results b "
+                          "JOIN v_results l ON l.model = b.model AND l.task = b.task AND l.metric = 'nll' "
+                          "JOIN v_results y ON y.model = b.model AND y.task = b.task AND y.metric = 'bytes' "
+                          "WHERE b.metric = 'bpb'");
+  ASSERT_EQ(bpb.rows.size(), ppl.rows.size());
+  for (const auto& row : bpb.rows) {
+    const double nll = std::get<double>(row[1]), bytes = std::get<double>(row[3]);
+    const auto tokens = std::get<int64_t>(row[2]);
+    EXPECT_NEAR(std::get<double>(row[0]), nll * double(tokens) / (bytes * std::log(2.0)), 1e-12);
+    EXPECT_GT(bytes, double(tokens));
+  }
+  auto bpb_table = run_binary({UPCYCLE_BINARY, "table", "ppl", "--metric", "bpb", "--format", "csv"}, dir.path());
+  EXPECT_EQ(bpb_table.exit_code, 0) << bpb_table.output;
+  auto bad_metric = run_binary({UPCYCLE_BINARY, "table", "ppl", "--metric", "bits"}, dir.path());
+  EXPECT_EQ(bad_metric.exit_code, 1);
+  EXPECT_NE(bad_metric.output.find("bpb"), std::string::npos) << bad_metric.output;
+
   // Downstream scores from the built-in tasks: acc and acc_norm for continuations, exact match for
   // arithmetic, each with n and a stderr.
-  for (const char* task : {"cont/general", "cont/code", "cont/law", "arith/math"}) {
+  for (const char* task : {"cont/general", "cont/code", "cont/law", "arith/math", "domain/general", "domain/code",
+                           "domain/law", "domain/math"}) {
     EXPECT_GT(scalar(store, "SELECT COUNT(*) FROM v_results WHERE task = ? AND model = 'bam_dm' AND n > 0 "
                             "AND stderr IS NOT NULL AND value BETWEEN 0 AND 1", {task}), 0) << task;
   }

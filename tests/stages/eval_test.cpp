@@ -6,6 +6,7 @@
 
 #include "core/atomic_file.h"
 #include "stages/data/math_problems.h"
+#include "stages/data/tokenizer.h"
 #include "stages/data/token_shard.h"
 #include "stages/eval/perplexity.h"
 #include "stages/model/layers.h"
@@ -19,6 +20,47 @@ namespace {
 std::string byte_shard(const testing::TempDir& dir) {
   testing::write_byte_shards(dir.path(), "math", 8000);
   return shard_path(dir.path(), "math", "test");
+}
+
+// Bits per byte from first principles: a model whose head is zero predicts the uniform distribution,
+// so each token costs ln V nats and bpb = tokens * log2(V) / bytes, with bytes the UTF-8 length of the
+// documents' text, counted here with std::string::size(). The documents hold multi-byte characters,
+// characters the tokenizer never saw (byte fallback), leading spaces and newlines; EOS separates them
+// as in prepared shards, and the one window covers every document.
+TEST(EvalTest, BitsPerByteOfAUniformModelIsTokensTimesLog2VOverTheTextsBytes) {
+  testing::TempDir dir;
+  std::string sample;
+  for (const auto& d : generate_math_documents(4, 30000)) sample += d.text + "\n";
+  sample += "Ünïcödé façade — naïve café, déjà vu.\n";
+  core::write_file_atomic(dir / "sample.txt", sample);
+  train_tokenizer(dir / "sample.txt", dir / "tok", {400, "bpe", 1, 0});
+  Tokenizer tok(dir / "tok.model");
+  const std::vector<std::string> docs = {"Problem: Compute 12 + 30.\nSolution: 42.", "  two leading spaces, then déjà vu",
+                                         "\nstarts with a newline; 漢字 and 🙂 fall back to bytes", "x"};
+  std::vector<uint32_t> ids = {tok.eos_id()};
+  int64_t bytes = 0;
+  for (const auto& d : docs) {
+    for (uint32_t id : tok.encode(d)) ids.push_back(id);
+    ids.push_back(tok.eos_id());
+    bytes += static_cast<int64_t>(d.size());
+  }
+  write_token_shard(dir / "test.bin", ids, tok.vocab_size());
+  ModelConfig c = testing::small_config(tok.vocab_size());
+  c.seq_len = static_cast<int64_t>(ids.size()) - 1;  // one window: every token after the first EOS
+  TransformerLm m(c);
+  {
+    torch::NoGradGuard no_grad;
+    m->head_VD.zero_();
+  }
+  const TokenBytes tb = tok.token_bytes();
+  auto r = perplexity(m, dir / "test.bin", 0, &tb);
+  const double V = double(tok.vocab_size());
+  EXPECT_EQ(r.windows, 1);
+  EXPECT_EQ(r.bytes, bytes);
+  EXPECT_NEAR(r.nll, std::log(V), 1e-6);
+  EXPECT_NEAR(r.bpb, double(r.tokens) * std::log2(V) / double(bytes), 1e-6);
+  // Without the table there are no bytes and no bpb.
+  EXPECT_EQ(perplexity(m, dir / "test.bin", 0).bytes, 0);
 }
 
 TEST(EvalTest, PerplexityOfAnUntrainedModelIsNearTheVocabulary) {
@@ -47,7 +89,7 @@ TEST(EvalTest, RoutingPerLayerIsRecordedForBothRouters) {
   c.kv_heads = c.heads;
   TransformerLm m(c);
   const std::string shard = byte_shard(dir);
-  auto r = perplexity(m, shard, 8, 4);
+  auto r = perplexity(m, shard, 8, nullptr, 4);
   ASSERT_EQ(r.attn_gate.size(), 2u);
   ASSERT_EQ(r.ffn_util.size(), 2u);
   // The same windows, by hand: the first layer's attention router on the first block's norm.
@@ -68,7 +110,7 @@ TEST(EvalTest, RoutingPerLayerIsRecordedForBothRouters) {
     }
   }
   TransformerLm dense(testing::small_config(256));
-  auto d = perplexity(dense, shard, 8, 4);
+  auto d = perplexity(dense, shard, 8, nullptr, 4);
   for (const auto& row : d.attn_gate) EXPECT_TRUE(row.empty());
   for (const auto& row : d.ffn_util) EXPECT_TRUE(row.empty());
 }

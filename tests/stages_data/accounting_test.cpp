@@ -102,11 +102,15 @@ TEST(AccountingTest, FlopsMatchHandDerivedFormulasForASmallConfig) {
   EXPECT_EQ(bam.layers[1].ffn, 2 * 576);    // top-2 MoE layer
   EXPECT_EQ(bam.layers[0].routers, 48);     // attention router only
   EXPECT_EQ(bam.layers[1].routers, 96);     // attention + FFN routers
-  // Top-1 attention routing: one expert's attention per token.
+  // Top-1 attention routing computes every expert and keeps one gate: charged for all three, as
+  // soft routing (one expert's attention is 464), while its active parameters count one expert.
   mix.attn_kv = "expert";
-  ModelConfig top1 = upcycled_config("bam", c, mix, 3);
+  ModelConfig soft = upcycled_config("bam", c, mix, 3);
+  ModelConfig top1 = soft;
   top1.attn_routing = "top_k";
-  EXPECT_EQ(count_flops(top1).layers[0].attention, 464);
+  EXPECT_EQ(count_flops(top1).layers[0].attention, 3 * 464);
+  EXPECT_EQ(count_flops(top1).forward, count_flops(soft).forward);
+  EXPECT_LT(count_params(top1).active, count_params(soft).active);
 }
 
 }  // namespace
