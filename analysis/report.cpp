@@ -67,11 +67,13 @@ std::string missing(const std::string& what, const std::exception& e) {
 
 std::string tables_html(tracking::Store& store, const std::string& run) {
   std::string out = "<h3>Tables</h3>\n";
-  for (const char* name : {"ppl", "downstream", "nv-upcycling"}) {
+  const std::pair<const char*, const char*> tables[] = {
+      {"ppl", "bpb"}, {"ppl", "ppl"}, {"downstream", "ppl"}, {"nv-upcycling", "ppl"}};
+  for (const auto& [name, metric] : tables) {
     try {
-      out += render_table(make_table(store, name, run), Format::kHtml);
+      out += render_table(make_table(store, name, run, metric), Format::kHtml);
     } catch (const Error& e) {
-      out += missing(std::string("table ") + name, e);
+      out += missing(std::string("table ") + name + (std::string(metric) == "bpb" ? " (bits per byte)" : ""), e);
     }
   }
   return out;

@@ -69,25 +69,66 @@ std::vector<double> continuation_logliks(TransformerLm& model, std::vector<std::
   return std::vector<double>(sums.data_ptr<double>(), sums.data_ptr<double>() + N);
 }
 
-std::string generate_answer(TransformerLm& model, const Tokenizer& tok, const TaskExample& ex, int64_t max_new,
-                            bool kv_cache) {
-  GreedyOptions opts;
-  opts.max_new_tokens = max_new;
-  opts.kv_cache = kv_cache;
-  opts.eos = tok.eos_id();
-  opts.stop = [&](const std::vector<uint32_t>& gen) {
-    const std::string text = tok.decode(gen);
-    for (const auto& u : ex.until) {
-      if (text.find(u) != std::string::npos) return true;
-    }
-    return false;
-  };
-  std::string text = tok.decode(generate_greedy(model, tok.encode(ex.prompt), opts));
+// A generation's text up to the first of the example's stop strings.
+std::string cut_at_stop(std::string text, const TaskExample& ex) {
   for (const auto& u : ex.until) {
     size_t at = text.find(u);
     if (at != std::string::npos) text.resize(at);
   }
   return text;
+}
+
+double exact_match(const TaskExample& ex, const std::string& out) {
+  std::string got = extract_answer(out);
+  if (got.empty() && ex.answer.find('\n') == std::string::npos && out.find("Answer:") == std::string::npos) {
+    got = trim_space(out);
+  }
+  return got == trim_space(ex.answer) ? 1.0 : 0.0;
+}
+
+// Exact match of each generation example, generated kGenerationBatch prompts at a time.
+std::vector<double> score_generations(TransformerLm& model, const Tokenizer& tok,
+                                      const std::vector<const TaskExample*>& exs, int64_t max_new, bool kv_cache) {
+  constexpr size_t kGenerationBatch = 16;
+  std::vector<double> scores;
+  for (size_t b0 = 0; b0 < exs.size(); b0 += kGenerationBatch) {
+    const size_t n = std::min(kGenerationBatch, exs.size() - b0);
+    std::vector<std::vector<uint32_t>> prompts;
+    for (size_t i = 0; i < n; ++i) prompts.push_back(tok.encode(exs[b0 + i]->prompt));
+    GreedyOptions opts;
+    opts.max_new_tokens = max_new;
+    opts.kv_cache = kv_cache;
+    opts.eos = tok.eos_id();
+    opts.stop = [&](size_t row, const std::vector<uint32_t>& gen) {
+      const std::string text = tok.decode(gen);
+      return cut_at_stop(text, *exs[b0 + row]).size() < text.size();
+    };
+    const auto gens = generate_greedy_batch(model, prompts, opts);
+    for (size_t i = 0; i < n; ++i) scores.push_back(exact_match(*exs[b0 + i], cut_at_stop(tok.decode(gens[i]), *exs[b0 + i])));
+  }
+  return scores;
+}
+
+// acc and acc_norm of one multiple-choice example.
+std::pair<double, double> score_choices(TransformerLm& model, const Tokenizer& tok, const TaskExample& ex) {
+  const auto ctx = tok.encode(ex.context);
+  std::vector<std::vector<uint32_t>> seqs;
+  std::vector<size_t> n_cont;
+  for (const auto& choice : ex.choices) {
+    seqs.push_back(tok.encode(ex.context + choice));
+    n_cont.push_back(seqs.back().size() > ctx.size() ? seqs.back().size() - ctx.size() : 1);
+  }
+  const std::vector<double> ll = continuation_logliks(model, seqs, n_cont);
+  std::vector<double> ll_norm;
+  for (size_t c = 0; c < ex.choices.size(); ++c) {
+    ll_norm.push_back(ll[c] / double(std::max<int64_t>(1, code_points(ex.choices[c]))));
+  }
+  const auto gold = static_cast<size_t>(ex.gold);
+  return {first_argmax(ll) == gold ? 1.0 : 0.0, first_argmax(ll_norm) == gold ? 1.0 : 0.0};
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace
@@ -154,44 +195,27 @@ std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok
   std::vector<std::string> order;
   std::map<std::string, std::map<std::string, std::vector<double>>> values;  // task -> metric -> 0/1
   std::map<std::string, int64_t> seen;
-  double seconds[2] = {0, 0};  // multiple choice, generation
+  std::vector<const TaskExample*> generation;
+  const auto started = std::chrono::steady_clock::now();
   for (const auto& ex : examples) {
     if (max_examples > 0 && seen[ex.task] >= max_examples) continue;
     if (seen[ex.task]++ == 0) order.push_back(ex.task);
-    const auto started = std::chrono::steady_clock::now();
-    const bool generation = ex.is_generation();
-    struct Clock {  // adds this example's seconds to its kind's total when it goes out of scope
-      double& total;
-      std::chrono::steady_clock::time_point t0;
-      ~Clock() { total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
-    } clock{generation ? seconds[1] : seconds[0], started};
-    if (generation) {
-      std::string out = generate_answer(model, tok, ex, max_new_tokens, kv_cache);
-      std::string got = extract_answer(out);
-      if (got.empty() && ex.answer.find('\n') == std::string::npos && out.find("Answer:") == std::string::npos) {
-        got = trim_space(out);
-      }
-      values[ex.task]["exact_match"].push_back(got == trim_space(ex.answer) ? 1.0 : 0.0);
+    if (ex.is_generation()) {
+      generation.push_back(&ex);
       continue;
     }
-    const auto ctx = tok.encode(ex.context);
-    std::vector<std::vector<uint32_t>> seqs;
-    std::vector<size_t> n_cont;
-    for (const auto& choice : ex.choices) {
-      seqs.push_back(tok.encode(ex.context + choice));
-      n_cont.push_back(seqs.back().size() > ctx.size() ? seqs.back().size() - ctx.size() : 1);
-    }
-    const std::vector<double> ll = continuation_logliks(model, seqs, n_cont);
-    std::vector<double> ll_norm;
-    for (size_t c = 0; c < ex.choices.size(); ++c) {
-      ll_norm.push_back(ll[c] / double(std::max<int64_t>(1, code_points(ex.choices[c]))));
-    }
-    values[ex.task]["acc"].push_back(first_argmax(ll) == static_cast<size_t>(ex.gold) ? 1.0 : 0.0);
-    values[ex.task]["acc_norm"].push_back(first_argmax(ll_norm) == static_cast<size_t>(ex.gold) ? 1.0 : 0.0);
+    const auto [acc, acc_norm] = score_choices(model, tok, ex);
+    values[ex.task]["acc"].push_back(acc);
+    values[ex.task]["acc_norm"].push_back(acc_norm);
   }
-  char timing[160];
-  std::snprintf(timing, sizeof(timing), "eval: tasks took %.1f s: multiple choice %.1f s, generation %.1f s (KV cache %s)",
-                seconds[0] + seconds[1], seconds[0], seconds[1], kv_cache ? "on" : "off");
+  const double choice_s = seconds_since(started);
+  const auto scores = score_generations(model, tok, generation, max_new_tokens, kv_cache);
+  for (size_t i = 0; i < generation.size(); ++i) values[generation[i]->task]["exact_match"].push_back(scores[i]);
+  const double generation_s = seconds_since(started) - choice_s;
+  char timing[200];
+  std::snprintf(timing, sizeof(timing),
+                "eval: tasks took %.1f s: multiple choice %.1f s, generation %.1f s (%zu examples, KV cache %s)",
+                choice_s + generation_s, choice_s, generation_s, generation.size(), kv_cache ? "on" : "off");
   core::log_info(timing);
   std::vector<TaskScore> out;
   for (const auto& task : order) {

@@ -6,8 +6,9 @@
 //                    acc = [argmax loglik = gold], acc_norm = [argmax loglik / len(choice) = gold];
 //                    an example's choices run as one right-padded batch
 //                    with len in characters (code points); the first maximum wins ties
-//   generation       greedy decoding (with a KV cache unless `kv_cache` is false; the same tokens
-//                    either way, stages/eval/generate.h) until an `until` string, EOS or max_new_tokens;
+//   generation       greedy decoding (16 prompts at a time with a KV cache, unless `kv_cache` is false:
+//                    one at a time without; the same tokens either way, stages/eval/generate.h) until
+//                    an `until` string, EOS or max_new_tokens;
 //                    exact_match = [extracted answer = answer] (the text after "Answer:" when the
 //                    example's answer line has that form, else the whole generation, trimmed)
 // Inputs longer than the context window are cut from the left. Every metric carries n and the

@@ -9,8 +9,20 @@ namespace {
 
 // Causal attention of queries [X, H, Tq, C] over keys and values [X, H, Tk, C], Tq <= Tk; X folds
 // experts and batch. The queries are the last Tq positions: query i sees keys 0 .. Tk - Tq + i.
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+// With `allowed_BTK` (rows left-padded, X = copies * B, copy-major) that mask replaces the causal one.
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& allowed_BTK = {}) {
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
+  if (allowed_BTK.defined()) {
+    const int64_t copies = q.size(0) / allowed_BTK.size(0);
+    auto allowed = allowed_BTK.unsqueeze(1).repeat({copies, 1, 1, 1});  // [X, 1, Tq, Tk]
+#if TORCH_VERSION_MAJOR >= 2
+    return at::scaled_dot_product_attention(q, k, v, allowed);
+#else
+    auto att = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
+    return torch::matmul(att.masked_fill(allowed.logical_not(), -INFINITY).softmax(-1), v);
+#endif
+  }
 #if TORCH_VERSION_MAJOR >= 2
   if (Tq == Tk) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
   if (Tq == 1) return at::scaled_dot_product_attention(q, k, v);  // one new position sees all
@@ -52,7 +64,9 @@ at::Tensor MixtureOfAttentionImpl::dense_forward(const at::Tensor& h_BTD, const 
   auto heads = [&](const at::Tensor& y, int64_t n) { return y.view({B, T, n, C}).transpose(1, 2); };
   auto q = apply_rope(heads(qkv[0], H), rope);
   auto [k, v] = with_cache(kv, apply_rope(heads(qkv[1], G), rope), heads(qkv[2], G));
-  auto y = causal_attention(q, expand_kv(k, H), expand_kv(v, H)).transpose(1, 2).reshape({B, T, H * C});
+  auto y = causal_attention(q, expand_kv(k, H), expand_kv(v, H), kv ? kv->allowed_BTK : at::Tensor())
+               .transpose(1, 2)
+               .reshape({B, T, H * C});
   return torch::matmul(y, wo_EDH.squeeze(0).t());
 }
 
@@ -88,7 +102,7 @@ at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTa
     k = k.reshape({1, B, H, Tk, C}).expand({E, B, H, Tk, C}).reshape({E * B, H, Tk, C});
     v = v.reshape({1, B, H, Tk, C}).expand({E, B, H, Tk, C}).reshape({E * B, H, Tk, C});
   }
-  auto y = causal_attention(q, k, v);                       // [E*B, H, T, C]
+  auto y = causal_attention(q, k, v, kv ? kv->allowed_BTK : at::Tensor());  // [E*B, H, T, C]
   y = y.transpose(1, 2).reshape({E, B, T, H * C});
   auto o_EBTD = torch::einsum("ebto,edo->ebtd", {y, wo_EDH});
 

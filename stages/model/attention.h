@@ -5,7 +5,8 @@
 //   routing top_k: the gate keeps the k largest, renormalised        (BAM Table 6 ablation)
 //   kv expert: each expert owns W_k, W_v;  kv shared: one W_k, W_v for all experts.
 // Incremental decoding: with a LayerKvCache the new positions' keys and values are appended to the
-// cached ones and the queries (the last T positions) attend to all of them, causally. The cache holds
+// cached ones and the queries (the last T positions) attend to all of them, causally, or as the
+// cache's `allowed_BTK` says when rows are left-padded. The cache holds
 // K after RoPE and both before GQA expansion, per K/V copy: [Ekv*B, G, T, C] (Ekv = E, or 1 for shared KV).
 // Top-k routing computes all E experts and zeroes the gates of the others (docs/accounting.md charges
 // all E): with expert K/V every expert's keys are needed at every position anyway.
@@ -23,6 +24,9 @@ namespace upcycle::stages {
 /// One layer's keys and values of the positions seen so far (undefined before the first forward).
 struct LayerKvCache {
   at::Tensor k_XGTC, v_XGTC;
+  /// For this forward only, when the batch's rows are left-padded (TransformerLm sets it): which keys
+  /// each query may see, [B, T, past + T]; undefined = plain causal.
+  at::Tensor allowed_BTK;
 };
 
 class MixtureOfAttentionImpl : public torch::nn::Module {

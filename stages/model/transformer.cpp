@@ -57,11 +57,20 @@ LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache) {
   auto rope = make_rope(past + T, config.head_dim(), config.rope_theta, idx.device());
   if (past > 0) rope = {rope.cos_TC.narrow(0, past, T), rope.sin_TC.narrow(0, past, T)};
   if (cache) cache->layers.resize(blocks->size());
+  at::Tensor allowed_BTK;  // with left-padded rows: causal, and no real position sees a pad
+  if (cache && cache->pad_B.defined()) {
+    const auto opts = torch::TensorOptions().dtype(torch::kInt64).device(idx.device());
+    auto i = torch::arange(past, past + T, opts).view({1, T, 1});
+    auto j = torch::arange(past + T, opts).view({1, 1, past + T});
+    auto pad = cache->pad_B.to(idx.device()).view({-1, 1, 1});
+    allowed_BTK = (j <= i).logical_and((j >= pad).logical_or(j == i));  // a pad sees itself: no empty row
+  }
   auto x = torch::embedding(embed_VD, idx);
   LmOutput out;
   out.aux_loss = torch::zeros({}, x.options());
   for (size_t l = 0; l < blocks->size(); ++l) {
     RouterStats stats;
+    if (cache) cache->layers[l].allowed_BTK = allowed_BTK;
     x = blocks[l]->as<BlockImpl>()->forward(x, rope, &stats, cache ? &cache->layers[l] : nullptr);
     out.aux_loss = out.aux_loss + config.lb_coef * stats.load_balance + config.z_coef * stats.z_loss;
     out.ffn_stats.push_back(std::move(stats));

@@ -43,6 +43,10 @@ struct LmOutput {
 struct KvCache {
   std::vector<LayerKvCache> layers;
   int64_t length = 0;
+  /// Left padding of each row, [B] int64 (undefined = none): a row's first pad_B[b] positions are
+  /// padding no other position attends to. RoPE scores depend only on distances, so a padded row
+  /// computes what it would alone.
+  at::Tensor pad_B;
   /// The cache of a batch of one, repeated for a batch of n (a shared prefix, then n continuations).
   KvCache repeated(int64_t n) const;
 };

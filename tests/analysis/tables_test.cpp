@@ -38,6 +38,8 @@ void add_run(Store& s, const std::string& dir, int seed, const std::map<std::str
     r.evals.push_back({model, "ppl/general", "ppl", v.first, 0.1, 1000, "none", std::nullopt});
     r.evals.push_back({model, "ppl/code", "ppl", v.second, 0.1, 1000, "none", std::nullopt});
     r.evals.push_back({model, "cont/code", "acc", v.second / 100, 0.05, 100, "none", std::nullopt});
+    r.evals.push_back({model, "ppl/general", "bpb", v.first / 10, 0.01, 1000, "none", std::nullopt});
+    r.evals.push_back({model, "ppl/code", "bpb", v.second / 10, 0.01, 1000, "none", std::nullopt});
   }
   s.ingest_job(key, job_dir, r);
 }
@@ -49,6 +51,19 @@ double cell(const tracking::ResultSet& rs, const std::string& row, const std::st
   }
   ADD_FAILURE() << "no row " << row;
   return NAN;
+}
+
+// --metric bpb: the same table over the bpb rows, titled and noted as bits per byte.
+TEST(TablesTest, BitsPerByteTableReadsTheBpbRows) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  add_run(s, dir.path(), 1, {{"btx_dm", {20, 4}}, {"bam_dm", {18, 3}}});
+  Table t = make_table(s, "ppl", "exp/seed=1", "bpb");
+  EXPECT_EQ(t.title.rfind("Bits per byte", 0), 0u) << t.title;
+  EXPECT_NEAR(cell(t.data, "bam_dm", "general"), 1.8, 1e-12);
+  EXPECT_NEAR(cell(t.data, "bam_dm", "avg"), (1.8 + 0.3) / 2, 1e-12);
+  EXPECT_NEAR(cell(t.data, "bam_dm", "change_vs_reference_pct"), 100 * (2.1 / 2.4 - 1), 1e-9);
+  EXPECT_THROW(make_table(s, "ppl", "exp/seed=1", "bits"), ConfigError);
 }
 
 TEST(TablesTest, SeedsArePooledAsMeanAndSampleStd) {
@@ -150,7 +165,7 @@ TEST(TablesTest, ValidationLossBesideNvidiasTable1) {
   testing::TempDir dir;
   Store s(dir / "store.sqlite");
   int64_t run = s.upsert_run({"rk", "exp", "r", "{}"});
-  for (const auto& [stage, loss] : std::vector<std::pair<std::string, double>>{{"dense_cm", 4.0}, {"sparse_cm", 3.8}}) {
+  for (const auto& [stage, loss] : std::vector<std::pair<std::string, double>>{{"dense_cm", 4.0}, {"sparse_e8g8t8", 3.8}}) {
     const std::string job_dir = dir / stage;
     core::make_dirs(job_dir);
     s.upsert_job(run, {0, stage, stage, "train", "", 0, std::nullopt, job_dir, "", "", "", "{}", ""});
@@ -162,10 +177,10 @@ TEST(TablesTest, ValidationLossBesideNvidiasTable1) {
     s.ingest_job(stage, job_dir, r);
   }
   Table t = make_table(s, "nv-upcycling", "r");
-  EXPECT_DOUBLE_EQ(cell(t.data, "sparse_cm", "val_loss"), 3.8);
-  EXPECT_DOUBLE_EQ(cell(t.data, "sparse_cm", "tokens"), 2000);
-  EXPECT_NEAR(cell(t.data, "sparse_cm", "change_vs_reference_pct"), -5.0, 1e-9);
-  EXPECT_NEAR(cell(t.data, "sparse_cm", "paper_change_vs_reference_pct"), 100 * (1.320 / 1.377 - 1), 1e-9);
+  EXPECT_DOUBLE_EQ(cell(t.data, "sparse_e8g8t8", "val_loss"), 3.8);
+  EXPECT_DOUBLE_EQ(cell(t.data, "sparse_e8g8t8", "tokens"), 2000);
+  EXPECT_NEAR(cell(t.data, "sparse_e8g8t8", "change_vs_reference_pct"), -5.0, 1e-9);
+  EXPECT_NEAR(cell(t.data, "sparse_e8g8t8", "paper_change_vs_reference_pct"), 100 * (1.320 / 1.377 - 1), 1e-9);
 }
 
 TEST(TablesTest, MissingThingsAreNamed) {

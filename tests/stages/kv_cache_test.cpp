@@ -1,7 +1,8 @@
 // Incremental decoding with a KV cache computes what the full forward computes, on every attention
 // variant: dense MHA and GQA, Mixture-of-Attention with expert or shared K/V, soft or top-k routed, in
-// parallel and sequential blocks; and greedy generation gives the same tokens with and without it,
-// also past seq_len, where the cache is refilled from the last seq_len tokens.
+// parallel and sequential blocks; greedy generation gives the same tokens with and without it, also
+// past seq_len, where the cache is refilled from the last seq_len tokens; and prompts of different
+// lengths generated as one left-padded batch give each prompt's own tokens.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -91,6 +92,51 @@ TEST(KvCacheTest, GreedyGenerationGivesTheSameTokensWithAndWithoutTheCache) {
   }
 }
 
+TEST(KvCacheTest, LeftPaddedRowsComputeWhatEachRowComputesAlone) {
+  torch::NoGradGuard no_grad;
+  for (const auto& v : variants()) {
+    SCOPED_TRACE(v.name);
+    TransformerLm m = random_model(v.config);
+    auto a = torch::randint(v.config.vocab, {1, 9}), b = torch::randint(v.config.vocab, {1, 5});
+    auto alone_a = m->forward(a).logits_BTV, alone_b = m->forward(b).logits_BTV;
+    KvCache cache;
+    cache.pad_B = torch::tensor({int64_t{0}, int64_t{4}});
+    auto batch = torch::cat({a, torch::cat({torch::zeros({1, 4}, torch::kInt64), b}, 1)}, 0);
+    auto both = m->forward(batch, &cache).logits_BTV;
+    EXPECT_TRUE(torch::allclose(both[0], alone_a[0], 1e-5, 1e-5));
+    EXPECT_TRUE(torch::allclose(both[1].narrow(0, 4, 5), alone_b[0], 1e-5, 1e-5))
+        << (both[1].narrow(0, 4, 5) - alone_b[0]).abs().max().item<double>();
+    // One step more for both rows, from the cache.
+    auto next = torch::randint(v.config.vocab, {2, 1});
+    auto step = m->forward(next, &cache).logits_BTV;
+    auto alone_b2 = m->forward(torch::cat({b, next[1].unsqueeze(0)}, 1)).logits_BTV;
+    EXPECT_TRUE(torch::allclose(step[1][0], alone_b2[0][-1], 1e-5, 1e-5));
+  }
+}
+
+TEST(KvCacheTest, BatchedGreedyGenerationGivesEachPromptsOwnTokens) {
+  for (const auto& v : variants()) {
+    SCOPED_TRACE(v.name);
+    TransformerLm m = random_model(v.config);
+    const std::vector<std::vector<uint32_t>> prompts = {{5, 17, 3, 88, 41, 9, 60}, {12}, {7, 7, 30, 2}};
+    GreedyOptions opts;
+    opts.max_new_tokens = 9;  // the longest prompt + 9 = seq_len: one batch
+    opts.stop = [](size_t row, const std::vector<uint32_t>& gen) { return row == 2 && gen.size() == 4; };
+    auto batched = generate_greedy_batch(m, prompts, opts);
+    ASSERT_EQ(batched.size(), 3u);
+    for (size_t r = 0; r < prompts.size(); ++r) {
+      GreedyOptions one = opts;
+      one.kv_cache = false;
+      one.stop = [&](size_t, const std::vector<uint32_t>& gen) { return opts.stop(r, gen); };
+      EXPECT_EQ(batched[r], generate_greedy(m, prompts[r], one)) << "prompt " << r;
+    }
+    EXPECT_EQ(batched[2].size(), 4u);
+    opts.max_new_tokens = 12;  // past seq_len: one prompt at a time, the same tokens
+    auto long_batched = generate_greedy_batch(m, prompts, opts);
+    EXPECT_EQ(std::vector<uint32_t>(long_batched[0].begin(), long_batched[0].begin() + 9), batched[0]);
+  }
+}
+
 TEST(KvCacheTest, GenerationStopsAtEosAndAtTheStopPredicate) {
   TransformerLm m = random_model(variants()[2].config);
   std::vector<uint32_t> prompt = {5, 17, 3};
@@ -103,7 +149,7 @@ TEST(KvCacheTest, GenerationStopsAtEosAndAtTheStopPredicate) {
   auto first = std::find(all.begin(), all.end(), all[4]);
   EXPECT_EQ(until_eos, std::vector<uint32_t>(all.begin(), first));
   opts.eos = -1;
-  opts.stop = [](const std::vector<uint32_t>& gen) { return gen.size() == 3; };
+  opts.stop = [](size_t, const std::vector<uint32_t>& gen) { return gen.size() == 3; };
   EXPECT_EQ(generate_greedy(m, prompt, opts), std::vector<uint32_t>(all.begin(), all.begin() + 3));
 }
 
