@@ -1,7 +1,8 @@
 // Parameter accounting from a ModelConfig alone (no LibTorch): total and active parameters.
 // Convention for "active" (documented in docs/accounting.md): parameters touched by one token's forward
 // pass. Soft-routed attention experts are all active; top-k routed experts count k of E (the
-// parameters a token's output depends on); every router that runs counts. This differs from the paper's BAM active figure by one router (papers.md §1.3).
+// parameters a token's output depends on); every router that runs counts. This differs from the
+// paper's BAM active figure by one router (papers.md §1.3).
 #pragma once
 
 #include <cstdint>
