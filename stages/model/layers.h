@@ -11,12 +11,12 @@ namespace upcycle::stages {
 /// LayerNorm (weight only, no bias, as BAM Table 9 counts) or RMSNorm over the last dimension.
 at::Tensor apply_norm(const at::Tensor& x_BTD, const at::Tensor& weight_D, const ModelConfig& c);
 
-/// RoPE tables for positions [0, T): cos and sin of shape [T, C/2].
+/// RoPE tables for positions [start, start + T): cos and sin of shape [T, C/2].
 struct RopeTables {
   at::Tensor cos_TC;
   at::Tensor sin_TC;
 };
-RopeTables make_rope(int64_t T, int64_t head_dim, double theta, const at::Device& device);
+RopeTables make_rope(int64_t T, int64_t head_dim, double theta, const at::Device& device, int64_t start = 0);
 
 /// Rotates x [..., T, C] (halves convention, as in GPT-NeoX and Llama-HF) by the tables.
 at::Tensor apply_rope(const at::Tensor& x_XTC, const RopeTables& rope);

@@ -54,8 +54,7 @@ LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache) {
   TORCH_CHECK(past + T <= config.seq_len, "sequence of ", past + T, " tokens exceeds seq_len ", config.seq_len);
   // Tokens may come from the host: they move to the weights' device here, so callers need not.
   const at::Tensor idx = idx_BT.to(embed_VD.device());
-  auto rope = make_rope(past + T, config.head_dim(), config.rope_theta, idx.device());
-  if (past > 0) rope = {rope.cos_TC.narrow(0, past, T), rope.sin_TC.narrow(0, past, T)};
+  auto rope = make_rope(T, config.head_dim(), config.rope_theta, idx.device(), past);
   if (cache) cache->layers.resize(blocks->size());
   at::Tensor allowed_BTK;  // with left-padded rows: causal, and no real position sees a pad
   if (cache && cache->pad_B.defined()) {
