@@ -4,14 +4,19 @@
 //   upcycle-job cuda                           prints 1 when LibTorch sees a CUDA device, else 0
 //   upcycle-job throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR
 //                                              prints tokens_per_s=X (stages/train/throughput.h)
+//   upcycle-job export CHECKPOINT TOKENIZER FORMAT DTYPE SHARD_BYTES OUT
+//                                              a checkpoint as a Hugging Face one (stages/io/hf_export.h)
+//   upcycle-job import HF_DIR OUT [SEQ_LEN]    a Hugging Face checkpoint as ours; prints its config
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "stages/io/hf_export.h"
 #include "stages/job_runner.h"
 #include "stages/train/device.h"
 #include "stages/train/throughput.h"
@@ -21,7 +26,8 @@ namespace {
 int usage() {
   std::fprintf(stderr,
                "usage: upcycle-job stage --spec DIR/spec.json | cuda | "
-               "throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR\n");
+               "throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR | "
+               "export CHECKPOINT TOKENIZER FORMAT DTYPE SHARD_BYTES OUT | import HF_DIR OUT [SEQ_LEN]\n");
   return upcycle::kExitUserError;
 }
 
@@ -34,6 +40,41 @@ int throughput(char** a) {
   return upcycle::kExitOk;
 }
 
+int run_export(char** a) {
+  using namespace upcycle::stages;
+  HfExportOptions o;
+  o.format = hf_format_from(a[2]);
+  o.dtype = hf_dtype_from(a[3]);
+  o.max_shard_bytes = std::stoull(a[4]);
+  export_hf(a[0], a[1], a[5], o);
+  return upcycle::kExitOk;
+}
+
+int run_import(int argc, char** a) {
+  using namespace upcycle::stages;
+  std::optional<int64_t> seq_len;
+  if (argc == 3) seq_len = std::stoll(a[2]);
+  const HfImportResult r = import_hf(a[0], a[1], seq_len);
+  nlohmann::json out = {{"format", hf_format_name(r.model.format)}, {"model", to_json(r.model.model)},
+                        {"notes", r.model.notes}, {"weights_sha256", r.weights_sha256}};
+  std::printf("%s\n", out.dump().c_str());
+  return upcycle::kExitOk;
+}
+
+// A subcommand's errors: a user error names what is wrong and exits 1.
+template <typename F>
+int guarded(const char* name, F&& f) {
+  try {
+    return f();
+  } catch (const upcycle::InternalError& e) {
+    std::fprintf(stderr, "upcycle-job %s: internal error: %s\n", name, e.what());
+    return upcycle::kExitInternalError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "upcycle-job %s: %s\n", name, e.what());
+    return upcycle::kExitUserError;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,13 +85,8 @@ int main(int argc, char** argv) {
     std::printf("%d\n", upcycle::stages::cuda_available() ? 1 : 0);
     return upcycle::kExitOk;
   }
-  if (cmd == "throughput" && argc == 8) {
-    try {
-      return throughput(argv + 2);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "upcycle-job throughput: %s\n", e.what());
-      return upcycle::kExitUserError;
-    }
-  }
+  if (cmd == "throughput" && argc == 8) return guarded("throughput", [&] { return throughput(argv + 2); });
+  if (cmd == "export" && argc == 8) return guarded("export", [&] { return run_export(argv + 2); });
+  if (cmd == "import" && (argc == 4 || argc == 5)) return guarded("import", [&] { return run_import(argc - 2, argv + 2); });
   return usage();
 }

@@ -4,6 +4,7 @@
 #include "runner/kinds/stage_kind.h"
 #include "runner/planner.h"
 #include "stages/command/command.h"
+#include "stages/io/hf_config.h"
 #include "stages/spec/command.h"
 
 namespace upcycle::runner {
@@ -13,6 +14,8 @@ struct CommandStage : StageParams {
   std::vector<std::string> models;
   stages::CommandTemplates templates;
   std::string parser = "none";
+  std::string hf_format = "auto";  ///< how {hf} exports the model: auto picks its Hugging Face class
+  bool uses_hf = false;            ///< a template names {hf}
 };
 
 // Placeholders are checked when the recipe is read, not when the job runs: {checkpoint} and friends
@@ -21,14 +24,14 @@ void check_placeholders(const YamlReader& r, const CommandStage& c) {
   std::map<std::string, std::string> vars;
   for (const auto& p : stages::command_placeholders()) vars[p] = "";
   if (c.models.empty()) {
-    for (const char* p : {"checkpoint", "model_dir", "model"}) vars.erase(p);
+    for (const char* p : {"checkpoint", "model_dir", "model", "hf"}) vars.erase(p);
   }
   auto check = [&](const YamlReader& node) {
     try {
       stages::expand_template(node.str(), vars);
     } catch (const std::invalid_argument& e) {
       throw node.error(std::string(e.what()) + (c.models.empty() ? " (model placeholders need models:)" : ""),
-                       "placeholders: {checkpoint} {model_dir} {model} {out} {data_dir} {threads}");
+                       "placeholders: {checkpoint} {model_dir} {model} {hf} {out} {data_dir} {threads}");
     }
   };
   YamlReader argv = r.child("argv");
@@ -40,7 +43,9 @@ void check_placeholders(const YamlReader& r, const CommandStage& c) {
 class CommandKind : public StageKind {
  public:
   std::string name() const override { return "command"; }
-  std::vector<std::string> keys() const override { return {"models", "argv", "env", "parser", "results"}; }
+  std::vector<std::string> keys() const override {
+    return {"models", "argv", "env", "parser", "results", "hf_format"};
+  }
 
   std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe&) const override {
     auto c = std::make_shared<CommandStage>();
@@ -55,7 +60,11 @@ class CommandKind : public StageKind {
     }
     c->parser = r.get_choice("parser", c->parser, {"none", "lm_eval"});
     c->templates.results = r.get_str("results", c->templates.results);
+    c->hf_format = r.get_choice("hf_format", c->hf_format, {"auto", "llama", "cohere", "mixtral", "native"});
     check_placeholders(r, *c);
+    auto names_hf = [](const std::string& t) { return t.find("{hf}") != std::string::npos; };
+    for (const auto& a : c->templates.argv) c->uses_hf = c->uses_hf || names_hf(a);
+    for (const auto& [k, v] : c->templates.env) c->uses_hf = c->uses_hf || names_hf(v);
     return c;
   }
 
@@ -80,6 +89,23 @@ class CommandKind : public StageKind {
   }
 
  private:
+  // The Hugging Face format {hf} exports `model` in, checked here so that a recipe asking for a layout
+  // its model lacks fails at plan time.
+  static std::string hf_format(const StageDef& s, const CommandStage& c, const PlannedJob& model) {
+    if (c.hf_format == "auto") {
+      auto f = stages::hf_format_for(model.model);
+      if (!f) {
+        throw stage_error(s, "hf_format", "'" + model.stage + "' has no Hugging Face class (" +
+                                              stages::hf_export_refusal(model.model, stages::HfFormat::kLlama) +
+                                              "); set hf_format: native");
+      }
+      return stages::hf_format_name(*f);
+    }
+    const std::string why = stages::hf_export_refusal(model.model, stages::hf_format_from(c.hf_format));
+    if (!why.empty()) throw stage_error(s, "hf_format", "'" + model.stage + "' cannot be exported as " + c.hf_format + ": " + why);
+    return c.hf_format;
+  }
+
   static void add_job(const StageDef& s, Planner& p, const CommandStage& c, std::optional<size_t> model) {
     stages::CommandJobSpec spec;
     spec.templates = c.templates;
@@ -88,6 +114,7 @@ class CommandKind : public StageKind {
     std::vector<size_t> deps{p.data_job()};
     if (model) deps.push_back(*model);
     const stages::JobRuntime rt = p.runtime(s);
+    if (model && c.uses_hf) spec.hf.format = hf_format(s, c, p.job(*model));  // keyed: the format is part of the job
     const std::string dir = p.dir_of(p.key_of({spec.kKind, spec.kOutputVersion, {}, key_material(spec, rt), rt}, deps));
     std::map<std::string, std::string> vars = {
         {"out", dir + "/out"}, {"data_dir", p.data_dir()}, {"threads", std::to_string(rt.threads)}};
@@ -95,6 +122,8 @@ class CommandKind : public StageKind {
       vars["model"] = spec.model;
       vars["model_dir"] = p.job(*model).dir;
       vars["checkpoint"] = p.job(*model).dir + "/checkpoint";
+      vars["hf"] = dir + "/hf";
+      if (c.uses_hf) spec.hf = {spec.hf.format, dir + "/hf", vars["checkpoint"], p.data_dir() + "/tokenizer.model"};
     }
     try {
       stages::expand_command(spec, vars);

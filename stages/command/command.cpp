@@ -13,7 +13,7 @@
 namespace upcycle::stages {
 
 const std::vector<std::string>& command_placeholders() {
-  static const std::vector<std::string> kNames = {"checkpoint", "model_dir", "model", "out",
+  static const std::vector<std::string> kNames = {"checkpoint", "model_dir", "model", "hf", "out",
                                                   "data_dir", "threads"};
   return kNames;
 }

@@ -12,6 +12,7 @@ namespace upcycle::stages {
 /// Placeholders a command's argv and env may use; the runner fills them per job.
 ///   {checkpoint} the model's checkpoint directory   {model_dir} the model's job directory
 ///   {model}      the model's stage label            {out}       this job's output directory
+///   {hf}         the model exported as a Hugging Face checkpoint (the job writes it first)
 ///   {data_dir}   the prepared data directory        {threads}   threads per job
 const std::vector<std::string>& command_placeholders();
 

@@ -59,6 +59,20 @@ std::string Tokenizer::decode(const std::vector<uint32_t>& ids) const {
 int64_t Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
 uint32_t Tokenizer::eos_id() const { return static_cast<uint32_t>(sp_->eos_id()); }
 
+SpecialTokens Tokenizer::special_tokens() const {
+  SpecialTokens st;
+  auto piece = [&](int id, int64_t& out, std::string& name) {
+    if (id < 0 || id >= sp_->GetPieceSize()) return;
+    out = id;
+    name = sp_->IdToPiece(id);
+  };
+  piece(sp_->bos_id(), st.bos, st.bos_piece);
+  piece(sp_->eos_id(), st.eos, st.eos_piece);
+  piece(sp_->unk_id(), st.unk, st.unk_piece);
+  piece(sp_->pad_id(), st.pad, st.pad_piece);
+  return st;
+}
+
 TokenBytes Tokenizer::token_bytes() const {
   static const std::string kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's whitespace mark
   TokenBytes tb;

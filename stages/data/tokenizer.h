@@ -41,6 +41,12 @@ struct TokenBytes {
   }
 };
 
+/// A SentencePiece model's special pieces: id -1 (and an empty piece) when it has none.
+struct SpecialTokens {
+  int64_t bos = -1, eos = -1, unk = -1, pad = -1;
+  std::string bos_piece, eos_piece, unk_piece, pad_piece;
+};
+
 class Tokenizer {
  public:
   /// Loads a .model file. Throws StageError naming the path.
@@ -51,6 +57,7 @@ class Tokenizer {
   int64_t vocab_size() const;
   uint32_t eos_id() const;
   TokenBytes token_bytes() const;
+  SpecialTokens special_tokens() const;
 
  private:
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;

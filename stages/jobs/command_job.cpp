@@ -5,6 +5,7 @@
 #include "core/sha256.h"
 #include "stages/command/command.h"
 #include "stages/command/lm_eval_results.h"
+#include "stages/io/hf_export.h"
 #include "stages/jobs/job_kinds.h"
 #include "stages/spec/command.h"
 
@@ -17,6 +18,12 @@ bool run_command_job(const SpecReader& s, const JobContext& ctx, core::JobResult
   CommandSpec c{spec.expanded.argv, spec.expanded.env, ctx.dir};
   std::filesystem::remove_all(spec.out);  // a retry starts from an empty output directory
   std::filesystem::create_directories(spec.out);
+  if (!spec.hf.format.empty()) {
+    HfExportOptions o;
+    o.format = hf_format_from(spec.hf.format);
+    export_hf(spec.hf.checkpoint, spec.hf.tokenizer, spec.hf.dir, o);
+    core::log_info("command: " + spec.model + " exported as " + spec.hf.format + " to " + spec.hf.dir);
+  }
   std::string line;
   for (const auto& a : c.argv) line += (line.empty() ? "" : " ") + a;
   core::log_info("command: " + line);

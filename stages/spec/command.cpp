@@ -39,6 +39,9 @@ void validate(const CommandJobSpec& s) {
   check(s.expanded.argv.size() == s.templates.argv.size(), "expanded.argv", "does not match the templates");
   check_choice(s.parser, "parser", {"none", "lm_eval"});
   check(!s.out.empty(), "out", "missing");
+  check_choice(s.hf.format, "hf.format", {"", "llama", "cohere", "mixtral", "native"});
+  check(s.hf.format.empty() || (!s.hf.dir.empty() && !s.hf.checkpoint.empty() && !s.hf.tokenizer.empty()), "hf",
+        "an export needs dir, checkpoint and tokenizer");
   for (const auto& [k, v] : s.templates.env) {
     bool ok = !k.empty() && !std::isdigit(static_cast<unsigned char>(k[0]));
     for (char c : k) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
@@ -48,21 +51,30 @@ void validate(const CommandJobSpec& s) {
 
 nlohmann::json to_json(const CommandJobSpec& s) {
   return {{"template", templates_json(s.templates)}, {"expanded", templates_json(s.expanded)},
-          {"parser", s.parser}, {"model", s.model}, {"out", s.out}};
+          {"parser", s.parser}, {"model", s.model}, {"out", s.out},
+          {"hf", {{"format", s.hf.format}, {"dir", s.hf.dir}, {"checkpoint", s.hf.checkpoint},
+                  {"tokenizer", s.hf.tokenizer}}}};
 }
 
 void read_spec(const SpecReader& r, CommandJobSpec& c) {
-  expect_fields(r, {"template", "expanded", "parser", "model", "out"});
+  expect_fields(r, {"template", "expanded", "parser", "model", "out", "hf"});
   c.templates = read_templates(r.child("template"));
   c.expanded = read_templates(r.child("expanded"));
   c.parser = r.get("parser", c.parser);
   c.model = r.get("model", c.model);
   c.out = r.get<std::string>("out");
+  if (r.has("hf")) {
+    SpecReader h = r.child("hf");
+    h.expect_only({"format", "dir", "checkpoint", "tokenizer"});
+    c.hf = {h.get<std::string>("format", ""), h.get<std::string>("dir", ""), h.get<std::string>("checkpoint", ""),
+            h.get<std::string>("tokenizer", "")};
+  }
   validate(c);
 }
 
 nlohmann::json key_material(const CommandJobSpec& s, const JobRuntime&) {
-  return {{"template", templates_json(s.templates)}, {"parser", s.parser}, {"model", s.model}};
+  return {{"template", templates_json(s.templates)}, {"parser", s.parser}, {"model", s.model},
+          {"hf_format", s.hf.format}};
 }
 
 }  // namespace upcycle::stages

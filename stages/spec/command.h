@@ -19,20 +19,29 @@ struct CommandTemplates {
   std::string results = "{out}";  ///< the parser's file or directory
 };
 
+/// The model exported as a Hugging Face checkpoint before the command runs (the {hf} placeholder).
+struct HfExportSpec {
+  std::string format;      ///< "" (no export) | llama | cohere | mixtral | native (resolved at plan time)
+  std::string dir;         ///< where: <job dir>/hf
+  std::string checkpoint;  ///< the model's checkpoint directory
+  std::string tokenizer;   ///< the prepared data's tokenizer.model
+};
+
 struct CommandJobSpec {
   static constexpr const char* kKind = "command";
   /// Bump with any change to how command jobs run or how their results are parsed.
-  static constexpr int kOutputVersion = 1;
+  static constexpr int kOutputVersion = 2;  // 2: {hf} exports the model first
 
   CommandTemplates templates;   ///< as the recipe wrote them (keyed)
   CommandTemplates expanded;    ///< with this job's paths (what runs)
   std::string parser = "none";  ///< none | lm_eval
   std::string model;            ///< the model's stage label, "" for a job without models
   std::string out;              ///< the job's output directory (path)
+  HfExportSpec hf;
 };
 
 /// The placeholders' values for one job: {out}, {data_dir}, {threads}, and with a model {model},
-/// {model_dir}, {checkpoint}. Fills `expanded` and `out`; throws SpecError on a bad template.
+/// {model_dir}, {checkpoint}, {hf}. Fills `expanded` and `out`; throws SpecError on a bad template.
 void expand_command(CommandJobSpec& s, const std::map<std::string, std::string>& vars);
 
 void validate(const CommandJobSpec& s);

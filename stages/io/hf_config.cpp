@@ -1,0 +1,242 @@
+#include "stages/io/hf_config.h"
+
+#include <stdexcept>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+
+namespace upcycle::stages {
+namespace {
+
+// Typed reads from a config.json, every error naming the file and the key.
+class ConfigKeys {
+ public:
+  ConfigKeys(const nlohmann::json& j, std::string origin) : j_(j), origin_(std::move(origin)) {}
+
+  StageError error(const std::string& key, const std::string& why) const {
+    return StageError(origin_ + ": key '" + key + "': " + why);
+  }
+  bool has(const std::string& key) const { return j_.contains(key) && !j_.at(key).is_null(); }
+  template <typename T>
+  T get(const std::string& key, T fallback) const {
+    if (!has(key)) return fallback;
+    try {
+      return j_.at(key).get<T>();
+    } catch (const nlohmann::json::exception&) {
+      throw error(key, "has the wrong type (" + j_.at(key).dump() + ")");
+    }
+  }
+  template <typename T>
+  T need(const std::string& key) const {
+    if (!has(key)) throw error(key, "missing");
+    return get<T>(key, T{});
+  }
+  /// The key is absent, null or equal to `ok`; else the option has no equivalent in our model.
+  template <typename T>
+  void require(const std::string& key, T ok, const std::string& why) const {
+    if (has(key) && get<T>(key, ok) != ok) throw error(key, "is " + j_.at(key).dump() + ": " + why);
+  }
+  const nlohmann::json& json() const { return j_; }
+
+ private:
+  const nlohmann::json& j_;
+  std::string origin_;
+};
+
+double rope_theta_of(const ConfigKeys& k) {
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    if (!k.has(key)) continue;
+    const auto& r = k.json().at(key);
+    if (!r.is_object()) throw k.error(key, "expected a mapping");
+    std::string type = r.value("rope_type", r.value("type", std::string("default")));
+    if (type != "default") {
+      throw k.error(key, "RoPE scaling '" + type + "' is not supported (upcycle's RoPE is unscaled)");
+    }
+    if (r.contains("rope_theta")) return r.at("rope_theta").get<double>();
+  }
+  return k.get<double>("rope_theta", 10000.0);
+}
+
+// What every supported architecture shares: embeddings, attention, a SwiGLU FFN.
+ModelConfig common_config(const ConfigKeys& k, std::optional<int64_t> seq_len) {
+  ModelConfig m;
+  m.d_model = k.need<int64_t>("hidden_size");
+  m.layers = k.need<int64_t>("num_hidden_layers");
+  m.heads = k.need<int64_t>("num_attention_heads");
+  m.kv_heads = k.get<int64_t>("num_key_value_heads", m.heads);
+  m.ffn_hidden = k.need<int64_t>("intermediate_size");
+  m.vocab = k.need<int64_t>("vocab_size");
+  m.rope_theta = rope_theta_of(k);
+  m.init_std = k.get<double>("initializer_range", m.init_std);
+  if (m.heads > 0 && k.has("head_dim") && k.get<int64_t>("head_dim", 0) * m.heads != m.d_model) {
+    throw k.error("head_dim", "must be hidden_size / num_attention_heads in upcycle's attention");
+  }
+  const std::string act = k.get<std::string>("hidden_act", k.get<std::string>("hidden_activation", "silu"));
+  if (act != "silu") throw k.error("hidden_act", "'" + act + "' is not supported (upcycle's FFN is SwiGLU)");
+  k.require("attention_bias", false, "upcycle's attention has no biases");
+  k.require("mlp_bias", false, "upcycle's FFN has no biases");
+  m.seq_len = seq_len.value_or(k.get<int64_t>("max_position_embeddings", 2048));
+  if (k.has("sliding_window") && k.get<int64_t>("sliding_window", 0) < m.seq_len) {
+    throw k.error("sliding_window", "sliding-window attention shorter than the context (" +
+                                        std::to_string(m.seq_len) + ") is not supported");
+  }
+  return m;
+}
+
+}  // namespace
+
+const char* hf_format_name(HfFormat f) {
+  switch (f) {
+    case HfFormat::kLlama: return "llama";
+    case HfFormat::kCohere: return "cohere";
+    case HfFormat::kMixtral: return "mixtral";
+    case HfFormat::kNative: return "native";
+  }
+  return "?";
+}
+
+HfFormat hf_format_from(const std::string& name) {
+  for (HfFormat f : {HfFormat::kLlama, HfFormat::kCohere, HfFormat::kMixtral, HfFormat::kNative}) {
+    if (name == hf_format_name(f)) return f;
+  }
+  throw std::invalid_argument("unknown format '" + name + "' (llama, cohere, mixtral, native)");
+}
+
+HfModel hf_model_from_config(const nlohmann::json& config, const std::string& origin, std::optional<int64_t> seq_len) {
+  if (!config.is_object()) throw StageError(origin + ": not a JSON object");
+  ConfigKeys k(config, origin);
+  const std::string type = k.get<std::string>("model_type", "");
+  HfModel out;
+  if (type == "upcycle") {
+    if (k.get<int>("upcycle_format_version", 0) != kNativeFormatVersion) {
+      throw k.error("upcycle_format_version", "expected " + std::to_string(kNativeFormatVersion));
+    }
+    out.format = HfFormat::kNative;
+    try {
+      out.model = model_config_from_json(k.need<nlohmann::json>("upcycle_model"));
+    } catch (const std::exception& e) {
+      throw k.error("upcycle_model", e.what());
+    }
+    if (seq_len) out.model.seq_len = *seq_len;
+  } else if (type == "llama" || type == "mistral" || type == "mixtral") {
+    out.format = type == "mixtral" ? HfFormat::kMixtral : HfFormat::kLlama;
+    out.model = common_config(k, seq_len);
+    out.model.block = "sequential";
+    out.model.norm = "rmsnorm";
+    out.model.norm_eps = k.get<double>("rms_norm_eps", 1e-6);
+    out.model.tied_embeddings = k.get<bool>("tie_word_embeddings", false);
+    if (type == "mixtral") {
+      out.model.ffn_experts = k.need<int64_t>("num_local_experts");
+      out.model.ffn_top_k = k.get<int64_t>("num_experts_per_tok", 2);
+      out.model.ffn_routing = "softmax_then_topk";
+      out.model.ffn_renormalize = true;
+    }
+  } else if (type == "cohere") {
+    out.format = HfFormat::kCohere;
+    out.model = common_config(k, seq_len);
+    out.model.block = "parallel";
+    out.model.norm = "layernorm";
+    out.model.norm_eps = k.get<double>("layer_norm_eps", 1e-5);
+    k.require("use_qk_norm", false, "QK LayerNorm is not supported");
+    out.model.tied_embeddings = k.get<bool>("tie_word_embeddings", true);
+    out.logit_scale = k.get<double>("logit_scale", 0.0625);
+  } else {
+    throw k.error("model_type", "'" + type + "' is not supported (llama, mistral, cohere, mixtral, upcycle)");
+  }
+  out.hf_tied_embeddings = out.model.tied_embeddings;
+  if (out.logit_scale != 1.0) {
+    out.model.tied_embeddings = false;
+    out.notes.push_back("logit_scale " + std::to_string(out.logit_scale) +
+                        " folded into an untied output head (head = scale x the checkpoint's head)");
+  }
+  try {
+    out.model.validate();
+  } catch (const std::invalid_argument& e) {
+    throw StageError(origin + ": the model it describes is not valid: " + e.what());
+  }
+  return out;
+}
+
+HfModel read_hf_model(const std::string& dir, std::optional<int64_t> seq_len) {
+  const std::string path = dir + "/config.json";
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(core::read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw StageError(path + ": not JSON: " + e.what());
+  } catch (const Error& e) {
+    throw StageError(std::string(e.what()) + " (a Hugging Face checkpoint directory has a config.json)");
+  }
+  return hf_model_from_config(j, path, seq_len);
+}
+
+std::string hf_export_refusal(const ModelConfig& m, HfFormat f) {
+  if (f == HfFormat::kNative) return "";
+  if (m.attn_experts > 1) {
+    return "its attention has " + std::to_string(m.attn_experts) +
+           " experts (BAM), which no Hugging Face class computes; export it as native";
+  }
+  if (f == HfFormat::kCohere) {
+    if (m.block != "parallel" || m.norm != "layernorm") return "cohere is parallel blocks with LayerNorm; this model is " + m.block + " with " + m.norm;
+    if (m.ffn_experts > 1) return "cohere has a dense FFN; this model has " + std::to_string(m.ffn_experts) + " FFN experts";
+    return "";
+  }
+  if (m.block != "sequential" || m.norm != "rmsnorm") {
+    return std::string(hf_format_name(f)) + " is sequential blocks with RMSNorm; this model is " + m.block + " with " + m.norm;
+  }
+  if (f == HfFormat::kLlama) {
+    return m.ffn_experts > 1 ? "its FFN has " + std::to_string(m.ffn_experts) + " experts; export it as mixtral" : "";
+  }
+  if (m.ffn_experts == 1) return "mixtral needs FFN experts; this model is dense (export it as llama)";
+  if (m.moe_every != 1) return "Mixtral has experts in every layer; this model has them every " + std::to_string(m.moe_every);
+  if (m.ffn_granularity != 1) return "Mixtral has no fine-grained experts (granularity " + std::to_string(m.ffn_granularity) + ")";
+  if (m.ffn_routing == "softmax_then_topk" && !m.ffn_renormalize) {
+    return "its router takes softmax then top-k without renormalising, and Mixtral renormalises the top-k "
+           "probabilities, so the exported model would compute something else";
+  }
+  return "";
+}
+
+std::optional<HfFormat> hf_format_for(const ModelConfig& m) {
+  for (HfFormat f : {HfFormat::kLlama, HfFormat::kCohere, HfFormat::kMixtral}) {
+    if (hf_export_refusal(m, f).empty()) return f;
+  }
+  return std::nullopt;
+}
+
+nlohmann::json hf_config_for(const ModelConfig& m, HfFormat f, const std::string& dtype, const HfTokenIds& ids) {
+  const std::string why = hf_export_refusal(m, f);
+  if (!why.empty()) throw StageError(std::string("cannot export as ") + hf_format_name(f) + ": " + why);
+  auto id = [](int64_t v) { return v < 0 ? nlohmann::json(nullptr) : nlohmann::json(v); };
+  nlohmann::json c = {{"torch_dtype", dtype}, {"dtype", dtype}, {"bos_token_id", id(ids.bos)},
+                      {"eos_token_id", id(ids.eos)}, {"pad_token_id", id(ids.pad)},
+                      {"vocab_size", m.vocab}, {"max_position_embeddings", m.seq_len},
+                      {"tie_word_embeddings", m.tied_embeddings}};
+  if (f == HfFormat::kNative) {
+    c.update({{"architectures", {"UpcycleForCausalLM"}}, {"model_type", "upcycle"},
+              {"upcycle_format_version", kNativeFormatVersion}, {"upcycle_model", to_json(m)}});
+    return c;
+  }
+  c.update({{"hidden_size", m.d_model}, {"intermediate_size", m.ffn_hidden}, {"num_hidden_layers", m.layers},
+            {"num_attention_heads", m.heads}, {"num_key_value_heads", m.kv_heads}, {"head_dim", m.head_dim()},
+            {"hidden_act", "silu"}, {"attention_bias", false}, {"attention_dropout", 0.0},
+            {"rope_theta", m.rope_theta}, {"rope_scaling", nullptr},
+            {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", m.rope_theta}}},
+            {"initializer_range", m.init_std}, {"use_cache", true}});
+  if (f == HfFormat::kCohere) {
+    c.update({{"architectures", {"CohereForCausalLM"}}, {"model_type", "cohere"}, {"layer_norm_eps", m.norm_eps},
+              {"logit_scale", 1.0}, {"use_qk_norm", false}});
+    return c;
+  }
+  c.update({{"rms_norm_eps", m.norm_eps}, {"mlp_bias", false}});
+  if (f == HfFormat::kLlama) {
+    c.update({{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"pretraining_tp", 1}});
+  } else {
+    c.update({{"architectures", {"MixtralForCausalLM"}}, {"model_type", "mixtral"},
+              {"num_local_experts", m.ffn_experts}, {"num_experts_per_tok", m.ffn_top_k},
+              {"sliding_window", nullptr}, {"router_aux_loss_coef", m.lb_coef}, {"output_router_logits", false}});
+  }
+  return c;
+}
+
+}  // namespace upcycle::stages

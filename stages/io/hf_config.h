@@ -1,0 +1,67 @@
+// Hugging Face model configs (config.json) to and from ModelConfig. No LibTorch: the runner reads an
+// imported seed's config at plan time. The weights' side is hf_weights.h; the layouts are in
+// docs/hf-interop.md.
+//
+//   llama   LlamaForCausalLM (also Mistral's config without a sliding window): sequential blocks,
+//           RMSNorm, RoPE half-split (our convention), GQA, tied or untied embeddings.
+//   cohere  CohereForCausalLM: parallel blocks with one LayerNorm (BAM's block), RoPE interleaved
+//           (q/k rows permuted on the way in and out), logit_scale (folded into an untied head on
+//           import; 1 on export).
+//   mixtral MixtralForCausalLM: llama's blocks with an MoE FFN in every layer, softmax -> top-k ->
+//           renormalise (our topk_then_softmax, or softmax_then_topk with renormalisation).
+//   native  upcycle's own layout for what no Hugging Face class computes (BAM's attention experts):
+//           our tensor names and the ModelConfig under "upcycle_model"; re-imports exactly.
+// A model whose options a format cannot express is refused with the reason: an export never writes
+// a model that loads but computes something else.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "stages/model/config.h"
+
+namespace upcycle::stages {
+
+enum class HfFormat { kLlama, kCohere, kMixtral, kNative };
+
+inline constexpr int kNativeFormatVersion = 1;
+
+const char* hf_format_name(HfFormat f);
+/// "llama" | "cohere" | "mixtral" | "native"; throws std::invalid_argument listing them.
+HfFormat hf_format_from(const std::string& name);
+
+/// A Hugging Face config read as ours.
+struct HfModel {
+  HfFormat format = HfFormat::kLlama;
+  ModelConfig model;
+  double logit_scale = 1.0;  ///< cohere: logits are scaled by this (folded into an untied head when != 1)
+  bool hf_tied_embeddings = false;  ///< the checkpoint has no lm_head (model.tied_embeddings may differ)
+  std::vector<std::string> notes;  ///< what the import changed on the way (untying, ...)
+};
+
+/// Reads a parsed config.json. `seq_len` (the training context) defaults to max_position_embeddings.
+/// Throws StageError naming `origin` and the key: an unsupported architecture, an option our model
+/// lacks (biases, rope scaling, sliding windows, QK norm, another activation), an inconsistent shape.
+HfModel hf_model_from_config(const nlohmann::json& config, const std::string& origin,
+                             std::optional<int64_t> seq_len = std::nullopt);
+/// The same from DIR/config.json.
+HfModel read_hf_model(const std::string& dir, std::optional<int64_t> seq_len = std::nullopt);
+
+/// Why `m` cannot be written as `f` ("" when it can).
+std::string hf_export_refusal(const ModelConfig& m, HfFormat f);
+/// The Hugging Face format that computes `m`: llama (sequential, RMSNorm, dense), cohere (parallel,
+/// LayerNorm, dense) or mixtral (sequential MoE FFN); nullopt when none does (use native).
+std::optional<HfFormat> hf_format_for(const ModelConfig& m);
+
+struct HfTokenIds {
+  int64_t bos = -1, eos = -1, pad = -1;  ///< -1: none
+};
+/// config.json for `m` written as `f` with weights of `dtype` ("float32", "bfloat16", "float16").
+/// Throws StageError with hf_export_refusal's reason when `f` cannot express `m`.
+nlohmann::json hf_config_for(const ModelConfig& m, HfFormat f, const std::string& dtype, const HfTokenIds& ids);
+
+}  // namespace upcycle::stages

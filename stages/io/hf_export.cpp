@@ -1,0 +1,112 @@
+#include "stages/io/hf_export.h"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <stdexcept>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "stages/data/hf_tokenizer.h"
+#include "stages/io/checkpoint.h"
+#include "stages/io/hf_weights.h"
+
+namespace upcycle::stages {
+namespace {
+
+struct DtypeName {
+  at::ScalarType type;
+  const char* name;
+};
+constexpr DtypeName kExportDtypes[] = {{at::kFloat, "float32"}, {at::kBFloat16, "bfloat16"}, {at::kHalf, "float16"}};
+
+const char* dtype_name(at::ScalarType t) {
+  for (const auto& d : kExportDtypes) {
+    if (d.type == t) return d.name;
+  }
+  throw InternalError("export: unsupported dtype");
+}
+
+// Replaces `dir` with the complete directory `tmp`: the old one is moved aside first and removed last.
+void swap_in(const std::string& tmp, const std::string& dir) {
+  namespace fs = std::filesystem;
+  const std::string old = dir + ".old." + std::to_string(::getpid());
+  std::error_code ec;
+  const bool had = fs::exists(dir);
+  if (had) fs::rename(dir, old, ec);
+  if (ec) throw StageError(dir + ": cannot replace: " + ec.message());
+  fs::rename(tmp, dir, ec);
+  if (ec) {
+    if (had) fs::rename(old, dir);
+    throw StageError(dir + ": cannot write: " + ec.message());
+  }
+  if (had) fs::remove_all(old, ec);
+}
+
+}  // namespace
+
+at::ScalarType hf_dtype_from(const std::string& name) {
+  for (const auto& d : kExportDtypes) {
+    if (name == d.name) return d.type;
+  }
+  throw std::invalid_argument("unknown dtype '" + name + "' (float32, bfloat16, float16)");
+}
+
+void export_hf(const std::string& checkpoint_dir, const std::string& sp_model, const std::string& out_dir,
+               const HfExportOptions& o) {
+  CheckpointMeta meta;
+  const TensorMap ours = load_checkpoint_state(checkpoint_dir, &meta);
+  const std::string why = hf_export_refusal(meta.model, o.format);
+  if (!why.empty()) throw StageError(std::string("cannot export as ") + hf_format_name(o.format) + ": " + why);
+  const std::string tmp = out_dir + ".tmp." + std::to_string(::getpid());
+  std::error_code ec;
+  std::filesystem::remove_all(tmp, ec);
+  try {
+    core::make_dirs(tmp);
+    const SpecialTokens st = write_hf_tokenizer(sp_model, tmp, meta.model.seq_len);
+    const nlohmann::json config = hf_config_for(meta.model, o.format, dtype_name(o.dtype), {st.bos, st.eos, st.pad});
+    write_safetensors_dir(tmp, to_hf_tensors(ours, meta.model, o.format, o.dtype), {{"format", "pt"}}, o.max_shard_bytes);
+    core::write_file_atomic(tmp + "/config.json", config.dump(2) + "\n");
+    nlohmann::json gen = {{"bos_token_id", config.at("bos_token_id")}, {"eos_token_id", config.at("eos_token_id")},
+                          {"do_sample", false}};
+    core::write_file_atomic(tmp + "/generation_config.json", gen.dump(2) + "\n");
+  } catch (const Error& e) {
+    std::filesystem::remove_all(tmp, ec);
+    if (dynamic_cast<const StageError*>(&e)) throw;
+    throw StageError(e.what());
+  }
+  swap_in(tmp, out_dir);
+}
+
+HfImportResult import_hf(const std::string& hf_dir, const std::string& checkpoint_dir, std::optional<int64_t> seq_len) {
+  HfImportResult r;
+  r.model = read_hf_model(hf_dir, seq_len);
+  const std::string sp_model = hf_tokenizer_model(hf_dir);
+  const Tokenizer tok(sp_model);
+  if (tok.vocab_size() > r.model.model.vocab) {
+    throw StageError(sp_model + ": " + std::to_string(tok.vocab_size()) + " pieces, but config.json's vocab_size is " +
+                     std::to_string(r.model.model.vocab));
+  }
+  TensorMap state = from_hf_tensors(read_safetensors_dir(hf_dir), r.model, hf_dir);
+  if (r.model.format == HfFormat::kNative) {  // names and shapes checked against the model they build
+    TransformerLm model(r.model.model);
+    load_state_into(model, state, hf_dir);
+  }
+  for (const auto& n : r.model.notes) core::log_info("import " + hf_dir + ": " + n);
+  CheckpointMeta meta;
+  meta.model = r.model.model;
+  meta.extra = {{"imported_from", std::filesystem::absolute(hf_dir).string()},
+                {"format", hf_format_name(r.model.format)}, {"notes", r.model.notes}};
+  std::string sp_bytes;
+  try {
+    sp_bytes = core::read_file(sp_model);
+  } catch (const Error& e) {
+    throw StageError(e.what());
+  }
+  r.weights_sha256 = save_checkpoint(checkpoint_dir, state, meta, {{kHfTokenizerModel, sp_bytes}});
+  return r;
+}
+
+}  // namespace upcycle::stages
