@@ -6,7 +6,9 @@
 #        gnuplot, Chromium and pdflatex (plots, the report's browser test, LaTeX tables),
 #        and the packages whose documents the prepare stage reads.
 #   pip: PyPI's torch wheel (its bundled LibTorch is what we link) into ./.venv, which sees the
-#        system site-packages, so an already installed torch is reused.
+#        system site-packages, so an already installed torch is reused; and the outside referees of
+#        the interop tests: transformers and lm-evaluation-harness (pinned: a test compares their
+#        numbers with ours), with sentencepiece and protobuf for our tokenizer files.
 # Environment: UPCYCLE_PYTHON (default python3) picks the interpreter the venv is made from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,5 +52,10 @@ fi
 if ! .venv/bin/python -c "import torch, numpy" 2>/dev/null; then
   echo "[setup] pip install torch numpy (PyPI wheel; a few minutes)"
   .venv/bin/python -m pip install -q --disable-pip-version-check torch numpy
+fi
+REFEREES=(transformers==5.24.0 "lm-eval[hf]==0.4.13" sentencepiece protobuf)
+if ! .venv/bin/python -c "import transformers, lm_eval, accelerate, sentencepiece, google.protobuf; assert transformers.__version__ == '5.24.0'" 2>/dev/null; then
+  echo "[setup] pip install ${REFEREES[*]} (the interop tests' referees)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${REFEREES[@]}"
 fi
 echo "[setup] torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') ready"

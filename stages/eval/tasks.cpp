@@ -109,9 +109,11 @@ std::vector<double> score_generations(TransformerLm& model, const Tokenizer& tok
   return scores;
 }
 
-// acc and acc_norm of one multiple-choice example.
+// acc and acc_norm of one multiple-choice example. As the harness's _encode_pair: the context's
+// trailing whitespace belongs to the choice, so the context is encoded without it.
 std::pair<double, double> score_choices(TransformerLm& model, const Tokenizer& tok, const TaskExample& ex) {
-  const auto ctx = tok.encode(ex.context);
+  const size_t kept = ex.context.find_last_not_of(" \t\n\r\f\v");
+  const auto ctx = tok.encode(ex.context.substr(0, kept == std::string::npos ? 0 : kept + 1));
   std::vector<std::vector<uint32_t>> seqs;
   std::vector<size_t> n_cont;
   for (const auto& choice : ex.choices) {
@@ -189,7 +191,7 @@ size_t first_argmax(const std::vector<double>& xs) {
 
 std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok,
                                       const std::vector<TaskExample>& examples, int64_t max_examples,
-                                      int64_t max_new_tokens, bool kv_cache) {
+                                      int64_t max_new_tokens, bool kv_cache, ExampleScores* per_example) {
   torch::NoGradGuard no_grad;
   model->eval();
   std::vector<std::string> order;
@@ -217,6 +219,7 @@ std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok
                 "eval: tasks took %.1f s: multiple choice %.1f s, generation %.1f s (%zu examples, KV cache %s)",
                 choice_s + generation_s, choice_s, generation_s, generation.size(), kv_cache ? "on" : "off");
   core::log_info(timing);
+  if (per_example) *per_example = values;
   std::vector<TaskScore> out;
   for (const auto& task : order) {
     for (const auto& [metric, xs] : values[task]) {

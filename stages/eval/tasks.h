@@ -2,7 +2,8 @@
 // lm-evaluation-harness scores them:
 //   multiple choice  loglik(choice | context) = sum of the choice's token log-probabilities, where
 //                    the choice's tokens are encode(context + choice) after the first
-//                    len(encode(context)) tokens (the harness's _encode_pair);
+//                    len(encode(context')) tokens, context' being the context without its trailing
+//                    whitespace, which goes to the choice (the harness's _encode_pair);
 //                    acc = [argmax loglik = gold], acc_norm = [argmax loglik / len(choice) = gold];
 //                    an example's choices run as one right-padded batch
 //                    with len in characters (code points); the first maximum wins ties
@@ -16,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -46,11 +48,16 @@ struct TaskScore {
   int64_t n = 0;
 };
 
+/// Per task and metric, the value of each scored example in task-file order (what the harness's
+/// --log_samples writes per document).
+using ExampleScores = std::map<std::string, std::map<std::string, std::vector<double>>>;
+
 /// Scores every example (at most `max_examples` per task; 0 = all). One score per task and metric,
-/// in the order tasks first appear.
+/// in the order tasks first appear; each example's scores into `per_example` when given.
 std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok,
                                       const std::vector<TaskExample>& examples, int64_t max_examples,
-                                      int64_t max_new_tokens, bool kv_cache = true);
+                                      int64_t max_new_tokens, bool kv_cache = true,
+                                      ExampleScores* per_example = nullptr);
 
 /// Mean and stderr of the mean of 0/1 (or any) values, as lm-evaluation-harness computes them.
 std::pair<double, double> mean_and_stderr(const std::vector<double>& xs);

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "core/atomic_file.h"
 #include "core/log.h"
 #include "core/sha256.h"
 #include "stages/data/builtin_tasks.h"
@@ -73,6 +74,21 @@ std::vector<TaskExample> load_examples(const EvalJobSpec& e) {
   return examples;
 }
 
+// Each example's scores as JSON lines {model, task, doc_id, acc, acc_norm | exact_match}; doc_id
+// counts the task's examples in file order, as the harness's samples files do.
+std::string examples_jsonl(const std::string& model, const ExampleScores& scores) {
+  std::string out;
+  for (const auto& [task, metrics] : scores) {
+    const size_t n = metrics.begin()->second.size();
+    for (size_t i = 0; i < n; ++i) {
+      nlohmann::json line = {{"model", model}, {"task", task}, {"doc_id", i}};
+      for (const auto& [metric, values] : metrics) line[metric] = values.at(i);
+      out += line.dump() + "\n";
+    }
+  }
+  return out;
+}
+
 bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r) {
   EvalJobSpec e;
   read_spec(s, e);
@@ -91,17 +107,25 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
     m->eval();
     return m;
   };
+  std::string per_example;  // examples.jsonl: one line per model, task and example
   for (const auto& m : e.models) {
     TransformerLm model = load_on_device(m.checkpoint);
     for (const auto& d : e.domains) {
       add_perplexity(r, m.name, d, perplexity(model, shard_path(e.data_dir, d, e.split), e.max_windows, tb));
     }
     if (examples.empty()) continue;
-    for (const auto& t : evaluate_tasks(model, *tok, examples, e.max_examples, e.max_new_tokens, e.kv_cache)) {
+    ExampleScores scores;
+    for (const auto& t : evaluate_tasks(model, *tok, examples, e.max_examples, e.max_new_tokens, e.kv_cache, &scores)) {
       r.evals.push_back({m.name, t.task, t.metric, t.value, t.stderr_value, t.n, "none", std::nullopt});
       core::log_info("eval: " + m.name + " on " + t.task + ": " + t.metric + " " + std::to_string(t.value) +
                      " (n " + std::to_string(t.n) + ")");
     }
+    per_example += examples_jsonl(m.name, scores);
+  }
+  if (!per_example.empty()) {
+    const std::string path = ctx.dir + "/" + EvalJobSpec::kExamplesFile;
+    core::write_file_atomic(path, per_example);
+    r.artifacts.push_back({path, "examples", core::sha256_hex(per_example), static_cast<int64_t>(per_example.size())});
   }
   for (const auto& ens : e.ensembles) {  // BTM: eval-only ensembles
     std::vector<TransformerLm> members;

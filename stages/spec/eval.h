@@ -32,7 +32,10 @@ struct EvalTask {
 struct EvalJobSpec {
   static constexpr const char* kKind = "eval";
   /// Bump with any change to what eval jobs produce (perplexity windows, task scoring, generation).
-  static constexpr int kOutputVersion = 3;  // 2: routing/<domain> rows; 3: bytes and bpb rows
+  // 2: routing/<domain> rows; 3: bytes and bpb rows; 4: the harness's trailing-whitespace rule, examples.jsonl
+  static constexpr int kOutputVersion = 4;
+  /// In the job directory: each task example's scores, one JSON line {model, task, doc_id, metric: value}.
+  static constexpr const char* kExamplesFile = "examples.jsonl";
 
   std::string data_dir;  ///< the prepare job's data (path)
   std::vector<std::string> domains;
