@@ -374,6 +374,8 @@ const Command kCommands[] = {
     {"report", "one self-contained HTML file: tables, plots, provenance", cli::cmd_report},
     {"compare", "runs side by side: results, and with --params the keys that differ", cli::cmd_compare},
     {"tag", "set a run's tags (queryable as tags)", cli::cmd_tag},
+    {"export", "a model as a Hugging Face checkpoint: llama, cohere, mixtral, or native (BAM)", cli::cmd_export},
+    {"import", "a Hugging Face checkpoint (Llama, Mistral, Cohere, Mixtral) as an upcycle checkpoint", cli::cmd_import},
     {"params", "total and active parameters of every model in a recipe or config", cmd_params},
     {"flops", "forward FLOPs per token per layer (attention, FFN, routers; BAM Table 10)", cmd_flops},
     {"bench", "benchmarks: store ingest and query speed, sweep planning speed", cmd_bench},

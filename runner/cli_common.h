@@ -41,5 +41,7 @@ int cmd_compare(const std::vector<std::string>& args);
 int cmd_tag(const std::vector<std::string>& args);
 int cmd_plot(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
+int cmd_export(const std::vector<std::string>& args);
+int cmd_import(const std::vector<std::string>& args);
 
 }  // namespace upcycle::runner::cli

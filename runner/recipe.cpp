@@ -402,7 +402,8 @@ Recipe parse_with(const std::string& text, const std::string& file, const std::v
     if (s < 0) throw top.child("data").child("seed").error("must be >= 0");
     r.data_seed = static_cast<uint64_t>(s);
   }
-  r.model = parse_model(top.child("model"), r.data.tokenizer.vocab);
+  r.has_model = top.has("model");  // optional when every model comes from an import
+  if (r.has_model) r.model = parse_model(top.child("model"), r.data.tokenizer.vocab);
   if (top.has("train")) {
     YamlReader t = top.child("train");
     t.expect_map(train_setting_keys());

@@ -93,6 +93,7 @@ struct Recipe {
   /// sweep over `seed` varies training only and every point shares the data job.
   std::optional<uint64_t> data_seed;
   stages::ModelConfig model;
+  bool has_model = true;        ///< the recipe has model:; without one, only imported models exist
   TrainDef train;               ///< the recipe-level train: defaults
   std::vector<StageDef> stages;  ///< in file order
   std::string resolved_yaml;     ///< the recipe after overrides, as YAML

@@ -1,4 +1,5 @@
 // The recipe side of `prepare`: the recipe's data: section as one job (stages/spec/prepare.h).
+#include "core/sha256.h"
 #include "runner/kinds/stage_kind.h"
 #include "runner/planner.h"
 #include "stages/spec/prepare.h"
@@ -7,6 +8,27 @@ namespace upcycle::runner {
 namespace {
 
 struct PrepareStage : StageParams {};
+
+// A stage whose models bring a tokenizer (an import) decides the data's: every such stage must bring
+// the same one, and the recipe's data.tokenizer settings give way to it.
+void use_models_tokenizer(const StageDef& s, const Recipe& r, stages::PrepareJobSpec& spec) {
+  std::string from;
+  for (const auto& st : r.stages) {
+    const std::string file = st.kind->tokenizer(st);
+    if (file.empty()) continue;
+    const std::string sha = core::sha256_file(file);
+    if (!spec.tokenizer_file.empty() && sha != spec.tokenizer_sha256) {
+      throw stage_error(s, "kind", "stages '" + from + "' and '" + st.name + "' bring different tokenizers; "
+                                   "their models cannot share one tokenized dataset");
+    }
+    if (spec.pretokenized) {
+      throw stage_error(s, "kind", "stage '" + st.name + "' brings its tokenizer, but the data is pre-tokenized");
+    }
+    spec.tokenizer_file = file;
+    spec.tokenizer_sha256 = sha;
+    from = st.name;
+  }
+}
 
 class PrepareKind : public StageKind {
  public:
@@ -23,6 +45,7 @@ class PrepareKind : public StageKind {
     stages::PrepareJobSpec spec = p.recipe().data;
     spec.seed = p.recipe().data_seed.value_or(p.recipe().seed);
     spec.tokenizer.seed = spec.seed;
+    use_models_tokenizer(s, p.recipe(), spec);
     p.set_data_job(p.add(s, s.name, draft(spec, p.runtime(s)), {}));
   }
 };

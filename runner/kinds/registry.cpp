@@ -4,7 +4,8 @@ namespace upcycle::runner {
 
 const std::vector<const StageKind*>& stage_kinds() {
   static const std::vector<const StageKind*> kKinds = {&prepare_kind(), &train_kind(), &branch_kind(),
-                                                       &upcycle_kind(), &eval_kind(), &command_kind()};
+                                                       &upcycle_kind(), &eval_kind(), &command_kind(),
+                                                       &import_kind()};
   return kKinds;
 }
 

@@ -36,6 +36,9 @@ class StageKind {
   /// Reads and validates the stage's keys (`r` is the stage's mapping; the recipe's data, model and
   /// train defaults are parsed already). Throws ConfigError naming file, line and key.
   virtual std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe& recipe) const = 0;
+  /// The SentencePiece model this stage's models come with ("" for none): the prepare stage tokenizes
+  /// the data with it instead of training one (an imported Hugging Face model's tokenizer.model).
+  virtual std::string tokenizer(const StageDef&) const { return ""; }
   /// The stages whose jobs this stage needs planned first.
   virtual std::vector<StageInput> inputs(const StageDef& s) const = 0;
   /// Expands the stage into jobs with Planner::add.
@@ -49,6 +52,7 @@ const StageKind& branch_kind();
 const StageKind& upcycle_kind();
 const StageKind& eval_kind();
 const StageKind& command_kind();
+const StageKind& import_kind();
 
 /// Every registered kind, in the order `upcycle --help` and errors list them.
 const std::vector<const StageKind*>& stage_kinds();

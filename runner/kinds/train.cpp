@@ -72,6 +72,10 @@ size_t add_train(const StageDef& s, const TrainDef& d, Planner& p, const std::st
     model = p.job(*init).model;
     t.init_checkpoint = p.job(*init).dir + "/checkpoint";
   } else {
+    if (!p.recipe().has_model) {
+      throw stage_error(s, "from", "trains a model from scratch, and the recipe has no model: section",
+                        "add model: (the architecture), or train from an imported model with from:");
+    }
     t.model = model;
   }
   t.tokens = resolve_tokens(s, d, model, p);

@@ -180,9 +180,18 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
                    " of text, from " + std::to_string(dd.files.size()) + " files");
     domains[d.name] = std::move(dd);
   }
-  core::write_file_atomic(sample_path, sample);
-  train_tokenizer(sample_path, spec.out_dir + "/tokenizer", spec.tokenizer);
-  std::remove(sample_path.c_str());
+  if (spec.tokenizer_file.empty()) {
+    core::write_file_atomic(sample_path, sample);
+    train_tokenizer(sample_path, spec.out_dir + "/tokenizer", spec.tokenizer);
+    std::remove(sample_path.c_str());
+  } else {  // the model's own tokenizer, as it was when the job was planned
+    if (core::sha256_file(spec.tokenizer_file) != spec.tokenizer_sha256) {
+      throw StageError(spec.tokenizer_file + ": the tokenizer changed since the job was planned",
+                       "run the recipe again so the job is keyed by its new content");
+    }
+    core::write_file_atomic(tokenizer_path(spec.out_dir), core::read_file(spec.tokenizer_file));
+    core::log_info("prepare: tokenizing with " + spec.tokenizer_file);
+  }
   Tokenizer tok(tokenizer_path(spec.out_dir));
 
   PrepareOutput out;

@@ -38,6 +38,10 @@ struct PrepareSpec {
   /// `tokenizer.vocab` pieces trained elsewhere: no SentencePiece, no built-in tasks.
   bool pretokenized = false;
   int64_t tokenizer_sample_bytes = 200000;  ///< per domain
+  /// A SentencePiece model to tokenize with instead of training one (an imported model's
+  /// tokenizer.model), and its sha256, checked before use. Empty: train one.
+  std::string tokenizer_file;
+  std::string tokenizer_sha256;
   double valid_fraction = 0.05;
   double test_fraction = 0.05;
   int64_t task_examples = 200;  ///< per domain, built-in downstream tasks (builtin_tasks.h); 0 = none

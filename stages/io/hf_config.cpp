@@ -1,9 +1,13 @@
 #include "stages/io/hf_config.h"
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/sha256.h"
 
 namespace upcycle::stages {
 namespace {
@@ -168,6 +172,37 @@ HfModel read_hf_model(const std::string& dir, std::optional<int64_t> seq_len) {
     throw StageError(std::string(e.what()) + " (a Hugging Face checkpoint directory has a config.json)");
   }
   return hf_model_from_config(j, path, seq_len);
+}
+
+std::string hf_checkpoint_fingerprint(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<std::string> parts;
+  for (const char* f : {"config.json", "tokenizer.model", "model.safetensors.index.json"}) {
+    const std::string path = dir + "/" + f;
+    if (fs::exists(path, ec)) parts.push_back(std::string(f) + ":" + core::sha256_file(path));
+  }
+  std::vector<fs::path> weights;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".safetensors") weights.push_back(e.path());
+  }
+  if (ec) throw StageError(dir + ": cannot list: " + ec.message());
+  std::sort(weights.begin(), weights.end());
+  for (const auto& w : weights) {
+    std::ifstream in(w, std::ios::binary);
+    unsigned char len[8] = {0};
+    in.read(reinterpret_cast<char*>(len), 8);
+    uint64_t n = 0;
+    for (int i = 0; i < 8; ++i) n |= uint64_t(len[i]) << (8 * i);
+    const uint64_t size = fs::file_size(w, ec);
+    // A hostile length is capped: the file itself is checked when the import reads it.
+    std::string header(static_cast<size_t>(std::min<uint64_t>({n, size > 8 ? size - 8 : 0, uint64_t(100) << 20})), '\0');
+    in.read(header.data(), static_cast<std::streamsize>(header.size()));
+    parts.push_back(w.filename().string() + ":" + std::to_string(size) + ":" + core::sha256_hex(header));
+  }
+  std::string all;
+  for (const auto& p : parts) all += p + "\n";
+  return core::sha256_hex(all);
 }
 
 std::string hf_export_refusal(const ModelConfig& m, HfFormat f) {

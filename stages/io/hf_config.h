@@ -51,6 +51,13 @@ HfModel hf_model_from_config(const nlohmann::json& config, const std::string& or
 /// The same from DIR/config.json.
 HfModel read_hf_model(const std::string& dir, std::optional<int64_t> seq_len = std::nullopt);
 
+/// What identifies a Hugging Face checkpoint directory cheaply enough to compute at every plan: the
+/// sha256 of config.json, tokenizer.model, the shard index and, per safetensors file, its name, size
+/// and header (tensor names, dtypes, shapes, offsets). Weights rewritten in place with the same
+/// shapes keep the fingerprint: the import job records the full sha256 of what it read. Throws
+/// StageError naming a file that cannot be read.
+std::string hf_checkpoint_fingerprint(const std::string& dir);
+
 /// Why `m` cannot be written as `f` ("" when it can).
 std::string hf_export_refusal(const ModelConfig& m, HfFormat f);
 /// The Hugging Face format that computes `m`: llama (sequential, RMSNorm, dense), cohere (parallel,

@@ -9,7 +9,8 @@ namespace upcycle::stages {
 
 const std::vector<JobKind>& job_kinds() {
   static const std::vector<JobKind> kKinds = {prepare_job_kind(), train_job_kind(), upcycle_job_kind(),
-                                              eval_job_kind(), command_job_kind()};
+                                              eval_job_kind(), command_job_kind(),
+                                              import_job_kind()};
   return kKinds;
 }
 

@@ -33,6 +33,7 @@ JobKind train_job_kind();
 JobKind upcycle_job_kind();
 JobKind eval_job_kind();
 JobKind command_job_kind();
+JobKind import_job_kind();
 
 /// Every registered kind.
 const std::vector<JobKind>& job_kinds();

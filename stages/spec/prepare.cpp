@@ -87,6 +87,8 @@ void validate(const PrepareJobSpec& s) {
   if (s.pretokenized) {
     check(s.tokenizer.vocab >= 2 && s.tokenizer.vocab <= (int64_t(1) << 32), "tokenizer.vocab", "must be in [2, 2^32]");
     check(s.task_examples == 0, "task_examples", "built-in tasks are made from text; pre-tokenized data has none");
+  } else if (!s.tokenizer_file.empty()) {
+    check(s.tokenizer_sha256.size() == 64, "tokenizer.sha256", "must be a sha256 (64 hex digits)");
   } else {
     check(s.tokenizer.vocab >= 300 && s.tokenizer.vocab <= 1000000, "tokenizer.vocab",
           "must be in [300, 1000000] (byte fallback needs 259 pieces)");
@@ -102,7 +104,9 @@ nlohmann::json to_json(const PrepareJobSpec& s) {
   nlohmann::json domains = nlohmann::json::array();
   for (const auto& d : s.domains) domains.push_back(domain_json(d, s.pretokenized));
   nlohmann::json tokenizer = {{"kind", s.pretokenized ? "pretokenized" : "sentencepiece"}, {"vocab", s.tokenizer.vocab}};
-  if (!s.pretokenized) {
+  if (!s.tokenizer_file.empty()) {
+    tokenizer = {{"kind", "file"}, {"path", s.tokenizer_file}, {"sha256", s.tokenizer_sha256}};
+  } else if (!s.pretokenized) {
     tokenizer["model_type"] = s.tokenizer.model_type;
     tokenizer["sample_bytes"] = s.tokenizer_sample_bytes;
   }
@@ -113,11 +117,16 @@ nlohmann::json to_json(const PrepareJobSpec& s) {
 void read_spec(const SpecReader& r, PrepareJobSpec& p) {
   expect_fields(r, {"domains", "tokenizer", "valid_fraction", "test_fraction", "task_examples", "seed"});
   SpecReader tok = r.child("tokenizer");
-  tok.expect_only({"kind", "vocab", "model_type", "sample_bytes"});
+  tok.expect_only({"kind", "vocab", "model_type", "sample_bytes", "path", "sha256"});
   const std::string kind = tok.get<std::string>("kind", "sentencepiece");
-  check_choice(kind, "tokenizer.kind", {"sentencepiece", "pretokenized"});
+  check_choice(kind, "tokenizer.kind", {"sentencepiece", "pretokenized", "file"});
   p.pretokenized = kind == "pretokenized";
-  p.tokenizer.vocab = tok.get<int64_t>("vocab");
+  if (kind == "file") {
+    p.tokenizer_file = tok.get<std::string>("path");
+    p.tokenizer_sha256 = tok.get<std::string>("sha256");
+  } else {
+    p.tokenizer.vocab = tok.get<int64_t>("vocab");
+  }
   p.tokenizer.model_type = tok.get("model_type", p.tokenizer.model_type);
   p.tokenizer_sample_bytes = tok.get("sample_bytes", p.tokenizer_sample_bytes);
   for (const auto& d : r.items("domains")) p.domains.push_back(read_domain(d));
@@ -131,6 +140,7 @@ void read_spec(const SpecReader& r, PrepareJobSpec& p) {
 
 nlohmann::json key_material(const PrepareJobSpec& s, const JobRuntime& rt) {
   nlohmann::json j = to_json(s);
+  if (!s.tokenizer_file.empty()) j["tokenizer"].erase("path");  // the content is keyed, not where it lies
   // SentencePiece's unigram trainer sums per-thread partial expectations (float); BPE counts integers.
   if (!s.pretokenized && s.tokenizer.model_type == "unigram") j["threads"] = rt.threads;
   return j;

@@ -1,0 +1,79 @@
+// The recipe side of `import`: a Hugging Face checkpoint directory as a model of the recipe (a seed,
+// or a domain expert for upcycle's `from`), one job. Its tokenizer.model becomes the data's tokenizer.
+#include <filesystem>
+
+#include "core/sha256.h"
+#include "runner/kinds/stage_kind.h"
+#include "runner/planner.h"
+#include "stages/data/hf_tokenizer.h"
+#include "stages/io/hf_config.h"
+#include "stages/spec/import.h"
+
+namespace upcycle::runner {
+namespace {
+
+struct ImportStage : StageParams {
+  std::string path;  ///< absolute
+  int64_t seq_len = 0;
+  stages::ModelConfig model;
+};
+
+class ImportKind : public StageKind {
+ public:
+  std::string name() const override { return "import"; }
+  std::vector<std::string> keys() const override { return {"path", "seq_len"}; }
+  bool produces_models() const override { return true; }
+
+  // The checkpoint is read here, so a missing tensor index, an unsupported architecture or a tokenizer
+  // we cannot read is an error at the recipe's `path:` line before anything runs.
+  std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe&) const override {
+    auto s = std::make_shared<ImportStage>();
+    const YamlReader path = r.child("path");
+    s->path = std::filesystem::absolute(path.str()).lexically_normal().string();
+    if (!std::filesystem::is_directory(s->path)) {
+      throw path.error("'" + path.str() + "' is not a directory", "a Hugging Face checkpoint directory (config.json, "
+                                                                  "*.safetensors, tokenizer.model)");
+    }
+    s->seq_len = r.get_integer("seq_len", 0);
+    if (s->seq_len < 0) throw r.child("seq_len").error("must be >= 1 (or 0: the checkpoint's max_position_embeddings)");
+    try {
+      s->model = stages::read_hf_model(s->path, s->seq_len > 0 ? std::optional<int64_t>(s->seq_len) : std::nullopt).model;
+      stages::hf_tokenizer_model(s->path);
+    } catch (const StageError& e) {
+      throw path.error(e.what(), e.hint());
+    }
+    return s;
+  }
+
+  std::vector<StageInput> inputs(const StageDef&) const override { return {}; }
+
+  std::string tokenizer(const StageDef& s) const override {
+    return s.as<ImportStage>()->path + "/" + stages::kHfTokenizerModel;
+  }
+
+  void plan(const StageDef& s, Planner& p) const override {
+    const auto& in = *s.as<ImportStage>();
+    stages::ImportJobSpec spec;
+    spec.path = in.path;
+    spec.seq_len = in.seq_len;
+    try {
+      spec.fingerprint = stages::hf_checkpoint_fingerprint(in.path);
+    } catch (const StageError& e) {
+      throw stage_error(s, "path", e.what());
+    }
+    size_t id = p.add(s, s.name, draft(spec, p.runtime(s)), {});
+    PlannedJob& j = p.job(id);
+    j.produces_model = true;
+    j.model = in.model;
+    j.detail = "import " + in.path;
+  }
+};
+
+}  // namespace
+
+const StageKind& import_kind() {
+  static const ImportKind kKind;
+  return kKind;
+}
+
+}  // namespace upcycle::runner
