@@ -1,5 +1,6 @@
 // The recipe side of `import`: a Hugging Face checkpoint directory as a model of the recipe (a seed,
 // or a domain expert for upcycle's `from`), one job. Its tokenizer.model becomes the data's tokenizer.
+#include <cstdlib>
 #include <filesystem>
 
 #include "core/sha256.h"
@@ -29,7 +30,10 @@ class ImportKind : public StageKind {
   std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe&) const override {
     auto s = std::make_shared<ImportStage>();
     const YamlReader path = r.child("path");
-    s->path = std::filesystem::absolute(path.str()).lexically_normal().string();
+    std::string given = path.str();
+    const char* home = std::getenv("HOME");
+    if (given.rfind("~/", 0) == 0 && home) given = std::string(home) + given.substr(1);  // as a shell would
+    s->path = std::filesystem::absolute(given).lexically_normal().string();
     if (!std::filesystem::is_directory(s->path)) {
       throw path.error("'" + path.str() + "' is not a directory", "a Hugging Face checkpoint directory (config.json, "
                                                                   "*.safetensors, tokenizer.model)");

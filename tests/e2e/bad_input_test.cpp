@@ -194,7 +194,7 @@ TEST(BadInputTest, JobSpecsAreValidatedByTheStageCommand) {
       {with_field("batch_size", 0).dump(), "spec.json: batch_size: must be in [1, 2^24]"},
       {with_field("log_every", 0).dump(), "spec.json: log_every: must be >= 1"},
       {with_field("micro_batch", 3).dump(), "micro_batch: must divide batch_size"},
-      {with_field("kind", "trian").dump(), "kind: unknown job kind 'trian' (kinds: prepare, train, upcycle, eval, command)"},
+      {with_field("kind", "trian").dump(), "kind: unknown job kind 'trian' (kinds: prepare, train, upcycle, eval, command, import)"},
       {with_field("version", 99).dump(), "version: the spec was planned for output version 99"},
       {with_field("threads", 100000).dump(), "threads: must be in [1, 4096]"},
       {with_field("optim", {{"beta1", 1.5}}).dump(), "optim.beta1: must be in [0, 1)"},

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "stages/spec/command.h"
+#include "stages/spec/import.h"
 #include "stages/spec/eval.h"
 #include "stages/spec/prepare.h"
 #include "stages/spec/train.h"
@@ -144,6 +145,43 @@ TEST(SpecTest, CommandKeysTheTemplatesAndRunsTheExpansion) {
   EXPECT_EQ(key_material(c, {}).dump().find("/j/out"), std::string::npos);
   c.templates.argv[0] = "{nope}";
   EXPECT_THROW(expand_command(c, {{"out", "/j/out"}}), SpecError);
+}
+
+TEST(SpecTest, ImportKeysTheFingerprintNotThePath) {
+  ImportJobSpec i;
+  i.path = "/models/tinyllama";
+  i.fingerprint = std::string(64, 'f');
+  i.seq_len = 512;
+  round_trip(i);
+  const std::string k = key_material(i, {}).dump();
+  EXPECT_EQ(k.find("tinyllama"), std::string::npos) << k;
+  i.path = "models/tinyllama";
+  EXPECT_EQ(error_of<ImportJobSpec>(to_json(i)), "path: must be an absolute directory path");
+  i.path = "/m";
+  i.fingerprint = "abc";
+  EXPECT_EQ(error_of<ImportJobSpec>(to_json(i)), "fingerprint: must be a sha256 (64 hex digits)");
+}
+
+TEST(SpecTest, PrepareWithAModelsTokenizerKeysItsContent) {
+  PrepareJobSpec p;
+  p.domains = {default_domain("general")};
+  p.tokenizer_file = "/models/tinyllama/tokenizer.model";
+  p.tokenizer_sha256 = std::string(64, 'e');
+  round_trip(p);
+  const std::string k = key_material(p, {}).dump();
+  EXPECT_EQ(k.find("tinyllama"), std::string::npos) << k;
+  EXPECT_NE(k.find(std::string(64, 'e')), std::string::npos) << k;
+}
+
+TEST(SpecTest, CommandExportSpecIsValidated) {
+  CommandJobSpec c;
+  c.templates.argv = {"run", "{hf}"};
+  expand_command(c, {{"out", "/j/out"}, {"hf", "/j/hf"}});
+  c.hf = {"mixtral", "/j/hf", "/m/checkpoint", "/d/tokenizer.model"};
+  round_trip(c);
+  EXPECT_NE(key_material(c, {}).dump().find("mixtral"), std::string::npos);
+  c.hf.format = "gguf";
+  EXPECT_NE(error_of<CommandJobSpec>(to_json(c)).find("hf.format"), std::string::npos);
 }
 
 TEST(SpecTest, EnvelopeRuntimeIsValidated) {

@@ -1,0 +1,81 @@
+// Planning recipes with `kind: import` stages: the checkpoint's config is read at load time (errors at
+// the `path:` line), its tokenizer becomes the data's, and `model:` is optional. No LibTorch.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/sha256.h"
+#include "runner/plan.h"
+#include "tests/support/temp_dir.h"
+
+namespace upcycle::runner {
+namespace {
+
+// A Hugging Face directory as far as planning reads it: config.json, a tokenizer, a weights header.
+void write_hf_dir(const std::string& dir, const nlohmann::json& config, const std::string& tokenizer = "sp-bytes") {
+  core::make_dirs(dir);
+  core::write_file_atomic(dir + "/config.json", config.dump());
+  core::write_file_atomic(dir + "/tokenizer.model", tokenizer);
+  core::write_file_atomic(dir + "/model.safetensors", std::string("\x02\0\0\0\0\0\0\0{}", 10));
+}
+
+nlohmann::json llama() {
+  return {{"model_type", "llama"}, {"hidden_size", 64}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+          {"num_key_value_heads", 2}, {"intermediate_size", 128}, {"vocab_size", 600}, {"max_position_embeddings", 256}};
+}
+
+std::string recipe(const std::string& hf, const std::string& extra = "") {
+  return "name: t\ndata: { domains: [general, code] }\nstages:\n  data: { kind: prepare }\n  seed: { kind: import, path: " +
+         hf + ", seq_len: 32 }\n  experts: { kind: branch, from: seed, domains: [code], budget: { tokens: 2k } }\n" + extra;
+}
+
+std::string error_of(const std::string& text) {
+  try {
+    make_plan(parse_recipe(text, "r.yaml"));
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ImportPlanTest, TheImportedModelAndTokenizerFlowIntoThePlan) {
+  testing::TempDir dir;
+  write_hf_dir(dir / "hf", llama());
+  Plan p = make_plan(parse_recipe(recipe(dir / "hf"), "r.yaml"));
+  const PlannedJob* seed = p.find("seed");
+  ASSERT_NE(seed, nullptr);
+  EXPECT_EQ(seed->model.d_model, 64);
+  EXPECT_EQ(seed->model.seq_len, 32);
+  EXPECT_EQ(seed->model.block, "sequential");
+  EXPECT_EQ(p.find("experts/code")->model.vocab, 600);
+  const auto& tok = p.find("data")->spec["tokenizer"];
+  EXPECT_EQ(tok["kind"], "file");
+  EXPECT_EQ(tok["sha256"], core::sha256_hex("sp-bytes"));
+  // The key follows the content, not the path: a copy elsewhere plans the same import job.
+  write_hf_dir(dir / "copy", llama());
+  EXPECT_EQ(make_plan(parse_recipe(recipe(dir / "copy"), "r.yaml")).find("seed")->key, seed->key);
+}
+
+TEST(ImportPlanTest, BadCheckpointsAreErrorsAtThePathLine) {
+  testing::TempDir dir;
+  EXPECT_NE(error_of(recipe(dir / "nope")).find("r.yaml:5:"), std::string::npos) << error_of(recipe(dir / "nope"));
+  EXPECT_NE(error_of(recipe(dir / "nope")).find("is not a directory"), std::string::npos);
+  nlohmann::json gpt2 = llama();
+  gpt2["model_type"] = "gpt2";
+  write_hf_dir(dir / "gpt2", gpt2);
+  const std::string e = error_of(recipe(dir / "gpt2"));
+  EXPECT_NE(e.find("stages.seed.path"), std::string::npos) << e;
+  EXPECT_NE(e.find("key 'model_type': 'gpt2' is not supported"), std::string::npos) << e;
+  write_hf_dir(dir / "a", llama(), "tokenizer a");
+  write_hf_dir(dir / "b", llama(), "tokenizer b");
+  const std::string mixed = error_of(recipe(dir / "a", "  other: { kind: import, path: " + dir / "b" + " }\n"));
+  EXPECT_NE(mixed.find("bring different tokenizers"), std::string::npos) << mixed;
+  // Without model:, training from scratch has nothing to build.
+  const std::string scratch = error_of(recipe(dir / "a", "  fresh: { kind: train, mix: { code: 1 }, budget: { tokens: 1k } }\n"));
+  EXPECT_NE(scratch.find("trains a model from scratch"), std::string::npos) << scratch;
+}
+
+}  // namespace
+}  // namespace upcycle::runner
