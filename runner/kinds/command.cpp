@@ -96,7 +96,7 @@ class CommandKind : public StageKind {
       auto f = stages::hf_format_for(model.model);
       if (!f) {
         throw stage_error(s, "hf_format", "'" + model.stage + "' has no Hugging Face class (" +
-                                              stages::hf_export_refusal(model.model, stages::HfFormat::kLlama) +
+                                              stages::hf_no_format_reason(model.model) +
                                               "); set hf_format: native");
       }
       return stages::hf_format_name(*f);

@@ -239,6 +239,12 @@ std::optional<HfFormat> hf_format_for(const ModelConfig& m) {
   return std::nullopt;
 }
 
+std::string hf_no_format_reason(const ModelConfig& m) {
+  if (hf_format_for(m)) return "";
+  const HfFormat closest = m.ffn_experts > 1 ? HfFormat::kMixtral : m.block == "parallel" ? HfFormat::kCohere : HfFormat::kLlama;
+  return hf_export_refusal(m, closest);
+}
+
 nlohmann::json hf_config_for(const ModelConfig& m, HfFormat f, const std::string& dtype, const HfTokenIds& ids) {
   const std::string why = hf_export_refusal(m, f);
   if (!why.empty()) throw StageError(std::string("cannot export as ") + hf_format_name(f) + ": " + why);

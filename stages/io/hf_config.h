@@ -60,6 +60,8 @@ std::string hf_checkpoint_fingerprint(const std::string& dir);
 
 /// Why `m` cannot be written as `f` ("" when it can).
 std::string hf_export_refusal(const ModelConfig& m, HfFormat f);
+/// Why no Hugging Face format computes `m`: the refusal of the format closest to it ("" when one does).
+std::string hf_no_format_reason(const ModelConfig& m);
 /// The Hugging Face format that computes `m`: llama (sequential, RMSNorm, dense), cohere (parallel,
 /// LayerNorm, dense) or mixtral (sequential MoE FFN); nullopt when none does (use native).
 std::optional<HfFormat> hf_format_for(const ModelConfig& m);

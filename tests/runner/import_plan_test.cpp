@@ -77,5 +77,34 @@ TEST(ImportPlanTest, BadCheckpointsAreErrorsAtThePathLine) {
   EXPECT_NE(scratch.find("trains a model from scratch"), std::string::npos) << scratch;
 }
 
+// {hf} exports a model in the Hugging Face class that computes it; a model none computes is an error at
+// plan time naming hf_format, before anything runs.
+TEST(ImportPlanTest, HfPlaceholderPicksTheClassOrRefusesAtPlanTime) {
+  const std::string base = R"(name: t
+data: { domains: [general, code], tokenizer: { vocab: 512 } }
+model: { d_model: 32, layers: 1, heads: 2, kv_heads: 2, ffn_hidden: 64, seq_len: 32, block: sequential, norm: rmsnorm }
+stages:
+  data: { kind: prepare }
+  seed: { kind: train, mix: { general: 1.0 }, budget: { tokens: 2k } }
+  experts: { kind: branch, from: seed, domains: [code], budget: { tokens: 2k } }
+  bam: { kind: upcycle, method: bam, from: [experts] }
+  btx: { kind: upcycle, method: btx, from: [experts], ffn: { top_k: 1, routing: topk_then_softmax } }
+  harness: { kind: command, models: [MODEL], argv: [run, "{hf}"] }
+)";
+  auto with = [&](const std::string& model) {
+    std::string t = base;
+    t.replace(t.find("MODEL"), 5, model);
+    return t;
+  };
+  Plan p = make_plan(parse_recipe(with("seed, btx"), "r.yaml"));
+  EXPECT_EQ(p.find("harness/seed")->spec["hf"]["format"], "llama");
+  EXPECT_EQ(p.find("harness/btx")->spec["hf"]["format"], "mixtral");
+  const std::string bam = error_of(with("bam"));
+  EXPECT_NE(bam.find("stages.harness.hf_format"), std::string::npos) << bam;
+  EXPECT_NE(bam.find("set hf_format: native"), std::string::npos) << bam;
+  EXPECT_EQ(make_plan(parse_recipe(with("bam"), "r.yaml", {"stages.harness.hf_format=native"}))
+                .find("harness/bam")->spec["hf"]["format"], "native");
+}
+
 }  // namespace
 }  // namespace upcycle::runner
