@@ -58,6 +58,20 @@ TEST(ImportPlanTest, TheImportedModelAndTokenizerFlowIntoThePlan) {
   EXPECT_EQ(make_plan(parse_recipe(recipe(dir / "copy"), "r.yaml")).find("seed")->key, seed->key);
 }
 
+// Imported checkpoints as domain experts of an upcycle stage, beside a branch of the imported seed.
+TEST(ImportPlanTest, ImportsServeAsExpertsOfAnUpcycle) {
+  testing::TempDir dir;
+  write_hf_dir(dir / "seed", llama());
+  write_hf_dir(dir / "law", llama());  // the same tokenizer, another expert's weights
+  Plan p = make_plan(parse_recipe(recipe(dir / "seed", "  law: { kind: import, path: " + dir / "law" + ", seq_len: 32 }\n"
+                                                       "  bam: { kind: upcycle, method: bam, from: [experts, law] }\n"),
+                                  "r.yaml"));
+  const PlannedJob* bam = p.find("bam");
+  ASSERT_NE(bam, nullptr);
+  EXPECT_EQ(bam->model.attn_experts, 3);  // the seed, experts/code, law
+  EXPECT_EQ(bam->spec["inputs"].size(), 3u);
+}
+
 TEST(ImportPlanTest, BadCheckpointsAreErrorsAtThePathLine) {
   testing::TempDir dir;
   EXPECT_NE(error_of(recipe(dir / "nope")).find("r.yaml:5:"), std::string::npos) << error_of(recipe(dir / "nope"));
