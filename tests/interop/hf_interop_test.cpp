@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -119,7 +120,9 @@ void expect_transformers_agree(const std::string& checkpoint, HfFormat f, uint64
   o.max_shard_bytes = shard_bytes;
   export_hf(checkpoint, sp_model(), tmp / "hf", o);
   const auto tokens = test_tokens(24);
-  EXPECT_TRUE(testing::tensors_near(hf_logits(tmp / "hf", tokens, tmp), our_logits(checkpoint, tokens), kLogitTolerance));
+  const auto theirs = hf_logits(tmp / "hf", tokens, tmp), ours = our_logits(checkpoint, tokens);
+  std::printf("%s: max |transformers - ours| = %.3g\n", hf_format_name(f), (theirs - ours).abs().max().item<double>());
+  EXPECT_TRUE(testing::tensors_near(theirs, ours, kLogitTolerance));
 }
 
 TEST(Interop, DenseSequentialExportsAsLlamaAndTransformersComputesOurLogits) {
@@ -206,7 +209,9 @@ TEST(Interop, ModelsTransformersSavedImportWithIdenticalWeightsAndLogits) {
       EXPECT_TRUE(torch::equal(t, back.at(name))) << name;
     }
     const auto tokens = test_tokens(24);
-    EXPECT_TRUE(testing::tensors_near(hf_logits(tmp / "hf", tokens, tmp), our_logits(tmp / "ours", tokens), kLogitTolerance));
+    const auto hf_out = hf_logits(tmp / "hf", tokens, tmp), ours = our_logits(tmp / "ours", tokens);
+    std::printf("%s saved by transformers: max |transformers - ours| = %.3g\n", arch, (hf_out - ours).abs().max().item<double>());
+    EXPECT_TRUE(testing::tensors_near(hf_out, ours, kLogitTolerance));
     EXPECT_EQ(read_checkpoint_file(tmp / "ours", "tokenizer.model"), core::read_file(sp_model()));
   }
 }
