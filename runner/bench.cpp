@@ -151,15 +151,28 @@ int bench_train(const po::variables_map& vm) {
     m.ffn_routing = "softmax_then_topk";
     m.ffn_renormalize = true;
   }
+  if (vm["attn-experts"].as<int64_t>() > 1) {  // BAM's soft-routed attention experts (no peer has them)
+    m.attn_experts = vm["attn-experts"].as<int64_t>();
+    m.attn_kv = vm["attn-kv"].as<std::string>();
+  }
   try {
     m.validate();
   } catch (const std::invalid_argument& e) {
     throw ConfigError(std::string("upcycle bench train: ") + e.what());
   }
-  const double tps = measure_throughput(m, vm["batch"].as<int64_t>(), 0, vm["steps"].as<int64_t>(), threads,
-                                        scratch_dir(vm));
+  const double tps = measure_throughput(m, vm["batch"].as<int64_t>(), vm["micro"].as<int64_t>(),
+                                        vm["steps"].as<int64_t>(), threads, scratch_dir(vm),
+                                        vm["device"].as<std::string>(), vm["precision"].as<std::string>());
   if (tps <= 0) throw StageError("upcycle bench train: the measurement failed (see above)");
-  print("params", double(stages::count_params(m).total));
+  const stages::ParamCount n = stages::count_params(m);
+  print("params", double(n.total));
+  print("active_params", double(n.active));
+  // Model FLOPs utilisation against --peak-tflops (989: an H100/H200's dense bf16), two ways: the
+  // 6·N_active approximation, and our accounting's training FLOPs per token (attention scores too).
+  const double peak = vm["peak-tflops"].as<double>() * 1e12;
+  print("mfu_6n", 6.0 * double(n.active) * tps / peak);
+  print("mfu", double(stages::count_flops(m).training()) * tps / peak);
+  print("train_flops_per_token", double(stages::count_flops(m).training()));
   std::printf("tokens_per_s=%.0f\n", tps);
   return 0;
 }
@@ -185,6 +198,12 @@ int cmd_bench(const std::vector<std::string>& args) {
       "topk", po::value<int64_t>()->default_value(2), "train: experts per token")(
       "vocab", po::value<int64_t>()->default_value(4096), "train: vocabulary")(
       "steps", po::value<int64_t>()->default_value(20), "train: timed steps (after 2 warm-up steps)")(
+      "micro", po::value<int64_t>()->default_value(0), "train: micro-batch (0: the batch)")(
+      "attn-experts", po::value<int64_t>()->default_value(0), "train: BAM attention experts (0: dense attention)")(
+      "attn-kv", po::value<std::string>()->default_value("expert"), "train: expert | shared (with --attn-experts)")(
+      "device", po::value<std::string>()->default_value("cpu"), "train: cpu | cuda | auto")(
+      "precision", po::value<std::string>()->default_value("auto"), "train: auto | fp32 | bf16")(
+      "peak-tflops", po::value<double>()->default_value(989.0), "train: the device's peak, for MFU")(
       "threads", po::value<int>()->default_value(1), "train: threads");
   po::positional_options_description pos;
   pos.add("what", 1).add("recipe", 1);

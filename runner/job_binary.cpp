@@ -41,10 +41,12 @@ bool local_cuda() {
 }
 
 double measure_throughput(const stages::ModelConfig& m, int64_t batch, int64_t micro_batch, int64_t steps,
-                          int threads, const std::string& scratch) {
+                          int threads, const std::string& scratch, const std::string& device,
+                          const std::string& precision) {
   const cluster::ProcessResult r =
       cluster::run_process({job_binary(), "throughput", stages::to_json(m).dump(), std::to_string(batch),
-                            std::to_string(micro_batch), std::to_string(steps), std::to_string(threads), scratch},
+                            std::to_string(micro_batch), std::to_string(steps), std::to_string(threads), scratch,
+                            device, precision},
                            3600);
   const size_t at = r.out.find("tokens_per_s=");
   if (r.exit_code != 0 || at == std::string::npos) {

@@ -19,8 +19,10 @@ int exec_job(const std::string& spec);
 bool local_cuda();
 
 /// Tokens per second of the trainer on `m` here (stages/train/throughput.h), through upcycle-job;
-/// 0 when the measurement fails (the message goes to the log).
+/// 0 when the measurement fails (the message goes to the log). `device` and `precision` as a train
+/// job's (stages/train/device.h).
 double measure_throughput(const stages::ModelConfig& m, int64_t batch, int64_t micro_batch, int64_t steps,
-                          int threads, const std::string& scratch);
+                          int threads, const std::string& scratch, const std::string& device = "cpu",
+                          const std::string& precision = "auto");
 
 }  // namespace upcycle::runner

@@ -2,7 +2,9 @@
 // `plan` and Slurm submission start without loading LibTorch. The CLI and the executors run it:
 //   upcycle-job stage --spec DIR/spec.json     one job (stages/job_runner.h); `upcycle stage` execs this
 //   upcycle-job cuda                           prints 1 when LibTorch sees a CUDA device, else 0
-//   upcycle-job throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR
+//   upcycle-job build-info                     prints what this build has: LibTorch version, a CUDA
+//                                              LibTorch, c10d Gloo and NCCL, grouped GEMM (JSON)
+//   upcycle-job throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR [DEVICE PRECISION]
 //                                              prints tokens_per_s=X (stages/train/throughput.h)
 //   upcycle-job export CHECKPOINT TOKENIZER FORMAT DTYPE SHARD_BYTES OUT
 //                                              a checkpoint as a Hugging Face one (stages/io/hf_export.h)
@@ -14,29 +16,34 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
+#include <torch/version.h>
 
 #include "core/error.h"
 #include "stages/io/hf_export.h"
 #include "stages/job_runner.h"
+#include "stages/model/moe_ffn.h"
 #include "stages/train/device.h"
+#include "stages/train/distributed.h"
 #include "stages/train/throughput.h"
 
 namespace {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: upcycle-job stage --spec DIR/spec.json | cuda | "
-               "throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR | "
+               "usage: upcycle-job stage --spec DIR/spec.json | cuda | build-info | "
+               "throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR [DEVICE PRECISION] | "
                "export CHECKPOINT TOKENIZER FORMAT DTYPE SHARD_BYTES OUT | import HF_DIR OUT [SEQ_LEN]\n");
   return upcycle::kExitUserError;
 }
 
-int throughput(char** a) {
+int throughput(int argc, char** a) {
   using namespace upcycle::stages;
   const ModelConfig m = model_config_from_json(nlohmann::json::parse(a[0]));
   m.validate();
   set_torch_threads(std::atoi(a[4]));
-  std::printf("tokens_per_s=%.1f\n", train_tokens_per_s(m, std::atoll(a[1]), std::atoll(a[2]), std::atoll(a[3]), a[5]));
+  const std::string device = argc == 8 ? a[6] : "cpu", precision = argc == 8 ? a[7] : "auto";
+  std::printf("tokens_per_s=%.1f\n",
+              train_tokens_per_s(m, std::atoll(a[1]), std::atoll(a[2]), std::atoll(a[3]), a[5], device, precision));
   return upcycle::kExitOk;
 }
 
@@ -58,6 +65,22 @@ int run_import(int argc, char** a) {
   nlohmann::json out = {{"format", hf_format_name(r.model.format)}, {"model", to_json(r.model.model)},
                         {"notes", r.model.notes}, {"weights_sha256", r.weights_sha256}};
   std::printf("%s\n", out.dump().c_str());
+  return upcycle::kExitOk;
+}
+
+// What CMake found (stages/CMakeLists.txt): scripts/check_cuda_build.sh fails CI when CUDA or
+// NCCL drop out of a build that requires them.
+int build_info() {
+  using namespace upcycle::stages;
+#ifdef UPCYCLE_TORCH_CUDA
+  const bool cuda_build = true;
+#else
+  const bool cuda_build = false;
+#endif
+  nlohmann::json j = {{"torch", TORCH_VERSION}, {"cuda_build", cuda_build}, {"gloo", distributed_available()},
+                      {"nccl", nccl_available()}, {"grouped_mm", grouped_mm_available()},
+                      {"cuda_device", cuda_available()}};
+  std::printf("%s\n", j.dump().c_str());
   return upcycle::kExitOk;
 }
 
@@ -85,7 +108,10 @@ int main(int argc, char** argv) {
     std::printf("%d\n", upcycle::stages::cuda_available() ? 1 : 0);
     return upcycle::kExitOk;
   }
-  if (cmd == "throughput" && argc == 8) return guarded("throughput", [&] { return throughput(argv + 2); });
+  if (cmd == "build-info" && argc == 2) return build_info();
+  if (cmd == "throughput" && (argc == 8 || argc == 10)) {
+    return guarded("throughput", [&] { return throughput(argc - 2, argv + 2); });
+  }
   if (cmd == "export" && argc == 8) return guarded("export", [&] { return run_export(argv + 2); });
   if (cmd == "import" && (argc == 4 || argc == 5)) return guarded("import", [&] { return run_import(argc - 2, argv + 2); });
   return usage();

@@ -34,7 +34,8 @@ class EvalKind : public StageKind {
  public:
   std::string name() const override { return "eval"; }
   std::vector<std::string> keys() const override {
-    return {"models", "btm", "domains", "split", "max_windows", "tasks", "max_examples", "max_new_tokens", "kv_cache"};
+    return {"models", "btm", "domains", "split", "max_windows", "tasks", "max_examples", "max_new_tokens", "kv_cache",
+            "precision"};
   }
 
   std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe& recipe) const override {
@@ -49,6 +50,7 @@ class EvalKind : public StageKind {
     s.max_examples = r.get_integer("max_examples", s.max_examples);
     s.max_new_tokens = r.get_integer("max_new_tokens", s.max_new_tokens);
     s.kv_cache = r.get_bool("kv_cache", s.kv_cache);
+    s.precision = r.get_choice("precision", s.precision, {"auto", "fp32", "bf16"});
     if (r.has("tasks")) e->tasks = parse_tasks(r.child("tasks"));
     if (recipe.data.pretokenized && r.has("tasks") && !e->tasks.empty()) {
       throw r.child("tasks").error(

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -11,29 +12,55 @@
 
 namespace upcycle::stages {
 
+namespace {
+
+// The model holds each FFN's gate and up projections as one parameter, w13 = [w1; w3] along dim 1
+// (moe_ffn.h); checkpoints and every tensor map hold them as w1 and w3. Each parameter as the
+// tensors of a map: (name, a view of the parameter's data).
+std::vector<std::pair<std::string, at::Tensor>> state_views(TransformerLm& model) {
+  static const std::string kFused = ".w13";
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : model->named_parameters()) {
+    const std::string& name = p.key();
+    at::Tensor data = p.value().detach();
+    if (name.size() > kFused.size() && name.compare(name.size() - kFused.size(), kFused.size(), kFused) == 0) {
+      const std::string stem = name.substr(0, name.size() - 2);  // "...w"
+      const int64_t half = data.size(1) / 2;
+      out.emplace_back(stem + "1", data.narrow(1, 0, half));
+      out.emplace_back(stem + "3", data.narrow(1, half, half));
+    } else {
+      out.emplace_back(name, data);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 TensorMap state_of(TransformerLm& model) {
   TensorMap out;
-  for (const auto& p : model->named_parameters()) out[p.key()] = p.value().detach();
+  for (const auto& [name, t] : state_views(model)) out[name] = t.contiguous();
   return out;
 }
 
 void load_state_into(TransformerLm& model, const TensorMap& state, const std::string& origin) {
   torch::NoGradGuard no_grad;
-  auto params = model->named_parameters();
+  const auto views = state_views(model);
+  std::set<std::string> names;
+  for (const auto& v : views) names.insert(v.first);
   for (const auto& [name, t] : state) {
-    if (!params.contains(name)) {
+    if (!names.count(name)) {
       throw StageError(origin + ": tensor " + name + " is not a parameter of the configured model");
     }
   }
-  for (auto& p : params) {
-    auto it = state.find(p.key());
-    if (it == state.end()) throw StageError(origin + ": missing tensor " + p.key());
-    if (it->second.sizes() != p.value().sizes()) {
-      throw StageError(origin + ": tensor " + p.key() + " has shape " +
-                       c10::str(it->second.sizes()) + ", the model expects " +
-                       c10::str(p.value().sizes()));
+  for (const auto& [name, view] : views) {
+    auto it = state.find(name);
+    if (it == state.end()) throw StageError(origin + ": missing tensor " + name);
+    if (it->second.sizes() != view.sizes()) {
+      throw StageError(origin + ": tensor " + name + " has shape " + c10::str(it->second.sizes()) +
+                       ", the model expects " + c10::str(view.sizes()));
     }
-    p.value().copy_(it->second);
+    at::Tensor(view).copy_(it->second);
   }
 }
 

@@ -58,7 +58,7 @@ TensorMap load_checkpoint_state(const std::string& dir, CheckpointMeta* meta);
 /// Builds the model its config describes and loads the weights; names and shapes must match exactly.
 TransformerLm load_model(const std::string& dir, CheckpointMeta* meta = nullptr);
 
-/// The model's parameters by name (detached views).
+/// The model's parameters by name (detached), each FFN's fused w13 as its w1 and w3 (moe_ffn.h).
 TensorMap state_of(TransformerLm& model);
 /// Copies `state` into the model. Throws StageError (naming `origin`) on a missing, extra or
 /// mis-shaped tensor.

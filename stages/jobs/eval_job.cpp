@@ -99,8 +99,13 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
   }
   const std::optional<TokenBytes> bytes = tok ? std::optional<TokenBytes>(tok->token_bytes()) : std::nullopt;
   const TokenBytes* tb = bytes ? &*bytes : nullptr;
-  // Eval runs in fp32 on whichever device the job has.
-  const torch::Device device(resolve_placement(ctx.runtime.device, "fp32", 0).device);
+  // The forward passes run under bf16 autocast where the placement says so (CUDA by default); token
+  // log-likelihoods come out of fp32 log-softmax / cross-entropy (autocast's fp32 ops) and are summed
+  // in fp64 on the host.
+  const Placement placement = resolve_placement(ctx.runtime.device, e.precision, 0);
+  const torch::Device device(placement.device);
+  AutocastScope autocast(placement.device, placement.bf16);
+  if (placement.bf16) core::log_info("eval: on " + placement.device + " with bf16 autocast");
   auto load_on_device = [&](const std::string& ckpt) {
     TransformerLm m = load_model(ckpt);
     m->to(device);

@@ -1,14 +1,37 @@
 #include "stages/model/attention.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cmath>
 
 namespace upcycle::stages {
 namespace {
 
-// Causal attention of queries [X, H, Tq, C] over keys and values [X, H, Tk, C], Tq <= Tk; X folds
-// experts and batch. The queries are the last Tq positions: query i sees keys 0 .. Tk - Tq + i.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+#define UPCYCLE_SDPA_GQA 1  // SDPA takes fewer key/value heads than query heads (enable_gqa)
+#endif
+
+// GQA: each of the G kv heads serves Hq/G consecutive query heads. [X, G, T, C] -> [X, Hq, T, C].
+[[maybe_unused]] at::Tensor expand_kv(const at::Tensor& kv, int64_t Hq) {
+  return kv.size(1) == Hq ? kv : kv.repeat_interleave(Hq / kv.size(1), 1);
+}
+
+#if TORCH_VERSION_MAJOR >= 2
+at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask = {},
+                bool causal = false) {
+  const c10::optional<at::Tensor> m = mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt;
+#ifdef UPCYCLE_SDPA_GQA
+  return at::scaled_dot_product_attention(q, k, v, m, 0.0, causal, c10::nullopt, /*enable_gqa=*/k.size(1) != q.size(1));
+#else
+  return at::scaled_dot_product_attention(q, expand_kv(k, q.size(1)), expand_kv(v, q.size(1)), m, 0.0, causal);
+#endif
+}
+#endif
+
+// Causal attention of queries [X, Hq, Tq, C] over keys and values [X, G, Tk, C], Tq <= Tk, where the
+// G kv heads each serve Hq/G consecutive query heads (SDPA's GQA: no expanded copy of K and V); X
+// folds experts and batch. The queries are the last Tq positions: query i sees keys 0 .. Tk - Tq + i.
 // With `allowed_BTK` (rows left-padded, X = copies * B, copy-major) that mask replaces the causal one.
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& allowed_BTK = {}) {
@@ -17,21 +40,20 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
     const int64_t copies = q.size(0) / allowed_BTK.size(0);
     auto allowed = allowed_BTK.unsqueeze(1).repeat({copies, 1, 1, 1});  // [X, 1, Tq, Tk]
 #if TORCH_VERSION_MAJOR >= 2
-    return at::scaled_dot_product_attention(q, k, v, allowed);
+    return sdpa(q, k, v, allowed);
 #else
-    auto att = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
-    return torch::matmul(att.masked_fill(allowed.logical_not(), -INFINITY).softmax(-1), v);
+    auto att = torch::matmul(q, expand_kv(k, q.size(1)).transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
+    return torch::matmul(att.masked_fill(allowed.logical_not(), -INFINITY).softmax(-1), expand_kv(v, q.size(1)));
 #endif
   }
 #if TORCH_VERSION_MAJOR >= 2
-  if (Tq == Tk) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
-  if (Tq == 1) return at::scaled_dot_product_attention(q, k, v);  // one new position sees all
-  auto allowed = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).tril(Tk - Tq);
-  return at::scaled_dot_product_attention(q, k, v, allowed);
+  if (Tq == Tk) return sdpa(q, k, v, {}, /*causal=*/true);
+  if (Tq == 1) return sdpa(q, k, v);  // one new position sees all
+  return sdpa(q, k, v, torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).tril(Tk - Tq));
 #else
-  auto att = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
+  auto att = torch::matmul(q, expand_kv(k, q.size(1)).transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
   auto masked = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).triu(Tk - Tq + 1);
-  return torch::matmul(att.masked_fill(masked, -INFINITY).softmax(-1), v);
+  return torch::matmul(att.masked_fill(masked, -INFINITY).softmax(-1), expand_kv(v, q.size(1)));
 #endif
 }
 
@@ -47,11 +69,6 @@ std::pair<at::Tensor, at::Tensor> with_cache(LayerKvCache* kv, at::Tensor k, at:
   return {k, v};
 }
 
-// GQA: each of the G kv heads serves H/G query heads. [X, G, T, C] -> [X, H, T, C].
-at::Tensor expand_kv(const at::Tensor& kv, int64_t H) {
-  return kv.size(1) == H ? kv : kv.repeat_interleave(H / kv.size(1), 1);
-}
-
 }  // namespace
 
 // E = 1: one fused QKV matmul and plain matmuls (no einsum permutes), as a dense model would do it.
@@ -64,7 +81,7 @@ at::Tensor MixtureOfAttentionImpl::dense_forward(const at::Tensor& h_BTD, const 
   auto heads = [&](const at::Tensor& y, int64_t n) { return y.view({B, T, n, C}).transpose(1, 2); };
   auto q = apply_rope(heads(qkv[0], H), rope);
   auto [k, v] = with_cache(kv, apply_rope(heads(qkv[1], G), rope), heads(qkv[2], G));
-  auto y = causal_attention(q, expand_kv(k, H), expand_kv(v, H), kv ? kv->allowed_BTK : at::Tensor())
+  auto y = causal_attention(q, k, v, kv ? kv->allowed_BTK : at::Tensor())
                .transpose(1, 2)
                .reshape({B, T, H * C});
   return torch::matmul(y, wo_EDH.squeeze(0).t());
@@ -88,23 +105,25 @@ at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTa
   const int64_t B = h_BTD.size(0), T = h_BTD.size(1), E = c.attn_experts, C = c.head_dim();
   const int64_t H = c.heads, G = c.kv_heads, Ekv = wk_EGD.size(0);
   if (E == 1) return dense_forward(h_BTD, rope, kv);
-  // Project all experts at once: [E, B, T, H*C] -> [E*B, H, T, C].
-  auto heads = [&](const at::Tensor& w, int64_t n_heads, int64_t copies) {
-    auto y = torch::einsum("btd,eod->ebto", {h_BTD, w});
-    return y.reshape({copies * B, T, n_heads, C}).transpose(1, 2);
+  // Every expert's attention in one SDPA call. Projections of all experts at once: [E, B, T, n*C].
+  auto project = [&](const at::Tensor& w) { return torch::einsum("btd,eod->ebto", {h_BTD, w}); };
+  auto q_EBTO = project(wq_EHD);
+  auto as_heads = [&](const at::Tensor& y, int64_t n) {  // [X, B, T, n*C] -> [X*B, n, T, C]
+    return y.reshape({-1, T, n, C}).transpose(1, 2);
   };
-  auto q = apply_rope(heads(wq_EHD, H, E), rope);
-  auto [k, v] = with_cache(kv, apply_rope(heads(wk_EGD, G, Ekv), rope), heads(wv_EGD, G, Ekv));
-  k = expand_kv(k, H);
-  v = expand_kv(v, H);
-  if (Ekv != E) {  // shared KV: the same K, V for every expert
-    const int64_t Tk = k.size(2);
-    k = k.reshape({1, B, H, Tk, C}).expand({E, B, H, Tk, C}).reshape({E * B, H, Tk, C});
-    v = v.reshape({1, B, H, Tk, C}).expand({E, B, H, Tk, C}).reshape({E * B, H, Tk, C});
+  auto [k, v] = with_cache(kv, apply_rope(as_heads(project(wk_EGD), G), rope), as_heads(project(wv_EGD), G));
+  at::Tensor y_BTEO;  // each expert's attention output before its W_o: [B, T, E, H*C]
+  const at::Tensor allowed = kv ? kv->allowed_BTK : at::Tensor();
+  if (Ekv == E) {  // expert K/V: the experts are E batches of B sequences
+    auto y = causal_attention(apply_rope(as_heads(q_EBTO, H), rope), k, v, allowed);  // [E*B, H, T, C]
+    y_BTEO = y.reshape({E, B, H, T, C}).permute({1, 3, 0, 2, 4}).reshape({B, T, E, H * C});
+  } else {  // shared K/V: the experts are E*H query heads over the same G kv heads (GQA), ordered
+            // (kv head, expert, query head within the kv head's group) so each group's heads are adjacent
+    const int64_t r = H / G;
+    auto q = q_EBTO.reshape({E, B, T, G, r, C}).permute({1, 3, 0, 4, 2, 5}).reshape({B, G * E * r, T, C});
+    auto y = causal_attention(apply_rope(q, rope), k, v, allowed);  // [B, G*E*r, T, C]
+    y_BTEO = y.reshape({B, G, E, r, T, C}).permute({0, 4, 2, 1, 3, 5}).reshape({B, T, E, H * C});
   }
-  auto y = causal_attention(q, k, v, kv ? kv->allowed_BTK : at::Tensor());  // [E*B, H, T, C]
-  y = y.transpose(1, 2).reshape({E, B, T, H * C});
-  auto o_EBTD = torch::einsum("ebto,edo->ebtd", {y, wo_EDH});
 
   auto gates = torch::softmax(torch::matmul(h_BTD, router_ED.t()), -1);  // [B, T, E]
   if (c.attn_routing == "top_k" && c.attn_top_k < E) {
@@ -112,7 +131,8 @@ at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTa
     gates = torch::zeros_like(gates).scatter(-1, top_i, top_v / top_v.sum(-1, true));
   }
   if (gates_BTE) *gates_BTE = gates.detach();
-  return torch::einsum("bte,ebtd->btd", {gates, o_EBTD});
+  // sum_e g_e (y_e W_o,e^T): the gates scale each expert's heads, then one GEMM over (expert, head).
+  return torch::einsum("bteo,edo->btd", {y_BTEO * gates.unsqueeze(-1).to(y_BTEO.scalar_type()), wo_EDH});
 }
 
 }  // namespace upcycle::stages

@@ -28,10 +28,9 @@ at::Tensor apply_rope(const at::Tensor& x_XTC, const RopeTables& rope) {
   return torch::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1);
 }
 
-at::Tensor swiglu(const at::Tensor& x_ND, const at::Tensor& w1_FD, const at::Tensor& w3_FD,
-                  const at::Tensor& w2_DF) {
-  // One GEMM for both input projections: [N, D] x [D, 2F] runs closer to peak than two of half width.
-  auto gate_up = torch::matmul(x_ND, torch::cat({w1_FD, w3_FD}, 0).t()).chunk(2, -1);
+at::Tensor swiglu(const at::Tensor& x_ND, const at::Tensor& w13_2FD, const at::Tensor& w2_DF) {
+  // [N, D] x [D, 2F] runs closer to peak than two GEMMs of half the width.
+  auto gate_up = torch::matmul(x_ND, w13_2FD.t()).chunk(2, -1);
   auto h_NF = torch::silu(gate_up[0]) * gate_up[1];
   return torch::matmul(h_NF, w2_DF.t());
 }

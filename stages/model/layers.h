@@ -21,8 +21,8 @@ RopeTables make_rope(int64_t T, int64_t head_dim, double theta, const at::Device
 /// Rotates x [..., T, C] (halves convention, as in GPT-NeoX and Llama-HF) by the tables.
 at::Tensor apply_rope(const at::Tensor& x_XTC, const RopeTables& rope);
 
-/// SwiGLU: w2 (silu(x w1^T) * (x w3^T)). x [N, D], w1/w3 [F, D], w2 [D, F] -> [N, D].
-at::Tensor swiglu(const at::Tensor& x_ND, const at::Tensor& w1_FD, const at::Tensor& w3_FD,
-                  const at::Tensor& w2_DF);
+/// SwiGLU: w2 (silu(x w1^T) * (x w3^T)) with w13 = [w1; w3]: one GEMM for both input projections.
+/// x [N, D], w13 [2F, D], w2 [D, F] -> [N, D].
+at::Tensor swiglu(const at::Tensor& x_ND, const at::Tensor& w13_2FD, const at::Tensor& w2_DF);
 
 }  // namespace upcycle::stages

@@ -64,7 +64,9 @@ LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache) {
     auto pad = cache->pad_B.to(idx.device()).view({-1, 1, 1});
     allowed_BTK = (j <= i).logical_and((j >= pad).logical_or(j == i));  // a pad sees itself: no empty row
   }
-  auto x = torch::embedding(embed_VD, idx);
+  // index_select, not embedding: its backward is an index_add, where CUDA's embedding backward counts
+  // unique tokens on the host (a sync per step). The same rows forward.
+  auto x = embed_VD.index_select(0, idx.reshape({-1})).view({idx.size(0), idx.size(1), embed_VD.size(1)});
   LmOutput out;
   out.aux_loss = torch::zeros({}, x.options());
   for (size_t l = 0; l < blocks->size(); ++l) {

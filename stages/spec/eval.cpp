@@ -1,5 +1,7 @@
 #include "stages/spec/eval.h"
 
+#include "stages/spec/train.h"
+
 namespace upcycle::stages {
 namespace {
 
@@ -35,6 +37,7 @@ nlohmann::json content_json(const EvalJobSpec& s, bool with_paths) {
   if (with_paths) {  // how, not what: neither changes a result
     j["data_dir"] = s.data_dir;
     j["kv_cache"] = s.kv_cache;
+    j["precision"] = s.precision;
   }
   return j;
 }
@@ -46,6 +49,7 @@ void validate(const EvalJobSpec& s) {
   check(!s.domains.empty(), "domains", "needs at least one domain");
   for (size_t i = 0; i < s.domains.size(); ++i) check_name(s.domains[i], "domains[" + std::to_string(i) + "]");
   check_choice(s.split, "split", {"test", "valid"});
+  check_choice(s.precision, "precision", {"auto", "fp32", "bf16"});
   check(s.max_windows >= 0, "max_windows", "must be >= 0 (0: every window)");
   check(s.max_examples >= 0, "max_examples", "must be >= 0 (0: all)");
   check(s.max_new_tokens >= 1 && s.max_new_tokens <= 65536, "max_new_tokens", "must be in [1, 65536]");
@@ -63,7 +67,7 @@ nlohmann::json to_json(const EvalJobSpec& s) { return content_json(s, true); }
 
 void read_spec(const SpecReader& r, EvalJobSpec& e) {
   expect_fields(r, {"data_dir", "domains", "split", "max_windows", "tasks", "max_examples", "max_new_tokens",
-                    "kv_cache", "models", "ensembles"});
+                    "kv_cache", "precision", "models", "ensembles"});
   e.data_dir = r.get<std::string>("data_dir");
   e.domains = r.get<std::vector<std::string>>("domains");
   e.split = r.get("split", e.split);
@@ -71,6 +75,7 @@ void read_spec(const SpecReader& r, EvalJobSpec& e) {
   e.max_examples = r.get("max_examples", e.max_examples);
   e.max_new_tokens = r.get("max_new_tokens", e.max_new_tokens);
   e.kv_cache = r.get("kv_cache", e.kv_cache);
+  e.precision = r.get("precision", e.precision);
   e.tasks.clear();
   const nlohmann::json& tasks = r.json().contains("tasks") ? r.json().at("tasks") : nlohmann::json::array();
   check(tasks.is_array(), "tasks", "expected a list");
@@ -93,7 +98,8 @@ void read_spec(const SpecReader& r, EvalJobSpec& e) {
 
 nlohmann::json key_material(const EvalJobSpec& s, const JobRuntime& rt) {
   nlohmann::json j = content_json(s, false);
-  j["numerics"] = numerics_of(rt);  // fp32 on every device for now
+  j["numerics"] = numerics_of(rt);
+  if (const std::string p = effective_precision(s.precision, rt.device); p != "fp32") j["precision"] = p;
   return j;
 }
 

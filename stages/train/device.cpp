@@ -34,6 +34,10 @@ void set_autocast(bool cuda, bool on) {
 
 bool cuda_available() { return torch::cuda::is_available(); }
 
+void synchronize(const Placement& p) {
+  if (p.device.rfind("cuda", 0) == 0) torch::cuda::synchronize();
+}
+
 Placement resolve_placement(const std::string& device, const std::string& precision, int local_rank) {
   Placement p;
   const bool cuda = device == "cuda" || (device == "auto" && cuda_available());

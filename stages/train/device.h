@@ -19,6 +19,10 @@ Placement resolve_placement(const std::string& device, const std::string& precis
 
 bool cuda_available();
 
+/// Waits until the placement's device has finished the work queued so far (no-op on the CPU): the
+/// trainer's throughput clock starts and stops at such points.
+void synchronize(const Placement& p);
+
 /// bf16 autocast for the device type of `device` while in scope; does nothing when !enabled.
 class AutocastScope {
  public:

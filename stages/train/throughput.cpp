@@ -8,12 +8,13 @@
 #include "core/metric_sink.h"
 #include "stages/data/data_layout.h"
 #include "stages/data/token_shard.h"
+#include "stages/train/device.h"
 #include "stages/train/trainer.h"
 
 namespace upcycle::stages {
 
 double train_tokens_per_s(const ModelConfig& m, int64_t batch, int64_t micro_batch, int64_t steps,
-                          const std::string& dir) {
+                          const std::string& dir, const std::string& device, const std::string& precision) {
   core::make_dirs(dir + "/data/shards");
   std::mt19937_64 rng(0);
   std::uniform_int_distribution<uint32_t> token(0, static_cast<uint32_t>(m.vocab - 1));
@@ -33,6 +34,7 @@ double train_tokens_per_s(const ModelConfig& m, int64_t batch, int64_t micro_bat
   t.eval_windows = 1;
   t.optim.lr = 3e-4;
   t.out_dir = dir + "/job";
+  t.placement = resolve_placement(device, precision, 0);
   core::NullMetricSink sink;
   auto out = train(t, sink);
   std::filesystem::remove_all(dir);

@@ -64,10 +64,58 @@ std::pair<LmOutput, at::Tensor> forward_loss(TransformerLm& model, const at::Ten
   return {std::move(res), loss};
 }
 
+// A CPU batch onto the device: through pinned memory and without waiting on CUDA, so the host can
+// queue the step's kernels ahead of the GPU (a pageable copy would synchronise).
+at::Tensor to_device(const at::Tensor& b, const torch::Device& device) {
+  if (!device.is_cuda()) return b;
+  return b.pin_memory().to(device, /*non_blocking=*/true);
+}
+
+// clip_grad_norm_ as LibTorch computes it (per-gradient 2-norms, their 2-norm, one clamped factor),
+// but returns the norm as a device tensor: LibTorch's returns a double, a host sync every step.
+at::Tensor clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
+  std::vector<at::Tensor> norms;
+  for (const auto& p : params) {
+    if (p.grad().defined()) norms.push_back(p.grad().detach().norm(2));
+  }
+  if (norms.empty()) return torch::zeros({});
+  auto total = torch::stack(norms).norm(2);
+  auto factor = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
+  for (const auto& p : params) {
+    if (p.grad().defined()) p.grad().detach().mul_(factor);
+  }
+  return total;
+}
+
+// Scalars on the device read with one device-to-host copy.
+std::vector<double> read_scalars(const std::vector<at::Tensor>& xs) {
+  if (xs.empty()) return {};
+  std::vector<at::Tensor> flat;
+  for (const auto& x : xs) flat.push_back(x.detach().reshape({-1}).to(torch::kFloat64));
+  auto host = torch::cat(flat).to(torch::kCPU);
+  return std::vector<double>(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
+}
+
+// The per-layer router statistics of a log step.
+void add_router_metrics(const std::vector<RouterStats>& stats, std::map<std::string, double>& v) {
+  std::vector<at::Tensor> xs;
+  std::vector<std::string> names;
+  for (size_t l = 0; l < stats.size(); ++l) {
+    if (stats[l].util_E.numel() <= 1) continue;
+    const std::string layer = "/l" + std::to_string(l);
+    xs.insert(xs.end(), {stats[l].load_balance, stats[l].z_loss, stats[l].util_E});
+    names.push_back("lb_loss" + layer);
+    names.push_back("z_loss" + layer);
+    for (int64_t e = 0; e < stats[l].util_E.numel(); ++e) names.push_back("util" + layer + "/e" + std::to_string(e));
+  }
+  const std::vector<double> values = read_scalars(xs);
+  for (size_t i = 0; i < names.size(); ++i) v[names[i]] = values[i];
+}
+
 double validation_loss(TransformerLm& model, const MixtureSampler& val, int64_t windows, const Placement& where) {
   torch::NoGradGuard no_grad;
   // The same windows every time.
-  auto b = val.batch(/*step=*/0, /*first_row=*/0, windows).to(torch::Device(where.device));
+  auto b = to_device(val.batch(/*step=*/0, /*first_row=*/0, windows), torch::Device(where.device));
   return forward_loss(model, b, where).second.item<double>();
 }
 
@@ -163,75 +211,98 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
     out.checkpoint_dir = ckpt_dir;
     return out;
   }
+  // The step's loss, aux loss and grad norm stay on the device; the host reads them (one copy) at log
+  // steps and when a progress line is due, so it can queue steps ahead of the GPU. A non-finite loss
+  // is caught at the next read, and always before a checkpoint is written: `first_bad` holds the
+  // first step whose loss was not finite (0 = none).
+  const auto scalar = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+  at::Tensor first_bad = torch::zeros({}, scalar.dtype(torch::kInt64));
+  dp.overlap_gradients(model->parameters());
+  if (dp.bucket_count() > 0) {
+    core::log_info("data parallel: " + std::to_string(dp.bucket_count()) +
+                   " gradient buckets, each all-reduced as soon as backward completes it");
+  }
+  synchronize(spec.placement);
+  auto check_finite = [&](const std::vector<double>& read) {
+    const double bad = -dp.max(read.back() > 0 ? -read.back() : -1e18);  // the earliest over the ranks
+    if (bad < 1e18) {
+      throw StageError("the loss became non-finite at step " + std::to_string(int64_t(bad)) +
+                           "; training stopped, the last good checkpoint (" + last_good + ") is kept",
+                       "lower optim.lr or raise optim.warmup");
+    }
+  };
   for (int64_t step = start_step; step < steps; ++step) {
     double lr = schedule.at(step);
     set_lr(*opt, lr);
     opt->zero_grad();
-    double loss_sum = 0, aux_sum = 0;
+    at::Tensor loss_sum = torch::zeros({}, scalar), aux_sum = torch::zeros({}, scalar);
     std::vector<RouterStats> stats;
     for (int64_t m = 0; m < accum; ++m) {
-      auto b = data.batch(step, first_row + m * micro, micro).to(device);
+      auto b = to_device(data.batch(step, first_row + m * micro, micro), device);
       auto [res, loss] = forward_loss(model, b, spec.placement);  // backward runs outside autocast
+      if (m + 1 == accum) dp.arm_gradient_sync();
       ((loss + res.aux_loss) / double(accum)).backward();
-      loss_sum += loss.item<double>() / accum;
-      aux_sum += res.aux_loss.item<double>() / accum;
+      loss_sum += loss.detach() / double(accum);
+      aux_sum += res.aux_loss.detach() / double(accum);
       stats = std::move(res.ffn_stats);
     }
-    dp.average_gradients(model->parameters());
-    loss_sum = dp.mean(loss_sum);
-    aux_sum = dp.mean(aux_sum);
-    if (!std::isfinite(loss_sum)) {
-      throw StageError("loss is " + std::to_string(loss_sum) + " at step " + std::to_string(step + 1) +
-                           "; training stopped, the last good checkpoint (" + last_good + ") is kept",
-                       "lower optim.lr or raise optim.warmup");
-    }
-    double gnorm = spec.optim.grad_clip > 0
-                       ? torch::nn::utils::clip_grad_norm_(model->parameters(), spec.optim.grad_clip)
-                       : 0.0;
+    dp.finish_gradients(model->parameters());
+    first_bad = torch::where(first_bad.eq(0).logical_and(loss_sum.isfinite().logical_not()),
+                             torch::full({}, step + 1, first_bad.options()), first_bad);
+    at::Tensor gnorm = spec.optim.grad_clip > 0 ? clip_grad_norm(model->parameters(), spec.optim.grad_clip)
+                                                : torch::zeros({}, scalar);
     adamw_step(*opt);
     out.steps = step + 1;
     out.tokens = out.steps * tokens_per_step;
-    out.final_loss = loss_sum;
-    if (out.steps == timed_from) t0 = Clock::now();
-    if (out.steps > timed_from) {
-      double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-      out.tokens_per_s = double((out.steps - timed_from) * tokens_per_step) / secs;
+    if (out.steps == timed_from) {
+      synchronize(spec.placement);
+      t0 = Clock::now();
     }
 
-    bool last = step + 1 == steps;
-    if (out.steps % spec.log_every == 0 || last || step == 0) {
-      std::map<std::string, double> v = {{"loss", loss_sum}, {"lr", lr}, {"grad_norm", gnorm},
-                                         {"tokens", double(out.tokens)},
-                                         {"tokens_per_s", out.tokens_per_s}, {"aux_loss", aux_sum}};
-      for (size_t l = 0; l < stats.size(); ++l) {
-        if (stats[l].util_E.numel() <= 1) continue;
-        v["lb_loss/l" + std::to_string(l)] = stats[l].load_balance.item<double>();
-        v["z_loss/l" + std::to_string(l)] = stats[l].z_loss.item<double>();
-        for (int64_t e = 0; e < stats[l].util_E.numel(); ++e) {
-          v["util/l" + std::to_string(l) + "/e" + std::to_string(e)] = stats[l].util_E[e].item<double>();
-        }
-      }
-      if ((spec.eval_every > 0 && out.steps % spec.eval_every == 0) || last) {
-        out.val_loss = validation_loss(model, val, spec.eval_windows, spec.placement);
-        v["val_loss"] = out.val_loss;
-      }
-      metrics.log(out.steps, v);
-    }
-    if (tty || (dp.is_main() && (last || Clock::now() - last_line > std::chrono::seconds(10)))) {
-      print_progress(out.steps, steps, out.tokens, loss_sum, out.tokens_per_s, tty);
-      last_line = Clock::now();
-    }
+    const bool last = step + 1 == steps;
+    const bool log_step = out.steps % spec.log_every == 0 || last || step == 0;
+    const bool eval_step = log_step && ((spec.eval_every > 0 && out.steps % spec.eval_every == 0) || last);
     // Every rank stops at the same step when any of them is asked to.
-    bool preempt = dp.max(preemption_requested() || out.steps == spec.stop_after_steps ? 1.0 : 0.0) > 0;
-    if ((spec.checkpoint_every > 0 && out.steps % spec.checkpoint_every == 0) || last || preempt) {
+    const bool preempt = dp.max(preemption_requested() || out.steps == spec.stop_after_steps ? 1.0 : 0.0) > 0;
+    const bool ckpt_step = (spec.checkpoint_every > 0 && out.steps % spec.checkpoint_every == 0) || last || preempt;
+    const auto since_line = Clock::now() - last_line;
+    const bool line_due = dp.is_main() && (tty ? since_line > std::chrono::milliseconds(500)
+                                               : since_line > std::chrono::seconds(10));
+    // Whether to read the device values: every rank decides alike (log and checkpoint steps are
+    // common; a progress line on rank 0 alone needs no collective).
+    if (log_step || ckpt_step || line_due || last) {
+      const std::vector<double> read = read_scalars({loss_sum, aux_sum, gnorm, first_bad.to(torch::kFloat64)});
+      if (log_step || ckpt_step) check_finite(read);
+      out.final_loss = log_step ? dp.mean(read[0]) : read[0];
+      if (out.steps > timed_from) {
+        double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+        out.tokens_per_s = double((out.steps - timed_from) * tokens_per_step) / secs;
+      }
+      if (log_step) {
+        std::map<std::string, double> v = {{"loss", out.final_loss}, {"lr", lr}, {"grad_norm", read[2]},
+                                           {"tokens", double(out.tokens)}, {"tokens_per_s", out.tokens_per_s},
+                                           {"aux_loss", dp.mean(read[1])}};
+        add_router_metrics(stats, v);
+        if (eval_step) {
+          out.val_loss = validation_loss(model, val, spec.eval_windows, spec.placement);
+          v["val_loss"] = out.val_loss;
+        }
+        metrics.log(out.steps, v);
+      }
+      if (dp.is_main() && (tty || last || line_due)) {
+        print_progress(out.steps, steps, out.tokens, out.final_loss, out.tokens_per_s, tty);
+        last_line = Clock::now();
+      }
+    }
+    if (ckpt_step) {
       out.checkpoint_dir = ckpt_dir;
       // A finite loss was computed before this step's update; the update itself can still overflow.
-      for (const auto& p : model->parameters()) {
-        if (!torch::isfinite(p).all().item<bool>()) {
-          throw StageError("parameters became non-finite at step " + std::to_string(out.steps) +
-                               "; training stopped, the last good checkpoint (" + last_good + ") is kept",
-                           "lower optim.lr, raise optim.warmup or enable optim.grad_clip");
-        }
+      std::vector<at::Tensor> finite;
+      for (const auto& p : model->parameters()) finite.push_back(torch::isfinite(p).all());
+      if (!torch::stack(finite).all().item<bool>()) {
+        throw StageError("parameters became non-finite at step " + std::to_string(out.steps) +
+                             "; training stopped, the last good checkpoint (" + last_good + ") is kept",
+                         "lower optim.lr, raise optim.warmup or enable optim.grad_clip");
       }
       last_good = "step " + std::to_string(out.steps);
       if (dp.is_main()) {

@@ -4,6 +4,8 @@
 // (as srun or torchrun would) and by the local executor (resources.processes).
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,10 +78,11 @@ stages:
     ::setenv("RANK", std::to_string(rank).c_str(), 1);
     ::setenv("MASTER_ADDR", "127.0.0.1", 1);
     ::setenv("MASTER_PORT", port.c_str(), 1);
+    ::setenv("UPCYCLE_DDP_BUCKET_KB", "8", 1);  // dozens of gradient buckets, all-reduced during backward
     ranks.push_back(testing::spawn_binary({UPCYCLE_BINARY, "stage", "--spec", ddp + "/spec.json"}, ddp,
                                           ddp + "/rank" + std::to_string(rank) + ".log"));
   }
-  for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"}) ::unsetenv(v);
+  for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "UPCYCLE_DDP_BUCKET_KB"}) ::unsetenv(v);
   for (pid_t p : ranks) {
     int status = 0;
     ::waitpid(p, &status, 0);
@@ -88,6 +91,10 @@ stages:
     ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log;
   }
   EXPECT_NE(core::read_file(ddp + "/rank1.log").find("rank 1 of 2"), std::string::npos);
+  std::smatch buckets;
+  const std::string rank0 = core::read_file(ddp + "/rank0.log");
+  ASSERT_TRUE(std::regex_search(rank0, buckets, std::regex("data parallel: (\\d+) gradient buckets"))) << rank0;
+  EXPECT_GT(std::stoi(buckets[1]), 10);
 
   auto one = losses(single), two = losses(ddp);
   ASSERT_EQ(one.size(), 25u);  // 6400 tokens / (8 x 32) steps, logged every step

@@ -10,6 +10,7 @@
 #include "stages/data/token_shard.h"
 #include "stages/eval/perplexity.h"
 #include "stages/model/layers.h"
+#include "stages/train/device.h"
 #include "tests/support/byte_corpus.h"
 #include "tests/support/model_configs.h"
 #include "tests/support/temp_dir.h"
@@ -73,6 +74,26 @@ TEST(EvalTest, PerplexityOfAnUntrainedModelIsNearTheVocabulary) {
   EXPECT_NEAR(r.ppl, 256.0, 25.0);  // init std 0.02: nearly uniform logits
   EXPECT_NEAR(std::exp(r.nll), r.ppl, 1e-9);
   EXPECT_GT(r.ppl_stderr, 0);
+}
+
+// bf16 eval (CPU autocast here, as on CUDA): the NLL follows fp32's within bf16's precision, and
+// differs from it (the forward did run in bf16), while the per-token losses are summed in fp32/fp64.
+TEST(EvalTest, Bf16AutocastPerplexityFollowsFp32) {
+  testing::TempDir dir;
+  torch::manual_seed(0);
+  ModelConfig c = testing::small_config(256);
+  c.init_std = 0.2;  // peaked predictions: a perplexity far from the vocabulary's
+  TransformerLm m(c);
+  const std::string shard = byte_shard(dir);
+  auto fp32 = perplexity(m, shard, 16);
+  PerplexityResult bf16;
+  {
+    AutocastScope autocast("cpu", true);
+    bf16 = perplexity(m, shard, 16);
+  }
+  EXPECT_LT(fp32.ppl, 200.0);
+  EXPECT_NEAR(bf16.nll, fp32.nll, 0.02 * fp32.nll);
+  EXPECT_NE(bf16.nll, fp32.nll);
 }
 
 // Eval records how each router splits a domain's tokens. Checked against an independent computation

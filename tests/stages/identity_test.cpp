@@ -13,7 +13,7 @@ namespace {
 ModelConfig base() { return testing::small_config(); }
 
 // Copies expert 0 of `src` into every expert of `dst` (same stacked layout).
-void tile(const at::Tensor& src, at::Tensor& dst) {
+void tile(const at::Tensor& src, at::Tensor dst) {
   torch::NoGradGuard g;
   dst.copy_(src.narrow(0, 0, 1).expand_as(dst));
 }
@@ -35,8 +35,7 @@ TEST(IdentityTest, MoeOfIdenticalExpertsEqualsDenseFfn) {
     c.ffn_routing = k.routing;
     c.ffn_renormalize = k.renorm;
     MoeFfn moe(c, k.experts);
-    tile(dense->w1_EFD, moe->w1_EFD);
-    tile(dense->w3_EFD, moe->w3_EFD);
+    tile(dense->w13_E2FD, moe->w13_E2FD);
     tile(dense->w2_EDF, moe->w2_EDF);
     auto x = torch::randn({3, 16, c.d_model});
     EXPECT_TRUE(testing::tensors_near(moe->forward(x), dense->forward(x), 1e-6))

@@ -16,6 +16,7 @@
 #include "core/metric_sink.h"
 #include "stages/io/checkpoint.h"
 #include "stages/train/adamw.h"
+#include "stages/train/distributed.h"
 #include "stages/train/trainer.h"
 #include "tests/support/byte_corpus.h"
 #include "tests/support/model_configs.h"
@@ -122,6 +123,56 @@ TEST(TrainerBadInputTest, NonFiniteTrainingStopsAndKeepsTheLastGoodCheckpoint) {
     TransformerLm m = load_model(dir / "out/checkpoint", &meta);
     for (const auto& p : m->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
   }
+}
+
+// The loss stays on the device between log steps; a loss that stops being finite between them is
+// still caught (at the latest before the final checkpoint) and named by the step it first happened.
+TEST(TrainerBadInputTest, NonFiniteLossBetweenLogStepsIsNamedByItsFirstStep) {
+  testing::TempDir dir;
+  testing::write_byte_shards(dir / "data");
+  auto failure = [&](int64_t log_every, const std::string& out) {
+    TrainSpec t = spec_in(dir / "data", dir / out);
+    t.optim.lr = 1e30;
+    t.optim.warmup = 0;
+    t.optim.grad_clip = 0;
+    t.log_every = log_every;
+    RecordingSink sink;
+    try {
+      train(t, sink);
+    } catch (const StageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("finished");
+  };
+  const std::string every = failure(1, "every"), rarely = failure(1000, "rarely");
+  EXPECT_NE(every.find("the loss became non-finite at step "), std::string::npos) << every;
+  EXPECT_EQ(rarely.substr(0, rarely.find(';')), every.substr(0, every.find(';')));
+  EXPECT_FALSE(checkpoint_exists(dir / "rarely/checkpoint"));  // no checkpoint of a diverged model
+}
+
+// Gradient buckets (distributed.h) with a Gloo group of one rank: several buckets, hooks that fire in
+// the armed backward only, and accumulated micro-batches averaged as their sum (one rank: unchanged).
+TEST(DistributedTest, GradientBucketsKeepAccumulatedGradients) {
+  if (!distributed_available()) GTEST_SKIP() << "built without Gloo";
+  DistEnv env;
+  env.master_port = 29000 + ::getpid() % 1000;
+  env.bucket_bytes = 2048;
+  DataParallel dp(env, "cpu", 60, /*group_of_one=*/true);
+  torch::manual_seed(0);
+  TransformerLm m(spec_in("", "").model);
+  dp.overlap_gradients(m->parameters());
+  EXPECT_GT(dp.bucket_count(), 3);
+  auto idx = torch::randint(256, {2, 16});
+  auto loss = [&](int64_t row) { return m->forward(idx.narrow(0, row, 1)).logits_BTV.pow(2).mean(); };
+  loss(0).backward();  // not armed: an ordinary accumulation
+  dp.arm_gradient_sync();
+  loss(1).backward();
+  std::vector<at::Tensor> expected;
+  for (const auto& p : m->parameters()) expected.push_back(p.grad().clone());
+  for (auto& p : m->parameters()) p.mutable_grad().zero_();  // what finish writes comes from the buckets
+  dp.finish_gradients(m->parameters());
+  auto params = m->parameters();
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::allclose(params[i].grad(), expected[i])) << i;
 }
 
 // A full disk while writing a checkpoint: the save fails with the path and reason, and the previous
