@@ -30,6 +30,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 PY="${UPCYCLE_GPU_PYTHON:-python3}"
+PEER=../shared/bench/ref_train.py  # outside the repository; scripts/gpu_deps.sh copies it to gpu/
+[ -f "$PEER" ] || PEER=gpu/ref_train.py
 [ "$REHEARSE" = 1 ] && [ -x .venv/bin/python ] && PY="$ROOT/.venv/bin/python"
 BUILD="$ROOT/build-gpu"
 PREFIX="$ROOT/gpu/prefix"
@@ -90,9 +92,9 @@ bench_peer() {
   echo "== $name: ref_train.py $*"
   local out
   if [ "$REHEARSE" = 1 ]; then
-    out="$("$PY" ../shared/bench/ref_train.py "$@" 2>&1)" || { echo "$out"; return 1; }
+    out="$("$PY" "$PEER" "$@" 2>&1)" || { echo "$out"; return 1; }
   else
-    out="$("$PY" scripts/peer_on_device.py ../shared/bench/ref_train.py "$@" 2>&1)" || { echo "$out"; return 1; }
+    out="$("$PY" scripts/peer_on_device.py "$PEER" "$@" 2>&1)" || { echo "$out"; return 1; }
   fi
   echo "$out"
   echo "$name $(echo "$out" | tail -1)" >>"$OUT/bench.txt"
@@ -117,10 +119,21 @@ do_bench() {
   return $rc
 }
 
+# What a GPU run must carry (the device's `run` tool, `carry`): the packages, the peer, and the
+# prepared data's job directory (found by its spec's kind), which gpu_small.yaml reuses by its key.
+carry_list() {
+  local prep
+  prep="$(grep -l '"kind": *"prepare"' runs/gpu-small/jobs/*/spec.json | head -n 1)"
+  [ -n "$prep" ] || { echo "no prepare job under runs/gpu-small/jobs"; return 1; }
+  prep="$(dirname "$prep")"
+  { echo "carry: gpu/debs gpu/ref_train.py $prep"; du -shc gpu/debs gpu/ref_train.py "$prep"; } | tee "$OUT/carry.txt"
+}
+
 do_recipe() {
   local recipe=recipes/gpu-small/gpu_small.yaml
   [ "$REHEARSE" = 1 ] && recipe=recipes/gpu-small/rehearse.yaml
   "$BUILD/bin/upcycle" run "$recipe" --no-report || return 1
+  [ "$REHEARSE" = 1 ] && carry_list
   cp runs/gpu-small/store.sqlite "$OUT/store.sqlite"
   # Each train job's steady-state tokens/s (its last logged value), with Python's sqlite3.
   "$PY" - runs/gpu-small/store.sqlite <<'PYEOF' | tee "$OUT/recipe_throughput.txt"

@@ -78,7 +78,7 @@ stages:
     ::setenv("RANK", std::to_string(rank).c_str(), 1);
     ::setenv("MASTER_ADDR", "127.0.0.1", 1);
     ::setenv("MASTER_PORT", port.c_str(), 1);
-    ::setenv("UPCYCLE_DDP_BUCKET_KB", "8", 1);  // dozens of gradient buckets, all-reduced during backward
+    ::setenv("UPCYCLE_DDP_BUCKET_KB", "4", 1);  // dozens of gradient buckets, all-reduced during backward
     ranks.push_back(testing::spawn_binary({UPCYCLE_BINARY, "stage", "--spec", ddp + "/spec.json"}, ddp,
                                           ddp + "/rank" + std::to_string(rank) + ".log"));
   }
