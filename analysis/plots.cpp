@@ -14,18 +14,38 @@
 #include "cluster/process.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/output_dir.h"
 #include "stages/model/accounting.h"
 #include "stages/model/config.h"
 
 namespace upcycle::analysis {
 namespace {
 
-// A gnuplot single-quoted string: nothing is interpreted but '' for a quote.
-std::string gq(const std::string& s) {
+}  // namespace
+
+// Single-quoted pieces, in which gnuplot interprets nothing but '' (no backquotes, no macros, no
+// escapes), joined by gnuplot's string concatenation with double-quoted octal escapes for the control
+// characters, which a single-quoted string cannot hold (a newline would end the command there).
+std::string gnuplot_quote(const std::string& s) {
   std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\'') {
+      out += "''";
+    } else if (u < 0x20 || u == 0x7f) {
+      char esc[16];
+      std::snprintf(esc, sizeof(esc), "'.\"\\%03o\".'", u);
+      out += esc;
+    } else {
+      out += c;
+    }
+  }
   return out + "'";
 }
+
+namespace {
+
+std::string gq(const std::string& s) { return gnuplot_quote(s); }
 
 struct Curve {
   std::string stage, dir;
@@ -270,7 +290,7 @@ PlotOutput make_plot(tracking::Store& store, const std::string& name, const std:
              : name == "loss-flops"  ? loss_plot(store, run, true, out.notes)
              : name == "ppl"         ? ppl_plot(store, run)
                                      : util_plot(store, run, stage, out.notes);
-  core::make_dirs(out_dir);
+  core::claim_output_collection(out_dir, {false, {{"the store", store.path()}}});
   const std::string base = out_dir + "/" + name;
   out.svg = base + ".svg";
   out.png = base + ".png";
@@ -284,12 +304,19 @@ PlotOutput make_plot(tracking::Store& store, const std::string& name, const std:
                              "set output " + gq(out.png + ".tmp") + "\n" + s.body + "set output\n";
   core::write_file_atomic(base + ".gp", script);
   cluster::ProcessResult r;
+  auto clean = [&] {
+    std::error_code ec;
+    std::filesystem::remove(out.svg + ".tmp", ec);
+    std::filesystem::remove(out.png + ".tmp", ec);
+  };
   try {
     r = cluster::run_process({"gnuplot", base + ".gp"}, 120);
   } catch (const ClusterError& e) {
+    clean();
     throw Error(std::string("cannot run gnuplot: ") + e.what(), "install gnuplot-nox (scripts/setup.sh does)");
   }
   if (r.exit_code != 0) {
+    clean();
     throw Error("gnuplot failed on " + base + ".gp (exit " + std::to_string(r.exit_code) + "): " + r.err + r.out);
   }
   std::filesystem::rename(out.svg + ".tmp", out.svg);

@@ -28,7 +28,12 @@ struct PlotOutput {
   std::vector<std::string> notes;  ///< what the plot leaves out and why ("no MoE stage")
 };
 
-/// Writes plot `name` of `run` ("" = the latest) into `out_dir` (created). `stage` picks the model of
+/// `s` as one gnuplot string expression that shows it literally: the one escaping function for text
+/// that reaches a gnuplot script (titles, keys, tic labels, paths).
+std::string gnuplot_quote(const std::string& s);
+
+/// Writes plot `name` of `run` ("" = the latest) into `out_dir`, an output collection
+/// (core::claim_output_collection: created with the marker, refused when it is someone else's). `stage` picks the model of
 /// expert-util ("" = the last mixture model evaluated). Throws StoreError naming what is
 /// missing, Error when gnuplot fails (with its message).
 PlotOutput make_plot(tracking::Store& store, const std::string& name, const std::string& run,

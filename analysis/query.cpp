@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "core/suggest.h"
@@ -36,6 +38,30 @@ ConfigError error_at(size_t column, const std::string& msg) {
                      "tags, params.<key>, metrics.<key>; operators: = != < <= > >= LIKE IN, AND OR NOT");
 }
 
+// A finite decimal literal: [+-] digits [. digits] [e [+-] digits]. Not strtod's set, which also takes
+// "nan", "inf", "0x10" and "1e999" (that matched every row or none).
+bool is_decimal(const std::string& w) {
+  size_t i = 0, digits = 0;
+  auto run = [&] {
+    size_t n = 0;
+    for (; i < w.size() && std::isdigit(static_cast<unsigned char>(w[i])); ++i) ++n;
+    return n;
+  };
+  if (i < w.size() && (w[i] == '+' || w[i] == '-')) ++i;
+  digits += run();
+  if (i < w.size() && w[i] == '.') {
+    ++i;
+    digits += run();
+  }
+  if (digits == 0) return false;
+  if (i < w.size() && (w[i] == 'e' || w[i] == 'E')) {
+    ++i;
+    if (i < w.size() && (w[i] == '+' || w[i] == '-')) ++i;
+    if (run() == 0) return false;
+  }
+  return i == w.size() && std::isfinite(std::strtod(w.c_str(), nullptr));
+}
+
 std::vector<Token> tokenize(const std::string& s) {
   std::vector<Token> out;
   size_t i = 0;
@@ -65,10 +91,7 @@ std::vector<Token> tokenize(const std::string& s) {
         ++j;
       }
       std::string w = s.substr(i, j - i);
-      char* end = nullptr;
-      std::strtod(w.c_str(), &end);
-      bool number = !w.empty() && end == w.c_str() + w.size();
-      out.push_back({number ? Token::kNumber : Token::kWord, w, col});
+      out.push_back({is_decimal(w) ? Token::kNumber : Token::kWord, w, col});
       i = j;
     }
   }
@@ -156,6 +179,16 @@ class Parser {
     throw error_at(v.column, "expected a value");
   }
 
+  // A value compared with a numeric field must be a finite decimal number.
+  std::pair<std::string, bool> value_for(bool text_field, const std::string& field) {
+    const size_t column = peek().column;
+    auto v = value();
+    if (!text_field && !v.second) {
+      throw error_at(column, "'" + field + "' is numeric: expected a finite decimal number, got '" + v.first + "'");
+    }
+    return v;
+  }
+
   std::string comparison() {
     Token f = next();
     if (f.kind != Token::kWord) throw error_at(f.column, "expected a field name");
@@ -190,10 +223,10 @@ class Parser {
       next();
       if (peek().kind != Token::kLParen) throw error_at(peek().column, "expected '(' after IN");
       next();
-      std::vector<std::pair<std::string, bool>> values{value()};
+      std::vector<std::pair<std::string, bool>> values{value_for(text_field, f.text)};
       while (peek().kind == Token::kComma) {
         next();
-        values.push_back(value());
+        values.push_back(value_for(text_field, f.text));
       }
       if (peek().kind != Token::kRParen) throw error_at(peek().column, "expected ')' closing IN");
       next();
@@ -213,7 +246,7 @@ class Parser {
     } else {
       throw error_at(op.column, "expected an operator (= != < <= > >= LIKE IN) after '" + f.text + "'");
     }
-    return compare(lhs, field_binds, sql_op, value(), text_field);
+    return compare(lhs, field_binds, sql_op, sql_op == "LIKE" ? value() : value_for(text_field, f.text), text_field);
   }
 
   // Numbers compare numerically even against text columns (params are stored as text).

@@ -8,6 +8,7 @@
 #include "analysis/render.h"
 #include "analysis/tables.h"
 #include "core/atomic_file.h"
+#include "core/output_dir.h"
 #include "core/error.h"
 
 namespace upcycle::analysis {
@@ -135,6 +136,7 @@ std::string provenance_html(tracking::Store& store, const std::string& run) {
 std::string write_report(tracking::Store& store, const std::vector<std::string>& wanted, const std::string& out_dir) {
   std::vector<std::string> runs;
   for (const auto& r : wanted.empty() ? std::vector<std::string>{""} : wanted) runs.push_back(run_or_latest(store, r));
+  core::claim_output_collection(out_dir, {false, {{"the store", store.path()}}});
   std::ostringstream html;
   html << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
        << "<title>upcycle report</title>\n" << kStyle << "</head>\n<body>\n<h1>upcycle report</h1>\n";

@@ -1,13 +1,12 @@
 #include "core/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/error.h"
 
@@ -61,12 +60,39 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   fsync_dir(path);
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read " + path + ": " + errno_text());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+std::string read_file(const std::string& path, int64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) throw Error("cannot read " + path + ": " + errno_text());
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error("cannot read " + path + ": not a regular file");
+  }
+  if (st.st_size > max_bytes) {
+    ::close(fd);
+    throw Error("cannot read " + path + ": " + std::to_string(st.st_size) + " bytes, more than the " +
+                std::to_string(max_bytes) + " this file may have");
+  }
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const std::string why = errno_text();
+      ::close(fd);
+      throw Error("cannot read " + path + ": " + why);
+    }
+    if (n == 0) break;
+    if (static_cast<int64_t>(out.size()) + n > max_bytes) {  // it grew while we read
+      ::close(fd);
+      throw Error("cannot read " + path + ": more than " + std::to_string(max_bytes) + " bytes");
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
 }
 
 void append_line(const std::string& path, const std::string& line) {

@@ -2,6 +2,7 @@
 // write to "<path>.tmp.<pid>", fsync, rename over <path>, fsync the directory.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace upcycle::core {
@@ -9,8 +10,13 @@ namespace upcycle::core {
 /// Atomically replaces `path` with `content`. Throws upcycle::Error naming the path and errno text.
 void write_file_atomic(const std::string& path, const std::string& content);
 
-/// Reads a whole file. Throws upcycle::Error naming the path when it cannot be read.
-std::string read_file(const std::string& path);
+/// The most read_file reads unless told otherwise: specs, configs, results, recipes, logs.
+inline constexpr int64_t kMaxReadBytes = int64_t(256) << 20;
+
+/// Reads a whole regular file of at most `max_bytes`. Anything else (a FIFO, a device such as
+/// /dev/zero, a directory) is refused without blocking, and so is a larger file: upcycle::Error
+/// naming the path and the reason.
+std::string read_file(const std::string& path, int64_t max_bytes = kMaxReadBytes);
 
 /// Appends one line (a '\n' is added) and flushes it to the OS. Used for metrics.jsonl.
 void append_line(const std::string& path, const std::string& line);

@@ -2,12 +2,36 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_integer.h"
+#include "core/sha256.h"
+
+#include <cmath>
 
 namespace upcycle::core {
+
+namespace {
+
+// sha256 of the result's compact JSON without its digest: what the job wrote, so an edit shows.
+std::string result_digest(nlohmann::json j) {
+  j.erase(kResultDigestKey);
+  return "sha256:" + sha256_hex(j.dump());
+}
+
+// A NaN or infinite number would be written as JSON null and read back as a malformed result: the job
+// fails here instead, naming the number.
+void check_finite(double v, const std::string& what) {
+  if (!std::isfinite(v)) {
+    throw Error(what + " is " + (std::isnan(v) ? "NaN" : "infinite") + ": the model diverged or the data is degenerate");
+  }
+}
+
+}  // namespace
 
 nlohmann::json to_json(const JobResult& r) {
   nlohmann::json evals = nlohmann::json::array();
   for (const auto& e : r.evals) {
+    check_finite(e.value, e.task + " " + e.metric + " of " + e.model);
+    if (e.stderr_value) check_finite(*e.stderr_value, e.task + " " + e.metric + " stderr of " + e.model);
     nlohmann::json je = {{"model", e.model}, {"task", e.task}, {"metric", e.metric},
                          {"value", e.value}, {"n", e.n}};
     je["stderr"] = e.stderr_value ? nlohmann::json(*e.stderr_value) : nlohmann::json(nullptr);
@@ -19,19 +43,31 @@ nlohmann::json to_json(const JobResult& r) {
   for (const auto& a : r.artifacts) {
     arts.push_back({{"path", a.path}, {"kind", a.kind}, {"sha256", a.sha256}, {"bytes", a.bytes}});
   }
-  return {{"format_version", kResultFormatVersion}, {"status", r.status}, {"key", r.key},
+  nlohmann::json out = {{"format_version", kResultFormatVersion}, {"status", r.status}, {"key", r.key},
           {"outputs", r.outputs}, {"evals", evals}, {"artifacts", arts}, {"wall_s", r.wall_s},
           {"host", r.host}, {"device", r.device}, {"torch_version", r.torch_version},
           {"code", {{"version", r.code.version}, {"git_sha", r.code.git_sha}, {"git_dirty", r.code.git_dirty},
                     {"binary_sha256", r.code.binary_sha256}}}};
+  out[kResultDigestKey] = result_digest(out);
+  return out;
 }
 
 JobResult job_result_from_json(const nlohmann::json& j, const std::string& origin) {
   try {
-    int version = j.at("format_version").get<int>();
-    if (version != kResultFormatVersion) {
-      throw Error(origin + ": result format version " + std::to_string(version) +
-                  " is not supported (expected " + std::to_string(kResultFormatVersion) + ")");
+    const nlohmann::json& v = j.at("format_version");
+    const int version = v.is_number_integer() && integer_problem<int>(v).empty() ? v.get<int>() : -1;
+    if (version != kResultFormatVersion && version != 1) {
+      throw Error(origin + ": result format version " + v.dump() + " is not supported (expected 1 or " +
+                  std::to_string(kResultFormatVersion) + ")");
+    }
+    if (version >= 2) {
+      if (!j.contains(kResultDigestKey) || !j.at(kResultDigestKey).is_string()) {
+        throw Error(origin + ": the job result has no digest");
+      }
+      if (j.at(kResultDigestKey).get<std::string>() != result_digest(j)) {
+        throw Error(origin + ": the job result does not match its digest: it was changed after the job wrote it",
+                    "a result is the job's own record; run the stage again with --force STAGE");
+      }
     }
     JobResult r;
     r.status = j.at("status").get<std::string>();
@@ -78,15 +114,42 @@ std::optional<JobResult> read_job_result(const std::string& dir) {
   return job_result_from_json(read_json_file(path), path);
 }
 
-nlohmann::json read_json_file(const std::string& path) {
-  std::string text = read_file(path);
+namespace {
+
+// nlohmann's message without its "[json.exception.parse_error.101] parse error at line 1, column 2: "
+// prefix, which names a library and a byte count a user cannot act on: "syntax error while parsing
+// value: invalid literal; last read: 'x'".
+std::string parse_reason(const std::string& what) {
+  std::string r = what;
+  if (size_t at = r.find("column "); at != std::string::npos) {
+    if (size_t colon = r.find(": ", at); colon != std::string::npos) r = r.substr(colon + 2);
+  } else if (size_t close = r.find("] "); close != std::string::npos) {
+    r = r.substr(close + 2);
+  }
+  if (size_t dash = r.find(" - "); dash != std::string::npos) r.replace(dash, 3, ": ");
+  return r;
+}
+
+}  // namespace
+
+nlohmann::json parse_json(const std::string& text, const std::string& origin) {
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
-    throw Error(path + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what());
-  } catch (const nlohmann::json::exception& e) {  // out_of_range: a number beyond a double
-    throw Error(path + ": invalid JSON: " + e.what());
+    size_t line = 1, column = 1;
+    for (size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
+      if (text[i] == '\n') ++line, column = 1;
+      else ++column;
+    }
+    throw Error(origin + ":" + std::to_string(line) + ":" + std::to_string(column) + ": invalid JSON: " +
+                parse_reason(e.what()));
+  } catch (const nlohmann::json::exception&) {  // out_of_range: a number beyond a double
+    throw Error(origin + ": invalid JSON: a number is out of range");
   }
+}
+
+nlohmann::json read_json_file(const std::string& path, int64_t max_bytes) {
+  return parse_json(read_file(path, max_bytes), path);
 }
 
 }  // namespace upcycle::core

@@ -22,8 +22,11 @@ inline constexpr const char* kSpecFile = "spec.json";
 inline constexpr const char* kResultFile = "result.json";
 inline constexpr const char* kMetricsFile = "metrics.jsonl";
 inline constexpr const char* kLogFile = "log.txt";
-/// Bumped when result.json changes incompatibly; readers reject other versions.
-inline constexpr int kResultFormatVersion = 1;
+/// Bumped when result.json changes incompatibly; readers reject other versions. Version 2 added the
+/// digest (kResultDigestKey): sha256 of the rest, checked on every read; version 1 results (no digest)
+/// are still read.
+inline constexpr int kResultFormatVersion = 2;
+inline constexpr const char* kResultDigestKey = "digest";
 
 /// One evaluation number: perplexity of a model on a domain, or a downstream task metric.
 struct EvalRow {
@@ -58,6 +61,7 @@ struct JobResult {
   CodeVersion code;  ///< the code that computed it ("code" in result.json; absent in older results)
 };
 
+/// Throws upcycle::Error when a value is NaN or infinite (JSON cannot hold it).
 nlohmann::json to_json(const JobResult& r);
 /// Throws upcycle::Error naming `origin` when a field is missing or has the wrong type.
 JobResult job_result_from_json(const nlohmann::json& j, const std::string& origin);
@@ -67,7 +71,10 @@ void write_job_result(const std::string& dir, const JobResult& r);
 /// Reads DIR/result.json; nullopt when absent. Throws upcycle::Error when present but corrupt.
 std::optional<JobResult> read_job_result(const std::string& dir);
 
-/// Parses a JSON file, throwing upcycle::Error "PATH: invalid JSON at byte N: ...".
-nlohmann::json read_json_file(const std::string& path);
+/// Parses JSON text, throwing upcycle::Error "ORIGIN:LINE:COL: invalid JSON: why" in our words.
+nlohmann::json parse_json(const std::string& text, const std::string& origin);
+
+/// Parses a regular JSON file of at most `max_bytes` (core::read_file), errors as parse_json's.
+nlohmann::json read_json_file(const std::string& path, int64_t max_bytes = int64_t(64) << 20);
 
 }  // namespace upcycle::core

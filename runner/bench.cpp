@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/job_files.h"
 #include "core/metric_sink.h"
+#include "core/output_dir.h"
 #include "runner/cli_common.h"
 #include "runner/job_binary.h"
 #include "runner/run.h"
@@ -29,12 +30,16 @@ double seconds_since(Clock::time_point t0) {
 
 void print(const std::string& key, double v) { std::printf("%s=%.4g\n", key.c_str(), v); }
 
-std::string scratch_dir(const po::variables_map& vm) {
+// The scratch space: a fresh temp sibling of --dir (default $TMPDIR/upcycle-bench), removed when the
+// bench ends. --dir itself is never written, and must be absent or empty (core/output_dir.h).
+core::OutputDir scratch_dir(const po::variables_map& vm) {
   std::string dir = vm["dir"].as<std::string>();
   if (dir.empty()) dir = (std::filesystem::temp_directory_path() / "upcycle-bench").string();
-  std::filesystem::remove_all(dir);
-  core::make_dirs(dir);
-  return dir;
+  try {
+    return core::OutputDir(dir, {});
+  } catch (const Error& e) {
+    throw ConfigError("--dir: " + std::string(e.what()), e.hint());
+  }
 }
 
 // A finished job as the runner sees it: metrics.jsonl with `steps` lines of `keys` metrics each.
@@ -60,8 +65,9 @@ core::JobResult fake_finished_job(const std::string& dir, const std::string& key
 // Ingest: `jobs` jobs x `steps` lines x `keys` metrics, through the runner's one ingest path.
 // Query: `runs` runs with params and results, then a --where over params, results and tags.
 int bench_store(const po::variables_map& vm) {
-  const std::string dir = scratch_dir(vm);
-  const int64_t rows = vm["rows"].as<int64_t>(), runs = vm["runs"].as<int64_t>();
+  const core::OutputDir scratch = scratch_dir(vm);
+  const std::string& dir = scratch.path();
+  const int64_t rows = cli::integer_option(vm, "rows", {1}), runs = cli::integer_option(vm, "runs", {1});
   const int keys = 10, jobs = 100;
   const int64_t steps = rows / (int64_t(keys) * jobs);
   tracking::Store store(dir + "/store.sqlite");
@@ -102,7 +108,6 @@ int bench_store(const po::variables_map& vm) {
   for (int i = 0; i < reps; ++i) matched = reader.select(q.sql, q.binds).rows.size();
   print("query_rows", double(matched));
   print("query_ms", 1000.0 * seconds_since(t0) / reps);
-  std::filesystem::remove_all(dir);
   return 0;
 }
 
@@ -110,12 +115,13 @@ int bench_store(const po::variables_map& vm) {
 int bench_plan(const po::variables_map& vm) {
   if (!vm.count("recipe")) throw ConfigError("upcycle bench plan: give a RECIPE");
   const std::string recipe = vm["recipe"].as<std::string>();
-  const int64_t want = vm["jobs"].as<int64_t>();
+  const int64_t want = cli::integer_option(vm, "jobs", {1});
   const size_t per_point = make_plan(load_recipe(recipe)).jobs.size();
   const int64_t points = (want + int64_t(per_point) - 1) / int64_t(per_point);
   std::string seeds;
   for (int64_t i = 0; i < points; ++i) seeds += (i ? "," : "") + std::to_string(i + 1);
-  const std::string dir = scratch_dir(vm);
+  const core::OutputDir scratch = scratch_dir(vm);
+  const std::string& dir = scratch.path();
   core::write_file_atomic(dir + "/sweep.yaml", "include: " + std::filesystem::absolute(recipe).string() +
                                                    "\nsweep: { seed: [" + seeds + "] }\n");
   auto t0 = Clock::now();
@@ -129,30 +135,29 @@ int bench_plan(const po::variables_map& vm) {
   print("runs", double(runs.size()));
   print("jobs", double(merged.jobs.size()));
   print("plan_s", s);
-  std::filesystem::remove_all(dir);
   return 0;
 }
 
 // The real trainer on synthetic tokens (uniform, as the Python peer draws them), for a model given
 // by the peer's flags. Prints tokens_per_s=<x> last: throughput after 2 untimed warm-up steps.
 int bench_train(const po::variables_map& vm) {
-  const int threads = vm["threads"].as<int>();
+  const int threads = static_cast<int>(cli::integer_option(vm, "threads", {1, 4096}));
   stages::ModelConfig m;
-  m.d_model = vm["d"].as<int64_t>();
-  m.layers = vm["layers"].as<int64_t>();
-  m.heads = m.kv_heads = vm["heads"].as<int64_t>();
-  m.ffn_hidden = vm["ffn"].as<int64_t>() > 0 ? vm["ffn"].as<int64_t>() : 8 * m.d_model / 3;
-  m.seq_len = vm["seq"].as<int64_t>();
-  m.vocab = vm["vocab"].as<int64_t>();
+  m.d_model = cli::integer_option(vm, "d", {1, 1 << 20});
+  m.layers = cli::integer_option(vm, "layers", {1, 4096});
+  m.heads = m.kv_heads = cli::integer_option(vm, "heads", {1, 4096});
+  m.ffn_hidden = cli::integer_option(vm, "ffn", {0, 1 << 24}) > 0 ? cli::integer_option(vm, "ffn", {0, 1 << 24}) : 8 * m.d_model / 3;
+  m.seq_len = cli::integer_option(vm, "seq", {1, 1 << 24});
+  m.vocab = cli::integer_option(vm, "vocab", {2, 1 << 24});
   m.block = vm["block"].as<std::string>();
-  if (vm["experts"].as<int64_t>() > 0) {  // the peer's MoE: softmax, top-k, renormalised
-    m.ffn_experts = vm["experts"].as<int64_t>();
-    m.ffn_top_k = vm["topk"].as<int64_t>();
+  if (cli::integer_option(vm, "experts", {0, 4096}) > 0) {  // the peer's MoE: softmax, top-k, renormalised
+    m.ffn_experts = cli::integer_option(vm, "experts", {0, 4096});
+    m.ffn_top_k = cli::integer_option(vm, "topk", {1, 4096});
     m.ffn_routing = "softmax_then_topk";
     m.ffn_renormalize = true;
   }
-  if (vm["attn-experts"].as<int64_t>() > 1) {  // BAM's soft-routed attention experts (no peer has them)
-    m.attn_experts = vm["attn-experts"].as<int64_t>();
+  if (cli::integer_option(vm, "attn-experts", {0, 4096}) > 1) {  // BAM's soft-routed attention experts (no peer has them)
+    m.attn_experts = cli::integer_option(vm, "attn-experts", {0, 4096});
     m.attn_kv = vm["attn-kv"].as<std::string>();
   }
   try {
@@ -160,8 +165,9 @@ int bench_train(const po::variables_map& vm) {
   } catch (const std::invalid_argument& e) {
     throw ConfigError(std::string("upcycle bench train: ") + e.what());
   }
-  const double tps = measure_throughput(m, vm["batch"].as<int64_t>(), vm["micro"].as<int64_t>(),
-                                        vm["steps"].as<int64_t>(), threads, scratch_dir(vm),
+  const core::OutputDir scratch = scratch_dir(vm);
+  const double tps = measure_throughput(m, cli::integer_option(vm, "batch", {1, 1 << 24}), cli::integer_option(vm, "micro", {0, 1 << 24}),
+                                        cli::integer_option(vm, "steps", {1, 1 << 30}), threads, scratch.path(),
                                         vm["device"].as<std::string>(), vm["precision"].as<std::string>());
   if (tps <= 0) throw StageError("upcycle bench train: the measurement failed (see above)");
   const stages::ParamCount n = stages::count_params(m);
@@ -183,28 +189,28 @@ int cmd_bench(const std::vector<std::string>& args) {
   po::options_description desc("bench options");
   desc.add_options()("help,h", "show this help")("what", po::value<std::string>(), "store | plan")(
       "recipe", po::value<std::string>(), "plan: the recipe to sweep")(
-      "rows", po::value<int64_t>()->default_value(1000000), "store: metric rows to ingest")(
-      "runs", po::value<int64_t>()->default_value(10000), "store: runs to query over")(
-      "jobs", po::value<int64_t>()->default_value(1000), "plan: jobs in the sweep")(
+      "rows", po::value<std::string>()->default_value("1000000"), "store: metric rows to ingest")(
+      "runs", po::value<std::string>()->default_value("10000"), "store: runs to query over")(
+      "jobs", po::value<std::string>()->default_value("1000"), "plan: jobs in the sweep")(
       "dir", po::value<std::string>()->default_value(""), "scratch directory (default: $TMPDIR/upcycle-bench)")(
-      "d", po::value<int64_t>()->default_value(256), "train: d_model")(
-      "layers", po::value<int64_t>()->default_value(4), "train: layers")(
-      "heads", po::value<int64_t>()->default_value(4), "train: heads")(
-      "ffn", po::value<int64_t>()->default_value(0), "train: SwiGLU hidden (0: 8d/3)")(
-      "seq", po::value<int64_t>()->default_value(256), "train: sequence length")(
-      "batch", po::value<int64_t>()->default_value(16), "train: sequences per step")(
+      "d", po::value<std::string>()->default_value("256"), "train: d_model")(
+      "layers", po::value<std::string>()->default_value("4"), "train: layers")(
+      "heads", po::value<std::string>()->default_value("4"), "train: heads")(
+      "ffn", po::value<std::string>()->default_value("0"), "train: SwiGLU hidden (0: 8d/3)")(
+      "seq", po::value<std::string>()->default_value("256"), "train: sequence length")(
+      "batch", po::value<std::string>()->default_value("16"), "train: sequences per step")(
       "block", po::value<std::string>()->default_value("parallel"), "train: parallel | sequential")(
-      "experts", po::value<int64_t>()->default_value(0), "train: MoE FFN experts (0: dense)")(
-      "topk", po::value<int64_t>()->default_value(2), "train: experts per token")(
-      "vocab", po::value<int64_t>()->default_value(4096), "train: vocabulary")(
-      "steps", po::value<int64_t>()->default_value(20), "train: timed steps (after 2 warm-up steps)")(
-      "micro", po::value<int64_t>()->default_value(0), "train: micro-batch (0: the batch)")(
-      "attn-experts", po::value<int64_t>()->default_value(0), "train: BAM attention experts (0: dense attention)")(
+      "experts", po::value<std::string>()->default_value("0"), "train: MoE FFN experts (0: dense)")(
+      "topk", po::value<std::string>()->default_value("2"), "train: experts per token")(
+      "vocab", po::value<std::string>()->default_value("4096"), "train: vocabulary")(
+      "steps", po::value<std::string>()->default_value("20"), "train: timed steps (after 2 warm-up steps)")(
+      "micro", po::value<std::string>()->default_value("0"), "train: micro-batch (0: the batch)")(
+      "attn-experts", po::value<std::string>()->default_value("0"), "train: BAM attention experts (0: dense attention)")(
       "attn-kv", po::value<std::string>()->default_value("expert"), "train: expert | shared (with --attn-experts)")(
       "device", po::value<std::string>()->default_value("cpu"), "train: cpu | cuda | auto")(
       "precision", po::value<std::string>()->default_value("auto"), "train: auto | fp32 | bf16")(
       "peak-tflops", po::value<double>()->default_value(989.0), "train: the device's peak, for MFU")(
-      "threads", po::value<int>()->default_value(1), "train: threads");
+      "threads", po::value<std::string>()->default_value("1"), "train: threads");
   po::positional_options_description pos;
   pos.add("what", 1).add("recipe", 1);
   auto vm = cli::parse("bench", args, desc, pos);

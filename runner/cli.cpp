@@ -181,7 +181,7 @@ int cmd_run(const std::vector<std::string>& args) {
       "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value (repeatable)")(
       "force", po::value<std::vector<std::string>>()->composing(),
       "re-run this stage and everything downstream (repeatable)")(
-      "max-parallel,j", po::value<int>()->default_value(0), "jobs at once (0: cores / threads per job)")(
+      "max-parallel,j", po::value<std::string>()->default_value("0"), "jobs at once (0: cores / threads per job)")(
       "tag", po::value<std::vector<std::string>>()->composing(), "tag the run(s) (repeatable)")(
       "executor", po::value<std::string>(), "local | slurm (default: the recipe's executor:)")(
       "store", po::value<std::string>(), "SQLite store (default: the recipe's store:)")(
@@ -200,7 +200,7 @@ int cmd_run(const std::vector<std::string>& args) {
   opts.wait = vm.count("wait") > 0;
   opts.report = vm.count("no-report") == 0;
   if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
-  opts.max_parallel = vm["max-parallel"].as<int>();
+  opts.max_parallel = static_cast<int>(cli::integer_option(vm, "max-parallel", {0, 65536}));
   if (vm.count("tag")) opts.tags = cli::join_tags(vm["tag"].as<std::vector<std::string>>(), "--tag");
   return execute_and_report(points, opts, "run the same command again, or `upcycle resume`, to continue");
 }
@@ -208,9 +208,9 @@ int cmd_run(const std::vector<std::string>& args) {
 int cmd_resume(const std::vector<std::string>& args) {
   po::options_description desc("resume options");
   desc.add_options()("help,h", "show this help")(
-      "store", po::value<std::string>()->default_value("runs/store.sqlite"), "SQLite store")(
+      "store", po::value<std::string>()->default_value(kDefaultStore), "SQLite store")(
       "runs", po::value<std::vector<std::string>>()->composing(), "runs to resume (default: every unfinished run)")(
-      "max-parallel,j", po::value<int>()->default_value(0), "jobs at once (0: cores / threads per job)");
+      "max-parallel,j", po::value<std::string>()->default_value("0"), "jobs at once (0: cores / threads per job)");
   po::positional_options_description pos;
   pos.add("runs", -1);
   auto vm = parse("resume", args, desc, pos);
@@ -227,7 +227,7 @@ int cmd_resume(const std::vector<std::string>& args) {
   }
   for (const auto& p : points) core::log_info("resuming run " + p.recipe.run_name);
   RunOptions opts;
-  opts.max_parallel = vm["max-parallel"].as<int>();
+  opts.max_parallel = static_cast<int>(cli::integer_option(vm, "max-parallel", {0, 65536}));
   return execute_and_report(points, opts, "`upcycle resume` again to continue");
 }
 
@@ -303,13 +303,13 @@ int cmd_params(const std::vector<std::string>& args) {
 
 int cmd_flops(const std::vector<std::string>& args) {
   auto desc = accounting_options("flops options");
-  desc.add_options()("context", po::value<int64_t>()->default_value(0),
+  desc.add_options()("context", po::value<std::string>()->default_value("0"),
                      "context length n_ctx for the attention scores (0: each model's seq_len)");
   po::positional_options_description pos;
   pos.add("input", 1).add("set", -1);
   auto vm = parse("flops", args, desc, pos);
   if (wants_help(vm, "flops", "RECIPE|CONFIG [--context N] [--stage S] [--format table|json]", desc)) return 0;
-  std::cout << flops_report(accounting_models("flops", vm), vm["context"].as<int64_t>(),
+  std::cout << flops_report(accounting_models("flops", vm), cli::integer_option(vm, "context", {0, int64_t(1) << 40}),
                             vm["format"].as<std::string>());
   return 0;
 }
@@ -327,7 +327,7 @@ int cmd_stage(const std::vector<std::string>& args) {
 int slurm_command(const std::string& cmd, const std::vector<std::string>& args) {
   po::options_description desc(cmd + " options");
   desc.add_options()("help,h", "show this help")(
-      "store", po::value<std::string>()->default_value("runs/store.sqlite"), "SQLite store")(
+      "store", po::value<std::string>()->default_value(kDefaultStore), "SQLite store")(
       "runs", po::value<std::vector<std::string>>()->composing(), "runs (default: every run)");
   po::positional_options_description pos;
   pos.add("runs", -1);

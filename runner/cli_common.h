@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/integer.h"
 #include "tracking/store.h"
 
 namespace upcycle::runner::cli {
@@ -16,6 +17,10 @@ namespace po = boost::program_options;
 po::variables_map parse(const std::string& cmd, const std::vector<std::string>& args,
                         const po::options_description& desc,
                         const po::positional_options_description& pos);
+
+/// The integer option --`name` (a po::value<std::string>) through core::parse_integer: exact, suffixes
+/// k M B T allowed, within `range`; otherwise a ConfigError naming the flag.
+int64_t integer_option(const po::variables_map& vm, const std::string& name, core::IntegerRange range);
 
 /// Prints the usage and returns true when --help was given.
 bool wants_help(const po::variables_map& vm, const std::string& cmd, const char* synopsis,

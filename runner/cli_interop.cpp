@@ -9,8 +9,10 @@
 #include "cluster/process.h"
 #include "core/error.h"
 #include "core/job_files.h"
+#include "core/output_dir.h"
 #include "runner/cli_common.h"
 #include "runner/job_binary.h"
+#include "runner/recipe.h"
 #include "runner/yaml_reader.h"
 #include "stages/io/hf_config.h"
 #include "stages/model/accounting.h"
@@ -33,6 +35,13 @@ std::string run_job_tool(const std::vector<std::string>& args) {
     throw StageError(err.empty() ? "upcycle-job " + args.at(0) + " exited with code " + std::to_string(r.exit_code) : err);
   }
   return r.out;
+}
+
+// The CLI's check of --out, with the paths only it knows (the store); upcycle-job checks again.
+void check_output(const std::string& out, const core::OutputRules& rules) {
+  if (std::string why = core::output_dir_refusal(out, rules); !why.empty()) {
+    throw ConfigError("--out: " + why, rules.force ? "" : "choose a new or empty directory");
+  }
 }
 
 struct ModelJob {
@@ -80,7 +89,8 @@ int cmd_export(const std::vector<std::string>& args) {
       "recipe", po::value<std::string>()->default_value(""), "take the store from this recipe")(
       "model", po::value<std::string>(), "RUN/STAGE")(
       "format", po::value<std::string>()->default_value("auto"), "llama | cohere | mixtral | native | auto")(
-      "out", po::value<std::string>(), "output directory (replaced only once the export is complete)")(
+      "out", po::value<std::string>(), "output directory: new, empty, or an earlier export with --force")(
+      "force", "replace --out when it is an earlier upcycle output")(
       "dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")(
       "shard-size", po::value<std::string>()->default_value("5G"), "largest safetensors shard, bytes (5G, 500M)");
   po::positional_options_description pos;
@@ -104,14 +114,12 @@ int cmd_export(const std::vector<std::string>& args) {
     const auto f = stages::hf_format_for(stages::model_config_from_json(cfg.at("model")));
     format = f ? stages::hf_format_name(*f) : "native";
   }
-  int64_t shard = 0;
-  try {
-    shard = parse_count(vm["shard-size"].as<std::string>());
-  } catch (const std::invalid_argument&) {
-  }
-  if (shard < 1) throw ConfigError("--shard-size: '" + vm["shard-size"].as<std::string>() + "' is not a positive size");
+  const int64_t shard = integer_option(vm, "shard-size", {1});
   const std::string out = vm["out"].as<std::string>();
-  run_job_tool({"export", m.checkpoint, m.tokenizer, format, vm["dtype"].as<std::string>(), std::to_string(shard), out});
+  const std::string job_dir = std::filesystem::path(m.checkpoint).parent_path().string();
+  check_output(out, {vm.count("force") > 0, {{"the store", path}, {"the job that trained the model", job_dir}}});
+  run_job_tool({"export", m.checkpoint, m.tokenizer, format, vm["dtype"].as<std::string>(), std::to_string(shard), out,
+                vm.count("force") ? "force" : "keep"});
   std::cout << vm["model"].as<std::string>() << " exported as " << format << " to " << out << "\n";
   return 0;
 }
@@ -119,16 +127,19 @@ int cmd_export(const std::vector<std::string>& args) {
 int cmd_import(const std::vector<std::string>& args) {
   po::options_description desc("import options");
   desc.add_options()("help,h", "show this help")("hf-dir", po::value<std::string>(), "Hugging Face checkpoint directory")(
-      "out", po::value<std::string>(), "upcycle checkpoint directory to write")(
-      "seq-len", po::value<int64_t>(), "training context (default: max_position_embeddings)");
+      "out", po::value<std::string>(), "upcycle checkpoint directory to write: new, empty, or an earlier import with --force")(
+      "force", "replace --out when it is an earlier upcycle output")(
+      "seq-len", po::value<std::string>(), "training context (default: max_position_embeddings)");
   po::positional_options_description pos;
   pos.add("hf-dir", 1);
   auto vm = parse("import", args, desc, pos);
   if (wants_help(vm, "import", "HF_DIR --out DIR [--seq-len N]", desc)) return 0;
   if (!vm.count("hf-dir")) throw ConfigError("upcycle import: missing HF_DIR");
   if (!vm.count("out")) throw ConfigError("upcycle import: missing --out DIR");
-  std::vector<std::string> a = {"import", vm["hf-dir"].as<std::string>(), vm["out"].as<std::string>()};
-  if (vm.count("seq-len")) a.push_back(std::to_string(vm["seq-len"].as<int64_t>()));
+  std::vector<std::string> a = {"import", vm["hf-dir"].as<std::string>(), vm["out"].as<std::string>(),
+                                vm.count("force") ? "force" : "keep"};
+  check_output(a[2], {vm.count("force") > 0, {{"the checkpoint it imports", a[1]}, {"the default store", kDefaultStore}}});
+  if (vm.count("seq-len")) a.push_back(std::to_string(integer_option(vm, "seq-len", {1, int64_t(1) << 24})));
   const auto r = nlohmann::json::parse(run_job_tool(a));
   const stages::ModelConfig m = stages::model_config_from_json(r.at("model"));
   std::cout << "imported " << a[1] << " (" << r.at("format").get<std::string>() << ") to " << a[2] << ": "

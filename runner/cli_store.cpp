@@ -32,6 +32,17 @@ po::variables_map parse(const std::string& cmd, const std::vector<std::string>& 
   return vm;
 }
 
+int64_t integer_option(const po::variables_map& vm, const std::string& name, core::IntegerRange range) {
+  const std::string text = vm[name].as<std::string>();
+  try {
+    return core::parse_integer(text, range);
+  } catch (const std::out_of_range& e) {
+    throw ConfigError("--" + name + ": " + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError("--" + name + ": " + e.what());
+  }
+}
+
 bool wants_help(const po::variables_map& vm, const std::string& cmd, const char* synopsis,
                 const po::options_description& desc) {
   if (!vm.count("help")) return false;
@@ -52,7 +63,7 @@ std::string store_path(const po::variables_map& vm) {
   std::string store = vm["store"].as<std::string>();
   if (!store.empty()) return store;
   const std::string recipe = vm["recipe"].as<std::string>();
-  return recipe.empty() ? "runs/store.sqlite" : load_recipe(recipe).store;
+  return recipe.empty() ? kDefaultStore : load_recipe(recipe).store;
 }
 
 tracking::Store open_store_ro(const std::string& path) {

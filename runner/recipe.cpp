@@ -207,11 +207,10 @@ CostSettings parse_cost(const YamlReader& r) {
   c.mfu = r.get_number("mfu", c.mfu);
   c.cpu_flops = r.get_number("cpu_flops", c.cpu_flops);
   c.safety = r.get_number("safety", c.safety);
-  c.min_minutes = static_cast<int>(r.get_integer("min_minutes", c.min_minutes));
+  c.min_minutes = static_cast<int>(r.get_integer("min_minutes", c.min_minutes, {1, 100000}));
   if (!(c.mfu > 0 && c.mfu <= 1)) throw r.child("mfu").error("must be in (0, 1]");
   if (!(c.cpu_flops > 0)) throw r.child("cpu_flops").error("must be positive");
   if (!(c.safety >= 1 && c.safety <= 100)) throw r.child("safety").error("must be in [1, 100]");
-  if (c.min_minutes < 1) throw r.child("min_minutes").error("must be >= 1");
   return c;
 }
 
@@ -235,17 +234,14 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const Recipe&
   if (r.has("resources")) {
     YamlReader res = r.child("resources");
     res.expect_map({"threads", "device", "processes"});
-    s.threads = static_cast<int>(res.get_integer("threads", 0));
-    if (res.has("threads") && (s.threads < 1 || s.threads > 4096)) throw res.child("threads").error("must be in [1, 4096]");
+    s.threads = static_cast<int>(res.get_integer("threads", 0, {1, 4096}));
     s.device = res.get_choice("device", "", {"auto", "cpu", "cuda"});
-    s.processes = static_cast<int>(res.get_integer("processes", 1));
-    if (s.processes < 1 || s.processes > 65536) throw res.child("processes").error("must be in [1, 65536]");
+    s.processes = static_cast<int>(res.get_integer("processes", 1, {1, 65536}));
     if (s.processes > 1 && !s.kind->data_parallel()) {
       throw res.child("processes").error("is for train and branch stages (data-parallel training)");
     }
   }
-  s.retries = static_cast<int>(r.get_integer("retries", -1));
-  if (r.has("retries") && s.retries < 0) throw r.child("retries").error("must be >= 0");
+  s.retries = static_cast<int>(r.get_integer("retries", -1, {0, 100}));
   s.slurm = r.has("slurm") ? parse_slurm(r.child("slurm"), recipe.slurm) : recipe.slurm;
   if (s.processes % s.slurm.nodes != 0) {
     throw (r.has("slurm") ? r.child("slurm") : r).error("slurm.nodes (" + std::to_string(s.slurm.nodes) +
@@ -387,20 +383,15 @@ Recipe parse_with(const std::string& text, const std::string& file, const std::v
   for (const char* key : {"store", "root"}) {
     if (top.has(key)) check_path(top.child(key), key == std::string("store") ? r.store : r.root);
   }
-  r.seed = static_cast<uint64_t>(top.get_integer("seed", 0));
-  r.threads = static_cast<int>(top.get_integer("threads", 1));
+  r.seed = static_cast<uint64_t>(top.get_integer("seed", 0, {0}));
+  r.threads = static_cast<int>(top.get_integer("threads", 1, {1, 4096}));
   r.device = top.get_choice("device", r.device, {"auto", "cpu", "cuda"});
-  r.max_parallel = static_cast<int>(top.get_integer("max_parallel", 0));
-  r.retries = static_cast<int>(top.get_integer("retries", 0));
-  if (r.threads < 1 || r.threads > 4096) throw top.child("threads").error("must be in [1, 4096]");
-  if (r.retries < 0 || r.retries > 100) throw top.child("retries").error("must be in [0, 100]");
-  if (r.max_parallel < 0 || r.max_parallel > 65536) throw top.child("max_parallel").error("must be in [0, 65536]");
+  r.max_parallel = static_cast<int>(top.get_integer("max_parallel", 0, {0, 65536}));
+  r.retries = static_cast<int>(top.get_integer("retries", 0, {0, 100}));
   check_text(top.child("name"), r.name);
   r.data = parse_data(top.child("data"));
   if (top.child("data").has("seed")) {
-    const int64_t s = top.child("data").get_integer("seed", 0);
-    if (s < 0) throw top.child("data").child("seed").error("must be >= 0");
-    r.data_seed = static_cast<uint64_t>(s);
+    r.data_seed = static_cast<uint64_t>(top.child("data").get_integer("seed", 0, {0}));
   }
   r.has_model = top.has("model");  // optional when every model comes from an import
   if (r.has_model) r.model = parse_model(top.child("model"), r.data.tokenizer.vocab);

@@ -71,6 +71,10 @@ struct SweepAxis {
   std::vector<std::string> origins;  ///< where each value is written, "file:line:col"
 };
 
+/// Where the store and the jobs go when a recipe (or a command) does not say.
+inline constexpr const char* kDefaultStore = "runs/store.sqlite";
+inline constexpr const char* kDefaultRoot = "runs";
+
 struct Recipe {
   std::string file;
   std::string name;
@@ -78,8 +82,8 @@ struct Recipe {
   std::string sweep_point = "{}";   ///< JSON {key: value} of this sweep point
   /// `sweep:` grid in file order; expanded by load_recipes.
   std::vector<SweepAxis> sweep;
-  std::string store = "runs/store.sqlite";
-  std::string root = "runs";
+  std::string store = kDefaultStore;
+  std::string root = kDefaultRoot;
   uint64_t seed = 0;
   int threads = 1;       ///< per job
   std::string executor = "local";  ///< local | slurm

@@ -92,11 +92,13 @@ double YamlReader::number() const {
   }
 }
 
-int64_t YamlReader::integer() const {
+int64_t YamlReader::integer(core::IntegerRange range) const {
   if (!node_.IsScalar()) throw error("expected an integer");
   try {
-    return parse_count(node_.Scalar());
-  } catch (const std::exception&) {
+    return core::parse_integer(node_.Scalar(), range);
+  } catch (const std::out_of_range& e) {
+    throw error(e.what());
+  } catch (const std::invalid_argument&) {
     throw error("expected an integer (suffixes k, M, B allowed), got '" + node_.Scalar() + "'");
   }
 }
@@ -124,8 +126,8 @@ std::string YamlReader::get_str(const std::string& key, const std::string& fallb
 double YamlReader::get_number(const std::string& key, double fallback) const {
   return has(key) ? child(key).number() : fallback;
 }
-int64_t YamlReader::get_integer(const std::string& key, int64_t fallback) const {
-  return has(key) ? child(key).integer() : fallback;
+int64_t YamlReader::get_integer(const std::string& key, int64_t fallback, core::IntegerRange range) const {
+  return has(key) ? child(key).integer(range) : fallback;
 }
 bool YamlReader::get_bool(const std::string& key, bool fallback) const {
   return has(key) ? child(key).boolean() : fallback;
@@ -149,25 +151,6 @@ ConfigError YamlReader::error(const std::string& message, const std::string& hin
   if (!path_.empty()) where << path_ << ": ";
   where << message;
   return ConfigError(where.str(), hint);
-}
-
-int64_t parse_count(const std::string& text) {
-  if (text.empty()) throw std::invalid_argument("empty");
-  double mult = 1;
-  std::string num = text;
-  switch (text.back()) {
-    case 'k': case 'K': mult = 1e3; num.pop_back(); break;
-    case 'M': mult = 1e6; num.pop_back(); break;
-    case 'B': case 'G': mult = 1e9; num.pop_back(); break;
-    case 'T': mult = 1e12; num.pop_back(); break;
-    default: break;
-  }
-  size_t used = 0;
-  double v = std::stod(num, &used);
-  if (used != num.size()) throw std::invalid_argument(text);
-  double r = v * mult;
-  if (!std::isfinite(r) || r != std::floor(r) || std::fabs(r) > 9.2e18) throw std::invalid_argument(text);
-  return static_cast<int64_t>(r);
 }
 
 }  // namespace upcycle::runner

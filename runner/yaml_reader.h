@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/integer.h"
 #include "core/suggest.h"
 
 namespace upcycle::runner {
@@ -62,13 +63,14 @@ class YamlReader {
 
   std::string str() const;
   double number() const;
-  int64_t integer() const;  ///< accepts 4096, 4k, 4M, 1.5B, 2e6
+  /// Accepts 4096, 4k, 4M, 1.5B, 2e6 (core/integer.h); outside `range` is an error naming the key.
+  int64_t integer(core::IntegerRange range = {}) const;
   bool boolean() const;
   std::vector<std::string> strings() const;  ///< a sequence of scalars, or one scalar
 
   std::string get_str(const std::string& key, const std::string& fallback) const;
   double get_number(const std::string& key, double fallback) const;
-  int64_t get_integer(const std::string& key, int64_t fallback) const;
+  int64_t get_integer(const std::string& key, int64_t fallback, core::IntegerRange range = {}) const;
   bool get_bool(const std::string& key, bool fallback) const;
   /// A string that must be one of `choices` ("expected a, b or c" otherwise).
   std::string get_choice(const std::string& key, const std::string& fallback,
@@ -84,8 +86,5 @@ class YamlReader {
 };
 
 using core::closest_match;
-
-/// Parses "4096", "4k", "4M", "1.5B", "2e6" into an integer; throws std::invalid_argument.
-int64_t parse_count(const std::string& text);
 
 }  // namespace upcycle::runner

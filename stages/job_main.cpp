@@ -19,6 +19,8 @@
 #include <torch/version.h>
 
 #include "core/error.h"
+#include "core/integer.h"
+#include "core/output_dir.h"
 #include "stages/io/hf_export.h"
 #include "stages/job_runner.h"
 #include "stages/model/moe_ffn.h"
@@ -32,18 +34,28 @@ int usage() {
   std::fprintf(stderr,
                "usage: upcycle-job stage --spec DIR/spec.json | cuda | build-info | "
                "throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR [DEVICE PRECISION] | "
-               "export CHECKPOINT TOKENIZER FORMAT DTYPE SHARD_BYTES OUT | import HF_DIR OUT [SEQ_LEN]\n");
+               "export CHECKPOINT TOKENIZER FORMAT DTYPE SHARD_BYTES OUT force|keep | import HF_DIR OUT force|keep [SEQ_LEN]\n");
   return upcycle::kExitUserError;
+}
+
+// An integer argument, through the one checked parser.
+int64_t arg_integer(const char* text, const char* what, upcycle::core::IntegerRange range) {
+  try {
+    return upcycle::core::parse_integer(text, range, false);
+  } catch (const std::logic_error& e) {
+    throw std::invalid_argument(std::string(what) + ": " + e.what());
+  }
 }
 
 int throughput(int argc, char** a) {
   using namespace upcycle::stages;
   const ModelConfig m = model_config_from_json(nlohmann::json::parse(a[0]));
   m.validate();
-  set_torch_threads(std::atoi(a[4]));
+  set_torch_threads(static_cast<int>(arg_integer(a[4], "threads", {1, 4096})));
   const std::string device = argc == 8 ? a[6] : "cpu", precision = argc == 8 ? a[7] : "auto";
   std::printf("tokens_per_s=%.1f\n",
-              train_tokens_per_s(m, std::atoll(a[1]), std::atoll(a[2]), std::atoll(a[3]), a[5], device, precision));
+              train_tokens_per_s(m, arg_integer(a[1], "batch", {1}), arg_integer(a[2], "micro-batch", {0}),
+                                 arg_integer(a[3], "steps", {1}), a[5], device, precision));
   return upcycle::kExitOk;
 }
 
@@ -52,7 +64,8 @@ int run_export(char** a) {
   HfExportOptions o;
   o.format = hf_format_from(a[2]);
   o.dtype = hf_dtype_from(a[3]);
-  o.max_shard_bytes = std::stoull(a[4]);
+  o.max_shard_bytes = arg_integer(a[4], "shard bytes", {1});
+  o.out = {std::string(a[6]) == "force", {{"the checkpoint it exports", a[0]}, {"its tokenizer", a[1]}}};
   export_hf(a[0], a[1], a[5], o);
   return upcycle::kExitOk;
 }
@@ -60,8 +73,10 @@ int run_export(char** a) {
 int run_import(int argc, char** a) {
   using namespace upcycle::stages;
   std::optional<int64_t> seq_len;
-  if (argc == 3) seq_len = std::stoll(a[2]);
-  const HfImportResult r = import_hf(a[0], a[1], seq_len);
+  if (argc == 4) seq_len = arg_integer(a[3], "seq_len", {1});
+  upcycle::core::OutputDir dest(a[1], {std::string(a[2]) == "force", {{"the checkpoint it imports", a[0]}}});
+  const HfImportResult r = import_hf(a[0], dest.path(), seq_len);
+  dest.commit();
   nlohmann::json out = {{"format", hf_format_name(r.model.format)}, {"model", to_json(r.model.model)},
                         {"notes", r.model.notes}, {"weights_sha256", r.weights_sha256}};
   std::printf("%s\n", out.dump().c_str());
@@ -112,7 +127,7 @@ int main(int argc, char** argv) {
   if (cmd == "throughput" && (argc == 8 || argc == 10)) {
     return guarded("throughput", [&] { return throughput(argc - 2, argv + 2); });
   }
-  if (cmd == "export" && argc == 8) return guarded("export", [&] { return run_export(argv + 2); });
-  if (cmd == "import" && (argc == 4 || argc == 5)) return guarded("import", [&] { return run_import(argc - 2, argv + 2); });
+  if (cmd == "export" && argc == 9) return guarded("export", [&] { return run_export(argv + 2); });
+  if (cmd == "import" && (argc == 5 || argc == 6)) return guarded("import", [&] { return run_import(argc - 2, argv + 2); });
   return usage();
 }

@@ -8,11 +8,15 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/job_files.h"
 #include "core/sha256.h"
 
 namespace upcycle::stages {
 
 namespace {
+
+// A checkpoint file is read whole and hashed: the paper models' weights run to tens of GB.
+constexpr int64_t kMaxCheckpointFileBytes = int64_t(1) << 40;
 
 // The model holds each FFN's gate and up projections as one parameter, w13 = [w1; w3] along dim 1
 // (moe_ffn.h); checkpoints and every tensor map hold them as w1 and w3. Each parameter as the
@@ -128,7 +132,7 @@ std::string read_checkpoint_file(const std::string& dir, const std::string& name
   if (it == meta.files.end()) throw StageError(dir + ": the checkpoint has no " + name);
   std::string path = dir + "/" + name, content;
   try {
-    content = core::read_file(path);
+    content = core::read_file(path, kMaxCheckpointFileBytes);
   } catch (const Error& e) {
     throw StageError(e.what());
   }
@@ -147,7 +151,7 @@ CheckpointMeta read_checkpoint_meta(const std::string& dir) {
   }
   CheckpointMeta meta;
   try {
-    auto cfg = nlohmann::json::parse(core::read_file(cfg_path));
+    auto cfg = core::read_json_file(cfg_path);
     int version = cfg.at("format_version").get<int>();
     if (version != kCheckpointFormatVersion) {
       throw StageError(cfg_path + ": checkpoint format version " + std::to_string(version) +

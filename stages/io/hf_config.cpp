@@ -7,6 +7,8 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/job_files.h"
+#include "core/json_integer.h"
 #include "core/sha256.h"
 
 namespace upcycle::stages {
@@ -24,6 +26,9 @@ class ConfigKeys {
   template <typename T>
   T get(const std::string& key, T fallback) const {
     if (!has(key)) return fallback;
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      if (std::string why = core::integer_problem<T>(j_.at(key)); !why.empty()) throw error(key, why);
+    }
     try {
       return j_.at(key).get<T>();
     } catch (const nlohmann::json::exception&) {
@@ -56,7 +61,10 @@ double rope_theta_of(const ConfigKeys& k) {
     if (type != "default") {
       throw k.error(key, "RoPE scaling '" + type + "' is not supported (upcycle's RoPE is unscaled)");
     }
-    if (r.contains("rope_theta")) return r.at("rope_theta").get<double>();
+    if (r.contains("rope_theta")) {
+      if (!r.at("rope_theta").is_number()) throw k.error(key, "rope_theta: expected a number");
+      return r.at("rope_theta").get<double>();
+    }
   }
   return k.get<double>("rope_theta", 10000.0);
 }
@@ -165,9 +173,7 @@ HfModel read_hf_model(const std::string& dir, std::optional<int64_t> seq_len) {
   const std::string path = dir + "/config.json";
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(core::read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw StageError(path + ": not JSON: " + e.what());
+    j = core::read_json_file(path);
   } catch (const Error& e) {
     throw StageError(std::string(e.what()) + " (a Hugging Face checkpoint directory has a config.json)");
   }

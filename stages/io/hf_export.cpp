@@ -1,7 +1,6 @@
 #include "stages/io/hf_export.h"
 
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <stdexcept>
@@ -9,6 +8,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/output_dir.h"
 #include "stages/data/hf_tokenizer.h"
 #include "stages/io/checkpoint.h"
 #include "stages/io/hf_weights.h"
@@ -29,22 +29,6 @@ const char* dtype_name(at::ScalarType t) {
   throw InternalError("export: unsupported dtype");
 }
 
-// Replaces `dir` with the complete directory `tmp`: the old one is moved aside first and removed last.
-void swap_in(const std::string& tmp, const std::string& dir) {
-  namespace fs = std::filesystem;
-  const std::string old = dir + ".old." + std::to_string(::getpid());
-  std::error_code ec;
-  const bool had = fs::exists(dir);
-  if (had) fs::rename(dir, old, ec);
-  if (ec) throw StageError(dir + ": cannot replace: " + ec.message());
-  fs::rename(tmp, dir, ec);
-  if (ec) {
-    if (had) fs::rename(old, dir);
-    throw StageError(dir + ": cannot write: " + ec.message());
-  }
-  if (had) fs::remove_all(old, ec);
-}
-
 }  // namespace
 
 at::ScalarType hf_dtype_from(const std::string& name) {
@@ -56,15 +40,13 @@ at::ScalarType hf_dtype_from(const std::string& name) {
 
 void export_hf(const std::string& checkpoint_dir, const std::string& sp_model, const std::string& out_dir,
                const HfExportOptions& o) {
-  CheckpointMeta meta;
-  const TensorMap ours = load_checkpoint_state(checkpoint_dir, &meta);
-  const std::string why = hf_export_refusal(meta.model, o.format);
-  if (!why.empty()) throw StageError(std::string("cannot export as ") + hf_format_name(o.format) + ": " + why);
-  const std::string tmp = out_dir + ".tmp." + std::to_string(::getpid());
-  std::error_code ec;
-  std::filesystem::remove_all(tmp, ec);
   try {
-    core::make_dirs(tmp);
+    core::OutputDir out(out_dir, o.out);  // refuses a target it may not replace, before any work
+    CheckpointMeta meta;
+    const TensorMap ours = load_checkpoint_state(checkpoint_dir, &meta);
+    const std::string why = hf_export_refusal(meta.model, o.format);
+    if (!why.empty()) throw StageError(std::string("cannot export as ") + hf_format_name(o.format) + ": " + why);
+    const std::string& tmp = out.path();
     const SpecialTokens st = write_hf_tokenizer(sp_model, tmp, meta.model.seq_len);
     const nlohmann::json config = hf_config_for(meta.model, o.format, dtype_name(o.dtype), {st.bos, st.eos, st.pad});
     write_safetensors_dir(tmp, to_hf_tensors(ours, meta.model, o.format, o.dtype), {{"format", "pt"}}, o.max_shard_bytes);
@@ -72,12 +54,12 @@ void export_hf(const std::string& checkpoint_dir, const std::string& sp_model, c
     nlohmann::json gen = {{"bos_token_id", config.at("bos_token_id")}, {"eos_token_id", config.at("eos_token_id")},
                           {"do_sample", false}};
     core::write_file_atomic(tmp + "/generation_config.json", gen.dump(2) + "\n");
+    out.commit();
+  } catch (const StageError&) {
+    throw;
   } catch (const Error& e) {
-    std::filesystem::remove_all(tmp, ec);
-    if (dynamic_cast<const StageError*>(&e)) throw;
-    throw StageError(e.what());
+    throw StageError(e.what(), e.hint());
   }
-  swap_in(tmp, out_dir);
 }
 
 HfImportResult import_hf(const std::string& hf_dir, const std::string& checkpoint_dir, std::optional<int64_t> seq_len) {

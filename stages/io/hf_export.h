@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/output_dir.h"
 #include "stages/io/hf_config.h"
 
 namespace upcycle::stages {
@@ -18,15 +19,16 @@ struct HfExportOptions {
   HfFormat format = HfFormat::kLlama;
   at::ScalarType dtype = at::kFloat;
   uint64_t max_shard_bytes = uint64_t(5) << 30;  ///< transformers' save_pretrained default
+  core::OutputRules out;                          ///< when an existing out_dir may be replaced
 };
 
 /// "float32" | "bfloat16" | "float16"; throws std::invalid_argument listing them.
 at::ScalarType hf_dtype_from(const std::string& name);
 
 /// Writes the model of `checkpoint_dir` with the SentencePiece model `sp_model` as a Hugging Face
-/// checkpoint at `out_dir`: built in a temporary sibling directory and renamed into place when
-/// complete (an existing `out_dir` is replaced only then). Throws StageError: the format cannot
-/// express the model (nothing is written), or an I/O failure.
+/// checkpoint at `out_dir` (core::OutputDir under options.out: a temp sibling renamed into place when
+/// complete; an existing directory only when empty, or upcycle's with force). Throws StageError: the
+/// target is refused or the format cannot express the model (nothing is written), or an I/O failure.
 void export_hf(const std::string& checkpoint_dir, const std::string& sp_model, const std::string& out_dir,
                const HfExportOptions& options);
 

@@ -10,6 +10,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/job_files.h"
 
 namespace upcycle::stages {
 namespace {
@@ -170,7 +171,7 @@ TensorMap read_safetensors_dir(const std::string& dir) {
   }
   std::map<std::string, std::vector<std::string>> by_file;  // shard -> tensors it should hold
   try {
-    auto doc = nlohmann::json::parse(core::read_file(index));
+    auto doc = core::read_json_file(index);
     for (const auto& [name, file] : doc.at("weight_map").items()) by_file[file.get<std::string>()].push_back(name);
   } catch (const nlohmann::json::exception& e) {
     throw StageError(index + ": not a safetensors index (" + e.what() + ")");

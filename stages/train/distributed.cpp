@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "core/integer.h"
 
 #ifdef UPCYCLE_HAVE_GLOO
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -26,12 +27,11 @@ namespace {
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   if (!v || !*v) return fallback;
-  char* end = nullptr;
-  long x = std::strtol(v, &end, 10);
-  if (*end != '\0' || x < 0 || x > 1000000) {
-    throw StageError(std::string("environment variable ") + name + "='" + v + "' is not a non-negative integer");
+  try {
+    return static_cast<int>(core::parse_integer(v, {0, 1000000}, false));
+  } catch (const std::logic_error& e) {
+    throw StageError(std::string("environment variable ") + name + ": " + e.what());
   }
-  return static_cast<int>(x);
 }
 
 }  // namespace
