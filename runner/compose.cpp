@@ -42,13 +42,7 @@ YAML::Node apply_override(YAML::Node& root, const std::string& text) {
     }
     chain.push_back(next);
   }
-  YAML::Node parsed;
-  try {
-    parsed = YAML::Load(value);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError("override '" + text + "': value does not parse as YAML: " + e.msg);
-  }
-  check_expansion(parsed, "override '" + text + "'");
+  YAML::Node parsed = parse_yaml(value, "override '" + text + "'");
   chain.back().remove(parts.back());  // a fresh node: the replaced one keeps its source file
   chain.back()[parts.back()] = parsed;
   return parsed;
@@ -103,6 +97,12 @@ void check_expansion(const YAML::Node& root, const std::string& origin) {
       throw ConfigError(origin + ": expands to more than " + std::to_string(kMaxYamlNodes) +
                         " YAML nodes (aliases that repeat aliases?)");
     }
+    // yaml-cpp tags untagged plain nodes "?" and quoted ones "!"; anything else was written.
+    if (const std::string& tag = n.Tag(); !tag.empty() && tag != "?" && tag != "!") {
+      const YAML::Mark m = n.Mark();
+      throw ConfigError(origin + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) +
+                        ": YAML tag '" + tag + "' is not supported; a recipe holds plain mappings, lists and scalars");
+    }
     if (n.IsMap()) {
       std::set<std::string> keys;  // YAML says a key appears once; yaml-cpp keeps both and reads one
       for (const auto& kv : n) {
@@ -121,17 +121,26 @@ void check_expansion(const YAML::Node& root, const std::string& origin) {
   }
 }
 
-YAML::Node load_yaml_file(const std::string& path) {
-  YAML::Node root;
+YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
+  std::vector<YAML::Node> docs;
   try {
-    root = YAML::Load(read_yaml_text(path));
+    docs = YAML::LoadAll(text);
   } catch (const YAML::Exception& e) {
-    throw ConfigError(path + ":" + std::to_string(e.mark.line + 1) + ":" +
+    throw ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ":" +
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
   }
-  check_expansion(root, path);
+  if (docs.size() > 1) {
+    const YAML::Mark m = docs[1].Mark();
+    throw ConfigError(origin + (m.line >= 0 ? ":" + std::to_string(m.line + 1) : "") +
+                          ": a second YAML document ('---'); a recipe is one document",
+                      "put each recipe in its own file, or use sweep: for variations");
+  }
+  YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
+  check_expansion(root, origin);
   return root;
 }
+
+YAML::Node load_yaml_file(const std::string& path) { return parse_yaml(read_yaml_text(path), path); }
 
 // Merges `src` into `dst`: mappings merge key by key, anything else replaces.
 void merge_into(YAML::Node dst, const YAML::Node& src) {

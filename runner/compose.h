@@ -21,9 +21,14 @@ inline constexpr size_t kMaxYamlNodes = 1000000;
 /// the path and the reason.
 std::string read_yaml_text(const std::string& path);
 
-/// Throws ConfigError naming `origin` when walking `root` visits more than kMaxYamlNodes nodes, or a
-/// mapping has a key twice (FILE:LINE:COL of the second).
+/// Throws ConfigError naming `origin` when walking `root` visits more than kMaxYamlNodes nodes, a
+/// mapping has a key twice, or a node carries an explicit tag (!!binary, !custom) that the recipe
+/// reader would ignore (FILE:LINE:COL of the offending node).
 void check_expansion(const YAML::Node& root, const std::string& origin);
+
+/// Parses YAML text as exactly one document (a second `---` document is refused at its line, as
+/// are tags), with check_expansion. Errors are ConfigError "ORIGIN:LINE:COL: ...".
+YAML::Node parse_yaml(const std::string& text, const std::string& origin);
 
 /// Parses a YAML file; throws ConfigError "PATH:LINE:COL: YAML syntax error" or "PATH: not found".
 YAML::Node load_yaml_file(const std::string& path);

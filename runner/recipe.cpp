@@ -354,15 +354,8 @@ namespace {
 
 Recipe parse_with(const std::string& text, const std::string& file, const std::vector<Override>& overrides) {
   check_utf8(text, file);
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(file + ":" + std::to_string(e.mark.line + 1) + ":" +
-                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
-  }
+  YAML::Node root = parse_yaml(text, file);
   if (!root.IsMap()) throw ConfigError(file + ": a recipe must be a YAML mapping");
-  check_expansion(root, file);
   SourceFiles files(file);
   std::vector<std::string> stack{std::filesystem::path(file).lexically_normal().string()};
   root = compose(root, file, files, stack);

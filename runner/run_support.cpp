@@ -9,6 +9,7 @@
 #include <string.h>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "core/atomic_file.h"
@@ -118,31 +119,76 @@ tracking::Provenance provenance_of(const RunPoint& p) {
   return prov;
 }
 
+namespace {
+
+// The runner lock is an open-file-description lock on one byte of the store file itself, so every path
+// to the store (a symlink, a hard link, "./runs/../runs/store.sqlite") reaches the same lock: it belongs
+// to the file's device and inode. The byte lies far past SQLite's own lock bytes (from 2^30), and
+// OFD locks neither conflict with SQLite's POSIX locks on other bytes nor vanish when SQLite closes a
+// descriptor. The kernel releases it however the holder dies.
+constexpr off_t kRunnerLockByte = off_t(1) << 62;
+
+// A path that may become a store: absent, empty, or a regular file that starts as SQLite files do.
+void check_is_store(const std::string& path) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (ec || st.type() == std::filesystem::file_type::not_found) return;
+  if (st.type() != std::filesystem::file_type::regular) {
+    throw StoreError(path + ": not a store (not a regular file)", "give a path to a .sqlite file, or a new one");
+  }
+  static const std::string kMagic("SQLite format 3\0", 16);
+  char buf[16] = {0};
+  std::ifstream in(path, std::ios::binary);  // a regular file: no blocking open
+  in.read(buf, sizeof(buf));
+  const std::string head(buf, static_cast<size_t>(in.gcount()));
+  if (!head.empty() && head != kMagic) {
+    throw StoreError(path + ": not a store (not an SQLite database)", "give a path to a .sqlite file, or a new one");
+  }
+}
+
+}  // namespace
+
 RunnerLock::RunnerLock(const std::string& store_path) : path_(store_path + ".lock") {
+  check_is_store(store_path);
   const std::string dir = std::filesystem::path(store_path).parent_path().string();
   if (!dir.empty()) core::make_dirs(dir);
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw StoreError(path_ + ": cannot open the runner lock: " + std::strerror(errno));
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-    // The holder writes who it is just after it takes the lock: give it a moment to.
-    std::string holder;
-    for (int i = 0; i < 50 && holder.empty(); ++i) {
+  fd_ = ::open(store_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw StoreError(store_path + ": cannot open the store to lock it: " + std::strerror(errno));
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = kRunnerLockByte;
+  fl.l_len = 1;
+  if (::fcntl(fd_, F_OFD_SETLK, &fl) != 0) {
+    const int err = errno;
+    std::string holder;  // the holder writes who it is just after it takes the lock: give it a moment to
+    for (int i = 0; i < 50 && holder.empty() && (err == EAGAIN || err == EACCES); ++i) {
       try {
-        holder = core::read_file(path_);
+        holder = core::read_file(path_, 4096);
       } catch (const Error&) {
       }
       if (holder.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     ::close(fd_);
+    if (err != EAGAIN && err != EACCES) {
+      throw StoreError(store_path + ": cannot lock the store: " + std::strerror(err));
+    }
     throw StoreError(store_path + ": another upcycle runner is using this store" +
                          (holder.empty() ? "" : " (" + holder + ")"),
                      "wait for it to finish, or stop it with Ctrl-C and `upcycle resume`");
   }
-  std::string me = "pid " + std::to_string(::getpid()) + " on " + core::host_name();
-  if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, me.data(), me.size(), 0);
+  // Who holds it, for the message above: beside this path to the store (removed on exit).
+  try {
+    core::write_file_atomic(path_, "pid " + std::to_string(::getpid()) + " on " + core::host_name());
+  } catch (const Error&) {
+    path_.clear();  // a note only: the lock holds without it
+  }
 }
 
-RunnerLock::~RunnerLock() { ::close(fd_); }
+RunnerLock::~RunnerLock() {
+  if (!path_.empty()) ::unlink(path_.c_str());
+  ::close(fd_);  // after every Store on this file is closed (callers declare the lock first)
+}
 
 std::vector<int64_t> register_runs(tracking::Store& store, const std::vector<RunPoint>& points,
                                    const RunOptions& options, RunSummary& summary) {
@@ -165,6 +211,9 @@ std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store, con
       set_aside(j);  // the old results stay until the new attempt succeeds
       continue;
     }
+    // A forced re-run that was killed left the old results aside: this runner holds the store's lock,
+    // so nobody is finishing it; the old results come back.
+    if (restore_replaced(store, j.key, j.dir)) core::log_warn(j.stage + ": an interrupted forced re-run; the previous results stay");
     auto result = core::read_job_result(j.dir);
     if (result && result->status == "done" && result->key == j.key) {
       auto row = store.find_job(j.key);

@@ -75,6 +75,7 @@ Store::Store(const std::string& path, Mode mode) : path_(path) {
 void Store::open(Mode mode) {
   if (mode == Mode::kReadOnly) {
     db_ = std::make_unique<SQLite::Database>(path_, SQLite::OPEN_READONLY, kBusyTimeoutMs);
+    check_version(db_->execAndGet("PRAGMA user_version").getInt());
     return;
   }
   db_ = std::make_unique<SQLite::Database>(path_, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
@@ -86,6 +87,16 @@ void Store::open(Mode mode) {
 }
 
 Store::~Store() = default;
+
+// Readers and writers alike refuse a store a newer upcycle wrote: its tables may mean other things.
+void Store::check_version(int found) const {
+  const int known = static_cast<int>(schema_migrations().size());
+  if (found > known) {
+    throw StoreError(path_ + ": schema version " + std::to_string(found) + " is newer than this upcycle's (" +
+                         std::to_string(known) + ")",
+                     "use a newer upcycle binary, or another store path");
+  }
+}
 
 int Store::schema_version() { return static_cast<int>(schema_migrations().size()); }
 
@@ -100,11 +111,7 @@ void Store::migrate() {
   SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   int current = db_->execAndGet("PRAGMA user_version").getInt();
   const auto& migrations = schema_migrations();
-  if (current > static_cast<int>(migrations.size())) {
-    throw StoreError(path_ + ": schema version " + std::to_string(current) +
-                         " is newer than this upcycle (" + std::to_string(migrations.size()) + ")",
-                     "use a newer upcycle binary, or another store path");
-  }
+  check_version(current);
   for (size_t v = static_cast<size_t>(current); v < migrations.size(); ++v) {
     db_->exec(migrations[v]);
     db_->exec("PRAGMA user_version = " + std::to_string(v + 1));

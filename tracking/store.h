@@ -123,6 +123,7 @@ class Store {
  private:
   void open(Mode mode);  ///< one attempt at connecting, configuring and migrating
   void migrate();
+  void check_version(int found) const;
   std::string path_;
   std::unique_ptr<SQLite::Database> db_;
 };

@@ -9,6 +9,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/job_files.h"
+#include "core/output_dir.h"
 #include "core/sha256.h"
 
 namespace upcycle::stages {
@@ -78,15 +79,9 @@ void recover_interrupted_swap(const std::string& dir) {
   }
 }
 
-}  // namespace
-
-std::string save_checkpoint(const std::string& dir, const TensorMap& state, CheckpointMeta meta,
+// The files of a checkpoint, into `tmp`: weights, extra files, then config.json (which lists them).
+void write_checkpoint_files(const std::string& tmp, const TensorMap& state, CheckpointMeta& meta,
                             const std::map<std::string, std::string>& extra_files) {
-  namespace fs = std::filesystem;
-  recover_interrupted_swap(dir);
-  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
   core::make_dirs(tmp);
   std::string bytes = encode_safetensors(
       state, {{"format", "pt"}, {"producer", "upcycle"}, {kModelConfigShaKey, model_config_sha256(meta.model)}});
@@ -105,6 +100,24 @@ std::string save_checkpoint(const std::string& dir, const TensorMap& state, Chec
                         {"weights_sha256", meta.weights_sha256},
                         {"files", meta.files}};
   core::write_file_atomic(tmp + "/" + kCheckpointConfigFile, cfg.dump(2) + "\n");
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& dir, const TensorMap& state, CheckpointMeta meta,
+                            const std::map<std::string, std::string>& extra_files) {
+  namespace fs = std::filesystem;
+  recover_interrupted_swap(dir);
+  core::sweep_stale_temps(dir);  // of attempts that died while saving
+  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  try {
+    write_checkpoint_files(tmp, state, meta, extra_files);
+  } catch (...) {
+    fs::remove_all(tmp, ec);  // a full disk must not leave a partial copy behind
+    throw;
+  }
   fs::remove_all(dir + ".prev", ec);
   if (fs::exists(dir)) fs::rename(dir, dir + ".prev");
   fs::rename(tmp, dir);
