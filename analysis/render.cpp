@@ -41,7 +41,7 @@ std::string latex_escape(const std::string& s) {
       case '~': out += "\\textasciitilde{}"; break;
       case '^': out += "\\textasciicircum{}"; break;
       case '\\': out += "\\textbackslash{}"; break;
-      default: out += c;
+      default: out += (static_cast<unsigned char>(c) < 0x20 ? ' ' : c);  // a newline would end a % comment
     }
   }
   return out;
@@ -180,7 +180,8 @@ std::string render(const tracking::ResultSet& rs, Format format, const std::vect
     }
     arr.push_back(o);
   }
-  return arr.dump(2) + "\n";
+  // Store text that is not UTF-8 (a value written by another tool) shows as U+FFFD, not an internal error.
+  return arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace upcycle::analysis

@@ -49,19 +49,19 @@ std::string render_table(const Table& t, Format format) {
     nlohmann::json j = {{"title", t.title},
                         {"rows", nlohmann::json::parse(render(t.data, Format::kJson))},
                         {"notes", t.notes}};
-    return j.dump(2) + "\n";
+    return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   std::string out;
   switch (format) {
     case Format::kMarkdown: out += "**" + t.title + "**\n\n"; break;
-    case Format::kLatex: out += "% " + t.title + "\n"; break;
+    case Format::kLatex: out += "% " + latex_escape(t.title) + "\n"; break;
     case Format::kHtml: out += "<h3>" + html_escape(t.title) + "</h3>\n"; break;
     default: out += t.title + "\n\n";
   }
   out += render(t.display, format, t.best);
   for (const auto& n : t.notes) {
     switch (format) {
-      case Format::kLatex: out += "% " + n + "\n"; break;
+      case Format::kLatex: out += "% " + latex_escape(n) + "\n"; break;
       case Format::kHtml: out += "<p class=\"note\">" + html_escape(n) + "</p>\n"; break;
       default: out += (&n == &t.notes.front() ? "\n" : "") + std::string("- ") + n + "\n";
     }

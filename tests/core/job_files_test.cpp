@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "tests/support/temp_dir.h"
@@ -35,6 +37,45 @@ TEST(JobFilesTest, MissingResultIsNulloptAndCorruptResultThrows) {
   EXPECT_THROW(read_job_result(dir.path()), Error);
   write_file_atomic(dir / kResultFile, "{\"format_version\": 99}");
   EXPECT_THROW(read_job_result(dir.path()), Error);
+}
+
+// A result edited after the job wrote it is refused, naming the file.
+TEST(JobFilesTest, AnEditedResultDoesNotMatchItsDigest) {
+  testing::TempDir dir;
+  JobResult r;
+  r.key = "k";
+  r.evals = {{"seed", "ppl/code", "ppl", 12.5, 0.25, 4096, "none", std::nullopt}};
+  write_job_result(dir.path(), r);
+  std::string text = read_file(dir / kResultFile);
+  ASSERT_NE(text.find("\"digest\""), std::string::npos);
+  const size_t at = text.find("12.5");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 4, "10.5");  // a better perplexity, by hand
+  write_file_atomic(dir / kResultFile, text);
+  try {
+    read_job_result(dir.path());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not match its digest"), std::string::npos) << e.what();
+  }
+  nlohmann::json j = nlohmann::json::parse(text);
+  j.erase("digest");
+  write_file_atomic(dir / kResultFile, j.dump());
+  EXPECT_THROW(read_job_result(dir.path()), Error) << "a version 2 result without a digest";
+}
+
+// JSON cannot hold NaN: a diverged eval fails when its result is written, not when it is read back.
+TEST(JobFilesTest, ANanValueFailsTheWriteWithItsName) {
+  testing::TempDir dir;
+  JobResult r;
+  r.evals = {{"bam", "ppl/code", "ppl", std::nan(""), 0.1, 10, "none", std::nullopt}};
+  try {
+    write_job_result(dir.path(), r);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ppl/code ppl of bam is NaN"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(read_job_result(dir.path()).has_value());
 }
 
 }  // namespace
