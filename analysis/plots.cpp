@@ -284,13 +284,15 @@ void check_plot_name(const std::string& name) { check_known(plot_names(), name, 
 PlotOutput make_plot(tracking::Store& store, const std::string& name, const std::string& run_name,
                      const std::string& out_dir, const std::string& stage) {
   check_plot_name(name);
+  const core::OutputRules rules{false, {{"the store", store.path()}}};
+  core::check_output_collection(out_dir, rules);  // before any work
   const std::string run = run_or_latest(store, run_name);
   PlotOutput out;
   Script s = name == "loss"          ? loss_plot(store, run, false, out.notes)
              : name == "loss-flops"  ? loss_plot(store, run, true, out.notes)
              : name == "ppl"         ? ppl_plot(store, run)
                                      : util_plot(store, run, stage, out.notes);
-  core::claim_output_collection(out_dir, {false, {{"the store", store.path()}}});
+  core::claim_output_collection(out_dir, rules);
   const std::string base = out_dir + "/" + name;
   out.svg = base + ".svg";
   out.png = base + ".png";

@@ -127,10 +127,14 @@ void OutputDir::commit() {
   if (had) fs::remove_all(old, ec);
 }
 
-void claim_output_collection(const std::string& dir, const OutputRules& rules) {
+void check_output_collection(const std::string& dir, const OutputRules& rules) {
   OutputRules r = rules;
   r.force = true;  // adding to a collection this tool made replaces nothing of the user's
   if (std::string why = output_dir_refusal(dir, r); !why.empty()) throw Error(why, "choose a new directory, or an empty one");
+}
+
+void claim_output_collection(const std::string& dir, const OutputRules& rules) {
+  check_output_collection(dir, rules);
   make_dirs(dir);
   if (!file_exists(dir + "/" + kOutputMarker)) write_file_atomic(dir + "/" + kOutputMarker, "written by upcycle\n");
 }

@@ -55,6 +55,9 @@ class OutputDir {
 /// The caller writes its files with write_file_atomic.
 void claim_output_collection(const std::string& dir, const OutputRules& rules);
 
+/// claim_output_collection's check alone, creating nothing: to refuse a target before the work.
+void check_output_collection(const std::string& dir, const OutputRules& rules);
+
 /// Removes siblings of `path` named "<name><infix><pid>" or ".<name><infix><pid>" whose process is gone
 /// (temp files and directories an earlier, killed or failed, attempt left). Returns how many.
 int sweep_stale_temps(const std::string& path, const std::string& infix = ".tmp.");

@@ -100,6 +100,7 @@ int cmd_export(const std::vector<std::string>& args) {
   if (!vm.count("model")) throw ConfigError("upcycle export: missing RUN/STAGE");
   if (!vm.count("out")) throw ConfigError("upcycle export: missing --out DIR");
   const std::string path = store_path(vm);
+  check_output(vm["out"].as<std::string>(), {vm.count("force") > 0, {{"the store", path}}});  // before any lookup
   auto store = open_store_ro(path);
   const ModelJob m = resolve_model(store, vm["model"].as<std::string>(), path);
   std::string format = vm["format"].as<std::string>();

@@ -4,6 +4,7 @@
 // recipes), and leave nothing behind: no store is created by a rejected recipe, and a rejected
 // query or command leaves every row of an existing store as it was.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <map>
@@ -157,6 +158,19 @@ std::vector<RecipeCase> recipe_cases() {
       {"include_a_device", std::string(kValid) + "include: /dev/zero\n", {}, "/dev/zero' is not a regular file"},
       {"include_a_kernel_file", std::string(kValid) + "include: /proc/self/status\n", {}, "/proc/self/status: a kernel file, not a recipe"},
       {"include_itself", std::string(kValid) + "include: r.yaml\n", {}, "include cycle"},
+      // One checked integer parser (core/integer.h): no wrap, no rounding, no partial read.
+      {"seed_negative", with("seed: 3", "seed: -1"), {}, "r.yaml:2:7: seed: must be >= 0, got '-1'"},
+      {"threads_wrap", with("seed: 3", "seed: 3\nthreads: 4294967297"), {}, "threads: must be in [1, 4096], got '4294967297'"},
+      {"retries_suffix", with("seed: 3", "seed: 3\nretries: 1k"), {}, "retries: must be in [0, 100], got '1k'"},
+      {"max_parallel_hex", with("seed: 3", "seed: 3\nmax_parallel: 0x10"), {}, "max_parallel: expected an integer (suffixes k, M, B allowed), got '0x10'"},
+      {"layers_fraction", with("layers: 2", "layers: 2.7"), {}, "model.layers: expected an integer (suffixes k, M, B allowed), got '2.7'"},
+      {"processes_wrap", with("kind: upcycle, method: bam,", "kind: upcycle, resources: { processes: 4294967297 }, method: bam,"), {}, "resources.processes: must be in [1, 65536]"},
+      {"seed_past_int64", with("seed: 3", "seed: 9223372036854775808"), {}, "seed: must be >= 0, got '9223372036854775808'"},
+      // One document, no tags: what yaml-cpp would ignore is refused at its line.
+      {"second_document", std::string(kValid) + "---\nname: other\n", {}, "r.yaml:15: a second YAML document ('---')"},
+      {"tag_binary", with("name: t", "name: !!binary dGlueQ=="), {}, "r.yaml:1:7: YAML tag 'tag:yaml.org,2002:binary' is not supported"},
+      {"tag_custom", with("seed: 3", "seed: !custom 3"), {}, "r.yaml:2:7: YAML tag '!custom' is not supported"},
+      {"override_tag", "", {"seed=!!int 3"}, "override 'seed=!!int 3':1:1: YAML tag"},
       {"domain_name_is_a_path", with("domains: [general, code, math]", "domains: [general, code, math, { name: '../../x', sources: [/etc/hostname] }]"), {}, "data.domains[3].name: '../../x' is not a valid name"},
   };
 }
@@ -176,7 +190,7 @@ TEST(BadInputTest, RecipesAreRejectedWithPreciseErrorsAndNoStore) {
     EXPECT_FALSE(std::filesystem::exists(dir / "runs")) << c.name << ": a rejected recipe left files";
     ++checked;
   }
-  EXPECT_GE(checked, 72);
+  EXPECT_GE(checked, 83);
 }
 
 // `upcycle stage --spec` reads a spec with the same code the planner fills it with: a hand-written
@@ -278,7 +292,38 @@ TEST(BadInputTest, QueriesAndCommandsAreRejectedAndTheStoreIsUntouched) {
       {"report_unknown_run", {"report", "--run", "nosuch", "--out", "r"}, "no run named 'nosuch'"},
       {"recipe_not_a_file", {"plan", "/dev/zero"}, "/dev/zero: not a regular file"},
       {"recipe_is_a_directory", {"plan", "."}, ".: not a regular file"},
+      // Every CLI number through the one checked parser, with a range.
+      {"bench_threads_zero", {"bench", "train", "--threads", "0"}, "--threads: must be in [1, 4096], got '0'"},
+      {"bench_batch_zero", {"bench", "train", "--batch", "0"}, "--batch: must be in [1, 16777216], got '0'"},
+      {"bench_rows_negative", {"bench", "store", "--rows", "-5"}, "--rows: must be >= 1, got '-5'"},
+      {"bench_experts_negative", {"bench", "train", "--experts", "-2"}, "--experts: must be in [0, 4096], got '-2'"},
+      {"bench_runs_hex", {"bench", "store", "--runs", "0x10"}, "--runs: not an integer"},
+      {"run_max_parallel_negative", {"run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml", "-j", "-1"}, "--max-parallel: must be in [0, 65536], got '-1'"},
+      {"flops_context_wrap", {"flops", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml", "--context", "1e30"}, "--context: must be in [0, 1099511627776]"},
+      // Directories that belong to the user are never replaced (core/output_dir.h).
+      {"bench_dir_holds_the_store", {"bench", "store", "--dir", "runs"}, "--dir: runs: exists, is not empty and was not written by upcycle"},
+      {"bench_dir_cwd", {"bench", "store", "--dir", "."}, "--dir: .: exists, is not empty"},
+      {"bench_dir_a_file", {"bench", "store", "--dir", "runs/store.sqlite"}, "exists and is not a directory"},
+      {"export_over_the_runs_root", {"export", "base/seed", "--out", "runs", "--force"}, "--out: runs: refusing to write here: it holds the store"},
+      {"export_over_the_cwd", {"export", "base/seed", "--out", "."}, "--out: .: refusing to write here: it holds the store"},
+      {"import_over_its_source", {"import", "runs", "--out", "runs", "--force"}, "--out: runs: refusing to write here: it is the checkpoint it imports"},
+      {"import_over_a_directory", {"import", "nosuch", "--out", "runs"}, "--out: runs: refusing to write here: it holds the default store"},
+      {"plot_out_with_a_newline", {"plot", "loss", "--out", "p\n!touch X"}, "the output path holds a control character"},
+      // Query numbers are finite decimals: nan and inf matched every row.
+      {"where_nan", {"query", "--where", "value < nan"}, "'value' is numeric: expected a finite decimal number, got 'nan'"},
+      {"where_inf", {"query", "--where", "value != inf"}, "got 'inf'"},
+      {"where_hex", {"query", "--where", "n IN (1, 0x10)"}, "got '0x10'"},
+      // Only regular files are read, and never past a cap.
+      {"stage_spec_dev_zero", {"stage", "--spec", "/dev/zero"}, "/dev/zero: not a regular file"},
+      {"stage_spec_fifo", {"stage", "--spec", "fifo"}, "fifo: not a regular file"},
+      {"import_config_fifo", {"import", "hf", "--out", "imported"}, "hf/config.json: not a regular file"},
+      {"store_dev_null", {"run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml", "--store", "/dev/null"}, "/dev/null: not a store (not a regular file)"},
+      {"store_not_sqlite", {"run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml", "--store", "notes.txt"}, "notes.txt: not a store (not an SQLite database)"},
   };
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0644), 0);
+  core::make_dirs(dir / "hf");
+  ASSERT_EQ(::mkfifo((dir / "hf/config.json").c_str(), 0644), 0);
+  core::write_file_atomic(dir / "notes.txt", "my notes\n");
   std::string before;
   {
     tracking::Store s(store_path, tracking::Store::Mode::kReadOnly);
@@ -293,6 +338,13 @@ TEST(BadInputTest, QueriesAndCommandsAreRejectedAndTheStoreIsUntouched) {
   }
   tracking::Store s(store_path, tracking::Store::Mode::kReadOnly);
   EXPECT_EQ(testing::dump_store(s), before);
+  EXPECT_EQ(core::read_file(dir / "notes.txt"), "my notes\n");
+  for (const char* stray : {"/dev/null.lock", "notes.txt.lock", "X", "imported", "p\n!touch X", "p", "r"}) {
+    EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(dir.path()) / stray)) << stray << " was left";
+  }
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) ++entries;
+  EXPECT_EQ(entries, 4u) << "runs, fifo, hf, notes.txt and nothing else";
 }
 
 // A full disk (here a file-size limit, which fails writes with EFBIG where a full disk fails them with
