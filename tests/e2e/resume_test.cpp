@@ -96,6 +96,11 @@ TEST(ResumeTest, ASecondRunnerOnTheSameStoreIsRefused) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   auto second = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
+  // Every path to the store reaches its one lock: the lock belongs to the file, not to its name.
+  std::filesystem::create_directory_symlink(dir / "runs", dir / "alias");
+  std::filesystem::create_hard_link(dir / "runs/store.sqlite", dir / "hard.sqlite");
+  auto via_symlink = run_binary({UPCYCLE_BINARY, "run", recipe, "--store", "alias/store.sqlite"}, dir.path());
+  auto via_hard_link = run_binary({UPCYCLE_BINARY, "run", recipe, "--store", "hard.sqlite"}, dir.path());
   ::kill(pid, SIGINT);  // the first stops cleanly
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -103,6 +108,11 @@ TEST(ResumeTest, ASecondRunnerOnTheSameStoreIsRefused) {
   EXPECT_NE(second.output.find("another upcycle runner is using this store (pid " + std::to_string(pid)),
             std::string::npos) << second.output;
   EXPECT_TRUE(WIFEXITED(status) && (WEXITSTATUS(status) == 130 || WEXITSTATUS(status) == 0));
+  for (const auto* r : {&via_symlink, &via_hard_link}) {
+    EXPECT_EQ(r->exit_code, 1) << r->output;
+    EXPECT_NE(r->output.find("another upcycle runner is using this store"), std::string::npos) << r->output;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "runs/store.sqlite.lock")) << "the runner removes its note";
 }
 
 std::string job_dir(const std::string& store_path, const std::string& stage) {
@@ -176,6 +186,64 @@ TEST_F(AfterATinyRunTest, AForcedRerunThatFailsKeepsThePreviousResults) {
   EXPECT_EQ(deterministic_rows(dir / "runs/store.sqlite"), before);  // the same numbers, recomputed
   for (const auto& e : std::filesystem::directory_iterator(dir / "runs/jobs")) {
     EXPECT_EQ(e.path().string().find(".replaced"), std::string::npos) << e.path();
+  }
+}
+
+// Trust after a finished run: a result.json edited by hand is refused, naming it; a store from a newer
+// upcycle is refused by readers; export and import write only directories of their own.
+TEST_F(AfterATinyRunTest, EditedResultsNewerStoresAndOutputDirectories) {
+  const std::string store = dir / "runs/store.sqlite";
+  const std::string eval = job_dir(store, "eval") + "/result.json";
+  const std::string original = core::read_file(eval);
+  std::string edited = original;
+  const size_t at = edited.find("\"value\": ");
+  ASSERT_NE(at, std::string::npos);
+  edited.insert(at + 9, "1");  // a perplexity ten times or so larger, by hand
+  core::write_file_atomic(eval, edited);
+  auto r = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(eval + ": the job result does not match its digest"), std::string::npos) << r.output;
+  EXPECT_EQ(deterministic_rows(store), before);
+  core::write_file_atomic(eval, original);
+
+  std::filesystem::copy_file(store, dir / "future.sqlite");
+  {
+    tracking::Store s(dir / "future.sqlite");
+    s.select("PRAGMA user_version = 99");
+  }
+  for (const char* cmd : {"status", "query"}) {
+    auto f = run_binary({UPCYCLE_BINARY, cmd, "--store", "future.sqlite"}, dir.path());
+    EXPECT_EQ(f.exit_code, 1) << f.output;
+    EXPECT_NE(f.output.find("future.sqlite: schema version 99 is newer than this upcycle's"), std::string::npos) << f.output;
+  }
+
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), UPCYCLE_BINARY);
+    return run_binary(args, dir.path());
+  };
+  ASSERT_EQ(run({"export", "tiny/bam_dm", "--format", "native", "--out", "hf"}).exit_code, 0);
+  auto again = run({"export", "tiny/bam_dm", "--format", "native", "--out", "hf"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.output.find("hf: exists (an earlier upcycle output); give --force to replace it"), std::string::npos) << again.output;
+  EXPECT_EQ(run({"export", "tiny/bam_dm", "--format", "native", "--out", "hf", "--force"}).exit_code, 0);
+  core::make_dirs(dir / "mine");
+  core::write_file_atomic(dir / "mine/notes.md", "mine");
+  auto over_mine = run({"export", "tiny/bam_dm", "--format", "native", "--out", "mine", "--force"});
+  EXPECT_EQ(over_mine.exit_code, 1);
+  EXPECT_NE(over_mine.output.find("was not written by upcycle"), std::string::npos) << over_mine.output;
+  EXPECT_EQ(core::read_file(dir / "mine/notes.md"), "mine");
+  auto over_source = run({"import", "hf", "--out", "hf", "--force"});
+  EXPECT_EQ(over_source.exit_code, 1);
+  EXPECT_NE(over_source.output.find("it is the checkpoint it imports"), std::string::npos) << over_source.output;
+  ASSERT_EQ(run({"import", "hf", "--out", "back"}).exit_code, 0);
+  EXPECT_EQ(run({"import", "hf", "--out", "back"}).exit_code, 1);
+  EXPECT_EQ(run({"import", "hf", "--out", "back", "--force"}).exit_code, 0);
+  EXPECT_TRUE(std::filesystem::exists(dir / "back/config.json"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "hf/config.json"));
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    const std::string name = e.path().filename().string();
+    EXPECT_EQ(name.find(".tmp."), std::string::npos) << "a temp was left: " << name;
+    EXPECT_EQ(name.find(".old."), std::string::npos) << "an old copy was left: " << name;
   }
 }
 
