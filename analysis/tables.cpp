@@ -36,17 +36,19 @@ std::vector<std::string> seed_group(tracking::Store& store, const std::string& r
     if (j.is_object()) j.erase("seed");
     return j.dump();
   };
-  auto self = store.select("SELECT experiment_id, sweep_point FROM runs WHERE name = ?", {run});
+  auto self = store.select("SELECT experiment_id, sweep_point, seed_group FROM runs WHERE name = ? ORDER BY id DESC LIMIT 1",
+                           {run});
   std::vector<std::string> out{run};
   if (self.rows.empty()) return out;
   const std::string mine = point_without_seed(tracking::text_of(self.rows[0][1]));
-  auto all = store.select("SELECT name, sweep_point FROM runs WHERE experiment_id = ? AND name != ? ORDER BY id",
+  const std::string group = tracking::text_of(self.rows[0][2]);
+  auto all = store.select("SELECT name, sweep_point, seed_group FROM runs WHERE experiment_id = ? AND name != ? ORDER BY id",
                           {std::to_string(std::get<int64_t>(self.rows[0][0])), run});
   for (const auto& r : all.rows) {
-    const std::string point = tracking::text_of(r[1]);
-    if (point.find("\"seed\"") != std::string::npos && point_without_seed(point) == mine) {
-      out.push_back(tracking::text_of(r[0]));
-    }
+    const std::string point = tracking::text_of(r[1]), other = tracking::text_of(r[2]);
+    // Everything but the seed is equal: the recipes (schema v4 runs), else the sweep points.
+    const bool same_recipe = group.empty() || other.empty() ? point_without_seed(point) == mine : other == group;
+    if (point.find("\"seed\"") != std::string::npos && same_recipe) out.push_back(tracking::text_of(r[0]));
   }
   return out;
 }

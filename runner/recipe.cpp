@@ -1,5 +1,7 @@
 #include "runner/recipe.h"
 
+#include <algorithm>
+
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -290,6 +292,17 @@ std::vector<Override> cli_overrides(const std::vector<std::string>& texts) {
 Recipe parse_with(const std::string& text, const std::string& file, const std::vector<Override>& overrides);
 
 }  // namespace
+
+bool is_execution_key(const std::string& key) {
+  const std::string top = key.substr(0, key.find('.'));
+  if (top == "include" || top == "defaults") return true;  // their contents are in the flat recipe already
+  if (std::find(kUnsweepable.begin(), kUnsweepable.end(), top) != kUnsweepable.end()) return true;
+  if (top != "stages") return false;
+  const size_t stage_end = key.find('.', 7);  // "stages.NAME.FIELD..."
+  if (stage_end == std::string::npos) return false;
+  const std::string field = key.substr(stage_end + 1, key.find('.', stage_end + 1) - stage_end - 1);
+  return field == "resources" || field == "retries" || field == "slurm";
+}
 
 std::vector<Recipe> load_recipes(const std::string& path, const std::vector<std::string>& overrides) {
   Recipe base = load_recipe(path, overrides);

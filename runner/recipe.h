@@ -75,6 +75,11 @@ struct SweepAxis {
 inline constexpr const char* kDefaultStore = "runs/store.sqlite";
 inline constexpr const char* kDefaultRoot = "runs";
 
+/// Whether a flattened recipe key ("stages.seed.resources.threads") says where or how a run executes
+/// (executor, store, threads, retries, Slurm and cost settings, file names) rather than what it computes.
+/// A run's identity is its flat recipe without these keys.
+bool is_execution_key(const std::string& flat_key);
+
 struct Recipe {
   std::string file;
   std::string name;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "core/atomic_file.h"
@@ -19,17 +20,74 @@
 #include "core/log.h"
 #include "core/provenance.h"
 #include "core/sha256.h"
+#include "runner/recipe.h"
 
 namespace upcycle::runner {
 namespace {
 
+// The flat recipe without the keys that only say where and how it runs: what a run is.
+std::map<std::string, std::string> identity_of(const std::map<std::string, std::string>& flat) {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : flat) {
+    if (!is_execution_key(k)) out.emplace(k, v);
+  }
+  return out;
+}
+
+// sha256 of the identity without the seed: the runs that may pool as seeds of one configuration.
+std::string seed_group_of(const Recipe& r) {
+  std::string text;
+  for (const auto& [k, v] : identity_of(r.flat)) {
+    if (k != "seed") text += k + "=" + v + "\n";
+  }
+  return core::sha256_hex(text);
+}
+
+// "key: old -> new" for the first few keys that differ, "" when none does.
+std::string identity_diff(const std::map<std::string, std::string>& old_params, const std::map<std::string, std::string>& now) {
+  const auto a = identity_of(old_params), b = identity_of(now);
+  std::vector<std::string> diffs;
+  for (const auto& [k, v] : b) {
+    auto it = a.find(k);
+    if (it == a.end()) diffs.push_back(k + ": (unset) -> " + v);
+    else if (it->second != v) diffs.push_back(k + ": " + it->second + " -> " + v);
+  }
+  for (const auto& [k, v] : a) {
+    if (!b.count(k)) diffs.push_back(k + ": " + v + " -> (unset)");
+  }
+  std::string out;
+  for (size_t i = 0; i < diffs.size() && i < 5; ++i) out += (i ? "; " : "") + diffs[i];
+  if (diffs.size() > 5) out += "; and " + std::to_string(diffs.size() - 5) + " more";
+  return out;
+}
+
+// A run name is one recipe: a second recipe under a taken name would be pooled with the first by every
+// table and picked by `export`. Refused before anything is written, with what differs. Returns the key
+// of the run already registered under this name, which a re-run (new code, other threads) keeps.
+std::optional<std::string> existing_run_key(tracking::Store& store, const RunPoint& p) {
+  auto runs = store.select("SELECT CAST(id AS TEXT), key FROM runs WHERE name = ? ORDER BY id DESC", {p.recipe.run_name});
+  for (const auto& row : runs.rows) {
+    std::map<std::string, std::string> old;
+    for (const auto& kv : store.select("SELECT key, value FROM params WHERE run_id = ?", {tracking::text_of(row[0])}).rows) {
+      old[tracking::text_of(kv[0])] = tracking::text_of(kv[1]);
+    }
+    if (const std::string diff = identity_diff(old, p.recipe.flat); !diff.empty()) {
+      throw ConfigError("run '" + p.recipe.run_name + "' is already in " + store.path() + " with another recipe (" + diff + ")",
+                        "a run name is one recipe: name this one apart (name=" + p.recipe.name +
+                            "-2 on the command line), or vary it in a sweep:");
+    }
+  }
+  if (runs.rows.empty()) return std::nullopt;
+  return tracking::text_of(runs.rows[0][1]);
+}
+
 // Registers one run (a recipe at one sweep point) with its params and provenance; returns its id.
 // A run is its resolved recipe and what its jobs compute (their keys), not the code's version.
-int64_t register_run(tracking::Store& store, const RunPoint& p) {
+int64_t register_run(tracking::Store& store, const RunPoint& p, const std::optional<std::string>& existing_key) {
   std::string keys;
   for (const auto& j : p.plan.jobs) keys += j.key + "\n";
-  tracking::RunInfo info{core::sha256_hex(p.recipe.resolved_yaml + keys), p.recipe.name, p.recipe.run_name,
-                         p.recipe.sweep_point};
+  tracking::RunInfo info{existing_key.value_or(core::sha256_hex(p.recipe.resolved_yaml + keys)), p.recipe.name,
+                         p.recipe.run_name, p.recipe.sweep_point, seed_group_of(p.recipe)};
   int64_t run_id = store.upsert_run(info);
   store.record_params(run_id, p.recipe.flat);
   for (const auto& j : p.plan.jobs) {
@@ -192,9 +250,12 @@ RunnerLock::~RunnerLock() {
 
 std::vector<int64_t> register_runs(tracking::Store& store, const std::vector<RunPoint>& points,
                                    const RunOptions& options, RunSummary& summary) {
+  std::vector<std::optional<std::string>> existing;
+  for (const auto& p : points) existing.push_back(existing_run_key(store, p));  // all before any is written
   std::vector<int64_t> run_ids;
-  for (const auto& p : points) {
-    run_ids.push_back(register_run(store, p));
+  for (size_t i = 0; i < points.size(); ++i) {
+    const RunPoint& p = points[i];
+    run_ids.push_back(register_run(store, p, existing[i]));
     store.record_provenance(run_ids.back(), provenance_of(p));
     summary.run_names.push_back(p.recipe.run_name);
     if (!options.tags.empty()) store.set_run_tags(p.recipe.run_name, options.tags);

@@ -164,8 +164,15 @@ ALTER TABLE jobs ADD COLUMN tokens_per_s REAL;
 CREATE INDEX jobs_by_shape ON jobs(shape);
 )SQL";
 
+// v4: which runs may pool as seeds. seed_group is the sha256 of a run's resolved recipe without its
+// seed and without the keys that only say where it ran; tables pool runs whose seed_group is equal
+// ('' for runs registered before v4: the sweep point decides for them, as before).
+static const char* kV4 = R"SQL(
+ALTER TABLE runs ADD COLUMN seed_group TEXT NOT NULL DEFAULT '';
+)SQL";
+
 const std::vector<const char*>& schema_migrations() {
-  static const std::vector<const char*> kMigrations = {kV1, kV2, kV3};
+  static const std::vector<const char*> kMigrations = {kV1, kV2, kV3, kV4};
   return kMigrations;
 }
 

@@ -126,14 +126,16 @@ int64_t Store::upsert_run(const RunInfo& run) {
     exp.bind(1, run.experiment);
     exp.exec();
     SQLite::Statement ins(*db_,
-        "INSERT INTO runs(experiment_id, key, name, sweep_point) "
-        "VALUES ((SELECT id FROM experiments WHERE name = ?), ?, ?, ?) "
-        "ON CONFLICT(key) DO UPDATE SET name = excluded.name, "
-        "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE name != excluded.name");
+        "INSERT INTO runs(experiment_id, key, name, sweep_point, seed_group) "
+        "VALUES ((SELECT id FROM experiments WHERE name = ?), ?, ?, ?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET name = excluded.name, seed_group = excluded.seed_group, "
+        "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') "
+        "WHERE name != excluded.name OR seed_group != excluded.seed_group");
     ins.bind(1, run.experiment);
     ins.bind(2, run.key);
     ins.bind(3, run.name);
     ins.bind(4, run.sweep_point_json);
+    ins.bind(5, run.seed_group);
     ins.exec();
     SQLite::Statement id(*db_, "SELECT id FROM runs WHERE key = ?");
     id.bind(1, run.key);

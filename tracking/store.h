@@ -45,6 +45,7 @@ struct RunInfo {
   std::string experiment;  ///< recipe name
   std::string name;        ///< e.g. "tiny" or "tiny/seed=2"
   std::string sweep_point_json = "{}";
+  std::string seed_group;  ///< runs with equal seed_group differ only in the seed (schema v4)
 };
 
 struct Provenance {

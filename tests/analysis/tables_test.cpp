@@ -22,9 +22,10 @@ using tracking::Store;
 // One run per seed of experiment "exp" (sweep point {"seed": s}); each run's eval job has the given
 // perplexities: model -> {general, code}.
 void add_run(Store& s, const std::string& dir, int seed, const std::map<std::string, std::pair<double, double>>& ppl,
-             const std::string& eval_status = "done") {
+             const std::string& eval_status = "done", const std::string& seed_group = "") {
   const std::string name = "exp/seed=" + std::to_string(seed);
-  int64_t run = s.upsert_run({"rk" + std::to_string(seed), "exp", name, "{\"seed\":\"" + std::to_string(seed) + "\"}"});
+  int64_t run = s.upsert_run({"rk" + std::to_string(seed), "exp", name, "{\"seed\":\"" + std::to_string(seed) + "\"}",
+                              seed_group});
   const std::string key = "eval" + std::to_string(seed), job_dir = dir + "/" + key;
   core::make_dirs(job_dir);
   s.upsert_job(run, {0, key, "eval", "eval", "", 0, std::nullopt, job_dir, "", "", "", "{}", ""});
@@ -64,6 +65,19 @@ TEST(TablesTest, BitsPerByteTableReadsTheBpbRows) {
   EXPECT_NEAR(cell(t.data, "bam_dm", "avg"), (1.8 + 0.3) / 2, 1e-12);
   EXPECT_NEAR(cell(t.data, "bam_dm", "change_vs_reference_pct"), 100 * (2.1 / 2.4 - 1), 1e-9);
   EXPECT_THROW(make_table(s, "ppl", "exp/seed=1", "bits"), ConfigError);
+}
+
+// Seeds pool only when everything but the seed is equal: a run of another recipe at the same sweep
+// point (another lr, set outside the sweep) stays out of the mean.
+TEST(TablesTest, OnlyRunsOfOneRecipePoolAsSeeds) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  add_run(s, dir.path(), 1, {{"bam_dm", {18, 3}}}, "done", "group-a");
+  add_run(s, dir.path(), 2, {{"bam_dm", {20, 3}}}, "done", "group-a");
+  add_run(s, dir.path(), 3, {{"bam_dm", {90, 3}}}, "done", "group-b");
+  EXPECT_EQ(seed_group(s, "exp/seed=1"), (std::vector<std::string>{"exp/seed=1", "exp/seed=2"}));
+  EXPECT_EQ(seed_group(s, "exp/seed=3"), (std::vector<std::string>{"exp/seed=3"}));
+  EXPECT_DOUBLE_EQ(cell(perplexity_table(s, "exp/seed=2").data, "bam_dm", "general"), 19.0);
 }
 
 TEST(TablesTest, SeedsArePooledAsMeanAndSampleStd) {

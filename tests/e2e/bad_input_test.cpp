@@ -347,6 +347,27 @@ TEST(BadInputTest, QueriesAndCommandsAreRejectedAndTheStoreIsUntouched) {
   EXPECT_EQ(entries, 4u) << "runs, fifo, hf, notes.txt and nothing else";
 }
 
+// A run name is one recipe: the same name with another recipe is refused, naming what differs, and the
+// store keeps one run; keys that only say how it runs (threads, the executor) are the same run.
+TEST(BadInputTest, ARunNameIsOneRecipe) {
+  testing::TempDir dir;
+  core::write_file_atomic(dir / "r.yaml", "name: one\nseed: 3\ndata:\n  domains: [general, code]\n  max_bytes: 300k\n"
+                                          "  valid_fraction: 0.2\n  test_fraction: 0.2\n"
+                                          "  tokenizer: { vocab: 512, sample_bytes: 50k }\nstages:\n  data: { kind: prepare }\n");
+  ASSERT_EQ(run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--no-report"}, dir.path()).exit_code, 0);
+  auto changed = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "data.valid_fraction=0.3"}, dir.path());
+  EXPECT_EQ(changed.exit_code, 1) << changed.output;
+  EXPECT_NE(changed.output.find("run 'one' is already in runs/store.sqlite with another recipe (data.valid_fraction: 0.2 -> 0.3)"),
+            std::string::npos) << changed.output;
+  EXPECT_NE(changed.output.find("name=one-2"), std::string::npos) << changed.output;
+  auto seed = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "seed=4"}, dir.path());
+  EXPECT_EQ(seed.exit_code, 1) << "the seed is part of a run's identity too: " << seed.output;
+  auto threads = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "threads=2", "--no-report"}, dir.path());
+  EXPECT_EQ(threads.exit_code, 0) << threads.output;
+  tracking::Store s(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+  EXPECT_EQ(s.select("SELECT COUNT(*) FROM runs WHERE name = 'one'").rows.at(0).at(0), tracking::Cell(int64_t(1)));
+}
+
 // A full disk (here a file-size limit, which fails writes with EFBIG where a full disk fails them with
 // ENOSPC): the store's and a shard's errors name the file and the reason, the runner exits 1, and
 // what was complete before is still there. (A checkpoint: TrainerBadInputTest.DiskFull...)
