@@ -138,6 +138,10 @@ int run_job(const std::string& spec_path) {
   } catch (const c10::Error& e) {
     core::log_error(std::string("torch: ") + e.what_without_backtrace());
     return kExitInternalError;
+  } catch (const std::bad_alloc&) {
+    core::log_error("out of memory: the model, batch or data does not fit this machine's memory");
+    core::log_error("---> HINT: a smaller micro_batch, or a machine with more memory (`upcycle plan --cost`)");
+    return kExitUserError;
   } catch (const std::exception& e) {
     core::log_error(std::string("internal error: ") + e.what());
     return kExitInternalError;

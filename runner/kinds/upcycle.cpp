@@ -98,6 +98,12 @@ class UpcycleKind : public StageKind {
     }
     const int64_t n = static_cast<int64_t>(inputs.size());
     if (n == 0) throw stage_error(s, "from", "list at least one dense model");
+    for (size_t in : inputs) {  // where the recipe gives the shapes (imports, other seeds), check them now
+      if (const std::string why = stages::expert_mismatch(p.job(inputs[0]).model, p.job(in).model); !why.empty()) {
+        throw stage_error(s, "from", "'" + p.job(inputs[0]).stage + "' and '" + p.job(in).stage +
+                                         "' cannot be experts of one model: they differ in " + why);
+      }
+    }
     if (u.spec.method == "sparse" && n != 1) {
       throw stage_error(s, "from", "sparse upcycling reads one dense model, got " + std::to_string(n));
     }

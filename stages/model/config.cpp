@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "core/json_integer.h"
+#include "stages/model/accounting.h"
 
 namespace upcycle::stages {
 namespace {
@@ -48,6 +49,17 @@ void ModelConfig::validate() const {
           "must divide ffn_hidden");
   require(router_init_std > 0, "router_init_std", "must be positive");
   require(lb_coef >= 0 && z_coef >= 0, lb_coef < 0 ? "lb_coef" : "z_coef", "must be >= 0");
+  // Sizes are checked before anything allocates them (a bad_alloc, or a count that wraps, otherwise).
+  int64_t params = 0;
+  try {
+    params = count_params(*this).total;
+    count_flops(*this);
+  } catch (const std::overflow_error& e) {
+    require(false, "size", std::string(e.what()) + ": check d_model, layers, ffn_hidden, vocab and the expert counts");
+  }
+  require(params <= kMaxModelParams, "size",
+          "the model has " + std::to_string(params) + " parameters, more than 2^42 (16 TiB in float32): check d_model, "
+          "layers, ffn_hidden, vocab and the expert counts");
 }
 
 nlohmann::json to_json(const ModelConfig& c) {

@@ -9,6 +9,9 @@
 
 namespace upcycle::stages {
 
+/// The most parameters a model may have (4.4 trillion; 16 TiB in float32): past it no machine holds it.
+inline constexpr int64_t kMaxModelParams = int64_t(1) << 42;
+
 struct ModelConfig {
   int64_t d_model = 64;
   int64_t layers = 2;
@@ -50,7 +53,8 @@ struct ModelConfig {
   }
   bool is_dense() const { return attn_experts == 1 && ffn_experts == 1; }
 
-  /// Throws std::invalid_argument with "key: reason" for the first inconsistent field.
+  /// Throws std::invalid_argument with "key: reason" for the first inconsistent field; "size: ..." when
+  /// the model would have more than kMaxModelParams parameters.
   void validate() const;
 };
 

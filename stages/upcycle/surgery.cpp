@@ -18,13 +18,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 void check_same_shape(const ModelConfig& a, const ModelConfig& b, const std::string& a_dir,
                       const std::string& b_dir) {
-  auto ja = to_json(a), jb = to_json(b);
-  for (const char* key : {"d_model", "layers", "heads", "kv_heads", "ffn_hidden", "vocab", "seq_len",
-                          "block", "norm", "tied_embeddings"}) {
-    if (ja[key] != jb[key]) {
-      throw StageError("dense models differ in " + std::string(key) + ": " + ja[key].dump() + " in " +
-                       a_dir + " vs " + jb[key].dump() + " in " + b_dir);
-    }
+  if (const std::string why = expert_mismatch(a, b); !why.empty()) {
+    throw StageError("dense models differ in " + why + " (" + a_dir + " vs " + b_dir + ")");
   }
 }
 

@@ -4,6 +4,15 @@
 
 namespace upcycle::stages {
 
+std::string expert_mismatch(const ModelConfig& a, const ModelConfig& b) {
+  const nlohmann::json ja = to_json(a), jb = to_json(b);
+  for (const char* key : {"d_model", "layers", "heads", "kv_heads", "ffn_hidden", "vocab", "seq_len", "block", "norm",
+                          "tied_embeddings", "rope_theta", "norm_eps"}) {
+    if (ja.at(key) != jb.at(key)) return std::string(key) + ": " + ja.at(key).dump() + " vs " + jb.at(key).dump();
+  }
+  return "";
+}
+
 ModelConfig upcycled_config(const std::string& method, const ModelConfig& dense,
                             const ModelConfig& mixture, int64_t n) {
   ModelConfig c = dense;

@@ -17,6 +17,11 @@ namespace upcycle::stages {
 ModelConfig upcycled_config(const std::string& method, const ModelConfig& dense,
                             const ModelConfig& mixture, int64_t n);
 
+/// "" when dense models `a` and `b` can be experts of one MoE (every dimension and the function their
+/// weights compute agree), else the first difference: "d_model: 64 vs 96". Checked at plan time and
+/// again at surgery.
+std::string expert_mismatch(const ModelConfig& a, const ModelConfig& b);
+
 /// NVIDIA's weight-scaling factor for sparse upcycling (He et al. 2024 §2.3.1; Megatron-LM
 /// `_get_moe_activation_scale`): with uniform routing at step 0 the MoE output is dense/scale, where
 /// scale = E·G²/T for softmax_then_topk and G for topk_then_softmax.

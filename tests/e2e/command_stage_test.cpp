@@ -66,7 +66,8 @@ TEST(CommandStageTest, RunsAProgramAndIngestsItsResults) {
   EXPECT_EQ(j[0]["n"].get<int>(), 100);
 
   // A failing command fails its job with the exit code in the log, and the run exits non-zero.
-  auto bad = run_binary({UPCYCLE_BINARY, "run", dir / "cmd.yaml", "stages.exists.argv=[test, -f, '{out}/nope']"},
+  auto bad = run_binary({UPCYCLE_BINARY, "run", dir / "cmd.yaml", "stages.exists.argv=[test, -f, '{out}/nope']",
+                         "name=cmd-failing"},  // another recipe: a run name of its own
                         dir.path());
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("command exited with code 1"), std::string::npos) << bad.output;

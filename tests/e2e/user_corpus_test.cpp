@@ -84,7 +84,7 @@ stages:
 
   // A malformed line fails the prepare job, naming the file and line.
   core::write_file_atomic(dir / "corpus/licenses-1.jsonl", b + "{\"body\": 3}\n");
-  auto bad = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "data.max_bytes=200k"}, dir.path());
+  auto bad = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "data.max_bytes=200k", "name=user-2"}, dir.path());
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("licenses-1.jsonl:" + std::to_string((docs + 1) / 2 + 1) + ": no string field 'body'"),
             std::string::npos) << bad.output;
@@ -132,7 +132,7 @@ stages:
 
   // A truncated shard fails the prepare job, naming the file and the reason.
   std::filesystem::resize_file(dir / "owt/val.bin", std::filesystem::file_size(dir / "owt/val.bin") - 1);
-  auto bad = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "seed=2"}, dir.path());
+  auto bad = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "seed=2", "name=shards-2"}, dir.path());
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("owt/val.bin: size"), std::string::npos) << bad.output;
   EXPECT_NE(bad.output.find("the shard is truncated"), std::string::npos) << bad.output;

@@ -72,6 +72,20 @@ TEST(ImportPlanTest, ImportsServeAsExpertsOfAnUpcycle) {
   EXPECT_EQ(bam->spec["inputs"].size(), 3u);
 }
 
+// Experts whose dimensions differ are refused when the plan is made, naming both and the dimension; the
+// surgery checks the checkpoints again (stages/upcycle/surgery.cpp).
+TEST(ImportPlanTest, ExpertsOfAnotherShapeAreRefusedAtPlanTime) {
+  testing::TempDir dir;
+  write_hf_dir(dir / "seed", llama());
+  nlohmann::json wide = llama();
+  wide["intermediate_size"] = 256;
+  write_hf_dir(dir / "law", wide);
+  const std::string e = error_of(recipe(dir / "seed", "  law: { kind: import, path: " + dir / "law" + ", seq_len: 32 }\n"
+                                                      "  bam: { kind: upcycle, method: bam, from: [experts, law] }\n"));
+  EXPECT_NE(e.find("stages.bam.from: 'seed' and 'law' cannot be experts of one model: they differ in ffn_hidden: 128 vs 256"),
+            std::string::npos) << e;
+}
+
 TEST(ImportPlanTest, BadCheckpointsAreErrorsAtThePathLine) {
   testing::TempDir dir;
   EXPECT_NE(error_of(recipe(dir / "nope")).find("r.yaml:5:"), std::string::npos) << error_of(recipe(dir / "nope"));
