@@ -1,5 +1,7 @@
 #include "stages/data/token_shard.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -98,8 +100,17 @@ TokenShard::TokenShard(TokenShard&& o) noexcept
   o.bytes_ = 0;
 }
 
-void TokenShard::copy_to(int64_t start, int64_t n, int64_t* out) const {
-  for (int64_t i = 0; i < n; ++i) out[i] = at(start + i);
+void TokenShard::copy_to(int64_t start, int64_t n, int64_t* out, int64_t vocab) const {
+  uint32_t top = 0;
+  for (int64_t i = 0; i < n; ++i) top = std::max(top, static_cast<uint32_t>(out[i] = at(start + i)));
+  if (vocab <= 0 || top < static_cast<uint64_t>(vocab)) return;
+  for (int64_t i = 0; i < n; ++i) {
+    if (out[i] >= vocab) {
+      throw StageError(path_ + ": token " + std::to_string(out[i]) + " at position " + std::to_string(start + i) +
+                           " is outside the model's vocabulary (" + std::to_string(vocab) + ")",
+                       "the data was tokenized for another model: prepare it with this model's tokenizer");
+    }
+  }
 }
 
 }  // namespace upcycle::stages

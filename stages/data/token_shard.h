@@ -33,8 +33,10 @@ class TokenShard {
   uint32_t at(int64_t i) const {
     return wide_ ? static_cast<const uint32_t*>(data_)[i] : static_cast<const uint16_t*>(data_)[i];
   }
-  /// Copies tokens [start, start+n) into `out` as int64 (the layout at::Tensor wants).
-  void copy_to(int64_t start, int64_t n, int64_t* out) const;
+  /// Copies tokens [start, start+n) into `out` as int64 (the layout at::Tensor wants). With `vocab` > 0,
+  /// a token >= vocab is a StageError naming the shard and the position (an embedding lookup would
+  /// otherwise fail inside LibTorch).
+  void copy_to(int64_t start, int64_t n, int64_t* out, int64_t vocab = 0) const;
   const std::string& path() const { return path_; }
 
  private:

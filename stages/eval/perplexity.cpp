@@ -72,7 +72,7 @@ int64_t covered_bytes(const at::Tensor& b, const TokenBytes& tb) {
   return sum;
 }
 
-PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t max_windows,
+PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t vocab, int64_t max_windows,
                                int64_t batch, const TokenBytes* bytes, const WindowScorer& nll_of) {
   torch::NoGradGuard no_grad;
   TokenShard shard(shard_path);
@@ -87,7 +87,7 @@ PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t
   for (int64_t w0 = 0; w0 < windows; w0 += batch) {
     int64_t rows = std::min(batch, windows - w0);
     auto b = torch::empty({rows, T + 1}, torch::kInt64);
-    for (int64_t r = 0; r < rows; ++r) shard.copy_to((w0 + r) * T, T + 1, b[r].data_ptr<int64_t>());
+    for (int64_t r = 0; r < rows; ++r) shard.copy_to((w0 + r) * T, T + 1, b[r].data_ptr<int64_t>(), vocab);
     if (bytes) covered += covered_bytes(b, *bytes);
     auto per_window = nll_of(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(torch::kFloat64).mean(1);
     for (int64_t r = 0; r < rows; ++r) window_nll.push_back(per_window[r].item<double>());
@@ -116,7 +116,7 @@ PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t
 PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path, int64_t max_windows,
                             const TokenBytes* bytes, int64_t batch) {
   RoutingSums routing;
-  PerplexityResult r = score_windows(shard_path, model->config.seq_len, max_windows, batch, bytes,
+  PerplexityResult r = score_windows(shard_path, model->config.seq_len, model->config.vocab, max_windows, batch, bytes,
                                      [&](const at::Tensor& idx, const at::Tensor& tgt) {
                                        return token_nll(model, idx, tgt, &routing);
                                      });
@@ -135,7 +135,7 @@ PerplexityResult ensemble_perplexity(std::vector<TransformerLm>& experts, const 
     }
   }
   const double log_n = std::log(double(experts.size()));
-  return score_windows(shard_path, T, max_windows, batch, bytes, [&](const at::Tensor& idx, const at::Tensor& tgt) {
+  return score_windows(shard_path, T, experts[0]->config.vocab, max_windows, batch, bytes, [&](const at::Tensor& idx, const at::Tensor& tgt) {
     std::vector<at::Tensor> logp;  // log p_j(x_t | x_<t), [B, T] each
     for (auto& e : experts) logp.push_back(-token_nll(e, idx, tgt).to(torch::kFloat64));
     auto logp_JBT = torch::stack(logp);

@@ -11,8 +11,8 @@
 namespace upcycle::stages {
 
 MixtureSampler::MixtureSampler(const std::string& data_dir, const std::map<std::string, double>& mix,
-                               const std::string& split, int64_t seq_len, uint64_t seed)
-    : seq_len_(seq_len), seed_(seed) {
+                               const std::string& split, int64_t seq_len, uint64_t seed, int64_t vocab)
+    : seq_len_(seq_len), seed_(seed), vocab_(vocab) {
   double total = 0;
   for (const auto& [domain, w] : mix) {
     if (w < 0) throw StageError("mixture weight of " + domain + " is negative");
@@ -50,7 +50,7 @@ at::Tensor MixtureSampler::batch(int64_t step, int64_t first_row, int64_t rows) 
     while (d + 1 < cumulative_.size() && u >= cumulative_[d]) ++d;
     const TokenShard& shard = shards_[d];
     int64_t start = std::uniform_int_distribution<int64_t>(0, shard.size() - seq_len_ - 1)(rng);
-    shard.copy_to(start, seq_len_ + 1, p + r * (seq_len_ + 1));
+    shard.copy_to(start, seq_len_ + 1, p + r * (seq_len_ + 1), vocab_);
   }
   return out;
 }

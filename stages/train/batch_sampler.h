@@ -18,8 +18,9 @@ class MixtureSampler {
  public:
   /// Opens DATA_DIR/shards/<domain>.<split>.bin for every domain with weight > 0. Throws StageError
   /// when a domain is missing or shorter than one window.
+  /// Every token must be below `vocab` (the model's), or batch() throws StageError naming the shard.
   MixtureSampler(const std::string& data_dir, const std::map<std::string, double>& mix,
-                 const std::string& split, int64_t seq_len, uint64_t seed);
+                 const std::string& split, int64_t seq_len, uint64_t seed, int64_t vocab);
   /// Returns int64 tokens [rows, seq_len + 1]: rows first_row .. first_row + rows - 1 of the global
   /// batch of optimizer step `step`.
   at::Tensor batch(int64_t step, int64_t first_row, int64_t rows) const;
@@ -30,6 +31,7 @@ class MixtureSampler {
   std::vector<TokenShard> shards_;
   int64_t seq_len_;
   uint64_t seed_;
+  int64_t vocab_;
 };
 
 }  // namespace upcycle::stages

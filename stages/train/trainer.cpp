@@ -180,8 +180,8 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   if (local_B % micro != 0) throw StageError("batch_size per process must be a multiple of micro_batch");
   const int64_t accum = local_B / micro, tokens_per_step = B * T;
   const int64_t steps = std::max<int64_t>(1, (spec.tokens + tokens_per_step - 1) / tokens_per_step);
-  MixtureSampler data(spec.data_dir, spec.mix, "train", T, spec.seed);
-  MixtureSampler val(spec.data_dir, spec.mix, "valid", T, spec.seed);
+  MixtureSampler data(spec.data_dir, spec.mix, "train", T, spec.seed, model->config.vocab);
+  MixtureSampler val(spec.data_dir, spec.mix, "valid", T, spec.seed, model->config.vocab);
   auto opt = make_optimizer(model, spec.optim);
   if (resume) {
     std::istringstream in(read_checkpoint_file(ckpt_dir, kOptimizerFile));

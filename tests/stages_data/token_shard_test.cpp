@@ -26,6 +26,14 @@ TEST(TokenShardTest, RoundTripsNarrowAndWide) {
   std::vector<int64_t> out(3);
   b.copy_to(2, 3, out.data());
   EXPECT_EQ(out, (std::vector<int64_t>{511, 65535, 7}));
+  b.copy_to(2, 3, out.data(), 65536);  // within the vocabulary
+  try {
+    b.copy_to(2, 3, out.data(), 65535);  // a model with a smaller vocabulary than the data's
+    FAIL();
+  } catch (const StageError& e) {
+    EXPECT_NE(std::string(e.what()).find("b.bin: token 65535 at position 3 is outside the model's vocabulary (65535)"),
+              std::string::npos) << e.what();
+  }
 }
 
 TEST(TokenShardTest, TruncatedShardIsRejectedWithPathAndReason) {
