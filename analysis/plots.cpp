@@ -75,7 +75,8 @@ std::vector<Curve> curves(tracking::Store& store, const std::string& run) {
       if (!out.empty()) flush();
       out.push_back({stage, tracking::text_of(row[1]), {}, {}});
     }
-    steps[std::get<int64_t>(row[2])][tracking::text_of(row[3])] = tracking::number_of(row[4]);
+    const double step = tracking::number_of(row[2]);  // an integer, unless another tool wrote the row
+    if (std::isfinite(step)) steps[static_cast<int64_t>(step)][tracking::text_of(row[3])] = tracking::number_of(row[4]);
   }
   if (!out.empty()) flush();
   return out;

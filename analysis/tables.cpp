@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/paper.h"
+#include "analysis/render.h"
 #include "core/error.h"
 
 namespace upcycle::analysis {
@@ -18,7 +19,7 @@ using tracking::ResultSet;
 
 std::string latest_run(tracking::Store& store) {
   auto rs = store.select("SELECT name FROM runs ORDER BY COALESCE(updated_at, created_at) DESC, id DESC LIMIT 1");
-  return rs.rows.empty() ? "" : std::get<std::string>(rs.rows[0][0]);
+  return rs.rows.empty() ? "" : cell_text(rs.rows[0][0]);  // a name another tool stored as a number too
 }
 
 std::string run_or_latest(tracking::Store& store, const std::string& run_name) {

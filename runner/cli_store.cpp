@@ -123,8 +123,8 @@ int cmd_status(const std::vector<std::string>& args) {
   }
   auto st = store.select("SELECT status, tags FROM runs WHERE name = ?", {run});
   if (st.rows.empty()) throw StoreError(store.path() + ": no run named '" + run + "'");
-  std::cout << "run " << run << ": " << std::get<std::string>(st.rows[0][0])
-            << (std::get<std::string>(st.rows[0][1]).empty() ? "" : " [" + std::get<std::string>(st.rows[0][1]) + "]")
+  std::cout << "run " << run << ": " << tracking::text_of(st.rows[0][0])
+            << (tracking::text_of(st.rows[0][1]).empty() ? "" : " [" + tracking::text_of(st.rows[0][1]) + "]")
             << "\n" << analysis::render(rs, format);
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/utf8.h"
 #include "runner/kinds/stage_kind.h"
 #include "runner/planner.h"
 #include "runner/yaml_reader.h"
@@ -189,6 +190,12 @@ const PlannedJob* Plan::find(const std::string& label) const {
 
 Plan make_plan(const Recipe& recipe, const PlanOptions& options) {
   std::string root = std::filesystem::absolute(recipe.root).lexically_normal().string();
+  // Job directories go into spec.json and the store as text: a root that is not UTF-8 (a working
+  // directory with such a name) would fail there, inside the JSON writer.
+  if (core::invalid_utf8_at(root) != core::kValidUtf8) {
+    throw ConfigError("root: the job directory " + root + " is not valid UTF-8 (the working directory's path?)",
+                      "run from a directory whose path is UTF-8, or set root: to one");
+  }
   return Planner(recipe, root, options).run();
 }
 
