@@ -1,6 +1,7 @@
 #include "runner/bench.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -142,6 +143,8 @@ int bench_plan(const po::variables_map& vm) {
 // by the peer's flags. Prints tokens_per_s=<x> last: throughput after 2 untimed warm-up steps.
 int bench_train(const po::variables_map& vm) {
   const int threads = static_cast<int>(cli::integer_option(vm, "threads", {1, 4096}));
+  const double peak_tflops = vm["peak-tflops"].as<double>();
+  if (!(peak_tflops > 0) || !std::isfinite(peak_tflops)) throw ConfigError("--peak-tflops: must be a positive number");
   stages::ModelConfig m;
   m.d_model = cli::integer_option(vm, "d", {1, 1 << 20});
   m.layers = cli::integer_option(vm, "layers", {1, 4096});

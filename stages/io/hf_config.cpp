@@ -57,7 +57,12 @@ double rope_theta_of(const ConfigKeys& k) {
     if (!k.has(key)) continue;
     const auto& r = k.json().at(key);
     if (!r.is_object()) throw k.error(key, "expected a mapping");
-    std::string type = r.value("rope_type", r.value("type", std::string("default")));
+    std::string type = "default";
+    for (const char* t : {"type", "rope_type"}) {  // rope_type wins where both are given
+      if (!r.contains(t) || r.at(t).is_null()) continue;
+      if (!r.at(t).is_string()) throw k.error(key, std::string(t) + ": expected a string");
+      type = r.at(t).get<std::string>();
+    }
     if (type != "default") {
       throw k.error(key, "RoPE scaling '" + type + "' is not supported (upcycle's RoPE is unscaled)");
     }

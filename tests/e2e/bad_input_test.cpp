@@ -368,6 +368,18 @@ TEST(BadInputTest, ARunNameIsOneRecipe) {
   EXPECT_EQ(s.select("SELECT COUNT(*) FROM runs WHERE name = 'one'").rows.at(0).at(0), tracking::Cell(int64_t(1)));
 }
 
+// A working directory whose path is not UTF-8 would put that path into spec.json and the store: refused
+// at plan time, in our words, not as the JSON writer's exception.
+TEST(BadInputTest, AWorkingDirectoryThatIsNotUtf8IsNamed) {
+  testing::TempDir dir;
+  const std::string odd = dir / "caf\xe9";
+  core::make_dirs(odd);
+  auto r = run_binary({UPCYCLE_BINARY, "plan", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml"}, odd);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("is not valid UTF-8 (the working directory's path?)"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("json"), std::string::npos) << r.output;
+}
+
 // A full disk (here a file-size limit, which fails writes with EFBIG where a full disk fails them with
 // ENOSPC): the store's and a shard's errors name the file and the reason, the runner exits 1, and
 // what was complete before is still there. (A checkpoint: TrainerBadInputTest.DiskFull...)
