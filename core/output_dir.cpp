@@ -88,6 +88,7 @@ OutputDir::OutputDir(std::string target, OutputRules rules) : target_(std::move(
   }
   fs::path t = fs::path(target_).lexically_normal();
   if (t.filename().empty()) t = t.parent_path();  // "out/" names "out"
+  if (t.filename() == "." || t.filename() == "..") t = canonical_of(target_);  // an empty "." is renamed by name
   target_ = t.string();
   const std::string parent = t.parent_path().empty() ? "." : t.parent_path().string();
   make_dirs(parent);

@@ -6,6 +6,8 @@
 #include <set>
 #include <sstream>
 
+#include <yaml-cpp/eventhandler.h>
+
 #include "core/atomic_file.h"
 #include "core/utf8.h"
 
@@ -121,21 +123,52 @@ void check_expansion(const YAML::Node& root, const std::string& origin) {
   }
 }
 
+namespace {
+
+// Events of a document we only need to know exists, and where it starts.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  YAML::Mark start;
+  void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+ConfigError yaml_syntax_error(const std::string& origin, const YAML::Exception& e) {
+  return ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
+                     ": YAML syntax error: " + e.msg);
+}
+
+}  // namespace
+
 YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
-  std::vector<YAML::Node> docs;
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(text);
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    throw ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ":" +
-                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+    throw yaml_syntax_error(origin, e);
   }
-  if (docs.size() > 1) {
-    const YAML::Mark m = docs[1].Mark();
-    throw ConfigError(origin + (m.line >= 0 ? ":" + std::to_string(m.line + 1) : "") +
-                          ": a second YAML document ('---'); a recipe is one document",
-                      "put each recipe in its own file, or use sweep: for variations");
+  // A second document: the parser is asked for exactly two (YAML::LoadAll loops forever on some
+  // malformed input, found by the fuzzers).
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentStarts docs;
+  try {
+    if (parser.HandleNextDocument(docs) && parser.HandleNextDocument(docs)) {
+      const YAML::Mark& m = docs.start;
+      throw ConfigError(origin + (m.line >= 0 ? ":" + std::to_string(m.line + 1) : "") +
+                            ": a second YAML document ('---'); a recipe is one document",
+                        "put each recipe in its own file, or use sweep: for variations");
+    }
+  } catch (const YAML::Exception& e) {
+    throw yaml_syntax_error(origin, e);
   }
-  YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
   check_expansion(root, origin);
   return root;
 }
