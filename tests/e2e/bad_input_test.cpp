@@ -167,7 +167,7 @@ std::vector<RecipeCase> recipe_cases() {
       {"processes_wrap", with("kind: upcycle, method: bam,", "kind: upcycle, resources: { processes: 4294967297 }, method: bam,"), {}, "resources.processes: must be in [1, 65536]"},
       {"seed_past_int64", with("seed: 3", "seed: 9223372036854775808"), {}, "seed: must be >= 0, got '9223372036854775808'"},
       // One document, no tags: what yaml-cpp would ignore is refused at its line.
-      {"second_document", std::string(kValid) + "---\nname: other\n", {}, "r.yaml:15: a second YAML document ('---')"},
+      {"second_document", std::string(kValid) + "---\nname: other\n", {}, "r.yaml:14: a second YAML document ('---')"},
       {"tag_binary", with("name: t", "name: !!binary dGlueQ=="), {}, "r.yaml:1:7: YAML tag 'tag:yaml.org,2002:binary' is not supported"},
       {"tag_custom", with("seed: 3", "seed: !custom 3"), {}, "r.yaml:2:7: YAML tag '!custom' is not supported"},
       {"override_tag", "", {"seed=!!int 3"}, "override 'seed=!!int 3':1:1: YAML tag"},
