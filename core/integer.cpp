@@ -1,5 +1,6 @@
 #include "core/integer.h"
 
+#include <limits>
 #include <stdexcept>
 
 namespace upcycle::core {
@@ -87,7 +88,11 @@ int64_t parse_integer(std::string_view text, IntegerRange range, bool suffixes) 
   }
   if (negative) value = -value;
   if (value < range.lo || value > range.hi) {
-    throw std::out_of_range(range_requirement(range) + ", got '" + std::string(text) + "'");
+    // The violated side's bound; past an unbounded side, the 64 bits themselves.
+    const bool unbounded_side = value < range.lo ? range.lo == std::numeric_limits<int64_t>::min()
+                                                 : range.hi == std::numeric_limits<int64_t>::max();
+    throw std::out_of_range((unbounded_side ? std::string("does not fit a signed 64-bit integer") : range_requirement(range)) +
+                            ", got '" + std::string(text) + "'");
   }
   return static_cast<int64_t>(value);
 }

@@ -23,7 +23,8 @@ inline constexpr IntegerRange kIntRange = {std::numeric_limits<int>::min(), std:
 /// `suffixes`, one of k K M B G T (10^3 ... 10^12). The value must be an exact integer in `range`.
 /// Throws std::invalid_argument when the text is not an integer ("not an integer (has a fractional
 /// part): '2.7'") and std::out_of_range when it is one outside `range` (what() is
-/// range_requirement(range) and the text); callers add the key or flag.
+/// range_requirement(range), or "does not fit a signed 64-bit integer" past an unbounded side, and the
+/// text); callers add the key or flag.
 int64_t parse_integer(std::string_view text, IntegerRange range = {}, bool suffixes = true);
 
 /// "must be in [1, 4096]", "must be >= 0", "must be <= 7".

@@ -46,6 +46,12 @@ TEST(IntegerTest, OutOfRangeIsAnErrorNotAWrap) {
   EXPECT_THROW(parse_integer("10T", {0, 1000}), std::out_of_range);
   EXPECT_THROW(parse_integer("4294967297", kIntRange), std::out_of_range);
   try {
+    parse_integer("18446744073709551615", {0});
+    FAIL();
+  } catch (const std::out_of_range& e) {
+    EXPECT_STREQ(e.what(), "does not fit a signed 64-bit integer, got '18446744073709551615'");
+  }
+  try {
     parse_integer("-1", {0});
     FAIL();
   } catch (const std::out_of_range& e) {

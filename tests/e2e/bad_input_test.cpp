@@ -165,7 +165,7 @@ std::vector<RecipeCase> recipe_cases() {
       {"max_parallel_hex", with("seed: 3", "seed: 3\nmax_parallel: 0x10"), {}, "max_parallel: expected an integer (suffixes k, M, B allowed), got '0x10'"},
       {"layers_fraction", with("layers: 2", "layers: 2.7"), {}, "model.layers: expected an integer (suffixes k, M, B allowed), got '2.7'"},
       {"processes_wrap", with("kind: upcycle, method: bam,", "kind: upcycle, resources: { processes: 4294967297 }, method: bam,"), {}, "resources.processes: must be in [1, 65536]"},
-      {"seed_past_int64", with("seed: 3", "seed: 9223372036854775808"), {}, "seed: must be >= 0, got '9223372036854775808'"},
+      {"seed_past_int64", with("seed: 3", "seed: 9223372036854775808"), {}, "seed: does not fit a signed 64-bit integer, got '9223372036854775808'"},
       // One document, no tags: what yaml-cpp would ignore is refused at its line.
       {"second_document", std::string(kValid) + "---\nname: other\n", {}, "r.yaml:14: a second YAML document ('---')"},
       {"tag_binary", with("name: t", "name: !!binary dGlueQ=="), {}, "r.yaml:1:7: YAML tag 'tag:yaml.org,2002:binary' is not supported"},

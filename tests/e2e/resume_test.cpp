@@ -206,6 +206,21 @@ TEST_F(AfterATinyRunTest, EditedResultsNewerStoresAndOutputDirectories) {
   EXPECT_EQ(deterministic_rows(store), before);
   core::write_file_atomic(eval, original);
 
+  // A forced re-run killed after moving the old results aside (DIR.replaced) and starting anew: the
+  // next runner holds the lock, so nobody is finishing it, and the old results come back.
+  const std::string eval_dir = job_dir(store, "eval");
+  std::filesystem::rename(eval_dir, eval_dir + ".replaced");
+  core::make_dirs(eval_dir);
+  core::write_file_atomic(eval_dir + "/log.txt", "half an attempt\n");
+  auto restored = run_binary({UPCYCLE_BINARY, "run", recipe}, dir.path());
+  EXPECT_EQ(restored.exit_code, 0) << restored.output;
+  EXPECT_NE(restored.output.find("eval: an interrupted forced re-run; the previous results stay"), std::string::npos)
+      << restored.output;
+  EXPECT_NE(restored.output.find("0 jobs done, 7 already complete"), std::string::npos) << restored.output;
+  EXPECT_FALSE(std::filesystem::exists(eval_dir + ".replaced"));
+  EXPECT_EQ(core::read_file(eval), original);
+  EXPECT_EQ(deterministic_rows(store), before);
+
   std::filesystem::copy_file(store, dir / "future.sqlite");
   {
     tracking::Store s(dir / "future.sqlite");

@@ -59,6 +59,22 @@ TEST_F(ComposeTest, IncludedFilesMergeUnderTheRecipe) {
   EXPECT_EQ(load_recipe(dir_ / "r.yaml", {"seed=9"}).seed, 9u);
 }
 
+// An override or a sweep of a key that only an included file or a config group sets applies to it; a key
+// nothing defines is refused, naming it.
+TEST_F(ComposeTest, OverridesAndSweepsOfIncludedKeysApply) {
+  write("base.yaml", kBase);
+  write("model/wide.yaml", "d_model: 128\nheads: 8\nffn_hidden: 512\n");
+  write("r.yaml", "name: r\ndefaults: [base.yaml, { model: wide }]\nsweep: { stages.seed.budget.tokens: [2k, 3k] }\n");
+  Recipe r = load_recipe(dir_ / "r.yaml", {"train.optim.lr=5e-4", "model.layers=3"});
+  EXPECT_EQ(r.stages[1].as<TrainStage>()->train.settings.optim.lr, 5e-4);
+  EXPECT_EQ(r.model.layers, 3);
+  const std::vector<Recipe> points = load_recipes(dir_ / "r.yaml", {"model.d_model=256", "model.heads=8"});
+  ASSERT_EQ(points.size(), 2u);
+  EXPECT_EQ(points[1].stages[1].as<TrainStage>()->train.tokens, 3000);
+  EXPECT_EQ(points[1].model.d_model, 256);
+  EXPECT_NE(error_of(dir_ / "r.yaml", {"train.optim.lrr=1"}).find("train.optim.lrr: unknown key 'lrr'"), std::string::npos);
+}
+
 TEST_F(ComposeTest, ConfigGroupsLoadUnderTheirKey) {
   write("base.yaml", kBase);
   write("model/wide.yaml", "d_model: 128\nheads: 8\nffn_hidden: 512\n");

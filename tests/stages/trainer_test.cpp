@@ -205,6 +205,9 @@ TEST(TrainerBadInputTest, DiskFullDuringACheckpointKeepsThePreviousOne) {
   CheckpointMeta back;
   load_model(dir / "ck", &back);
   EXPECT_EQ(back.step, 3);
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    EXPECT_EQ(e.path().filename(), "ck") << "the failed save left " << e.path();  // no ck.tmp.PID
+  }
 }
 
 // The fused AdamW step computes what LibTorch's AdamW does, with two parameter groups (decay and no
