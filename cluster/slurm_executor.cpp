@@ -6,6 +6,7 @@
 #include "cluster/process.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/integer.h"
 
 namespace upcycle::cluster {
 namespace {
@@ -25,6 +26,16 @@ std::map<std::string, std::string> fields_of(const std::string& line) {
   return f;
 }
 
+// An integer Slurm printed ("137", "1:0" for ExitCode, whose part after ':' is the signal), through the
+// one checked parser; `fallback` when the field holds none.
+int slurm_int(const std::string& text, int fallback) {
+  try {
+    return static_cast<int>(core::parse_integer(text.substr(0, text.find(':')), core::kIntRange, false));
+  } catch (const std::logic_error&) {
+    return fallback;
+  }
+}
+
 // Whether array task `task` is in scontrol's ArrayTaskId ("0-3%2", "1,3", "5").
 bool task_in(const std::string& spec, int task) {
   std::string s = spec.substr(0, spec.find('%'));
@@ -32,11 +43,9 @@ bool task_in(const std::string& spec, int task) {
   std::string part;
   while (std::getline(in, part, ',')) {
     size_t dash = part.find('-');
-    try {
-      int lo = std::stoi(part.substr(0, dash)), hi = dash == std::string::npos ? lo : std::stoi(part.substr(dash + 1));
-      if (task >= lo && task <= hi) return true;
-    } catch (const std::exception&) {
-    }
+    const int lo = slurm_int(part.substr(0, dash), -1);
+    const int hi = dash == std::string::npos ? lo : slurm_int(part.substr(dash + 1), -1);
+    if (lo >= 0 && task >= lo && task <= hi) return true;
   }
   return false;
 }
@@ -46,8 +55,8 @@ SlurmStatus status_from(const std::map<std::string, std::string>& f) {
   s.raw = f.count("JobState") ? f.at("JobState") : "UNKNOWN";
   s.state = state_of(s.raw);
   s.reason = f.count("Reason") ? f.at("Reason") : "";
-  if (f.count("ExitCode")) s.exit_code = std::atoi(f.at("ExitCode").c_str());
-  if (f.count("Restarts")) s.restarts = std::atoi(f.at("Restarts").c_str());
+  if (f.count("ExitCode")) s.exit_code = slurm_int(f.at("ExitCode"), 0);
+  if (f.count("Restarts")) s.restarts = slurm_int(f.at("Restarts"), 0);
   return s;
 }
 
@@ -196,7 +205,7 @@ std::map<std::string, SlurmStatus> SlurmExecutor::poll(const std::vector<std::st
   for (const auto& id : ids) {
     const size_t us = id.find('_');
     const std::string job = id.substr(0, us);
-    const int task = us == std::string::npos ? -1 : std::atoi(id.c_str() + us + 1);
+    const int task = us == std::string::npos ? -1 : slurm_int(id.substr(us + 1), -1);
     for (const auto& f : records) {
       const bool array = f.count("ArrayJobId") && f.count("ArrayTaskId");
       const bool hit = task < 0 ? f.at("JobId") == job
@@ -221,7 +230,7 @@ std::map<std::string, SlurmStatus> SlurmExecutor::poll(const std::vector<std::st
     SlurmStatus s;
     s.raw = f[1].substr(0, f[1].find(' '));  // "CANCELLED by 0"
     s.state = state_of(s.raw);
-    s.exit_code = std::atoi(f[2].c_str());
+    s.exit_code = slurm_int(f[2], 0);
     out[f[0]] = s;
   }
   for (const auto& id : forgotten) out.emplace(id, SlurmStatus{});
