@@ -96,6 +96,15 @@ TEST(ImportPlanTest, BadCheckpointsAreErrorsAtThePathLine) {
   const std::string e = error_of(recipe(dir / "gpt2"));
   EXPECT_NE(e.find("stages.seed.path"), std::string::npos) << e;
   EXPECT_NE(e.find("key 'model_type': 'gpt2' is not supported"), std::string::npos) << e;
+  nlohmann::json fractional = llama();
+  fractional["num_hidden_layers"] = 2.7;  // nlohmann would read 2
+  write_hf_dir(dir / "frac", fractional);
+  const std::string f = error_of(recipe(dir / "frac"));
+  EXPECT_NE(f.find("key 'num_hidden_layers': expected an integer, got 2.7"), std::string::npos) << f;
+  nlohmann::json negative = llama();
+  negative["vocab_size"] = -1;
+  write_hf_dir(dir / "neg", negative);
+  EXPECT_NE(error_of(recipe(dir / "neg")).find("vocab: must be in [1, 2^32]"), std::string::npos) << error_of(recipe(dir / "neg"));
   write_hf_dir(dir / "a", llama(), "tokenizer a");
   write_hf_dir(dir / "b", llama(), "tokenizer b");
   const std::string mixed = error_of(recipe(dir / "a", "  other: { kind: import, path: " + dir / "b" + " }\n"));
