@@ -116,9 +116,8 @@ int cmd_export(const std::vector<std::string>& args) {
     format = f ? stages::hf_format_name(*f) : "native";
   }
   const int64_t shard = integer_option(vm, "shard-size", {1});
+  // upcycle-job checks --out again with the checkpoint it exports (and so its job directory) protected.
   const std::string out = vm["out"].as<std::string>();
-  const std::string job_dir = std::filesystem::path(m.checkpoint).parent_path().string();
-  check_output(out, {vm.count("force") > 0, {{"the store", path}, {"the job that trained the model", job_dir}}});
   run_job_tool({"export", m.checkpoint, m.tokenizer, format, vm["dtype"].as<std::string>(), std::to_string(shard), out,
                 vm.count("force") ? "force" : "keep"});
   std::cout << vm["model"].as<std::string>() << " exported as " << format << " to " << out << "\n";

@@ -36,9 +36,7 @@ int64_t integer_option(const po::variables_map& vm, const std::string& name, cor
   const std::string text = vm[name].as<std::string>();
   try {
     return core::parse_integer(text, range);
-  } catch (const std::out_of_range& e) {
-    throw ConfigError("--" + name + ": " + e.what());
-  } catch (const std::invalid_argument& e) {
+  } catch (const std::logic_error& e) {  // not an integer, or out of range: the reason says which
     throw ConfigError("--" + name + ": " + e.what());
   }
 }

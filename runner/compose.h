@@ -13,7 +13,7 @@
 namespace upcycle::runner {
 
 /// Limits on what a recipe may make the loader do: file size, include depth, node visits.
-inline constexpr uintmax_t kMaxYamlBytes = 1 << 20;
+inline constexpr int64_t kMaxYamlBytes = 1 << 20;
 inline constexpr size_t kMaxIncludeDepth = 16;
 inline constexpr size_t kMaxYamlNodes = 1000000;
 
