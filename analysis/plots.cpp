@@ -11,12 +11,12 @@
 
 #include "analysis/table.h"
 #include "analysis/tables.h"
-#include "cluster/process.h"
+#include "core/process.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/output_dir.h"
-#include "stages/model/accounting.h"
-#include "stages/model/config.h"
+#include "stages/arch/accounting.h"
+#include "stages/arch/config.h"
 
 namespace upcycle::analysis {
 namespace {
@@ -306,15 +306,15 @@ PlotOutput make_plot(tracking::Store& store, const std::string& name, const std:
                              "set terminal png size 900,540 font 'sans,10' background '#ffffff'\n" +
                              "set output " + gq(out.png + ".tmp") + "\n" + s.body + "set output\n";
   core::write_file_atomic(base + ".gp", script);
-  cluster::ProcessResult r;
+  core::ProcessResult r;
   auto clean = [&] {
     std::error_code ec;
     std::filesystem::remove(out.svg + ".tmp", ec);
     std::filesystem::remove(out.png + ".tmp", ec);
   };
   try {
-    r = cluster::run_process({"gnuplot", base + ".gp"}, 120);
-  } catch (const ClusterError& e) {
+    r = core::run_process({"gnuplot", base + ".gp"}, 120);
+  } catch (const ProcessError& e) {
     clean();
     throw Error(std::string("cannot run gnuplot: ") + e.what(), "install gnuplot-nox (scripts/setup.sh does)");
   }

@@ -1,5 +1,5 @@
 // Executors run jobs (`upcycle stage --spec DIR/spec.json`) somewhere: child processes on this machine
-// (local_executor.h) or Slurm (a later issue). The runner sees only this interface.
+// (local_executor.h) or a Slurm cluster (slurm_executor.h). The runner sees only this interface.
 #pragma once
 
 #include <map>

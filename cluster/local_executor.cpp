@@ -5,7 +5,6 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,8 +13,7 @@
 
 #include "core/error.h"
 #include "core/job_files.h"
-
-extern char** environ;
+#include "core/process.h"
 
 namespace upcycle::cluster {
 
@@ -61,41 +59,21 @@ int free_loopback_port() {
 }
 
 pid_t LocalExecutor::spawn(const JobLaunch& job, const std::map<std::string, std::string>& extra_env, int fd) {
-  // Everything the child needs is prepared before fork: only async-signal-safe calls after it.
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) {
-    std::string s(*e);
-    std::string name = s.substr(0, s.find('='));
-    if (!job.env.count(name) && !extra_env.count(name)) env_strings.push_back(s);
+  core::SpawnOptions o;
+  o.argv = job.argv;
+  o.env = job.env;
+  o.env.insert(extra_env.begin(), extra_env.end());  // the job's own settings win over the rank's
+  o.stdout_fd = o.stderr_fd = fd;
+  o.own_process_group = true;
+  // If the runner dies (kill -9 included), the job gets SIGTERM: it checkpoints and exits
+  // "preempted", and `upcycle resume` continues it.
+  o.die_with_parent = true;
+  pid_t pid = -1;
+  try {
+    pid = core::spawn_process(o);
+  } catch (const ProcessError& e) {
+    throw ClusterError("job " + job.key + ": " + e.what());
   }
-  for (const auto* env : {&job.env, &extra_env}) {
-    for (const auto& [k, v] : *env) env_strings.push_back(k + "=" + v);
-  }
-  std::vector<char*> envp, argv;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> args = job.argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  const pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) throw ClusterError("fork failed for job " + job.key + ": " + std::strerror(errno));
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    // If the runner dies (kill -9 included), the job gets SIGTERM: it checkpoints and exits
-    // "preempted", and `upcycle resume` continues it. The check closes the race with an early death.
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::raise(SIGTERM);
-    ::dup2(fd, STDOUT_FILENO);
-    ::dup2(fd, STDERR_FILENO);
-    ::execve(argv[0], argv.data(), envp.data());
-    const char msg[] = "[upcycle] error: exec of the job command failed\n";
-    ssize_t rc = ::write(STDERR_FILENO, msg, sizeof(msg) - 1);
-    (void)rc;
-    ::_exit(127);
-  }
-  ::setpgid(pid, pid);
   children_[pid] = job.key;
   return pid;
 }

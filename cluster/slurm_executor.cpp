@@ -3,12 +3,16 @@
 #include <set>
 #include <sstream>
 
-#include "cluster/process.h"
+#include "core/process.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/integer.h"
 
 namespace upcycle::cluster {
+
+using core::ProcessResult;
+using core::run_process;
+using core::shell_quote;
 namespace {
 
 constexpr double kCommandTimeoutS = 60;

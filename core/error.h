@@ -45,6 +45,12 @@ class ClusterError : public Error {
   using Error::Error;
 };
 
+/// A program could not be started (core/process.h): not found, not executable, fork failed.
+class ProcessError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A stage failed on its inputs: a corrupt checkpoint, a shard that does not parse, shapes that differ.
 class StageError : public Error {
  public:

@@ -38,11 +38,21 @@ size_t read_digits(std::string_view text, size_t at, Wide& value, int& digits, i
 
 }  // namespace
 
+namespace {
+
+// 16777216 reads better as 2^24: powers of two from 2^20 up are written so.
+std::string bound_text(int64_t v) {
+  if (v >= (int64_t(1) << 20) && (v & (v - 1)) == 0) return "2^" + std::to_string(63 - __builtin_clzll(uint64_t(v)));
+  return std::to_string(v);
+}
+
+}  // namespace
+
 std::string range_requirement(IntegerRange r) {
   const bool low = r.lo != std::numeric_limits<int64_t>::min(), high = r.hi != std::numeric_limits<int64_t>::max();
-  if (low && high) return "must be in [" + std::to_string(r.lo) + ", " + std::to_string(r.hi) + "]";
-  if (low) return "must be >= " + std::to_string(r.lo);
-  if (high) return "must be <= " + std::to_string(r.hi);
+  if (low && high) return "must be in [" + bound_text(r.lo) + ", " + bound_text(r.hi) + "]";
+  if (low) return "must be >= " + bound_text(r.lo);
+  if (high) return "must be <= " + bound_text(r.hi);
   return "must fit a signed 64-bit integer";
 }
 

@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "runner/plan.h"
 #include "runner/recipe.h"
-#include "stages/model/accounting.h"
+#include "stages/arch/accounting.h"
 
 namespace upcycle::runner {
 namespace {

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "analysis/table.h"
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 
 namespace upcycle::runner {
 

@@ -16,7 +16,7 @@
 #include "runner/cli_common.h"
 #include "runner/job_binary.h"
 #include "runner/run.h"
-#include "stages/model/accounting.h"
+#include "stages/arch/accounting.h"
 #include "tracking/store.h"
 
 namespace upcycle::runner {
@@ -152,20 +152,20 @@ int bench_train(const po::variables_map& vm) {
   m.ffn_hidden = cli::integer_option(vm, "ffn", {0, 1 << 24}) > 0 ? cli::integer_option(vm, "ffn", {0, 1 << 24}) : 8 * m.d_model / 3;
   m.seq_len = cli::integer_option(vm, "seq", {1, 1 << 24});
   m.vocab = cli::integer_option(vm, "vocab", {2, 1 << 24});
-  m.block = vm["block"].as<std::string>();
+  m.block = core::enum_from(stages::kBlockNames, vm["block"].as<std::string>(), "--block");
   if (cli::integer_option(vm, "experts", {0, 4096}) > 0) {  // the peer's MoE: softmax, top-k, renormalised
     m.ffn_experts = cli::integer_option(vm, "experts", {0, 4096});
     m.ffn_top_k = cli::integer_option(vm, "topk", {1, 4096});
-    m.ffn_routing = "softmax_then_topk";
+    m.ffn_routing = stages::FfnRouting::kSoftmaxThenTopK;
     m.ffn_renormalize = true;
   }
   if (cli::integer_option(vm, "attn-experts", {0, 4096}) > 1) {  // BAM's soft-routed attention experts (no peer has them)
     m.attn_experts = cli::integer_option(vm, "attn-experts", {0, 4096});
-    m.attn_kv = vm["attn-kv"].as<std::string>();
+    m.attn_kv = core::enum_from(stages::kKvModeNames, vm["attn-kv"].as<std::string>(), "--attn-kv");
   }
   try {
     m.validate();
-  } catch (const std::invalid_argument& e) {
+  } catch (const core::FieldError& e) {
     throw ConfigError(std::string("upcycle bench train: ") + e.what());
   }
   const core::OutputDir scratch = scratch_dir(vm);

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cluster/process.h"
+#include "core/process.h"
 #include "core/error.h"
 #include "core/job_files.h"
 #include "core/output_dir.h"
@@ -14,8 +14,8 @@
 #include "runner/job_binary.h"
 #include "runner/recipe.h"
 #include "runner/yaml_reader.h"
-#include "stages/io/hf_config.h"
-#include "stages/model/accounting.h"
+#include "stages/arch/hf_config.h"
+#include "stages/arch/accounting.h"
 
 namespace upcycle::runner::cli {
 namespace {
@@ -26,7 +26,7 @@ constexpr double kConversionTimeoutS = 24 * 3600.0;
 std::string run_job_tool(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {job_binary()};
   argv.insert(argv.end(), args.begin(), args.end());
-  const cluster::ProcessResult r = cluster::run_process(argv, kConversionTimeoutS);
+  const core::ProcessResult r = core::run_process(argv, kConversionTimeoutS);
   if (r.exit_code != 0) {
     std::string err = r.err;
     while (!err.empty() && err.back() == '\n') err.pop_back();
@@ -144,7 +144,7 @@ int cmd_import(const std::vector<std::string>& args) {
   const stages::ModelConfig m = stages::model_config_from_json(r.at("model"));
   std::cout << "imported " << a[1] << " (" << r.at("format").get<std::string>() << ") to " << a[2] << ": "
             << m.layers << " layers, d_model " << m.d_model << ", " << m.heads << " heads (" << m.kv_heads << " KV), vocab "
-            << m.vocab << ", " << m.block << " blocks, " << m.norm << ", "
+            << m.vocab << ", " << core::enum_name(stages::kBlockNames, m.block) << " blocks, " << core::enum_name(stages::kNormNames, m.norm) << ", "
             << stages::count_params(m).total << " parameters\n";
   for (const auto& n : r.at("notes")) std::cout << "note: " << n.get<std::string>() << "\n";
   return 0;

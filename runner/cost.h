@@ -1,6 +1,6 @@
 // The cost model: each job's wall time and GPU-hours before anything is submitted, for
 // `upcycle plan --cost` and for `slurm.time: auto`. A training job's FLOPs come from the models'
-// accounting (stages/model/accounting.h); its throughput, in order of preference, from
+// accounting (stages/arch/accounting.h); its throughput, in order of preference, from
 //   store   past jobs of the same shape (model, batch, device kind, precision, ranks, threads): their
 //           mean tokens/s
 //   bench   `--bench`: a few steps of the trainer on synthetic tokens, here and now (when the job's

@@ -1,12 +1,10 @@
 #include "runner/job_binary.h"
 
-#include <unistd.h>
-
 #include <cstring>
 #include <filesystem>
 #include <vector>
 
-#include "cluster/process.h"
+#include "core/process.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -23,18 +21,13 @@ std::string job_binary() {
 
 int exec_job(const std::string& spec) {
   const std::string job = job_binary();
-  std::vector<std::string> args = {job, "stage", "--spec", spec};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  ::execv(job.c_str(), argv.data());
-  throw InternalError(job + ": cannot run: " + std::strerror(errno));
+  core::exec_process({job, "stage", "--spec", spec});
 }
 
 bool local_cuda() {
   static const bool cuda = [] {
     if (!std::filesystem::exists("/dev/nvidiactl")) return false;  // no NVIDIA driver: no CUDA device
-    const cluster::ProcessResult r = cluster::run_process({job_binary(), "cuda"}, 120);
+    const core::ProcessResult r = core::run_process({job_binary(), "cuda"}, 120);
     return r.exit_code == 0 && r.out.rfind("1", 0) == 0;
   }();
   return cuda;
@@ -43,8 +36,8 @@ bool local_cuda() {
 double measure_throughput(const stages::ModelConfig& m, int64_t batch, int64_t micro_batch, int64_t steps,
                           int threads, const std::string& scratch, const std::string& device,
                           const std::string& precision) {
-  const cluster::ProcessResult r =
-      cluster::run_process({job_binary(), "throughput", stages::to_json(m).dump(), std::to_string(batch),
+  const core::ProcessResult r =
+      core::run_process({job_binary(), "throughput", stages::to_json(m).dump(), std::to_string(batch),
                             std::to_string(micro_batch), std::to_string(steps), std::to_string(threads), scratch,
                             device, precision},
                            3600);

@@ -1,10 +1,10 @@
-// The CLI's way to LibTorch: `upcycle-job`, installed next to `upcycle` (stages/job_main.cpp). The CLI
+// The CLI's way to LibTorch: `upcycle-job`, installed next to `upcycle` (stages/jobs/job_main.cpp). The CLI
 // itself does not load LibTorch, so commands that only plan, submit or read the store start at once.
 #pragma once
 
 #include <string>
 
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 
 namespace upcycle::runner {
 

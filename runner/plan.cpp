@@ -81,8 +81,8 @@ Plan Planner::run() {
   for (const StageDef* s : order) {
     try {
       s->kind->plan(*s, *this);
-    } catch (const stages::SpecError& e) {  // a job spec the job would refuse: refused now, at the stage
-      throw stage_error(*s, e.field(), e.reason());
+    } catch (const core::FieldError& e) {  // a job spec the job would refuse: refused now, at the stage
+      throw stage_error(*s, e.path(), e.reason());
     }
   }
   return std::move(plan_);

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runner/recipe.h"
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 
 namespace upcycle::runner {
 

@@ -24,7 +24,7 @@ struct JobDraft {
   stages::JobRuntime runtime;
 };
 
-/// Validates the spec (the same code the job runs on it) and drafts it. Throws SpecError.
+/// Validates the spec (the same code the job runs on it) and drafts it. Throws core::FieldError.
 template <typename Spec>
 JobDraft draft(const Spec& spec, const stages::JobRuntime& runtime) {
   validate(spec);
@@ -41,7 +41,7 @@ class Planner {
   PlannedJob& job(size_t i) { return plan_.jobs.at(i); }
 
   /// Keys and adds a job of stage `s` labelled `label`, reading the jobs `deps`; returns its index. A
-  /// SpecError thrown while a kind plans (draft's validation) becomes a ConfigError naming the stage.
+  /// core::FieldError thrown while a kind plans (draft's validation) becomes a ConfigError naming the stage.
   size_t add(const StageDef& s, const std::string& label, const JobDraft& d, const std::vector<size_t>& deps);
   /// The key and directory `add` will give these inputs (for specs that hold their own directory).
   std::string key_of(const JobDraft& d, const std::vector<size_t>& deps) const;

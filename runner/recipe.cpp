@@ -25,9 +25,6 @@ const std::vector<std::string> kTopKeys = {"include", "defaults", "name", "execu
 // Keys a sweep may not vary: they are shared by every run of one invocation.
 const std::vector<std::string> kUnsweepable = {"name", "executor", "store", "root", "threads", "device",
                                                "max_parallel", "retries", "sweep", "slurm", "cost"};
-const std::vector<std::string> kModelKeys = {"d_model", "layers", "heads", "kv_heads", "ffn_hidden",
-                                             "vocab", "seq_len", "block", "norm", "tied_embeddings",
-                                             "rope_theta", "norm_eps", "init_std"};
 
 constexpr size_t kMaxSweepPoints = 10000;
 
@@ -160,41 +157,28 @@ stages::PrepareJobSpec parse_data(const YamlReader& r) {
   d.task_examples = r.get_integer("task_examples", d.task_examples);
   try {
     stages::validate(d);
-  } catch (const stages::SpecError& e) {
-    throw spec_error_at(r, e.field(), e.reason());
+  } catch (const core::FieldError& e) {
+    throw spec_error_at(r, e.path(), e.reason());
   }
   return d;
 }
 
-// Reads the keys present in `r` (all must be in `allowed`) into a ModelConfig, typed by each field's
-// default, and validates it, naming the offending key's location.
-stages::ModelConfig read_model_keys(const YamlReader& r, const std::vector<std::string>& allowed,
-                                    nlohmann::json j) {
-  r.expect_map(allowed);
-  const nlohmann::json defaults = stages::to_json(stages::ModelConfig{});
-  for (const auto& k : r.keys()) {
-    YamlReader v = r.child(k);
-    const auto& d = defaults.at(k);
-    if (d.is_boolean()) j[k] = v.boolean();
-    else if (d.is_number_integer()) j[k] = v.integer();
-    else if (d.is_number()) j[k] = v.number();
-    else j[k] = v.str();
-  }
-  stages::ModelConfig c = stages::model_config_from_json(j);
+// Reads the model keys present in `r` over `c` through the model's field table (`recipe`: only the
+// dense keys a recipe's model: takes) and validates it, naming the offending key's location.
+stages::ModelConfig read_model_keys(const YamlReader& r, bool recipe, stages::ModelConfig c) {
+  stages::model_fields().read(YamlSource(r), c, recipe);
   try {
     c.validate();
-  } catch (const std::invalid_argument& e) {
-    std::string msg = e.what();
-    std::string key = msg.substr(0, msg.find(':'));
-    throw (r.has(key) ? r.child(key) : r).error(msg.substr(msg.find(':') + 2));
+  } catch (const core::FieldError& e) {
+    throw spec_error_at(r, e.path(), e.reason());
   }
   return c;
 }
 
 stages::ModelConfig parse_model(const YamlReader& r, int64_t vocab) {
-  nlohmann::json j = nlohmann::json::object();
-  if (!r.has("vocab")) j["vocab"] = vocab;
-  stages::ModelConfig c = read_model_keys(r, kModelKeys, j);
+  stages::ModelConfig defaults;
+  defaults.vocab = vocab;
+  stages::ModelConfig c = read_model_keys(r, /*recipe=*/true, defaults);
   if (c.vocab != vocab) {
     throw r.child("vocab").error("must equal data.tokenizer.vocab (" + std::to_string(vocab) + ")");
   }
@@ -426,11 +410,8 @@ Recipe parse_with(const std::string& text, const std::string& file, const std::v
 
 stages::ModelConfig load_model_config(const std::string& path) {
   YAML::Node root = load_yaml_file(path);
-  const nlohmann::json defaults = stages::to_json(stages::ModelConfig{});
-  std::vector<std::string> all;
-  for (const auto& [k, v] : defaults.items()) all.push_back(k);
   SourceFiles files(path);
-  return read_model_keys(YamlReader(root, "", &files), all, nlohmann::json::object());
+  return read_model_keys(YamlReader(root, "", &files), /*recipe=*/false, stages::ModelConfig{});
 }
 
 bool is_recipe_file(const std::string& path) {

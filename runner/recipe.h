@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cluster/slurm_resources.h"
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 #include "stages/spec/prepare.h"
 #include "stages/spec/train.h"
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/fields.h"
 #include "core/integer.h"
 #include "core/suggest.h"
 
@@ -83,6 +84,45 @@ class YamlReader {
   YAML::Node node_;
   std::string path_;
   const SourceFiles* files_;
+};
+
+/// An enum-valued key: one of `names` (the error lists them); `fallback` when absent, unless `required`.
+template <typename E>
+E choice(const YamlReader& r, const std::string& key, const core::EnumNames<E>& names, E fallback,
+         bool required = false) {
+  if (!r.has(key) && !required) return fallback;
+  const YamlReader v = r.child(key);
+  const std::string text = v.str();
+  for (const auto& [e, n] : names) {
+    if (text == n) return e;
+  }
+  throw v.error("'" + text + "' is not allowed; expected " + core::or_list(core::enum_names(names)));
+}
+
+/// A YAML mapping as a core::FieldSource, so that the spec tables (core/fields.h) read recipe
+/// sections with every error at its file, line and key.
+class YamlSource : public core::FieldSource {
+ public:
+  explicit YamlSource(YamlReader r) : r_(std::move(r)) {}
+  bool has(const std::string& key) const override { return r_.has(key); }
+  std::vector<std::string> keys() const override { return r_.keys(); }
+  int64_t integer(const std::string& key, core::IntegerRange range) const override {
+    return r_.child(key).integer(range);
+  }
+  double number(const std::string& key) const override { return r_.child(key).number(); }
+  bool boolean(const std::string& key) const override { return r_.child(key).boolean(); }
+  std::string text(const std::string& key) const override { return r_.child(key).str(); }
+  std::vector<std::string> texts(const std::string& key) const override { return r_.child(key).strings(); }
+  std::unique_ptr<core::FieldSource> child(const std::string& key) const override {
+    return std::make_unique<YamlSource>(r_.child(key));
+  }
+  [[noreturn]] void fail(const std::string& key, const std::string& reason, const std::string& hint = "") const override {
+    throw (key.empty() || !r_.has(key) ? r_ : r_.child(key)).error(reason, hint);
+  }
+  void expect_only(const std::vector<std::string>& allowed) const override { r_.expect_map(allowed); }
+
+ private:
+  YamlReader r_;
 };
 
 using core::closest_match;

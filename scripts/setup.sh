@@ -22,6 +22,8 @@ APT_PACKAGES=(
   nlohmann-json3-dev libsentencepiece-dev libgtest-dev libgloo-dev
   # clang and its libFuzzer runtime: the fuzz harnesses (tests/fuzz/, scripts/fuzz.sh)
   clang libclang-rt-dev
+  # the format and lint checks (scripts/check_format.sh, scripts/check_tidy.sh; .clang-format, .clang-tidy)
+  clang-format clang-tidy
   # plots (analysis/plots.h), the report's browser test, and a LaTeX table compiled by a test
   gnuplot-nox chromium texlive-latex-base
   # a real single-node Slurm for the slurm-labelled tests and for trying the Slurm executor (cluster/local_slurm.sh)

@@ -4,7 +4,7 @@
 #include "runner/kinds/stage_kind.h"
 #include "runner/planner.h"
 #include "stages/command/command.h"
-#include "stages/io/hf_config.h"
+#include "stages/arch/hf_config.h"
 #include "stages/spec/command.h"
 
 namespace upcycle::runner {
@@ -127,8 +127,8 @@ class CommandKind : public StageKind {
     }
     try {
       stages::expand_command(spec, vars);
-    } catch (const stages::SpecError& e) {
-      throw stage_error(s, e.field(), e.reason());
+    } catch (const core::FieldError& e) {
+      throw stage_error(s, e.path(), e.reason());
     }
     p.add(s, model ? s.name + "/" + spec.model : s.name, draft(spec, rt), deps);
   }

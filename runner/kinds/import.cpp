@@ -7,7 +7,7 @@
 #include "runner/kinds/stage_kind.h"
 #include "runner/planner.h"
 #include "stages/data/hf_tokenizer.h"
-#include "stages/io/hf_config.h"
+#include "stages/arch/hf_config.h"
 #include "stages/spec/import.h"
 
 namespace upcycle::runner {

@@ -59,7 +59,7 @@ const std::vector<const StageKind*>& stage_kinds();
 /// The kind called `name`, or null.
 const StageKind* find_stage_kind(const std::string& name);
 
-/// A SpecError (from the typed spec's validation) as a ConfigError at the YAML key that set the
+/// A core::FieldError (from the typed spec's validation) as a ConfigError at the YAML key that set the
 /// field, or its nearest parent the recipe wrote: `r` is the node whose keys the spec's fields mirror.
 ConfigError spec_error_at(const YamlReader& r, const std::string& field, const std::string& reason);
 

@@ -6,14 +6,11 @@
 #include "core/sha256.h"
 #include "runner/kinds/stage_kind.h"
 #include "runner/planner.h"
-#include "stages/model/accounting.h"
+#include "stages/arch/accounting.h"
 #include "stages/spec/train.h"
 
 namespace upcycle::runner {
 namespace {
-
-const std::vector<std::string> kOptimKeys = {"lr", "min_lr_ratio", "warmup", "weight_decay",
-                                             "beta1", "beta2", "eps", "grad_clip"};
 
 void parse_budget(const YamlReader& b, TrainDef& d) {
   b.expect_map({"tokens", "match", "by"});
@@ -191,37 +188,19 @@ class BranchKind : public StageKind {
 }  // namespace
 
 const std::vector<std::string>& train_setting_keys() {
-  static const std::vector<std::string> kKeys = {"batch_size", "micro_batch", "precision", "log_every", "eval_every",
-                                                 "eval_windows", "checkpoint_every", "optim", "budget"};
+  static const std::vector<std::string> kKeys = [] {
+    std::vector<std::string> keys = stages::train_settings_fields().names(/*recipe=*/true);
+    keys.push_back("budget");
+    return keys;
+  }();
   return kKeys;
 }
 
 TrainDef parse_train(const YamlReader& r, TrainDef d) {
-  stages::TrainSettings& s = d.settings;
-  s.batch_size = r.get_integer("batch_size", s.batch_size);
-  s.micro_batch = r.get_integer("micro_batch", s.micro_batch);
-  s.log_every = r.get_integer("log_every", s.log_every);
-  s.eval_every = r.get_integer("eval_every", s.eval_every);
-  s.eval_windows = r.get_integer("eval_windows", s.eval_windows);
-  s.checkpoint_every = r.get_integer("checkpoint_every", s.checkpoint_every);
-  s.precision = r.get_choice("precision", s.precision, {"auto", "fp32", "bf16"});
-  if (r.has("optim")) {
-    YamlReader o = r.child("optim");
-    o.expect_map(kOptimKeys);
-    stages::OptimSpec& op = s.optim;
-    op.lr = o.get_number("lr", op.lr);
-    op.min_lr_ratio = o.get_number("min_lr_ratio", op.min_lr_ratio);
-    op.warmup = o.get_integer("warmup", op.warmup);
-    op.weight_decay = o.get_number("weight_decay", op.weight_decay);
-    op.beta1 = o.get_number("beta1", op.beta1);
-    op.beta2 = o.get_number("beta2", op.beta2);
-    op.eps = o.get_number("eps", op.eps);
-    op.grad_clip = o.get_number("grad_clip", op.grad_clip);
-  }
   try {
-    stages::validate(s);
-  } catch (const stages::SpecError& e) {
-    throw spec_error_at(r, e.field(), e.reason());
+    stages::read_settings(YamlSource(r), d.settings);
+  } catch (const core::FieldError& e) {  // a cross-field rule: at the key it names
+    throw spec_error_at(r, e.path(), e.reason());
   }
   if (r.has("budget")) parse_budget(r.child("budget"), d);
   return d;

@@ -5,7 +5,7 @@
 #include "runner/kinds/train.h"
 #include "runner/planner.h"
 #include "stages/spec/upcycle.h"
-#include "stages/upcycle/upcycle_config.h"
+#include "stages/arch/upcycle_config.h"
 
 namespace upcycle::runner {
 namespace {
@@ -17,9 +17,9 @@ struct UpcycleStage : StageParams {
 };
 
 // Routing keys into a ModelConfig's mixture fields; method-specific keys are refused elsewhere.
-stages::ModelConfig parse_mixture(const std::string& method, const YamlReader& r) {
+stages::ModelConfig parse_mixture(stages::UpcycleMethod method, const YamlReader& r) {
   stages::ModelConfig m;
-  if (method == "sparse") {
+  if (method == stages::UpcycleMethod::kSparse) {
     m.ffn_experts = r.child("experts").integer();
     m.ffn_granularity = r.get_integer("granularity", 1);
     if (m.ffn_experts < 1) throw r.child("experts").error("must be >= 1");
@@ -29,19 +29,19 @@ stages::ModelConfig parse_mixture(const std::string& method, const YamlReader& r
       if (r.has(k)) throw r.child(k).error("is for method sparse only");
     }
   }
-  if (method != "btx" && r.has("extra_seed_experts")) throw r.child("extra_seed_experts").error("is for method btx only");
+  if (method != stages::UpcycleMethod::kBtx && r.has("extra_seed_experts")) throw r.child("extra_seed_experts").error("is for method btx only");
   if (r.has("attention")) {
     YamlReader a = r.child("attention");
     a.expect_map({"routing", "top_k", "kv"});
-    m.attn_routing = a.get_choice("routing", m.attn_routing, {"soft", "top_k"});
+    m.attn_routing = choice(a, "routing", stages::kAttnRoutingNames, m.attn_routing);
     m.attn_top_k = a.get_integer("top_k", m.attn_top_k);
-    m.attn_kv = a.get_choice("kv", m.attn_kv, {"expert", "shared"});
+    m.attn_kv = choice(a, "kv", stages::kKvModeNames, m.attn_kv);
   }
   if (r.has("ffn")) {
     YamlReader f = r.child("ffn");
     f.expect_map({"top_k", "routing", "renormalize", "moe_every", "lb_coef", "z_coef"});
     m.ffn_top_k = f.get_integer("top_k", m.ffn_top_k);
-    m.ffn_routing = f.get_choice("routing", m.ffn_routing, {"softmax_then_topk", "topk_then_softmax"});
+    m.ffn_routing = choice(f, "routing", stages::kFfnRoutingNames, m.ffn_routing);
     m.ffn_renormalize = f.get_bool("renormalize", m.ffn_renormalize);
     m.moe_every = f.get_integer("moe_every", m.moe_every);
     m.lb_coef = f.get_number("lb_coef", m.lb_coef);
@@ -64,8 +64,7 @@ class UpcycleKind : public StageKind {
     auto u = std::make_shared<UpcycleStage>();
     stages::UpcycleSpec& s = u->spec;
     u->from = r.child("from").strings();
-    r.child("method");  // required
-    s.method = r.get_choice("method", "", {"bam", "btx", "sparse"});
+    s.method = choice(r, "method", stages::kUpcycleMethodNames, s.method, /*required=*/true);
     s.mixture = parse_mixture(s.method, r);
     s.shared_kv_init = r.get_choice("shared_kv_init", s.shared_kv_init, {"average", "first"});
     u->include_seed = r.get_bool("include_seed", u->include_seed);
@@ -104,7 +103,7 @@ class UpcycleKind : public StageKind {
                                          "' cannot be experts of one model: they differ in " + why);
       }
     }
-    if (u.spec.method == "sparse" && n != 1) {
+    if (u.spec.method == stages::UpcycleMethod::kSparse && n != 1) {
       throw stage_error(s, "from", "sparse upcycling reads one dense model, got " + std::to_string(n));
     }
     stages::UpcycleJobSpec spec;
@@ -114,7 +113,7 @@ class UpcycleKind : public StageKind {
     stages::ModelConfig moe;
     try {
       moe = stages::upcycled_config(spec.method, p.job(inputs[0]).model, spec.mixture, n + spec.extra_seed_experts);
-    } catch (const std::invalid_argument& e) {
+    } catch (const core::FieldError& e) {
       throw stage_error(s, "", std::string(e.what()) + " (upcycling " + std::to_string(n) + " dense models)");
     }
     size_t id = p.add(s, s.name, draft(spec, p.runtime(s)), inputs);
@@ -128,7 +127,7 @@ class UpcycleKind : public StageKind {
   // BAM and BTX mix the seed in as one of the experts by default: a branch's seed joins `from`.
   static std::vector<std::string> with_seed(const UpcycleStage& u, const Recipe& r) {
     std::vector<std::string> from = u.from;
-    if (!u.include_seed || u.spec.method == "sparse") return from;
+    if (!u.include_seed || u.spec.method == stages::UpcycleMethod::kSparse) return from;
     for (const auto& f : u.from) {
       const StageDef* b = r.find_stage(f);
       const BranchStage* branch = b ? b->as<BranchStage>() : nullptr;

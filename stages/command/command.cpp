@@ -1,14 +1,9 @@
 #include "stages/command/command.h"
 
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <stdexcept>
 
 #include "core/error.h"
+#include "core/process.h"
 
 namespace upcycle::stages {
 
@@ -44,38 +39,15 @@ std::string expand_template(const std::string& text, const std::map<std::string,
 
 int run_command(const CommandSpec& spec) {
   if (spec.argv.empty()) throw StageError("command: empty argv");
-  std::vector<std::string> args = spec.argv;
-  std::vector<char*> cargs;
-  for (auto& a : args) cargs.push_back(a.data());
-  cargs.push_back(nullptr);
-  int err_pipe[2];  // reports an exec failure to the parent (closed on a successful exec)
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw StageError(std::string("command: pipe: ") + std::strerror(errno));
-  pid_t pid = ::fork();
-  if (pid < 0) throw StageError(std::string("command: fork: ") + std::strerror(errno));
-  if (pid == 0) {
-    ::close(err_pipe[0]);
-    for (const auto& [k, v] : spec.env) ::setenv(k.c_str(), v.c_str(), 1);
-    if (!spec.cwd.empty() && ::chdir(spec.cwd.c_str()) != 0) {
-      int e = errno;
-      (void)!::write(err_pipe[1], &e, sizeof(e));
-      ::_exit(127);
-    }
-    ::execvp(cargs[0], cargs.data());
-    int e = errno;
-    (void)!::write(err_pipe[1], &e, sizeof(e));
-    ::_exit(127);
+  core::SpawnOptions o;
+  o.argv = spec.argv;
+  o.env = spec.env;
+  o.cwd = spec.cwd;
+  try {
+    return core::wait_process(core::spawn_process(o));
+  } catch (const ProcessError& e) {
+    throw StageError(std::string("command: ") + e.what());
   }
-  ::close(err_pipe[1]);
-  int child_errno = 0;
-  ssize_t got = ::read(err_pipe[0], &child_errno, sizeof(child_errno));
-  ::close(err_pipe[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (got == static_cast<ssize_t>(sizeof(child_errno))) {
-    throw StageError("command: cannot run '" + spec.argv[0] + "': " + std::strerror(child_errno));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 }  // namespace upcycle::stages

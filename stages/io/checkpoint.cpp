@@ -178,7 +178,7 @@ CheckpointMeta read_checkpoint_meta(const std::string& dir) {
     if (cfg.contains("files")) meta.files = cfg.at("files").get<std::map<std::string, std::string>>();
   } catch (const nlohmann::json::exception& e) {
     throw StageError(cfg_path + ": malformed checkpoint config: " + e.what());
-  } catch (const std::invalid_argument& e) {
+  } catch (const core::FieldError& e) {
     throw StageError(cfg_path + ": model." + e.what());
   } catch (const Error& e) {
     throw StageError(e.what());

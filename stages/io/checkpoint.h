@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "stages/io/safetensors.h"
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 #include "stages/model/transformer.h"
 
 namespace upcycle::stages {

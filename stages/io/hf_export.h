@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "core/output_dir.h"
-#include "stages/io/hf_config.h"
+#include "stages/arch/hf_config.h"
 
 namespace upcycle::stages {
 

@@ -27,7 +27,7 @@ std::vector<Row> layout(const ModelConfig& m, HfFormat f) {
   for (int64_t l = 0; l < m.layers; ++l) {
     const std::string ours = "blocks." + std::to_string(l) + ".", hf = "model.layers." + std::to_string(l) + ".";
     rows.push_back({ours + "norm1", {D}, {hf + "input_layernorm.weight"}});
-    if (m.block == "sequential") rows.push_back({ours + "norm2", {D}, {hf + "post_attention_layernorm.weight"}});
+    if (m.block == BlockType::kSequential) rows.push_back({ours + "norm2", {D}, {hf + "post_attention_layernorm.weight"}});
     rows.push_back({ours + "attn.wq", {HC, D}, {hf + "self_attn.q_proj.weight"}, true, cohere ? m.heads : 0});
     rows.push_back({ours + "attn.wk", {GC, D}, {hf + "self_attn.k_proj.weight"}, true, cohere ? m.kv_heads : 0});
     rows.push_back({ours + "attn.wv", {GC, D}, {hf + "self_attn.v_proj.weight"}, true});

@@ -12,7 +12,7 @@
 
 #include <string>
 
-#include "stages/io/hf_config.h"
+#include "stages/arch/hf_config.h"
 #include "stages/io/safetensors.h"
 
 namespace upcycle::stages {

@@ -20,7 +20,7 @@ const JobKind& find_job_kind(const std::string& name) {
     if (k.name == name) return k;
     names += (names.empty() ? "" : ", ") + k.name;
   }
-  throw SpecError("kind", "unknown job kind '" + name + "' (kinds: " + names + ")");
+  throw core::FieldError("kind", "unknown job kind '" + name + "' (kinds: " + names + ")");
 }
 
 core::ArtifactRow checkpoint_artifact(const std::string& dir) {

@@ -21,7 +21,7 @@ struct JobContext {
 struct JobKind {
   std::string name;
   int output_version = 0;
-  /// Reads and validates the kind's fields; throws SpecError naming the first bad one.
+  /// Reads and validates the kind's fields; throws core::FieldError naming the first bad one.
   void (*check)(const SpecReader& spec) = nullptr;
   /// Runs the job and fills the result; false when preempted (checkpoint written, requeue wanted).
   bool (*run)(const SpecReader& spec, const JobContext& ctx, core::JobResult& result) = nullptr;
@@ -37,7 +37,7 @@ JobKind import_job_kind();
 
 /// Every registered kind.
 const std::vector<JobKind>& job_kinds();
-/// Throws SpecError on "kind" naming the registered kinds when there is none called `name`.
+/// Throws core::FieldError on "kind" naming the registered kinds when there is none called `name`.
 const JobKind& find_job_kind(const std::string& name);
 
 /// A kind's JobKind::check: reads (and so validates) a spec of type Spec.

@@ -13,7 +13,7 @@ bool run_upcycle_job(const SpecReader& s, const JobContext& ctx, core::JobResult
   UpcycleResult res = upcycle_dense(u);
   CheckpointMeta meta;
   meta.model = res.config;
-  meta.extra = {{"method", u.method}, {"sources", u.inputs}};
+  meta.extra = {{"method", core::enum_name(kUpcycleMethodNames, u.method)}, {"sources", u.inputs}};
   std::string ckpt = ctx.dir + "/checkpoint";
   save_checkpoint(ckpt, res.state, meta);
   r.outputs["checkpoint"] = ckpt;

@@ -89,7 +89,7 @@ at::Tensor MixtureOfAttentionImpl::dense_forward(const at::Tensor& h_BTD, const 
 
 MixtureOfAttentionImpl::MixtureOfAttentionImpl(const ModelConfig& c) : config(c) {
   const int64_t E = c.attn_experts, D = c.d_model, C = c.head_dim();
-  const int64_t kv_copies = c.attn_kv == "shared" ? 1 : E;
+  const int64_t kv_copies = c.attn_kv == KvMode::kShared ? 1 : E;
   torch::NoGradGuard no_grad;
   const double out_std = c.init_std / std::sqrt(2.0 * c.layers);
   wq_EHD = register_parameter("wq", torch::randn({E, c.heads * C, D}) * c.init_std);
@@ -126,7 +126,7 @@ at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTa
   }
 
   auto gates = torch::softmax(torch::matmul(h_BTD, router_ED.t()), -1);  // [B, T, E]
-  if (c.attn_routing == "top_k" && c.attn_top_k < E) {
+  if (c.attn_routing == AttnRouting::kTopK && c.attn_top_k < E) {
     auto [top_v, top_i] = gates.topk(c.attn_top_k, -1);
     gates = torch::zeros_like(gates).scatter(-1, top_i, top_v / top_v.sum(-1, true));
   }

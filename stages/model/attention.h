@@ -16,7 +16,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 #include "stages/model/layers.h"
 
 namespace upcycle::stages {

@@ -5,7 +5,7 @@
 namespace upcycle::stages {
 
 at::Tensor apply_norm(const at::Tensor& x_BTD, const at::Tensor& weight_D, const ModelConfig& c) {
-  if (c.norm == "rmsnorm") {
+  if (c.norm == Norm::kRmsNorm) {
     auto inv = torch::rsqrt(x_BTD.pow(2).mean(-1, /*keepdim=*/true) + c.norm_eps);
     return x_BTD * inv * weight_D;
   }

@@ -4,7 +4,7 @@
 
 #include <ATen/Tensor.h>
 
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 
 namespace upcycle::stages {
 

@@ -136,7 +136,7 @@ at::Tensor MoeFfnImpl::forward(const at::Tensor& h_BTD, RouterStats* stats, MoeD
   auto logits_NE = torch::matmul(x_ND, router_ED.t());
   auto probs_NE = torch::softmax(logits_NE, -1);
   at::Tensor weight_NK, expert_NK;
-  if (c.ffn_routing == "topk_then_softmax") {
+  if (c.ffn_routing == FfnRouting::kTopKThenSoftmax) {
     auto top = logits_NE.topk(K, -1);
     weight_NK = torch::softmax(std::get<0>(top), -1);
     expert_NK = std::get<1>(top);

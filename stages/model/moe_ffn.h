@@ -22,7 +22,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 
 namespace upcycle::stages {
 

@@ -6,7 +6,7 @@ namespace upcycle::stages {
 
 BlockImpl::BlockImpl(const ModelConfig& c, int64_t layer) : config(c) {
   norm1_D = register_parameter("norm1", torch::ones({c.d_model}));
-  if (c.block == "sequential") norm2_D = register_parameter("norm2", torch::ones({c.d_model}));
+  if (c.block == BlockType::kSequential) norm2_D = register_parameter("norm2", torch::ones({c.d_model}));
   attn = register_module("attn", MixtureOfAttention(c));
   ffn = register_module("ffn", MoeFfn(c, c.ffn_experts_in_layer(layer)));
 }
@@ -16,7 +16,7 @@ at::Tensor BlockImpl::forward(const at::Tensor& x_BTD, const RopeTables& rope, R
   at::Tensor gates_BTE;
   at::Tensor* gates = stats ? &gates_BTE : nullptr;
   at::Tensor y_BTD;
-  if (config.block == "parallel") {
+  if (config.block == BlockType::kParallel) {
     auto h = apply_norm(x_BTD, norm1_D, config);
     y_BTD = x_BTD + attn->forward(h, rope, gates, kv) + ffn->forward(h, stats);
   } else {

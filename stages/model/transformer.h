@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "stages/model/attention.h"
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 #include "stages/model/moe_ffn.h"
 
 namespace upcycle::stages {

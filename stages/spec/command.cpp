@@ -11,8 +11,8 @@ nlohmann::json templates_json(const CommandTemplates& t) {
 
 CommandTemplates read_templates(const SpecReader& r) {
   r.expect_only({"argv", "env", "results"});
-  return {r.get<std::vector<std::string>>("argv"), r.get<std::map<std::string, std::string>>("env", {}),
-          r.get<std::string>("results", "{out}")};
+  return {r.value<std::vector<std::string>>("argv"), r.value<std::map<std::string, std::string>>("env", {}),
+          r.value<std::string>("results", "{out}")};
 }
 
 }  // namespace
@@ -22,7 +22,7 @@ void expand_command(CommandJobSpec& s, const std::map<std::string, std::string>&
     try {
       return expand_template(text, vars);
     } catch (const std::invalid_argument& e) {
-      throw SpecError(field, e.what());
+      throw core::FieldError(field, e.what());
     }
   };
   s.expanded = {};
@@ -58,16 +58,16 @@ nlohmann::json to_json(const CommandJobSpec& s) {
 
 void read_spec(const SpecReader& r, CommandJobSpec& c) {
   expect_fields(r, {"template", "expanded", "parser", "model", "out", "hf"});
-  c.templates = read_templates(r.child("template"));
-  c.expanded = read_templates(r.child("expanded"));
-  c.parser = r.get("parser", c.parser);
-  c.model = r.get("model", c.model);
-  c.out = r.get<std::string>("out");
+  c.templates = read_templates(r.object("template"));
+  c.expanded = read_templates(r.object("expanded"));
+  c.parser = r.value("parser", c.parser);
+  c.model = r.value("model", c.model);
+  c.out = r.value<std::string>("out");
   if (r.has("hf")) {
-    SpecReader h = r.child("hf");
+    SpecReader h = r.object("hf");
     h.expect_only({"format", "dir", "checkpoint", "tokenizer"});
-    c.hf = {h.get<std::string>("format", ""), h.get<std::string>("dir", ""), h.get<std::string>("checkpoint", ""),
-            h.get<std::string>("tokenizer", "")};
+    c.hf = {h.value<std::string>("format", ""), h.value<std::string>("dir", ""), h.value<std::string>("checkpoint", ""),
+            h.value<std::string>("tokenizer", "")};
   }
   validate(c);
 }

@@ -41,7 +41,7 @@ struct CommandJobSpec {
 };
 
 /// The placeholders' values for one job: {out}, {data_dir}, {threads}, and with a model {model},
-/// {model_dir}, {checkpoint}, {hf}. Fills `expanded` and `out`; throws SpecError on a bad template.
+/// {model_dir}, {checkpoint}, {hf}. Fills `expanded` and `out`; throws core::FieldError on a bad template.
 void expand_command(CommandJobSpec& s, const std::map<std::string, std::string>& vars);
 
 void validate(const CommandJobSpec& s);

@@ -17,7 +17,7 @@ std::vector<EvalModel> read_models(const SpecReader& r, const char* field) {
   std::vector<EvalModel> out;
   for (const auto& m : r.items(field)) {
     m.expect_only({"name", "checkpoint"});
-    out.push_back({m.get<std::string>("name"), m.get<std::string>("checkpoint")});
+    out.push_back({m.value<std::string>("name"), m.value<std::string>("checkpoint")});
   }
   return out;
 }
@@ -68,14 +68,14 @@ nlohmann::json to_json(const EvalJobSpec& s) { return content_json(s, true); }
 void read_spec(const SpecReader& r, EvalJobSpec& e) {
   expect_fields(r, {"data_dir", "domains", "split", "max_windows", "tasks", "max_examples", "max_new_tokens",
                     "kv_cache", "precision", "models", "ensembles"});
-  e.data_dir = r.get<std::string>("data_dir");
-  e.domains = r.get<std::vector<std::string>>("domains");
-  e.split = r.get("split", e.split);
-  e.max_windows = r.get("max_windows", e.max_windows);
-  e.max_examples = r.get("max_examples", e.max_examples);
-  e.max_new_tokens = r.get("max_new_tokens", e.max_new_tokens);
-  e.kv_cache = r.get("kv_cache", e.kv_cache);
-  e.precision = r.get("precision", e.precision);
+  e.data_dir = r.value<std::string>("data_dir");
+  e.domains = r.value<std::vector<std::string>>("domains");
+  e.split = r.value("split", e.split);
+  e.max_windows = r.value("max_windows", e.max_windows);
+  e.max_examples = r.value("max_examples", e.max_examples);
+  e.max_new_tokens = r.value("max_new_tokens", e.max_new_tokens);
+  e.kv_cache = r.value("kv_cache", e.kv_cache);
+  e.precision = r.value("precision", e.precision);
   e.tasks.clear();
   const nlohmann::json& tasks = r.json().contains("tasks") ? r.json().at("tasks") : nlohmann::json::array();
   check(tasks.is_array(), "tasks", "expected a list");
@@ -86,12 +86,12 @@ void read_spec(const SpecReader& r, EvalJobSpec& e) {
     }
     SpecReader t(tasks[i], "tasks[" + std::to_string(i) + "]");
     t.expect_only({"path", "sha256"});
-    e.tasks.push_back({t.get<std::string>("path"), t.get<std::string>("sha256")});
+    e.tasks.push_back({t.value<std::string>("path"), t.value<std::string>("sha256")});
   }
   e.models = read_models(r, "models");
   for (const auto& en : r.items("ensembles")) {
     en.expect_only({"name", "members"});
-    e.ensembles.push_back({en.get<std::string>("name"), read_models(en, "members")});
+    e.ensembles.push_back({en.value<std::string>("name"), read_models(en, "members")});
   }
   validate(e);
 }

@@ -14,9 +14,9 @@ nlohmann::json to_json(const ImportJobSpec& s) {
 
 void read_spec(const SpecReader& r, ImportJobSpec& s) {
   expect_fields(r, {"path", "fingerprint", "seq_len"});
-  s.path = r.get<std::string>("path");
-  s.fingerprint = r.get<std::string>("fingerprint");
-  s.seq_len = r.get("seq_len", s.seq_len);
+  s.path = r.value<std::string>("path");
+  s.fingerprint = r.value<std::string>("fingerprint");
+  s.seq_len = r.value("seq_len", s.seq_len);
   validate(s);
 }
 

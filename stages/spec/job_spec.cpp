@@ -25,11 +25,11 @@ void write_envelope(nlohmann::json& j, const JobHeader& h, const JobRuntime& r) 
 
 JobHeader read_header(const SpecReader& s) {
   JobHeader h;
-  h.kind = s.get<std::string>("kind");
-  h.version = s.get<int>("version");
-  h.key = s.get<std::string>("key");
-  h.stage = s.get<std::string>("stage", "");
-  h.inputs = s.get<std::vector<std::string>>("input_keys", {});
+  h.kind = s.value<std::string>("kind");
+  h.version = s.value<int>("version");
+  h.key = s.value<std::string>("key");
+  h.stage = s.value<std::string>("stage", "");
+  h.inputs = s.value<std::vector<std::string>>("input_keys", {});
   check(h.key.size() == 64 && std::all_of(h.key.begin(), h.key.end(), [](char c) { return std::isxdigit(c); }),
         "key", "expected a sha256 (64 hex digits)");
   return h;
@@ -37,9 +37,9 @@ JobHeader read_header(const SpecReader& s) {
 
 JobRuntime read_runtime(const SpecReader& s) {
   JobRuntime r;
-  r.threads = s.get<int>("threads", r.threads);
-  r.device = s.get<std::string>("device", r.device);
-  r.world_size = s.get<int>("world_size", r.world_size);
+  r.threads = s.value<int>("threads", r.threads);
+  r.device = s.value<std::string>("device", r.device);
+  r.world_size = s.value<int>("world_size", r.world_size);
   check(r.threads >= 1 && r.threads <= 4096, "threads", "must be in [1, 4096]");
   check_choice(r.device, "device", {"cpu", "cuda"});
   check(r.world_size >= 1 && r.world_size <= 65536, "world_size", "must be in [1, 65536]");
@@ -63,7 +63,7 @@ void expect_fields(const SpecReader& s, std::initializer_list<const char*> own) 
   for (const auto& [k, v] : s.json().items()) {
     bool known = std::find(envelope_fields().begin(), envelope_fields().end(), k) != envelope_fields().end();
     for (const char* o : own) known = known || k == o;
-    if (!known) throw SpecError(s.path(k), "unknown field");
+    if (!known) throw core::FieldError(s.path(k), "unknown field");
   }
 }
 

@@ -51,7 +51,7 @@ nlohmann::json numerics_of(const JobRuntime& r);
 std::string content_key(const std::string& kind, int version, const nlohmann::json& material,
                         const std::vector<std::string>& input_keys);
 
-/// Throws SpecError for a field not in `own` nor in the envelope.
+/// Throws core::FieldError for a field not in `own` nor in the envelope.
 void expect_fields(const SpecReader& s, std::initializer_list<const char*> own);
 
 }  // namespace upcycle::stages

@@ -22,21 +22,21 @@ nlohmann::json domain_json(const DomainSpec& d, bool pretokenized) {
 DomainSpec read_domain(const SpecReader& r) {
   r.expect_only({"name", "sources", "generator", "max_bytes", "shards"});
   DomainSpec d;
-  d.name = r.get<std::string>("name");
-  d.generator = r.get<std::string>("generator", "");
-  d.max_bytes = r.get<int64_t>("max_bytes", 0);
+  d.name = r.value<std::string>("name");
+  d.generator = r.value<std::string>("generator", "");
+  d.max_bytes = r.value<int64_t>("max_bytes", 0);
   if (r.has("shards")) {
-    SpecReader s = r.child("shards");
+    SpecReader s = r.object("shards");
     s.expect_only({"dir", "train", "valid", "test", "dtype"});
-    d.shards = {s.get<std::string>("dir", ""), s.get<std::string>("train", ""), s.get<std::string>("valid", ""),
-                s.get<std::string>("test", ""), s.get<std::string>("dtype")};
+    d.shards = {s.value<std::string>("dir", ""), s.value<std::string>("train", ""), s.value<std::string>("valid", ""),
+                s.value<std::string>("test", ""), s.value<std::string>("dtype")};
   }
   if (!r.has("sources")) return d;
   for (const auto& src : r.items("sources")) {
     src.expect_only({"pattern", "split", "text_field"});
-    d.sources.push_back({src.get<std::string>("pattern"),
-                         doc_split_from(src.get<std::string>("split", "file"), src.path("split")),
-                         src.get<std::string>("text_field", "text")});
+    d.sources.push_back({src.value<std::string>("pattern"),
+                         doc_split_from(src.value<std::string>("split", "file"), src.path("split")),
+                         src.value<std::string>("text_field", "text")});
   }
   return d;
 }
@@ -116,24 +116,24 @@ nlohmann::json to_json(const PrepareJobSpec& s) {
 
 void read_spec(const SpecReader& r, PrepareJobSpec& p) {
   expect_fields(r, {"domains", "tokenizer", "valid_fraction", "test_fraction", "task_examples", "seed"});
-  SpecReader tok = r.child("tokenizer");
+  SpecReader tok = r.object("tokenizer");
   tok.expect_only({"kind", "vocab", "model_type", "sample_bytes", "path", "sha256"});
-  const std::string kind = tok.get<std::string>("kind", "sentencepiece");
+  const std::string kind = tok.value<std::string>("kind", "sentencepiece");
   check_choice(kind, "tokenizer.kind", {"sentencepiece", "pretokenized", "file"});
   p.pretokenized = kind == "pretokenized";
   if (kind == "file") {
-    p.tokenizer_file = tok.get<std::string>("path");
-    p.tokenizer_sha256 = tok.get<std::string>("sha256");
+    p.tokenizer_file = tok.value<std::string>("path");
+    p.tokenizer_sha256 = tok.value<std::string>("sha256");
   } else {
-    p.tokenizer.vocab = tok.get<int64_t>("vocab");
+    p.tokenizer.vocab = tok.value<int64_t>("vocab");
   }
-  p.tokenizer.model_type = tok.get("model_type", p.tokenizer.model_type);
-  p.tokenizer_sample_bytes = tok.get("sample_bytes", p.tokenizer_sample_bytes);
+  p.tokenizer.model_type = tok.value("model_type", p.tokenizer.model_type);
+  p.tokenizer_sample_bytes = tok.value("sample_bytes", p.tokenizer_sample_bytes);
   for (const auto& d : r.items("domains")) p.domains.push_back(read_domain(d));
-  p.valid_fraction = r.get("valid_fraction", p.valid_fraction);
-  p.test_fraction = r.get("test_fraction", p.test_fraction);
-  p.task_examples = r.get("task_examples", p.task_examples);
-  p.seed = r.get<uint64_t>("seed", 0);
+  p.valid_fraction = r.value("valid_fraction", p.valid_fraction);
+  p.test_fraction = r.value("test_fraction", p.test_fraction);
+  p.task_examples = r.value("task_examples", p.task_examples);
+  p.seed = r.value<uint64_t>("seed", 0);
   p.tokenizer.seed = p.seed;
   validate(p);
 }

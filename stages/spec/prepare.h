@@ -18,11 +18,11 @@ struct PrepareJobSpec : PrepareSpec {
   static constexpr int kOutputVersion = 2;  // 2: domain/ and arith-mc/ built-in tasks
 };
 
-/// "file" | "fortune" | "jsonl", and back (throws SpecError on `field` for another name).
+/// "file" | "fortune" | "jsonl", and back (throws core::FieldError on `field` for another name).
 const char* doc_split_name(DocSplit s);
 DocSplit doc_split_from(const std::string& name, const std::string& field);
 
-/// Throws SpecError naming the field ("domains[2].name: ...", "tokenizer.vocab: ...").
+/// Throws core::FieldError naming the field ("domains[2].name: ...", "tokenizer.vocab: ...").
 void validate(const PrepareJobSpec& s);
 nlohmann::json to_json(const PrepareJobSpec& s);
 void read_spec(const SpecReader& r, PrepareJobSpec& out);

@@ -1,67 +1,98 @@
 #include "stages/spec/train.h"
 
+#include <algorithm>
+#include <limits>
+
 namespace upcycle::stages {
 namespace {
 
-nlohmann::json optim_json(const OptimSpec& o) {
-  return {{"lr", o.lr}, {"min_lr_ratio", o.min_lr_ratio}, {"warmup", o.warmup},
-          {"weight_decay", o.weight_decay}, {"beta1", o.beta1}, {"beta2", o.beta2},
-          {"eps", o.eps}, {"grad_clip", o.grad_clip}};
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+core::Fields<OptimSpec> make_optim_fields() {
+  using O = OptimSpec;
+  core::Fields<O> f;
+  f.number("lr", &O::lr, {0, 10, false, true}, "peak learning rate")
+      .number("min_lr_ratio", &O::min_lr_ratio, {0, 1}, "cosine floor as a fraction of the peak (BAM: 10%)")
+      .integer("warmup", &O::warmup, {0, std::numeric_limits<int64_t>::max()}, "linear warmup steps from 0")
+      .number("weight_decay", &O::weight_decay, {0, 10, false, true}, "AdamW decay on matrices (not norms)")
+      .number("beta1", &O::beta1, {0, 1, false, true}, "AdamW β1")
+      .number("beta2", &O::beta2, {0, 1, false, true}, "AdamW β2")
+      .number("eps", &O::eps, {0, 1, true, true}, "AdamW ε")
+      .number("grad_clip", &O::grad_clip, {0, kInf}, "max global gradient norm; 0 disables clipping");
+  return f;
 }
 
-OptimSpec read_optim(const SpecReader& r) {
-  r.expect_only({"lr", "min_lr_ratio", "warmup", "weight_decay", "beta1", "beta2", "eps", "grad_clip"});
-  OptimSpec o;
-  o.lr = r.get("lr", o.lr);
-  o.min_lr_ratio = r.get("min_lr_ratio", o.min_lr_ratio);
-  o.warmup = r.get("warmup", o.warmup);
-  o.weight_decay = r.get("weight_decay", o.weight_decay);
-  o.beta1 = r.get("beta1", o.beta1);
-  o.beta2 = r.get("beta2", o.beta2);
-  o.eps = r.get("eps", o.eps);
-  o.grad_clip = r.get("grad_clip", o.grad_clip);
-  return o;
+core::Fields<TrainSettings> make_settings_fields() {
+  using T = TrainSettings;
+  constexpr int64_t kP24 = int64_t(1) << 24, kMaxSteps = std::numeric_limits<int64_t>::max();
+  core::Fields<T> f;
+  f.integer("batch_size", &T::batch_size, {1, kP24}, "sequences per optimizer step (global)")
+      .integer("micro_batch", &T::micro_batch, {0, kP24},
+               "sequences per forward; must divide `batch_size` (gradient accumulation); 0 = `batch_size`")
+      .one_of("precision", &T::precision, {"auto", "fp32", "bf16"},
+              "`auto`: bf16 autocast on CUDA, fp32 on the CPU; `bf16`: autocast (matmuls in bf16; norms, softmax "
+              "and losses in fp32; weights, gradients and AdamW state stay fp32). Eval stages have their own")
+      .integer("log_every", &T::log_every, {1, kMaxSteps}, "steps between `metrics.jsonl` lines")
+      .integer("eval_every", &T::eval_every, {0, kMaxSteps}, "steps between validation losses; 0 = only at the end")
+      .integer("eval_windows", &T::eval_windows, {1, kMaxSteps}, "validation windows per domain and evaluation")
+      .integer("checkpoint_every", &T::checkpoint_every, {0, kMaxSteps}, "steps between checkpoints; 0 = only at the end")
+      .group("optim", &T::optim, optim_fields());
+  return f;
 }
 
-void validate_optim(const OptimSpec& o) {
-  check(o.lr >= 0 && o.lr < 10, "optim.lr", "must be in [0, 10)");
-  check(o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1, "optim.min_lr_ratio", "must be in [0, 1]");
-  check(o.warmup >= 0, "optim.warmup", "must be >= 0");
-  check(o.weight_decay >= 0 && o.weight_decay < 10, "optim.weight_decay", "must be in [0, 10)");
-  check(o.beta1 >= 0 && o.beta1 < 1, "optim.beta1", "must be in [0, 1)");
-  check(o.beta2 >= 0 && o.beta2 < 1, "optim.beta2", "must be in [0, 1)");
-  check(o.eps > 0 && o.eps < 1, "optim.eps", "must be in (0, 1)");
-  check(o.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 disables clipping)");
+core::Fields<TrainJobSpec> make_job_fields() {
+  using J = TrainJobSpec;
+  using core::kNotKeyed;
+  using core::kPlanned;
+  core::Fields<J> f;
+  f.inherit(train_settings_fields())
+      .text("data_dir", &J::data_dir, "the prepare job's data (path)", kPlanned | kNotKeyed)
+      .planned("mix", &J::mix, "domain -> weight")
+      .integer("tokens", &J::tokens, {1, int64_t(1) << 62}, "the token budget", kPlanned)
+      .integer("seed", &J::seed, {0, std::numeric_limits<int64_t>::max()}, "the recipe's seed", kPlanned);
+  return f;
 }
 
-// ModelConfig::validate says "key: reason".
+// ModelConfig::validate names the model's own key.
 void validate_model(const ModelConfig& m) {
   try {
     m.validate();
-  } catch (const std::invalid_argument& e) {
-    const std::string what = e.what();
-    const size_t colon = what.find(": ");
-    throw SpecError("model." + what.substr(0, colon), colon == std::string::npos ? what : what.substr(colon + 2));
+  } catch (const core::FieldError& e) {
+    throw core::FieldError("model." + e.path(), e.reason());
   }
 }
 
 }  // namespace
 
+const core::Fields<OptimSpec>& optim_fields() {
+  static const core::Fields<OptimSpec> kFields = make_optim_fields();
+  return kFields;
+}
+
+const core::Fields<TrainSettings>& train_settings_fields() {
+  static const core::Fields<TrainSettings> kFields = make_settings_fields();
+  return kFields;
+}
+
+const core::Fields<TrainJobSpec>& train_job_fields() {
+  static const core::Fields<TrainJobSpec> kFields = make_job_fields();
+  return kFields;
+}
+
 void validate(const TrainSettings& s) {
-  check(s.batch_size >= 1 && s.batch_size <= (int64_t(1) << 24), "batch_size", "must be in [1, 2^24]");
-  check(s.micro_batch >= 0 && (s.micro_batch == 0 || s.batch_size % s.micro_batch == 0), "micro_batch",
+  train_settings_fields().check(s);
+  check(s.micro_batch == 0 || s.batch_size % s.micro_batch == 0, "micro_batch",
         "must divide batch_size (0: no accumulation)");
-  check_choice(s.precision, "precision", {"auto", "fp32", "bf16"});
-  check(s.log_every >= 1, "log_every", "must be >= 1");
-  check(s.eval_every >= 0, "eval_every", "must be >= 0 (0: only at the end)");
-  check(s.eval_windows >= 1, "eval_windows", "must be >= 1");
-  check(s.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0: only at the end)");
-  validate_optim(s.optim);
+}
+
+void read_settings(const core::FieldSource& src, TrainSettings& out) {
+  train_settings_fields().read_present(src, out);
+  validate(out);
 }
 
 void validate(const TrainJobSpec& s) {
+  train_job_fields().check(s);
   validate(static_cast<const TrainSettings&>(s));
-  check(s.tokens >= 1, "tokens", "must be >= 1");
   check(!s.data_dir.empty(), "data_dir", "missing");
   check(!s.mix.empty(), "mix", "needs at least one domain");
   double total = 0;
@@ -79,63 +110,32 @@ std::string effective_precision(const std::string& precision, const std::string&
   return device == "cpu" ? "fp32" : "bf16";
 }
 
-void write_settings(nlohmann::json& j, const TrainSettings& s) {
-  j["batch_size"] = s.batch_size;
-  j["micro_batch"] = s.micro_batch;
-  j["precision"] = s.precision;
-  j["log_every"] = s.log_every;
-  j["eval_every"] = s.eval_every;
-  j["eval_windows"] = s.eval_windows;
-  j["checkpoint_every"] = s.checkpoint_every;
-  j["optim"] = optim_json(s.optim);
-}
-
+// The JSON form: the settings' and the job's fields, then the model as a fresh config or the
+// checkpoint it continues (init).
 nlohmann::json to_json(const TrainJobSpec& s) {
-  nlohmann::json j = nlohmann::json::object();
-  write_settings(j, s);
+  nlohmann::json j = train_job_fields().to_json(s);
   if (s.init_checkpoint.empty()) {
     j["model"] = to_json(s.model);
   } else {
     j["init"] = s.init_checkpoint;
   }
-  j["data_dir"] = s.data_dir;
-  j["mix"] = s.mix;
-  j["tokens"] = s.tokens;
-  j["seed"] = s.seed;
   return j;
 }
 
 void read_spec(const SpecReader& r, TrainJobSpec& t) {
-  expect_fields(r, {"batch_size", "micro_batch", "precision", "log_every", "eval_every", "eval_windows",
-                    "checkpoint_every", "optim", "model", "init", "data_dir", "mix", "tokens", "seed"});
-  t.batch_size = r.get("batch_size", t.batch_size);
-  t.micro_batch = r.get("micro_batch", t.micro_batch);
-  t.precision = r.get("precision", t.precision);
-  t.log_every = r.get("log_every", t.log_every);
-  t.eval_every = r.get("eval_every", t.eval_every);
-  t.eval_windows = r.get("eval_windows", t.eval_windows);
-  t.checkpoint_every = r.get("checkpoint_every", t.checkpoint_every);
-  if (r.has("optim")) t.optim = read_optim(r.child("optim"));
+  std::vector<std::string> also = envelope_fields();
+  also.insert(also.end(), {"model", "init"});
+  train_job_fields().read(r, t, false, also);
   check(r.has("model") != r.has("init"), "model", "give exactly one of model (fresh) or init (a checkpoint)");
-  if (r.has("model")) {
-    try {
-      t.model = model_config_from_json(r.json().at("model"));
-    } catch (const std::exception& e) {
-      throw SpecError("model", e.what());
-    }
-  }
-  t.init_checkpoint = r.get<std::string>("init", "");
-  t.data_dir = r.get<std::string>("data_dir");
-  t.mix = r.get<std::map<std::string, double>>("mix");
-  t.tokens = r.get<int64_t>("tokens");
-  t.seed = r.get<uint64_t>("seed", 0);
+  if (r.has("model")) model_fields().read(r.object("model"), t.model);
+  t.init_checkpoint = r.value<std::string>("init", "");
+  for (const char* required : {"data_dir", "mix", "tokens"}) check(r.has(required), required, "missing");
   validate(t);
 }
 
 nlohmann::json key_material(const TrainJobSpec& s, const JobRuntime& rt) {
-  nlohmann::json j = to_json(s);
-  j.erase("init");  // paths follow from input keys
-  j.erase("data_dir");
+  nlohmann::json j = train_job_fields().key_material(s);  // paths follow from input keys
+  if (s.init_checkpoint.empty()) j["model"] = to_json(s.model);
   j["precision"] = effective_precision(s.precision, rt.device);
   j["numerics"] = numerics_of(rt);
   return j;

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 #include "stages/spec/job_spec.h"
 
 namespace upcycle::stages {
@@ -50,16 +50,25 @@ struct TrainJobSpec : TrainSettings {
   uint64_t seed = 0;
 };
 
-/// Throws SpecError naming the field ("optim.beta1: must be in [0, 1)").
+/// Throws core::FieldError naming the field ("optim.beta1: must be in [0, 1)").
 void validate(const TrainSettings& s);
 void validate(const TrainJobSpec& s);
 
 /// Precision as it runs: auto resolves to bf16 on CUDA, fp32 on the CPU.
 std::string effective_precision(const std::string& precision, const std::string& device);
 
-void write_settings(nlohmann::json& j, const TrainSettings& s);
+/// The fields, declared once (core/fields.h): the recipe's training keys (a `train:` section and every
+/// train and branch stage), their ranges and docs; the job's JSON adds what the planner sets.
+const core::Fields<OptimSpec>& optim_fields();
+const core::Fields<TrainSettings>& train_settings_fields();
+const core::Fields<TrainJobSpec>& train_job_fields();
+
+/// Reads the training keys present in `src` (a recipe's `train:` or a stage; the caller checks for
+/// unknown keys, which sit beside a stage's own) over `out`, and validates them.
+void read_settings(const core::FieldSource& src, TrainSettings& out);
+
 nlohmann::json to_json(const TrainJobSpec& s);
-/// Reads and validates; throws SpecError naming the field.
+/// Reads and validates; throws core::FieldError naming the field.
 void read_spec(const SpecReader& r, TrainJobSpec& out);
 nlohmann::json key_material(const TrainJobSpec& s, const JobRuntime& rt);
 

@@ -3,13 +3,12 @@
 namespace upcycle::stages {
 
 void validate(const UpcycleJobSpec& s) {
-  check_choice(s.method, "method", {"bam", "btx", "sparse"});
   check(!s.inputs.empty() && s.inputs.size() <= 4096, "inputs", "needs 1 to 4096 dense checkpoints");
-  check(s.method != "sparse" || s.inputs.size() == 1, "inputs", "sparse upcycling reads one dense model");
+  check(s.method != UpcycleMethod::kSparse || s.inputs.size() == 1, "inputs", "sparse upcycling reads one dense model");
   check_choice(s.shared_kv_init, "shared_kv_init", {"average", "first"});
   check_choice(s.weight_scaling, "weight_scaling", {"all", "w2", "none"});
   check(s.extra_seed_experts >= 0 && s.extra_seed_experts <= 4096, "extra_seed_experts", "must be in [0, 4096]");
-  check(s.extra_seed_experts == 0 || s.method == "btx", "extra_seed_experts", "is for method btx only");
+  check(s.extra_seed_experts == 0 || s.method == UpcycleMethod::kBtx, "extra_seed_experts", "is for method btx only");
   if (s.average_weights.empty()) return;
   check(s.average_weights.size() == s.inputs.size(), "average_weights",
         "has " + std::to_string(s.average_weights.size()) + " weights for " + std::to_string(s.inputs.size()) +
@@ -23,7 +22,7 @@ void validate(const UpcycleJobSpec& s) {
 }
 
 nlohmann::json to_json(const UpcycleJobSpec& s) {
-  return {{"method", s.method}, {"inputs", s.inputs}, {"mixture", to_json(s.mixture)},
+  return {{"method", core::enum_name(kUpcycleMethodNames, s.method)}, {"inputs", s.inputs}, {"mixture", to_json(s.mixture)},
           {"shared_kv_init", s.shared_kv_init}, {"average_weights", s.average_weights},
           {"extra_seed_experts", s.extra_seed_experts}, {"virtual_groups", s.virtual_groups},
           {"weight_scaling", s.weight_scaling}, {"seed", s.seed}};
@@ -32,22 +31,22 @@ nlohmann::json to_json(const UpcycleJobSpec& s) {
 void read_spec(const SpecReader& r, UpcycleJobSpec& u) {
   expect_fields(r, {"method", "inputs", "mixture", "shared_kv_init", "average_weights", "extra_seed_experts",
                     "virtual_groups", "weight_scaling", "seed"});
-  u.method = r.get<std::string>("method");
-  u.inputs = r.get<std::vector<std::string>>("inputs");
+  u.method = core::enum_from(kUpcycleMethodNames, r.value<std::string>("method"), r.path("method"));
+  u.inputs = r.value<std::vector<std::string>>("inputs");
   if (r.has("mixture")) {
-    r.child("mixture");  // an object
+    r.object("mixture");  // an object
     try {
       u.mixture = model_config_from_json(r.json().at("mixture"));
     } catch (const std::exception& e) {
-      throw SpecError("mixture", e.what());
+      throw core::FieldError("mixture", e.what());
     }
   }
-  u.shared_kv_init = r.get("shared_kv_init", u.shared_kv_init);
-  u.average_weights = r.get("average_weights", u.average_weights);
-  u.extra_seed_experts = r.get("extra_seed_experts", u.extra_seed_experts);
-  u.virtual_groups = r.get("virtual_groups", u.virtual_groups);
-  u.weight_scaling = r.get("weight_scaling", u.weight_scaling);
-  u.seed = r.get<uint64_t>("seed", 0);
+  u.shared_kv_init = r.value("shared_kv_init", u.shared_kv_init);
+  u.average_weights = r.value("average_weights", u.average_weights);
+  u.extra_seed_experts = r.value("extra_seed_experts", u.extra_seed_experts);
+  u.virtual_groups = r.value("virtual_groups", u.virtual_groups);
+  u.weight_scaling = r.value("weight_scaling", u.weight_scaling);
+  u.seed = r.value<uint64_t>("seed", 0);
   validate(u);
 }
 

@@ -8,13 +8,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
+#include "stages/arch/upcycle_config.h"
 #include "stages/spec/job_spec.h"
 
 namespace upcycle::stages {
 
 struct UpcycleSpec {
-  std::string method = "bam";       ///< bam | btx | sparse
+  UpcycleMethod method = UpcycleMethod::kBam;
   std::vector<std::string> inputs;  ///< dense checkpoint dirs; expert i comes from inputs[i] (paths)
   ModelConfig mixture;              ///< routing fields (attn_*, ffn_*, router_init_std, coefs) to use
   std::string shared_kv_init = "average";  ///< average | first
@@ -33,7 +34,7 @@ struct UpcycleJobSpec : UpcycleSpec {
   static constexpr int kOutputVersion = 1;
 };
 
-/// Throws SpecError naming the field. average_weights: one per input, >= 0, not all 0.
+/// Throws core::FieldError naming the field. average_weights: one per input, >= 0, not all 0.
 void validate(const UpcycleJobSpec& s);
 nlohmann::json to_json(const UpcycleJobSpec& s);
 void read_spec(const SpecReader& r, UpcycleJobSpec& out);

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 
 namespace upcycle::stages {
 

@@ -31,8 +31,8 @@ TransformerLm build_model(const TrainSpec& spec, CheckpointMeta* meta) {
   if (!spec.init_checkpoint.empty()) return load_model(spec.init_checkpoint, meta);
   try {
     spec.model.validate();
-  } catch (const std::invalid_argument& e) {
-    throw StageError(std::string("model.") + e.what());
+  } catch (const core::FieldError& e) {
+    throw StageError("model." + e.path() + ": " + e.reason());
   }
   return TransformerLm(spec.model);
 }

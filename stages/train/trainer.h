@@ -8,7 +8,7 @@
 #include <string>
 
 #include "core/metric_sink.h"
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 #include "stages/spec/train.h"
 #include "stages/train/device.h"
 #include "stages/train/distributed.h"

@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "stages/io/checkpoint.h"
 #include "stages/model/transformer.h"
-#include "stages/upcycle/upcycle_config.h"
+#include "stages/arch/upcycle_config.h"
 
 namespace upcycle::stages {
 namespace {
@@ -47,7 +47,7 @@ at::Tensor sparse_experts(const std::string& name, const at::Tensor& dense, cons
 
 UpcycleResult upcycle_dense(const UpcycleSpec& spec) {
   if (spec.inputs.empty()) throw StageError("upcycle needs at least one dense checkpoint");
-  if (spec.method == "sparse" && spec.inputs.size() != 1) {
+  if (spec.method == UpcycleMethod::kSparse && spec.inputs.size() != 1) {
     throw StageError("sparse upcycling takes exactly one dense checkpoint, got " +
                      std::to_string(spec.inputs.size()));
   }
@@ -59,7 +59,7 @@ UpcycleResult upcycle_dense(const UpcycleSpec& spec) {
     check_same_shape(metas[0].model, metas[i].model, spec.inputs[0], spec.inputs[i]);
   }
   const int64_t n = static_cast<int64_t>(dense.size());
-  if (spec.extra_seed_experts < 0 || (spec.extra_seed_experts > 0 && spec.method != "btx")) {
+  if (spec.extra_seed_experts < 0 || (spec.extra_seed_experts > 0 && spec.method != UpcycleMethod::kBtx)) {
     throw StageError("extra_seed_experts is for method btx only, and must be >= 0");
   }
   std::vector<double> w = spec.average_weights;
@@ -72,7 +72,7 @@ UpcycleResult upcycle_dense(const UpcycleSpec& spec) {
   UpcycleResult out;
   try {
     out.config = upcycled_config(spec.method, metas[0].model, spec.mixture, n + spec.extra_seed_experts);
-  } catch (const std::invalid_argument& e) {
+  } catch (const core::FieldError& e) {
     throw StageError("upcycled model: " + std::string(e.what()));
   }
   torch::manual_seed(spec.seed);
@@ -97,13 +97,13 @@ UpcycleResult upcycle_dense(const UpcycleSpec& spec) {
     const bool ffn = name.find(".ffn.") != std::string::npos;
     const bool kv = ends_with(name, ".wk") || ends_with(name, ".wv");
     at::Tensor v;
-    if (spec.method == "sparse") {
+    if (spec.method == UpcycleMethod::kSparse) {
       v = (ffn && t.size(0) > 1) ? sparse_experts(name, dense[0].at(name), out.config, spec)
                                  : dense[0].at(name);
     } else if (ffn) {
       v = t.size(0) > 1 ? stack(name) : average(name);
-    } else if (attn && spec.method == "bam") {
-      if (kv && out.config.attn_kv == "shared") {
+    } else if (attn && spec.method == UpcycleMethod::kBam) {
+      if (kv && out.config.attn_kv == KvMode::kShared) {
         v = spec.shared_kv_init == "first" ? dense[0].at(name) : average(name);
       } else {
         v = stack(name);
@@ -113,7 +113,7 @@ UpcycleResult upcycle_dense(const UpcycleSpec& spec) {
     }
     t = v.clone();
   }
-  if (spec.method == "sparse" && spec.virtual_groups) {
+  if (spec.method == UpcycleMethod::kSparse && spec.virtual_groups) {
     // Megatron-LM _process_router_param: keep the first E rows, repeat each G times consecutively.
     const int64_t G = out.config.ffn_granularity;
     for (auto& [name, t] : out.state) {

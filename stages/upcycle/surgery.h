@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "stages/io/safetensors.h"
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 #include "stages/spec/upcycle.h"
 
 namespace upcycle::stages {

@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cluster/process.h"
+#include "core/process.h"
 #include "core/atomic_file.h"
 #include "tests/support/run_binary.h"
 #include "tests/support/temp_dir.h"
@@ -187,7 +187,7 @@ TEST_F(SlurmTest, ARunnerKilledAfterSubmittingLosesAndRepeatsNothing) {
   const std::string bin = dir_ / "bin", calls = dir_ / "calls.log";
   std::filesystem::create_directories(bin);
   for (const char* cmd : {"scontrol", "squeue", "sacct", "sbatch"}) {
-    const std::string real = cluster::run_process({"sh", "-c", std::string("command -v ") + cmd}).out;
+    const std::string real = core::run_process({"sh", "-c", std::string("command -v ") + cmd}).out;
     core::write_file_atomic(bin + "/" + cmd, "#!/bin/sh\necho " + std::string(cmd) + " >> '" + calls + "'\nexec " +
                                                  real.substr(0, real.find('\n')) + " \"$@\"\n");
     std::filesystem::permissions(bin + "/" + cmd, std::filesystem::perms::owner_all);
@@ -210,7 +210,7 @@ TEST_F(SlurmTest, ARunnerKilledAfterSubmittingLosesAndRepeatsNothing) {
 TEST_F(SlurmTest, AnSbatchErrorAfterQueueingDoesNotSubmitTwice) {
   const std::string bin = dir_ / "bin";
   std::filesystem::create_directories(bin);
-  const std::string real = cluster::run_process({"sh", "-c", "command -v sbatch"}).out;
+  const std::string real = core::run_process({"sh", "-c", "command -v sbatch"}).out;
   core::write_file_atomic(bin + "/sbatch", "#!/bin/sh\n" + real.substr(0, real.find('\n')) +
                                                " \"$@\" > /dev/null\necho 'sbatch: error: Socket timed out on send/recv "
                                                "operation' >&2\nexit 1\n");
@@ -226,11 +226,11 @@ TEST_F(SlurmTest, AnSbatchErrorAfterQueueingDoesNotSubmitTwice) {
   tracking::Store s(dir_ / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
   for (const auto& row : s.select("SELECT key, scheduler_id FROM jobs").rows) {
     const std::string name = "upc-" + std::get<std::string>(row[0]).substr(0, 16);
-    auto q = cluster::run_process({"squeue", "-h", "--name=" + name, "-o", "%i"});
+    auto q = core::run_process({"squeue", "-h", "--name=" + name, "-o", "%i"});
     EXPECT_EQ(q.out, std::get<std::string>(row[1]).substr(6) + "\n") << name;
   }
   for (const auto& row : s.select("SELECT scheduler_id FROM jobs").rows) {
-    cluster::run_process({"scancel", std::get<std::string>(row[0]).substr(6)});
+    core::run_process({"scancel", std::get<std::string>(row[0]).substr(6)});
   }
 }
 
@@ -276,14 +276,14 @@ TEST_F(SlurmTest, ARequeuedTrainJobResumesFromItsCheckpointToTheSameLosses) {
   auto st = run_binary({UPCYCLE_BINARY, "status"}, dir_.path());
   EXPECT_NE(st.output.find("k tokens ("), std::string::npos) << st.output;
   EXPECT_NE(st.output.find("tok/s, ETA"), std::string::npos) << st.output;
-  auto rq = cluster::run_process({"scontrol", "requeue", job});
+  auto rq = core::run_process({"scontrol", "requeue", job});
   ASSERT_EQ(rq.exit_code, 0) << rq.err;
   // Slurm holds a requeued job for a while (BeginTime); release it now rather than wait.
   for (int i = 0; i < 300; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    auto q = cluster::run_process({"squeue", "-h", "-j", job, "-o", "%T %r"});
+    auto q = core::run_process({"squeue", "-h", "-j", job, "-o", "%T %r"});
     if (q.out.find("PENDING") != std::string::npos) {
-      cluster::run_process({"scontrol", "update", "JobId=" + job, "StartTime=now"});
+      core::run_process({"scontrol", "update", "JobId=" + job, "StartTime=now"});
       break;
     }
   }

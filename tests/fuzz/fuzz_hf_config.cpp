@@ -5,8 +5,8 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "stages/io/hf_config.h"
-#include "stages/model/accounting.h"
+#include "stages/arch/hf_config.h"
+#include "stages/arch/accounting.h"
 #include "tests/fuzz/fuzz_support.h"
 
 using namespace upcycle;

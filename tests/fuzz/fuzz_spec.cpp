@@ -22,14 +22,14 @@ static void decode(const SpecReader& r) {
   Spec s;
   try {
     read_spec(r, s);
-  } catch (const SpecError&) {
+  } catch (const core::FieldError&) {
     return;
   }
   const nlohmann::json once = to_json(s);
   Spec again;
   try {
     read_spec(SpecReader(once), again);
-  } catch (const SpecError& e) {
+  } catch (const core::FieldError& e) {
     fuzz::fail(std::string(Spec::kKind) + " spec accepted, but its to_json is rejected: " + e.what());
   }
   if (to_json(again) != once) fuzz::fail(std::string(Spec::kKind) + " spec changes in a round trip");
@@ -49,14 +49,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {
       (void)read_header(r);
       (void)read_runtime(r);
-    } catch (const SpecError&) {
+    } catch (const core::FieldError&) {
     }
     decode<PrepareJobSpec>(r);
     decode<TrainJobSpec>(r);
     decode<UpcycleJobSpec>(r);
     decode<EvalJobSpec>(r);
     decode<CommandJobSpec>(r);
-  } catch (const SpecError&) {
+  } catch (const core::FieldError&) {
     // not an object
   }
   return 0;

@@ -59,8 +59,8 @@ const std::string& sp_model() {
 ModelConfig tiny(const std::string& block, const std::string& norm, bool tied) {
   ModelConfig c = testing::small_config(kVocab);
   c.seq_len = 32;
-  c.block = block;
-  c.norm = norm;
+  c.block = core::enum_from(kBlockNames, block, "block");
+  c.norm = core::enum_from(kNormNames, norm, "norm");
   c.tied_embeddings = tied;
   c.rope_theta = 500.0;
   return c;
@@ -141,10 +141,10 @@ TEST(Interop, BtxExportsAsMixtralAndTransformersComputesOurLogits) {
   TempDir tmp;
   const ModelConfig dense = tiny("sequential", "rmsnorm", false);
   UpcycleSpec spec;
-  spec.method = "btx";
+  spec.method = UpcycleMethod::kBtx;
   for (int i = 0; i < 3; ++i) spec.inputs.push_back(trained_checkpoint(dense, tmp / ("expert" + std::to_string(i)), 10 + i));
   spec.mixture.ffn_top_k = 2;
-  spec.mixture.ffn_routing = "topk_then_softmax";  // = softmax, top-k, renormalise: Mixtral's router
+  spec.mixture.ffn_routing = FfnRouting::kTopKThenSoftmax;  // = softmax, top-k, renormalise: Mixtral's router
   UpcycleResult btx = upcycle_dense(spec);
   TransformerLm model(btx.config);
   load_state_into(model, btx.state, "btx");

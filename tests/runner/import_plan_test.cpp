@@ -48,7 +48,7 @@ TEST(ImportPlanTest, TheImportedModelAndTokenizerFlowIntoThePlan) {
   ASSERT_NE(seed, nullptr);
   EXPECT_EQ(seed->model.d_model, 64);
   EXPECT_EQ(seed->model.seq_len, 32);
-  EXPECT_EQ(seed->model.block, "sequential");
+  EXPECT_EQ(seed->model.block, stages::BlockType::kSequential);
   EXPECT_EQ(p.find("experts/code")->model.vocab, 600);
   const auto& tok = p.find("data")->spec["tokenizer"];
   EXPECT_EQ(tok["kind"], "file");

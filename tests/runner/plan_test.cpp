@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "stages/model/accounting.h"
+#include "stages/arch/accounting.h"
 
 namespace upcycle::runner {
 namespace {

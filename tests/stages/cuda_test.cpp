@@ -13,7 +13,7 @@
 #include "stages/io/checkpoint.h"
 #include "stages/model/transformer.h"
 #include "stages/train/trainer.h"
-#include "stages/upcycle/upcycle_config.h"
+#include "stages/arch/upcycle_config.h"
 #include "tests/support/byte_corpus.h"
 #include "tests/support/model_configs.h"
 #include "tests/support/temp_dir.h"
@@ -26,9 +26,9 @@ TEST(ModelTest, BamForwardMatchesCpu_CUDA) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "CUDA is not available";
   ModelConfig c = testing::small_config(/*vocab=*/300);
   ModelConfig mix;
-  mix.ffn_routing = "topk_then_softmax";
+  mix.ffn_routing = FfnRouting::kTopKThenSoftmax;
   mix.ffn_top_k = 3;  // top_k = E: no routing ties between devices
-  c = upcycled_config("bam", c, mix, 3);
+  c = upcycled_config(UpcycleMethod::kBam, c, mix, 3);
   torch::manual_seed(0);
   TransformerLm cpu(c);
   TransformerLm gpu(c);
@@ -58,7 +58,7 @@ ModelConfig moe_config(int64_t experts, int64_t top_k) {
   c.ffn_hidden = 128;
   ModelConfig mix;
   mix.ffn_top_k = top_k;
-  return upcycled_config("bam", c, mix, experts);
+  return upcycled_config(UpcycleMethod::kBam, c, mix, experts);
 }
 
 TEST(ModelTest, Bf16ForwardFollowsFp32Cpu_CUDA) {
@@ -66,9 +66,9 @@ TEST(ModelTest, Bf16ForwardFollowsFp32Cpu_CUDA) {
   for (const char* method : {"bam", "btx"}) {
     ModelConfig c = testing::small_config(300);
     ModelConfig mix;
-    mix.ffn_routing = "topk_then_softmax";
+    mix.ffn_routing = FfnRouting::kTopKThenSoftmax;
     mix.ffn_top_k = 3;  // top_k = E: no routing ties between devices
-    c = upcycled_config(method, c, mix, 3);
+    c = upcycled_config(core::enum_from(kUpcycleMethodNames, method, "method"), c, mix, 3);
     torch::manual_seed(0);
     TransformerLm cpu(c);
     auto idx = torch::randint(c.vocab, {2, c.seq_len});

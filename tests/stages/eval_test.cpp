@@ -105,7 +105,7 @@ TEST(EvalTest, RoutingPerLayerIsRecordedForBothRouters) {
   torch::manual_seed(0);
   ModelConfig c = testing::small_config(256);
   c.attn_experts = 3;
-  c.attn_kv = "expert";
+  c.attn_kv = KvMode::kExpert;
   c.ffn_experts = 3;
   c.ffn_top_k = 1;
   c.kv_heads = c.heads;

@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "stages/data/hf_tokenizer.h"
 #include "stages/io/checkpoint.h"
-#include "stages/io/hf_config.h"
+#include "stages/arch/hf_config.h"
 #include "stages/io/hf_export.h"
 #include "stages/io/hf_weights.h"
 #include "tests/support/model_configs.h"
@@ -122,8 +122,8 @@ TEST(HfIoTest, ConfigsWithOptionsOurModelLacksAreRefusedNamingTheKey) {
   EXPECT_NE(error_of([&] { hf_model_from_config(cohere, "c.json"); }).find("key 'use_qk_norm'"), std::string::npos);
   // What is accepted maps as documented.
   const HfModel m = hf_model_from_config(llama_config(), "cfg.json", 8);
-  EXPECT_EQ(m.model.block, "sequential");
-  EXPECT_EQ(m.model.norm, "rmsnorm");
+  EXPECT_EQ(m.model.block, BlockType::kSequential);
+  EXPECT_EQ(m.model.norm, Norm::kRmsNorm);
   EXPECT_EQ(m.model.seq_len, 8);
   EXPECT_EQ(m.model.kv_heads, 2);
 }
@@ -131,8 +131,8 @@ TEST(HfIoTest, ConfigsWithOptionsOurModelLacksAreRefusedNamingTheKey) {
 // A checkpoint of our dense model written in the Llama layout, then damaged one way at a time.
 TEST(HfIoTest, CheckpointsWithMissingUnexpectedOrMisshapedTensorsAreRefusedNamingTheTensor) {
   ModelConfig c = testing::small_config();
-  c.block = "sequential";
-  c.norm = "rmsnorm";
+  c.block = BlockType::kSequential;
+  c.norm = Norm::kRmsNorm;
   TransformerLm model(c);
   const TensorMap hf = to_hf_tensors(state_of(model), c, HfFormat::kLlama, at::kFloat);
   const HfModel cfg = hf_model_from_config(hf_config_for(c, HfFormat::kLlama, "float32", {}), "config.json");
@@ -161,8 +161,8 @@ TEST(HfIoTest, ExportRefusalsNameWhatTheFormatCannotCompute) {
   EXPECT_EQ(hf_format_for(dense), HfFormat::kCohere);
   EXPECT_NE(hf_export_refusal(dense, HfFormat::kLlama).find("sequential blocks with RMSNorm"), std::string::npos);
   ModelConfig moe = dense;
-  moe.block = "sequential";
-  moe.norm = "rmsnorm";
+  moe.block = BlockType::kSequential;
+  moe.norm = Norm::kRmsNorm;
   moe.ffn_experts = 4;
   moe.ffn_top_k = 2;
   EXPECT_NE(hf_export_refusal(moe, HfFormat::kMixtral).find("without renormalising"), std::string::npos);

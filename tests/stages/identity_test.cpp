@@ -32,7 +32,7 @@ TEST(IdentityTest, MoeOfIdenticalExpertsEqualsDenseFfn) {
     MoeFfn dense(c, 1);
     c.ffn_experts = k.experts;
     c.ffn_top_k = k.top_k;
-    c.ffn_routing = k.routing;
+    c.ffn_routing = core::enum_from(kFfnRoutingNames, k.routing, "ffn_routing");
     c.ffn_renormalize = k.renorm;
     MoeFfn moe(c, k.experts);
     tile(dense->w13_E2FD, moe->w13_E2FD);
@@ -49,7 +49,7 @@ TEST(IdentityTest, SoftMixtureOfIdenticalAttentionEqualsDense) {
     ModelConfig c = base();
     MixtureOfAttention dense(c);
     c.attn_experts = 3;
-    c.attn_kv = kv;
+    c.attn_kv = core::enum_from(kKvModeNames, kv, "attn_kv");
     MixtureOfAttention moa(c);
     tile(dense->wq_EHD, moa->wq_EHD);
     tile(dense->wk_EGD, moa->wk_EGD);
@@ -66,9 +66,9 @@ TEST(IdentityTest, ExpertKvWithEqualKeysAndValuesEqualsSharedKv) {
   torch::manual_seed(4);
   ModelConfig c = base();
   c.attn_experts = 3;
-  c.attn_kv = "shared";
+  c.attn_kv = KvMode::kShared;
   MixtureOfAttention shared(c);
-  c.attn_kv = "expert";
+  c.attn_kv = KvMode::kExpert;
   MixtureOfAttention expert(c);
   {
     torch::NoGradGuard g;
@@ -118,7 +118,7 @@ TEST(IdentityTest, TopKAttentionRoutingGatesSumToOne) {
   torch::manual_seed(3);
   ModelConfig c = base();
   c.attn_experts = 4;
-  c.attn_routing = "top_k";
+  c.attn_routing = AttnRouting::kTopK;
   c.attn_top_k = 2;
   MixtureOfAttention moa(c);
   auto x = torch::randn({2, 16, c.d_model});

@@ -11,7 +11,7 @@
 
 #include "stages/eval/generate.h"
 #include "stages/model/transformer.h"
-#include "stages/upcycle/upcycle_config.h"
+#include "stages/arch/upcycle_config.h"
 #include "tests/support/model_configs.h"
 
 namespace upcycle::stages {
@@ -26,16 +26,16 @@ std::vector<Variant> variants() {
   ModelConfig mha = testing::small_config();
   mha.kv_heads = mha.heads;
   ModelConfig gqa = testing::small_config();
-  gqa.block = "sequential";
+  gqa.block = BlockType::kSequential;
   auto moa = [&](const std::string& kv, const std::string& routing, int64_t k, const std::string& block) {
     ModelConfig mix;
     mix.ffn_top_k = 2;
-    mix.attn_kv = kv;
-    mix.attn_routing = routing;
+    mix.attn_kv = core::enum_from(kKvModeNames, kv, "attn_kv");
+    mix.attn_routing = core::enum_from(kAttnRoutingNames, routing, "attn_routing");
     mix.attn_top_k = k;
     ModelConfig base = testing::small_config();
-    base.block = block;
-    return upcycled_config("bam", base, mix, 3);
+    base.block = core::enum_from(kBlockNames, block, "block");
+    return upcycled_config(UpcycleMethod::kBam, base, mix, 3);
   };
   return {{"dense MHA", mha},
           {"dense GQA, sequential", gqa},

@@ -4,9 +4,9 @@
 
 #include <functional>
 
-#include "stages/model/accounting.h"
+#include "stages/arch/accounting.h"
 #include "stages/model/transformer.h"
-#include "stages/upcycle/upcycle_config.h"
+#include "stages/arch/upcycle_config.h"
 #include "tests/support/model_configs.h"
 #include "tests/support/tensor_asserts.h"
 
@@ -15,14 +15,14 @@ namespace {
 
 ModelConfig tiny(const std::string& block = "parallel") {
   ModelConfig c = testing::small_config();
-  c.block = block;
+  c.block = core::enum_from(kBlockNames, block, "block");
   return c;
 }
 
 ModelConfig bam(int64_t n, const std::string& block = "parallel") {
   ModelConfig mix;
   mix.ffn_top_k = 2;
-  return upcycled_config("bam", tiny(block), mix, n);
+  return upcycled_config(UpcycleMethod::kBam, tiny(block), mix, n);
 }
 
 class ModelTest : public ::testing::Test {
@@ -42,7 +42,7 @@ TEST_F(ModelTest, ShapesForEveryVariant) {
 
 TEST_F(ModelTest, ParameterCountMatchesAccounting) {
   ModelConfig shared = bam(3);
-  shared.attn_kv = "shared";
+  shared.attn_kv = KvMode::kShared;
   ModelConfig every_other = bam(4);
   every_other.moe_every = 2;
   for (const auto& c : {tiny(), tiny("sequential"), bam(3), shared, every_other}) {
@@ -97,7 +97,7 @@ TEST_F(ModelTest, MoeDispatchModesAgreeWithTheLoop) {
     ModelConfig c = tiny();
     c.ffn_experts = 5;
     c.ffn_top_k = 2;
-    c.ffn_routing = routing;
+    c.ffn_routing = core::enum_from(kFfnRoutingNames, routing, "ffn_routing");
     MoeFfn ffn(c, 5);
     {
       torch::NoGradGuard g;
@@ -153,7 +153,6 @@ TEST_F(ModelTest, InvalidConfigsNameTheKey) {
       {"vocab", [](ModelConfig& c) { c.vocab = 0; }},
       {"ffn_top_k", [](ModelConfig& c) { c.ffn_experts = 2; c.ffn_top_k = 3; }},
       {"attn_top_k", [](ModelConfig& c) { c.attn_experts = 2; c.attn_top_k = 0; }},
-      {"block", [](ModelConfig& c) { c.block = "serial"; }},
       {"ffn_granularity", [](ModelConfig& c) { c.ffn_granularity = 5; }},
   };
   for (const auto& k : cases) {

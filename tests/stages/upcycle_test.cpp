@@ -50,10 +50,10 @@ TEST(UpcycleTest, BamAndBtxOfIdenticalModelsGiveTheDenseLogits) {
   for (const char* method : {"bam", "btx"}) {
     for (const char* kv : {"expert", "shared"}) {
       UpcycleSpec s;
-      s.method = method;
+      s.method = core::enum_from(kUpcycleMethodNames, method, "method");
       s.inputs = inputs;
-      s.mixture.ffn_routing = "topk_then_softmax";
-      s.mixture.attn_kv = kv;
+      s.mixture.ffn_routing = FfnRouting::kTopKThenSoftmax;
+      s.mixture.attn_kv = core::enum_from(kKvModeNames, kv, "attn_kv");
       UpcycleResult r = upcycle_dense(s);
       EXPECT_TRUE(testing::tensors_near(logits(r.config, r.state, idx), want, 1e-5))
           << method << " kv " << kv;
@@ -67,7 +67,7 @@ TEST(UpcycleTest, ExpertsAreCopiesAndSharedWeightsAreAverages) {
   std::vector<TensorMap> dense;
   for (const auto& in : inputs) dense.push_back(load_checkpoint_state(in, nullptr));
   UpcycleSpec s;
-  s.method = "bam";
+  s.method = UpcycleMethod::kBam;
   s.inputs = inputs;
   UpcycleResult r = upcycle_dense(s);
   for (int i = 0; i < 3; ++i) {
@@ -79,7 +79,7 @@ TEST(UpcycleTest, ExpertsAreCopiesAndSharedWeightsAreAverages) {
     auto hand = (dense[0].at(name) + dense[1].at(name) + dense[2].at(name)) / 3.0;
     EXPECT_TRUE(testing::tensors_near(r.state.at(name), hand, 1e-7)) << name;
   }
-  s.method = "btx";
+  s.method = UpcycleMethod::kBtx;
   UpcycleResult btx = upcycle_dense(s);
   auto hand_q = (dense[0].at("blocks.0.attn.wq") + dense[1].at("blocks.0.attn.wq") +
                  dense[2].at("blocks.0.attn.wq")) / 3.0;
@@ -121,12 +121,12 @@ TEST(UpcycleTest, VirtualGroupsReproduceTheDenseModel) {
   };
   for (const auto& c : cases) {
     UpcycleSpec s;
-    s.method = "sparse";
+    s.method = UpcycleMethod::kSparse;
     s.inputs = inputs;
     s.mixture.ffn_experts = c.E;
     s.mixture.ffn_granularity = c.G;
     s.mixture.ffn_top_k = c.T;
-    s.mixture.ffn_routing = c.routing;
+    s.mixture.ffn_routing = core::enum_from(kFfnRoutingNames, c.routing, "ffn_routing");
     s.weight_scaling = c.scaling;
     UpcycleResult r = upcycle_dense(s);
     EXPECT_EQ(r.config.ffn_experts, c.E * c.G);
@@ -152,11 +152,11 @@ TEST(UpcycleTest, KomatsuzakiEveryOtherLayerCopiesGiveTheDenseLogits) {
   CheckpointMeta meta;
   TensorMap dense = load_checkpoint_state(inputs[0], &meta);
   UpcycleSpec s;
-  s.method = "sparse";
+  s.method = UpcycleMethod::kSparse;
   s.inputs = inputs;
   s.mixture.ffn_experts = 4;
   s.mixture.ffn_top_k = 2;
-  s.mixture.ffn_routing = "topk_then_softmax";
+  s.mixture.ffn_routing = FfnRouting::kTopKThenSoftmax;
   s.mixture.moe_every = 2;
   s.weight_scaling = "none";
   UpcycleResult r = upcycle_dense(s);
@@ -174,7 +174,7 @@ TEST(UpcycleTest, BtxExtraSeedExpertsCopyTheSeedFfn) {
   auto inputs = save_dense(dir, 3, false);
   TensorMap seed = load_checkpoint_state(inputs[0], nullptr);
   UpcycleSpec s;
-  s.method = "btx";
+  s.method = UpcycleMethod::kBtx;
   s.inputs = inputs;
   s.extra_seed_experts = 3;  // BAM Table 5: 6 experts
   UpcycleResult r = upcycle_dense(s);

@@ -21,13 +21,13 @@ Spec round_trip(const Spec& s) {
   return out;
 }
 
-// The SpecError's "field: reason" of reading `j` as a Spec, or "" when it reads.
+// The core::FieldError's "field: reason" of reading `j` as a Spec, or "" when it reads.
 template <typename Spec>
 std::string error_of(const nlohmann::json& j) {
   try {
     Spec s;
     read_spec(SpecReader(j), s);
-  } catch (const SpecError& e) {
+  } catch (const core::FieldError& e) {
     return e.what();
   }
   return "";
@@ -68,16 +68,16 @@ TEST(SpecTest, TrainValidationNamesTheField) {
     (*at)[f] = v;
     return error_of<TrainJobSpec>(j);
   };
-  EXPECT_EQ(with("batch_size", 0), "batch_size: must be in [1, 2^24]");
-  EXPECT_EQ(with("log_every", 0), "log_every: must be >= 1");
+  EXPECT_EQ(with("batch_size", 0), "batch_size: must be in [1, 2^24], got 0");
+  EXPECT_EQ(with("log_every", 0), "log_every: must be >= 1, got 0");
   EXPECT_EQ(with("micro_batch", 3), "micro_batch: must divide batch_size (0: no accumulation)");
-  EXPECT_EQ(with("eval_windows", -1), "eval_windows: must be >= 1");
+  EXPECT_EQ(with("eval_windows", -1), "eval_windows: must be >= 1, got -1");
   EXPECT_EQ(with("optim.beta1", 1.5), "optim.beta1: must be in [0, 1)");
   EXPECT_EQ(with("optim.min_lr_ratio", 7), "optim.min_lr_ratio: must be in [0, 1]");
-  EXPECT_EQ(with("optim.lrr", 1), "optim.lrr: unknown field");
+  EXPECT_EQ(with("optim.lrr", 1), "optim.lrr: unknown field; did you mean 'lr'?");
   EXPECT_EQ(with("tokens", "many"), "tokens: has the wrong type (string)");
   EXPECT_EQ(with("mix", nlohmann::json::object({{"code", 0}})), "mix: weights sum to 0");
-  EXPECT_EQ(with("precision", "fp16"), "precision: 'fp16' is not one of auto, fp32, bf16");
+  EXPECT_EQ(with("precision", "fp16"), "precision: 'fp16' is not allowed; expected auto, fp32 or bf16");
   EXPECT_EQ(with("bogus", 1), "bogus: unknown field");
   nlohmann::json j = to_json(a_train_spec());
   j["model"]["init_std"] = -1;
@@ -104,7 +104,7 @@ TEST(SpecTest, PrepareRoundTripsAndRefusesNamesThatArePaths) {
 
 TEST(SpecTest, UpcycleRefusesAverageWeightsThatSumToZero) {
   UpcycleJobSpec u;
-  u.method = "btx";
+  u.method = UpcycleMethod::kBtx;
   u.inputs = {"/a", "/b", "/c"};
   u.average_weights = {0.5, 0.25, 0.25};
   u.mixture.ffn_top_k = 2;
@@ -144,7 +144,7 @@ TEST(SpecTest, CommandKeysTheTemplatesAndRunsTheExpansion) {
   round_trip(c);
   EXPECT_EQ(key_material(c, {}).dump().find("/j/out"), std::string::npos);
   c.templates.argv[0] = "{nope}";
-  EXPECT_THROW(expand_command(c, {{"out", "/j/out"}}), SpecError);
+  EXPECT_THROW(expand_command(c, {{"out", "/j/out"}}), core::FieldError);
 }
 
 TEST(SpecTest, ImportKeysTheFingerprintNotThePath) {
@@ -186,13 +186,13 @@ TEST(SpecTest, CommandExportSpecIsValidated) {
 
 TEST(SpecTest, EnvelopeRuntimeIsValidated) {
   nlohmann::json j = {{"threads", 0}};
-  EXPECT_THROW(read_runtime(SpecReader(j)), SpecError);
+  EXPECT_THROW(read_runtime(SpecReader(j)), core::FieldError);
   j = {{"device", "tpu"}};
   try {
     read_runtime(SpecReader(j));
     FAIL();
-  } catch (const SpecError& e) {
-    EXPECT_EQ(e.field(), "device");
+  } catch (const core::FieldError& e) {
+    EXPECT_EQ(e.path(), "device");
   }
 }
 

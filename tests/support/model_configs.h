@@ -1,7 +1,7 @@
 // Small model configs for tests: one place for the sizes, overridable per test.
 #pragma once
 
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 
 namespace upcycle::testing {
 

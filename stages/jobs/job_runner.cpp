@@ -1,4 +1,4 @@
-#include "stages/job_runner.h"
+#include "stages/jobs/job_runner.h"
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -98,7 +98,7 @@ int run_job(const std::string& spec_path) {
     JobContext ctx{std::filesystem::path(spec_path).parent_path().string(), read_header(s), read_runtime(s)};
     const JobKind& kind = find_job_kind(ctx.header.kind);
     if (ctx.header.version != kind.output_version) {
-      throw SpecError("version", "the spec was planned for output version " + std::to_string(ctx.header.version) +
+      throw core::FieldError("version", "the spec was planned for output version " + std::to_string(ctx.header.version) +
                                      " of kind " + kind.name + "; this binary produces version " +
                                      std::to_string(kind.output_version) + " (plan it again)");
     }
@@ -125,7 +125,7 @@ int run_job(const std::string& spec_path) {
     if (!still_own_job_dir(ctx.dir)) return kExitUserError;
     core::write_job_result(ctx.dir, r);
     return kExitOk;
-  } catch (const SpecError& e) {
+  } catch (const core::FieldError& e) {
     core::log_error(spec_path + ": " + e.what());
     return kExitUserError;
   } catch (const Error& e) {

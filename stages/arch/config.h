@@ -7,7 +7,26 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/fields.h"
+
 namespace upcycle::stages {
+
+/// parallel: one norm feeds attention and FFN (BAM, PaLM); sequential: attention, then FFN (Llama).
+enum class BlockType { kParallel, kSequential };
+/// layernorm: weight only, no bias (as BAM Table 9 counts); rmsnorm.
+enum class Norm { kLayerNorm, kRmsNorm };
+/// How a token's attention experts are chosen: soft (every expert, softmax gate; BAM) or top_k.
+enum class AttnRouting { kSoft, kTopK };
+/// expert: each attention expert has its own W_k, W_v; shared: one W_k, W_v for all experts.
+enum class KvMode { kExpert, kShared };
+/// The MoE FFN router: softmax over all experts, then top-k; or top-k logits, then softmax (Mixtral).
+enum class FfnRouting { kSoftmaxThenTopK, kTopKThenSoftmax };
+
+extern const core::EnumNames<BlockType> kBlockNames;
+extern const core::EnumNames<Norm> kNormNames;
+extern const core::EnumNames<AttnRouting> kAttnRoutingNames;
+extern const core::EnumNames<KvMode> kKvModeNames;
+extern const core::EnumNames<FfnRouting> kFfnRoutingNames;
 
 /// The most parameters a model may have (4.4 trillion; 16 TiB in float32): past it no machine holds it.
 inline constexpr int64_t kMaxModelParams = int64_t(1) << 42;
@@ -20,8 +39,8 @@ struct ModelConfig {
   int64_t ffn_hidden = 128;  ///< SwiGLU hidden size of one dense FFN
   int64_t vocab = 512;
   int64_t seq_len = 64;
-  std::string block = "parallel";  ///< parallel (one norm feeds attention and FFN) | sequential
-  std::string norm = "layernorm";  ///< layernorm (weight only, no bias) | rmsnorm
+  BlockType block = BlockType::kParallel;
+  Norm norm = Norm::kLayerNorm;
   bool tied_embeddings = false;
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
@@ -29,14 +48,14 @@ struct ModelConfig {
 
   // Mixture-of-Attention (BAM). 1 = dense attention.
   int64_t attn_experts = 1;
-  std::string attn_routing = "soft";  ///< soft (every expert, softmax gate) | top_k
+  AttnRouting attn_routing = AttnRouting::kSoft;
   int64_t attn_top_k = 1;
-  std::string attn_kv = "expert";  ///< expert (own W_k, W_v) | shared (one W_k, W_v for all experts)
+  KvMode attn_kv = KvMode::kExpert;
 
   // MoE FFN. 1 = dense FFN.
   int64_t ffn_experts = 1;
   int64_t ffn_top_k = 1;
-  std::string ffn_routing = "softmax_then_topk";  ///< softmax_then_topk | topk_then_softmax
+  FfnRouting ffn_routing = FfnRouting::kSoftmaxThenTopK;
   bool ffn_renormalize = false;                   ///< renormalise the top-k probabilities to sum to 1
   int64_t moe_every = 1;  ///< MoE FFN in layers l with (l + 1) % moe_every == 0; others dense
   int64_t ffn_granularity = 1;  ///< G: expert hidden = ffn_hidden / G (fine-grained experts)
@@ -53,14 +72,18 @@ struct ModelConfig {
   }
   bool is_dense() const { return attn_experts == 1 && ffn_experts == 1; }
 
-  /// Throws std::invalid_argument with "key: reason" for the first inconsistent field; "size: ..." when
-  /// the model would have more than kMaxModelParams parameters.
+  /// Throws core::FieldError naming the first field out of range or inconsistent; "size" when the
+  /// model would have more than kMaxModelParams parameters.
   void validate() const;
 };
 
+/// Every field of ModelConfig, declared once: the recipe's `model:` keys (the dense ones; the mixture
+/// fields are set by upcycle stages), config.json, ranges and the docs' key table.
+const core::Fields<ModelConfig>& model_fields();
+
 nlohmann::json to_json(const ModelConfig& c);
-/// Reads every field present; absent fields keep their defaults. Unknown keys throw
-/// std::invalid_argument naming the key, so a typo in a checkpoint config is caught.
+/// Reads every field present; absent fields keep their defaults. Unknown keys and bad values throw
+/// core::FieldError naming the key, so a typo in a checkpoint config is caught.
 ModelConfig model_config_from_json(const nlohmann::json& j);
 
 }  // namespace upcycle::stages

@@ -1,6 +1,6 @@
 // upcycle-job: the LibTorch half of upcycle, kept out of the CLI so that `upcycle status`, `query`,
 // `plan` and Slurm submission start without loading LibTorch. The CLI and the executors run it:
-//   upcycle-job stage --spec DIR/spec.json     one job (stages/job_runner.h); `upcycle stage` execs this
+//   upcycle-job stage --spec DIR/spec.json     one job (stages/jobs/job_runner.h); `upcycle stage` execs this
 //   upcycle-job cuda                           prints 1 when LibTorch sees a CUDA device, else 0
 //   upcycle-job build-info                     prints what this build has: LibTorch version, a CUDA
 //                                              LibTorch, c10d Gloo and NCCL, grouped GEMM (JSON)
@@ -22,7 +22,7 @@
 #include "core/integer.h"
 #include "core/output_dir.h"
 #include "stages/io/hf_export.h"
-#include "stages/job_runner.h"
+#include "stages/jobs/job_runner.h"
 #include "stages/model/moe_ffn.h"
 #include "stages/train/device.h"
 #include "stages/train/distributed.h"

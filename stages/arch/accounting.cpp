@@ -1,4 +1,4 @@
-#include "stages/model/accounting.h"
+#include "stages/arch/accounting.h"
 
 #include <stdexcept>
 #include <string>
@@ -24,10 +24,10 @@ ParamCount count_params(const ModelConfig& c) {
   const Wide q_o = 2 * d * c.heads * c.head_dim();      // W_q and W_o of one expert
   const Wide k_v = 2 * d * c.kv_heads * c.head_dim();   // W_k and W_v of one expert
   const Wide e_attn = c.attn_experts;
-  const Wide kv_copies = c.attn_kv == "shared" ? 1 : e_attn;
-  const Wide attn_active_experts = c.attn_routing == "soft" ? e_attn : c.attn_top_k;
+  const Wide kv_copies = c.attn_kv == KvMode::kShared ? 1 : e_attn;
+  const Wide attn_active_experts = c.attn_routing == AttnRouting::kSoft ? e_attn : c.attn_top_k;
   const Wide ffn_one = 3 * d * c.expert_hidden();
-  const Wide norms_per_layer = (c.block == "parallel" ? 1 : 2) * d;
+  const Wide norms_per_layer = (c.block == BlockType::kParallel ? 1 : 2) * d;
 
   const Wide embedding = c.vocab * d * (c.tied_embeddings ? 1 : 2);
   const Wide norms = c.layers * norms_per_layer + d;
@@ -35,7 +35,7 @@ ParamCount count_params(const ModelConfig& c) {
   for (int64_t l = 0; l < c.layers; ++l) {
     const Wide attn = e_attn * q_o + kv_copies * k_v;
     const Wide attn_router = e_attn > 1 ? d * e_attn : 0;
-    const Wide attn_active = attn_active_experts * q_o + (c.attn_kv == "shared" ? 1 : attn_active_experts) * k_v;
+    const Wide attn_active = attn_active_experts * q_o + (c.attn_kv == KvMode::kShared ? 1 : attn_active_experts) * k_v;
     const Wide e_ffn = c.ffn_experts_in_layer(l);
     const Wide ffn_router = e_ffn > 1 ? d * e_ffn : 0;
     const Wide k_ffn = e_ffn > 1 ? c.ffn_top_k : 1;
@@ -61,7 +61,7 @@ FlopCount count_flops(const ModelConfig& c, int64_t context) {
   const Wide q_width = Wide(c.heads) * c.head_dim(), kv_width = Wide(c.kv_heads) * c.head_dim();
   // Every attention expert runs, also under top-k routing, which zeroes the other gates (attention.h).
   const Wide n_attn = c.attn_experts;
-  const Wide kv_sets = c.attn_kv == "shared" ? 1 : n_attn;
+  const Wide kv_sets = c.attn_kv == KvMode::kShared ? 1 : n_attn;
   FlopCount f;
   Wide forward = 0;
   for (int64_t l = 0; l < c.layers; ++l) {

@@ -1,8 +1,11 @@
-#include "stages/upcycle/upcycle_config.h"
+#include "stages/arch/upcycle_config.h"
 
 #include <stdexcept>
 
 namespace upcycle::stages {
+
+const core::EnumNames<UpcycleMethod> kUpcycleMethodNames = {
+    {UpcycleMethod::kBam, "bam"}, {UpcycleMethod::kBtx, "btx"}, {UpcycleMethod::kSparse, "sparse"}};
 
 std::string expert_mismatch(const ModelConfig& a, const ModelConfig& b) {
   const nlohmann::json ja = to_json(a), jb = to_json(b);
@@ -13,7 +16,7 @@ std::string expert_mismatch(const ModelConfig& a, const ModelConfig& b) {
   return "";
 }
 
-ModelConfig upcycled_config(const std::string& method, const ModelConfig& dense,
+ModelConfig upcycled_config(UpcycleMethod method, const ModelConfig& dense,
                             const ModelConfig& mixture, int64_t n) {
   ModelConfig c = dense;
   c.attn_routing = mixture.attn_routing;
@@ -26,21 +29,22 @@ ModelConfig upcycled_config(const std::string& method, const ModelConfig& dense,
   c.lb_coef = mixture.lb_coef;
   c.z_coef = mixture.z_coef;
   c.moe_every = mixture.moe_every;
-  if (method == "bam") {
-    c.attn_experts = n;
-    c.ffn_experts = n;
-  } else if (method == "btx") {
-    c.attn_experts = 1;
-    c.attn_kv = "expert";
-    c.ffn_experts = n;
-  } else if (method == "sparse") {
-    if (mixture.ffn_experts < 1) throw std::invalid_argument("experts: must be >= 1");
-    c.attn_experts = 1;
-    c.ffn_granularity = mixture.ffn_granularity;
-    c.ffn_experts = mixture.ffn_experts * mixture.ffn_granularity;
-  } else {
-    throw std::invalid_argument("method: unknown upcycling method '" + method +
-                                "' (expected bam, btx or sparse)");
+  switch (method) {
+    case UpcycleMethod::kBam:
+      c.attn_experts = n;
+      c.ffn_experts = n;
+      break;
+    case UpcycleMethod::kBtx:
+      c.attn_experts = 1;
+      c.attn_kv = KvMode::kExpert;
+      c.ffn_experts = n;
+      break;
+    case UpcycleMethod::kSparse:
+      if (mixture.ffn_experts < 1) throw core::FieldError("experts", "must be >= 1");
+      c.attn_experts = 1;
+      c.ffn_granularity = mixture.ffn_granularity;
+      c.ffn_experts = mixture.ffn_experts * mixture.ffn_granularity;
+      break;
   }
   c.validate();
   return c;
@@ -48,7 +52,7 @@ ModelConfig upcycled_config(const std::string& method, const ModelConfig& dense,
 
 double moe_activation_scale(const ModelConfig& moe) {
   const double E = double(moe.ffn_experts) / double(moe.ffn_granularity), G = double(moe.ffn_granularity);
-  return moe.ffn_routing == "softmax_then_topk" ? E * G * G / double(moe.ffn_top_k) : G;
+  return moe.ffn_routing == FfnRouting::kSoftmaxThenTopK ? E * G * G / double(moe.ffn_top_k) : G;
 }
 
 }  // namespace upcycle::stages

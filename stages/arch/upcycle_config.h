@@ -4,17 +4,22 @@
 
 #include <string>
 
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 
 namespace upcycle::stages {
+
+/// bam: attention and FFN experts; btx: FFN experts, averaged attention; sparse: one dense model's FFN
+/// sharded and copied into E·G experts (NVIDIA's sparse upcycling, Komatsuzaki's with G = 1).
+enum class UpcycleMethod { kBam, kBtx, kSparse };
+extern const core::EnumNames<UpcycleMethod> kUpcycleMethodNames;
 
 /// method bam: attn_experts = ffn_experts = n (the dense models);
 /// btx: ffn_experts = n (dense models plus extra seed copies), dense (averaged) attention;
 /// sparse: ffn_experts = E·G with E = mixture.ffn_experts (expansion) and G = mixture.ffn_granularity
 ///         (expert hidden = ffn_hidden / G), dense attention; `n` is ignored.
-/// Routing fields are taken from `mixture`. Throws std::invalid_argument ("key: reason") on an unknown
-/// method or an invalid result (e.g. top_k above the expert count).
-ModelConfig upcycled_config(const std::string& method, const ModelConfig& dense,
+/// Routing fields are taken from `mixture`. Throws core::FieldError on an invalid result (e.g. top_k
+/// above the expert count).
+ModelConfig upcycled_config(UpcycleMethod method, const ModelConfig& dense,
                             const ModelConfig& mixture, int64_t n);
 
 /// "" when dense models `a` and `b` can be experts of one MoE (every dimension and the function their

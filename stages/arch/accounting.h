@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 
 namespace upcycle::stages {
 

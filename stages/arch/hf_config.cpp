@@ -1,4 +1,4 @@
-#include "stages/io/hf_config.h"
+#include "stages/arch/hf_config.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -138,21 +138,21 @@ HfModel hf_model_from_config(const nlohmann::json& config, const std::string& or
   } else if (type == "llama" || type == "mistral" || type == "mixtral") {
     out.format = type == "mixtral" ? HfFormat::kMixtral : HfFormat::kLlama;
     out.model = common_config(k, seq_len);
-    out.model.block = "sequential";
-    out.model.norm = "rmsnorm";
+    out.model.block = BlockType::kSequential;
+    out.model.norm = Norm::kRmsNorm;
     out.model.norm_eps = k.get<double>("rms_norm_eps", 1e-6);
     out.model.tied_embeddings = k.get<bool>("tie_word_embeddings", false);
     if (type == "mixtral") {
       out.model.ffn_experts = k.need<int64_t>("num_local_experts");
       out.model.ffn_top_k = k.get<int64_t>("num_experts_per_tok", 2);
-      out.model.ffn_routing = "softmax_then_topk";
+      out.model.ffn_routing = FfnRouting::kSoftmaxThenTopK;
       out.model.ffn_renormalize = true;
     }
   } else if (type == "cohere") {
     out.format = HfFormat::kCohere;
     out.model = common_config(k, seq_len);
-    out.model.block = "parallel";
-    out.model.norm = "layernorm";
+    out.model.block = BlockType::kParallel;
+    out.model.norm = Norm::kLayerNorm;
     out.model.norm_eps = k.get<double>("layer_norm_eps", 1e-5);
     k.require("use_qk_norm", false, "QK LayerNorm is not supported");
     out.model.tied_embeddings = k.get<bool>("tie_word_embeddings", true);
@@ -168,7 +168,7 @@ HfModel hf_model_from_config(const nlohmann::json& config, const std::string& or
   }
   try {
     out.model.validate();
-  } catch (const std::invalid_argument& e) {
+  } catch (const core::FieldError& e) {
     throw StageError(origin + ": the model it describes is not valid: " + e.what());
   }
   return out;
@@ -223,12 +223,12 @@ std::string hf_export_refusal(const ModelConfig& m, HfFormat f) {
            " experts (BAM), which no Hugging Face class computes; export it as native";
   }
   if (f == HfFormat::kCohere) {
-    if (m.block != "parallel" || m.norm != "layernorm") return "cohere is parallel blocks with LayerNorm; this model is " + m.block + " with " + m.norm;
+    if (m.block != BlockType::kParallel || m.norm != Norm::kLayerNorm) return std::string("cohere is parallel blocks with LayerNorm; this model is ") + core::enum_name(kBlockNames, m.block) + " with " + core::enum_name(kNormNames, m.norm);
     if (m.ffn_experts > 1) return "cohere has a dense FFN; this model has " + std::to_string(m.ffn_experts) + " FFN experts";
     return "";
   }
-  if (m.block != "sequential" || m.norm != "rmsnorm") {
-    return std::string(hf_format_name(f)) + " is sequential blocks with RMSNorm; this model is " + m.block + " with " + m.norm;
+  if (m.block != BlockType::kSequential || m.norm != Norm::kRmsNorm) {
+    return std::string(hf_format_name(f)) + " is sequential blocks with RMSNorm; this model is " + core::enum_name(kBlockNames, m.block) + " with " + core::enum_name(kNormNames, m.norm);
   }
   if (f == HfFormat::kLlama) {
     return m.ffn_experts > 1 ? "its FFN has " + std::to_string(m.ffn_experts) + " experts; export it as mixtral" : "";
@@ -236,7 +236,7 @@ std::string hf_export_refusal(const ModelConfig& m, HfFormat f) {
   if (m.ffn_experts == 1) return "mixtral needs FFN experts; this model is dense (export it as llama)";
   if (m.moe_every != 1) return "Mixtral has experts in every layer; this model has them every " + std::to_string(m.moe_every);
   if (m.ffn_granularity != 1) return "Mixtral has no fine-grained experts (granularity " + std::to_string(m.ffn_granularity) + ")";
-  if (m.ffn_routing == "softmax_then_topk" && !m.ffn_renormalize) {
+  if (m.ffn_routing == FfnRouting::kSoftmaxThenTopK && !m.ffn_renormalize) {
     return "its router takes softmax then top-k without renormalising, and Mixtral renormalises the top-k "
            "probabilities, so the exported model would compute something else";
   }
@@ -252,7 +252,7 @@ std::optional<HfFormat> hf_format_for(const ModelConfig& m) {
 
 std::string hf_no_format_reason(const ModelConfig& m) {
   if (hf_format_for(m)) return "";
-  const HfFormat closest = m.ffn_experts > 1 ? HfFormat::kMixtral : m.block == "parallel" ? HfFormat::kCohere : HfFormat::kLlama;
+  const HfFormat closest = m.ffn_experts > 1 ? HfFormat::kMixtral : m.block == BlockType::kParallel ? HfFormat::kCohere : HfFormat::kLlama;
   return hf_export_refusal(m, closest);
 }
 

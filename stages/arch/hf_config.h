@@ -22,7 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "stages/model/config.h"
+#include "stages/arch/config.h"
 
 namespace upcycle::stages {
 
