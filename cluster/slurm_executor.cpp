@@ -17,61 +17,6 @@ namespace {
 
 constexpr double kCommandTimeoutS = 60;
 
-// "KEY=value KEY2=value ..." of one `scontrol -o show job` line. Values hold no spaces except in
-// fields we do not read (Command=, WorkDir= can; they come after the ones we need or are ignored).
-std::map<std::string, std::string> fields_of(const std::string& line) {
-  std::map<std::string, std::string> f;
-  std::istringstream in(line);
-  std::string tok;
-  while (in >> tok) {
-    size_t eq = tok.find('=');
-    if (eq != std::string::npos && !f.count(tok.substr(0, eq))) f[tok.substr(0, eq)] = tok.substr(eq + 1);
-  }
-  return f;
-}
-
-// An integer Slurm printed ("137", "1:0" for ExitCode, whose part after ':' is the signal), through the
-// one checked parser; `fallback` when the field holds none.
-int slurm_int(const std::string& text, int fallback) {
-  try {
-    return static_cast<int>(core::parse_integer(text.substr(0, text.find(':')), core::kIntRange, false));
-  } catch (const std::logic_error&) {
-    return fallback;
-  }
-}
-
-// Whether array task `task` is in scontrol's ArrayTaskId ("0-3%2", "1,3", "5").
-bool task_in(const std::string& spec, int task) {
-  std::string s = spec.substr(0, spec.find('%'));
-  std::istringstream in(s);
-  std::string part;
-  while (std::getline(in, part, ',')) {
-    size_t dash = part.find('-');
-    const int lo = slurm_int(part.substr(0, dash), -1);
-    const int hi = dash == std::string::npos ? lo : slurm_int(part.substr(dash + 1), -1);
-    if (lo >= 0 && task >= lo && task <= hi) return true;
-  }
-  return false;
-}
-
-SlurmStatus status_from(const std::map<std::string, std::string>& f) {
-  SlurmStatus s;
-  s.raw = f.count("JobState") ? f.at("JobState") : "UNKNOWN";
-  s.state = state_of(s.raw);
-  s.reason = f.count("Reason") ? f.at("Reason") : "";
-  if (f.count("ExitCode")) s.exit_code = slurm_int(f.at("ExitCode"), 0);
-  if (f.count("Restarts")) s.restarts = slurm_int(f.at("Restarts"), 0);
-  return s;
-}
-
-// squeue -o "%A|%F|%k" and sacct -P print '|'-separated fields.
-std::vector<std::string> split_fields(const std::string& line) {
-  std::vector<std::string> f;
-  std::istringstream in(line);
-  for (std::string x; std::getline(in, x, '|');) f.push_back(x);
-  return f;
-}
-
 std::string joined(const std::vector<std::string>& v, const std::string& sep) {
   std::string out;
   for (const auto& x : v) out += (out.empty() ? "" : sep) + x;
@@ -89,15 +34,6 @@ ProcessResult checked(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-SlurmState state_of(const std::string& s) {
-  static const std::set<std::string> kActive = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED",
-                                                "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED",
-                                                "PREEMPTED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"};
-  if (kActive.count(s)) return SlurmState::kActive;
-  if (s == "COMPLETED") return SlurmState::kDone;
-  if (s.rfind("CANCELLED", 0) == 0) return SlurmState::kCancelled;
-  return SlurmState::kFailed;
-}
 
 SlurmExecutor::SlurmExecutor(std::string scripts_dir, std::string upcycle)
     : scripts_dir_(std::move(scripts_dir)), upcycle_(std::move(upcycle)) {}
@@ -170,7 +106,7 @@ std::vector<std::string> SlurmExecutor::submit(const std::vector<SlurmJob>& jobs
   ProcessResult r = run_process(argv, kCommandTimeoutS);
   std::string id;
   if (r.exit_code == 0) {
-    id = r.out.substr(0, r.out.find_first_of(";\n"));  // --parsable: "ID" or "ID;cluster"
+    id = sbatch_job_id(r.out);
   } else if (auto existing = find_active(first.key, first.dir)) {
     id = *existing;  // sbatch reported an error (a timeout, say) after it had queued the job
   } else {
@@ -187,39 +123,13 @@ std::vector<std::string> SlurmExecutor::submit(const std::vector<SlurmJob>& jobs
 std::optional<std::string> SlurmExecutor::find_active(const std::string& key, const std::string& dir) {
   ProcessResult r = run_process({"squeue", "-h", "--name=" + job_name(key), "-o", "%A|%F|%k"}, kCommandTimeoutS);
   if (r.exit_code != 0) return std::nullopt;
-  std::istringstream in(r.out);
-  std::string line;
-  while (std::getline(in, line)) {
-    // %A job id, %F array job id (= the job id when not an array), %k the comment.
-    const std::vector<std::string> f = split_fields(line);
-    if (f.size() == 3 && f[2] == "upcycle:" + dir) return f[1];
-  }
-  return std::nullopt;
+  return squeue_job_with_comment(r.out, "upcycle:" + dir);
 }
 
 std::map<std::string, SlurmStatus> SlurmExecutor::poll(const std::vector<std::string>& ids) {
-  std::map<std::string, SlurmStatus> out;
-  if (ids.empty()) return out;
+  if (ids.empty()) return {};
   ProcessResult r = checked({"scontrol", "-o", "show", "job"});
-  std::vector<std::map<std::string, std::string>> records;
-  std::istringstream in(r.out);
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("JobId=", 0) == 0) records.push_back(fields_of(line));
-  }
-  for (const auto& id : ids) {
-    const size_t us = id.find('_');
-    const std::string job = id.substr(0, us);
-    const int task = us == std::string::npos ? -1 : slurm_int(id.substr(us + 1), -1);
-    for (const auto& f : records) {
-      const bool array = f.count("ArrayJobId") && f.count("ArrayTaskId");
-      const bool hit = task < 0 ? f.at("JobId") == job
-                                : array && f.at("ArrayJobId") == job && task_in(f.at("ArrayTaskId"), task);
-      if (hit) {
-        out[id] = status_from(f);
-        break;
-      }
-    }
-  }
+  std::map<std::string, SlurmStatus> out = scontrol_statuses(r.out, ids);
   std::vector<std::string> forgotten;
   for (const auto& id : ids) {
     if (!out.count(id)) forgotten.push_back(id);
@@ -227,15 +137,8 @@ std::map<std::string, SlurmStatus> SlurmExecutor::poll(const std::vector<std::st
   if (forgotten.empty()) return out;
   ProcessResult acct = run_process({"sacct", "-n", "-X", "-P", "-j", joined(forgotten, ","), "-o",
                                     "JobID,State,ExitCode"}, kCommandTimeoutS);
-  std::istringstream lines(acct.exit_code == 0 ? acct.out : "");  // no accounting: they stay kGone
-  for (std::string line; std::getline(lines, line);) {
-    const std::vector<std::string> f = split_fields(line);
-    if (f.size() < 3) continue;
-    SlurmStatus s;
-    s.raw = f[1].substr(0, f[1].find(' '));  // "CANCELLED by 0"
-    s.state = state_of(s.raw);
-    s.exit_code = slurm_int(f[2], 0);
-    out[f[0]] = s;
+  if (acct.exit_code == 0) {  // no accounting: they stay kGone
+    for (const auto& [id, st] : sacct_statuses(acct.out)) out[id] = st;
   }
   for (const auto& id : forgotten) out.emplace(id, SlurmStatus{});
   return out;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/slurm_output.h"
 #include "cluster/slurm_resources.h"
 
 namespace upcycle::cluster {
@@ -32,20 +33,6 @@ struct SlurmJob {
   int threads = 1;    ///< CPUs per rank
   SlurmResources resources;
 };
-
-enum class SlurmState { kActive, kDone, kFailed, kCancelled, kGone };
-
-struct SlurmStatus {
-  SlurmState state = SlurmState::kGone;
-  std::string raw;     ///< Slurm's state name, e.g. PENDING, REQUEUED, TIMEOUT
-  std::string reason;  ///< e.g. DependencyNeverSatisfied
-  int exit_code = 0;
-  int restarts = 0;
-};
-
-/// Slurm's job state names as ours: PENDING, RUNNING, REQUEUED, PREEMPTED, COMPLETING and the like are
-/// not finished; COMPLETED is done; CANCELLED is cancelled; the rest failed.
-SlurmState state_of(const std::string& slurm_state);
 
 class SlurmExecutor {
  public:

@@ -43,6 +43,12 @@ std::unique_ptr<FieldSource> JsonSource::child(const std::string& key) const {
   return std::make_unique<JsonSource>(at(key), path(key));
 }
 
+std::vector<std::unique_ptr<FieldSource>> JsonSource::list(const std::string& key) const {
+  std::vector<std::unique_ptr<FieldSource>> out;
+  for (auto& item : items(key)) out.push_back(std::make_unique<JsonSource>(item));
+  return out;
+}
+
 std::vector<JsonSource> JsonSource::items(const std::string& key) const {
   const nlohmann::json& a = at(key);
   if (!a.is_array()) throw FieldError(path(key), "expected a list");
@@ -65,17 +71,19 @@ void JsonSource::expect_only(const std::vector<std::string>& allowed) const {
   }
 }
 
+std::string number_text(double x) {
+  std::string s = nlohmann::json(x).dump();
+  if (s.size() > 2 && s.compare(s.size() - 2, 2, ".0") == 0) s.resize(s.size() - 2);
+  return s;
+}
+
 bool NumberRange::contains(double v) const {
   if (!std::isfinite(v)) return false;
   return (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
 }
 
 std::string NumberRange::text() const {
-  auto show = [](double x) {
-    std::string s = nlohmann::json(x).dump();
-    if (s.size() > 2 && s.compare(s.size() - 2, 2, ".0") == 0) s.resize(s.size() - 2);
-    return s;
-  };
+  auto show = number_text;
   const bool low = std::isfinite(lo), high = std::isfinite(hi);
   if (low && high) return "in " + std::string(lo_open ? "(" : "[") + show(lo) + ", " + show(hi) + (hi_open ? ")" : "]");
   if (low) return (lo_open ? "> " : ">= ") + show(lo);

@@ -52,7 +52,12 @@ class FieldSource {
   virtual std::string text(const std::string& key) const = 0;
   /// A list of strings (YAML also takes one scalar).
   virtual std::vector<std::string> texts(const std::string& key) const = 0;
+  virtual std::vector<double> numbers(const std::string& key) const = 0;  ///< a list of numbers
   virtual std::unique_ptr<FieldSource> child(const std::string& key) const = 0;  ///< a mapping
+  /// The elements of a list, each a source: a mapping, or a scalar (is_scalar, scalar).
+  virtual std::vector<std::unique_ptr<FieldSource>> list(const std::string& key) const = 0;
+  virtual bool is_scalar() const = 0;
+  virtual std::string scalar() const = 0;  ///< a scalar element's text
   /// Throws the error for `key` ("" = this mapping): a located ConfigError for YAML, a FieldError
   /// with the key path for JSON.
   [[noreturn]] virtual void fail(const std::string& key, const std::string& reason,
@@ -72,7 +77,11 @@ class JsonSource : public FieldSource {
   bool boolean(const std::string& key) const override;
   std::string text(const std::string& key) const override;
   std::vector<std::string> texts(const std::string& key) const override;
+  std::vector<double> numbers(const std::string& key) const override { return value<std::vector<double>>(key); }
   std::unique_ptr<FieldSource> child(const std::string& key) const override;
+  std::vector<std::unique_ptr<FieldSource>> list(const std::string& key) const override;
+  bool is_scalar() const override { return false; }  // a JsonSource is an object
+  std::string scalar() const override { fail("", "expected a string"); }
   [[noreturn]] void fail(const std::string& key, const std::string& reason,
                          const std::string& hint = "") const override;
   void expect_only(const std::vector<std::string>& allowed) const override;
@@ -129,6 +138,9 @@ using EnumNames = std::vector<std::pair<E, const char*>>;
 /// "a, b or c".
 std::string or_list(const std::vector<std::string>& names);
 
+/// A real number as docs and errors show it: 0.001, 1e-08, 10000 (no trailing ".0").
+std::string number_text(double v);
+
 template <typename E>
 const char* enum_name(const EnumNames<E>& names, E e) {
   for (const auto& [v, n] : names) {
@@ -173,77 +185,78 @@ enum FieldFlags : unsigned {
 template <typename S>
 class Fields {
  public:
+  /// One field. Readers and writers take the key, so that a field can be shown under another name
+  /// (alias: a recipe's `attention.top_k` is the model's `attn_top_k`).
   struct Field {
     std::string name;
     std::string doc;
     unsigned flags = kKeyed;
-    std::function<void(const FieldSource&, S&)> read;  ///< called when the key is present
-    std::function<void(const S&, nlohmann::json&)> write;
+    std::function<void(const FieldSource&, const std::string&, S&)> read;  ///< called when the key is present
+    std::function<void(const S&, const std::string&, nlohmann::json&)> write;
     std::function<std::string(const S&)> problem;  ///< "" when the value is in range
-    std::function<void(const std::string&, std::vector<FieldDoc>&)> docs;
+    std::string allowed;                           ///< for the docs
+    std::function<std::string(const S&)> shown;    ///< the value as the docs show it
   };
 
   template <typename T>
   Fields& integer(const char* name, T S::*m, IntegerRange r, const char* doc, unsigned flags = kKeyed) {
-    add(name, doc, flags, [=](const FieldSource& s, S& o) { o.*m = static_cast<T>(s.integer(name, r)); },
-        [=](const S& o, nlohmann::json& j) { j[name] = o.*m; },
-        [=](const S& o) {
-          const auto v = static_cast<long double>(o.*m);
-          return v < r.lo || v > r.hi ? range_requirement(r) + ", got " + std::to_string(o.*m) : std::string();
-        },
-        [=](const S& d) { return code(std::to_string(d.*m)); }, "integer" + interval(r));
-    return *this;
+    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = static_cast<T>(s.integer(k, r)); },
+               member_writer(m),
+               [=](const S& o) {
+                 const auto v = static_cast<long double>(o.*m);
+                 return v < r.lo || v > r.hi ? range_requirement(r) + ", got " + std::to_string(o.*m) : std::string();
+               },
+               "integer" + interval(r), [=](const S& d) { return code(std::to_string(d.*m)); });
   }
   Fields& number(const char* name, double S::*m, NumberRange r, const char* doc, unsigned flags = kKeyed) {
-    add(name, doc, flags, [=](const FieldSource& s, S& o) { o.*m = s.number(name); },
-        [=](const S& o, nlohmann::json& j) { j[name] = o.*m; },
-        [=](const S& o) { return r.contains(o.*m) ? std::string() : "must be " + r.text(); },
-        [=](const S& d) { return code(nlohmann::json(d.*m).dump()); },
-        "number" + (r.text().empty() ? std::string() : " " + r.text()));
-    return *this;
+    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.number(k); },
+               member_writer(m), [=](const S& o) { return r.contains(o.*m) ? std::string() : "must be " + r.text(); },
+               "number" + (r.text().empty() ? std::string() : " " + r.text()),
+               [=](const S& d) { return code(number_text(d.*m)); });
   }
   Fields& boolean(const char* name, bool S::*m, const char* doc, unsigned flags = kKeyed) {
-    add(name, doc, flags, [=](const FieldSource& s, S& o) { o.*m = s.boolean(name); },
-        [=](const S& o, nlohmann::json& j) { j[name] = o.*m; }, nullptr,
-        [=](const S& d) { return code(d.*m ? "true" : "false"); }, "`true` or `false`");
-    return *this;
+    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.boolean(k); },
+               member_writer(m), nullptr, "`true` or `false`", [=](const S& d) { return code(d.*m ? "true" : "false"); });
   }
   Fields& text(const char* name, std::string S::*m, const char* doc, unsigned flags = kKeyed) {
-    add(name, doc, flags, [=](const FieldSource& s, S& o) { o.*m = s.text(name); },
-        [=](const S& o, nlohmann::json& j) { j[name] = o.*m; }, nullptr,
-        [=](const S& d) { return (d.*m).empty() ? std::string("—") : code(d.*m); }, "text");
-    return *this;
+    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.text(k); },
+               member_writer(m), nullptr, "text",
+               [=](const S& d) { return (d.*m).empty() ? std::string("—") : code(d.*m); });
+  }
+  /// A list of numbers (`average_weights`).
+  Fields& numbers(const char* name, std::vector<double> S::*m, const char* doc, unsigned flags = kKeyed) {
+    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.numbers(k); },
+               member_writer(m), nullptr, "list of numbers",
+               [=](const S& d) { return (d.*m).empty() ? std::string("—") : code(nlohmann::json(d.*m).dump()); });
   }
   template <typename E>
   Fields& choice(const char* name, E S::*m, const EnumNames<E>& names, const char* doc, unsigned flags = kKeyed) {
-    add(name, doc, flags,
-        [=](const FieldSource& s, S& o) {
-          const std::string t = s.text(name);
-          for (const auto& [v, n] : names) {
-            if (t == n) {
-              o.*m = v;
-              return;
-            }
-          }
-          s.fail(name, "'" + t + "' is not allowed; expected " + or_list(enum_names(names)));
-        },
-        [=](const S& o, nlohmann::json& j) { j[name] = enum_name(names, o.*m); }, nullptr,
-        [=](const S& d) { return code(enum_name(names, d.*m)); }, quoted_or_list(enum_names(names)));
-    return *this;
+    return add(name, doc, flags,
+               [=](const FieldSource& s, const std::string& k, S& o) {
+                 const std::string t = s.text(k);
+                 for (const auto& [v, n] : names) {
+                   if (t == n) {
+                     o.*m = v;
+                     return;
+                   }
+                 }
+                 s.fail(k, "'" + t + "' is not allowed; expected " + or_list(enum_names(names)));
+               },
+               [=](const S& o, const std::string& k, nlohmann::json& j) { j[k] = enum_name(names, o.*m); }, nullptr,
+               quoted_or_list(enum_names(names)), [=](const S& d) { return code(enum_name(names, d.*m)); });
   }
   /// A string that must be one of `choices` (for choices that stay strings past the boundary).
   Fields& one_of(const char* name, std::string S::*m, std::vector<std::string> choices, const char* doc,
                  unsigned flags = kKeyed) {
-    add(name, doc, flags, [=](const FieldSource& s, S& o) { o.*m = s.text(name); },
-        [=](const S& o, nlohmann::json& j) { j[name] = o.*m; },
-        [=](const S& o) {
-          for (const auto& c : choices) {
-            if (o.*m == c) return std::string();
-          }
-          return "'" + o.*m + "' is not allowed; expected " + or_list(choices);
-        },
-        [=](const S& d) { return code(d.*m); }, quoted_or_list(choices));
-    return *this;
+    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.text(k); },
+               member_writer(m),
+               [=](const S& o) {
+                 for (const auto& c : choices) {
+                   if (o.*m == c) return std::string();
+                 }
+                 return "'" + o.*m + "' is not allowed; expected " + or_list(choices);
+               },
+               quoted_or_list(choices), [=](const S& d) { return code(d.*m); });
   }
   /// A nested section with its own table ("optim" of the training settings).
   template <typename C>
@@ -251,50 +264,51 @@ class Fields {
     Field f;
     f.name = name;
     f.flags = flags;
-    f.read = [=, &sub](const FieldSource& s, S& o) { sub.read(*s.child(name), o.*m); };
-    f.write = [=, &sub](const S& o, nlohmann::json& j) { j[name] = sub.to_json(o.*m); };
+    f.read = [=, &sub](const FieldSource& s, const std::string& k, S& o) { sub.read(*s.child(k), o.*m); };
+    f.write = [=, &sub](const S& o, const std::string& k, nlohmann::json& j) { j[k] = sub.to_json(o.*m); };
     f.problem = [=, &sub](const S& o) {
       const std::pair<std::string, std::string> p = sub.first_problem(o.*m);
       return p.first.empty() ? std::string() : p.first + ": " + p.second;
     };
-    f.docs = [=, &sub](const std::string& prefix, std::vector<FieldDoc>& rows) {
-      for (FieldDoc d : sub.docs()) {
-        d.key = prefix + name + "." + d.key;
-        rows.push_back(d);
-      }
-    };
     fields_.push_back(std::move(f));
+    nested_docs_.push_back({name, [&sub] { return sub.docs(); }});
     return *this;
   }
   /// A value the planner sets (a map, a list), converted by nlohmann::json; not a recipe key.
   template <typename T>
   Fields& planned(const char* name, T S::*m, const char* doc, unsigned flags = kPlanned) {
-    add(name, doc, flags | kPlanned,
-        [=](const FieldSource& s, S& o) {
-          const auto* js = dynamic_cast<const JsonSource*>(&s);
-          if (!js) s.fail(name, "is set by the planner");
-          o.*m = js->template value<T>(name);
-        },
-        [=](const S& o, nlohmann::json& j) { j[name] = o.*m; }, nullptr, nullptr, "");
-    return *this;
+    return add(name, doc, flags | kPlanned,
+               [=](const FieldSource& s, const std::string& k, S& o) {
+                 const auto* js = dynamic_cast<const JsonSource*>(&s);
+                 if (!js) s.fail(k, "is set by the planner");
+                 o.*m = js->template value<T>(k);
+               },
+               member_writer(m), nullptr, "", nullptr);
   }
-
+  /// Field `from_name` of `from` under the name `name` with its own doc (a recipe's name for it).
+  Fields& alias(const char* name, const Fields<S>& from, const char* from_name, const char* doc, unsigned flags = kKeyed) {
+    for (const Field& f : from.fields()) {
+      if (f.name != from_name) continue;
+      Field a = f;
+      a.name = name;
+      a.doc = doc;
+      a.flags = flags;
+      fields_.push_back(std::move(a));
+      return *this;
+    }
+    throw InternalError(std::string("Fields::alias: no field ") + from_name);
+  }
   /// Every field of `base`'s table, for a struct S derived from B.
   template <typename B>
   Fields& inherit(const Fields<B>& base) {
     static_assert(std::is_base_of_v<B, S>);
-    for (const auto& b : base.fields()) {
-      Field f;
-      f.name = b.name;
-      f.doc = b.doc;
-      f.flags = b.flags;
-      f.read = [r = b.read](const FieldSource& s, S& o) { r(s, static_cast<B&>(o)); };
-      f.write = [w = b.write](const S& o, nlohmann::json& j) { w(static_cast<const B&>(o), j); };
-      if (b.problem) f.problem = [p = b.problem](const S& o) { return p(static_cast<const B&>(o)); };
-      f.docs = b.docs;
-      fields_.push_back(std::move(f));
-    }
-    return *this;
+    return adopt(base, [](auto& o) -> auto& { return static_cast<std::conditional_t<std::is_const_v<std::remove_reference_t<decltype(o)>>, const B&, B&>>(o); });
+  }
+  /// Every field of `sub` at this level, stored in member `m` (a recipe's `experts:` is the mixture's
+  /// ffn_experts).
+  template <typename C>
+  Fields& lift(C S::*m, const Fields<C>& sub) {
+    return adopt(sub, [m](auto& o) -> auto& { return o.*m; });
   }
 
   /// Reads the keys present in `s` over `out`; unknown keys, wrong types and out-of-range values are
@@ -310,7 +324,7 @@ class Fields {
   void read_present(const FieldSource& s, S& out, bool recipe = true) const {
     for (const Field& f : fields_) {
       if ((recipe && (f.flags & kPlanned)) || !s.has(f.name)) continue;
-      f.read(s, out);
+      f.read(s, f.name, out);
       if (f.problem) {
         if (const std::string why = f.problem(out); !why.empty()) s.fail(f.name, why);
       }
@@ -322,7 +336,7 @@ class Fields {
       if (!f.problem) continue;
       if (const std::string why = f.problem(o); !why.empty()) {
         const size_t sep = why.find(": ");
-        const bool nested = f.docs && sep != std::string::npos && why.compare(0, 5, "must ") != 0;
+        const bool nested = f.allowed.empty() && sep != std::string::npos;  // a group's "path: reason"
         return nested ? std::make_pair(f.name + "." + why.substr(0, sep), why.substr(sep + 2))
                       : std::make_pair(f.name, why);
       }
@@ -336,7 +350,7 @@ class Fields {
   }
   nlohmann::json to_json(const S& o) const {
     nlohmann::json j = nlohmann::json::object();
-    for (const Field& f : fields_) f.write(o, j);
+    for (const Field& f : fields_) f.write(o, f.name, j);
     return j;
   }
   /// The fields that enter a content key.
@@ -347,6 +361,12 @@ class Fields {
     }
     return j;
   }
+  bool has(const std::string& name) const {
+    for (const Field& f : fields_) {
+      if (f.name == name) return true;
+    }
+    return false;
+  }
   /// Recipe keys (`recipe`) or every field's name.
   std::vector<std::string> names(bool recipe = false) const {
     std::vector<std::string> out;
@@ -356,20 +376,53 @@ class Fields {
     return out;
   }
   const std::vector<Field>& fields() const { return fields_; }
-  /// The docs rows of the recipe keys, defaults from `S{}`.
+  using NestedDocs = std::pair<std::string, std::function<std::vector<FieldDoc>()>>;
+  const std::vector<NestedDocs>& nested_docs() const { return nested_docs_; }
+  /// The docs rows of the recipe keys in declaration order (a group's rows as "group.key"); defaults
+  /// from `S{}`.
   std::vector<FieldDoc> docs() const {
     std::vector<FieldDoc> rows;
+    const S defaults{};
+    size_t nested = 0;
     for (const Field& f : fields_) {
       if (f.flags & kPlanned) continue;
-      if (f.docs) f.docs("", rows);
+      if (f.shown) {
+        rows.push_back({f.name, f.shown(defaults), f.allowed, f.doc});
+      } else if (nested < nested_docs_.size() && nested_docs_[nested].first == f.name) {
+        for (FieldDoc d : nested_docs_[nested++].second()) {
+          d.key = f.name + "." + d.key;
+          rows.push_back(d);
+        }
+      }
     }
     return rows;
   }
 
  private:
-  template <typename Read, typename Write, typename Problem, typename Default>
-  void add(const char* name, const char* doc, unsigned flags, Read read, Write write, Problem problem,
-           Default fallback, std::string allowed) {
+  template <typename C, typename Get>
+  Fields& adopt(const Fields<C>& sub, Get get) {
+    for (const auto& c : sub.fields()) {
+      Field f;
+      f.name = c.name;
+      f.doc = c.doc;
+      f.flags = c.flags;
+      f.allowed = c.allowed;
+      f.read = [r = c.read, get](const FieldSource& s, const std::string& k, S& o) { r(s, k, get(o)); };
+      f.write = [w = c.write, get](const S& o, const std::string& k, nlohmann::json& j) { w(get(o), k, j); };
+      if (c.problem) f.problem = [p = c.problem, get](const S& o) { return p(get(o)); };
+      if (c.shown) f.shown = [w = c.shown, get](const S& o) { return w(get(o)); };
+      fields_.push_back(std::move(f));
+    }
+    for (const auto& n : sub.nested_docs()) nested_docs_.push_back(n);
+    return *this;
+  }
+  template <typename T>
+  static auto member_writer(T S::*m) {
+    return [=](const S& o, const std::string& k, nlohmann::json& j) { j[k] = o.*m; };
+  }
+  template <typename Read, typename Write, typename Problem, typename Shown>
+  Fields& add(const char* name, const char* doc, unsigned flags, Read read, Write write, Problem problem,
+              std::string allowed, Shown shown) {
     Field f;
     f.name = name;
     f.doc = doc;
@@ -377,12 +430,10 @@ class Fields {
     f.read = read;
     f.write = write;
     if constexpr (!std::is_same_v<Problem, std::nullptr_t>) f.problem = problem;
-    if constexpr (!std::is_same_v<Default, std::nullptr_t>) {
-      f.docs = [=](const std::string& prefix, std::vector<FieldDoc>& rows) {
-        rows.push_back({prefix + name, fallback(S{}), allowed, doc});
-      };
-    }
+    f.allowed = std::move(allowed);
+    if constexpr (!std::is_same_v<Shown, std::nullptr_t>) f.shown = shown;
     fields_.push_back(std::move(f));
+    return *this;
   }
   static std::string code(const std::string& s) { return "`" + s + "`"; }
   static std::string interval(IntegerRange r) {
@@ -395,6 +446,7 @@ class Fields {
     return or_list(q);
   }
   std::vector<Field> fields_;
+  std::vector<NestedDocs> nested_docs_;
 };
 
 }  // namespace upcycle::core

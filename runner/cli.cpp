@@ -19,6 +19,7 @@
 #include "runner/bench.h"
 #include "runner/cost.h"
 #include "runner/job_binary.h"
+#include "runner/key_docs.h"
 #include "runner/cli_common.h"
 #include "runner/plan.h"
 #include "runner/plan_status.h"
@@ -314,6 +315,26 @@ int cmd_flops(const std::vector<std::string>& args) {
   return 0;
 }
 
+int cmd_keys(const std::vector<std::string>& args) {
+  po::options_description desc("keys options");
+  desc.add_options()("help,h", "show this help")("section", po::value<std::vector<std::string>>(), "sections");
+  po::positional_options_description pos;
+  pos.add("section", -1);
+  auto vm = parse("keys", args, desc, pos);
+  std::string sections;
+  for (const auto& s : key_doc_sections()) sections += (sections.empty() ? "" : "|") + s;
+  const std::string synopsis = "[" + sections + " ...]   (all sections without one)";
+  if (wants_help(vm, "keys", synopsis.c_str(), desc)) return 0;
+  std::vector<std::string> wanted = key_doc_sections();
+  if (vm.count("section")) wanted = vm["section"].as<std::vector<std::string>>();
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    std::string table = key_docs(wanted[i]);  // every section is checked before anything prints
+    wanted[i] = std::move(table);
+  }
+  for (size_t i = 0; i < wanted.size(); ++i) std::cout << (i ? "\n" : "") << wanted[i];
+  return 0;
+}
+
 int cmd_stage(const std::vector<std::string>& args) {
   po::options_description desc("stage options");
   desc.add_options()("help,h", "show this help")("spec", po::value<std::string>(), "job spec JSON");
@@ -376,6 +397,7 @@ const Command kCommands[] = {
     {"tag", "set a run's tags (queryable as tags)", cli::cmd_tag},
     {"export", "a model as a Hugging Face checkpoint: llama, cohere, mixtral, or native (BAM)", cli::cmd_export},
     {"import", "a Hugging Face checkpoint (Llama, Mistral, Cohere, Mixtral) as an upcycle checkpoint", cli::cmd_import},
+    {"keys", "the recipe keys of a section (model, train, upcycle, eval, import): defaults, ranges, meaning", cmd_keys},
     {"params", "total and active parameters of every model in a recipe or config", cmd_params},
     {"flops", "forward FLOPs per token per layer (attention, FFN, routers; BAM Table 10)", cmd_flops},
     {"bench", "benchmarks: store ingest and query speed, sweep planning speed", cmd_bench},

@@ -61,106 +61,13 @@ void check_text(const YamlReader& at, const std::string& s) {
 
 // ---- sections ----
 
-void parse_tokenizer(const YamlReader& t, stages::PrepareSpec& d) {
-  t.expect_map({"kind", "vocab", "model_type", "sample_bytes"});
-  d.pretokenized = t.get_choice("kind", "sentencepiece", {"sentencepiece", "pretokenized"}) == "pretokenized";
-  d.tokenizer.vocab = t.get_integer("vocab", d.tokenizer.vocab);
-  if (d.pretokenized) {
-    if (!t.has("vocab")) throw t.error("kind: pretokenized needs vocab: the shards' tokenizer size");
-    for (const char* k : {"model_type", "sample_bytes"}) {
-      if (t.has(k)) throw t.child(k).error("is for kind: sentencepiece; pre-tokenized shards bring their own tokens");
-    }
-    return;
-  }
-  d.tokenizer.model_type = t.get_choice("model_type", d.tokenizer.model_type, {"bpe", "unigram"});
-  d.tokenizer_sample_bytes = t.get_integer("sample_bytes", d.tokenizer_sample_bytes);
-}
-
-stages::PretokenizedShards parse_shards(const YamlReader& s) {
-  s.expect_map({"dir", "train", "valid", "test", "dtype"});
-  // Relative paths are taken from the working directory, like store: and root:, and made absolute so
-  // that a job finds them from wherever it runs.
-  auto path = [&](const char* k) {
-    std::string p = s.get_str(k, "");
-    return p.empty() ? p : std::filesystem::absolute(p).lexically_normal().string();
-  };
-  if (!s.has("dtype")) throw s.error("needs dtype: uint16 or uint32 (the width of each token)");
-  return {path("dir"), path("train"), path("valid"), path("test"), s.get_choice("dtype", "", {"uint16", "uint32"})};
-}
-
-std::vector<stages::SourceSpec> parse_sources(const YamlReader& srcs) {
-  std::vector<stages::SourceSpec> out;
-  for (size_t j = 0; j < srcs.size(); ++j) {
-    YamlReader s = srcs.at(j);
-    if (s.is_scalar()) {
-      out.push_back({s.str(), stages::DocSplit::kWholeFile, "text"});
-      continue;
-    }
-    s.expect_map({"pattern", "split", "text_field"});
-    std::string split = s.get_choice("split", "file", {"file", "fortune", "jsonl"});
-    out.push_back({s.child("pattern").str(), stages::doc_split_from(split, "split"), s.get_str("text_field", "text")});
-    if (s.has("text_field") && split != "jsonl") throw s.child("text_field").error("is for split: jsonl only");
-  }
-  return out;
-}
-
-stages::DomainSpec parse_domain(const YamlReader& e, bool pretokenized, int64_t max_bytes) {
-  stages::DomainSpec d;
-  if (!e.is_scalar()) e.expect_map({"name", "sources", "generator", "max_bytes", "shards"});
-  d.name = e.is_scalar() ? e.str() : e.child("name").str();
-  if (pretokenized) {
-    if (!e.is_map() || !e.has("shards")) {
-      throw e.error("domain '" + d.name + "' needs shards: (data.tokenizer.kind is pretokenized)");
-    }
-    for (const char* k : {"sources", "generator", "max_bytes"}) {
-      if (e.has(k)) throw e.child(k).error("is for text domains; this domain reads pre-tokenized shards");
-    }
-    d.shards = parse_shards(e.child("shards"));
-    return d;
-  }
-  if (e.is_map() && e.has("shards")) {
-    throw e.child("shards").error("needs data.tokenizer.kind: pretokenized (with the shards' vocab), for every domain");
-  }
-  stages::DomainSpec builtin = stages::default_domain(d.name);
-  d.sources = builtin.sources;
-  d.generator = builtin.generator;
-  d.max_bytes = max_bytes;
-  if (e.is_map()) {
-    if (e.has("sources")) d.sources = parse_sources(e.child("sources"));
-    d.generator = e.get_choice("generator", d.generator, {"math"});
-    d.max_bytes = e.get_integer("max_bytes", d.max_bytes);
-  }
-  if (d.sources.empty() && d.generator.empty()) {
-    throw e.error("domain '" + d.name + "' has no built-in sources; give it sources: or generator:",
-                  "built-in domains: general, code, law, math");
-  }
-  return d;
-}
-
-// data: the prepare job's spec, validated by its own rules with errors at the YAML key.
-stages::PrepareJobSpec parse_data(const YamlReader& r) {
-  r.expect_map({"domains", "tokenizer", "valid_fraction", "test_fraction", "max_bytes", "task_examples", "seed"});
-  stages::PrepareJobSpec d;
-  if (r.has("tokenizer")) parse_tokenizer(r.child("tokenizer"), d);
-  YamlReader doms = r.child("domains");
-  if (!doms.is_sequence() || doms.size() == 0) throw doms.error("expected a non-empty list of domains");
-  const int64_t max_bytes = r.get_integer("max_bytes", 0);
-  for (size_t i = 0; i < doms.size(); ++i) d.domains.push_back(parse_domain(doms.at(i), d.pretokenized, max_bytes));
-  if (d.pretokenized) {
-    d.task_examples = 0;  // built-in tasks are made from text
-    for (const char* k : {"task_examples", "max_bytes", "valid_fraction", "test_fraction"}) {
-      if (r.has(k)) throw r.child(k).error("is for text domains; pre-tokenized shards come split");
-    }
-  }
-  d.valid_fraction = r.get_number("valid_fraction", d.valid_fraction);
-  d.test_fraction = r.get_number("test_fraction", d.test_fraction);
-  d.task_examples = r.get_integer("task_examples", d.task_examples);
+// data: read beside the prepare spec (stages/spec/prepare.h); its validation errors at the YAML key.
+stages::DataSection parse_data(const YamlReader& r) {
   try {
-    stages::validate(d);
+    return stages::read_data_section(YamlSource(r));
   } catch (const core::FieldError& e) {
     throw spec_error_at(r, e.path(), e.reason());
   }
-  return d;
 }
 
 // Reads the model keys present in `r` over `c` through the model's field table (`recipe`: only the
@@ -379,10 +286,9 @@ Recipe parse_with(const std::string& text, const std::string& file, const std::v
   r.max_parallel = static_cast<int>(top.get_integer("max_parallel", 0, {0, 65536}));
   r.retries = static_cast<int>(top.get_integer("retries", 0, {0, 100}));
   check_text(top.child("name"), r.name);
-  r.data = parse_data(top.child("data"));
-  if (top.child("data").has("seed")) {
-    r.data_seed = static_cast<uint64_t>(top.child("data").get_integer("seed", 0, {0}));
-  }
+  stages::DataSection data = parse_data(top.child("data"));
+  r.data = std::move(data.spec);
+  r.data_seed = data.seed;
   r.has_model = top.has("model");  // optional when every model comes from an import
   if (r.has_model) r.model = parse_model(top.child("model"), r.data.tokenizer.vocab);
   if (top.has("train")) {

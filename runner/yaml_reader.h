@@ -113,13 +113,30 @@ class YamlSource : public core::FieldSource {
   bool boolean(const std::string& key) const override { return r_.child(key).boolean(); }
   std::string text(const std::string& key) const override { return r_.child(key).str(); }
   std::vector<std::string> texts(const std::string& key) const override { return r_.child(key).strings(); }
+  std::vector<double> numbers(const std::string& key) const override {
+    const YamlReader v = r_.child(key);
+    if (!v.is_sequence()) throw v.error("expected a list of numbers");
+    std::vector<double> out;
+    for (size_t i = 0; i < v.size(); ++i) out.push_back(v.at(i).number());
+    return out;
+  }
   std::unique_ptr<core::FieldSource> child(const std::string& key) const override {
     return std::make_unique<YamlSource>(r_.child(key));
   }
+  std::vector<std::unique_ptr<core::FieldSource>> list(const std::string& key) const override {
+    const YamlReader v = r_.child(key);
+    if (!v.is_sequence()) throw v.error("expected a list");
+    std::vector<std::unique_ptr<core::FieldSource>> out;
+    for (size_t i = 0; i < v.size(); ++i) out.push_back(std::make_unique<YamlSource>(v.at(i)));
+    return out;
+  }
+  bool is_scalar() const override { return r_.is_scalar(); }
+  std::string scalar() const override { return r_.str(); }
   [[noreturn]] void fail(const std::string& key, const std::string& reason, const std::string& hint = "") const override {
     throw (key.empty() || !r_.has(key) ? r_ : r_.child(key)).error(reason, hint);
   }
   void expect_only(const std::vector<std::string>& allowed) const override { r_.expect_map(allowed); }
+  const YamlReader& reader() const { return r_; }
 
  private:
   YamlReader r_;

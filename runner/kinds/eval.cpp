@@ -34,8 +34,9 @@ class EvalKind : public StageKind {
  public:
   std::string name() const override { return "eval"; }
   std::vector<std::string> keys() const override {
-    return {"models", "btm", "domains", "split", "max_windows", "tasks", "max_examples", "max_new_tokens", "kv_cache",
-            "precision"};
+    std::vector<std::string> keys = stages::eval_fields().names(/*recipe=*/true);
+    keys.insert(keys.end(), {"models", "btm", "domains", "tasks"});
+    return keys;
   }
 
   std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe& recipe) const override {
@@ -44,22 +45,13 @@ class EvalKind : public StageKind {
     if (r.has("btm")) e->btm = r.child("btm").strings();
     if (e->models.empty() && e->btm.empty()) throw r.error("an eval stage needs models: or btm:");
     if (r.has("domains")) e->domains = r.child("domains").strings();
-    stages::EvalJobSpec& s = e->spec;
-    s.split = r.get_choice("split", s.split, {"test", "valid"});
-    s.max_windows = r.get_integer("max_windows", s.max_windows);
-    s.max_examples = r.get_integer("max_examples", s.max_examples);
-    s.max_new_tokens = r.get_integer("max_new_tokens", s.max_new_tokens);
-    s.kv_cache = r.get_bool("kv_cache", s.kv_cache);
-    s.precision = r.get_choice("precision", s.precision, {"auto", "fp32", "bf16"});
+    stages::eval_fields().read_present(YamlSource(r), e->spec);
     if (r.has("tasks")) e->tasks = parse_tasks(r.child("tasks"));
     if (recipe.data.pretokenized && r.has("tasks") && !e->tasks.empty()) {
       throw r.child("tasks").error(
           "downstream tasks are text and need the SentencePiece tokenizer; with pre-tokenized shards "
           "evaluate perplexity here and tasks through a command stage");
     }
-    if (s.max_windows < 0) throw r.child("max_windows").error("must be >= 0 (0: every window)");
-    if (s.max_examples < 0) throw r.child("max_examples").error("must be >= 0 (0: all)");
-    if (s.max_new_tokens < 1 || s.max_new_tokens > 65536) throw r.child("max_new_tokens").error("must be in [1, 65536]");
     return e;
   }
 

@@ -22,7 +22,7 @@ struct ImportStage : StageParams {
 class ImportKind : public StageKind {
  public:
   std::string name() const override { return "import"; }
-  std::vector<std::string> keys() const override { return {"path", "seq_len"}; }
+  std::vector<std::string> keys() const override { return stages::import_fields().names(/*recipe=*/true); }
   bool produces_models() const override { return true; }
 
   // The checkpoint is read here, so a missing tensor index, an unsupported architecture or a tokenizer
@@ -38,8 +38,9 @@ class ImportKind : public StageKind {
       throw path.error("'" + path.str() + "' is not a directory", "a Hugging Face checkpoint directory (config.json, "
                                                                   "*.safetensors, tokenizer.model)");
     }
-    s->seq_len = r.get_integer("seq_len", 0);
-    if (s->seq_len < 0) throw r.child("seq_len").error("must be >= 1 (or 0: the checkpoint's max_position_embeddings)");
+    stages::ImportJobSpec fields;
+    stages::import_fields().read_present(YamlSource(r), fields);
+    s->seq_len = fields.seq_len;
     try {
       s->model = stages::read_hf_model(s->path, s->seq_len > 0 ? std::optional<int64_t>(s->seq_len) : std::nullopt).model;
       stages::hf_tokenizer_model(s->path);

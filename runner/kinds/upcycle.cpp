@@ -16,67 +16,37 @@ struct UpcycleStage : StageParams {
   stages::UpcycleSpec spec;    ///< method, routing (mixture) and surgery options; inputs are planned
 };
 
-// Routing keys into a ModelConfig's mixture fields; method-specific keys are refused elsewhere.
-stages::ModelConfig parse_mixture(stages::UpcycleMethod method, const YamlReader& r) {
-  stages::ModelConfig m;
+// Keys of one method are refused for the others (their fields are read by the table).
+void check_method_keys(stages::UpcycleMethod method, const YamlReader& r) {
   if (method == stages::UpcycleMethod::kSparse) {
-    m.ffn_experts = r.child("experts").integer();
-    m.ffn_granularity = r.get_integer("granularity", 1);
-    if (m.ffn_experts < 1) throw r.child("experts").error("must be >= 1");
-    if (m.ffn_granularity < 1) throw r.child("granularity").error("must be >= 1");
+    r.child("experts");  // required
   } else {
     for (const char* k : {"experts", "granularity", "virtual_groups", "weight_scaling"}) {
       if (r.has(k)) throw r.child(k).error("is for method sparse only");
     }
   }
-  if (method != stages::UpcycleMethod::kBtx && r.has("extra_seed_experts")) throw r.child("extra_seed_experts").error("is for method btx only");
-  if (r.has("attention")) {
-    YamlReader a = r.child("attention");
-    a.expect_map({"routing", "top_k", "kv"});
-    m.attn_routing = choice(a, "routing", stages::kAttnRoutingNames, m.attn_routing);
-    m.attn_top_k = a.get_integer("top_k", m.attn_top_k);
-    m.attn_kv = choice(a, "kv", stages::kKvModeNames, m.attn_kv);
+  if (method != stages::UpcycleMethod::kBtx && r.has("extra_seed_experts")) {
+    throw r.child("extra_seed_experts").error("is for method btx only");
   }
-  if (r.has("ffn")) {
-    YamlReader f = r.child("ffn");
-    f.expect_map({"top_k", "routing", "renormalize", "moe_every", "lb_coef", "z_coef"});
-    m.ffn_top_k = f.get_integer("top_k", m.ffn_top_k);
-    m.ffn_routing = choice(f, "routing", stages::kFfnRoutingNames, m.ffn_routing);
-    m.ffn_renormalize = f.get_bool("renormalize", m.ffn_renormalize);
-    m.moe_every = f.get_integer("moe_every", m.moe_every);
-    m.lb_coef = f.get_number("lb_coef", m.lb_coef);
-    m.z_coef = f.get_number("z_coef", m.z_coef);
-  }
-  m.router_init_std = r.get_number("router_init_std", m.router_init_std);
-  return m;
 }
 
 class UpcycleKind : public StageKind {
  public:
   std::string name() const override { return "upcycle"; }
   std::vector<std::string> keys() const override {
-    return {"from", "method", "attention", "ffn", "experts", "granularity", "virtual_groups", "weight_scaling",
-            "extra_seed_experts", "include_seed", "average_weights", "router_init_std", "shared_kv_init"};
+    std::vector<std::string> keys = stages::upcycle_recipe_fields().names(/*recipe=*/true);
+    keys.insert(keys.end(), {"from", "include_seed"});
+    return keys;
   }
   bool produces_models() const override { return true; }
 
   std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe&) const override {
     auto u = std::make_shared<UpcycleStage>();
-    stages::UpcycleSpec& s = u->spec;
     u->from = r.child("from").strings();
-    s.method = choice(r, "method", stages::kUpcycleMethodNames, s.method, /*required=*/true);
-    s.mixture = parse_mixture(s.method, r);
-    s.shared_kv_init = r.get_choice("shared_kv_init", s.shared_kv_init, {"average", "first"});
     u->include_seed = r.get_bool("include_seed", u->include_seed);
-    s.extra_seed_experts = r.get_integer("extra_seed_experts", 0);
-    if (s.extra_seed_experts < 0) throw r.child("extra_seed_experts").error("must be >= 0");
-    s.virtual_groups = r.get_bool("virtual_groups", s.virtual_groups);
-    s.weight_scaling = r.get_choice("weight_scaling", s.weight_scaling, {"all", "w2", "none"});
-    if (r.has("average_weights")) {
-      YamlReader aw = r.child("average_weights");
-      if (!aw.is_sequence()) throw aw.error("expected a list of numbers, one per dense model");
-      for (size_t i = 0; i < aw.size(); ++i) s.average_weights.push_back(aw.at(i).number());
-    }
+    r.child("method");  // required
+    stages::upcycle_recipe_fields().read_present(YamlSource(r), u->spec);
+    check_method_keys(u->spec.method, r);
     return u;
   }
 

@@ -2,8 +2,31 @@
 
 #include "stages/spec/train.h"
 
+#include <limits>
+
 namespace upcycle::stages {
 namespace {
+
+core::Fields<EvalJobSpec> make_fields() {
+  using E = EvalJobSpec;
+  using core::kNotKeyed;
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  core::Fields<E> f;
+  f.one_of("split", &E::split, {"test", "valid"}, "the held-out split to score")
+      .integer("max_windows", &E::max_windows, {0, kMax}, "cap on windows of `seq_len + 1` tokens per domain; 0 = all")
+      .integer("max_examples", &E::max_examples, {0, kMax}, "cap on examples per task; 0 = all")
+      .integer("max_new_tokens", &E::max_new_tokens, {1, 65536}, "generation tasks: greedy tokens at most")
+      .boolean("kv_cache", &E::kv_cache,
+               "greedy generation with a KV cache; `false` re-runs the whole prefix per token (the same tokens, "
+               "slower; for benchmarks). Not part of the job key", kNotKeyed)
+      .one_of("precision", &E::precision, {"auto", "fp32", "bf16"},
+              "the forward passes' precision (`auto`: bf16 autocast on CUDA, fp32 on the CPU); token "
+              "log-likelihoods come from fp32 log-softmax and are summed in fp64 either way. Part of the job key "
+              "when bf16", kNotKeyed)
+      .text("data_dir", &E::data_dir, "the prepare job's data (path)", core::kPlanned | kNotKeyed)
+      .planned("domains", &E::domains, "the domains to score");
+  return f;
+}
 
 nlohmann::json models_json(const std::vector<EvalModel>& models, bool with_paths) {
   nlohmann::json out = nlohmann::json::array();
@@ -31,28 +54,26 @@ nlohmann::json content_json(const EvalJobSpec& s, bool with_paths) {
   for (const auto& e : s.ensembles) {
     ensembles.push_back({{"name", e.name}, {"members", models_json(e.members, with_paths)}});
   }
-  nlohmann::json j = {{"domains", s.domains}, {"split", s.split}, {"max_windows", s.max_windows},
-                      {"tasks", tasks}, {"max_examples", s.max_examples}, {"max_new_tokens", s.max_new_tokens},
-                      {"models", models_json(s.models, with_paths)}, {"ensembles", ensembles}};
-  if (with_paths) {  // how, not what: neither changes a result
-    j["data_dir"] = s.data_dir;
-    j["kv_cache"] = s.kv_cache;
-    j["precision"] = s.precision;
-  }
+  // data_dir, kv_cache and precision are how, not what: none changes a result (bf16 is keyed below).
+  nlohmann::json j = with_paths ? eval_fields().to_json(s) : eval_fields().key_material(s);
+  j["tasks"] = tasks;
+  j["models"] = models_json(s.models, with_paths);
+  j["ensembles"] = ensembles;
   return j;
 }
 
 }  // namespace
 
+const core::Fields<EvalJobSpec>& eval_fields() {
+  static const core::Fields<EvalJobSpec> kFields = make_fields();
+  return kFields;
+}
+
 void validate(const EvalJobSpec& s) {
+  eval_fields().check(s);
   check(!s.data_dir.empty(), "data_dir", "missing");
   check(!s.domains.empty(), "domains", "needs at least one domain");
   for (size_t i = 0; i < s.domains.size(); ++i) check_name(s.domains[i], "domains[" + std::to_string(i) + "]");
-  check_choice(s.split, "split", {"test", "valid"});
-  check_choice(s.precision, "precision", {"auto", "fp32", "bf16"});
-  check(s.max_windows >= 0, "max_windows", "must be >= 0 (0: every window)");
-  check(s.max_examples >= 0, "max_examples", "must be >= 0 (0: all)");
-  check(s.max_new_tokens >= 1 && s.max_new_tokens <= 65536, "max_new_tokens", "must be in [1, 65536]");
   check(!s.models.empty() || !s.ensembles.empty(), "models", "an eval job needs models or ensembles");
   for (size_t i = 0; i < s.tasks.size(); ++i) {
     check(s.tasks[i].path == "builtin" || s.tasks[i].sha256.size() == 64, "tasks[" + std::to_string(i) + "].sha256",
@@ -66,16 +87,10 @@ void validate(const EvalJobSpec& s) {
 nlohmann::json to_json(const EvalJobSpec& s) { return content_json(s, true); }
 
 void read_spec(const SpecReader& r, EvalJobSpec& e) {
-  expect_fields(r, {"data_dir", "domains", "split", "max_windows", "tasks", "max_examples", "max_new_tokens",
-                    "kv_cache", "precision", "models", "ensembles"});
-  e.data_dir = r.value<std::string>("data_dir");
-  e.domains = r.value<std::vector<std::string>>("domains");
-  e.split = r.value("split", e.split);
-  e.max_windows = r.value("max_windows", e.max_windows);
-  e.max_examples = r.value("max_examples", e.max_examples);
-  e.max_new_tokens = r.value("max_new_tokens", e.max_new_tokens);
-  e.kv_cache = r.value("kv_cache", e.kv_cache);
-  e.precision = r.value("precision", e.precision);
+  std::vector<std::string> also = envelope_fields();
+  also.insert(also.end(), {"tasks", "models", "ensembles"});
+  eval_fields().read(r, e, false, also);
+  for (const char* required : {"data_dir", "domains"}) check(r.has(required), required, "missing");
   e.tasks.clear();
   const nlohmann::json& tasks = r.json().contains("tasks") ? r.json().at("tasks") : nlohmann::json::array();
   check(tasks.is_array(), "tasks", "expected a list");

@@ -53,6 +53,10 @@ struct EvalJobSpec {
   std::vector<EvalEnsemble> ensembles;
 };
 
+/// The scalar fields, declared once (core/fields.h): the recipe keys of an eval stage besides models,
+/// btm, domains and tasks (which the planner resolves), and the job's data_dir and domains.
+const core::Fields<EvalJobSpec>& eval_fields();
+
 void validate(const EvalJobSpec& s);
 nlohmann::json to_json(const EvalJobSpec& s);
 void read_spec(const SpecReader& r, EvalJobSpec& out);

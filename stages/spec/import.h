@@ -22,6 +22,10 @@ struct ImportJobSpec {
   int64_t seq_len = 0;      ///< training context; 0 = the checkpoint's max_position_embeddings
 };
 
+/// The fields, declared once (core/fields.h): the recipe keys `path` and `seq_len`, and the planned
+/// fingerprint, which is the key (the path is not).
+const core::Fields<ImportJobSpec>& import_fields();
+
 void validate(const ImportJobSpec& s);
 nlohmann::json to_json(const ImportJobSpec& s);
 void read_spec(const SpecReader& r, ImportJobSpec& out);

@@ -1,5 +1,7 @@
 #include "stages/spec/prepare.h"
 
+#include <filesystem>
+#include <limits>
 #include <set>
 
 namespace upcycle::stages {
@@ -59,7 +61,116 @@ void validate_domain(const DomainSpec& d, const std::string& at, bool pretokeniz
   }
 }
 
+// ---- the recipe's data: section ----
+
+std::string text_choice(const core::FieldSource& s, const std::string& key, const std::string& fallback,
+                        const std::vector<std::string>& choices) {
+  if (!s.has(key)) return fallback;
+  const std::string t = s.text(key);
+  for (const auto& c : choices) {
+    if (t == c) return t;
+  }
+  s.fail(key, "'" + t + "' is not allowed; expected " + core::or_list(choices));
+}
+
+void read_tokenizer_section(const core::FieldSource& t, PrepareSpec& d) {
+  t.expect_only({"kind", "vocab", "model_type", "sample_bytes"});
+  d.pretokenized = text_choice(t, "kind", "sentencepiece", {"sentencepiece", "pretokenized"}) == "pretokenized";
+  if (t.has("vocab")) d.tokenizer.vocab = t.integer("vocab", {});
+  if (d.pretokenized) {
+    if (!t.has("vocab")) t.fail("", "kind: pretokenized needs vocab: the shards' tokenizer size");
+    for (const char* k : {"model_type", "sample_bytes"}) {
+      if (t.has(k)) t.fail(k, "is for kind: sentencepiece; pre-tokenized shards bring their own tokens");
+    }
+    return;
+  }
+  d.tokenizer.model_type = text_choice(t, "model_type", d.tokenizer.model_type, {"bpe", "unigram"});
+  if (t.has("sample_bytes")) d.tokenizer_sample_bytes = t.integer("sample_bytes", {});
+}
+
+PretokenizedShards read_shards_section(const core::FieldSource& s) {
+  s.expect_only({"dir", "train", "valid", "test", "dtype"});
+  // Relative paths are taken from the working directory, like store: and root:, and made absolute so
+  // that a job finds them from wherever it runs.
+  auto path = [&](const char* k) {
+    const std::string p = s.has(k) ? s.text(k) : "";
+    return p.empty() ? p : std::filesystem::absolute(p).lexically_normal().string();
+  };
+  if (!s.has("dtype")) s.fail("", "needs dtype: uint16 or uint32 (the width of each token)");
+  return {path("dir"), path("train"), path("valid"), path("test"), text_choice(s, "dtype", "", {"uint16", "uint32"})};
+}
+
+std::vector<SourceSpec> read_sources_section(const core::FieldSource& domain) {
+  std::vector<SourceSpec> out;
+  for (const auto& s : domain.list("sources")) {
+    if (s->is_scalar()) {
+      out.push_back({s->scalar(), DocSplit::kWholeFile, "text"});
+      continue;
+    }
+    s->expect_only({"pattern", "split", "text_field"});
+    const std::string split = text_choice(*s, "split", "file", {"file", "fortune", "jsonl"});
+    out.push_back({s->text("pattern"), doc_split_from(split, "split"), s->has("text_field") ? s->text("text_field") : "text"});
+    if (s->has("text_field") && split != "jsonl") s->fail("text_field", "is for split: jsonl only");
+  }
+  return out;
+}
+
+DomainSpec read_domain_section(const core::FieldSource& e, bool pretokenized, int64_t max_bytes) {
+  DomainSpec d;
+  if (!e.is_scalar()) e.expect_only({"name", "sources", "generator", "max_bytes", "shards"});
+  d.name = e.is_scalar() ? e.scalar() : e.text("name");
+  if (pretokenized) {
+    if (e.is_scalar() || !e.has("shards")) e.fail("", "domain '" + d.name + "' needs shards: (data.tokenizer.kind is pretokenized)");
+    for (const char* k : {"sources", "generator", "max_bytes"}) {
+      if (e.has(k)) e.fail(k, "is for text domains; this domain reads pre-tokenized shards");
+    }
+    d.shards = read_shards_section(*e.child("shards"));
+    return d;
+  }
+  if (!e.is_scalar() && e.has("shards")) {
+    e.fail("shards", "needs data.tokenizer.kind: pretokenized (with the shards' vocab), for every domain");
+  }
+  const DomainSpec builtin = default_domain(d.name);
+  d.sources = builtin.sources;
+  d.generator = builtin.generator;
+  d.max_bytes = max_bytes;
+  if (!e.is_scalar()) {
+    if (e.has("sources")) d.sources = read_sources_section(e);
+    d.generator = text_choice(e, "generator", d.generator, {"math"});
+    if (e.has("max_bytes")) d.max_bytes = e.integer("max_bytes", {});
+  }
+  if (d.sources.empty() && d.generator.empty()) {
+    e.fail("", "domain '" + d.name + "' has no built-in sources; give it sources: or generator:",
+           "built-in domains: general, code, law, math");
+  }
+  return d;
+}
+
 }  // namespace
+
+DataSection read_data_section(const core::FieldSource& r) {
+  r.expect_only({"domains", "tokenizer", "valid_fraction", "test_fraction", "max_bytes", "task_examples", "seed"});
+  DataSection out;
+  PrepareJobSpec& d = out.spec;
+  if (r.has("tokenizer")) read_tokenizer_section(*r.child("tokenizer"), d);
+  if (!r.has("domains")) r.fail("", "needs domains: a non-empty list of domains");
+  const auto domains = r.list("domains");
+  if (domains.empty()) r.fail("domains", "expected a non-empty list of domains");
+  const int64_t max_bytes = r.has("max_bytes") ? r.integer("max_bytes", {}) : 0;
+  for (const auto& e : domains) d.domains.push_back(read_domain_section(*e, d.pretokenized, max_bytes));
+  if (d.pretokenized) {
+    d.task_examples = 0;  // built-in tasks are made from text
+    for (const char* k : {"task_examples", "max_bytes", "valid_fraction", "test_fraction"}) {
+      if (r.has(k)) r.fail(k, "is for text domains; pre-tokenized shards come split");
+    }
+  }
+  if (r.has("valid_fraction")) d.valid_fraction = r.number("valid_fraction");
+  if (r.has("test_fraction")) d.test_fraction = r.number("test_fraction");
+  if (r.has("task_examples")) d.task_examples = r.integer("task_examples", {});
+  if (r.has("seed")) out.seed = static_cast<uint64_t>(r.integer("seed", {0, std::numeric_limits<int64_t>::max()}));
+  validate(d);
+  return out;
+}
 
 const char* doc_split_name(DocSplit s) {
   switch (s) {

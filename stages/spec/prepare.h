@@ -3,6 +3,7 @@
 // by the job (its directory, its runtime, the spec's seed).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -21,6 +22,16 @@ struct PrepareJobSpec : PrepareSpec {
 /// "file" | "fortune" | "jsonl", and back (throws core::FieldError on `field` for another name).
 const char* doc_split_name(DocSplit s);
 DocSplit doc_split_from(const std::string& name, const std::string& field);
+
+/// A recipe's `data:` section: the prepare job's spec (less its seed) and `data.seed` when given.
+struct DataSection {
+  PrepareJobSpec spec;
+  std::optional<uint64_t> seed;
+};
+/// Reads a recipe's `data:` (domains as names or {name, sources, generator, max_bytes, shards} maps,
+/// built-in domains filled in, the tokenizer, the split fractions) and validates it. Errors at a key go
+/// through `r` (located, for YAML); validation errors are core::FieldErrors naming the field.
+DataSection read_data_section(const core::FieldSource& r);
 
 /// Throws core::FieldError naming the field ("domains[2].name: ...", "tokenizer.vocab: ...").
 void validate(const PrepareJobSpec& s);

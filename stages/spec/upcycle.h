@@ -34,6 +34,12 @@ struct UpcycleJobSpec : UpcycleSpec {
   static constexpr int kOutputVersion = 1;
 };
 
+/// The fields, declared once (core/fields.h). The job's JSON; and the recipe keys of an upcycle
+/// stage (its routing keys, `attention.*`, `ffn.*`, `experts`, ..., are the mixture's fields under the
+/// recipe's names), besides `from` and `include_seed`, which the planner reads.
+const core::Fields<UpcycleJobSpec>& upcycle_job_fields();
+const core::Fields<UpcycleSpec>& upcycle_recipe_fields();
+
 /// Throws core::FieldError naming the field. average_weights: one per input, >= 0, not all 0.
 void validate(const UpcycleJobSpec& s);
 nlohmann::json to_json(const UpcycleJobSpec& s);

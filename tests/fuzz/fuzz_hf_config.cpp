@@ -24,7 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     m.model.validate();
-  } catch (const std::invalid_argument& e) {
+  } catch (const core::FieldError& e) {
     fuzz::fail(std::string("config accepted, but its model is not valid: ") + e.what());
   }
   (void)stages::count_params(m.model);

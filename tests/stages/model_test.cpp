@@ -161,8 +161,8 @@ TEST_F(ModelTest, InvalidConfigsNameTheKey) {
     try {
       TransformerLm m(c);
       ADD_FAILURE() << k.key << ": no error";
-    } catch (const std::invalid_argument& e) {
-      EXPECT_EQ(std::string(e.what()).rfind(std::string(k.key) + ":", 0), 0u) << e.what();
+    } catch (const core::FieldError& e) {
+      EXPECT_EQ(e.path(), k.key) << e.what();
     }
   }
 }
