@@ -159,7 +159,7 @@ std::string write_report(tracking::Store& store, const std::vector<std::string>&
          << provenance_html(store, run) << "</section>\n";
   }
   html << kImageCheck << "</body>\n</html>\n";
-  const std::string path = out_dir + "/report.html";
+  std::string path = out_dir + "/report.html";
   core::write_file_atomic(path, html.str());
   return path;
 }

@@ -101,7 +101,7 @@ std::string LocalExecutor::submit(const JobLaunch& job) {
     throw;
   }
   ::close(fd);
-  const std::string id = std::to_string(run.pids.front());
+  std::string id = std::to_string(run.pids.front());
   jobs_[job.key] = std::move(run);
   return id;
 }

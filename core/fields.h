@@ -246,7 +246,7 @@ class Fields {
                quoted_or_list(enum_names(names)), [=](const S& d) { return code(enum_name(names, d.*m)); });
   }
   /// A string that must be one of `choices` (for choices that stay strings past the boundary).
-  Fields& one_of(const char* name, std::string S::*m, std::vector<std::string> choices, const char* doc,
+  Fields& one_of(const char* name, std::string S::*m, const std::vector<std::string>& choices, const char* doc,
                  unsigned flags = kKeyed) {
     return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.text(k); },
                member_writer(m),
@@ -422,7 +422,7 @@ class Fields {
   }
   template <typename Read, typename Write, typename Problem, typename Shown>
   Fields& add(const char* name, const char* doc, unsigned flags, Read read, Write write, Problem problem,
-              std::string allowed, Shown shown) {
+              const std::string& allowed, Shown shown) {
     Field f;
     f.name = name;
     f.doc = doc;
@@ -430,7 +430,7 @@ class Fields {
     f.read = read;
     f.write = write;
     if constexpr (!std::is_same_v<Problem, std::nullptr_t>) f.problem = problem;
-    f.allowed = std::move(allowed);
+    f.allowed = allowed;
     if constexpr (!std::is_same_v<Shown, std::nullptr_t>) f.shown = shown;
     fields_.push_back(std::move(f));
     return *this;

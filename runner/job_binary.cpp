@@ -14,7 +14,7 @@ std::string job_binary() {
   std::error_code ec;
   const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) throw InternalError("cannot resolve /proc/self/exe: " + ec.message());
-  const std::string job = (self.parent_path() / "upcycle-job").string();
+  std::string job = (self.parent_path() / "upcycle-job").string();
   if (!std::filesystem::exists(job)) throw InternalError(job + ": missing (it is built with upcycle)");
   return job;
 }
@@ -28,7 +28,7 @@ bool local_cuda() {
   static const bool cuda = [] {
     if (!std::filesystem::exists("/dev/nvidiactl")) return false;  // no NVIDIA driver: no CUDA device
     const core::ProcessResult r = core::run_process({job_binary(), "cuda"}, 120);
-    return r.exit_code == 0 && r.out.rfind("1", 0) == 0;
+    return r.exit_code == 0 && r.out.rfind('1', 0) == 0;
   }();
   return cuda;
 }

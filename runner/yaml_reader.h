@@ -43,8 +43,8 @@ class SourceFiles {
 
 class YamlReader {
  public:
-  YamlReader(YAML::Node node, std::string path, const SourceFiles* files)
-      : node_(std::move(node)), path_(std::move(path)), files_(files) {}
+  YamlReader(const YAML::Node& node, std::string path, const SourceFiles* files)
+      : node_(node), path_(std::move(path)), files_(files) {}
 
   const YAML::Node& node() const { return node_; }
   const std::string& path() const { return path_; }

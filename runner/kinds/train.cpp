@@ -82,7 +82,8 @@ size_t add_train(const StageDef& s, const TrainDef& d, Planner& p, const std::st
   j.model = model;
   j.detail = budget_detail(t, model, d);
   const int64_t per_step = t.batch_size * model.seq_len;
-  j.train_flops = double((t.tokens + per_step - 1) / per_step * per_step) * double(stages::count_flops(model).training());
+  const int64_t steps = (t.tokens + per_step - 1) / per_step;  // whole steps
+  j.train_flops = double(steps * per_step) * double(stages::count_flops(model).training());
   // Throughput depends on the model, the batch, the device kind, the precision, ranks and threads.
   nlohmann::json shape = {{"model", stages::to_json(model)}, {"batch_size", t.batch_size}, {"micro_batch", t.micro_batch},
                           {"numerics", j.keyed.at("spec").at("numerics")}, {"precision", j.keyed.at("spec").at("precision")}};

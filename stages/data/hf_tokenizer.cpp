@@ -11,7 +11,7 @@ namespace upcycle::stages {
 
 SpecialTokens write_hf_tokenizer(const std::string& sp_model, const std::string& dir, int64_t max_length) {
   const Tokenizer tok(sp_model);
-  const SpecialTokens st = tok.special_tokens();
+  SpecialTokens st = tok.special_tokens();
   auto piece = [](const std::string& p) { return p.empty() ? nlohmann::json(nullptr) : nlohmann::json(p); };
   nlohmann::json special = {{"bos_token", piece(st.bos_piece)}, {"eos_token", piece(st.eos_piece)},
                             {"unk_token", piece(st.unk_piece)}, {"pad_token", piece(st.pad_piece)}};
@@ -30,7 +30,7 @@ SpecialTokens write_hf_tokenizer(const std::string& sp_model, const std::string&
 }
 
 std::string hf_tokenizer_model(const std::string& dir) {
-  const std::string path = dir + "/" + kHfTokenizerModel;
+  std::string path = dir + "/" + kHfTokenizerModel;
   if (std::filesystem::is_regular_file(path)) return path;
   if (std::filesystem::exists(dir + "/tokenizer.json")) {
     throw StageError(dir + ": has tokenizer.json but no tokenizer.model; upcycle tokenizes with SentencePiece, so only "

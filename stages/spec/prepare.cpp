@@ -66,7 +66,7 @@ void validate_domain(const DomainSpec& d, const std::string& at, bool pretokeniz
 std::string text_choice(const core::FieldSource& s, const std::string& key, const std::string& fallback,
                         const std::vector<std::string>& choices) {
   if (!s.has(key)) return fallback;
-  const std::string t = s.text(key);
+  std::string t = s.text(key);
   for (const auto& c : choices) {
     if (t == c) return t;
   }
