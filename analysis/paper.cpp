@@ -47,7 +47,8 @@ std::optional<PaperTable> paper_table(const std::string& id) {
   t.reference_row = j.at("reference_row").get<std::string>();
   t.context = j.value("context", int64_t{0});
   for (const auto& r : j.at("rows")) {
-    t.rows.push_back({r.at("label").get<std::string>(), r.at("ours").get<std::vector<std::string>>(),
+    t.rows.push_back({r.at("label").get<std::string>(),
+                      r.at("ours").get<std::vector<std::string>>(),
                       r.at("values").get<std::map<std::string, double>>(),
                       r.value("reasons", std::map<std::string, std::string>{})});
   }

@@ -11,21 +11,20 @@
 
 #include "analysis/table.h"
 #include "analysis/tables.h"
-#include "core/process.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/output_dir.h"
+#include "core/process.h"
 #include "stages/arch/accounting.h"
 #include "stages/arch/config.h"
 
 namespace upcycle::analysis {
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 // Single-quoted pieces, in which gnuplot interprets nothing but '' (no backquotes, no macros, no
-// escapes), joined by gnuplot's string concatenation with double-quoted octal escapes for the control
-// characters, which a single-quoted string cannot hold (a newline would end the command there).
+// escapes), joined by gnuplot's string concatenation with double-quoted octal escapes for the
+// control characters, which a single-quoted string cannot hold (a newline would end the command
+// there).
 std::string gnuplot_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
@@ -55,17 +54,21 @@ struct Curve {
 // Loss curves of every train job of `run`, in plan order.
 std::vector<Curve> curves(tracking::Store& store, const std::string& run) {
   auto rs = store.select(
-      "SELECT rj.stage, j.dir, m.step, m.key, m.value FROM metrics m JOIN jobs j ON j.id = m.job_id "
+      "SELECT rj.stage, j.dir, m.step, m.key, m.value FROM metrics m JOIN jobs j ON j.id = "
+      "m.job_id "
       "JOIN run_jobs rj ON rj.job_id = j.id JOIN runs ru ON ru.id = rj.run_id "
-      "WHERE ru.name = ? AND m.key IN ('loss', 'val_loss', 'tokens') ORDER BY rj.rowid, m.step", {run});
+      "WHERE ru.name = ? AND m.key IN ('loss', 'val_loss', 'tokens') ORDER BY rj.rowid, m.step",
+      {run});
   std::vector<Curve> out;
   std::map<int64_t, std::map<std::string, double>> steps;
   auto flush = [&] {
     for (const auto& [step, kv] : steps) {
       auto tok = kv.find("tokens");
       if (tok == kv.end()) continue;
-      if (auto l = kv.find("loss"); l != kv.end()) out.back().loss.emplace_back(tok->second, l->second);
-      if (auto v = kv.find("val_loss"); v != kv.end()) out.back().val.emplace_back(tok->second, v->second);
+      if (auto l = kv.find("loss"); l != kv.end())
+        out.back().loss.emplace_back(tok->second, l->second);
+      if (auto v = kv.find("val_loss"); v != kv.end())
+        out.back().val.emplace_back(tok->second, v->second);
     }
     steps.clear();
   };
@@ -75,8 +78,10 @@ std::vector<Curve> curves(tracking::Store& store, const std::string& run) {
       if (!out.empty()) flush();
       out.push_back({stage, tracking::text_of(row[1]), {}, {}});
     }
-    const double step = tracking::number_of(row[2]);  // an integer, unless another tool wrote the row
-    if (std::isfinite(step)) steps[static_cast<int64_t>(step)][tracking::text_of(row[3])] = tracking::number_of(row[4]);
+    const double step =
+        tracking::number_of(row[2]);  // an integer, unless another tool wrote the row
+    if (std::isfinite(step))
+      steps[static_cast<int64_t>(step)][tracking::text_of(row[3])] = tracking::number_of(row[4]);
   }
   if (!out.empty()) flush();
   return out;
@@ -86,18 +91,20 @@ std::vector<Curve> curves(tracking::Store& store, const std::string& run) {
 double training_flops_per_token(const std::string& job_dir) {
   try {
     const auto cfg = nlohmann::json::parse(core::read_file(job_dir + "/checkpoint/config.json"));
-    return static_cast<double>(stages::count_flops(stages::model_config_from_json(cfg.at("model"))).training());
+    return static_cast<double>(
+        stages::count_flops(stages::model_config_from_json(cfg.at("model"))).training());
   } catch (const std::exception&) {
     return 0;
   }
 }
 
 struct Script {
-  std::string data;   ///< NAME.dat
-  std::string body;   ///< settings and the plot command, without terminal and output
+  std::string data;  ///< NAME.dat
+  std::string body;  ///< settings and the plot command, without terminal and output
 };
 
-Script loss_plot(tracking::Store& store, const std::string& run, bool by_flops, std::vector<std::string>& notes) {
+Script loss_plot(tracking::Store& store, const std::string& run, bool by_flops,
+                 std::vector<std::string>& notes) {
   std::vector<Curve> cs = curves(store, run);
   if (cs.empty()) throw StoreError(store.path() + ": run '" + run + "' has no training metrics");
   Script s;
@@ -114,14 +121,18 @@ Script loss_plot(tracking::Store& store, const std::string& run, bool by_flops, 
     data << "\n\n# " << c.stage << " val_loss\n";
     for (const auto& [x, y] : c.val) data << x * scale << " " << y << "\n";
     data << "\n\n";
-    plot << (index ? ", \\\n     " : "plot ") << "DATA index " << 2 * index << " using 1:2 with lines lw 2 lc "
-         << index + 1 << " title " << gq(c.stage) << ", DATA index " << 2 * index + 1
-         << " using 1:2 with points pt 7 ps 0.8 lc " << index + 1 << " notitle";
+    plot << (index ? ", \\\n     " : "plot ") << "DATA index " << 2 * index
+         << " using 1:2 with lines lw 2 lc " << index + 1 << " title " << gq(c.stage)
+         << ", DATA index " << 2 * index + 1 << " using 1:2 with points pt 7 ps 0.8 lc "
+         << index + 1 << " notitle";
     ++index;
   }
-  if (index == 0) throw StoreError(store.path() + ": run '" + run + "': no train stage has a model config to count FLOPs");
+  if (index == 0)
+    throw StoreError(store.path() + ": run '" + run +
+                     "': no train stage has a model config to count FLOPs");
   s.data = data.str();
-  s.body = std::string("set title ") + gq("run " + run + ": training loss (lines), validation loss (points)") +
+  s.body = std::string("set title ") +
+           gq("run " + run + ": training loss (lines), validation loss (points)") +
            " noenhanced\nset xlabel " + (by_flops ? "'training FLOPs'" : "'tokens'") +
            "\nset ylabel 'loss (nats per token)'\nset key top right noenhanced\nset grid\n" +
            (by_flops ? "set logscale x\nset format x '%.0e'\n" : "") + plot.str() + "\n";
@@ -149,7 +160,8 @@ Script ppl_plot(tracking::Store& store, const std::string& run) {
   for (size_t d = 0; d < domains.size(); ++d) {
     data << domains[d];
     for (const auto* m : models) {
-      const double mean = tracking::number_of((*m)[1 + 2 * d]), std = tracking::number_of((*m)[2 + 2 * d]);
+      const double mean = tracking::number_of((*m)[1 + 2 * d]),
+                   std = tracking::number_of((*m)[2 + 2 * d]);
       data << " " << mean << " " << (std::isnan(std) ? 0.0 : std);  // one seed: no error bar
     }
     data << "\n";
@@ -160,10 +172,13 @@ Script ppl_plot(tracking::Store& store, const std::string& run) {
   }
   Script s;
   s.data = data.str();
-  s.body = "set title " + gq("run " + run + ": test perplexity per domain (error bars: std across seeds)") +
-           " noenhanced\nset style data histogram\nset style histogram errorbars gap 2 lw 1\n"
-           "set style fill solid 0.7 border -1\nset ylabel 'perplexity'\nset key top left noenhanced\n"
-           "set grid ytics\nset yrange [0:*]\nset xtics noenhanced\n" + plot.str() + "\n";
+  s.body =
+      "set title " +
+      gq("run " + run + ": test perplexity per domain (error bars: std across seeds)") +
+      " noenhanced\nset style data histogram\nset style histogram errorbars gap 2 lw 1\n"
+      "set style fill solid 0.7 border -1\nset ylabel 'perplexity'\nset key top left noenhanced\n"
+      "set grid ytics\nset yrange [0:*]\nset xtics noenhanced\n" +
+      plot.str() + "\n";
   return s;
 }
 
@@ -182,9 +197,12 @@ struct Heatmap {
 };
 
 // Per-domain routing the eval job recorded for `model` (routing/<domain>, <ffn|attn>/l<L>/e<E>).
-std::vector<Heatmap> eval_routing(tracking::Store& store, const std::string& run, std::string& model) {
-  auto rs = store.select("SELECT model, substr(task, 9), metric, value FROM v_results WHERE run = ? "
-                         "AND task LIKE 'routing/%' ORDER BY result_id", {run});
+std::vector<Heatmap> eval_routing(tracking::Store& store, const std::string& run,
+                                  std::string& model) {
+  auto rs = store.select(
+      "SELECT model, substr(task, 9), metric, value FROM v_results WHERE run = ? "
+      "AND task LIKE 'routing/%' ORDER BY result_id",
+      {run});
   if (model.empty()) {
     for (const auto& row : rs.rows) model = tracking::text_of(row[0]);  // the last model evaluated
   }
@@ -194,7 +212,8 @@ std::vector<Heatmap> eval_routing(tracking::Store& store, const std::string& run
     if (tracking::text_of(row[0]) != model) continue;
     char router[8] = {0};
     int l = -1, e = -1;
-    if (std::sscanf(tracking::text_of(row[2]).c_str(), "%4[a-z]/l%d/e%d", router, &l, &e) != 3) continue;
+    if (std::sscanf(tracking::text_of(row[2]).c_str(), "%4[a-z]/l%d/e%d", router, &l, &e) != 3)
+      continue;
     Heatmap& h = std::string(router) == "attn" ? attn : ffn;
     h.add(tracking::text_of(row[1]) + " l" + std::to_string(l), e, tracking::number_of(row[3]));
   }
@@ -206,12 +225,15 @@ std::vector<Heatmap> eval_routing(tracking::Store& store, const std::string& run
 }
 
 // Training-time FFN utilisation (util/l<L>/e<E>, the last logged value) of train stage `stage`.
-std::vector<Heatmap> training_routing(tracking::Store& store, const std::string& run, std::string& stage) {
+std::vector<Heatmap> training_routing(tracking::Store& store, const std::string& run,
+                                      std::string& stage) {
   auto rs = store.select(
       "SELECT rj.stage, m.key, m.value FROM metrics m JOIN run_jobs rj ON rj.job_id = m.job_id "
       "JOIN runs ru ON ru.id = rj.run_id WHERE ru.name = ? AND m.key LIKE 'util/l%' "
-      "AND m.step = (SELECT MAX(step) FROM metrics m2 WHERE m2.job_id = m.job_id AND m2.key = m.key) "
-      "ORDER BY rj.rowid, m.key", {run});
+      "AND m.step = (SELECT MAX(step) FROM metrics m2 WHERE m2.job_id = m.job_id AND m2.key = "
+      "m.key) "
+      "ORDER BY rj.rowid, m.key",
+      {run});
   if (stage.empty()) {
     for (const auto& row : rs.rows) stage = tracking::text_of(row[0]);
   }
@@ -233,16 +255,22 @@ Script util_plot(tracking::Store& store, const std::string& run, const std::stri
   if (maps.empty()) {
     model = want;
     maps = training_routing(store, run, model);
-    if (!maps.empty()) notes.push_back("from training metrics: this run's eval recorded no routing (eval before output version 2)");
+    if (!maps.empty())
+      notes.push_back(
+          "from training metrics: this run's eval recorded no routing (eval before output version "
+          "2)");
   }
   if (maps.empty()) {
-    throw StoreError(store.path() + ": run '" + run + "' has no expert routing" +
-                         (want.empty() ? "" : " for '" + want + "'"),
-                     "routing is recorded for mixture models: by their train stages and by eval per domain");
+    throw StoreError(
+        store.path() + ": run '" + run + "' has no expert routing" +
+            (want.empty() ? "" : " for '" + want + "'"),
+        "routing is recorded for mixture models: by their train stages and by eval per domain");
   }
   std::ostringstream data, plot;
-  plot << "set multiplot layout 1," << maps.size() << " title " << gq("run " + run + ", model " + model)
-       << " noenhanced\nset xlabel 'expert'\nset xtics 1\nset cbrange [0:*]\nset palette rgbformulae 33,13,10\n"
+  plot << "set multiplot layout 1," << maps.size() << " title "
+       << gq("run " + run + ", model " + model)
+       << " noenhanced\nset xlabel 'expert'\nset xtics 1\nset cbrange [0:*]\nset palette "
+          "rgbformulae 33,13,10\n"
        << "unset key\n";
   for (size_t m = 0; m < maps.size(); ++m) {
     const Heatmap& h = maps[m];
@@ -255,9 +283,11 @@ Script util_plot(tracking::Store& store, const std::string& run, const std::stri
     }
     data << "\n";
     std::string ytics;
-    for (size_t r = 0; r < h.rows.size(); ++r) ytics += (r ? ", " : "") + gq(h.rows[r]) + " " + std::to_string(r);
+    for (size_t r = 0; r < h.rows.size(); ++r)
+      ytics += (r ? ", " : "") + gq(h.rows[r]) + " " + std::to_string(r);
     plot << "set title " << gq(h.title) << " noenhanced\nset ytics (" << ytics << ") noenhanced\n"
-         << "set xrange [-0.5:" << h.experts << "-0.5]\nset yrange [-0.5:" << h.rows.size() << "-0.5]\n"
+         << "set xrange [-0.5:" << h.experts << "-0.5]\nset yrange [-0.5:" << h.rows.size()
+         << "-0.5]\n"
          << "plot DATA index " << m << " using 1:2:3 with image, DATA index " << m
          << " using 1:2:(sprintf('%.2f', $3)) with labels font ',8'\n";
   }
@@ -273,9 +303,11 @@ Script util_plot(tracking::Store& store, const std::string& run, const std::stri
 const NamedList& plot_names() {
   static const NamedList kNames = {
       {"loss", "training and validation loss against tokens, every train stage"},
-      {"loss-flops", "training and validation loss against training FLOPs (compute-matched comparison)"},
+      {"loss-flops",
+       "training and validation loss against training FLOPs (compute-matched comparison)"},
       {"ppl", "perplexity per domain as grouped bars by model, error bars across seeds"},
-      {"expert-util", "routing per domain and layer: FFN experts' share of tokens, attention experts' mean gate"},
+      {"expert-util",
+       "routing per domain and layer: FFN experts' share of tokens, attention experts' mean gate"},
   };
   return kNames;
 }
@@ -289,22 +321,23 @@ PlotOutput make_plot(tracking::Store& store, const std::string& name, const std:
   core::check_output_collection(out_dir, rules);  // before any work
   const std::string run = run_or_latest(store, run_name);
   PlotOutput out;
-  Script s = name == "loss"          ? loss_plot(store, run, false, out.notes)
-             : name == "loss-flops"  ? loss_plot(store, run, true, out.notes)
-             : name == "ppl"         ? ppl_plot(store, run)
-                                     : util_plot(store, run, stage, out.notes);
+  Script s = name == "loss"         ? loss_plot(store, run, false, out.notes)
+             : name == "loss-flops" ? loss_plot(store, run, true, out.notes)
+             : name == "ppl"        ? ppl_plot(store, run)
+                                    : util_plot(store, run, stage, out.notes);
   core::claim_output_collection(out_dir, rules);
   const std::string base = out_dir + "/" + name;
   out.svg = base + ".svg";
   out.png = base + ".png";
   core::write_file_atomic(base + ".dat", s.data);
-  // Each output is written to a temporary name and renamed once gnuplot has succeeded. The body runs
-  // once per terminal (replot would redo only the last panel of a multiplot).
-  const std::string script = "DATA = " + gq(base + ".dat") + "\n" +
-                             "set terminal svg size 900,540 dynamic font 'sans,12' background '#ffffff'\n" +
-                             "set output " + gq(out.svg + ".tmp") + "\n" + s.body +
-                             "set terminal png size 900,540 font 'sans,10' background '#ffffff'\n" +
-                             "set output " + gq(out.png + ".tmp") + "\n" + s.body + "set output\n";
+  // Each output is written to a temporary name and renamed once gnuplot has succeeded. The body
+  // runs once per terminal (replot would redo only the last panel of a multiplot).
+  const std::string script =
+      "DATA = " + gq(base + ".dat") + "\n" +
+      "set terminal svg size 900,540 dynamic font 'sans,12' background '#ffffff'\n" +
+      "set output " + gq(out.svg + ".tmp") + "\n" + s.body +
+      "set terminal png size 900,540 font 'sans,10' background '#ffffff'\n" + "set output " +
+      gq(out.png + ".tmp") + "\n" + s.body + "set output\n";
   core::write_file_atomic(base + ".gp", script);
   core::ProcessResult r;
   auto clean = [&] {
@@ -316,11 +349,13 @@ PlotOutput make_plot(tracking::Store& store, const std::string& name, const std:
     r = core::run_process({"gnuplot", base + ".gp"}, 120);
   } catch (const ProcessError& e) {
     clean();
-    throw Error(std::string("cannot run gnuplot: ") + e.what(), "install gnuplot-nox (scripts/setup.sh does)");
+    throw Error(std::string("cannot run gnuplot: ") + e.what(),
+                "install gnuplot-nox (scripts/setup.sh does)");
   }
   if (r.exit_code != 0) {
     clean();
-    throw Error("gnuplot failed on " + base + ".gp (exit " + std::to_string(r.exit_code) + "): " + r.err + r.out);
+    throw Error("gnuplot failed on " + base + ".gp (exit " + std::to_string(r.exit_code) +
+                "): " + r.err + r.out);
   }
   std::filesystem::rename(out.svg + ".tmp", out.svg);
   std::filesystem::rename(out.png + ".tmp", out.png);

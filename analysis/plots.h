@@ -1,12 +1,13 @@
 // Plots with gnuplot (Debian's gnuplot-nox), each written as NAME.svg and NAME.png with the data
 // (NAME.dat) and script (NAME.gp) that made it, so a figure can be restyled by hand. No LibTorch.
-//   loss         training loss (lines) and validation loss (points) against tokens, every train stage
-//   loss-flops   the same against training FLOPs (tokens x the model's training FLOPs per token), the
+//   loss         training loss (lines) and validation loss (points) against tokens, every train
+//   stage loss-flops   the same against training FLOPs (tokens x the model's training FLOPs per
+//   token), the
 //                axis of the compute-matched comparison
 //   ppl          perplexity per domain, one bar per model, error bars across seeds
 //   expert-util  per domain and layer of one evaluated mixture model, the FFN router's fraction of
-//                tokens per expert and the attention router's mean gate per expert, as heatmaps (the
-//                eval job's routing/<domain> rows; training metrics for runs from before them)
+//                tokens per expert and the attention router's mean gate per expert, as heatmaps
+//                (the eval job's routing/<domain> rows; training metrics for runs from before them)
 #pragma once
 
 #include <string>
@@ -33,9 +34,9 @@ struct PlotOutput {
 std::string gnuplot_quote(const std::string& s);
 
 /// Writes plot `name` of `run` ("" = the latest) into `out_dir`, an output collection
-/// (core::claim_output_collection: created with the marker, refused when it is someone else's). `stage` picks the model of
-/// expert-util ("" = the last mixture model evaluated). Throws StoreError naming what is
-/// missing, Error when gnuplot fails (with its message).
+/// (core::claim_output_collection: created with the marker, refused when it is someone else's).
+/// `stage` picks the model of expert-util ("" = the last mixture model evaluated). Throws
+/// StoreError naming what is missing, Error when gnuplot fails (with its message).
 PlotOutput make_plot(tracking::Store& store, const std::string& name, const std::string& run,
                      const std::string& out_dir, const std::string& stage = "");
 

@@ -14,12 +14,14 @@ namespace {
 // Evaluation results with their run's status and tags; the query's WHERE applies to this.
 const char* kBase =
     "SELECT r.name AS run, e.name AS experiment, rj.stage AS stage, er.model, er.task, er.metric, "
-    "er.filter, er.value, er.stderr, er.n, er.n_shot, r.status, r.tags, r.id AS run_id, er.rowid AS result_id "
+    "er.filter, er.value, er.stderr, er.n, er.n_shot, r.status, r.tags, r.id AS run_id, er.rowid "
+    "AS result_id "
     "FROM eval_results er JOIN jobs j ON j.id = er.job_id JOIN run_jobs rj ON rj.job_id = j.id "
     "JOIN runs r ON r.id = rj.run_id JOIN experiments e ON e.id = r.experiment_id";
 
-const std::vector<std::string> kColumns = {"run", "experiment", "stage", "model", "task", "metric",
-                                           "filter", "value", "stderr", "n", "n_shot", "status", "tags"};
+const std::vector<std::string> kColumns = {"run",    "experiment", "stage", "model",  "task",
+                                           "metric", "filter",     "value", "stderr", "n",
+                                           "n_shot", "status",     "tags"};
 
 struct Token {
   enum Kind { kWord, kString, kNumber, kOp, kLParen, kRParen, kComma, kEnd } kind;
@@ -33,13 +35,15 @@ std::string upper(std::string s) {
 }
 
 ConfigError error_at(size_t column, const std::string& msg) {
-  return ConfigError("--where: column " + std::to_string(column) + ": " + msg,
-                     "fields: run, experiment, stage, model, task, metric, filter, value, stderr, n, n_shot, status, "
-                     "tags, params.<key>, metrics.<key>; operators: = != < <= > >= LIKE IN, AND OR NOT");
+  return ConfigError(
+      "--where: column " + std::to_string(column) + ": " + msg,
+      "fields: run, experiment, stage, model, task, metric, filter, value, stderr, n, n_shot, "
+      "status, "
+      "tags, params.<key>, metrics.<key>; operators: = != < <= > >= LIKE IN, AND OR NOT");
 }
 
-// A finite decimal literal: [+-] digits [. digits] [e [+-] digits]. Not strtod's set, which also takes
-// "nan", "inf", "0x10" and "1e999" (that matched every row or none).
+// A finite decimal literal: [+-] digits [. digits] [e [+-] digits]. Not strtod's set, which also
+// takes "nan", "inf", "0x10" and "1e999" (that matched every row or none).
 bool is_decimal(const std::string& w) {
   size_t i = 0, digits = 0;
   auto run = [&] {
@@ -71,7 +75,11 @@ std::vector<Token> tokenize(const std::string& s) {
     if (std::isspace(static_cast<unsigned char>(c))) {
       ++i;
     } else if (c == '(' || c == ')' || c == ',') {
-      out.push_back({c == '(' ? Token::kLParen : c == ')' ? Token::kRParen : Token::kComma, {c}, col});
+      out.push_back({c == '('   ? Token::kLParen
+                     : c == ')' ? Token::kRParen
+                                : Token::kComma,
+                     {c},
+                     col});
       ++i;
     } else if (c == '\'' || c == '"') {
       size_t end = s.find(c, i + 1);
@@ -106,7 +114,8 @@ class Parser {
 
   std::string parse() {
     std::string sql = expr();
-    if (peek().kind != Token::kEnd) throw error_at(peek().column, "unexpected '" + peek().text + "'");
+    if (peek().kind != Token::kEnd)
+      throw error_at(peek().column, "unexpected '" + peek().text + "'");
     return sql;
   }
 
@@ -114,10 +123,12 @@ class Parser {
   int depth_ = 0;
   const Token& peek() const { return t_[pos_]; }
   Token next() { return t_[pos_++]; }
-  bool keyword(const char* k) const { return peek().kind == Token::kWord && upper(peek().text) == k; }
+  bool keyword(const char* k) const {
+    return peek().kind == Token::kWord && upper(peek().text) == k;
+  }
 
-  // A chain "a AND b AND c" is written flat, in one pair of parentheses: nesting each operator would
-  // exceed SQLite's parser stack (about 100 levels) on long chains.
+  // A chain "a AND b AND c" is written flat, in one pair of parentheses: nesting each operator
+  // would exceed SQLite's parser stack (about 100 levels) on long chains.
   std::string expr() {
     std::string sql = term();
     bool chain = false;
@@ -140,9 +151,9 @@ class Parser {
     return chain ? "(" + sql + ")" : sql;
   }
 
-  // Parentheses and NOT nest by recursion: bounded, so 12,000 '(' is an error, not a stack overflow.
-  // SQLite's parser gives up near 32 nested parentheses ("parser stack overflow"); each level here
-  // can add one, and the query around the filter a few.
+  // Parentheses and NOT nest by recursion: bounded, so 12,000 '(' is an error, not a stack
+  // overflow. SQLite's parser gives up near 32 nested parentheses ("parser stack overflow"); each
+  // level here can add one, and the query around the filter a few.
   static constexpr int kMaxDepth = 24;
 
   std::string factor() {
@@ -153,7 +164,8 @@ class Parser {
       int& d;
       ~Leave() { --d; }
     } leave{depth_};
-    if (keyword("NOT")) {  // NOT binds tighter than AND and OR in SQL too; a chain of NOTs is its parity
+    if (keyword("NOT")) {  // NOT binds tighter than AND and OR in SQL too; a chain of NOTs is its
+                           // parity
       bool negate = false;
       while (keyword("NOT")) {
         next();
@@ -184,7 +196,8 @@ class Parser {
     const size_t column = peek().column;
     auto v = value();
     if (!text_field && !v.second) {
-      throw error_at(column, "'" + field + "' is numeric: expected a finite decimal number, got '" + v.first + "'");
+      throw error_at(column, "'" + field + "' is numeric: expected a finite decimal number, got '" +
+                                 v.first + "'");
     }
     return v;
   }
@@ -200,9 +213,10 @@ class Parser {
       lhs = "(SELECT p.value FROM params p WHERE p.run_id = base.run_id AND p.key = ?)";
       field_binds.push_back(f.text.substr(7));
     } else if (f.text.rfind("metrics.", 0) == 0 && f.text.size() > 8) {
-      lhs = "(SELECT m.value FROM metrics m JOIN run_jobs rj2 ON rj2.job_id = m.job_id "
-            "WHERE rj2.run_id = base.run_id AND rj2.stage = base.model AND m.key = ? "
-            "ORDER BY m.step DESC LIMIT 1)";
+      lhs =
+          "(SELECT m.value FROM metrics m JOIN run_jobs rj2 ON rj2.job_id = m.job_id "
+          "WHERE rj2.run_id = base.run_id AND rj2.stage = base.model AND m.key = ? "
+          "ORDER BY m.step DESC LIMIT 1)";
       field_binds.push_back(f.text.substr(8));
       text_field = false;
     } else if (std::find(kColumns.begin(), kColumns.end(), f.text) != kColumns.end()) {
@@ -244,14 +258,17 @@ class Parser {
     } else if (op.kind == Token::kWord && upper(op.text) == "LIKE") {
       sql_op = "LIKE";
     } else {
-      throw error_at(op.column, "expected an operator (= != < <= > >= LIKE IN) after '" + f.text + "'");
+      throw error_at(op.column,
+                     "expected an operator (= != < <= > >= LIKE IN) after '" + f.text + "'");
     }
-    return compare(lhs, field_binds, sql_op, sql_op == "LIKE" ? value() : value_for(text_field, f.text), text_field);
+    return compare(lhs, field_binds, sql_op,
+                   sql_op == "LIKE" ? value() : value_for(text_field, f.text), text_field);
   }
 
   // Numbers compare numerically even against text columns (params are stored as text).
   std::string compare(const std::string& lhs, const std::vector<std::string>& field_binds,
-                      const std::string& op, const std::pair<std::string, bool>& v, bool text_field) {
+                      const std::string& op, const std::pair<std::string, bool>& v,
+                      bool text_field) {
     binds_.insert(binds_.end(), field_binds.begin(), field_binds.end());
     binds_.push_back(v.first);
     if (op == "LIKE") return "(" + lhs + " LIKE ?)";
@@ -270,13 +287,15 @@ class Parser {
 CompiledQuery compile_query(const std::string& where, const std::string& run) {
   CompiledQuery q;
   std::string filter = "1";
-  if (where.find_first_not_of(" \t") != std::string::npos) filter = Parser(tokenize(where), q.binds).parse();
+  if (where.find_first_not_of(" \t") != std::string::npos)
+    filter = Parser(tokenize(where), q.binds).parse();
   if (!run.empty()) {
     filter = "(" + filter + ") AND base.run = ?";
     q.binds.push_back(run);
   }
-  q.sql = std::string("SELECT run, stage, model, task, metric, filter, value, stderr, n, n_shot FROM (") + kBase +
-          ") AS base WHERE " + filter + " ORDER BY run_id, result_id";
+  q.sql = std::string(
+              "SELECT run, stage, model, task, metric, filter, value, stderr, n, n_shot FROM (") +
+          kBase + ") AS base WHERE " + filter + " ORDER BY run_id, result_id";
   return q;
 }
 

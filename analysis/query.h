@@ -1,10 +1,11 @@
-// The `upcycle query --where EXPR` language, compiled to SQL with every value bound (never spliced).
+// The `upcycle query --where EXPR` language, compiled to SQL with every value bound (never
+// spliced).
 //
 //   expr    := term { OR term }          term := factor { AND factor }
-//   factor  := NOT factor | '(' expr ')' | field op value | field [NOT] IN '(' value {',' value} ')'
-//   op      := = | != | < | <= | > | >= | LIKE
-//   value   := number | 'text' | "text" | bare-word
-//   field   := run | experiment | stage | model | task | metric | filter | value | stderr | n | n_shot
+//   factor  := NOT factor | '(' expr ')' | field op value | field [NOT] IN '(' value {',' value}
+//   ')' op      := = | != | < | <= | > | >= | LIKE value   := number | 'text' | "text" | bare-word
+//   field   := run | experiment | stage | model | task | metric | filter | value | stderr | n |
+//   n_shot
 //            | status | tags
 //            | params.<recipe key>    e.g. params.stages.seed.optim.lr, params.seed
 //            | metrics.<metric key>   the final value of a training metric of the job that produced

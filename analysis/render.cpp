@@ -15,19 +15,31 @@ Format parse_format(const std::string& name) {
   if (name == "csv") return Format::kCsv;
   if (name == "latex" || name == "tex") return Format::kLatex;
   if (name == "json") return Format::kJson;
-  throw ConfigError("--format: unknown format '" + name + "' (expected table, md, csv, latex or json)");
+  throw ConfigError("--format: unknown format '" + name +
+                    "' (expected table, md, csv, latex or json)");
 }
 
 std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -37,11 +49,26 @@ std::string latex_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': case '%': case '$': case '#': case '_': case '{': case '}': out += std::string("\\") + c; break;
-      case '~': out += "\\textasciitilde{}"; break;
-      case '^': out += "\\textasciicircum{}"; break;
-      case '\\': out += "\\textbackslash{}"; break;
-      default: out += (static_cast<unsigned char>(c) < 0x20 ? ' ' : c);  // a newline would end a % comment
+      case '&':
+      case '%':
+      case '$':
+      case '#':
+      case '_':
+      case '{':
+      case '}':
+        out += std::string("\\") + c;
+        break;
+      case '~':
+        out += "\\textasciitilde{}";
+        break;
+      case '^':
+        out += "\\textasciicircum{}";
+        break;
+      case '\\':
+        out += "\\textbackslash{}";
+        break;
+      default:
+        out += (static_cast<unsigned char>(c) < 0x20 ? ' ' : c);  // a newline would end a % comment
     }
   }
   return out;
@@ -75,7 +102,8 @@ bool is_bold(const std::vector<std::vector<bool>>& bold, size_t r, size_t c) {
 }
 
 // The cells as text, emphasised ones wrapped as `mark` says.
-std::vector<std::vector<std::string>> texts(const tracking::ResultSet& rs, const std::vector<std::vector<bool>>& bold,
+std::vector<std::vector<std::string>> texts(const tracking::ResultSet& rs,
+                                            const std::vector<std::vector<bool>>& bold,
                                             const std::string& open, const std::string& close,
                                             std::string (*escape)(const std::string&)) {
   std::vector<std::vector<std::string>> out;
@@ -99,8 +127,10 @@ size_t display_width(const std::string& s) {
 
 std::string latex(const tracking::ResultSet& rs, const std::vector<std::vector<bool>>& bold) {
   std::ostringstream out;
-  out << "\\begin{tabular}{l" << std::string(rs.columns.empty() ? 0 : rs.columns.size() - 1, 'r') << "}\n\\hline\n";
-  for (size_t c = 0; c < rs.columns.size(); ++c) out << (c ? " & " : "") << latex_escape(rs.columns[c]);
+  out << "\\begin{tabular}{l" << std::string(rs.columns.empty() ? 0 : rs.columns.size() - 1, 'r')
+      << "}\n\\hline\n";
+  for (size_t c = 0; c < rs.columns.size(); ++c)
+    out << (c ? " & " : "") << latex_escape(rs.columns[c]);
   out << " \\\\\n\\hline\n";
   for (const auto& row : texts(rs, bold, "\\textbf{", "}", latex_escape)) {
     for (size_t c = 0; c < row.size(); ++c) out << (c ? " & " : "") << row[c];
@@ -131,7 +161,8 @@ std::string markdown(const tracking::ResultSet& rs, const std::vector<std::vecto
                      const std::string& open, const std::string& close) {
   const auto cells = texts(rs, bold, open, close, nullptr);
   std::vector<size_t> width(rs.columns.size());
-  for (size_t c = 0; c < rs.columns.size(); ++c) width[c] = std::max<size_t>(3, display_width(rs.columns[c]));
+  for (size_t c = 0; c < rs.columns.size(); ++c)
+    width[c] = std::max<size_t>(3, display_width(rs.columns[c]));
   for (const auto& row : cells) {
     for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], display_width(row[c]));
   }
@@ -153,14 +184,16 @@ std::string markdown(const tracking::ResultSet& rs, const std::vector<std::vecto
 
 }  // namespace
 
-std::string render(const tracking::ResultSet& rs, Format format, const std::vector<std::vector<bool>>& bold) {
+std::string render(const tracking::ResultSet& rs, Format format,
+                   const std::vector<std::vector<bool>>& bold) {
   if (format == Format::kTable) return markdown(rs, bold, "", "*");
   if (format == Format::kMarkdown) return markdown(rs, bold, "**", "**");
   if (format == Format::kLatex) return latex(rs, bold);
   if (format == Format::kHtml) return html(rs, bold);
   if (format == Format::kCsv) {
     std::ostringstream out;
-    for (size_t c = 0; c < rs.columns.size(); ++c) out << (c ? "," : "") << csv_quote(rs.columns[c]);
+    for (size_t c = 0; c < rs.columns.size(); ++c)
+      out << (c ? "," : "") << csv_quote(rs.columns[c]);
     out << "\n";
     for (const auto& row : rs.rows) {
       for (size_t c = 0; c < row.size(); ++c) out << (c ? "," : "") << csv_quote(cell_text(row[c]));
@@ -173,14 +206,19 @@ std::string render(const tracking::ResultSet& rs, Format format, const std::vect
     nlohmann::json o = nlohmann::json::object();
     for (size_t c = 0; c < row.size(); ++c) {
       const auto& cell = row[c];
-      if (std::holds_alternative<std::monostate>(cell)) o[rs.columns[c]] = nullptr;
-      else if (auto* i = std::get_if<int64_t>(&cell)) o[rs.columns[c]] = *i;
-      else if (auto* d = std::get_if<double>(&cell)) o[rs.columns[c]] = *d;
-      else o[rs.columns[c]] = std::get<std::string>(cell);
+      if (std::holds_alternative<std::monostate>(cell))
+        o[rs.columns[c]] = nullptr;
+      else if (auto* i = std::get_if<int64_t>(&cell))
+        o[rs.columns[c]] = *i;
+      else if (auto* d = std::get_if<double>(&cell))
+        o[rs.columns[c]] = *d;
+      else
+        o[rs.columns[c]] = std::get<std::string>(cell);
     }
     arr.push_back(o);
   }
-  // Store text that is not UTF-8 (a value written by another tool) shows as U+FFFD, not an internal error.
+  // Store text that is not UTF-8 (a value written by another tool) shows as U+FFFD, not an internal
+  // error.
   return arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 

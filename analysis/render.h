@@ -1,5 +1,5 @@
-// Renders a ResultSet as an aligned text table (Markdown), CSV (RFC 4180 quoting), LaTeX (a tabular, plain LaTeX),
-// HTML or JSON (array of objects). No LibTorch.
+// Renders a ResultSet as an aligned text table (Markdown), CSV (RFC 4180 quoting), LaTeX (a
+// tabular, plain LaTeX), HTML or JSON (array of objects). No LibTorch.
 #pragma once
 
 #include <string>
@@ -11,11 +11,13 @@ namespace upcycle::analysis {
 
 enum class Format { kTable, kMarkdown, kCsv, kLatex, kJson, kHtml };
 
-/// "table", "md", "csv", "latex", "json" (html is the report's); throws ConfigError naming the bad value.
+/// "table", "md", "csv", "latex", "json" (html is the report's); throws ConfigError naming the bad
+/// value.
 Format parse_format(const std::string& name);
-/// `bold`, when given, marks cells (same shape as rs.rows) to emphasise: **x** in Markdown, \textbf in
-/// LaTeX, <b> in HTML, "x*" in the text table; CSV and JSON ignore it.
-std::string render(const tracking::ResultSet& rs, Format format, const std::vector<std::vector<bool>>& bold = {});
+/// `bold`, when given, marks cells (same shape as rs.rows) to emphasise: **x** in Markdown, \textbf
+/// in LaTeX, <b> in HTML, "x*" in the text table; CSV and JSON ignore it.
+std::string render(const tracking::ResultSet& rs, Format format,
+                   const std::vector<std::vector<bool>>& bold = {});
 /// Escapes text for HTML (& < > " ').
 std::string html_escape(const std::string& s);
 /// Escapes text for LaTeX (& % $ # _ { } ~ ^ \).

@@ -11,10 +11,12 @@
 
 namespace upcycle::analysis {
 
-/// Writes OUT_DIR/report.html (replacing an old one only once the new one is complete) and each plot's
-/// SVG, PNG, data and script under OUT_DIR/plots/. `runs` empty = the latest run. Returns the HTML path.
-/// A table or plot a run cannot have (no MoE stage, no downstream tasks) is shown with the reason.
-std::string write_report(tracking::Store& store, const std::vector<std::string>& runs, const std::string& out_dir);
+/// Writes OUT_DIR/report.html (replacing an old one only once the new one is complete) and each
+/// plot's SVG, PNG, data and script under OUT_DIR/plots/. `runs` empty = the latest run. Returns
+/// the HTML path. A table or plot a run cannot have (no MoE stage, no downstream tasks) is shown
+/// with the reason.
+std::string write_report(tracking::Store& store, const std::vector<std::string>& runs,
+                         const std::string& out_dir);
 
 /// RFC 4648 base64 (the report's embedded images).
 std::string base64(const std::string& bytes);

@@ -15,7 +15,8 @@ void check_known(const NamedList& known, const std::string& name, const std::str
     if (k == name) return;
     list += (list.empty() ? "" : ", ") + k;
   }
-  throw ConfigError("upcycle " + kind + ": unknown " + kind + " '" + name + "' (known: " + list + ")");
+  throw ConfigError("upcycle " + kind + ": unknown " + kind + " '" + name + "' (known: " + list +
+                    ")");
 }
 
 Stat stat_of(const std::vector<double>& values) {
@@ -53,17 +54,29 @@ std::string render_table(const Table& t, Format format) {
   }
   std::string out;
   switch (format) {
-    case Format::kMarkdown: out += "**" + t.title + "**\n\n"; break;
-    case Format::kLatex: out += "% " + latex_escape(t.title) + "\n"; break;
-    case Format::kHtml: out += "<h3>" + html_escape(t.title) + "</h3>\n"; break;
-    default: out += t.title + "\n\n";
+    case Format::kMarkdown:
+      out += "**" + t.title + "**\n\n";
+      break;
+    case Format::kLatex:
+      out += "% " + latex_escape(t.title) + "\n";
+      break;
+    case Format::kHtml:
+      out += "<h3>" + html_escape(t.title) + "</h3>\n";
+      break;
+    default:
+      out += t.title + "\n\n";
   }
   out += render(t.display, format, t.best);
   for (const auto& n : t.notes) {
     switch (format) {
-      case Format::kLatex: out += "% " + latex_escape(n) + "\n"; break;
-      case Format::kHtml: out += "<p class=\"note\">" + html_escape(n) + "</p>\n"; break;
-      default: out += (&n == &t.notes.front() ? "\n" : "") + std::string("- ") + n + "\n";
+      case Format::kLatex:
+        out += "% " + latex_escape(n) + "\n";
+        break;
+      case Format::kHtml:
+        out += "<p class=\"note\">" + html_escape(n) + "</p>\n";
+        break;
+      default:
+        out += (&n == &t.notes.front() ? "\n" : "") + std::string("- ") + n + "\n";
     }
   }
   return out;

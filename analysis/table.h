@@ -20,13 +20,15 @@ struct Table {
   std::vector<std::string> notes;
 };
 
-/// Title, table and notes in `format`; CSV and JSON carry `data` alone (JSON as {title, rows, notes}).
+/// Title, table and notes in `format`; CSV and JSON carry `data` alone (JSON as {title, rows,
+/// notes}).
 std::string render_table(const Table& t, Format format);
 
 /// Names with one line each (`upcycle table --list`, `upcycle plot --list`).
 using NamedList = std::vector<std::pair<std::string, std::string>>;
 
-/// Throws ConfigError "upcycle KIND: unknown KIND 'name' (known: a, b, ...)" unless `name` is in `known`.
+/// Throws ConfigError "upcycle KIND: unknown KIND 'name' (known: a, b, ...)" unless `name` is in
+/// `known`.
 void check_known(const NamedList& known, const std::string& name, const std::string& kind);
 
 /// Mean, sample standard deviation and count of the values of one cell across seeds.

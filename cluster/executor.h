@@ -1,5 +1,6 @@
-// Executors run jobs (`upcycle stage --spec DIR/spec.json`) somewhere: child processes on this machine
-// (local_executor.h) or a Slurm cluster (slurm_executor.h). The runner sees only this interface.
+// Executors run jobs (`upcycle stage --spec DIR/spec.json`) somewhere: child processes on this
+// machine (local_executor.h) or a Slurm cluster (slurm_executor.h). The runner sees only this
+// interface.
 #pragma once
 
 #include <map>
@@ -33,7 +34,8 @@ class Executor {
   virtual ~Executor() = default;
   /// Starts a job; returns its scheduler id. Throws ClusterError when it cannot be started.
   virtual std::string submit(const JobLaunch& job) = 0;
-  /// Blocks until at least one job finishes (or `interrupted()` becomes true); returns finished ones.
+  /// Blocks until at least one job finishes (or `interrupted()` becomes true); returns finished
+  /// ones.
   virtual std::vector<JobEvent> wait_any() = 0;
   /// Asks every running job to stop (SIGTERM: they checkpoint and exit "preempted").
   virtual void terminate_all() = 0;

@@ -22,7 +22,7 @@ JobEvent event_from_status(const std::string& key, int status) {
   ev.key = key;
   if (WIFEXITED(status)) {
     ev.exit_code = WEXITSTATUS(status);
-    ev.state = ev.exit_code == kExitOk ? JobState::kDone
+    ev.state = ev.exit_code == kExitOk          ? JobState::kDone
                : ev.exit_code == kExitPreempted ? JobState::kPreempted
                                                 : JobState::kFailed;
   } else {
@@ -35,7 +35,8 @@ JobEvent event_from_status(const std::string& key, int status) {
 namespace {
 
 bool is_failure(int status) {
-  return !WIFEXITED(status) || (WEXITSTATUS(status) != kExitOk && WEXITSTATUS(status) != kExitPreempted);
+  return !WIFEXITED(status) ||
+         (WEXITSTATUS(status) != kExitOk && WEXITSTATUS(status) != kExitPreempted);
 }
 
 }  // namespace
@@ -58,7 +59,8 @@ int free_loopback_port() {
   return port;
 }
 
-pid_t LocalExecutor::spawn(const JobLaunch& job, const std::map<std::string, std::string>& extra_env, int fd) {
+pid_t LocalExecutor::spawn(const JobLaunch& job,
+                           const std::map<std::string, std::string>& extra_env, int fd) {
   core::SpawnOptions o;
   o.argv = job.argv;
   o.env = job.env;
@@ -87,7 +89,8 @@ std::string LocalExecutor::submit(const JobLaunch& job) {
   try {
     std::map<std::string, std::string> rank_env;
     if (job.processes > 1) {
-      rank_env = {{"WORLD_SIZE", std::to_string(job.processes)}, {"MASTER_ADDR", "127.0.0.1"},
+      rank_env = {{"WORLD_SIZE", std::to_string(job.processes)},
+                  {"MASTER_ADDR", "127.0.0.1"},
                   {"MASTER_PORT", std::to_string(free_loopback_port())}};
     }
     for (int r = 0; r < job.processes; ++r) {
@@ -126,8 +129,10 @@ std::vector<JobEvent> LocalExecutor::wait_any() {
         for (pid_t p : run.pids) {
           if (children_.count(p)) ::kill(-p, SIGTERM);
         }
-      } else if (!run.failed && (pid == run.pids.front() || WEXITSTATUS(status) == kExitPreempted)) {
-        run.worst_status = status;  // rank 0 speaks for the job unless a rank was preempted or failed
+      } else if (!run.failed &&
+                 (pid == run.pids.front() || WEXITSTATUS(status) == kExitPreempted)) {
+        run.worst_status =
+            status;  // rank 0 speaks for the job unless a rank was preempted or failed
       }
       if (run.left == 0) {
         JobEvent ev = event_from_status(key, run.worst_status);

@@ -27,7 +27,8 @@ class LocalExecutor : public Executor {
     int worst_status = 0;     ///< the wait status that decides the job's state
     bool failed = false;
   };
-  pid_t spawn(const JobLaunch& job, const std::map<std::string, std::string>& extra_env, int log_fd);
+  pid_t spawn(const JobLaunch& job, const std::map<std::string, std::string>& extra_env,
+              int log_fd);
   std::map<pid_t, std::string> children_;  ///< pid -> job key
   std::map<std::string, Running> jobs_;    ///< job key -> its processes
 };
@@ -36,7 +37,8 @@ class LocalExecutor : public Executor {
 /// Throws ClusterError when there is none.
 int free_loopback_port();
 
-/// Maps an exit status to a state: 0 done, kExitPreempted preempted, anything else (or a signal) failed.
+/// Maps an exit status to a state: 0 done, kExitPreempted preempted, anything else (or a signal)
+/// failed.
 JobEvent event_from_status(const std::string& key, int wait_status);
 
 }  // namespace upcycle::cluster

@@ -1,17 +1,18 @@
 // The Slurm executor: the plan's jobs queued at once with their dependencies, through Slurm's own
-// commands (sbatch --parsable, squeue, scontrol, sacct where accounting exists, scancel); no libslurm,
-// whose API changes with every release. The runner submits and may exit; `upcycle status`, `wait`,
-// `collect` and `resume` re-attach through each job's scheduler id, kept in the store as "slurm:ID".
+// commands (sbatch --parsable, squeue, scontrol, sacct where accounting exists, scancel); no
+// libslurm, whose API changes with every release. The runner submits and may exit; `upcycle
+// status`, `wait`, `collect` and `resume` re-attach through each job's scheduler id, kept in the
+// store as "slurm:ID".
 //
 // Each submission is one batch script (ROOT/slurm/<name>.sbatch): the stage's setup lines, then
-// `srun upcycle-job stage --spec DIR/spec.json` (one rank per task; ranks from SLURM_*, MASTER_ADDR the
-// first node of the allocation, MASTER_PORT from the job id), its output appended to DIR/log.txt.
-// USR2 (sent `signal_seconds` before the time limit) and TERM are forwarded to the step; a stage that
-// exits 75 (checkpoint written) is requeued with `scontrol requeue` until `max_requeues`, and resumes
-// from its checkpoint (SLURM_RESTART_COUNT counts the attempts). Several jobs of one stage with the
-// same inputs go as one job array. Jobs are named `upc-<key prefix>` with the comment
-// `upcycle:<job dir>` (one root's job, not another's with the same key): after an sbatch error or
-// timeout the executor looks it up before it submits again.
+// `srun upcycle-job stage --spec DIR/spec.json` (one rank per task; ranks from SLURM_*, MASTER_ADDR
+// the first node of the allocation, MASTER_PORT from the job id), its output appended to
+// DIR/log.txt. USR2 (sent `signal_seconds` before the time limit) and TERM are forwarded to the
+// step; a stage that exits 75 (checkpoint written) is requeued with `scontrol requeue` until
+// `max_requeues`, and resumes from its checkpoint (SLURM_RESTART_COUNT counts the attempts).
+// Several jobs of one stage with the same inputs go as one job array. Jobs are named `upc-<key
+// prefix>` with the comment `upcycle:<job dir>` (one root's job, not another's with the same key):
+// after an sbatch error or timeout the executor looks it up before it submits again.
 #pragma once
 
 #include <map>
@@ -26,27 +27,29 @@ namespace upcycle::cluster {
 
 struct SlurmJob {
   std::string key;
-  std::string label;  ///< the stage label, for people
-  std::string dir;    ///< the job directory: DIR/spec.json, DIR/log.txt
+  std::string label;                       ///< the stage label, for people
+  std::string dir;                         ///< the job directory: DIR/spec.json, DIR/log.txt
   std::map<std::string, std::string> env;  ///< exported before the step (thread counts)
-  int processes = 1;  ///< ranks (Slurm tasks)
-  int threads = 1;    ///< CPUs per rank
+  int processes = 1;                       ///< ranks (Slurm tasks)
+  int threads = 1;                         ///< CPUs per rank
   SlurmResources resources;
 };
 
 class SlurmExecutor {
  public:
-  /// `scripts_dir` holds the batch scripts and sbatch's own output; `job_exe` is the binary jobs run
+  /// `scripts_dir` holds the batch scripts and sbatch's own output; `job_exe` is the binary jobs
+  /// run
   /// (`JOB_EXE stage --spec DIR/spec.json`).
   SlurmExecutor(std::string scripts_dir, std::string job_exe);
 
-  /// Submits `jobs` (one, or several of one stage as an array; they share the first one's resources)
-  /// to start after every id in `after` succeeded. Returns one id per job: "123", or "123_0", "123_1".
-  /// Throws ClusterError with sbatch's message.
-  std::vector<std::string> submit(const std::vector<SlurmJob>& jobs, const std::vector<std::string>& after);
+  /// Submits `jobs` (one, or several of one stage as an array; they share the first one's
+  /// resources) to start after every id in `after` succeeded. Returns one id per job: "123", or
+  /// "123_0", "123_1". Throws ClusterError with sbatch's message.
+  std::vector<std::string> submit(const std::vector<SlurmJob>& jobs,
+                                  const std::vector<std::string>& after);
 
-  /// States of `ids` from one `scontrol show job` call, and one sacct call for the ids the controller
-  /// has forgotten, where accounting exists. Ids Slurm knows nothing of are kGone.
+  /// States of `ids` from one `scontrol show job` call, and one sacct call for the ids the
+  /// controller has forgotten, where accounting exists. Ids Slurm knows nothing of are kGone.
   std::map<std::string, SlurmStatus> poll(const std::vector<std::string>& ids);
 
   /// scancel; ids already finished are ignored.
@@ -54,10 +57,12 @@ class SlurmExecutor {
 
   /// The job name of a submission whose first job has `key`.
   static std::string job_name(const std::string& key);
-  /// The id of a queued or running submission of the job `key` in `dir`, if any (idempotent resubmission).
+  /// The id of a queued or running submission of the job `key` in `dir`, if any (idempotent
+  /// resubmission).
   std::optional<std::string> find_active(const std::string& key, const std::string& dir);
 
-  /// The batch script of a submission (also written next to the sbatch call), for tests and --specs.
+  /// The batch script of a submission (also written next to the sbatch call), for tests and
+  /// --specs.
   std::string script(const std::vector<SlurmJob>& jobs) const;
 
  private:

@@ -30,9 +30,10 @@ SlurmStatus status_from(const std::map<std::string, std::string>& f) {
 }  // namespace
 
 SlurmState state_of(const std::string& s) {
-  static const std::set<std::string> kActive = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED",
-                                                "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED",
-                                                "PREEMPTED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"};
+  static const std::set<std::string> kActive = {
+      "PENDING",     "CONFIGURING",  "RUNNING",      "COMPLETING", "REQUEUED",
+      "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING",     "SUSPENDED",  "PREEMPTED",
+      "SIGNALING",   "STAGE_OUT",    "RESV_DEL_HOLD"};
   if (kActive.count(s)) return SlurmState::kActive;
   if (s == "COMPLETED") return SlurmState::kDone;
   if (s.rfind("CANCELLED", 0) == 0) return SlurmState::kCancelled;
@@ -41,7 +42,8 @@ SlurmState state_of(const std::string& s) {
 
 int slurm_int(const std::string& text, int fallback) {
   try {
-    return static_cast<int>(core::parse_integer(text.substr(0, text.find(':')), core::kIntRange, false));
+    return static_cast<int>(
+        core::parse_integer(text.substr(0, text.find(':')), core::kIntRange, false));
   } catch (const std::logic_error&) {
     return fallback;
   }
@@ -49,7 +51,8 @@ int slurm_int(const std::string& text, int fallback) {
 
 bool array_task_in(const std::string& spec, int task) {
   std::string s = spec.substr(0, spec.find('%'));
-  if (!s.empty() && s.front() == '[') s = s.substr(1, s.find(']') - 1);  // a pending array: "[0-3%2]"
+  if (!s.empty() && s.front() == '[')
+    s = s.substr(1, s.find(']') - 1);  // a pending array: "[0-3%2]"
   std::istringstream in(s);
   std::string part;
   while (std::getline(in, part, ',')) {
@@ -61,20 +64,22 @@ bool array_task_in(const std::string& spec, int task) {
   return false;
 }
 
-// Values hold no spaces except in fields we do not read (Command=, WorkDir= can; they come after the
-// ones we need or are ignored).
+// Values hold no spaces except in fields we do not read (Command=, WorkDir= can; they come after
+// the ones we need or are ignored).
 std::map<std::string, std::string> scontrol_fields(const std::string& line) {
   std::map<std::string, std::string> f;
   std::istringstream in(line);
   std::string tok;
   while (in >> tok) {
     size_t eq = tok.find('=');
-    if (eq != std::string::npos && !f.count(tok.substr(0, eq))) f[tok.substr(0, eq)] = tok.substr(eq + 1);
+    if (eq != std::string::npos && !f.count(tok.substr(0, eq)))
+      f[tok.substr(0, eq)] = tok.substr(eq + 1);
   }
   return f;
 }
 
-std::map<std::string, SlurmStatus> scontrol_statuses(const std::string& out, const std::vector<std::string>& ids) {
+std::map<std::string, SlurmStatus> scontrol_statuses(const std::string& out,
+                                                     const std::vector<std::string>& ids) {
   std::vector<std::map<std::string, std::string>> records;
   std::istringstream in(out);
   for (std::string line; std::getline(in, line);) {
@@ -87,8 +92,9 @@ std::map<std::string, SlurmStatus> scontrol_statuses(const std::string& out, con
     const int task = us == std::string::npos ? -1 : slurm_int(id.substr(us + 1), -1);
     for (const auto& f : records) {
       const bool array = f.count("ArrayJobId") && f.count("ArrayTaskId");
-      const bool hit = task < 0 ? f.at("JobId") == job
-                                : array && f.at("ArrayJobId") == job && array_task_in(f.at("ArrayTaskId"), task);
+      const bool hit =
+          task < 0 ? f.at("JobId") == job
+                   : array && f.at("ArrayJobId") == job && array_task_in(f.at("ArrayTaskId"), task);
       if (hit) {
         found[id] = status_from(f);
         break;
@@ -118,7 +124,8 @@ std::string sbatch_job_id(const std::string& out) {
   return slurm_int(id, -1) >= 0 ? id : "";
 }
 
-std::optional<std::string> squeue_job_with_comment(const std::string& out, const std::string& comment) {
+std::optional<std::string> squeue_job_with_comment(const std::string& out,
+                                                   const std::string& comment) {
   std::istringstream in(out);
   for (std::string line; std::getline(in, line);) {
     // %A job id, %F array job id (= the job id when not an array), %k the comment.

@@ -24,32 +24,42 @@ void validate(const SlurmResources& r) {
   check_name("partition", r.partition);
   check_name("account", r.account);
   check_name("qos", r.qos);
-  require(r.constraint.empty() || matches(r.constraint, "[A-Za-z0-9_.,:@+=&|*()\\[\\]!-]{1,256}"), "constraint",
-          r.constraint, "is not a Slurm constraint expression");
-  require(r.time == "auto" || matches(r.time, "[0-9]{1,7}|[0-9]{1,7}:[0-9]{2}|([0-9]{1,4}-)?[0-9]{1,4}(:[0-9]{2}){0,2}"),
+  require(r.constraint.empty() || matches(r.constraint, "[A-Za-z0-9_.,:@+=&|*()\\[\\]!-]{1,256}"),
+          "constraint", r.constraint, "is not a Slurm constraint expression");
+  require(r.time == "auto" ||
+              matches(r.time,
+                      "[0-9]{1,7}|[0-9]{1,7}:[0-9]{2}|([0-9]{1,4}-)?[0-9]{1,4}(:[0-9]{2}){0,2}"),
           "time", r.time, "is not auto, minutes or [D-]HH:MM:SS");
-  require(r.mem.empty() || matches(r.mem, "[0-9]{1,9}[KMGT]?"), "mem", r.mem, "is not a size like 32G");
-  require(r.nodes >= 1 && r.nodes <= 65536, "nodes", std::to_string(r.nodes), "must be in [1, 65536]");
-  require(r.gpus_per_node >= 0 && r.gpus_per_node <= 64, "gpus_per_node", std::to_string(r.gpus_per_node),
-          "must be in [0, 64]");
-  require(r.cpus_per_task >= 0 && r.cpus_per_task <= 4096, "cpus_per_task", std::to_string(r.cpus_per_task),
-          "must be in [0, 4096]");
-  require(r.signal_seconds >= 0 && r.signal_seconds <= 65535, "signal_seconds", std::to_string(r.signal_seconds),
-          "must be in [0, 65535]");
-  require(r.max_requeues >= 0 && r.max_requeues <= 1000, "max_requeues", std::to_string(r.max_requeues),
-          "must be in [0, 1000]");
-  require(r.array_throttle >= 0, "array_throttle", std::to_string(r.array_throttle), "must be >= 0");
+  require(r.mem.empty() || matches(r.mem, "[0-9]{1,9}[KMGT]?"), "mem", r.mem,
+          "is not a size like 32G");
+  require(r.nodes >= 1 && r.nodes <= 65536, "nodes", std::to_string(r.nodes),
+          "must be in [1, 65536]");
+  require(r.gpus_per_node >= 0 && r.gpus_per_node <= 64, "gpus_per_node",
+          std::to_string(r.gpus_per_node), "must be in [0, 64]");
+  require(r.cpus_per_task >= 0 && r.cpus_per_task <= 4096, "cpus_per_task",
+          std::to_string(r.cpus_per_task), "must be in [0, 4096]");
+  require(r.signal_seconds >= 0 && r.signal_seconds <= 65535, "signal_seconds",
+          std::to_string(r.signal_seconds), "must be in [0, 65535]");
+  require(r.max_requeues >= 0 && r.max_requeues <= 1000, "max_requeues",
+          std::to_string(r.max_requeues), "must be in [0, 1000]");
+  require(r.array_throttle >= 0, "array_throttle", std::to_string(r.array_throttle),
+          "must be >= 0");
   for (const auto& e : r.extra) {
-    require(matches(e, "--[a-z][a-z0-9-]*(=[^\\n]*)?"), "extra", e, "is not one sbatch option --name[=value]");
+    require(matches(e, "--[a-z][a-z0-9-]*(=[^\\n]*)?"), "extra", e,
+            "is not one sbatch option --name[=value]");
     const std::string name = e.substr(2, e.find('=') - 2);
-    for (const char* own : {"job-name", "comment", "output", "error", "dependency", "array", "parsable", "kill-on-invalid-dep",
-                            "requeue", "signal", "wrap", "ntasks", "nodes"}) {
-      require(name != own, "extra", e, "is set by upcycle (use the slurm keys, or resources.processes)");
+    for (const char* own :
+         {"job-name", "comment", "output", "error", "dependency", "array", "parsable",
+          "kill-on-invalid-dep", "requeue", "signal", "wrap", "ntasks", "nodes"}) {
+      require(name != own, "extra", e,
+              "is set by upcycle (use the slurm keys, or resources.processes)");
     }
   }
-  for (const auto& s : r.setup) require(s.find('\n') == std::string::npos, "setup", s, "holds a newline: one line each");
+  for (const auto& s : r.setup)
+    require(s.find('\n') == std::string::npos, "setup", s, "holds a newline: one line each");
   for (const auto& [k, v] : r.env) {
-    require(matches(k, "[A-Za-z_][A-Za-z0-9_]{0,127}"), "env", k, "is not an environment variable name");
+    require(matches(k, "[A-Za-z_][A-Za-z0-9_]{0,127}"), "env", k,
+            "is not an environment variable name");
   }
   require(r.output.find('\n') == std::string::npos, "output", r.output, "holds a newline");
   require(r.error.find('\n') == std::string::npos, "error", r.error, "holds a newline");
@@ -69,7 +79,8 @@ std::vector<std::string> sbatch_options(const SlurmResources& r, int ntasks, int
   add("error", r.error);
   add("nodes", std::to_string(r.nodes));
   add("ntasks", std::to_string(ntasks));
-  if (r.nodes > 1) add("ntasks-per-node", std::to_string(ntasks / r.nodes));  // one rank per GPU on each node
+  if (r.nodes > 1)
+    add("ntasks-per-node", std::to_string(ntasks / r.nodes));  // one rank per GPU on each node
   add("cpus-per-task", std::to_string(r.cpus_per_task > 0 ? r.cpus_per_task : threads));
   if (r.gpus_per_node > 0) add("gpus-per-node", std::to_string(r.gpus_per_node));
   if (r.exclusive) o.push_back("--exclusive");

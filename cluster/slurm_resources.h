@@ -1,8 +1,9 @@
 // What a job asks Slurm for, from a recipe's `slurm:` section (defaults) and each stage's `slurm:`
-// (overrides, key by key). Every value reaches sbatch as one argv element (no shell), and is checked
-// first: names against a character set, numbers against bounds, times and memory against Slurm's
-// formats, extra options as `--option[=value]`. Only `setup` lines are shell, by design (module loads,
-// sourcing an environment): they are the recipe author's code, like a command stage's argv.
+// (overrides, key by key). Every value reaches sbatch as one argv element (no shell), and is
+// checked first: names against a character set, numbers against bounds, times and memory against
+// Slurm's formats, extra options as `--option[=value]`. Only `setup` lines are shell, by design
+// (module loads, sourcing an environment): they are the recipe author's code, like a command
+// stage's argv.
 #pragma once
 
 #include <map>
@@ -13,14 +14,16 @@ namespace upcycle::cluster {
 
 struct SlurmResources {
   std::string partition, account, qos, constraint;
-  std::string time = "auto";  ///< auto (from the cost model; unlimited until it lands) | minutes | [D-]HH:MM:SS
+  std::string time =
+      "auto";  ///< auto (from the cost model; unlimited until it lands) | minutes | [D-]HH:MM:SS
   int nodes = 1;
   int gpus_per_node = 0;
-  int cpus_per_task = 0;     ///< 0: the job's threads
-  std::string mem;           ///< e.g. 32G; "" = the partition's default
+  int cpus_per_task = 0;  ///< 0: the job's threads
+  std::string mem;        ///< e.g. 32G; "" = the partition's default
   bool exclusive = false;
   std::vector<std::string> extra;  ///< more sbatch options, each `--name[=value]`
-  std::vector<std::string> setup;  ///< shell lines run before the job step (module load ..., source ...)
+  std::vector<std::string>
+      setup;  ///< shell lines run before the job step (module load ..., source ...)
   std::map<std::string, std::string> env;  ///< exported to the job, values literal (quoted)
   std::string output;        ///< sbatch's own output file; "" = ROOT/slurm/%x-%A_%a.out
   std::string error;         ///< sbatch's own error file; "" = with the output

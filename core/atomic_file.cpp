@@ -71,8 +71,8 @@ std::string read_file(const std::string& path, int64_t max_bytes) {
   }
   if (st.st_size > max_bytes) {
     ::close(fd);
-    throw Error("cannot read " + path + ": " + std::to_string(st.st_size) + " bytes, more than the " +
-                std::to_string(max_bytes) + " this file may have");
+    throw Error("cannot read " + path + ": " + std::to_string(st.st_size) +
+                " bytes, more than the " + std::to_string(max_bytes) + " this file may have");
   }
   std::string out;
   char buf[1 << 16];

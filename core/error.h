@@ -51,7 +51,8 @@ class ProcessError : public Error {
   using Error::Error;
 };
 
-/// A stage failed on its inputs: a corrupt checkpoint, a shard that does not parse, shapes that differ.
+/// A stage failed on its inputs: a corrupt checkpoint, a shard that does not parse, shapes that
+/// differ.
 class StageError : public Error {
  public:
   using Error::Error;

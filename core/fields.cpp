@@ -6,8 +6,10 @@
 
 namespace upcycle::core {
 
-JsonSource::JsonSource(const nlohmann::json& j, std::string prefix) : j_(j), prefix_(std::move(prefix)) {
-  if (!j_.is_object()) throw FieldError(prefix_.empty() ? "spec" : prefix_, "expected a JSON object");
+JsonSource::JsonSource(const nlohmann::json& j, std::string prefix)
+    : j_(j), prefix_(std::move(prefix)) {
+  if (!j_.is_object())
+    throw FieldError(prefix_.empty() ? "spec" : prefix_, "expected a JSON object");
 }
 
 const nlohmann::json& JsonSource::at(const std::string& key) const {
@@ -23,7 +25,8 @@ std::vector<std::string> JsonSource::keys() const {
 
 int64_t JsonSource::integer(const std::string& key, IntegerRange range) const {
   const int64_t v = value<int64_t>(key);
-  if (v < range.lo || v > range.hi) throw FieldError(path(key), range_requirement(range) + ", got " + std::to_string(v));
+  if (v < range.lo || v > range.hi)
+    throw FieldError(path(key), range_requirement(range) + ", got " + std::to_string(v));
   return v;
 }
 
@@ -53,11 +56,13 @@ std::vector<JsonSource> JsonSource::items(const std::string& key) const {
   const nlohmann::json& a = at(key);
   if (!a.is_array()) throw FieldError(path(key), "expected a list");
   std::vector<JsonSource> out;
-  for (size_t i = 0; i < a.size(); ++i) out.emplace_back(a[i], path(key) + "[" + std::to_string(i) + "]");
+  for (size_t i = 0; i < a.size(); ++i)
+    out.emplace_back(a[i], path(key) + "[" + std::to_string(i) + "]");
   return out;
 }
 
-void JsonSource::fail(const std::string& key, const std::string& reason, const std::string& hint) const {
+void JsonSource::fail(const std::string& key, const std::string& reason,
+                      const std::string& hint) const {
   throw FieldError(key.empty() ? prefix_ : path(key), reason, hint);
 }
 
@@ -67,7 +72,8 @@ void JsonSource::expect_only(const std::vector<std::string>& allowed) const {
     for (const auto& a : allowed) known = known || k == a;
     if (known) continue;
     const std::string guess = closest_match(k, allowed);
-    throw FieldError(path(k), "unknown field" + (guess.empty() ? "" : "; did you mean '" + guess + "'?"));
+    throw FieldError(path(k),
+                     "unknown field" + (guess.empty() ? "" : "; did you mean '" + guess + "'?"));
   }
 }
 
@@ -85,7 +91,9 @@ bool NumberRange::contains(double v) const {
 std::string NumberRange::text() const {
   auto show = number_text;
   const bool low = std::isfinite(lo), high = std::isfinite(hi);
-  if (low && high) return "in " + std::string(lo_open ? "(" : "[") + show(lo) + ", " + show(hi) + (hi_open ? ")" : "]");
+  if (low && high)
+    return "in " + std::string(lo_open ? "(" : "[") + show(lo) + ", " + show(hi) +
+           (hi_open ? ")" : "]");
   if (low) return (lo_open ? "> " : ">= ") + show(lo);
   if (high) return (hi_open ? "< " : "<= ") + show(hi);
   return "";
@@ -93,7 +101,8 @@ std::string NumberRange::text() const {
 
 std::string or_list(const std::vector<std::string>& names) {
   std::string out;
-  for (size_t i = 0; i < names.size(); ++i) out += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  for (size_t i = 0; i < names.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
   return out;
 }
 

@@ -1,16 +1,16 @@
 // Fields declared once. A spec or recipe section lists its fields in one table (name, type, range,
-// doc, whether it enters the content key, whether a recipe sets it); the struct's member initialisers
-// are the defaults. From the table come reading (from a job spec's JSON or a recipe's YAML, through
-// FieldSource), range checks, JSON out, key material and the docs' key reference (recipes/README.md,
-// checked by a test). Cross-field rules stay in the spec's validate().
+// doc, whether it enters the content key, whether a recipe sets it); the struct's member
+// initialisers are the defaults. From the table come reading (from a job spec's JSON or a recipe's
+// YAML, through FieldSource), range checks, JSON out, key material and the docs' key reference
+// (recipes/README.md, checked by a test). Cross-field rules stay in the spec's validate().
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <memory>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -77,7 +77,9 @@ class JsonSource : public FieldSource {
   bool boolean(const std::string& key) const override;
   std::string text(const std::string& key) const override;
   std::vector<std::string> texts(const std::string& key) const override;
-  std::vector<double> numbers(const std::string& key) const override { return value<std::vector<double>>(key); }
+  std::vector<double> numbers(const std::string& key) const override {
+    return value<std::vector<double>>(key);
+  }
   std::unique_ptr<FieldSource> child(const std::string& key) const override;
   std::vector<std::unique_ptr<FieldSource>> list(const std::string& key) const override;
   bool is_scalar() const override { return false; }  // a JsonSource is an object
@@ -85,7 +87,9 @@ class JsonSource : public FieldSource {
   [[noreturn]] void fail(const std::string& key, const std::string& reason,
                          const std::string& hint = "") const override;
   void expect_only(const std::vector<std::string>& allowed) const override;
-  std::string path(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
+  std::string path(const std::string& key) const {
+    return prefix_.empty() ? key : prefix_ + "." + key;
+  }
   const nlohmann::json& json() const { return j_; }
 
   /// A required field of any type nlohmann::json converts (integers checked exactly).
@@ -167,9 +171,9 @@ E enum_from(const EnumNames<E>& names, const std::string& text, const std::strin
 
 /// One row of a docs key table.
 struct FieldDoc {
-  std::string key;      ///< "optim.lr"
+  std::string key;       ///< "optim.lr"
   std::string fallback;  ///< the default, as the docs show it
-  std::string allowed;  ///< "integer in [1, 4096]", "`soft` or `top_k`"
+  std::string allowed;   ///< "integer in [1, 4096]", "`soft` or `top_k`"
   std::string doc;
 };
 
@@ -177,9 +181,10 @@ struct FieldDoc {
 std::string docs_table(const std::vector<FieldDoc>& rows);
 
 enum FieldFlags : unsigned {
-  kKeyed = 0,            ///< the default: in the recipe and in the content key
-  kNotKeyed = 1u << 0,   ///< never in a content key (paths, which follow from input keys)
-  kPlanned = 1u << 1,    ///< set by the planner, not a recipe key (not read from YAML, not in the docs)
+  kKeyed = 0,           ///< the default: in the recipe and in the content key
+  kNotKeyed = 1u << 0,  ///< never in a content key (paths, which follow from input keys)
+  kPlanned =
+      1u << 1,  ///< set by the planner, not a recipe key (not read from YAML, not in the docs)
 };
 
 template <typename S>
@@ -191,7 +196,8 @@ class Fields {
     std::string name;
     std::string doc;
     unsigned flags = kKeyed;
-    std::function<void(const FieldSource&, const std::string&, S&)> read;  ///< called when the key is present
+    std::function<void(const FieldSource&, const std::string&, S&)>
+        read;  ///< called when the key is present
     std::function<void(const S&, const std::string&, nlohmann::json&)> write;
     std::function<std::string(const S&)> problem;  ///< "" when the value is in range
     std::string allowed;                           ///< for the docs
@@ -199,64 +205,89 @@ class Fields {
   };
 
   template <typename T>
-  Fields& integer(const char* name, T S::*m, IntegerRange r, const char* doc, unsigned flags = kKeyed) {
-    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = static_cast<T>(s.integer(k, r)); },
-               member_writer(m),
-               [=](const S& o) {
-                 const auto v = static_cast<long double>(o.*m);
-                 return v < r.lo || v > r.hi ? range_requirement(r) + ", got " + std::to_string(o.*m) : std::string();
-               },
-               "integer" + interval(r), [=](const S& d) { return code(std::to_string(d.*m)); });
+  Fields& integer(const char* name, T S::*m, IntegerRange r, const char* doc,
+                  unsigned flags = kKeyed) {
+    return add(
+        name, doc, flags,
+        [=](const FieldSource& s, const std::string& k, S& o) {
+          o.*m = static_cast<T>(s.integer(k, r));
+        },
+        member_writer(m),
+        [=](const S& o) {
+          const auto v = static_cast<long double>(o.*m);
+          return v < r.lo || v > r.hi ? range_requirement(r) + ", got " + std::to_string(o.*m)
+                                      : std::string();
+        },
+        "integer" + interval(r), [=](const S& d) { return code(std::to_string(d.*m)); });
   }
-  Fields& number(const char* name, double S::*m, NumberRange r, const char* doc, unsigned flags = kKeyed) {
-    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.number(k); },
-               member_writer(m), [=](const S& o) { return r.contains(o.*m) ? std::string() : "must be " + r.text(); },
-               "number" + (r.text().empty() ? std::string() : " " + r.text()),
-               [=](const S& d) { return code(number_text(d.*m)); });
+  Fields& number(const char* name, double S::*m, NumberRange r, const char* doc,
+                 unsigned flags = kKeyed) {
+    return add(
+        name, doc, flags,
+        [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.number(k); },
+        member_writer(m),
+        [=](const S& o) { return r.contains(o.*m) ? std::string() : "must be " + r.text(); },
+        "number" + (r.text().empty() ? std::string() : " " + r.text()),
+        [=](const S& d) { return code(number_text(d.*m)); });
   }
   Fields& boolean(const char* name, bool S::*m, const char* doc, unsigned flags = kKeyed) {
-    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.boolean(k); },
-               member_writer(m), nullptr, "`true` or `false`", [=](const S& d) { return code(d.*m ? "true" : "false"); });
+    return add(
+        name, doc, flags,
+        [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.boolean(k); },
+        member_writer(m), nullptr, "`true` or `false`",
+        [=](const S& d) { return code(d.*m ? "true" : "false"); });
   }
   Fields& text(const char* name, std::string S::*m, const char* doc, unsigned flags = kKeyed) {
-    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.text(k); },
-               member_writer(m), nullptr, "text",
-               [=](const S& d) { return (d.*m).empty() ? std::string("—") : code(d.*m); });
+    return add(
+        name, doc, flags,
+        [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.text(k); },
+        member_writer(m), nullptr, "text",
+        [=](const S& d) { return (d.*m).empty() ? std::string("—") : code(d.*m); });
   }
   /// A list of numbers (`average_weights`).
-  Fields& numbers(const char* name, std::vector<double> S::*m, const char* doc, unsigned flags = kKeyed) {
-    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.numbers(k); },
-               member_writer(m), nullptr, "list of numbers",
-               [=](const S& d) { return (d.*m).empty() ? std::string("—") : code(nlohmann::json(d.*m).dump()); });
+  Fields& numbers(const char* name, std::vector<double> S::*m, const char* doc,
+                  unsigned flags = kKeyed) {
+    return add(
+        name, doc, flags,
+        [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.numbers(k); },
+        member_writer(m), nullptr, "list of numbers",
+        [=](const S& d) {
+          return (d.*m).empty() ? std::string("—") : code(nlohmann::json(d.*m).dump());
+        });
   }
   template <typename E>
-  Fields& choice(const char* name, E S::*m, const EnumNames<E>& names, const char* doc, unsigned flags = kKeyed) {
-    return add(name, doc, flags,
-               [=](const FieldSource& s, const std::string& k, S& o) {
-                 const std::string t = s.text(k);
-                 for (const auto& [v, n] : names) {
-                   if (t == n) {
-                     o.*m = v;
-                     return;
-                   }
-                 }
-                 s.fail(k, "'" + t + "' is not allowed; expected " + or_list(enum_names(names)));
-               },
-               [=](const S& o, const std::string& k, nlohmann::json& j) { j[k] = enum_name(names, o.*m); }, nullptr,
-               quoted_or_list(enum_names(names)), [=](const S& d) { return code(enum_name(names, d.*m)); });
+  Fields& choice(const char* name, E S::*m, const EnumNames<E>& names, const char* doc,
+                 unsigned flags = kKeyed) {
+    return add(
+        name, doc, flags,
+        [=](const FieldSource& s, const std::string& k, S& o) {
+          const std::string t = s.text(k);
+          for (const auto& [v, n] : names) {
+            if (t == n) {
+              o.*m = v;
+              return;
+            }
+          }
+          s.fail(k, "'" + t + "' is not allowed; expected " + or_list(enum_names(names)));
+        },
+        [=](const S& o, const std::string& k, nlohmann::json& j) { j[k] = enum_name(names, o.*m); },
+        nullptr, quoted_or_list(enum_names(names)),
+        [=](const S& d) { return code(enum_name(names, d.*m)); });
   }
   /// A string that must be one of `choices` (for choices that stay strings past the boundary).
-  Fields& one_of(const char* name, std::string S::*m, const std::vector<std::string>& choices, const char* doc,
-                 unsigned flags = kKeyed) {
-    return add(name, doc, flags, [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.text(k); },
-               member_writer(m),
-               [=](const S& o) {
-                 for (const auto& c : choices) {
-                   if (o.*m == c) return std::string();
-                 }
-                 return "'" + o.*m + "' is not allowed; expected " + or_list(choices);
-               },
-               quoted_or_list(choices), [=](const S& d) { return code(d.*m); });
+  Fields& one_of(const char* name, std::string S::*m, const std::vector<std::string>& choices,
+                 const char* doc, unsigned flags = kKeyed) {
+    return add(
+        name, doc, flags,
+        [=](const FieldSource& s, const std::string& k, S& o) { o.*m = s.text(k); },
+        member_writer(m),
+        [=](const S& o) {
+          for (const auto& c : choices) {
+            if (o.*m == c) return std::string();
+          }
+          return "'" + o.*m + "' is not allowed; expected " + or_list(choices);
+        },
+        quoted_or_list(choices), [=](const S& d) { return code(d.*m); });
   }
   /// A nested section with its own table ("optim" of the training settings).
   template <typename C>
@@ -264,8 +295,12 @@ class Fields {
     Field f;
     f.name = name;
     f.flags = flags;
-    f.read = [=, &sub](const FieldSource& s, const std::string& k, S& o) { sub.read(*s.child(k), o.*m); };
-    f.write = [=, &sub](const S& o, const std::string& k, nlohmann::json& j) { j[k] = sub.to_json(o.*m); };
+    f.read = [=, &sub](const FieldSource& s, const std::string& k, S& o) {
+      sub.read(*s.child(k), o.*m);
+    };
+    f.write = [=, &sub](const S& o, const std::string& k, nlohmann::json& j) {
+      j[k] = sub.to_json(o.*m);
+    };
     f.problem = [=, &sub](const S& o) {
       const std::pair<std::string, std::string> p = sub.first_problem(o.*m);
       return p.first.empty() ? std::string() : p.first + ": " + p.second;
@@ -277,16 +312,18 @@ class Fields {
   /// A value the planner sets (a map, a list), converted by nlohmann::json; not a recipe key.
   template <typename T>
   Fields& planned(const char* name, T S::*m, const char* doc, unsigned flags = kPlanned) {
-    return add(name, doc, flags | kPlanned,
-               [=](const FieldSource& s, const std::string& k, S& o) {
-                 const auto* js = dynamic_cast<const JsonSource*>(&s);
-                 if (!js) s.fail(k, "is set by the planner");
-                 o.*m = js->template value<T>(k);
-               },
-               member_writer(m), nullptr, "", nullptr);
+    return add(
+        name, doc, flags | kPlanned,
+        [=](const FieldSource& s, const std::string& k, S& o) {
+          const auto* js = dynamic_cast<const JsonSource*>(&s);
+          if (!js) s.fail(k, "is set by the planner");
+          o.*m = js->template value<T>(k);
+        },
+        member_writer(m), nullptr, "", nullptr);
   }
   /// Field `from_name` of `from` under the name `name` with its own doc (a recipe's name for it).
-  Fields& alias(const char* name, const Fields<S>& from, const char* from_name, const char* doc, unsigned flags = kKeyed) {
+  Fields& alias(const char* name, const Fields<S>& from, const char* from_name, const char* doc,
+                unsigned flags = kKeyed) {
     for (const Field& f : from.fields()) {
       if (f.name != from_name) continue;
       Field a = f;
@@ -302,19 +339,25 @@ class Fields {
   template <typename B>
   Fields& inherit(const Fields<B>& base) {
     static_assert(std::is_base_of_v<B, S>);
-    return adopt(base, [](auto& o) -> auto& { return static_cast<std::conditional_t<std::is_const_v<std::remove_reference_t<decltype(o)>>, const B&, B&>>(o); });
+    return adopt(
+        base, [](auto& o) -> auto& {
+          return static_cast<std::conditional_t<
+              std::is_const_v<std::remove_reference_t<decltype(o)>>, const B&, B&>>(o);
+        });
   }
-  /// Every field of `sub` at this level, stored in member `m` (a recipe's `experts:` is the mixture's
-  /// ffn_experts).
+  /// Every field of `sub` at this level, stored in member `m` (a recipe's `experts:` is the
+  /// mixture's ffn_experts).
   template <typename C>
   Fields& lift(C S::*m, const Fields<C>& sub) {
-    return adopt(sub, [m](auto& o) -> auto& { return o.*m; });
+    return adopt(
+        sub, [m](auto& o) -> auto& { return o.*m; });
   }
 
-  /// Reads the keys present in `s` over `out`; unknown keys, wrong types and out-of-range values are
-  /// errors at their key. `recipe`: a recipe section, whose planner-set fields are unknown keys.
-  /// `also`: keys the caller reads itself.
-  void read(const FieldSource& s, S& out, bool recipe = false, const std::vector<std::string>& also = {}) const {
+  /// Reads the keys present in `s` over `out`; unknown keys, wrong types and out-of-range values
+  /// are errors at their key. `recipe`: a recipe section, whose planner-set fields are unknown
+  /// keys. `also`: keys the caller reads itself.
+  void read(const FieldSource& s, S& out, bool recipe = false,
+            const std::vector<std::string>& also = {}) const {
     std::vector<std::string> allowed = names(recipe);
     allowed.insert(allowed.end(), also.begin(), also.end());
     s.expect_only(allowed);
@@ -336,7 +379,8 @@ class Fields {
       if (!f.problem) continue;
       if (const std::string why = f.problem(o); !why.empty()) {
         const size_t sep = why.find(": ");
-        const bool nested = f.allowed.empty() && sep != std::string::npos;  // a group's "path: reason"
+        const bool nested =
+            f.allowed.empty() && sep != std::string::npos;  // a group's "path: reason"
         return nested ? std::make_pair(f.name + "." + why.substr(0, sep), why.substr(sep + 2))
                       : std::make_pair(f.name, why);
       }
@@ -378,8 +422,8 @@ class Fields {
   const std::vector<Field>& fields() const { return fields_; }
   using NestedDocs = std::pair<std::string, std::function<std::vector<FieldDoc>()>>;
   const std::vector<NestedDocs>& nested_docs() const { return nested_docs_; }
-  /// The docs rows of the recipe keys in declaration order (a group's rows as "group.key"); defaults
-  /// from `S{}`.
+  /// The docs rows of the recipe keys in declaration order (a group's rows as "group.key");
+  /// defaults from `S{}`.
   std::vector<FieldDoc> docs() const {
     std::vector<FieldDoc> rows;
     const S defaults{};
@@ -407,8 +451,12 @@ class Fields {
       f.doc = c.doc;
       f.flags = c.flags;
       f.allowed = c.allowed;
-      f.read = [r = c.read, get](const FieldSource& s, const std::string& k, S& o) { r(s, k, get(o)); };
-      f.write = [w = c.write, get](const S& o, const std::string& k, nlohmann::json& j) { w(get(o), k, j); };
+      f.read = [r = c.read, get](const FieldSource& s, const std::string& k, S& o) {
+        r(s, k, get(o));
+      };
+      f.write = [w = c.write, get](const S& o, const std::string& k, nlohmann::json& j) {
+        w(get(o), k, j);
+      };
       if (c.problem) f.problem = [p = c.problem, get](const S& o) { return p(get(o)); };
       if (c.shown) f.shown = [w = c.shown, get](const S& o) { return w(get(o)); };
       fields_.push_back(std::move(f));
@@ -421,8 +469,8 @@ class Fields {
     return [=](const S& o, const std::string& k, nlohmann::json& j) { j[k] = o.*m; };
   }
   template <typename Read, typename Write, typename Problem, typename Shown>
-  Fields& add(const char* name, const char* doc, unsigned flags, Read read, Write write, Problem problem,
-              const std::string& allowed, Shown shown) {
+  Fields& add(const char* name, const char* doc, unsigned flags, Read read, Write write,
+              Problem problem, const std::string& allowed, Shown shown) {
     Field f;
     f.name = name;
     f.doc = doc;
@@ -438,7 +486,9 @@ class Fields {
   static std::string code(const std::string& s) { return "`" + s + "`"; }
   static std::string interval(IntegerRange r) {
     const std::string req = range_requirement(r);  // "must be in [a, b]", "must be >= a"
-    return req.rfind("must be ", 0) == 0 && req.find("fit") == std::string::npos ? " " + req.substr(8) : "";
+    return req.rfind("must be ", 0) == 0 && req.find("fit") == std::string::npos
+               ? " " + req.substr(8)
+               : "";
   }
   static std::string quoted_or_list(const std::vector<std::string>& names) {
     std::vector<std::string> q;

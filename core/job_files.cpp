@@ -17,11 +17,12 @@ std::string result_digest(nlohmann::json j) {
   return "sha256:" + sha256_hex(j.dump());
 }
 
-// A NaN or infinite number would be written as JSON null and read back as a malformed result: the job
-// fails here instead, naming the number.
+// A NaN or infinite number would be written as JSON null and read back as a malformed result: the
+// job fails here instead, naming the number.
 void check_finite(double v, const std::string& what) {
   if (!std::isfinite(v)) {
-    throw Error(what + " is " + (std::isnan(v) ? "NaN" : "infinite") + ": the model diverged or the data is degenerate");
+    throw Error(what + " is " + (std::isnan(v) ? "NaN" : "infinite") +
+                ": the model diverged or the data is degenerate");
   }
 }
 
@@ -31,9 +32,10 @@ nlohmann::json to_json(const JobResult& r) {
   nlohmann::json evals = nlohmann::json::array();
   for (const auto& e : r.evals) {
     check_finite(e.value, e.task + " " + e.metric + " of " + e.model);
-    if (e.stderr_value) check_finite(*e.stderr_value, e.task + " " + e.metric + " stderr of " + e.model);
-    nlohmann::json je = {{"model", e.model}, {"task", e.task}, {"metric", e.metric},
-                         {"value", e.value}, {"n", e.n}};
+    if (e.stderr_value)
+      check_finite(*e.stderr_value, e.task + " " + e.metric + " stderr of " + e.model);
+    nlohmann::json je = {
+        {"model", e.model}, {"task", e.task}, {"metric", e.metric}, {"value", e.value}, {"n", e.n}};
     je["stderr"] = e.stderr_value ? nlohmann::json(*e.stderr_value) : nlohmann::json(nullptr);
     je["filter"] = e.filter;
     je["n_shot"] = e.n_shot ? nlohmann::json(*e.n_shot) : nlohmann::json(nullptr);
@@ -43,11 +45,21 @@ nlohmann::json to_json(const JobResult& r) {
   for (const auto& a : r.artifacts) {
     arts.push_back({{"path", a.path}, {"kind", a.kind}, {"sha256", a.sha256}, {"bytes", a.bytes}});
   }
-  nlohmann::json out = {{"format_version", kResultFormatVersion}, {"status", r.status}, {"key", r.key},
-          {"outputs", r.outputs}, {"evals", evals}, {"artifacts", arts}, {"wall_s", r.wall_s},
-          {"host", r.host}, {"device", r.device}, {"torch_version", r.torch_version},
-          {"code", {{"version", r.code.version}, {"git_sha", r.code.git_sha}, {"git_dirty", r.code.git_dirty},
-                    {"binary_sha256", r.code.binary_sha256}}}};
+  nlohmann::json out = {{"format_version", kResultFormatVersion},
+                        {"status", r.status},
+                        {"key", r.key},
+                        {"outputs", r.outputs},
+                        {"evals", evals},
+                        {"artifacts", arts},
+                        {"wall_s", r.wall_s},
+                        {"host", r.host},
+                        {"device", r.device},
+                        {"torch_version", r.torch_version},
+                        {"code",
+                         {{"version", r.code.version},
+                          {"git_sha", r.code.git_sha},
+                          {"git_dirty", r.code.git_dirty},
+                          {"binary_sha256", r.code.binary_sha256}}}};
   out[kResultDigestKey] = result_digest(out);
   return out;
 }
@@ -55,18 +67,21 @@ nlohmann::json to_json(const JobResult& r) {
 JobResult job_result_from_json(const nlohmann::json& j, const std::string& origin) {
   try {
     const nlohmann::json& v = j.at("format_version");
-    const int version = v.is_number_integer() && integer_problem<int>(v).empty() ? v.get<int>() : -1;
+    const int version =
+        v.is_number_integer() && integer_problem<int>(v).empty() ? v.get<int>() : -1;
     if (version != kResultFormatVersion && version != 1) {
-      throw Error(origin + ": result format version " + v.dump() + " is not supported (expected 1 or " +
-                  std::to_string(kResultFormatVersion) + ")");
+      throw Error(origin + ": result format version " + v.dump() +
+                  " is not supported (expected 1 or " + std::to_string(kResultFormatVersion) + ")");
     }
     if (version >= 2) {
       if (!j.contains(kResultDigestKey) || !j.at(kResultDigestKey).is_string()) {
         throw Error(origin + ": the job result has no digest");
       }
       if (j.at(kResultDigestKey).get<std::string>() != result_digest(j)) {
-        throw Error(origin + ": the job result does not match its digest: it was changed after the job wrote it",
-                    "a result is the job's own record; run the stage again with --force STAGE");
+        throw Error(
+            origin +
+                ": the job result does not match its digest: it was changed after the job wrote it",
+            "a result is the job's own record; run the stage again with --force STAGE");
       }
     }
     JobResult r;
@@ -82,7 +97,8 @@ JobResult job_result_from_json(const nlohmann::json& j, const std::string& origi
       if (!je.at("stderr").is_null()) e.stderr_value = je.at("stderr").get<double>();
       e.n = je.at("n").get<int64_t>();
       e.filter = je.value("filter", std::string("none"));
-      if (je.contains("n_shot") && !je.at("n_shot").is_null()) e.n_shot = je.at("n_shot").get<int64_t>();
+      if (je.contains("n_shot") && !je.at("n_shot").is_null())
+        e.n_shot = je.at("n_shot").get<int64_t>();
       r.evals.push_back(e);
     }
     for (const auto& ja : j.at("artifacts")) {
@@ -116,9 +132,9 @@ std::optional<JobResult> read_job_result(const std::string& dir) {
 
 namespace {
 
-// nlohmann's message without its "[json.exception.parse_error.101] parse error at line 1, column 2: "
-// prefix, which names a library and a byte count a user cannot act on: "syntax error while parsing
-// value: invalid literal; last read: 'x'".
+// nlohmann's message without its "[json.exception.parse_error.101] parse error at line 1, column 2:
+// " prefix, which names a library and a byte count a user cannot act on: "syntax error while
+// parsing value: invalid literal; last read: 'x'".
 std::string parse_reason(const std::string& what) {
   std::string r = what;
   if (size_t at = r.find("column "); at != std::string::npos) {
@@ -138,11 +154,13 @@ nlohmann::json parse_json(const std::string& text, const std::string& origin) {
   } catch (const nlohmann::json::parse_error& e) {
     size_t line = 1, column = 1;
     for (size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
-      if (text[i] == '\n') ++line, column = 1;
-      else ++column;
+      if (text[i] == '\n')
+        ++line, column = 1;
+      else
+        ++column;
     }
-    throw Error(origin + ":" + std::to_string(line) + ":" + std::to_string(column) + ": invalid JSON: " +
-                parse_reason(e.what()));
+    throw Error(origin + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                ": invalid JSON: " + parse_reason(e.what()));
   } catch (const nlohmann::json::exception&) {  // out_of_range: a number beyond a double
     throw Error(origin + ": invalid JSON: a number is out of range");
   }

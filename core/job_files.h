@@ -3,7 +3,8 @@
 //   spec.json      the resolved job spec (written by the runner before launch)
 //   metrics.jsonl  appended, one JSON object per line (core/metric_sink.h)
 //   log.txt        the job's stdout and stderr (written by the executor)
-//   result.json    written last and atomically; its presence with status "done" is the truth of success
+//   result.json    written last and atomically; its presence with status "done" is the truth of
+//   success
 #pragma once
 
 #include <cstdint>
@@ -23,8 +24,8 @@ inline constexpr const char* kResultFile = "result.json";
 inline constexpr const char* kMetricsFile = "metrics.jsonl";
 inline constexpr const char* kLogFile = "log.txt";
 /// Bumped when result.json changes incompatibly; readers reject other versions. Version 2 added the
-/// digest (kResultDigestKey): sha256 of the rest, checked on every read; version 1 results (no digest)
-/// are still read.
+/// digest (kResultDigestKey): sha256 of the rest, checked on every read; version 1 results (no
+/// digest) are still read.
 inline constexpr int kResultFormatVersion = 2;
 inline constexpr const char* kResultDigestKey = "digest";
 
@@ -36,8 +37,8 @@ struct EvalRow {
   double value = 0;
   std::optional<double> stderr_value;  ///< null where the harness reports "N/A"
   int64_t n = 0;                       ///< tokens for perplexity, examples for tasks
-  std::string filter = "none";         ///< lm-evaluation-harness filter ("none", "strict-match", ...)
-  std::optional<int64_t> n_shot;       ///< few-shot examples, where known
+  std::string filter = "none";    ///< lm-evaluation-harness filter ("none", "strict-match", ...)
+  std::optional<int64_t> n_shot;  ///< few-shot examples, where known
 };
 
 /// A file the job produced, with its integrity hash.

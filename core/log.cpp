@@ -38,7 +38,9 @@ Footer& footer() {
 }
 
 // Erases the footer (cursor to the start of its first line, clear to the end of the screen).
-std::string erase(const Footer& f) { return f.lines > 0 ? "\x1b[" + std::to_string(f.lines) + "F\x1b[J" : ""; }
+std::string erase(const Footer& f) {
+  return f.lines > 0 ? "\x1b[" + std::to_string(f.lines) + "F\x1b[J" : "";
+}
 
 void write_all(const std::string& s) {
   ssize_t rc = ::write(STDERR_FILENO, s.data(), s.size());

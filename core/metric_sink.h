@@ -1,5 +1,6 @@
-// How stages report numbers: an abstract MetricSink (leveldb's Env trick), so that stages never see the
-// store. The job-side implementation appends JSON lines to metrics.jsonl; the runner ingests that file.
+// How stages report numbers: an abstract MetricSink (leveldb's Env trick), so that stages never see
+// the store. The job-side implementation appends JSON lines to metrics.jsonl; the runner ingests
+// that file.
 #pragma once
 
 #include <cstdint>

@@ -66,29 +66,34 @@ std::string output_dir_refusal(const std::string& target, const OutputRules& rul
   for (const auto& [what, p] : rules.protect) {
     if (p.empty()) continue;
     if (within(canonical_of(p), t)) {
-      return target + ": refusing to write here: it " + (canonical_of(p) == t ? "is " : "holds ") + what + " (" + p + ")";
+      return target + ": refusing to write here: it " + (canonical_of(p) == t ? "is " : "holds ") +
+             what + " (" + p + ")";
     }
   }
   std::error_code ec;
   const fs::file_status st = fs::symlink_status(target, ec);
   if (ec || st.type() == fs::file_type::not_found) return "";
-  if (st.type() == fs::file_type::symlink) return target + ": is a symbolic link; give the directory itself";
+  if (st.type() == fs::file_type::symlink)
+    return target + ": is a symbolic link; give the directory itself";
   if (st.type() != fs::file_type::directory) return target + ": exists and is not a directory";
   if (is_empty_dir(target)) return "";
   if (!fs::exists(fs::path(target) / kOutputMarker, ec)) {
     return target + ": exists, is not empty and was not written by upcycle; refusing to replace it";
   }
-  if (!rules.force) return target + ": exists (an earlier upcycle output); give --force to replace it";
+  if (!rules.force)
+    return target + ": exists (an earlier upcycle output); give --force to replace it";
   return "";
 }
 
-OutputDir::OutputDir(std::string target, OutputRules rules) : target_(std::move(target)), rules_(std::move(rules)) {
+OutputDir::OutputDir(std::string target, OutputRules rules)
+    : target_(std::move(target)), rules_(std::move(rules)) {
   if (std::string why = output_dir_refusal(target_, rules_); !why.empty()) {
     throw Error(why, "choose a new directory, or an empty one");
   }
   fs::path t = fs::path(target_).lexically_normal();
   if (t.filename().empty()) t = t.parent_path();  // "out/" names "out"
-  if (t.filename() == "." || t.filename() == "..") t = canonical_of(target_);  // an empty "." is renamed by name
+  if (t.filename() == "." || t.filename() == "..")
+    t = canonical_of(target_);  // an empty "." is renamed by name
   target_ = t.string();
   const std::string parent = t.parent_path().empty() ? "." : t.parent_path().string();
   make_dirs(parent);
@@ -111,8 +116,8 @@ void OutputDir::commit() {
   // The target may have changed while we wrote: check it again.
   if (std::string why = output_dir_refusal(target_, rules_); !why.empty()) throw Error(why);
   const fs::path t(target_);
-  const std::string old = (t.parent_path().empty() ? std::string(".") : t.parent_path().string()) + "/." +
-                          t.filename().string() + ".old." + pid_suffix();
+  const std::string old = (t.parent_path().empty() ? std::string(".") : t.parent_path().string()) +
+                          "/." + t.filename().string() + ".old." + pid_suffix();
   std::error_code ec;
   const bool had = fs::exists(target_, ec) && !is_empty_dir(target_);
   if (had) {
@@ -131,13 +136,15 @@ void OutputDir::commit() {
 void check_output_collection(const std::string& dir, const OutputRules& rules) {
   OutputRules r = rules;
   r.force = true;  // adding to a collection this tool made replaces nothing of the user's
-  if (std::string why = output_dir_refusal(dir, r); !why.empty()) throw Error(why, "choose a new directory, or an empty one");
+  if (std::string why = output_dir_refusal(dir, r); !why.empty())
+    throw Error(why, "choose a new directory, or an empty one");
 }
 
 void claim_output_collection(const std::string& dir, const OutputRules& rules) {
   check_output_collection(dir, rules);
   make_dirs(dir);
-  if (!file_exists(dir + "/" + kOutputMarker)) write_file_atomic(dir + "/" + kOutputMarker, "written by upcycle\n");
+  if (!file_exists(dir + "/" + kOutputMarker))
+    write_file_atomic(dir + "/" + kOutputMarker, "written by upcycle\n");
 }
 
 int sweep_stale_temps(const std::string& path, const std::string& infix) {
@@ -151,7 +158,8 @@ int sweep_stale_temps(const std::string& path, const std::string& infix) {
     for (const std::string& prefix : {name + infix, "." + name + infix}) {
       if (entry.size() <= prefix.size() || entry.compare(0, prefix.size(), prefix) != 0) continue;
       try {
-        if (!alive(parse_integer(entry.substr(prefix.size()), {1}, false))) stale.push_back(it->path());
+        if (!alive(parse_integer(entry.substr(prefix.size()), {1}, false)))
+          stale.push_back(it->path());
       } catch (const std::logic_error&) {  // not a pid: not ours
       }
     }

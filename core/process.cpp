@@ -59,13 +59,15 @@ struct ExecArgs {
 }
 
 // Reads both pipes until EOF or the deadline.
-void drain(int out_fd, int err_fd, ProcessResult& r, std::chrono::steady_clock::time_point deadline) {
+void drain(int out_fd, int err_fd, ProcessResult& r,
+           std::chrono::steady_clock::time_point deadline) {
   pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
   std::string* sinks[2] = {&r.out, &r.err};
   int open = 2;
   char buf[65536];
   while (open > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       r.timed_out = true;
       return;
@@ -97,7 +99,8 @@ pid_t spawn_process(const SpawnOptions& o) {
   if (o.argv.empty()) throw InternalError("spawn_process: empty argv");
   ExecArgs args(o);
   int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0) throw ProcessError(std::string("pipe: ") + std::strerror(errno));
+  if (::pipe2(report, O_CLOEXEC) != 0)
+    throw ProcessError(std::string("pipe: ") + std::strerror(errno));
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -133,14 +136,16 @@ int exit_code_of(int status) {
 int wait_process(pid_t pid) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw ProcessError("waitpid " + std::to_string(pid) + ": " + std::strerror(errno));
+    if (errno != EINTR)
+      throw ProcessError("waitpid " + std::to_string(pid) + ": " + std::strerror(errno));
   }
   return exit_code_of(status);
 }
 
 ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s) {
   int out[2], err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) throw ProcessError(std::string("pipe: ") + std::strerror(errno));
+  if (::pipe2(out, O_CLOEXEC) != 0)
+    throw ProcessError(std::string("pipe: ") + std::strerror(errno));
   if (::pipe2(err, O_CLOEXEC) != 0) {
     close_pair(out);
     throw ProcessError(std::string("pipe: ") + std::strerror(errno));
@@ -160,8 +165,9 @@ ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s
   ::close(out[1]);
   ::close(err[1]);
   ProcessResult r;
-  drain(out[0], err[0], r, std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                                 std::chrono::duration<double>(timeout_s)));
+  drain(out[0], err[0], r,
+        std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               std::chrono::duration<double>(timeout_s)));
   if (r.timed_out) ::kill(pid, SIGKILL);
   ::close(out[0]);
   ::close(err[0]);

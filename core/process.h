@@ -1,6 +1,7 @@
 // Starting programs: the one place in the suite that forks or execs. No shell anywhere: argv is
-// exec'd as given (argv[0] looked up on PATH when it has no '/'). Used by the executors (jobs, sbatch
-// and friends), the command stage, gnuplot, the HF conversion scripts and the runner's job binary.
+// exec'd as given (argv[0] looked up on PATH when it has no '/'). Used by the executors (jobs,
+// sbatch and friends), the command stage, gnuplot, the HF conversion scripts and the runner's job
+// binary.
 #pragma once
 
 #include <sys/types.h>

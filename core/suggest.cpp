@@ -14,8 +14,8 @@ std::string closest_match(const std::string& word, const std::vector<std::string
     for (size_t j = 0; j <= c.size(); ++j) d[0][j] = j;
     for (size_t i = 1; i <= word.size(); ++i) {
       for (size_t j = 1; j <= c.size(); ++j) {
-        d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1,
-                            d[i - 1][j - 1] + (word[i - 1] != c[j - 1])});
+        d[i][j] = std::min(
+            {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (word[i - 1] != c[j - 1])});
         if (i > 1 && j > 1 && word[i - 1] == c[j - 2] && word[i - 2] == c[j - 1]) {
           d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
         }

@@ -6,8 +6,8 @@
 
 namespace upcycle::core {
 
-/// Closest candidate by optimal-string-alignment distance (edits and adjacent transpositions), or ""
-/// when nothing is within max(1, length/2).
+/// Closest candidate by optimal-string-alignment distance (edits and adjacent transpositions), or
+/// "" when nothing is within max(1, length/2).
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 
 }  // namespace upcycle::core

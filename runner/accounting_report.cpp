@@ -38,7 +38,8 @@ std::vector<NamedModel> models_for_accounting(const std::string& input,
     out.emplace_back(j.stage, j.model);
   }
   if (out.empty() && !stage.empty()) {
-    throw ConfigError("--stage: '" + stage + "' is not a stage of " + input + " that produces a model");
+    throw ConfigError("--stage: '" + stage + "' is not a stage of " + input +
+                      " that produces a model");
   }
   return out;
 }
@@ -49,7 +50,8 @@ std::string params_report(const std::vector<NamedModel>& models, const std::stri
   rs.columns = {"model", "total", "active", "embedding", "attention", "ffn", "routers", "norms"};
   for (const auto& [name, c] : models) {
     auto p = stages::count_params(c);
-    rs.rows.push_back({name, p.total, p.active, p.embedding, p.attention, p.ffn, p.routers, p.norms});
+    rs.rows.push_back(
+        {name, p.total, p.active, p.embedding, p.attention, p.ffn, p.routers, p.norms});
   }
   return analysis::render(rs, f);
 }
@@ -63,11 +65,16 @@ std::string flops_report(const std::vector<NamedModel>& models, int64_t context,
       auto fl = stages::count_flops(c, context);
       nlohmann::json layers = nlohmann::json::array();
       for (const auto& l : fl.layers) {
-        layers.push_back({{"attention", l.attention}, {"ffn", l.ffn}, {"routers", l.routers},
+        layers.push_back({{"attention", l.attention},
+                          {"ffn", l.ffn},
+                          {"routers", l.routers},
                           {"total", l.total()}});
       }
-      out.push_back({{"model", name}, {"context", context > 0 ? context : c.seq_len},
-                     {"layers", layers}, {"head", fl.head}, {"forward", fl.forward},
+      out.push_back({{"model", name},
+                     {"context", context > 0 ? context : c.seq_len},
+                     {"layers", layers},
+                     {"head", fl.head},
+                     {"forward", fl.forward},
                      {"training", fl.training()}});
     }
     return out.dump(2) + "\n";
@@ -79,15 +86,17 @@ std::string flops_report(const std::vector<NamedModel>& models, int64_t context,
     // Consecutive identical layers fold into one row ("0-5", or "all 6").
     const auto& L = fl.layers;
     auto same = [&](size_t i, size_t j) {
-      return L[i].attention == L[j].attention && L[i].ffn == L[j].ffn && L[i].routers == L[j].routers;
+      return L[i].attention == L[j].attention && L[i].ffn == L[j].ffn &&
+             L[i].routers == L[j].routers;
     };
     for (size_t a = 0; a < L.size();) {
       size_t b = a;
       while (b + 1 < L.size() && same(a, b + 1)) ++b;
       std::string which = (a == 0 && b + 1 == L.size()) ? "all " + std::to_string(L.size())
-                          : a == b ? std::to_string(a)
+                          : a == b                      ? std::to_string(a)
                                    : std::to_string(a) + "-" + std::to_string(b);
-      rs.rows.push_back({name, which, L[a].attention, L[a].ffn, L[a].routers, L[a].total(), fl.forward});
+      rs.rows.push_back(
+          {name, which, L[a].attention, L[a].ffn, L[a].routers, L[a].total(), fl.forward});
       a = b + 1;
     }
   }
@@ -109,15 +118,18 @@ double ours_for(const stages::ModelConfig& c, const std::string& column, int64_t
 
 }  // namespace
 
-analysis::Table accounting_vs_paper(const std::vector<NamedModel>& models, const std::string& what) {
+analysis::Table accounting_vs_paper(const std::vector<NamedModel>& models,
+                                    const std::string& what) {
   const auto paper = analysis::paper_table(what);
   if (!paper) throw InternalError("no paper table " + what);
-  const std::vector<std::string> columns = what == "params" ? std::vector<std::string>{"total", "active"}
-                                                            : std::vector<std::string>{"attention", "ffn", "total"};
+  const std::vector<std::string> columns =
+      what == "params" ? std::vector<std::string>{"total", "active"}
+                       : std::vector<std::string>{"attention", "ffn", "total"};
   analysis::Table t;
   t.title = "Ours beside " + paper->source;
   t.display.columns = {"paper row", "our model"};
-  for (const auto& c : columns) t.display.columns.insert(t.display.columns.end(), {c + " (paper)", c + " (ours)", "diff"});
+  for (const auto& c : columns)
+    t.display.columns.insert(t.display.columns.end(), {c + " (paper)", c + " (ours)", "diff"});
   t.display.columns.push_back("why they differ");
   t.data.columns = t.display.columns;
   for (const auto& row : paper->rows) {
@@ -127,7 +139,8 @@ analysis::Table accounting_vs_paper(const std::vector<NamedModel>& models, const
         if (!ours && m.first == alias) ours = &m;
       }
     }
-    std::vector<tracking::Cell> cells{row.label, ours ? tracking::Cell(ours->first) : tracking::Cell("(not in recipe)")};
+    std::vector<tracking::Cell> cells{
+        row.label, ours ? tracking::Cell(ours->first) : tracking::Cell("(not in recipe)")};
     std::string reasons;
     for (const auto& col : columns) {
       const double p = row.values.at(col);
@@ -141,15 +154,19 @@ analysis::Table accounting_vs_paper(const std::vector<NamedModel>& models, const
       cells.push_back(static_cast<int64_t>(o - p));
       if (o != p) {
         auto it = row.reasons.find(col);
-        reasons += (reasons.empty() ? "" : "; ") + col + ": " + (it == row.reasons.end() ? "unexplained" : it->second);
+        reasons += (reasons.empty() ? "" : "; ") + col + ": " +
+                   (it == row.reasons.end() ? "unexplained" : it->second);
       }
     }
     cells.push_back(reasons);
     t.display.rows.push_back(cells);
     t.data.rows.push_back(cells);
   }
-  if (paper->context) t.notes.push_back("ours at the paper's context length, " + std::to_string(paper->context) + " tokens");
-  t.notes.push_back("rows of the paper are matched to the recipe's stage labels (analysis/paper_numbers.json)");
+  if (paper->context)
+    t.notes.push_back("ours at the paper's context length, " + std::to_string(paper->context) +
+                      " tokens");
+  t.notes.push_back(
+      "rows of the paper are matched to the recipe's stage labels (analysis/paper_numbers.json)");
   return t;
 }
 

@@ -13,8 +13,8 @@ namespace upcycle::runner {
 
 using NamedModel = std::pair<std::string, stages::ModelConfig>;
 
-/// The models behind `input`: every model-producing job of a recipe (only `stage`, if given), or the
-/// one model of a config file (named after it). Throws ConfigError.
+/// The models behind `input`: every model-producing job of a recipe (only `stage`, if given), or
+/// the one model of a config file (named after it). Throws ConfigError.
 std::vector<NamedModel> models_for_accounting(const std::string& input,
                                               const std::vector<std::string>& overrides,
                                               const std::string& stage);
@@ -24,15 +24,17 @@ std::vector<NamedModel> models_for_accounting(const std::string& input,
 std::string params_report(const std::vector<NamedModel>& models, const std::string& format);
 
 /// Forward FLOPs per token at `context` (0: each model's seq_len), per layer split into attention,
-/// FFN and routers (BAM Table 10). Table: one row per distinct layer shape; JSON, one object per model:
+/// FFN and routers (BAM Table 10). Table: one row per distinct layer shape; JSON, one object per
+/// model:
 ///   {"model", "context", "layers": [{"attention", "ffn", "routers", "total"}], "head", "forward",
 ///    "training"}
 std::string flops_report(const std::vector<NamedModel>& models, int64_t context,
                          const std::string& format);
 
-/// Ours beside the paper's: Table 9 (`what` = "params": total and active) or Table 7 ("flops": attention,
-/// FFN and total forward FLOPs per token of one layer, at the paper's context of 256). One row per
-/// paper row, with the recipe's model standing for it, the difference, and the reason where they differ.
+/// Ours beside the paper's: Table 9 (`what` = "params": total and active) or Table 7 ("flops":
+/// attention, FFN and total forward FLOPs per token of one layer, at the paper's context of 256).
+/// One row per paper row, with the recipe's model standing for it, the difference, and the reason
+/// where they differ.
 analysis::Table accounting_vs_paper(const std::vector<NamedModel>& models, const std::string& what);
 
 }  // namespace upcycle::runner

@@ -31,8 +31,8 @@ double seconds_since(Clock::time_point t0) {
 
 void print(const std::string& key, double v) { std::printf("%s=%.4g\n", key.c_str(), v); }
 
-// The scratch space: a fresh temp sibling of --dir (default $TMPDIR/upcycle-bench), removed when the
-// bench ends. --dir itself is never written, and must be absent or empty (core/output_dir.h).
+// The scratch space: a fresh temp sibling of --dir (default $TMPDIR/upcycle-bench), removed when
+// the bench ends. --dir itself is never written, and must be absent or empty (core/output_dir.h).
 core::OutputDir scratch_dir(const po::variables_map& vm) {
   std::string dir = vm["dir"].as<std::string>();
   if (dir.empty()) dir = (std::filesystem::temp_directory_path() / "upcycle-bench").string();
@@ -44,21 +44,24 @@ core::OutputDir scratch_dir(const po::variables_map& vm) {
 }
 
 // A finished job as the runner sees it: metrics.jsonl with `steps` lines of `keys` metrics each.
-core::JobResult fake_finished_job(const std::string& dir, const std::string& key, int64_t steps, int keys,
-                                  int64_t evals, int64_t salt) {
+core::JobResult fake_finished_job(const std::string& dir, const std::string& key, int64_t steps,
+                                  int keys, int64_t evals, int64_t salt) {
   core::make_dirs(dir);
   if (steps > 0) {
     core::JsonlMetricSink sink(dir + "/" + core::kMetricsFile);
     std::map<std::string, double> v;
     for (int64_t s = 1; s <= steps; ++s) {
-      for (int k = 0; k < keys; ++k) v[std::string("m").append(std::to_string(k))] = 1.0 / double(s + k);  // "m" + ... trips GCC 12's -Wrestrict
+      for (int k = 0; k < keys; ++k)
+        v[std::string("m").append(std::to_string(k))] =
+            1.0 / double(s + k);  // "m" + ... trips GCC 12's -Wrestrict
       sink.log(s, v);
     }
   }
   core::JobResult r;
   r.key = key;
   for (int64_t e = 0; e < evals; ++e) {
-    r.evals.push_back({"model", "ppl/d" + std::to_string(e), "ppl", 10.0 + double((salt * 7 + e) % 50), 0.1, 1000, "none", std::nullopt});
+    r.evals.push_back({"model", "ppl/d" + std::to_string(e), "ppl",
+                       10.0 + double((salt * 7 + e) % 50), 0.1, 1000, "none", std::nullopt});
   }
   return r;
 }
@@ -68,7 +71,8 @@ core::JobResult fake_finished_job(const std::string& dir, const std::string& key
 int bench_store(const po::variables_map& vm) {
   const core::OutputDir scratch = scratch_dir(vm);
   const std::string& dir = scratch.path();
-  const int64_t rows = cli::integer_option(vm, "rows", {1}), runs = cli::integer_option(vm, "runs", {1});
+  const int64_t rows = cli::integer_option(vm, "rows", {1}),
+                runs = cli::integer_option(vm, "runs", {1});
   const int keys = 10, jobs = 100;
   const int64_t steps = rows / (int64_t(keys) * jobs);
   tracking::Store store(dir + "/store.sqlite");
@@ -76,7 +80,8 @@ int bench_store(const po::variables_map& vm) {
   std::vector<std::pair<std::string, core::JobResult>> done;
   for (int j = 0; j < jobs; ++j) {
     std::string key = "ingest-" + std::to_string(j), jdir = dir + "/jobs/" + key;
-    store.upsert_job(run_id, {0, key, "train/" + std::to_string(j), "train", "", 0, std::nullopt, jdir, "", "", "", "{}", ""});
+    store.upsert_job(run_id, {0, key, "train/" + std::to_string(j), "train", "", 0, std::nullopt,
+                              jdir, "", "", "", "{}", ""});
     done.emplace_back(jdir, fake_finished_job(jdir, key, steps, keys, 0, j));
   }
   auto t0 = Clock::now();
@@ -91,8 +96,10 @@ int bench_store(const po::variables_map& vm) {
   for (int64_t r = 0; r < runs; ++r) {
     std::string name = "sweep/seed=" + std::to_string(r);
     int64_t id = store.upsert_run({"run-" + std::to_string(r), "sweep", name, "{}"});
-    store.record_params(id, {{"seed", std::to_string(r % 100)}, {"stages.bam.ffn.top_k", std::to_string(1 + r % 2)},
-                             {"model.d_model", "256"}, {"stages.seed.optim.lr", "0.001"}});
+    store.record_params(id, {{"seed", std::to_string(r % 100)},
+                             {"stages.bam.ffn.top_k", std::to_string(1 + r % 2)},
+                             {"model.d_model", "256"},
+                             {"stages.seed.optim.lr", "0.001"}});
     std::string key = "eval-" + std::to_string(r), jdir = dir + "/jobs/" + key;
     store.upsert_job(id, {0, key, "eval", "eval", "", 0, std::nullopt, jdir, "", "", "", "{}", ""});
     store.ingest_job(key, jdir, fake_finished_job(jdir, key, 0, 0, 4, r));
@@ -100,7 +107,8 @@ int bench_store(const po::variables_map& vm) {
   print("runs", double(runs));
   print("populate_s", seconds_since(t0));
   auto q = analysis::compile_query(
-      "params.seed IN (3, 5) AND params.stages.bam.ffn.top_k = 2 AND metric = ppl AND value < 40 AND status != failed");
+      "params.seed IN (3, 5) AND params.stages.bam.ffn.top_k = 2 AND metric = ppl AND value < 40 "
+      "AND status != failed");
   tracking::Store reader(dir + "/store.sqlite", tracking::Store::Mode::kReadOnly);
   reader.select(q.sql, q.binds);  // warm the page cache, as a user's second query would be
   const int reps = 5;
@@ -123,8 +131,9 @@ int bench_plan(const po::variables_map& vm) {
   for (int64_t i = 0; i < points; ++i) seeds += (i ? "," : "") + std::to_string(i + 1);
   const core::OutputDir scratch = scratch_dir(vm);
   const std::string& dir = scratch.path();
-  core::write_file_atomic(dir + "/sweep.yaml", "include: " + std::filesystem::absolute(recipe).string() +
-                                                   "\nsweep: { seed: [" + seeds + "] }\n");
+  core::write_file_atomic(dir + "/sweep.yaml",
+                          "include: " + std::filesystem::absolute(recipe).string() +
+                              "\nsweep: { seed: [" + seeds + "] }\n");
   auto t0 = Clock::now();
   std::vector<RunPoint> runs;
   for (auto& r : load_recipes(dir + "/sweep.yaml")) {
@@ -144,22 +153,27 @@ int bench_plan(const po::variables_map& vm) {
 int bench_train(const po::variables_map& vm) {
   const int threads = static_cast<int>(cli::integer_option(vm, "threads", {1, 4096}));
   const double peak_tflops = vm["peak-tflops"].as<double>();
-  if (!(peak_tflops > 0) || !std::isfinite(peak_tflops)) throw ConfigError("--peak-tflops: must be a positive number");
+  if (!(peak_tflops > 0) || !std::isfinite(peak_tflops))
+    throw ConfigError("--peak-tflops: must be a positive number");
   stages::ModelConfig m;
   m.d_model = cli::integer_option(vm, "d", {1, 1 << 20});
   m.layers = cli::integer_option(vm, "layers", {1, 4096});
   m.heads = m.kv_heads = cli::integer_option(vm, "heads", {1, 4096});
-  m.ffn_hidden = cli::integer_option(vm, "ffn", {0, 1 << 24}) > 0 ? cli::integer_option(vm, "ffn", {0, 1 << 24}) : 8 * m.d_model / 3;
+  m.ffn_hidden = cli::integer_option(vm, "ffn", {0, 1 << 24}) > 0
+                     ? cli::integer_option(vm, "ffn", {0, 1 << 24})
+                     : 8 * m.d_model / 3;
   m.seq_len = cli::integer_option(vm, "seq", {1, 1 << 24});
   m.vocab = cli::integer_option(vm, "vocab", {2, 1 << 24});
   m.block = core::enum_from(stages::kBlockNames, vm["block"].as<std::string>(), "--block");
-  if (cli::integer_option(vm, "experts", {0, 4096}) > 0) {  // the peer's MoE: softmax, top-k, renormalised
+  if (cli::integer_option(vm, "experts", {0, 4096}) >
+      0) {  // the peer's MoE: softmax, top-k, renormalised
     m.ffn_experts = cli::integer_option(vm, "experts", {0, 4096});
     m.ffn_top_k = cli::integer_option(vm, "topk", {1, 4096});
     m.ffn_routing = stages::FfnRouting::kSoftmaxThenTopK;
     m.ffn_renormalize = true;
   }
-  if (cli::integer_option(vm, "attn-experts", {0, 4096}) > 1) {  // BAM's soft-routed attention experts (no peer has them)
+  if (cli::integer_option(vm, "attn-experts", {0, 4096}) >
+      1) {  // BAM's soft-routed attention experts (no peer has them)
     m.attn_experts = cli::integer_option(vm, "attn-experts", {0, 4096});
     m.attn_kv = core::enum_from(stages::kKvModeNames, vm["attn-kv"].as<std::string>(), "--attn-kv");
   }
@@ -169,9 +183,11 @@ int bench_train(const po::variables_map& vm) {
     throw ConfigError(std::string("upcycle bench train: ") + e.what());
   }
   const core::OutputDir scratch = scratch_dir(vm);
-  const double tps = measure_throughput(m, cli::integer_option(vm, "batch", {1, 1 << 24}), cli::integer_option(vm, "micro", {0, 1 << 24}),
-                                        cli::integer_option(vm, "steps", {1, 1 << 30}), threads, scratch.path(),
-                                        vm["device"].as<std::string>(), vm["precision"].as<std::string>());
+  const double tps =
+      measure_throughput(m, cli::integer_option(vm, "batch", {1, 1 << 24}),
+                         cli::integer_option(vm, "micro", {0, 1 << 24}),
+                         cli::integer_option(vm, "steps", {1, 1 << 30}), threads, scratch.path(),
+                         vm["device"].as<std::string>(), vm["precision"].as<std::string>());
   if (tps <= 0) throw StageError("upcycle bench train: the measurement failed (see above)");
   const stages::ParamCount n = stages::count_params(m);
   print("params", double(n.total));
@@ -195,7 +211,8 @@ int cmd_bench(const std::vector<std::string>& args) {
       "rows", po::value<std::string>()->default_value("1000000"), "store: metric rows to ingest")(
       "runs", po::value<std::string>()->default_value("10000"), "store: runs to query over")(
       "jobs", po::value<std::string>()->default_value("1000"), "plan: jobs in the sweep")(
-      "dir", po::value<std::string>()->default_value(""), "scratch directory (default: $TMPDIR/upcycle-bench)")(
+      "dir", po::value<std::string>()->default_value(""),
+      "scratch directory (default: $TMPDIR/upcycle-bench)")(
       "d", po::value<std::string>()->default_value("256"), "train: d_model")(
       "layers", po::value<std::string>()->default_value("4"), "train: layers")(
       "heads", po::value<std::string>()->default_value("4"), "train: heads")(
@@ -206,18 +223,24 @@ int cmd_bench(const std::vector<std::string>& args) {
       "experts", po::value<std::string>()->default_value("0"), "train: MoE FFN experts (0: dense)")(
       "topk", po::value<std::string>()->default_value("2"), "train: experts per token")(
       "vocab", po::value<std::string>()->default_value("4096"), "train: vocabulary")(
-      "steps", po::value<std::string>()->default_value("20"), "train: timed steps (after 2 warm-up steps)")(
+      "steps", po::value<std::string>()->default_value("20"),
+      "train: timed steps (after 2 warm-up steps)")(
       "micro", po::value<std::string>()->default_value("0"), "train: micro-batch (0: the batch)")(
-      "attn-experts", po::value<std::string>()->default_value("0"), "train: BAM attention experts (0: dense attention)")(
-      "attn-kv", po::value<std::string>()->default_value("expert"), "train: expert | shared (with --attn-experts)")(
+      "attn-experts", po::value<std::string>()->default_value("0"),
+      "train: BAM attention experts (0: dense attention)")(
+      "attn-kv", po::value<std::string>()->default_value("expert"),
+      "train: expert | shared (with --attn-experts)")(
       "device", po::value<std::string>()->default_value("cpu"), "train: cpu | cuda | auto")(
       "precision", po::value<std::string>()->default_value("auto"), "train: auto | fp32 | bf16")(
-      "peak-tflops", po::value<double>()->default_value(989.0), "train: the device's peak, for MFU")(
-      "threads", po::value<std::string>()->default_value("1"), "train: threads");
+      "peak-tflops", po::value<double>()->default_value(989.0),
+      "train: the device's peak, for MFU")("threads", po::value<std::string>()->default_value("1"),
+                                           "train: threads");
   po::positional_options_description pos;
   pos.add("what", 1).add("recipe", 1);
   auto vm = cli::parse("bench", args, desc, pos);
-  if (cli::wants_help(vm, "bench", "store [--rows N] [--runs N] | plan RECIPE [--jobs N] | train [--d ...]", desc)) {
+  if (cli::wants_help(vm, "bench",
+                      "store [--rows N] [--runs N] | plan RECIPE [--jobs N] | train [--d ...]",
+                      desc)) {
     return 0;
   }
   std::string what = vm.count("what") ? vm["what"].as<std::string>() : "";

@@ -3,11 +3,11 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <iostream>
 #include <functional>
-#include <set>
+#include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "analysis/render.h"
 #include "analysis/report.h"
@@ -17,10 +17,10 @@
 #include "core/log.h"
 #include "runner/accounting_report.h"
 #include "runner/bench.h"
+#include "runner/cli_common.h"
 #include "runner/cost.h"
 #include "runner/job_binary.h"
 #include "runner/key_docs.h"
-#include "runner/cli_common.h"
 #include "runner/plan.h"
 #include "runner/plan_status.h"
 #include "runner/recipe.h"
@@ -30,7 +30,6 @@
 #include "runner/slurm_run.h"
 #include "runner/yaml_reader.h"
 #include "tracking/store.h"
-
 
 namespace upcycle::runner {
 namespace {
@@ -46,7 +45,8 @@ struct Command {
 };
 
 const char* kUsage =
-    "upcycle: upcycle dense LMs into Mixture-of-Experts (BAM, BTX, sparse upcycling) and track results\n"
+    "upcycle: upcycle dense LMs into Mixture-of-Experts (BAM, BTX, sparse upcycling) and track "
+    "results\n"
     "\n"
     "usage: upcycle <command> [options]\n"
     "\n"
@@ -61,10 +61,12 @@ std::vector<std::string> overrides_of(const po::variables_map& vm) {
 // millions of jobs, so the plans together are bounded too.
 constexpr size_t kMaxPlannedJobs = 200000;
 
-std::vector<RunPoint> plan_runs(const std::string& path, const std::vector<std::string>& overrides) {
+std::vector<RunPoint> plan_runs(const std::string& path,
+                                const std::vector<std::string>& overrides) {
   auto too_many = [&] {
-    return ConfigError(path + ": the sweep plans more than " + std::to_string(kMaxPlannedJobs) + " jobs",
-                       "split the sweep into several recipes");
+    return ConfigError(
+        path + ": the sweep plans more than " + std::to_string(kMaxPlannedJobs) + " jobs",
+        "split the sweep into several recipes");
   };
   {  // before expanding the grid: the recipe without its sweep, times the grid's points
     const Recipe base = load_recipe(path, overrides);
@@ -89,15 +91,16 @@ std::vector<RunPoint> plan_runs(const std::string& path, const std::vector<std::
   return points;
 }
 
-
 // The cost model's bench source: a few trainer steps here, for CPU jobs.
 ThroughputBench local_bench(const std::string& root) {
   return [root](const PlannedJob& j) {
     if (j.spec.value("device", std::string("cpu")) != "cpu") {
-      return 0.0;  // the bench runs on this machine's CPU; GPU shapes come from the store or the MFU
+      return 0.0;  // the bench runs on this machine's CPU; GPU shapes come from the store or the
+                   // MFU
     }
     const double tps = measure_throughput(j.model, j.spec.at("batch_size").get<int64_t>(),
-                                          j.spec.at("micro_batch").get<int64_t>(), 3, j.threads, root + "/bench-scratch");
+                                          j.spec.at("micro_batch").get<int64_t>(), 3, j.threads,
+                                          root + "/bench-scratch");
     return tps * j.processes;  // data parallel: each rank its share of the batch (an upper bound)
   };
 }
@@ -107,10 +110,11 @@ ThroughputBench local_bench(const std::string& root) {
 RunSummary submit_and_maybe_wait(const std::vector<RunPoint>& points, const RunOptions& opts) {
   cluster::SlurmExecutor slurm = slurm_executor(points[0].recipe.root, opts.job_exe);
   RunSummary s = submit_runs(points, opts, slurm);
-  core::log_info(std::to_string(s.submitted) + " job(s) queued on Slurm, " + std::to_string(s.skipped) +
-                 " already complete; store " + points[0].recipe.store);
+  core::log_info(std::to_string(s.submitted) + " job(s) queued on Slurm, " +
+                 std::to_string(s.skipped) + " already complete; store " + points[0].recipe.store);
   if (!opts.wait) {
-    std::cout << "submitted; follow with `upcycle status`, block with `upcycle wait`, stop with `upcycle cancel`\n";
+    std::cout << "submitted; follow with `upcycle status`, block with `upcycle wait`, stop with "
+                 "`upcycle cancel`\n";
     return s;
   }
   RunnerLock lock(points[0].recipe.store);
@@ -128,8 +132,8 @@ void show_results(const Recipe& recipe, const std::vector<std::string>& run_name
   for (const auto& run : run_names) {
     if (shown.count(run)) continue;
     for (const auto& r : analysis::seed_group(store, run)) shown.insert(r);
-    // Bits per byte, perplexity per token, downstream scores; each absent without an eval stage (bits
-    // per byte also with pre-tokenized data, downstream scores without tasks).
+    // Bits per byte, perplexity per token, downstream scores; each absent without an eval stage
+    // (bits per byte also with pre-tokenized data, downstream scores without tasks).
     const std::vector<std::function<analysis::Table()>> tables = {
         [&] { return analysis::perplexity_table(store, run, "ppl", "bpb"); },
         [&] { return analysis::perplexity_table(store, run, "ppl", "ppl"); },
@@ -143,15 +147,18 @@ void show_results(const Recipe& recipe, const std::vector<std::string>& run_name
   }
   if (!report) return;
   try {
-    std::cout << "\nreport: " << analysis::write_report(store, run_names, recipe.root + "/report") << "\n";
+    std::cout << "\nreport: " << analysis::write_report(store, run_names, recipe.root + "/report")
+              << "\n";
   } catch (const Error& e) {
     core::log_warn(std::string("no report: ") + e.what());
-  } catch (const std::exception& e) {  // a bug in the report must not fail a run whose jobs succeeded
+  } catch (
+      const std::exception& e) {  // a bug in the report must not fail a run whose jobs succeeded
     core::log_error(std::string("no report (internal error, please report it): ") + e.what());
   }
 }
 
-int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts, const std::string& how_to_continue) {
+int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts,
+                       const std::string& how_to_continue) {
   opts.job_exe = job_binary();
   RunSummary s;
   if (points[0].recipe.executor == "slurm") {
@@ -177,12 +184,14 @@ int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts, con
 
 int cmd_run(const std::vector<std::string>& args) {
   po::options_description desc("run options");
-  desc.add_options()("help,h", "show this help")(
-      "recipe", po::value<std::string>(), "recipe YAML file")(
-      "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value (repeatable)")(
+  desc.add_options()("help,h", "show this help")("recipe", po::value<std::string>(),
+                                                 "recipe YAML file")(
+      "set", po::value<std::vector<std::string>>()->composing(),
+      "override, key.path=value (repeatable)")(
       "force", po::value<std::vector<std::string>>()->composing(),
       "re-run this stage and everything downstream (repeatable)")(
-      "max-parallel,j", po::value<std::string>()->default_value("0"), "jobs at once (0: cores / threads per job)")(
+      "max-parallel,j", po::value<std::string>()->default_value("0"),
+      "jobs at once (0: cores / threads per job)")(
       "tag", po::value<std::vector<std::string>>()->composing(), "tag the run(s) (repeatable)")(
       "executor", po::value<std::string>(), "local | slurm (default: the recipe's executor:)")(
       "store", po::value<std::string>(), "SQLite store (default: the recipe's store:)")(
@@ -192,7 +201,8 @@ int cmd_run(const std::vector<std::string>& args) {
   pos.add("recipe", 1).add("set", -1);
   auto vm = parse("run", args, desc, pos);
   if (wants_help(vm, "run", "RECIPE [key.path=value ...] [--force STAGE] [-j N]", desc)) return 0;
-  if (!vm.count("recipe")) throw ConfigError("upcycle run: missing RECIPE", "usage: upcycle run RECIPE");
+  if (!vm.count("recipe"))
+    throw ConfigError("upcycle run: missing RECIPE", "usage: upcycle run RECIPE");
   std::vector<std::string> overrides = overrides_of(vm);
   if (vm.count("executor")) overrides.push_back("executor=" + vm["executor"].as<std::string>());
   if (vm.count("store")) overrides.push_back("store=" + vm["store"].as<std::string>());
@@ -202,16 +212,20 @@ int cmd_run(const std::vector<std::string>& args) {
   opts.report = vm.count("no-report") == 0;
   if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
   opts.max_parallel = static_cast<int>(cli::integer_option(vm, "max-parallel", {0, 65536}));
-  if (vm.count("tag")) opts.tags = cli::join_tags(vm["tag"].as<std::vector<std::string>>(), "--tag");
-  return execute_and_report(points, opts, "run the same command again, or `upcycle resume`, to continue");
+  if (vm.count("tag"))
+    opts.tags = cli::join_tags(vm["tag"].as<std::vector<std::string>>(), "--tag");
+  return execute_and_report(points, opts,
+                            "run the same command again, or `upcycle resume`, to continue");
 }
 
 int cmd_resume(const std::vector<std::string>& args) {
   po::options_description desc("resume options");
   desc.add_options()("help,h", "show this help")(
       "store", po::value<std::string>()->default_value(kDefaultStore), "SQLite store")(
-      "runs", po::value<std::vector<std::string>>()->composing(), "runs to resume (default: every unfinished run)")(
-      "max-parallel,j", po::value<std::string>()->default_value("0"), "jobs at once (0: cores / threads per job)");
+      "runs", po::value<std::vector<std::string>>()->composing(),
+      "runs to resume (default: every unfinished run)")(
+      "max-parallel,j", po::value<std::string>()->default_value("0"),
+      "jobs at once (0: cores / threads per job)");
   po::positional_options_description pos;
   pos.add("runs", -1);
   auto vm = parse("resume", args, desc, pos);
@@ -223,7 +237,8 @@ int cmd_resume(const std::vector<std::string>& args) {
                                                     : std::vector<std::string>{});
   }
   if (points.empty()) {
-    std::cout << "nothing to resume: every run in " << vm["store"].as<std::string>() << " is done\n";
+    std::cout << "nothing to resume: every run in " << vm["store"].as<std::string>()
+              << " is done\n";
     return kExitOk;
   }
   for (const auto& p : points) core::log_info("resuming run " + p.recipe.run_name);
@@ -234,7 +249,8 @@ int cmd_resume(const std::vector<std::string>& args) {
 
 int cmd_plan(const std::vector<std::string>& args) {
   po::options_description desc("plan options");
-  desc.add_options()("help,h", "show this help")("recipe", po::value<std::string>(), "recipe YAML file")(
+  desc.add_options()("help,h", "show this help")("recipe", po::value<std::string>(),
+                                                 "recipe YAML file")(
       "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value")(
       "specs", "also print every job's spec (JSON) and the command that runs it")(
       "cost", "estimate every job's wall time and GPU-hours (runner/cost.h), and say from what")(
@@ -242,7 +258,8 @@ int cmd_plan(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("recipe", 1).add("set", -1);
   auto vm = parse("plan", args, desc, pos);
-  if (wants_help(vm, "plan", "RECIPE [key.path=value ...] [--specs] [--cost [--bench]]", desc)) return 0;
+  if (wants_help(vm, "plan", "RECIPE [key.path=value ...] [--specs] [--cost [--bench]]", desc))
+    return 0;
   if (!vm.count("recipe")) throw ConfigError("upcycle plan: missing RECIPE");
   std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides_of(vm));
   Plan plan = merge_plans(points);
@@ -257,20 +274,24 @@ int cmd_plan(const std::vector<std::string>& args) {
   }
   std::optional<tracking::Store> store;
   std::error_code ec;
-  if (std::filesystem::exists(first.store, ec)) store.emplace(first.store, tracking::Store::Mode::kReadOnly);
+  if (std::filesystem::exists(first.store, ec))
+    store.emplace(first.store, tracking::Store::Mode::kReadOnly);
   std::cout << describe_plan(plan, explain_plan(plan, store ? &*store : nullptr));
   if (vm.count("cost")) {
     ThroughputBench bench;
     if (vm.count("bench")) bench = local_bench(first.root);
-    std::cout << "\n" << describe_costs(plan, estimate_costs(plan, first.cost, store ? &*store : nullptr, bench),
-                                        first.cost);
+    std::cout << "\n"
+              << describe_costs(plan,
+                                estimate_costs(plan, first.cost, store ? &*store : nullptr, bench),
+                                first.cost);
   }
   if (vm.count("specs")) {
     for (const auto& j : plan.jobs) {
       const std::string t = std::to_string(j.threads);
-      std::cout << "\n# " << j.stage << ": " << j.dir << "/spec.json, run as\n#   OMP_NUM_THREADS=" << t
-                << " OPENBLAS_NUM_THREADS=" << t << " MKL_NUM_THREADS=" << t << " upcycle stage --spec "
-                << j.dir << "/spec.json\n" << j.spec.dump(2) << "\n";
+      std::cout << "\n# " << j.stage << ": " << j.dir
+                << "/spec.json, run as\n#   OMP_NUM_THREADS=" << t << " OPENBLAS_NUM_THREADS=" << t
+                << " MKL_NUM_THREADS=" << t << " upcycle stage --spec " << j.dir << "/spec.json\n"
+                << j.spec.dump(2) << "\n";
     }
   }
   return 0;
@@ -280,7 +301,8 @@ int cmd_plan(const std::vector<std::string>& args) {
 po::options_description accounting_options(const char* title) {
   po::options_description desc(title);
   desc.add_options()("help,h", "show this help")(
-      "input", po::value<std::string>(), "recipe YAML, or a model config (YAML/JSON of model keys)")(
+      "input", po::value<std::string>(),
+      "recipe YAML, or a model config (YAML/JSON of model keys)")(
       "set", po::value<std::vector<std::string>>()->composing(), "recipe override, key.path=value")(
       "stage", po::value<std::string>()->default_value(""), "only this stage")(
       "format", po::value<std::string>()->default_value("table"), "table | json");
@@ -289,7 +311,8 @@ po::options_description accounting_options(const char* title) {
 
 std::vector<NamedModel> accounting_models(const std::string& cmd, const po::variables_map& vm) {
   if (!vm.count("input")) throw ConfigError("upcycle " + cmd + ": missing RECIPE or CONFIG");
-  return models_for_accounting(vm["input"].as<std::string>(), overrides_of(vm), vm["stage"].as<std::string>());
+  return models_for_accounting(vm["input"].as<std::string>(), overrides_of(vm),
+                               vm["stage"].as<std::string>());
 }
 
 int cmd_params(const std::vector<std::string>& args) {
@@ -297,7 +320,9 @@ int cmd_params(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("input", 1).add("set", -1);
   auto vm = parse("params", args, desc, pos);
-  if (wants_help(vm, "params", "RECIPE|CONFIG [key.path=value ...] [--stage S] [--format table|json]", desc)) return 0;
+  if (wants_help(vm, "params",
+                 "RECIPE|CONFIG [key.path=value ...] [--stage S] [--format table|json]", desc))
+    return 0;
   std::cout << params_report(accounting_models("params", vm), vm["format"].as<std::string>());
   return 0;
 }
@@ -309,15 +334,19 @@ int cmd_flops(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("input", 1).add("set", -1);
   auto vm = parse("flops", args, desc, pos);
-  if (wants_help(vm, "flops", "RECIPE|CONFIG [--context N] [--stage S] [--format table|json]", desc)) return 0;
-  std::cout << flops_report(accounting_models("flops", vm), cli::integer_option(vm, "context", {0, int64_t(1) << 40}),
+  if (wants_help(vm, "flops", "RECIPE|CONFIG [--context N] [--stage S] [--format table|json]",
+                 desc))
+    return 0;
+  std::cout << flops_report(accounting_models("flops", vm),
+                            cli::integer_option(vm, "context", {0, int64_t(1) << 40}),
                             vm["format"].as<std::string>());
   return 0;
 }
 
 int cmd_keys(const std::vector<std::string>& args) {
   po::options_description desc("keys options");
-  desc.add_options()("help,h", "show this help")("section", po::value<std::vector<std::string>>(), "sections");
+  desc.add_options()("help,h", "show this help")("section", po::value<std::vector<std::string>>(),
+                                                 "sections");
   po::positional_options_description pos;
   pos.add("section", -1);
   auto vm = parse("keys", args, desc, pos);
@@ -339,12 +368,14 @@ int cmd_stage(const std::vector<std::string>& args) {
   po::options_description desc("stage options");
   desc.add_options()("help,h", "show this help")("spec", po::value<std::string>(), "job spec JSON");
   auto vm = parse("stage", args, desc, {});
-  if (wants_help(vm, "stage", "--spec DIR/spec.json   (internal: what executors run)", desc)) return 0;
+  if (wants_help(vm, "stage", "--spec DIR/spec.json   (internal: what executors run)", desc))
+    return 0;
   if (!vm.count("spec")) throw ConfigError("upcycle stage: missing --spec");
   return exec_job(vm["spec"].as<std::string>());
 }
 
-// wait, collect and cancel: the store's Slurm jobs (of RUN..., or every run), as the store's one writer.
+// wait, collect and cancel: the store's Slurm jobs (of RUN..., or every run), as the store's one
+// writer.
 int slurm_command(const std::string& cmd, const std::vector<std::string>& args) {
   po::options_description desc(cmd + " options");
   desc.add_options()("help,h", "show this help")(
@@ -356,12 +387,14 @@ int slurm_command(const std::string& cmd, const std::vector<std::string>& args) 
   if (wants_help(vm, cmd, "[RUN...] [--store PATH]", desc)) return 0;
   const std::string path = vm["store"].as<std::string>();
   cli::open_store_ro(path);  // "no store here" when there is none
-  const auto runs = vm.count("runs") ? vm["runs"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  const auto runs =
+      vm.count("runs") ? vm["runs"].as<std::vector<std::string>>() : std::vector<std::string>{};
   RunnerLock lock(path);
   tracking::Store store(path);
   for (const auto& run : runs) {
     if (store.select("SELECT 1 FROM runs WHERE name = ?", {run}).rows.empty()) {
-      throw StoreError(path + ": no run named '" + run + "'", "`upcycle status --all` lists the runs");
+      throw StoreError(path + ": no run named '" + run + "'",
+                       "`upcycle status --all` lists the runs");
     }
   }
   cluster::SlurmExecutor slurm = slurm_executor(".", "");
@@ -373,7 +406,8 @@ int slurm_command(const std::string& cmd, const std::vector<std::string>& args) 
   if (cmd == "collect") {
     for (const auto& e : c.events) std::cout << e << "\n";
   }
-  std::cout << c.done << " done, " << c.failed << " failed, " << c.active << " still queued or running\n";
+  std::cout << c.done << " done, " << c.failed << " failed, " << c.active
+            << " still queued or running\n";
   return c.failed ? kExitUserError : kExitOk;
 }
 
@@ -384,22 +418,35 @@ int cmd_cancel(const std::vector<std::string>& args) { return slurm_command("can
 const Command kCommands[] = {
     {"run", "run a recipe (local, or queued on Slurm); skips jobs already complete", cmd_run},
     {"plan", "resolve a recipe into its job DAG, keys and budgets; runs nothing", cmd_plan},
-    {"resume", "continue the runs a stopped runner left unfinished (from the store alone)", cmd_resume},
+    {"resume", "continue the runs a stopped runner left unfinished (from the store alone)",
+     cmd_resume},
     {"wait", "slurm: wait for queued jobs, ingesting each as it finishes", cmd_wait},
     {"collect", "slurm: one pass: ingest finished jobs, record failures and why", cmd_collect},
     {"cancel", "slurm: cancel a run's queued and running jobs", cmd_cancel},
-    {"status", "jobs of a run with status, attempts and timings; --all lists the runs", cli::cmd_status},
-    {"query", "evaluation results from the store, filtered by --where (AND, OR, NOT, IN, LIKE)", cli::cmd_query},
-    {"table", "the paper's tables from the store, the paper's numbers beside ours (--list)", cli::cmd_table},
-    {"plot", "a plot with gnuplot: loss curves, perplexity bars, expert utilisation (--list)", cli::cmd_plot},
+    {"status", "jobs of a run with status, attempts and timings; --all lists the runs",
+     cli::cmd_status},
+    {"query", "evaluation results from the store, filtered by --where (AND, OR, NOT, IN, LIKE)",
+     cli::cmd_query},
+    {"table", "the paper's tables from the store, the paper's numbers beside ours (--list)",
+     cli::cmd_table},
+    {"plot", "a plot with gnuplot: loss curves, perplexity bars, expert utilisation (--list)",
+     cli::cmd_plot},
     {"report", "one self-contained HTML file: tables, plots, provenance", cli::cmd_report},
-    {"compare", "runs side by side: results, and with --params the keys that differ", cli::cmd_compare},
+    {"compare", "runs side by side: results, and with --params the keys that differ",
+     cli::cmd_compare},
     {"tag", "set a run's tags (queryable as tags)", cli::cmd_tag},
-    {"export", "a model as a Hugging Face checkpoint: llama, cohere, mixtral, or native (BAM)", cli::cmd_export},
-    {"import", "a Hugging Face checkpoint (Llama, Mistral, Cohere, Mixtral) as an upcycle checkpoint", cli::cmd_import},
-    {"keys", "the recipe keys of a section (model, train, upcycle, eval, import): defaults, ranges, meaning", cmd_keys},
+    {"export", "a model as a Hugging Face checkpoint: llama, cohere, mixtral, or native (BAM)",
+     cli::cmd_export},
+    {"import",
+     "a Hugging Face checkpoint (Llama, Mistral, Cohere, Mixtral) as an upcycle checkpoint",
+     cli::cmd_import},
+    {"keys",
+     "the recipe keys of a section (model, train, upcycle, eval, import): defaults, ranges, "
+     "meaning",
+     cmd_keys},
     {"params", "total and active parameters of every model in a recipe or config", cmd_params},
-    {"flops", "forward FLOPs per token per layer (attention, FFN, routers; BAM Table 10)", cmd_flops},
+    {"flops", "forward FLOPs per token per layer (attention, FFN, routers; BAM Table 10)",
+     cmd_flops},
     {"bench", "benchmarks: store ingest and query speed, sweep planning speed", cmd_bench},
     {"stage", "(internal) run one job from its spec; what executors launch", cmd_stage},
 };
@@ -433,14 +480,16 @@ int run_cli(int argc, char** argv) {
     std::vector<std::string> names;
     for (const auto& c : kCommands) names.push_back(c.name);
     std::string guess = closest_match(cmd, names);
-    throw ConfigError("unknown command '" + cmd + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?"),
-                      "`upcycle --help` lists the commands");
+    throw ConfigError(
+        "unknown command '" + cmd + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?"),
+        "`upcycle --help` lists the commands");
   } catch (const Error& e) {
     std::cerr << "upcycle: error: " << e.what() << "\n";
     if (!e.hint().empty()) std::cerr << "---> HINT: " << e.hint() << "\n";
     return kExitUserError;
   } catch (const std::filesystem::filesystem_error& e) {
-    // A path the user gave (a root, a store, a recipe key) the system refuses: too long, no permission.
+    // A path the user gave (a root, a store, a recipe key) the system refuses: too long, no
+    // permission.
     std::cerr << "upcycle: error: " << e.path1().string() << ": " << e.code().message() << "\n";
     return kExitUserError;
   } catch (const std::exception& e) {

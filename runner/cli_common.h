@@ -18,9 +18,10 @@ po::variables_map parse(const std::string& cmd, const std::vector<std::string>& 
                         const po::options_description& desc,
                         const po::positional_options_description& pos);
 
-/// The integer option --`name` (a po::value<std::string>) through core::parse_integer: exact, suffixes
-/// k M B T allowed, within `range`; otherwise a ConfigError naming the flag.
-int64_t integer_option(const po::variables_map& vm, const std::string& name, core::IntegerRange range);
+/// The integer option --`name` (a po::value<std::string>) through core::parse_integer: exact,
+/// suffixes k M B T allowed, within `range`; otherwise a ConfigError naming the flag.
+int64_t integer_option(const po::variables_map& vm, const std::string& name,
+                       core::IntegerRange range);
 
 /// Prints the usage and returns true when --help was given.
 bool wants_help(const po::variables_map& vm, const std::string& cmd, const char* synopsis,
@@ -35,8 +36,8 @@ std::string store_path(const po::variables_map& vm);
 /// Opens an existing store read-only; a missing one is a user error with a hint.
 tracking::Store open_store_ro(const std::string& path);
 
-/// Joins run tags with commas, as the store keeps them. A tag is 1 to 64 of [A-Za-z0-9_.:=+-]; throws
-/// ConfigError naming `option` and the tag otherwise.
+/// Joins run tags with commas, as the store keeps them. A tag is 1 to 64 of [A-Za-z0-9_.:=+-];
+/// throws ConfigError naming `option` and the tag otherwise.
 std::string join_tags(const std::vector<std::string>& tags, const std::string& option);
 
 int cmd_status(const std::vector<std::string>& args);

@@ -32,7 +32,8 @@ po::variables_map parse(const std::string& cmd, const std::vector<std::string>& 
   return vm;
 }
 
-int64_t integer_option(const po::variables_map& vm, const std::string& name, core::IntegerRange range) {
+int64_t integer_option(const po::variables_map& vm, const std::string& name,
+                       core::IntegerRange range) {
   const std::string text = vm[name].as<std::string>();
   try {
     return core::parse_integer(text, range);
@@ -54,7 +55,8 @@ void add_store_options(po::options_description& desc) {
       "SQLite store (default: the --recipe's store, else runs/store.sqlite)")(
       "recipe", po::value<std::string>()->default_value(""), "take the store from this recipe")(
       "run", po::value<std::string>()->default_value(""), "run name (default: the latest)")(
-      "format", po::value<std::string>()->default_value("table"), "table | md | csv | latex | json");
+      "format", po::value<std::string>()->default_value("table"),
+      "table | md | csv | latex | json");
 }
 
 std::string store_path(const po::variables_map& vm) {
@@ -67,7 +69,8 @@ std::string store_path(const po::variables_map& vm) {
 tracking::Store open_store_ro(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
-    throw StoreError(path + ": no store here", "run a recipe first (`upcycle run RECIPE`) or pass --store");
+    throw StoreError(path + ": no store here",
+                     "run a recipe first (`upcycle run RECIPE`) or pass --store");
   }
   return tracking::Store(path, tracking::Store::Mode::kReadOnly);
 }
@@ -76,9 +79,11 @@ std::string join_tags(const std::vector<std::string>& tags, const std::string& o
   std::string out;
   for (const auto& t : tags) {
     bool ok = !t.empty() && t.size() <= 64;
-    for (char c : t) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || std::strchr("_.:=+-", c));
+    for (char c : t)
+      ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || std::strchr("_.:=+-", c));
     if (!ok) {
-      throw ConfigError(option + ": tag '" + (core::invalid_utf8_at(t) == core::kValidUtf8 ? t : "(not UTF-8)") +
+      throw ConfigError(option + ": tag '" +
+                        (core::invalid_utf8_at(t) == core::kValidUtf8 ? t : "(not UTF-8)") +
                         "' is not allowed: 1 to 64 of letters, digits and _ . : = + -");
     }
     out += (out.empty() ? "" : ",") + t;
@@ -100,42 +105,51 @@ int cmd_status(const std::vector<std::string>& args) {
         store.select("SELECT r.name AS run, r.status, r.tags, COUNT(j.id) AS jobs, "
                      "SUM(j.status = 'done') AS done, SUM(j.status = 'failed') AS failed, "
                      "COALESCE(r.updated_at, r.created_at) AS updated "
-                     "FROM runs r LEFT JOIN run_jobs rj ON rj.run_id = r.id LEFT JOIN jobs j ON j.id = rj.job_id "
+                     "FROM runs r LEFT JOIN run_jobs rj ON rj.run_id = r.id LEFT JOIN jobs j ON "
+                     "j.id = rj.job_id "
                      "GROUP BY r.id ORDER BY r.id"),
         format);
     return 0;
   }
   std::string run = analysis::run_or_latest(store, vm["run"].as<std::string>());
   auto rs = store.select(
-      "SELECT stage, kind, status, attempts, exit_code, CASE WHEN wall_s IS NULL THEN NULL ELSE printf('%.1f', wall_s) "
+      "SELECT stage, kind, status, attempts, exit_code, CASE WHEN wall_s IS NULL THEN NULL ELSE "
+      "printf('%.1f', wall_s) "
       "END AS wall_s, substr(key, 1, 12) AS key, scheduler_id, "
-      "CASE WHEN instr(error, char(10)) > 0 THEN substr(error, 1, instr(error, char(10)) - 1) ELSE error END AS why, "
+      "CASE WHEN instr(error, char(10)) > 0 THEN substr(error, 1, instr(error, char(10)) - 1) ELSE "
+      "error END AS why, "
       "dir FROM v_jobs WHERE run = ? ORDER BY stage",
       {run});
   // Running jobs show how far they are (their metrics.jsonl); the dir column is last.
   rs.columns.insert(rs.columns.end() - 1, "progress");
   for (auto& row : rs.rows) {
     const std::string status = tracking::text_of(row[2]);
-    row.insert(row.end() - 1, status == "running" ? tracking::Cell(job_progress(tracking::text_of(row.back())))
-                                                  : tracking::Cell());
+    row.insert(row.end() - 1, status == "running"
+                                  ? tracking::Cell(job_progress(tracking::text_of(row.back())))
+                                  : tracking::Cell());
   }
   auto st = store.select("SELECT status, tags FROM runs WHERE name = ?", {run});
   if (st.rows.empty()) throw StoreError(store.path() + ": no run named '" + run + "'");
   std::cout << "run " << run << ": " << tracking::text_of(st.rows[0][0])
-            << (tracking::text_of(st.rows[0][1]).empty() ? "" : " [" + tracking::text_of(st.rows[0][1]) + "]")
-            << "\n" << analysis::render(rs, format);
+            << (tracking::text_of(st.rows[0][1]).empty()
+                    ? ""
+                    : " [" + tracking::text_of(st.rows[0][1]) + "]")
+            << "\n"
+            << analysis::render(rs, format);
   return 0;
 }
 
 int cmd_query(const std::vector<std::string>& args) {
   po::options_description desc("query options");
   add_store_options(desc);
-  desc.add_options()("where,w", po::value<std::string>()->default_value(""),
-                     "filter, e.g. \"task LIKE 'ppl/%' AND (model = 'bam_dm' OR params.seed IN (1, 2))\"; "
-                     "fields: run experiment stage model task metric filter value stderr n n_shot status "
-                     "tags params.<key> metrics.<key>");
+  desc.add_options()(
+      "where,w", po::value<std::string>()->default_value(""),
+      "filter, e.g. \"task LIKE 'ppl/%' AND (model = 'bam_dm' OR params.seed IN (1, 2))\"; "
+      "fields: run experiment stage model task metric filter value stderr n n_shot status "
+      "tags params.<key> metrics.<key>");
   auto vm = parse("query", args, desc, {});
-  if (wants_help(vm, "query", "[--where EXPR] [--run NAME] [--format table|csv|json]", desc)) return 0;
+  if (wants_help(vm, "query", "[--where EXPR] [--run NAME] [--format table|csv|json]", desc))
+    return 0;
   auto store = open_store_ro(store_path(vm));
   auto q = analysis::compile_query(vm["where"].as<std::string>(), vm["run"].as<std::string>());
   std::cout << analysis::render(store.select(q.sql, q.binds),
@@ -146,23 +160,28 @@ int cmd_query(const std::vector<std::string>& args) {
 int cmd_table(const std::vector<std::string>& args) {
   po::options_description desc("table options");
   add_store_options(desc);
-  desc.add_options()("which", po::value<std::string>()->default_value("ppl"), "the table (--list shows them)")(
+  desc.add_options()("which", po::value<std::string>()->default_value("ppl"),
+                     "the table (--list shows them)")(
       "metric", po::value<std::string>()->default_value("ppl"),
       "perplexity tables: ppl (per token) or bpb (bits per byte, comparable across tokenizers)")(
       "list", "list the tables");
   po::positional_options_description pos;
   pos.add("which", 1);
   auto vm = parse("table", args, desc, pos);
-  if (wants_help(vm, "table", "NAME [--run NAME] [--metric ppl|bpb] [--format table|md|csv|latex|json]", desc)) return 0;
+  if (wants_help(vm, "table",
+                 "NAME [--run NAME] [--metric ppl|bpb] [--format table|md|csv|latex|json]", desc))
+    return 0;
   if (vm.count("list")) {
-    for (const auto& [name, what] : analysis::table_names()) std::cout << name << "  " << what << "\n";
+    for (const auto& [name, what] : analysis::table_names())
+      std::cout << name << "  " << what << "\n";
     return 0;
   }
   const auto format = analysis::parse_format(vm["format"].as<std::string>());
   const std::string which = vm["which"].as<std::string>();
   if (which == "params" || which == "flops") {  // computed from a recipe, beside BAM Tables 9 and 7
     const std::string recipe = vm["recipe"].as<std::string>();
-    const auto models = models_for_accounting(recipe.empty() ? "recipes/paper/bam_590m.yaml" : recipe, {}, "");
+    const auto models =
+        models_for_accounting(recipe.empty() ? "recipes/paper/bam_590m.yaml" : recipe, {}, "");
     std::cout << analysis::render_table(accounting_vs_paper(models, which), format);
     return 0;
   }
@@ -170,7 +189,8 @@ int cmd_table(const std::vector<std::string>& args) {
   const std::string metric = vm["metric"].as<std::string>();
   analysis::check_known(analysis::perplexity_metrics(), metric, "--metric");
   auto store = open_store_ro(store_path(vm));
-  std::cout << analysis::render_table(analysis::make_table(store, which, vm["run"].as<std::string>(), metric), format);
+  std::cout << analysis::render_table(
+      analysis::make_table(store, which, vm["run"].as<std::string>(), metric), format);
   return 0;
 }
 
@@ -178,17 +198,21 @@ int cmd_compare(const std::vector<std::string>& args) {
   po::options_description desc("compare options");
   add_store_options(desc);
   desc.add_options()("runs", po::value<std::vector<std::string>>()->composing(), "runs to compare")(
-      "where,w", po::value<std::string>()->default_value(""), "filter the results, as in `upcycle query`")(
-      "params", "also list the recipe keys whose values differ");
+      "where,w", po::value<std::string>()->default_value(""),
+      "filter the results, as in `upcycle query`")("params",
+                                                   "also list the recipe keys whose values differ");
   po::positional_options_description pos;
   pos.add("runs", -1);
   auto vm = parse("compare", args, desc, pos);
-  if (wants_help(vm, "compare", "RUN RUN... [--where EXPR] [--params] [--format table|csv|json]", desc)) return 0;
+  if (wants_help(vm, "compare", "RUN RUN... [--where EXPR] [--params] [--format table|csv|json]",
+                 desc))
+    return 0;
   if (!vm.count("runs")) throw ConfigError("upcycle compare: give two or more runs");
   auto runs = vm["runs"].as<std::vector<std::string>>();
   auto store = open_store_ro(store_path(vm));
   auto format = analysis::parse_format(vm["format"].as<std::string>());
-  std::cout << analysis::render(analysis::compare_results(store, runs, vm["where"].as<std::string>()), format);
+  std::cout << analysis::render(
+      analysis::compare_results(store, runs, vm["where"].as<std::string>()), format);
   if (vm.count("params")) {
     if (format == analysis::Format::kTable) std::cout << "\nparameters that differ:\n";
     std::cout << analysis::render(analysis::compare_params(store, runs), format);
@@ -199,11 +223,14 @@ int cmd_compare(const std::vector<std::string>& args) {
 int cmd_tag(const std::vector<std::string>& args) {
   po::options_description desc("tag options");
   add_store_options(desc);
-  desc.add_options()("tags", po::value<std::vector<std::string>>()->composing(), "tags, e.g. baseline or owner=ana");
+  desc.add_options()("tags", po::value<std::vector<std::string>>()->composing(),
+                     "tags, e.g. baseline or owner=ana");
   po::positional_options_description pos;
   pos.add("tags", -1);
   auto vm = parse("tag", args, desc, pos);
-  if (wants_help(vm, "tag", "TAG... [--run NAME]   (replaces the run's tags; no TAG clears them)", desc)) return 0;
+  if (wants_help(vm, "tag", "TAG... [--run NAME]   (replaces the run's tags; no TAG clears them)",
+                 desc))
+    return 0;
   const std::string tags =
       vm.count("tags") ? join_tags(vm["tags"].as<std::vector<std::string>>(), "upcycle tag") : "";
   std::string path = store_path(vm);

@@ -17,7 +17,9 @@ void check_utf8(const std::string& text, const std::string& origin) {
   const size_t bad = core::invalid_utf8_at(text);
   if (bad == core::kValidUtf8) return;
   const size_t line_start = text.rfind('\n', bad == 0 ? 0 : bad - 1);
-  const size_t line = static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<long>(bad), '\n')) + 1;
+  const size_t line =
+      static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<long>(bad), '\n')) +
+      1;
   const size_t col = bad - (line_start == std::string::npos || bad == 0 ? 0 : line_start + 1) + 1;
   throw ConfigError(origin + ":" + std::to_string(line) + ":" + std::to_string(col) +
                     ": not valid UTF-8 (byte " + std::to_string(bad) + "); recipes are UTF-8 text");
@@ -25,7 +27,8 @@ void check_utf8(const std::string& text, const std::string& origin) {
 
 YAML::Node apply_override(YAML::Node& root, const std::string& text) {
   if (size_t bad = core::invalid_utf8_at(text); bad != core::kValidUtf8) {
-    throw ConfigError("override '" + text.substr(0, bad) + "...': not valid UTF-8 (byte " + std::to_string(bad) + ")");
+    throw ConfigError("override '" + text.substr(0, bad) + "...': not valid UTF-8 (byte " +
+                      std::to_string(bad) + ")");
   }
   size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0) {
@@ -50,7 +53,8 @@ YAML::Node apply_override(YAML::Node& root, const std::string& text) {
   return parsed;
 }
 
-void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::string, std::string>& out) {
+void flatten(const YAML::Node& n, const std::string& prefix,
+             std::map<std::string, std::string>& out) {
   if (n.IsMap()) {
     for (const auto& kv : n) {
       std::string k = kv.first.as<std::string>();
@@ -68,8 +72,9 @@ std::string read_yaml_text(const std::string& path) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   if (ec || !fs::exists(st)) throw ConfigError(path + ": file not found or not readable");
-  // Kernel files look regular but may block forever (/proc/kmsg) or never end. What is not a regular
-  // file (a device, a FIFO, a directory), and what is past the cap, core::read_file refuses.
+  // Kernel files look regular but may block forever (/proc/kmsg) or never end. What is not a
+  // regular file (a device, a FIFO, a directory), and what is past the cap, core::read_file
+  // refuses.
   const std::string real = fs::weakly_canonical(path, ec).string();
   for (const char* virt : {"/proc/", "/sys/", "/dev/"}) {
     if (fs::is_regular_file(st) && real.rfind(virt, 0) == 0) {
@@ -80,15 +85,17 @@ std::string read_yaml_text(const std::string& path) {
   try {
     text = core::read_file(path, kMaxYamlBytes);
   } catch (const Error& e) {
-    throw ConfigError(e.what(), "a recipe is a small YAML file, at most " + std::to_string(kMaxYamlBytes >> 10) + " KiB");
+    throw ConfigError(e.what(), "a recipe is a small YAML file, at most " +
+                                    std::to_string(kMaxYamlBytes >> 10) + " KiB");
   }
   check_utf8(text, path);
   return text;
 }
 
 void check_expansion(const YAML::Node& root, const std::string& origin) {
-  // Aliases share nodes, so a few lines can stand for billions (YAML's "billion laughs"); walking the
-  // tree as readers will, counting every visit, stops at the limit instead of running out of memory.
+  // Aliases share nodes, so a few lines can stand for billions (YAML's "billion laughs"); walking
+  // the tree as readers will, counting every visit, stops at the limit instead of running out of
+  // memory.
   std::vector<YAML::Node> todo{root};
   size_t visited = 0;
   while (!todo.empty()) {
@@ -101,19 +108,23 @@ void check_expansion(const YAML::Node& root, const std::string& origin) {
     // yaml-cpp tags untagged plain nodes "?" and quoted ones "!"; anything else was written.
     if (const std::string& tag = n.Tag(); !tag.empty() && tag != "?" && tag != "!") {
       const YAML::Mark m = n.Mark();
-      throw ConfigError(origin + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) +
-                        ": YAML tag '" + tag + "' is not supported; a recipe holds plain mappings, lists and scalars");
+      throw ConfigError(origin + ":" + std::to_string(m.line + 1) + ":" +
+                        std::to_string(m.column + 1) + ": YAML tag '" + tag +
+                        "' is not supported; a recipe holds plain mappings, lists and scalars");
     }
     if (n.IsMap()) {
-      std::set<std::string> keys;  // YAML says a key appears once; yaml-cpp keeps both and reads one
+      std::set<std::string>
+          keys;  // YAML says a key appears once; yaml-cpp keeps both and reads one
       for (const auto& kv : n) {
         const YAML::Mark m = kv.first.Mark();
-        const std::string where = origin + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+        const std::string where =
+            origin + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
         if (!kv.first.IsScalar()) {
           throw ConfigError(where + ": a key must be a word or a string, not " +
                             (kv.first.IsNull() ? "empty" : "a mapping or a list"));
         }
-        if (!keys.insert(kv.first.Scalar()).second) throw ConfigError(where + ": duplicate key '" + kv.first.Scalar() + "'");
+        if (!keys.insert(kv.first.Scalar()).second)
+          throw ConfigError(where + ": duplicate key '" + kv.first.Scalar() + "'");
         todo.push_back(kv.second);
       }
     } else if (n.IsSequence()) {
@@ -132,16 +143,19 @@ class DocumentStarts : public YAML::EventHandler {
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
   void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
   void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
   void OnMapEnd() override {}
 };
 
 ConfigError yaml_syntax_error(const std::string& origin, const YAML::Exception& e) {
-  return ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
-                     ": YAML syntax error: " + e.msg);
+  return ConfigError(origin + ":" + std::to_string(e.mark.line + 1) + ":" +
+                     std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
 }
 
 }  // namespace
@@ -172,7 +186,9 @@ YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
   return root;
 }
 
-YAML::Node load_yaml_file(const std::string& path) { return parse_yaml(read_yaml_text(path), path); }
+YAML::Node load_yaml_file(const std::string& path) {
+  return parse_yaml(read_yaml_text(path), path);
+}
 
 // Merges `src` into `dst`: mappings merge key by key, anything else replaces.
 void merge_into(YAML::Node dst, const YAML::Node& src) {
@@ -188,8 +204,9 @@ void merge_into(YAML::Node dst, const YAML::Node& src) {
 }
 
 // Resolves `include:` and `defaults:` of `root` (loaded from `file`): each listed file is loaded
-// (recursively composed), merged in order, and `root` is merged on top. An entry `{group: name}` loads
-// DIR/group/name.yaml under the key `group` (Hydra's config groups). Paths are relative to `file`.
+// (recursively composed), merged in order, and `root` is merged on top. An entry `{group: name}`
+// loads DIR/group/name.yaml under the key `group` (Hydra's config groups). Paths are relative to
+// `file`.
 YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
                    std::vector<std::string>& stack) {
   if (!root.IsMap()) return root;
@@ -200,7 +217,8 @@ YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
   for (const char* key : {"defaults", "include"}) {
     if (!root[key].IsDefined()) continue;
     YamlReader list(root[key], key, &files);
-    if (!list.is_sequence() && !list.is_scalar()) throw list.error("expected a file or a list of files");
+    if (!list.is_sequence() && !list.is_scalar())
+      throw list.error("expected a file or a list of files");
     std::vector<YamlReader> entries;
     if (list.is_scalar()) entries.push_back(list);
     for (size_t i = 0; list.is_sequence() && i < list.size(); ++i) entries.push_back(list.at(i));
@@ -218,10 +236,12 @@ YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
       std::error_code ec;  // a name too long for the OS is an error here, not an exception
       const fs::file_status st = fs::status(p, ec);
       if (!fs::exists(st)) {
-        throw e.error("included file '" + path + "' does not exist" +
-                      (ec && ec != std::errc::no_such_file_or_directory ? " (" + ec.message() + ")" : ""));
+        throw e.error(
+            "included file '" + path + "' does not exist" +
+            (ec && ec != std::errc::no_such_file_or_directory ? " (" + ec.message() + ")" : ""));
       }
-      if (!fs::is_regular_file(st)) throw e.error("included file '" + path + "' is not a regular file");
+      if (!fs::is_regular_file(st))
+        throw e.error("included file '" + path + "' is not a regular file");
       if (std::find(stack.begin(), stack.end(), path) != stack.end()) {
         throw e.error("include cycle: '" + path + "' includes itself");
       }

@@ -17,8 +17,8 @@ inline constexpr int64_t kMaxYamlBytes = 1 << 20;
 inline constexpr size_t kMaxIncludeDepth = 16;
 inline constexpr size_t kMaxYamlNodes = 1000000;
 
-/// A recipe or included file's text: a regular file of at most kMaxYamlBytes, else ConfigError naming
-/// the path and the reason.
+/// A recipe or included file's text: a regular file of at most kMaxYamlBytes, else ConfigError
+/// naming the path and the reason.
 std::string read_yaml_text(const std::string& path);
 
 /// Throws ConfigError naming `origin` when walking `root` visits more than kMaxYamlNodes nodes, a
@@ -33,18 +33,19 @@ YAML::Node parse_yaml(const std::string& text, const std::string& origin);
 /// Parses a YAML file; throws ConfigError "PATH:LINE:COL: YAML syntax error" or "PATH: not found".
 YAML::Node load_yaml_file(const std::string& path);
 
-/// Merges `src` into `dst`: mappings merge key by key, anything else replaces (keeping its key node).
+/// Merges `src` into `dst`: mappings merge key by key, anything else replaces (keeping its key
+/// node).
 void merge_into(YAML::Node dst, const YAML::Node& src);
 
 /// Resolves `include:` and `defaults:` of `root` (loaded from `file`): each listed file is loaded
 /// (recursively composed), merged in order, and `root` merged on top. `{group: name}` loads
-/// DIR/group/name.yaml under the key `group`. Every included node is registered in `files` so errors
-/// name its file; `stack` holds the files being composed (cycle detection).
+/// DIR/group/name.yaml under the key `group`. Every included node is registered in `files` so
+/// errors name its file; `stack` holds the files being composed (cycle detection).
 YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
                    std::vector<std::string>& stack);
 
-/// Throws ConfigError "origin:line:col: not valid UTF-8" unless `text` is UTF-8 (YAML's encoding, and
-/// what every JSON output of the recipe's values needs).
+/// Throws ConfigError "origin:line:col: not valid UTF-8" unless `text` is UTF-8 (YAML's encoding,
+/// and what every JSON output of the recipe's values needs).
 void check_utf8(const std::string& text, const std::string& origin);
 
 /// Applies one "a.b.c=value" override (value parsed as YAML) and returns the value's node. Throws
@@ -52,6 +53,7 @@ void check_utf8(const std::string& text, const std::string& origin);
 YAML::Node apply_override(YAML::Node& root, const std::string& text);
 
 /// The tree's scalars as "a.b.c" -> value (sequence elements as "a.0").
-void flatten(const YAML::Node& n, const std::string& prefix, std::map<std::string, std::string>& out);
+void flatten(const YAML::Node& n, const std::string& prefix,
+             std::map<std::string, std::string>& out);
 
 }  // namespace upcycle::runner

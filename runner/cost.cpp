@@ -11,8 +11,9 @@ namespace {
 
 // Dense bf16 peaks (FLOP/s) from the vendors' data sheets (without sparsity).
 double gpu_peak(const std::string& gpu) {
-  static const std::map<std::string, double> kPeaks = {{"h100", 989e12}, {"h200", 989e12}, {"a100", 312e12},
-                                                       {"l40s", 362e12}, {"a10", 125e12}, {"v100", 125e12}};
+  static const std::map<std::string, double> kPeaks = {{"h100", 989e12}, {"h200", 989e12},
+                                                       {"a100", 312e12}, {"l40s", 362e12},
+                                                       {"a10", 125e12},  {"v100", 125e12}};
   auto it = kPeaks.find(gpu);
   return it == kPeaks.end() ? 0 : it->second;
 }
@@ -23,8 +24,10 @@ double from_store(const PlannedJob& j, tracking::Store* store) {
   if (!store || j.shape.empty()) return 0;
   tracking::ResultSet rs;
   try {
-    rs = store->select("SELECT AVG(tokens_per_s) FROM jobs WHERE shape = ? AND status = 'done' AND tokens_per_s > 0",
-                       {j.shape});
+    rs = store->select(
+        "SELECT AVG(tokens_per_s) FROM jobs WHERE shape = ? AND status = 'done' AND tokens_per_s > "
+        "0",
+        {j.shape});
   } catch (const StoreError&) {
     return 0;  // a store from before throughput was kept (schema v2, opened read-only): no history
   }
@@ -34,17 +37,21 @@ double from_store(const PlannedJob& j, tracking::Store* store) {
 
 std::string duration(double s) {
   char buf[32];
-  if (s < 120) std::snprintf(buf, sizeof(buf), "%.0f s", s);
-  else if (s < 7200) std::snprintf(buf, sizeof(buf), "%.1f min", s / 60);
-  else if (s < 172800) std::snprintf(buf, sizeof(buf), "%.1f h", s / 3600);
-  else std::snprintf(buf, sizeof(buf), "%.1f d", s / 86400);
+  if (s < 120)
+    std::snprintf(buf, sizeof(buf), "%.0f s", s);
+  else if (s < 7200)
+    std::snprintf(buf, sizeof(buf), "%.1f min", s / 60);
+  else if (s < 172800)
+    std::snprintf(buf, sizeof(buf), "%.1f h", s / 3600);
+  else
+    std::snprintf(buf, sizeof(buf), "%.1f d", s / 86400);
   return buf;
 }
 
 }  // namespace
 
-std::vector<JobCost> estimate_costs(const Plan& plan, const CostSettings& cost, tracking::Store* store,
-                                    const ThroughputBench& bench) {
+std::vector<JobCost> estimate_costs(const Plan& plan, const CostSettings& cost,
+                                    tracking::Store* store, const ThroughputBench& bench) {
   std::vector<JobCost> out;
   for (const auto& j : plan.jobs) {
     JobCost c;
@@ -59,7 +66,8 @@ std::vector<JobCost> estimate_costs(const Plan& plan, const CostSettings& cost, 
     } else if (bench && (c.tokens_per_s = bench(j)) > 0) {
       c.source = "bench";
     } else {
-      const double flops_per_s = gpu ? cost.mfu * gpu_peak(cost.gpu) * j.processes : cost.cpu_flops * j.threads * j.processes;
+      const double flops_per_s = gpu ? cost.mfu * gpu_peak(cost.gpu) * j.processes
+                                     : cost.cpu_flops * j.threads * j.processes;
       c.tokens_per_s = flops_per_s / flops_per_token;
       c.source = "mfu";
     }
@@ -73,7 +81,8 @@ std::vector<JobCost> estimate_costs(const Plan& plan, const CostSettings& cost, 
 std::string slurm_duration(double seconds) {
   long long minutes = static_cast<long long>(std::ceil(seconds / 60));
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%lld-%02lld:%02lld:00", minutes / 1440, minutes / 60 % 24, minutes % 60);
+  std::snprintf(buf, sizeof(buf), "%lld-%02lld:%02lld:00", minutes / 1440, minutes / 60 % 24,
+                minutes % 60);
   return buf;
 }
 
@@ -82,10 +91,12 @@ std::string time_limit(const JobCost& c, const CostSettings& cost) {
   return slurm_duration(std::max(c.seconds * cost.safety, 60.0 * cost.min_minutes));
 }
 
-std::string describe_costs(const Plan& plan, const std::vector<JobCost>& costs, const CostSettings& cost) {
+std::string describe_costs(const Plan& plan, const std::vector<JobCost>& costs,
+                           const CostSettings& cost) {
   std::ostringstream out;
-  out << "cost estimate (" << cost.gpu << " at MFU " << cost.mfu << " where no history; time limit = estimate x "
-      << cost.safety << ", at least " << cost.min_minutes << " min):\n";
+  out << "cost estimate (" << cost.gpu << " at MFU " << cost.mfu
+      << " where no history; time limit = estimate x " << cost.safety << ", at least "
+      << cost.min_minutes << " min):\n";
   double total_s = 0, total_gpu_h = 0, total_flops = 0;
   for (size_t i = 0; i < plan.jobs.size(); ++i) {
     const PlannedJob& j = plan.jobs[i];
@@ -97,15 +108,16 @@ std::string describe_costs(const Plan& plan, const std::vector<JobCost>& costs, 
           << (set.empty() ? "the partition's default" : set + " (recipe)") << "\n";
       continue;
     }
-    out << format_si(j.train_flops, "FLOP") << " at " << format_si(c.tokens_per_s, " tok/s") << " (" << c.source << ", "
-        << device_of(j) << " x" << j.processes << ") = " << duration(c.seconds);
+    out << format_si(j.train_flops, "FLOP") << " at " << format_si(c.tokens_per_s, " tok/s") << " ("
+        << c.source << ", " << device_of(j) << " x" << j.processes << ") = " << duration(c.seconds);
     if (c.gpu_hours > 0) out << ", " << format_si(c.gpu_hours, " GPU-h");
     out << ", time limit " << (set.empty() ? time_limit(c, cost) : set + " (recipe)") << "\n";
     total_s += c.seconds;
     total_gpu_h += c.gpu_hours;
     total_flops += j.train_flops;
   }
-  out << "  total: " << format_si(total_flops, "FLOP") << ", " << duration(total_s) << " of job wall time (summed)";
+  out << "  total: " << format_si(total_flops, "FLOP") << ", " << duration(total_s)
+      << " of job wall time (summed)";
   if (total_gpu_h > 0) out << ", " << format_si(total_gpu_h, " GPU-h");
   out << "\n";
   return out.str();

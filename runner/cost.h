@@ -1,7 +1,8 @@
 // The cost model: each job's wall time and GPU-hours before anything is submitted, for
 // `upcycle plan --cost` and for `slurm.time: auto`. A training job's FLOPs come from the models'
 // accounting (stages/arch/accounting.h); its throughput, in order of preference, from
-//   store   past jobs of the same shape (model, batch, device kind, precision, ranks, threads): their
+//   store   past jobs of the same shape (model, batch, device kind, precision, ranks, threads):
+//   their
 //           mean tokens/s
 //   bench   `--bench`: a few steps of the trainer on synthetic tokens, here and now (when the job's
 //           device kind is this machine's)
@@ -26,21 +27,23 @@ struct JobCost {
   double gpu_hours = 0;     ///< seconds x GPUs / 3600 (0 on the CPU)
 };
 
-/// Measures a training job's tokens per second on this machine (the bench source); 0 when it cannot.
+/// Measures a training job's tokens per second on this machine (the bench source); 0 when it
+/// cannot.
 using ThroughputBench = std::function<double(const PlannedJob&)>;
 
 /// One estimate per job of `plan`. `store` (may be null) holds the history; `bench` (may be empty)
 /// measures shapes the store has not seen.
-std::vector<JobCost> estimate_costs(const Plan& plan, const CostSettings& cost, tracking::Store* store,
-                                    const ThroughputBench& bench = {});
+std::vector<JobCost> estimate_costs(const Plan& plan, const CostSettings& cost,
+                                    tracking::Store* store, const ThroughputBench& bench = {});
 
-/// The Slurm time limit for an estimate: seconds x safety, at least min_minutes, rounded up to whole
-/// minutes, as "D-HH:MM:00". "" when there is no estimate.
+/// The Slurm time limit for an estimate: seconds x safety, at least min_minutes, rounded up to
+/// whole minutes, as "D-HH:MM:00". "" when there is no estimate.
 std::string time_limit(const JobCost& c, const CostSettings& cost);
 
 /// The table `upcycle plan --cost` prints: per job, FLOPs, throughput and its source, wall time,
 /// GPU-hours and the time limit; then the totals.
-std::string describe_costs(const Plan& plan, const std::vector<JobCost>& costs, const CostSettings& cost);
+std::string describe_costs(const Plan& plan, const std::vector<JobCost>& costs,
+                           const CostSettings& cost);
 
 /// A Slurm time limit ("D-HH:MM:00") from seconds, rounded up to minutes.
 std::string slurm_duration(double seconds);

@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <vector>
 
-#include "core/process.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/process.h"
 
 namespace upcycle::runner {
 
@@ -15,7 +15,8 @@ std::string job_binary() {
   const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) throw InternalError("cannot resolve /proc/self/exe: " + ec.message());
   std::string job = (self.parent_path() / "upcycle-job").string();
-  if (!std::filesystem::exists(job)) throw InternalError(job + ": missing (it is built with upcycle)");
+  if (!std::filesystem::exists(job))
+    throw InternalError(job + ": missing (it is built with upcycle)");
   return job;
 }
 
@@ -26,21 +27,22 @@ int exec_job(const std::string& spec) {
 
 bool local_cuda() {
   static const bool cuda = [] {
-    if (!std::filesystem::exists("/dev/nvidiactl")) return false;  // no NVIDIA driver: no CUDA device
+    if (!std::filesystem::exists("/dev/nvidiactl"))
+      return false;  // no NVIDIA driver: no CUDA device
     const core::ProcessResult r = core::run_process({job_binary(), "cuda"}, 120);
     return r.exit_code == 0 && r.out.rfind('1', 0) == 0;
   }();
   return cuda;
 }
 
-double measure_throughput(const stages::ModelConfig& m, int64_t batch, int64_t micro_batch, int64_t steps,
-                          int threads, const std::string& scratch, const std::string& device,
-                          const std::string& precision) {
+double measure_throughput(const stages::ModelConfig& m, int64_t batch, int64_t micro_batch,
+                          int64_t steps, int threads, const std::string& scratch,
+                          const std::string& device, const std::string& precision) {
   const core::ProcessResult r =
-      core::run_process({job_binary(), "throughput", stages::to_json(m).dump(), std::to_string(batch),
-                            std::to_string(micro_batch), std::to_string(steps), std::to_string(threads), scratch,
-                            device, precision},
-                           3600);
+      core::run_process({job_binary(), "throughput", stages::to_json(m).dump(),
+                         std::to_string(batch), std::to_string(micro_batch), std::to_string(steps),
+                         std::to_string(threads), scratch, device, precision},
+                        3600);
   const size_t at = r.out.find("tokens_per_s=");
   if (r.exit_code != 0 || at == std::string::npos) {
     core::log_warn("throughput bench failed (exit " + std::to_string(r.exit_code) + "): " + r.err);

@@ -46,7 +46,8 @@ std::vector<const StageDef*> order_stages(const Recipe& r) {
       if (!dep) throw stage_error(*s, input.key, unknown_stage_message(input.stage, r));
       if (state[dep->name] == 1) {
         std::string cycle;
-        auto from = std::find_if(path.begin(), path.end(), [&](const auto& p) { return p.first == dep; });
+        auto from =
+            std::find_if(path.begin(), path.end(), [&](const auto& p) { return p.first == dep; });
         for (auto it = from; it != path.end(); ++it) cycle += it->first->name + " -> ";
         throw stage_error(*s, "", "stages form a cycle: " + cycle + dep->name);
       }
@@ -61,8 +62,10 @@ std::vector<const StageDef*> order_stages(const Recipe& r) {
 
 }  // namespace
 
-ConfigError stage_error(const StageDef& s, const std::string& key, const std::string& msg, const std::string& hint) {
-  return ConfigError(s.location + ": stages." + s.name + (key.empty() ? "" : "." + key) + ": " + msg, hint);
+ConfigError stage_error(const StageDef& s, const std::string& key, const std::string& msg,
+                        const std::string& hint) {
+  return ConfigError(
+      s.location + ": stages." + s.name + (key.empty() ? "" : "." + key) + ": " + msg, hint);
 }
 
 Planner::Planner(const Recipe& r, std::string root, PlanOptions options)
@@ -72,16 +75,19 @@ Plan Planner::run() {
   int data_stages = 0;
   for (const auto& s : r_.stages) data_stages += s.kind->provides_data();
   if (data_stages != 1) {
-    throw ConfigError(r_.file + ": stages: a recipe needs exactly one stage of kind prepare (found " +
+    throw ConfigError(r_.file +
+                      ": stages: a recipe needs exactly one stage of kind prepare (found " +
                       std::to_string(data_stages) + ")");
   }
   // The data stage reads nothing, so planning it first keeps the order topological.
   std::vector<const StageDef*> order = order_stages(r_);
-  std::stable_partition(order.begin(), order.end(), [](const StageDef* s) { return s->kind->provides_data(); });
+  std::stable_partition(order.begin(), order.end(),
+                        [](const StageDef* s) { return s->kind->provides_data(); });
   for (const StageDef* s : order) {
     try {
       s->kind->plan(*s, *this);
-    } catch (const core::FieldError& e) {  // a job spec the job would refuse: refused now, at the stage
+    } catch (
+        const core::FieldError& e) {  // a job spec the job would refuse: refused now, at the stage
       throw stage_error(*s, e.path(), e.reason());
     }
   }
@@ -94,10 +100,13 @@ std::string Planner::key_of(const JobDraft& d, const std::vector<size_t>& deps) 
   return stages::content_key(d.kind, d.version, d.material, inputs);
 }
 
-size_t Planner::add(const StageDef& s, const std::string& label, const JobDraft& d, const std::vector<size_t>& deps) {
+size_t Planner::add(const StageDef& s, const std::string& label, const JobDraft& d,
+                    const std::vector<size_t>& deps) {
   if (const PlannedJob* other = plan_.find(label)) {
-    throw stage_error(s, "", "its job '" + label + "' has the label of a job of stage '" + other->stage_name + "'",
-                      "rename one of the stages");
+    throw stage_error(
+        s, "",
+        "its job '" + label + "' has the label of a job of stage '" + other->stage_name + "'",
+        "rename one of the stages");
   }
   PlannedJob j;
   j.stage = label;
@@ -132,15 +141,18 @@ stages::JobRuntime Planner::runtime(const StageDef& s, int world_size) const {
 }
 
 size_t Planner::data_job() const {
-  if (data_job_ == static_cast<size_t>(-1)) throw InternalError("planner: the prepare stage is not planned yet");
+  if (data_job_ == static_cast<size_t>(-1))
+    throw InternalError("planner: the prepare stage is not planned yet");
   return data_job_;
 }
 
-std::vector<size_t> Planner::models_of(const StageDef& reader, const std::string& key, const std::string& name) const {
+std::vector<size_t> Planner::models_of(const StageDef& reader, const std::string& key,
+                                       const std::string& name) const {
   const StageDef* s = r_.find_stage(name);
   if (!s) throw stage_error(reader, key, unknown_stage_message(name, r_));
   if (!s->kind->produces_models()) {
-    throw stage_error(reader, key, "stage '" + name + "' (" + s->kind_name() + ") produces no model");
+    throw stage_error(reader, key,
+                      "stage '" + name + "' (" + s->kind_name() + ") produces no model");
   }
   return by_stage_.at(name);
 }
@@ -148,8 +160,9 @@ std::vector<size_t> Planner::models_of(const StageDef& reader, const std::string
 size_t Planner::single_model(const StageDef& reader, const std::string& name) const {
   auto ids = models_of(reader, "from", name);
   if (ids.size() != 1) {
-    throw stage_error(reader, "from", "stage '" + name + "' produces " + std::to_string(ids.size()) +
-                                          " models; this stage reads exactly one");
+    throw stage_error(reader, "from",
+                      "stage '" + name + "' produces " + std::to_string(ids.size()) +
+                          " models; this stage reads exactly one");
   }
   return ids[0];
 }
@@ -158,8 +171,9 @@ void Planner::check_domain(const StageDef& s, const std::string& key, const std:
   auto names = r_.domain_names();
   if (std::find(names.begin(), names.end(), d) == names.end()) {
     std::string guess = closest_match(d, names);
-    throw stage_error(s, key, "domain '" + d + "' is not in data.domains" +
-                                  (guess.empty() ? "" : "; did you mean '" + guess + "'?"));
+    throw stage_error(s, key,
+                      "domain '" + d + "' is not in data.domains" +
+                          (guess.empty() ? "" : "; did you mean '" + guess + "'?"));
   }
 }
 
@@ -193,8 +207,9 @@ Plan make_plan(const Recipe& recipe, const PlanOptions& options) {
   // Job directories go into spec.json and the store as text: a root that is not UTF-8 (a working
   // directory with such a name) would fail there, inside the JSON writer.
   if (core::invalid_utf8_at(root) != core::kValidUtf8) {
-    throw ConfigError("root: the job directory " + root + " is not valid UTF-8 (the working directory's path?)",
-                      "run from a directory whose path is UTF-8, or set root: to one");
+    throw ConfigError(
+        "root: the job directory " + root + " is not valid UTF-8 (the working directory's path?)",
+        "run from a directory whose path is UTF-8, or set root: to one");
   }
   return Planner(recipe, root, options).run();
 }
@@ -204,10 +219,12 @@ std::string describe_plan(const Plan& plan, const std::vector<std::string>& why)
   out << plan.jobs.size() << " jobs\n";
   for (size_t i = 0; i < plan.jobs.size(); ++i) {
     const auto& j = plan.jobs[i];
-    out << "  " << j.stage << "  [" << j.kind << " v" << j.version << "]  key " << j.key.substr(0, 12);
+    out << "  " << j.stage << "  [" << j.kind << " v" << j.version << "]  key "
+        << j.key.substr(0, 12);
     if (!j.deps.empty()) {
       out << "  <- ";
-      for (size_t d = 0; d < j.deps.size(); ++d) out << (d ? ", " : "") << plan.jobs[j.deps[d]].stage;
+      for (size_t d = 0; d < j.deps.size(); ++d)
+        out << (d ? ", " : "") << plan.jobs[j.deps[d]].stage;
     }
     if (!j.detail.empty()) out << "  " << j.detail;
     if (i < why.size()) out << "\n      " << why[i];

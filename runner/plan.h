@@ -21,9 +21,9 @@ struct PlannedJob {
   std::string kind;        ///< the job kind: prepare | train | upcycle | eval | command
   int version = 0;         ///< the kind's output version
   std::string key;
-  std::string dir;         ///< absolute job directory: ROOT/jobs/<key prefix>
-  nlohmann::json spec;     ///< what `upcycle stage --spec` reads (spec.json)
-  nlohmann::json keyed;    ///< exactly what the key hashes: {kind, version, spec: material, inputs}
+  std::string dir;       ///< absolute job directory: ROOT/jobs/<key prefix>
+  nlohmann::json spec;   ///< what `upcycle stage --spec` reads (spec.json)
+  nlohmann::json keyed;  ///< exactly what the key hashes: {kind, version, spec: material, inputs}
   std::vector<size_t> deps;  ///< indices of jobs this one reads
   int threads = 1;           ///< per process (the stage's resources.threads, else the recipe's)
   int processes = 1;         ///< data-parallel processes (resources.processes)
@@ -32,8 +32,9 @@ struct PlannedJob {
   bool produces_model = false;
   stages::ModelConfig model;  ///< the model it produces (train, upcycle)
   std::string detail;         ///< a kind's one-line summary for `upcycle plan` (budget, experts)
-  double train_flops = 0;     ///< train jobs: the FLOPs of the whole budget (the cost model's numerator)
-  std::string shape;          ///< train jobs: what throughput depends on, to find past jobs like it
+  double train_flops =
+      0;              ///< train jobs: the FLOPs of the whole budget (the cost model's numerator)
+  std::string shape;  ///< train jobs: what throughput depends on, to find past jobs like it
 };
 
 struct Plan {

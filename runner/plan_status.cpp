@@ -7,7 +7,8 @@
 namespace upcycle::runner {
 namespace {
 
-void flatten(const nlohmann::json& j, const std::string& at, std::map<std::string, std::string>& out) {
+void flatten(const nlohmann::json& j, const std::string& at,
+             std::map<std::string, std::string>& out) {
   if (j.is_object() && !j.empty()) {
     for (const auto& [k, v] : j.items()) flatten(v, at.empty() ? k : at + "." + k, out);
   } else if (j.is_array() && !j.empty()) {
@@ -72,8 +73,9 @@ std::vector<std::string> explain_plan(const Plan& plan, tracking::Store* store) 
       lines.push_back("will run: done in the store, but " + j.dir + "/result.json is missing");
       continue;
     }
-    auto last = store->select("SELECT config FROM jobs WHERE stage = ? AND key != ? ORDER BY id DESC LIMIT 1",
-                              {j.stage, j.key});
+    auto last = store->select(
+        "SELECT config FROM jobs WHERE stage = ? AND key != ? ORDER BY id DESC LIMIT 1",
+        {j.stage, j.key});
     if (last.rows.empty()) {
       lines.push_back(row ? "will run: planned before, never finished" : "will run: never run");
       continue;

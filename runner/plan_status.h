@@ -1,6 +1,6 @@
 // Why each planned job will or will not run, for `upcycle plan`: complete (its key is done), never
-// run (no job of its stage in the store), or changed: the keyed fields that differ from the last job
-// of the same stage in the store (what its key hashed is kept as the job's config).
+// run (no job of its stage in the store), or changed: the keyed fields that differ from the last
+// job of the same stage in the store (what its key hashed is kept as the job's config).
 #pragma once
 
 #include <string>

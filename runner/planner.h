@@ -40,9 +40,11 @@ class Planner {
   const PlannedJob& job(size_t i) const { return plan_.jobs.at(i); }
   PlannedJob& job(size_t i) { return plan_.jobs.at(i); }
 
-  /// Keys and adds a job of stage `s` labelled `label`, reading the jobs `deps`; returns its index. A
-  /// core::FieldError thrown while a kind plans (draft's validation) becomes a ConfigError naming the stage.
-  size_t add(const StageDef& s, const std::string& label, const JobDraft& d, const std::vector<size_t>& deps);
+  /// Keys and adds a job of stage `s` labelled `label`, reading the jobs `deps`; returns its index.
+  /// A core::FieldError thrown while a kind plans (draft's validation) becomes a ConfigError naming
+  /// the stage.
+  size_t add(const StageDef& s, const std::string& label, const JobDraft& d,
+             const std::vector<size_t>& deps);
   /// The key and directory `add` will give these inputs (for specs that hold their own directory).
   std::string key_of(const JobDraft& d, const std::vector<size_t>& deps) const;
   std::string dir_of(const std::string& key) const { return root_ + "/jobs/" + key.substr(0, 16); }
@@ -55,7 +57,8 @@ class Planner {
   std::string data_dir() const { return job(data_job()).dir + "/data"; }
 
   /// The model-producing jobs of stage `name`, which `reader` names under `key`.
-  std::vector<size_t> models_of(const StageDef& reader, const std::string& key, const std::string& name) const;
+  std::vector<size_t> models_of(const StageDef& reader, const std::string& key,
+                                const std::string& name) const;
   /// The one model of stage `name` (read through `from`).
   size_t single_model(const StageDef& reader, const std::string& name) const;
   /// Throws unless `domain` is in data.domains (with a "did you mean").

@@ -24,7 +24,8 @@ std::string last_line(const std::string& path) {
   size_t end = tail.rfind('\n');
   if (end == std::string::npos || end == 0) return "";
   size_t start = tail.rfind('\n', end - 1);
-  return tail.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1));
+  return tail.substr(start == std::string::npos ? 0 : start + 1,
+                     end - (start == std::string::npos ? 0 : start + 1));
 }
 
 }  // namespace
@@ -33,14 +34,17 @@ std::string job_progress(const std::string& dir) {
   try {
     const nlohmann::json spec = core::read_json_file(dir + "/" + core::kSpecFile);
     if (!spec.contains("tokens")) return "";
-    const nlohmann::json m = nlohmann::json::parse(last_line(dir + "/" + core::kMetricsFile)).at("values");
+    const nlohmann::json m =
+        nlohmann::json::parse(last_line(dir + "/" + core::kMetricsFile)).at("values");
     const double total = spec.at("tokens").get<double>(), done = m.value("tokens", 0.0);
     const double tps = m.value("tokens_per_s", 0.0), loss = m.value("loss", 0.0);
     char buf[160];
-    std::snprintf(buf, sizeof(buf), "%s/%s tokens (%.0f%%), loss %.3f, %s tok/s", format_si(done, "").c_str(),
-                  format_si(total, "").c_str(), total > 0 ? 100 * done / total : 0.0, loss, format_si(tps, "").c_str());
+    std::snprintf(buf, sizeof(buf), "%s/%s tokens (%.0f%%), loss %.3f, %s tok/s",
+                  format_si(done, "").c_str(), format_si(total, "").c_str(),
+                  total > 0 ? 100 * done / total : 0.0, loss, format_si(tps, "").c_str());
     std::string out = buf;
-    if (tps > 0 && total > done) out += ", ETA " + std::to_string(static_cast<long long>((total - done) / tps)) + " s";
+    if (tps > 0 && total > done)
+      out += ", ETA " + std::to_string(static_cast<long long>((total - done) / tps)) + " s";
     return out;
   } catch (const std::exception&) {
     return "";  // nothing logged yet, or a line being written: no progress to show

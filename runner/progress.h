@@ -1,5 +1,5 @@
-// How far a running job is, from what it writes as it goes: its spec (the token budget) and the last
-// line of its metrics.jsonl (tokens done, loss, tok/s). For `upcycle status`.
+// How far a running job is, from what it writes as it goes: its spec (the token budget) and the
+// last line of its metrics.jsonl (tokens done, loss, tok/s). For `upcycle status`.
 #pragma once
 
 #include <atomic>

@@ -18,13 +18,13 @@
 namespace upcycle::runner {
 namespace {
 
-const std::vector<std::string> kTopKeys = {"include", "defaults", "name", "executor", "store", "root", "seed",
-                                           "threads", "device",
-                                           "max_parallel", "retries", "data", "model", "train",
-                                           "stages", "sweep", "slurm", "cost"};
+const std::vector<std::string> kTopKeys = {
+    "include",      "defaults", "name", "executor", "store", "root",   "seed",  "threads", "device",
+    "max_parallel", "retries",  "data", "model",    "train", "stages", "sweep", "slurm",   "cost"};
 // Keys a sweep may not vary: they are shared by every run of one invocation.
-const std::vector<std::string> kUnsweepable = {"name", "executor", "store", "root", "threads", "device",
-                                               "max_parallel", "retries", "sweep", "slurm", "cost"};
+const std::vector<std::string> kUnsweepable = {"name",    "executor", "store",        "root",
+                                               "threads", "device",   "max_parallel", "retries",
+                                               "sweep",   "slurm",    "cost"};
 
 constexpr size_t kMaxSweepPoints = 10000;
 
@@ -54,14 +54,16 @@ void check_path(const YamlReader& at, const std::string& p) {
 void check_text(const YamlReader& at, const std::string& s) {
   for (size_t i = 0; i < s.size(); ++i) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7F) throw at.error("has a control character (byte " + std::to_string(i) + ")");
+    if (c < 0x20 || c == 0x7F)
+      throw at.error("has a control character (byte " + std::to_string(i) + ")");
   }
   if (s.empty() || s.size() > 200) throw at.error("must be 1 to 200 characters");
 }
 
 // ---- sections ----
 
-// data: read beside the prepare spec (stages/spec/prepare.h); its validation errors at the YAML key.
+// data: read beside the prepare spec (stages/spec/prepare.h); its validation errors at the YAML
+// key.
 stages::DataSection parse_data(const YamlReader& r) {
   try {
     return stages::read_data_section(YamlSource(r));
@@ -91,7 +93,6 @@ stages::ModelConfig parse_model(const YamlReader& r, int64_t vocab) {
   }
   return c;
 }
-
 
 CostSettings parse_cost(const YamlReader& r) {
   r.expect_map({"gpu", "mfu", "cpu_flops", "safety", "min_minutes"});
@@ -137,9 +138,9 @@ StageDef parse_stage(const std::string& name, const YamlReader& r, const Recipe&
   s.retries = static_cast<int>(r.get_integer("retries", -1, {0, 100}));
   s.slurm = r.has("slurm") ? parse_slurm(r.child("slurm"), recipe.slurm) : recipe.slurm;
   if (s.processes % s.slurm.nodes != 0) {
-    throw (r.has("slurm") ? r.child("slurm") : r).error("slurm.nodes (" + std::to_string(s.slurm.nodes) +
-                                                        ") must divide resources.processes (" +
-                                                        std::to_string(s.processes) + ")");
+    throw(r.has("slurm") ? r.child("slurm") : r)
+        .error("slurm.nodes (" + std::to_string(s.slurm.nodes) +
+               ") must divide resources.processes (" + std::to_string(s.processes) + ")");
   }
   s.params = s.kind->parse(r, recipe);
   return s;
@@ -154,7 +155,8 @@ std::vector<SweepAxis> parse_sweep(const YamlReader& sw, const SourceFiles& file
     if (std::find(kUnsweepable.begin(), kUnsweepable.end(), head) != kUnsweepable.end()) {
       throw values.error("'" + head + "' is shared by every run of a sweep and cannot be swept");
     }
-    if (!values.is_sequence() || values.size() == 0) throw values.error("expected a non-empty list of values");
+    if (!values.is_sequence() || values.size() == 0)
+      throw values.error("expected a non-empty list of values");
     SweepAxis axis{key, {}, {}};
     for (size_t i = 0; i < values.size(); ++i) {
       YAML::Emitter e;
@@ -180,13 +182,15 @@ std::vector<Override> cli_overrides(const std::vector<std::string>& texts) {
   return out;
 }
 
-Recipe parse_with(const std::string& text, const std::string& file, const std::vector<Override>& overrides);
+Recipe parse_with(const std::string& text, const std::string& file,
+                  const std::vector<Override>& overrides);
 
 }  // namespace
 
 bool is_execution_key(const std::string& key) {
   const std::string top = key.substr(0, key.find('.'));
-  if (top == "include" || top == "defaults") return true;  // their contents are in the flat recipe already
+  if (top == "include" || top == "defaults")
+    return true;  // their contents are in the flat recipe already
   if (std::find(kUnsweepable.begin(), kUnsweepable.end(), top) != kUnsweepable.end()) return true;
   if (top != "stages") return false;
   const size_t stage_end = key.find('.', 7);  // "stages.NAME.FIELD..."
@@ -195,7 +199,8 @@ bool is_execution_key(const std::string& key) {
   return field == "resources" || field == "retries" || field == "slurm";
 }
 
-std::vector<Recipe> load_recipes(const std::string& path, const std::vector<std::string>& overrides) {
+std::vector<Recipe> load_recipes(const std::string& path,
+                                 const std::vector<std::string>& overrides) {
   Recipe base = load_recipe(path, overrides);
   if (base.sweep.empty()) return {base};
   size_t points = 1;
@@ -256,7 +261,8 @@ Recipe parse_recipe(const std::string& text, const std::string& file,
 
 namespace {
 
-Recipe parse_with(const std::string& text, const std::string& file, const std::vector<Override>& overrides) {
+Recipe parse_with(const std::string& text, const std::string& file,
+                  const std::vector<Override>& overrides) {
   check_utf8(text, file);
   YAML::Node root = parse_yaml(text, file);
   if (!root.IsMap()) throw ConfigError(file + ": a recipe must be a YAML mapping");
@@ -300,8 +306,9 @@ Recipe parse_with(const std::string& text, const std::string& file, const std::v
   if (!st.is_map() || st.size() == 0) throw st.error("expected a mapping of stage name -> stage");
   for (const auto& name : st.keys()) {
     if (!valid_stage_name(name)) {
-      throw st.child(name).error("stage name '" + name + "' is not allowed",
-                                 "letters, digits, _ and -, starting with a letter or digit (no / or .)");
+      throw st.child(name).error(
+          "stage name '" + name + "' is not allowed",
+          "letters, digits, _ and -, starting with a letter or digit (no / or .)");
     }
     r.stages.push_back(parse_stage(name, st.child(name), r, files.where(st.child(name).node())));
   }

@@ -7,10 +7,12 @@
 namespace upcycle::runner {
 
 using tracking::text_of;
-std::vector<RunPoint> runs_to_resume(tracking::Store& store, const std::vector<std::string>& names) {
+std::vector<RunPoint> runs_to_resume(tracking::Store& store,
+                                     const std::vector<std::string>& names) {
   const char* sql =
       "SELECT r.name, r.sweep_point, p.recipe_text, "
-      "       (SELECT j.dir FROM run_jobs rj JOIN jobs j ON j.id = rj.job_id WHERE rj.run_id = r.id LIMIT 1) "
+      "       (SELECT j.dir FROM run_jobs rj JOIN jobs j ON j.id = rj.job_id WHERE rj.run_id = "
+      "r.id LIMIT 1) "
       "FROM runs r LEFT JOIN provenance p ON p.run_id = r.id ";
   tracking::ResultSet rs;
   if (names.empty()) {
@@ -24,9 +26,11 @@ std::vector<RunPoint> runs_to_resume(tracking::Store& store, const std::vector<s
   }
   std::vector<RunPoint> points;
   for (const auto& row : rs.rows) {
-    const std::string name = text_of(row[0]), recipe_text = text_of(row[2]), job_dir = text_of(row[3]);
+    const std::string name = text_of(row[0]), recipe_text = text_of(row[2]),
+                      job_dir = text_of(row[3]);
     if (recipe_text.empty() || job_dir.empty()) {
-      throw StoreError(store.path() + ": run '" + name + "' has no stored recipe or jobs to resume");
+      throw StoreError(store.path() + ": run '" + name +
+                       "' has no stored recipe or jobs to resume");
     }
     Recipe r = parse_recipe(recipe_text, store.path() + " (run " + name + ")");
     r.run_name = name;

@@ -61,10 +61,17 @@ using S = JobFate;
 // ready, take in what finished. Any executor that reports JobEvents can drive it.
 class Scheduler {
  public:
-  Scheduler(const Plan& plan, std::vector<JobFate> state, tracking::Store& store, cluster::Executor& executor,
-            const RunOptions& options, int max_parallel, RunSummary& summary)
-      : plan_(plan), store_(store), executor_(executor), options_(options), max_parallel_(max_parallel),
-        summary_(summary), state_(std::move(state)), attempts_(plan.jobs.size(), 0) {
+  Scheduler(const Plan& plan, std::vector<JobFate> state, tracking::Store& store,
+            cluster::Executor& executor, const RunOptions& options, int max_parallel,
+            RunSummary& summary)
+      : plan_(plan),
+        store_(store),
+        executor_(executor),
+        options_(options),
+        max_parallel_(max_parallel),
+        summary_(summary),
+        state_(std::move(state)),
+        attempts_(plan.jobs.size(), 0) {
     for (size_t i = 0; i < plan.jobs.size(); ++i) by_key_[plan.jobs[i].key] = i;
   }
 
@@ -75,7 +82,8 @@ class Scheduler {
     while (true) {
       if (!g_interrupted) start_ready();
       if (executor_.running() == 0) {
-        summary_.interrupted = summary_.interrupted || g_interrupted;  // Ctrl-C before anything started
+        summary_.interrupted =
+            summary_.interrupted || g_interrupted;  // Ctrl-C before anything started
         break;
       }
       if (g_interrupted && !summary_.interrupted) {
@@ -121,9 +129,12 @@ class Scheduler {
     core::make_dirs(j.dir);
     core::write_file_atomic(j.dir + "/" + core::kSpecFile, j.spec.dump(2) + "\n");
     std::string t = std::to_string(j.threads);
-    cluster::JobLaunch l{j.key, j.dir, {options_.job_exe, "stage", "--spec", j.dir + "/" + core::kSpecFile},
-                         {{"OMP_NUM_THREADS", t}, {"OPENBLAS_NUM_THREADS", t}, {"MKL_NUM_THREADS", t}},
-                         j.processes};
+    cluster::JobLaunch l{
+        j.key,
+        j.dir,
+        {options_.job_exe, "stage", "--spec", j.dir + "/" + core::kSpecFile},
+        {{"OMP_NUM_THREADS", t}, {"OPENBLAS_NUM_THREADS", t}, {"MKL_NUM_THREADS", t}},
+        j.processes};
     std::string id = executor_.submit(l);
     store_.set_job_status(j.key, "running", std::nullopt, "", id);
     state_[i] = S::kRunning;
@@ -131,8 +142,8 @@ class Scheduler {
     ++attempts_[i];
     started_[j.key] = std::chrono::steady_clock::now();
     view_.started(j.stage, j.dir);
-    core::log_info(j.stage + ": started (" + j.kind + ", attempt " + std::to_string(attempts_[i]) + ", log " +
-                   j.dir + "/" + core::kLogFile + ")");
+    core::log_info(j.stage + ": started (" + j.kind + ", attempt " + std::to_string(attempts_[i]) +
+                   ", log " + j.dir + "/" + core::kLogFile + ")");
   }
 
   void fail(size_t i, std::optional<int> exit_code, const std::string& why) {
@@ -163,25 +174,29 @@ class Scheduler {
       std::string tail = tail_of_log(j.dir);
       fail(i, ev.exit_code, describe_exit(ev.exit_code) + (tail.empty() ? "" : "\n" + tail));
       if (restore_replaced(store_, j.key, j.dir)) {
-        core::log_warn(j.stage + ": the forced re-run failed; its previous results stay (log of the failed attempt below)");
+        core::log_warn(j.stage +
+                       ": the forced re-run failed; its previous results stay (log of the failed "
+                       "attempt below)");
       }
-      core::log_error(j.stage + ": failed (" + describe_exit(ev.exit_code) + "); end of " + j.dir + "/" +
-                      core::kLogFile + ":\n" + tail);
+      core::log_error(j.stage + ": failed (" + describe_exit(ev.exit_code) + "); end of " + j.dir +
+                      "/" + core::kLogFile + ":\n" + tail);
     }
   }
 
   void ingest(size_t i, int exit_code) {
     const auto& j = plan_.jobs[i];
     auto result = core::read_job_result(j.dir);
-    if (!result || result->status != "done") return fail(i, exit_code, "exited 0 without result.json");
+    if (!result || result->status != "done")
+      return fail(i, exit_code, "exited 0 without result.json");
     replace_results(store_, j.key, j.dir);
     store_.ingest_job(j.key, j.dir, *result);
     store_.set_job_status(j.key, "done", exit_code);
     state_[i] = S::kDone;
     ++summary_.done;
     char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.1f",
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - started_[j.key]).count());
+    std::snprintf(
+        buf, sizeof(buf), "%.1f",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_[j.key]).count());
     core::log_info(j.stage + ": done in " + buf + " s");
   }
 
@@ -207,7 +222,8 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
   const Recipe& recipe = points[0].recipe;  // store, root and max_parallel are not sweepable
   const Plan plan = merge_plans(points);
   for (const auto& f : options.force) {
-    if (!recipe.find_stage(f) && !plan.find(f)) throw ConfigError("--force: unknown stage '" + f + "'");
+    if (!recipe.find_stage(f) && !plan.find(f))
+      throw ConfigError("--force: unknown stage '" + f + "'");
   }
   install_interrupt_handlers();  // before the lock: a Ctrl-C from now on stops the run cleanly
   RunnerLock lock(recipe.store);
@@ -215,8 +231,9 @@ RunSummary execute_runs(const std::vector<RunPoint>& points, const RunOptions& o
 
   RunSummary summary;
   const std::vector<int64_t> run_ids = register_runs(store, points, options, summary);
-  Scheduler sched(plan, classify_jobs(plan, store, forced_jobs(plan, options.force), summary), store, executor,
-                  options, options.max_parallel > 0 ? options.max_parallel : recipe.max_parallel, summary);
+  Scheduler sched(plan, classify_jobs(plan, store, forced_jobs(plan, options.force), summary),
+                  store, executor, options,
+                  options.max_parallel > 0 ? options.max_parallel : recipe.max_parallel, summary);
   auto fate = [&](const std::string& key) { return sched.state_of(key); };
   set_run_statuses(store, points, run_ids, fate, false, false);
   sched.loop();

@@ -4,10 +4,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <string.h>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -44,13 +44,16 @@ std::string seed_group_of(const Recipe& r) {
 }
 
 // "key: old -> new" for the first few keys that differ, "" when none does.
-std::string identity_diff(const std::map<std::string, std::string>& old_params, const std::map<std::string, std::string>& now) {
+std::string identity_diff(const std::map<std::string, std::string>& old_params,
+                          const std::map<std::string, std::string>& now) {
   const auto a = identity_of(old_params), b = identity_of(now);
   std::vector<std::string> diffs;
   for (const auto& [k, v] : b) {
     auto it = a.find(k);
-    if (it == a.end()) diffs.push_back(k + ": (unset) -> " + v);
-    else if (it->second != v) diffs.push_back(k + ": " + it->second + " -> " + v);
+    if (it == a.end())
+      diffs.push_back(k + ": (unset) -> " + v);
+    else if (it->second != v)
+      diffs.push_back(k + ": " + it->second + " -> " + v);
   }
   for (const auto& [k, v] : a) {
     if (!b.count(k)) diffs.push_back(k + ": " + v + " -> (unset)");
@@ -61,18 +64,23 @@ std::string identity_diff(const std::map<std::string, std::string>& old_params, 
   return out;
 }
 
-// A run name is one recipe: a second recipe under a taken name would be pooled with the first by every
-// table and picked by `export`. Refused before anything is written, with what differs. Returns the key
-// of the run already registered under this name, which a re-run (new code, other threads) keeps.
+// A run name is one recipe: a second recipe under a taken name would be pooled with the first by
+// every table and picked by `export`. Refused before anything is written, with what differs.
+// Returns the key of the run already registered under this name, which a re-run (new code, other
+// threads) keeps.
 std::optional<std::string> existing_run_key(tracking::Store& store, const RunPoint& p) {
-  auto runs = store.select("SELECT CAST(id AS TEXT), key FROM runs WHERE name = ? ORDER BY id DESC", {p.recipe.run_name});
+  auto runs = store.select("SELECT CAST(id AS TEXT), key FROM runs WHERE name = ? ORDER BY id DESC",
+                           {p.recipe.run_name});
   for (const auto& row : runs.rows) {
     std::map<std::string, std::string> old;
-    for (const auto& kv : store.select("SELECT key, value FROM params WHERE run_id = ?", {tracking::text_of(row[0])}).rows) {
+    for (const auto& kv :
+         store.select("SELECT key, value FROM params WHERE run_id = ?", {tracking::text_of(row[0])})
+             .rows) {
       old[tracking::text_of(kv[0])] = tracking::text_of(kv[1]);
     }
     if (const std::string diff = identity_diff(old, p.recipe.flat); !diff.empty()) {
-      throw ConfigError("run '" + p.recipe.run_name + "' is already in " + store.path() + " with another recipe (" + diff + ")",
+      throw ConfigError("run '" + p.recipe.run_name + "' is already in " + store.path() +
+                            " with another recipe (" + diff + ")",
                         "a run name is one recipe: name this one apart (name=" + p.recipe.name +
                             "-2 on the command line), or vary it in a sweep:");
     }
@@ -83,11 +91,13 @@ std::optional<std::string> existing_run_key(tracking::Store& store, const RunPoi
 
 // Registers one run (a recipe at one sweep point) with its params and provenance; returns its id.
 // A run is its resolved recipe and what its jobs compute (their keys), not the code's version.
-int64_t register_run(tracking::Store& store, const RunPoint& p, const std::optional<std::string>& existing_key) {
+int64_t register_run(tracking::Store& store, const RunPoint& p,
+                     const std::optional<std::string>& existing_key) {
   std::string keys;
   for (const auto& j : p.plan.jobs) keys += j.key + "\n";
-  tracking::RunInfo info{existing_key.value_or(core::sha256_hex(p.recipe.resolved_yaml + keys)), p.recipe.name,
-                         p.recipe.run_name, p.recipe.sweep_point, seed_group_of(p.recipe)};
+  tracking::RunInfo info{existing_key.value_or(core::sha256_hex(p.recipe.resolved_yaml + keys)),
+                         p.recipe.name, p.recipe.run_name, p.recipe.sweep_point,
+                         seed_group_of(p.recipe)};
   int64_t run_id = store.upsert_run(info);
   store.record_params(run_id, p.recipe.flat);
   for (const auto& j : p.plan.jobs) {
@@ -103,7 +113,8 @@ std::string describe_exit(int code) {
   if (code <= 128 || code >= 128 + 65) return "exit " + std::to_string(code);
   const int sig = code - 128;
   const char* name = sigabbrev_np(sig);
-  return "killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+  return "killed by signal " + std::to_string(sig) +
+         (name ? std::string(" (SIG") + name + ")" : "");
 }
 
 std::string tail_of_log(const std::string& dir, size_t lines) {
@@ -114,7 +125,8 @@ std::string tail_of_log(const std::string& dir, size_t lines) {
     return "";
   }
   size_t pos = text.size();
-  for (size_t n = 0; n <= lines && pos != std::string::npos && pos > 0; ++n) pos = text.rfind('\n', pos - 1);
+  for (size_t n = 0; n <= lines && pos != std::string::npos && pos > 0; ++n)
+    pos = text.rfind('\n', pos - 1);
   return (pos == std::string::npos || pos == 0) ? text : text.substr(pos + 1);
 }
 
@@ -162,8 +174,15 @@ std::set<size_t> forced_jobs(const Plan& plan, const std::vector<std::string>& f
 // version and device.
 tracking::Provenance provenance_of(const RunPoint& p) {
   const core::CodeVersion& code = core::this_code();
-  tracking::Provenance prov{code.git_sha, code.git_dirty, core::sha256_hex(p.recipe.resolved_yaml),
-                            p.recipe.resolved_yaml, "", "", "cpu", core::host_name(), code.binary_sha256};
+  tracking::Provenance prov{code.git_sha,
+                            code.git_dirty,
+                            core::sha256_hex(p.recipe.resolved_yaml),
+                            p.recipe.resolved_yaml,
+                            "",
+                            "",
+                            "cpu",
+                            core::host_name(),
+                            code.binary_sha256};
   for (const auto& j : p.plan.jobs) {
     auto result = core::read_job_result(j.dir);
     if (!result) continue;
@@ -179,11 +198,11 @@ tracking::Provenance provenance_of(const RunPoint& p) {
 
 namespace {
 
-// The runner lock is an open-file-description lock on one byte of the store file itself, so every path
-// to the store (a symlink, a hard link, "./runs/../runs/store.sqlite") reaches the same lock: it belongs
-// to the file's device and inode. The byte lies far past SQLite's own lock bytes (from 2^30), and
-// OFD locks neither conflict with SQLite's POSIX locks on other bytes nor vanish when SQLite closes a
-// descriptor. The kernel releases it however the holder dies.
+// The runner lock is an open-file-description lock on one byte of the store file itself, so every
+// path to the store (a symlink, a hard link, "./runs/../runs/store.sqlite") reaches the same lock:
+// it belongs to the file's device and inode. The byte lies far past SQLite's own lock bytes (from
+// 2^30), and OFD locks neither conflict with SQLite's POSIX locks on other bytes nor vanish when
+// SQLite closes a descriptor. The kernel releases it however the holder dies.
 constexpr off_t kRunnerLockByte = off_t(1) << 62;
 
 // A path that may become a store: absent, empty, or a regular file that starts as SQLite files do.
@@ -192,7 +211,8 @@ void check_is_store(const std::string& path) {
   const auto st = std::filesystem::status(path, ec);
   if (ec || st.type() == std::filesystem::file_type::not_found) return;
   if (st.type() != std::filesystem::file_type::regular) {
-    throw StoreError(path + ": not a store (not a regular file)", "give a path to a .sqlite file, or a new one");
+    throw StoreError(path + ": not a store (not a regular file)",
+                     "give a path to a .sqlite file, or a new one");
   }
   static const std::string kMagic("SQLite format 3\0", 16);
   char buf[16] = {0};
@@ -200,7 +220,8 @@ void check_is_store(const std::string& path) {
   in.read(buf, sizeof(buf));
   const std::string head(buf, static_cast<size_t>(in.gcount()));
   if (!head.empty() && head != kMagic) {
-    throw StoreError(path + ": not a store (not an SQLite database)", "give a path to a .sqlite file, or a new one");
+    throw StoreError(path + ": not a store (not an SQLite database)",
+                     "give a path to a .sqlite file, or a new one");
   }
 }
 
@@ -211,7 +232,8 @@ RunnerLock::RunnerLock(const std::string& store_path) : path_(store_path + ".loc
   const std::string dir = std::filesystem::path(store_path).parent_path().string();
   if (!dir.empty()) core::make_dirs(dir);
   fd_ = ::open(store_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw StoreError(store_path + ": cannot open the store to lock it: " + std::strerror(errno));
+  if (fd_ < 0)
+    throw StoreError(store_path + ": cannot open the store to lock it: " + std::strerror(errno));
   struct flock fl {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
@@ -219,7 +241,8 @@ RunnerLock::RunnerLock(const std::string& store_path) : path_(store_path + ".loc
   fl.l_len = 1;
   if (::fcntl(fd_, F_OFD_SETLK, &fl) != 0) {
     const int err = errno;
-    std::string holder;  // the holder writes who it is just after it takes the lock: give it a moment to
+    std::string
+        holder;  // the holder writes who it is just after it takes the lock: give it a moment to
     for (int i = 0; i < 50 && holder.empty() && (err == EAGAIN || err == EACCES); ++i) {
       try {
         holder = core::read_file(path_, 4096);
@@ -237,7 +260,8 @@ RunnerLock::RunnerLock(const std::string& store_path) : path_(store_path + ".loc
   }
   // Who holds it, for the message above: beside this path to the store (removed on exit).
   try {
-    core::write_file_atomic(path_, "pid " + std::to_string(::getpid()) + " on " + core::host_name());
+    core::write_file_atomic(path_,
+                            "pid " + std::to_string(::getpid()) + " on " + core::host_name());
   } catch (const Error&) {
     path_.clear();  // a note only: the lock holds without it
   }
@@ -251,7 +275,8 @@ RunnerLock::~RunnerLock() {
 std::vector<int64_t> register_runs(tracking::Store& store, const std::vector<RunPoint>& points,
                                    const RunOptions& options, RunSummary& summary) {
   std::vector<std::optional<std::string>> existing;
-  for (const auto& p : points) existing.push_back(existing_run_key(store, p));  // all before any is written
+  for (const auto& p : points)
+    existing.push_back(existing_run_key(store, p));  // all before any is written
   std::vector<int64_t> run_ids;
   for (size_t i = 0; i < points.size(); ++i) {
     const RunPoint& p = points[i];
@@ -263,8 +288,8 @@ std::vector<int64_t> register_runs(tracking::Store& store, const std::vector<Run
   return run_ids;
 }
 
-std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store, const std::set<size_t>& forced,
-                                   RunSummary& summary) {
+std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store,
+                                   const std::set<size_t>& forced, RunSummary& summary) {
   std::vector<JobFate> fate(plan.jobs.size(), JobFate::kPending);
   for (size_t i = 0; i < plan.jobs.size(); ++i) {
     const auto& j = plan.jobs[i];
@@ -272,9 +297,10 @@ std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store, con
       set_aside(j);  // the old results stay until the new attempt succeeds
       continue;
     }
-    // A forced re-run that was killed left the old results aside: this runner holds the store's lock,
-    // so nobody is finishing it; the old results come back.
-    if (restore_replaced(store, j.key, j.dir)) core::log_warn(j.stage + ": an interrupted forced re-run; the previous results stay");
+    // A forced re-run that was killed left the old results aside: this runner holds the store's
+    // lock, so nobody is finishing it; the old results come back.
+    if (restore_replaced(store, j.key, j.dir))
+      core::log_warn(j.stage + ": an interrupted forced re-run; the previous results stay");
     auto result = core::read_job_result(j.dir);
     if (result && result->status == "done" && result->key == j.key) {
       auto row = store.find_job(j.key);
@@ -287,8 +313,10 @@ std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store, con
   return fate;
 }
 
-void set_run_statuses(tracking::Store& store, const std::vector<RunPoint>& points, const std::vector<int64_t>& ids,
-                      const std::function<JobFate(const std::string&)>& fate_of, bool finished, bool interrupted) {
+void set_run_statuses(tracking::Store& store, const std::vector<RunPoint>& points,
+                      const std::vector<int64_t>& ids,
+                      const std::function<JobFate(const std::string&)>& fate_of, bool finished,
+                      bool interrupted) {
   for (size_t r = 0; r < points.size(); ++r) {
     bool failed = false, pending = false;
     for (const auto& j : points[r].plan.jobs) {

@@ -1,6 +1,6 @@
 // What running a plan needs whatever executes it (the local scheduler in run.cpp, Slurm in
-// slurm_run.cpp): the one-runner lock, registering runs, skipping complete jobs, forced re-runs, and
-// each run's status from its jobs.
+// slurm_run.cpp): the one-runner lock, registering runs, skipping complete jobs, forced re-runs,
+// and each run's status from its jobs.
 #pragma once
 
 #include <functional>
@@ -58,14 +58,16 @@ tracking::Provenance provenance_of(const RunPoint& p);
 std::vector<int64_t> register_runs(tracking::Store& store, const std::vector<RunPoint>& points,
                                    const RunOptions& options, RunSummary& summary);
 
-/// Forced jobs are set aside and start from nothing; jobs whose result is complete are kDone (and ingested if a runner
-/// died between the job finishing and the ingest); the rest kPending.
-std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store, const std::set<size_t>& forced,
-                                   RunSummary& summary);
+/// Forced jobs are set aside and start from nothing; jobs whose result is complete are kDone (and
+/// ingested if a runner died between the job finishing and the ingest); the rest kPending.
+std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store,
+                                   const std::set<size_t>& forced, RunSummary& summary);
 
 /// Each run's status from its jobs' fates: "running" while unfinished (when !finished), else done,
 /// failed or interrupted, with provenance completed.
-void set_run_statuses(tracking::Store& store, const std::vector<RunPoint>& points, const std::vector<int64_t>& ids,
-                      const std::function<JobFate(const std::string&)>& fate_of, bool finished, bool interrupted);
+void set_run_statuses(tracking::Store& store, const std::vector<RunPoint>& points,
+                      const std::vector<int64_t>& ids,
+                      const std::function<JobFate(const std::string&)>& fate_of, bool finished,
+                      bool interrupted);
 
 }  // namespace upcycle::runner

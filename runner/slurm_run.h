@@ -1,8 +1,8 @@
 // Running a plan on Slurm: the whole DAG queued at once (afterok dependencies, a stage's jobs with
-// the same inputs as one array), each job's Slurm id kept in the store as "slurm:ID". The runner may
-// exit after submitting; `collect` (what `status`, `wait` and a later `run` or `resume` do first)
-// re-attaches through those ids with one scheduler query, ingests finished job directories and
-// records failures with their reason. The runner host stays the store's only writer.
+// the same inputs as one array), each job's Slurm id kept in the store as "slurm:ID". The runner
+// may exit after submitting; `collect` (what `status`, `wait` and a later `run` or `resume` do
+// first) re-attaches through those ids with one scheduler query, ingests finished job directories
+// and records failures with their reason. The runner host stays the store's only writer.
 #pragma once
 
 #include <string>
@@ -20,24 +20,27 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
                        cluster::SlurmExecutor& slurm);
 
 struct CollectSummary {
-  int active = 0;     ///< queued or running
-  int done = 0;       ///< finished and ingested by this pass
-  int failed = 0;     ///< failed by this pass (including cancelled because an input failed)
+  int active = 0;  ///< queued or running
+  int done = 0;    ///< finished and ingested by this pass
+  int failed = 0;  ///< failed by this pass (including cancelled because an input failed)
   std::vector<std::string> events;  ///< one line per change, for people
 };
 
 /// One pass over the unfinished Slurm jobs of `runs` (all runs when empty). Needs the runner lock.
-CollectSummary collect(tracking::Store& store, cluster::SlurmExecutor& slurm, const std::vector<std::string>& runs);
+CollectSummary collect(tracking::Store& store, cluster::SlurmExecutor& slurm,
+                       const std::vector<std::string>& runs);
 
 /// collect() until nothing is active, sleeping 1 s, then longer (up to 30 s) while nothing changes;
 /// prints each event. Returns the totals.
-CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm, const std::vector<std::string>& runs);
+CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm,
+                        const std::vector<std::string>& runs);
 
 /// Cancels the runs' queued and running Slurm jobs and marks them cancelled; returns how many.
-int cancel_runs(tracking::Store& store, cluster::SlurmExecutor& slurm, const std::vector<std::string>& runs);
+int cancel_runs(tracking::Store& store, cluster::SlurmExecutor& slurm,
+                const std::vector<std::string>& runs);
 
-/// A collect pass over the store at `store_path` when it has unfinished Slurm jobs and no runner holds
-/// it (what `upcycle status` does first); silent otherwise.
+/// A collect pass over the store at `store_path` when it has unfinished Slurm jobs and no runner
+/// holds it (what `upcycle status` does first); silent otherwise.
 void refresh_slurm_jobs(const std::string& store_path);
 
 /// The executor for jobs under `root` run by `job_exe` (upcycle-job).

@@ -7,7 +7,9 @@
 
 namespace upcycle::runner {
 
-void SourceFiles::add(const YAML::Node& root, const std::string& file) { add_nodes(root, {file, true}); }
+void SourceFiles::add(const YAML::Node& root, const std::string& file) {
+  add_nodes(root, {file, true});
+}
 
 void SourceFiles::add_override(const YAML::Node& value, const std::string& origin) {
   add_nodes(value, {origin, false});
@@ -34,7 +36,8 @@ void SourceFiles::add_nodes(const YAML::Node& root, Origin origin) {
 std::string SourceFiles::where(const YAML::Node& node) const {
   const Origin* origin = nullptr;
   for (const auto& [n, i] : nodes_) {
-    if (n.is(node)) origin = &origins_[i];  // the last registration: an override replaces a file's node
+    if (n.is(node))
+      origin = &origins_[i];  // the last registration: an override replaces a file's node
   }
   if (origin && !origin->has_lines) return origin->name;
   const YAML::Mark m = node.Mark();
@@ -66,12 +69,13 @@ void YamlReader::expect_map(const std::vector<std::string>& allowed) const {
     if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
     YamlReader key_node(kv.first, path_.empty() ? k : path_ + "." + k, files_);
     std::string guess = closest_match(k, allowed);
-    throw key_node.error("unknown key '" + k + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?"),
-                         "allowed here: " + [&] {
-                           std::string all;
-                           for (const auto& a : allowed) all += (all.empty() ? "" : ", ") + a;
-                           return all;
-                         }());
+    throw key_node.error(
+        "unknown key '" + k + "'" + (guess.empty() ? "" : "; did you mean '" + guess + "'?"),
+        "allowed here: " + [&] {
+          std::string all;
+          for (const auto& a : allowed) all += (all.empty() ? "" : ", ") + a;
+          return all;
+        }());
   }
 }
 
@@ -126,7 +130,8 @@ std::string YamlReader::get_str(const std::string& key, const std::string& fallb
 double YamlReader::get_number(const std::string& key, double fallback) const {
   return has(key) ? child(key).number() : fallback;
 }
-int64_t YamlReader::get_integer(const std::string& key, int64_t fallback, core::IntegerRange range) const {
+int64_t YamlReader::get_integer(const std::string& key, int64_t fallback,
+                                core::IntegerRange range) const {
   return has(key) ? child(key).integer(range) : fallback;
 }
 bool YamlReader::get_bool(const std::string& key, bool fallback) const {

@@ -71,7 +71,8 @@ class YamlReader {
 
   std::string get_str(const std::string& key, const std::string& fallback) const;
   double get_number(const std::string& key, double fallback) const;
-  int64_t get_integer(const std::string& key, int64_t fallback, core::IntegerRange range = {}) const;
+  int64_t get_integer(const std::string& key, int64_t fallback,
+                      core::IntegerRange range = {}) const;
   bool get_bool(const std::string& key, bool fallback) const;
   /// A string that must be one of `choices` ("expected a, b or c" otherwise).
   std::string get_choice(const std::string& key, const std::string& fallback,
@@ -86,7 +87,8 @@ class YamlReader {
   const SourceFiles* files_;
 };
 
-/// An enum-valued key: one of `names` (the error lists them); `fallback` when absent, unless `required`.
+/// An enum-valued key: one of `names` (the error lists them); `fallback` when absent, unless
+/// `required`.
 template <typename E>
 E choice(const YamlReader& r, const std::string& key, const core::EnumNames<E>& names, E fallback,
          bool required = false) {
@@ -96,7 +98,8 @@ E choice(const YamlReader& r, const std::string& key, const core::EnumNames<E>& 
   for (const auto& [e, n] : names) {
     if (text == n) return e;
   }
-  throw v.error("'" + text + "' is not allowed; expected " + core::or_list(core::enum_names(names)));
+  throw v.error("'" + text + "' is not allowed; expected " +
+                core::or_list(core::enum_names(names)));
 }
 
 /// A YAML mapping as a core::FieldSource, so that the spec tables (core/fields.h) read recipe
@@ -112,7 +115,9 @@ class YamlSource : public core::FieldSource {
   double number(const std::string& key) const override { return r_.child(key).number(); }
   bool boolean(const std::string& key) const override { return r_.child(key).boolean(); }
   std::string text(const std::string& key) const override { return r_.child(key).str(); }
-  std::vector<std::string> texts(const std::string& key) const override { return r_.child(key).strings(); }
+  std::vector<std::string> texts(const std::string& key) const override {
+    return r_.child(key).strings();
+  }
   std::vector<double> numbers(const std::string& key) const override {
     const YamlReader v = r_.child(key);
     if (!v.is_sequence()) throw v.error("expected a list of numbers");
@@ -132,10 +137,13 @@ class YamlSource : public core::FieldSource {
   }
   bool is_scalar() const override { return r_.is_scalar(); }
   std::string scalar() const override { return r_.str(); }
-  [[noreturn]] void fail(const std::string& key, const std::string& reason, const std::string& hint = "") const override {
-    throw (key.empty() || !r_.has(key) ? r_ : r_.child(key)).error(reason, hint);
+  [[noreturn]] void fail(const std::string& key, const std::string& reason,
+                         const std::string& hint = "") const override {
+    throw(key.empty() || !r_.has(key) ? r_ : r_.child(key)).error(reason, hint);
   }
-  void expect_only(const std::vector<std::string>& allowed) const override { r_.expect_map(allowed); }
+  void expect_only(const std::vector<std::string>& allowed) const override {
+    r_.expect_map(allowed);
+  }
   const YamlReader& reader() const { return r_; }
 
  private:

@@ -29,7 +29,8 @@ std::vector<MetricPoint> read_metrics_jsonl(const std::string& path) {
       }
     } catch (const nlohmann::json::exception& e) {
       if (last_line) break;  // torn write from a killed job
-      throw StoreError(path + ":" + std::to_string(line_no) + ": malformed metrics line: " + e.what());
+      throw StoreError(path + ":" + std::to_string(line_no) +
+                       ": malformed metrics line: " + e.what());
     }
   }
   return points;

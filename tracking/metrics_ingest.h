@@ -15,8 +15,9 @@ struct MetricPoint {
   double time = 0;
 };
 
-/// Reads every complete line of `path` (absent file: empty). A torn last line (a job killed mid-write)
-/// is skipped; a malformed line elsewhere throws StoreError naming the path and line number.
+/// Reads every complete line of `path` (absent file: empty). A torn last line (a job killed
+/// mid-write) is skipped; a malformed line elsewhere throws StoreError naming the path and line
+/// number.
 std::vector<MetricPoint> read_metrics_jsonl(const std::string& path);
 
 }  // namespace upcycle::tracking

@@ -2,7 +2,8 @@
 
 namespace upcycle::tracking {
 
-// Tables are plural and snake_case; every table that jobs feed is keyed so that re-ingestion upserts.
+// Tables are plural and snake_case; every table that jobs feed is keyed so that re-ingestion
+// upserts.
 static const char* kV1 = R"SQL(
 CREATE TABLE experiments (
   id INTEGER PRIMARY KEY,
@@ -116,8 +117,8 @@ CREATE VIEW v_final_metrics AS
   JOIN runs r ON r.id = rj.run_id;
 )SQL";
 
-// v2: downstream results from lm-evaluation-harness are keyed by (task, metric, filter) and keep their
-// few-shot count. SQLite cannot change a primary key in place: the table is rebuilt.
+// v2: downstream results from lm-evaluation-harness are keyed by (task, metric, filter) and keep
+// their few-shot count. SQLite cannot change a primary key in place: the table is rebuilt.
 static const char* kV2 = R"SQL(
 DROP VIEW v_results;
 CREATE TABLE eval_results_v2 (
@@ -150,8 +151,9 @@ CREATE VIEW v_results AS
 )SQL";
 
 // v3: which code computed each job (git sha and dirty flag as built, and the binary's sha256), and
-// the runner binary's sha256 beside each run's provenance; train jobs' shapes and throughput. Jobs' config now holds exactly what their
-// content key hashes; rows of earlier versions keep their old config.
+// the runner binary's sha256 beside each run's provenance; train jobs' shapes and throughput. Jobs'
+// config now holds exactly what their content key hashes; rows of earlier versions keep their old
+// config.
 static const char* kV3 = R"SQL(
 ALTER TABLE jobs ADD COLUMN git_sha TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN git_dirty INTEGER NOT NULL DEFAULT 0;

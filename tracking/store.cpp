@@ -21,20 +21,23 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 30000;
 
-// SQLite's message, with the operating system's reason for an I/O error: "disk I/O error" alone does
-// not say that the disk is full or a file-size limit was reached.
+// SQLite's message, with the operating system's reason for an I/O error: "disk I/O error" alone
+// does not say that the disk is full or a file-size limit was reached.
 std::string reason(const SQLite::Exception& e, SQLite::Database* db) {
   std::string out = e.what();
   const int code = e.getErrorCode();
   if (db && (code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN)) {
-    if (int err = sqlite3_system_errno(db->getHandle()); err != 0) out += " (" + std::string(std::strerror(err)) + ")";
+    if (int err = sqlite3_system_errno(db->getHandle()); err != 0)
+      out += " (" + std::string(std::strerror(err)) + ")";
   }
   return out;
 }
 
-// Runs `fn` and rethrows SQLite exceptions as StoreError with `what` and the store path for context.
+// Runs `fn` and rethrows SQLite exceptions as StoreError with `what` and the store path for
+// context.
 template <typename Fn>
-auto guarded(const std::string& path, SQLite::Database* db, const std::string& what, Fn&& fn) -> decltype(fn()) {
+auto guarded(const std::string& path, SQLite::Database* db, const std::string& what, Fn&& fn)
+    -> decltype(fn()) {
   try {
     return fn();
   } catch (const SQLite::Exception& e) {
@@ -54,9 +57,10 @@ Cell read_cell(const SQLite::Column& c) {
 Store::Store(const std::string& path, Mode mode) : path_(path) {
   // Switching a new database to WAL, or reading it while another process does, can report "database
   // is locked" without waiting on the busy handler (SQLite does not invoke it on that path). Two
-  // processes creating one store hit this, so the open sequence retries on BUSY/LOCKED until the same
-  // deadline the busy timeout gives every other statement.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
+  // processes creating one store hit this, so the open sequence retries on BUSY/LOCKED until the
+  // same deadline the busy timeout gives every other statement.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kBusyTimeoutMs);
   for (int attempt = 0;; ++attempt) {
     try {
       open(mode);
@@ -92,8 +96,8 @@ Store::~Store() = default;
 void Store::check_version(int found) const {
   const int known = static_cast<int>(schema_migrations().size());
   if (found > known) {
-    throw StoreError(path_ + ": schema version " + std::to_string(found) + " is newer than this upcycle's (" +
-                         std::to_string(known) + ")",
+    throw StoreError(path_ + ": schema version " + std::to_string(found) +
+                         " is newer than this upcycle's (" + std::to_string(known) + ")",
                      "use a newer upcycle binary, or another store path");
   }
 }
@@ -105,8 +109,9 @@ int Store::user_version() {
                  [&] { return db_->execAndGet("PRAGMA user_version").getInt(); });
 }
 
-// BEGIN IMMEDIATE takes the write lock before user_version is read, so two processes creating the same
-// new store cannot both apply migration 1: the second waits (busy_timeout), then sees the new version.
+// BEGIN IMMEDIATE takes the write lock before user_version is read, so two processes creating the
+// same new store cannot both apply migration 1: the second waits (busy_timeout), then sees the new
+// version.
 void Store::migrate() {
   SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
   int current = db_->execAndGet("PRAGMA user_version").getInt();
@@ -122,10 +127,12 @@ void Store::migrate() {
 int64_t Store::upsert_run(const RunInfo& run) {
   return guarded(path_, db_.get(), "upsert run " + run.name, [&] {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement exp(*db_, "INSERT INTO experiments(name) VALUES (?) ON CONFLICT(name) DO NOTHING");
+    SQLite::Statement exp(*db_,
+                          "INSERT INTO experiments(name) VALUES (?) ON CONFLICT(name) DO NOTHING");
     exp.bind(1, run.experiment);
     exp.exec();
-    SQLite::Statement ins(*db_,
+    SQLite::Statement ins(
+        *db_,
         "INSERT INTO runs(experiment_id, key, name, sweep_point, seed_group) "
         "VALUES ((SELECT id FROM experiments WHERE name = ?), ?, ?, ?, ?) "
         "ON CONFLICT(key) DO UPDATE SET name = excluded.name, seed_group = excluded.seed_group, "
@@ -148,9 +155,10 @@ int64_t Store::upsert_run(const RunInfo& run) {
 
 void Store::set_run_status(int64_t run_id, const std::string& status) {
   guarded(path_, db_.get(), "set run status", [&] {
-    SQLite::Statement st(*db_, "UPDATE runs SET status = ?1, "
-                               "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') "
-                               "WHERE id = ?2 AND status != ?1");  // unchanged: no write at all
+    SQLite::Statement st(*db_,
+                         "UPDATE runs SET status = ?1, "
+                         "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') "
+                         "WHERE id = ?2 AND status != ?1");  // unchanged: no write at all
     st.bind(1, status);
     st.bind(2, run_id);
     st.exec();
@@ -159,8 +167,9 @@ void Store::set_run_status(int64_t run_id, const std::string& status) {
 
 void Store::set_run_tags(const std::string& run_name, const std::string& tags) {
   guarded(path_, db_.get(), "set tags of run " + run_name, [&] {
-    SQLite::Statement st(*db_, "UPDATE runs SET tags = ?, "
-                               "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE name = ?");
+    SQLite::Statement st(*db_,
+                         "UPDATE runs SET tags = ?, "
+                         "updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE name = ?");
     st.bind(1, tags);
     st.bind(2, run_name);
     if (st.exec() == 0) throw StoreError(path_ + ": no run named '" + run_name + "'");
@@ -169,9 +178,11 @@ void Store::set_run_tags(const std::string& run_name, const std::string& tags) {
 
 void Store::record_provenance(int64_t run_id, const Provenance& p) {
   guarded(path_, db_.get(), "record provenance", [&] {
-    SQLite::Statement st(*db_,
+    SQLite::Statement st(
+        *db_,
         "INSERT OR REPLACE INTO provenance(run_id, git_sha, git_dirty, recipe_hash, recipe_text, "
-        "data_manifest_sha256, torch_version, device, host, binary_sha256) VALUES (?,?,?,?,?,?,?,?,?,?)");
+        "data_manifest_sha256, torch_version, device, host, binary_sha256) VALUES "
+        "(?,?,?,?,?,?,?,?,?,?)");
     st.bind(1, run_id);
     st.bind(2, p.git_sha);
     st.bind(3, p.git_dirty ? 1 : 0);
@@ -207,7 +218,8 @@ void Store::record_params(int64_t run_id, const std::map<std::string, std::strin
 int64_t Store::upsert_job(int64_t run_id, const JobRow& job) {
   return guarded(path_, db_.get(), "upsert job " + job.stage, [&] {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement ins(*db_,
+    SQLite::Statement ins(
+        *db_,
         "INSERT INTO jobs(key, stage, kind, dir, config, shape) VALUES (?,?,?,?,?,?) "
         "ON CONFLICT(key) DO NOTHING");
     ins.bind(1, job.key);
@@ -222,8 +234,8 @@ int64_t Store::upsert_job(int64_t run_id, const JobRow& job) {
     id.executeStep();
     int64_t job_id = id.getColumn(0).getInt64();
     SQLite::Statement link(*db_,
-        "INSERT INTO run_jobs(run_id, job_id, stage) VALUES (?,?,?) "
-        "ON CONFLICT(run_id, stage) DO UPDATE SET job_id = excluded.job_id");
+                           "INSERT INTO run_jobs(run_id, job_id, stage) VALUES (?,?,?) "
+                           "ON CONFLICT(run_id, stage) DO UPDATE SET job_id = excluded.job_id");
     link.bind(1, run_id);
     link.bind(2, job_id);
     link.bind(3, job.stage);
@@ -235,7 +247,8 @@ int64_t Store::upsert_job(int64_t run_id, const JobRow& job) {
 
 std::optional<JobRow> Store::find_job(const std::string& key) {
   return guarded(path_, db_.get(), "find job", [&]() -> std::optional<JobRow> {
-    SQLite::Statement q(*db_,
+    SQLite::Statement q(
+        *db_,
         "SELECT id, key, stage, kind, status, attempts, exit_code, dir, host, scheduler_id, error, "
         "config FROM jobs WHERE key = ?");
     q.bind(1, key);
@@ -307,18 +320,23 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
     int64_t job_id = id.getColumn(0).getInt64();
 
     SQLite::Statement m(*db_,
-        "INSERT INTO metrics(job_id, key, step, value, time) VALUES (?,?,?,?,?) "
-        "ON CONFLICT(job_id, key, step) DO UPDATE SET value = excluded.value, time = excluded.time");
+                        "INSERT INTO metrics(job_id, key, step, value, time) VALUES (?,?,?,?,?) "
+                        "ON CONFLICT(job_id, key, step) DO UPDATE SET value = excluded.value, time "
+                        "= excluded.time");
     for (const auto& p : points) {
       m.bind(1, job_id);
       m.bind(2, p.key);
       m.bind(3, p.step);
-      if (p.value) m.bind(4, *p.value); else m.bind(4);
+      if (p.value)
+        m.bind(4, *p.value);
+      else
+        m.bind(4);
       m.bind(5, p.time);
       m.exec();
       m.reset();
     }
-    SQLite::Statement e(*db_,
+    SQLite::Statement e(
+        *db_,
         "INSERT INTO eval_results(job_id, model, task, metric, filter, value, stderr, n, n_shot) "
         "VALUES (?,?,?,?,?,?,?,?,?) "
         "ON CONFLICT(job_id, model, task, metric, filter) DO UPDATE SET value = excluded.value, "
@@ -330,13 +348,20 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
       e.bind(4, r.metric);
       e.bind(5, r.filter);
       e.bind(6, r.value);
-      if (r.stderr_value) e.bind(7, *r.stderr_value); else e.bind(7);
+      if (r.stderr_value)
+        e.bind(7, *r.stderr_value);
+      else
+        e.bind(7);
       e.bind(8, r.n);
-      if (r.n_shot) e.bind(9, *r.n_shot); else e.bind(9);
+      if (r.n_shot)
+        e.bind(9, *r.n_shot);
+      else
+        e.bind(9);
       e.exec();
       e.reset();
     }
-    SQLite::Statement a(*db_,
+    SQLite::Statement a(
+        *db_,
         "INSERT INTO artifacts(job_id, path, kind, sha256, bytes) VALUES (?,?,?,?,?) "
         "ON CONFLICT(job_id, path) DO UPDATE SET kind = excluded.kind, sha256 = excluded.sha256, "
         "bytes = excluded.bytes");
@@ -349,8 +374,10 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
       a.exec();
       a.reset();
     }
-    SQLite::Statement j(*db_,
-        "UPDATE jobs SET status = 'done', wall_s = ?, host = ?, device = ?, error = '', git_sha = ?, "
+    SQLite::Statement j(
+        *db_,
+        "UPDATE jobs SET status = 'done', wall_s = ?, host = ?, device = ?, error = '', git_sha = "
+        "?, "
         "git_dirty = ?, binary_sha256 = ?, tokens_per_s = ?, "
         "finished_at = COALESCE(finished_at, strftime('%Y-%m-%dT%H:%M:%fZ','now')) WHERE id = ?");
     j.bind(1, result.wall_s);
@@ -360,8 +387,10 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
     j.bind(5, result.code.git_dirty ? 1 : 0);
     j.bind(6, result.code.binary_sha256);
     auto tps = result.outputs.find("tokens_per_s");
-    if (tps != result.outputs.end() && std::atof(tps->second.c_str()) > 0) j.bind(7, std::atof(tps->second.c_str()));
-    else j.bind(7);
+    if (tps != result.outputs.end() && std::atof(tps->second.c_str()) > 0)
+      j.bind(7, std::atof(tps->second.c_str()));
+    else
+      j.bind(7);
     j.bind(8, job_id);
     j.exec();
     tx.commit();

@@ -1,13 +1,14 @@
 // The SQLite experiment store (SQLiteCpp). One writer: the runner on the submit host opens it
-// read-write and ingests job directories; jobs never open it. Readers (query, table) open read-only and
-// never block the writer (WAL). The schema is versioned with PRAGMA user_version (tracking/schema.cpp).
+// read-write and ingests job directories; jobs never open it. Readers (query, table) open read-only
+// and never block the writer (WAL). The schema is versioned with PRAGMA user_version
+// (tracking/schema.cpp).
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
-#include <limits>
 #include <string>
 #include <variant>
 #include <vector>
@@ -39,7 +40,8 @@ struct ResultSet {
   std::vector<std::vector<Cell>> rows;
 };
 
-/// What identifies a run: a recipe resolved with one sweep point. `key` = hash of the resolved recipe.
+/// What identifies a run: a recipe resolved with one sweep point. `key` = hash of the resolved
+/// recipe.
 struct RunInfo {
   std::string key;
   std::string experiment;  ///< recipe name
@@ -66,7 +68,8 @@ struct JobRow {
   std::string key;
   std::string stage;  ///< stage label of the run that first planned it, e.g. "experiments/code"
   std::string kind;   ///< prepare | train | upcycle | eval | command
-  std::string status; ///< pending | queued (Slurm) | running | done | failed | preempted | cancelled
+  std::string
+      status;  ///< pending | queued (Slurm) | running | done | failed | preempted | cancelled
   int attempts = 0;
   std::optional<int> exit_code;
   std::string dir;
@@ -81,8 +84,8 @@ struct JobRow {
 class Store {
  public:
   enum class Mode { kReadWrite, kReadOnly };
-  /// Opens or creates `path` and migrates it to the current schema (read-write), or opens an existing
-  /// store read-only. Throws StoreError naming the path and the reason.
+  /// Opens or creates `path` and migrates it to the current schema (read-write), or opens an
+  /// existing store read-only. Throws StoreError naming the path and the reason.
   explicit Store(const std::string& path, Mode mode = Mode::kReadWrite);
   ~Store();
   Store(const Store&) = delete;
@@ -94,7 +97,8 @@ class Store {
 
   /// Inserts or updates a run by key; returns its id.
   int64_t upsert_run(const RunInfo& run);
-  /// Sets a run's status; an unchanged status writes nothing (a no-op re-run leaves the store as is).
+  /// Sets a run's status; an unchanged status writes nothing (a no-op re-run leaves the store as
+  /// is).
   void set_run_status(int64_t run_id, const std::string& status);
   /// Replaces the tags ("a,b,k=v") of the run named `run_name`; throws StoreError when none is.
   void set_run_tags(const std::string& run_name, const std::string& tags);
@@ -102,7 +106,8 @@ class Store {
   /// Replaces the run's flattened resolved config.
   void record_params(int64_t run_id, const std::map<std::string, std::string>& params);
 
-  /// Inserts a job by key if new (status pending) and links it to the run under `stage`; returns id.
+  /// Inserts a job by key if new (status pending) and links it to the run under `stage`; returns
+  /// id.
   int64_t upsert_job(int64_t run_id, const JobRow& job);
   std::optional<JobRow> find_job(const std::string& key);
   /// Updates status fields of the job `key`. started/finished are set when status moves there.

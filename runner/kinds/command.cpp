@@ -3,8 +3,8 @@
 
 #include "runner/kinds/stage_kind.h"
 #include "runner/planner.h"
-#include "stages/command/command.h"
 #include "stages/arch/hf_config.h"
+#include "stages/command/command.h"
 #include "stages/spec/command.h"
 
 namespace upcycle::runner {
@@ -14,8 +14,9 @@ struct CommandStage : StageParams {
   std::vector<std::string> models;
   stages::CommandTemplates templates;
   std::string parser = "none";
-  std::string hf_format = "auto";  ///< how {hf} exports the model: auto picks its Hugging Face class
-  bool uses_hf = false;            ///< a template names {hf}
+  std::string hf_format =
+      "auto";            ///< how {hf} exports the model: auto picks its Hugging Face class
+  bool uses_hf = false;  ///< a template names {hf}
 };
 
 // Placeholders are checked when the recipe is read, not when the job runs: {checkpoint} and friends
@@ -30,8 +31,9 @@ void check_placeholders(const YamlReader& r, const CommandStage& c) {
     try {
       stages::expand_template(node.str(), vars);
     } catch (const std::invalid_argument& e) {
-      throw node.error(std::string(e.what()) + (c.models.empty() ? " (model placeholders need models:)" : ""),
-                       "placeholders: {checkpoint} {model_dir} {model} {hf} {out} {data_dir} {threads}");
+      throw node.error(
+          std::string(e.what()) + (c.models.empty() ? " (model placeholders need models:)" : ""),
+          "placeholders: {checkpoint} {model_dir} {model} {hf} {out} {data_dir} {threads}");
     }
   };
   YamlReader argv = r.child("argv");
@@ -51,7 +53,8 @@ class CommandKind : public StageKind {
     auto c = std::make_shared<CommandStage>();
     if (r.has("models")) c->models = r.child("models").strings();
     YamlReader argv = r.child("argv");
-    if (!argv.is_sequence() || argv.size() == 0) throw argv.error("expected a non-empty list of arguments");
+    if (!argv.is_sequence() || argv.size() == 0)
+      throw argv.error("expected a non-empty list of arguments");
     c->templates.argv = argv.strings();
     if (r.has("env")) {
       YamlReader env = r.child("env");
@@ -60,7 +63,8 @@ class CommandKind : public StageKind {
     }
     c->parser = r.get_choice("parser", c->parser, {"none", "lm_eval"});
     c->templates.results = r.get_str("results", c->templates.results);
-    c->hf_format = r.get_choice("hf_format", c->hf_format, {"auto", "llama", "cohere", "mixtral", "native"});
+    c->hf_format =
+        r.get_choice("hf_format", c->hf_format, {"auto", "llama", "cohere", "mixtral", "native"});
     check_placeholders(r, *c);
     auto names_hf = [](const std::string& t) { return t.find("{hf}") != std::string::npos; };
     for (const auto& a : c->templates.argv) c->uses_hf = c->uses_hf || names_hf(a);
@@ -89,24 +93,29 @@ class CommandKind : public StageKind {
   }
 
  private:
-  // The Hugging Face format {hf} exports `model` in, checked here so that a recipe asking for a layout
-  // its model lacks fails at plan time.
+  // The Hugging Face format {hf} exports `model` in, checked here so that a recipe asking for a
+  // layout its model lacks fails at plan time.
   static std::string hf_format(const StageDef& s, const CommandStage& c, const PlannedJob& model) {
     if (c.hf_format == "auto") {
       auto f = stages::hf_format_for(model.model);
       if (!f) {
-        throw stage_error(s, "hf_format", "'" + model.stage + "' has no Hugging Face class (" +
-                                              stages::hf_no_format_reason(model.model) +
-                                              "); set hf_format: native");
+        throw stage_error(s, "hf_format",
+                          "'" + model.stage + "' has no Hugging Face class (" +
+                              stages::hf_no_format_reason(model.model) +
+                              "); set hf_format: native");
       }
       return stages::hf_format_name(*f);
     }
-    const std::string why = stages::hf_export_refusal(model.model, stages::hf_format_from(c.hf_format));
-    if (!why.empty()) throw stage_error(s, "hf_format", "'" + model.stage + "' cannot be exported as " + c.hf_format + ": " + why);
+    const std::string why =
+        stages::hf_export_refusal(model.model, stages::hf_format_from(c.hf_format));
+    if (!why.empty())
+      throw stage_error(s, "hf_format",
+                        "'" + model.stage + "' cannot be exported as " + c.hf_format + ": " + why);
     return c.hf_format;
   }
 
-  static void add_job(const StageDef& s, Planner& p, const CommandStage& c, std::optional<size_t> model) {
+  static void add_job(const StageDef& s, Planner& p, const CommandStage& c,
+                      std::optional<size_t> model) {
     stages::CommandJobSpec spec;
     spec.templates = c.templates;
     spec.parser = c.parser;
@@ -114,8 +123,10 @@ class CommandKind : public StageKind {
     std::vector<size_t> deps{p.data_job()};
     if (model) deps.push_back(*model);
     const stages::JobRuntime rt = p.runtime(s);
-    if (model && c.uses_hf) spec.hf.format = hf_format(s, c, p.job(*model));  // keyed: the format is part of the job
-    const std::string dir = p.dir_of(p.key_of({spec.kKind, spec.kOutputVersion, {}, key_material(spec, rt), rt}, deps));
+    if (model && c.uses_hf)
+      spec.hf.format = hf_format(s, c, p.job(*model));  // keyed: the format is part of the job
+    const std::string dir =
+        p.dir_of(p.key_of({spec.kKind, spec.kOutputVersion, {}, key_material(spec, rt), rt}, deps));
     std::map<std::string, std::string> vars = {
         {"out", dir + "/out"}, {"data_dir", p.data_dir()}, {"threads", std::to_string(rt.threads)}};
     if (model) {
@@ -123,7 +134,9 @@ class CommandKind : public StageKind {
       vars["model_dir"] = p.job(*model).dir;
       vars["checkpoint"] = p.job(*model).dir + "/checkpoint";
       vars["hf"] = dir + "/hf";
-      if (c.uses_hf) spec.hf = {spec.hf.format, dir + "/hf", vars["checkpoint"], p.data_dir() + "/tokenizer.model"};
+      if (c.uses_hf)
+        spec.hf = {spec.hf.format, dir + "/hf", vars["checkpoint"],
+                   p.data_dir() + "/tokenizer.model"};
     }
     try {
       stages::expand_command(spec, vars);

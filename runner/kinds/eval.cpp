@@ -23,7 +23,8 @@ std::vector<std::string> parse_tasks(const YamlReader& tasks) {
   for (size_t i = 0; i < tasks.size(); ++i) {
     std::string t = tasks.at(i).str();
     if (t != "builtin" && !std::filesystem::is_regular_file(t)) {
-      throw tasks.at(i).error("task file '" + t + "' does not exist", "tasks: [builtin] or JSONL task files");
+      throw tasks.at(i).error("task file '" + t + "' does not exist",
+                              "tasks: [builtin] or JSONL task files");
     }
     out.push_back(t);
   }
@@ -39,7 +40,8 @@ class EvalKind : public StageKind {
     return keys;
   }
 
-  std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe& recipe) const override {
+  std::shared_ptr<const StageParams> parse(const YamlReader& r,
+                                           const Recipe& recipe) const override {
     auto e = std::make_shared<EvalStage>();
     if (r.has("models")) e->models = r.child("models").strings();
     if (r.has("btm")) e->btm = r.child("btm").strings();
@@ -49,7 +51,8 @@ class EvalKind : public StageKind {
     if (r.has("tasks")) e->tasks = parse_tasks(r.child("tasks"));
     if (recipe.data.pretokenized && r.has("tasks") && !e->tasks.empty()) {
       throw r.child("tasks").error(
-          "downstream tasks are text and need the SentencePiece tokenizer; with pre-tokenized shards "
+          "downstream tasks are text and need the SentencePiece tokenizer; with pre-tokenized "
+          "shards "
           "evaluate perplexity here and tasks through a command stage");
     }
     return e;
@@ -66,7 +69,8 @@ class EvalKind : public StageKind {
     const auto& e = *s.as<EvalStage>();
     stages::EvalJobSpec spec = e.spec;
     spec.domains = e.domains;
-    if (spec.domains.size() == 1 && spec.domains[0] == "all") spec.domains = p.recipe().domain_names();
+    if (spec.domains.size() == 1 && spec.domains[0] == "all")
+      spec.domains = p.recipe().domain_names();
     for (const auto& d : spec.domains) p.check_domain(s, "domains", d);
     spec.data_dir = p.data_dir();
     std::vector<size_t> deps{p.data_job()};
@@ -80,7 +84,9 @@ class EvalKind : public StageKind {
     for (const auto& name : e.btm) {
       for (size_t id : p.models_of(s, "btm", name)) {
         if (!p.job(id).model.is_dense()) {
-          throw stage_error(s, "btm", "'" + p.job(id).stage + "' is not a dense model (BTM ensembles dense experts)");
+          throw stage_error(
+              s, "btm",
+              "'" + p.job(id).stage + "' is not a dense model (BTM ensembles dense experts)");
         }
         deps.push_back(id);
         btm.members.push_back({p.job(id).stage, p.job(id).dir + "/checkpoint"});
@@ -88,7 +94,8 @@ class EvalKind : public StageKind {
     }
     if (!btm.members.empty()) spec.ensembles.push_back(btm);
     spec.tasks.clear();  // user task files by content, so an edited file is a new job
-    for (const auto& t : e.tasks) spec.tasks.push_back({t, t == "builtin" ? "" : core::sha256_file(t)});
+    for (const auto& t : e.tasks)
+      spec.tasks.push_back({t, t == "builtin" ? "" : core::sha256_file(t)});
     p.add(s, s.name, draft(spec, p.runtime(s)), deps);
   }
 };

@@ -1,16 +1,16 @@
 // The recipe side of `prepare`: the recipe's data: section as one job (stages/spec/prepare.h).
+#include "stages/spec/prepare.h"
 #include "core/sha256.h"
 #include "runner/kinds/stage_kind.h"
 #include "runner/planner.h"
-#include "stages/spec/prepare.h"
 
 namespace upcycle::runner {
 namespace {
 
 struct PrepareStage : StageParams {};
 
-// A stage whose models bring a tokenizer (an import) decides the data's: every such stage must bring
-// the same one, and the recipe's data.tokenizer settings give way to it.
+// A stage whose models bring a tokenizer (an import) decides the data's: every such stage must
+// bring the same one, and the recipe's data.tokenizer settings give way to it.
 void use_models_tokenizer(const StageDef& s, const Recipe& r, stages::PrepareJobSpec& spec) {
   std::string from;
   for (const auto& st : r.stages) {
@@ -18,11 +18,14 @@ void use_models_tokenizer(const StageDef& s, const Recipe& r, stages::PrepareJob
     if (file.empty()) continue;
     const std::string sha = core::sha256_file(file);
     if (!spec.tokenizer_file.empty() && sha != spec.tokenizer_sha256) {
-      throw stage_error(s, "kind", "stages '" + from + "' and '" + st.name + "' bring different tokenizers; "
-                                   "their models cannot share one tokenized dataset");
+      throw stage_error(s, "kind",
+                        "stages '" + from + "' and '" + st.name +
+                            "' bring different tokenizers; "
+                            "their models cannot share one tokenized dataset");
     }
     if (spec.pretokenized) {
-      throw stage_error(s, "kind", "stage '" + st.name + "' brings its tokenizer, but the data is pre-tokenized");
+      throw stage_error(
+          s, "kind", "stage '" + st.name + "' brings its tokenizer, but the data is pre-tokenized");
     }
     spec.tokenizer_file = file;
     spec.tokenizer_sha256 = sha;

@@ -3,9 +3,9 @@
 namespace upcycle::runner {
 
 const std::vector<const StageKind*>& stage_kinds() {
-  static const std::vector<const StageKind*> kKinds = {&prepare_kind(), &train_kind(), &branch_kind(),
-                                                       &upcycle_kind(), &eval_kind(), &command_kind(),
-                                                       &import_kind()};
+  static const std::vector<const StageKind*> kKinds = {
+      &prepare_kind(), &train_kind(),   &branch_kind(), &upcycle_kind(),
+      &eval_kind(),    &command_kind(), &import_kind()};
   return kKinds;
 }
 
@@ -16,9 +16,11 @@ const StageKind* find_stage_kind(const std::string& name) {
   return nullptr;
 }
 
-// "optim.beta1" -> r.child("optim").child("beta1"); "domains[2].name" -> r.child("domains").at(2)...;
-// as deep as the YAML goes (a field the recipe did not set is blamed on its nearest parent).
-ConfigError spec_error_at(const YamlReader& r, const std::string& field, const std::string& reason) {
+// "optim.beta1" -> r.child("optim").child("beta1"); "domains[2].name" ->
+// r.child("domains").at(2)...; as deep as the YAML goes (a field the recipe did not set is blamed
+// on its nearest parent).
+ConfigError spec_error_at(const YamlReader& r, const std::string& field,
+                          const std::string& reason) {
   YamlReader at = r;
   size_t pos = 0;
   bool reached = false;

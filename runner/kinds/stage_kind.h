@@ -17,7 +17,7 @@ class Planner;
 
 /// A stage another stage reads, and the recipe key that names it (for errors).
 struct StageInput {
-  std::string key;    ///< "from", "models", "btm", "budget.match"
+  std::string key;  ///< "from", "models", "btm", "budget.match"
   std::string stage;
 };
 
@@ -35,9 +35,11 @@ class StageKind {
   virtual bool provides_data() const { return false; }
   /// Reads and validates the stage's keys (`r` is the stage's mapping; the recipe's data, model and
   /// train defaults are parsed already). Throws ConfigError naming file, line and key.
-  virtual std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe& recipe) const = 0;
-  /// The SentencePiece model this stage's models come with ("" for none): the prepare stage tokenizes
-  /// the data with it instead of training one (an imported Hugging Face model's tokenizer.model).
+  virtual std::shared_ptr<const StageParams> parse(const YamlReader& r,
+                                                   const Recipe& recipe) const = 0;
+  /// The SentencePiece model this stage's models come with ("" for none): the prepare stage
+  /// tokenizes the data with it instead of training one (an imported Hugging Face model's
+  /// tokenizer.model).
   virtual std::string tokenizer(const StageDef&) const { return ""; }
   /// The stages whose jobs this stage needs planned first.
   virtual std::vector<StageInput> inputs(const StageDef& s) const = 0;
@@ -59,8 +61,9 @@ const std::vector<const StageKind*>& stage_kinds();
 /// The kind called `name`, or null.
 const StageKind* find_stage_kind(const std::string& name);
 
-/// A core::FieldError (from the typed spec's validation) as a ConfigError at the YAML key that set the
-/// field, or its nearest parent the recipe wrote: `r` is the node whose keys the spec's fields mirror.
+/// A core::FieldError (from the typed spec's validation) as a ConfigError at the YAML key that set
+/// the field, or its nearest parent the recipe wrote: `r` is the node whose keys the spec's fields
+/// mirror.
 ConfigError spec_error_at(const YamlReader& r, const std::string& field, const std::string& reason);
 
 }  // namespace upcycle::runner

@@ -14,7 +14,8 @@ namespace {
 
 void parse_budget(const YamlReader& b, TrainDef& d) {
   b.expect_map({"tokens", "match", "by"});
-  if (b.has("tokens") == b.has("match")) throw b.error("give exactly one of tokens: N or match: STAGE");
+  if (b.has("tokens") == b.has("match"))
+    throw b.error("give exactly one of tokens: N or match: STAGE");
   if (b.has("tokens")) {
     d.tokens = b.child("tokens").integer();
     d.match.clear();
@@ -26,32 +27,37 @@ void parse_budget(const YamlReader& b, TrainDef& d) {
   }
 }
 
-std::string budget_detail(const stages::TrainJobSpec& t, const stages::ModelConfig& m, const TrainDef& d) {
+std::string budget_detail(const stages::TrainJobSpec& t, const stages::ModelConfig& m,
+                          const TrainDef& d) {
   int64_t per_step = t.batch_size * m.seq_len;
   int64_t steps = (t.tokens + per_step - 1) / per_step;
-  std::string out = "tokens " + std::to_string(t.tokens) + " (" + std::to_string(steps) + " steps, " +
-                    format_flops(double(steps * per_step) * double(stages::count_flops(m).training())) +
-                    " training FLOPs)";
+  std::string out =
+      "tokens " + std::to_string(t.tokens) + " (" + std::to_string(steps) + " steps, " +
+      format_flops(double(steps * per_step) * double(stages::count_flops(m).training())) +
+      " training FLOPs)";
   if (!d.match.empty()) out += " matching " + d.match + " by " + d.match_by;
   return out;
 }
 
 // The token budget: given, or matched to another train stage's tokens (data-matched) or training
-// FLOPs (compute-matched, from the models' FLOP accounting; rounded down to whole tokens, so the two
-// differ by less than one step).
-int64_t resolve_tokens(const StageDef& s, const TrainDef& d, const stages::ModelConfig& model, const Planner& p) {
+// FLOPs (compute-matched, from the models' FLOP accounting; rounded down to whole tokens, so the
+// two differ by less than one step).
+int64_t resolve_tokens(const StageDef& s, const TrainDef& d, const stages::ModelConfig& model,
+                       const Planner& p) {
   if (d.match.empty()) return d.tokens;
   const StageDef* target = p.recipe().find_stage(d.match);
   if (!target->as<TrainStage>()) {
-    throw stage_error(s, "budget.match", "'" + d.match + "' is a " + target->kind_name() + " stage; match a train stage");
+    throw stage_error(
+        s, "budget.match",
+        "'" + d.match + "' is a " + target->kind_name() + " stage; match a train stage");
   }
   const PlannedJob& t = p.job(p.models_of(s, "budget.match", d.match).at(0));
   const int64_t target_tokens = t.spec.at("tokens").get<int64_t>();
   if (d.match_by == "tokens") return target_tokens;
   // Paper-scale budgets reach 1e20 FLOPs: exact 128-bit integer arithmetic.
   const int64_t per_step = t.spec.at("batch_size").get<int64_t>() * t.model.seq_len;
-  __int128 target_flops = static_cast<__int128>((target_tokens + per_step - 1) / per_step) * per_step *
-                          stages::count_flops(t.model).training();
+  __int128 target_flops = static_cast<__int128>((target_tokens + per_step - 1) / per_step) *
+                          per_step * stages::count_flops(t.model).training();
   return static_cast<int64_t>(target_flops / stages::count_flops(model).training());
 }
 
@@ -70,8 +76,9 @@ size_t add_train(const StageDef& s, const TrainDef& d, Planner& p, const std::st
     t.init_checkpoint = p.job(*init).dir + "/checkpoint";
   } else {
     if (!p.recipe().has_model) {
-      throw stage_error(s, "from", "trains a model from scratch, and the recipe has no model: section",
-                        "add model: (the architecture), or train from an imported model with from:");
+      throw stage_error(
+          s, "from", "trains a model from scratch, and the recipe has no model: section",
+          "add model: (the architecture), or train from an imported model with from:");
     }
     t.model = model;
   }
@@ -85,8 +92,11 @@ size_t add_train(const StageDef& s, const TrainDef& d, Planner& p, const std::st
   const int64_t steps = (t.tokens + per_step - 1) / per_step;  // whole steps
   j.train_flops = double(steps * per_step) * double(stages::count_flops(model).training());
   // Throughput depends on the model, the batch, the device kind, the precision, ranks and threads.
-  nlohmann::json shape = {{"model", stages::to_json(model)}, {"batch_size", t.batch_size}, {"micro_batch", t.micro_batch},
-                          {"numerics", j.keyed.at("spec").at("numerics")}, {"precision", j.keyed.at("spec").at("precision")}};
+  nlohmann::json shape = {{"model", stages::to_json(model)},
+                          {"batch_size", t.batch_size},
+                          {"micro_batch", t.micro_batch},
+                          {"numerics", j.keyed.at("spec").at("numerics")},
+                          {"precision", j.keyed.at("spec").at("precision")}};
   j.shape = core::sha256_hex(shape.dump()).substr(0, 16);
   return id;
 }
@@ -95,7 +105,8 @@ size_t add_train(const StageDef& s, const TrainDef& d, Planner& p, const std::st
 TrainDef parse_stage_train(const YamlReader& r, const Recipe& recipe) {
   TrainDef d = parse_train(r, recipe.train);
   if (d.tokens < 1 && d.match.empty()) {
-    throw r.error("needs budget: {tokens: N} or {match: STAGE, by: flops} (here or in the recipe's train:)");
+    throw r.error(
+        "needs budget: {tokens: N} or {match: STAGE, by: flops} (here or in the recipe's train:)");
   }
   return d;
 }
@@ -112,7 +123,8 @@ class TrainKind : public StageKind {
   bool data_parallel() const override { return true; }
   bool produces_models() const override { return true; }
 
-  std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe& recipe) const override {
+  std::shared_ptr<const StageParams> parse(const YamlReader& r,
+                                           const Recipe& recipe) const override {
     auto t = std::make_shared<TrainStage>();
     if (r.has("from")) t->from = r.child("from").strings();
     YamlReader mix = r.child("mix");
@@ -146,18 +158,23 @@ class TrainKind : public StageKind {
 class BranchKind : public StageKind {
  public:
   std::string name() const override { return "branch"; }
-  std::vector<std::string> keys() const override { return with_train_keys({"from", "domains", "general_mix"}); }
+  std::vector<std::string> keys() const override {
+    return with_train_keys({"from", "domains", "general_mix"});
+  }
   bool data_parallel() const override { return true; }
   bool produces_models() const override { return true; }
 
-  std::shared_ptr<const StageParams> parse(const YamlReader& r, const Recipe& recipe) const override {
+  std::shared_ptr<const StageParams> parse(const YamlReader& r,
+                                           const Recipe& recipe) const override {
     auto b = std::make_shared<BranchStage>();
     b->from = r.child("from").strings();
     b->domains = r.child("domains").strings();
     b->general_mix = r.get_number("general_mix", b->general_mix);
-    if (b->general_mix < 0 || b->general_mix >= 1) throw r.child("general_mix").error("must be in [0, 1)");
+    if (b->general_mix < 0 || b->general_mix >= 1)
+      throw r.child("general_mix").error("must be in [0, 1)");
     b->train = parse_stage_train(r, recipe);
-    if (!b->train.match.empty()) throw r.error("a branch stage needs budget: {tokens: N}; match: is for train stages");
+    if (!b->train.match.empty())
+      throw r.error("a branch stage needs budget: {tokens: N}; match: is for train stages");
     return b;
   }
 
@@ -171,7 +188,8 @@ class BranchKind : public StageKind {
     const auto& b = *s.as<BranchStage>();
     if (b.from.size() != 1) throw stage_error(s, "from", "a branch stage reads exactly one model");
     size_t seed = p.single_model(s, b.from[0]);
-    if (!p.job(seed).model.is_dense()) throw stage_error(s, "from", "branching needs a dense model");
+    if (!p.job(seed).model.is_dense())
+      throw stage_error(s, "from", "branching needs a dense model");
     if (b.domains.empty()) throw stage_error(s, "domains", "list at least one domain");
     auto names = p.recipe().domain_names();
     bool has_general = std::find(names.begin(), names.end(), "general") != names.end();

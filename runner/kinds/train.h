@@ -1,6 +1,6 @@
 // The recipe side of the training kinds. `train`: one job training a fresh model or continuing one
-// (`from`), on a domain mixture. `branch`: one expert per domain from a dense seed (BTX/BAM's branch
-// phase). Both plan train jobs (stages/spec/train.h).
+// (`from`), on a domain mixture. `branch`: one expert per domain from a dense seed (BTX/BAM's
+// branch phase). Both plan train jobs (stages/spec/train.h).
 #pragma once
 
 #include <map>

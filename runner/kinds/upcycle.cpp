@@ -4,16 +4,16 @@
 #include "runner/kinds/stage_kind.h"
 #include "runner/kinds/train.h"
 #include "runner/planner.h"
-#include "stages/spec/upcycle.h"
 #include "stages/arch/upcycle_config.h"
+#include "stages/spec/upcycle.h"
 
 namespace upcycle::runner {
 namespace {
 
 struct UpcycleStage : StageParams {
   std::vector<std::string> from;
-  bool include_seed = true;    ///< bam/btx: prepend a branch's seed if `from` omits it
-  stages::UpcycleSpec spec;    ///< method, routing (mixture) and surgery options; inputs are planned
+  bool include_seed = true;  ///< bam/btx: prepend a branch's seed if `from` omits it
+  stages::UpcycleSpec spec;  ///< method, routing (mixture) and surgery options; inputs are planned
 };
 
 // Keys of one method are refused for the others (their fields are read by the table).
@@ -61,20 +61,25 @@ class UpcycleKind : public StageKind {
     std::vector<size_t> inputs;
     for (const auto& f : with_seed(u, p.recipe())) {
       for (size_t id : p.models_of(s, "from", f)) {
-        if (!p.job(id).model.is_dense()) throw stage_error(s, "from", "'" + p.job(id).stage + "' is not a dense model");
+        if (!p.job(id).model.is_dense())
+          throw stage_error(s, "from", "'" + p.job(id).stage + "' is not a dense model");
         inputs.push_back(id);
       }
     }
     const int64_t n = static_cast<int64_t>(inputs.size());
     if (n == 0) throw stage_error(s, "from", "list at least one dense model");
-    for (size_t in : inputs) {  // where the recipe gives the shapes (imports, other seeds), check them now
-      if (const std::string why = stages::expert_mismatch(p.job(inputs[0]).model, p.job(in).model); !why.empty()) {
-        throw stage_error(s, "from", "'" + p.job(inputs[0]).stage + "' and '" + p.job(in).stage +
-                                         "' cannot be experts of one model: they differ in " + why);
+    for (size_t in :
+         inputs) {  // where the recipe gives the shapes (imports, other seeds), check them now
+      if (const std::string why = stages::expert_mismatch(p.job(inputs[0]).model, p.job(in).model);
+          !why.empty()) {
+        throw stage_error(s, "from",
+                          "'" + p.job(inputs[0]).stage + "' and '" + p.job(in).stage +
+                              "' cannot be experts of one model: they differ in " + why);
       }
     }
     if (u.spec.method == stages::UpcycleMethod::kSparse && n != 1) {
-      throw stage_error(s, "from", "sparse upcycling reads one dense model, got " + std::to_string(n));
+      throw stage_error(s, "from",
+                        "sparse upcycling reads one dense model, got " + std::to_string(n));
     }
     stages::UpcycleJobSpec spec;
     static_cast<stages::UpcycleSpec&>(spec) = u.spec;
@@ -82,15 +87,18 @@ class UpcycleKind : public StageKind {
     for (size_t in : inputs) spec.inputs.push_back(p.job(in).dir + "/checkpoint");
     stages::ModelConfig moe;
     try {
-      moe = stages::upcycled_config(spec.method, p.job(inputs[0]).model, spec.mixture, n + spec.extra_seed_experts);
+      moe = stages::upcycled_config(spec.method, p.job(inputs[0]).model, spec.mixture,
+                                    n + spec.extra_seed_experts);
     } catch (const core::FieldError& e) {
-      throw stage_error(s, "", std::string(e.what()) + " (upcycling " + std::to_string(n) + " dense models)");
+      throw stage_error(
+          s, "", std::string(e.what()) + " (upcycling " + std::to_string(n) + " dense models)");
     }
     size_t id = p.add(s, s.name, draft(spec, p.runtime(s)), inputs);
     PlannedJob& j = p.job(id);
     j.produces_model = true;
     j.model = moe;
-    j.detail = "experts attn " + std::to_string(moe.attn_experts) + " ffn " + std::to_string(moe.ffn_experts);
+    j.detail = "experts attn " + std::to_string(moe.attn_experts) + " ffn " +
+               std::to_string(moe.ffn_experts);
   }
 
  private:
@@ -101,7 +109,8 @@ class UpcycleKind : public StageKind {
     for (const auto& f : u.from) {
       const StageDef* b = r.find_stage(f);
       const BranchStage* branch = b ? b->as<BranchStage>() : nullptr;
-      if (branch && !branch->from.empty() && std::find(from.begin(), from.end(), branch->from.at(0)) == from.end()) {
+      if (branch && !branch->from.empty() &&
+          std::find(from.begin(), from.end(), branch->from.at(0)) == from.end()) {
         from.insert(from.begin(), branch->from[0]);
       }
     }

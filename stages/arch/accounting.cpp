@@ -21,8 +21,8 @@ int64_t narrow(Wide v, const char* what) {
 
 ParamCount count_params(const ModelConfig& c) {
   const Wide d = c.d_model;
-  const Wide q_o = 2 * d * c.heads * c.head_dim();      // W_q and W_o of one expert
-  const Wide k_v = 2 * d * c.kv_heads * c.head_dim();   // W_k and W_v of one expert
+  const Wide q_o = 2 * d * c.heads * c.head_dim();     // W_q and W_o of one expert
+  const Wide k_v = 2 * d * c.kv_heads * c.head_dim();  // W_k and W_v of one expert
   const Wide e_attn = c.attn_experts;
   const Wide kv_copies = c.attn_kv == KvMode::kShared ? 1 : e_attn;
   const Wide attn_active_experts = c.attn_routing == AttnRouting::kSoft ? e_attn : c.attn_top_k;
@@ -35,7 +35,8 @@ ParamCount count_params(const ModelConfig& c) {
   for (int64_t l = 0; l < c.layers; ++l) {
     const Wide attn = e_attn * q_o + kv_copies * k_v;
     const Wide attn_router = e_attn > 1 ? d * e_attn : 0;
-    const Wide attn_active = attn_active_experts * q_o + (c.attn_kv == KvMode::kShared ? 1 : attn_active_experts) * k_v;
+    const Wide attn_active =
+        attn_active_experts * q_o + (c.attn_kv == KvMode::kShared ? 1 : attn_active_experts) * k_v;
     const Wide e_ffn = c.ffn_experts_in_layer(l);
     const Wide ffn_router = e_ffn > 1 ? d * e_ffn : 0;
     const Wide k_ffn = e_ffn > 1 ? c.ffn_top_k : 1;
@@ -59,20 +60,22 @@ ParamCount count_params(const ModelConfig& c) {
 FlopCount count_flops(const ModelConfig& c, int64_t context) {
   const Wide d = c.d_model, n_ctx = context > 0 ? context : c.seq_len;
   const Wide q_width = Wide(c.heads) * c.head_dim(), kv_width = Wide(c.kv_heads) * c.head_dim();
-  // Every attention expert runs, also under top-k routing, which zeroes the other gates (attention.h).
+  // Every attention expert runs, also under top-k routing, which zeroes the other gates
+  // (attention.h).
   const Wide n_attn = c.attn_experts;
   const Wide kv_sets = c.attn_kv == KvMode::kShared ? 1 : n_attn;
   FlopCount f;
   Wide forward = 0;
   for (int64_t l = 0; l < c.layers; ++l) {
-    const Wide attention = n_attn * 2 * d * q_width       // W_q
+    const Wide attention = n_attn * 2 * d * q_width          // W_q
                            + kv_sets * 2 * 2 * d * kv_width  // W_k, W_v
                            + n_attn * 2 * n_ctx * q_width    // scores
                            + n_attn * 2 * q_width * d;       // W_o
     const Wide e_ffn = c.ffn_experts_in_layer(l);
     const Wide k_ffn = e_ffn > 1 ? c.ffn_top_k : 1;
     const Wide ffn = k_ffn * 3 * d * 2 * c.expert_hidden();
-    const Wide routers = (c.attn_experts > 1 ? 2 * n_attn * d : 0) + (e_ffn > 1 ? 2 * e_ffn * d : 0);
+    const Wide routers =
+        (c.attn_experts > 1 ? 2 * n_attn * d : 0) + (e_ffn > 1 ? 2 * e_ffn * d : 0);
     LayerFlops lf;
     lf.attention = narrow(attention, "attention FLOPs per token");
     lf.ffn = narrow(ffn, "FFN FLOPs per token");

@@ -7,12 +7,17 @@
 
 namespace upcycle::stages {
 
-const core::EnumNames<BlockType> kBlockNames = {{BlockType::kParallel, "parallel"}, {BlockType::kSequential, "sequential"}};
-const core::EnumNames<Norm> kNormNames = {{Norm::kLayerNorm, "layernorm"}, {Norm::kRmsNorm, "rmsnorm"}};
-const core::EnumNames<AttnRouting> kAttnRoutingNames = {{AttnRouting::kSoft, "soft"}, {AttnRouting::kTopK, "top_k"}};
-const core::EnumNames<KvMode> kKvModeNames = {{KvMode::kExpert, "expert"}, {KvMode::kShared, "shared"}};
-const core::EnumNames<FfnRouting> kFfnRoutingNames = {{FfnRouting::kSoftmaxThenTopK, "softmax_then_topk"},
-                                                      {FfnRouting::kTopKThenSoftmax, "topk_then_softmax"}};
+const core::EnumNames<BlockType> kBlockNames = {{BlockType::kParallel, "parallel"},
+                                                {BlockType::kSequential, "sequential"}};
+const core::EnumNames<Norm> kNormNames = {{Norm::kLayerNorm, "layernorm"},
+                                          {Norm::kRmsNorm, "rmsnorm"}};
+const core::EnumNames<AttnRouting> kAttnRoutingNames = {{AttnRouting::kSoft, "soft"},
+                                                        {AttnRouting::kTopK, "top_k"}};
+const core::EnumNames<KvMode> kKvModeNames = {{KvMode::kExpert, "expert"},
+                                              {KvMode::kShared, "shared"}};
+const core::EnumNames<FfnRouting> kFfnRoutingNames = {
+    {FfnRouting::kSoftmaxThenTopK, "softmax_then_topk"},
+    {FfnRouting::kTopKThenSoftmax, "topk_then_softmax"}};
 
 namespace {
 
@@ -27,27 +32,38 @@ core::Fields<M> make_model_fields() {
   core::Fields<M> f;
   f.integer("d_model", &M::d_model, {1, kP20}, "width")
       .integer("layers", &M::layers, {1, 4096}, "blocks")
-      .integer("heads", &M::heads, {1, kP20}, "attention heads; must divide `d_model`, head dim even (RoPE)")
-      .integer("kv_heads", &M::kv_heads, {1, kP20}, "K/V heads (GQA when fewer); must divide `heads`")
+      .integer("heads", &M::heads, {1, kP20},
+               "attention heads; must divide `d_model`, head dim even (RoPE)")
+      .integer("kv_heads", &M::kv_heads, {1, kP20},
+               "K/V heads (GQA when fewer); must divide `heads`")
       .integer("ffn_hidden", &M::ffn_hidden, {1, kP24}, "SwiGLU hidden size of one dense FFN")
-      .integer("vocab", &M::vocab, {1, int64_t(1) << 32}, "vocabulary; in a recipe, `data.tokenizer.vocab` (it must equal it when given)")
+      .integer("vocab", &M::vocab, {1, int64_t(1) << 32},
+               "vocabulary; in a recipe, `data.tokenizer.vocab` (it must equal it when given)")
       .integer("seq_len", &M::seq_len, {1, kP24}, "context length")
-      .choice("block", &M::block, kBlockNames, "`parallel`: one norm feeds attention and FFN (BAM, PaLM); `sequential`: Llama")
-      .choice("norm", &M::norm, kNormNames, "`layernorm` (weight only, as BAM Table 9 counts) or `rmsnorm`")
+      .choice("block", &M::block, kBlockNames,
+              "`parallel`: one norm feeds attention and FFN (BAM, PaLM); `sequential`: Llama")
+      .choice("norm", &M::norm, kNormNames,
+              "`layernorm` (weight only, as BAM Table 9 counts) or `rmsnorm`")
       .boolean("tied_embeddings", &M::tied_embeddings, "share input and output embeddings")
       .number("rope_theta", &M::rope_theta, {0, kInf, true}, "RoPE base")
       .number("norm_eps", &M::norm_eps, {0, 1, true, true}, "norm epsilon")
-      .number("init_std", &M::init_std, {0, 10, true, true}, "init std (output projections scaled by 1/sqrt(2·layers))")
-      .integer("attn_experts", &M::attn_experts, {1, 4096}, "attention experts (BAM); 1 = dense", kPlanned)
-      .choice("attn_routing", &M::attn_routing, kAttnRoutingNames, "attention expert routing", kPlanned)
-      .integer("attn_top_k", &M::attn_top_k, {1, 4096}, "attention experts per token (top_k)", kPlanned)
+      .number("init_std", &M::init_std, {0, 10, true, true},
+              "init std (output projections scaled by 1/sqrt(2·layers))")
+      .integer("attn_experts", &M::attn_experts, {1, 4096}, "attention experts (BAM); 1 = dense",
+               kPlanned)
+      .choice("attn_routing", &M::attn_routing, kAttnRoutingNames, "attention expert routing",
+              kPlanned)
+      .integer("attn_top_k", &M::attn_top_k, {1, 4096}, "attention experts per token (top_k)",
+               kPlanned)
       .choice("attn_kv", &M::attn_kv, kKvModeNames, "own or shared K/V projections", kPlanned)
       .integer("ffn_experts", &M::ffn_experts, {1, 65536}, "FFN experts; 1 = dense", kPlanned)
       .integer("ffn_top_k", &M::ffn_top_k, {1, 65536}, "FFN experts per token", kPlanned)
       .choice("ffn_routing", &M::ffn_routing, kFfnRoutingNames, "FFN router", kPlanned)
-      .boolean("ffn_renormalize", &M::ffn_renormalize, "renormalise the top-k probabilities", kPlanned)
+      .boolean("ffn_renormalize", &M::ffn_renormalize, "renormalise the top-k probabilities",
+               kPlanned)
       .integer("moe_every", &M::moe_every, {1, 4096}, "MoE FFN in every n-th layer", kPlanned)
-      .integer("ffn_granularity", &M::ffn_granularity, {1, kP24}, "expert hidden = ffn_hidden / G", kPlanned)
+      .integer("ffn_granularity", &M::ffn_granularity, {1, kP24}, "expert hidden = ffn_hidden / G",
+               kPlanned)
       .number("router_init_std", &M::router_init_std, {0, kInf, true}, "router init std", kPlanned)
       .number("lb_coef", &M::lb_coef, {0, kInf}, "load-balancing loss coefficient", kPlanned)
       .number("z_coef", &M::z_coef, {0, kInf}, "router z-loss coefficient", kPlanned);
@@ -70,20 +86,26 @@ void ModelConfig::validate() const {
   require(d_model % heads == 0, "heads", "must divide d_model (" + std::to_string(d_model) + ")");
   require(head_dim() % 2 == 0, "heads", "head dimension d_model/heads must be even for RoPE");
   require(heads % kv_heads == 0, "kv_heads", "must divide heads (" + std::to_string(heads) + ")");
-  require(attn_top_k <= attn_experts, "attn_top_k", "must be in [1, attn_experts=" + std::to_string(attn_experts) + "]");
-  require(ffn_top_k <= ffn_experts, "ffn_top_k", "must be in [1, ffn_experts=" + std::to_string(ffn_experts) + "]");
+  require(attn_top_k <= attn_experts, "attn_top_k",
+          "must be in [1, attn_experts=" + std::to_string(attn_experts) + "]");
+  require(ffn_top_k <= ffn_experts, "ffn_top_k",
+          "must be in [1, ffn_experts=" + std::to_string(ffn_experts) + "]");
   require(ffn_hidden % ffn_granularity == 0, "ffn_granularity", "must divide ffn_hidden");
-  // Sizes are checked before anything allocates them (a bad_alloc, or a count that wraps, otherwise).
+  // Sizes are checked before anything allocates them (a bad_alloc, or a count that wraps,
+  // otherwise).
   int64_t params = 0;
   try {
     params = count_params(*this).total;
     count_flops(*this);
   } catch (const std::overflow_error& e) {
-    require(false, "size", std::string(e.what()) + ": check d_model, layers, ffn_hidden, vocab and the expert counts");
+    require(
+        false, "size",
+        std::string(e.what()) + ": check d_model, layers, ffn_hidden, vocab and the expert counts");
   }
   require(params <= kMaxModelParams, "size",
-          "the model has " + std::to_string(params) + " parameters, more than 2^42 (16 TiB in float32): check d_model, "
-          "layers, ffn_hidden, vocab and the expert counts");
+          "the model has " + std::to_string(params) +
+              " parameters, more than 2^42 (16 TiB in float32): check d_model, "
+              "layers, ffn_hidden, vocab and the expert counts");
 }
 
 nlohmann::json to_json(const ModelConfig& c) { return model_fields().to_json(c); }

@@ -1,5 +1,6 @@
-// ModelConfig: every knob of the decoder LM, dense or mixture. Plain data, no LibTorch, so the runner
-// and the accounting can use it without compiling torch. A dense model is attn_experts = ffn_experts = 1.
+// ModelConfig: every knob of the decoder LM, dense or mixture. Plain data, no LibTorch, so the
+// runner and the accounting can use it without compiling torch. A dense model is attn_experts =
+// ffn_experts = 1.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,8 @@ enum class Norm { kLayerNorm, kRmsNorm };
 enum class AttnRouting { kSoft, kTopK };
 /// expert: each attention expert has its own W_k, W_v; shared: one W_k, W_v for all experts.
 enum class KvMode { kExpert, kShared };
-/// The MoE FFN router: softmax over all experts, then top-k; or top-k logits, then softmax (Mixtral).
+/// The MoE FFN router: softmax over all experts, then top-k; or top-k logits, then softmax
+/// (Mixtral).
 enum class FfnRouting { kSoftmaxThenTopK, kTopKThenSoftmax };
 
 extern const core::EnumNames<BlockType> kBlockNames;
@@ -28,7 +30,8 @@ extern const core::EnumNames<AttnRouting> kAttnRoutingNames;
 extern const core::EnumNames<KvMode> kKvModeNames;
 extern const core::EnumNames<FfnRouting> kFfnRoutingNames;
 
-/// The most parameters a model may have (4.4 trillion; 16 TiB in float32): past it no machine holds it.
+/// The most parameters a model may have (4.4 trillion; 16 TiB in float32): past it no machine holds
+/// it.
 inline constexpr int64_t kMaxModelParams = int64_t(1) << 42;
 
 struct ModelConfig {
@@ -56,8 +59,8 @@ struct ModelConfig {
   int64_t ffn_experts = 1;
   int64_t ffn_top_k = 1;
   FfnRouting ffn_routing = FfnRouting::kSoftmaxThenTopK;
-  bool ffn_renormalize = false;                   ///< renormalise the top-k probabilities to sum to 1
-  int64_t moe_every = 1;  ///< MoE FFN in layers l with (l + 1) % moe_every == 0; others dense
+  bool ffn_renormalize = false;  ///< renormalise the top-k probabilities to sum to 1
+  int64_t moe_every = 1;        ///< MoE FFN in layers l with (l + 1) % moe_every == 0; others dense
   int64_t ffn_granularity = 1;  ///< G: expert hidden = ffn_hidden / G (fine-grained experts)
 
   double router_init_std = 0.02;
@@ -77,8 +80,8 @@ struct ModelConfig {
   void validate() const;
 };
 
-/// Every field of ModelConfig, declared once: the recipe's `model:` keys (the dense ones; the mixture
-/// fields are set by upcycle stages), config.json, ranges and the docs' key table.
+/// Every field of ModelConfig, declared once: the recipe's `model:` keys (the dense ones; the
+/// mixture fields are set by upcycle stages), config.json, ranges and the docs' key table.
 const core::Fields<ModelConfig>& model_fields();
 
 nlohmann::json to_json(const ModelConfig& c);

@@ -27,7 +27,8 @@ class ConfigKeys {
   T get(const std::string& key, T fallback) const {
     if (!has(key)) return fallback;
     if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-      if (std::string why = core::integer_problem<T>(j_.at(key)); !why.empty()) throw error(key, why);
+      if (std::string why = core::integer_problem<T>(j_.at(key)); !why.empty())
+        throw error(key, why);
     }
     try {
       return j_.at(key).get<T>();
@@ -64,7 +65,8 @@ double rope_theta_of(const ConfigKeys& k) {
       type = r.at(t).get<std::string>();
     }
     if (type != "default") {
-      throw k.error(key, "RoPE scaling '" + type + "' is not supported (upcycle's RoPE is unscaled)");
+      throw k.error(key,
+                    "RoPE scaling '" + type + "' is not supported (upcycle's RoPE is unscaled)");
     }
     if (r.contains("rope_theta")) {
       if (!r.at("rope_theta").is_number()) throw k.error(key, "rope_theta: expected a number");
@@ -88,8 +90,10 @@ ModelConfig common_config(const ConfigKeys& k, std::optional<int64_t> seq_len) {
   if (m.heads > 0 && k.has("head_dim") && k.get<int64_t>("head_dim", 0) * m.heads != m.d_model) {
     throw k.error("head_dim", "must be hidden_size / num_attention_heads in upcycle's attention");
   }
-  const std::string act = k.get<std::string>("hidden_act", k.get<std::string>("hidden_activation", "silu"));
-  if (act != "silu") throw k.error("hidden_act", "'" + act + "' is not supported (upcycle's FFN is SwiGLU)");
+  const std::string act =
+      k.get<std::string>("hidden_act", k.get<std::string>("hidden_activation", "silu"));
+  if (act != "silu")
+    throw k.error("hidden_act", "'" + act + "' is not supported (upcycle's FFN is SwiGLU)");
   k.require("attention_bias", false, "upcycle's attention has no biases");
   k.require("mlp_bias", false, "upcycle's FFN has no biases");
   m.seq_len = seq_len.value_or(k.get<int64_t>("max_position_embeddings", 2048));
@@ -104,10 +108,14 @@ ModelConfig common_config(const ConfigKeys& k, std::optional<int64_t> seq_len) {
 
 const char* hf_format_name(HfFormat f) {
   switch (f) {
-    case HfFormat::kLlama: return "llama";
-    case HfFormat::kCohere: return "cohere";
-    case HfFormat::kMixtral: return "mixtral";
-    case HfFormat::kNative: return "native";
+    case HfFormat::kLlama:
+      return "llama";
+    case HfFormat::kCohere:
+      return "cohere";
+    case HfFormat::kMixtral:
+      return "mixtral";
+    case HfFormat::kNative:
+      return "native";
   }
   return "?";
 }
@@ -119,7 +127,8 @@ HfFormat hf_format_from(const std::string& name) {
   throw std::invalid_argument("unknown format '" + name + "' (llama, cohere, mixtral, native)");
 }
 
-HfModel hf_model_from_config(const nlohmann::json& config, const std::string& origin, std::optional<int64_t> seq_len) {
+HfModel hf_model_from_config(const nlohmann::json& config, const std::string& origin,
+                             std::optional<int64_t> seq_len) {
   if (!config.is_object()) throw StageError(origin + ": not a JSON object");
   ConfigKeys k(config, origin);
   const std::string type = k.get<std::string>("model_type", "");
@@ -158,13 +167,15 @@ HfModel hf_model_from_config(const nlohmann::json& config, const std::string& or
     out.model.tied_embeddings = k.get<bool>("tie_word_embeddings", true);
     out.logit_scale = k.get<double>("logit_scale", 0.0625);
   } else {
-    throw k.error("model_type", "'" + type + "' is not supported (llama, mistral, cohere, mixtral, upcycle)");
+    throw k.error("model_type",
+                  "'" + type + "' is not supported (llama, mistral, cohere, mixtral, upcycle)");
   }
   out.hf_tied_embeddings = out.model.tied_embeddings;
   if (out.logit_scale != 1.0) {
     out.model.tied_embeddings = false;
-    out.notes.push_back("logit_scale " + std::to_string(out.logit_scale) +
-                        " folded into an untied output head (head = scale x the checkpoint's head)");
+    out.notes.push_back(
+        "logit_scale " + std::to_string(out.logit_scale) +
+        " folded into an untied output head (head = scale x the checkpoint's head)");
   }
   try {
     out.model.validate();
@@ -180,7 +191,8 @@ HfModel read_hf_model(const std::string& dir, std::optional<int64_t> seq_len) {
   try {
     j = core::read_json_file(path);
   } catch (const Error& e) {
-    throw StageError(std::string(e.what()) + " (a Hugging Face checkpoint directory has a config.json)");
+    throw StageError(std::string(e.what()) +
+                     " (a Hugging Face checkpoint directory has a config.json)");
   }
   return hf_model_from_config(j, path, seq_len);
 }
@@ -207,9 +219,12 @@ std::string hf_checkpoint_fingerprint(const std::string& dir) {
     for (int i = 0; i < 8; ++i) n |= uint64_t(len[i]) << (8 * i);
     const uint64_t size = fs::file_size(w, ec);
     // A hostile length is capped: the file itself is checked when the import reads it.
-    std::string header(static_cast<size_t>(std::min<uint64_t>({n, size > 8 ? size - 8 : 0, uint64_t(100) << 20})), '\0');
+    std::string header(
+        static_cast<size_t>(std::min<uint64_t>({n, size > 8 ? size - 8 : 0, uint64_t(100) << 20})),
+        '\0');
     in.read(header.data(), static_cast<std::streamsize>(header.size()));
-    parts.push_back(w.filename().string() + ":" + std::to_string(size) + ":" + core::sha256_hex(header));
+    parts.push_back(w.filename().string() + ":" + std::to_string(size) + ":" +
+                    core::sha256_hex(header));
   }
   std::string all;
   for (const auto& p : parts) all += p + "\n";
@@ -223,21 +238,34 @@ std::string hf_export_refusal(const ModelConfig& m, HfFormat f) {
            " experts (BAM), which no Hugging Face class computes; export it as native";
   }
   if (f == HfFormat::kCohere) {
-    if (m.block != BlockType::kParallel || m.norm != Norm::kLayerNorm) return std::string("cohere is parallel blocks with LayerNorm; this model is ") + core::enum_name(kBlockNames, m.block) + " with " + core::enum_name(kNormNames, m.norm);
-    if (m.ffn_experts > 1) return "cohere has a dense FFN; this model has " + std::to_string(m.ffn_experts) + " FFN experts";
+    if (m.block != BlockType::kParallel || m.norm != Norm::kLayerNorm)
+      return std::string("cohere is parallel blocks with LayerNorm; this model is ") +
+             core::enum_name(kBlockNames, m.block) + " with " + core::enum_name(kNormNames, m.norm);
+    if (m.ffn_experts > 1)
+      return "cohere has a dense FFN; this model has " + std::to_string(m.ffn_experts) +
+             " FFN experts";
     return "";
   }
   if (m.block != BlockType::kSequential || m.norm != Norm::kRmsNorm) {
-    return std::string(hf_format_name(f)) + " is sequential blocks with RMSNorm; this model is " + core::enum_name(kBlockNames, m.block) + " with " + core::enum_name(kNormNames, m.norm);
+    return std::string(hf_format_name(f)) + " is sequential blocks with RMSNorm; this model is " +
+           core::enum_name(kBlockNames, m.block) + " with " + core::enum_name(kNormNames, m.norm);
   }
   if (f == HfFormat::kLlama) {
-    return m.ffn_experts > 1 ? "its FFN has " + std::to_string(m.ffn_experts) + " experts; export it as mixtral" : "";
+    return m.ffn_experts > 1
+               ? "its FFN has " + std::to_string(m.ffn_experts) + " experts; export it as mixtral"
+               : "";
   }
-  if (m.ffn_experts == 1) return "mixtral needs FFN experts; this model is dense (export it as llama)";
-  if (m.moe_every != 1) return "Mixtral has experts in every layer; this model has them every " + std::to_string(m.moe_every);
-  if (m.ffn_granularity != 1) return "Mixtral has no fine-grained experts (granularity " + std::to_string(m.ffn_granularity) + ")";
+  if (m.ffn_experts == 1)
+    return "mixtral needs FFN experts; this model is dense (export it as llama)";
+  if (m.moe_every != 1)
+    return "Mixtral has experts in every layer; this model has them every " +
+           std::to_string(m.moe_every);
+  if (m.ffn_granularity != 1)
+    return "Mixtral has no fine-grained experts (granularity " + std::to_string(m.ffn_granularity) +
+           ")";
   if (m.ffn_routing == FfnRouting::kSoftmaxThenTopK && !m.ffn_renormalize) {
-    return "its router takes softmax then top-k without renormalising, and Mixtral renormalises the top-k "
+    return "its router takes softmax then top-k without renormalising, and Mixtral renormalises "
+           "the top-k "
            "probabilities, so the exported model would compute something else";
   }
   return "";
@@ -252,41 +280,67 @@ std::optional<HfFormat> hf_format_for(const ModelConfig& m) {
 
 std::string hf_no_format_reason(const ModelConfig& m) {
   if (hf_format_for(m)) return "";
-  const HfFormat closest = m.ffn_experts > 1 ? HfFormat::kMixtral : m.block == BlockType::kParallel ? HfFormat::kCohere : HfFormat::kLlama;
+  const HfFormat closest = m.ffn_experts > 1                 ? HfFormat::kMixtral
+                           : m.block == BlockType::kParallel ? HfFormat::kCohere
+                                                             : HfFormat::kLlama;
   return hf_export_refusal(m, closest);
 }
 
-nlohmann::json hf_config_for(const ModelConfig& m, HfFormat f, const std::string& dtype, const HfTokenIds& ids) {
+nlohmann::json hf_config_for(const ModelConfig& m, HfFormat f, const std::string& dtype,
+                             const HfTokenIds& ids) {
   const std::string why = hf_export_refusal(m, f);
-  if (!why.empty()) throw StageError(std::string("cannot export as ") + hf_format_name(f) + ": " + why);
+  if (!why.empty())
+    throw StageError(std::string("cannot export as ") + hf_format_name(f) + ": " + why);
   auto id = [](int64_t v) { return v < 0 ? nlohmann::json(nullptr) : nlohmann::json(v); };
-  nlohmann::json c = {{"torch_dtype", dtype}, {"dtype", dtype}, {"bos_token_id", id(ids.bos)},
-                      {"eos_token_id", id(ids.eos)}, {"pad_token_id", id(ids.pad)},
-                      {"vocab_size", m.vocab}, {"max_position_embeddings", m.seq_len},
+  nlohmann::json c = {{"torch_dtype", dtype},
+                      {"dtype", dtype},
+                      {"bos_token_id", id(ids.bos)},
+                      {"eos_token_id", id(ids.eos)},
+                      {"pad_token_id", id(ids.pad)},
+                      {"vocab_size", m.vocab},
+                      {"max_position_embeddings", m.seq_len},
                       {"tie_word_embeddings", m.tied_embeddings}};
   if (f == HfFormat::kNative) {
-    c.update({{"architectures", {"UpcycleForCausalLM"}}, {"model_type", "upcycle"},
-              {"upcycle_format_version", kNativeFormatVersion}, {"upcycle_model", to_json(m)}});
+    c.update({{"architectures", {"UpcycleForCausalLM"}},
+              {"model_type", "upcycle"},
+              {"upcycle_format_version", kNativeFormatVersion},
+              {"upcycle_model", to_json(m)}});
     return c;
   }
-  c.update({{"hidden_size", m.d_model}, {"intermediate_size", m.ffn_hidden}, {"num_hidden_layers", m.layers},
-            {"num_attention_heads", m.heads}, {"num_key_value_heads", m.kv_heads}, {"head_dim", m.head_dim()},
-            {"hidden_act", "silu"}, {"attention_bias", false}, {"attention_dropout", 0.0},
-            {"rope_theta", m.rope_theta}, {"rope_scaling", nullptr},
+  c.update({{"hidden_size", m.d_model},
+            {"intermediate_size", m.ffn_hidden},
+            {"num_hidden_layers", m.layers},
+            {"num_attention_heads", m.heads},
+            {"num_key_value_heads", m.kv_heads},
+            {"head_dim", m.head_dim()},
+            {"hidden_act", "silu"},
+            {"attention_bias", false},
+            {"attention_dropout", 0.0},
+            {"rope_theta", m.rope_theta},
+            {"rope_scaling", nullptr},
             {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", m.rope_theta}}},
-            {"initializer_range", m.init_std}, {"use_cache", true}});
+            {"initializer_range", m.init_std},
+            {"use_cache", true}});
   if (f == HfFormat::kCohere) {
-    c.update({{"architectures", {"CohereForCausalLM"}}, {"model_type", "cohere"}, {"layer_norm_eps", m.norm_eps},
-              {"logit_scale", 1.0}, {"use_qk_norm", false}});
+    c.update({{"architectures", {"CohereForCausalLM"}},
+              {"model_type", "cohere"},
+              {"layer_norm_eps", m.norm_eps},
+              {"logit_scale", 1.0},
+              {"use_qk_norm", false}});
     return c;
   }
   c.update({{"rms_norm_eps", m.norm_eps}, {"mlp_bias", false}});
   if (f == HfFormat::kLlama) {
-    c.update({{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"pretraining_tp", 1}});
+    c.update(
+        {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"pretraining_tp", 1}});
   } else {
-    c.update({{"architectures", {"MixtralForCausalLM"}}, {"model_type", "mixtral"},
-              {"num_local_experts", m.ffn_experts}, {"num_experts_per_tok", m.ffn_top_k},
-              {"sliding_window", nullptr}, {"router_aux_loss_coef", m.lb_coef}, {"output_router_logits", false}});
+    c.update({{"architectures", {"MixtralForCausalLM"}},
+              {"model_type", "mixtral"},
+              {"num_local_experts", m.ffn_experts},
+              {"num_experts_per_tok", m.ffn_top_k},
+              {"sliding_window", nullptr},
+              {"router_aux_loss_coef", m.lb_coef},
+              {"output_router_logits", false}});
   }
   return c;
 }

@@ -1,5 +1,5 @@
-// Hugging Face model configs (config.json) to and from ModelConfig. No LibTorch: the runner reads an
-// imported seed's config at plan time. The weights' side is hf_weights.h; the layouts are in
+// Hugging Face model configs (config.json) to and from ModelConfig. No LibTorch: the runner reads
+// an imported seed's config at plan time. The weights' side is hf_weights.h; the layouts are in
 // docs/hf-interop.md.
 //
 //   llama   LlamaForCausalLM (also Mistral's config without a sliding window): sequential blocks,
@@ -38,29 +38,33 @@ HfFormat hf_format_from(const std::string& name);
 struct HfModel {
   HfFormat format = HfFormat::kLlama;
   ModelConfig model;
-  double logit_scale = 1.0;  ///< cohere: logits are scaled by this (folded into an untied head when != 1)
-  bool hf_tied_embeddings = false;  ///< the checkpoint has no lm_head (model.tied_embeddings may differ)
+  double logit_scale =
+      1.0;  ///< cohere: logits are scaled by this (folded into an untied head when != 1)
+  bool hf_tied_embeddings =
+      false;  ///< the checkpoint has no lm_head (model.tied_embeddings may differ)
   std::vector<std::string> notes;  ///< what the import changed on the way (untying, ...)
 };
 
-/// Reads a parsed config.json. `seq_len` (the training context) defaults to max_position_embeddings.
-/// Throws StageError naming `origin` and the key: an unsupported architecture, an option our model
-/// lacks (biases, rope scaling, sliding windows, QK norm, another activation), an inconsistent shape.
+/// Reads a parsed config.json. `seq_len` (the training context) defaults to
+/// max_position_embeddings. Throws StageError naming `origin` and the key: an unsupported
+/// architecture, an option our model lacks (biases, rope scaling, sliding windows, QK norm, another
+/// activation), an inconsistent shape.
 HfModel hf_model_from_config(const nlohmann::json& config, const std::string& origin,
                              std::optional<int64_t> seq_len = std::nullopt);
 /// The same from DIR/config.json.
 HfModel read_hf_model(const std::string& dir, std::optional<int64_t> seq_len = std::nullopt);
 
 /// What identifies a Hugging Face checkpoint directory cheaply enough to compute at every plan: the
-/// sha256 of config.json, tokenizer.model, the shard index and, per safetensors file, its name, size
-/// and header (tensor names, dtypes, shapes, offsets). Weights rewritten in place with the same
-/// shapes keep the fingerprint: the import job records the full sha256 of what it read. Throws
+/// sha256 of config.json, tokenizer.model, the shard index and, per safetensors file, its name,
+/// size and header (tensor names, dtypes, shapes, offsets). Weights rewritten in place with the
+/// same shapes keep the fingerprint: the import job records the full sha256 of what it read. Throws
 /// StageError naming a file that cannot be read.
 std::string hf_checkpoint_fingerprint(const std::string& dir);
 
 /// Why `m` cannot be written as `f` ("" when it can).
 std::string hf_export_refusal(const ModelConfig& m, HfFormat f);
-/// Why no Hugging Face format computes `m`: the refusal of the format closest to it ("" when one does).
+/// Why no Hugging Face format computes `m`: the refusal of the format closest to it ("" when one
+/// does).
 std::string hf_no_format_reason(const ModelConfig& m);
 /// The Hugging Face format that computes `m`: llama (sequential, RMSNorm, dense), cohere (parallel,
 /// LayerNorm, dense) or mixtral (sequential MoE FFN); nullopt when none does (use native).
@@ -71,6 +75,7 @@ struct HfTokenIds {
 };
 /// config.json for `m` written as `f` with weights of `dtype` ("float32", "bfloat16", "float16").
 /// Throws StageError with hf_export_refusal's reason when `f` cannot express `m`.
-nlohmann::json hf_config_for(const ModelConfig& m, HfFormat f, const std::string& dtype, const HfTokenIds& ids);
+nlohmann::json hf_config_for(const ModelConfig& m, HfFormat f, const std::string& dtype,
+                             const HfTokenIds& ids);
 
 }  // namespace upcycle::stages

@@ -9,9 +9,11 @@ const core::EnumNames<UpcycleMethod> kUpcycleMethodNames = {
 
 std::string expert_mismatch(const ModelConfig& a, const ModelConfig& b) {
   const nlohmann::json ja = to_json(a), jb = to_json(b);
-  for (const char* key : {"d_model", "layers", "heads", "kv_heads", "ffn_hidden", "vocab", "seq_len", "block", "norm",
-                          "tied_embeddings", "rope_theta", "norm_eps"}) {
-    if (ja.at(key) != jb.at(key)) return std::string(key) + ": " + ja.at(key).dump() + " vs " + jb.at(key).dump();
+  for (const char* key :
+       {"d_model", "layers", "heads", "kv_heads", "ffn_hidden", "vocab", "seq_len", "block", "norm",
+        "tied_embeddings", "rope_theta", "norm_eps"}) {
+    if (ja.at(key) != jb.at(key))
+      return std::string(key) + ": " + ja.at(key).dump() + " vs " + jb.at(key).dump();
   }
   return "";
 }
@@ -51,7 +53,8 @@ ModelConfig upcycled_config(UpcycleMethod method, const ModelConfig& dense,
 }
 
 double moe_activation_scale(const ModelConfig& moe) {
-  const double E = double(moe.ffn_experts) / double(moe.ffn_granularity), G = double(moe.ffn_granularity);
+  const double E = double(moe.ffn_experts) / double(moe.ffn_granularity),
+               G = double(moe.ffn_granularity);
   return moe.ffn_routing == FfnRouting::kSoftmaxThenTopK ? E * G * G / double(moe.ffn_top_k) : G;
 }
 

@@ -8,12 +8,13 @@
 namespace upcycle::stages {
 
 const std::vector<std::string>& command_placeholders() {
-  static const std::vector<std::string> kNames = {"checkpoint", "model_dir", "model", "hf", "out",
-                                                  "data_dir", "threads"};
+  static const std::vector<std::string> kNames = {"checkpoint", "model_dir", "model",  "hf",
+                                                  "out",        "data_dir",  "threads"};
   return kNames;
 }
 
-std::string expand_template(const std::string& text, const std::map<std::string, std::string>& vars) {
+std::string expand_template(const std::string& text,
+                            const std::map<std::string, std::string>& vars) {
   std::string out;
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
@@ -25,7 +26,8 @@ std::string expand_template(const std::string& text, const std::map<std::string,
       if (end == std::string::npos) throw std::invalid_argument("unclosed '{' in '" + text + "'");
       std::string name = text.substr(i + 1, end - i - 1);
       auto it = vars.find(name);
-      if (it == vars.end()) throw std::invalid_argument("unknown placeholder {" + name + "} in '" + text + "'");
+      if (it == vars.end())
+        throw std::invalid_argument("unknown placeholder {" + name + "} in '" + text + "'");
       out += it->second;
       i = end;
     } else if (c == '}') {

@@ -18,10 +18,11 @@ const std::vector<std::string>& command_placeholders();
 
 /// Replaces each {name} with vars.at(name); "{{" and "}}" are literal braces. Throws
 /// std::invalid_argument naming an unknown placeholder or an unclosed brace.
-std::string expand_template(const std::string& text, const std::map<std::string, std::string>& vars);
+std::string expand_template(const std::string& text,
+                            const std::map<std::string, std::string>& vars);
 
 struct CommandSpec {
-  std::vector<std::string> argv;  ///< argv[0] is looked up on PATH
+  std::vector<std::string> argv;           ///< argv[0] is looked up on PATH
   std::map<std::string, std::string> env;  ///< added to the inherited environment
   std::string cwd;
 };

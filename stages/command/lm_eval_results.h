@@ -15,11 +15,12 @@ namespace upcycle::stages {
 
 /// Rows for `model` from a parsed results document. Throws StageError naming `origin` when the
 /// document has no "results" mapping.
-std::vector<core::EvalRow> parse_lm_eval_results(const nlohmann::json& doc, const std::string& model,
+std::vector<core::EvalRow> parse_lm_eval_results(const nlohmann::json& doc,
+                                                 const std::string& model,
                                                  const std::string& origin);
 
-/// `path` itself when it is a file; else the newest results*.json below the directory `path` (lm-eval
-/// writes OUT/<model>/results_<time>.json). Throws StageError when there is none.
+/// `path` itself when it is a file; else the newest results*.json below the directory `path`
+/// (lm-eval writes OUT/<model>/results_<time>.json). Throws StageError when there is none.
 std::string find_lm_eval_results(const std::string& path);
 
 }  // namespace upcycle::stages

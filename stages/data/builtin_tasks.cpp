@@ -17,9 +17,10 @@ size_t cut_point(const std::string& text) {
   return cut == std::string::npos || cut < 16 ? std::string::npos : cut;
 }
 
-// `min_bytes` or more from `at`, extended to the next space when one is near, else to the next UTF-8
-// character boundary.
-std::string continuation(const std::string& text, size_t at, size_t min_bytes = kContinuationBytes) {
+// `min_bytes` or more from `at`, extended to the next space when one is near, else to the next
+// UTF-8 character boundary.
+std::string continuation(const std::string& text, size_t at,
+                         size_t min_bytes = kContinuationBytes) {
   const size_t want = std::min(text.size(), at + min_bytes);
   size_t end = text.find(' ', want);
   if (end == std::string::npos || end > want + kMaxExtensionBytes) {
@@ -50,27 +51,32 @@ std::vector<Document> usable_passages(const std::vector<Document>& docs) {
   std::vector<Document> out;
   for (const auto& d : docs) {
     for (size_t at = 0; at < d.text.size();) {
-      size_t end = at + kPassageBytes >= d.text.size() ? d.text.size() : d.text.find(' ', at + kPassageBytes);
+      size_t end = at + kPassageBytes >= d.text.size() ? d.text.size()
+                                                       : d.text.find(' ', at + kPassageBytes);
       if (end == std::string::npos) end = d.text.size();
       Document p{d.text.substr(at, end - at), d.origin, d.sha256};
       const size_t cut = cut_point(p.text);
-      if (cut != std::string::npos && p.text.size() >= cut + kContinuationBytes) out.push_back(std::move(p));
+      if (cut != std::string::npos && p.text.size() >= cut + kContinuationBytes)
+        out.push_back(std::move(p));
       at = end;
     }
   }
   return out;
 }
 
-// The truth at position gold_seed % choices among the distractors; nullopt when a distractor equals it.
+// The truth at position gold_seed % choices among the distractors; nullopt when a distractor equals
+// it.
 std::optional<nlohmann::json> choice_example(const std::string& task, const Cut& c,
                                              std::vector<std::string> choices) {
   if (std::find(choices.begin(), choices.end(), c.truth) != choices.end()) return std::nullopt;
   const int gold = c.gold_seed % static_cast<int>(choices.size() + 1);
   choices.insert(choices.begin() + gold, c.truth);
-  return nlohmann::json{{"task", task}, {"context", c.context}, {"choices", choices}, {"gold", gold}};
+  return nlohmann::json{
+      {"task", task}, {"context", c.context}, {"choices", choices}, {"gold", gold}};
 }
 
-std::vector<nlohmann::json> continuation_examples(const std::string& domain, const std::vector<Document>& ok,
+std::vector<nlohmann::json> continuation_examples(const std::string& domain,
+                                                  const std::vector<Document>& ok,
                                                   int64_t max_examples) {
   std::vector<nlohmann::json> out;
   if (ok.size() < 4) return out;
@@ -82,15 +88,16 @@ std::vector<nlohmann::json> continuation_examples(const std::string& domain, con
       const std::string& other = ok[(i + k * stride) % ok.size()].text;
       choices.push_back(continuation(other, cut_point(other)));
     }
-    if (auto e = choice_example("cont/" + domain, cut_passage(ok[i], i), choices)) out.push_back(*e);
+    if (auto e = choice_example("cont/" + domain, cut_passage(ok[i], i), choices))
+      out.push_back(*e);
   }
   return out;
 }
 
 // One distractor per other domain, as long as the truth, from that domain's passages in turn.
-std::vector<nlohmann::json> domain_examples(const std::string& domain,
-                                            const std::map<std::string, std::vector<Document>>& passages,
-                                            int64_t max_examples) {
+std::vector<nlohmann::json> domain_examples(
+    const std::string& domain, const std::map<std::string, std::vector<Document>>& passages,
+    int64_t max_examples) {
   std::vector<nlohmann::json> out;
   const auto& own = passages.at(domain);
   for (const auto& [name, ps] : passages) {
@@ -119,14 +126,15 @@ struct Problem {
 std::optional<Problem> first_problem(const Document& d) {
   std::string first = d.text.substr(0, d.text.find("\nProblem:"));
   std::string answer = extract_answer(first);
-  if (first.rfind("Problem:", 0) != 0 || first.find("\nSolution:") == std::string::npos || answer.empty() ||
-      answer.size() > 24) {
+  if (first.rfind("Problem:", 0) != 0 || first.find("\nSolution:") == std::string::npos ||
+      answer.empty() || answer.size() > 24) {
     return std::nullopt;
   }
   return Problem{std::move(first), std::move(answer)};
 }
 
-std::vector<nlohmann::json> arithmetic_examples(const std::string& domain, const std::vector<Document>& docs,
+std::vector<nlohmann::json> arithmetic_examples(const std::string& domain,
+                                                const std::vector<Document>& docs,
                                                 int64_t max_examples) {
   std::vector<nlohmann::json> out;
   for (const auto& d : docs) {
@@ -134,14 +142,16 @@ std::vector<nlohmann::json> arithmetic_examples(const std::string& domain, const
     auto p = first_problem(d);
     if (!p) continue;
     const size_t sol = p->text.find("\nSolution:");
-    out.push_back({{"task", "arith/" + domain}, {"prompt", p->text.substr(0, sol + 10)}, {"answer", p->answer},
+    out.push_back({{"task", "arith/" + domain},
+                   {"prompt", p->text.substr(0, sol + 10)},
+                   {"answer", p->answer},
                    {"until", {"\nProblem:"}}});
   }
   return out;
 }
 
-// The kind of a problem: its first line without digits ("Problem: Compute  * ."), so that distractors
-// come from problems of the same kind and share the answer's form.
+// The kind of a problem: its first line without digits ("Problem: Compute  * ."), so that
+// distractors come from problems of the same kind and share the answer's form.
 std::string problem_kind(const std::string& text) {
   std::string kind;
   for (char c : text.substr(0, text.find('\n'))) {
@@ -152,7 +162,8 @@ std::string problem_kind(const std::string& text) {
 
 // Distractors: the answers of the next problems of the same kind (same form, other values), so a
 // model must read the worked solution to tell them apart, not only know the form of an answer.
-std::vector<nlohmann::json> arithmetic_choice_examples(const std::string& domain, const std::vector<Document>& docs,
+std::vector<nlohmann::json> arithmetic_choice_examples(const std::string& domain,
+                                                       const std::vector<Document>& docs,
                                                        int64_t max_examples) {
   std::vector<Problem> problems;
   for (const auto& d : docs) {
@@ -166,12 +177,14 @@ std::vector<nlohmann::json> arithmetic_choice_examples(const std::string& domain
     for (size_t k = 1; k < problems.size() && wrong.size() < 3; ++k) {
       const Problem& q = problems[(i + k) % problems.size()];
       const std::string w = " " + q.answer;
-      if (problem_kind(q.text) == kind && q.answer != p.answer && std::find(wrong.begin(), wrong.end(), w) == wrong.end()) {
+      if (problem_kind(q.text) == kind && q.answer != p.answer &&
+          std::find(wrong.begin(), wrong.end(), w) == wrong.end()) {
         wrong.push_back(w);
       }
     }
     if (wrong.size() < 3) continue;
-    const int gold_seed = static_cast<int>(std::stoul(docs[i % docs.size()].sha256.substr(0, 4), nullptr, 16) + i);
+    const int gold_seed =
+        static_cast<int>(std::stoul(docs[i % docs.size()].sha256.substr(0, 4), nullptr, 16) + i);
     Cut c{p.text.substr(0, p.text.rfind("Answer:") + 7), " " + p.answer, gold_seed};
     if (auto e = choice_example("arith-mc/" + domain, c, wrong)) out.push_back(*e);
   }
@@ -185,7 +198,8 @@ bool generated(const std::vector<Document>& docs) {
 }
 
 std::vector<Document> by_hash(std::vector<Document> docs) {
-  std::sort(docs.begin(), docs.end(), [](const Document& a, const Document& b) { return a.sha256 < b.sha256; });
+  std::sort(docs.begin(), docs.end(),
+            [](const Document& a, const Document& b) { return a.sha256 < b.sha256; });
   return docs;
 }
 
@@ -195,14 +209,16 @@ std::string builtin_task_path(const std::string& data_dir, const std::string& do
   return data_dir + "/tasks/" + domain + ".jsonl";
 }
 
-std::vector<nlohmann::json> make_builtin_examples(const std::string& domain, const TestDocuments& test_docs,
+std::vector<nlohmann::json> make_builtin_examples(const std::string& domain,
+                                                  const TestDocuments& test_docs,
                                                   int64_t max_examples) {
   std::map<std::string, std::vector<Document>> passages;
   for (const auto& [name, docs] : test_docs) passages[name] = usable_passages(by_hash(docs));
   std::vector<nlohmann::json> out = domain_examples(domain, passages, max_examples);
   const std::vector<Document> own = by_hash(test_docs.at(domain));
-  std::vector<nlohmann::json> more = generated(own) ? arithmetic_choice_examples(domain, own, max_examples)
-                                                    : continuation_examples(domain, passages.at(domain), max_examples);
+  std::vector<nlohmann::json> more =
+      generated(own) ? arithmetic_choice_examples(domain, own, max_examples)
+                     : continuation_examples(domain, passages.at(domain), max_examples);
   out.insert(out.end(), more.begin(), more.end());
   if (generated(own)) {
     more = arithmetic_examples(domain, own, max_examples);
@@ -215,7 +231,8 @@ std::string extract_answer(const std::string& generation) {
   size_t at = generation.rfind("Answer:");
   if (at == std::string::npos) return "";
   size_t start = at + 7, end = generation.find('\n', start);
-  return trim_space(generation.substr(start, end == std::string::npos ? std::string::npos : end - start));
+  return trim_space(
+      generation.substr(start, end == std::string::npos ? std::string::npos : end - start));
 }
 
 }  // namespace upcycle::stages

@@ -22,7 +22,11 @@ bool valid_utf8_text(const std::string& s) {
   while (i < s.size()) {
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c == 0) return false;  // binary
-    int extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : -1;
+    int extra = c < 0x80           ? 0
+                : (c >> 5) == 0x6  ? 1
+                : (c >> 4) == 0xe  ? 2
+                : (c >> 3) == 0x1e ? 3
+                                   : -1;
     if (extra < 0 || i + extra >= s.size()) return false;
     for (int k = 1; k <= extra; ++k) {
       if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
@@ -31,7 +35,6 @@ bool valid_utf8_text(const std::string& s) {
   }
   return true;
 }
-
 
 }  // namespace
 
@@ -51,10 +54,12 @@ std::vector<std::string> expand_pattern(const std::string& pattern) {
   if (!fs::is_directory(root, ec)) return out;
   auto consider = [&](const fs::directory_entry& e) {
     if (!e.is_regular_file(ec) || e.is_symlink(ec)) return;
-    if (fnmatch(name_glob.c_str(), e.path().filename().c_str(), 0) == 0) out.push_back(e.path().string());
+    if (fnmatch(name_glob.c_str(), e.path().filename().c_str(), 0) == 0)
+      out.push_back(e.path().string());
   };
   if (recursive) {
-    for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+    for (auto it = fs::recursive_directory_iterator(
+             root, fs::directory_options::skip_permission_denied, ec);
          it != fs::recursive_directory_iterator(); it.increment(ec)) {
       if (ec) break;
       consider(*it);
@@ -73,7 +78,8 @@ std::string trim_space(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-std::vector<Document> read_documents(const std::string& path, DocSplit split, const std::string& text_field) {
+std::vector<Document> read_documents(const std::string& path, DocSplit split,
+                                     const std::string& text_field) {
   std::ifstream in(path, std::ios::binary);
   std::vector<Document> docs;
   if (!in) return docs;

@@ -1,5 +1,5 @@
-// Real documents from files installed by Debian packages: source patterns, the dpkg owner of each file
-// (for the data manifest), and splitting files into documents. No LibTorch.
+// Real documents from files installed by Debian packages: source patterns, the dpkg owner of each
+// file (for the data manifest), and splitting files into documents. No LibTorch.
 #pragma once
 
 #include <map>

@@ -18,7 +18,8 @@ int64_t uniform(Rng& rng, int64_t lo, int64_t hi) {
 std::string addition(Rng& rng) {
   int64_t a = uniform(rng, 10, 99999), b = uniform(rng, 10, 99999);
   std::ostringstream s;
-  s << "Problem: Compute " << a << " + " << b << ".\nSolution: Add column by column from the right.\n";
+  s << "Problem: Compute " << a << " + " << b
+    << ".\nSolution: Add column by column from the right.\n";
   int64_t carry = 0, x = a, y = b, place = 1;
   while (x > 0 || y > 0 || carry > 0) {
     int64_t dx = x % 10, dy = y % 10, sum = dx + dy + carry;
@@ -111,8 +112,8 @@ std::string linear_equation(Rng& rng) {
 
 std::vector<Document> generate_math_documents(uint64_t seed, int64_t target_bytes) {
   using Gen = std::string (*)(Rng&);
-  static constexpr Gen kGenerators[] = {addition, multiplication, division,
-                                        order_of_operations, fractions, linear_equation};
+  static constexpr Gen kGenerators[] = {addition,  multiplication, division, order_of_operations,
+                                        fractions, linear_equation};
   Rng rng(seed ^ 0x6d617468ULL);  // "math"
   std::vector<Document> docs;
   int64_t bytes = 0;

@@ -1,6 +1,6 @@
-// Synthetic math documents with worked solutions, in the spirit of MathGLM's arithmetic data (which the
-// BAM paper's math domain includes): multi-digit arithmetic with carried steps, long division, order of
-// operations, fractions and linear equations. Deterministic in the seed.
+// Synthetic math documents with worked solutions, in the spirit of MathGLM's arithmetic data (which
+// the BAM paper's math domain includes): multi-digit arithmetic with carried steps, long division,
+// order of operations, fractions and linear equations. Deterministic in the seed.
 #pragma once
 
 #include <cstdint>

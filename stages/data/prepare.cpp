@@ -40,7 +40,8 @@ DomainDocs collect(const DomainSpec& d, uint64_t seed, const DpkgIndex& dpkg) {
   for (const auto& src : d.sources) {
     for (const auto& path : expand_pattern(src.pattern)) {
       for (auto& doc : read_documents(path, src.split, src.text_field)) {
-        if (seen.insert(doc.sha256).second) out.docs.push_back(std::move(doc));  // drop exact copies
+        if (seen.insert(doc.sha256).second)
+          out.docs.push_back(std::move(doc));  // drop exact copies
       }
     }
   }
@@ -80,29 +81,40 @@ void write_manifest(const std::string& dir, const nlohmann::json& manifest, Prep
   std::string text = manifest.dump(2) + "\n";
   core::write_file_atomic(manifest_path(dir), text);
   out.manifest_sha256 = core::sha256_hex(text);
-  out.artifacts.push_back({manifest_path(dir), "manifest", out.manifest_sha256, static_cast<int64_t>(text.size())});
+  out.artifacts.push_back(
+      {manifest_path(dir), "manifest", out.manifest_sha256, static_cast<int64_t>(text.size())});
 }
 
 // Pre-tokenized domains: link and check each split's shard; the manifest records the user's files.
 PrepareOutput prepare_pretokenized(const PrepareSpec& spec) {
   PrepareOutput out;
-  nlohmann::json manifest = {{"format_version", 1}, {"seed", spec.seed}, {"tokenizer", "pretokenized"},
-                             {"vocab", spec.tokenizer.vocab}, {"domains", nlohmann::json::object()}};
+  nlohmann::json manifest = {{"format_version", 1},
+                             {"seed", spec.seed},
+                             {"tokenizer", "pretokenized"},
+                             {"vocab", spec.tokenizer.vocab},
+                             {"domains", nlohmann::json::object()}};
   for (const auto& d : spec.domains) {
     PretokenizedShards paths = resolve_shard_paths(d.shards);
     const std::string sources[3] = {paths.train, paths.valid, paths.test};
-    nlohmann::json jd = {{"sources", nlohmann::json::array()}, {"splits", nlohmann::json::object()}};
+    nlohmann::json jd = {{"sources", nlohmann::json::array()},
+                         {"splits", nlohmann::json::object()}};
     for (int s = 0; s < 3; ++s) {
       std::string dest = shard_path(spec.out_dir, d.name, kSplits[s]);
       LinkedShard l = link_pretokenized_shard(sources[s], paths.dtype, spec.tokenizer.vocab, dest);
-      jd["sources"].push_back({{"path", l.source}, {"package", ""}, {"version", ""}, {"sha256", l.sha256},
-                               {"bytes", l.bytes}, {"split", kSplits[s]}});
-      jd["splits"][kSplits[s]] = {{"tokens", l.tokens}, {"sha256", l.sha256}, {"dtype", paths.dtype}};
+      jd["sources"].push_back({{"path", l.source},
+                               {"package", ""},
+                               {"version", ""},
+                               {"sha256", l.sha256},
+                               {"bytes", l.bytes},
+                               {"split", kSplits[s]}});
+      jd["splits"][kSplits[s]] = {
+          {"tokens", l.tokens}, {"sha256", l.sha256}, {"dtype", paths.dtype}};
       out.tokens[d.name + "." + kSplits[s]] = l.tokens;
       out.artifacts.push_back({dest, "shard", l.sha256, l.bytes});
     }
-    core::log_info("prepare: " + d.name + ": pre-tokenized, " + std::to_string(out.tokens[d.name + ".train"]) +
-                   " train tokens from " + paths.train);
+    core::log_info("prepare: " + d.name + ": pre-tokenized, " +
+                   std::to_string(out.tokens[d.name + ".train"]) + " train tokens from " +
+                   paths.train);
     manifest["domains"][d.name] = jd;
   }
   write_manifest(spec.out_dir, manifest, out);
@@ -110,8 +122,8 @@ PrepareOutput prepare_pretokenized(const PrepareSpec& spec) {
 }
 
 // Each domain's built-in task file (builtin_tasks.h), recorded in the manifest with its sha256.
-void write_builtin_tasks(const PrepareSpec& spec, const TestDocuments& test_docs, nlohmann::json& manifest,
-                         PrepareOutput& out) {
+void write_builtin_tasks(const PrepareSpec& spec, const TestDocuments& test_docs,
+                         nlohmann::json& manifest, PrepareOutput& out) {
   for (const auto& d : spec.domains) {
     auto examples = make_builtin_examples(d.name, test_docs, spec.task_examples);
     if (examples.empty()) {
@@ -176,8 +188,8 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
     for (const auto& doc : dd.docs) bytes += static_cast<int64_t>(doc.text.size());
     char mb[32];
     std::snprintf(mb, sizeof(mb), "%.2f MB", double(bytes) / 1e6);
-    core::log_info("prepare: " + d.name + ": " + std::to_string(dd.docs.size()) + " documents, " + mb +
-                   " of text, from " + std::to_string(dd.files.size()) + " files");
+    core::log_info("prepare: " + d.name + ": " + std::to_string(dd.docs.size()) + " documents, " +
+                   mb + " of text, from " + std::to_string(dd.files.size()) + " files");
     domains[d.name] = std::move(dd);
   }
   if (spec.tokenizer_file.empty()) {
@@ -195,8 +207,11 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
   Tokenizer tok(tokenizer_path(spec.out_dir));
 
   PrepareOutput out;
-  nlohmann::json manifest = {{"format_version", 1}, {"seed", spec.seed}, {"vocab", tok.vocab_size()},
-                             {"domains", nlohmann::json::object()}, {"files", nlohmann::json::object()}};
+  nlohmann::json manifest = {{"format_version", 1},
+                             {"seed", spec.seed},
+                             {"vocab", tok.vocab_size()},
+                             {"domains", nlohmann::json::object()},
+                             {"files", nlohmann::json::object()}};
   TestDocuments all_test_docs;
   for (const auto& d : spec.domains) {
     const DomainDocs& dd = domains[d.name];
@@ -218,19 +233,24 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
                          "raise the domain's max_bytes or data.valid_fraction/test_fraction");
       }
     }
-    nlohmann::json jd = {{"generator", d.generator}, {"sources", nlohmann::json::array()},
+    nlohmann::json jd = {{"generator", d.generator},
+                         {"sources", nlohmann::json::array()},
                          {"splits", nlohmann::json::object()}};
     for (const auto& f : dd.files) {
-      jd["sources"].push_back({{"path", f.path}, {"package", f.package}, {"version", f.version},
-                               {"sha256", f.sha256}, {"bytes", f.bytes}});
+      jd["sources"].push_back({{"path", f.path},
+                               {"package", f.package},
+                               {"version", f.version},
+                               {"sha256", f.sha256},
+                               {"bytes", f.bytes}});
     }
     for (int s = 0; s < 3; ++s) {
       std::string path = shard_path(spec.out_dir, d.name, kSplits[s]);
       ShardInfo info = write_token_shard(path, split_tokens[s], tok.vocab_size());
-      jd["splits"][kSplits[s]] = {{"documents", docs_in[s]}, {"tokens", info.tokens},
-                                  {"sha256", info.sha256}};
+      jd["splits"][kSplits[s]] = {
+          {"documents", docs_in[s]}, {"tokens", info.tokens}, {"sha256", info.sha256}};
       out.tokens[d.name + "." + kSplits[s]] = info.tokens;
-      out.artifacts.push_back({path, "shard", info.sha256, info.tokens * (info.dtype == "uint16" ? 2 : 4)});
+      out.artifacts.push_back(
+          {path, "shard", info.sha256, info.tokens * (info.dtype == "uint16" ? 2 : 4)});
     }
     manifest["domains"][d.name] = jd;
     all_test_docs[d.name] = std::move(test_docs);
@@ -240,19 +260,23 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
   const std::string tok_sha = core::sha256_file(tok_path);
   manifest["files"]["tokenizer.model"] = tok_sha;
   write_manifest(spec.out_dir, manifest, out);
-  out.artifacts.push_back({tok_path, "tokenizer", tok_sha, static_cast<int64_t>(core::read_file(tok_path).size())});
+  out.artifacts.push_back(
+      {tok_path, "tokenizer", tok_sha, static_cast<int64_t>(core::read_file(tok_path).size())});
   return out;
 }
 
 std::string verified_data_file(const std::string& data_dir, const std::string& path) {
   const nlohmann::json manifest = core::read_json_file(manifest_path(data_dir));
-  const std::string rel = path.rfind(data_dir + "/", 0) == 0 ? path.substr(data_dir.size() + 1) : path;
-  if (!manifest.contains("files") || !manifest["files"].contains(rel)) return path;  // data of older versions
+  const std::string rel =
+      path.rfind(data_dir + "/", 0) == 0 ? path.substr(data_dir.size() + 1) : path;
+  if (!manifest.contains("files") || !manifest["files"].contains(rel))
+    return path;  // data of older versions
   const std::string expected = manifest["files"][rel].get<std::string>();
   const std::string actual = core::sha256_file(path);
   if (actual != expected) {
-    throw StageError(path + ": sha256 " + actual.substr(0, 12) + "... does not match the data manifest's " +
-                         expected.substr(0, 12) + "... (edited or corrupt since the prepare job wrote it)",
+    throw StageError(path + ": sha256 " + actual.substr(0, 12) +
+                         "... does not match the data manifest's " + expected.substr(0, 12) +
+                         "... (edited or corrupt since the prepare job wrote it)",
                      "re-run the prepare stage: upcycle run RECIPE --force data");
   }
   return path;

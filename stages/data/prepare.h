@@ -44,7 +44,8 @@ struct PrepareSpec {
   std::string tokenizer_sha256;
   double valid_fraction = 0.05;
   double test_fraction = 0.05;
-  int64_t task_examples = 200;  ///< per domain, built-in downstream tasks (builtin_tasks.h); 0 = none
+  int64_t task_examples =
+      200;  ///< per domain, built-in downstream tasks (builtin_tasks.h); 0 = none
   uint64_t seed = 0;
   std::string out_dir;
 };
@@ -63,8 +64,8 @@ DomainSpec default_domain(const std::string& name);
 PrepareOutput run_prepare(const PrepareSpec& spec);
 
 /// Checks a file of a prepared data directory (the tokenizer, a task file) against the sha256 the
-/// manifest's `files` recorded for it; returns `path`. Throws StageError naming the file when it was
-/// edited or truncated since. (Shards carry their own sidecar sha256, token_shard.h.)
+/// manifest's `files` recorded for it; returns `path`. Throws StageError naming the file when it
+/// was edited or truncated since. (Shards carry their own sidecar sha256, token_shard.h.)
 std::string verified_data_file(const std::string& data_dir, const std::string& path);
 
 }  // namespace upcycle::stages

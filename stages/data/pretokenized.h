@@ -31,7 +31,7 @@ struct LinkedShard {
 /// Checks `source` (readable, a whole number of tokens, not empty, every token < vocab), then makes
 /// `dest` a symlink to it with a "<dest>.json" sidecar holding its dtype, token count and sha256.
 /// Throws StageError naming the file and the reason.
-LinkedShard link_pretokenized_shard(const std::string& source, const std::string& dtype, int64_t vocab,
-                                    const std::string& dest);
+LinkedShard link_pretokenized_shard(const std::string& source, const std::string& dtype,
+                                    int64_t vocab, const std::string& dest);
 
 }  // namespace upcycle::stages

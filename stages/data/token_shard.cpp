@@ -35,7 +35,8 @@ ShardInfo write_token_shard(const std::string& path, const std::vector<uint32_t>
   return info;
 }
 
-TokenShard::TokenShard(const std::string& path, bool verify, const std::string& dtype) : path_(path) {
+TokenShard::TokenShard(const std::string& path, bool verify, const std::string& dtype)
+    : path_(path) {
   std::string kind = dtype;
   ShardInfo info;
   bool has_meta = core::file_exists(path + ".json");
@@ -64,7 +65,8 @@ TokenShard::TokenShard(const std::string& path, bool verify, const std::string& 
   if (bytes_ % width != 0) {
     ::close(fd);
     throw StageError(path + ": size " + std::to_string(bytes_) + " is not a multiple of " +
-                     std::to_string(width) + " bytes (" + kind + " tokens); the shard is truncated");
+                     std::to_string(width) + " bytes (" + kind +
+                     " tokens); the shard is truncated");
   }
   tokens_ = static_cast<int64_t>(bytes_ / width);
   if (has_meta && tokens_ != info.tokens) {
@@ -95,20 +97,27 @@ TokenShard::~TokenShard() {
 }
 
 TokenShard::TokenShard(TokenShard&& o) noexcept
-    : path_(std::move(o.path_)), data_(o.data_), bytes_(o.bytes_), tokens_(o.tokens_), wide_(o.wide_) {
+    : path_(std::move(o.path_)),
+      data_(o.data_),
+      bytes_(o.bytes_),
+      tokens_(o.tokens_),
+      wide_(o.wide_) {
   o.data_ = nullptr;
   o.bytes_ = 0;
 }
 
 void TokenShard::copy_to(int64_t start, int64_t n, int64_t* out, int64_t vocab) const {
   uint32_t top = 0;
-  for (int64_t i = 0; i < n; ++i) top = std::max(top, static_cast<uint32_t>(out[i] = at(start + i)));
+  for (int64_t i = 0; i < n; ++i)
+    top = std::max(top, static_cast<uint32_t>(out[i] = at(start + i)));
   if (vocab <= 0 || top < static_cast<uint64_t>(vocab)) return;
   for (int64_t i = 0; i < n; ++i) {
     if (out[i] >= vocab) {
-      throw StageError(path_ + ": token " + std::to_string(out[i]) + " at position " + std::to_string(start + i) +
-                           " is outside the model's vocabulary (" + std::to_string(vocab) + ")",
-                       "the data was tokenized for another model: prepare it with this model's tokenizer");
+      throw StageError(
+          path_ + ": token " + std::to_string(out[i]) + " at position " +
+              std::to_string(start + i) + " is outside the model's vocabulary (" +
+              std::to_string(vocab) + ")",
+          "the data was tokenized for another model: prepare it with this model's tokenizer");
     }
   }
 }

@@ -14,22 +14,22 @@ class SentencePieceProcessor;
 namespace upcycle::stages {
 
 struct TokenizerTrainOptions {
-  int64_t vocab = 1024;  ///< also the vocabulary of pre-tokenized shards
+  int64_t vocab = 1024;            ///< also the vocabulary of pre-tokenized shards
   std::string model_type = "bpe";  ///< bpe | unigram
   int threads = 1;
   uint64_t seed = 0;
 };
 
-/// Trains on the text file `input` (one sentence per line) and writes PREFIX.model and PREFIX.vocab.
-/// Throws StageError with sentencepiece's message on failure.
+/// Trains on the text file `input` (one sentence per line) and writes PREFIX.model and
+/// PREFIX.vocab. Throws StageError with sentencepiece's message on failure.
 void train_tokenizer(const std::string& input, const std::string& prefix,
                      const TokenizerTrainOptions& opts);
 
-/// The UTF-8 bytes of text each token stands for, to turn nats per token into bits per byte, a figure
-/// that does not depend on the tokenizer. A piece covers its own bytes with each "▁" counted as the one
-/// space it stands for; a byte-fallback piece covers 1; control and unknown pieces (EOS) cover 0. The
-/// first piece of a document (the one after EOS) does not cover the space SentencePiece's dummy prefix
-/// put before it, so a document's tokens cover exactly its bytes.
+/// The UTF-8 bytes of text each token stands for, to turn nats per token into bits per byte, a
+/// figure that does not depend on the tokenizer. A piece covers its own bytes with each "▁" counted
+/// as the one space it stands for; a byte-fallback piece covers 1; control and unknown pieces (EOS)
+/// cover 0. The first piece of a document (the one after EOS) does not cover the space
+/// SentencePiece's dummy prefix put before it, so a document's tokens cover exactly its bytes.
 struct TokenBytes {
   std::vector<int32_t> bytes;          ///< per id
   std::vector<uint8_t> leading_space;  ///< per id: the piece starts with a "▁"

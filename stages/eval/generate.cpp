@@ -21,7 +21,8 @@ std::vector<uint32_t> generate_one(TransformerLm& model, std::vector<uint32_t> i
   auto run_window = [&] {
     cache = KvCache{};
     auto start = ids.size() > T ? ids.end() - static_cast<long>(T) : ids.begin();
-    return model->forward(as_tensor(start, ids.end()), opts.kv_cache ? &cache : nullptr).logits_BTV[0][-1];
+    return model->forward(as_tensor(start, ids.end()), opts.kv_cache ? &cache : nullptr)
+        .logits_BTV[0][-1];
   };
   at::Tensor logits_V = run_window();
   std::vector<uint32_t> gen;
@@ -42,20 +43,22 @@ std::vector<uint32_t> generate_one(TransformerLm& model, std::vector<uint32_t> i
 
 }  // namespace
 
-std::vector<uint32_t> generate_greedy(TransformerLm& model, std::vector<uint32_t> prompt, const GreedyOptions& opts) {
+std::vector<uint32_t> generate_greedy(TransformerLm& model, std::vector<uint32_t> prompt,
+                                      const GreedyOptions& opts) {
   return generate_one(model, std::move(prompt), 0, opts);
 }
 
-std::vector<std::vector<uint32_t>> generate_greedy_batch(TransformerLm& model,
-                                                         const std::vector<std::vector<uint32_t>>& prompts,
-                                                         const GreedyOptions& opts) {
+std::vector<std::vector<uint32_t>> generate_greedy_batch(
+    TransformerLm& model, const std::vector<std::vector<uint32_t>>& prompts,
+    const GreedyOptions& opts) {
   size_t longest = 0;
   for (const auto& p : prompts) {
     if (p.empty()) throw std::invalid_argument("generate_greedy_batch: empty prompt");
     longest = std::max(longest, p.size());
   }
   std::vector<std::vector<uint32_t>> gen(prompts.size());
-  if (!opts.kv_cache || longest + static_cast<size_t>(opts.max_new_tokens) > static_cast<size_t>(model->config.seq_len)) {
+  if (!opts.kv_cache || longest + static_cast<size_t>(opts.max_new_tokens) >
+                            static_cast<size_t>(model->config.seq_len)) {
     for (size_t r = 0; r < prompts.size(); ++r) gen[r] = generate_one(model, prompts[r], r, opts);
     return gen;
   }
@@ -66,7 +69,8 @@ std::vector<std::vector<uint32_t>> generate_greedy_batch(TransformerLm& model,
     const auto& p = prompts[static_cast<size_t>(r)];
     const int64_t pad = L - static_cast<int64_t>(p.size());
     pad_B[r] = pad;
-    for (size_t t = 0; t < p.size(); ++t) idx_BL[r][pad + static_cast<int64_t>(t)] = static_cast<int64_t>(p[t]);
+    for (size_t t = 0; t < p.size(); ++t)
+      idx_BL[r][pad + static_cast<int64_t>(t)] = static_cast<int64_t>(p[t]);
   }
   KvCache cache;
   cache.pad_B = pad_B;
@@ -88,7 +92,8 @@ std::vector<std::vector<uint32_t>> generate_greedy_batch(TransformerLm& model,
       all_done = all_done && done[ru];
     }
     if (all_done) break;
-    logits_BV = model->forward(next_B.unsqueeze(1), &cache).logits_BTV.select(1, -1);  // done rows: ignored
+    logits_BV =
+        model->forward(next_B.unsqueeze(1), &cache).logits_BTV.select(1, -1);  // done rows: ignored
   }
   return gen;
 }

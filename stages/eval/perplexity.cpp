@@ -72,8 +72,9 @@ int64_t covered_bytes(const at::Tensor& b, const TokenBytes& tb) {
   return sum;
 }
 
-PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t vocab, int64_t max_windows,
-                               int64_t batch, const TokenBytes* bytes, const WindowScorer& nll_of) {
+PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t vocab,
+                               int64_t max_windows, int64_t batch, const TokenBytes* bytes,
+                               const WindowScorer& nll_of) {
   torch::NoGradGuard no_grad;
   TokenShard shard(shard_path);
   int64_t windows = (shard.size() - 1) / T;
@@ -87,7 +88,8 @@ PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t
   for (int64_t w0 = 0; w0 < windows; w0 += batch) {
     int64_t rows = std::min(batch, windows - w0);
     auto b = torch::empty({rows, T + 1}, torch::kInt64);
-    for (int64_t r = 0; r < rows; ++r) shard.copy_to((w0 + r) * T, T + 1, b[r].data_ptr<int64_t>(), vocab);
+    for (int64_t r = 0; r < rows; ++r)
+      shard.copy_to((w0 + r) * T, T + 1, b[r].data_ptr<int64_t>(), vocab);
     if (bytes) covered += covered_bytes(b, *bytes);
     auto per_window = nll_of(b.narrow(1, 0, T), b.narrow(1, 1, T)).to(torch::kFloat64).mean(1);
     for (int64_t r = 0; r < rows; ++r) window_nll.push_back(per_window[r].item<double>());
@@ -113,20 +115,22 @@ PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t
 
 }  // namespace
 
-PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path, int64_t max_windows,
-                            const TokenBytes* bytes, int64_t batch) {
+PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,
+                            int64_t max_windows, const TokenBytes* bytes, int64_t batch) {
   RoutingSums routing;
-  PerplexityResult r = score_windows(shard_path, model->config.seq_len, model->config.vocab, max_windows, batch, bytes,
-                                     [&](const at::Tensor& idx, const at::Tensor& tgt) {
-                                       return token_nll(model, idx, tgt, &routing);
-                                     });
+  PerplexityResult r =
+      score_windows(shard_path, model->config.seq_len, model->config.vocab, max_windows, batch,
+                    bytes, [&](const at::Tensor& idx, const at::Tensor& tgt) {
+                      return token_nll(model, idx, tgt, &routing);
+                    });
   r.ffn_util = RoutingSums::mean(routing.ffn, routing.rows);
   r.attn_gate = RoutingSums::mean(routing.attn, routing.rows);
   return r;
 }
 
-PerplexityResult ensemble_perplexity(std::vector<TransformerLm>& experts, const std::string& shard_path,
-                                     int64_t max_windows, const TokenBytes* bytes, int64_t batch) {
+PerplexityResult ensemble_perplexity(std::vector<TransformerLm>& experts,
+                                     const std::string& shard_path, int64_t max_windows,
+                                     const TokenBytes* bytes, int64_t batch) {
   if (experts.empty()) throw StageError("a BTM ensemble needs at least one expert");
   const int64_t T = experts[0]->config.seq_len;
   for (auto& e : experts) {
@@ -135,15 +139,19 @@ PerplexityResult ensemble_perplexity(std::vector<TransformerLm>& experts, const 
     }
   }
   const double log_n = std::log(double(experts.size()));
-  return score_windows(shard_path, T, experts[0]->config.vocab, max_windows, batch, bytes, [&](const at::Tensor& idx, const at::Tensor& tgt) {
-    std::vector<at::Tensor> logp;  // log p_j(x_t | x_<t), [B, T] each
-    for (auto& e : experts) logp.push_back(-token_nll(e, idx, tgt).to(torch::kFloat64));
-    auto logp_JBT = torch::stack(logp);
-    // log prior-weighted prefix likelihood: cumulative log-prob of x_<t (0 at t = 0), minus log J.
-    auto prefix_JBT = torch::cumsum(logp_JBT, 2) - logp_JBT - log_n;
-    auto log_w_JBT = prefix_JBT - torch::logsumexp(prefix_JBT, 0, /*keepdim=*/true);
-    return -torch::logsumexp(log_w_JBT + logp_JBT, 0);
-  });
+  return score_windows(shard_path, T, experts[0]->config.vocab, max_windows, batch, bytes,
+                       [&](const at::Tensor& idx, const at::Tensor& tgt) {
+                         std::vector<at::Tensor> logp;  // log p_j(x_t | x_<t), [B, T] each
+                         for (auto& e : experts)
+                           logp.push_back(-token_nll(e, idx, tgt).to(torch::kFloat64));
+                         auto logp_JBT = torch::stack(logp);
+                         // log prior-weighted prefix likelihood: cumulative log-prob of x_<t (0 at
+                         // t = 0), minus log J.
+                         auto prefix_JBT = torch::cumsum(logp_JBT, 2) - logp_JBT - log_n;
+                         auto log_w_JBT =
+                             prefix_JBT - torch::logsumexp(prefix_JBT, 0, /*keepdim=*/true);
+                         return -torch::logsumexp(log_w_JBT + logp_JBT, 0);
+                       });
 }
 
 }  // namespace upcycle::stages

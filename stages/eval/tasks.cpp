@@ -3,8 +3,8 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -26,10 +26,11 @@ int64_t code_points(const std::string& s) {
 }
 
 // Sum of log p(continuation tokens) of each sequence: `seqs[i]` = context + continuation, its last
-// `n_cont[i]` tokens scored. The prefix the sequences share (up to the first scored position) runs once
-// into a KV cache; the rest of every sequence runs as one batch from that cache, right-padded: no
-// position sees the padding after it.
-std::vector<double> continuation_logliks(TransformerLm& model, std::vector<std::vector<uint32_t>> seqs,
+// `n_cont[i]` tokens scored. The prefix the sequences share (up to the first scored position) runs
+// once into a KV cache; the rest of every sequence runs as one batch from that cache, right-padded:
+// no position sees the padding after it.
+std::vector<double> continuation_logliks(TransformerLm& model,
+                                         std::vector<std::vector<uint32_t>> seqs,
                                          const std::vector<size_t>& n_cont) {
   const size_t T = static_cast<size_t>(model->config.seq_len);
   const int64_t N = static_cast<int64_t>(seqs.size());
@@ -60,11 +61,15 @@ std::vector<double> continuation_logliks(TransformerLm& model, std::vector<std::
   }
   KvCache cache;
   if (shared > 0) {
-    model->forward(torch::tensor(std::vector<int64_t>(seqs[0].begin(), seqs[0].begin() + static_cast<long>(shared)),
-                                 torch::kInt64).unsqueeze(0), &cache);
+    model->forward(torch::tensor(std::vector<int64_t>(seqs[0].begin(),
+                                                      seqs[0].begin() + static_cast<long>(shared)),
+                                 torch::kInt64)
+                       .unsqueeze(0),
+                   &cache);
     cache = cache.repeated(N);
   }
-  auto logp = torch::log_softmax(model->forward(idx_NL, &cache).logits_BTV.to(torch::kCPU, torch::kFloat64), -1);
+  auto logp = torch::log_softmax(
+      model->forward(idx_NL, &cache).logits_BTV.to(torch::kCPU, torch::kFloat64), -1);
   auto sums = (logp.gather(-1, tgt_NL.unsqueeze(-1)).squeeze(-1) * scored_NL).sum(1);
   return std::vector<double>(sums.data_ptr<double>(), sums.data_ptr<double>() + N);
 }
@@ -80,7 +85,8 @@ std::string cut_at_stop(std::string text, const TaskExample& ex) {
 
 double exact_match(const TaskExample& ex, const std::string& out) {
   std::string got = extract_answer(out);
-  if (got.empty() && ex.answer.find('\n') == std::string::npos && out.find("Answer:") == std::string::npos) {
+  if (got.empty() && ex.answer.find('\n') == std::string::npos &&
+      out.find("Answer:") == std::string::npos) {
     got = trim_space(out);
   }
   return got == trim_space(ex.answer) ? 1.0 : 0.0;
@@ -88,7 +94,8 @@ double exact_match(const TaskExample& ex, const std::string& out) {
 
 // Exact match of each generation example, generated kGenerationBatch prompts at a time.
 std::vector<double> score_generations(TransformerLm& model, const Tokenizer& tok,
-                                      const std::vector<const TaskExample*>& exs, int64_t max_new, bool kv_cache) {
+                                      const std::vector<const TaskExample*>& exs, int64_t max_new,
+                                      bool kv_cache) {
   constexpr size_t kGenerationBatch = 16;
   std::vector<double> scores;
   for (size_t b0 = 0; b0 < exs.size(); b0 += kGenerationBatch) {
@@ -104,14 +111,16 @@ std::vector<double> score_generations(TransformerLm& model, const Tokenizer& tok
       return cut_at_stop(text, *exs[b0 + row]).size() < text.size();
     };
     const auto gens = generate_greedy_batch(model, prompts, opts);
-    for (size_t i = 0; i < n; ++i) scores.push_back(exact_match(*exs[b0 + i], cut_at_stop(tok.decode(gens[i]), *exs[b0 + i])));
+    for (size_t i = 0; i < n; ++i)
+      scores.push_back(exact_match(*exs[b0 + i], cut_at_stop(tok.decode(gens[i]), *exs[b0 + i])));
   }
   return scores;
 }
 
 // acc and acc_norm of one multiple-choice example. As the harness's _encode_pair: the context's
 // trailing whitespace belongs to the choice, so the context is encoded without it.
-std::pair<double, double> score_choices(TransformerLm& model, const Tokenizer& tok, const TaskExample& ex) {
+std::pair<double, double> score_choices(TransformerLm& model, const Tokenizer& tok,
+                                        const TaskExample& ex) {
   const size_t kept = ex.context.find_last_not_of(" \t\n\r\f\v");
   const auto ctx = tok.encode(ex.context.substr(0, kept == std::string::npos ? 0 : kept + 1));
   std::vector<std::vector<uint32_t>> seqs;
@@ -163,8 +172,9 @@ std::vector<TaskExample> load_task_file(const std::string& path) {
       }
       out.push_back(std::move(e));
     } catch (const nlohmann::json::exception& ex) {
-      throw StageError(where + "expected {task, context, choices, gold} or {task, prompt, answer, until}: " +
-                       ex.what());
+      throw StageError(
+          where +
+          "expected {task, context, choices, gold} or {task, prompt, answer, until}: " + ex.what());
     }
   }
   return out;
@@ -190,12 +200,14 @@ size_t first_argmax(const std::vector<double>& xs) {
 }
 
 std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok,
-                                      const std::vector<TaskExample>& examples, int64_t max_examples,
-                                      int64_t max_new_tokens, bool kv_cache, ExampleScores* per_example) {
+                                      const std::vector<TaskExample>& examples,
+                                      int64_t max_examples, int64_t max_new_tokens, bool kv_cache,
+                                      ExampleScores* per_example) {
   torch::NoGradGuard no_grad;
   model->eval();
   std::vector<std::string> order;
-  std::map<std::string, std::map<std::string, std::vector<double>>> values;  // task -> metric -> 0/1
+  std::map<std::string, std::map<std::string, std::vector<double>>>
+      values;  // task -> metric -> 0/1
   std::map<std::string, int64_t> seen;
   std::vector<const TaskExample*> generation;
   const auto started = std::chrono::steady_clock::now();
@@ -212,12 +224,15 @@ std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok
   }
   const double choice_s = seconds_since(started);
   const auto scores = score_generations(model, tok, generation, max_new_tokens, kv_cache);
-  for (size_t i = 0; i < generation.size(); ++i) values[generation[i]->task]["exact_match"].push_back(scores[i]);
+  for (size_t i = 0; i < generation.size(); ++i)
+    values[generation[i]->task]["exact_match"].push_back(scores[i]);
   const double generation_s = seconds_since(started) - choice_s;
   char timing[200];
   std::snprintf(timing, sizeof(timing),
-                "eval: tasks took %.1f s: multiple choice %.1f s, generation %.1f s (%zu examples, KV cache %s)",
-                choice_s + generation_s, choice_s, generation_s, generation.size(), kv_cache ? "on" : "off");
+                "eval: tasks took %.1f s: multiple choice %.1f s, generation %.1f s (%zu examples, "
+                "KV cache %s)",
+                choice_s + generation_s, choice_s, generation_s, generation.size(),
+                kv_cache ? "on" : "off");
   core::log_info(timing);
   if (per_example) *per_example = values;
   std::vector<TaskScore> out;

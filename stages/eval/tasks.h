@@ -7,11 +7,12 @@
 //                    acc = [argmax loglik = gold], acc_norm = [argmax loglik / len(choice) = gold];
 //                    an example's choices run as one right-padded batch
 //                    with len in characters (code points); the first maximum wins ties
-//   generation       greedy decoding (16 prompts at a time with a KV cache, unless `kv_cache` is false:
-//                    one at a time without; the same tokens either way, stages/eval/generate.h) until
-//                    an `until` string, EOS or max_new_tokens;
-//                    exact_match = [extracted answer = answer] (the text after "Answer:" when the
-//                    example's answer line has that form, else the whole generation, trimmed)
+//   generation       greedy decoding (16 prompts at a time with a KV cache, unless `kv_cache` is
+//   false:
+//                    one at a time without; the same tokens either way, stages/eval/generate.h)
+//                    until an `until` string, EOS or max_new_tokens; exact_match = [extracted
+//                    answer = answer] (the text after "Answer:" when the example's answer line has
+//                    that form, else the whole generation, trimmed)
 // Inputs longer than the context window are cut from the left. Every metric carries n and the
 // stderr of the mean (sample standard deviation / sqrt(n)), as the harness reports.
 #pragma once
@@ -55,9 +56,9 @@ using ExampleScores = std::map<std::string, std::map<std::string, std::vector<do
 /// Scores every example (at most `max_examples` per task; 0 = all). One score per task and metric,
 /// in the order tasks first appear; each example's scores into `per_example` when given.
 std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok,
-                                      const std::vector<TaskExample>& examples, int64_t max_examples,
-                                      int64_t max_new_tokens, bool kv_cache = true,
-                                      ExampleScores* per_example = nullptr);
+                                      const std::vector<TaskExample>& examples,
+                                      int64_t max_examples, int64_t max_new_tokens,
+                                      bool kv_cache = true, ExampleScores* per_example = nullptr);
 
 /// Mean and stderr of the mean of 0/1 (or any) values, as lm-evaluation-harness computes them.
 std::pair<double, double> mean_and_stderr(const std::vector<double>& xs);

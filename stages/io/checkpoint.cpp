@@ -28,7 +28,8 @@ std::vector<std::pair<std::string, at::Tensor>> state_views(TransformerLm& model
   for (const auto& p : model->named_parameters()) {
     const std::string& name = p.key();
     at::Tensor data = p.value().detach();
-    if (name.size() > kFused.size() && name.compare(name.size() - kFused.size(), kFused.size(), kFused) == 0) {
+    if (name.size() > kFused.size() &&
+        name.compare(name.size() - kFused.size(), kFused.size(), kFused) == 0) {
       const std::string stem = name.substr(0, name.size() - 2);  // "...w"
       const int64_t half = data.size(1) / 2;
       out.emplace_back(stem + "1", data.narrow(1, 0, half));
@@ -83,8 +84,10 @@ void recover_interrupted_swap(const std::string& dir) {
 void write_checkpoint_files(const std::string& tmp, const TensorMap& state, CheckpointMeta& meta,
                             const std::map<std::string, std::string>& extra_files) {
   core::make_dirs(tmp);
-  std::string bytes = encode_safetensors(
-      state, {{"format", "pt"}, {"producer", "upcycle"}, {kModelConfigShaKey, model_config_sha256(meta.model)}});
+  std::string bytes =
+      encode_safetensors(state, {{"format", "pt"},
+                                 {"producer", "upcycle"},
+                                 {kModelConfigShaKey, model_config_sha256(meta.model)}});
   meta.weights_sha256 = core::sha256_hex(bytes);
   core::write_file_atomic(tmp + "/" + kWeightsFile, bytes);
   meta.files.clear();
@@ -125,14 +128,17 @@ std::string save_checkpoint(const std::string& dir, const TensorMap& state, Chec
   return meta.weights_sha256;
 }
 
-std::string save_checkpoint(const std::string& dir, TransformerLm& model, const CheckpointMeta& meta,
+std::string save_checkpoint(const std::string& dir, TransformerLm& model,
+                            const CheckpointMeta& meta,
                             const std::map<std::string, std::string>& extra_files) {
   CheckpointMeta m = meta;
   m.model = model->config;
   return save_checkpoint(dir, state_of(model), m, extra_files);
 }
 
-std::string model_config_sha256(const ModelConfig& m) { return core::sha256_hex(to_json(m).dump()); }
+std::string model_config_sha256(const ModelConfig& m) {
+  return core::sha256_hex(to_json(m).dump());
+}
 
 bool checkpoint_exists(const std::string& dir) {
   return core::file_exists(dir + "/" + kCheckpointConfigFile) ||
@@ -150,7 +156,8 @@ std::string read_checkpoint_file(const std::string& dir, const std::string& name
     throw StageError(e.what());
   }
   if (core::sha256_hex(content) != it->second) {
-    throw StageError(path + ": sha256 does not match the checkpoint config (corrupt or partial file)");
+    throw StageError(path +
+                     ": sha256 does not match the checkpoint config (corrupt or partial file)");
   }
   return content;
 }
@@ -168,14 +175,16 @@ CheckpointMeta read_checkpoint_meta(const std::string& dir) {
     int version = cfg.at("format_version").get<int>();
     if (version != kCheckpointFormatVersion) {
       throw StageError(cfg_path + ": checkpoint format version " + std::to_string(version) +
-                       " is not supported (expected " + std::to_string(kCheckpointFormatVersion) + ")");
+                       " is not supported (expected " + std::to_string(kCheckpointFormatVersion) +
+                       ")");
     }
     meta.model = model_config_from_json(cfg.at("model"));
     meta.step = cfg.at("step").get<int64_t>();
     meta.tokens = cfg.at("tokens").get<int64_t>();
     meta.extra = cfg.at("extra");
     meta.weights_sha256 = cfg.at("weights_sha256").get<std::string>();
-    if (cfg.contains("files")) meta.files = cfg.at("files").get<std::map<std::string, std::string>>();
+    if (cfg.contains("files"))
+      meta.files = cfg.at("files").get<std::map<std::string, std::string>>();
   } catch (const nlohmann::json::exception& e) {
     throw StageError(cfg_path + ": malformed checkpoint config: " + e.what());
   } catch (const core::FieldError& e) {
@@ -203,7 +212,8 @@ TensorMap load_checkpoint_state(const std::string& dir, CheckpointMeta* meta_out
   TensorMap state = read_safetensors(weights, &metadata);
   auto saved = metadata.find(kModelConfigShaKey);  // absent in checkpoints of earlier versions
   if (saved != metadata.end() && saved->second != model_config_sha256(meta.model)) {
-    throw StageError(dir + "/" + kCheckpointConfigFile + ": its model config is not the one the weights were saved " +
+    throw StageError(dir + "/" + kCheckpointConfigFile +
+                     ": its model config is not the one the weights were saved " +
                      "with (edited after saving?)");
   }
   if (meta_out) *meta_out = meta;

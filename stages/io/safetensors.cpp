@@ -50,12 +50,15 @@ Entry parse_entry(const std::string& name, const nlohmann::json& info, uint64_t 
   for (const auto& cand : kDtypes) {
     if (dt == cand.name) d = &cand;
   }
-  if (!d) throw fail("tensor " + name + " has dtype " + dt + ", which upcycle does not read (F32, F16, BF16, I64, I32)");
+  if (!d)
+    throw fail("tensor " + name + " has dtype " + dt +
+               ", which upcycle does not read (F32, F16, BF16, I64, I32)");
   e.type = d->type;
   e.shape = info.at("shape").get<std::vector<int64_t>>();
   uint64_t want = c10::elementSize(e.type);
   for (int64_t s : e.shape) {
-    if (s < 0 || (s > 0 && want > (uint64_t(1) << 62) / uint64_t(s))) throw fail("tensor " + name + " has an invalid shape");
+    if (s < 0 || (s > 0 && want > (uint64_t(1) << 62) / uint64_t(s)))
+      throw fail("tensor " + name + " has an invalid shape");
     want *= uint64_t(s);
   }
   auto offs = info.at("data_offsets").get<std::vector<uint64_t>>();
@@ -63,8 +66,8 @@ Entry parse_entry(const std::string& name, const nlohmann::json& info, uint64_t 
     throw fail("tensor " + name + ": data offsets do not match its shape and dtype");
   }
   if (offs[1] > data_size) {
-    throw fail("tensor " + name + " ends at byte " + std::to_string(offs[1]) + " of a data section of " +
-               std::to_string(data_size) + " (the file is truncated)");
+    throw fail("tensor " + name + " ends at byte " + std::to_string(offs[1]) +
+               " of a data section of " + std::to_string(data_size) + " (the file is truncated)");
   }
   e.begin = offs[0];
   e.end = offs[1];
@@ -75,7 +78,8 @@ Entry parse_entry(const std::string& name, const nlohmann::json& info, uint64_t 
 std::string shard_path(const std::string& dir, const std::string& file, const std::string& index) {
   if (file.empty() || file.find('/') != std::string::npos || file == "." || file == ".." ||
       file.find('\0') != std::string::npos) {
-    throw StageError(index + ": shard '" + file + "' is not a plain file name in the checkpoint directory");
+    throw StageError(index + ": shard '" + file +
+                     "' is not a plain file name in the checkpoint directory");
   }
   return dir + "/" + file;
 }
@@ -109,7 +113,9 @@ std::string encode_safetensors(const TensorMap& tensors,
 }
 
 TensorMap read_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
-  auto fail = [&](const std::string& why) { return StageError(path + ": not a valid safetensors file: " + why); };
+  auto fail = [&](const std::string& why) {
+    return StageError(path + ": not a valid safetensors file: " + why);
+  };
   std::error_code ec;
   const uint64_t file_size = std::filesystem::file_size(path, ec);
   if (ec) throw StageError(path + ": cannot read: " + ec.message());
@@ -121,11 +127,14 @@ TensorMap read_safetensors(const std::string& path, std::map<std::string, std::s
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t(len[i]) << (8 * i);
   if (n > file_size - 8) {
-    throw fail("header length " + std::to_string(n) + " exceeds the file (" + std::to_string(file_size) + " bytes)");
+    throw fail("header length " + std::to_string(n) + " exceeds the file (" +
+               std::to_string(file_size) + " bytes)");
   }
-  if (n > kMaxHeaderBytes) throw fail("header length " + std::to_string(n) + " exceeds the format's 100 MB limit");
+  if (n > kMaxHeaderBytes)
+    throw fail("header length " + std::to_string(n) + " exceeds the format's 100 MB limit");
   std::string text(n, '\0');
-  if (!in.read(text.data(), static_cast<std::streamsize>(n))) throw fail("the header cannot be read");
+  if (!in.read(text.data(), static_cast<std::streamsize>(n)))
+    throw fail("the header cannot be read");
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(text);
@@ -165,14 +174,16 @@ TensorMap read_safetensors_dir(const std::string& dir) {
   if (!std::filesystem::exists(index)) {
     if (!std::filesystem::exists(single)) {
       throw StageError(dir + ": no model.safetensors and no " + kSafetensorsIndexFile +
-                       " (only safetensors checkpoints are read; convert .bin/.pt files with transformers first)");
+                       " (only safetensors checkpoints are read; convert .bin/.pt files with "
+                       "transformers first)");
     }
     return read_safetensors(single);
   }
   std::map<std::string, std::vector<std::string>> by_file;  // shard -> tensors it should hold
   try {
     auto doc = core::read_json_file(index);
-    for (const auto& [name, file] : doc.at("weight_map").items()) by_file[file.get<std::string>()].push_back(name);
+    for (const auto& [name, file] : doc.at("weight_map").items())
+      by_file[file.get<std::string>()].push_back(name);
   } catch (const nlohmann::json::exception& e) {
     throw StageError(index + ": not a safetensors index (" + e.what() + ")");
   } catch (const Error& e) {
@@ -185,7 +196,8 @@ TensorMap read_safetensors_dir(const std::string& dir) {
     TensorMap shard = read_safetensors(path);
     for (const auto& name : names) {
       auto it = shard.find(name);
-      if (it == shard.end()) throw StageError(index + ": tensor " + name + " is mapped to " + file + ", which lacks it");
+      if (it == shard.end())
+        throw StageError(index + ": tensor " + name + " is mapped to " + file + ", which lacks it");
       out[name] = it->second;
     }
   }

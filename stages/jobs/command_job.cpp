@@ -22,7 +22,8 @@ bool run_command_job(const SpecReader& s, const JobContext& ctx, core::JobResult
     HfExportOptions o;
     o.format = hf_format_from(spec.hf.format);
     export_hf(spec.hf.checkpoint, spec.hf.tokenizer, spec.hf.dir, o);
-    core::log_info("command: " + spec.model + " exported as " + spec.hf.format + " to " + spec.hf.dir);
+    core::log_info("command: " + spec.model + " exported as " + spec.hf.format + " to " +
+                   spec.hf.dir);
   }
   std::string line;
   for (const auto& a : c.argv) line += (line.empty() ? "" : " ") + a;
@@ -33,7 +34,8 @@ bool run_command_job(const SpecReader& s, const JobContext& ctx, core::JobResult
   if (spec.parser != "lm_eval") return true;
   std::string path = find_lm_eval_results(spec.expanded.results);
   r.evals = parse_lm_eval_results(core::read_json_file(path), spec.model, path);
-  if (r.evals.empty()) throw StageError(path + ": lm-evaluation-harness results hold no numeric metric");
+  if (r.evals.empty())
+    throw StageError(path + ": lm-evaluation-harness results hold no numeric metric");
   r.artifacts.push_back({path, "results", core::sha256_file(path),
                          static_cast<int64_t>(std::filesystem::file_size(path))});
   core::log_info("command: " + std::to_string(r.evals.size()) + " results from " + path);
@@ -43,7 +45,8 @@ bool run_command_job(const SpecReader& s, const JobContext& ctx, core::JobResult
 }  // namespace
 
 JobKind command_job_kind() {
-  return {CommandJobSpec::kKind, CommandJobSpec::kOutputVersion, check_spec<CommandJobSpec>, run_command_job};
+  return {CommandJobSpec::kKind, CommandJobSpec::kOutputVersion, check_spec<CommandJobSpec>,
+          run_command_job};
 }
 
 }  // namespace upcycle::stages

@@ -22,26 +22,31 @@ namespace upcycle::stages {
 namespace {
 
 // One model's perplexity on one domain: the ppl row, the nll row (stderr of the mean NLL), and with
-// text data the bytes the tokens cover and bits per byte, each with n = the predicted tokens, so that
-// bpb = nll * n / (bytes * ln 2) can be recomputed from the store.
+// text data the bytes the tokens cover and bits per byte, each with n = the predicted tokens, so
+// that bpb = nll * n / (bytes * ln 2) can be recomputed from the store.
 void add_perplexity(core::JobResult& r, const std::string& model, const std::string& domain,
                     const PerplexityResult& res) {
   const std::string task = "ppl/" + domain;
-  r.evals.push_back({model, task, "ppl", res.ppl, res.ppl_stderr, res.tokens, "none", std::nullopt});
-  r.evals.push_back({model, task, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0, res.tokens, "none",
-                     std::nullopt});
+  r.evals.push_back(
+      {model, task, "ppl", res.ppl, res.ppl_stderr, res.tokens, "none", std::nullopt});
+  r.evals.push_back({model, task, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0,
+                     res.tokens, "none", std::nullopt});
   if (res.bytes > 0) {
-    r.evals.push_back({model, task, "bytes", double(res.bytes), std::nullopt, res.tokens, "none", std::nullopt});
-    r.evals.push_back({model, task, "bpb", res.bpb, res.bpb_stderr, res.tokens, "none", std::nullopt});
+    r.evals.push_back(
+        {model, task, "bytes", double(res.bytes), std::nullopt, res.tokens, "none", std::nullopt});
+    r.evals.push_back(
+        {model, task, "bpb", res.bpb, res.bpb_stderr, res.tokens, "none", std::nullopt});
   }
   // Routing on this domain (task routing/<domain>, metric <ffn|attn>/l<layer>/e<expert>): whether
   // experts specialise by domain, as BAM's analysis asks.
-  for (const auto& [router, table] : {std::pair{"ffn", &res.ffn_util}, std::pair{"attn", &res.attn_gate}}) {
+  for (const auto& [router, table] :
+       {std::pair{"ffn", &res.ffn_util}, std::pair{"attn", &res.attn_gate}}) {
     for (size_t l = 0; l < table->size(); ++l) {
       for (size_t e = 0; e < (*table)[l].size(); ++e) {
-        r.evals.push_back({model, "routing/" + domain,
-                           std::string(router) + "/l" + std::to_string(l) + "/e" + std::to_string(e),
-                           (*table)[l][e], std::nullopt, res.tokens, "none", std::nullopt});
+        r.evals.push_back(
+            {model, "routing/" + domain,
+             std::string(router) + "/l" + std::to_string(l) + "/e" + std::to_string(e),
+             (*table)[l][e], std::nullopt, res.tokens, "none", std::nullopt});
       }
     }
   }
@@ -93,15 +98,17 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
   EvalJobSpec e;
   read_spec(s, e);
   const std::vector<TaskExample> examples = load_examples(e);
-  std::unique_ptr<Tokenizer> tok;  // text data has one; pre-tokenized data has neither tasks nor bytes
+  std::unique_ptr<Tokenizer>
+      tok;  // text data has one; pre-tokenized data has neither tasks nor bytes
   if (!examples.empty() || std::filesystem::exists(tokenizer_path(e.data_dir))) {
     tok = std::make_unique<Tokenizer>(verified_data_file(e.data_dir, tokenizer_path(e.data_dir)));
   }
-  const std::optional<TokenBytes> bytes = tok ? std::optional<TokenBytes>(tok->token_bytes()) : std::nullopt;
+  const std::optional<TokenBytes> bytes =
+      tok ? std::optional<TokenBytes>(tok->token_bytes()) : std::nullopt;
   const TokenBytes* tb = bytes ? &*bytes : nullptr;
   // The forward passes run under bf16 autocast where the placement says so (CUDA by default); token
-  // log-likelihoods come out of fp32 log-softmax / cross-entropy (autocast's fp32 ops) and are summed
-  // in fp64 on the host.
+  // log-likelihoods come out of fp32 log-softmax / cross-entropy (autocast's fp32 ops) and are
+  // summed in fp64 on the host.
   const Placement placement = resolve_placement(ctx.runtime.device, e.precision, 0);
   const torch::Device device(placement.device);
   AutocastScope autocast(placement.device, placement.bf16);
@@ -116,27 +123,33 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
   for (const auto& m : e.models) {
     TransformerLm model = load_on_device(m.checkpoint);
     for (const auto& d : e.domains) {
-      add_perplexity(r, m.name, d, perplexity(model, shard_path(e.data_dir, d, e.split), e.max_windows, tb));
+      add_perplexity(r, m.name, d,
+                     perplexity(model, shard_path(e.data_dir, d, e.split), e.max_windows, tb));
     }
     if (examples.empty()) continue;
     ExampleScores scores;
-    for (const auto& t : evaluate_tasks(model, *tok, examples, e.max_examples, e.max_new_tokens, e.kv_cache, &scores)) {
-      r.evals.push_back({m.name, t.task, t.metric, t.value, t.stderr_value, t.n, "none", std::nullopt});
-      core::log_info("eval: " + m.name + " on " + t.task + ": " + t.metric + " " + std::to_string(t.value) +
-                     " (n " + std::to_string(t.n) + ")");
+    for (const auto& t : evaluate_tasks(model, *tok, examples, e.max_examples, e.max_new_tokens,
+                                        e.kv_cache, &scores)) {
+      r.evals.push_back(
+          {m.name, t.task, t.metric, t.value, t.stderr_value, t.n, "none", std::nullopt});
+      core::log_info("eval: " + m.name + " on " + t.task + ": " + t.metric + " " +
+                     std::to_string(t.value) + " (n " + std::to_string(t.n) + ")");
     }
     per_example += examples_jsonl(m.name, scores);
   }
   if (!per_example.empty()) {
     const std::string path = ctx.dir + "/" + EvalJobSpec::kExamplesFile;
     core::write_file_atomic(path, per_example);
-    r.artifacts.push_back({path, "examples", core::sha256_hex(per_example), static_cast<int64_t>(per_example.size())});
+    r.artifacts.push_back({path, "examples", core::sha256_hex(per_example),
+                           static_cast<int64_t>(per_example.size())});
   }
   for (const auto& ens : e.ensembles) {  // BTM: eval-only ensembles
     std::vector<TransformerLm> members;
     for (const auto& m : ens.members) members.push_back(load_on_device(m.checkpoint));
     for (const auto& d : e.domains) {
-      add_perplexity(r, ens.name, d, ensemble_perplexity(members, shard_path(e.data_dir, d, e.split), e.max_windows, tb));
+      add_perplexity(
+          r, ens.name, d,
+          ensemble_perplexity(members, shard_path(e.data_dir, d, e.split), e.max_windows, tb));
     }
   }
   return true;

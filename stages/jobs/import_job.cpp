@@ -18,7 +18,8 @@ bool run_import_job(const SpecReader& s, const JobContext& ctx, core::JobResult&
                      "run the recipe again so the job is keyed by its new content");
   }
   const std::string ckpt = ctx.dir + "/checkpoint";
-  import_hf(spec.path, ckpt, spec.seq_len > 0 ? std::optional<int64_t>(spec.seq_len) : std::nullopt);
+  import_hf(spec.path, ckpt,
+            spec.seq_len > 0 ? std::optional<int64_t>(spec.seq_len) : std::nullopt);
   r.outputs["checkpoint"] = ckpt;
   r.artifacts.push_back(checkpoint_artifact(ckpt));
   return true;
@@ -27,7 +28,8 @@ bool run_import_job(const SpecReader& s, const JobContext& ctx, core::JobResult&
 }  // namespace
 
 JobKind import_job_kind() {
-  return {ImportJobSpec::kKind, ImportJobSpec::kOutputVersion, check_spec<ImportJobSpec>, run_import_job};
+  return {ImportJobSpec::kKind, ImportJobSpec::kOutputVersion, check_spec<ImportJobSpec>,
+          run_import_job};
 }
 
 }  // namespace upcycle::stages

@@ -8,9 +8,9 @@
 namespace upcycle::stages {
 
 const std::vector<JobKind>& job_kinds() {
-  static const std::vector<JobKind> kKinds = {prepare_job_kind(), train_job_kind(), upcycle_job_kind(),
-                                              eval_job_kind(), command_job_kind(),
-                                              import_job_kind()};
+  static const std::vector<JobKind> kKinds = {prepare_job_kind(), train_job_kind(),
+                                              upcycle_job_kind(), eval_job_kind(),
+                                              command_job_kind(), import_job_kind()};
   return kKinds;
 }
 
@@ -25,7 +25,8 @@ const JobKind& find_job_kind(const std::string& name) {
 
 core::ArtifactRow checkpoint_artifact(const std::string& dir) {
   std::string path = dir + "/" + kWeightsFile;
-  return {dir, "checkpoint", core::sha256_file(path), static_cast<int64_t>(std::filesystem::file_size(path))};
+  return {dir, "checkpoint", core::sha256_file(path),
+          static_cast<int64_t>(std::filesystem::file_size(path))};
 }
 
 }  // namespace upcycle::stages

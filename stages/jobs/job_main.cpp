@@ -1,13 +1,15 @@
 // upcycle-job: the LibTorch half of upcycle, kept out of the CLI so that `upcycle status`, `query`,
 // `plan` and Slurm submission start without loading LibTorch. The CLI and the executors run it:
-//   upcycle-job stage --spec DIR/spec.json     one job (stages/jobs/job_runner.h); `upcycle stage` execs this
-//   upcycle-job cuda                           prints 1 when LibTorch sees a CUDA device, else 0
-//   upcycle-job build-info                     prints what this build has: LibTorch version, a CUDA
+//   upcycle-job stage --spec DIR/spec.json     one job (stages/jobs/job_runner.h); `upcycle stage`
+//   execs this upcycle-job cuda                           prints 1 when LibTorch sees a CUDA
+//   device, else 0 upcycle-job build-info                     prints what this build has: LibTorch
+//   version, a CUDA
 //                                              LibTorch, c10d Gloo and NCCL, grouped GEMM (JSON)
 //   upcycle-job throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR [DEVICE PRECISION]
 //                                              prints tokens_per_s=X (stages/train/throughput.h)
 //   upcycle-job export CHECKPOINT TOKENIZER FORMAT DTYPE SHARD_BYTES OUT
-//                                              a checkpoint as a Hugging Face one (stages/io/hf_export.h)
+//                                              a checkpoint as a Hugging Face one
+//                                              (stages/io/hf_export.h)
 //   upcycle-job import HF_DIR OUT [SEQ_LEN]    a Hugging Face checkpoint as ours; prints its config
 #include <csignal>
 #include <cstdio>
@@ -15,8 +17,8 @@
 #include <optional>
 #include <string>
 
-#include <nlohmann/json.hpp>
 #include <torch/version.h>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/integer.h"
@@ -34,7 +36,8 @@ int usage() {
   std::fprintf(stderr,
                "usage: upcycle-job stage --spec DIR/spec.json | cuda | build-info | "
                "throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR [DEVICE PRECISION] | "
-               "export CHECKPOINT TOKENIZER FORMAT DTYPE SHARD_BYTES OUT force|keep | import HF_DIR OUT force|keep [SEQ_LEN]\n");
+               "export CHECKPOINT TOKENIZER FORMAT DTYPE SHARD_BYTES OUT force|keep | import "
+               "HF_DIR OUT force|keep [SEQ_LEN]\n");
   return upcycle::kExitUserError;
 }
 
@@ -53,9 +56,10 @@ int throughput(int argc, char** a) {
   m.validate();
   set_torch_threads(static_cast<int>(arg_integer(a[4], "threads", {1, 4096})));
   const std::string device = argc == 8 ? a[6] : "cpu", precision = argc == 8 ? a[7] : "auto";
-  std::printf("tokens_per_s=%.1f\n",
-              train_tokens_per_s(m, arg_integer(a[1], "batch", {1}), arg_integer(a[2], "micro-batch", {0}),
-                                 arg_integer(a[3], "steps", {1}), a[5], device, precision));
+  std::printf(
+      "tokens_per_s=%.1f\n",
+      train_tokens_per_s(m, arg_integer(a[1], "batch", {1}), arg_integer(a[2], "micro-batch", {0}),
+                         arg_integer(a[3], "steps", {1}), a[5], device, precision));
   return upcycle::kExitOk;
 }
 
@@ -65,7 +69,8 @@ int run_export(char** a) {
   o.format = hf_format_from(a[2]);
   o.dtype = hf_dtype_from(a[3]);
   o.max_shard_bytes = arg_integer(a[4], "shard bytes", {1});
-  o.out = {std::string(a[6]) == "force", {{"the checkpoint it exports", a[0]}, {"its tokenizer", a[1]}}};
+  o.out = {std::string(a[6]) == "force",
+           {{"the checkpoint it exports", a[0]}, {"its tokenizer", a[1]}}};
   export_hf(a[0], a[1], a[5], o);
   return upcycle::kExitOk;
 }
@@ -74,11 +79,14 @@ int run_import(int argc, char** a) {
   using namespace upcycle::stages;
   std::optional<int64_t> seq_len;
   if (argc == 4) seq_len = arg_integer(a[3], "seq_len", {1});
-  upcycle::core::OutputDir dest(a[1], {std::string(a[2]) == "force", {{"the checkpoint it imports", a[0]}}});
+  upcycle::core::OutputDir dest(
+      a[1], {std::string(a[2]) == "force", {{"the checkpoint it imports", a[0]}}});
   const HfImportResult r = import_hf(a[0], dest.path(), seq_len);
   dest.commit();
-  nlohmann::json out = {{"format", hf_format_name(r.model.format)}, {"model", to_json(r.model.model)},
-                        {"notes", r.model.notes}, {"weights_sha256", r.weights_sha256}};
+  nlohmann::json out = {{"format", hf_format_name(r.model.format)},
+                        {"model", to_json(r.model.model)},
+                        {"notes", r.model.notes},
+                        {"weights_sha256", r.weights_sha256}};
   std::printf("%s\n", out.dump().c_str());
   return upcycle::kExitOk;
 }
@@ -92,8 +100,11 @@ int build_info() {
 #else
   const bool cuda_build = false;
 #endif
-  nlohmann::json j = {{"torch", TORCH_VERSION}, {"cuda_build", cuda_build}, {"gloo", distributed_available()},
-                      {"nccl", nccl_available()}, {"grouped_mm", grouped_mm_available()},
+  nlohmann::json j = {{"torch", TORCH_VERSION},
+                      {"cuda_build", cuda_build},
+                      {"gloo", distributed_available()},
+                      {"nccl", nccl_available()},
+                      {"grouped_mm", grouped_mm_available()},
                       {"cuda_device", cuda_available()}};
   std::printf("%s\n", j.dump().c_str());
   return upcycle::kExitOk;
@@ -118,7 +129,8 @@ int guarded(const char* name, F&& f) {
 int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);  // past ulimit -f, writes fail with EFBIG and name their file
   const std::string cmd = argc > 1 ? argv[1] : "";
-  if (cmd == "stage" && argc == 4 && std::string(argv[2]) == "--spec") return upcycle::stages::run_job(argv[3]);
+  if (cmd == "stage" && argc == 4 && std::string(argv[2]) == "--spec")
+    return upcycle::stages::run_job(argv[3]);
   if (cmd == "cuda" && argc == 2) {
     std::printf("%d\n", upcycle::stages::cuda_available() ? 1 : 0);
     return upcycle::kExitOk;
@@ -128,6 +140,7 @@ int main(int argc, char** argv) {
     return guarded("throughput", [&] { return throughput(argc - 2, argv + 2); });
   }
   if (cmd == "export" && argc == 9) return guarded("export", [&] { return run_export(argv + 2); });
-  if (cmd == "import" && (argc == 5 || argc == 6)) return guarded("import", [&] { return run_import(argc - 2, argv + 2); });
+  if (cmd == "import" && (argc == 5 || argc == 6))
+    return guarded("import", [&] { return run_import(argc - 2, argv + 2); });
   return usage();
 }

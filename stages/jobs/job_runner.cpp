@@ -69,8 +69,8 @@ bool still_own_job_dir(const std::string& dir) {
   } catch (const Error&) {
   }
   if (owner == attempt + "\n") return true;
-  core::log_error("a later attempt (" + owner.substr(0, owner.find('\n')) + ") owns this job directory; " +
-                  attempt + " does not write its result");
+  core::log_error("a later attempt (" + owner.substr(0, owner.find('\n')) +
+                  ") owns this job directory; " + attempt + " does not write its result");
   return false;
 }
 
@@ -95,12 +95,15 @@ int run_job(const std::string& spec_path) {
   try {
     const json j = core::read_json_file(spec_path);
     const SpecReader s(j);
-    JobContext ctx{std::filesystem::path(spec_path).parent_path().string(), read_header(s), read_runtime(s)};
+    JobContext ctx{std::filesystem::path(spec_path).parent_path().string(), read_header(s),
+                   read_runtime(s)};
     const JobKind& kind = find_job_kind(ctx.header.kind);
     if (ctx.header.version != kind.output_version) {
-      throw core::FieldError("version", "the spec was planned for output version " + std::to_string(ctx.header.version) +
-                                     " of kind " + kind.name + "; this binary produces version " +
-                                     std::to_string(kind.output_version) + " (plan it again)");
+      throw core::FieldError("version", "the spec was planned for output version " +
+                                            std::to_string(ctx.header.version) + " of kind " +
+                                            kind.name + "; this binary produces version " +
+                                            std::to_string(kind.output_version) +
+                                            " (plan it again)");
     }
     kind.check(s);  // every field, before any work or lock
     set_torch_threads(ctx.runtime.threads);
@@ -108,7 +111,8 @@ int run_job(const std::string& spec_path) {
     r.key = ctx.header.key;
     const DistEnv env = dist_env_from_environment();  // rank 0 alone writes the result
     claim_job_dir(ctx.dir, env.rank);
-    if (auto done = core::read_job_result(ctx.dir); done && done->status == "done" && done->key == r.key) {
+    if (auto done = core::read_job_result(ctx.dir);
+        done && done->status == "done" && done->key == r.key) {
       core::log_info("already complete (an earlier attempt finished it)");
       return kExitOk;
     }
@@ -140,7 +144,8 @@ int run_job(const std::string& spec_path) {
     return kExitInternalError;
   } catch (const std::bad_alloc&) {
     core::log_error("out of memory: the model, batch or data does not fit this machine's memory");
-    core::log_error("---> HINT: a smaller micro_batch, or a machine with more memory (`upcycle plan --cost`)");
+    core::log_error(
+        "---> HINT: a smaller micro_batch, or a machine with more memory (`upcycle plan --cost`)");
     return kExitUserError;
   } catch (const std::exception& e) {
     core::log_error(std::string("internal error: ") + e.what());

@@ -7,8 +7,8 @@
 
 namespace upcycle::stages {
 
-/// Runs the job and returns its exit code: kExitOk, kExitPreempted, or kExitUserError after printing
-/// the reason to stderr (which the executor captures in log.txt). Never throws.
+/// Runs the job and returns its exit code: kExitOk, kExitPreempted, or kExitUserError after
+/// printing the reason to stderr (which the executor captures in log.txt). Never throws.
 int run_job(const std::string& spec_path);
 
 /// Intra-op threads for LibTorch (and one inter-op thread), as every job sets them.

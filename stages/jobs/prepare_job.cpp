@@ -20,7 +20,8 @@ bool run_prepare_job(const SpecReader& s, const JobContext& ctx, core::JobResult
 }  // namespace
 
 JobKind prepare_job_kind() {
-  return {PrepareJobSpec::kKind, PrepareJobSpec::kOutputVersion, check_spec<PrepareJobSpec>, run_prepare_job};
+  return {PrepareJobSpec::kKind, PrepareJobSpec::kOutputVersion, check_spec<PrepareJobSpec>,
+          run_prepare_job};
 }
 
 }  // namespace upcycle::stages

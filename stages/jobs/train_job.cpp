@@ -17,18 +17,21 @@ bool run_train_job(const SpecReader& s, const JobContext& ctx, core::JobResult& 
   t.out_dir = ctx.dir;
   const DistEnv env = dist_env_from_environment();
   if (env.world_size != ctx.runtime.world_size) {
-    throw StageError("the spec is for " + std::to_string(ctx.runtime.world_size) + " data-parallel process(es) " +
-                         "but this job runs as " + std::to_string(env.world_size),
+    throw StageError("the spec is for " + std::to_string(ctx.runtime.world_size) +
+                         " data-parallel process(es) " + "but this job runs as " +
+                         std::to_string(env.world_size),
                      "world_size is part of the job's key; launch as many ranks as it says");
   }
   t.placement = resolve_placement(ctx.runtime.device, t.precision, env.local_rank);
   DataParallel dp(env, t.placement.device);
   t.data_parallel = &dp;
   if (dp.world_size() > 1) {
-    core::log_info("data parallel: rank " + std::to_string(dp.rank()) + " of " + std::to_string(dp.world_size()));
+    core::log_info("data parallel: rank " + std::to_string(dp.rank()) + " of " +
+                   std::to_string(dp.world_size()));
   }
   if (t.placement.device != "cpu" || t.placement.bf16) {
-    core::log_info("train: on " + t.placement.device + (t.placement.bf16 ? " with bf16 autocast" : " in fp32"));
+    core::log_info("train: on " + t.placement.device +
+                   (t.placement.bf16 ? " with bf16 autocast" : " in fp32"));
   }
   core::JsonlMetricSink sink(ctx.dir + "/" + core::kMetricsFile);
   TrainOutcome out = train(t, sink);
@@ -46,7 +49,8 @@ bool run_train_job(const SpecReader& s, const JobContext& ctx, core::JobResult& 
 }  // namespace
 
 JobKind train_job_kind() {
-  return {TrainJobSpec::kKind, TrainJobSpec::kOutputVersion, check_spec<TrainJobSpec>, run_train_job};
+  return {TrainJobSpec::kKind, TrainJobSpec::kOutputVersion, check_spec<TrainJobSpec>,
+          run_train_job};
 }
 
 }  // namespace upcycle::stages

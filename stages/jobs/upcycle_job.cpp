@@ -24,7 +24,8 @@ bool run_upcycle_job(const SpecReader& s, const JobContext& ctx, core::JobResult
 }  // namespace
 
 JobKind upcycle_job_kind() {
-  return {UpcycleJobSpec::kKind, UpcycleJobSpec::kOutputVersion, check_spec<UpcycleJobSpec>, run_upcycle_job};
+  return {UpcycleJobSpec::kKind, UpcycleJobSpec::kOutputVersion, check_spec<UpcycleJobSpec>,
+          run_upcycle_job};
 }
 
 }  // namespace upcycle::stages

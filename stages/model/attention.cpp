@@ -18,21 +18,25 @@ namespace {
 }
 
 #if TORCH_VERSION_MAJOR >= 2
-at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask = {},
-                bool causal = false) {
-  const c10::optional<at::Tensor> m = mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt;
+at::Tensor sdpa(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                const at::Tensor& mask = {}, bool causal = false) {
+  const c10::optional<at::Tensor> m =
+      mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt;
 #ifdef UPCYCLE_SDPA_GQA
-  return at::scaled_dot_product_attention(q, k, v, m, 0.0, causal, c10::nullopt, /*enable_gqa=*/k.size(1) != q.size(1));
+  return at::scaled_dot_product_attention(q, k, v, m, 0.0, causal, c10::nullopt,
+                                          /*enable_gqa=*/k.size(1) != q.size(1));
 #else
-  return at::scaled_dot_product_attention(q, expand_kv(k, q.size(1)), expand_kv(v, q.size(1)), m, 0.0, causal);
+  return at::scaled_dot_product_attention(q, expand_kv(k, q.size(1)), expand_kv(v, q.size(1)), m,
+                                          0.0, causal);
 #endif
 }
 #endif
 
-// Causal attention of queries [X, Hq, Tq, C] over keys and values [X, G, Tk, C], Tq <= Tk, where the
-// G kv heads each serve Hq/G consecutive query heads (SDPA's GQA: no expanded copy of K and V); X
-// folds experts and batch. The queries are the last Tq positions: query i sees keys 0 .. Tk - Tq + i.
-// With `allowed_BTK` (rows left-padded, X = copies * B, copy-major) that mask replaces the causal one.
+// Causal attention of queries [X, Hq, Tq, C] over keys and values [X, G, Tk, C], Tq <= Tk, where
+// the G kv heads each serve Hq/G consecutive query heads (SDPA's GQA: no expanded copy of K and V);
+// X folds experts and batch. The queries are the last Tq positions: query i sees keys 0 .. Tk - Tq
+// + i. With `allowed_BTK` (rows left-padded, X = copies * B, copy-major) that mask replaces the
+// causal one.
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& allowed_BTK = {}) {
   const int64_t Tq = q.size(-2), Tk = k.size(-2);
@@ -42,8 +46,10 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 #if TORCH_VERSION_MAJOR >= 2
     return sdpa(q, k, v, allowed);
 #else
-    auto att = torch::matmul(q, expand_kv(k, q.size(1)).transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
-    return torch::matmul(att.masked_fill(allowed.logical_not(), -INFINITY).softmax(-1), expand_kv(v, q.size(1)));
+    auto att =
+        torch::matmul(q, expand_kv(k, q.size(1)).transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
+    return torch::matmul(att.masked_fill(allowed.logical_not(), -INFINITY).softmax(-1),
+                         expand_kv(v, q.size(1)));
 #endif
   }
 #if TORCH_VERSION_MAJOR >= 2
@@ -51,7 +57,8 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   if (Tq == 1) return sdpa(q, k, v);  // one new position sees all
   return sdpa(q, k, v, torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).tril(Tk - Tq));
 #else
-  auto att = torch::matmul(q, expand_kv(k, q.size(1)).transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
+  auto att =
+      torch::matmul(q, expand_kv(k, q.size(1)).transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
   auto masked = torch::ones({Tq, Tk}, q.options().dtype(torch::kBool)).triu(Tk - Tq + 1);
   return torch::matmul(att.masked_fill(masked, -INFINITY).softmax(-1), expand_kv(v, q.size(1)));
 #endif
@@ -72,11 +79,13 @@ std::pair<at::Tensor, at::Tensor> with_cache(LayerKvCache* kv, at::Tensor k, at:
 }  // namespace
 
 // E = 1: one fused QKV matmul and plain matmuls (no einsum permutes), as a dense model would do it.
-at::Tensor MixtureOfAttentionImpl::dense_forward(const at::Tensor& h_BTD, const RopeTables& rope, LayerKvCache* kv) {
+at::Tensor MixtureOfAttentionImpl::dense_forward(const at::Tensor& h_BTD, const RopeTables& rope,
+                                                 LayerKvCache* kv) {
   const auto& c = config;
   const int64_t B = h_BTD.size(0), T = h_BTD.size(1), C = c.head_dim(), H = c.heads, G = c.kv_heads;
   // squeeze, not [0]: its backward is a view, where select's allocates and fills a zero tensor.
-  auto w_QD = torch::cat({wq_EHD.squeeze(0), wk_EGD.squeeze(0), wv_EGD.squeeze(0)}, 0);  // [(H + 2G) C, D]
+  auto w_QD =
+      torch::cat({wq_EHD.squeeze(0), wk_EGD.squeeze(0), wv_EGD.squeeze(0)}, 0);  // [(H + 2G) C, D]
   auto qkv = torch::matmul(h_BTD, w_QD.t()).split({H * C, G * C, G * C}, -1);
   auto heads = [&](const at::Tensor& y, int64_t n) { return y.view({B, T, n, C}).transpose(1, 2); };
   auto q = apply_rope(heads(qkv[0], H), rope);
@@ -111,16 +120,21 @@ at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTa
   auto as_heads = [&](const at::Tensor& y, int64_t n) {  // [X, B, T, n*C] -> [X*B, n, T, C]
     return y.reshape({-1, T, n, C}).transpose(1, 2);
   };
-  auto [k, v] = with_cache(kv, apply_rope(as_heads(project(wk_EGD), G), rope), as_heads(project(wv_EGD), G));
+  auto [k, v] =
+      with_cache(kv, apply_rope(as_heads(project(wk_EGD), G), rope), as_heads(project(wv_EGD), G));
   at::Tensor y_BTEO;  // each expert's attention output before its W_o: [B, T, E, H*C]
   const at::Tensor allowed = kv ? kv->allowed_BTK : at::Tensor();
   if (Ekv == E) {  // expert K/V: the experts are E batches of B sequences
-    auto y = causal_attention(apply_rope(as_heads(q_EBTO, H), rope), k, v, allowed);  // [E*B, H, T, C]
+    auto y =
+        causal_attention(apply_rope(as_heads(q_EBTO, H), rope), k, v, allowed);  // [E*B, H, T, C]
     y_BTEO = y.reshape({E, B, H, T, C}).permute({1, 3, 0, 2, 4}).reshape({B, T, E, H * C});
   } else {  // shared K/V: the experts are E*H query heads over the same G kv heads (GQA), ordered
-            // (kv head, expert, query head within the kv head's group) so each group's heads are adjacent
+            // (kv head, expert, query head within the kv head's group) so each group's heads are
+            // adjacent
     const int64_t r = H / G;
-    auto q = q_EBTO.reshape({E, B, T, G, r, C}).permute({1, 3, 0, 4, 2, 5}).reshape({B, G * E * r, T, C});
+    auto q = q_EBTO.reshape({E, B, T, G, r, C})
+                 .permute({1, 3, 0, 4, 2, 5})
+                 .reshape({B, G * E * r, T, C});
     auto y = causal_attention(apply_rope(q, rope), k, v, allowed);  // [B, G*E*r, T, C]
     y_BTEO = y.reshape({B, G, E, r, T, C}).permute({0, 4, 2, 1, 3, 5}).reshape({B, T, E, H * C});
   }
@@ -131,8 +145,10 @@ at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTa
     gates = torch::zeros_like(gates).scatter(-1, top_i, top_v / top_v.sum(-1, true));
   }
   if (gates_BTE) *gates_BTE = gates.detach();
-  // sum_e g_e (y_e W_o,e^T): the gates scale each expert's heads, then one GEMM over (expert, head).
-  return torch::einsum("bteo,edo->btd", {y_BTEO * gates.unsqueeze(-1).to(y_BTEO.scalar_type()), wo_EDH});
+  // sum_e g_e (y_e W_o,e^T): the gates scale each expert's heads, then one GEMM over (expert,
+  // head).
+  return torch::einsum("bteo,edo->btd",
+                       {y_BTEO * gates.unsqueeze(-1).to(y_BTEO.scalar_type()), wo_EDH});
 }
 
 }  // namespace upcycle::stages

@@ -7,10 +7,10 @@
 // Incremental decoding: with a LayerKvCache the new positions' keys and values are appended to the
 // cached ones and the queries (the last T positions) attend to all of them, causally, or as the
 // cache's `allowed_BTK` says when rows are left-padded. The cache holds
-// K after RoPE and both before GQA expansion, per K/V copy: [Ekv*B, G, T, C] (Ekv = E, or 1 for shared KV).
-// Top-k routing computes all E experts and zeroes the gates of the others (docs/accounting.md charges
-// all E): with expert K/V every expert's keys are needed at every position anyway.
-// Shapes: B batch, T time, D d_model, E experts, H heads, G kv heads, C head_dim.
+// K after RoPE and both before GQA expansion, per K/V copy: [Ekv*B, G, T, C] (Ekv = E, or 1 for
+// shared KV). Top-k routing computes all E experts and zeroes the gates of the others
+// (docs/accounting.md charges all E): with expert K/V every expert's keys are needed at every
+// position anyway. Shapes: B batch, T time, D d_model, E experts, H heads, G kv heads, C head_dim.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -24,8 +24,8 @@ namespace upcycle::stages {
 /// One layer's keys and values of the positions seen so far (undefined before the first forward).
 struct LayerKvCache {
   at::Tensor k_XGTC, v_XGTC;
-  /// For this forward only, when the batch's rows are left-padded (TransformerLm sets it): which keys
-  /// each query may see, [B, T, past + T]; undefined = plain causal.
+  /// For this forward only, when the batch's rows are left-padded (TransformerLm sets it): which
+  /// keys each query may see, [B, T, past + T]; undefined = plain causal.
   at::Tensor allowed_BTK;
 };
 
@@ -34,14 +34,14 @@ class MixtureOfAttentionImpl : public torch::nn::Module {
   explicit MixtureOfAttentionImpl(const ModelConfig& c);
   /// h [B, T, D] -> [B, T, D]. Causal. `gates_BTE` (if non-null) receives the routing weights. With
   /// `kv`, h holds the positions after the cached ones and `rope` their tables; `kv` grows by T.
-  at::Tensor forward(const at::Tensor& h_BTD, const RopeTables& rope, at::Tensor* gates_BTE = nullptr,
-                     LayerKvCache* kv = nullptr);
+  at::Tensor forward(const at::Tensor& h_BTD, const RopeTables& rope,
+                     at::Tensor* gates_BTE = nullptr, LayerKvCache* kv = nullptr);
 
   ModelConfig config;
-  at::Tensor wq_EHD;  ///< [E, H*C, D]
-  at::Tensor wk_EGD;  ///< [E or 1, G*C, D]
-  at::Tensor wv_EGD;  ///< [E or 1, G*C, D]
-  at::Tensor wo_EDH;  ///< [E, D, H*C]
+  at::Tensor wq_EHD;     ///< [E, H*C, D]
+  at::Tensor wk_EGD;     ///< [E or 1, G*C, D]
+  at::Tensor wv_EGD;     ///< [E or 1, G*C, D]
+  at::Tensor wo_EDH;     ///< [E, D, H*C]
   at::Tensor router_ED;  ///< [E, D]; undefined when E = 1
 
  private:

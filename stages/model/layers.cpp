@@ -12,7 +12,8 @@ at::Tensor apply_norm(const at::Tensor& x_BTD, const at::Tensor& weight_D, const
   return torch::layer_norm(x_BTD, {x_BTD.size(-1)}, weight_D, /*bias=*/{}, c.norm_eps);
 }
 
-RopeTables make_rope(int64_t T, int64_t head_dim, double theta, const at::Device& device, int64_t start) {
+RopeTables make_rope(int64_t T, int64_t head_dim, double theta, const at::Device& device,
+                     int64_t start) {
   auto opts = torch::TensorOptions().dtype(torch::kFloat64).device(device);
   auto inv_freq_C = torch::pow(theta, -torch::arange(0, head_dim, 2, opts) / double(head_dim));
   auto angles_TC = torch::outer(torch::arange(start, start + T, opts), inv_freq_C);

@@ -32,14 +32,16 @@ RoutedPairs sort_by_expert(const at::Tensor& expert_NK, const at::Tensor& weight
   r.token_P = torch::div(order_P, K, "floor");  // pair p = n*K + k belongs to token n
   r.weight_P = weight_NK.reshape({-1}).index_select(0, order_P);
   r.expert_P = expert_flat.index_select(0, order_P);
-  r.counts_E = torch::zeros({E}, expert_flat.options()).scatter_add_(0, expert_flat, torch::ones_like(expert_flat));
+  r.counts_E = torch::zeros({E}, expert_flat.options())
+                   .scatter_add_(0, expert_flat, torch::ones_like(expert_flat));
   return r;
 }
 
 // x [P, D] sorted by expert -> SwiGLU of each row by its expert, [P, D].
-at::Tensor experts_loop(const at::Tensor& x_PD, const at::Tensor& w13_E2FD, const at::Tensor& w2_EDF,
-                        const at::Tensor& counts_E) {
-  auto counts = counts_E.to(torch::kCPU);  // free on the CPU, the only place this mode runs by default
+at::Tensor experts_loop(const at::Tensor& x_PD, const at::Tensor& w13_E2FD,
+                        const at::Tensor& w2_EDF, const at::Tensor& counts_E) {
+  auto counts =
+      counts_E.to(torch::kCPU);  // free on the CPU, the only place this mode runs by default
   // unbind once: its backward stacks the expert gradients, where one select per expert would each
   // allocate and zero a gradient the size of all experts.
   auto w13 = w13_E2FD.unbind(0), w2 = w2_EDF.unbind(0);
@@ -55,12 +57,13 @@ at::Tensor experts_loop(const at::Tensor& x_PD, const at::Tensor& w13_E2FD, cons
 }
 
 // Offsets (cumulative counts, int32, on the device) into one grouped GEMM per projection, in bf16.
-at::Tensor experts_grouped(const at::Tensor& x_PD, const at::Tensor& w13_E2FD, const at::Tensor& w2_EDF,
-                           const at::Tensor& counts_E) {
+at::Tensor experts_grouped(const at::Tensor& x_PD, const at::Tensor& w13_E2FD,
+                           const at::Tensor& w2_EDF, const at::Tensor& counts_E) {
 #ifdef UPCYCLE_HAVE_GROUPED_MM
   const auto bf16 = torch::kBFloat16;
   auto offs_E = counts_E.cumsum(0).to(torch::kInt32);
-  auto gate_up = at::_grouped_mm(x_PD.to(bf16), w13_E2FD.to(bf16).transpose(1, 2), offs_E).chunk(2, -1);
+  auto gate_up =
+      at::_grouped_mm(x_PD.to(bf16), w13_E2FD.to(bf16).transpose(1, 2), offs_E).chunk(2, -1);
   auto h_PF = torch::silu(gate_up[0]) * gate_up[1];
   return at::_grouped_mm(h_PF, w2_EDF.to(bf16).transpose(1, 2), offs_E);
 #else
@@ -71,8 +74,8 @@ at::Tensor experts_grouped(const at::Tensor& x_PD, const at::Tensor& w13_E2FD, c
 
 // Each expert's rows scattered into its block of an [E, N, D] buffer (capacity N = every token),
 // two batched GEMMs, and the rows gathered back. The unused rows are zeros and are never read.
-at::Tensor experts_padded(const at::Tensor& x_PD, const at::Tensor& w13_E2FD, const at::Tensor& w2_EDF,
-                          const RoutedPairs& r, int64_t N) {
+at::Tensor experts_padded(const at::Tensor& x_PD, const at::Tensor& w13_E2FD,
+                          const at::Tensor& w2_EDF, const RoutedPairs& r, int64_t N) {
   const int64_t E = w13_E2FD.size(0), D = x_PD.size(1), P = x_PD.size(0);
   auto start_E = r.counts_E.cumsum(0) - r.counts_E;
   auto rank_P = torch::arange(P, r.expert_P.options()) - start_E.index_select(0, r.expert_P);
@@ -85,7 +88,8 @@ at::Tensor experts_padded(const at::Tensor& x_PD, const at::Tensor& w13_E2FD, co
 
 bool cuda_autocast_bf16() {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-  return at::autocast::is_autocast_enabled(at::kCUDA) && at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16;
+  return at::autocast::is_autocast_enabled(at::kCUDA) &&
+         at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16;
 #else
   return at::autocast::is_enabled() && at::autocast::get_autocast_gpu_dtype() == at::kBFloat16;
 #endif
@@ -93,7 +97,8 @@ bool cuda_autocast_bf16() {
 
 MoeDispatch pick_dispatch(const at::Tensor& x) {
   if (!x.is_cuda()) return MoeDispatch::kLoop;
-  if (grouped_mm_available() && (x.scalar_type() == at::kBFloat16 || cuda_autocast_bf16())) return MoeDispatch::kGrouped;
+  if (grouped_mm_available() && (x.scalar_type() == at::kBFloat16 || cuda_autocast_bf16()))
+    return MoeDispatch::kGrouped;
   return MoeDispatch::kPadded;
 }
 
@@ -113,12 +118,15 @@ MoeFfnImpl::MoeFfnImpl(const ModelConfig& c, int64_t n_experts) : config(c), exp
   auto w1 = torch::randn({E, F, D}) * c.init_std;  // drawn in this order: the same initial weights
   auto w3 = torch::randn({E, F, D}) * c.init_std;  // as separate w1, w3 parameters
   w13_E2FD = register_parameter("w13", torch::cat({w1, w3}, 1));
-  w2_EDF = register_parameter("w2", torch::randn({E, D, F}) * (c.init_std / std::sqrt(2.0 * c.layers)));
+  w2_EDF =
+      register_parameter("w2", torch::randn({E, D, F}) * (c.init_std / std::sqrt(2.0 * c.layers)));
   if (E > 1) router_ED = register_parameter("router", torch::randn({E, D}) * c.router_init_std);
 }
 
 at::Tensor MoeFfnImpl::w1_EFD() const { return w13_E2FD.narrow(1, 0, w13_E2FD.size(1) / 2); }
-at::Tensor MoeFfnImpl::w3_EFD() const { return w13_E2FD.narrow(1, w13_E2FD.size(1) / 2, w13_E2FD.size(1) / 2); }
+at::Tensor MoeFfnImpl::w3_EFD() const {
+  return w13_E2FD.narrow(1, w13_E2FD.size(1) / 2, w13_E2FD.size(1) / 2);
+}
 
 at::Tensor MoeFfnImpl::forward(const at::Tensor& h_BTD, RouterStats* stats, MoeDispatch mode) {
   const auto& c = config;
@@ -150,12 +158,13 @@ at::Tensor MoeFfnImpl::forward(const at::Tensor& h_BTD, RouterStats* stats, MoeD
   const RoutedPairs r = sort_by_expert(expert_NK, weight_NK, E);
   auto x_PD = x_ND.index_select(0, r.token_P);
   if (mode == MoeDispatch::kAuto) mode = pick_dispatch(x_ND);
-  at::Tensor y_PD = mode == MoeDispatch::kLoop      ? experts_loop(x_PD, w13_E2FD, w2_EDF, r.counts_E)
-                    : mode == MoeDispatch::kGrouped ? experts_grouped(x_PD, w13_E2FD, w2_EDF, r.counts_E)
-                                                    : experts_padded(x_PD, w13_E2FD, w2_EDF, r, N);
+  at::Tensor y_PD = mode == MoeDispatch::kLoop ? experts_loop(x_PD, w13_E2FD, w2_EDF, r.counts_E)
+                    : mode == MoeDispatch::kGrouped
+                        ? experts_grouped(x_PD, w13_E2FD, w2_EDF, r.counts_E)
+                        : experts_padded(x_PD, w13_E2FD, w2_EDF, r, N);
   // Under autocast y is bf16 while the residual stream, and so the output, stays fp32.
-  auto out_ND = torch::zeros_like(x_ND).index_add(0, r.token_P,
-                                                  (y_PD * r.weight_P.unsqueeze(1)).to(x_ND.scalar_type()));
+  auto out_ND = torch::zeros_like(x_ND).index_add(
+      0, r.token_P, (y_PD * r.weight_P.unsqueeze(1)).to(x_ND.scalar_type()));
 
   if (stats) {
     auto f_E = r.counts_E.to(probs_NE.scalar_type()) / double(N * K);

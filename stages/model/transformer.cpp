@@ -6,7 +6,8 @@ namespace upcycle::stages {
 
 BlockImpl::BlockImpl(const ModelConfig& c, int64_t layer) : config(c) {
   norm1_D = register_parameter("norm1", torch::ones({c.d_model}));
-  if (c.block == BlockType::kSequential) norm2_D = register_parameter("norm2", torch::ones({c.d_model}));
+  if (c.block == BlockType::kSequential)
+    norm2_D = register_parameter("norm2", torch::ones({c.d_model}));
   attn = register_module("attn", MixtureOfAttention(c));
   ffn = register_module("ffn", MoeFfn(c, c.ffn_experts_in_layer(layer)));
 }
@@ -43,7 +44,9 @@ KvCache KvCache::repeated(int64_t n) const {
   KvCache out{{}, length};
   auto repeat = [n](const at::Tensor& x_XGTC) {  // X = copies * 1 -> copies * n, copy-major
     auto s = x_XGTC.sizes();
-    return x_XGTC.unsqueeze(1).expand({s[0], n, s[1], s[2], s[3]}).reshape({s[0] * n, s[1], s[2], s[3]});
+    return x_XGTC.unsqueeze(1)
+        .expand({s[0], n, s[1], s[2], s[3]})
+        .reshape({s[0] * n, s[1], s[2], s[3]});
   };
   for (const auto& l : layers) out.layers.push_back({repeat(l.k_XGTC), repeat(l.v_XGTC)});
   return out;
@@ -51,7 +54,8 @@ KvCache KvCache::repeated(int64_t n) const {
 
 LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache) {
   const int64_t T = idx_BT.size(1), past = cache ? cache->length : 0;
-  TORCH_CHECK(past + T <= config.seq_len, "sequence of ", past + T, " tokens exceeds seq_len ", config.seq_len);
+  TORCH_CHECK(past + T <= config.seq_len, "sequence of ", past + T, " tokens exceeds seq_len ",
+              config.seq_len);
   // Tokens may come from the host: they move to the weights' device here, so callers need not.
   const at::Tensor idx = idx_BT.to(embed_VD.device());
   auto rope = make_rope(T, config.head_dim(), config.rope_theta, idx.device(), past);
@@ -62,18 +66,21 @@ LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache) {
     auto i = torch::arange(past, past + T, opts).view({1, T, 1});
     auto j = torch::arange(past + T, opts).view({1, 1, past + T});
     auto pad = cache->pad_B.to(idx.device()).view({-1, 1, 1});
-    allowed_BTK = (j <= i).logical_and((j >= pad).logical_or(j == i));  // a pad sees itself: no empty row
+    allowed_BTK =
+        (j <= i).logical_and((j >= pad).logical_or(j == i));  // a pad sees itself: no empty row
   }
-  // index_select, not embedding: its backward is an index_add, where CUDA's embedding backward counts
-  // unique tokens on the host (a sync per step). The same rows forward.
-  auto x = embed_VD.index_select(0, idx.reshape({-1})).view({idx.size(0), idx.size(1), embed_VD.size(1)});
+  // index_select, not embedding: its backward is an index_add, where CUDA's embedding backward
+  // counts unique tokens on the host (a sync per step). The same rows forward.
+  auto x = embed_VD.index_select(0, idx.reshape({-1}))
+               .view({idx.size(0), idx.size(1), embed_VD.size(1)});
   LmOutput out;
   out.aux_loss = torch::zeros({}, x.options());
   for (size_t l = 0; l < blocks->size(); ++l) {
     RouterStats stats;
     if (cache) cache->layers[l].allowed_BTK = allowed_BTK;
     x = blocks[l]->as<BlockImpl>()->forward(x, rope, &stats, cache ? &cache->layers[l] : nullptr);
-    out.aux_loss = out.aux_loss + config.lb_coef * stats.load_balance + config.z_coef * stats.z_loss;
+    out.aux_loss =
+        out.aux_loss + config.lb_coef * stats.load_balance + config.z_coef * stats.z_loss;
     out.ffn_stats.push_back(std::move(stats));
   }
   if (cache) cache->length += T;

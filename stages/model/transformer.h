@@ -1,6 +1,6 @@
 // The decoder LM: token embedding -> L blocks -> final norm -> output head. Each block holds a
-// (Mixture-of-)Attention and a (MoE) FFN, so the same class is the dense seed, BTX, BAM and the sparse
-// upcycled models; only ModelConfig differs.
+// (Mixture-of-)Attention and a (MoE) FFN, so the same class is the dense seed, BTX, BAM and the
+// sparse upcycled models; only ModelConfig differs.
 //   parallel:   y = x + Attn(N(x)) + FFN(N(x))          (BAM, PaLM, GPT-J; one norm per block)
 //   sequential: y = x + Attn(N1(x)); y = y + FFN(N2(y))  (Llama)
 // Shapes: B batch, T time, D d_model, V vocab, E experts.
@@ -12,8 +12,8 @@
 
 #include <vector>
 
-#include "stages/model/attention.h"
 #include "stages/arch/config.h"
+#include "stages/model/attention.h"
 #include "stages/model/moe_ffn.h"
 
 namespace upcycle::stages {
@@ -35,8 +35,8 @@ TORCH_MODULE(Block);
 /// What one forward returns: logits and the routers' statistics per MoE layer.
 struct LmOutput {
   at::Tensor logits_BTV;
-  at::Tensor aux_loss;                ///< sum over MoE layers of lb_coef*L_LB + z_coef*L_z
-  std::vector<RouterStats> ffn_stats; ///< one per layer (dense layers have zeros)
+  at::Tensor aux_loss;                 ///< sum over MoE layers of lb_coef*L_LB + z_coef*L_z
+  std::vector<RouterStats> ffn_stats;  ///< one per layer (dense layers have zeros)
 };
 
 /// Every layer's keys and values of the `length` positions a generation has seen.
@@ -47,7 +47,8 @@ struct KvCache {
   /// padding no other position attends to. RoPE scores depend only on distances, so a padded row
   /// computes what it would alone.
   at::Tensor pad_B;
-  /// The cache of a batch of one, repeated for a batch of n (a shared prefix, then n continuations).
+  /// The cache of a batch of one, repeated for a batch of n (a shared prefix, then n
+  /// continuations).
   KvCache repeated(int64_t n) const;
 };
 
@@ -55,8 +56,8 @@ class TransformerLmImpl : public torch::nn::Module {
  public:
   explicit TransformerLmImpl(const ModelConfig& c);
   /// idx [B, T] int64 with T <= seq_len, on any device -> logits [B, T, V] on the weights' device.
-  /// With `cache`, idx holds the positions after the cache's `length` (length + T <= seq_len), and the
-  /// cache grows by T: greedy generation runs the prompt once, then one token per step.
+  /// With `cache`, idx holds the positions after the cache's `length` (length + T <= seq_len), and
+  /// the cache grows by T: greedy generation runs the prompt once, then one token per step.
   LmOutput forward(const at::Tensor& idx_BT, KvCache* cache = nullptr);
 
   ModelConfig config;
@@ -67,7 +68,8 @@ class TransformerLmImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TransformerLm);
 
-/// Mean next-token cross-entropy of logits [B, T, V] against targets [B, T] (moved to the logits' device).
+/// Mean next-token cross-entropy of logits [B, T, V] against targets [B, T] (moved to the logits'
+/// device).
 at::Tensor lm_loss(const at::Tensor& logits_BTV, const at::Tensor& targets_BT);
 
 }  // namespace upcycle::stages

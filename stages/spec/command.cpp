@@ -11,7 +11,8 @@ nlohmann::json templates_json(const CommandTemplates& t) {
 
 CommandTemplates read_templates(const SpecReader& r) {
   r.expect_only({"argv", "env", "results"});
-  return {r.value<std::vector<std::string>>("argv"), r.value<std::map<std::string, std::string>>("env", {}),
+  return {r.value<std::vector<std::string>>("argv"),
+          r.value<std::map<std::string, std::string>>("env", {}),
           r.value<std::string>("results", "{out}")};
 }
 
@@ -36,12 +37,14 @@ void expand_command(CommandJobSpec& s, const std::map<std::string, std::string>&
 
 void validate(const CommandJobSpec& s) {
   check(!s.templates.argv.empty(), "argv", "expected a non-empty list of arguments");
-  check(s.expanded.argv.size() == s.templates.argv.size(), "expanded.argv", "does not match the templates");
+  check(s.expanded.argv.size() == s.templates.argv.size(), "expanded.argv",
+        "does not match the templates");
   check_choice(s.parser, "parser", {"none", "lm_eval"});
   check(!s.out.empty(), "out", "missing");
   check_choice(s.hf.format, "hf.format", {"", "llama", "cohere", "mixtral", "native"});
-  check(s.hf.format.empty() || (!s.hf.dir.empty() && !s.hf.checkpoint.empty() && !s.hf.tokenizer.empty()), "hf",
-        "an export needs dir, checkpoint and tokenizer");
+  check(s.hf.format.empty() ||
+            (!s.hf.dir.empty() && !s.hf.checkpoint.empty() && !s.hf.tokenizer.empty()),
+        "hf", "an export needs dir, checkpoint and tokenizer");
   for (const auto& [k, v] : s.templates.env) {
     bool ok = !k.empty() && !std::isdigit(static_cast<unsigned char>(k[0]));
     for (char c : k) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
@@ -50,10 +53,16 @@ void validate(const CommandJobSpec& s) {
 }
 
 nlohmann::json to_json(const CommandJobSpec& s) {
-  return {{"template", templates_json(s.templates)}, {"expanded", templates_json(s.expanded)},
-          {"parser", s.parser}, {"model", s.model}, {"out", s.out},
-          {"hf", {{"format", s.hf.format}, {"dir", s.hf.dir}, {"checkpoint", s.hf.checkpoint},
-                  {"tokenizer", s.hf.tokenizer}}}};
+  return {{"template", templates_json(s.templates)},
+          {"expanded", templates_json(s.expanded)},
+          {"parser", s.parser},
+          {"model", s.model},
+          {"out", s.out},
+          {"hf",
+           {{"format", s.hf.format},
+            {"dir", s.hf.dir},
+            {"checkpoint", s.hf.checkpoint},
+            {"tokenizer", s.hf.tokenizer}}}};
 }
 
 void read_spec(const SpecReader& r, CommandJobSpec& c) {
@@ -66,14 +75,16 @@ void read_spec(const SpecReader& r, CommandJobSpec& c) {
   if (r.has("hf")) {
     SpecReader h = r.object("hf");
     h.expect_only({"format", "dir", "checkpoint", "tokenizer"});
-    c.hf = {h.value<std::string>("format", ""), h.value<std::string>("dir", ""), h.value<std::string>("checkpoint", ""),
-            h.value<std::string>("tokenizer", "")};
+    c.hf = {h.value<std::string>("format", ""), h.value<std::string>("dir", ""),
+            h.value<std::string>("checkpoint", ""), h.value<std::string>("tokenizer", "")};
   }
   validate(c);
 }
 
 nlohmann::json key_material(const CommandJobSpec& s, const JobRuntime&) {
-  return {{"template", templates_json(s.templates)}, {"parser", s.parser}, {"model", s.model},
+  return {{"template", templates_json(s.templates)},
+          {"parser", s.parser},
+          {"model", s.model},
           {"hf_format", s.hf.format}};
 }
 

@@ -21,8 +21,9 @@ struct CommandTemplates {
 
 /// The model exported as a Hugging Face checkpoint before the command runs (the {hf} placeholder).
 struct HfExportSpec {
-  std::string format;      ///< "" (no export) | llama | cohere | mixtral | native (resolved at plan time)
-  std::string dir;         ///< where: <job dir>/hf
+  std::string
+      format;       ///< "" (no export) | llama | cohere | mixtral | native (resolved at plan time)
+  std::string dir;  ///< where: <job dir>/hf
   std::string checkpoint;  ///< the model's checkpoint directory
   std::string tokenizer;   ///< the prepared data's tokenizer.model
 };
@@ -41,7 +42,8 @@ struct CommandJobSpec {
 };
 
 /// The placeholders' values for one job: {out}, {data_dir}, {threads}, and with a model {model},
-/// {model_dir}, {checkpoint}, {hf}. Fills `expanded` and `out`; throws core::FieldError on a bad template.
+/// {model_dir}, {checkpoint}, {hf}. Fills `expanded` and `out`; throws core::FieldError on a bad
+/// template.
 void expand_command(CommandJobSpec& s, const std::map<std::string, std::string>& vars);
 
 void validate(const CommandJobSpec& s);

@@ -13,16 +13,23 @@ core::Fields<EvalJobSpec> make_fields() {
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   core::Fields<E> f;
   f.one_of("split", &E::split, {"test", "valid"}, "the held-out split to score")
-      .integer("max_windows", &E::max_windows, {0, kMax}, "cap on windows of `seq_len + 1` tokens per domain; 0 = all")
+      .integer("max_windows", &E::max_windows, {0, kMax},
+               "cap on windows of `seq_len + 1` tokens per domain; 0 = all")
       .integer("max_examples", &E::max_examples, {0, kMax}, "cap on examples per task; 0 = all")
-      .integer("max_new_tokens", &E::max_new_tokens, {1, 65536}, "generation tasks: greedy tokens at most")
+      .integer("max_new_tokens", &E::max_new_tokens, {1, 65536},
+               "generation tasks: greedy tokens at most")
       .boolean("kv_cache", &E::kv_cache,
-               "greedy generation with a KV cache; `false` re-runs the whole prefix per token (the same tokens, "
-               "slower; for benchmarks). Not part of the job key", kNotKeyed)
-      .one_of("precision", &E::precision, {"auto", "fp32", "bf16"},
-              "the forward passes' precision (`auto`: bf16 autocast on CUDA, fp32 on the CPU); token "
-              "log-likelihoods come from fp32 log-softmax and are summed in fp64 either way. Part of the job key "
-              "when bf16", kNotKeyed)
+               "greedy generation with a KV cache; `false` re-runs the whole prefix per token (the "
+               "same tokens, "
+               "slower; for benchmarks). Not part of the job key",
+               kNotKeyed)
+      .one_of(
+          "precision", &E::precision, {"auto", "fp32", "bf16"},
+          "the forward passes' precision (`auto`: bf16 autocast on CUDA, fp32 on the CPU); token "
+          "log-likelihoods come from fp32 log-softmax and are summed in fp64 either way. Part of "
+          "the job key "
+          "when bf16",
+          kNotKeyed)
       .text("data_dir", &E::data_dir, "the prepare job's data (path)", core::kPlanned | kNotKeyed)
       .planned("domains", &E::domains, "the domains to score");
   return f;
@@ -31,7 +38,8 @@ core::Fields<EvalJobSpec> make_fields() {
 nlohmann::json models_json(const std::vector<EvalModel>& models, bool with_paths) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& m : models) {
-    out.push_back(with_paths ? nlohmann::json{{"name", m.name}, {"checkpoint", m.checkpoint}} : nlohmann::json(m.name));
+    out.push_back(with_paths ? nlohmann::json{{"name", m.name}, {"checkpoint", m.checkpoint}}
+                             : nlohmann::json(m.name));
   }
   return out;
 }
@@ -49,12 +57,14 @@ std::vector<EvalModel> read_models(const SpecReader& r, const char* field) {
 nlohmann::json content_json(const EvalJobSpec& s, bool with_paths) {
   nlohmann::json tasks = nlohmann::json::array(), ensembles = nlohmann::json::array();
   for (const auto& t : s.tasks) {
-    tasks.push_back(t.path == "builtin" ? nlohmann::json("builtin") : nlohmann::json{{"path", t.path}, {"sha256", t.sha256}});
+    tasks.push_back(t.path == "builtin" ? nlohmann::json("builtin")
+                                        : nlohmann::json{{"path", t.path}, {"sha256", t.sha256}});
   }
   for (const auto& e : s.ensembles) {
     ensembles.push_back({{"name", e.name}, {"members", models_json(e.members, with_paths)}});
   }
-  // data_dir, kv_cache and precision are how, not what: none changes a result (bf16 is keyed below).
+  // data_dir, kv_cache and precision are how, not what: none changes a result (bf16 is keyed
+  // below).
   nlohmann::json j = with_paths ? eval_fields().to_json(s) : eval_fields().key_material(s);
   j["tasks"] = tasks;
   j["models"] = models_json(s.models, with_paths);
@@ -73,14 +83,18 @@ void validate(const EvalJobSpec& s) {
   eval_fields().check(s);
   check(!s.data_dir.empty(), "data_dir", "missing");
   check(!s.domains.empty(), "domains", "needs at least one domain");
-  for (size_t i = 0; i < s.domains.size(); ++i) check_name(s.domains[i], "domains[" + std::to_string(i) + "]");
-  check(!s.models.empty() || !s.ensembles.empty(), "models", "an eval job needs models or ensembles");
+  for (size_t i = 0; i < s.domains.size(); ++i)
+    check_name(s.domains[i], "domains[" + std::to_string(i) + "]");
+  check(!s.models.empty() || !s.ensembles.empty(), "models",
+        "an eval job needs models or ensembles");
   for (size_t i = 0; i < s.tasks.size(); ++i) {
-    check(s.tasks[i].path == "builtin" || s.tasks[i].sha256.size() == 64, "tasks[" + std::to_string(i) + "].sha256",
+    check(s.tasks[i].path == "builtin" || s.tasks[i].sha256.size() == 64,
+          "tasks[" + std::to_string(i) + "].sha256",
           "a task file needs the sha256 it was planned with");
   }
   for (size_t i = 0; i < s.ensembles.size(); ++i) {
-    check(!s.ensembles[i].members.empty(), "ensembles[" + std::to_string(i) + "].members", "is empty");
+    check(!s.ensembles[i].members.empty(), "ensembles[" + std::to_string(i) + "].members",
+          "is empty");
   }
 }
 
@@ -92,7 +106,8 @@ void read_spec(const SpecReader& r, EvalJobSpec& e) {
   eval_fields().read(r, e, false, also);
   for (const char* required : {"data_dir", "domains"}) check(r.has(required), required, "missing");
   e.tasks.clear();
-  const nlohmann::json& tasks = r.json().contains("tasks") ? r.json().at("tasks") : nlohmann::json::array();
+  const nlohmann::json& tasks =
+      r.json().contains("tasks") ? r.json().at("tasks") : nlohmann::json::array();
   check(tasks.is_array(), "tasks", "expected a list");
   for (size_t i = 0; i < tasks.size(); ++i) {
     if (tasks[i] == "builtin") {
@@ -114,7 +129,8 @@ void read_spec(const SpecReader& r, EvalJobSpec& e) {
 nlohmann::json key_material(const EvalJobSpec& s, const JobRuntime& rt) {
   nlohmann::json j = content_json(s, false);
   j["numerics"] = numerics_of(rt);
-  if (const std::string p = effective_precision(s.precision, rt.device); p != "fp32") j["precision"] = p;
+  if (const std::string p = effective_precision(s.precision, rt.device); p != "fp32")
+    j["precision"] = p;
   return j;
 }
 

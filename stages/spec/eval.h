@@ -1,5 +1,5 @@
-// The eval job's spec (kind "eval"): perplexity of each model (and of BTM ensembles) on each domain's
-// held-out split, and downstream tasks (built-in and user JSONL files, pinned by sha256).
+// The eval job's spec (kind "eval"): perplexity of each model (and of BTM ensembles) on each
+// domain's held-out split, and downstream tasks (built-in and user JSONL files, pinned by sha256).
 #pragma once
 
 #include <cstdint>
@@ -32,9 +32,11 @@ struct EvalTask {
 struct EvalJobSpec {
   static constexpr const char* kKind = "eval";
   /// Bump with any change to what eval jobs produce (perplexity windows, task scoring, generation).
-  // 2: routing/<domain> rows; 3: bytes and bpb rows; 4: the harness's trailing-whitespace rule, examples.jsonl
+  // 2: routing/<domain> rows; 3: bytes and bpb rows; 4: the harness's trailing-whitespace rule,
+  // examples.jsonl
   static constexpr int kOutputVersion = 4;
-  /// In the job directory: each task example's scores, one JSON line {model, task, doc_id, metric: value}.
+  /// In the job directory: each task example's scores, one JSON line {model, task, doc_id, metric:
+  /// value}.
   static constexpr const char* kExamplesFile = "examples.jsonl";
 
   std::string data_dir;  ///< the prepare job's data (path)
@@ -42,9 +44,9 @@ struct EvalJobSpec {
   std::string split = "test";  ///< test | valid
   int64_t max_windows = 0;     ///< per domain; 0 = every window
   std::vector<EvalTask> tasks = {{"builtin", ""}};
-  int64_t max_examples = 0;    ///< per task; 0 = all
-  int64_t max_new_tokens = 64; ///< generation tasks
-  bool kv_cache = true;        ///< greedy generation with a KV cache (same tokens; not in the key)
+  int64_t max_examples = 0;     ///< per task; 0 = all
+  int64_t max_new_tokens = 64;  ///< generation tasks
+  bool kv_cache = true;         ///< greedy generation with a KV cache (same tokens; not in the key)
   /// auto (bf16 on CUDA, fp32 on the CPU) | fp32 | bf16: the forward passes under bf16 autocast;
   /// log-likelihoods are summed in fp32 (per token) and fp64 (across tokens) either way. In the key
   /// when the effective precision is bf16, so fp32 keys are those of eval jobs before this field.
@@ -53,8 +55,8 @@ struct EvalJobSpec {
   std::vector<EvalEnsemble> ensembles;
 };
 
-/// The scalar fields, declared once (core/fields.h): the recipe keys of an eval stage besides models,
-/// btm, domains and tasks (which the planner resolves), and the job's data_dir and domains.
+/// The scalar fields, declared once (core/fields.h): the recipe keys of an eval stage besides
+/// models, btm, domains and tasks (which the planner resolves), and the job's data_dir and domains.
 const core::Fields<EvalJobSpec>& eval_fields();
 
 void validate(const EvalJobSpec& s);

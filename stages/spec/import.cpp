@@ -7,11 +7,14 @@ core::Fields<ImportJobSpec> make_fields() {
   using I = ImportJobSpec;
   core::Fields<I> f;
   f.text("path", &I::path,
-         "the checkpoint directory (`config.json`, safetensors, `tokenizer.model`); relative to the working "
-         "directory, `~/` expanded. Read when the recipe is loaded: an unsupported architecture or option is an "
+         "the checkpoint directory (`config.json`, safetensors, `tokenizer.model`); relative to "
+         "the working "
+         "directory, `~/` expanded. Read when the recipe is loaded: an unsupported architecture or "
+         "option is an "
          "error at this line. Not in the key: the fingerprint is",
          core::kNotKeyed)
-      .text("fingerprint", &I::fingerprint, "hf_checkpoint_fingerprint(path) at plan time", core::kPlanned)
+      .text("fingerprint", &I::fingerprint, "hf_checkpoint_fingerprint(path) at plan time",
+            core::kPlanned)
       .integer("seq_len", &I::seq_len, {0, int64_t(1) << 24},
                "training context; 0 = the checkpoint's `max_position_embeddings`");
   return f;
@@ -38,6 +41,8 @@ void read_spec(const SpecReader& r, ImportJobSpec& s) {
   validate(s);
 }
 
-nlohmann::json key_material(const ImportJobSpec& s, const JobRuntime&) { return import_fields().key_material(s); }
+nlohmann::json key_material(const ImportJobSpec& s, const JobRuntime&) {
+  return import_fields().key_material(s);
+}
 
 }  // namespace upcycle::stages

@@ -1,6 +1,7 @@
 // The import job's spec (kind "import"): a Hugging Face checkpoint directory read as an upcycle
 // checkpoint (stages/io/hf_export.h), with its tokenizer. The path is not keyed; the checkpoint's
-// fingerprint (stages/arch/hf_config.h) is, and the job refuses to run when it changed since planning.
+// fingerprint (stages/arch/hf_config.h) is, and the job refuses to run when it changed since
+// planning.
 #pragma once
 
 #include <cstdint>

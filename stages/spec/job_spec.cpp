@@ -7,8 +7,8 @@
 namespace upcycle::stages {
 
 const std::vector<std::string>& envelope_fields() {
-  static const std::vector<std::string> kFields = {"kind", "version", "key", "stage", "input_keys",
-                                                   "threads", "device", "world_size"};
+  static const std::vector<std::string> kFields = {"kind",       "version", "key",    "stage",
+                                                   "input_keys", "threads", "device", "world_size"};
   return kFields;
 }
 
@@ -30,7 +30,8 @@ JobHeader read_header(const SpecReader& s) {
   h.key = s.value<std::string>("key");
   h.stage = s.value<std::string>("stage", "");
   h.inputs = s.value<std::vector<std::string>>("input_keys", {});
-  check(h.key.size() == 64 && std::all_of(h.key.begin(), h.key.end(), [](char c) { return std::isxdigit(c); }),
+  check(h.key.size() == 64 &&
+            std::all_of(h.key.begin(), h.key.end(), [](char c) { return std::isxdigit(c); }),
         "key", "expected a sha256 (64 hex digits)");
   return h;
 }
@@ -48,20 +49,23 @@ JobRuntime read_runtime(const SpecReader& s) {
 
 nlohmann::json numerics_of(const JobRuntime& r) {
   nlohmann::json j = {{"device", r.device}, {"world_size", r.world_size}};
-  if (r.device == "cpu") j["threads"] = r.threads;  // GPU kernels do not split reductions by host threads
+  if (r.device == "cpu")
+    j["threads"] = r.threads;  // GPU kernels do not split reductions by host threads
   return j;
 }
 
 std::string content_key(const std::string& kind, int version, const nlohmann::json& material,
                         const std::vector<std::string>& input_keys) {
   // nlohmann::json keeps object keys sorted and dump() is compact: the serialisation is canonical.
-  nlohmann::json j = {{"kind", kind}, {"version", version}, {"spec", material}, {"inputs", input_keys}};
+  nlohmann::json j = {
+      {"kind", kind}, {"version", version}, {"spec", material}, {"inputs", input_keys}};
   return core::sha256_hex(j.dump());
 }
 
 void expect_fields(const SpecReader& s, std::initializer_list<const char*> own) {
   for (const auto& [k, v] : s.json().items()) {
-    bool known = std::find(envelope_fields().begin(), envelope_fields().end(), k) != envelope_fields().end();
+    bool known =
+        std::find(envelope_fields().begin(), envelope_fields().end(), k) != envelope_fields().end();
     for (const char* o : own) known = known || k == o;
     if (!known) throw core::FieldError(s.path(k), "unknown field");
   }

@@ -1,5 +1,5 @@
-// The envelope every job spec shares, and how a kind's content key is made. A job spec (spec.json in
-// the job directory, written by the planner, read by `upcycle stage --spec`) is one JSON object:
+// The envelope every job spec shares, and how a kind's content key is made. A job spec (spec.json
+// in the job directory, written by the planner, read by `upcycle stage --spec`) is one JSON object:
 //   kind, version   the stage kind and the output version its key was made with
 //   key, stage      the content key and the stage label ("experts/code")
 //   input_keys      content keys of the jobs it reads
@@ -7,9 +7,9 @@
 //   ...             the kind's own fields (prepare.h, train.h, upcycle.h, eval.h, command.h)
 // Content key = sha256 of {kind, version, the kind's key material, input keys}. Key material is the
 // kind's fields minus paths (which follow from input keys), plus the runtime settings its numbers
-// depend on (numerics_of). Scheduling settings (retries, max_parallel, paths) are never in a key, and
-// neither is the git sha: a kind's integer output version, bumped with any change to what its jobs
-// produce, stands for the code (docs/stage-kinds.md).
+// depend on (numerics_of). Scheduling settings (retries, max_parallel, paths) are never in a key,
+// and neither is the git sha: a kind's integer output version, bumped with any change to what its
+// jobs produce, stands for the code (docs/stage-kinds.md).
 #pragma once
 
 #include <string>
@@ -22,9 +22,10 @@
 namespace upcycle::stages {
 
 struct JobRuntime {
-  int threads = 1;             ///< intra-op threads per process
-  std::string device = "cpu";  ///< cpu | cuda: resolved by the planner (auto: cuda where the executor has GPUs)
-  int world_size = 1;          ///< data-parallel processes of a train job
+  int threads = 1;  ///< intra-op threads per process
+  std::string device =
+      "cpu";  ///< cpu | cuda: resolved by the planner (auto: cuda where the executor has GPUs)
+  int world_size = 1;  ///< data-parallel processes of a train job
 };
 
 struct JobHeader {
@@ -43,8 +44,9 @@ JobHeader read_header(const SpecReader& s);
 /// threads in [1, 4096], device cpu | cuda, world_size in [1, 65536].
 JobRuntime read_runtime(const SpecReader& s);
 
-/// What a job's numbers depend on beyond its fields: the device kind, the CPU thread count (LibTorch's
-/// CPU reductions split work by thread) and the data-parallel world size (the all-reduce order).
+/// What a job's numbers depend on beyond its fields: the device kind, the CPU thread count
+/// (LibTorch's CPU reductions split work by thread) and the data-parallel world size (the
+/// all-reduce order).
 nlohmann::json numerics_of(const JobRuntime& r);
 
 /// sha256 of the canonical (sorted, compact) JSON of kind, version, material and input keys.

@@ -11,14 +11,20 @@ nlohmann::json domain_json(const DomainSpec& d, bool pretokenized) {
   if (pretokenized) {
     const auto& s = d.shards;
     return {{"name", d.name},
-            {"shards", {{"dir", s.dir}, {"train", s.train}, {"valid", s.valid}, {"test", s.test}, {"dtype", s.dtype}}}};
+            {"shards",
+             {{"dir", s.dir},
+              {"train", s.train},
+              {"valid", s.valid},
+              {"test", s.test},
+              {"dtype", s.dtype}}}};
   }
   nlohmann::json src = nlohmann::json::array();
   for (const auto& x : d.sources) {
     src.push_back({{"pattern", x.pattern}, {"split", doc_split_name(x.split)}});
     if (x.split == DocSplit::kJsonl) src.back()["text_field"] = x.text_field;
   }
-  return {{"name", d.name}, {"sources", src}, {"generator", d.generator}, {"max_bytes", d.max_bytes}};
+  return {
+      {"name", d.name}, {"sources", src}, {"generator", d.generator}, {"max_bytes", d.max_bytes}};
 }
 
 DomainSpec read_domain(const SpecReader& r) {
@@ -30,8 +36,9 @@ DomainSpec read_domain(const SpecReader& r) {
   if (r.has("shards")) {
     SpecReader s = r.object("shards");
     s.expect_only({"dir", "train", "valid", "test", "dtype"});
-    d.shards = {s.value<std::string>("dir", ""), s.value<std::string>("train", ""), s.value<std::string>("valid", ""),
-                s.value<std::string>("test", ""), s.value<std::string>("dtype")};
+    d.shards = {s.value<std::string>("dir", ""), s.value<std::string>("train", ""),
+                s.value<std::string>("valid", ""), s.value<std::string>("test", ""),
+                s.value<std::string>("dtype")};
   }
   if (!r.has("sources")) return d;
   for (const auto& src : r.items("sources")) {
@@ -48,23 +55,30 @@ void validate_domain(const DomainSpec& d, const std::string& at, bool pretokeniz
   check(d.max_bytes >= 0, at + ".max_bytes", "must be >= 0 (0: all)");
   if (pretokenized) {
     check_choice(d.shards.dtype, at + ".shards.dtype", {"uint16", "uint32"});
-    check(!d.shards.dir.empty() || (!d.shards.train.empty() && !d.shards.valid.empty() && !d.shards.test.empty()),
-          at + ".shards", "needs dir: (nanoGPT layout: train.bin, val.bin, optional test.bin) or all of train, valid, test");
-    check(d.sources.empty() && d.generator.empty(), at, "a pre-tokenized domain reads shards, not sources");
+    check(!d.shards.dir.empty() ||
+              (!d.shards.train.empty() && !d.shards.valid.empty() && !d.shards.test.empty()),
+          at + ".shards",
+          "needs dir: (nanoGPT layout: train.bin, val.bin, optional test.bin) or all of train, "
+          "valid, test");
+    check(d.sources.empty() && d.generator.empty(), at,
+          "a pre-tokenized domain reads shards, not sources");
     return;
   }
   check(d.shards.dtype.empty(), at + ".shards", "needs tokenizer kind pretokenized");
-  check(d.generator.empty() || d.generator == "math", at + ".generator", "'" + d.generator + "' is not one of math");
-  check(!d.sources.empty() || !d.generator.empty(), at, "domain '" + d.name + "' has no sources and no generator");
+  check(d.generator.empty() || d.generator == "math", at + ".generator",
+        "'" + d.generator + "' is not one of math");
+  check(!d.sources.empty() || !d.generator.empty(), at,
+        "domain '" + d.name + "' has no sources and no generator");
   for (size_t i = 0; i < d.sources.size(); ++i) {
-    check(!d.sources[i].pattern.empty(), at + ".sources[" + std::to_string(i) + "].pattern", "is empty");
+    check(!d.sources[i].pattern.empty(), at + ".sources[" + std::to_string(i) + "].pattern",
+          "is empty");
   }
 }
 
 // ---- the recipe's data: section ----
 
-std::string text_choice(const core::FieldSource& s, const std::string& key, const std::string& fallback,
-                        const std::vector<std::string>& choices) {
+std::string text_choice(const core::FieldSource& s, const std::string& key,
+                        const std::string& fallback, const std::vector<std::string>& choices) {
   if (!s.has(key)) return fallback;
   std::string t = s.text(key);
   for (const auto& c : choices) {
@@ -75,12 +89,14 @@ std::string text_choice(const core::FieldSource& s, const std::string& key, cons
 
 void read_tokenizer_section(const core::FieldSource& t, PrepareSpec& d) {
   t.expect_only({"kind", "vocab", "model_type", "sample_bytes"});
-  d.pretokenized = text_choice(t, "kind", "sentencepiece", {"sentencepiece", "pretokenized"}) == "pretokenized";
+  d.pretokenized =
+      text_choice(t, "kind", "sentencepiece", {"sentencepiece", "pretokenized"}) == "pretokenized";
   if (t.has("vocab")) d.tokenizer.vocab = t.integer("vocab", {});
   if (d.pretokenized) {
     if (!t.has("vocab")) t.fail("", "kind: pretokenized needs vocab: the shards' tokenizer size");
     for (const char* k : {"model_type", "sample_bytes"}) {
-      if (t.has(k)) t.fail(k, "is for kind: sentencepiece; pre-tokenized shards bring their own tokens");
+      if (t.has(k))
+        t.fail(k, "is for kind: sentencepiece; pre-tokenized shards bring their own tokens");
     }
     return;
   }
@@ -90,14 +106,15 @@ void read_tokenizer_section(const core::FieldSource& t, PrepareSpec& d) {
 
 PretokenizedShards read_shards_section(const core::FieldSource& s) {
   s.expect_only({"dir", "train", "valid", "test", "dtype"});
-  // Relative paths are taken from the working directory, like store: and root:, and made absolute so
-  // that a job finds them from wherever it runs.
+  // Relative paths are taken from the working directory, like store: and root:, and made absolute
+  // so that a job finds them from wherever it runs.
   auto path = [&](const char* k) {
     const std::string p = s.has(k) ? s.text(k) : "";
     return p.empty() ? p : std::filesystem::absolute(p).lexically_normal().string();
   };
   if (!s.has("dtype")) s.fail("", "needs dtype: uint16 or uint32 (the width of each token)");
-  return {path("dir"), path("train"), path("valid"), path("test"), text_choice(s, "dtype", "", {"uint16", "uint32"})};
+  return {path("dir"), path("train"), path("valid"), path("test"),
+          text_choice(s, "dtype", "", {"uint16", "uint32"})};
 }
 
 std::vector<SourceSpec> read_sources_section(const core::FieldSource& domain) {
@@ -109,7 +126,8 @@ std::vector<SourceSpec> read_sources_section(const core::FieldSource& domain) {
     }
     s->expect_only({"pattern", "split", "text_field"});
     const std::string split = text_choice(*s, "split", "file", {"file", "fortune", "jsonl"});
-    out.push_back({s->text("pattern"), doc_split_from(split, "split"), s->has("text_field") ? s->text("text_field") : "text"});
+    out.push_back({s->text("pattern"), doc_split_from(split, "split"),
+                   s->has("text_field") ? s->text("text_field") : "text"});
     if (s->has("text_field") && split != "jsonl") s->fail("text_field", "is for split: jsonl only");
   }
   return out;
@@ -120,7 +138,8 @@ DomainSpec read_domain_section(const core::FieldSource& e, bool pretokenized, in
   if (!e.is_scalar()) e.expect_only({"name", "sources", "generator", "max_bytes", "shards"});
   d.name = e.is_scalar() ? e.scalar() : e.text("name");
   if (pretokenized) {
-    if (e.is_scalar() || !e.has("shards")) e.fail("", "domain '" + d.name + "' needs shards: (data.tokenizer.kind is pretokenized)");
+    if (e.is_scalar() || !e.has("shards"))
+      e.fail("", "domain '" + d.name + "' needs shards: (data.tokenizer.kind is pretokenized)");
     for (const char* k : {"sources", "generator", "max_bytes"}) {
       if (e.has(k)) e.fail(k, "is for text domains; this domain reads pre-tokenized shards");
     }
@@ -128,7 +147,8 @@ DomainSpec read_domain_section(const core::FieldSource& e, bool pretokenized, in
     return d;
   }
   if (!e.is_scalar() && e.has("shards")) {
-    e.fail("shards", "needs data.tokenizer.kind: pretokenized (with the shards' vocab), for every domain");
+    e.fail("shards",
+           "needs data.tokenizer.kind: pretokenized (with the shards' vocab), for every domain");
   }
   const DomainSpec builtin = default_domain(d.name);
   d.sources = builtin.sources;
@@ -149,7 +169,8 @@ DomainSpec read_domain_section(const core::FieldSource& e, bool pretokenized, in
 }  // namespace
 
 DataSection read_data_section(const core::FieldSource& r) {
-  r.expect_only({"domains", "tokenizer", "valid_fraction", "test_fraction", "max_bytes", "task_examples", "seed"});
+  r.expect_only({"domains", "tokenizer", "valid_fraction", "test_fraction", "max_bytes",
+                 "task_examples", "seed"});
   DataSection out;
   PrepareJobSpec& d = out.spec;
   if (r.has("tokenizer")) read_tokenizer_section(*r.child("tokenizer"), d);
@@ -157,7 +178,8 @@ DataSection read_data_section(const core::FieldSource& r) {
   const auto domains = r.list("domains");
   if (domains.empty()) r.fail("domains", "expected a non-empty list of domains");
   const int64_t max_bytes = r.has("max_bytes") ? r.integer("max_bytes", {}) : 0;
-  for (const auto& e : domains) d.domains.push_back(read_domain_section(*e, d.pretokenized, max_bytes));
+  for (const auto& e : domains)
+    d.domains.push_back(read_domain_section(*e, d.pretokenized, max_bytes));
   if (d.pretokenized) {
     d.task_examples = 0;  // built-in tasks are made from text
     for (const char* k : {"task_examples", "max_bytes", "valid_fraction", "test_fraction"}) {
@@ -167,23 +189,29 @@ DataSection read_data_section(const core::FieldSource& r) {
   if (r.has("valid_fraction")) d.valid_fraction = r.number("valid_fraction");
   if (r.has("test_fraction")) d.test_fraction = r.number("test_fraction");
   if (r.has("task_examples")) d.task_examples = r.integer("task_examples", {});
-  if (r.has("seed")) out.seed = static_cast<uint64_t>(r.integer("seed", {0, std::numeric_limits<int64_t>::max()}));
+  if (r.has("seed"))
+    out.seed = static_cast<uint64_t>(r.integer("seed", {0, std::numeric_limits<int64_t>::max()}));
   validate(d);
   return out;
 }
 
 const char* doc_split_name(DocSplit s) {
   switch (s) {
-    case DocSplit::kFortune: return "fortune";
-    case DocSplit::kJsonl: return "jsonl";
-    case DocSplit::kWholeFile: break;
+    case DocSplit::kFortune:
+      return "fortune";
+    case DocSplit::kJsonl:
+      return "jsonl";
+    case DocSplit::kWholeFile:
+      break;
   }
   return "file";
 }
 
 DocSplit doc_split_from(const std::string& name, const std::string& field) {
   check_choice(name, field, {"file", "fortune", "jsonl"});
-  return name == "fortune" ? DocSplit::kFortune : name == "jsonl" ? DocSplit::kJsonl : DocSplit::kWholeFile;
+  return name == "fortune" ? DocSplit::kFortune
+         : name == "jsonl" ? DocSplit::kJsonl
+                           : DocSplit::kWholeFile;
 }
 
 void validate(const PrepareJobSpec& s) {
@@ -193,11 +221,14 @@ void validate(const PrepareJobSpec& s) {
   for (size_t i = 0; i < s.domains.size(); ++i) {
     const std::string at = "domains[" + std::to_string(i) + "]";
     validate_domain(s.domains[i], at, s.pretokenized);
-    check(seen.insert(s.domains[i].name).second, at + ".name", "domain '" + s.domains[i].name + "' is listed twice");
+    check(seen.insert(s.domains[i].name).second, at + ".name",
+          "domain '" + s.domains[i].name + "' is listed twice");
   }
   if (s.pretokenized) {
-    check(s.tokenizer.vocab >= 2 && s.tokenizer.vocab <= (int64_t(1) << 32), "tokenizer.vocab", "must be in [2, 2^32]");
-    check(s.task_examples == 0, "task_examples", "built-in tasks are made from text; pre-tokenized data has none");
+    check(s.tokenizer.vocab >= 2 && s.tokenizer.vocab <= (int64_t(1) << 32), "tokenizer.vocab",
+          "must be in [2, 2^32]");
+    check(s.task_examples == 0, "task_examples",
+          "built-in tasks are made from text; pre-tokenized data has none");
   } else if (!s.tokenizer_file.empty()) {
     check(s.tokenizer_sha256.size() == 64, "tokenizer.sha256", "must be a sha256 (64 hex digits)");
   } else {
@@ -206,27 +237,35 @@ void validate(const PrepareJobSpec& s) {
     check_choice(s.tokenizer.model_type, "tokenizer.model_type", {"bpe", "unigram"});
     check(s.tokenizer_sample_bytes >= 1000, "tokenizer.sample_bytes", "must be >= 1000");
   }
-  check(s.valid_fraction > 0 && s.test_fraction > 0 && s.valid_fraction + s.test_fraction < 1, "valid_fraction",
+  check(s.valid_fraction > 0 && s.test_fraction > 0 && s.valid_fraction + s.test_fraction < 1,
+        "valid_fraction",
         "valid_fraction and test_fraction must be positive and sum to less than 1");
-  check(s.task_examples >= 0 && s.task_examples <= 1000000, "task_examples", "must be in [0, 1000000]");
+  check(s.task_examples >= 0 && s.task_examples <= 1000000, "task_examples",
+        "must be in [0, 1000000]");
 }
 
 nlohmann::json to_json(const PrepareJobSpec& s) {
   nlohmann::json domains = nlohmann::json::array();
   for (const auto& d : s.domains) domains.push_back(domain_json(d, s.pretokenized));
-  nlohmann::json tokenizer = {{"kind", s.pretokenized ? "pretokenized" : "sentencepiece"}, {"vocab", s.tokenizer.vocab}};
+  nlohmann::json tokenizer = {{"kind", s.pretokenized ? "pretokenized" : "sentencepiece"},
+                              {"vocab", s.tokenizer.vocab}};
   if (!s.tokenizer_file.empty()) {
     tokenizer = {{"kind", "file"}, {"path", s.tokenizer_file}, {"sha256", s.tokenizer_sha256}};
   } else if (!s.pretokenized) {
     tokenizer["model_type"] = s.tokenizer.model_type;
     tokenizer["sample_bytes"] = s.tokenizer_sample_bytes;
   }
-  return {{"domains", domains}, {"tokenizer", tokenizer}, {"valid_fraction", s.valid_fraction},
-          {"test_fraction", s.test_fraction}, {"task_examples", s.task_examples}, {"seed", s.seed}};
+  return {{"domains", domains},
+          {"tokenizer", tokenizer},
+          {"valid_fraction", s.valid_fraction},
+          {"test_fraction", s.test_fraction},
+          {"task_examples", s.task_examples},
+          {"seed", s.seed}};
 }
 
 void read_spec(const SpecReader& r, PrepareJobSpec& p) {
-  expect_fields(r, {"domains", "tokenizer", "valid_fraction", "test_fraction", "task_examples", "seed"});
+  expect_fields(
+      r, {"domains", "tokenizer", "valid_fraction", "test_fraction", "task_examples", "seed"});
   SpecReader tok = r.object("tokenizer");
   tok.expect_only({"kind", "vocab", "model_type", "sample_bytes", "path", "sha256"});
   const std::string kind = tok.value<std::string>("kind", "sentencepiece");
@@ -251,8 +290,10 @@ void read_spec(const SpecReader& r, PrepareJobSpec& p) {
 
 nlohmann::json key_material(const PrepareJobSpec& s, const JobRuntime& rt) {
   nlohmann::json j = to_json(s);
-  if (!s.tokenizer_file.empty()) j["tokenizer"].erase("path");  // the content is keyed, not where it lies
-  // SentencePiece's unigram trainer sums per-thread partial expectations (float); BPE counts integers.
+  if (!s.tokenizer_file.empty())
+    j["tokenizer"].erase("path");  // the content is keyed, not where it lies
+  // SentencePiece's unigram trainer sums per-thread partial expectations (float); BPE counts
+  // integers.
   if (!s.pretokenized && s.tokenizer.model_type == "unigram") j["threads"] = rt.threads;
   return j;
 }

@@ -15,7 +15,8 @@ namespace upcycle::stages {
 
 struct PrepareJobSpec : PrepareSpec {
   static constexpr const char* kKind = "prepare";
-  /// Bump with any change to what prepare jobs produce (documents, split, tokenizer, shards, tasks).
+  /// Bump with any change to what prepare jobs produce (documents, split, tokenizer, shards,
+  /// tasks).
   static constexpr int kOutputVersion = 2;  // 2: domain/ and arith-mc/ built-in tasks
 };
 
@@ -28,9 +29,10 @@ struct DataSection {
   PrepareJobSpec spec;
   std::optional<uint64_t> seed;
 };
-/// Reads a recipe's `data:` (domains as names or {name, sources, generator, max_bytes, shards} maps,
-/// built-in domains filled in, the tokenizer, the split fractions) and validates it. Errors at a key go
-/// through `r` (located, for YAML); validation errors are core::FieldErrors naming the field.
+/// Reads a recipe's `data:` (domains as names or {name, sources, generator, max_bytes, shards}
+/// maps, built-in domains filled in, the tokenizer, the split fractions) and validates it. Errors
+/// at a key go through `r` (located, for YAML); validation errors are core::FieldErrors naming the
+/// field.
 DataSection read_data_section(const core::FieldSource& r);
 
 /// Throws core::FieldError naming the field ("domains[2].name: ...", "tokenizer.vocab: ...").

@@ -12,13 +12,17 @@ core::Fields<OptimSpec> make_optim_fields() {
   using O = OptimSpec;
   core::Fields<O> f;
   f.number("lr", &O::lr, {0, 10, false, true}, "peak learning rate")
-      .number("min_lr_ratio", &O::min_lr_ratio, {0, 1}, "cosine floor as a fraction of the peak (BAM: 10%)")
-      .integer("warmup", &O::warmup, {0, std::numeric_limits<int64_t>::max()}, "linear warmup steps from 0")
-      .number("weight_decay", &O::weight_decay, {0, 10, false, true}, "AdamW decay on matrices (not norms)")
+      .number("min_lr_ratio", &O::min_lr_ratio, {0, 1},
+              "cosine floor as a fraction of the peak (BAM: 10%)")
+      .integer("warmup", &O::warmup, {0, std::numeric_limits<int64_t>::max()},
+               "linear warmup steps from 0")
+      .number("weight_decay", &O::weight_decay, {0, 10, false, true},
+              "AdamW decay on matrices (not norms)")
       .number("beta1", &O::beta1, {0, 1, false, true}, "AdamW β1")
       .number("beta2", &O::beta2, {0, 1, false, true}, "AdamW β2")
       .number("eps", &O::eps, {0, 1, true, true}, "AdamW ε")
-      .number("grad_clip", &O::grad_clip, {0, kInf}, "max global gradient norm; 0 disables clipping");
+      .number("grad_clip", &O::grad_clip, {0, kInf},
+              "max global gradient norm; 0 disables clipping");
   return f;
 }
 
@@ -28,14 +32,20 @@ core::Fields<TrainSettings> make_settings_fields() {
   core::Fields<T> f;
   f.integer("batch_size", &T::batch_size, {1, kP24}, "sequences per optimizer step (global)")
       .integer("micro_batch", &T::micro_batch, {0, kP24},
-               "sequences per forward; must divide `batch_size` (gradient accumulation); 0 = `batch_size`")
+               "sequences per forward; must divide `batch_size` (gradient accumulation); 0 = "
+               "`batch_size`")
       .one_of("precision", &T::precision, {"auto", "fp32", "bf16"},
-              "`auto`: bf16 autocast on CUDA, fp32 on the CPU; `bf16`: autocast (matmuls in bf16; norms, softmax "
-              "and losses in fp32; weights, gradients and AdamW state stay fp32). Eval stages have their own")
+              "`auto`: bf16 autocast on CUDA, fp32 on the CPU; `bf16`: autocast (matmuls in bf16; "
+              "norms, softmax "
+              "and losses in fp32; weights, gradients and AdamW state stay fp32). Eval stages have "
+              "their own")
       .integer("log_every", &T::log_every, {1, kMaxSteps}, "steps between `metrics.jsonl` lines")
-      .integer("eval_every", &T::eval_every, {0, kMaxSteps}, "steps between validation losses; 0 = only at the end")
-      .integer("eval_windows", &T::eval_windows, {1, kMaxSteps}, "validation windows per domain and evaluation")
-      .integer("checkpoint_every", &T::checkpoint_every, {0, kMaxSteps}, "steps between checkpoints; 0 = only at the end")
+      .integer("eval_every", &T::eval_every, {0, kMaxSteps},
+               "steps between validation losses; 0 = only at the end")
+      .integer("eval_windows", &T::eval_windows, {1, kMaxSteps},
+               "validation windows per domain and evaluation")
+      .integer("checkpoint_every", &T::checkpoint_every, {0, kMaxSteps},
+               "steps between checkpoints; 0 = only at the end")
       .group("optim", &T::optim, optim_fields());
   return f;
 }
@@ -49,7 +59,8 @@ core::Fields<TrainJobSpec> make_job_fields() {
       .text("data_dir", &J::data_dir, "the prepare job's data (path)", kPlanned | kNotKeyed)
       .planned("mix", &J::mix, "domain -> weight")
       .integer("tokens", &J::tokens, {1, int64_t(1) << 62}, "the token budget", kPlanned)
-      .integer("seed", &J::seed, {0, std::numeric_limits<int64_t>::max()}, "the recipe's seed", kPlanned);
+      .integer("seed", &J::seed, {0, std::numeric_limits<int64_t>::max()}, "the recipe's seed",
+               kPlanned);
   return f;
 }
 
@@ -126,10 +137,12 @@ void read_spec(const SpecReader& r, TrainJobSpec& t) {
   std::vector<std::string> also = envelope_fields();
   also.insert(also.end(), {"model", "init"});
   train_job_fields().read(r, t, false, also);
-  check(r.has("model") != r.has("init"), "model", "give exactly one of model (fresh) or init (a checkpoint)");
+  check(r.has("model") != r.has("init"), "model",
+        "give exactly one of model (fresh) or init (a checkpoint)");
   if (r.has("model")) model_fields().read(r.object("model"), t.model);
   t.init_checkpoint = r.value<std::string>("init", "");
-  for (const char* required : {"data_dir", "mix", "tokens"}) check(r.has(required), required, "missing");
+  for (const char* required : {"data_dir", "mix", "tokens"})
+    check(r.has(required), required, "missing");
   validate(t);
 }
 

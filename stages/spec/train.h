@@ -27,8 +27,8 @@ struct OptimSpec {
 
 /// The settings a recipe's `train:` section and each training stage set. Defaults live here only.
 struct TrainSettings {
-  int64_t batch_size = 8;        ///< sequences per optimizer step (global)
-  int64_t micro_batch = 0;       ///< sequences per forward; 0 = batch_size (no accumulation)
+  int64_t batch_size = 8;          ///< sequences per optimizer step (global)
+  int64_t micro_batch = 0;         ///< sequences per forward; 0 = batch_size (no accumulation)
   std::string precision = "auto";  ///< auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
   int64_t log_every = 10;
   int64_t eval_every = 0;        ///< validation every N steps; 0 = only at the end
@@ -46,7 +46,7 @@ struct TrainJobSpec : TrainSettings {
   std::string init_checkpoint;  ///< continue from these weights (path; follows from an input key)
   std::string data_dir;         ///< the prepare job's data (path)
   std::map<std::string, double> mix;  ///< domain -> weight
-  int64_t tokens = 0;           ///< steps = ceil(tokens / (batch_size * seq_len))
+  int64_t tokens = 0;                 ///< steps = ceil(tokens / (batch_size * seq_len))
   uint64_t seed = 0;
 };
 
@@ -57,8 +57,8 @@ void validate(const TrainJobSpec& s);
 /// Precision as it runs: auto resolves to bf16 on CUDA, fp32 on the CPU.
 std::string effective_precision(const std::string& precision, const std::string& device);
 
-/// The fields, declared once (core/fields.h): the recipe's training keys (a `train:` section and every
-/// train and branch stage), their ranges and docs; the job's JSON adds what the planner sets.
+/// The fields, declared once (core/fields.h): the recipe's training keys (a `train:` section and
+/// every train and branch stage), their ranges and docs; the job's JSON adds what the planner sets.
 const core::Fields<OptimSpec>& optim_fields();
 const core::Fields<TrainSettings>& train_settings_fields();
 const core::Fields<TrainJobSpec>& train_job_fields();

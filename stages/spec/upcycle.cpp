@@ -12,9 +12,12 @@ using M = ModelConfig;
 // types and ranges once).
 core::Fields<M> make_attention_fields() {
   core::Fields<M> f;
-  f.alias("routing", model_fields(), "attn_routing", "`soft`: every expert, softmax gate (BAM); `top_k`: Table 6 ablation")
-      .alias("top_k", model_fields(), "attn_top_k", "attention experts per token when `routing: top_k`")
-      .alias("kv", model_fields(), "attn_kv", "`expert`: own W_k, W_v; `shared`: one W_k, W_v for all experts");
+  f.alias("routing", model_fields(), "attn_routing",
+          "`soft`: every expert, softmax gate (BAM); `top_k`: Table 6 ablation")
+      .alias("top_k", model_fields(), "attn_top_k",
+             "attention experts per token when `routing: top_k`")
+      .alias("kv", model_fields(), "attn_kv",
+             "`expert`: own W_k, W_v; `shared`: one W_k, W_v for all experts");
   return f;
 }
 
@@ -22,16 +25,20 @@ core::Fields<M> make_ffn_fields() {
   core::Fields<M> f;
   f.alias("top_k", model_fields(), "ffn_top_k", "FFN experts per token")
       .alias("routing", model_fields(), "ffn_routing", "`topk_then_softmax`: BTX, Mixtral")
-      .alias("renormalize", model_fields(), "ffn_renormalize", "renormalise the kept probabilities to sum to 1")
+      .alias("renormalize", model_fields(), "ffn_renormalize",
+             "renormalise the kept probabilities to sum to 1")
       .alias("moe_every", model_fields(), "moe_every", "MoE FFN in every n-th layer")
-      .alias("lb_coef", model_fields(), "lb_coef", "load-balancing loss coefficient α (BAM does not report it)")
-      .alias("z_coef", model_fields(), "z_coef", "router z-loss coefficient β (BAM does not report it)");
+      .alias("lb_coef", model_fields(), "lb_coef",
+             "load-balancing loss coefficient α (BAM does not report it)")
+      .alias("z_coef", model_fields(), "z_coef",
+             "router z-loss coefficient β (BAM does not report it)");
   return f;
 }
 
 core::Fields<M> make_mixture_top_fields() {
   core::Fields<M> f;
-  f.alias("experts", model_fields(), "ffn_experts", "sparse: E, the expansion rate; the MoE has E·G experts (required)")
+  f.alias("experts", model_fields(), "ffn_experts",
+          "sparse: E, the expansion rate; the MoE has E·G experts (required)")
       .alias("granularity", model_fields(), "ffn_granularity",
              "sparse: G; each expert is 1/G of the dense FFN (a shard of its hidden units)")
       .alias("router_init_std", model_fields(), "router_init_std",
@@ -56,16 +63,21 @@ const core::Fields<M>& mixture_top_fields() {
 core::Fields<U> common_fields() {
   core::Fields<U> f;
   f.choice("method", &U::method, kUpcycleMethodNames, "the upcycling method; required")
-      .one_of("shared_kv_init", &U::shared_kv_init, {"average", "first"},
-              "`attention.kv: shared`: K/V from the average of the dense models, or `first` (the seed)")
-      .numbers("average_weights", &U::average_weights, "bam/btx: weights of the averaged tensors, one per dense model; empty = uniform")
+      .one_of(
+          "shared_kv_init", &U::shared_kv_init, {"average", "first"},
+          "`attention.kv: shared`: K/V from the average of the dense models, or `first` (the seed)")
+      .numbers("average_weights", &U::average_weights,
+               "bam/btx: weights of the averaged tensors, one per dense model; empty = uniform")
       .integer("extra_seed_experts", &U::extra_seed_experts, {0, 4096},
                "btx: extra FFN experts copied from the seed, to match parameters (BAM Tables 4-5)")
       .boolean("virtual_groups", &U::virtual_groups,
-               "sparse: NVIDIA's virtual-group router init (experts holding one full set of shards share a router row)")
+               "sparse: NVIDIA's virtual-group router init (experts holding one full set of shards "
+               "share a router row)")
       .one_of("weight_scaling", &U::weight_scaling, {"all", "w2", "none"},
-              "sparse: `all` multiplies W1, W3, W2 by scale^(1/3) (Megatron-LM, the NVIDIA paper); `w2` multiplies "
-              "W2 by scale (exact at step 0 under uniform routing); `none` (Komatsuzaki). scale = E·G²/T for "
+              "sparse: `all` multiplies W1, W3, W2 by scale^(1/3) (Megatron-LM, the NVIDIA paper); "
+              "`w2` multiplies "
+              "W2 by scale (exact at step 0 under uniform routing); `none` (Komatsuzaki). scale = "
+              "E·G²/T for "
               "softmax_then_topk, G for topk_then_softmax");
   return f;
 }
@@ -74,9 +86,11 @@ core::Fields<UpcycleJobSpec> make_job_fields() {
   using core::kNotKeyed;
   using core::kPlanned;
   core::Fields<U> u = common_fields();
-  u.planned("inputs", &U::inputs, "the dense checkpoints, expert i from inputs[i]", kPlanned | kNotKeyed)
+  u.planned("inputs", &U::inputs, "the dense checkpoints, expert i from inputs[i]",
+            kPlanned | kNotKeyed)
       .group("mixture", &U::mixture, model_fields(), kPlanned)
-      .integer("seed", &U::seed, {0, std::numeric_limits<int64_t>::max()}, "the recipe's seed", kPlanned);
+      .integer("seed", &U::seed, {0, std::numeric_limits<int64_t>::max()}, "the recipe's seed",
+               kPlanned);
   core::Fields<UpcycleJobSpec> f;
   f.inherit(u);
   return f;
@@ -104,13 +118,16 @@ const core::Fields<UpcycleSpec>& upcycle_recipe_fields() {
 
 void validate(const UpcycleJobSpec& s) {
   upcycle_job_fields().check(s);
-  check(!s.inputs.empty() && s.inputs.size() <= 4096, "inputs", "needs 1 to 4096 dense checkpoints");
-  check(s.method != UpcycleMethod::kSparse || s.inputs.size() == 1, "inputs", "sparse upcycling reads one dense model");
-  check(s.extra_seed_experts == 0 || s.method == UpcycleMethod::kBtx, "extra_seed_experts", "is for method btx only");
+  check(!s.inputs.empty() && s.inputs.size() <= 4096, "inputs",
+        "needs 1 to 4096 dense checkpoints");
+  check(s.method != UpcycleMethod::kSparse || s.inputs.size() == 1, "inputs",
+        "sparse upcycling reads one dense model");
+  check(s.extra_seed_experts == 0 || s.method == UpcycleMethod::kBtx, "extra_seed_experts",
+        "is for method btx only");
   if (s.average_weights.empty()) return;
   check(s.average_weights.size() == s.inputs.size(), "average_weights",
-        "has " + std::to_string(s.average_weights.size()) + " weights for " + std::to_string(s.inputs.size()) +
-            " dense models");
+        "has " + std::to_string(s.average_weights.size()) + " weights for " +
+            std::to_string(s.inputs.size()) + " dense models");
   double total = 0;
   for (double w : s.average_weights) {
     check(w >= 0 && w < 1e9, "average_weights", "every weight must be in [0, 1e9)");
@@ -127,8 +144,10 @@ void read_spec(const SpecReader& r, UpcycleJobSpec& u) {
   validate(u);
 }
 
-// The checkpoints are the input jobs, whose keys are in this key; copies and averages are the same on
-// any device and thread count.
-nlohmann::json key_material(const UpcycleJobSpec& s, const JobRuntime&) { return upcycle_job_fields().key_material(s); }
+// The checkpoints are the input jobs, whose keys are in this key; copies and averages are the same
+// on any device and thread count.
+nlohmann::json key_material(const UpcycleJobSpec& s, const JobRuntime&) {
+  return upcycle_job_fields().key_material(s);
+}
 
 }  // namespace upcycle::stages

@@ -37,8 +37,8 @@ void adamw_step(torch::optim::AdamW& opt) {
     }
     if (params.empty()) continue;
     auto [beta1, beta2] = o.betas();
-    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, {}, steps, o.lr(), beta1, beta2, o.weight_decay(),
-                      o.eps(), /*amsgrad=*/false, /*maximize=*/false);
+    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, {}, steps, o.lr(), beta1, beta2,
+                      o.weight_decay(), o.eps(), /*amsgrad=*/false, /*maximize=*/false);
   }
 #else
   opt.step();

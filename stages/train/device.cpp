@@ -38,7 +38,8 @@ void synchronize(const Placement& p) {
   if (p.device.rfind("cuda", 0) == 0) torch::cuda::synchronize();
 }
 
-Placement resolve_placement(const std::string& device, const std::string& precision, int local_rank) {
+Placement resolve_placement(const std::string& device, const std::string& precision,
+                            int local_rank) {
   Placement p;
   const bool cuda = device == "cuda" || (device == "auto" && cuda_available());
   if (device != "auto" && device != "cpu" && device != "cuda") {
@@ -51,8 +52,8 @@ Placement resolve_placement(const std::string& device, const std::string& precis
     }
     const int n = static_cast<int>(torch::cuda::device_count());
     if (local_rank >= n) {
-      throw StageError("local rank " + std::to_string(local_rank) + " has no GPU (" + std::to_string(n) +
-                       " visible)");
+      throw StageError("local rank " + std::to_string(local_rank) + " has no GPU (" +
+                       std::to_string(n) + " visible)");
     }
     p.device = "cuda:" + std::to_string(local_rank);
   }

@@ -1,6 +1,6 @@
-// Where a job computes and in what precision: the CPU in fp32 by default, or a CUDA device with bf16
-// autocast (matmuls in bf16, norms, softmax and losses in fp32, weights and optimizer state fp32).
-// The header is torch-free; the .cpp holds the LibTorch calls.
+// Where a job computes and in what precision: the CPU in fp32 by default, or a CUDA device with
+// bf16 autocast (matmuls in bf16, norms, softmax and losses in fp32, weights and optimizer state
+// fp32). The header is torch-free; the .cpp holds the LibTorch calls.
 #pragma once
 
 #include <string>
@@ -12,10 +12,11 @@ struct Placement {
   bool bf16 = false;           ///< bf16 autocast around forward passes
 };
 
-/// `device`: auto (CUDA when available) | cpu | cuda. `precision`: auto (bf16 on CUDA, fp32 on CPU) |
-/// fp32 | bf16 (on CPU: CPU autocast, for testing the bf16 path without a GPU). `local_rank` picks the
-/// GPU of a data-parallel process. Throws StageError when CUDA is asked for and missing.
-Placement resolve_placement(const std::string& device, const std::string& precision, int local_rank);
+/// `device`: auto (CUDA when available) | cpu | cuda. `precision`: auto (bf16 on CUDA, fp32 on CPU)
+/// | fp32 | bf16 (on CPU: CPU autocast, for testing the bf16 path without a GPU). `local_rank`
+/// picks the GPU of a data-parallel process. Throws StageError when CUDA is asked for and missing.
+Placement resolve_placement(const std::string& device, const std::string& precision,
+                            int local_rank);
 
 bool cuda_available();
 

@@ -48,13 +48,16 @@ DistEnv dist_env_from_environment() {
     e.local_rank = env_int("SLURM_LOCALID", 0);
   }
   if (const char* a = std::getenv("MASTER_ADDR"); a && *a) e.master_addr = a;
-  if (std::getenv("UPCYCLE_DDP_BUCKET_KB")) e.bucket_bytes = int64_t(std::max(1, env_int("UPCYCLE_DDP_BUCKET_KB", 0))) << 10;
+  if (std::getenv("UPCYCLE_DDP_BUCKET_KB"))
+    e.bucket_bytes = int64_t(std::max(1, env_int("UPCYCLE_DDP_BUCKET_KB", 0))) << 10;
   e.master_port = env_int("MASTER_PORT", e.master_port);
   if (e.world_size < 1) throw StageError("WORLD_SIZE must be >= 1");
   if (e.rank >= e.world_size) {
-    throw StageError("rank " + std::to_string(e.rank) + " is not below the world size " + std::to_string(e.world_size));
+    throw StageError("rank " + std::to_string(e.rank) + " is not below the world size " +
+                     std::to_string(e.world_size));
   }
-  if (e.master_port < 1 || e.master_port > 65535) throw StageError("MASTER_PORT must be in [1, 65535]");
+  if (e.master_port < 1 || e.master_port > 65535)
+    throw StageError("MASTER_PORT must be in [1, 65535]");
   return e;
 }
 
@@ -64,9 +67,9 @@ bool distributed_available() { return true; }
 
 namespace {
 
-// The interface this rank's Gloo binds: GLOO_SOCKET_IFNAME when set; loopback when the rendezvous is
-// on loopback (every rank on this machine); otherwise this node's own address, not MASTER_ADDR's,
-// which no other node could bind.
+// The interface this rank's Gloo binds: GLOO_SOCKET_IFNAME when set; loopback when the rendezvous
+// is on loopback (every rank on this machine); otherwise this node's own address, not
+// MASTER_ADDR's, which no other node could bind.
 std::shared_ptr<::gloo::transport::Device> gloo_device(const std::string& master_addr) {
   if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname) {
     return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
@@ -77,15 +80,16 @@ std::shared_ptr<::gloo::transport::Device> gloo_device(const std::string& master
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
 
-c10::intrusive_ptr<c10d::Backend> make_gloo(const c10::intrusive_ptr<c10d::Store>& store, const DistEnv& env,
-                                            int timeout_s) {
+c10::intrusive_ptr<c10d::Backend> make_gloo(const c10::intrusive_ptr<c10d::Store>& store,
+                                            const DistEnv& env, int timeout_s) {
   auto opts = c10d::ProcessGroupGloo::Options::create();
   opts->timeout = std::chrono::seconds(timeout_s);
   opts->devices.push_back(gloo_device(env.master_addr));
   return c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world_size, opts);
 }
 
-c10::intrusive_ptr<c10d::Work> all_reduce_async(c10d::Backend& pg, at::Tensor& t, c10d::ReduceOp op) {
+c10::intrusive_ptr<c10d::Work> all_reduce_async(c10d::Backend& pg, at::Tensor& t,
+                                                c10d::ReduceOp op) {
   std::vector<at::Tensor> v{t};
   c10d::AllreduceOptions o;
   o.reduceOp = op;
@@ -109,7 +113,8 @@ struct Buckets {
   bool armed = false;
   size_t next_launch = 0;
 
-  Buckets(c10d::Backend* group, std::vector<at::Tensor> ps, int64_t bucket_bytes, const at::Device& device)
+  Buckets(c10d::Backend* group, std::vector<at::Tensor> ps, int64_t bucket_bytes,
+          const at::Device& device)
       : pg(group), params(std::move(ps)), slot(params.size()), arrived(params.size()) {
     std::vector<int64_t> sizes;
     for (size_t k = params.size(); k-- > 0;) {  // reverse registration order
@@ -121,7 +126,8 @@ struct Buckets {
       buckets.back().members.push_back(k);
       sizes.back() += params[k].numel();
     }
-    for (size_t b = 0; b < buckets.size(); ++b) buckets[b].flat = torch::zeros({sizes[b]}, torch::dtype(torch::kFloat32).device(device));
+    for (size_t b = 0; b < buckets.size(); ++b)
+      buckets[b].flat = torch::zeros({sizes[b]}, torch::dtype(torch::kFloat32).device(device));
   }
 
   at::Tensor slot_of(size_t k) {
@@ -150,7 +156,8 @@ struct Buckets {
 
   void launch_ready() {
     while (next_launch < buckets.size() && buckets[next_launch].pending == 0) {
-      buckets[next_launch].work = all_reduce_async(*pg, buckets[next_launch].flat, c10d::ReduceOp::SUM);
+      buckets[next_launch].work =
+          all_reduce_async(*pg, buckets[next_launch].flat, c10d::ReduceOp::SUM);
       ++next_launch;
     }
   }
@@ -158,7 +165,8 @@ struct Buckets {
   void finish(int world_size) {
     {
       std::lock_guard<std::mutex> lock(mu);
-      for (size_t k = 0; k < params.size(); ++k) {  // no gradient this backward: the sum so far, or 0
+      for (size_t k = 0; k < params.size();
+           ++k) {  // no gradient this backward: the sum so far, or 0
         if (arrived[k]) continue;
         const at::Tensor& sum = params[k].grad();
         sum.defined() ? slot_of(k).copy_(sum.reshape({-1})) : slot_of(k).zero_();
@@ -201,7 +209,8 @@ struct DataParallel::Impl {
   }
 };
 
-DataParallel::DataParallel(const DistEnv& env, const std::string& device, int timeout_s, bool group_of_one)
+DataParallel::DataParallel(const DistEnv& env, const std::string& device, int timeout_s,
+                           bool group_of_one)
     : env_(env) {
   if (env.world_size == 1 && !group_of_one) return;
   try {
@@ -212,7 +221,8 @@ DataParallel::DataParallel(const DistEnv& env, const std::string& device, int ti
     so.numWorkers = env.world_size;
     so.timeout = std::chrono::seconds(timeout_s);
     impl_->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
-    impl_->control = make_gloo(c10::make_intrusive<c10d::PrefixStore>("control", impl_->store), env, timeout_s);
+    impl_->control =
+        make_gloo(c10::make_intrusive<c10d::PrefixStore>("control", impl_->store), env, timeout_s);
     impl_->pg = impl_->control;
 #ifdef UPCYCLE_HAVE_NCCL
     if (const at::Device dev(device); dev.is_cuda()) {
@@ -220,14 +230,15 @@ DataParallel::DataParallel(const DistEnv& env, const std::string& device, int ti
       auto nccl = c10d::ProcessGroupNCCL::Options::create();
       nccl->timeout = std::chrono::seconds(timeout_s);
       impl_->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(
-          c10::make_intrusive<c10d::PrefixStore>("grad", impl_->store), env.rank, env.world_size, nccl);
+          c10::make_intrusive<c10d::PrefixStore>("grad", impl_->store), env.rank, env.world_size,
+          nccl);
       impl_->device = dev;
     }
 #endif
   } catch (const std::exception& e) {
-    throw StageError("data parallel rendezvous at " + env.master_addr + ":" + std::to_string(env.master_port) +
-                     " (rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) +
-                     ") failed: " + e.what());
+    throw StageError("data parallel rendezvous at " + env.master_addr + ":" +
+                     std::to_string(env.master_port) + " (rank " + std::to_string(env.rank) +
+                     " of " + std::to_string(env.world_size) + ") failed: " + e.what());
   }
 }
 
@@ -240,7 +251,8 @@ void DataParallel::average_gradients(const std::vector<at::Tensor>& params) {
   if (grads.empty()) return;
   // One flat fp32 buffer, one collective per step: in host memory for Gloo, on the GPU for NCCL.
   std::vector<at::Tensor> flat_parts;
-  for (const auto& g : grads) flat_parts.push_back(g.detach().to(impl_->device, torch::kFloat32).reshape({-1}));
+  for (const auto& g : grads)
+    flat_parts.push_back(g.detach().to(impl_->device, torch::kFloat32).reshape({-1}));
   at::Tensor flat = torch::cat(flat_parts);
   all_reduce_async(*impl_->pg, flat, c10d::ReduceOp::SUM)->wait();
   flat.div_(static_cast<double>(env_.world_size));
@@ -258,7 +270,8 @@ void DataParallel::overlap_gradients(const std::vector<at::Tensor>& params) {
   for (const auto& p : params) {
     if (p.requires_grad()) trained.push_back(p);
   }
-  impl_->buckets = std::make_shared<Buckets>(impl_->pg.get(), trained, env_.bucket_bytes, impl_->device);
+  impl_->buckets =
+      std::make_shared<Buckets>(impl_->pg.get(), trained, env_.bucket_bytes, impl_->device);
   std::weak_ptr<Buckets> weak = impl_->buckets;
   for (size_t k = 0; k < trained.size(); ++k) {
     trained[k].register_hook([weak, k](const at::Tensor& g) {
@@ -296,7 +309,8 @@ double DataParallel::max(double v) {
 bool distributed_available() { return false; }
 struct DataParallel::Impl {};
 
-DataParallel::DataParallel(const DistEnv& env, const std::string&, int, bool group_of_one) : env_(env) {
+DataParallel::DataParallel(const DistEnv& env, const std::string&, int, bool group_of_one)
+    : env_(env) {
   if (env.world_size > 1 || group_of_one) {
     throw StageError("WORLD_SIZE is " + std::to_string(env.world_size) +
                      " but this build has no c10d Gloo backend (install libgloo-dev and rebuild)");

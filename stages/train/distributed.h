@@ -33,8 +33,9 @@ struct DistEnv {
 };
 
 /// RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT (torchrun's variables); else, under
-/// srun, SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID (MASTER_ADDR/PORT still from the environment);
-/// else one process. UPCYCLE_DDP_BUCKET_KB sets the gradient bucket size. Throws StageError naming the variable for a malformed or inconsistent value.
+/// srun, SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID (MASTER_ADDR/PORT still from the
+/// environment); else one process. UPCYCLE_DDP_BUCKET_KB sets the gradient bucket size. Throws
+/// StageError naming the variable for a malformed or inconsistent value.
 DistEnv dist_env_from_environment();
 
 /// True when this build has c10d's Gloo backend (the gloo headers were found at configure time).
@@ -45,9 +46,9 @@ bool nccl_available();
 class DataParallel {
  public:
   /// world_size 1: every call is a no-op, unless `group_of_one` (tests: the collectives with one
-  /// rank). Otherwise rendezvous (blocking until every rank joins, or timing out after `timeout_s`).
-  /// `device` is the placement's ("cpu" or "cuda:N"): NCCL for CUDA where built. Throws StageError
-  /// when the build lacks Gloo or rendezvous fails.
+  /// rank). Otherwise rendezvous (blocking until every rank joins, or timing out after
+  /// `timeout_s`). `device` is the placement's ("cpu" or "cuda:N"): NCCL for CUDA where built.
+  /// Throws StageError when the build lacks Gloo or rendezvous fails.
   explicit DataParallel(const DistEnv& env, const std::string& device = "cpu", int timeout_s = 300,
                         bool group_of_one = false);
   ~DataParallel();
@@ -60,13 +61,14 @@ class DataParallel {
 
   /// Replaces every gradient with its mean over the ranks (one flattened all-reduce).
   void average_gradients(const std::vector<at::Tensor>& params);
-  /// Averages `params`' gradients in buckets while backward runs (above). Call once, before training;
-  /// a no-op for one process.
+  /// Averages `params`' gradients in buckets while backward runs (above). Call once, before
+  /// training; a no-op for one process.
   void overlap_gradients(const std::vector<at::Tensor>& params);
   /// The next backward is the step's last: its hooks launch the buckets.
   void arm_gradient_sync();
   /// After that backward: waits for every bucket (launching any whose gradients never came) and
-  /// replaces each gradient with its mean over the ranks. Without overlap_gradients, average_gradients.
+  /// replaces each gradient with its mean over the ranks. Without overlap_gradients,
+  /// average_gradients.
   void finish_gradients(const std::vector<at::Tensor>& params);
   /// How many buckets overlap_gradients made (0 without it).
   int64_t bucket_count() const;

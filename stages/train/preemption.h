@@ -1,6 +1,6 @@
 // SIGTERM / SIGUSR2 turn into a flag the trainer polls once per step: it then checkpoints and exits
-// with kExitPreempted. Slurm sends SIGUSR2 (--signal) before the time limit; the local executor sends
-// SIGTERM on Ctrl-C.
+// with kExitPreempted. Slurm sends SIGUSR2 (--signal) before the time limit; the local executor
+// sends SIGTERM on Ctrl-C.
 #pragma once
 
 namespace upcycle::stages {

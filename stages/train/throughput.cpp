@@ -14,11 +14,13 @@
 namespace upcycle::stages {
 
 double train_tokens_per_s(const ModelConfig& m, int64_t batch, int64_t micro_batch, int64_t steps,
-                          const std::string& dir, const std::string& device, const std::string& precision) {
+                          const std::string& dir, const std::string& device,
+                          const std::string& precision) {
   core::make_dirs(dir + "/data/shards");
   std::mt19937_64 rng(0);
   std::uniform_int_distribution<uint32_t> token(0, static_cast<uint32_t>(m.vocab - 1));
-  std::vector<uint32_t> tokens(static_cast<size_t>(std::max<int64_t>(1 << 20, 4 * batch * (m.seq_len + 1))));
+  std::vector<uint32_t> tokens(
+      static_cast<size_t>(std::max<int64_t>(1 << 20, 4 * batch * (m.seq_len + 1))));
   for (auto& t : tokens) t = token(rng);
   for (const char* split : {"train", "valid"}) {
     write_token_shard(shard_path(dir + "/data", "synthetic", split), tokens, m.vocab);

@@ -55,8 +55,10 @@ void set_lr(torch::optim::Optimizer& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 }
 
-// The forward pass and loss of one batch [B, T + 1], under autocast when the placement asks for bf16.
-std::pair<LmOutput, at::Tensor> forward_loss(TransformerLm& model, const at::Tensor& b, const Placement& where) {
+// The forward pass and loss of one batch [B, T + 1], under autocast when the placement asks for
+// bf16.
+std::pair<LmOutput, at::Tensor> forward_loss(TransformerLm& model, const at::Tensor& b,
+                                             const Placement& where) {
   const int64_t T = b.size(1) - 1;
   AutocastScope autocast(where.device, where.bf16);
   auto res = model->forward(b.narrow(1, 0, T));
@@ -106,13 +108,15 @@ void add_router_metrics(const std::vector<RouterStats>& stats, std::map<std::str
     xs.insert(xs.end(), {stats[l].load_balance, stats[l].z_loss, stats[l].util_E});
     names.push_back("lb_loss" + layer);
     names.push_back("z_loss" + layer);
-    for (int64_t e = 0; e < stats[l].util_E.numel(); ++e) names.push_back("util" + layer + "/e" + std::to_string(e));
+    for (int64_t e = 0; e < stats[l].util_E.numel(); ++e)
+      names.push_back("util" + layer + "/e" + std::to_string(e));
   }
   const std::vector<double> values = read_scalars(xs);
   for (size_t i = 0; i < names.size(); ++i) v[names[i]] = values[i];
 }
 
-double validation_loss(TransformerLm& model, const MixtureSampler& val, int64_t windows, const Placement& where) {
+double validation_loss(TransformerLm& model, const MixtureSampler& val, int64_t windows,
+                       const Placement& where) {
   torch::NoGradGuard no_grad;
   // The same windows every time.
   auto b = to_device(val.batch(/*step=*/0, /*first_row=*/0, windows), torch::Device(where.device));
@@ -127,8 +131,9 @@ constexpr const char* kInitTokensKey = "init_tokens";
 
 // Weights, optimizer state and position; the data order is a function of (seed, step), and nothing
 // else draws random numbers during training, so this is everything an exact resume needs.
-void save_training_checkpoint(const std::string& dir, TransformerLm& model, torch::optim::AdamW& opt,
-                              nlohmann::json extra, int64_t step, int64_t tokens, int64_t init_tokens) {
+void save_training_checkpoint(const std::string& dir, TransformerLm& model,
+                              torch::optim::AdamW& opt, nlohmann::json extra, int64_t step,
+                              int64_t tokens, int64_t init_tokens) {
   std::ostringstream optimizer;
   torch::save(opt, optimizer);
   extra[kTrainStepKey] = step;
@@ -140,12 +145,14 @@ void save_training_checkpoint(const std::string& dir, TransformerLm& model, torc
   save_checkpoint(dir, model, m, {{kOptimizerFile, optimizer.str()}});
 }
 
-// On a terminal, one line redrawn every step; otherwise (log.txt) one line at most every 10 s and at
-// the end, so a long job's log shows how far it is.
-void print_progress(int64_t step, int64_t steps, int64_t tokens, double loss, double tps, bool tty) {
+// On a terminal, one line redrawn every step; otherwise (log.txt) one line at most every 10 s and
+// at the end, so a long job's log shows how far it is.
+void print_progress(int64_t step, int64_t steps, int64_t tokens, double loss, double tps,
+                    bool tty) {
   double eta = tps > 0 ? double(steps - step) * double(tokens) / double(step) / tps : 0;
-  std::fprintf(stderr, "%s[train] step %lld/%lld  tokens %lld  loss %.4f  %.0f tok/s  ETA %.0fs%s", tty ? "\r" : "",
-               (long long)step, (long long)steps, (long long)tokens, loss, tps, eta, tty ? "   " : "\n");
+  std::fprintf(stderr, "%s[train] step %lld/%lld  tokens %lld  loss %.4f  %.0f tok/s  ETA %.0fs%s",
+               tty ? "\r" : "", (long long)step, (long long)steps, (long long)tokens, loss, tps,
+               eta, tty ? "   " : "\n");
   if (tty && step == steps) std::fprintf(stderr, "\n");
 }
 
@@ -158,8 +165,8 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   const std::string ckpt_dir = spec.out_dir + "/checkpoint";
   // A checkpoint of this job's own (the job directory is content-keyed) means a preempted or failed
   // attempt: resume from it. Otherwise start from the init checkpoint or a fresh model.
-  const bool resume = checkpoint_exists(ckpt_dir) &&
-                      read_checkpoint_meta(ckpt_dir).extra.contains(kTrainStepKey);
+  const bool resume =
+      checkpoint_exists(ckpt_dir) && read_checkpoint_meta(ckpt_dir).extra.contains(kTrainStepKey);
   CheckpointMeta meta;
   TransformerLm model = resume ? load_model(ckpt_dir, &meta) : build_model(spec, &meta);
   const int64_t start_step = resume ? meta.extra.at(kTrainStepKey).get<int64_t>() : 0;
@@ -172,12 +179,14 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   DataParallel& dp = spec.data_parallel ? *spec.data_parallel : single;
   const int64_t world = dp.world_size();
   if (B % world != 0) {
-    throw StageError("batch_size " + std::to_string(B) + " is not divisible by the " + std::to_string(world) +
-                     " data-parallel processes");
+    throw StageError("batch_size " + std::to_string(B) + " is not divisible by the " +
+                     std::to_string(world) + " data-parallel processes");
   }
-  const int64_t local_B = B / world, first_row = dp.rank() * local_B;  // this rank's slice of the batch
+  const int64_t local_B = B / world,
+                first_row = dp.rank() * local_B;  // this rank's slice of the batch
   const int64_t micro = spec.micro_batch > 0 ? spec.micro_batch : local_B;
-  if (local_B % micro != 0) throw StageError("batch_size per process must be a multiple of micro_batch");
+  if (local_B % micro != 0)
+    throw StageError("batch_size per process must be a multiple of micro_batch");
   const int64_t accum = local_B / micro, tokens_per_step = B * T;
   const int64_t steps = std::max<int64_t>(1, (spec.tokens + tokens_per_step - 1) / tokens_per_step);
   MixtureSampler data(spec.data_dir, spec.mix, "train", T, spec.seed, model->config.vocab);
@@ -203,18 +212,20 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   if (start_step >= steps) {
     // The final checkpoint of an attempt that finished but left no result (it was deleted, or the
     // process died just before writing it): report that checkpoint rather than train again.
-    core::log_info("the checkpoint is at the final step: validating it and reporting it as the result");
+    core::log_info(
+        "the checkpoint is at the final step: validating it and reporting it as the result");
     out.steps = steps;
     out.tokens = steps * tokens_per_step;
-    out.final_loss = std::numeric_limits<double>::quiet_NaN();  // not recomputed: the metrics hold it
+    out.final_loss =
+        std::numeric_limits<double>::quiet_NaN();  // not recomputed: the metrics hold it
     out.val_loss = validation_loss(model, val, spec.eval_windows, spec.placement);
     out.checkpoint_dir = ckpt_dir;
     return out;
   }
-  // The step's loss, aux loss and grad norm stay on the device; the host reads them (one copy) at log
-  // steps and when a progress line is due, so it can queue steps ahead of the GPU. A non-finite loss
-  // is caught at the next read, and always before a checkpoint is written: `first_bad` holds the
-  // first step whose loss was not finite (0 = none).
+  // The step's loss, aux loss and grad norm stay on the device; the host reads them (one copy) at
+  // log steps and when a progress line is due, so it can queue steps ahead of the GPU. A non-finite
+  // loss is caught at the next read, and always before a checkpoint is written: `first_bad` holds
+  // the first step whose loss was not finite (0 = none).
   const auto scalar = torch::TensorOptions().dtype(torch::kFloat32).device(device);
   at::Tensor first_bad = torch::zeros({}, scalar.dtype(torch::kInt64));
   dp.overlap_gradients(model->parameters());
@@ -224,10 +235,12 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   }
   synchronize(spec.placement);
   auto check_finite = [&](const std::vector<double>& read) {
-    const double bad = -dp.max(read.back() > 0 ? -read.back() : -1e18);  // the earliest over the ranks
+    const double bad =
+        -dp.max(read.back() > 0 ? -read.back() : -1e18);  // the earliest over the ranks
     if (bad < 1e18) {
       throw StageError("the loss became non-finite at step " + std::to_string(int64_t(bad)) +
-                           "; training stopped, the last good checkpoint (" + last_good + ") is kept",
+                           "; training stopped, the last good checkpoint (" + last_good +
+                           ") is kept",
                        "lower optim.lr or raise optim.warmup");
     }
   };
@@ -249,8 +262,9 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
     dp.finish_gradients(model->parameters());
     first_bad = torch::where(first_bad.eq(0).logical_and(loss_sum.isfinite().logical_not()),
                              torch::full({}, step + 1, first_bad.options()), first_bad);
-    at::Tensor gnorm = spec.optim.grad_clip > 0 ? clip_grad_norm(model->parameters(), spec.optim.grad_clip)
-                                                : torch::zeros({}, scalar);
+    at::Tensor gnorm = spec.optim.grad_clip > 0
+                           ? clip_grad_norm(model->parameters(), spec.optim.grad_clip)
+                           : torch::zeros({}, scalar);
     adamw_step(*opt);
     out.steps = step + 1;
     out.tokens = out.steps * tokens_per_step;
@@ -261,17 +275,21 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
 
     const bool last = step + 1 == steps;
     const bool log_step = out.steps % spec.log_every == 0 || last || step == 0;
-    const bool eval_step = log_step && ((spec.eval_every > 0 && out.steps % spec.eval_every == 0) || last);
+    const bool eval_step =
+        log_step && ((spec.eval_every > 0 && out.steps % spec.eval_every == 0) || last);
     // Every rank stops at the same step when any of them is asked to.
-    const bool preempt = dp.max(preemption_requested() || out.steps == spec.stop_after_steps ? 1.0 : 0.0) > 0;
-    const bool ckpt_step = (spec.checkpoint_every > 0 && out.steps % spec.checkpoint_every == 0) || last || preempt;
+    const bool preempt =
+        dp.max(preemption_requested() || out.steps == spec.stop_after_steps ? 1.0 : 0.0) > 0;
+    const bool ckpt_step =
+        (spec.checkpoint_every > 0 && out.steps % spec.checkpoint_every == 0) || last || preempt;
     const auto since_line = Clock::now() - last_line;
     const bool line_due = dp.is_main() && (tty ? since_line > std::chrono::milliseconds(500)
                                                : since_line > std::chrono::seconds(10));
     // Whether to read the device values: every rank decides alike (log and checkpoint steps are
     // common; a progress line on rank 0 alone needs no collective).
     if (log_step || ckpt_step || line_due || last) {
-      const std::vector<double> read = read_scalars({loss_sum, aux_sum, gnorm, first_bad.to(torch::kFloat64)});
+      const std::vector<double> read =
+          read_scalars({loss_sum, aux_sum, gnorm, first_bad.to(torch::kFloat64)});
       if (log_step || ckpt_step) check_finite(read);
       out.final_loss = log_step ? dp.mean(read[0]) : read[0];
       if (out.steps > timed_from) {
@@ -279,8 +297,11 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
         out.tokens_per_s = double((out.steps - timed_from) * tokens_per_step) / secs;
       }
       if (log_step) {
-        std::map<std::string, double> v = {{"loss", out.final_loss}, {"lr", lr}, {"grad_norm", read[2]},
-                                           {"tokens", double(out.tokens)}, {"tokens_per_s", out.tokens_per_s},
+        std::map<std::string, double> v = {{"loss", out.final_loss},
+                                           {"lr", lr},
+                                           {"grad_norm", read[2]},
+                                           {"tokens", double(out.tokens)},
+                                           {"tokens_per_s", out.tokens_per_s},
                                            {"aux_loss", dp.mean(read[1])}};
         add_router_metrics(stats, v);
         if (eval_step) {
@@ -301,13 +322,14 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
       for (const auto& p : model->parameters()) finite.push_back(torch::isfinite(p).all());
       if (!torch::stack(finite).all().item<bool>()) {
         throw StageError("parameters became non-finite at step " + std::to_string(out.steps) +
-                             "; training stopped, the last good checkpoint (" + last_good + ") is kept",
+                             "; training stopped, the last good checkpoint (" + last_good +
+                             ") is kept",
                          "lower optim.lr, raise optim.warmup or enable optim.grad_clip");
       }
       last_good = "step " + std::to_string(out.steps);
       if (dp.is_main()) {
-        save_training_checkpoint(ckpt_dir, model, *opt, meta.extra, out.steps, init_tokens + out.tokens,
-                                 init_tokens);
+        save_training_checkpoint(ckpt_dir, model, *opt, meta.extra, out.steps,
+                                 init_tokens + out.tokens, init_tokens);
       }
     }
     if (preempt && !last) {

@@ -5,15 +5,16 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "stages/arch/upcycle_config.h"
 #include "stages/io/checkpoint.h"
 #include "stages/model/transformer.h"
-#include "stages/arch/upcycle_config.h"
 
 namespace upcycle::stages {
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 void check_same_shape(const ModelConfig& a, const ModelConfig& b, const std::string& a_dir,
@@ -59,7 +60,8 @@ UpcycleResult upcycle_dense(const UpcycleSpec& spec) {
     check_same_shape(metas[0].model, metas[i].model, spec.inputs[0], spec.inputs[i]);
   }
   const int64_t n = static_cast<int64_t>(dense.size());
-  if (spec.extra_seed_experts < 0 || (spec.extra_seed_experts > 0 && spec.method != UpcycleMethod::kBtx)) {
+  if (spec.extra_seed_experts < 0 ||
+      (spec.extra_seed_experts > 0 && spec.method != UpcycleMethod::kBtx)) {
     throw StageError("extra_seed_experts is for method btx only, and must be >= 0");
   }
   std::vector<double> w = spec.average_weights;
@@ -71,7 +73,8 @@ UpcycleResult upcycle_dense(const UpcycleSpec& spec) {
 
   UpcycleResult out;
   try {
-    out.config = upcycled_config(spec.method, metas[0].model, spec.mixture, n + spec.extra_seed_experts);
+    out.config =
+        upcycled_config(spec.method, metas[0].model, spec.mixture, n + spec.extra_seed_experts);
   } catch (const core::FieldError& e) {
     throw StageError("upcycled model: " + std::string(e.what()));
   }

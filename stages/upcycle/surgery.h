@@ -3,19 +3,20 @@
 //   bam:    attention expert i and FFN expert i are dense model i's; embeddings and norms averaged;
 //           shared K/V (kv: shared) averaged, or taken from the first model (the seed)
 //   btx:    FFN expert i is dense model i's; attention and everything else averaged
-//   sparse: one dense model; its FFN cut into G shards along the hidden dimension and the set repeated
-//           E times (expert j holds shard j mod G; G = 1 is Komatsuzaki's plain copy), attention and
-//           the rest copied. NVIDIA's virtual groups give experts g·G..g·G+G-1 (one full set of shards)
-//           the same router row, so top-G picks a whole set; weight scaling undoes the 1/scale that
-//           routing puts on the output at step 0 (moe_activation_scale).
+//   sparse: one dense model; its FFN cut into G shards along the hidden dimension and the set
+//   repeated
+//           E times (expert j holds shard j mod G; G = 1 is Komatsuzaki's plain copy), attention
+//           and the rest copied. NVIDIA's virtual groups give experts g·G..g·G+G-1 (one full set of
+//           shards) the same router row, so top-G picks a whole set; weight scaling undoes the
+//           1/scale that routing puts on the output at step 0 (moe_activation_scale).
 // Routers are new, drawn from N(0, router_init_std^2) with the given seed.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "stages/io/safetensors.h"
 #include "stages/arch/config.h"
+#include "stages/io/safetensors.h"
 #include "stages/spec/upcycle.h"
 
 namespace upcycle::stages {

@@ -1,7 +1,7 @@
-// Strings from the store reach gnuplot, LaTeX and HTML only through one escaping function per target
-// (analysis/plots.h gnuplot_quote, analysis/render.h latex_escape and html_escape). A store whose run,
-// stage and model names carry shell, gnuplot, LaTeX and HTML payloads is plotted, tabulated and
-// reported: nothing runs (no file appears), and the text comes out literally.
+// Strings from the store reach gnuplot, LaTeX and HTML only through one escaping function per
+// target (analysis/plots.h gnuplot_quote, analysis/render.h latex_escape and html_escape). A store
+// whose run, stage and model names carry shell, gnuplot, LaTeX and HTML payloads is plotted,
+// tabulated and reported: nothing runs (no file appears), and the text comes out literally.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -48,7 +48,8 @@ class InjectionTest : public ::testing::Test {
   }
   void TearDown() override {
     for (const auto& [p, marker] : kPayloads) {
-      if (!marker.empty()) EXPECT_FALSE(std::filesystem::exists(dir_ / marker)) << "the payload ran: " << p;
+      if (!marker.empty())
+        EXPECT_FALSE(std::filesystem::exists(dir_ / marker)) << "the payload ran: " << p;
     }
     std::filesystem::current_path(old_);
   }
@@ -56,23 +57,27 @@ class InjectionTest : public ::testing::Test {
   std::filesystem::path old_;
 };
 
-// One run named `run`: a train job (stage `stage`) with loss curves, an eval job with perplexities of
-// model `model` on two domains.
-void fill(Store& s, const std::string& dir, const std::string& run, const std::string& stage, const std::string& model) {
+// One run named `run`: a train job (stage `stage`) with loss curves, an eval job with perplexities
+// of model `model` on two domains.
+void fill(Store& s, const std::string& dir, const std::string& run, const std::string& stage,
+          const std::string& model) {
   const int64_t id = s.upsert_run({"rk", "exp", run, "{}"});
   const std::string train_dir = dir + "/train";
   core::make_dirs(train_dir);
   {
     core::JsonlMetricSink sink(train_dir + "/" + core::kMetricsFile);
-    for (int step = 1; step <= 4; ++step) sink.log(step, {{"tokens", 100.0 * step}, {"loss", 5.0 - step}, {"val_loss", 5.5 - step}});
+    for (int step = 1; step <= 4; ++step)
+      sink.log(step, {{"tokens", 100.0 * step}, {"loss", 5.0 - step}, {"val_loss", 5.5 - step}});
   }
-  s.upsert_job(id, {0, "train-key", stage, "train", "", 0, std::nullopt, train_dir, "", "", "", "{}", ""});
+  s.upsert_job(
+      id, {0, "train-key", stage, "train", "", 0, std::nullopt, train_dir, "", "", "", "{}", ""});
   core::JobResult t;
   t.key = "train-key";
   s.ingest_job(t.key, train_dir, t);
   const std::string eval_dir = dir + "/eval";
   core::make_dirs(eval_dir);
-  s.upsert_job(id, {0, "eval-key", "eval", "eval", "", 0, std::nullopt, eval_dir, "", "", "", "{}", ""});
+  s.upsert_job(
+      id, {0, "eval-key", "eval", "eval", "", 0, std::nullopt, eval_dir, "", "", "", "{}", ""});
   core::JobResult r;
   r.key = "eval-key";
   r.evals.push_back({model, "ppl/general", "ppl", 12.5, 0.1, 1000, "none", std::nullopt});
@@ -101,7 +106,8 @@ TEST_F(InjectionTest, PlotsTablesAndTheReportShowPayloadsLiterally) {
   EXPECT_NE(latex.find("100\\% \\& \\$x\\_1 \\#\\{"), std::string::npos) << latex;
   const std::string html = render_table(t, Format::kHtml);
   EXPECT_EQ(html.find("</script><script>"), std::string::npos);
-  EXPECT_NE(html.find("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos) << html;
+  EXPECT_NE(html.find("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos)
+      << html;
   const std::string report = core::read_file(write_report(s, {run}, dir_ / "report"));
   EXPECT_EQ(report.find("</script><script>alert(1)"), std::string::npos);
   EXPECT_NE(report.find("Run run $(touch SHELL)`touch BACKQUOTE`"), std::string::npos);

@@ -27,14 +27,17 @@ class QueryTest : public ::testing::Test {
       std::string train_dir = dir_ / (run + "-train"), eval_dir = dir_ / (run + "-eval");
       core::make_dirs(train_dir);
       core::make_dirs(eval_dir);
-      store_->upsert_job(id, {0, run + "t", "bam_dm", "train", "", 0, std::nullopt, train_dir, "", "", "", "{}"});
+      store_->upsert_job(
+          id, {0, run + "t", "bam_dm", "train", "", 0, std::nullopt, train_dir, "", "", "", "{}"});
       core::JsonlMetricSink(train_dir + "/metrics.jsonl").log(5, {{"tokens", 1000.0 * seed}});
       store_->ingest_job(run + "t", train_dir, core::JobResult{});
-      store_->upsert_job(id, {0, run + "e", "eval", "eval", "", 0, std::nullopt, eval_dir, "", "", "", "{}"});
+      store_->upsert_job(
+          id, {0, run + "e", "eval", "eval", "", 0, std::nullopt, eval_dir, "", "", "", "{}"});
       core::JobResult r;
       for (const char* model : {"seed", "bam_dm"}) {
         for (const char* d : {"code", "math"}) {
-          r.evals.push_back({model, std::string("ppl/") + d, "ppl", 10.0 * seed + (d[0] == 'c'), 0.1, 64, "none", std::nullopt});
+          r.evals.push_back({model, std::string("ppl/") + d, "ppl", 10.0 * seed + (d[0] == 'c'),
+                             0.1, 64, "none", std::nullopt});
         }
       }
       store_->ingest_job(run + "e", eval_dir, r);
@@ -59,8 +62,9 @@ class QueryTest : public ::testing::Test {
 TEST_F(QueryTest, EmptyWhereSelectsEverything) { EXPECT_EQ(rows("").size(), 8u); }
 
 TEST_F(QueryTest, OrAndParenthesesAndNot) {
-  EXPECT_EQ(rows("model = 'bam_dm' AND (task = 'ppl/code' OR value < 15)"),
-            (std::set<std::string>{"r1:bam_dm:ppl/code", "r1:bam_dm:ppl/math", "r2:bam_dm:ppl/code"}));
+  EXPECT_EQ(
+      rows("model = 'bam_dm' AND (task = 'ppl/code' OR value < 15)"),
+      (std::set<std::string>{"r1:bam_dm:ppl/code", "r1:bam_dm:ppl/math", "r2:bam_dm:ppl/code"}));
   EXPECT_EQ(rows("NOT model = seed AND run = r2 AND task LIKE '%math'"),
             (std::set<std::string>{"r2:bam_dm:ppl/math"}));
 }
@@ -92,8 +96,10 @@ TEST_F(QueryTest, ParamsCompareNumericallyAndWithIn) {
 }
 
 TEST_F(QueryTest, MetricsOfTheJobThatTrainedTheModel) {
-  EXPECT_EQ(rows("metrics.tokens > 1500"), (std::set<std::string>{"r2:bam_dm:ppl/code", "r2:bam_dm:ppl/math"}));
-  EXPECT_TRUE(rows("metrics.tokens > 1500 AND model = seed").empty());  // seed has no training job here
+  EXPECT_EQ(rows("metrics.tokens > 1500"),
+            (std::set<std::string>{"r2:bam_dm:ppl/code", "r2:bam_dm:ppl/math"}));
+  EXPECT_TRUE(
+      rows("metrics.tokens > 1500 AND model = seed").empty());  // seed has no training job here
 }
 
 TEST_F(QueryTest, RunRestrictionAndValuesThatLookLikeSql) {
@@ -111,7 +117,8 @@ TEST_F(QueryTest, ErrorsNameTheColumn) {
     }
     return std::string();
   };
-  EXPECT_EQ(message("value > 3 AND modle = x"), "--where: column 15: unknown field 'modle'; did you mean 'model'?");
+  EXPECT_EQ(message("value > 3 AND modle = x"),
+            "--where: column 15: unknown field 'modle'; did you mean 'model'?");
   EXPECT_NE(message("(model = x").find("column 11: expected ')'"), std::string::npos);
   EXPECT_NE(message("model ~ x").find("column 7"), std::string::npos);
   EXPECT_NE(message("model = 'x").find("unterminated string"), std::string::npos);

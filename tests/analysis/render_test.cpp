@@ -12,7 +12,8 @@ namespace {
 tracking::ResultSet sample() {
   tracking::ResultSet rs;
   rs.columns = {"model", "ppl", "n"};
-  rs.rows = {{std::string("seed"), 23.98, int64_t(10)}, {std::string("a,\"b\""), std::monostate{}, int64_t(2)}};
+  rs.rows = {{std::string("seed"), 23.98, int64_t(10)},
+             {std::string("a,\"b\""), std::monostate{}, int64_t(2)}};
   return rs;
 }
 

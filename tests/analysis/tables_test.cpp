@@ -1,6 +1,7 @@
 // The paper tables over a store filled by hand: seeds pooled as mean ± sample std (checked against
 // values worked out here), the best value marked, the paper's relative numbers (BAM Table 1: BAM DM
-// against BTX = 9.70 / 10.72 - 1 = -9.5%), missing results and unfinished jobs shown, and every format.
+// against BTX = 9.70 / 10.72 - 1 = -9.5%), missing results and unfinished jobs shown, and every
+// format.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,8 +11,8 @@
 #include "analysis/paper.h"
 #include "analysis/tables.h"
 #include "core/atomic_file.h"
-#include "core/metric_sink.h"
 #include "core/error.h"
+#include "core/metric_sink.h"
 #include "tests/support/temp_dir.h"
 
 namespace upcycle::analysis {
@@ -21,11 +22,12 @@ using tracking::Store;
 
 // One run per seed of experiment "exp" (sweep point {"seed": s}); each run's eval job has the given
 // perplexities: model -> {general, code}.
-void add_run(Store& s, const std::string& dir, int seed, const std::map<std::string, std::pair<double, double>>& ppl,
+void add_run(Store& s, const std::string& dir, int seed,
+             const std::map<std::string, std::pair<double, double>>& ppl,
              const std::string& eval_status = "done", const std::string& seed_group = "") {
   const std::string name = "exp/seed=" + std::to_string(seed);
-  int64_t run = s.upsert_run({"rk" + std::to_string(seed), "exp", name, "{\"seed\":\"" + std::to_string(seed) + "\"}",
-                              seed_group});
+  int64_t run = s.upsert_run({"rk" + std::to_string(seed), "exp", name,
+                              "{\"seed\":\"" + std::to_string(seed) + "\"}", seed_group});
   const std::string key = "eval" + std::to_string(seed), job_dir = dir + "/" + key;
   core::make_dirs(job_dir);
   s.upsert_job(run, {0, key, "eval", "eval", "", 0, std::nullopt, job_dir, "", "", "", "{}", ""});
@@ -39,7 +41,8 @@ void add_run(Store& s, const std::string& dir, int seed, const std::map<std::str
     r.evals.push_back({model, "ppl/general", "ppl", v.first, 0.1, 1000, "none", std::nullopt});
     r.evals.push_back({model, "ppl/code", "ppl", v.second, 0.1, 1000, "none", std::nullopt});
     r.evals.push_back({model, "cont/code", "acc", v.second / 100, 0.05, 100, "none", std::nullopt});
-    r.evals.push_back({model, "ppl/general", "bpb", v.first / 10, 0.01, 1000, "none", std::nullopt});
+    r.evals.push_back(
+        {model, "ppl/general", "bpb", v.first / 10, 0.01, 1000, "none", std::nullopt});
     r.evals.push_back({model, "ppl/code", "bpb", v.second / 10, 0.01, 1000, "none", std::nullopt});
   }
   s.ingest_job(key, job_dir, r);
@@ -96,10 +99,12 @@ TEST(TablesTest, SeedsArePooledAsMeanAndSampleStd) {
   // Ours against our BTX (avg 13): 11.25 / 13 - 1.
   EXPECT_NEAR(cell(t.data, "bam_dm", "change_vs_reference_pct"), 100 * (11.25 / 13 - 1), 1e-9);
   // The paper's BAM DM (Expert KV) against its BTX: 9.70 / 10.72 - 1.
-  EXPECT_NEAR(cell(t.data, "bam_dm", "paper_change_vs_reference_pct"), 100 * (9.70 / 10.72 - 1), 1e-9);
+  EXPECT_NEAR(cell(t.data, "bam_dm", "paper_change_vs_reference_pct"), 100 * (9.70 / 10.72 - 1),
+              1e-9);
   const std::string text = render_table(t, Format::kTable);
   EXPECT_NE(text.find("22.00 ± 2.00"), std::string::npos) << text;
-  EXPECT_NE(text.find("19.00 ± 1.00*"), std::string::npos) << "the best general is marked:\n" << text;
+  EXPECT_NE(text.find("19.00 ± 1.00*"), std::string::npos) << "the best general is marked:\n"
+                                                           << text;
   EXPECT_NE(text.find("-9.5%"), std::string::npos) << text;
   EXPECT_NE(text.find("3 seeds"), std::string::npos) << text;
   // The paper's rows this run has no model for are listed, not dropped.
@@ -114,8 +119,10 @@ TEST(TablesTest, AFailedRunIsShownAndOnlyFinishedSeedsArePooled) {
   Table t = perplexity_table(s, "exp/seed=1");
   EXPECT_DOUBLE_EQ(cell(t.data, "bam_dm", "general"), 18.0);
   const std::string text = render_table(t, Format::kTable);
-  EXPECT_NE(text.find("run exp/seed=2: job eval is failed (out of memory); its results are missing here"),
-            std::string::npos) << text;
+  EXPECT_NE(
+      text.find("run exp/seed=2: job eval is failed (out of memory); its results are missing here"),
+      std::string::npos)
+      << text;
   EXPECT_NE(text.find("2 seeds"), std::string::npos) << text;
 }
 
@@ -139,18 +146,23 @@ TEST(TablesTest, FormatsCarryTheSameTable) {
   EXPECT_FALSE(json["notes"].empty());
 }
 
-// The LaTeX form compiles: pdflatex (Debian's texlive-latex-base, which scripts/setup.sh installs) on a
-// document holding the table, with the characters that need escaping in its labels.
+// The LaTeX form compiles: pdflatex (Debian's texlive-latex-base, which scripts/setup.sh installs)
+// on a document holding the table, with the characters that need escaping in its labels.
 TEST(TablesTest, LatexCompilesWithPdflatex) {
-  if (std::system("command -v pdflatex >/dev/null 2>&1") != 0) GTEST_SKIP() << "pdflatex is not installed";
+  if (std::system("command -v pdflatex >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "pdflatex is not installed";
   testing::TempDir dir;
   Store s(dir / "store.sqlite");
   add_run(s, dir.path(), 1, {{"bam_dm", {18, 3}}, {"btx_dm", {20, 4}}, {"a&b_%#{}~^\\x", {21, 5}}});
   add_run(s, dir.path(), 2, {{"bam_dm", {19, 3}}, {"btx_dm", {21, 4}}, {"a&b_%#{}~^\\x", {22, 5}}});
-  const std::string doc = "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{graphicx}\n\\begin{document}\n\\resizebox{\\textwidth}{!}{" +
-                          render_table(perplexity_table(s, "exp/seed=1"), Format::kLatex) + "}\n\\end{document}\n";
+  const std::string doc =
+      "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{graphicx}\n\\begin{"
+      "document}\n\\resizebox{\\textwidth}{!}{" +
+      render_table(perplexity_table(s, "exp/seed=1"), Format::kLatex) + "}\n\\end{document}\n";
   core::write_file_atomic(dir / "t.tex", doc);
-  const std::string cmd = "cd '" + dir.path() + "' && pdflatex -interaction=nonstopmode -halt-on-error t.tex > t.out 2>&1";
+  const std::string cmd =
+      "cd '" + dir.path() +
+      "' && pdflatex -interaction=nonstopmode -halt-on-error t.tex > t.out 2>&1";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << core::read_file(dir / "t.out");
   EXPECT_TRUE(std::filesystem::exists(dir / "t.pdf"));
 }
@@ -159,9 +171,11 @@ TEST(TablesTest, DownstreamShowsTheStderrOfOneRun) {
   testing::TempDir dir;
   Store s(dir / "store.sqlite");
   add_run(s, dir.path(), 1, {{"bam_dm", {18, 30}}});
-  // lm-evaluation-harness reports "N/A" for some stderrs (stored as NULL), and integer-valued scores.
+  // lm-evaluation-harness reports "N/A" for some stderrs (stored as NULL), and integer-valued
+  // scores.
   int64_t run = s.upsert_run({"rk9", "exp", "harness", "{}"});
-  s.upsert_job(run, {0, "h", "harness", "command", "", 0, std::nullopt, dir / "h", "", "", "", "{}", ""});
+  s.upsert_job(
+      run, {0, "h", "harness", "command", "", 0, std::nullopt, dir / "h", "", "", "", "{}", ""});
   core::make_dirs(dir / "h");
   core::JobResult r;
   r.key = "h";
@@ -170,7 +184,9 @@ TEST(TablesTest, DownstreamShowsTheStderrOfOneRun) {
   const std::string text = render_table(downstream_table(s, "exp/seed=1"), Format::kTable);
   EXPECT_NE(text.find("0.300 ± 0.050"), std::string::npos) << text;
   const std::string harness = render_table(downstream_table(s, "harness"), Format::kTable);
-  EXPECT_NE(harness.find("| 1.000*"), std::string::npos) << "no ± for a stderr the harness did not give:\n" << harness;
+  EXPECT_NE(harness.find("| 1.000*"), std::string::npos)
+      << "no ± for a stderr the harness did not give:\n"
+      << harness;
 }
 
 // NVIDIA's ablation table: final validation losses against continued dense training, beside the
@@ -179,10 +195,12 @@ TEST(TablesTest, ValidationLossBesideNvidiasTable1) {
   testing::TempDir dir;
   Store s(dir / "store.sqlite");
   int64_t run = s.upsert_run({"rk", "exp", "r", "{}"});
-  for (const auto& [stage, loss] : std::vector<std::pair<std::string, double>>{{"dense_cm", 4.0}, {"sparse_e8g8t8", 3.8}}) {
+  for (const auto& [stage, loss] :
+       std::vector<std::pair<std::string, double>>{{"dense_cm", 4.0}, {"sparse_e8g8t8", 3.8}}) {
     const std::string job_dir = dir / stage;
     core::make_dirs(job_dir);
-    s.upsert_job(run, {0, stage, stage, "train", "", 0, std::nullopt, job_dir, "", "", "", "{}", ""});
+    s.upsert_job(run,
+                 {0, stage, stage, "train", "", 0, std::nullopt, job_dir, "", "", "", "{}", ""});
     core::JsonlMetricSink sink(job_dir + "/metrics.jsonl");
     sink.log(1, {{"loss", 5.0}, {"tokens", 1000}, {"val_loss", loss + 0.5}});
     sink.log(2, {{"loss", 4.5}, {"tokens", 2000}, {"val_loss", loss}});
@@ -194,7 +212,8 @@ TEST(TablesTest, ValidationLossBesideNvidiasTable1) {
   EXPECT_DOUBLE_EQ(cell(t.data, "sparse_e8g8t8", "val_loss"), 3.8);
   EXPECT_DOUBLE_EQ(cell(t.data, "sparse_e8g8t8", "tokens"), 2000);
   EXPECT_NEAR(cell(t.data, "sparse_e8g8t8", "change_vs_reference_pct"), -5.0, 1e-9);
-  EXPECT_NEAR(cell(t.data, "sparse_e8g8t8", "paper_change_vs_reference_pct"), 100 * (1.320 / 1.377 - 1), 1e-9);
+  EXPECT_NEAR(cell(t.data, "sparse_e8g8t8", "paper_change_vs_reference_pct"),
+              100 * (1.320 / 1.377 - 1), 1e-9);
 }
 
 TEST(TablesTest, MissingThingsAreNamed) {
@@ -212,7 +231,8 @@ TEST(TablesTest, MissingThingsAreNamed) {
     make_table(s, "ppl", "exp/seed=1");
     FAIL();
   } catch (const StoreError& e) {
-    EXPECT_NE(std::string(e.what()).find("has no perplexity results"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("has no perplexity results"), std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(make_table(s, "ppl", "nosuch"), StoreError);
 }

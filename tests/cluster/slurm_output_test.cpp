@@ -1,5 +1,6 @@
-// The parsers of what Slurm prints, on lines copied from slurm 22.05 (Debian 12) and on odd ones: arrays
-// pending and running, signals in exit codes, states with suffixes, values with '=' in them, garbage.
+// The parsers of what Slurm prints, on lines copied from slurm 22.05 (Debian 12) and on odd ones:
+// arrays pending and running, signals in exit codes, states with suffixes, values with '=' in them,
+// garbage.
 #include "cluster/slurm_output.h"
 
 #include <gtest/gtest.h>
@@ -8,19 +9,24 @@ namespace upcycle::cluster {
 namespace {
 
 const char* kScontrol =
-    "JobId=41 JobName=upc-aaaa UserId=root(0) GroupId=root(0) Priority=1 JobState=COMPLETED Reason=None "
+    "JobId=41 JobName=upc-aaaa UserId=root(0) GroupId=root(0) Priority=1 JobState=COMPLETED "
+    "Reason=None "
     "Dependency=(null) Requeue=1 Restarts=0 ExitCode=0:0 Comment=upcycle:/runs/jobs/aa/aaaa "
     "Command=/runs/slurm/upc-aaaa.sbatch WorkDir=/work dir with spaces\n"
-    "JobId=42 ArrayJobId=42 ArrayTaskId=2-3%1 JobName=upc-bbbb JobState=PENDING Reason=JobArrayTaskLimit "
+    "JobId=42 ArrayJobId=42 ArrayTaskId=2-3%1 JobName=upc-bbbb JobState=PENDING "
+    "Reason=JobArrayTaskLimit "
     "Restarts=0 ExitCode=0:0\n"
-    "JobId=43 ArrayJobId=42 ArrayTaskId=1 JobName=upc-bbbb JobState=RUNNING Reason=None Restarts=2 ExitCode=0:0\n"
+    "JobId=43 ArrayJobId=42 ArrayTaskId=1 JobName=upc-bbbb JobState=RUNNING Reason=None Restarts=2 "
+    "ExitCode=0:0\n"
     "JobId=44 ArrayJobId=42 ArrayTaskId=0 JobName=upc-bbbb JobState=FAILED Reason=NonZeroExitCode "
     "Restarts=0 ExitCode=75:0\n"
-    "JobId=45 JobName=upc-cccc JobState=CANCELLED Reason=DependencyNeverSatisfied ExitCode=0:9 Restarts=x\n"
+    "JobId=45 JobName=upc-cccc JobState=CANCELLED Reason=DependencyNeverSatisfied ExitCode=0:9 "
+    "Restarts=x\n"
     "   Continuation lines of a non -o listing are ignored\n";
 
 TEST(SlurmOutputTest, ScontrolLinesGiveEachIdItsState) {
-  const auto s = scontrol_statuses(kScontrol, {"41", "42_3", "42_2", "42_1", "42_0", "45", "46", "42_9"});
+  const auto s =
+      scontrol_statuses(kScontrol, {"41", "42_3", "42_2", "42_1", "42_0", "45", "46", "42_9"});
   ASSERT_EQ(s.size(), 6u);  // 46 and task 9 are unknown to the controller
   EXPECT_EQ(s.at("41").state, SlurmState::kDone);
   EXPECT_EQ(s.at("42_3").raw, "PENDING");
@@ -62,8 +68,9 @@ TEST(SlurmOutputTest, IntegersAreCheckedNeverWrapped) {
 }
 
 TEST(SlurmOutputTest, SacctLines) {
-  const auto s = sacct_statuses("41|COMPLETED|0:0\n42_1|CANCELLED by 0|0:15\n42_2|TIMEOUT|0:1\n"
-                                "|RUNNING|0:0\ngarbage\n43|OUT_OF_MEMORY|0:125\n");
+  const auto s = sacct_statuses(
+      "41|COMPLETED|0:0\n42_1|CANCELLED by 0|0:15\n42_2|TIMEOUT|0:1\n"
+      "|RUNNING|0:0\ngarbage\n43|OUT_OF_MEMORY|0:125\n");
   ASSERT_EQ(s.size(), 4u);
   EXPECT_EQ(s.at("41").state, SlurmState::kDone);
   EXPECT_EQ(s.at("42_1").raw, "CANCELLED");
@@ -77,7 +84,9 @@ TEST(SlurmOutputTest, SbatchAndSqueue) {
   EXPECT_EQ(sbatch_job_id("1234;cluster-a\n"), "1234");
   EXPECT_EQ(sbatch_job_id("Submitted batch job 1234\n"), "");
   EXPECT_EQ(sbatch_job_id(""), "");
-  const std::string q = "51|51|upcycle:/runs/jobs/aa\n53|52|upcycle:/runs/jobs/bb\nbroken line\n54|54|upcycle:/other|x\n";
+  const std::string q =
+      "51|51|upcycle:/runs/jobs/aa\n53|52|upcycle:/runs/jobs/bb\nbroken "
+      "line\n54|54|upcycle:/other|x\n";
   EXPECT_EQ(squeue_job_with_comment(q, "upcycle:/runs/jobs/bb"), "52");  // the array's id
   EXPECT_EQ(squeue_job_with_comment(q, "upcycle:/runs/jobs/cc"), std::nullopt);
   EXPECT_EQ(squeue_job_with_comment(q, "upcycle:/other"), std::nullopt);
@@ -89,7 +98,8 @@ TEST(SlurmOutputTest, StateNames) {
   }
   EXPECT_EQ(state_of("COMPLETED"), SlurmState::kDone);
   EXPECT_EQ(state_of("CANCELLED+"), SlurmState::kCancelled);
-  for (const char* f : {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", ""}) {
+  for (const char* f :
+       {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", ""}) {
     EXPECT_EQ(state_of(f), SlurmState::kFailed) << f;
   }
 }

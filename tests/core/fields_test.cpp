@@ -22,7 +22,8 @@ struct Spec {
 };
 
 const Fields<Inner>& inner_fields() {
-  static const Fields<Inner> f = Fields<Inner>().number("rate", &Inner::rate, {0, 1, false, true}, "a rate");
+  static const Fields<Inner> f =
+      Fields<Inner>().number("rate", &Inner::rate, {0, 1, false, true}, "a rate");
   return f;
 }
 
@@ -48,13 +49,19 @@ std::string error_of(const nlohmann::json& j) {
 
 TEST(FieldsTest, OneDeclarationReadsWritesAndKeys) {
   Spec s;
-  spec_fields().read(JsonSource({{"steps", 7}, {"mode", "exact"}, {"path", "/x"}, {"inner", {{"rate", 0.25}}}}), s);
+  spec_fields().read(
+      JsonSource({{"steps", 7}, {"mode", "exact"}, {"path", "/x"}, {"inner", {{"rate", 0.25}}}}),
+      s);
   EXPECT_EQ(s.steps, 7);
   EXPECT_EQ(s.mode, Mode::kExact);
   EXPECT_TRUE(s.on);  // absent: the struct's default
   EXPECT_EQ(s.inner.rate, 0.25);
   const nlohmann::json out = spec_fields().to_json(s);
-  EXPECT_EQ(out, nlohmann::json({{"steps", 7}, {"mode", "exact"}, {"on", true}, {"path", "/x"}, {"inner", {{"rate", 0.25}}}}));
+  EXPECT_EQ(out, nlohmann::json({{"steps", 7},
+                                 {"mode", "exact"},
+                                 {"on", true},
+                                 {"path", "/x"},
+                                 {"inner", {{"rate", 0.25}}}}));
   nlohmann::json key = out;
   key.erase("path");  // not keyed: a path follows from input keys
   EXPECT_EQ(spec_fields().key_material(s), key);
@@ -68,7 +75,8 @@ TEST(FieldsTest, BadValuesAreErrorsAtTheirKey) {
   EXPECT_EQ(error_of({{"steps", 2.5}}), "steps: expected an integer, got 2.5");
   EXPECT_EQ(error_of({{"mode", "slow"}}), "mode: 'slow' is not allowed; expected fast or exact");
   EXPECT_EQ(error_of({{"inner", {{"rate", 1.0}}}}), "inner.rate: must be in [0, 1)");
-  EXPECT_EQ(error_of({{"inner", {{"rat", 1.0}}}}), "inner.rat: unknown field; did you mean 'rate'?");
+  EXPECT_EQ(error_of({{"inner", {{"rat", 1.0}}}}),
+            "inner.rat: unknown field; did you mean 'rate'?");
   EXPECT_EQ(error_of({{"on", "yes"}}), "on: has the wrong type (string)");
   Spec s;
   s.inner.rate = 3;
@@ -81,8 +89,8 @@ TEST(FieldsTest, BadValuesAreErrorsAtTheirKey) {
   }
 }
 
-// The docs rows come from the declarations and the struct's defaults: a field added to the table is a
-// row, a planned field is none.
+// The docs rows come from the declarations and the struct's defaults: a field added to the table is
+// a row, a planned field is none.
 TEST(FieldsTest, DocsRowsAreTheDeclarations) {
   Fields<Spec> f = spec_fields();
   auto rows = f.docs();
@@ -96,8 +104,9 @@ TEST(FieldsTest, DocsRowsAreTheDeclarations) {
   f.integer("extra", &Spec::steps, {0, 5}, "a new key");
   rows = f.docs();
   ASSERT_EQ(rows.size(), 5u);
-  EXPECT_EQ(docs_table({rows[4]}), "| key | default | allowed | meaning |\n|---|---|---|---|\n"
-                                   "| `extra` | `10` | integer in [0, 5] | a new key |\n");
+  EXPECT_EQ(docs_table({rows[4]}),
+            "| key | default | allowed | meaning |\n|---|---|---|---|\n"
+            "| `extra` | `10` | integer in [0, 5] | a new key |\n");
 }
 
 TEST(FieldsTest, AliasesAndLiftedFieldsKeepTheDeclaredRange) {

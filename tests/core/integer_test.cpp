@@ -1,5 +1,5 @@
-// core/integer.h, the one conversion of integers from outside: exact, range-checked, never a wrap, a
-// round or a partial read; and the checked arithmetic counts use.
+// core/integer.h, the one conversion of integers from outside: exact, range-checked, never a wrap,
+// a round or a partial read; and the checked arithmetic counts use.
 #include "core/integer.h"
 
 #include <gtest/gtest.h>
@@ -26,14 +26,16 @@ TEST(IntegerTest, ExactValuesWithSuffixesFractionsAndExponents) {
   EXPECT_EQ(parse_integer("3.000"), 3) << "zeros after the point are exact";
   EXPECT_EQ(parse_integer("0.3T"), 300000000000);
   EXPECT_EQ(parse_integer("007"), 7);
-  EXPECT_EQ(parse_integer("9007199254740993"), 9007199254740993) << "2^53 + 1: no trip through a double";
+  EXPECT_EQ(parse_integer("9007199254740993"), 9007199254740993)
+      << "2^53 + 1: no trip through a double";
   EXPECT_EQ(parse_integer("9223372036854775807"), kMax);
   EXPECT_EQ(parse_integer("-9223372036854775808"), kMin);
 }
 
 TEST(IntegerTest, WhatIsNotAnIntegerIsRefused) {
-  for (const char* bad : {"", "-", "k", "1kk", "0x10", "2.7", "1.5k5", "1e", "1e-1", "1 ", " 1", "1,000", "nan", "inf",
-                          "1e999", "12345678901234567890123456789012345", "4 k", "1.2.3", "١٢"}) {
+  for (const char* bad :
+       {"", "-", "k", "1kk", "0x10", "2.7", "1.5k5", "1e", "1e-1", "1 ", " 1", "1,000", "nan",
+        "inf", "1e999", "12345678901234567890123456789012345", "4 k", "1.2.3", "١٢"}) {
     EXPECT_THROW(parse_integer(bad), std::invalid_argument) << "'" << bad << "'";
   }
   EXPECT_THROW(parse_integer("4k", {}, false), std::invalid_argument) << "suffixes off";

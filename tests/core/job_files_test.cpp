@@ -17,7 +17,7 @@ TEST(JobFilesTest, ResultRoundTrips) {
   r.key = "abc";
   r.outputs = {{"checkpoint", "/x/checkpoint"}};
   r.evals = {{"seed", "ppl/code", "ppl", 12.5, 0.25, 4096, "none", std::nullopt},
-               {"seed", "arc", "acc", 0.5, std::nullopt, 10, "none", 0}};
+             {"seed", "arc", "acc", 0.5, std::nullopt, 10, "none", 0}};
   r.artifacts = {{"/x/checkpoint", "checkpoint", "00ff", 123}};
   r.wall_s = 1.5;
   r.host = "h";
@@ -56,7 +56,8 @@ TEST(JobFilesTest, AnEditedResultDoesNotMatchItsDigest) {
     read_job_result(dir.path());
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("does not match its digest"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("does not match its digest"), std::string::npos)
+        << e.what();
   }
   nlohmann::json j = nlohmann::json::parse(text);
   j.erase("digest");
@@ -73,7 +74,8 @@ TEST(JobFilesTest, ANanValueFailsTheWriteWithItsName) {
     write_job_result(dir.path(), r);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("ppl/code ppl of bam is NaN"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("ppl/code ppl of bam is NaN"), std::string::npos)
+        << e.what();
   }
   EXPECT_FALSE(read_job_result(dir.path()).has_value());
 }

@@ -47,7 +47,8 @@ TEST(OutputDirTest, UserDataIsNeverReplaced) {
   make_dirs(dir / "mine");
   write_file_atomic(dir / "mine/thesis.tex", "years of work");
   write_file_atomic(dir / "file", "a file");
-  for (const std::string& target : {dir / "mine", dir / "file", dir.path(), std::string("/"), dir / "mine/.."}) {
+  for (const std::string& target :
+       {dir / "mine", dir / "file", dir.path(), std::string("/"), dir / "mine/.."}) {
     EXPECT_THROW(write_whole(target, {true, {}}, "x"), Error) << target;
   }
   EXPECT_EQ(read_file(dir / "mine/thesis.tex"), "years of work");
@@ -64,7 +65,8 @@ TEST(OutputDirTest, ProtectedPathsAndTheirAncestorsAreNeverTargets) {
   write_file_atomic(dir / "runs/store.sqlite", "");
   const OutputRules rules{true, {{"the store", dir / "runs/store.sqlite"}}};
   EXPECT_NE(output_dir_refusal(dir / "runs", rules).find("holds the store"), std::string::npos);
-  EXPECT_NE(output_dir_refusal(dir / "runs/./store.sqlite", rules).find("is the store"), std::string::npos);
+  EXPECT_NE(output_dir_refusal(dir / "runs/./store.sqlite", rules).find("is the store"),
+            std::string::npos);
   EXPECT_NE(output_dir_refusal(dir.path(), rules).find("holds the store"), std::string::npos);
   EXPECT_EQ(output_dir_refusal(dir / "runs/export", rules), "") << "beside the store is fine";
 }

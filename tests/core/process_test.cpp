@@ -1,5 +1,5 @@
-// core/process.h, the one way the suite starts programs: exec failures come back as errors naming the
-// program, the environment and directory reach the child, output is captured, time limits hold.
+// core/process.h, the one way the suite starts programs: exec failures come back as errors naming
+// the program, the environment and directory reach the child, output is captured, time limits hold.
 #include "core/process.h"
 
 #include <gtest/gtest.h>
@@ -26,8 +26,10 @@ TEST(ProcessTest, AProgramThatCannotRunIsAnErrorNamingIt) {
     run_process({"/nonexistent/upcycle-no-such-program"});
     ADD_FAILURE() << "no error";
   } catch (const ProcessError& e) {
-    EXPECT_NE(std::string(e.what()).find("/nonexistent/upcycle-no-such-program: cannot run: No such file"),
-              std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(
+                  "/nonexistent/upcycle-no-such-program: cannot run: No such file"),
+              std::string::npos)
+        << e.what();
   }
   SpawnOptions o;
   o.argv = {"true"};

@@ -9,19 +9,19 @@ TEST(Utf8Test, AcceptsWellFormedText) {
   EXPECT_EQ(invalid_utf8_at(""), kValidUtf8);
   EXPECT_EQ(invalid_utf8_at("plain ascii\n\t"), kValidUtf8);
   EXPECT_EQ(invalid_utf8_at("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), kValidUtf8);  // é € 😀
-  EXPECT_EQ(invalid_utf8_at("\xf4\x8f\xbf\xbf"), kValidUtf8);                          // U+10FFFF
+  EXPECT_EQ(invalid_utf8_at("\xf4\x8f\xbf\xbf"), kValidUtf8);                           // U+10FFFF
 }
 
 TEST(Utf8Test, FindsTheFirstBadByte) {
   EXPECT_EQ(invalid_utf8_at("ab\xff"), 2u);
-  EXPECT_EQ(invalid_utf8_at("caf\xc3"), 3u);              // truncated
-  EXPECT_EQ(invalid_utf8_at("x\xc3(y"), 1u);              // a continuation byte missing
-  EXPECT_EQ(invalid_utf8_at("\x80"), 0u);                 // a lone continuation byte
-  EXPECT_EQ(invalid_utf8_at("\xc0\xaf"), 0u);             // overlong '/'
-  EXPECT_EQ(invalid_utf8_at("\xe0\x80\xaf"), 0u);         // overlong, three bytes
-  EXPECT_EQ(invalid_utf8_at("\xed\xa0\x80"), 0u);         // a UTF-16 surrogate
-  EXPECT_EQ(invalid_utf8_at("ok\xf4\x90\x80\x80"), 2u);   // past U+10FFFF
-  EXPECT_EQ(invalid_utf8_at("\xf8\x88\x80\x80\x80"), 0u); // five-byte forms do not exist
+  EXPECT_EQ(invalid_utf8_at("caf\xc3"), 3u);               // truncated
+  EXPECT_EQ(invalid_utf8_at("x\xc3(y"), 1u);               // a continuation byte missing
+  EXPECT_EQ(invalid_utf8_at("\x80"), 0u);                  // a lone continuation byte
+  EXPECT_EQ(invalid_utf8_at("\xc0\xaf"), 0u);              // overlong '/'
+  EXPECT_EQ(invalid_utf8_at("\xe0\x80\xaf"), 0u);          // overlong, three bytes
+  EXPECT_EQ(invalid_utf8_at("\xed\xa0\x80"), 0u);          // a UTF-16 surrogate
+  EXPECT_EQ(invalid_utf8_at("ok\xf4\x90\x80\x80"), 2u);    // past U+10FFFF
+  EXPECT_EQ(invalid_utf8_at("\xf8\x88\x80\x80\x80"), 0u);  // five-byte forms do not exist
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// `upcycle params` / `upcycle flops` / `upcycle plan` on the paper recipes, through the real binary.
+// `upcycle params` / `upcycle flops` / `upcycle plan` on the paper recipes, through the real
+// binary.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -28,7 +29,8 @@ TEST(AccountingCliTest, ParamsOfThe590mRecipeReproduceBamTable9) {
   EXPECT_EQ(total.at("bam"), 776002560);
   EXPECT_EQ(total.at("bam_shared"), 738253824);
   for (const auto& m : j) {
-    for (const char* key : {"model", "total", "active", "embedding", "attention", "ffn", "routers", "norms"}) {
+    for (const char* key :
+         {"model", "total", "active", "embedding", "attention", "ffn", "routers", "norms"}) {
       EXPECT_TRUE(m.contains(key)) << key;
     }
   }
@@ -45,29 +47,36 @@ TEST(AccountingCliTest, FlopsOfBamAtContext256MatchTable7Attention) {
 
 TEST(AccountingCliTest, ParamsOfAModelConfigFile) {
   testing::TempDir dir;
-  core::write_file_atomic(dir / "moe.yaml", "d_model: 1024\nlayers: 6\nheads: 8\nkv_heads: 8\n"
-                                            "ffn_hidden: 2048\nvocab: 256000\nattn_experts: 4\n"
-                                            "ffn_experts: 4\n");
+  core::write_file_atomic(dir / "moe.yaml",
+                          "d_model: 1024\nlayers: 6\nheads: 8\nkv_heads: 8\n"
+                          "ffn_hidden: 2048\nvocab: 256000\nattn_experts: 4\n"
+                          "ffn_experts: 4\n");
   auto j = json_of({UPCYCLE_BINARY, "params", dir / "moe.yaml", "--format", "json"});
   EXPECT_EQ(j[0]["model"], "moe");
   EXPECT_EQ(j[0]["total"].get<int64_t>(), 776002560);
   core::write_file_atomic(dir / "bad.yaml", "d_model: 1024\nheads: 8\nffn_expert: 4\n");
   auto bad = run_binary({UPCYCLE_BINARY, "params", dir / "bad.yaml"});
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_NE(bad.output.find(dir / "bad.yaml:3:1: ffn_expert: unknown key 'ffn_expert'; did you mean 'ffn_experts'?"),
-            std::string::npos) << bad.output;
+  EXPECT_NE(
+      bad.output.find(
+          dir / "bad.yaml:3:1: ffn_expert: unknown key 'ffn_expert'; did you mean 'ffn_experts'?"),
+      std::string::npos)
+      << bad.output;
 }
 
 TEST(AccountingCliTest, PaperRecipesPlan) {
   for (const char* recipe : {"bam_590m.yaml", "bam_2b.yaml"}) {
-    auto r = run_binary({UPCYCLE_BINARY, "plan", std::string(UPCYCLE_SOURCE_DIR "/recipes/paper/") + recipe, "--cost"});
+    auto r = run_binary({UPCYCLE_BINARY, "plan",
+                         std::string(UPCYCLE_SOURCE_DIR "/recipes/paper/") + recipe, "--cost"});
     EXPECT_EQ(r.exit_code, 0) << recipe << "\n" << r.output;
     // Written for Slurm: 8 GPUs per training job, time limits from the cost model (no history here:
     // the MFU assumption), and what a reproduction costs in total.
     EXPECT_NE(r.output.find("seed: "), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("(mfu, cuda x8) = "), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("GPU-h, time limit "), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find("eval: no estimate for eval jobs; time limit 12:00:00 (recipe)"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("eval: no estimate for eval jobs; time limit 12:00:00 (recipe)"),
+              std::string::npos)
+        << r.output;
     EXPECT_NE(r.output.find("  total: "), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("experts/law  [train v1]"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("matching btx_dm by flops"), std::string::npos) << r.output;

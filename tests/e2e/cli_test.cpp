@@ -14,23 +14,27 @@ TEST(CliTest, HelpListsEveryCommand) {
   auto r = run_binary({UPCYCLE_BINARY, "--help"});
   EXPECT_EQ(r.exit_code, 0);
   for (const char* cmd : {"run", "plan", "status", "query", "table", "params", "stage"}) {
-    EXPECT_NE(r.output.find(std::string("  ") + cmd + " "), std::string::npos) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find(std::string("  ") + cmd + " "), std::string::npos) << cmd << "\n"
+                                                                               << r.output;
     auto sub = run_binary({UPCYCLE_BINARY, cmd, "--help"});
     EXPECT_EQ(sub.exit_code, 0) << cmd << "\n" << sub.output;
-    EXPECT_NE(sub.output.find(std::string("usage: upcycle ") + cmd), std::string::npos) << sub.output;
+    EXPECT_NE(sub.output.find(std::string("usage: upcycle ") + cmd), std::string::npos)
+        << sub.output;
   }
 }
 
 TEST(CliTest, UnknownCommandIsAUserError) {
   auto r = run_binary({UPCYCLE_BINARY, "rnu"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.output.find("unknown command 'rnu'; did you mean 'run'?"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("unknown command 'rnu'; did you mean 'run'?"), std::string::npos)
+      << r.output;
 }
 
 TEST(CliTest, MissingRecipeNamesThePath) {
   auto r = run_binary({UPCYCLE_BINARY, "run", "/nonexistent/recipe.yaml"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.output.find("/nonexistent/recipe.yaml: recipe file not found"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("/nonexistent/recipe.yaml: recipe file not found"), std::string::npos)
+      << r.output;
 }
 
 TEST(CliTest, UnparsableYamlNamesTheLine) {
@@ -57,7 +61,8 @@ TEST(CliTest, QueryWithoutStoreSaysSo) {
 
 TEST(CliTest, PlanOfTheTinyRecipeRunsNothing) {
   testing::TempDir dir;
-  auto r = run_binary({UPCYCLE_BINARY, "plan", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml"}, dir.path());
+  auto r =
+      run_binary({UPCYCLE_BINARY, "plan", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml"}, dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("experts/code  [train v1]"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "runs"));

@@ -50,14 +50,16 @@ TEST(CommandStageTest, RunsAProgramAndIngestsItsResults) {
   auto r = run_binary({UPCYCLE_BINARY, "run", dir / "cmd.yaml"}, dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   tracking::Store store(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
-  auto rows = store.select("SELECT stage, model, task, metric, filter, value, stderr, n, n_shot FROM v_results "
-                           "ORDER BY task, metric, filter");
+  auto rows = store.select(
+      "SELECT stage, model, task, metric, filter, value, stderr, n, n_shot FROM v_results "
+      "ORDER BY task, metric, filter");
   ASSERT_EQ(rows.rows.size(), 5u);
   EXPECT_EQ(std::get<std::string>(rows.rows[0][0]), "harness/seed");
   EXPECT_EQ(std::get<std::string>(rows.rows[0][1]), "seed");
 
-  auto q = run_binary({UPCYCLE_BINARY, "query", "--where", "task = gsm8k AND filter = 'flexible-extract'",
-                       "--format", "json"}, dir.path());
+  auto q = run_binary({UPCYCLE_BINARY, "query", "--where",
+                       "task = gsm8k AND filter = 'flexible-extract'", "--format", "json"},
+                      dir.path());
   ASSERT_EQ(q.exit_code, 0) << q.output;
   auto j = nlohmann::json::parse(q.output);
   ASSERT_EQ(j.size(), 1u) << q.output;
@@ -66,15 +68,17 @@ TEST(CommandStageTest, RunsAProgramAndIngestsItsResults) {
   EXPECT_EQ(j[0]["n"].get<int>(), 100);
 
   // A failing command fails its job with the exit code in the log, and the run exits non-zero.
-  auto bad = run_binary({UPCYCLE_BINARY, "run", dir / "cmd.yaml", "stages.exists.argv=[test, -f, '{out}/nope']",
-                         "name=cmd-failing"},  // another recipe: a run name of its own
-                        dir.path());
+  auto bad = run_binary(
+      {UPCYCLE_BINARY, "run", dir / "cmd.yaml", "stages.exists.argv=[test, -f, '{out}/nope']",
+       "name=cmd-failing"},  // another recipe: a run name of its own
+      dir.path());
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("command exited with code 1"), std::string::npos) << bad.output;
 
   // Unknown placeholders are caught before anything runs, naming the line.
-  auto typo = run_binary({UPCYCLE_BINARY, "plan", dir / "cmd.yaml", "stages.exists.argv=[ls, '{chekpoint}']"},
-                         dir.path());
+  auto typo = run_binary(
+      {UPCYCLE_BINARY, "plan", dir / "cmd.yaml", "stages.exists.argv=[ls, '{chekpoint}']"},
+      dir.path());
   EXPECT_EQ(typo.exit_code, 1);
   EXPECT_NE(typo.output.find("unknown placeholder {chekpoint}"), std::string::npos) << typo.output;
 }

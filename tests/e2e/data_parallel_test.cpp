@@ -78,11 +78,14 @@ stages:
     ::setenv("RANK", std::to_string(rank).c_str(), 1);
     ::setenv("MASTER_ADDR", "127.0.0.1", 1);
     ::setenv("MASTER_PORT", port.c_str(), 1);
-    ::setenv("UPCYCLE_DDP_BUCKET_KB", "4", 1);  // dozens of gradient buckets, all-reduced during backward
-    ranks.push_back(testing::spawn_binary({UPCYCLE_BINARY, "stage", "--spec", ddp + "/spec.json"}, ddp,
-                                          ddp + "/rank" + std::to_string(rank) + ".log"));
+    ::setenv("UPCYCLE_DDP_BUCKET_KB", "4",
+             1);  // dozens of gradient buckets, all-reduced during backward
+    ranks.push_back(testing::spawn_binary({UPCYCLE_BINARY, "stage", "--spec", ddp + "/spec.json"},
+                                          ddp, ddp + "/rank" + std::to_string(rank) + ".log"));
   }
-  for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "UPCYCLE_DDP_BUCKET_KB"}) ::unsetenv(v);
+  for (const char* v :
+       {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "UPCYCLE_DDP_BUCKET_KB"})
+    ::unsetenv(v);
   for (pid_t p : ranks) {
     int status = 0;
     ::waitpid(p, &status, 0);
@@ -93,7 +96,9 @@ stages:
   EXPECT_NE(core::read_file(ddp + "/rank1.log").find("rank 1 of 2"), std::string::npos);
   std::smatch buckets;
   const std::string rank0 = core::read_file(ddp + "/rank0.log");
-  ASSERT_TRUE(std::regex_search(rank0, buckets, std::regex("data parallel: (\\d+) gradient buckets"))) << rank0;
+  ASSERT_TRUE(
+      std::regex_search(rank0, buckets, std::regex("data parallel: (\\d+) gradient buckets")))
+      << rank0;
   EXPECT_GT(std::stoi(buckets[1]), 10);
 
   auto one = losses(single), two = losses(ddp);
@@ -108,8 +113,9 @@ stages:
   EXPECT_TRUE(std::filesystem::exists(ddp + "/checkpoint/model.safetensors"));
 
   // The local executor launches the ranks itself: the same curve again.
-  auto local = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "root=runs2", "store=runs2/store.sqlite",
-                           "stages.seed.resources.processes=2"}, dir.path());
+  auto local = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "root=runs2",
+                           "store=runs2/store.sqlite", "stages.seed.resources.processes=2"},
+                          dir.path());
   ASSERT_EQ(local.exit_code, 0) << local.output;
   std::string launched;
   for (const auto& e : std::filesystem::directory_iterator(dir / "runs2/jobs")) {

@@ -21,29 +21,35 @@ double final_metric(tracking::Store& s, const std::string& stage, const std::str
 
 TEST(MethodsRecipeTest, EveryMethodTrainsAndIsEvaluatedUnderMatchedBudgets) {
   testing::TempDir dir;
-  auto r = run_binary({UPCYCLE_BINARY, "run", UPCYCLE_SOURCE_DIR "/recipes/ci/methods.yaml"}, dir.path());
+  auto r = run_binary({UPCYCLE_BINARY, "run", UPCYCLE_SOURCE_DIR "/recipes/ci/methods.yaml"},
+                      dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   tracking::Store store(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
 
   auto ppl = store.select("SELECT DISTINCT model FROM v_results WHERE metric = 'ppl'");
   std::set<std::string> models;
   for (const auto& row : ppl.rows) models.insert(std::get<std::string>(row[0]));
-  EXPECT_EQ(models, (std::set<std::string>{"seed", "experts/code", "experts/math", "btx_dm", "bam_dm",
-                                           "bam_cm", "bam_shared_cm", "sparse_cm", "dense_cm", "btm"}));
-  auto bad = store.select("SELECT COUNT(*) FROM v_results WHERE metric = 'ppl' AND NOT (value > 1 AND value < 512)");
+  EXPECT_EQ(models,
+            (std::set<std::string>{"seed", "experts/code", "experts/math", "btx_dm", "bam_dm",
+                                   "bam_cm", "bam_shared_cm", "sparse_cm", "dense_cm", "btm"}));
+  auto bad = store.select(
+      "SELECT COUNT(*) FROM v_results WHERE metric = 'ppl' AND NOT (value > 1 AND value < 512)");
   EXPECT_EQ(std::get<int64_t>(bad.rows[0][0]), 0);
 
-  // DM sees BTX's tokens; CM sees fewer where a token costs more FLOPs (soft attention experts), and
-  // the dense baseline more.
+  // DM sees BTX's tokens; CM sees fewer where a token costs more FLOPs (soft attention experts),
+  // and the dense baseline more.
   double btx = final_metric(store, "btx_dm", "tokens");
   EXPECT_EQ(final_metric(store, "bam_dm", "tokens"), btx);
   EXPECT_LT(final_metric(store, "bam_cm", "tokens"), btx);
-  EXPECT_LT(final_metric(store, "bam_cm", "tokens"), final_metric(store, "bam_shared_cm", "tokens"));
+  EXPECT_LT(final_metric(store, "bam_cm", "tokens"),
+            final_metric(store, "bam_shared_cm", "tokens"));
   EXPECT_GT(final_metric(store, "dense_cm", "tokens"), btx);
 
-  // The upcycled MoEs route: utilisation is logged for every FFN expert of BTX and sparse (E·G = 4).
-  auto util = store.select("SELECT COUNT(DISTINCT key) FROM metrics m JOIN run_jobs rj ON rj.job_id = m.job_id "
-                           "WHERE rj.stage = 'sparse_cm' AND m.key LIKE 'util/l0/e%'");
+  // The upcycled MoEs route: utilisation is logged for every FFN expert of BTX and sparse (E·G =
+  // 4).
+  auto util = store.select(
+      "SELECT COUNT(DISTINCT key) FROM metrics m JOIN run_jobs rj ON rj.job_id = m.job_id "
+      "WHERE rj.stage = 'sparse_cm' AND m.key LIKE 'util/l0/e%'");
   EXPECT_EQ(std::get<int64_t>(util.rows[0][0]), 4);
 }
 

@@ -18,7 +18,8 @@ namespace {
 using testing::run_binary;
 
 std::string find_chromium() {
-  for (const char* p : {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"}) {
+  for (const char* p :
+       {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"}) {
     if (std::filesystem::exists(p)) return p;
   }
   return "";
@@ -26,22 +27,33 @@ std::string find_chromium() {
 
 TEST(ReportBrowserTest, TheReportOfATinyRunRendersOfflineInChromium) {
   const std::string chromium = find_chromium();
-  ASSERT_FALSE(chromium.empty()) << "headless Chromium is needed (scripts/setup.sh installs Debian's chromium)";
+  ASSERT_FALSE(chromium.empty())
+      << "headless Chromium is needed (scripts/setup.sh installs Debian's chromium)";
   testing::TempDir dir;
-  auto run = run_binary({UPCYCLE_BINARY, "run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml"}, dir.path());
+  auto run =
+      run_binary({UPCYCLE_BINARY, "run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml"}, dir.path());
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const std::string html_path = dir / "runs/report/report.html";
   EXPECT_NE(run.output.find("report: runs/report/report.html"), std::string::npos) << run.output;
   ASSERT_TRUE(std::filesystem::exists(html_path));
   const std::string html = core::read_file(html_path);
   // Self-contained: no reference to anything outside the file.
-  EXPECT_FALSE(std::regex_search(html, std::regex(R"re((src|href)\s*=\s*["']?(https?:|//|file:))re"))) << "external reference";
+  EXPECT_FALSE(
+      std::regex_search(html, std::regex(R"re((src|href)\s*=\s*["']?(https?:|//|file:))re")))
+      << "external reference";
   EXPECT_EQ(html.find("url("), std::string::npos);
 
   auto browse = [&](const std::vector<std::string>& what) {
-    std::vector<std::string> argv = {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                                     "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000",
-                                     "--enable-logging=stderr", "--v=0", "--user-data-dir=" + (dir / "chromium-profile")};
+    std::vector<std::string> argv = {chromium,
+                                     "--headless",
+                                     "--no-sandbox",
+                                     "--disable-gpu",
+                                     "--disable-dev-shm-usage",
+                                     "--host-resolver-rules=MAP * ~NOTFOUND",
+                                     "--virtual-time-budget=10000",
+                                     "--enable-logging=stderr",
+                                     "--v=0",
+                                     "--user-data-dir=" + (dir / "chromium-profile")};
     argv.insert(argv.end(), what.begin(), what.end());
     argv.push_back("file://" + html_path);
     return run_binary(argv, dir.path());
@@ -49,18 +61,23 @@ TEST(ReportBrowserTest, TheReportOfATinyRunRendersOfflineInChromium) {
   auto dom = browse({"--dump-dom"});
   ASSERT_EQ(dom.exit_code, 0) << dom.output;
   // Chromium logs every console message and uncaught exception of the page as INFO:CONSOLE.
-  EXPECT_EQ(dom.output.find(":CONSOLE"), std::string::npos) << "console output from the page:\n" << dom.output;
+  EXPECT_EQ(dom.output.find(":CONSOLE"), std::string::npos) << "console output from the page:\n"
+                                                            << dom.output;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(dom.output, m, std::regex(R"re(<body data-images="(\d+)" data-images-ok="(\d+)")re")))
-      << "the page's load handler did not run:\n" << dom.output.substr(0, 2000);
+  ASSERT_TRUE(std::regex_search(
+      dom.output, m, std::regex(R"re(<body data-images="(\d+)" data-images-ok="(\d+)")re")))
+      << "the page's load handler did not run:\n"
+      << dom.output.substr(0, 2000);
   EXPECT_EQ(m[1], "4") << "loss, loss-flops, ppl and expert-util";
   EXPECT_EQ(m[2], m[1]) << "every embedded plot decodes";
-  for (const char* part : {"Perplexity per domain (BAM Table 1 (590M seed) layout)", "Downstream tasks",
-                           "Final validation loss", "BAM DM (Expert KV)", "<h3>Provenance</h3>", "runner binary sha256",
-                           "resolved recipe", "<td>bam_dm</td>"}) {
+  for (const char* part :
+       {"Perplexity per domain (BAM Table 1 (590M seed) layout)", "Downstream tasks",
+        "Final validation loss", "BAM DM (Expert KV)", "<h3>Provenance</h3>",
+        "runner binary sha256", "resolved recipe", "<td>bam_dm</td>"}) {
     EXPECT_NE(dom.output.find(part), std::string::npos) << part;
   }
-  // A screenshot: the page renders to pixels (a blank page is a few kB; this one has tables and plots).
+  // A screenshot: the page renders to pixels (a blank page is a few kB; this one has tables and
+  // plots).
   auto shot = browse({"--screenshot=" + (dir / "report.png"), "--window-size=1280,2400"});
   ASSERT_EQ(shot.exit_code, 0) << shot.output;
   const std::string png = core::read_file(dir / "report.png");

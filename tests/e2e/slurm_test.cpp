@@ -1,8 +1,9 @@
 // The Slurm executor against a real single-node Slurm (cluster/local_slurm.sh, started by the
-// slurm_cluster_start fixture; SLURM_CONF points at it): the CI recipe as an array plus dependencies
-// gives the local executor's numbers; a failed stage cancels its dependents and says why; recipe
-// values never reach a shell; a runner killed after submitting loses and repeats nothing; two ranks
-// through srun match one; a requeued train job resumes from its checkpoint to the same losses.
+// slurm_cluster_start fixture; SLURM_CONF points at it): the CI recipe as an array plus
+// dependencies gives the local executor's numbers; a failed stage cancels its dependents and says
+// why; recipe values never reach a shell; a runner killed after submitting loses and repeats
+// nothing; two ranks through srun match one; a requeued train job resumes from its checkpoint to
+// the same losses.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -16,8 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/process.h"
 #include "core/atomic_file.h"
+#include "core/process.h"
 #include "tests/support/run_binary.h"
 #include "tests/support/temp_dir.h"
 #include "tracking/store.h"
@@ -31,7 +32,8 @@ class SlurmTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* conf = std::getenv("SLURM_CONF");
-    if (!conf || !std::filesystem::exists(conf)) GTEST_SKIP() << "no local Slurm (cluster/local_slurm.sh start)";
+    if (!conf || !std::filesystem::exists(conf))
+      GTEST_SKIP() << "no local Slurm (cluster/local_slurm.sh start)";
   }
   testing::TempDir dir_;
 };
@@ -50,16 +52,21 @@ data:
 model: { d_model: 64, layers: 2, heads: 4, kv_heads: 4, ffn_hidden: 128, seq_len: 32 }
 stages:
   data: { kind: prepare }
-  seed: { kind: train, mix: { general: 0.5, code: 0.5 }, budget: { tokens: )" + tokens + R"( }, batch_size: 8,
-          log_every: 1, optim: { lr: 3e-3, warmup: 5 })" + extra_train + R"( }
+  seed: { kind: train, mix: { general: 0.5, code: 0.5 }, budget: { tokens: )" +
+         tokens + R"( }, batch_size: 8,
+          log_every: 1, optim: { lr: 3e-3, warmup: 5 })" +
+         extra_train + R"( }
 )";
 }
 
 std::map<int64_t, double> losses(const std::string& store_path, const std::string& stage) {
   tracking::Store s(store_path, tracking::Store::Mode::kReadOnly);
   std::map<int64_t, double> out;
-  for (const auto& row : s.select("SELECT m.step, m.value FROM metrics m JOIN jobs j ON j.id = m.job_id "
-                                  "WHERE j.stage = ? AND m.key = 'loss'", {stage}).rows) {
+  for (const auto& row :
+       s.select("SELECT m.step, m.value FROM metrics m JOIN jobs j ON j.id = m.job_id "
+                "WHERE j.stage = ? AND m.key = 'loss'",
+                {stage})
+           .rows) {
     out[std::get<int64_t>(row[0])] = std::get<double>(row[1]);
   }
   return out;
@@ -69,8 +76,8 @@ std::map<std::string, double> results(const std::string& store_path) {
   tracking::Store s(store_path, tracking::Store::Mode::kReadOnly);
   std::map<std::string, double> out;
   for (const auto& row : s.select("SELECT model, task, metric, value FROM v_results").rows) {
-    out[std::get<std::string>(row[0]) + " " + std::get<std::string>(row[1]) + " " + std::get<std::string>(row[2])] =
-        std::get<double>(row[3]);
+    out[std::get<std::string>(row[0]) + " " + std::get<std::string>(row[1]) + " " +
+        std::get<std::string>(row[2])] = std::get<double>(row[3]);
   }
   return out;
 }
@@ -90,10 +97,12 @@ void expect_one_attempt_per_job(const std::string& root) {
 }
 
 TEST_F(SlurmTest, TinyRecipeAsAnArrayWithDependenciesMatchesTheLocalExecutor) {
-  auto local = run_binary({UPCYCLE_BINARY, "run", kTiny, "root=local", "store=local.sqlite"}, dir_.path());
+  auto local =
+      run_binary({UPCYCLE_BINARY, "run", kTiny, "root=local", "store=local.sqlite"}, dir_.path());
   ASSERT_EQ(local.exit_code, 0) << local.output;
-  auto slurm = run_binary({UPCYCLE_BINARY, "run", kTiny, "--executor", "slurm", "--wait", "root=slurm",
-                           "--store", "slurm.sqlite"}, dir_.path());
+  auto slurm = run_binary({UPCYCLE_BINARY, "run", kTiny, "--executor", "slurm", "--wait",
+                           "root=slurm", "--store", "slurm.sqlite"},
+                          dir_.path());
   ASSERT_EQ(slurm.exit_code, 0) << slurm.output;
   EXPECT_NE(slurm.output.find("7 job(s) queued on Slurm"), std::string::npos) << slurm.output;
   const auto want = results(dir_ / "local.sqlite"), got = results(dir_ / "slurm.sqlite");
@@ -101,21 +110,28 @@ TEST_F(SlurmTest, TinyRecipeAsAnArrayWithDependenciesMatchesTheLocalExecutor) {
   ASSERT_EQ(got.size(), want.size());
   for (const auto& [k, v] : want) EXPECT_NEAR(got.at(k), v, 1e-9 * std::abs(v)) << k;
   tracking::Store s(dir_ / "slurm.sqlite", tracking::Store::Mode::kReadOnly);
-  auto ids = s.select("SELECT stage, scheduler_id FROM jobs WHERE stage LIKE 'experts/%' ORDER BY stage").rows;
+  auto ids =
+      s.select("SELECT stage, scheduler_id FROM jobs WHERE stage LIKE 'experts/%' ORDER BY stage")
+          .rows;
   ASSERT_EQ(ids.size(), 2u);
   const std::string a = std::get<std::string>(ids[0][1]), b = std::get<std::string>(ids[1][1]);
-  EXPECT_EQ(a.substr(0, a.find('_')), b.substr(0, b.find('_'))) << a << " " << b << ": the experts are one array";
+  EXPECT_EQ(a.substr(0, a.find('_')), b.substr(0, b.find('_')))
+      << a << " " << b << ": the experts are one array";
   EXPECT_EQ(a.substr(a.find('_')), "_0");
   expect_one_attempt_per_job(dir_ / "slurm");
   // Run again: everything is complete, nothing is queued.
-  auto again = run_binary({UPCYCLE_BINARY, "run", kTiny, "--executor", "slurm", "root=slurm", "--store",
-                           "slurm.sqlite"}, dir_.path());
-  EXPECT_NE(again.output.find("0 job(s) queued on Slurm, 7 already complete"), std::string::npos) << again.output;
+  auto again = run_binary({UPCYCLE_BINARY, "run", kTiny, "--executor", "slurm", "root=slurm",
+                           "--store", "slurm.sqlite"},
+                          dir_.path());
+  EXPECT_NE(again.output.find("0 job(s) queued on Slurm, 7 already complete"), std::string::npos)
+      << again.output;
 }
 
 TEST_F(SlurmTest, AFailedStageCancelsItsDependentsAndStatusSaysWhy) {
-  auto r = run_binary({UPCYCLE_BINARY, "run", kTiny, "--executor", "slurm", "--wait",
-                       "data.domains=[general, code, {name: law, sources: [/nonexistent/*]}, math]"}, dir_.path());
+  auto r =
+      run_binary({UPCYCLE_BINARY, "run", kTiny, "--executor", "slurm", "--wait",
+                  "data.domains=[general, code, {name: law, sources: [/nonexistent/*]}, math]"},
+                 dir_.path());
   EXPECT_EQ(r.exit_code, 1) << r.output;
   auto st = run_binary({UPCYCLE_BINARY, "status"}, dir_.path());
   EXPECT_NE(st.output.find("run tiny: failed"), std::string::npos) << st.output;
@@ -126,7 +142,8 @@ TEST_F(SlurmTest, AFailedStageCancelsItsDependentsAndStatusSaysWhy) {
   for (const auto& e : std::filesystem::directory_iterator(dir_ / "runs/jobs")) {
     if (!std::filesystem::exists(e.path() / "log.txt")) continue;
     ++logs;
-    EXPECT_NE(core::read_file((e.path() / "log.txt").string()).find("no documents found"), std::string::npos);
+    EXPECT_NE(core::read_file((e.path() / "log.txt").string()).find("no documents found"),
+              std::string::npos);
   }
   EXPECT_EQ(logs, 1);
 }
@@ -135,31 +152,41 @@ TEST_F(SlurmTest, RecipeValuesReachSlurmLiterallyOrAreRefusedNamingTheKey) {
   const std::string touch = dir_ / "touched";
   // A name that would be a command in a shell is refused before anything is queued.
   auto bad = run_binary({UPCYCLE_BINARY, "run", kTiny, "--executor", "slurm",
-                         "slurm.partition=$(touch " + touch + ")"}, dir_.path());
+                         "slurm.partition=$(touch " + touch + ")"},
+                        dir_.path());
   EXPECT_EQ(bad.exit_code, 1) << bad.output;
   EXPECT_NE(bad.output.find("slurm.partition: '$(touch"), std::string::npos) << bad.output;
   EXPECT_NE(bad.output.find("is not a Slurm name"), std::string::npos) << bad.output;
-  auto own = run_binary({UPCYCLE_BINARY, "plan", kTiny, "slurm.extra=[--dependency=afterany:1]"}, dir_.path());
+  auto own = run_binary({UPCYCLE_BINARY, "plan", kTiny, "slurm.extra=[--dependency=afterany:1]"},
+                        dir_.path());
   EXPECT_NE(own.output.find("is set by upcycle"), std::string::npos) << own.output;
   // Values that go into the job reach it as written: environment values are quoted, options are
   // single argv elements.
-  const std::string payload = "$(touch " + touch + ") `touch " + touch + "` \"; rm -rf " + touch + "-dir; '";
-  core::write_file_atomic(dir_ / "r.yaml",
-                          "name: lit\n"
-                          "executor: slurm\n"
-                          "data: { domains: [general], max_bytes: 300k, tokenizer: { vocab: 512, sample_bytes: 50k } }\n"
-                          "model: { d_model: 64, layers: 2, heads: 4, ffn_hidden: 128, seq_len: 32 }\n"
-                          "slurm: { extra: [\"--mail-user=$(touch " + touch + ")\"] }\n"
-                          "stages:\n"
-                          "  data: { kind: prepare }\n"
-                          "  echo: { kind: command, argv: [sh, -c, 'printf %s \"$PAYLOAD\" > {out}/payload.txt'] }\n");
+  const std::string payload =
+      "$(touch " + touch + ") `touch " + touch + "` \"; rm -rf " + touch + "-dir; '";
+  core::write_file_atomic(
+      dir_ / "r.yaml",
+      "name: lit\n"
+      "executor: slurm\n"
+      "data: { domains: [general], max_bytes: 300k, tokenizer: { vocab: 512, sample_bytes: 50k } "
+      "}\n"
+      "model: { d_model: 64, layers: 2, heads: 4, ffn_hidden: 128, seq_len: 32 }\n"
+      "slurm: { extra: [\"--mail-user=$(touch " +
+          touch +
+          ")\"] }\n"
+          "stages:\n"
+          "  data: { kind: prepare }\n"
+          "  echo: { kind: command, argv: [sh, -c, 'printf %s \"$PAYLOAD\" > {out}/payload.txt'] "
+          "}\n");
   std::filesystem::create_directories(dir_ / "touched-dir");
-  auto r = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--wait", "slurm.env={PAYLOAD: " +
-                       nlohmann::json(payload).dump() + "}"}, dir_.path());
+  auto r = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--wait",
+                       "slurm.env={PAYLOAD: " + nlohmann::json(payload).dump() + "}"},
+                      dir_.path());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string written;
   for (const auto& e : std::filesystem::directory_iterator(dir_ / "runs/jobs")) {
-    if (std::filesystem::exists(e.path() / "out/payload.txt")) written = core::read_file((e.path() / "out/payload.txt").string());
+    if (std::filesystem::exists(e.path() / "out/payload.txt"))
+      written = core::read_file((e.path() / "out/payload.txt").string());
   }
   EXPECT_EQ(written, payload);
   EXPECT_FALSE(std::filesystem::exists(touch)) << "a recipe value ran as a command";
@@ -167,8 +194,9 @@ TEST_F(SlurmTest, RecipeValuesReachSlurmLiterallyOrAreRefusedNamingTheKey) {
 }
 
 TEST_F(SlurmTest, ARunnerKilledAfterSubmittingLosesAndRepeatsNothing) {
-  pid_t runner = testing::spawn_binary({UPCYCLE_BINARY, "run", kTiny, "--executor", "slurm", "--wait"}, dir_.path(),
-                                       dir_ / "runner.log");
+  pid_t runner =
+      testing::spawn_binary({UPCYCLE_BINARY, "run", kTiny, "--executor", "slurm", "--wait"},
+                            dir_.path(), dir_ / "runner.log");
   // Kill it -9 once it has queued everything (the eval job is queued last).
   bool queued = false;
   for (int i = 0; i < 600 && !queued; ++i) {
@@ -181,14 +209,16 @@ TEST_F(SlurmTest, ARunnerKilledAfterSubmittingLosesAndRepeatsNothing) {
   ::waitpid(runner, nullptr, 0);
   auto resumed = run_binary({UPCYCLE_BINARY, "resume"}, dir_.path());
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_NE(resumed.output.find("already queued as Slurm job"), std::string::npos) << resumed.output;
+  EXPECT_NE(resumed.output.find("already queued as Slurm job"), std::string::npos)
+      << resumed.output;
   // A status pass is one scheduler query however many jobs there are: count the calls through
   // wrappers around the real commands.
   const std::string bin = dir_ / "bin", calls = dir_ / "calls.log";
   std::filesystem::create_directories(bin);
   for (const char* cmd : {"scontrol", "squeue", "sacct", "sbatch"}) {
     const std::string real = core::run_process({"sh", "-c", std::string("command -v ") + cmd}).out;
-    core::write_file_atomic(bin + "/" + cmd, "#!/bin/sh\necho " + std::string(cmd) + " >> '" + calls + "'\nexec " +
+    core::write_file_atomic(bin + "/" + cmd, "#!/bin/sh\necho " + std::string(cmd) + " >> '" +
+                                                 calls + "'\nexec " +
                                                  real.substr(0, real.find('\n')) + " \"$@\"\n");
     std::filesystem::permissions(bin + "/" + cmd, std::filesystem::perms::owner_all);
   }
@@ -200,8 +230,13 @@ TEST_F(SlurmTest, ARunnerKilledAfterSubmittingLosesAndRepeatsNothing) {
   auto waited = run_binary({UPCYCLE_BINARY, "wait"}, dir_.path());
   ASSERT_EQ(waited.exit_code, 0) << waited.output;
   tracking::Store s(dir_ / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
-  EXPECT_EQ(std::get<int64_t>(s.select("SELECT COUNT(*) FROM jobs WHERE status = 'done' AND attempts = 1").rows[0][0]), 7);
-  EXPECT_EQ(std::get<std::string>(s.select("SELECT status FROM runs WHERE name = 'tiny'").rows[0][0]), "done");
+  EXPECT_EQ(
+      std::get<int64_t>(
+          s.select("SELECT COUNT(*) FROM jobs WHERE status = 'done' AND attempts = 1").rows[0][0]),
+      7);
+  EXPECT_EQ(
+      std::get<std::string>(s.select("SELECT status FROM runs WHERE name = 'tiny'").rows[0][0]),
+      "done");
   expect_one_attempt_per_job(dir_ / "runs");
 }
 
@@ -211,14 +246,18 @@ TEST_F(SlurmTest, AnSbatchErrorAfterQueueingDoesNotSubmitTwice) {
   const std::string bin = dir_ / "bin";
   std::filesystem::create_directories(bin);
   const std::string real = core::run_process({"sh", "-c", "command -v sbatch"}).out;
-  core::write_file_atomic(bin + "/sbatch", "#!/bin/sh\n" + real.substr(0, real.find('\n')) +
-                                               " \"$@\" > /dev/null\necho 'sbatch: error: Socket timed out on send/recv "
-                                               "operation' >&2\nexit 1\n");
+  core::write_file_atomic(
+      bin + "/sbatch",
+      "#!/bin/sh\n" + real.substr(0, real.find('\n')) +
+          " \"$@\" > /dev/null\necho 'sbatch: error: Socket timed out on send/recv "
+          "operation' >&2\nexit 1\n");
   std::filesystem::permissions(bin + "/sbatch", std::filesystem::perms::owner_all);
   core::write_file_atomic(dir_ / "r.yaml", seed_recipe());
   const std::string path = std::getenv("PATH");
   ::setenv("PATH", (bin + ":" + path).c_str(), 1);
-  auto r = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--executor", "slurm", "slurm.extra=[--hold]"}, dir_.path());
+  auto r =
+      run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--executor", "slurm", "slurm.extra=[--hold]"},
+                 dir_.path());
   ::setenv("PATH", path.c_str(), 1);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("2 job(s) queued on Slurm"), std::string::npos) << r.output;
@@ -236,10 +275,12 @@ TEST_F(SlurmTest, AnSbatchErrorAfterQueueingDoesNotSubmitTwice) {
 
 TEST_F(SlurmTest, TwoRanksThroughSrunMatchOneRank) {
   core::write_file_atomic(dir_ / "r.yaml", seed_recipe(", resources: { processes: 2 }"));
-  auto two = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--executor", "slurm", "--wait"}, dir_.path());
+  auto two =
+      run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--executor", "slurm", "--wait"}, dir_.path());
   ASSERT_EQ(two.exit_code, 0) << two.output;
-  auto one = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "stages.seed.resources.processes=1", "root=one",
-                         "store=one.sqlite"}, dir_.path());
+  auto one = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "stages.seed.resources.processes=1",
+                         "root=one", "store=one.sqlite"},
+                        dir_.path());
   ASSERT_EQ(one.exit_code, 0) << one.output;
   auto a = losses(dir_ / "runs/store.sqlite", "seed"), b = losses(dir_ / "one.sqlite", "seed");
   ASSERT_EQ(a.size(), 25u);
@@ -247,7 +288,8 @@ TEST_F(SlurmTest, TwoRanksThroughSrunMatchOneRank) {
   for (const auto& [step, loss] : b) EXPECT_NEAR(a.at(step), loss, 1e-5) << "step " << step;
   bool saw_rank1 = false;
   for (const auto& e : std::filesystem::directory_iterator(dir_ / "runs/jobs")) {
-    saw_rank1 = saw_rank1 || core::read_file((e.path() / "log.txt").string()).find("rank 1 of 2") != std::string::npos;
+    saw_rank1 = saw_rank1 || core::read_file((e.path() / "log.txt").string()).find("rank 1 of 2") !=
+                                 std::string::npos;
   }
   EXPECT_TRUE(saw_rank1);
 }
@@ -259,7 +301,8 @@ TEST_F(SlurmTest, ARequeuedTrainJobResumesFromItsCheckpointToTheSameLosses) {
   const size_t at = r.output.find("seed: queued as Slurm job ");
   ASSERT_NE(at, std::string::npos) << r.output;
   std::string job;
-  for (size_t i = at + 26; i < r.output.size() && std::isdigit(static_cast<unsigned char>(r.output[i])); ++i) {
+  for (size_t i = at + 26;
+       i < r.output.size() && std::isdigit(static_cast<unsigned char>(r.output[i])); ++i) {
     job += r.output[i];
   }
   // Requeue it once it has run past a checkpoint.
@@ -267,7 +310,8 @@ TEST_F(SlurmTest, ARequeuedTrainJobResumesFromItsCheckpointToTheSameLosses) {
   for (int i = 0; i < 1200; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     for (const auto& e : std::filesystem::directory_iterator(dir_ / "runs/jobs")) {
-      if (std::filesystem::exists(e.path() / "checkpoint")) seed_log = (e.path() / "log.txt").string();
+      if (std::filesystem::exists(e.path() / "checkpoint"))
+        seed_log = (e.path() / "log.txt").string();
     }
     if (!seed_log.empty()) break;
   }
@@ -293,11 +337,14 @@ TEST_F(SlurmTest, ARequeuedTrainJobResumesFromItsCheckpointToTheSameLosses) {
   EXPECT_NE(log.find("(restart 1)"), std::string::npos) << log;
   EXPECT_NE(log.find("resuming"), std::string::npos) << log;
   EXPECT_NE(log.find("[train] step "), std::string::npos) << log;
-  EXPECT_NE(core::read_file(std::filesystem::path(seed_log).parent_path() / "attempt").find("restart 1"),
-            std::string::npos);
-  auto local = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "root=local", "store=local.sqlite"}, dir_.path());
+  EXPECT_NE(
+      core::read_file(std::filesystem::path(seed_log).parent_path() / "attempt").find("restart 1"),
+      std::string::npos);
+  auto local = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "root=local", "store=local.sqlite"},
+                          dir_.path());
   ASSERT_EQ(local.exit_code, 0) << local.output;
-  auto requeued = losses(dir_ / "runs/store.sqlite", "seed"), straight = losses(dir_ / "local.sqlite", "seed");
+  auto requeued = losses(dir_ / "runs/store.sqlite", "seed"),
+       straight = losses(dir_ / "local.sqlite", "seed");
   ASSERT_EQ(requeued.size(), straight.size());
   for (const auto& [step, loss] : straight) EXPECT_EQ(requeued.at(step), loss) << "step " << step;
 }

@@ -1,8 +1,8 @@
 // User corpora. A recipe pointing at a folder of user JSONL: the law domain comes from JSONL files
-// (one document per line, text field configurable) instead of the built-in sources, and flows through
-// prepare, training and evaluation. The documents are real: Debian's license texts, one per line.
-// And a folder of pre-tokenized nanoGPT shards (train.bin, val.bin): tokens of real documents,
-// tokenized by an earlier run, trained on and evaluated without a tokenizer.
+// (one document per line, text field configurable) instead of the built-in sources, and flows
+// through prepare, training and evaluation. The documents are real: Debian's license texts, one per
+// line. And a folder of pre-tokenized nanoGPT shards (train.bin, val.bin): tokens of real
+// documents, tokenized by an earlier run, trained on and evaluated without a tokenizer.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -52,7 +52,8 @@ TEST(UserCorpusTest, JsonlFolderFeedsADomain) {
   std::string a, b;
   for (const auto& e : std::filesystem::directory_iterator("/usr/share/common-licenses")) {
     if (!e.is_regular_file()) continue;
-    nlohmann::json line = {{"id", e.path().filename().string()}, {"body", core::read_file(e.path().string())}};
+    nlohmann::json line = {{"id", e.path().filename().string()},
+                           {"body", core::read_file(e.path().string())}};
     ((docs++ % 2) ? a : b) += line.dump() + "\n";
   }
   ASSERT_GT(docs, 10);
@@ -63,7 +64,8 @@ seed: 1
 data:
   domains:
     - general
-    - { name: law, sources: [{ pattern: ")" + dir / "corpus/**/*.jsonl" + R"(", split: jsonl, text_field: body }] }
+    - { name: law, sources: [{ pattern: ")" + dir / "corpus/**/*.jsonl" +
+                                              R"(", split: jsonl, text_field: body }] }
   max_bytes: 300k
   valid_fraction: 0.15
   test_fraction: 0.15
@@ -84,10 +86,13 @@ stages:
 
   // A malformed line fails the prepare job, naming the file and line.
   core::write_file_atomic(dir / "corpus/licenses-1.jsonl", b + "{\"body\": 3}\n");
-  auto bad = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "data.max_bytes=200k", "name=user-2"}, dir.path());
+  auto bad = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "data.max_bytes=200k", "name=user-2"},
+                        dir.path());
   EXPECT_NE(bad.exit_code, 0);
-  EXPECT_NE(bad.output.find("licenses-1.jsonl:" + std::to_string((docs + 1) / 2 + 1) + ": no string field 'body'"),
-            std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("licenses-1.jsonl:" + std::to_string((docs + 1) / 2 + 1) +
+                            ": no string field 'body'"),
+            std::string::npos)
+      << bad.output;
 }
 
 TEST(UserCorpusTest, NanoGptShardFolderFeedsADomain) {
@@ -98,7 +103,8 @@ data: { domains: [general], max_bytes: 200k, valid_fraction: 0.1, test_fraction:
 model: { d_model: 32, layers: 1, heads: 2, kv_heads: 2, ffn_hidden: 64, seq_len: 32 }
 stages: { data: { kind: prepare } }
 )");
-  auto text = run_binary({UPCYCLE_BINARY, "run", "text.yaml", "root=text", "store=text/store.sqlite"}, dir.path());
+  auto text = run_binary(
+      {UPCYCLE_BINARY, "run", "text.yaml", "root=text", "store=text/store.sqlite"}, dir.path());
   ASSERT_EQ(text.exit_code, 0) << text.output;
   std::string shards;
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "text")) {
@@ -131,7 +137,8 @@ stages:
   EXPECT_EQ(sources[0].at("sha256").get<std::string>().size(), 64u);
 
   // A truncated shard fails the prepare job, naming the file and the reason.
-  std::filesystem::resize_file(dir / "owt/val.bin", std::filesystem::file_size(dir / "owt/val.bin") - 1);
+  std::filesystem::resize_file(dir / "owt/val.bin",
+                               std::filesystem::file_size(dir / "owt/val.bin") - 1);
   auto bad = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "seed=2", "name=shards-2"}, dir.path());
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("owt/val.bin: size"), std::string::npos) << bad.output;

@@ -1,12 +1,12 @@
-// Fuzzes the Hugging Face config.json reader (`upcycle import`, the import stage, plan time): JSON, every
-// architecture's keys and the model they describe. Bad input must end in upcycle::Error; a config it
-// accepts must describe a valid model whose parameters and FLOPs count without overflow.
+// Fuzzes the Hugging Face config.json reader (`upcycle import`, the import stage, plan time): JSON,
+// every architecture's keys and the model they describe. Bad input must end in upcycle::Error; a
+// config it accepts must describe a valid model whose parameters and FLOPs count without overflow.
 #include <string>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "stages/arch/hf_config.h"
 #include "stages/arch/accounting.h"
+#include "stages/arch/hf_config.h"
 #include "tests/fuzz/fuzz_support.h"
 
 using namespace upcycle;

@@ -38,9 +38,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = recipe_dir() + "/fuzz-input.yaml";
   fuzz::write_text(path, text);
   try {
-    // Each sweep point is parsed and planned anew: a grid of 10,000 points (the limit) takes minutes
-    // under the sanitizers, so grids past 64 points are planned as their base recipe alone. The limits
-    // on grids are cases of tests/e2e/bad_input_test.cpp.
+    // Each sweep point is parsed and planned anew: a grid of 10,000 points (the limit) takes
+    // minutes under the sanitizers, so grids past 64 points are planned as their base recipe alone.
+    // The limits on grids are cases of tests/e2e/bad_input_test.cpp.
     const std::vector<std::string> overrides = overrides_in(text);
     const runner::Recipe base = runner::load_recipe(path, overrides);
     double grid = 1;

@@ -1,6 +1,6 @@
 // Fuzzes the job-spec decoder (`upcycle stage --spec`): JSON, the envelope, and every kind's reader
-// and validation. Each input goes through all five readers (a spec is valid for at most one). A spec
-// one accepts must survive a round trip: to_json, read again, the same JSON.
+// and validation. Each input goes through all five readers (a spec is valid for at most one). A
+// spec one accepts must survive a round trip: to_json, read again, the same JSON.
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -30,9 +30,11 @@ static void decode(const SpecReader& r) {
   try {
     read_spec(SpecReader(once), again);
   } catch (const core::FieldError& e) {
-    fuzz::fail(std::string(Spec::kKind) + " spec accepted, but its to_json is rejected: " + e.what());
+    fuzz::fail(std::string(Spec::kKind) +
+               " spec accepted, but its to_json is rejected: " + e.what());
   }
-  if (to_json(again) != once) fuzz::fail(std::string(Spec::kKind) + " spec changes in a round trip");
+  if (to_json(again) != once)
+    fuzz::fail(std::string(Spec::kKind) + " spec changes in a round trip");
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

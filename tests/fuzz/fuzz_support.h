@@ -1,6 +1,6 @@
-// What the libFuzzer harnesses share. A harness treats upcycle::Error (a clear, user-facing message)
-// as the expected outcome of bad input; anything else escaping (a third-party exception, a crash, a
-// sanitizer report, an input that runs past -timeout) is a finding.
+// What the libFuzzer harnesses share. A harness treats upcycle::Error (a clear, user-facing
+// message) as the expected outcome of bad input; anything else escaping (a third-party exception, a
+// crash, a sanitizer report, an input that runs past -timeout) is a finding.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,6 @@
 // Hugging Face interop against an outside referee: transformers (tests/interop/hf_referee.py) loads
-// what we export and computes logits from the same weights; models transformers saved are imported and
-// compared tensor by tensor. Label interop: needs the project's .venv with transformers.
+// what we export and computes logits from the same weights; models transformers saved are imported
+// and compared tensor by tensor. Label interop: needs the project's .venv with transformers.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -31,7 +31,8 @@ constexpr double kLogitTolerance = 1e-4;  // the issue's bar: fp32 on CPU
 constexpr int64_t kVocab = 512;
 
 std::string referee(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {UPCYCLE_TEST_PYTHON, std::string(UPCYCLE_SOURCE_DIR) + "/tests/interop/hf_referee.py"};
+  std::vector<std::string> argv = {
+      UPCYCLE_TEST_PYTHON, std::string(UPCYCLE_SOURCE_DIR) + "/tests/interop/hf_referee.py"};
   argv.insert(argv.end(), args.begin(), args.end());
   auto r = testing::run_binary(argv);
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -73,8 +74,10 @@ void train_briefly(TransformerLm& model, uint64_t seed) {
   for (int step = 0; step < 8; ++step) {
     auto idx = torch::randint(kVocab, {4, model->config.seq_len + 1}, torch::kInt64);
     auto out = model->forward(idx.narrow(1, 0, model->config.seq_len));
-    auto loss = torch::nn::functional::cross_entropy(out.logits_BTV.reshape({-1, kVocab}), idx.narrow(1, 1, model->config.seq_len).reshape(-1)) +
-                out.aux_loss;
+    auto loss =
+        torch::nn::functional::cross_entropy(out.logits_BTV.reshape({-1, kVocab}),
+                                             idx.narrow(1, 1, model->config.seq_len).reshape(-1)) +
+        out.aux_loss;
     opt.zero_grad();
     loss.backward();
     opt.step();
@@ -113,7 +116,8 @@ at::Tensor hf_logits(const std::string& hf_dir, const at::Tensor& tokens, const 
   return read_safetensors(tmp / "logits.safetensors").at("logits");
 }
 
-void expect_transformers_agree(const std::string& checkpoint, HfFormat f, uint64_t shard_bytes = uint64_t(5) << 30) {
+void expect_transformers_agree(const std::string& checkpoint, HfFormat f,
+                               uint64_t shard_bytes = uint64_t(5) << 30) {
   TempDir tmp;
   HfExportOptions o;
   o.format = f;
@@ -121,20 +125,23 @@ void expect_transformers_agree(const std::string& checkpoint, HfFormat f, uint64
   export_hf(checkpoint, sp_model(), tmp / "hf", o);
   const auto tokens = test_tokens(24);
   const auto theirs = hf_logits(tmp / "hf", tokens, tmp), ours = our_logits(checkpoint, tokens);
-  std::printf("%s: max |transformers - ours| = %.3g\n", hf_format_name(f), (theirs - ours).abs().max().item<double>());
+  std::printf("%s: max |transformers - ours| = %.3g\n", hf_format_name(f),
+              (theirs - ours).abs().max().item<double>());
   EXPECT_TRUE(testing::tensors_near(theirs, ours, kLogitTolerance));
 }
 
 TEST(Interop, DenseSequentialExportsAsLlamaAndTransformersComputesOurLogits) {
   TempDir tmp;
   // Sharded at 16 KB: transformers reads our index and shards.
-  expect_transformers_agree(trained_checkpoint(tiny("sequential", "rmsnorm", false), tmp / "ckpt", 1), HfFormat::kLlama,
-                            16 << 10);
+  expect_transformers_agree(
+      trained_checkpoint(tiny("sequential", "rmsnorm", false), tmp / "ckpt", 1), HfFormat::kLlama,
+      16 << 10);
 }
 
 TEST(Interop, DenseParallelExportsAsCohereAndTransformersComputesOurLogits) {
   TempDir tmp;  // BAM's block: one LayerNorm feeding attention and FFN; Cohere's interleaved RoPE
-  expect_transformers_agree(trained_checkpoint(tiny("parallel", "layernorm", true), tmp / "ckpt", 2), HfFormat::kCohere);
+  expect_transformers_agree(
+      trained_checkpoint(tiny("parallel", "layernorm", true), tmp / "ckpt", 2), HfFormat::kCohere);
 }
 
 TEST(Interop, BtxExportsAsMixtralAndTransformersComputesOurLogits) {
@@ -142,9 +149,11 @@ TEST(Interop, BtxExportsAsMixtralAndTransformersComputesOurLogits) {
   const ModelConfig dense = tiny("sequential", "rmsnorm", false);
   UpcycleSpec spec;
   spec.method = UpcycleMethod::kBtx;
-  for (int i = 0; i < 3; ++i) spec.inputs.push_back(trained_checkpoint(dense, tmp / ("expert" + std::to_string(i)), 10 + i));
+  for (int i = 0; i < 3; ++i)
+    spec.inputs.push_back(trained_checkpoint(dense, tmp / ("expert" + std::to_string(i)), 10 + i));
   spec.mixture.ffn_top_k = 2;
-  spec.mixture.ffn_routing = FfnRouting::kTopKThenSoftmax;  // = softmax, top-k, renormalise: Mixtral's router
+  spec.mixture.ffn_routing =
+      FfnRouting::kTopKThenSoftmax;  // = softmax, top-k, renormalise: Mixtral's router
   UpcycleResult btx = upcycle_dense(spec);
   TransformerLm model(btx.config);
   load_state_into(model, btx.state, "btx");
@@ -187,7 +196,8 @@ TEST(Interop, ExportRefusesWhatTheFormatCannotComputeAndNativeRoundTripsBam) {
   export_hf(ckpt, sp_model(), tmp / "native", o);
   import_hf(tmp / "native", tmp / "back");
   CheckpointMeta a, b;
-  const TensorMap before = load_checkpoint_state(ckpt, &a), after = load_checkpoint_state(tmp / "back", &b);
+  const TensorMap before = load_checkpoint_state(ckpt, &a),
+                  after = load_checkpoint_state(tmp / "back", &b);
   EXPECT_EQ(to_json(a.model), to_json(b.model));
   ASSERT_EQ(before.size(), after.size());
   for (const auto& [name, t] : before) EXPECT_TRUE(torch::equal(t, after.at(name))) << name;
@@ -203,14 +213,16 @@ TEST(Interop, ModelsTransformersSavedImportWithIdenticalWeightsAndLogits) {
     // Every tensor transformers wrote is ours, bit for bit, written back in its layout.
     const TensorMap theirs = read_safetensors_dir(tmp / "hf");
     CheckpointMeta meta;
-    const TensorMap back = to_hf_tensors(load_checkpoint_state(tmp / "ours", &meta), meta.model, r.model.format, at::kFloat);
+    const TensorMap back = to_hf_tensors(load_checkpoint_state(tmp / "ours", &meta), meta.model,
+                                         r.model.format, at::kFloat);
     for (const auto& [name, t] : theirs) {
       ASSERT_TRUE(back.count(name)) << name;
       EXPECT_TRUE(torch::equal(t, back.at(name))) << name;
     }
     const auto tokens = test_tokens(24);
     const auto hf_out = hf_logits(tmp / "hf", tokens, tmp), ours = our_logits(tmp / "ours", tokens);
-    std::printf("%s saved by transformers: max |transformers - ours| = %.3g\n", arch, (hf_out - ours).abs().max().item<double>());
+    std::printf("%s saved by transformers: max |transformers - ours| = %.3g\n", arch,
+                (hf_out - ours).abs().max().item<double>());
     EXPECT_TRUE(testing::tensors_near(hf_out, ours, kLogitTolerance));
     EXPECT_EQ(read_checkpoint_file(tmp / "ours", "tokenizer.model"), core::read_file(sp_model()));
   }
@@ -219,18 +231,27 @@ TEST(Interop, ModelsTransformersSavedImportWithIdenticalWeightsAndLogits) {
 TEST(Interop, ExportedTokenizerEncodesAsOurs) {
   TempDir tmp;
   HfExportOptions o;
-  export_hf(trained_checkpoint(tiny("sequential", "rmsnorm", false), tmp / "ckpt", 5), sp_model(), tmp / "hf", o);
-  std::vector<std::string> texts = {"Hello world", " leading space", "a   b\n\n  c", "x = 12345 + 6", "na\xC3\xAFve \xE4\xB8\xAD \xF0\x9F\x98\x80",
-                                    "\ttab", "end. ", "  "};
+  export_hf(trained_checkpoint(tiny("sequential", "rmsnorm", false), tmp / "ckpt", 5), sp_model(),
+            tmp / "hf", o);
+  std::vector<std::string> texts = {"Hello world",
+                                    " leading space",
+                                    "a   b\n\n  c",
+                                    "x = 12345 + 6",
+                                    "na\xC3\xAFve \xE4\xB8\xAD \xF0\x9F\x98\x80",
+                                    "\ttab",
+                                    "end. ",
+                                    "  "};
   std::ifstream in("/usr/share/common-licenses/GPL-3");
   std::string gpl((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  for (size_t at = 0; at + 400 < gpl.size() && texts.size() < 60; at += 577) texts.push_back(gpl.substr(at, 400));
+  for (size_t at = 0; at + 400 < gpl.size() && texts.size() < 60; at += 577)
+    texts.push_back(gpl.substr(at, 400));
   std::ofstream(tmp / "texts.json") << nlohmann::json(texts).dump();
   referee({"tokenize", tmp / "hf", tmp / "texts.json", tmp / "ids.json"});
   const auto theirs = nlohmann::json::parse(std::ifstream(tmp / "ids.json"));
   const Tokenizer tok(sp_model());
   for (size_t i = 0; i < texts.size(); ++i) {
-    EXPECT_EQ(theirs.at(i).get<std::vector<uint32_t>>(), tok.encode(texts[i])) << "text " << i << ": " << texts[i];
+    EXPECT_EQ(theirs.at(i).get<std::vector<uint32_t>>(), tok.encode(texts[i]))
+        << "text " << i << ": " << texts[i];
   }
 }
 

@@ -1,8 +1,8 @@
-// lm-evaluation-harness as the outside referee of our downstream scores: a trained model is exported
-// by the command stage's {hf} placeholder, the harness (scripts/lm_eval_tasks.py: the hf model type,
-// CPU, a local YAML task over our built-in task file) scores it, `parser: lm_eval` ingests its results,
-// and its per-document acc and acc_norm (--log_samples) must equal our eval's examples.jsonl, example
-// for example.
+// lm-evaluation-harness as the outside referee of our downstream scores: a trained model is
+// exported by the command stage's {hf} placeholder, the harness (scripts/lm_eval_tasks.py: the hf
+// model type, CPU, a local YAML task over our built-in task file) scores it, `parser: lm_eval`
+// ingests its results, and its per-document acc and acc_norm (--log_samples) must equal our eval's
+// examples.jsonl, example for example.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -15,8 +15,8 @@
 #include "core/atomic_file.h"
 #include "stages/io/checkpoint.h"
 #include "tests/support/run_binary.h"
-#include "tests/support/tensor_asserts.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/tensor_asserts.h"
 #include "tracking/store.h"
 
 namespace upcycle {
@@ -44,7 +44,9 @@ stages:
     parser: lm_eval
 )";
 
-std::string text_at(const tracking::ResultSet& r, size_t row, size_t col) { return tracking::text_of(r.rows.at(row).at(col)); }
+std::string text_at(const tracking::ResultSet& r, size_t row, size_t col) {
+  return tracking::text_of(r.rows.at(row).at(col));
+}
 
 // (task, doc_id) -> metric -> value, from JSON lines.
 using PerExample = std::map<std::pair<std::string, int64_t>, std::map<std::string, double>>;
@@ -60,19 +62,22 @@ TEST(LmEvalInterop, HarnessScoresEqualOursExampleForExample) {
 
   tracking::Store store(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
   // Ours, per example.
-  auto art = store.select("SELECT a.path FROM artifacts a JOIN jobs j ON j.id = a.job_id WHERE a.kind = 'examples'");
+  auto art = store.select(
+      "SELECT a.path FROM artifacts a JOIN jobs j ON j.id = a.job_id WHERE a.kind = 'examples'");
   ASSERT_EQ(art.rows.size(), 1u);
   PerExample ours;
   std::ifstream in(text_at(art, 0, 0));
   for (std::string line; std::getline(in, line);) {
     auto j = nlohmann::json::parse(line);
-    if (j.contains("acc")) ours[{j["task"], j["doc_id"]}] = {{"acc", j["acc"]}, {"acc_norm", j["acc_norm"]}};
+    if (j.contains("acc"))
+      ours[{j["task"], j["doc_id"]}] = {{"acc", j["acc"]}, {"acc_norm", j["acc_norm"]}};
   }
   // The harness's, per document, from its samples files.
   auto job = store.select("SELECT dir FROM jobs WHERE stage = 'harness/seed'");
   ASSERT_EQ(job.rows.size(), 1u);
   PerExample theirs;
-  const std::map<std::string, std::string> task_of = {{"upcycle_domain_code", "domain/code"}, {"upcycle_cont_code", "cont/code"}};
+  const std::map<std::string, std::string> task_of = {{"upcycle_domain_code", "domain/code"},
+                                                      {"upcycle_cont_code", "cont/code"}};
   for (const auto& f : std::filesystem::recursive_directory_iterator(text_at(job, 0, 0) + "/out")) {
     const std::string name = f.path().filename().string();
     if (name.rfind("samples_", 0) != 0) continue;
@@ -90,17 +95,20 @@ TEST(LmEvalInterop, HarnessScoresEqualOursExampleForExample) {
     ASSERT_TRUE(theirs.count(key)) << key.first << " " << key.second;
     for (const char* metric : {"acc", "acc_norm"}) {
       if (theirs.at(key).at(metric) != m.at(metric)) ++differ;
-      EXPECT_EQ(theirs.at(key).at(metric), m.at(metric)) << key.first << " doc " << key.second << " " << metric;
+      EXPECT_EQ(theirs.at(key).at(metric), m.at(metric))
+          << key.first << " doc " << key.second << " " << metric;
     }
   }
   EXPECT_EQ(differ, 0);
   // Through the parser into the store: the harness's aggregate equals ours.
   auto agg = store.select(
       "SELECT o.value, h.value FROM v_results o JOIN v_results h ON h.metric = o.metric "
-      "AND h.task = 'upcycle_' || replace(o.task, '/', '_') WHERE o.stage = 'ours' AND h.stage = 'harness/seed' "
+      "AND h.task = 'upcycle_' || replace(o.task, '/', '_') WHERE o.stage = 'ours' AND h.stage = "
+      "'harness/seed' "
       "AND o.metric IN ('acc', 'acc_norm')");
   ASSERT_EQ(agg.rows.size(), 4u);
-  for (const auto& row : agg.rows) EXPECT_DOUBLE_EQ(tracking::number_of(row[0]), tracking::number_of(row[1]));
+  for (const auto& row : agg.rows)
+    EXPECT_DOUBLE_EQ(tracking::number_of(row[0]), tracking::number_of(row[1]));
 }
 
 }  // namespace
@@ -110,12 +118,14 @@ namespace upcycle {
 namespace {
 
 // A recipe that starts from a checkpoint transformers saved: import as the seed (its tokenizer
-// tokenizes the data), branch, BTX; then `upcycle export RUN/STAGE --format mixtral` and transformers
-// computes the exported BTX's logits as we do.
+// tokenizes the data), branch, BTX; then `upcycle export RUN/STAGE --format mixtral` and
+// transformers computes the exported BTX's logits as we do.
 TEST(HfSeedInterop, RecipeFromAnImportedSeedExportsItsBtxForTransformers) {
   testing::TempDir dir;
-  const std::string py = UPCYCLE_TEST_PYTHON, referee = UPCYCLE_SOURCE_DIR "/tests/interop/hf_referee.py";
-  // The seed's tokenizer: one trained by a prepare job of a first run (any SentencePiece model would do).
+  const std::string py = UPCYCLE_TEST_PYTHON,
+                    referee = UPCYCLE_SOURCE_DIR "/tests/interop/hf_referee.py";
+  // The seed's tokenizer: one trained by a prepare job of a first run (any SentencePiece model
+  // would do).
   core::write_file_atomic(dir / "tok.yaml", R"(name: tok
 data: { domains: [general, code, { name: law, max_bytes: 1M }, math], max_bytes: 300k, valid_fraction: 0.1,
         test_fraction: 0.1, tokenizer: { vocab: 512, sample_bytes: 50k } }
@@ -125,7 +135,8 @@ stages: { data: { kind: prepare } }
   auto tok = testing::run_binary({UPCYCLE_BINARY, "run", dir / "tok.yaml"}, dir.path());
   ASSERT_EQ(tok.exit_code, 0) << tok.output;
   tracking::Store s1(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
-  const std::string sp = text_at(s1.select("SELECT path FROM artifacts WHERE kind = 'tokenizer'"), 0, 0);
+  const std::string sp =
+      text_at(s1.select("SELECT path FROM artifacts WHERE kind = 'tokenizer'"), 0, 0);
   auto make = testing::run_binary({py, referee, "make", "llama", sp, dir / "hf_seed"});
   ASSERT_EQ(make.exit_code, 0) << make.output;
 
@@ -147,29 +158,37 @@ stages:
   ASSERT_EQ(r.exit_code, 0) << r.output;
   tracking::Store store(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
   // The data was tokenized with the imported tokenizer, byte for byte the seed's.
-  auto data = store.select("SELECT j.dir FROM jobs j JOIN run_jobs rj ON rj.job_id = j.id JOIN runs r ON r.id = rj.run_id "
-                           "WHERE r.name = 'from_hf' AND j.kind = 'prepare'");
+  auto data = store.select(
+      "SELECT j.dir FROM jobs j JOIN run_jobs rj ON rj.job_id = j.id JOIN runs r ON r.id = "
+      "rj.run_id "
+      "WHERE r.name = 'from_hf' AND j.kind = 'prepare'");
   ASSERT_EQ(data.rows.size(), 1u);
-  EXPECT_EQ(core::read_file(text_at(data, 0, 0) + "/data/tokenizer.model"), core::read_file(dir / "hf_seed/tokenizer.model"));
+  EXPECT_EQ(core::read_file(text_at(data, 0, 0) + "/data/tokenizer.model"),
+            core::read_file(dir / "hf_seed/tokenizer.model"));
 
-  auto ex = testing::run_binary({UPCYCLE_BINARY, "export", "from_hf/btx", "--format", "mixtral", "--out", dir / "btx_hf"},
-                                dir.path());
+  auto ex = testing::run_binary(
+      {UPCYCLE_BINARY, "export", "from_hf/btx", "--format", "mixtral", "--out", dir / "btx_hf"},
+      dir.path());
   ASSERT_EQ(ex.exit_code, 0) << ex.output;
-  auto bad = testing::run_binary({UPCYCLE_BINARY, "export", "from_hf/btx", "--format", "llama", "--out", dir / "no"},
-                                 dir.path());
+  auto bad = testing::run_binary(
+      {UPCYCLE_BINARY, "export", "from_hf/btx", "--format", "llama", "--out", dir / "no"},
+      dir.path());
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.output.find("export it as mixtral"), std::string::npos) << bad.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "no"));
   // transformers' logits of the exported BTX against ours, from the checkpoint the store points at.
   auto job = store.select("SELECT j.dir FROM jobs j WHERE j.stage = 'btx'");
-  const std::vector<std::vector<int64_t>> tokens = {{5, 17, 300, 42, 9, 250, 77, 3, 120, 460, 11, 8}};
+  const std::vector<std::vector<int64_t>> tokens = {
+      {5, 17, 300, 42, 9, 250, 77, 3, 120, 460, 11, 8}};
   core::write_file_atomic(dir / "tokens.json", nlohmann::json(tokens).dump());
-  auto theirs = testing::run_binary({py, referee, "logits", dir / "btx_hf", dir / "tokens.json", dir / "theirs.safetensors"});
+  auto theirs = testing::run_binary(
+      {py, referee, "logits", dir / "btx_hf", dir / "tokens.json", dir / "theirs.safetensors"});
   ASSERT_EQ(theirs.exit_code, 0) << theirs.output;
   stages::TransformerLm model = stages::load_model(text_at(job, 0, 0) + "/checkpoint");
   torch::NoGradGuard no_grad;
   const auto ours = model->forward(torch::tensor(tokens[0]).unsqueeze(0)).logits_BTV;
-  EXPECT_TRUE(testing::tensors_near(stages::read_safetensors(dir / "theirs.safetensors").at("logits"), ours, 1e-4));
+  EXPECT_TRUE(testing::tensors_near(
+      stages::read_safetensors(dir / "theirs.safetensors").at("logits"), ours, 1e-4));
 }
 
 }  // namespace

@@ -41,8 +41,9 @@ class ComposeTest : public ::testing::Test {
 
 TEST_F(ComposeTest, IncludedFilesMergeUnderTheRecipe) {
   write("base.yaml", kBase);
-  write("r.yaml", "name: r\ninclude: base.yaml\ntrain: { optim: { warmup: 7 } }\nstages:\n"
-                  "  seed: { budget: { tokens: 8k } }\n  eval: { kind: eval, models: [seed] }\n");
+  write("r.yaml",
+        "name: r\ninclude: base.yaml\ntrain: { optim: { warmup: 7 } }\nstages:\n"
+        "  seed: { budget: { tokens: 8k } }\n  eval: { kind: eval, models: [seed] }\n");
   Recipe r = load_recipe(dir_ / "r.yaml");
   EXPECT_EQ(r.name, "r");
   EXPECT_EQ(r.seed, 3u);
@@ -50,35 +51,42 @@ TEST_F(ComposeTest, IncludedFilesMergeUnderTheRecipe) {
   EXPECT_EQ(r.stages[0].name, "data");
   EXPECT_EQ(r.stages[2].name, "eval");
   const TrainDef& seed = r.stages[1].as<TrainStage>()->train;
-  EXPECT_EQ(seed.tokens, 8000);                 // the recipe wins
-  EXPECT_EQ(seed.settings.batch_size, 4);       // the base's default survives the merge
-  EXPECT_EQ(seed.settings.optim.lr, 1e-3);      // maps merge key by key
+  EXPECT_EQ(seed.tokens, 8000);             // the recipe wins
+  EXPECT_EQ(seed.settings.batch_size, 4);   // the base's default survives the merge
+  EXPECT_EQ(seed.settings.optim.lr, 1e-3);  // maps merge key by key
   EXPECT_EQ(seed.settings.optim.warmup, 7);
   EXPECT_EQ(r.resolved_yaml.find("include"), std::string::npos) << r.resolved_yaml;
   // Overrides apply to the composed recipe.
   EXPECT_EQ(load_recipe(dir_ / "r.yaml", {"seed=9"}).seed, 9u);
 }
 
-// An override or a sweep of a key that only an included file or a config group sets applies to it; a key
-// nothing defines is refused, naming it.
+// An override or a sweep of a key that only an included file or a config group sets applies to it;
+// a key nothing defines is refused, naming it.
 TEST_F(ComposeTest, OverridesAndSweepsOfIncludedKeysApply) {
   write("base.yaml", kBase);
   write("model/wide.yaml", "d_model: 128\nheads: 8\nffn_hidden: 512\n");
-  write("r.yaml", "name: r\ndefaults: [base.yaml, { model: wide }]\nsweep: { stages.seed.budget.tokens: [2k, 3k] }\n");
+  write("r.yaml",
+        "name: r\ndefaults: [base.yaml, { model: wide }]\nsweep: { stages.seed.budget.tokens: [2k, "
+        "3k] }\n");
   Recipe r = load_recipe(dir_ / "r.yaml", {"train.optim.lr=5e-4", "model.layers=3"});
   EXPECT_EQ(r.stages[1].as<TrainStage>()->train.settings.optim.lr, 5e-4);
   EXPECT_EQ(r.model.layers, 3);
-  const std::vector<Recipe> points = load_recipes(dir_ / "r.yaml", {"model.d_model=256", "model.heads=8"});
+  const std::vector<Recipe> points =
+      load_recipes(dir_ / "r.yaml", {"model.d_model=256", "model.heads=8"});
   ASSERT_EQ(points.size(), 2u);
   EXPECT_EQ(points[1].stages[1].as<TrainStage>()->train.tokens, 3000);
   EXPECT_EQ(points[1].model.d_model, 256);
-  EXPECT_NE(error_of(dir_ / "r.yaml", {"train.optim.lrr=1"}).find("train.optim.lrr: unknown key 'lrr'"), std::string::npos);
+  EXPECT_NE(
+      error_of(dir_ / "r.yaml", {"train.optim.lrr=1"}).find("train.optim.lrr: unknown key 'lrr'"),
+      std::string::npos);
 }
 
 TEST_F(ComposeTest, ConfigGroupsLoadUnderTheirKey) {
   write("base.yaml", kBase);
   write("model/wide.yaml", "d_model: 128\nheads: 8\nffn_hidden: 512\n");
-  write("r.yaml", "name: r\ndefaults: [base.yaml, { model: wide }]\nstages: { eval: { kind: eval, models: [seed] } }\n");
+  write("r.yaml",
+        "name: r\ndefaults: [base.yaml, { model: wide }]\nstages: { eval: { kind: eval, models: "
+        "[seed] } }\n");
   Recipe r = load_recipe(dir_ / "r.yaml");
   EXPECT_EQ(r.model.d_model, 128);
   EXPECT_EQ(r.model.layers, 2);  // from base.yaml's model, merged
@@ -94,7 +102,8 @@ TEST_F(ComposeTest, ErrorsNameTheIncludedFileAndLine) {
   write("r2.yaml", "name: r\ninclude: base2.yaml\nstages: { seed: { budget: { tokkens: 1 } } }\n");
   write("base2.yaml", kBase);
   e = error_of(dir_ / "r2.yaml");
-  EXPECT_NE(e.find(dir_ / "r2.yaml:3:"), std::string::npos) << e;  // the key is in the recipe itself
+  EXPECT_NE(e.find(dir_ / "r2.yaml:3:"), std::string::npos)
+      << e;  // the key is in the recipe itself
   EXPECT_NE(e.find("did you mean 'tokens'"), std::string::npos) << e;
 }
 

@@ -32,7 +32,8 @@ TEST(CostTest, TrainJobsFromTheMfuAssumptionThenFromTheStoreAndTheBench) {
   EXPECT_EQ(costs[seed].source, "mfu");
   // cpu_flops x threads over the job's training FLOPs per token
   const double per_token = p.jobs[seed].train_flops / p.jobs[seed].spec.at("tokens").get<double>();
-  EXPECT_NEAR(costs[seed].tokens_per_s, r.cost.cpu_flops / per_token, 1e-6 * costs[seed].tokens_per_s);
+  EXPECT_NEAR(costs[seed].tokens_per_s, r.cost.cpu_flops / per_token,
+              1e-6 * costs[seed].tokens_per_s);
   EXPECT_EQ(costs[seed].gpu_hours, 0);
 
   // A bench measurement wins over the assumption; past jobs of the same shape win over both.
@@ -41,8 +42,8 @@ TEST(CostTest, TrainJobsFromTheMfuAssumptionThenFromTheStoreAndTheBench) {
   testing::TempDir dir;
   tracking::Store store(dir / "s.sqlite");
   int64_t run = store.upsert_run({"k", "tiny", "tiny", "{}"});
-  store.upsert_job(run, {0, p.jobs[seed].key, "seed", "train", "", 0, std::nullopt, "/d", "", "", "", "{}",
-                         p.jobs[seed].shape});
+  store.upsert_job(run, {0, p.jobs[seed].key, "seed", "train", "", 0, std::nullopt, "/d", "", "",
+                         "", "{}", p.jobs[seed].shape});
   core::JobResult done;
   done.key = p.jobs[seed].key;
   done.outputs["tokens_per_s"] = "32000";
@@ -54,8 +55,9 @@ TEST(CostTest, TrainJobsFromTheMfuAssumptionThenFromTheStoreAndTheBench) {
 }
 
 TEST(CostTest, GpuJobsUseThePeakTimesMfuTimesRanks) {
-  const Recipe r = load_recipe(kTiny, {"executor=slurm", "slurm={gpus_per_node: 4}", "stages.seed.resources={processes: 4}",
-                                       "cost={gpu: a100, mfu: 0.5}"});
+  const Recipe r =
+      load_recipe(kTiny, {"executor=slurm", "slurm={gpus_per_node: 4}",
+                          "stages.seed.resources={processes: 4}", "cost={gpu: a100, mfu: 0.5}"});
   const Plan p = make_plan(r);
   const size_t seed = p.find("seed") - p.jobs.data();
   const JobCost c = estimate_costs(p, r.cost, nullptr)[seed];

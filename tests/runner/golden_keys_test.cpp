@@ -1,8 +1,8 @@
-// Content keys are a contract with every store users have filled: a key that changes re-runs days of
-// cluster work. The keys of recipes/ci/tiny.yaml are kept in tests/fixtures/tiny_keys.json; a change
-// to what a kind's key hashes shows up here as a diff, to be made on purpose together with a bump of
-// that kind's kOutputVersion (docs/stage-kinds.md). Nothing of the code's version is in a key, so a
-// commit that changes only documentation leaves every key as it is.
+// Content keys are a contract with every store users have filled: a key that changes re-runs days
+// of cluster work. The keys of recipes/ci/tiny.yaml are kept in tests/fixtures/tiny_keys.json; a
+// change to what a kind's key hashes shows up here as a diff, to be made on purpose together with a
+// bump of that kind's kOutputVersion (docs/stage-kinds.md). Nothing of the code's version is in a
+// key, so a commit that changes only documentation leaves every key as it is.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -28,13 +28,15 @@ TEST(GoldenKeysTest, TinyRecipeKeysAreTheRecordedOnes) {
   const nlohmann::json golden =
       core::read_json_file(std::string(UPCYCLE_SOURCE_DIR) + "/tests/fixtures/tiny_keys.json");
   const nlohmann::json actual = keys_of(make_plan(load_recipe(kTiny)));
-  EXPECT_EQ(actual, golden) << "keys of recipes/ci/tiny.yaml changed. If that is intended, bump the "
-                               "output version of the kinds whose results change and record the new "
-                               "keys in tests/fixtures/tiny_keys.json:\n"
-                            << actual.dump(2);
+  EXPECT_EQ(actual, golden)
+      << "keys of recipes/ci/tiny.yaml changed. If that is intended, bump the "
+         "output version of the kinds whose results change and record the new "
+         "keys in tests/fixtures/tiny_keys.json:\n"
+      << actual.dump(2);
 }
 
-// The key is the hash of `keyed` alone, and `keyed` holds no git sha, no path and no scheduling setting.
+// The key is the hash of `keyed` alone, and `keyed` holds no git sha, no path and no scheduling
+// setting.
 TEST(GoldenKeysTest, KeysHashOnlyWhatTheJobComputes) {
   const Plan p = make_plan(load_recipe(kTiny));
   for (const auto& j : p.jobs) {
@@ -45,8 +47,8 @@ TEST(GoldenKeysTest, KeysHashOnlyWhatTheJobComputes) {
     EXPECT_EQ(keyed.find(core::kGitSha), std::string::npos) << j.stage;
     EXPECT_EQ(keyed.find("/jobs/"), std::string::npos) << j.stage << ": a job path is in the key";
   }
-  const Plan moved = make_plan(load_recipe(kTiny, {"root=/elsewhere/runs", "retries=3", "max_parallel=1",
-                                                   "store=/elsewhere/s.sqlite"}));
+  const Plan moved = make_plan(load_recipe(
+      kTiny, {"root=/elsewhere/runs", "retries=3", "max_parallel=1", "store=/elsewhere/s.sqlite"}));
   EXPECT_EQ(keys_of(moved), keys_of(p));
 }
 
@@ -60,7 +62,8 @@ TEST(GoldenKeysTest, NumericsChangeTheKeysOfTheJobsTheyAffect) {
     }
     return out;
   };
-  const std::vector<std::string> all_but_data = {"seed", "experts/code", "experts/math", "bam", "bam_dm", "eval"};
+  const std::vector<std::string> all_but_data = {"seed", "experts/code", "experts/math",
+                                                 "bam",  "bam_dm",       "eval"};
   EXPECT_EQ(changed(make_plan(load_recipe(kTiny, {"device=cuda"}))), all_but_data);
   EXPECT_EQ(changed(make_plan(load_recipe(kTiny), {true})), all_but_data);  // auto on a CUDA host
   EXPECT_EQ(keys_of(make_plan(load_recipe(kTiny, {"device=cuda"}))),

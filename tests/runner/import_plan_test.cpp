@@ -1,5 +1,5 @@
-// Planning recipes with `kind: import` stages: the checkpoint's config is read at load time (errors at
-// the `path:` line), its tokenizer becomes the data's, and `model:` is optional. No LibTorch.
+// Planning recipes with `kind: import` stages: the checkpoint's config is read at load time (errors
+// at the `path:` line), its tokenizer becomes the data's, and `model:` is optional. No LibTorch.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -14,7 +14,8 @@ namespace upcycle::runner {
 namespace {
 
 // A Hugging Face directory as far as planning reads it: config.json, a tokenizer, a weights header.
-void write_hf_dir(const std::string& dir, const nlohmann::json& config, const std::string& tokenizer = "sp-bytes") {
+void write_hf_dir(const std::string& dir, const nlohmann::json& config,
+                  const std::string& tokenizer = "sp-bytes") {
   core::make_dirs(dir);
   core::write_file_atomic(dir + "/config.json", config.dump());
   core::write_file_atomic(dir + "/tokenizer.model", tokenizer);
@@ -22,13 +23,19 @@ void write_hf_dir(const std::string& dir, const nlohmann::json& config, const st
 }
 
 nlohmann::json llama() {
-  return {{"model_type", "llama"}, {"hidden_size", 64}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
-          {"num_key_value_heads", 2}, {"intermediate_size", 128}, {"vocab_size", 600}, {"max_position_embeddings", 256}};
+  return {{"model_type", "llama"},    {"hidden_size", 64},
+          {"num_hidden_layers", 2},   {"num_attention_heads", 4},
+          {"num_key_value_heads", 2}, {"intermediate_size", 128},
+          {"vocab_size", 600},        {"max_position_embeddings", 256}};
 }
 
 std::string recipe(const std::string& hf, const std::string& extra = "") {
-  return "name: t\ndata: { domains: [general, code] }\nstages:\n  data: { kind: prepare }\n  seed: { kind: import, path: " +
-         hf + ", seq_len: 32 }\n  experts: { kind: branch, from: seed, domains: [code], budget: { tokens: 2k } }\n" + extra;
+  return "name: t\ndata: { domains: [general, code] }\nstages:\n  data: { kind: prepare }\n  seed: "
+         "{ kind: import, path: " +
+         hf +
+         ", seq_len: 32 }\n  experts: { kind: branch, from: seed, domains: [code], budget: { "
+         "tokens: 2k } }\n" +
+         extra;
 }
 
 std::string error_of(const std::string& text) {
@@ -63,32 +70,39 @@ TEST(ImportPlanTest, ImportsServeAsExpertsOfAnUpcycle) {
   testing::TempDir dir;
   write_hf_dir(dir / "seed", llama());
   write_hf_dir(dir / "law", llama());  // the same tokenizer, another expert's weights
-  Plan p = make_plan(parse_recipe(recipe(dir / "seed", "  law: { kind: import, path: " + dir / "law" + ", seq_len: 32 }\n"
-                                                       "  bam: { kind: upcycle, method: bam, from: [experts, law] }\n"),
-                                  "r.yaml"));
+  Plan p = make_plan(parse_recipe(
+      recipe(dir / "seed", "  law: { kind: import, path: " + dir / "law" +
+                               ", seq_len: 32 }\n"
+                               "  bam: { kind: upcycle, method: bam, from: [experts, law] }\n"),
+      "r.yaml"));
   const PlannedJob* bam = p.find("bam");
   ASSERT_NE(bam, nullptr);
   EXPECT_EQ(bam->model.attn_experts, 3);  // the seed, experts/code, law
   EXPECT_EQ(bam->spec["inputs"].size(), 3u);
 }
 
-// Experts whose dimensions differ are refused when the plan is made, naming both and the dimension; the
-// surgery checks the checkpoints again (stages/upcycle/surgery.cpp).
+// Experts whose dimensions differ are refused when the plan is made, naming both and the dimension;
+// the surgery checks the checkpoints again (stages/upcycle/surgery.cpp).
 TEST(ImportPlanTest, ExpertsOfAnotherShapeAreRefusedAtPlanTime) {
   testing::TempDir dir;
   write_hf_dir(dir / "seed", llama());
   nlohmann::json wide = llama();
   wide["intermediate_size"] = 256;
   write_hf_dir(dir / "law", wide);
-  const std::string e = error_of(recipe(dir / "seed", "  law: { kind: import, path: " + dir / "law" + ", seq_len: 32 }\n"
-                                                      "  bam: { kind: upcycle, method: bam, from: [experts, law] }\n"));
-  EXPECT_NE(e.find("stages.bam.from: 'seed' and 'law' cannot be experts of one model: they differ in ffn_hidden: 128 vs 256"),
-            std::string::npos) << e;
+  const std::string e = error_of(
+      recipe(dir / "seed", "  law: { kind: import, path: " + dir / "law" +
+                               ", seq_len: 32 }\n"
+                               "  bam: { kind: upcycle, method: bam, from: [experts, law] }\n"));
+  EXPECT_NE(e.find("stages.bam.from: 'seed' and 'law' cannot be experts of one model: they differ "
+                   "in ffn_hidden: 128 vs 256"),
+            std::string::npos)
+      << e;
 }
 
 TEST(ImportPlanTest, BadCheckpointsAreErrorsAtThePathLine) {
   testing::TempDir dir;
-  EXPECT_NE(error_of(recipe(dir / "nope")).find("r.yaml:5:"), std::string::npos) << error_of(recipe(dir / "nope"));
+  EXPECT_NE(error_of(recipe(dir / "nope")).find("r.yaml:5:"), std::string::npos)
+      << error_of(recipe(dir / "nope"));
   EXPECT_NE(error_of(recipe(dir / "nope")).find("is not a directory"), std::string::npos);
   nlohmann::json gpt2 = llama();
   gpt2["model_type"] = "gpt2";
@@ -100,22 +114,26 @@ TEST(ImportPlanTest, BadCheckpointsAreErrorsAtThePathLine) {
   fractional["num_hidden_layers"] = 2.7;  // nlohmann would read 2
   write_hf_dir(dir / "frac", fractional);
   const std::string f = error_of(recipe(dir / "frac"));
-  EXPECT_NE(f.find("key 'num_hidden_layers': expected an integer, got 2.7"), std::string::npos) << f;
+  EXPECT_NE(f.find("key 'num_hidden_layers': expected an integer, got 2.7"), std::string::npos)
+      << f;
   nlohmann::json negative = llama();
   negative["vocab_size"] = -1;
   write_hf_dir(dir / "neg", negative);
-  EXPECT_NE(error_of(recipe(dir / "neg")).find("vocab: must be in [1, 2^32]"), std::string::npos) << error_of(recipe(dir / "neg"));
+  EXPECT_NE(error_of(recipe(dir / "neg")).find("vocab: must be in [1, 2^32]"), std::string::npos)
+      << error_of(recipe(dir / "neg"));
   write_hf_dir(dir / "a", llama(), "tokenizer a");
   write_hf_dir(dir / "b", llama(), "tokenizer b");
-  const std::string mixed = error_of(recipe(dir / "a", "  other: { kind: import, path: " + dir / "b" + " }\n"));
+  const std::string mixed =
+      error_of(recipe(dir / "a", "  other: { kind: import, path: " + dir / "b" + " }\n"));
   EXPECT_NE(mixed.find("bring different tokenizers"), std::string::npos) << mixed;
   // Without model:, training from scratch has nothing to build.
-  const std::string scratch = error_of(recipe(dir / "a", "  fresh: { kind: train, mix: { code: 1 }, budget: { tokens: 1k } }\n"));
+  const std::string scratch = error_of(
+      recipe(dir / "a", "  fresh: { kind: train, mix: { code: 1 }, budget: { tokens: 1k } }\n"));
   EXPECT_NE(scratch.find("trains a model from scratch"), std::string::npos) << scratch;
 }
 
-// {hf} exports a model in the Hugging Face class that computes it; a model none computes is an error at
-// plan time naming hf_format, before anything runs.
+// {hf} exports a model in the Hugging Face class that computes it; a model none computes is an
+// error at plan time naming hf_format, before anything runs.
 TEST(ImportPlanTest, HfPlaceholderPicksTheClassOrRefusesAtPlanTime) {
   const std::string base = R"(name: t
 data: { domains: [general, code], tokenizer: { vocab: 512 } }
@@ -140,7 +158,9 @@ stages:
   EXPECT_NE(bam.find("stages.harness.hf_format"), std::string::npos) << bam;
   EXPECT_NE(bam.find("set hf_format: native"), std::string::npos) << bam;
   EXPECT_EQ(make_plan(parse_recipe(with("bam"), "r.yaml", {"stages.harness.hf_format=native"}))
-                .find("harness/bam")->spec["hf"]["format"], "native");
+                .find("harness/bam")
+                ->spec["hf"]["format"],
+            "native");
 }
 
 }  // namespace

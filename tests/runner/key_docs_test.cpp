@@ -26,14 +26,18 @@ TEST(KeyDocsTest, TheReadmeTablesAreGeneratedFromTheDeclarations) {
   EXPECT_THROW(key_docs("nope"), ConfigError);
 }
 
-// Every recipe key a kind's table declares is a key the recipe parser accepts, and the docs list it.
+// Every recipe key a kind's table declares is a key the recipe parser accepts, and the docs list
+// it.
 TEST(KeyDocsTest, EveryDocumentedKeyHasARow) {
   for (const auto& section : key_doc_sections()) {
     const std::string table = key_docs(section);
     EXPECT_GT(std::count(table.begin(), table.end(), '\n'), 3) << section;
   }
-  EXPECT_NE(key_docs("train").find("| `optim.lr` | `0.001` | number in [0, 10) |"), std::string::npos) << key_docs("train");
-  EXPECT_NE(key_docs("upcycle").find("| `attention.kv` | `expert` | `expert` or `shared` |"), std::string::npos)
+  EXPECT_NE(key_docs("train").find("| `optim.lr` | `0.001` | number in [0, 10) |"),
+            std::string::npos)
+      << key_docs("train");
+  EXPECT_NE(key_docs("upcycle").find("| `attention.kv` | `expert` | `expert` or `shared` |"),
+            std::string::npos)
       << key_docs("upcycle");
 }
 

@@ -14,17 +14,20 @@ const std::string kTiny = std::string(UPCYCLE_SOURCE_DIR) + "/recipes/ci/tiny.ya
 void record(tracking::Store& store, const Plan& p, const std::string& run) {
   int64_t id = store.upsert_run({run, "tiny", run, "{}"});
   for (const auto& j : p.jobs) {
-    store.upsert_job(id, {0, j.key, j.stage, j.kind, "", 0, std::nullopt, j.dir, "", "", "", j.keyed.dump(), ""});
+    store.upsert_job(id, {0, j.key, j.stage, j.kind, "", 0, std::nullopt, j.dir, "", "", "",
+                          j.keyed.dump(), ""});
   }
 }
 
 TEST(PlanStatusTest, DifferingFieldsAreDottedPaths) {
-  nlohmann::json a = {{"spec", {{"optim", {{"lr", 1e-3}, {"eps", 1e-8}}}, {"mix", {{"code", 1}}}}}, {"inputs", {"k1", "k2"}}};
+  nlohmann::json a = {{"spec", {{"optim", {{"lr", 1e-3}, {"eps", 1e-8}}}, {"mix", {{"code", 1}}}}},
+                      {"inputs", {"k1", "k2"}}};
   nlohmann::json b = a;
   b["spec"]["optim"]["lr"] = 2e-3;
   b["inputs"][1] = "k3";
   b["spec"]["mix"]["math"] = 1;
-  EXPECT_EQ(differing_fields(a, b), (std::vector<std::string>{"inputs[1]", "spec.optim.lr", "spec.mix.math"}));
+  EXPECT_EQ(differing_fields(a, b),
+            (std::vector<std::string>{"inputs[1]", "spec.optim.lr", "spec.mix.math"}));
   EXPECT_TRUE(differing_fields(a, a).empty());
 }
 
@@ -35,15 +38,19 @@ TEST(PlanStatusTest, NamesNeverRunAndChangedFields) {
 
   tracking::Store store(dir / "s.sqlite");
   record(store, before, "a");
-  const Plan after = make_plan(load_recipe(kTiny, {"root=" + dir.path() + "/runs", "stages.seed.optim.lr=2e-3",
-                                                   "stages.experts.resources={threads: 2}"}));
+  const Plan after =
+      make_plan(load_recipe(kTiny, {"root=" + dir.path() + "/runs", "stages.seed.optim.lr=2e-3",
+                                    "stages.experts.resources={threads: 2}"}));
   auto why = explain_plan(after, &store);
   ASSERT_EQ(why.size(), after.jobs.size());
   auto line = [&](const std::string& stage) { return why[after.find(stage) - after.jobs.data()]; };
   EXPECT_EQ(line("data"), "will run: planned before, never finished");
   EXPECT_EQ(line("seed"), "will run: changed since its last run (optim.lr)");
-  EXPECT_EQ(line("experts/code"), "will run: changed since its last run (input seed, numerics.threads)");
-  EXPECT_EQ(line("bam"), "will run: changed since its last run (input seed, input experts/code, input experts/math)");
+  EXPECT_EQ(line("experts/code"),
+            "will run: changed since its last run (input seed, numerics.threads)");
+  EXPECT_EQ(
+      line("bam"),
+      "will run: changed since its last run (input seed, input experts/code, input experts/math)");
 }
 
 }  // namespace

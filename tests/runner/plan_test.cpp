@@ -43,8 +43,9 @@ TEST(PlanTest, ExpandsBranchesAndOrdersInputsFirst) {
   Plan p = plan_of();
   std::vector<std::string> labels;
   for (const auto& j : p.jobs) labels.push_back(j.stage);
-  EXPECT_EQ(labels, (std::vector<std::string>{"data", "seed", "experts/code", "experts/math", "bam", "eval",
-                                              "btx", "btx_dm", "bam_cm", "bam_dm", "sparse"}));
+  EXPECT_EQ(labels,
+            (std::vector<std::string>{"data", "seed", "experts/code", "experts/math", "bam", "eval",
+                                      "btx", "btx_dm", "bam_cm", "bam_dm", "sparse"}));
   const PlannedJob* bam = p.find("bam");
   EXPECT_EQ(bam->model.attn_experts, 3);  // seed + 2 experts
   EXPECT_EQ(bam->spec["inputs"].size(), 3u);
@@ -65,9 +66,10 @@ TEST(PlanTest, ComputeMatchedBudgetEqualsTheTargetWithinOneStep) {
   int64_t step_flops = cm->spec["batch_size"].get<int64_t>() * cm->model.seq_len *
                        stages::count_flops(cm->model).training();
   EXPECT_LE(std::llabs(training_flops(*cm) - training_flops(*btx)), step_flops);
-  EXPECT_LT(cm->spec["tokens"].get<int64_t>(), btx->spec["tokens"].get<int64_t>());  // BAM costs more
+  EXPECT_LT(cm->spec["tokens"].get<int64_t>(),
+            btx->spec["tokens"].get<int64_t>());        // BAM costs more
   EXPECT_EQ(p.find("btx")->spec["inputs"].size(), 3u);  // the seed joins by default
-  EXPECT_EQ(p.find("sparse")->model.ffn_experts, 8);     // E·G
+  EXPECT_EQ(p.find("sparse")->model.ffn_experts, 8);    // E·G
 }
 
 TEST(PlanTest, PaperScaleComputeMatchingDoesNotOverflow) {
@@ -89,7 +91,8 @@ TEST(PlanTest, PaperScaleComputeMatchingDoesNotOverflow) {
 TEST(PlanTest, MatchOfAnUnknownOrCyclicStageIsRejected) {
   std::string e = plan_error({"stages.bam_cm.budget.match=btx_dmm"});
   EXPECT_NE(e.find("stages.bam_cm.budget.match: unknown stage 'btx_dmm'; did you mean 'btx_dm'?"),
-            std::string::npos) << e;
+            std::string::npos)
+      << e;
   e = plan_error({"stages.btx_dm.budget={match: bam_cm, by: flops}"});
   EXPECT_NE(e.find("cycle"), std::string::npos) << e;
   e = plan_error({"stages.bam_cm.budget.match=experts"});
@@ -109,7 +112,9 @@ TEST(PlanTest, KeysAreStableAndChangeOnlyDownstream) {
 
 TEST(PlanTest, UnknownStageGetsASuggestion) {
   std::string e = plan_error({"stages.bam.from=[seed, expert]"});
-  EXPECT_NE(e.find("stages.bam.from: unknown stage 'expert'; did you mean 'experts'?"), std::string::npos) << e;
+  EXPECT_NE(e.find("stages.bam.from: unknown stage 'expert'; did you mean 'experts'?"),
+            std::string::npos)
+      << e;
   EXPECT_NE(e.find("r.yaml:8:"), std::string::npos) << e;
 }
 
@@ -135,8 +140,9 @@ TEST(PlanTest, UnknownDomainIsRejected) {
 namespace upcycle::runner {
 namespace {
 
-// Retries are scheduling: not in keys. Threads change how CPU reductions split, so they are in the keys
-// of train and eval jobs (not of prepare with BPE or upcycle, whose results do not depend on them).
+// Retries are scheduling: not in keys. Threads change how CPU reductions split, so they are in the
+// keys of train and eval jobs (not of prepare with BPE or upcycle, whose results do not depend on
+// them).
 TEST(PlanResourcesTest, StagesOverrideThreadsAndRetries) {
   Plan base = plan_of({"threads=2", "retries=1"});
   Plan wide = plan_of({"threads=2", "retries=1", "stages.experts.resources={threads: 4}",
@@ -145,15 +151,18 @@ TEST(PlanResourcesTest, StagesOverrideThreadsAndRetries) {
   for (size_t i = 0; i < base.jobs.size(); ++i) {
     bool expert = wide.jobs[i].stage_name == "experts";
     bool reads_expert = expert;
-    for (size_t d : wide.jobs[i].deps) reads_expert = reads_expert || base.jobs[d].key != wide.jobs[d].key;
+    for (size_t d : wide.jobs[i].deps)
+      reads_expert = reads_expert || base.jobs[d].key != wide.jobs[d].key;
     EXPECT_EQ(base.jobs[i].key == wide.jobs[i].key, !reads_expert) << wide.jobs[i].stage;
     EXPECT_EQ(wide.jobs[i].threads, expert ? 4 : 2) << wide.jobs[i].stage;
     EXPECT_EQ(wide.jobs[i].retries, expert ? 3 : 1) << wide.jobs[i].stage;
     EXPECT_EQ(wide.jobs[i].spec["threads"], wide.jobs[i].threads);
   }
-  EXPECT_NE(plan_error({"stages.seed.resources={threads: 0}"}).find("stages.seed.resources.threads: must be in [1, 4096]"),
+  EXPECT_NE(plan_error({"stages.seed.resources={threads: 0}"})
+                .find("stages.seed.resources.threads: must be in [1, 4096]"),
             std::string::npos);
-  EXPECT_NE(plan_error({"stages.seed.resources={gpus: 1}"}).find("unknown key 'gpus'"), std::string::npos);
+  EXPECT_NE(plan_error({"stages.seed.resources={gpus: 1}"}).find("unknown key 'gpus'"),
+            std::string::npos);
 }
 
 }  // namespace

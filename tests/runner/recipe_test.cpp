@@ -43,7 +43,7 @@ TEST(RecipeTest, ParsesIntoTypedStructs) {
   EXPECT_EQ(r.stages[1].kind_name(), "train");
   EXPECT_EQ(r.stages[1].as<TrainStage>()->train.tokens, 4000);
   EXPECT_EQ(r.stages[1].as<TrainStage>()->train.settings.batch_size, 4);  // recipe-level default
-  EXPECT_EQ(r.stages[2].as<TrainStage>(), nullptr);                      // a branch stage
+  EXPECT_EQ(r.stages[2].as<TrainStage>(), nullptr);                       // a branch stage
   EXPECT_EQ(r.stages[2].as<BranchStage>()->domains, (std::vector<std::string>{"code", "math"}));
   EXPECT_EQ(r.flat.at("stages.seed.optim.lr"), "1e-3");
 }

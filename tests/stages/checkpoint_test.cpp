@@ -36,7 +36,8 @@ TEST(CheckpointTest, SaveThenLoadGivesIdenticalParameters) {
 
 TEST(CheckpointTest, SafetensorsKeepsDtypesAndShapes) {
   testing::TempDir dir;
-  TensorMap t = {{"f", torch::randn({2, 3})}, {"h", torch::randn({4}).to(torch::kBFloat16)},
+  TensorMap t = {{"f", torch::randn({2, 3})},
+                 {"h", torch::randn({4}).to(torch::kBFloat16)},
                  {"i", torch::arange(5)}};
   core::write_file_atomic(dir / "x.safetensors", encode_safetensors(t, {{"k", "v"}}));
   std::map<std::string, std::string> meta;
@@ -77,7 +78,8 @@ TEST(CheckpointTest, DirectoryWithoutConfigIsNotACheckpoint) {
 
 TEST(CheckpointTest, TruncatedSafetensorsHeaderIsAStageError) {
   testing::TempDir dir;
-  core::write_file_atomic(dir / "t.safetensors", std::string("\xff\xff\x00\x00\x00\x00\x00\x00{", 9));
+  core::write_file_atomic(dir / "t.safetensors",
+                          std::string("\xff\xff\x00\x00\x00\x00\x00\x00{", 9));
   EXPECT_THROW(read_safetensors(dir / "t.safetensors"), StageError);
 }
 

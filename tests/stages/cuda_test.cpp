@@ -10,10 +10,10 @@
 #include "stages/train/distributed.h"
 
 #include "core/metric_sink.h"
+#include "stages/arch/upcycle_config.h"
 #include "stages/io/checkpoint.h"
 #include "stages/model/transformer.h"
 #include "stages/train/trainer.h"
-#include "stages/arch/upcycle_config.h"
 #include "tests/support/byte_corpus.h"
 #include "tests/support/model_configs.h"
 #include "tests/support/temp_dir.h"
@@ -44,12 +44,16 @@ TEST(ModelTest, BamForwardMatchesCpu_CUDA) {
   EXPECT_TRUE(testing::tensors_near(b, a, 2e-3, 1e-3));
 }
 
-// Any synchronising CUDA call (a device-to-host copy, .item(), a blocking memcpy, a stream or device
-// synchronize) throws while in scope: LibTorch's sync-debug mode.
+// Any synchronising CUDA call (a device-to-host copy, .item(), a blocking memcpy, a stream or
+// device synchronize) throws while in scope: LibTorch's sync-debug mode.
 class NoHostSync {
  public:
-  NoHostSync() { c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR); }
-  ~NoHostSync() { c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED); }
+  NoHostSync() {
+    c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+  }
+  ~NoHostSync() {
+    c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+  }
 };
 
 ModelConfig moe_config(int64_t experts, int64_t top_k) {
@@ -83,8 +87,8 @@ TEST(ModelTest, Bf16ForwardFollowsFp32Cpu_CUDA) {
   }
 }
 
-// The MoE forward and backward queue their kernels without waiting on the GPU: grouped GEMMs in bf16,
-// the padded batched GEMMs in fp32; and both compute what the CPU's per-expert loop computes.
+// The MoE forward and backward queue their kernels without waiting on the GPU: grouped GEMMs in
+// bf16, the padded batched GEMMs in fp32; and both compute what the CPU's per-expert loop computes.
 TEST(ModelTest, MoeDispatchMakesNoHostSync_CUDA) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "CUDA is not available";
   const ModelConfig c = moe_config(4, 2);
@@ -104,7 +108,8 @@ TEST(ModelTest, MoeDispatchMakesNoHostSync_CUDA) {
       (y.to(torch::kFloat32).pow(2).mean() + st.load_balance + st.z_loss).backward();
     }
     const double tol = bf16 ? 3e-2 : 1e-4;
-    EXPECT_TRUE(testing::tensors_near(y.to(torch::kCPU, torch::kFloat32), ref, tol, tol)) << (bf16 ? "bf16" : "fp32");
+    EXPECT_TRUE(testing::tensors_near(y.to(torch::kCPU, torch::kFloat32), ref, tol, tol))
+        << (bf16 ? "bf16" : "fp32");
     ffn->zero_grad();
   }
 }
@@ -118,7 +123,9 @@ TEST(TrainerTest, StepMakesNoHostSync_CUDA) {
   TransformerLm m(c);
   m->to(torch::kCUDA);
   torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(1e-3));
-  auto b = torch::randint(c.vocab, {4, c.seq_len + 1}).pin_memory().to(torch::kCUDA, /*non_blocking=*/true);
+  auto b = torch::randint(c.vocab, {4, c.seq_len + 1})
+               .pin_memory()
+               .to(torch::kCUDA, /*non_blocking=*/true);
   adamw_step(opt);  // state allocation outside the check
   NoHostSync guard;
   for (int i = 0; i < 2; ++i) {
@@ -173,14 +180,17 @@ TEST(DistributedTest, NcclWithOneRank_CUDA) {
   for (const auto& p : m->parameters()) before.push_back(p.grad().clone());
   dp.finish_gradients(m->parameters());
   auto params = m->parameters();
-  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::equal(params[i].grad(), before[i])) << i;
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(torch::equal(params[i].grad(), before[i])) << i;
   EXPECT_EQ(dp.mean(3.5), 3.5);
   EXPECT_EQ(dp.max(2.0), 2.0);
 }
 
 class LossSink : public core::MetricSink {
  public:
-  void log(int64_t step, const std::map<std::string, double>& v) override { loss[step] = v.at("loss"); }
+  void log(int64_t step, const std::map<std::string, double>& v) override {
+    loss[step] = v.at("loss");
+  }
   std::map<int64_t, double> loss;
 };
 
@@ -215,7 +225,8 @@ TEST(TrainerTest, Bf16OnCudaFollowsCpuAndResumesOnCpu_CUDA) {
   TrainSpec rest = spec("gpu", "cpu");  // the GPU checkpoint resumes on the CPU
   TrainOutcome out = train(rest, gpu);
   ASSERT_EQ(out.steps, 12);
-  for (int64_t step : {1, 6, 12}) EXPECT_NEAR(gpu.loss.at(step), cpu.loss.at(step), 0.05 * cpu.loss.at(step)) << step;
+  for (int64_t step : {1, 6, 12})
+    EXPECT_NEAR(gpu.loss.at(step), cpu.loss.at(step), 0.05 * cpu.loss.at(step)) << step;
 }
 
 }  // namespace

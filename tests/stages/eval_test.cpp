@@ -6,8 +6,8 @@
 
 #include "core/atomic_file.h"
 #include "stages/data/math_problems.h"
-#include "stages/data/tokenizer.h"
 #include "stages/data/token_shard.h"
+#include "stages/data/tokenizer.h"
 #include "stages/eval/perplexity.h"
 #include "stages/model/layers.h"
 #include "stages/train/device.h"
@@ -23,11 +23,11 @@ std::string byte_shard(const testing::TempDir& dir) {
   return shard_path(dir.path(), "math", "test");
 }
 
-// Bits per byte from first principles: a model whose head is zero predicts the uniform distribution,
-// so each token costs ln V nats and bpb = tokens * log2(V) / bytes, with bytes the UTF-8 length of the
-// documents' text, counted here with std::string::size(). The documents hold multi-byte characters,
-// characters the tokenizer never saw (byte fallback), leading spaces and newlines; EOS separates them
-// as in prepared shards, and the one window covers every document.
+// Bits per byte from first principles: a model whose head is zero predicts the uniform
+// distribution, so each token costs ln V nats and bpb = tokens * log2(V) / bytes, with bytes the
+// UTF-8 length of the documents' text, counted here with std::string::size(). The documents hold
+// multi-byte characters, characters the tokenizer never saw (byte fallback), leading spaces and
+// newlines; EOS separates them as in prepared shards, and the one window covers every document.
 TEST(EvalTest, BitsPerByteOfAUniformModelIsTokensTimesLog2VOverTheTextsBytes) {
   testing::TempDir dir;
   std::string sample;
@@ -36,8 +36,9 @@ TEST(EvalTest, BitsPerByteOfAUniformModelIsTokensTimesLog2VOverTheTextsBytes) {
   core::write_file_atomic(dir / "sample.txt", sample);
   train_tokenizer(dir / "sample.txt", dir / "tok", {400, "bpe", 1, 0});
   Tokenizer tok(dir / "tok.model");
-  const std::vector<std::string> docs = {"Problem: Compute 12 + 30.\nSolution: 42.", "  two leading spaces, then déjà vu",
-                                         "\nstarts with a newline; 漢字 and 🙂 fall back to bytes", "x"};
+  const std::vector<std::string> docs = {
+      "Problem: Compute 12 + 30.\nSolution: 42.", "  two leading spaces, then déjà vu",
+      "\nstarts with a newline; 漢字 and 🙂 fall back to bytes", "x"};
   std::vector<uint32_t> ids = {tok.eos_id()};
   int64_t bytes = 0;
   for (const auto& d : docs) {
@@ -77,12 +78,14 @@ TEST(EvalTest, PerplexityOfAnUntrainedModelIsNearTheVocabulary) {
 }
 
 // bf16 eval (CPU autocast here, as on CUDA): the NLL follows fp32's within bf16's precision, and
-// differs from it (the forward did run in bf16), while the per-token losses are summed in fp32/fp64.
+// differs from it (the forward did run in bf16), while the per-token losses are summed in
+// fp32/fp64.
 TEST(EvalTest, Bf16AutocastPerplexityFollowsFp32) {
   testing::TempDir dir;
   torch::manual_seed(0);
   ModelConfig c = testing::small_config(256);
-  c.init_std = 0.2;  // peaked (confidently wrong) predictions: a perplexity far from the vocabulary's
+  c.init_std =
+      0.2;  // peaked (confidently wrong) predictions: a perplexity far from the vocabulary's
   TransformerLm m(c);
   const std::string shard = byte_shard(dir);
   auto fp32 = perplexity(m, shard, 16);
@@ -98,8 +101,9 @@ TEST(EvalTest, Bf16AutocastPerplexityFollowsFp32) {
 }
 
 // Eval records how each router splits a domain's tokens. Checked against an independent computation
-// of the same quantities from the model's own routers on the same windows: the soft attention gates'
-// mean (rows sum to 1) and the top-1 FFN's share of tokens (rows sum to 1); dense models record none.
+// of the same quantities from the model's own routers on the same windows: the soft attention
+// gates' mean (rows sum to 1) and the top-1 FFN's share of tokens (rows sum to 1); dense models
+// record none.
 TEST(EvalTest, RoutingPerLayerIsRecordedForBothRouters) {
   testing::TempDir dir;
   torch::manual_seed(0);
@@ -122,7 +126,8 @@ TEST(EvalTest, RoutingPerLayerIsRecordedForBothRouters) {
   auto block = m->blocks[0]->as<BlockImpl>();
   auto h = apply_norm(torch::embedding(m->embed_VD, idx), block->norm1_D, c);
   auto gates = torch::softmax(torch::matmul(h, block->attn->router_ED.t()), -1).mean({0, 1});
-  for (int64_t e = 0; e < 3; ++e) EXPECT_NEAR(r.attn_gate[0][e], gates[e].item<double>(), 1e-6) << e;
+  for (int64_t e = 0; e < 3; ++e)
+    EXPECT_NEAR(r.attn_gate[0][e], gates[e].item<double>(), 1e-6) << e;
   for (const auto* table : {&r.attn_gate, &r.ffn_util}) {
     for (const auto& row : *table) {
       ASSERT_EQ(row.size(), 3u);
@@ -146,8 +151,8 @@ TEST(EvalTest, BtmEnsembleOfIdenticalExpertsIsTheExpert) {
   EXPECT_NEAR(ensemble_perplexity(members, shard, 16).nll, perplexity(m, shard, 16).nll, 1e-9);
 }
 
-// Per window the Bayesian mixture's log-likelihood is log mean_j p_j(window) >= max_j log p_j - log J,
-// so the ensemble's mean NLL is at most the best expert's plus log(J)/T.
+// Per window the Bayesian mixture's log-likelihood is log mean_j p_j(window) >= max_j log p_j - log
+// J, so the ensemble's mean NLL is at most the best expert's plus log(J)/T.
 TEST(EvalTest, BtmEnsembleIsWithinLogJOfTheBestExpert) {
   testing::TempDir dir;
   std::string shard = byte_shard(dir);

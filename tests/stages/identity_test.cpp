@@ -1,4 +1,5 @@
-// Identities that hold exactly by construction: a mixture of identical experts equals the dense layer.
+// Identities that hold exactly by construction: a mixture of identical experts equals the dense
+// layer.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -23,8 +24,10 @@ TEST(IdentityTest, MoeOfIdenticalExpertsEqualsDenseFfn) {
     const char* routing;
     int64_t experts, top_k;
     bool renorm;
-  } cases[] = {{"topk_then_softmax", 4, 1, false}, {"topk_then_softmax", 4, 2, false},
-               {"softmax_then_topk", 4, 4, false}, {"softmax_then_topk", 3, 2, true},
+  } cases[] = {{"topk_then_softmax", 4, 1, false},
+               {"topk_then_softmax", 4, 2, false},
+               {"softmax_then_topk", 4, 4, false},
+               {"softmax_then_topk", 3, 2, true},
                {"softmax_then_topk", 8, 1, true}};
   for (const auto& k : cases) {
     torch::manual_seed(1);
@@ -85,7 +88,8 @@ TEST(IdentityTest, ExpertKvWithEqualKeysAndValuesEqualsSharedKv) {
 
 // Reference attention written out head by head: RoPE, causal softmax(q k^T / sqrt(C)) v, with query
 // head h reading kv head h / (H/G). Checks GQA (G < H) and MHA (G = H) against the batched module.
-at::Tensor reference_attention(const MixtureOfAttention& m, const at::Tensor& x_BTD, const RopeTables& rope) {
+at::Tensor reference_attention(const MixtureOfAttention& m, const at::Tensor& x_BTD,
+                               const RopeTables& rope) {
   const auto& c = m->config;
   const int64_t T = x_BTD.size(1), C = c.head_dim(), H = c.heads, G = c.kv_heads;
   auto q = torch::matmul(x_BTD, m->wq_EHD[0].t()), k = torch::matmul(x_BTD, m->wk_EGD[0].t());
@@ -94,9 +98,11 @@ at::Tensor reference_attention(const MixtureOfAttention& m, const at::Tensor& x_
   std::vector<at::Tensor> heads;
   for (int64_t h = 0; h < H; ++h) {
     int64_t g = h / (H / G);
-    auto qh = apply_rope(q.narrow(-1, h * C, C), rope), kh = apply_rope(k.narrow(-1, g * C, C), rope);
+    auto qh = apply_rope(q.narrow(-1, h * C, C), rope),
+         kh = apply_rope(k.narrow(-1, g * C, C), rope);
     auto scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(double(C));
-    heads.push_back(torch::matmul(scores.masked_fill(mask, -INFINITY).softmax(-1), v.narrow(-1, g * C, C)));
+    heads.push_back(
+        torch::matmul(scores.masked_fill(mask, -INFINITY).softmax(-1), v.narrow(-1, g * C, C)));
   }
   return torch::matmul(torch::cat(heads, -1), m->wo_EDH[0].t());
 }

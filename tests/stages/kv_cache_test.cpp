@@ -1,17 +1,17 @@
 // Incremental decoding with a KV cache computes what the full forward computes, on every attention
-// variant: dense MHA and GQA, Mixture-of-Attention with expert or shared K/V, soft or top-k routed, in
-// parallel and sequential blocks; greedy generation gives the same tokens with and without it, also
-// past seq_len, where the cache is refilled from the last seq_len tokens; and prompts of different
-// lengths generated as one left-padded batch give each prompt's own tokens.
+// variant: dense MHA and GQA, Mixture-of-Attention with expert or shared K/V, soft or top-k routed,
+// in parallel and sequential blocks; greedy generation gives the same tokens with and without it,
+// also past seq_len, where the cache is refilled from the last seq_len tokens; and prompts of
+// different lengths generated as one left-padded batch give each prompt's own tokens.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <set>
 
+#include "stages/arch/upcycle_config.h"
 #include "stages/eval/generate.h"
 #include "stages/model/transformer.h"
-#include "stages/arch/upcycle_config.h"
 #include "tests/support/model_configs.h"
 
 namespace upcycle::stages {
@@ -27,7 +27,8 @@ std::vector<Variant> variants() {
   mha.kv_heads = mha.heads;
   ModelConfig gqa = testing::small_config();
   gqa.block = BlockType::kSequential;
-  auto moa = [&](const std::string& kv, const std::string& routing, int64_t k, const std::string& block) {
+  auto moa = [&](const std::string& kv, const std::string& routing, int64_t k,
+                 const std::string& block) {
     ModelConfig mix;
     mix.ffn_top_k = 2;
     mix.attn_kv = core::enum_from(kKvModeNames, kv, "attn_kv");
@@ -65,8 +66,9 @@ TEST(KvCacheTest, PrefillThenStepsGiveTheFullForwardsLogits) {
     auto full_BTV = m->forward(idx).logits_BTV;
     KvCache cache;
     std::vector<at::Tensor> parts{m->forward(idx.narrow(1, 0, 6), &cache).logits_BTV};  // prefill 6
-    parts.push_back(m->forward(idx.narrow(1, 6, 3), &cache).logits_BTV);                 // 3 at once
-    for (int64_t t = 9; t < 13; ++t) parts.push_back(m->forward(idx.narrow(1, t, 1), &cache).logits_BTV);
+    parts.push_back(m->forward(idx.narrow(1, 6, 3), &cache).logits_BTV);                // 3 at once
+    for (int64_t t = 9; t < 13; ++t)
+      parts.push_back(m->forward(idx.narrow(1, t, 1), &cache).logits_BTV);
     EXPECT_EQ(cache.length, 13);
     auto cached_BTV = torch::cat(parts, 1);
     EXPECT_TRUE(torch::allclose(cached_BTV, full_BTV, 1e-5, 1e-5))
@@ -118,10 +120,13 @@ TEST(KvCacheTest, BatchedGreedyGenerationGivesEachPromptsOwnTokens) {
   for (const auto& v : variants()) {
     SCOPED_TRACE(v.name);
     TransformerLm m = random_model(v.config);
-    const std::vector<std::vector<uint32_t>> prompts = {{5, 17, 3, 88, 41, 9, 60}, {12}, {7, 7, 30, 2}};
+    const std::vector<std::vector<uint32_t>> prompts = {
+        {5, 17, 3, 88, 41, 9, 60}, {12}, {7, 7, 30, 2}};
     GreedyOptions opts;
     opts.max_new_tokens = 9;  // the longest prompt + 9 = seq_len: one batch
-    opts.stop = [](size_t row, const std::vector<uint32_t>& gen) { return row == 2 && gen.size() == 4; };
+    opts.stop = [](size_t row, const std::vector<uint32_t>& gen) {
+      return row == 2 && gen.size() == 4;
+    };
     auto batched = generate_greedy_batch(m, prompts, opts);
     ASSERT_EQ(batched.size(), 3u);
     for (size_t r = 0; r < prompts.size(); ++r) {
@@ -133,7 +138,8 @@ TEST(KvCacheTest, BatchedGreedyGenerationGivesEachPromptsOwnTokens) {
     EXPECT_EQ(batched[2].size(), 4u);
     opts.max_new_tokens = 12;  // past seq_len: one prompt at a time, the same tokens
     auto long_batched = generate_greedy_batch(m, prompts, opts);
-    EXPECT_EQ(std::vector<uint32_t>(long_batched[0].begin(), long_batched[0].begin() + 9), batched[0]);
+    EXPECT_EQ(std::vector<uint32_t>(long_batched[0].begin(), long_batched[0].begin() + 9),
+              batched[0]);
   }
 }
 

@@ -5,8 +5,8 @@
 #include <functional>
 
 #include "stages/arch/accounting.h"
-#include "stages/model/transformer.h"
 #include "stages/arch/upcycle_config.h"
+#include "stages/model/transformer.h"
 #include "tests/support/model_configs.h"
 #include "tests/support/tensor_asserts.h"
 
@@ -58,11 +58,15 @@ TEST_F(ModelTest, PositionTNeverSeesLaterTokens) {
     TransformerLm m(c);
     auto idx = torch::randint(c.vocab, {1, 12});
     auto changed = idx.clone();
-    changed.index_put_({0, torch::indexing::Slice(7)}, (idx.index({0, torch::indexing::Slice(7)}) + 1) % c.vocab);
+    changed.index_put_({0, torch::indexing::Slice(7)},
+                       (idx.index({0, torch::indexing::Slice(7)}) + 1) % c.vocab);
     auto a = m->forward(idx).logits_BTV.narrow(1, 0, 7);
     auto b = m->forward(changed).logits_BTV.narrow(1, 0, 7);
     EXPECT_TRUE(testing::tensors_near(a, b, 1e-6));
-    auto later = (m->forward(idx).logits_BTV.narrow(1, 7, 5) - m->forward(changed).logits_BTV.narrow(1, 7, 5)).abs().max();
+    auto later = (m->forward(idx).logits_BTV.narrow(1, 7, 5) -
+                  m->forward(changed).logits_BTV.narrow(1, 7, 5))
+                     .abs()
+                     .max();
     EXPECT_GT(later.item<double>(), 1e-4);  // and it does see earlier ones
   }
 }
@@ -115,7 +119,8 @@ TEST_F(ModelTest, MoeDispatchModesAgreeWithTheLoop) {
                                      ffn->w2_EDF.grad().clone(), ffn->router_ED.grad().clone()};
     };
     auto loop = run(MoeDispatch::kLoop), padded = run(MoeDispatch::kPadded);
-    for (size_t i = 0; i < loop.size(); ++i) EXPECT_TRUE(testing::tensors_near(padded[i], loop[i], 1e-5, 1e-4)) << routing << " " << i;
+    for (size_t i = 0; i < loop.size(); ++i)
+      EXPECT_TRUE(testing::tensors_near(padded[i], loop[i], 1e-5, 1e-4)) << routing << " " << i;
     if (grouped_mm_available()) {  // LibTorch's CPU _grouped_mm has a forward only: compare outputs
       torch::NoGradGuard g;
       auto grouped = ffn->forward(h, nullptr, MoeDispatch::kGrouped);
@@ -151,8 +156,16 @@ TEST_F(ModelTest, InvalidConfigsNameTheKey) {
       {"d_model", [](ModelConfig& c) { c.d_model = 0; }},
       {"ffn_hidden", [](ModelConfig& c) { c.ffn_hidden = -4; }},
       {"vocab", [](ModelConfig& c) { c.vocab = 0; }},
-      {"ffn_top_k", [](ModelConfig& c) { c.ffn_experts = 2; c.ffn_top_k = 3; }},
-      {"attn_top_k", [](ModelConfig& c) { c.attn_experts = 2; c.attn_top_k = 0; }},
+      {"ffn_top_k",
+       [](ModelConfig& c) {
+         c.ffn_experts = 2;
+         c.ffn_top_k = 3;
+       }},
+      {"attn_top_k",
+       [](ModelConfig& c) {
+         c.attn_experts = 2;
+         c.attn_top_k = 0;
+       }},
       {"ffn_granularity", [](ModelConfig& c) { c.ffn_granularity = 5; }},
   };
   for (const auto& k : cases) {

@@ -43,7 +43,7 @@ TrainSpec spec_in(const std::string& data, const std::string& out) {
   t.data_dir = data;
   t.mix = {{"math", 1.0}};
   t.batch_size = 4;
-  t.micro_batch = 2;  // gradient accumulation too
+  t.micro_batch = 2;       // gradient accumulation too
   t.tokens = 4 * 16 * 12;  // 12 steps
   t.log_every = 1;
   t.optim.lr = 3e-3;
@@ -114,7 +114,9 @@ TEST(TrainerBadInputTest, NonFiniteTrainingStopsAndKeepsTheLastGoodCheckpoint) {
   } catch (const StageError& e) {
     std::string msg = e.what();
     // Either the loss or, first, the updated weights stop being finite.
-    EXPECT_TRUE(msg.find("loss is") != std::string::npos || msg.find("non-finite at step") != std::string::npos) << msg;
+    EXPECT_TRUE(msg.find("loss is") != std::string::npos ||
+                msg.find("non-finite at step") != std::string::npos)
+        << msg;
     EXPECT_NE(msg.find(" at step "), std::string::npos) << msg;
     EXPECT_NE(msg.find("the last good checkpoint (step "), std::string::npos) << msg;
   }
@@ -150,8 +152,9 @@ TEST(TrainerBadInputTest, NonFiniteLossBetweenLogStepsIsNamedByItsFirstStep) {
   EXPECT_FALSE(checkpoint_exists(dir / "rarely/checkpoint"));  // no checkpoint of a diverged model
 }
 
-// Gradient buckets (distributed.h) with a Gloo group of one rank: several buckets, hooks that fire in
-// the armed backward only, and accumulated micro-batches averaged as their sum (one rank: unchanged).
+// Gradient buckets (distributed.h) with a Gloo group of one rank: several buckets, hooks that fire
+// in the armed backward only, and accumulated micro-batches averaged as their sum (one rank:
+// unchanged).
 TEST(DistributedTest, GradientBucketsKeepAccumulatedGradients) {
   if (!distributed_available()) GTEST_SKIP() << "built without Gloo";
   DistEnv env;
@@ -163,16 +166,20 @@ TEST(DistributedTest, GradientBucketsKeepAccumulatedGradients) {
   dp.overlap_gradients(m->parameters());
   EXPECT_GT(dp.bucket_count(), 3);
   auto idx = torch::randint(256, {2, 16});
-  auto loss = [&](int64_t row) { return m->forward(idx.narrow(0, row, 1)).logits_BTV.pow(2).mean(); };
+  auto loss = [&](int64_t row) {
+    return m->forward(idx.narrow(0, row, 1)).logits_BTV.pow(2).mean();
+  };
   loss(0).backward();  // not armed: an ordinary accumulation
   dp.arm_gradient_sync();
   loss(1).backward();
   std::vector<at::Tensor> expected;
   for (const auto& p : m->parameters()) expected.push_back(p.grad().clone());
-  for (auto& p : m->parameters()) p.mutable_grad().zero_();  // what finish writes comes from the buckets
+  for (auto& p : m->parameters())
+    p.mutable_grad().zero_();  // what finish writes comes from the buckets
   dp.finish_gradients(m->parameters());
   auto params = m->parameters();
-  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::allclose(params[i].grad(), expected[i])) << i;
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_TRUE(torch::allclose(params[i].grad(), expected[i])) << i;
 }
 
 // A full disk while writing a checkpoint: the save fails with the path and reason, and the previous
@@ -201,7 +208,8 @@ TEST(TrainerBadInputTest, DiskFullDuringACheckpointKeepsThePreviousOne) {
   }
   ::setrlimit(RLIMIT_FSIZE, &old);
   ::signal(SIGXFSZ, old_handler);
-  EXPECT_NE(error.find(dir / "ck"), std::string::npos) << "the failed save must name the checkpoint: " << error;
+  EXPECT_NE(error.find(dir / "ck"), std::string::npos)
+      << "the failed save must name the checkpoint: " << error;
   CheckpointMeta back;
   load_model(dir / "ck", &back);
   EXPECT_EQ(back.step, 3);
@@ -247,16 +255,19 @@ TEST(TrainerTest, FusedAdamWMatchesLibTorchAdamW) {
   }
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-6, 1e-7)) << i;
-    auto& sa = static_cast<torch::optim::AdamWParamState&>(*reference.state().at(a[i].unsafeGetTensorImpl()));
-    auto& sb = static_cast<torch::optim::AdamWParamState&>(*fused.state().at(b[i].unsafeGetTensorImpl()));
+    auto& sa = static_cast<torch::optim::AdamWParamState&>(
+        *reference.state().at(a[i].unsafeGetTensorImpl()));
+    auto& sb =
+        static_cast<torch::optim::AdamWParamState&>(*fused.state().at(b[i].unsafeGetTensorImpl()));
     EXPECT_EQ(sa.step(), sb.step());
     EXPECT_TRUE(torch::allclose(sa.exp_avg_sq(), sb.exp_avg_sq(), 1e-6, 1e-9)) << i;
   }
   EXPECT_GT((b[0] - initial).abs().max().item<double>(), 1e-3);  // the steps moved the weights
 }
 
-// bf16 autocast, exercised on the CPU (the CUDA path runs the same code; cuda_test.cpp covers it on a
-// GPU). A BAM-shaped model, so the mixture of attention and the MoE FFN mix bf16 and fp32 tensors.
+// bf16 autocast, exercised on the CPU (the CUDA path runs the same code; cuda_test.cpp covers it on
+// a GPU). A BAM-shaped model, so the mixture of attention and the MoE FFN mix bf16 and fp32
+// tensors.
 TEST(TrainerTest, Bf16AutocastTrainsCloseToFp32AndKeepsFp32Weights) {
   testing::TempDir dir;
   testing::write_byte_shards(dir / "data");

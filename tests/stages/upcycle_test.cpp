@@ -11,9 +11,9 @@
 #include "stages/io/checkpoint.h"
 #include "stages/train/trainer.h"
 #include "stages/upcycle/surgery.h"
-#include "tests/support/temp_dir.h"
 #include "tests/support/byte_corpus.h"
 #include "tests/support/model_configs.h"
+#include "tests/support/temp_dir.h"
 #include "tests/support/tensor_asserts.h"
 
 namespace upcycle::stages {
@@ -72,7 +72,8 @@ TEST(UpcycleTest, ExpertsAreCopiesAndSharedWeightsAreAverages) {
   UpcycleResult r = upcycle_dense(s);
   for (int i = 0; i < 3; ++i) {
     for (const char* name : {"blocks.1.attn.wq", "blocks.1.attn.wk", "blocks.0.ffn.w2"}) {
-      EXPECT_TRUE(torch::equal(r.state.at(name)[i], dense[i].at(name)[0])) << name << " expert " << i;
+      EXPECT_TRUE(torch::equal(r.state.at(name)[i], dense[i].at(name)[0]))
+          << name << " expert " << i;
     }
   }
   for (const char* name : {"embed", "head", "final_norm", "blocks.0.norm1"}) {
@@ -82,7 +83,8 @@ TEST(UpcycleTest, ExpertsAreCopiesAndSharedWeightsAreAverages) {
   s.method = UpcycleMethod::kBtx;
   UpcycleResult btx = upcycle_dense(s);
   auto hand_q = (dense[0].at("blocks.0.attn.wq") + dense[1].at("blocks.0.attn.wq") +
-                 dense[2].at("blocks.0.attn.wq")) / 3.0;
+                 dense[2].at("blocks.0.attn.wq")) /
+                3.0;
   EXPECT_TRUE(testing::tensors_near(btx.state.at("blocks.0.attn.wq"), hand_q, 1e-7));
 }
 
@@ -112,12 +114,12 @@ TEST(UpcycleTest, VirtualGroupsReproduceTheDenseModel) {
     bool zero_router;
     double max_rel_error;
   } cases[] = {
-      {2, 2, 2, "topk_then_softmax", "w2", false, 1e-6},    // G = 2, exact
-      {8, 8, 8, "topk_then_softmax", "w2", false, 1e-6},    // E8G8T8, exact
-      {8, 8, 8, "softmax_then_topk", "w2", true, 1e-6},     // exact under uniform routing
-      {8, 8, 8, "softmax_then_topk", "w2", false, 0.05},    // random router
-      {2, 2, 2, "topk_then_softmax", "all", false, 0.05},   // Megatron scaling, SwiGLU
-      {8, 8, 8, "softmax_then_topk", "all", true, 0.05},    // Megatron scaling, SwiGLU
+      {2, 2, 2, "topk_then_softmax", "w2", false, 1e-6},   // G = 2, exact
+      {8, 8, 8, "topk_then_softmax", "w2", false, 1e-6},   // E8G8T8, exact
+      {8, 8, 8, "softmax_then_topk", "w2", true, 1e-6},    // exact under uniform routing
+      {8, 8, 8, "softmax_then_topk", "w2", false, 0.05},   // random router
+      {2, 2, 2, "topk_then_softmax", "all", false, 0.05},  // Megatron scaling, SwiGLU
+      {8, 8, 8, "softmax_then_topk", "all", true, 0.05},   // Megatron scaling, SwiGLU
   };
   for (const auto& c : cases) {
     UpcycleSpec s;
@@ -139,8 +141,9 @@ TEST(UpcycleTest, VirtualGroupsReproduceTheDenseModel) {
       }
     }
     double err = relative_error(logits(r.config, r.state, idx), want);
-    EXPECT_LE(err, c.max_rel_error) << "E" << c.E << "G" << c.G << "T" << c.T << " " << c.routing
-                                    << " scaling " << c.scaling << (c.zero_router ? " zero router" : "");
+    EXPECT_LE(err, c.max_rel_error)
+        << "E" << c.E << "G" << c.G << "T" << c.T << " " << c.routing << " scaling " << c.scaling
+        << (c.zero_router ? " zero router" : "");
   }
 }
 

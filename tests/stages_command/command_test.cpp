@@ -31,7 +31,8 @@ TEST(RunCommandTest, ExitCodesEnvAndNoShell) {
   EXPECT_EQ(run_command({{"touch", "a;b$X"}, {}, dir.path()}), 0);
   EXPECT_TRUE(std::filesystem::exists(dir / "a;b$X"));
   EXPECT_EQ(run_command({{"false"}, {}, dir.path()}), 1);
-  EXPECT_EQ(run_command({{"sh", "-c", "test \"$UPCYCLE_T\" = yes"}, {{"UPCYCLE_T", "yes"}}, ""}), 0);
+  EXPECT_EQ(run_command({{"sh", "-c", "test \"$UPCYCLE_T\" = yes"}, {{"UPCYCLE_T", "yes"}}, ""}),
+            0);
   EXPECT_THROW(run_command({{"/no/such/program"}, {}, ""}), StageError);
 }
 
@@ -63,8 +64,9 @@ TEST(LmEvalResultsTest, ParsesMetricsFiltersStderrAndCounts) {
 }
 
 TEST(LmEvalResultsTest, OlderFormatAndBadDocuments) {
-  auto rows = parse_lm_eval_results(nlohmann::json::parse(R"({"results": {"piqa": {"acc": 0.6, "acc_stderr": 0.01}}})"),
-                                    "m", "old");
+  auto rows = parse_lm_eval_results(
+      nlohmann::json::parse(R"({"results": {"piqa": {"acc": 0.6, "acc_stderr": 0.01}}})"), "m",
+      "old");
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].filter, "none");
   EXPECT_DOUBLE_EQ(rows[0].stderr_value.value(), 0.01);
@@ -79,7 +81,8 @@ TEST(LmEvalResultsTest, FindsTheNewestResultsFileBelowADirectory) {
   core::write_file_atomic(dir / "org__model/results_2026-01-01.json", "{}");
   core::write_file_atomic(dir / "org__model/samples_arc.jsonl", "{}");
   EXPECT_EQ(find_lm_eval_results(dir.path()), dir / "org__model/results_2026-01-01.json");
-  EXPECT_EQ(find_lm_eval_results(dir / "org__model/samples_arc.jsonl"), dir / "org__model/samples_arc.jsonl");
+  EXPECT_EQ(find_lm_eval_results(dir / "org__model/samples_arc.jsonl"),
+            dir / "org__model/samples_arc.jsonl");
   EXPECT_THROW(find_lm_eval_results(dir / "missing"), StageError);
 }
 

@@ -7,8 +7,8 @@
 namespace upcycle::stages {
 namespace {
 
-// BAM Table 8, small scale: d 1024, 6 layers, 8/8 heads, SwiGLU hidden 2048 ("FFN dimension" 4096 is
-// the fused gate+up width), vocab 256000, untied, one LayerNorm per block plus a final one.
+// BAM Table 8, small scale: d 1024, 6 layers, 8/8 heads, SwiGLU hidden 2048 ("FFN dimension" 4096
+// is the fused gate+up width), vocab 256000, untied, one LayerNorm per block plus a final one.
 ModelConfig paper_small() {
   ModelConfig c;
   c.d_model = 1024;
@@ -45,10 +45,12 @@ TEST(AccountingTest, ActiveCountsFollowTheDocumentedConvention) {
   ModelConfig dense = paper_small();
   EXPECT_EQ(count_params(dense).active, 587209728);
   // BTX top-1: dense + one router per layer (the paper's 587,234,304).
-  EXPECT_EQ(count_params(upcycled_config(UpcycleMethod::kBtx, dense, ModelConfig{}, 4)).active, 587234304);
+  EXPECT_EQ(count_params(upcycled_config(UpcycleMethod::kBtx, dense, ModelConfig{}, 4)).active,
+            587234304);
   // BAM expert KV: dense + 3 soft-routed attention experts + both routers; the paper's 662,731,776
   // counts one router only (papers.md §1.3).
-  EXPECT_EQ(count_params(upcycled_config(UpcycleMethod::kBam, dense, ModelConfig{}, 4)).active, 662731776 + 24576);
+  EXPECT_EQ(count_params(upcycled_config(UpcycleMethod::kBam, dense, ModelConfig{}, 4)).active,
+            662731776 + 24576);
   // BAM shared KV: W_k, W_v once, W_q, W_o of all 4 experts, both routers.
   ModelConfig shared;
   shared.attn_kv = KvMode::kShared;
@@ -70,7 +72,8 @@ TEST(AccountingTest, ReproducesBamTable7AttentionFlops) {
   ModelConfig top3 = ModelConfig{};
   top3.ffn_top_k = 3;
   // BTX 6 experts top-3 (Table 7): the same unexplained term, three times.
-  EXPECT_EQ(count_flops(upcycled_config(UpcycleMethod::kBtx, dense, top3, 6), 256).layers[0].ffn, 37767168 - 3 * 6144);
+  EXPECT_EQ(count_flops(upcycled_config(UpcycleMethod::kBtx, dense, top3, 6), 256).layers[0].ffn,
+            37767168 - 3 * 6144);
 }
 
 // Hand-derived for a small GQA model: d 8, H 4 (C 2), G 2, F 12, V 10, n_ctx 5.
@@ -98,10 +101,10 @@ TEST(AccountingTest, FlopsMatchHandDerivedFormulasForASmallConfig) {
   mix.moe_every = 2;  // MoE FFN in layer 1 only
   auto bam = count_flops(upcycled_config(UpcycleMethod::kBam, c, mix, 3));
   EXPECT_EQ(bam.layers[0].attention, 3 * 128 + 128 + 3 * 80 + 3 * 128);
-  EXPECT_EQ(bam.layers[0].ffn, 576);        // dense FFN layer
-  EXPECT_EQ(bam.layers[1].ffn, 2 * 576);    // top-2 MoE layer
-  EXPECT_EQ(bam.layers[0].routers, 48);     // attention router only
-  EXPECT_EQ(bam.layers[1].routers, 96);     // attention + FFN routers
+  EXPECT_EQ(bam.layers[0].ffn, 576);      // dense FFN layer
+  EXPECT_EQ(bam.layers[1].ffn, 2 * 576);  // top-2 MoE layer
+  EXPECT_EQ(bam.layers[0].routers, 48);   // attention router only
+  EXPECT_EQ(bam.layers[1].routers, 96);   // attention + FFN routers
   // Top-1 attention routing computes every expert and keeps one gate: charged for all three, as
   // soft routing (one expert's attention is 464), while its active parameters count one expert.
   mix.attn_kv = KvMode::kExpert;

@@ -1,5 +1,6 @@
 // Built-in downstream tasks from held-out documents: the true continuation is really the text that
-// follows the context, distractors come from elsewhere, and math answers come from the worked solution.
+// follows the context, distractors come from elsewhere, and math answers come from the worked
+// solution.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -22,7 +23,8 @@ std::vector<Document> licenses() {
   return docs;
 }
 
-std::vector<nlohmann::json> of_task(const std::vector<nlohmann::json>& ex, const std::string& task) {
+std::vector<nlohmann::json> of_task(const std::vector<nlohmann::json>& ex,
+                                    const std::string& task) {
   std::vector<nlohmann::json> out;
   for (const auto& e : ex) {
     if (e["task"] == task) out.push_back(e);
@@ -53,7 +55,7 @@ TEST(BuiltinTasksTest, ContinuationChoicesHoldTheTruthAtGold) {
       }
     }
   }
-  for (int g : golds) EXPECT_GT(g, 0);  // the gold position varies
+  for (int g : golds) EXPECT_GT(g, 0);                                // the gold position varies
   EXPECT_EQ(make_builtin_examples("law", {{"law", docs}}, 50), all);  // deterministic
 }
 
@@ -70,7 +72,8 @@ TEST(BuiltinTasksTest, DomainChoicesComeOnePerOtherDomain) {
     const std::string joined = e["context"].get<std::string>() + choices[gold];
     bool in_law = false, in_math = false;
     for (const auto& d : docs["law"]) in_law = in_law || d.text.find(joined) != std::string::npos;
-    for (const auto& d : docs["math"]) in_math = in_math || d.text.find(choices[1 - gold]) != std::string::npos;
+    for (const auto& d : docs["math"])
+      in_math = in_math || d.text.find(choices[1 - gold]) != std::string::npos;
     EXPECT_TRUE(in_law) << joined;
     EXPECT_TRUE(in_math) << choices[1 - gold];
     EXPECT_GE(choices[1 - gold].size(), choices[gold].size());
@@ -107,7 +110,9 @@ TEST(BuiltinTasksTest, ArithmeticChoicesAreAnswersOfOtherProblemsOfTheSameKind) 
 }
 
 TEST(BuiltinTasksTest, MathDocumentsGiveArithmeticQuestions) {
-  auto ex = of_task(make_builtin_examples("math", {{"math", generate_math_documents(5, 20000)}}, 20), "arith/math");
+  auto ex =
+      of_task(make_builtin_examples("math", {{"math", generate_math_documents(5, 20000)}}, 20),
+              "arith/math");
   ASSERT_FALSE(ex.empty());
   for (const auto& e : ex) {
     EXPECT_EQ(e["task"], "arith/math");
@@ -118,8 +123,9 @@ TEST(BuiltinTasksTest, MathDocumentsGiveArithmeticQuestions) {
   }
   // The answer is the asked problem's: checked by arithmetic on the prompts of sums and products.
   int checked = 0;
-  for (const auto& e : of_task(make_builtin_examples("math", {{"math", generate_math_documents(6, 100000)}}, 1000),
-                               "arith/math")) {
+  for (const auto& e :
+       of_task(make_builtin_examples("math", {{"math", generate_math_documents(6, 100000)}}, 1000),
+               "arith/math")) {
     long long a = 0, b = 0;
     char op = 0;
     std::string prompt = e["prompt"];

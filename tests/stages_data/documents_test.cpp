@@ -20,8 +20,9 @@ TEST(DocumentsTest, FortuneFilesSplitOnPercentLines) {
 
 TEST(DocumentsTest, JsonlLinesAreDocumentsFromTheTextField) {
   testing::TempDir dir;
-  core::write_file_atomic(dir / "a.jsonl",
-                          "{\"text\": \"first doc\", \"id\": 1}\n\n{\"id\": 2, \"text\": \"second\\nline\"}\n");
+  core::write_file_atomic(
+      dir / "a.jsonl",
+      "{\"text\": \"first doc\", \"id\": 1}\n\n{\"id\": 2, \"text\": \"second\\nline\"}\n");
   auto docs = read_documents(dir / "a.jsonl", DocSplit::kJsonl);
   ASSERT_EQ(docs.size(), 2u);
   EXPECT_EQ(docs[0].text, "first doc");
@@ -33,14 +34,16 @@ TEST(DocumentsTest, JsonlLinesAreDocumentsFromTheTextField) {
     read_documents(dir / "b.jsonl", DocSplit::kJsonl);
     ADD_FAILURE() << "missing field accepted";
   } catch (const StageError& e) {
-    EXPECT_NE(std::string(e.what()).find("b.jsonl:1: no string field 'text'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("b.jsonl:1: no string field 'text'"), std::string::npos)
+        << e.what();
   }
   core::write_file_atomic(dir / "c.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"torn\n");
   try {
     read_documents(dir / "c.jsonl", DocSplit::kJsonl);
     ADD_FAILURE() << "malformed line accepted";
   } catch (const StageError& e) {
-    EXPECT_NE(std::string(e.what()).find("c.jsonl:2: not a JSON object"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("c.jsonl:2: not a JSON object"), std::string::npos)
+        << e.what();
   }
 }
 

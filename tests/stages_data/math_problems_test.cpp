@@ -21,7 +21,8 @@ TEST(MathProblemsTest, AnswersAreCorrect) {
   std::regex mul(R"(Problem: Compute (\d+) \* (\d+)\.[\s\S]*?Answer: (\d+))");
   int checked = 0;
   for (const auto& doc : generate_math_documents(3, 200000)) {
-    for (std::string::size_type pos = 0; (pos = doc.text.find("Problem:", pos)) != std::string::npos; ++pos) {
+    for (std::string::size_type pos = 0;
+         (pos = doc.text.find("Problem:", pos)) != std::string::npos; ++pos) {
       std::string rest = doc.text.substr(pos, doc.text.find("\n\n", pos) - pos + 1);
       std::smatch m;
       if (std::regex_search(rest, m, add) && m.position(0) == 0) {

@@ -17,10 +17,12 @@ namespace {
 // Writes raw uint16 tokens with no sidecar, as nanoGPT's prepare.py does.
 void write_raw_u16(const std::string& path, const std::vector<uint16_t>& tokens) {
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(tokens.data()), static_cast<std::streamsize>(tokens.size() * 2));
+  out.write(reinterpret_cast<const char*>(tokens.data()),
+            static_cast<std::streamsize>(tokens.size() * 2));
 }
 
-std::string error_of(const std::string& source, const std::string& dtype, int64_t vocab, const std::string& dest) {
+std::string error_of(const std::string& source, const std::string& dtype, int64_t vocab,
+                     const std::string& dest) {
   try {
     link_pretokenized_shard(source, dtype, vocab, dest);
   } catch (const StageError& e) {
@@ -64,7 +66,9 @@ TEST(PretokenizedTest, BadShardsNameThePathAndTheReason) {
 
   write_raw_u16(dir / "big.bin", {1, 2, 99, 100});
   msg = error_of(dir / "big.bin", "uint16", 100, dest);
-  EXPECT_NE(msg.find("big.bin: token 100 at position 3 is outside the vocabulary (100)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("big.bin: token 100 at position 3 is outside the vocabulary (100)"),
+            std::string::npos)
+      << msg;
   EXPECT_FALSE(std::filesystem::exists(dest)) << "a refused shard leaves no link";
 }
 

@@ -31,8 +31,10 @@ TEST(TokenShardTest, RoundTripsNarrowAndWide) {
     b.copy_to(2, 3, out.data(), 65535);  // a model with a smaller vocabulary than the data's
     FAIL();
   } catch (const StageError& e) {
-    EXPECT_NE(std::string(e.what()).find("b.bin: token 65535 at position 3 is outside the model's vocabulary (65535)"),
-              std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(
+                  "b.bin: token 65535 at position 3 is outside the model's vocabulary (65535)"),
+              std::string::npos)
+        << e.what();
   }
 }
 

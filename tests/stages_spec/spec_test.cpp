@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "stages/spec/command.h"
-#include "stages/spec/import.h"
 #include "stages/spec/eval.h"
+#include "stages/spec/import.h"
 #include "stages/spec/prepare.h"
 #include "stages/spec/train.h"
 #include "stages/spec/upcycle.h"
@@ -54,7 +54,8 @@ TEST(SpecTest, TrainRoundTripsAndKeysWithoutPaths) {
   EXPECT_FALSE(k.contains("init"));
   EXPECT_FALSE(k.contains("data_dir"));
   EXPECT_EQ(k.at("precision"), "fp32");  // auto on the CPU
-  EXPECT_EQ(k.at("numerics"), (nlohmann::json{{"device", "cpu"}, {"threads", 4}, {"world_size", 2}}));
+  EXPECT_EQ(k.at("numerics"),
+            (nlohmann::json{{"device", "cpu"}, {"threads", 4}, {"world_size", 2}}));
   EXPECT_EQ(key_material(t, {4, "cuda", 1}).at("precision"), "bf16");
   EXPECT_FALSE(key_material(t, {4, "cuda", 1}).at("numerics").contains("threads"));
 }
@@ -64,7 +65,8 @@ TEST(SpecTest, TrainValidationNamesTheField) {
     nlohmann::json j = to_json(a_train_spec());
     nlohmann::json* at = &j;
     std::string f = field;
-    for (size_t dot; (dot = f.find('.')) != std::string::npos; f = f.substr(dot + 1)) at = &(*at)[f.substr(0, dot)];
+    for (size_t dot; (dot = f.find('.')) != std::string::npos; f = f.substr(dot + 1))
+      at = &(*at)[f.substr(0, dot)];
     (*at)[f] = v;
     return error_of<TrainJobSpec>(j);
   };
@@ -77,11 +79,13 @@ TEST(SpecTest, TrainValidationNamesTheField) {
   EXPECT_EQ(with("optim.lrr", 1), "optim.lrr: unknown field; did you mean 'lr'?");
   EXPECT_EQ(with("tokens", "many"), "tokens: has the wrong type (string)");
   EXPECT_EQ(with("mix", nlohmann::json::object({{"code", 0}})), "mix: weights sum to 0");
-  EXPECT_EQ(with("precision", "fp16"), "precision: 'fp16' is not allowed; expected auto, fp32 or bf16");
+  EXPECT_EQ(with("precision", "fp16"),
+            "precision: 'fp16' is not allowed; expected auto, fp32 or bf16");
   EXPECT_EQ(with("bogus", 1), "bogus: unknown field");
   nlohmann::json j = to_json(a_train_spec());
   j["model"]["init_std"] = -1;
-  EXPECT_EQ(error_of<TrainJobSpec>(j).rfind("model.init_std: ", 0), 0u) << error_of<TrainJobSpec>(j);
+  EXPECT_EQ(error_of<TrainJobSpec>(j).rfind("model.init_std: ", 0), 0u)
+      << error_of<TrainJobSpec>(j);
 }
 
 TEST(SpecTest, PrepareRoundTripsAndRefusesNamesThatArePaths) {
@@ -93,13 +97,16 @@ TEST(SpecTest, PrepareRoundTripsAndRefusesNamesThatArePaths) {
   EXPECT_EQ(back.domains[0].sources.back().split, DocSplit::kJsonl);
   EXPECT_EQ(back.domains[0].sources.back().text_field, "body");
   p.domains[1].name = "../../../tmp/x";
-  EXPECT_NE(error_of<PrepareJobSpec>(to_json(p)).find("domains[1].name: '../../../tmp/x' is not a valid name"),
+  EXPECT_NE(error_of<PrepareJobSpec>(to_json(p))
+                .find("domains[1].name: '../../../tmp/x' is not a valid name"),
             std::string::npos);
   p.domains[1].name = "general";
-  EXPECT_EQ(error_of<PrepareJobSpec>(to_json(p)), "domains[1].name: domain 'general' is listed twice");
+  EXPECT_EQ(error_of<PrepareJobSpec>(to_json(p)),
+            "domains[1].name: domain 'general' is listed twice");
   p.domains.pop_back();
   p.tokenizer.vocab = 100;
-  EXPECT_NE(error_of<PrepareJobSpec>(to_json(p)).find("tokenizer.vocab: must be in [300, 1000000]"), std::string::npos);
+  EXPECT_NE(error_of<PrepareJobSpec>(to_json(p)).find("tokenizer.vocab: must be in [300, 1000000]"),
+            std::string::npos);
 }
 
 TEST(SpecTest, UpcycleRefusesAverageWeightsThatSumToZero) {
@@ -114,7 +121,8 @@ TEST(SpecTest, UpcycleRefusesAverageWeightsThatSumToZero) {
   EXPECT_EQ(error_of<UpcycleJobSpec>(to_json(u)),
             "average_weights: the weights sum to 0; give at least one positive weight");
   u.average_weights = {1, 1};
-  EXPECT_EQ(error_of<UpcycleJobSpec>(to_json(u)), "average_weights: has 2 weights for 3 dense models");
+  EXPECT_EQ(error_of<UpcycleJobSpec>(to_json(u)),
+            "average_weights: has 2 weights for 3 dense models");
 }
 
 TEST(SpecTest, EvalPinsTaskFilesAndKeysModelNamesNotPaths) {
@@ -129,16 +137,22 @@ TEST(SpecTest, EvalPinsTaskFilesAndKeysModelNamesNotPaths) {
   EXPECT_EQ(k.find("/runs/jobs"), std::string::npos) << k;
   EXPECT_NE(k.find("experts/code"), std::string::npos) << k;
   e.tasks[1].sha256 = "";
-  EXPECT_EQ(error_of<EvalJobSpec>(to_json(e)), "tasks[1].sha256: a task file needs the sha256 it was planned with");
+  EXPECT_EQ(error_of<EvalJobSpec>(to_json(e)),
+            "tasks[1].sha256: a task file needs the sha256 it was planned with");
 }
 
 TEST(SpecTest, CommandKeysTheTemplatesAndRunsTheExpansion) {
   CommandJobSpec c;
-  c.templates.argv = {"lm_eval", "--model_args", "pretrained={model_dir}/hf", "--output_path", "{out}"};
+  c.templates.argv = {"lm_eval", "--model_args", "pretrained={model_dir}/hf", "--output_path",
+                      "{out}"};
   c.templates.env = {{"HF_HOME", "{out}/hf"}};
   c.model = "bam_dm";
-  expand_command(c, {{"out", "/j/out"}, {"model_dir", "/m"}, {"model", "bam_dm"}, {"checkpoint", "/m/checkpoint"},
-                     {"data_dir", "/d"}, {"threads", "2"}});
+  expand_command(c, {{"out", "/j/out"},
+                     {"model_dir", "/m"},
+                     {"model", "bam_dm"},
+                     {"checkpoint", "/m/checkpoint"},
+                     {"data_dir", "/d"},
+                     {"threads", "2"}});
   EXPECT_EQ(c.expanded.argv[2], "pretrained=/m/hf");
   EXPECT_EQ(c.expanded.env.at("HF_HOME"), "/j/out/hf");
   round_trip(c);

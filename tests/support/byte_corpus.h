@@ -1,5 +1,5 @@
-// Real text for torch tests without a tokenizer: generated math documents as byte tokens (vocab 256),
-// written as DATA_DIR/shards/<domain>.<split>.bin in the prepare stage's layout.
+// Real text for torch tests without a tokenizer: generated math documents as byte tokens (vocab
+// 256), written as DATA_DIR/shards/<domain>.<split>.bin in the prepare stage's layout.
 #pragma once
 
 #include <string>

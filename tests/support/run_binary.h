@@ -63,7 +63,8 @@ inline ProcessResult run_binary(const std::vector<std::string>& argv, const std:
 namespace upcycle::testing {
 
 /// Starts a program in the background (no shell), its output appended to `log`; returns its pid.
-inline pid_t spawn_binary(const std::vector<std::string>& argv, const std::string& cwd, const std::string& log) {
+inline pid_t spawn_binary(const std::vector<std::string>& argv, const std::string& cwd,
+                          const std::string& log) {
   pid_t pid = ::fork();
   if (pid == 0) exec_child(argv, cwd, ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644));
   return pid;

@@ -17,7 +17,8 @@ class TempDir {
   }
   ~TempDir() {
     std::error_code ec;
-    if (!path_.empty() && !std::getenv("UPCYCLE_KEEP_TEST_DIRS")) std::filesystem::remove_all(path_, ec);
+    if (!path_.empty() && !std::getenv("UPCYCLE_KEEP_TEST_DIRS"))
+      std::filesystem::remove_all(path_, ec);
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

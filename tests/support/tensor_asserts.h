@@ -6,8 +6,8 @@
 
 namespace upcycle::testing {
 
-inline ::testing::AssertionResult tensors_near(const at::Tensor& a, const at::Tensor& b, double atol,
-                                               double rtol = 0.0) {
+inline ::testing::AssertionResult tensors_near(const at::Tensor& a, const at::Tensor& b,
+                                               double atol, double rtol = 0.0) {
   if (a.sizes() != b.sizes()) {
     return ::testing::AssertionFailure() << "shape " << a.sizes() << " vs " << b.sizes();
   }

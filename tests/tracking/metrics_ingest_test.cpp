@@ -12,8 +12,9 @@ namespace {
 TEST(MetricsIngestTest, TornLastLineIsSkipped) {
   testing::TempDir dir;
   std::string path = dir / "metrics.jsonl";
-  core::write_file_atomic(path, "{\"step\":1,\"time\":1.0,\"values\":{\"loss\":2.5,\"lr\":null}}\n"
-                                "{\"step\":2,\"time\":2.0,\"val");
+  core::write_file_atomic(path,
+                          "{\"step\":1,\"time\":1.0,\"values\":{\"loss\":2.5,\"lr\":null}}\n"
+                          "{\"step\":2,\"time\":2.0,\"val");
   auto points = read_metrics_jsonl(path);
   ASSERT_EQ(points.size(), 2u);
   EXPECT_EQ(points[0].key, "loss");
@@ -24,8 +25,9 @@ TEST(MetricsIngestTest, TornLastLineIsSkipped) {
 TEST(MetricsIngestTest, MalformedMiddleLineNamesTheLine) {
   testing::TempDir dir;
   std::string path = dir / "metrics.jsonl";
-  core::write_file_atomic(path, "{\"step\":1,\"time\":1,\"values\":{}}\nnot json\n"
-                                "{\"step\":3,\"time\":1,\"values\":{}}\n");
+  core::write_file_atomic(path,
+                          "{\"step\":1,\"time\":1,\"values\":{}}\nnot json\n"
+                          "{\"step\":3,\"time\":1,\"values\":{}}\n");
   try {
     read_metrics_jsonl(path);
     FAIL();

@@ -1,5 +1,5 @@
-#include "tracking/schema.h"
 #include "tracking/store.h"
+#include "tracking/schema.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
@@ -69,8 +69,9 @@ TEST(StoreTest, MigratesAVersionOneStore) {
     db.exec(schema_migrations().at(0));
     db.exec("PRAGMA user_version = 1");
     db.exec("INSERT INTO jobs(key, stage, kind, dir) VALUES ('k', 'eval', 'eval', '/d')");
-    db.exec("INSERT INTO eval_results(job_id, model, task, metric, value, stderr, n) "
-            "VALUES (1, 'seed', 'ppl/code', 'ppl', 12.5, NULL, 640)");
+    db.exec(
+        "INSERT INTO eval_results(job_id, model, task, metric, value, stderr, n) "
+        "VALUES (1, 'seed', 'ppl/code', 'ppl', 12.5, NULL, 640)");
   }
   Store s(path);
   EXPECT_EQ(s.user_version(), Store::schema_version());
