@@ -83,7 +83,7 @@ class JsonSource : public FieldSource {
   std::unique_ptr<FieldSource> child(const std::string& key) const override;
   std::vector<std::unique_ptr<FieldSource>> list(const std::string& key) const override;
   bool is_scalar() const override { return false; }  // a JsonSource is an object
-  std::string scalar() const override { fail("", "expected a string"); }
+  std::string scalar() const override { throw FieldError(prefix_, "expected a string"); }
   [[noreturn]] void fail(const std::string& key, const std::string& reason,
                          const std::string& hint = "") const override;
   void expect_only(const std::vector<std::string>& allowed) const override;
