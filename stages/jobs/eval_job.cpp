@@ -137,7 +137,7 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
     }
     per_example += examples_jsonl(m.name, scores);
   }
-  if (!per_example.empty()) {
+  if (!per_example.empty() && e.examples_file) {
     const std::string path = ctx.dir + "/" + EvalJobSpec::kExamplesFile;
     core::write_file_atomic(path, per_example);
     r.artifacts.push_back({path, "examples", core::sha256_hex(per_example),

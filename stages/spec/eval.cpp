@@ -23,6 +23,10 @@ core::Fields<EvalJobSpec> make_fields() {
                "same tokens, "
                "slower; for benchmarks). Not part of the job key",
                kNotKeyed)
+      .boolean("examples_file", &E::examples_file,
+               "write each task example's scores to `examples.jsonl` in the job directory (off for "
+               "large task sets). Not part of the job key",
+               kNotKeyed)
       .one_of(
           "precision", &E::precision, {"auto", "fp32", "bf16"},
           "the forward passes' precision (`auto`: bf16 autocast on CUDA, fp32 on the CPU); token "

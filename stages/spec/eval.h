@@ -47,6 +47,7 @@ struct EvalJobSpec {
   int64_t max_examples = 0;     ///< per task; 0 = all
   int64_t max_new_tokens = 64;  ///< generation tasks
   bool kv_cache = true;         ///< greedy generation with a KV cache (same tokens; not in the key)
+  bool examples_file = true;    ///< write kExamplesFile (not in the key)
   /// auto (bf16 on CUDA, fp32 on the CPU) | fp32 | bf16: the forward passes under bf16 autocast;
   /// log-likelihoods are summed in fp32 (per token) and fp64 (across tokens) either way. In the key
   /// when the effective precision is bf16, so fp32 keys are those of eval jobs before this field.

@@ -139,6 +139,10 @@ TEST(SpecTest, EvalPinsTaskFilesAndKeysModelNamesNotPaths) {
   e.tasks[1].sha256 = "";
   EXPECT_EQ(error_of<EvalJobSpec>(to_json(e)),
             "tasks[1].sha256: a task file needs the sha256 it was planned with");
+  e.tasks[1].sha256 = std::string(64, 'a');
+  e.examples_file = false;  // how, not what: in the spec, not in the key
+  round_trip(e);
+  EXPECT_EQ(key_material(e, {}).dump(), k);
 }
 
 TEST(SpecTest, CommandKeysTheTemplatesAndRunsTheExpansion) {
