@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include "stages/model/lm_head_loss.h"
+#include "stages/model/recompute.h"
+
 namespace upcycle::stages {
 
 BlockImpl::BlockImpl(const ModelConfig& c, int64_t layer) : config(c) {
@@ -25,6 +28,64 @@ at::Tensor BlockImpl::forward(const at::Tensor& x_BTD, const RopeTables& rope, R
     y_BTD = y + ffn->forward(apply_norm(y, norm2_D, config), stats);
   }
   if (gates_BTE.defined()) stats->attn_gate_E = gates_BTE.mean({0, 1});
+  return y_BTD;
+}
+
+namespace {
+
+// RouterStats as a list of tensors (for recompute_in_backward's outputs) and back; an undefined
+// attention gate travels as an empty tensor.
+std::vector<at::Tensor> stats_list(const at::Tensor& y, const RouterStats& s) {
+  return {y, s.load_balance, s.z_loss, s.util_E,
+          s.attn_gate_E.defined() ? s.attn_gate_E : torch::empty({0})};
+}
+
+RouterStats stats_from(const std::vector<at::Tensor>& out) {
+  RouterStats s{out[1], out[2], out[3].detach(), at::Tensor()};
+  if (out[4].numel() > 0) s.attn_gate_E = out[4].detach();
+  return s;
+}
+
+}  // namespace
+
+at::Tensor BlockImpl::forward_train(const at::Tensor& x_BTD, const RopeTables& rope,
+                                    RouterStats& stats, Recompute recompute) {
+  if (recompute == Recompute::kBlock) {
+    auto out = recompute_in_backward(
+        [this, rope](const at::Tensor& x) {
+          RouterStats s;
+          at::Tensor y = forward(x, rope, &s);
+          return stats_list(y, s);
+        },
+        x_BTD);
+    stats = stats_from(out);
+    return out[0];
+  }
+  if (recompute == Recompute::kNone) return forward(x_BTD, rope, &stats);
+  // selective: the attention as usual, the FFN recomputed
+  auto ffn_recomputed = [this](const at::Tensor& h) {
+    auto out = recompute_in_backward(
+        [this](const at::Tensor& in) {
+          RouterStats s;
+          at::Tensor y = ffn->forward(in, &s);
+          return stats_list(y, s);
+        },
+        h);
+    return out;
+  };
+  at::Tensor gates_BTE, y_BTD;
+  std::vector<at::Tensor> f;
+  if (config.block == BlockType::kParallel) {
+    auto h = apply_norm(x_BTD, norm1_D, config);
+    f = ffn_recomputed(h);
+    y_BTD = x_BTD + attn->forward(h, rope, &gates_BTE) + f[0];
+  } else {
+    auto y = x_BTD + attn->forward(apply_norm(x_BTD, norm1_D, config), rope, &gates_BTE);
+    f = ffn_recomputed(apply_norm(y, norm2_D, config));
+    y_BTD = y + f[0];
+  }
+  stats = stats_from(f);
+  if (gates_BTE.defined()) stats.attn_gate_E = gates_BTE.mean({0, 1});
   return y_BTD;
 }
 
@@ -87,6 +148,32 @@ LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache) {
   x = apply_norm(x, final_norm_D, config);
   out.logits_BTV = torch::matmul(x, (config.tied_embeddings ? embed_VD : head_VD).t());
   return out;
+}
+
+LmOutput TransformerLmImpl::forward_hidden(const at::Tensor& idx_BT, Recompute recompute) {
+  const int64_t T = idx_BT.size(1);
+  TORCH_CHECK(T <= config.seq_len, "sequence of ", T, " tokens exceeds seq_len ", config.seq_len);
+  const at::Tensor idx = idx_BT.to(embed_VD.device());
+  auto rope = make_rope(T, config.head_dim(), config.rope_theta, idx.device());
+  auto x = embed_VD.index_select(0, idx.reshape({-1}))
+               .view({idx.size(0), idx.size(1), embed_VD.size(1)});
+  LmOutput out;
+  out.aux_loss = torch::zeros({}, x.options());
+  for (size_t l = 0; l < blocks->size(); ++l) {
+    RouterStats stats;
+    x = blocks[l]->as<BlockImpl>()->forward_train(x, rope, stats, recompute);
+    out.aux_loss =
+        out.aux_loss + config.lb_coef * stats.load_balance + config.z_coef * stats.z_loss;
+    out.ffn_stats.push_back(std::move(stats));
+  }
+  out.hidden_BTD = apply_norm(x, final_norm_D, config);
+  return out;
+}
+
+at::Tensor lm_loss_chunked(TransformerLmImpl& model, const at::Tensor& hidden_BTD,
+                           const at::Tensor& targets_BT, int64_t chunk) {
+  return chunked_lm_loss(hidden_BTD.reshape({-1, hidden_BTD.size(-1)}), model.output_weight(),
+                         targets_BT.reshape({-1}), chunk);
 }
 
 at::Tensor lm_loss(const at::Tensor& logits_BTV, const at::Tensor& targets_BT) {

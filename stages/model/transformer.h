@@ -23,6 +23,10 @@ class BlockImpl : public torch::nn::Module {
   BlockImpl(const ModelConfig& c, int64_t layer);
   at::Tensor forward(const at::Tensor& x_BTD, const RopeTables& rope, RouterStats* stats,
                      LayerKvCache* kv = nullptr);
+  /// forward in training, with the activations `recompute` says to recompute in backward
+  /// (recompute.h); fills `stats`.
+  at::Tensor forward_train(const at::Tensor& x_BTD, const RopeTables& rope, RouterStats& stats,
+                           Recompute recompute);
 
   ModelConfig config;
   at::Tensor norm1_D;
@@ -32,9 +36,11 @@ class BlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Block);
 
-/// What one forward returns: logits and the routers' statistics per MoE layer.
+/// What one forward returns: logits (or, from forward_hidden, the final normed hidden states) and
+/// the routers' statistics per MoE layer.
 struct LmOutput {
   at::Tensor logits_BTV;
+  at::Tensor hidden_BTD;  ///< forward_hidden only: the output head's input
   at::Tensor aux_loss;                 ///< sum over MoE layers of lb_coef*L_LB + z_coef*L_z
   std::vector<RouterStats> ffn_stats;  ///< one per layer (dense layers have zeros)
 };
@@ -59,6 +65,12 @@ class TransformerLmImpl : public torch::nn::Module {
   /// With `cache`, idx holds the positions after the cache's `length` (length + T <= seq_len), and
   /// the cache grows by T: greedy generation runs the prompt once, then one token per step.
   LmOutput forward(const at::Tensor& idx_BT, KvCache* cache = nullptr);
+  /// Training's forward: the blocks (recomputing activations in backward as `recompute` says) and
+  /// the final norm, without the output head: hidden_BTD, not logits_BTV. lm_loss_chunked applies
+  /// the head and the loss a chunk of tokens at a time.
+  LmOutput forward_hidden(const at::Tensor& idx_BT, Recompute recompute = Recompute::kNone);
+  /// The output head's weight [V, D]: head_VD, or embed_VD when tied.
+  const at::Tensor& output_weight() const { return config.tied_embeddings ? embed_VD : head_VD; }
 
   ModelConfig config;
   at::Tensor embed_VD;
@@ -71,5 +83,9 @@ TORCH_MODULE(TransformerLm);
 /// Mean next-token cross-entropy of logits [B, T, V] against targets [B, T] (moved to the logits'
 /// device).
 at::Tensor lm_loss(const at::Tensor& logits_BTV, const at::Tensor& targets_BT);
+/// The same loss from forward_hidden's output, through the chunked head (lm_head_loss.h): logits
+/// for at most `chunk` tokens at a time (<= 0: default_loss_chunk(V)).
+at::Tensor lm_loss_chunked(TransformerLmImpl& model, const at::Tensor& hidden_BTD,
+                           const at::Tensor& targets_BT, int64_t chunk = 0);
 
 }  // namespace upcycle::stages

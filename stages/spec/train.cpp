@@ -46,6 +46,19 @@ core::Fields<TrainSettings> make_settings_fields() {
                "validation windows per domain and evaluation")
       .integer("checkpoint_every", &T::checkpoint_every, {0, kMaxSteps},
                "steps between checkpoints; 0 = only at the end")
+      .integer("zero", &T::zero, {0, 2},
+               "data-parallel optimizer layout: `0` every rank holds all gradients and AdamW "
+               "moments; `1` ZeRO-1, each rank holds the moments of its 1/d share; `2` ZeRO-2, "
+               "and only its share of the gradients (docs/scale.md)",
+               core::kNotKeyed)
+      .choice("checkpoint_activations", &T::checkpoint_activations, kRecomputeNames,
+              "recompute activations in backward: `none`; `block`: keep each block's input "
+              "only; `selective`: recompute each block's FFN (docs/scale.md)",
+              core::kNotKeyed)
+      .integer("loss_chunk_tokens", &T::loss_chunk_tokens, {0, kP24},
+               "tokens per chunk of the fused output head and loss, so full-vocabulary logits "
+               "never exist for a whole micro-batch; 0 = the most whose fp32 logits fit 256 MiB",
+               core::kNotKeyed)
       .group("optim", &T::optim, optim_fields());
   return f;
 }

@@ -34,6 +34,15 @@ struct TrainSettings {
   int64_t eval_every = 0;        ///< validation every N steps; 0 = only at the end
   int64_t eval_windows = 8;      ///< validation windows per domain
   int64_t checkpoint_every = 0;  ///< 0 = only at the end
+  /// Data-parallel layout of gradients and AdamW state (stages/train/optimizer.h): 0 replicated,
+  /// 1 ZeRO-1 (moments sharded), 2 ZeRO-2 (gradients too). Not in the key: the numbers are the
+  /// same to rounding, as with the world size.
+  int64_t zero = 0;
+  /// Activations recomputed in backward (stages/model/recompute.h); not in the key (bit-equal loss).
+  Recompute checkpoint_activations = Recompute::kNone;
+  /// Tokens per chunk of the fused output head + loss (stages/model/lm_head_loss.h); 0 = sized
+  /// from the vocabulary. Not in the key (equal to rounding).
+  int64_t loss_chunk_tokens = 0;
   OptimSpec optim;
 };
 

@@ -304,6 +304,33 @@ double DataParallel::max(double v) {
   return impl_->reduce_scalar(v, c10d::ReduceOp::MAX);
 }
 
+double DataParallel::sum(double v) {
+  if (!impl_) return v;
+  return impl_->reduce_scalar(v, c10d::ReduceOp::SUM);
+}
+
+void DataParallel::reduce_scatter(at::Tensor& flat, at::Tensor& piece) {
+  if (!impl_) {
+    piece.copy_(flat);
+    return;
+  }
+  c10d::ReduceScatterOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  impl_->pg->_reduce_scatter_base(piece, flat, o)->wait();
+}
+
+void DataParallel::all_gather(at::Tensor& piece, at::Tensor& flat) {
+  if (!impl_) {
+    flat.copy_(piece);
+    return;
+  }
+  impl_->pg->_allgather_base(flat, piece)->wait();
+}
+
+at::Device DataParallel::collective_device() const {
+  return impl_ ? impl_->device : at::Device(at::kCPU);
+}
+
 #else  // no Gloo in this build
 
 bool distributed_available() { return false; }
@@ -323,6 +350,10 @@ void DataParallel::finish_gradients(const std::vector<at::Tensor>&) {}
 int64_t DataParallel::bucket_count() const { return 0; }
 double DataParallel::mean(double v) { return v; }
 double DataParallel::max(double v) { return v; }
+double DataParallel::sum(double v) { return v; }
+void DataParallel::reduce_scatter(at::Tensor& flat, at::Tensor& piece) { piece.copy_(flat); }
+void DataParallel::all_gather(at::Tensor& piece, at::Tensor& flat) { flat.copy_(piece); }
+at::Device DataParallel::collective_device() const { return at::Device(at::kCPU); }
 
 #endif
 

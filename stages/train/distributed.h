@@ -74,6 +74,16 @@ class DataParallel {
   int64_t bucket_count() const;
   /// The mean of `v` over the ranks.
   double mean(double v);
+  /// The sum of `v` over the ranks.
+  double sum(double v);
+  /// ZeRO's collectives (zero.h), on flat fp32 tensors on the gradient collectives' device:
+  /// `piece` is the rank-th of world_size equal parts of `flat`. reduce_scatter sums every rank's
+  /// `flat` and leaves this rank's part in `piece`; all_gather fills `flat` with every rank's
+  /// `piece`. With one process: copies.
+  void reduce_scatter(at::Tensor& flat, at::Tensor& piece);
+  void all_gather(at::Tensor& piece, at::Tensor& flat);
+  /// Where gradient collectives run: the CPU (Gloo), or the GPU (NCCL).
+  at::Device collective_device() const;
   /// The maximum of `v` over the ranks (a stop flag any rank raises stops all).
   double max(double v);
 

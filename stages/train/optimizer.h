@@ -1,0 +1,66 @@
+// The optimizer step of the trainer, behind one interface for the data-parallel layouts of
+// `train.zero` (memory per parameter: docs/scale.md, stages/arch/memory.h):
+//   0  replicated: every rank holds all gradients and AdamW moments; gradients are averaged by
+//      all-reduce in buckets while backward runs (distributed.h).
+//   1  ZeRO-1: each rank holds the AdamW moments of its 1/d of every gradient bucket; gradients
+//      accumulate in one flat buffer per bucket, are reduce-scattered, the rank updates its shard
+//      of the weights and all-gathers them (zero.cpp).
+//   2  ZeRO-2: as 1, and gradients are reduce-scattered bucket by bucket during every
+//      micro-batch's backward, so a rank keeps only its shard of them.
+// The weights stay fp32 on every rank, so they are their own master copy. Every layout writes the
+// same optimizer file (LibTorch's AdamW serialisation, one state per parameter), so a checkpoint
+// resumes under any layout and any number of ranks.
+#pragma once
+
+#include <ATen/Tensor.h>
+#include <torch/optim/adamw.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stages/spec/train.h"
+#include "stages/train/distributed.h"
+
+namespace upcycle::stages {
+
+class StepOptimizer {
+ public:
+  virtual ~StepOptimizer() = default;
+  /// Before a step's first micro-batch.
+  virtual void zero_grad() = 0;
+  /// Before the step's last micro-batch's backward.
+  virtual void before_last_backward() {}
+  /// After each micro-batch's backward.
+  virtual void after_backward() {}
+  /// Averages the gradients over the ranks, clips them to `grad_clip` (0: no clipping) and takes
+  /// the AdamW step at `lr`. Returns the gradient norm before clipping, a scalar on the device.
+  virtual at::Tensor step(double lr, double grad_clip) = 0;
+  /// The AdamW state in LibTorch's serialisation; collective (every rank calls it), rank 0
+  /// returns the bytes, the others "".
+  virtual std::string save() = 0;
+  /// Restores what save wrote (any layout, any number of ranks), onto the weights' device.
+  virtual void load(const std::string& bytes) = 0;
+  /// Bytes of optimizer state (moments) this rank holds, for the log.
+  virtual int64_t state_bytes() const = 0;
+};
+
+/// The parameters that train (requires_grad), in registration order.
+std::vector<at::Tensor> trained_parameters(const std::vector<at::Tensor>& params);
+
+/// AdamW over `params` with weight decay on matrices only (norms, 1-D, are not decayed): the
+/// decayed group, then the others. Every layout's state file is this optimizer's.
+std::unique_ptr<torch::optim::AdamW> make_adamw(const std::vector<at::Tensor>& params,
+                                                const OptimSpec& o);
+
+/// The layout `zero` says; `bucket_bytes` cuts gradients into buckets (ZeRO: also the shards).
+std::unique_ptr<StepOptimizer> make_step_optimizer(const std::vector<at::Tensor>& params,
+                                                   const OptimSpec& o, DataParallel& dp,
+                                                   int64_t zero, int64_t bucket_bytes);
+
+/// ZeRO-1/2 (zero.cpp).
+std::unique_ptr<StepOptimizer> make_sharded_adamw(const std::vector<at::Tensor>& params,
+                                                  const OptimSpec& o, DataParallel& dp,
+                                                  int64_t zero, int64_t bucket_bytes);
+
+}  // namespace upcycle::stages
