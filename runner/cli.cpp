@@ -19,6 +19,7 @@
 #include "runner/bench.h"
 #include "runner/cli_common.h"
 #include "runner/cost.h"
+#include "runner/memory_fit.h"
 #include "runner/job_binary.h"
 #include "runner/key_docs.h"
 #include "runner/plan.h"
@@ -196,7 +197,9 @@ int cmd_run(const std::vector<std::string>& args) {
       "executor", po::value<std::string>(), "local | slurm (default: the recipe's executor:)")(
       "store", po::value<std::string>(), "SQLite store (default: the recipe's store:)")(
       "wait", "slurm: wait for the jobs and ingest them (default: return after submitting)")(
-      "no-report", "do not write the HTML report (ROOT/report/report.html) at the end");
+      "no-report", "do not write the HTML report (ROOT/report/report.html) at the end")(
+      "allow-oversubscribe",
+      "run stages whose memory estimate exceeds the device's (docs/scale.md)");
   po::positional_options_description pos;
   pos.add("recipe", 1).add("set", -1);
   auto vm = parse("run", args, desc, pos);
@@ -207,6 +210,9 @@ int cmd_run(const std::vector<std::string>& args) {
   if (vm.count("executor")) overrides.push_back("executor=" + vm["executor"].as<std::string>());
   if (vm.count("store")) overrides.push_back("store=" + vm["store"].as<std::string>());
   std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides);
+  if (!vm.count("allow-oversubscribe")) {
+    for (const auto& p : points) refuse_oversubscribed(p.plan, p.recipe.cost);
+  }
   RunOptions opts;
   opts.wait = vm.count("wait") > 0;
   opts.report = vm.count("no-report") == 0;
@@ -254,16 +260,39 @@ int cmd_plan(const std::vector<std::string>& args) {
       "set", po::value<std::vector<std::string>>()->composing(), "override, key.path=value")(
       "specs", "also print every job's spec (JSON) and the command that runs it")(
       "cost", "estimate every job's wall time and GPU-hours (runner/cost.h), and say from what")(
-      "bench", "with --cost: measure throughput here for shapes the store has not seen");
+      "bench", "with --cost: measure throughput here for shapes the store has not seen")(
+      "format", po::value<std::string>()->default_value("table"),
+      "with --cost: table | json (one object per job, on stdout alone)")(
+      "allow-oversubscribe",
+      "plan stages whose memory estimate exceeds the device's (docs/scale.md)");
   po::positional_options_description pos;
   pos.add("recipe", 1).add("set", -1);
   auto vm = parse("plan", args, desc, pos);
-  if (wants_help(vm, "plan", "RECIPE [key.path=value ...] [--specs] [--cost [--bench]]", desc))
+  if (wants_help(vm, "plan",
+                 "RECIPE [key.path=value ...] [--specs] [--cost [--bench] [--format json]]", desc))
     return 0;
   if (!vm.count("recipe")) throw ConfigError("upcycle plan: missing RECIPE");
+  const std::string format = vm["format"].as<std::string>();
+  if (format != "table" && format != "json")
+    throw ConfigError("upcycle plan: --format must be table or json, not '" + format + "'");
+  if (format == "json" && (!vm.count("cost") || vm.count("specs")))
+    throw ConfigError("upcycle plan: --format json goes with --cost (and not --specs)");
   std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides_of(vm));
   Plan plan = merge_plans(points);
   const Recipe& first = points[0].recipe;
+  if (format == "json") {
+    std::optional<tracking::Store> store;
+    std::error_code ec;
+    if (std::filesystem::exists(first.store, ec))
+      store.emplace(first.store, tracking::Store::Mode::kReadOnly);
+    ThroughputBench bench;
+    if (vm.count("bench")) bench = local_bench(first.root);
+    std::cout << costs_json(plan, estimate_costs(plan, first.cost, store ? &*store : nullptr, bench),
+                            first.cost)
+                     .dump(2)
+              << "\n";
+    return 0;
+  }
   std::cout << "recipe " << first.name << " (" << first.file << "), store " << first.store << "\n";
   if (points.size() > 1) {
     size_t total = 0;
@@ -285,6 +314,7 @@ int cmd_plan(const std::vector<std::string>& args) {
                                 estimate_costs(plan, first.cost, store ? &*store : nullptr, bench),
                                 first.cost);
   }
+  if (!vm.count("allow-oversubscribe")) refuse_oversubscribed(plan, first.cost);
   if (vm.count("specs")) {
     for (const auto& j : plan.jobs) {
       const std::string t = std::to_string(j.threads);

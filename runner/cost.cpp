@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "runner/memory_fit.h"
 
 namespace upcycle::runner {
 namespace {
@@ -112,6 +113,12 @@ std::string describe_costs(const Plan& plan, const std::vector<JobCost>& costs,
         << c.source << ", " << device_of(j) << " x" << j.processes << ") = " << duration(c.seconds);
     if (c.gpu_hours > 0) out << ", " << format_si(c.gpu_hours, " GPU-h");
     out << ", time limit " << (set.empty() ? time_limit(c, cost) : set + " (recipe)") << "\n";
+    if (const auto f = memory_fit(j, cost)) {
+      out << "      memory per " << (device_of(j) == "cpu" ? "process" : cost.gpu) << ": "
+          << stages::describe_memory(f->estimate, 3) << "; "
+          << (f->fits ? "fits " : "DOES NOT FIT ") << stages::format_bytes(double(f->capacity_bytes))
+          << "\n";
+    }
     total_s += c.seconds;
     total_gpu_h += c.gpu_hours;
     total_flops += j.train_flops;
@@ -121,6 +128,32 @@ std::string describe_costs(const Plan& plan, const std::vector<JobCost>& costs,
   if (total_gpu_h > 0) out << ", " << format_si(total_gpu_h, " GPU-h");
   out << "\n";
   return out.str();
+}
+
+nlohmann::json costs_json(const Plan& plan, const std::vector<JobCost>& costs,
+                          const CostSettings& cost) {
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < plan.jobs.size(); ++i) {
+    const PlannedJob& j = plan.jobs[i];
+    const JobCost& c = costs.at(i);
+    nlohmann::json o = {{"stage", j.stage},       {"kind", j.kind},
+                        {"source", c.source},     {"tokens_per_s", c.tokens_per_s},
+                        {"seconds", c.seconds},   {"gpu_hours", c.gpu_hours},
+                        {"train_flops", j.train_flops},
+                        {"time_limit", j.slurm.time != "auto" ? j.slurm.time : time_limit(c, cost)}};
+    if (const auto f = memory_fit(j, cost)) {
+      o["peak_memory_bytes"] = f->estimate.peak;
+      o["gpu_memory_bytes"] = f->device_bytes;
+      o["capacity_bytes"] = f->capacity_bytes;
+      o["fits"] = f->fits;
+      o["peak_phase"] = f->estimate.peak_phase;
+      nlohmann::json terms = nlohmann::json::object();
+      for (const auto& t : f->estimate.largest()) terms[t.name] = t.bytes;
+      o["memory_breakdown"] = terms;
+    }
+    out.push_back(o);
+  }
+  return out;
 }
 
 }  // namespace upcycle::runner

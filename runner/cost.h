@@ -41,9 +41,17 @@ std::vector<JobCost> estimate_costs(const Plan& plan, const CostSettings& cost,
 std::string time_limit(const JobCost& c, const CostSettings& cost);
 
 /// The table `upcycle plan --cost` prints: per job, FLOPs, throughput and its source, wall time,
-/// GPU-hours and the time limit; then the totals.
+/// GPU-hours, the time limit, and for train jobs the memory model's peak per GPU (or process) and
+/// whether it fits (memory_fit.h); then the totals.
 std::string describe_costs(const Plan& plan, const std::vector<JobCost>& costs,
                            const CostSettings& cost);
+
+/// The same as JSON (`plan --cost --format json`): an array with one object per job: stage, kind,
+/// source, tokens_per_s, seconds, gpu_hours, time_limit, and for train jobs peak_memory_bytes,
+/// gpu_memory_bytes (the device's, or this machine's memory per process for CPU jobs),
+/// capacity_bytes, fits, peak_phase and memory_breakdown ({term: bytes}).
+nlohmann::json costs_json(const Plan& plan, const std::vector<JobCost>& costs,
+                          const CostSettings& cost);
 
 /// A Slurm time limit ("D-HH:MM:00") from seconds, rounded up to minutes.
 std::string slurm_duration(double seconds);

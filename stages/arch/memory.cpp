@@ -146,7 +146,7 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const MemoryPlan& p) {
   double kept = 0;
   for (const auto& l : ls) kept += l.kept;
   const double loss_kept = 4 * N * D + 4 * V * D;  // dL/dh and dL/dW_head from the fused forward
-  const double chunk_fwd = 3 * 4 * n * V + 4 * V * D;  // logits, their exp, and dW's partial
+  const double chunk_fwd = 2 * 4 * n * V + 4 * V * D;  // logits, logsumexp's temp, dW's partial
   const double head_grads = grads_scale * 4 * double(pc.embedding) / (c.tied_embeddings ? 1 : 2);
   const double stream = 4 * N * D;  // the residual stream's gradient and the final norm's input
   double fb = kept + stream + loss_kept + chunk_fwd;  // end of forward, in the loss
@@ -177,7 +177,10 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const MemoryPlan& p) {
   // Validation: a no-grad forward at micro-batch N; zero 0's gradients of the last step are alive.
   double block_eval = 0;
   for (const auto& l : ls) block_eval = std::max(block_eval, l.full);
-  const double val = grads_live + casts + block_eval + 2 * stream + 3 * 4 * n * V;
+  // Intermediates are freed as soon as they are used: the larger of one block's working set and
+  // the head's chunk (its logits and logsumexp's temporary) beside the final hidden states.
+  const double val_work = std::max(block_eval + stream, stream + 2 * 4 * n * V);
+  const double val = grads_live + casts + val_work;
   const double fb_total = worst + casts;
   if (fb_total >= val) {
     e.peak_phase = "backward";
@@ -191,7 +194,7 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const MemoryPlan& p) {
     e.peak_phase = "validation";
     add(e.working, "gradients (last step)", grads_live);
     add(e.working, "bf16 weight casts", casts);
-    add(e.working, "validation forward", block_eval + 2 * stream + 3 * 4 * n * V);
+    add(e.working, "validation forward", val_work);
   }
   for (const auto& t : e.persistent) e.peak += t.bytes;
   for (const auto& t : e.working) e.peak += t.bytes;

@@ -8,9 +8,13 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// One chunk's logits in fp32 and their logsumexp, [n, V] and [n].
+// fp32 at least: the softmax and the loss of bf16 logits (autocast) are computed in fp32.
+at::ScalarType wide(at::ScalarType t) { return at::promote_types(t, torch::kFloat32); }
+
+// One chunk's logits (fp32 at least) and their logsumexp, [n, V] and [n].
 std::pair<at::Tensor, at::Tensor> chunk_logits(const at::Tensor& h_nD, const at::Tensor& w_VD) {
-  at::Tensor logits_nV = torch::matmul(h_nD, w_VD.t()).to(torch::kFloat32);
+  at::Tensor logits_nV = torch::matmul(h_nD, w_VD.t());
+  logits_nV = logits_nV.to(wide(logits_nV.scalar_type()));
   at::Tensor lse_n = torch::logsumexp(logits_nV, -1);
   return {std::move(logits_nV), std::move(lse_n)};
 }
@@ -19,7 +23,7 @@ std::pair<at::Tensor, at::Tensor> chunk_logits(const at::Tensor& h_nD, const at:
 at::Tensor loss_and_grads(const at::Tensor& h_ND, const at::Tensor& w_VD, const at::Tensor& t_N,
                           int64_t chunk, at::Tensor* grad_h_ND, at::Tensor* grad_w_VD) {
   const int64_t N = h_ND.size(0);
-  at::Tensor loss = torch::zeros({}, h_ND.options().dtype(torch::kFloat32));
+  at::Tensor loss = torch::zeros({}, h_ND.options().dtype(wide(h_ND.scalar_type())));
   for (int64_t s = 0; s < N; s += chunk) {
     const int64_t n = std::min(chunk, N - s);
     const at::Tensor h_nD = h_ND.narrow(0, s, n), t_n = t_N.narrow(0, s, n).unsqueeze(1);
@@ -30,8 +34,8 @@ at::Tensor loss_and_grads(const at::Tensor& h_ND, const at::Tensor& w_VD, const 
     at::Tensor d_nV = logits_nV.sub_(lse_n.unsqueeze(1)).exp_();
     d_nV.scatter_add_(1, t_n, torch::full({n, 1}, -1.0, d_nV.options()));
     d_nV.div_(double(N));
-    grad_h_ND->narrow(0, s, n).copy_(torch::matmul(d_nV, w_VD));
-    grad_w_VD->add_(torch::matmul(d_nV.t(), h_nD).to(torch::kFloat32));
+    grad_h_ND->narrow(0, s, n).copy_(torch::matmul(d_nV.to(w_VD.scalar_type()), w_VD));
+    grad_w_VD->add_(torch::matmul(d_nV.t().to(h_nD.scalar_type()), h_nD));
   }
   return loss / double(N);
 }
@@ -40,7 +44,7 @@ struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& h_ND, const at::Tensor& w_VD,
                             const at::Tensor& targets_N, int64_t chunk) {
     at::Tensor grad_h_ND = torch::empty_like(h_ND);
-    at::Tensor grad_w_VD = torch::zeros(w_VD.sizes(), w_VD.options().dtype(torch::kFloat32));
+    at::Tensor grad_w_VD = torch::zeros(w_VD.sizes(), w_VD.options().dtype(wide(w_VD.scalar_type())));
     at::Tensor loss = loss_and_grads(h_ND, w_VD, targets_N, chunk, &grad_h_ND, &grad_w_VD);
     ctx->save_for_backward({grad_h_ND, grad_w_VD});
     ctx->saved_data["w_dtype"] = static_cast<int64_t>(w_VD.scalar_type());

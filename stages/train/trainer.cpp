@@ -224,7 +224,13 @@ Run::Run(const TrainSpec& spec, core::MetricSink& sink, DataParallel& dp)
   }
   schedule_ = {spec.optim.lr, spec.optim.warmup, g_.steps, spec.optim.min_lr_ratio};
   estimate_ = memory_estimate(spec, cfg, g_, dp.world_size());
-  if (dp.is_main()) core::log_info("memory model: " + describe_memory(estimate_));
+  if (dp.is_main()) {
+    core::log_info("optimizer: " +
+                   std::string(spec.zero == 0 ? "replicated" : spec.zero == 1 ? "ZeRO-1" : "ZeRO-2") +
+                   " over " + std::to_string(dp.world_size()) + " rank(s), " +
+                   format_bytes(double(opt_->state_bytes())) + " of AdamW state on this rank");
+    core::log_info("memory model: " + describe_memory(estimate_));
+  }
   tty_ = ::isatty(STDERR_FILENO) && dp.is_main();
   // Throughput is measured after 2 untimed steps (allocator and kernel warm-up), as the Python peer
   // (shared/bench/ref_train.py) does, unless the run is too short to have a steady state.
