@@ -19,9 +19,9 @@
 #include "runner/bench.h"
 #include "runner/cli_common.h"
 #include "runner/cost.h"
-#include "runner/memory_fit.h"
 #include "runner/job_binary.h"
 #include "runner/key_docs.h"
+#include "runner/memory_fit.h"
 #include "runner/plan.h"
 #include "runner/plan_status.h"
 #include "runner/recipe.h"
@@ -199,7 +199,10 @@ int cmd_run(const std::vector<std::string>& args) {
       "wait", "slurm: wait for the jobs and ingest them (default: return after submitting)")(
       "no-report", "do not write the HTML report (ROOT/report/report.html) at the end")(
       "allow-oversubscribe",
-      "run stages whose memory estimate exceeds the device's (docs/scale.md)");
+      "run stages whose memory estimate exceeds the device's (docs/scale.md)")(
+      "verify-data", po::value<std::string>(),
+      "sampled (default): training checks each token shard's size, mtime and a sampled digest; "
+      "full: the whole sha256 of every shard (slow for terabytes)");
   po::positional_options_description pos;
   pos.add("recipe", 1).add("set", -1);
   auto vm = parse("run", args, desc, pos);
@@ -212,6 +215,12 @@ int cmd_run(const std::vector<std::string>& args) {
   std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides);
   if (!vm.count("allow-oversubscribe")) {
     for (const auto& p : points) refuse_oversubscribed(p.plan, p.recipe.cost);
+  }
+  if (vm.count("verify-data")) {
+    const std::string v = vm["verify-data"].as<std::string>();
+    if (v != "sampled" && v != "full")
+      throw ConfigError("upcycle run: --verify-data must be sampled or full, not '" + v + "'");
+    ::setenv("UPCYCLE_VERIFY_DATA", v.c_str(), 1);  // the jobs inherit it (local and Slurm)
   }
   RunOptions opts;
   opts.wait = vm.count("wait") > 0;
@@ -287,7 +296,8 @@ int cmd_plan(const std::vector<std::string>& args) {
       store.emplace(first.store, tracking::Store::Mode::kReadOnly);
     ThroughputBench bench;
     if (vm.count("bench")) bench = local_bench(first.root);
-    std::cout << costs_json(plan, estimate_costs(plan, first.cost, store ? &*store : nullptr, bench),
+    std::cout << costs_json(plan,
+                            estimate_costs(plan, first.cost, store ? &*store : nullptr, bench),
                             first.cost)
                      .dump(2)
               << "\n";

@@ -116,8 +116,8 @@ std::string describe_costs(const Plan& plan, const std::vector<JobCost>& costs,
     if (const auto f = memory_fit(j, cost)) {
       out << "      memory per " << (device_of(j) == "cpu" ? "process" : cost.gpu) << ": "
           << stages::describe_memory(f->estimate, 3) << "; "
-          << (f->fits ? "fits " : "DOES NOT FIT ") << stages::format_bytes(double(f->capacity_bytes))
-          << "\n";
+          << (f->fits ? "fits " : "DOES NOT FIT ")
+          << stages::format_bytes(double(f->capacity_bytes)) << "\n";
     }
     total_s += c.seconds;
     total_gpu_h += c.gpu_hours;
@@ -136,11 +136,15 @@ nlohmann::json costs_json(const Plan& plan, const std::vector<JobCost>& costs,
   for (size_t i = 0; i < plan.jobs.size(); ++i) {
     const PlannedJob& j = plan.jobs[i];
     const JobCost& c = costs.at(i);
-    nlohmann::json o = {{"stage", j.stage},       {"kind", j.kind},
-                        {"source", c.source},     {"tokens_per_s", c.tokens_per_s},
-                        {"seconds", c.seconds},   {"gpu_hours", c.gpu_hours},
-                        {"train_flops", j.train_flops},
-                        {"time_limit", j.slurm.time != "auto" ? j.slurm.time : time_limit(c, cost)}};
+    nlohmann::json o = {
+        {"stage", j.stage},
+        {"kind", j.kind},
+        {"source", c.source},
+        {"tokens_per_s", c.tokens_per_s},
+        {"seconds", c.seconds},
+        {"gpu_hours", c.gpu_hours},
+        {"train_flops", j.train_flops},
+        {"time_limit", j.slurm.time != "auto" ? j.slurm.time : time_limit(c, cost)}};
     if (const auto f = memory_fit(j, cost)) {
       o["peak_memory_bytes"] = f->estimate.peak;
       o["gpu_memory_bytes"] = f->device_bytes;

@@ -10,7 +10,9 @@
 namespace upcycle::runner {
 namespace {
 
-bool is_cuda_job(const PlannedJob& j) { return j.spec.value("device", std::string("cpu")) != "cpu"; }
+bool is_cuda_job(const PlannedJob& j) {
+  return j.spec.value("device", std::string("cpu")) != "cpu";
+}
 
 stages::MemoryPlan memory_plan(const PlannedJob& j) {
   stages::MemoryPlan p;
@@ -49,7 +51,8 @@ std::string remedies(const PlannedJob& j, const CostSettings& cost) {
   if (base.world > 1 && base.zero < 1) with("train.zero: 1", [](auto& p) { p.zero = 1; });
   if (base.world > 1 && base.zero < 2) with("train.zero: 2", [](auto& p) { p.zero = 2; });
   if (base.recompute != stages::Recompute::kBlock)
-    with("train.checkpoint_activations: block", [](auto& p) { p.recompute = stages::Recompute::kBlock; });
+    with("train.checkpoint_activations: block",
+         [](auto& p) { p.recompute = stages::Recompute::kBlock; });
   if (base.micro_batch > 1)
     with("train.micro_batch: " + std::to_string(base.micro_batch / 2),
          [](auto& p) { p.micro_batch /= 2; });
@@ -100,11 +103,11 @@ void refuse_oversubscribed(const Plan& plan, const CostSettings& cost) {
   for (const auto& j : plan.jobs) {
     const auto f = memory_fit(j, cost);
     if (!f || f->fits) continue;
-    const std::string where =
-        is_cuda_job(j) ? "one " + cost.gpu + " (cost.gpu, " +
-                             stages::format_bytes(double(f->device_bytes)) + ", " +
-                             std::to_string(int(kGpuUsableFraction * 100)) + "% usable)"
-                       : "this machine's memory per process";
+    const std::string where = is_cuda_job(j)
+                                  ? "one " + cost.gpu + " (cost.gpu, " +
+                                        stages::format_bytes(double(f->device_bytes)) + ", " +
+                                        std::to_string(int(kGpuUsableFraction * 100)) + "% usable)"
+                                  : "this machine's memory per process";
     throw ConfigError("stage " + j.stage + " does not fit " + where + ": the memory model " +
                           "estimates " + stages::describe_memory(f->estimate) + " per rank, over " +
                           stages::format_bytes(double(f->capacity_bytes)),

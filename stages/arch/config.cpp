@@ -9,9 +9,8 @@ namespace upcycle::stages {
 
 const core::EnumNames<BlockType> kBlockNames = {{BlockType::kParallel, "parallel"},
                                                 {BlockType::kSequential, "sequential"}};
-const core::EnumNames<Recompute> kRecomputeNames = {{Recompute::kNone, "none"},
-                                                    {Recompute::kBlock, "block"},
-                                                    {Recompute::kSelective, "selective"}};
+const core::EnumNames<Recompute> kRecomputeNames = {
+    {Recompute::kNone, "none"}, {Recompute::kBlock, "block"}, {Recompute::kSelective, "selective"}};
 const core::EnumNames<Norm> kNormNames = {{Norm::kLayerNorm, "layernorm"},
                                           {Norm::kRmsNorm, "rmsnorm"}};
 const core::EnumNames<AttnRouting> kAttnRoutingNames = {{AttnRouting::kSoft, "soft"},

@@ -24,11 +24,11 @@ enum class KvMode { kExpert, kShared };
 /// (Mixtral).
 enum class FfnRouting { kSoftmaxThenTopK, kTopKThenSoftmax };
 
-/// Activation checkpointing in training (a trainer setting, not the model's; here so that the model,
-/// the trainer and the memory model share it): none keeps every block's activations for backward;
-/// block keeps only each block's input and recomputes the block in backward; selective recomputes
-/// each block's FFN (its widest activations: the routed tokens' SwiGLU hidden states) and keeps
-/// the attention's.
+/// Activation checkpointing in training (a trainer setting, not the model's; here so that the
+/// model, the trainer and the memory model share it): none keeps every block's activations for
+/// backward; block keeps only each block's input and recomputes the block in backward; selective
+/// recomputes each block's FFN (its widest activations: the routed tokens' SwiGLU hidden states)
+/// and keeps the attention's.
 enum class Recompute { kNone, kBlock, kSelective };
 
 extern const core::EnumNames<BlockType> kBlockNames;

@@ -44,7 +44,7 @@ LinkedShard link_pretokenized_shard(const std::string& source, const std::string
   out.source = fs::weakly_canonical(abs, ec).string();
   {
     // No sidecar: the dtype comes from the recipe. Size must be a whole number of tokens.
-    TokenShard shard(out.source, /*verify=*/false, dtype);
+    TokenShard shard(out.source, ShardCheck::kSize, dtype);
     if (shard.size() == 0) throw StageError(source + ": pre-tokenized shard is empty");
     for (int64_t i = 0; i < shard.size(); ++i) {
       if (shard.at(i) >= static_cast<uint64_t>(vocab)) {
@@ -57,9 +57,15 @@ LinkedShard link_pretokenized_shard(const std::string& source, const std::string
     out.tokens = shard.size();
   }
   out.bytes = static_cast<int64_t>(fs::file_size(out.source));
-  out.sha256 = core::sha256_file(out.source);
-  nlohmann::json meta = {
-      {"dtype", dtype}, {"tokens", out.tokens}, {"sha256", out.sha256}, {"source", out.source}};
+  ShardInfo info;
+  digest_file(out.source, info);
+  out.sha256 = info.sha256;
+  nlohmann::json meta = {{"dtype", dtype},
+                         {"tokens", out.tokens},
+                         {"sha256", info.sha256},
+                         {"sample_sha256", info.sample_sha256},
+                         {"mtime_ns", info.mtime_ns},
+                         {"source", out.source}};
   core::write_file_atomic(dest + ".json", meta.dump() + "\n");
   // The sidecar first, then the link under a temporary name renamed over dest: a reader never sees
   // a shard without its sidecar, or a half-made link.

@@ -44,7 +44,8 @@ struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& h_ND, const at::Tensor& w_VD,
                             const at::Tensor& targets_N, int64_t chunk) {
     at::Tensor grad_h_ND = torch::empty_like(h_ND);
-    at::Tensor grad_w_VD = torch::zeros(w_VD.sizes(), w_VD.options().dtype(wide(w_VD.scalar_type())));
+    at::Tensor grad_w_VD =
+        torch::zeros(w_VD.sizes(), w_VD.options().dtype(wide(w_VD.scalar_type())));
     at::Tensor loss = loss_and_grads(h_ND, w_VD, targets_N, chunk, &grad_h_ND, &grad_w_VD);
     ctx->save_for_backward({grad_h_ND, grad_w_VD});
     ctx->saved_data["w_dtype"] = static_cast<int64_t>(w_VD.scalar_type());

@@ -16,7 +16,8 @@ namespace upcycle::stages {
 
 /// Mean over the N tokens of -log softmax(h W^T)[target]: h [N, D], W [V, D], targets [N] int64.
 /// Differentiable in h and W (when they require grad and grad mode is on); runs under the caller's
-/// autocast, with logsumexp and the softmax in fp32. `chunk` <= 0 means default_loss_chunk(V) (stages/arch/memory.h).
+/// autocast, with logsumexp and the softmax in fp32. `chunk` <= 0 means default_loss_chunk(V)
+/// (stages/arch/memory.h).
 at::Tensor chunked_lm_loss(const at::Tensor& h_ND, const at::Tensor& w_VD,
                            const at::Tensor& targets_N, int64_t chunk = 0);
 

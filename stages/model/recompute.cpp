@@ -50,8 +50,8 @@ struct Recomputed : torch::autograd::Function<Recomputed> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto closure = c10::static_intrusive_pointer_cast<Closure>(
-        ctx->saved_data["closure"].toCapsule());
+    auto closure =
+        c10::static_intrusive_pointer_cast<Closure>(ctx->saved_data["closure"].toCapsule());
     const at::Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true);
     variable_list out;
     {

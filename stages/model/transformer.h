@@ -40,7 +40,7 @@ TORCH_MODULE(Block);
 /// the routers' statistics per MoE layer.
 struct LmOutput {
   at::Tensor logits_BTV;
-  at::Tensor hidden_BTD;  ///< forward_hidden only: the output head's input
+  at::Tensor hidden_BTD;               ///< forward_hidden only: the output head's input
   at::Tensor aux_loss;                 ///< sum over MoE layers of lb_coef*L_LB + z_coef*L_z
   std::vector<RouterStats> ffn_stats;  ///< one per layer (dense layers have zeros)
 };

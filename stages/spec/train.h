@@ -38,7 +38,8 @@ struct TrainSettings {
   /// 1 ZeRO-1 (moments sharded), 2 ZeRO-2 (gradients too). Not in the key: the numbers are the
   /// same to rounding, as with the world size.
   int64_t zero = 0;
-  /// Activations recomputed in backward (stages/model/recompute.h); not in the key (bit-equal loss).
+  /// Activations recomputed in backward (stages/model/recompute.h); not in the key (bit-equal
+  /// loss).
   Recompute checkpoint_activations = Recompute::kNone;
   /// Tokens per chunk of the fused output head + loss (stages/model/lm_head_loss.h); 0 = sized
   /// from the vocabulary. Not in the key (equal to rounding).

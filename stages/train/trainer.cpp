@@ -159,7 +159,7 @@ class Run {
   Run(const TrainSpec& spec, core::MetricSink& sink, DataParallel& dp);
   bool finished_already() const { return start_step_ >= g_.steps; }
   TrainOutcome report_final_checkpoint();
-  void step(int64_t step);  // micro-batches, gradient sync, optimizer
+  void step(int64_t step);        // micro-batches, gradient sync, optimizer
   bool after_step(int64_t step);  // log, validate, checkpoint; true = stop (preempted)
   TrainOutcome& outcome() { return out_; }
   int64_t start_step() const { return start_step_; }
@@ -198,7 +198,9 @@ class Run {
 };
 
 Run::Run(const TrainSpec& spec, core::MetricSink& sink, DataParallel& dp)
-    : spec_(spec), dp_(dp), metrics_(dp.is_main() ? sink : no_metrics_),
+    : spec_(spec),
+      dp_(dp),
+      metrics_(dp.is_main() ? sink : no_metrics_),
       ckpt_dir_(spec.out_dir + "/checkpoint") {
   // A checkpoint of this job's own (the job directory is content-keyed) means a preempted or failed
   // attempt: resume from it. Otherwise start from the init checkpoint or a fresh model.
@@ -226,7 +228,9 @@ Run::Run(const TrainSpec& spec, core::MetricSink& sink, DataParallel& dp)
   estimate_ = memory_estimate(spec, cfg, g_, dp.world_size());
   if (dp.is_main()) {
     core::log_info("optimizer: " +
-                   std::string(spec.zero == 0 ? "replicated" : spec.zero == 1 ? "ZeRO-1" : "ZeRO-2") +
+                   std::string(spec.zero == 0   ? "replicated"
+                               : spec.zero == 1 ? "ZeRO-1"
+                                                : "ZeRO-2") +
                    " over " + std::to_string(dp.world_size()) + " rank(s), " +
                    format_bytes(double(opt_->state_bytes())) + " of AdamW state on this rank");
     core::log_info("memory model: " + describe_memory(estimate_));
@@ -246,10 +250,12 @@ Run::Run(const TrainSpec& spec, core::MetricSink& sink, DataParallel& dp)
 // The final checkpoint of an attempt that finished but left no result (it was deleted, or the
 // process died just before writing it): report that checkpoint rather than train again.
 TrainOutcome Run::report_final_checkpoint() {
-  core::log_info("the checkpoint is at the final step: validating it and reporting it as the result");
+  core::log_info(
+      "the checkpoint is at the final step: validating it and reporting it as the result");
   out_.steps = g_.steps;
   out_.tokens = g_.steps * g_.tokens_per_step();
-  out_.final_loss = std::numeric_limits<double>::quiet_NaN();  // not recomputed: the metrics hold it
+  out_.final_loss =
+      std::numeric_limits<double>::quiet_NaN();  // not recomputed: the metrics hold it
   out_.val_loss = validation_loss(model_, *val_, spec_.eval_windows, g_.micro, spec_);
   out_.checkpoint_dir = ckpt_dir_;
   return out_;

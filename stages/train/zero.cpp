@@ -147,7 +147,8 @@ class ShardedAdamW final : public StepOptimizer {
         if (!dp_.is_main()) continue;
         const at::Tensor host = flat.to(torch::kCPU);
         for (size_t i = 0; i < b.members.size(); ++i) {
-          (*out)[b.members[i]].view({-1}).copy_(host.narrow(0, b.offsets[i], copies[b.members[i]].numel()));
+          (*out)[b.members[i]].view({-1}).copy_(
+              host.narrow(0, b.offsets[i], copies[b.members[i]].numel()));
         }
       }
     }

@@ -47,7 +47,8 @@ std::string run_ranks(const nlohmann::json& spec, const std::string& dir, int wo
     ranks.push_back(testing::spawn_binary({UPCYCLE_BINARY, "stage", "--spec", dir + "/spec.json"},
                                           dir, dir + "/rank" + std::to_string(rank) + ".log"));
   }
-  for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "UPCYCLE_DDP_BUCKET_KB"})
+  for (const char* v :
+       {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "UPCYCLE_DDP_BUCKET_KB"})
     ::unsetenv(v);
   std::string failed;
   for (size_t r = 0; r < ranks.size(); ++r) {
@@ -70,9 +71,9 @@ TEST(ZeroTest, ShardedOptimizerMatchesOneReplicatedProcessAndResumes) {
   testing::TempDir dir;
   // 20 steps of 12 sequences, in micro-batches of 2 (accumulation on every layout).
   auto r = testing::run_binary(
-      {UPCYCLE_BINARY, "run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml", "stages.bam_dm.batch_size=12",
-       "stages.bam_dm.micro_batch=2", "stages.bam_dm.budget.tokens=15360",
-       "stages.bam_dm.log_every=1", "--no-report"},
+      {UPCYCLE_BINARY, "run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml",
+       "stages.bam_dm.batch_size=12", "stages.bam_dm.micro_batch=2",
+       "stages.bam_dm.budget.tokens=15360", "stages.bam_dm.log_every=1", "--no-report"},
       dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string single;

@@ -1,6 +1,8 @@
 // The cost model: FLOPs from the accounting, throughput from the store, a bench or the MFU
 // assumption (in that order), and time limits from estimates.
 #include "runner/cost.h"
+#include "runner/memory_fit.h"
+#include "stages/arch/accounting.h"
 
 #include <gtest/gtest.h>
 
@@ -64,6 +66,78 @@ TEST(CostTest, GpuJobsUseThePeakTimesMfuTimesRanks) {
   const double per_token = p.jobs[seed].train_flops / p.jobs[seed].spec.at("tokens").get<double>();
   EXPECT_NEAR(c.tokens_per_s, 0.5 * 312e12 * 4 / per_token, 1e-6 * c.tokens_per_s);
   EXPECT_NEAR(c.gpu_hours, c.seconds * 4 / 3600, 1e-12);
+}
+
+}  // namespace
+}  // namespace upcycle::runner
+
+namespace upcycle::runner {
+namespace {
+
+// The paper recipes, as `plan --cost` sees them on a GPU cluster: every training stage fits the
+// recipe's cost.gpu (an 80 GB H100) by the memory model; without the recipes' zero and recompute
+// settings the 2B upcycled stages do not, and plan refuses naming the stage and what would help.
+TEST(MemoryFitTest, PaperRecipesFitAnH100AndOversubscriptionIsRefused) {
+  for (const char* name : {"bam_590m", "bam_2b"}) {
+    const std::string path = std::string(UPCYCLE_SOURCE_DIR) + "/recipes/paper/" + name + ".yaml";
+    const Recipe r = load_recipe(path);
+    const Plan p = make_plan(r, PlanOptions{true});
+    int trained = 0;
+    for (const auto& j : p.jobs) {
+      const auto f = memory_fit(j, r.cost);
+      if (!f) continue;
+      ++trained;
+      EXPECT_TRUE(f->fits) << name << " " << j.stage << ": "
+                           << stages::describe_memory(f->estimate);
+      EXPECT_EQ(f->device_bytes, gpu_memory_bytes("h100"));
+      EXPECT_LE(f->estimate.peak, f->capacity_bytes);
+    }
+    EXPECT_EQ(trained, 10) << name;
+    EXPECT_NO_THROW(refuse_oversubscribed(p, r.cost));
+    const auto json = costs_json(p, estimate_costs(p, r.cost, nullptr), r.cost);
+    for (const auto& o : json) {
+      if (o.at("kind") == "train") EXPECT_TRUE(o.at("fits").get<bool>()) << o.dump();
+    }
+  }
+  const std::string big = std::string(UPCYCLE_SOURCE_DIR) + "/recipes/paper/bam_2b.yaml";
+  const Recipe r =
+      load_recipe(big, {"stages.bam_dm.zero=0", "stages.bam_dm.checkpoint_activations=none"});
+  const Plan p = make_plan(r, PlanOptions{true});
+  try {
+    refuse_oversubscribed(p, r.cost);
+    ADD_FAILURE() << "bam_dm without ZeRO fits an H100?";
+  } catch (const ConfigError& e) {
+    const std::string what = std::string(e.what()) + e.hint();
+    EXPECT_NE(what.find("stage bam_dm does not fit one h100"), std::string::npos) << what;
+    EXPECT_NE(what.find("optimizer"), std::string::npos) << what;      // the largest terms
+    EXPECT_NE(what.find("train.zero: 2"), std::string::npos) << what;  // and what would help
+    EXPECT_NE(what.find("(fits)"), std::string::npos) << what;
+  }
+}
+
+// Bytes per parameter of each layout, as docs/scale.md states them: the persistent terms of a
+// model with d ranks (no activations in this sum).
+TEST(MemoryFitTest, PersistentBytesPerParameterFollowTheLayoutFormulas) {
+  stages::ModelConfig m;
+  m.d_model = 512;
+  m.layers = 4;
+  m.vocab = 1024;
+  m.ffn_hidden = 1376;
+  m.heads = 8;
+  m.kv_heads = 8;
+  const double P = double(stages::count_params(m).total);
+  auto persistent = [&](int64_t zero, int64_t d) {
+    stages::MemoryPlan plan;
+    plan.zero = zero;
+    plan.world = d;
+    double sum = 0;
+    for (const auto& t : stages::estimate_memory(m, plan).persistent) sum += double(t.bytes);
+    return sum / P;
+  };
+  EXPECT_NEAR(persistent(0, 1), 12, 1e-6);  // weights + two moments (.grad comes and goes)
+  EXPECT_NEAR(persistent(0, 8), 16, 1e-6);  // + all-reduce buckets
+  EXPECT_NEAR(persistent(1, 8), 8 + 12.0 / 8, 1e-6);  // weights, flat grads; moments + mask / d
+  EXPECT_NEAR(persistent(2, 8), 4 + 16.0 / 8, 1e-6);  // weights; grads, moments, mask / d
 }
 
 }  // namespace

@@ -60,8 +60,9 @@ TEST(MemoryModelTest, EstimateIsWithinTenPercentOfTheMeasuredPeak) {
       {"dense d512 V32k, ZeRO-2", 512, 4, 1376, 32000, 1, 8, 2, Recompute::kNone},
       {"BAM d512 V32k", 512, 4, 1376, 32000, 4, 4, 0, Recompute::kNone},
   };
-  std::printf("| configuration | estimate (MiB) | measured (MiB) | estimate / measured |\n"
-              "|---|---:|---:|---:|\n");
+  std::printf(
+      "| configuration | estimate (MiB) | measured (MiB) | estimate / measured |\n"
+      "|---|---:|---:|---:|\n");
   for (const Case& c : cases) {
     TrainSpec t;
     t.model = config_of(c);

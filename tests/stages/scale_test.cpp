@@ -39,8 +39,7 @@ TEST(ScaleTest, ChunkedHeadAndLossEqualTheFullLogitsPath) {
   auto h32 = h.detach().to(torch::kFloat32).requires_grad_(true);
   auto w32 = w.detach().to(torch::kFloat32).requires_grad_(true);
   auto got32 = torch::autograd::grad({chunked_lm_loss(h32, w32, t, 8)}, {h32, w32});
-  EXPECT_LT(relative_gap(want, {got32[0].to(torch::kFloat64), got32[1].to(torch::kFloat64)}),
-            1e-6);
+  EXPECT_LT(relative_gap(want, {got32[0].to(torch::kFloat64), got32[1].to(torch::kFloat64)}), 1e-6);
   // Without grad mode: the loss alone, the same value.
   torch::NoGradGuard no_grad;
   EXPECT_NEAR(chunked_lm_loss(h, w, t, 3).item<double>(), full.item<double>(), 1e-12);

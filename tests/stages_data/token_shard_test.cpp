@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+
 #include <filesystem>
 #include <fstream>
 
@@ -62,8 +67,42 @@ TEST(TokenShardTest, CorruptShardFailsItsHash) {
     f.seekp(10);
     f.put('\x7f');
   }
+  EXPECT_THROW(TokenShard s(path), StageError);  // its mtime changed: hashed in full
+  EXPECT_NO_THROW(TokenShard s(path, ShardCheck::kSize));
+}
+
+// A shard of 8 MiB: the sampled digest reads 64 blocks of 64 KiB. With the mtime restored after
+// an edit (as a careless copy can), a change inside a sampled block is caught at start-up, one
+// between blocks only by the full check (--verify-data full), which always catches it.
+TEST(TokenShardTest, SampledCheckAtStartAndFullOnRequest) {
+  testing::TempDir dir;
+  const std::string path = dir / "big.bin";
+  write_token_shard(path, std::vector<uint32_t>(4 << 20, 7), 1000);  // uint16: 8 MiB
+  const int64_t stamp = mtime_ns(path);
+  auto poke = [&](int64_t offset) {
+    {
+      std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(offset);
+      f.put('\x01');
+    }
+    const struct timespec t[2] = {{stamp / 1000000000, stamp % 1000000000},
+                                  {stamp / 1000000000, stamp % 1000000000}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), t, 0), 0);
+  };
+  EXPECT_NO_THROW(TokenShard s(path));
+  poke(100 << 10);  // between the first block (0..64 KiB) and the second (at ~130 KiB)
+  EXPECT_NO_THROW(TokenShard s(path));  // sampled: not read
+  EXPECT_THROW(TokenShard s(path, ShardCheck::kFull), StageError);
+  ::setenv("UPCYCLE_VERIFY_DATA", "full", 1);
   EXPECT_THROW(TokenShard s(path), StageError);
-  EXPECT_NO_THROW(TokenShard s(path, /*verify=*/false));
+  ::unsetenv("UPCYCLE_VERIFY_DATA");
+  poke(10);  // inside the first block
+  try {
+    TokenShard s(path);
+    ADD_FAILURE() << "a change in a sampled block was not caught";
+  } catch (const StageError& e) {
+    EXPECT_NE(std::string(e.what()).find("sampled digest"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
