@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "stages/train/adamw.h"
 
 namespace upcycle::stages {
@@ -37,6 +38,10 @@ class ReplicatedAdamW final : public StepOptimizer {
   ReplicatedAdamW(const std::vector<at::Tensor>& params, const OptimSpec& o, DataParallel& dp)
       : params_(params), opt_(make_adamw(params, o)), dp_(dp) {
     dp_.overlap_gradients(params_);
+    if (dp_.bucket_count() > 0) {
+      core::log_info("data parallel: " + std::to_string(dp_.bucket_count()) +
+                     " gradient buckets, each all-reduced as soon as backward completes it");
+    }
   }
   void zero_grad() override { opt_->zero_grad(); }
   void before_last_backward() override { dp_.arm_gradient_sync(); }
