@@ -29,35 +29,52 @@ void write_all(int fd, const char* data, size_t n, const std::string& path) {
 
 void fsync_dir(const std::string& path) {
   std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  fsync_directory(dir.empty() ? "." : dir);
+}
+
+}  // namespace
+
+void fsync_directory(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
     ::fsync(fd);
     ::close(fd);
   }
 }
 
-}  // namespace
+AtomicFileWriter::AtomicFileWriter(std::string path)
+    : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())) {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error("cannot create " + tmp_ + ": " + errno_text());
+}
 
-void write_file_atomic(const std::string& path, const std::string& content) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error("cannot create " + tmp + ": " + errno_text());
-  try {
-    write_all(fd, content.data(), content.size(), tmp);
-    if (::fsync(fd) != 0) throw Error("cannot fsync " + tmp + ": " + errno_text());
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string msg = "cannot rename " + tmp + " to " + path + ": " + errno_text();
-    ::unlink(tmp.c_str());
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  ::unlink(tmp_.c_str());
+}
+
+void AtomicFileWriter::write(const void* data, size_t n) {
+  write_all(fd_, static_cast<const char*>(data), n, tmp_);
+  bytes_ += n;
+}
+
+void AtomicFileWriter::commit() {
+  if (::fsync(fd_) != 0) throw Error("cannot fsync " + tmp_ + ": " + errno_text());
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    std::string msg = "cannot rename " + tmp_ + " to " + path_ + ": " + errno_text();
+    ::unlink(tmp_.c_str());
     throw Error(msg);
   }
-  fsync_dir(path);
+  fsync_dir(path_);
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  AtomicFileWriter w(path);
+  w.write(content.data(), content.size());
+  w.commit();
 }
 
 std::string read_file(const std::string& path, int64_t max_bytes) {

@@ -19,6 +19,30 @@ namespace {
 // A checkpoint file is read whole and hashed: the paper models' weights run to tens of GB.
 constexpr int64_t kMaxCheckpointFileBytes = int64_t(1) << 40;
 
+// A save interrupted between its two renames leaves DIR.prev and no DIR: put the old one back.
+void recover_interrupted_swap(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec) && std::filesystem::exists(dir + ".prev", ec)) {
+    std::filesystem::rename(dir + ".prev", dir, ec);
+  }
+}
+
+nlohmann::json shard_json(const ShardFile& f) {
+  return {{"file", f.file}, {"sha256", f.sha256}, {"bytes", f.bytes}};
+}
+
+// A shard listed in a manifest: a plain file name in the checkpoint directory.
+ShardFile shard_from_json(const nlohmann::json& j, const std::string& cfg_path) {
+  ShardFile f{j.at("file").get<std::string>(), j.at("sha256").get<std::string>(),
+              j.at("bytes").get<uint64_t>()};
+  if (f.file.empty() || f.file.find('/') != std::string::npos || f.file[0] == '.' ||
+      f.file.find('\0') != std::string::npos)
+    throw StageError(cfg_path + ": shard '" + f.file + "' is not a plain file name");
+  return f;
+}
+
+}  // namespace
+
 // The model holds each FFN's gate and up projections as one parameter, w13 = [w1; w3] along dim 1
 // (moe_ffn.h); checkpoints and every tensor map hold them as w1 and w3. Each parameter as the
 // tensors of a map: (name, a view of the parameter's data).
@@ -40,8 +64,6 @@ std::vector<std::pair<std::string, at::Tensor>> state_views(TransformerLm& model
   }
   return out;
 }
-
-}  // namespace
 
 TensorMap state_of(TransformerLm& model) {
   TensorMap out;
@@ -70,62 +92,23 @@ void load_state_into(TransformerLm& model, const TensorMap& state, const std::st
   }
 }
 
-namespace {
-
-// A save interrupted between its two renames leaves DIR.prev and no DIR: put the old one back.
-void recover_interrupted_swap(const std::string& dir) {
-  std::error_code ec;
-  if (!std::filesystem::exists(dir, ec) && std::filesystem::exists(dir + ".prev", ec)) {
-    std::filesystem::rename(dir + ".prev", dir, ec);
-  }
-}
-
-// The files of a checkpoint, into `tmp`: weights, extra files, then config.json (which lists them).
-void write_checkpoint_files(const std::string& tmp, const TensorMap& state, CheckpointMeta& meta,
-                            const std::map<std::string, std::string>& extra_files) {
-  core::make_dirs(tmp);
-  std::string bytes =
-      encode_safetensors(state, {{"format", "pt"},
-                                 {"producer", "upcycle"},
-                                 {kModelConfigShaKey, model_config_sha256(meta.model)}});
-  meta.weights_sha256 = core::sha256_hex(bytes);
-  core::write_file_atomic(tmp + "/" + kWeightsFile, bytes);
-  meta.files.clear();
-  for (const auto& [name, content] : extra_files) {
-    core::write_file_atomic(tmp + "/" + name, content);
-    meta.files[name] = core::sha256_hex(content);
-  }
-  nlohmann::json cfg = {{"format_version", kCheckpointFormatVersion},
-                        {"model", to_json(meta.model)},
-                        {"step", meta.step},
-                        {"tokens", meta.tokens},
-                        {"extra", meta.extra},
-                        {"weights_sha256", meta.weights_sha256},
-                        {"files", meta.files}};
-  core::write_file_atomic(tmp + "/" + kCheckpointConfigFile, cfg.dump(2) + "\n");
-}
-
-}  // namespace
-
 std::string save_checkpoint(const std::string& dir, const TensorMap& state, CheckpointMeta meta,
                             const std::map<std::string, std::string>& extra_files) {
-  namespace fs = std::filesystem;
-  recover_interrupted_swap(dir);
-  core::sweep_stale_temps(dir);  // of attempts that died while saving
-  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
+  const std::string tmp = begin_checkpoint(dir);
   try {
-    write_checkpoint_files(tmp, state, meta, extra_files);
+    std::vector<std::pair<std::string, at::Tensor>> tensors(state.begin(), state.end());
+    meta.weights = {write_weights_file(tmp, kWeightsFile, tensors, meta.model)};
+    meta.files.clear();
+    for (const auto& [name, content] : extra_files) {
+      core::write_file_atomic(tmp + "/" + name, content);
+      meta.files[name] = core::sha256_hex(content);
+    }
+    return commit_checkpoint(dir, tmp, meta);
   } catch (...) {
-    fs::remove_all(tmp, ec);  // a full disk must not leave a partial copy behind
+    std::error_code ec;
+    std::filesystem::remove_all(tmp, ec);  // a full disk must not leave a partial copy behind
     throw;
   }
-  fs::remove_all(dir + ".prev", ec);
-  if (fs::exists(dir)) fs::rename(dir, dir + ".prev");
-  fs::rename(tmp, dir);
-  fs::remove_all(dir + ".prev", ec);
-  return meta.weights_sha256;
 }
 
 std::string save_checkpoint(const std::string& dir, TransformerLm& model,
@@ -134,6 +117,80 @@ std::string save_checkpoint(const std::string& dir, TransformerLm& model,
   CheckpointMeta m = meta;
   m.model = model->config;
   return save_checkpoint(dir, state_of(model), m, extra_files);
+}
+
+void verify_checkpoint_file(const std::string& path, const std::string& sha256) {
+  std::string actual;
+  try {
+    actual = core::sha256_file(path);
+  } catch (const Error& e) {
+    throw StageError(e.what());
+  }
+  if (actual != sha256) {
+    throw StageError(path + ": sha256 " + actual + " does not match " + sha256 + " recorded in " +
+                     kCheckpointConfigFile + " (corrupt or partial file)");
+  }
+}
+
+std::string checkpoint_temp(const std::string& dir, int64_t pid) {
+  return dir + ".tmp." + std::to_string(pid);
+}
+
+std::string begin_checkpoint(const std::string& dir) {
+  recover_interrupted_swap(dir);
+  core::sweep_stale_temps(dir);  // of attempts that died while saving
+  const std::string tmp = checkpoint_temp(dir, ::getpid());
+  std::error_code ec;
+  std::filesystem::remove_all(tmp, ec);
+  core::make_dirs(tmp);
+  return tmp;
+}
+
+ShardFile write_weights_file(const std::string& tmp, const std::string& file,
+                             const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                             const ModelConfig& model) {
+  const WrittenFile w =
+      write_safetensors_streamed(tmp + "/" + file, tensors,
+                                 {{"format", "pt"},
+                                  {"producer", "upcycle"},
+                                  {kModelConfigShaKey, model_config_sha256(model)}});
+  return {file, w.sha256, w.bytes};
+}
+
+std::string commit_checkpoint(const std::string& dir, const std::string& tmp, CheckpointMeta meta) {
+  namespace fs = std::filesystem;
+  nlohmann::json weights = nlohmann::json::array(), optimizer = nlohmann::json::array();
+  for (const auto& w : meta.weights) weights.push_back(shard_json(w));
+  for (const auto& o : meta.optimizer) optimizer.push_back(shard_json(o));
+  nlohmann::json cfg = {{"format_version", kCheckpointFormatVersion},
+                        {"model", to_json(meta.model)},
+                        {"step", meta.step},
+                        {"tokens", meta.tokens},
+                        {"extra", meta.extra},
+                        {"weights", weights},
+                        {"files", meta.files}};
+  if (!meta.optimizer.empty()) cfg["optimizer"] = optimizer;
+  try {
+    core::write_file_atomic(tmp + "/" + kCheckpointConfigFile, cfg.dump(2) + "\n");
+    core::fsync_directory(tmp);
+  } catch (const Error& e) {
+    throw StageError(e.what());
+  }
+  std::error_code ec;
+  fs::remove_all(dir + ".prev", ec);
+  if (fs::exists(dir)) fs::rename(dir, dir + ".prev");
+  fs::rename(tmp, dir);
+  fs::remove_all(dir + ".prev", ec);
+  const std::string parent = fs::path(dir).parent_path().string();
+  core::fsync_directory(parent.empty() ? "." : parent);
+  return weights_digest(meta);
+}
+
+std::string weights_digest(const CheckpointMeta& meta) {
+  if (meta.weights.size() == 1) return meta.weights[0].sha256;
+  std::string list;
+  for (const auto& w : meta.weights) list += w.file + " " + w.sha256 + "\n";
+  return core::sha256_hex(list);
 }
 
 std::string model_config_sha256(const ModelConfig& m) {
@@ -173,16 +230,25 @@ CheckpointMeta read_checkpoint_meta(const std::string& dir) {
   try {
     auto cfg = core::read_json_file(cfg_path);
     int version = cfg.at("format_version").get<int>();
-    if (version != kCheckpointFormatVersion) {
+    if (version < 1 || version > kCheckpointFormatVersion) {
       throw StageError(cfg_path + ": checkpoint format version " + std::to_string(version) +
-                       " is not supported (expected " + std::to_string(kCheckpointFormatVersion) +
-                       ")");
+                       " is not supported (expected 1 to " +
+                       std::to_string(kCheckpointFormatVersion) + ")");
     }
     meta.model = model_config_from_json(cfg.at("model"));
     meta.step = cfg.at("step").get<int64_t>();
     meta.tokens = cfg.at("tokens").get<int64_t>();
     meta.extra = cfg.at("extra");
-    meta.weights_sha256 = cfg.at("weights_sha256").get<std::string>();
+    if (version == 1) {  // one weights file
+      meta.weights = {{kWeightsFile, cfg.at("weights_sha256").get<std::string>(), 0}};
+    } else {
+      for (const auto& w : cfg.at("weights")) meta.weights.push_back(shard_from_json(w, cfg_path));
+      if (meta.weights.empty()) throw StageError(cfg_path + ": lists no weights file");
+    }
+    if (cfg.contains("optimizer")) {
+      for (const auto& o : cfg.at("optimizer"))
+        meta.optimizer.push_back(shard_from_json(o, cfg_path));
+    }
     if (cfg.contains("files"))
       meta.files = cfg.at("files").get<std::map<std::string, std::string>>();
   } catch (const nlohmann::json::exception& e) {
@@ -197,24 +263,21 @@ CheckpointMeta read_checkpoint_meta(const std::string& dir) {
 
 TensorMap load_checkpoint_state(const std::string& dir, CheckpointMeta* meta_out) {
   CheckpointMeta meta = read_checkpoint_meta(dir);
-  std::string weights = dir + "/" + kWeightsFile;
-  std::string actual;
-  try {
-    actual = core::sha256_file(weights);
-  } catch (const Error& e) {
-    throw StageError(e.what());
-  }
-  if (actual != meta.weights_sha256) {
-    throw StageError(weights + ": sha256 " + actual + " does not match " + meta.weights_sha256 +
-                     " recorded in " + kCheckpointConfigFile + " (corrupt or partial file)");
-  }
-  std::map<std::string, std::string> metadata;
-  TensorMap state = read_safetensors(weights, &metadata);
-  auto saved = metadata.find(kModelConfigShaKey);  // absent in checkpoints of earlier versions
-  if (saved != metadata.end() && saved->second != model_config_sha256(meta.model)) {
-    throw StageError(dir + "/" + kCheckpointConfigFile +
-                     ": its model config is not the one the weights were saved " +
-                     "with (edited after saving?)");
+  TensorMap state;
+  for (const auto& w : meta.weights) {
+    const std::string path = dir + "/" + w.file;
+    verify_checkpoint_file(path, w.sha256);
+    const SafetensorsFile file(path);
+    auto saved = file.metadata().find(kModelConfigShaKey);  // absent in early checkpoints
+    if (saved != file.metadata().end() && saved->second != model_config_sha256(meta.model)) {
+      throw StageError(dir + "/" + kCheckpointConfigFile +
+                       ": its model config is not the one the weights were saved " +
+                       "with (edited after saving?)");
+    }
+    for (const auto& name : file.names()) {
+      if (state.count(name)) throw StageError(path + ": tensor " + name + " is in two shards");
+      state[name] = file.read(name);
+    }
   }
   if (meta_out) *meta_out = meta;
   return state;

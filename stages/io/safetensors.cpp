@@ -2,7 +2,12 @@
 
 #include <torch/torch.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -11,6 +16,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/job_files.h"
+#include "core/sha256.h"
 
 namespace upcycle::stages {
 namespace {
@@ -86,44 +92,95 @@ std::string shard_path(const std::string& dir, const std::string& file, const st
 
 }  // namespace
 
-std::string encode_safetensors(const TensorMap& tensors,
-                               const std::map<std::string, std::string>& metadata) {
+namespace {
+
+// The 8-byte length and the JSON header of `tensors` laid out in their order (data offsets only:
+// no tensor data is read).
+std::string header_block(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                         const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::vector<at::Tensor> data;
   size_t offset = 0;
   for (const auto& [name, t] : tensors) {
-    auto c = t.detach().to(torch::kCPU).contiguous();
-    size_t bytes = byte_size(c);
-    header[name] = {{"dtype", dtype_name(c.scalar_type())},
-                    {"shape", c.sizes().vec()},
+    const size_t bytes = byte_size(t);
+    header[name] = {{"dtype", dtype_name(t.scalar_type())},
+                    {"shape", t.sizes().vec()},
                     {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
-    data.push_back(c);
   }
   std::string h = header.dump();
   h.append((8 - h.size() % 8) % 8, ' ');  // align the data section to 8 bytes, as the format allows
   std::string out(8, '\0');
-  uint64_t n = h.size();
+  const uint64_t n = h.size();
   for (int i = 0; i < 8; ++i) out[i] = char((n >> (8 * i)) & 0xff);
-  out += h;
-  out.reserve(out.size() + offset);
-  for (const auto& c : data) out.append(static_cast<const char*>(c.data_ptr()), byte_size(c));
+  return out + h;
+}
+
+}  // namespace
+
+std::string encode_safetensors(const TensorMap& tensors,
+                               const std::map<std::string, std::string>& metadata) {
+  std::vector<std::pair<std::string, at::Tensor>> data;
+  size_t total = 0;
+  for (const auto& [name, t] : tensors) {
+    data.emplace_back(name, t.detach().to(torch::kCPU).contiguous());
+    total += byte_size(data.back().second);
+  }
+  std::string out = header_block(data, metadata);
+  out.reserve(out.size() + total);
+  for (const auto& [name, c] : data)
+    out.append(static_cast<const char*>(c.data_ptr()), byte_size(c));
   return out;
 }
 
-TensorMap read_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
-  auto fail = [&](const std::string& why) {
-    return StageError(path + ": not a valid safetensors file: " + why);
-  };
+WrittenFile write_safetensors_streamed(
+    const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+    const std::map<std::string, std::string>& metadata) {
+  WrittenFile out;
+  core::Sha256 sha;
+  try {
+    core::AtomicFileWriter file(path);
+    auto put = [&](const void* data, size_t n) {
+      file.write(data, n);
+      sha.update(data, n);
+    };
+    const std::string head = header_block(tensors, metadata);
+    put(head.data(), head.size());
+    for (const auto& [name, t] : tensors) {  // one host copy at a time
+      const at::Tensor c = t.detach().to(torch::kCPU).contiguous();
+      put(c.data_ptr(), byte_size(c));
+    }
+    file.commit();
+    out.bytes = file.bytes_written();
+  } catch (const Error& e) {
+    throw StageError(e.what());
+  }
+  out.sha256 = sha.hex_digest();
+  return out;
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   std::error_code ec;
   const uint64_t file_size = std::filesystem::file_size(path, ec);
   if (ec) throw StageError(path + ": cannot read: " + ec.message());
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw StageError(path + ": cannot open for reading");
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw StageError(path + ": cannot open for reading: " + std::strerror(errno));
+  try {
+    parse_header(file_size);
+  } catch (...) {
+    ::close(fd_);
+    throw;
+  }
+}
+
+void SafetensorsFile::parse_header(uint64_t file_size) {
+  const std::string& path = path_;
+  auto fail = [&](const std::string& why) {
+    return StageError(path + ": not a valid safetensors file: " + why);
+  };
   if (file_size < 8) throw fail("shorter than its 8-byte header length");
   unsigned char len[8];
-  in.read(reinterpret_cast<char*>(len), 8);
+  read_at(len, 8, 0, "the header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t(len[i]) << (8 * i);
   if (n > file_size - 8) {
@@ -133,8 +190,7 @@ TensorMap read_safetensors(const std::string& path, std::map<std::string, std::s
   if (n > kMaxHeaderBytes)
     throw fail("header length " + std::to_string(n) + " exceeds the format's 100 MB limit");
   std::string text(n, '\0');
-  if (!in.read(text.data(), static_cast<std::streamsize>(n)))
-    throw fail("the header cannot be read");
+  read_at(text.data(), n, 8, "the header");
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(text);
@@ -142,30 +198,88 @@ TensorMap read_safetensors(const std::string& path, std::map<std::string, std::s
     throw fail(std::string("header is not JSON: ") + e.what());
   }
   if (!header.is_object()) throw fail("header is not a JSON object");
-  const uint64_t data_start = 8 + n, data_size = file_size - data_start;
-  TensorMap out;
+  data_start_ = 8 + n;
+  const uint64_t data_size = file_size - data_start_;
   for (const auto& [name, info] : header.items()) {
     if (name == "__metadata__") {
       try {
-        if (metadata) *metadata = info.get<std::map<std::string, std::string>>();
+        metadata_ = info.get<std::map<std::string, std::string>>();
       } catch (const nlohmann::json::exception&) {
         throw fail("__metadata__ is not a mapping of strings");
       }
       continue;
     }
-    Entry e;
     try {
-      e = parse_entry(name, info, data_size, fail);
+      Entry e = parse_entry(name, info, data_size, fail);
+      entries_[name] = {e.type, e.shape, e.begin, e.end};
     } catch (const nlohmann::json::exception& x) {
       throw fail("tensor " + name + ": " + x.what());
     }
-    auto t = torch::empty(e.shape, torch::TensorOptions().dtype(e.type));
-    in.seekg(static_cast<std::streamoff>(data_start + e.begin));
-    if (!in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(e.end - e.begin))) {
-      throw fail("tensor " + name + ": read failed (the file is truncated or unreadable)");
-    }
-    out[name] = t;
   }
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void SafetensorsFile::read_at(void* dst, uint64_t n, uint64_t offset,
+                              const std::string& what) const {
+  auto* p = static_cast<char*>(dst);
+  while (n > 0) {
+    const ssize_t got = ::pread(fd_, p, n, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      throw StageError(path_ + ": not a valid safetensors file: " + what +
+                       ": read failed (the file is truncated or unreadable)");
+    }
+    p += got;
+    n -= uint64_t(got);
+    offset += uint64_t(got);
+  }
+}
+
+const SafetensorsFile::Info& SafetensorsFile::info(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) throw StageError(path_ + ": has no tensor " + name);
+  return it->second;
+}
+
+at::Tensor SafetensorsFile::read(const std::string& name) const {
+  const Info& e = info(name);
+  auto t = torch::empty(e.shape, torch::TensorOptions().dtype(e.type));
+  read_at(t.data_ptr(), e.end - e.begin, data_start_ + e.begin, "tensor " + name);
+  return t;
+}
+
+at::Tensor SafetensorsFile::read_flat(const std::string& name, int64_t lo, int64_t n) const {
+  const Info& e = info(name);
+  const uint64_t elem = c10::elementSize(e.type);
+  if (lo < 0 || n < 0 || uint64_t(lo + n) * elem > e.end - e.begin) {
+    throw StageError(path_ + ": elements [" + std::to_string(lo) + ", " + std::to_string(lo + n) +
+                     ") are outside tensor " + name);
+  }
+  auto t = torch::empty({n}, torch::TensorOptions().dtype(e.type));
+  read_at(t.data_ptr(), uint64_t(n) * elem, data_start_ + e.begin + uint64_t(lo) * elem,
+          "tensor " + name);
+  return t;
+}
+
+int64_t SafetensorsFile::numel(const std::string& name) const {
+  const Info& e = info(name);
+  return int64_t((e.end - e.begin) / c10::elementSize(e.type));
+}
+
+std::vector<std::string> SafetensorsFile::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, e] : entries_) out.push_back(name);
+  return out;
+}
+
+TensorMap read_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+  const SafetensorsFile file(path);
+  if (metadata) *metadata = file.metadata();
+  TensorMap out;
+  for (const auto& name : file.names()) out[name] = file.read(name);
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace upcycle::stages {
@@ -27,6 +28,55 @@ inline constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // the format's own lim
 /// Serialises tensors (moved to CPU, made contiguous) with string metadata; the bytes of a file.
 std::string encode_safetensors(const TensorMap& tensors,
                                const std::map<std::string, std::string>& metadata = {});
+
+/// A file's sha256 and size, as a writer computed them while writing.
+struct WrittenFile {
+  std::string sha256;
+  uint64_t bytes = 0;
+};
+
+/// Writes `tensors` in their order to `path`, atomically and streamed: each is copied to the host
+/// and written in turn, so memory holds at most one tensor's copy (a checkpoint shard of tens of
+/// GB). Throws StageError naming the path.
+WrittenFile write_safetensors_streamed(
+    const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+    const std::map<std::string, std::string>& metadata = {});
+
+/// An open safetensors file whose header has been parsed and checked; tensors, or a range of a
+/// tensor's elements, are read on demand. Throws StageError as read_safetensors does.
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  std::vector<std::string> names() const;
+  bool contains(const std::string& name) const { return entries_.count(name) > 0; }
+  int64_t numel(const std::string& name) const;
+  /// The whole tensor, on the CPU.
+  at::Tensor read(const std::string& name) const;
+  /// Elements [lo, lo + n) of the tensor in row-major order, as a 1-D CPU tensor.
+  at::Tensor read_flat(const std::string& name, int64_t lo, int64_t n) const;
+
+ private:
+  struct Info {
+    at::ScalarType type;
+    std::vector<int64_t> shape;
+    uint64_t begin = 0, end = 0;
+  };
+  void parse_header(uint64_t file_size);
+  const Info& info(const std::string& name) const;
+  void read_at(void* dst, uint64_t n, uint64_t offset, const std::string& what) const;
+
+  std::string path_;
+  int fd_ = -1;
+  uint64_t data_start_ = 0;
+  std::map<std::string, Info> entries_;
+  std::map<std::string, std::string> metadata_;
+};
 
 /// Parses a safetensors file. Throws upcycle::StageError naming `path`, the tensor where there is
 /// one, and the reason (truncated, header not JSON or longer than the file, offsets out of range,

@@ -2,7 +2,6 @@
 
 #include <filesystem>
 
-#include "core/sha256.h"
 #include "stages/io/checkpoint.h"
 
 namespace upcycle::stages {
@@ -24,9 +23,11 @@ const JobKind& find_job_kind(const std::string& name) {
 }
 
 core::ArtifactRow checkpoint_artifact(const std::string& dir) {
-  std::string path = dir + "/" + kWeightsFile;
-  return {dir, "checkpoint", core::sha256_file(path),
-          static_cast<int64_t>(std::filesystem::file_size(path))};
+  const CheckpointMeta meta = read_checkpoint_meta(dir);
+  int64_t bytes = 0;
+  for (const auto& w : meta.weights)
+    bytes += static_cast<int64_t>(std::filesystem::file_size(dir + "/" + w.file));
+  return {dir, "checkpoint", weights_digest(meta), bytes};
 }
 
 }  // namespace upcycle::stages

@@ -48,7 +48,9 @@ JobRuntime read_runtime(const SpecReader& s) {
 }
 
 nlohmann::json numerics_of(const JobRuntime& r) {
-  nlohmann::json j = {{"device", r.device}, {"world_size", r.world_size}};
+  // Not the world size: a train job's checkpoint resumes on any number of ranks, so a job moved
+  // to more or fewer nodes is the same job, continued (stages/train/train_checkpoint.h).
+  nlohmann::json j = {{"device", r.device}};
   if (r.device == "cpu")
     j["threads"] = r.threads;  // GPU kernels do not split reductions by host threads
   return j;

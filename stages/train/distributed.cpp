@@ -67,6 +67,19 @@ bool distributed_available() { return true; }
 
 namespace {
 
+// Waits for a collective. A peer that died (killed, out of memory, preempted apart from the
+// others) makes Gloo or NCCL fail it: that is the message, not an internal error.
+void wait_for(const c10::intrusive_ptr<c10d::Work>& work) {
+  try {
+    work->wait();
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    why = why.substr(0, why.find('\n'));
+    throw StageError("a collective across the data-parallel ranks failed, most likely because " +
+                     std::string("another rank died (see its log): ") + why);
+  }
+}
+
 // The interface this rank's Gloo binds: GLOO_SOCKET_IFNAME when set; loopback when the rendezvous
 // is on loopback (every rank on this machine); otherwise this node's own address, not
 // MASTER_ADDR's, which no other node could bind.
@@ -177,7 +190,7 @@ struct Buckets {
       armed = false;
     }
     for (auto& b : buckets) {
-      b.work->wait();
+      wait_for(b.work);
       b.work.reset();
     }
     torch::NoGradGuard no_grad;
@@ -204,7 +217,7 @@ struct DataParallel::Impl {
   // A scalar through the control group, on the host.
   double reduce_scalar(double v, c10d::ReduceOp op) {
     at::Tensor t = torch::tensor({v}, torch::kFloat64);
-    all_reduce_async(*control, t, op)->wait();
+    wait_for(all_reduce_async(*control, t, op));
     return t.item<double>();
   }
 };
@@ -254,7 +267,7 @@ void DataParallel::average_gradients(const std::vector<at::Tensor>& params) {
   for (const auto& g : grads)
     flat_parts.push_back(g.detach().to(impl_->device, torch::kFloat32).reshape({-1}));
   at::Tensor flat = torch::cat(flat_parts);
-  all_reduce_async(*impl_->pg, flat, c10d::ReduceOp::SUM)->wait();
+  wait_for(all_reduce_async(*impl_->pg, flat, c10d::ReduceOp::SUM));
   flat.div_(static_cast<double>(env_.world_size));
   int64_t at = 0;
   for (auto& g : grads) {
@@ -316,7 +329,7 @@ void DataParallel::reduce_scatter(at::Tensor& flat, at::Tensor& piece) {
   }
   c10d::ReduceScatterOptions o;
   o.reduceOp = c10d::ReduceOp::SUM;
-  impl_->pg->_reduce_scatter_base(piece, flat, o)->wait();
+  wait_for(impl_->pg->_reduce_scatter_base(piece, flat, o));
 }
 
 void DataParallel::all_gather(at::Tensor& piece, at::Tensor& flat) {
@@ -324,7 +337,7 @@ void DataParallel::all_gather(at::Tensor& piece, at::Tensor& flat) {
     flat.copy_(piece);
     return;
   }
-  impl_->pg->_allgather_base(flat, piece)->wait();
+  wait_for(impl_->pg->_allgather_base(flat, piece));
 }
 
 at::Device DataParallel::collective_device() const {

@@ -1,8 +1,8 @@
 // Data parallelism across processes through LibTorch's c10d, with a TCPStore rendezvous at
 // MASTER_ADDR:MASTER_PORT: Gloo on the CPU, NCCL on CUDA (when the build found nccl.h; otherwise
 // CUDA gradients are staged through host memory for Gloo). Each rank trains on its slice of the
-// global batch and every rank takes the same optimizer step. Rank 0 alone writes metrics and
-// checkpoints.
+// global batch and every rank takes the same optimizer step. Rank 0 alone writes metrics; every
+// rank writes its part of a checkpoint (train_checkpoint.h).
 // Gradient buckets (overlap_gradients): the parameters in reverse registration order (about the
 // order backward finishes them) cut into buckets of about UPCYCLE_DDP_BUCKET_KB (default 25 MiB, as
 // PyTorch DDP). In the step's last backward a hook on each parameter copies its complete gradient

@@ -2,10 +2,9 @@
 
 #include <torch/torch.h>
 
-#include <sstream>
-
 #include "core/error.h"
 #include "core/log.h"
+#include "stages/io/checkpoint_shards.h"
 #include "stages/train/adamw.h"
 
 namespace upcycle::stages {
@@ -52,15 +51,31 @@ class ReplicatedAdamW final : public StepOptimizer {
     adamw_step(*opt_);
     return norm;
   }
-  std::string save() override {
-    if (!dp_.is_main()) return "";
-    std::ostringstream out;
-    torch::save(*opt_, out);
-    return out.str();
+  // Rank r saves the state of its run of the parameters (split_evenly by size).
+  std::vector<MomentSlice> state_slices() override {
+    std::vector<int64_t> sizes;
+    for (const auto& p : params_) sizes.push_back(p.numel());
+    const std::vector<size_t> b = split_evenly(sizes, dp_.world_size());
+    std::vector<MomentSlice> out;
+    for (size_t k = b[dp_.rank()]; k < b[dp_.rank() + 1]; ++k) {
+      auto it = opt_->state().find(params_[k].unsafeGetTensorImpl());
+      if (it == opt_->state().end()) continue;  // never stepped
+      const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      out.push_back({k, 0, s.exp_avg().reshape({-1}), s.exp_avg_sq().reshape({-1}), s.step()});
+    }
+    return out;
   }
-  void load(const std::string& bytes) override {
-    std::istringstream in(bytes);
-    torch::load(*opt_, in, params_.at(0).device());
+  void load(const MomentSource& source) override {
+    for (size_t k = 0; k < params_.size(); ++k) {
+      const at::Tensor& p = params_[k];
+      at::Tensor m = source.read(k, 0, 0, p.numel());
+      if (!m.defined()) continue;
+      auto s = std::make_unique<torch::optim::AdamWParamState>();
+      s->step(source.step(k));
+      s->exp_avg(m.view(p.sizes()).to(p.device()));
+      s->exp_avg_sq(source.read(k, 1, 0, p.numel()).view(p.sizes()).to(p.device()));
+      opt_->state()[p.unsafeGetTensorImpl()] = std::move(s);
+    }
   }
   int64_t state_bytes() const override {
     int64_t n = 0;

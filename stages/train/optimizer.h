@@ -7,14 +7,16 @@
 //      of the weights and all-gathers them (zero.cpp).
 //   2  ZeRO-2: as 1, and gradients are reduce-scattered bucket by bucket during every
 //      micro-batch's backward, so a rank keeps only its shard of them.
-// The weights stay fp32 on every rank, so they are their own master copy. Every layout writes the
-// same optimizer file (LibTorch's AdamW serialisation, one state per parameter), so a checkpoint
-// resumes under any layout and any number of ranks.
+// The weights stay fp32 on every rank, so they are their own master copy. For checkpoints every
+// layout hands out the AdamW moments it holds as slices (ranges of one parameter's flattened
+// elements) and takes back the ranges it needs, whoever wrote them: a checkpoint resumes under any
+// layout and any number of ranks (stages/io/checkpoint_shards.h).
 #pragma once
 
 #include <ATen/Tensor.h>
 #include <torch/optim/adamw.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +25,23 @@
 #include "stages/train/distributed.h"
 
 namespace upcycle::stages {
+
+/// Flat elements [lo, lo + numel) of parameter `param`'s AdamW moments (views of the state).
+struct MomentSlice {
+  size_t param = 0;  ///< an index into the optimizer's parameters
+  int64_t lo = 0;
+  at::Tensor exp_avg, exp_avg_sq;
+  int64_t step = 0;  ///< AdamW's step count for the parameter (bias correction)
+};
+
+/// A checkpoint's AdamW state, as load reads it.
+struct MomentSource {
+  /// Elements [lo, lo + n) of parameter `param`'s moment (0: exp_avg, 1: exp_avg_sq): fp32 on the
+  /// CPU, undefined when the parameter has no state yet.
+  std::function<at::Tensor(size_t param, int moment, int64_t lo, int64_t n)> read;
+  /// The parameter's step count.
+  std::function<int64_t(size_t param)> step;
+};
 
 class StepOptimizer {
  public:
@@ -36,11 +55,12 @@ class StepOptimizer {
   /// Averages the gradients over the ranks, clips them to `grad_clip` (0: no clipping) and takes
   /// the AdamW step at `lr`. Returns the gradient norm before clipping, a scalar on the device.
   virtual at::Tensor step(double lr, double grad_clip) = 0;
-  /// The AdamW state in LibTorch's serialisation; collective (every rank calls it), rank 0
-  /// returns the bytes, the others "".
-  virtual std::string save() = 0;
-  /// Restores what save wrote (any layout, any number of ranks), onto the weights' device.
-  virtual void load(const std::string& bytes) = 0;
+  /// This rank's share of the AdamW state, for its checkpoint shard: together the ranks' slices
+  /// cover every parameter that has state once. Not collective.
+  virtual std::vector<MomentSlice> state_slices() = 0;
+  /// Restores the state of a checkpoint (any layout, any number of ranks) onto the weights'
+  /// device, reading the ranges this rank holds.
+  virtual void load(const MomentSource& source) = 0;
   /// Bytes of optimizer state (moments) this rank holds, for the log.
   virtual int64_t state_bytes() const = 0;
 };

@@ -18,14 +18,15 @@
 #include "stages/train/optimizer.h"
 #include "stages/train/peak_memory.h"
 #include "stages/train/preemption.h"
+#include "stages/train/train_checkpoint.h"
 
 namespace upcycle::stages {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kOptimizerFile = "optimizer.pt";
 constexpr const char* kTrainStepKey = "train_step";
+constexpr const char* kConsumedSamplesKey = "consumed_samples";
 constexpr const char* kInitTokensKey = "init_tokens";
 
 // ---- setup ----
@@ -64,6 +65,19 @@ Geometry geometry(const TrainSpec& spec, int64_t seq_len, const DataParallel& dp
   g.accum = g.local_B / g.micro;
   g.steps = std::max<int64_t>(1, (spec.tokens + g.tokens_per_step() - 1) / g.tokens_per_step());
   return g;
+}
+
+// Where a resumed run starts: after the samples its checkpoint consumed, which the global batch
+// (the same on any number of ranks) turns into steps.
+int64_t resume_step(const CheckpointMeta& meta, const Geometry& g, const std::string& dir) {
+  const int64_t step = meta.extra.at(kTrainStepKey).get<int64_t>();
+  const int64_t consumed = meta.extra.value(kConsumedSamplesKey, step * g.B);
+  if (consumed != step * g.B) {
+    throw StageError(dir + ": the checkpoint consumed " + std::to_string(consumed) +
+                     " samples in " + std::to_string(step) + " steps, not batches of " +
+                     std::to_string(g.B) + " (batch_size changed?)");
+  }
+  return step;
 }
 
 // A CPU batch onto the device: through pinned memory and without waiting on CUDA, so the host can
@@ -181,6 +195,7 @@ class Run {
   Geometry g_;
   std::unique_ptr<MixtureSampler> data_, val_;
   std::unique_ptr<StepOptimizer> opt_;
+  std::vector<std::string> names_;  ///< of the trained parameters, in the optimizer's order
   LrSchedule schedule_;
   MemoryEstimate estimate_;
   bool tty_ = false;
@@ -207,22 +222,24 @@ Run::Run(const TrainSpec& spec, core::MetricSink& sink, DataParallel& dp)
   const bool resume =
       checkpoint_exists(ckpt_dir_) && read_checkpoint_meta(ckpt_dir_).extra.contains(kTrainStepKey);
   model_ = resume ? load_model(ckpt_dir_, &meta_) : build_model(spec, &meta_);
-  start_step_ = resume ? meta_.extra.at(kTrainStepKey).get<int64_t>() : 0;
-  init_tokens_ = resume ? meta_.extra.at(kInitTokensKey).get<int64_t>() : meta_.tokens;
   const torch::Device device(spec.placement.device);
   model_->to(device);  // before the optimizer takes the parameters
   const ModelConfig& cfg = model_->config;
   g_ = geometry(spec, cfg.seq_len, dp);
+  if (resume) start_step_ = resume_step(meta_, g_, ckpt_dir_);
+  init_tokens_ = resume ? meta_.extra.at(kInitTokensKey).get<int64_t>() : meta_.tokens;
   data_ = std::make_unique<MixtureSampler>(spec.data_dir, spec.mix, "train", g_.T, spec.seed,
                                            cfg.vocab);
   val_ = std::make_unique<MixtureSampler>(spec.data_dir, spec.mix, "valid", g_.T, spec.seed,
                                           cfg.vocab);
   opt_ = make_step_optimizer(model_->parameters(), spec.optim, dp, spec.zero,
                              dist_env_from_environment().bucket_bytes);
+  names_ = trained_parameter_names(model_);
   if (resume) {
-    opt_->load(read_checkpoint_file(ckpt_dir_, kOptimizerFile));
+    load_optimizer_state(ckpt_dir_, meta_, *opt_, names_);
     core::log_info("resuming " + ckpt_dir_ + " at step " + std::to_string(start_step_) + " of " +
-                   std::to_string(g_.steps));
+                   std::to_string(g_.steps) + " (" + std::to_string(start_step_ * g_.B) +
+                   " samples consumed) on " + std::to_string(dp.world_size()) + " rank(s)");
   }
   schedule_ = {spec.optim.lr, spec.optim.warmup, g_.steps, spec.optim.min_lr_ratio};
   estimate_ = memory_estimate(spec, cfg, g_, dp.world_size());
@@ -332,17 +349,17 @@ void Run::checkpoint() {
                      "lower optim.lr, raise optim.warmup or enable optim.grad_clip");
   }
   last_good_ = "step " + std::to_string(out_.steps);
-  // Weights, optimizer state and position; the data order is a function of (seed, step), and
-  // nothing else draws random numbers during training, so this is everything an exact resume needs.
-  const std::string optimizer = opt_->save();  // collective
-  if (!dp_.is_main()) return;
+  // Weights, optimizer state and position; the data order is a function of (seed, samples
+  // consumed), and nothing else draws random numbers during training, so this is everything an
+  // exact resume needs, on any number of ranks.
   CheckpointMeta m;
   m.step = out_.steps;
   m.tokens = init_tokens_ + out_.tokens;
   m.extra = meta_.extra;
   m.extra[kTrainStepKey] = out_.steps;
+  m.extra[kConsumedSamplesKey] = out_.steps * g_.B;
   m.extra[kInitTokensKey] = init_tokens_;
-  save_checkpoint(ckpt_dir_, model_, m, {{kOptimizerFile, optimizer}});
+  save_train_checkpoint(ckpt_dir_, model_, *opt_, names_, m, dp_);  // collective
 }
 
 bool Run::after_step(int64_t step) {

@@ -8,7 +8,6 @@
 
 #include <cmath>
 #include <mutex>
-#include <sstream>
 
 #include "core/error.h"
 #include "stages/train/optimizer.h"
@@ -131,57 +130,34 @@ class ShardedAdamW final : public StepOptimizer {
     return torch::full({}, norm, m_S_.options());
   }
 
-  std::string save() override {
-    torch::NoGradGuard no_grad;
-    std::vector<at::Tensor> m_full, v_full, copies;
-    for (const auto& p : params_) {
-      copies.push_back(torch::empty(p.sizes(), torch::kFloat32));
-      m_full.push_back(torch::empty(p.sizes(), torch::kFloat32));
-      v_full.push_back(torch::empty(p.sizes(), torch::kFloat32));
-    }
+  std::vector<MomentSlice> state_slices() override {
+    std::vector<MomentSlice> out;
+    if (step_ == 0) return out;  // no state yet
     for (auto& b : buckets_) {
-      for (auto [state, out] : {std::pair{&m_S_, &m_full}, std::pair{&v_S_, &v_full}}) {
-        at::Tensor piece = state->narrow(0, b.shard_offset, b.piece).contiguous();
-        at::Tensor flat = torch::empty({piece.numel() * dp_.world_size()}, piece.options());
-        all_gather(piece, flat);
-        if (!dp_.is_main()) continue;
-        const at::Tensor host = flat.to(torch::kCPU);
-        for (size_t i = 0; i < b.members.size(); ++i) {
-          (*out)[b.members[i]].view({-1}).copy_(
-              host.narrow(0, b.offsets[i], copies[b.members[i]].numel()));
-        }
+      for (size_t i = 0; i < b.members.size(); ++i) {
+        const int64_t n = params_[b.members[i]].numel(), lo = first_mine(b, b.offsets[i]);
+        at::Tensor m = mine(b, b.offsets[i], n, m_S_);
+        if (m.numel() == 0) continue;
+        out.push_back({b.members[i], lo, m, mine(b, b.offsets[i], n, v_S_), step_});
       }
     }
-    if (!dp_.is_main()) return "";
-    auto opt = make_adamw(copies, o_);
-    for (size_t k = 0; k < params_.size(); ++k) {
-      auto s = std::make_unique<torch::optim::AdamWParamState>();
-      s->step(step_);
-      s->exp_avg(m_full[k]);
-      s->exp_avg_sq(v_full[k]);
-      opt->state()[copies[k].unsafeGetTensorImpl()] = std::move(s);
-    }
-    std::ostringstream out;
-    torch::save(*opt, out);
-    return out.str();
+    return out;
   }
 
-  void load(const std::string& bytes) override {
+  void load(const MomentSource& source) override {
     torch::NoGradGuard no_grad;
-    std::vector<at::Tensor> copies;
-    for (const auto& p : params_) copies.push_back(torch::empty(p.sizes(), torch::kFloat32));
-    auto opt = make_adamw(copies, o_);
-    std::istringstream in(bytes);
-    torch::load(*opt, in, torch::kCPU);
+    step_ = 0;  // one count for all (every step updates every element, gradient or not)
+    for (size_t k = 0; k < params_.size(); ++k) step_ = std::max(step_, source.step(k));
     for (auto& b : buckets_) {
       for (size_t i = 0; i < b.members.size(); ++i) {
         const size_t k = b.members[i];
-        auto it = opt->state().find(copies[k].unsafeGetTensorImpl());
-        if (it == opt->state().end()) continue;  // never stepped
-        auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-        step_ = s.step();
-        copy_mine(b, b.offsets[i], s.exp_avg().reshape({-1}), m_S_);
-        copy_mine(b, b.offsets[i], s.exp_avg_sq().reshape({-1}), v_S_);
+        const int64_t n = params_[k].numel(), lo = first_mine(b, b.offsets[i]);
+        at::Tensor m = mine(b, b.offsets[i], n, m_S_), v = mine(b, b.offsets[i], n, v_S_);
+        if (m.numel() == 0) continue;
+        const at::Tensor saved = source.read(k, 0, lo, m.numel());
+        if (!saved.defined()) continue;  // never stepped
+        m.copy_(saved);
+        v.copy_(source.read(k, 1, lo, v.numel()));
       }
     }
   }
@@ -197,11 +173,10 @@ class ShardedAdamW final : public StepOptimizer {
     return shard_S.narrow(0, b.shard_offset + lo - dp_.rank() * b.piece, hi - lo);
   }
 
-  // Copies this rank's part of a full parameter's flat values (at `offset` in the bucket).
-  void copy_mine(const Bucket& b, int64_t offset, const at::Tensor& full, at::Tensor& shard_S) {
-    const int64_t lo = std::max(offset, dp_.rank() * b.piece);
-    const int64_t hi = std::min(offset + full.numel(), (dp_.rank() + 1) * b.piece);
-    if (hi > lo) mine(b, offset, full.numel(), shard_S).copy_(full.narrow(0, lo - offset, hi - lo));
+  // The first element of the parameter at `offset` in the bucket that this rank holds, counted
+  // from the parameter's start.
+  int64_t first_mine(const Bucket& b, int64_t offset) const {
+    return std::max(offset, dp_.rank() * b.piece) - offset;
   }
 
   at::Tensor gather_params(const Bucket& b) const {

@@ -106,11 +106,13 @@ stages:
   ASSERT_EQ(two.size(), one.size());
   for (const auto& [step, loss] : one) EXPECT_NEAR(two.at(step), loss, 1e-5) << "step " << step;
   EXPECT_LT(one.rbegin()->second, one.begin()->second);  // and it learned
-  // Rank 0 wrote the result; its checkpoint is there.
+  // Rank 0 wrote the result; the checkpoint holds both ranks' shards.
   auto result = core::read_job_result(ddp);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->status, "done");
-  EXPECT_TRUE(std::filesystem::exists(ddp + "/checkpoint/model.safetensors"));
+  for (const char* f : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                        "optimizer-00002-of-00002.safetensors", "config.json"})
+    EXPECT_TRUE(std::filesystem::exists(ddp + "/checkpoint/" + f)) << f;
 
   // The local executor launches the ranks itself: the same curve again.
   auto local = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "root=runs2",

@@ -1,6 +1,9 @@
 // ZeRO-1 and ZeRO-2 (stages/train/optimizer.h) on 2 and 3 CPU ranks through c10d Gloo: a BAM model
 // (recipes/ci/tiny.yaml's bam_dm, 20 steps with gradient accumulation) gives the loss curve of the
 // one-process replicated run to 1e-5 relative, and its checkpoint resumes under another layout.
+// Checkpoints (stages/train/train_checkpoint.h) are written by every rank and reshard: 4 ranks'
+// resume on 2 and 3, 1 rank's on 2, each under another layout; a rank killed in the middle of a
+// save leaves the previous checkpoint, from which the run resumes to the uninterrupted curve.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -32,8 +35,9 @@ std::map<int64_t, double> losses(const std::string& dir) {
 }
 
 // Runs `spec` as `world` ranks in `dir` (as srun or torchrun would start them); the ranks' logs
-// when one failed.
-std::string run_ranks(const nlohmann::json& spec, const std::string& dir, int world) {
+// when one failed. Rank `kill_rank` (if any) kills itself in its save at step `kill_step`.
+std::string run_ranks(const nlohmann::json& spec, const std::string& dir, int world,
+                      int kill_rank = -1, int64_t kill_step = 0) {
   core::make_dirs(dir);
   core::write_file_atomic(dir + "/spec.json", spec.dump(2));
   const std::string port = std::to_string(cluster::free_loopback_port());
@@ -44,11 +48,15 @@ std::string run_ranks(const nlohmann::json& spec, const std::string& dir, int wo
     ::setenv("MASTER_ADDR", "127.0.0.1", 1);
     ::setenv("MASTER_PORT", port.c_str(), 1);
     ::setenv("UPCYCLE_DDP_BUCKET_KB", "16", 1);  // many buckets, each sharded
+    if (rank == kill_rank)
+      ::setenv("UPCYCLE_TEST_KILL_IN_SAVE", std::to_string(kill_step).c_str(), 1);
+    else
+      ::unsetenv("UPCYCLE_TEST_KILL_IN_SAVE");
     ranks.push_back(testing::spawn_binary({UPCYCLE_BINARY, "stage", "--spec", dir + "/spec.json"},
                                           dir, dir + "/rank" + std::to_string(rank) + ".log"));
   }
-  for (const char* v :
-       {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "UPCYCLE_DDP_BUCKET_KB"})
+  for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "UPCYCLE_DDP_BUCKET_KB",
+                        "UPCYCLE_TEST_KILL_IN_SAVE"})
     ::unsetenv(v);
   std::string failed;
   for (size_t r = 0; r < ranks.size(); ++r) {
@@ -67,21 +75,32 @@ void expect_same_curve(const std::map<int64_t, double>& want, const std::map<int
     EXPECT_NEAR(got.at(step), loss, 1e-5 * std::abs(loss)) << what << ", step " << step;
 }
 
-TEST(ZeroTest, ShardedOptimizerMatchesOneReplicatedProcessAndResumes) {
-  testing::TempDir dir;
-  // 20 steps of 12 sequences, in micro-batches of 2 (accumulation on every layout).
+// Runs recipes/ci/tiny.yaml with bam_dm at 20 steps of 12 sequences in micro-batches of 2
+// (accumulation on every layout), in `dir`; bam_dm's job directory.
+std::string run_tiny_bam_dm(const testing::TempDir& dir) {
   auto r = testing::run_binary(
       {UPCYCLE_BINARY, "run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml",
        "stages.bam_dm.batch_size=12", "stages.bam_dm.micro_batch=2",
        "stages.bam_dm.budget.tokens=15360", "stages.bam_dm.log_every=1", "--no-report"},
       dir.path());
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  std::string single;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
   for (const auto& e : std::filesystem::directory_iterator(dir / "runs/jobs")) {
     if (std::filesystem::exists(e.path() / "metrics.jsonl") &&
         core::read_json_file((e.path() / "spec.json").string()).value("tokens", 0) == 15360)
-      single = e.path().string();
+      return e.path().string();
   }
+  return "";
+}
+
+void copy_checkpoint(const std::string& from_job, const std::string& to_job) {
+  std::filesystem::create_directories(to_job);
+  std::filesystem::copy(from_job + "/checkpoint", to_job + "/checkpoint",
+                        std::filesystem::copy_options::recursive);
+}
+
+TEST(ZeroTest, ShardedOptimizerMatchesOneReplicatedProcessAndResumes) {
+  testing::TempDir dir;
+  const std::string single = run_tiny_bam_dm(dir);
   ASSERT_FALSE(single.empty());
   const auto one = losses(single);
   ASSERT_EQ(one.size(), 20u);
@@ -116,18 +135,92 @@ TEST(ZeroTest, ShardedOptimizerMatchesOneReplicatedProcessAndResumes) {
   cont["world_size"] = 2;
   cont["zero"] = 1;
   const std::string resumed = dir / "resumed";
-  std::filesystem::create_directories(resumed);
-  std::filesystem::copy(dir / "w3z2/checkpoint", resumed + "/checkpoint",
-                        std::filesystem::copy_options::recursive);
+  copy_checkpoint(dir / "w3z2", resumed);
   ASSERT_TRUE(run_ranks(cont, resumed, 2).empty()) << core::read_file(resumed + "/rank0.log");
   const std::string reference = dir / "reference";
-  std::filesystem::create_directories(reference);
-  std::filesystem::copy(single + "/checkpoint", reference + "/checkpoint",
-                        std::filesystem::copy_options::recursive);
+  copy_checkpoint(single, reference);
   ASSERT_TRUE(run_ranks(longer(base), reference, 1).empty());
   auto want = losses(reference), got = losses(resumed);
   EXPECT_EQ(want.begin()->first, 21);  // both resumed after step 20
   expect_same_curve(want, got, "resumed under another layout");
+}
+
+// A spec of `steps` steps of 12 sequences, one per micro-batch (12 divides among 1 to 4 ranks).
+nlohmann::json steps_of(nlohmann::json spec, int64_t steps, int world, int zero) {
+  spec["tokens"] = steps * 12 * 64;
+  spec["micro_batch"] = 1;
+  spec["world_size"] = world;
+  spec["zero"] = zero;
+  return spec;
+}
+
+TEST(ZeroTest, CheckpointsReshardAndSurviveARankKilledWhileSaving) {
+  testing::TempDir dir;
+  const std::string single = run_tiny_bam_dm(dir);
+  ASSERT_FALSE(single.empty());
+  const nlohmann::json base = core::read_json_file(single + "/spec.json");
+  auto run = [&](const nlohmann::json& spec, const std::string& name, int world) {
+    const std::string out = dir / name;
+    const std::string failed = run_ranks(spec, out, world);
+    EXPECT_TRUE(failed.empty()) << name << ":\n" << failed;
+    return out;
+  };
+
+  // 4 steps on 1 rank and on 4 (ZeRO-2): every rank wrote its shards.
+  const std::string one = run(steps_of(base, 4, 1, 0), "one", 1);
+  if (HasFailure()) return;
+  const std::string four = run(steps_of(base, 4, 4, 2), "four", 4);
+  for (const char* f : {"model-00004-of-00004.safetensors", "optimizer-00004-of-00004.safetensors"})
+    EXPECT_TRUE(std::filesystem::exists(four + "/checkpoint/" + f)) << f;
+  EXPECT_NE(core::read_file(four + "/rank0.log").find("checkpoint written: step 4, 4 rank(s)"),
+            std::string::npos);
+
+  // Each continued to 8 steps: the 1-rank checkpoint on 1 rank is the reference.
+  auto continued = [&](const std::string& from, int world, int zero, const std::string& name) {
+    const std::string out = dir / name;
+    copy_checkpoint(from, out);
+    const std::string failed = run_ranks(steps_of(base, 8, world, zero), out, world);
+    EXPECT_TRUE(failed.empty()) << name << ":\n" << failed;
+    EXPECT_NE(core::read_file(out + "/rank0.log").find("at step 4 of 8 (48 samples consumed)"),
+              std::string::npos)
+        << name;
+    return losses(out);
+  };
+  const auto want = continued(one, 1, 0, "one_to_one");
+  ASSERT_EQ(want.size(), 4u);
+  expect_same_curve(want, continued(four, 2, 0, "four_to_two"), "4 ranks ZeRO-2 -> 2 replicated");
+  expect_same_curve(want, continued(four, 3, 1, "four_to_three"), "4 ranks ZeRO-2 -> 3 ZeRO-1");
+  expect_same_curve(want, continued(one, 2, 2, "one_to_two"), "1 rank -> 2 ZeRO-2");
+
+  // A rank killed while saving at step 4 (after its weights, before its AdamW state): the run
+  // fails, the step-2 checkpoint stays, and the next attempt resumes from it to the curve of an
+  // uninterrupted run.
+  nlohmann::json spec = steps_of(base, 8, 2, 1);
+  spec["checkpoint_every"] = 2;
+  const std::string killed = dir / "killed";
+  EXPECT_FALSE(run_ranks(spec, killed, 2, /*kill_rank=*/1, /*kill_step=*/4).empty());
+  EXPECT_NE(core::read_file(killed + "/rank1.log").find("killing this rank"), std::string::npos);
+  EXPECT_NE(core::read_file(killed + "/rank0.log").find("another rank died"), std::string::npos)
+      << core::read_file(killed + "/rank0.log");
+  int temps = 0;
+  for (const auto& e : std::filesystem::directory_iterator(killed)) {
+    if (e.path().filename().string().rfind("checkpoint.tmp.", 0) == 0) {
+      ++temps;
+      EXPECT_TRUE(std::filesystem::exists(e.path() / "model-00002-of-00002.safetensors"));
+      EXPECT_FALSE(std::filesystem::exists(e.path() / "config.json"));
+    }
+  }
+  EXPECT_EQ(temps, 1) << "the half-written save";
+  EXPECT_EQ(core::read_json_file(killed + "/checkpoint/config.json").at("step"), 2);
+  const std::string failed = run_ranks(spec, killed, 2);
+  ASSERT_TRUE(failed.empty()) << failed;
+  EXPECT_NE(core::read_file(killed + "/rank0.log").find("resuming"), std::string::npos);
+  const auto uninterrupted = losses(run(steps_of(base, 8, 1, 0), "uninterrupted", 1));
+  expect_same_curve(uninterrupted, losses(killed), "resumed after a rank died while saving");
+  for (const auto& e : std::filesystem::directory_iterator(killed)) {
+    EXPECT_EQ(e.path().filename().string().find("checkpoint.tmp."), std::string::npos)
+        << "the dead attempt's temp was not removed: " << e.path();
+  }
 }
 
 }  // namespace
