@@ -126,16 +126,18 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const MemoryPlan& p) {
     if (bytes > 0) to.push_back({name, static_cast<int64_t>(bytes)});
   };
   // Persistent: weights, optimizer state, and the gradient buffers that live across steps.
-  add(e.persistent, "weights", 4 * P);
+  // bf16 weights: 2 bytes, and the fp32 masters (4) join the moments (8) in the optimizer's shard.
+  const bool bf16_w = bf16_weights(p.bf16, p.zero);
+  add(e.persistent, "weights", (bf16_w ? 2 : 4) * P);
   if (p.zero == 0) {
     add(e.persistent, "optimizer", 8 * P);
     if (d > 1) add(e.persistent, "gradient buckets", 4 * P);
   } else {
-    add(e.persistent, "optimizer", 12 * P / d);
+    add(e.persistent, "optimizer", (bf16_w ? 12 : 8) * P / d);
     if (p.zero == 1) add(e.persistent, "gradients", 4 * P);
     if (p.zero == 2) add(e.persistent, "gradients", 4 * P / d);
   }
-  const double casts = p.bf16 ? 2 * P : 0;
+  const double casts = p.bf16 && !bf16_w ? 2 * P : 0;  // autocast's bf16 copies of fp32 weights
   // Gradients that appear during backward (zero 0: .grad, freed at the next step's start; zero 2:
   // a bucket in flight and the .grads of one bucket).
   const double grads_live = p.zero == 0 ? 4 * P : p.zero == 2 ? 2 * bucket : 0;

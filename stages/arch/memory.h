@@ -4,13 +4,16 @@
 // checked against the trainer's measured `memory/peak_bytes` (docs/scale.md explains each term and
 // the table of estimate against measurement). P is the parameter count, d the data-parallel ranks,
 // N the tokens of one micro-batch, V the vocabulary.
-//   weights      4P: fp32 parameters (their own master copy)
-//   casts        2P under bf16 autocast: the bf16 copies of the weights, cached for forward and
-//                kept for backward
+//   weights      4P: fp32 parameters (their own master copy); 2P under bf16 with zero 1 or 2
+//                (bf16_weights: the fp32 masters are in the optimizer's shard)
+//   casts        2P under bf16 autocast of fp32 weights: the bf16 copies of the weights, cached
+//                for forward and kept for backward
 //   gradients    zero 0: 4P (.grad), plus 4P of all-reduce buckets when d > 1; zero 1: 4P in the
-//                flat per-bucket buffers the .grads view; zero 2: 4P/d, the rank's shard, plus a
-//                bucket in flight
-//   optimizer    AdamW moments: 8P, or 8P/d + 4P/d (the weight-decay mask of the shard) under ZeRO
+//                flat fp32 per-bucket buffers; zero 2: 4P/d, the rank's shard, plus a bucket in
+//                flight
+//   optimizer    AdamW moments: 8P, or 8P/d under ZeRO, plus 4P/d of fp32 masters with bf16
+//                weights. Per parameter: zero 1 8 + 8/d (bf16: 6 + 12/d, Megatron-LM's
+//                distributed optimizer), zero 2 4 + 12/d (bf16: 2 + 16/d)
 //   activations  what backward needs of each block at micro-batch N (per-op counts in memory.cpp);
 //                with `checkpoint_activations: block`, each block's input only, plus one block's
 //                full activations while it is recomputed
@@ -36,6 +39,10 @@ namespace upcycle::stages {
 int64_t default_loss_chunk(int64_t vocab);
 
 /// How a training job runs, as far as memory goes.
+/// Whether training keeps the weights in bf16 with fp32 masters in the optimizer (as Megatron-LM's
+/// distributed optimizer does): under bf16 precision with the sharded optimizer (train.zero 1, 2).
+inline bool bf16_weights(bool bf16, int64_t zero) { return bf16 && zero >= 1; }
+
 struct MemoryPlan {
   int64_t micro_batch = 1;  ///< sequences per forward on one rank
   int64_t world = 1;        ///< data-parallel ranks

@@ -276,7 +276,9 @@ TensorMap load_checkpoint_state(const std::string& dir, CheckpointMeta* meta_out
     }
     for (const auto& name : file.names()) {
       if (state.count(name)) throw StageError(path + ": tensor " + name + " is in two shards");
-      state[name] = file.read(name);
+      // bf16 weights (a run under bf16 with ZeRO) are read as fp32, as every consumer expects.
+      const at::Tensor t = file.read(name);
+      state[name] = t.scalar_type() == torch::kBFloat16 ? t.to(torch::kFloat32) : t;
     }
   }
   if (meta_out) *meta_out = meta;

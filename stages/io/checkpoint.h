@@ -91,8 +91,8 @@ std::string read_checkpoint_file(const std::string& dir, const std::string& name
 /// reason.
 CheckpointMeta read_checkpoint_meta(const std::string& dir);
 
-/// Reads and verifies a checkpoint's tensors and meta. Throws StageError naming the path and
-/// reason.
+/// Reads and verifies a checkpoint's tensors (bf16 weights widened to fp32) and meta. Throws
+/// StageError naming the path and reason.
 TensorMap load_checkpoint_state(const std::string& dir, CheckpointMeta* meta);
 
 /// Builds the model its config describes and loads the weights; names and shapes must match

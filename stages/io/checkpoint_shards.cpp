@@ -61,6 +61,7 @@ ShardFile write_optimizer_shard(const std::string& tmp, const std::vector<Moment
     const std::string at = ":" + std::to_string(p.lo) + ":" + p.param;
     tensors.emplace_back(kMomentNames[0] + at, p.exp_avg);
     tensors.emplace_back(kMomentNames[1] + at, p.exp_avg_sq);
+    if (p.master.defined()) tensors.emplace_back(kMomentNames[2] + at, p.master);
   }
   const std::string file = optimizer_shard_name(rank, world);
   const WrittenFile w =

@@ -13,7 +13,8 @@
 // a manifest, which the next begin_checkpoint removes.
 //
 // AdamW state is kept as pieces: elements [lo, lo + n) of one parameter's flattened moments, named
-// "exp_avg:LO:PARAM" and "exp_avg_sq:LO:PARAM" in the shard files, whose metadata holds each
+// "exp_avg:LO:PARAM" and "exp_avg_sq:LO:PARAM" in the shard files (and "master:LO:PARAM", the fp32
+// master weights, when the weights are bf16), whose metadata holds each
 // parameter's step count ("steps": a JSON object). Any process layout (replicated,
 // ZeRO-1/2 over any number of ranks) writes the pieces it holds and reads back the ranges it needs,
 // so a checkpoint resumes on any number of ranks under any layout.
@@ -41,8 +42,8 @@ std::vector<size_t> split_evenly(const std::vector<int64_t>& sizes, int parts);
 std::string weight_shard_name(int rank, int world);
 std::string optimizer_shard_name(int rank, int world);
 
-/// The moments of AdamW, as the shard files name them.
-inline constexpr const char* kMomentNames[2] = {"exp_avg", "exp_avg_sq"};
+/// AdamW's moments and the fp32 master weights (of bf16 weights), as the shard files name them.
+inline constexpr const char* kMomentNames[3] = {"exp_avg", "exp_avg_sq", "master"};
 
 /// Step 2: this rank's part (split_evenly by bytes) of the model's weights, into `tmp`.
 ShardFile write_weight_shard(const std::string& tmp, TransformerLm& model, int rank, int world);
@@ -51,6 +52,7 @@ struct MomentPiece {
   std::string param;               ///< the parameter's name (model.named_parameters)
   int64_t lo = 0;                  ///< the first flat element
   at::Tensor exp_avg, exp_avg_sq;  ///< 1-D, equal lengths
+  at::Tensor master;               ///< 1-D fp32 master weights, or undefined
   int64_t step = 0;                ///< AdamW's step count for the parameter
 };
 
@@ -65,7 +67,7 @@ class OptimizerStateReader {
  public:
   OptimizerStateReader(const std::string& dir, const CheckpointMeta& meta);
   ~OptimizerStateReader();
-  /// Elements [lo, lo + n) of `param`'s moment `which` ("exp_avg" or "exp_avg_sq"), fp32 on the
+  /// Elements [lo, lo + n) of `param`'s `which` (kMomentNames), fp32 on the
   /// CPU; undefined when the checkpoint holds no state for `param` (it never took a step). Throws
   /// StageError when the pieces cover the range only in part or a file is corrupt.
   at::Tensor read(const std::string& param, const std::string& which, int64_t lo, int64_t n);

@@ -9,7 +9,9 @@ at::Tensor apply_norm(const at::Tensor& x_BTD, const at::Tensor& weight_D, const
     auto inv = torch::rsqrt(x_BTD.pow(2).mean(-1, /*keepdim=*/true) + c.norm_eps);
     return x_BTD * inv * weight_D;
   }
-  return torch::layer_norm(x_BTD, {x_BTD.size(-1)}, weight_D, /*bias=*/{}, c.norm_eps);
+  // bf16 weights (the trainer's, under ZeRO) normalise the fp32 stream in fp32.
+  return torch::layer_norm(x_BTD, {x_BTD.size(-1)}, weight_D.to(x_BTD.scalar_type()),
+                           /*bias=*/{}, c.norm_eps);
 }
 
 RopeTables make_rope(int64_t T, int64_t head_dim, double theta, const at::Device& device,

@@ -130,10 +130,7 @@ LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache) {
     allowed_BTK =
         (j <= i).logical_and((j >= pad).logical_or(j == i));  // a pad sees itself: no empty row
   }
-  // index_select, not embedding: its backward is an index_add, where CUDA's embedding backward
-  // counts unique tokens on the host (a sync per step). The same rows forward.
-  auto x = embed_VD.index_select(0, idx.reshape({-1}))
-               .view({idx.size(0), idx.size(1), embed_VD.size(1)});
+  auto x = embed(idx);
   LmOutput out;
   out.aux_loss = torch::zeros({}, x.options());
   for (size_t l = 0; l < blocks->size(); ++l) {
@@ -150,13 +147,21 @@ LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache) {
   return out;
 }
 
+at::Tensor TransformerLmImpl::embed(const at::Tensor& idx_BT) const {
+  // index_select, not embedding: its backward is an index_add, where CUDA's embedding backward
+  // counts unique tokens on the host (a sync per step). The residual stream is at least fp32, also
+  // when the weights are bf16 (the trainer's bf16 weights under ZeRO, optimizer.h).
+  const at::Tensor x = embed_VD.index_select(0, idx_BT.reshape({-1}))
+                           .view({idx_BT.size(0), idx_BT.size(1), embed_VD.size(1)});
+  return x.to(at::promote_types(x.scalar_type(), at::kFloat));
+}
+
 LmOutput TransformerLmImpl::forward_hidden(const at::Tensor& idx_BT, Recompute recompute) {
   const int64_t T = idx_BT.size(1);
   TORCH_CHECK(T <= config.seq_len, "sequence of ", T, " tokens exceeds seq_len ", config.seq_len);
   const at::Tensor idx = idx_BT.to(embed_VD.device());
   auto rope = make_rope(T, config.head_dim(), config.rope_theta, idx.device());
-  auto x = embed_VD.index_select(0, idx.reshape({-1}))
-               .view({idx.size(0), idx.size(1), embed_VD.size(1)});
+  auto x = embed(idx);
   LmOutput out;
   out.aux_loss = torch::zeros({}, x.options());
   for (size_t l = 0; l < blocks->size(); ++l) {

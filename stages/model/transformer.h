@@ -69,6 +69,8 @@ class TransformerLmImpl : public torch::nn::Module {
   /// the final norm, without the output head: hidden_BTD, not logits_BTV. lm_loss_chunked applies
   /// the head and the loss a chunk of tokens at a time.
   LmOutput forward_hidden(const at::Tensor& idx_BT, Recompute recompute = Recompute::kNone);
+  /// The embedding rows of idx [B, T] (on the weights' device): x_BTD, in at least fp32.
+  at::Tensor embed(const at::Tensor& idx_BT) const;
   /// The output head's weight [V, D]: head_VD, or embed_VD when tied.
   const at::Tensor& output_weight() const { return config.tied_embeddings ? embed_VD : head_VD; }
 

@@ -1,6 +1,7 @@
 // Where a job computes and in what precision: the CPU in fp32 by default, or a CUDA device with
-// bf16 autocast (matmuls in bf16, norms, softmax and losses in fp32, weights and optimizer state
-// fp32). The header is torch-free; the .cpp holds the LibTorch calls.
+// bf16 autocast (matmuls in bf16, norms, softmax and losses in fp32; optimizer state fp32, the
+// weights too unless the ZeRO optimizer keeps them in bf16 with fp32 masters, optimizer.h). The
+// header is torch-free; the .cpp holds the LibTorch calls.
 #pragma once
 
 #include <string>

@@ -61,11 +61,12 @@ class ReplicatedAdamW final : public StepOptimizer {
       auto it = opt_->state().find(params_[k].unsafeGetTensorImpl());
       if (it == opt_->state().end()) continue;  // never stepped
       const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
-      out.push_back({k, 0, s.exp_avg().reshape({-1}), s.exp_avg_sq().reshape({-1}), s.step()});
+      out.push_back({k, 0, s.exp_avg().reshape({-1}), s.exp_avg_sq().reshape({-1}), {}, s.step()});
     }
     return out;
   }
   void load(const MomentSource& source) override {
+    restore_master_weights(params_, source);
     for (size_t k = 0; k < params_.size(); ++k) {
       const at::Tensor& p = params_[k];
       at::Tensor m = source.read(k, 0, 0, p.numel());
@@ -115,10 +116,22 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(const std::vector<at::Tensor>& p
 
 std::unique_ptr<StepOptimizer> make_step_optimizer(const std::vector<at::Tensor>& params,
                                                    const OptimSpec& o, DataParallel& dp,
-                                                   int64_t zero, int64_t bucket_bytes) {
+                                                   int64_t zero, int64_t bucket_bytes,
+                                                   bool bf16_weights) {
   const std::vector<at::Tensor> trained = trained_parameters(params);
-  if (zero == 0) return std::make_unique<ReplicatedAdamW>(trained, o, dp);
-  return make_sharded_adamw(trained, o, dp, zero, bucket_bytes);
+  if (zero == 0) {
+    if (bf16_weights) throw InternalError("bf16 weights need train.zero 1 or 2");
+    return std::make_unique<ReplicatedAdamW>(trained, o, dp);
+  }
+  return make_sharded_adamw(trained, o, dp, zero, bucket_bytes, bf16_weights);
+}
+
+void restore_master_weights(const std::vector<at::Tensor>& params, const MomentSource& source) {
+  torch::NoGradGuard no_grad;
+  for (size_t k = 0; k < params.size(); ++k) {
+    const at::Tensor master = source.read(k, 2, 0, params[k].numel());
+    if (master.defined()) at::Tensor(params[k]).copy_(master.view(params[k].sizes()));
+  }
 }
 
 }  // namespace upcycle::stages

@@ -123,7 +123,7 @@ void save_train_checkpoint(const std::string& dir, TransformerLm& model, StepOpt
     maybe_die_for_test(meta.step);
     std::vector<MomentPiece> pieces;
     for (const auto& s : opt.state_slices())
-      pieces.push_back({names.at(s.param), s.lo, s.exp_avg, s.exp_avg_sq, s.step});
+      pieces.push_back({names.at(s.param), s.lo, s.exp_avg, s.exp_avg_sq, s.master, s.step});
     mine.push_back(write_optimizer_shard(tmp, pieces, rank, world));
   } catch (const std::exception& e) {
     error = std::string(e.what()) + " (rank " + std::to_string(rank) + ")";

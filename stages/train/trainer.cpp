@@ -233,7 +233,8 @@ Run::Run(const TrainSpec& spec, core::MetricSink& sink, DataParallel& dp)
   val_ = std::make_unique<MixtureSampler>(spec.data_dir, spec.mix, "valid", g_.T, spec.seed,
                                           cfg.vocab);
   opt_ = make_step_optimizer(model_->parameters(), spec.optim, dp, spec.zero,
-                             dist_env_from_environment().bucket_bytes);
+                             dist_env_from_environment().bucket_bytes,
+                             bf16_weights(spec.placement.bf16, spec.zero));
   names_ = trained_parameter_names(model_);
   if (resume) {
     load_optimizer_state(ckpt_dir_, meta_, *opt_, names_);
@@ -249,7 +250,10 @@ Run::Run(const TrainSpec& spec, core::MetricSink& sink, DataParallel& dp)
                                : spec.zero == 1 ? "ZeRO-1"
                                                 : "ZeRO-2") +
                    " over " + std::to_string(dp.world_size()) + " rank(s), " +
-                   format_bytes(double(opt_->state_bytes())) + " of AdamW state on this rank");
+                   format_bytes(double(opt_->state_bytes())) + " of AdamW state on this rank" +
+                   (bf16_weights(spec.placement.bf16, spec.zero)
+                        ? " (bf16 weights, fp32 masters in the optimizer)"
+                        : ""));
     core::log_info("memory model: " + describe_memory(estimate_));
   }
   tty_ = ::isatty(STDERR_FILENO) && dp.is_main();

@@ -2,8 +2,9 @@
 // (about the order backward finishes them) are cut into buckets of about bucket_bytes; bucket b
 // holds n_b elements, padded to L_b = d * l_b. Rank r owns elements [r l_b, (r+1) l_b) of every
 // bucket: its shard is the concatenation of those pieces, S = sum_b l_b elements, and it keeps the
-// AdamW moments (and the gradient, under ZeRO-2) of its shard only. Collectives go bucket by
-// bucket, in index order on every rank, so the ranks' calls match.
+// AdamW moments (and the gradient, under ZeRO-2; the fp32 master weights, with bf16 weights) of
+// its shard only. Collectives go bucket by bucket, in index order on every rank, so the ranks'
+// calls match.
 #include <torch/torch.h>
 
 #include <cmath>
@@ -21,16 +22,23 @@ struct Bucket {
   int64_t size = 0;              ///< n_b
   int64_t piece = 0;             ///< l_b = ceil(n_b / d)
   int64_t shard_offset = 0;      ///< where this rank's piece sits in its shard
-  at::Tensor grads;              ///< ZeRO-1: the flat gradient buffer [L_b] the .grads view
+  at::Tensor grads;              ///< ZeRO-1: the flat fp32 gradient buffer [L_b]
   at::Tensor arriving;           ///< ZeRO-2: this backward's gradients as they arrive [L_b]
   size_t pending = 0;            ///< ZeRO-2: gradients still to arrive in this backward
+  /// Where weight decay applies in this rank's piece (matrices, not norms): (start, length).
+  std::vector<std::pair<int64_t, int64_t>> decayed;
 };
 
 class ShardedAdamW final : public StepOptimizer {
  public:
   ShardedAdamW(std::vector<at::Tensor> params, const OptimSpec& o, DataParallel& dp, int64_t zero,
-               int64_t bucket_bytes)
-      : params_(std::move(params)), o_(o), dp_(dp), zero_(zero), arrived_(params_.size()) {
+               int64_t bucket_bytes, bool bf16_weights)
+      : params_(std::move(params)),
+        o_(o),
+        dp_(dp),
+        zero_(zero),
+        master_(bf16_weights),
+        arrived_(params_.size()) {
     const int64_t d = dp_.world_size();
     const auto f32 = torch::dtype(torch::kFloat32).device(params_.at(0).device());
     for (size_t k = params_.size(); k-- > 0;) {
@@ -48,29 +56,39 @@ class ShardedAdamW final : public StepOptimizer {
     }
     m_S_ = torch::zeros({shard}, f32);
     v_S_ = torch::zeros({shard}, f32);
-    wd_S_ = torch::zeros({shard}, f32);
     for (auto& b : buckets_) {
       for (size_t i = 0; i < b.members.size(); ++i) {
-        const at::Tensor& p = params_[b.members[i]];
-        if (p.dim() >= 2) mine(b, b.offsets[i], p.numel(), wd_S_).fill_(o_.weight_decay);
+        if (params_[b.members[i]].dim() < 2) continue;
+        const auto [lo, n] = in_piece(b, b.offsets[i], params_[b.members[i]].numel());
+        if (n > 0) b.decayed.emplace_back(lo, n);
       }
     }
+    slot_.resize(params_.size());
+    for (size_t b = 0; b < buckets_.size(); ++b) {
+      for (size_t i = 0; i < buckets_[b].members.size(); ++i)
+        slot_[buckets_[b].members[i]] = {b, buckets_[b].offsets[i]};
+    }
+    torch::NoGradGuard no_grad;
+    if (master_) {  // the fp32 masters of this rank's pieces, then the weights become bf16
+      p_S_ = torch::empty({shard}, f32);
+      for (auto& b : buckets_)
+        p_S_.narrow(0, b.shard_offset, b.piece)
+            .copy_(gather_params(b).narrow(0, first(b), b.piece));
+      for (auto& p : params_) p.set_data(p.detach().to(torch::kBFloat16));
+    }
     if (zero_ == 1) {
-      torch::NoGradGuard no_grad;
+      for (auto& b : buckets_) b.grads = torch::zeros({b.piece * d}, f32);
+    } else {
+      g_S_ = torch::zeros({shard}, f32);
+    }
+    if (zero_ == 1 && !master_) {  // autograd accumulates straight into the buffers
       for (auto& b : buckets_) {
-        b.grads = torch::zeros({b.piece * d}, f32);
         for (size_t i = 0; i < b.members.size(); ++i) {
           at::Tensor& p = params_[b.members[i]];
           p.mutable_grad() = b.grads.narrow(0, b.offsets[i], p.numel()).view(p.sizes());
         }
       }
-    } else {
-      g_S_ = torch::zeros({shard}, f32);
-      slot_.resize(params_.size());
-      for (size_t b = 0; b < buckets_.size(); ++b) {
-        for (size_t i = 0; i < buckets_[b].members.size(); ++i)
-          slot_[buckets_[b].members[i]] = {b, buckets_[b].offsets[i]};
-      }
+    } else {  // bf16 gradients, or ZeRO-2: each parameter's gradient taken as it is computed
       for (size_t k = 0; k < params_.size(); ++k) {
         params_[k].register_hook([this, k](const at::Tensor& g) { on_gradient(k, g); });
       }
@@ -87,8 +105,8 @@ class ShardedAdamW final : public StepOptimizer {
   }
 
   void after_backward() override {
-    if (zero_ != 2) return;
     std::lock_guard<std::mutex> lock(mu_);
+    if (zero_ == 1) return drop_grads();
     for (size_t k = 0; k < params_.size(); ++k) {  // no gradient this backward: zeros
       if (!arrived_[k]) arrive(k, at::Tensor());
     }
@@ -114,13 +132,20 @@ class ShardedAdamW final : public StepOptimizer {
     const double bc1 = 1 - std::pow(o_.beta1, double(step_));
     const double bc2_sqrt = std::sqrt(1 - std::pow(o_.beta2, double(step_)));
     for (auto& b : buckets_) {
-      at::Tensor flat = gather_params(b);
-      at::Tensor p = flat.narrow(0, dp_.rank() * b.piece, b.piece).clone();
+      // The fp32 values of this rank's piece: its masters, or the weights themselves.
+      at::Tensor flat, p;
+      if (master_) {
+        p = p_S_.narrow(0, b.shard_offset, b.piece);
+        flat = torch::empty({b.piece * d}, m_S_.options());
+      } else {
+        flat = gather_params(b);
+        p = flat.narrow(0, first(b), b.piece).clone();
+      }
       auto g = g_S.narrow(0, b.shard_offset, b.piece);
       auto m = m_S_.narrow(0, b.shard_offset, b.piece);
       auto v = v_S_.narrow(0, b.shard_offset, b.piece);
       // AdamW as LibTorch's fused kernel computes it: decoupled decay, then the moment update.
-      p.mul_(1 - lr * wd_S_.narrow(0, b.shard_offset, b.piece));
+      for (const auto& [lo, n] : b.decayed) p.narrow(0, lo, n).mul_(1 - lr * o_.weight_decay);
       m.lerp_(g, 1 - o_.beta1);
       v.mul_(o_.beta2).addcmul_(g, g, 1 - o_.beta2);
       p.addcdiv_(m, (v.sqrt() / bc2_sqrt).add_(o_.eps), -lr / bc1);
@@ -138,7 +163,8 @@ class ShardedAdamW final : public StepOptimizer {
         const int64_t n = params_[b.members[i]].numel(), lo = first_mine(b, b.offsets[i]);
         at::Tensor m = mine(b, b.offsets[i], n, m_S_);
         if (m.numel() == 0) continue;
-        out.push_back({b.members[i], lo, m, mine(b, b.offsets[i], n, v_S_), step_});
+        out.push_back({b.members[i], lo, m, mine(b, b.offsets[i], n, v_S_),
+                       master_ ? mine(b, b.offsets[i], n, p_S_) : at::Tensor(), step_});
       }
     }
     return out;
@@ -146,6 +172,7 @@ class ShardedAdamW final : public StepOptimizer {
 
   void load(const MomentSource& source) override {
     torch::NoGradGuard no_grad;
+    if (!master_) restore_master_weights(params_, source);
     step_ = 0;  // one count for all (every step updates every element, gradient or not)
     for (size_t k = 0; k < params_.size(); ++k) step_ = std::max(step_, source.step(k));
     for (auto& b : buckets_) {
@@ -158,25 +185,36 @@ class ShardedAdamW final : public StepOptimizer {
         if (!saved.defined()) continue;  // never stepped
         m.copy_(saved);
         v.copy_(source.read(k, 1, lo, v.numel()));
+        if (!master_) continue;
+        const at::Tensor master = source.read(k, 2, lo, m.numel());  // else: the loaded weights
+        if (master.defined()) mine(b, b.offsets[i], n, p_S_).copy_(master);
       }
     }
   }
 
-  int64_t state_bytes() const override { return 2 * m_S_.numel() * 4; }
+  int64_t state_bytes() const override { return (master_ ? 3 : 2) * m_S_.numel() * 4; }
 
  private:
-  // This rank's part of the bucket range [offset, offset + n), as a view of a shard tensor.
+  // The first element of this rank's piece of bucket `b`, in the bucket.
+  int64_t first(const Bucket& b) const { return dp_.rank() * b.piece; }
+
+  // This rank's part of the bucket range [offset, offset + n): (start in the piece, length >= 0).
+  std::pair<int64_t, int64_t> in_piece(const Bucket& b, int64_t offset, int64_t n) const {
+    const int64_t lo = std::max(offset, first(b));
+    const int64_t hi = std::min(offset + n, first(b) + b.piece);
+    return {lo - first(b), std::max<int64_t>(0, hi - lo)};
+  }
+
+  // The same part as a view of a shard tensor (m_S_, v_S_, p_S_).
   at::Tensor mine(const Bucket& b, int64_t offset, int64_t n, const at::Tensor& shard_S) const {
-    const int64_t lo = std::max(offset, dp_.rank() * b.piece);
-    const int64_t hi = std::min(offset + n, (dp_.rank() + 1) * b.piece);
-    if (hi <= lo) return shard_S.narrow(0, 0, 0);
-    return shard_S.narrow(0, b.shard_offset + lo - dp_.rank() * b.piece, hi - lo);
+    const auto [lo, len] = in_piece(b, offset, n);
+    return shard_S.narrow(0, len > 0 ? b.shard_offset + lo : 0, len);
   }
 
   // The first element of the parameter at `offset` in the bucket that this rank holds, counted
   // from the parameter's start.
   int64_t first_mine(const Bucket& b, int64_t offset) const {
-    return std::max(offset, dp_.rank() * b.piece) - offset;
+    return std::max(offset, first(b)) - offset;
   }
 
   at::Tensor gather_params(const Bucket& b) const {
@@ -219,6 +257,13 @@ class ShardedAdamW final : public StepOptimizer {
   void on_gradient(size_t k, const at::Tensor& g) {
     std::lock_guard<std::mutex> lock(mu_);
     drop_grads();
+    if (zero_ == 1) {  // bf16 weights: summed into the fp32 buffer, every micro-batch
+      torch::NoGradGuard no_grad;
+      const auto [bi, offset] = slot_[k];
+      buckets_[bi].grads.narrow(0, offset, g.numel()).add_(g.reshape({-1}));
+      finished_.push_back(k);
+      return;
+    }
     if (arrived_[k]) return;
     arrive(k, g);
     launch_ready();
@@ -257,10 +302,11 @@ class ShardedAdamW final : public StepOptimizer {
   OptimSpec o_;
   DataParallel& dp_;
   int64_t zero_;
+  bool master_;  ///< bf16 weights, fp32 masters p_S_
   std::vector<Bucket> buckets_;
-  at::Tensor m_S_, v_S_, wd_S_, g_S_;
+  at::Tensor m_S_, v_S_, g_S_, p_S_;
   int64_t step_ = 0;
-  std::vector<std::pair<size_t, int64_t>> slot_;  ///< ZeRO-2: per parameter, bucket and offset
+  std::vector<std::pair<size_t, int64_t>> slot_;  ///< per parameter, bucket and offset
   std::vector<char> arrived_;
   std::vector<size_t> finished_;
   size_t next_launch_ = 0;
@@ -271,9 +317,10 @@ class ShardedAdamW final : public StepOptimizer {
 
 std::unique_ptr<StepOptimizer> make_sharded_adamw(const std::vector<at::Tensor>& params,
                                                   const OptimSpec& o, DataParallel& dp,
-                                                  int64_t zero, int64_t bucket_bytes) {
+                                                  int64_t zero, int64_t bucket_bytes,
+                                                  bool bf16_weights) {
   if (zero != 1 && zero != 2) throw StageError("train.zero must be 0, 1 or 2");
-  return std::make_unique<ShardedAdamW>(params, o, dp, zero, bucket_bytes);
+  return std::make_unique<ShardedAdamW>(params, o, dp, zero, bucket_bytes, bf16_weights);
 }
 
 }  // namespace upcycle::stages

@@ -437,7 +437,7 @@ TEST(BadInputTest, RecipesAreRejectedWithPreciseErrorsAndNoStore) {
 // spec with a bad field exits 1 naming the field, before any work (no result, no lock, no crash).
 TEST(BadInputTest, JobSpecsAreValidatedByTheStageCommand) {
   const nlohmann::json valid = {{"kind", "train"},
-                                {"version", 1},
+                                {"version", 2},  // TrainJobSpec::kOutputVersion
                                 {"key", std::string(64, 'a')},
                                 {"data_dir", "/nonexistent"},
                                 {"mix", {{"general", 1.0}}},

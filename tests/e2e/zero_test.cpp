@@ -192,6 +192,43 @@ TEST(ZeroTest, CheckpointsReshardAndSurviveARankKilledWhileSaving) {
   expect_same_curve(want, continued(four, 3, 1, "four_to_three"), "4 ranks ZeRO-2 -> 3 ZeRO-1");
   expect_same_curve(want, continued(one, 2, 2, "one_to_two"), "1 rank -> 2 ZeRO-2");
 
+  // bf16 precision: under ZeRO the weights are bf16 with fp32 masters. 2 ranks ZeRO-1 follow one
+  // process with fp32 weights under autocast (the same bf16 matmuls) to bf16's precision; their
+  // checkpoint (masters included) continues on 3 ranks ZeRO-2 as on the same 2 ranks.
+  auto bf16 = [&](nlohmann::json spec) {
+    spec["precision"] = "bf16";
+    return spec;
+  };
+  const auto autocast = losses(run(bf16(steps_of(base, 4, 1, 0)), "bf16_fp32_weights", 1));
+  const std::string two_bf16 = run(bf16(steps_of(base, 4, 2, 1)), "bf16_weights", 2);
+  EXPECT_NE(core::read_file(two_bf16 + "/rank0.log").find("bf16 weights, fp32 masters"),
+            std::string::npos);
+  const auto masters = losses(two_bf16);
+  ASSERT_EQ(masters.size(), autocast.size());
+  for (const auto& [step, loss] : autocast)  // measured: within 1.1e-4
+    EXPECT_NEAR(masters.at(step), loss, 1e-3 * loss) << "bf16 step " << step;
+  const std::string header =
+      core::read_file(two_bf16 + "/checkpoint/optimizer-00002-of-00002.safetensors")
+          .substr(0, 4096);
+  EXPECT_NE(header.find("\"master:"), std::string::npos)
+      << "the fp32 masters are in the checkpoint";
+  auto continued_bf16 = [&](int world, int zero, const std::string& name) {
+    const std::string out = dir / name;
+    copy_checkpoint(two_bf16, out);
+    EXPECT_TRUE(run_ranks(bf16(steps_of(base, 8, world, zero)), out, world).empty()) << name;
+    return losses(out);
+  };
+  const auto same = continued_bf16(2, 1, "bf16_two_to_two");
+  const auto other = continued_bf16(3, 2, "bf16_two_to_three");
+  ASSERT_EQ(same.size(), 4u);
+  ASSERT_EQ(other.size(), 4u);
+  // The step after the resume sees the same weights; later steps round the masters' updates to
+  // bf16, which turns the ranks' different fp32 summation orders into differences of ~1e-4.
+  EXPECT_NEAR(other.at(5), same.at(5), 1e-5 * same.at(5));
+  for (const auto& [step, loss] : same)
+    EXPECT_NEAR(other.at(step), loss, 1e-3 * loss)
+        << "bf16 weights resumed on 3 ranks, step " << step;
+
   // A rank killed while saving at step 4 (after its weights, before its AdamW state): the run
   // fails, the step-2 checkpoint stays, and the next attempt resumes from it to the curve of an
   // uninterrupted run.

@@ -126,18 +126,24 @@ TEST(MemoryFitTest, PersistentBytesPerParameterFollowTheLayoutFormulas) {
   m.heads = 8;
   m.kv_heads = 8;
   const double P = double(stages::count_params(m).total);
-  auto persistent = [&](int64_t zero, int64_t d) {
+  auto persistent = [&](int64_t zero, int64_t d, bool bf16 = false) {
     stages::MemoryPlan plan;
     plan.zero = zero;
     plan.world = d;
+    plan.bf16 = bf16;
     double sum = 0;
     for (const auto& t : stages::estimate_memory(m, plan).persistent) sum += double(t.bytes);
     return sum / P;
   };
-  EXPECT_NEAR(persistent(0, 1), 12, 1e-6);  // weights + two moments (.grad comes and goes)
-  EXPECT_NEAR(persistent(0, 8), 16, 1e-6);  // + all-reduce buckets
-  EXPECT_NEAR(persistent(1, 8), 8 + 12.0 / 8, 1e-6);  // weights, flat grads; moments + mask / d
-  EXPECT_NEAR(persistent(2, 8), 4 + 16.0 / 8, 1e-6);  // weights; grads, moments, mask / d
+  EXPECT_NEAR(persistent(0, 1), 12, 1e-6);           // weights + two moments (.grad comes and goes)
+  EXPECT_NEAR(persistent(0, 8), 16, 1e-6);           // + all-reduce buckets
+  EXPECT_NEAR(persistent(1, 8), 8 + 8.0 / 8, 1e-6);  // weights, flat grads; moments / d
+  EXPECT_NEAR(persistent(2, 8), 4 + 12.0 / 8, 1e-6);  // weights; grads, moments / d
+  // bf16: weights of 2 bytes, fp32 masters beside the moments. ZeRO-1 is Megatron-LM's
+  // distributed optimizer's 6 + 12/d; ZeRO-2 less.
+  EXPECT_NEAR(persistent(1, 8, true), 6 + 12.0 / 8, 1e-6);
+  EXPECT_NEAR(persistent(2, 8, true), 2 + 16.0 / 8, 1e-6);
+  EXPECT_NEAR(persistent(0, 8, true), 16, 1e-6);  // replicated: fp32 weights (casts come and go)
 }
 
 }  // namespace

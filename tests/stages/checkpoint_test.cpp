@@ -120,10 +120,10 @@ TEST(CheckpointTest, ShardsOfSeveralRanksLoadAsOneCheckpoint) {
   meta.step = 3;
   const at::Tensor m_N = torch::randn({10}), v_N = torch::rand({10});
   for (int r = 0; r < 3; ++r) meta.weights.push_back(write_weight_shard(tmp, m, r, 3));
-  meta.optimizer.push_back(
-      write_optimizer_shard(tmp, {{"p", 0, m_N.narrow(0, 0, 4), v_N.narrow(0, 0, 4), 3}}, 0, 2));
-  meta.optimizer.push_back(
-      write_optimizer_shard(tmp, {{"p", 4, m_N.narrow(0, 4, 6), v_N.narrow(0, 4, 6), 3}}, 1, 2));
+  meta.optimizer.push_back(write_optimizer_shard(
+      tmp, {{"p", 0, m_N.narrow(0, 0, 4), v_N.narrow(0, 0, 4), {}, 3}}, 0, 2));
+  meta.optimizer.push_back(write_optimizer_shard(
+      tmp, {{"p", 4, m_N.narrow(0, 4, 6), v_N.narrow(0, 4, 6), {}, 3}}, 1, 2));
   commit_checkpoint(ck, tmp, meta);
   EXPECT_FALSE(std::filesystem::exists(tmp));
   EXPECT_TRUE(std::filesystem::exists(ck + "/model-00003-of-00003.safetensors"));

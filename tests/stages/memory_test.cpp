@@ -1,6 +1,7 @@
 // The memory model (stages/arch/memory.h) against the trainer's measured peak (the reporting CPU
 // allocator, stages/train/peak_memory.h): dense and BAM, replicated and ZeRO-1, with and without
-// activation recomputation, one configuration large enough that the peak is hundreds of MB. Each
+// activation recomputation, one configuration large enough that the peak is hundreds of MB, and
+// bf16 (CPU autocast; fp32 weights, and bf16 weights with fp32 masters under ZeRO-1). Each
 // estimate must be within 10% of the measurement. The same table, for a benchmark, is
 // docs/benchmarks.md's (scripts/bench_memory.sh runs this test and prints it).
 #include <gtest/gtest.h>
@@ -31,6 +32,7 @@ struct Case {
   int64_t d_model, layers, ffn_hidden, vocab, experts, micro;
   int64_t zero;
   Recompute recompute;
+  bool bf16 = false;  ///< CPU autocast; with ZeRO, bf16 weights and fp32 masters
 };
 
 ModelConfig config_of(const Case& c) {
@@ -59,6 +61,8 @@ TEST(MemoryModelTest, EstimateIsWithinTenPercentOfTheMeasuredPeak) {
       {"BAM 4 experts, selective", 256, 4, 688, 8192, 4, 8, 0, Recompute::kSelective},
       {"dense d512 V32k, ZeRO-2", 512, 4, 1376, 32000, 1, 8, 2, Recompute::kNone},
       {"BAM d512 V32k", 512, 4, 1376, 32000, 4, 4, 0, Recompute::kNone},
+      {"BAM 4 experts, bf16 autocast", 256, 4, 688, 8192, 4, 8, 0, Recompute::kNone, true},
+      {"BAM 4 experts, bf16 weights, ZeRO-1", 256, 4, 688, 8192, 4, 8, 1, Recompute::kNone, true},
   };
   std::printf(
       "| configuration | estimate (MiB) | measured (MiB) | estimate / measured |\n"
@@ -74,6 +78,7 @@ TEST(MemoryModelTest, EstimateIsWithinTenPercentOfTheMeasuredPeak) {
     t.eval_windows = c.micro;
     t.zero = c.zero;
     t.checkpoint_activations = c.recompute;
+    t.placement.bf16 = c.bf16;
     t.out_dir = dir / (std::string("job") + std::to_string(&c - cases.data()));
     LastValues sink;
     train(t, sink);
