@@ -35,8 +35,7 @@ nlohmann::json shard_json(const ShardFile& f) {
 ShardFile shard_from_json(const nlohmann::json& j, const std::string& cfg_path) {
   ShardFile f{j.at("file").get<std::string>(), j.at("sha256").get<std::string>(),
               j.at("bytes").get<uint64_t>()};
-  if (f.file.empty() || f.file.find('/') != std::string::npos || f.file[0] == '.' ||
-      f.file.find('\0') != std::string::npos)
+  if (!is_plain_file_name(f.file) || f.file[0] == '.')  // nor a hidden file (temps are)
     throw StageError(cfg_path + ": shard '" + f.file + "' is not a plain file name");
   return f;
 }

@@ -82,8 +82,7 @@ Entry parse_entry(const std::string& name, const nlohmann::json& info, uint64_t 
 
 // Names a shard file of an index: a plain file name in the directory, nothing else.
 std::string shard_path(const std::string& dir, const std::string& file, const std::string& index) {
-  if (file.empty() || file.find('/') != std::string::npos || file == "." || file == ".." ||
-      file.find('\0') != std::string::npos) {
+  if (!is_plain_file_name(file)) {
     throw StageError(index + ": shard '" + file +
                      "' is not a plain file name in the checkpoint directory");
   }
@@ -117,6 +116,11 @@ std::string header_block(const std::vector<std::pair<std::string, at::Tensor>>& 
 }
 
 }  // namespace
+
+bool is_plain_file_name(const std::string& name) {
+  return !name.empty() && name.find('/') == std::string::npos && name != "." && name != ".." &&
+         name.find('\0') == std::string::npos;
+}
 
 std::string encode_safetensors(const TensorMap& tensors,
                                const std::map<std::string, std::string>& metadata) {

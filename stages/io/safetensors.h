@@ -25,6 +25,10 @@ using TensorMap = std::map<std::string, at::Tensor>;
 inline constexpr const char* kSafetensorsIndexFile = "model.safetensors.index.json";
 inline constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // the format's own limit (100 MB)
 
+/// A name that stays inside its directory: not empty, no '/', not "." or "..", no NUL. Shard names
+/// read from an index or a checkpoint manifest must be one.
+bool is_plain_file_name(const std::string& name);
+
 /// Serialises tensors (moved to CPU, made contiguous) with string metadata; the bytes of a file.
 std::string encode_safetensors(const TensorMap& tensors,
                                const std::map<std::string, std::string>& metadata = {});
