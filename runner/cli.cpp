@@ -25,11 +25,13 @@
 #include "runner/plan.h"
 #include "runner/plan_status.h"
 #include "runner/recipe.h"
+#include "runner/rehearsal.h"
 #include "runner/resume.h"
 #include "runner/run.h"
 #include "runner/run_support.h"
 #include "runner/slurm_run.h"
 #include "runner/yaml_reader.h"
+#include "stages/arch/accounting.h"
 #include "tracking/store.h"
 
 namespace upcycle::runner {
@@ -181,6 +183,36 @@ int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts,
   return s.failed ? kExitUserError : kExitOk;
 }
 
+void announce_rehearsal(const Rehearsal& r, const RunPoint& p) {
+  int64_t largest = 0;
+  for (const auto& j : p.plan.jobs) {
+    if (j.produces_model) largest = std::max(largest, stages::count_params(j.model).total);
+  }
+  std::cout << "rehearsal of " << p.recipe.file << " (" << p.recipe.name << "): its models (up to "
+            << largest << " parameters), " << r.steps
+            << " optimizer step(s) per train stage; what it lowers or sets:\n";
+  for (const auto& c : r.changes) std::cout << "  " << c << "\n";
+  std::cout << "  never: width, depth, heads, vocabulary, experts, the surgery or the eval code"
+            << std::endl;  // before the jobs' lines on stderr
+  for (const auto& w : r.warnings) core::log_warn("rehearsal: " + w);
+}
+
+int finish_rehearsal(const RunPoint& p) {
+  std::vector<RehearsalRow> rows;
+  {
+    tracking::Store store(p.recipe.store, tracking::Store::Mode::kReadOnly);
+    rows = rehearsal_rows(store, p.recipe.run_name);
+  }
+  int64_t export_bytes = 0;
+  const std::string exported =
+      check_rehearsal_export(p.plan, p.recipe.root, job_binary(), &export_bytes);
+  std::cout << "\nrehearsal: memory estimate against measured peak, per job\n"
+            << describe_rehearsal(rows) << "export: " << exported;
+  if (export_bytes > 0) std::cout << " (" << stages::format_bytes(double(export_bytes)) << ")";
+  std::cout << "\n";
+  return kExitOk;
+}
+
 // ---- commands ----
 
 int cmd_run(const std::vector<std::string>& args) {
@@ -200,21 +232,40 @@ int cmd_run(const std::vector<std::string>& args) {
       "no-report", "do not write the HTML report (ROOT/report/report.html) at the end")(
       "allow-oversubscribe",
       "run stages whose memory estimate exceeds the device's (docs/scale.md)")(
+      "rehearse", po::value<std::string>()->implicit_value("1"),
+      "=STEPS: a dress rehearsal: every stage with the recipe's model, STEPS optimizer steps per "
+      "train stage (default 1), into runs/rehearsal/; ends with memory estimate against "
+      "measured peak per stage and a reloaded export (docs/scale.md)")(
       "verify-data", po::value<std::string>(),
       "sampled (default): training checks each token shard's size, mtime and a sampled digest; "
       "full: the whole sha256 of every shard (slow for terabytes)");
   po::positional_options_description pos;
   pos.add("recipe", 1).add("set", -1);
-  auto vm = parse("run", args, desc, pos);
+  // A bare --rehearse takes no value: the next word is the recipe or an override, not STEPS.
+  std::vector<std::string> words = args;
+  for (auto& w : words) {
+    if (w == "--rehearse") w = "--rehearse=1";
+  }
+  auto vm = parse("run", words, desc, pos);
   if (wants_help(vm, "run", "RECIPE [key.path=value ...] [--force STAGE] [-j N]", desc)) return 0;
   if (!vm.count("recipe"))
     throw ConfigError("upcycle run: missing RECIPE", "usage: upcycle run RECIPE");
   std::vector<std::string> overrides = overrides_of(vm);
   if (vm.count("executor")) overrides.push_back("executor=" + vm["executor"].as<std::string>());
   if (vm.count("store")) overrides.push_back("store=" + vm["store"].as<std::string>());
-  std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides);
+  const std::string path = vm["recipe"].as<std::string>();
+  std::optional<Rehearsal> rehearsal;
+  if (vm.count("rehearse")) {
+    rehearsal =
+        plan_rehearsal(path, overrides, cli::integer_option(vm, "rehearse", {1, int64_t(1) << 20}));
+    overrides = rehearsal->overrides;
+  }
+  std::vector<RunPoint> points = plan_runs(path, overrides);
+  if (rehearsal) check_rehearsed(load_recipe(path, rehearsal->baseline), points[0].recipe);
   if (!vm.count("allow-oversubscribe")) {
     for (const auto& p : points) refuse_oversubscribed(p.plan, p.recipe.cost);
+    if (rehearsal && points[0].recipe.executor == "local")
+      refuse_oversubscribed_here(points[0].plan);
   }
   if (vm.count("verify-data")) {
     const std::string v = vm["verify-data"].as<std::string>();
@@ -229,8 +280,16 @@ int cmd_run(const std::vector<std::string>& args) {
   opts.max_parallel = static_cast<int>(cli::integer_option(vm, "max-parallel", {0, 65536}));
   if (vm.count("tag"))
     opts.tags = cli::join_tags(vm["tag"].as<std::vector<std::string>>(), "--tag");
-  return execute_and_report(points, opts,
-                            "run the same command again, or `upcycle resume`, to continue");
+  if (!rehearsal) {
+    return execute_and_report(points, opts,
+                              "run the same command again, or `upcycle resume`, to continue");
+  }
+  announce_rehearsal(*rehearsal, points[0]);
+  opts.wait = true;  // on Slurm too: the table needs every job
+  opts.tags = opts.tags.empty() ? "rehearsal" : opts.tags + ",rehearsal";
+  const int rc = execute_and_report(points, opts, "run the same command again to continue");
+  if (rc != kExitOk) return rc;
+  return finish_rehearsal(points[0]);
 }
 
 int cmd_resume(const std::vector<std::string>& args) {

@@ -99,6 +99,46 @@ std::optional<MemoryFit> memory_fit(const PlannedJob& j, const CostSettings& cos
   return f;
 }
 
+std::optional<stages::MemoryEstimate> job_memory_estimate(const Plan& plan, const PlannedJob& j) {
+  std::map<std::string, const stages::ModelConfig*> by_checkpoint;
+  std::vector<const stages::ModelConfig*> sources;
+  for (size_t d : j.deps) {
+    const PlannedJob& dep = plan.jobs.at(d);
+    if (!dep.produces_model) continue;
+    by_checkpoint[dep.dir + "/checkpoint"] = &dep.model;
+    sources.push_back(&dep.model);
+  }
+  if (j.kind == "upcycle" && !sources.empty())
+    return stages::estimate_surgery_memory(*sources[0], int64_t(sources.size()), j.model);
+  if (j.kind != "eval") return std::nullopt;
+  auto group_of = [&](const nlohmann::json& models) {
+    std::vector<stages::ModelConfig> group;
+    for (const auto& m : models) {
+      const auto it = by_checkpoint.find(m.at("checkpoint").get<std::string>());
+      if (it != by_checkpoint.end()) group.push_back(*it->second);
+    }
+    return group;
+  };
+  std::vector<std::vector<stages::ModelConfig>> groups;
+  for (const auto& m : j.spec.value("models", nlohmann::json::array()))
+    groups.push_back(group_of(nlohmann::json::array({m})));
+  for (const auto& e : j.spec.value("ensembles", nlohmann::json::array()))
+    groups.push_back(group_of(e.at("members")));
+  return stages::estimate_eval_memory(groups, j.spec.value("max_windows", int64_t(0)));
+}
+
+void refuse_oversubscribed_here(const Plan& plan) {
+  const int64_t here = host_memory_bytes();
+  for (const auto& j : plan.jobs) {
+    const auto e = job_memory_estimate(plan, j);
+    if (!e || here == 0 || e->peak <= here) continue;
+    throw ConfigError("stage " + j.stage + " (" + j.kind + ") does not fit this machine's " +
+                          stages::format_bytes(double(here)) + ": the memory model estimates " +
+                          stages::describe_memory(*e),
+                      "run it on a machine with more memory, or pass --allow-oversubscribe");
+  }
+}
+
 void refuse_oversubscribed(const Plan& plan, const CostSettings& cost) {
   for (const auto& j : plan.jobs) {
     const auto f = memory_fit(j, cost);

@@ -30,6 +30,14 @@ int64_t gpu_memory_bytes(const std::string& gpu);
 /// The estimate of a train job (nullopt for other kinds).
 std::optional<MemoryFit> memory_fit(const PlannedJob& j, const CostSettings& cost);
 
+/// The memory model's estimate of an upcycle job (surgery) or an eval job, from the models of the
+/// jobs it reads (stages/arch/memory.h); nullopt for other kinds.
+std::optional<stages::MemoryEstimate> job_memory_estimate(const Plan& plan, const PlannedJob& j);
+
+/// Throws ConfigError for the first upcycle or eval job whose estimate (job_memory_estimate) is
+/// over this machine's memory: for plans that run here.
+void refuse_oversubscribed_here(const Plan& plan);
+
 /// Throws ConfigError for the first train job that does not fit: the stage, the estimate against
 /// the capacity, the largest terms and the settings that would make it fit.
 void refuse_oversubscribed(const Plan& plan, const CostSettings& cost);

@@ -203,6 +203,60 @@ MemoryEstimate estimate_memory(const ModelConfig& c, const MemoryPlan& p) {
   return e;
 }
 
+MemoryEstimate estimate_surgery_memory(const ModelConfig& dense, int64_t sources,
+                                       const ModelConfig& moe) {
+  const double Pd = double(count_params(dense).total), Pm = double(count_params(moe).total);
+  const double largest = 4 * double(moe.vocab) * double(moe.d_model);  // the embedding's rows
+  MemoryEstimate e;
+  e.peak_phase = "surgery";
+  e.persistent = {{"dense sources", int64_t(4 * Pd * double(sources))},
+                  {"mixture module", int64_t(4 * Pm)},
+                  {"mixture state", int64_t(4 * Pm)}};
+  e.working = {{"largest tensor in flight", int64_t(largest)}};
+  for (const auto& t : e.persistent) e.peak += t.bytes;
+  for (const auto& t : e.working) e.peak += t.bytes;
+  return e;
+}
+
+MemoryEstimate estimate_eval_memory(const std::vector<std::vector<ModelConfig>>& groups,
+                                    int64_t max_windows) {
+  const int64_t windows =
+      max_windows > 0 ? std::min(kEvalBatchWindows, max_windows) : kEvalBatchWindows;
+  MemoryEstimate best;
+  for (const auto& group : groups) {
+    if (group.empty()) continue;
+    double weights = 0, largest_forward = 0;
+    for (const auto& c : group) {
+      weights += 4 * double(count_params(c).total);
+      MemoryPlan p;
+      p.micro_batch = windows;
+      const double N = double(windows * c.seq_len);
+      double block = 0;
+      for (const auto& l : layers(c, p, N)) block = std::max(block, l.full);
+      // The full logits and cross-entropy's log-softmax of them, beside the final hidden states.
+      const double head = 2 * 4 * N * double(c.vocab) + 4 * N * double(c.d_model);
+      largest_forward = std::max(largest_forward, std::max(block, head));
+    }
+    // The last member's state beside its module, and one tensor's transient (the largest, V x D).
+    const ModelConfig& last = group.back();
+    const double loading =
+        4 * double(count_params(last).total) + 4 * double(last.vocab) * double(last.d_model);
+    MemoryEstimate e;
+    e.persistent = {{"weights", int64_t(weights)}};
+    if (loading >= largest_forward) {
+      e.peak_phase = "loading";
+      e.working = {{"state while loading", int64_t(loading)}};
+    } else {
+      e.peak_phase = "forward";
+      e.working = {{"forward (logits, log-softmax)", int64_t(largest_forward)}};
+    }
+    for (const auto& t : e.persistent) e.peak += t.bytes;
+    for (const auto& t : e.working) e.peak += t.bytes;
+    if (e.peak > best.peak) best = e;
+  }
+  return best;
+}
+
 std::string format_bytes(double bytes) {
   char buf[32];
   if (bytes >= double(int64_t(1) << 30))

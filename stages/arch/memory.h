@@ -71,6 +71,23 @@ struct MemoryEstimate {
 
 MemoryEstimate estimate_memory(const ModelConfig& c, const MemoryPlan& p);
 
+/// An upcycle (surgery) job's peak: the fp32 weights of its `sources` dense models, the mixture
+/// model twice (the fresh module whose routers it keeps, and the state it fills tensor by tensor),
+/// and the largest tensor once more in flight (an average's accumulator). Checked against the
+/// measured peak by the rehearsal (docs/scale.md).
+MemoryEstimate estimate_surgery_memory(const ModelConfig& dense, int64_t sources,
+                                       const ModelConfig& moe);
+
+/// Windows per forward pass of the eval job's perplexity (stages/eval/perplexity.h).
+inline constexpr int64_t kEvalBatchWindows = 8;
+
+/// An eval job's peak over its groups of models held at once (one model, or a BTM ensemble's
+/// members): their fp32 weights, plus the larger of loading the last one (its state beside its
+/// module, and one transient of the largest tensor) and a no-grad forward of kEvalBatchWindows
+/// windows (at most `max_windows`, 0 = no cap) with its full logits and their log-softmax.
+MemoryEstimate estimate_eval_memory(const std::vector<std::vector<ModelConfig>>& groups,
+                                    int64_t max_windows);
+
 /// "12.3 GiB at backward: weights 4.1 GiB, optimizer 8.2 GiB, ..." (largest terms first).
 std::string describe_memory(const MemoryEstimate& e, size_t terms = 4);
 

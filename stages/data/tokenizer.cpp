@@ -15,7 +15,7 @@ void train_tokenizer(const std::string& input, const std::string& prefix,
   std::unordered_map<std::string, std::string> args = {
       {"input", input},
       {"model_prefix", prefix},
-      {"vocab_size", std::to_string(opts.vocab)},
+      {"vocab_size", std::to_string(opts.pieces > 0 ? opts.pieces : opts.vocab)},
       {"model_type", opts.model_type},
       {"byte_fallback", "true"},
       {"character_coverage", "0.9995"},

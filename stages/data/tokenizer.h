@@ -18,6 +18,9 @@ struct TokenizerTrainOptions {
   std::string model_type = "bpe";  ///< bpe | unigram
   int threads = 1;
   uint64_t seed = 0;
+  /// Pieces SentencePiece learns when fewer than `vocab` (the model's vocabulary padded beyond its
+  /// tokenizer, as Megatron's --make-vocab-size-divisible-by does); 0 = vocab.
+  int64_t pieces = 0;
 };
 
 /// Trains on the text file `input` (one sentence per line) and writes PREFIX.model and

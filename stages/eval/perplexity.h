@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "stages/arch/memory.h"
 #include "stages/data/tokenizer.h"
 #include "stages/model/transformer.h"
 
@@ -33,7 +34,7 @@ struct PerplexityResult {
 /// than one window.
 PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,
                             int64_t max_windows, const TokenBytes* bytes = nullptr,
-                            int64_t batch = 8);
+                            int64_t batch = kEvalBatchWindows);
 
 /// BTM ensemble perplexity (Li et al. 2022): the experts' next-token distributions mixed with the
 /// per-context domain posterior by Bayes' rule under a uniform prior,
@@ -41,6 +42,7 @@ PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,
 /// so a window's ensemble log-likelihood is log mean_j p_j(window). Same windows as perplexity().
 PerplexityResult ensemble_perplexity(std::vector<TransformerLm>& experts,
                                      const std::string& shard_path, int64_t max_windows,
-                                     const TokenBytes* bytes = nullptr, int64_t batch = 8);
+                                     const TokenBytes* bytes = nullptr,
+                                     int64_t batch = kEvalBatchWindows);
 
 }  // namespace upcycle::stages

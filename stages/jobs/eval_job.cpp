@@ -94,6 +94,18 @@ std::string examples_jsonl(const std::string& model, const ExampleScores& scores
   return out;
 }
 
+// The models the job holds at once: each model alone, then each ensemble's members together.
+MemoryEstimate eval_memory_estimate(const EvalJobSpec& e) {
+  std::vector<std::vector<ModelConfig>> groups;
+  for (const auto& m : e.models) groups.push_back({read_checkpoint_meta(m.checkpoint).model});
+  for (const auto& ens : e.ensembles) {
+    groups.emplace_back();
+    for (const auto& m : ens.members)
+      groups.back().push_back(read_checkpoint_meta(m.checkpoint).model);
+  }
+  return estimate_eval_memory(groups, e.max_windows);
+}
+
 bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r) {
   EvalJobSpec e;
   read_spec(s, e);
@@ -112,6 +124,7 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
   const Placement placement = resolve_placement(ctx.runtime.device, e.precision, 0);
   const torch::Device device(placement.device);
   AutocastScope autocast(placement.device, placement.bf16);
+  const JobMemory memory(placement.device);
   if (placement.bf16) core::log_info("eval: on " + placement.device + " with bf16 autocast");
   auto load_on_device = [&](const std::string& ckpt) {
     TransformerLm m = load_model(ckpt);
@@ -152,6 +165,7 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
           ensemble_perplexity(members, shard_path(e.data_dir, d, e.split), e.max_windows, tb));
     }
   }
+  memory.report(ctx, eval_memory_estimate(e));
   return true;
 }
 

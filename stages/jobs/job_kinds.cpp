@@ -2,7 +2,10 @@
 
 #include <filesystem>
 
+#include "core/log.h"
+#include "core/metric_sink.h"
 #include "stages/io/checkpoint.h"
+#include "stages/train/peak_memory.h"
 
 namespace upcycle::stages {
 
@@ -20,6 +23,19 @@ const JobKind& find_job_kind(const std::string& name) {
     names += (names.empty() ? "" : ", ") + k.name;
   }
   throw core::FieldError("kind", "unknown job kind '" + name + "' (kinds: " + names + ")");
+}
+
+JobMemory::JobMemory(std::string device) : device_(std::move(device)) {
+  track_cpu_memory();
+  reset_memory_peak(device_);
+}
+
+void JobMemory::report(const JobContext& ctx, const MemoryEstimate& estimate) const {
+  const double peak = double(memory_peak(device_));
+  core::log_info("memory: peak " + format_bytes(peak) + ", the memory model's estimate " +
+                 describe_memory(estimate));
+  core::JsonlMetricSink(ctx.dir + "/" + core::kMetricsFile)
+      .log(0, {{"memory/peak_bytes", peak}, {"memory/estimate_bytes", double(estimate.peak)}});
 }
 
 core::ArtifactRow checkpoint_artifact(const std::string& dir) {

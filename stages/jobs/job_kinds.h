@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/job_files.h"
+#include "stages/arch/memory.h"
 #include "stages/spec/job_spec.h"
 
 namespace upcycle::stages {
@@ -46,6 +47,18 @@ void check_spec(const SpecReader& r) {
   Spec s;
   read_spec(r, s);
 }
+
+/// Measures the memory a job's tensors hold from construction to report(), as the trainer does
+/// (train/peak_memory.h), for the jobs that do not train (surgery, eval): report() writes
+/// `memory/estimate_bytes` (the memory model's) and `memory/peak_bytes` to the job's metrics.
+class JobMemory {
+ public:
+  explicit JobMemory(std::string device);
+  void report(const JobContext& ctx, const MemoryEstimate& estimate) const;
+
+ private:
+  std::string device_;
+};
 
 /// The artifact row of a checkpoint directory's weights.
 core::ArtifactRow checkpoint_artifact(const std::string& checkpoint_dir);

@@ -11,18 +11,23 @@
 //                                              a checkpoint as a Hugging Face one
 //                                              (stages/io/hf_export.h)
 //   upcycle-job import HF_DIR OUT [SEQ_LEN]    a Hugging Face checkpoint as ours; prints its config
+//   upcycle-job compare CHECKPOINT CHECKPOINT  whether two checkpoints hold the same model: their
+//                                              configs and every tensor (JSON: equal, tensors,
+//                                              max_abs_diff, the first difference)
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <string>
 
+#include <torch/torch.h>
 #include <torch/version.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/integer.h"
 #include "core/output_dir.h"
+#include "stages/io/checkpoint.h"
 #include "stages/io/hf_export.h"
 #include "stages/jobs/job_runner.h"
 #include "stages/model/moe_ffn.h"
@@ -37,7 +42,7 @@ int usage() {
                "usage: upcycle-job stage --spec DIR/spec.json | cuda | build-info | "
                "throughput MODEL_JSON BATCH MICRO STEPS THREADS DIR [DEVICE PRECISION] | "
                "export CHECKPOINT TOKENIZER FORMAT DTYPE SHARD_BYTES OUT force|keep | import "
-               "HF_DIR OUT force|keep [SEQ_LEN]\n");
+               "HF_DIR OUT force|keep [SEQ_LEN] | compare CHECKPOINT CHECKPOINT\n");
   return upcycle::kExitUserError;
 }
 
@@ -87,6 +92,36 @@ int run_import(int argc, char** a) {
                         {"model", to_json(r.model.model)},
                         {"notes", r.model.notes},
                         {"weights_sha256", r.weights_sha256}};
+  std::printf("%s\n", out.dump().c_str());
+  return upcycle::kExitOk;
+}
+
+// Two checkpoints' configs and tensors, name by name: what a reloaded export is checked with.
+int compare(char** a) {
+  using namespace upcycle::stages;
+  CheckpointMeta ma, mb;
+  const TensorMap x = load_checkpoint_state(a[0], &ma), y = load_checkpoint_state(a[1], &mb);
+  std::string first;  // the first difference, for people
+  if (to_json(ma.model) != to_json(mb.model)) first = "the model configs differ";
+  double max_diff = 0;
+  for (const auto& [name, t] : x) {
+    const auto it = y.find(name);
+    if (it == y.end() || it->second.sizes() != t.sizes()) {
+      if (first.empty()) first = name + ": missing or of another shape in " + a[1];
+      continue;
+    }
+    const double d =
+        t.numel() == 0 ? 0.0 : (t - it->second.to(t.scalar_type())).abs().max().item<double>();
+    if (d > max_diff && first.empty()) first = name + ": differs by " + std::to_string(d);
+    max_diff = std::max(max_diff, d);
+  }
+  for (const auto& [name, t] : y) {
+    if (!x.count(name) && first.empty()) first = name + ": only in " + std::string(a[1]);
+  }
+  nlohmann::json out = {{"equal", first.empty()},
+                        {"tensors", x.size()},
+                        {"max_abs_diff", max_diff},
+                        {"first_difference", first}};
   std::printf("%s\n", out.dump().c_str());
   return upcycle::kExitOk;
 }
@@ -142,5 +177,6 @@ int main(int argc, char** argv) {
   if (cmd == "export" && argc == 9) return guarded("export", [&] { return run_export(argv + 2); });
   if (cmd == "import" && (argc == 5 || argc == 6))
     return guarded("import", [&] { return run_import(argc - 2, argv + 2); });
+  if (cmd == "compare" && argc == 4) return guarded("compare", [&] { return compare(argv + 2); });
   return usage();
 }

@@ -88,19 +88,20 @@ std::string text_choice(const core::FieldSource& s, const std::string& key,
 }
 
 void read_tokenizer_section(const core::FieldSource& t, PrepareSpec& d) {
-  t.expect_only({"kind", "vocab", "model_type", "sample_bytes"});
+  t.expect_only({"kind", "vocab", "pieces", "model_type", "sample_bytes"});
   d.pretokenized =
       text_choice(t, "kind", "sentencepiece", {"sentencepiece", "pretokenized"}) == "pretokenized";
   if (t.has("vocab")) d.tokenizer.vocab = t.integer("vocab", {});
   if (d.pretokenized) {
     if (!t.has("vocab")) t.fail("", "kind: pretokenized needs vocab: the shards' tokenizer size");
-    for (const char* k : {"model_type", "sample_bytes"}) {
+    for (const char* k : {"pieces", "model_type", "sample_bytes"}) {
       if (t.has(k))
         t.fail(k, "is for kind: sentencepiece; pre-tokenized shards bring their own tokens");
     }
     return;
   }
   d.tokenizer.model_type = text_choice(t, "model_type", d.tokenizer.model_type, {"bpe", "unigram"});
+  if (t.has("pieces")) d.tokenizer.pieces = t.integer("pieces", {});
   if (t.has("sample_bytes")) d.tokenizer_sample_bytes = t.integer("sample_bytes", {});
 }
 
@@ -234,6 +235,9 @@ void validate(const PrepareJobSpec& s) {
   } else {
     check(s.tokenizer.vocab >= 300 && s.tokenizer.vocab <= 1000000, "tokenizer.vocab",
           "must be in [300, 1000000] (byte fallback needs 259 pieces)");
+    check(s.tokenizer.pieces == 0 ||
+              (s.tokenizer.pieces >= 300 && s.tokenizer.pieces <= s.tokenizer.vocab),
+          "tokenizer.pieces", "must be in [300, tokenizer.vocab] (0: vocab)");
     check_choice(s.tokenizer.model_type, "tokenizer.model_type", {"bpe", "unigram"});
     check(s.tokenizer_sample_bytes >= 1000, "tokenizer.sample_bytes", "must be >= 1000");
   }
@@ -254,6 +258,7 @@ nlohmann::json to_json(const PrepareJobSpec& s) {
   } else if (!s.pretokenized) {
     tokenizer["model_type"] = s.tokenizer.model_type;
     tokenizer["sample_bytes"] = s.tokenizer_sample_bytes;
+    if (s.tokenizer.pieces > 0) tokenizer["pieces"] = s.tokenizer.pieces;  // keys stay as they were
   }
   return {{"domains", domains},
           {"tokenizer", tokenizer},
@@ -267,7 +272,7 @@ void read_spec(const SpecReader& r, PrepareJobSpec& p) {
   expect_fields(
       r, {"domains", "tokenizer", "valid_fraction", "test_fraction", "task_examples", "seed"});
   SpecReader tok = r.object("tokenizer");
-  tok.expect_only({"kind", "vocab", "model_type", "sample_bytes", "path", "sha256"});
+  tok.expect_only({"kind", "vocab", "pieces", "model_type", "sample_bytes", "path", "sha256"});
   const std::string kind = tok.value<std::string>("kind", "sentencepiece");
   check_choice(kind, "tokenizer.kind", {"sentencepiece", "pretokenized", "file"});
   p.pretokenized = kind == "pretokenized";
@@ -277,6 +282,7 @@ void read_spec(const SpecReader& r, PrepareJobSpec& p) {
   } else {
     p.tokenizer.vocab = tok.value<int64_t>("vocab");
   }
+  p.tokenizer.pieces = tok.value("pieces", p.tokenizer.pieces);
   p.tokenizer.model_type = tok.value("model_type", p.tokenizer.model_type);
   p.tokenizer_sample_bytes = tok.value("sample_bytes", p.tokenizer_sample_bytes);
   for (const auto& d : r.items("domains")) p.domains.push_back(read_domain(d));

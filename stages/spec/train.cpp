@@ -59,6 +59,11 @@ core::Fields<TrainSettings> make_settings_fields() {
                "tokens per chunk of the fused output head and loss, so full-vocabulary logits "
                "never exist for a whole micro-batch; 0 = the most whose fp32 logits fit 256 MiB",
                core::kNotKeyed)
+      .boolean("final_optimizer_state", &T::final_optimizer_state,
+               "the final checkpoint keeps the AdamW state (8 to 12 bytes per parameter on disk); "
+               "`false`: the weights alone, all that later stages read (the rehearsal's default). "
+               "Checkpoints before the last always keep it, to resume",
+               core::kNotKeyed)
       .group("optim", &T::optim, optim_fields());
   return f;
 }

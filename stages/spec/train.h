@@ -44,6 +44,8 @@ struct TrainSettings {
   /// Tokens per chunk of the fused output head + loss (stages/model/lm_head_loss.h); 0 = sized
   /// from the vocabulary. Not in the key (equal to rounding).
   int64_t loss_chunk_tokens = 0;
+  /// Whether the last checkpoint keeps the AdamW state; not in the key (the weights are the same).
+  bool final_optimizer_state = true;
   OptimSpec optim;
 };
 

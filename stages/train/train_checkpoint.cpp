@@ -57,22 +57,25 @@ std::vector<ShardFile> gather_shards(DataParallel& dp, const std::vector<ShardFi
   return files;
 }
 
-// Step 3 on rank 0: the manifest lists every rank's files (weights, optimizer, alternating).
+// Step 3 on rank 0: the manifest lists every rank's files (weights, then optimizer when kept,
+// alternating).
 void commit_manifest(const std::string& dir, const std::string& tmp, const CheckpointMeta& meta,
-                     TransformerLm& model, const std::vector<ShardFile>& all) {
+                     TransformerLm& model, const std::vector<ShardFile>& all, bool with_optimizer) {
   CheckpointMeta m = meta;
   m.model = model->config;
   m.weights.clear();
   m.optimizer.clear();
   uint64_t bytes = 0;
+  const size_t per_rank = with_optimizer ? 2 : 1;
   for (size_t i = 0; i < all.size(); ++i) {
-    (i % 2 == 0 ? m.weights : m.optimizer).push_back(all[i]);
+    (i % per_rank == 0 ? m.weights : m.optimizer).push_back(all[i]);
     bytes += all[i].bytes;
   }
   commit_checkpoint(dir, tmp, m);
   core::log_info("checkpoint written: step " + std::to_string(m.step) + ", " +
-                 std::to_string(all.size() / 2) + " rank(s), " + format_bytes(double(bytes)) +
-                 " in " + dir);
+                 std::to_string(all.size() / per_rank) + " rank(s), " +
+                 format_bytes(double(bytes)) + (with_optimizer ? "" : " (weights only)") + " in " +
+                 dir);
 }
 
 void maybe_die_for_test(int64_t step) {
@@ -101,7 +104,7 @@ std::vector<std::string> trained_parameter_names(TransformerLm& model) {
 
 void save_train_checkpoint(const std::string& dir, TransformerLm& model, StepOptimizer& opt,
                            const std::vector<std::string>& names, const CheckpointMeta& meta,
-                           DataParallel& dp) {
+                           DataParallel& dp, bool with_optimizer) {
   const int rank = dp.rank(), world = dp.world_size();
   // 1. Rank 0 creates the temp directory; its process id, which names it, reaches every rank.
   std::string error;
@@ -121,10 +124,12 @@ void save_train_checkpoint(const std::string& dir, TransformerLm& model, StepOpt
   try {
     mine.push_back(write_weight_shard(tmp, model, rank, world));
     maybe_die_for_test(meta.step);
-    std::vector<MomentPiece> pieces;
-    for (const auto& s : opt.state_slices())
-      pieces.push_back({names.at(s.param), s.lo, s.exp_avg, s.exp_avg_sq, s.master, s.step});
-    mine.push_back(write_optimizer_shard(tmp, pieces, rank, world));
+    if (with_optimizer) {
+      std::vector<MomentPiece> pieces;
+      for (const auto& s : opt.state_slices())
+        pieces.push_back({names.at(s.param), s.lo, s.exp_avg, s.exp_avg_sq, s.master, s.step});
+      mine.push_back(write_optimizer_shard(tmp, pieces, rank, world));
+    }
   } catch (const std::exception& e) {
     error = std::string(e.what()) + " (rank " + std::to_string(rank) + ")";
   }
@@ -133,12 +138,12 @@ void save_train_checkpoint(const std::string& dir, TransformerLm& model, StepOpt
   std::vector<std::string> files;
   for (int r = 0; r < world; ++r) {
     files.push_back(weight_shard_name(r, world));
-    files.push_back(optimizer_shard_name(r, world));
+    if (with_optimizer) files.push_back(optimizer_shard_name(r, world));
   }
   const std::vector<ShardFile> all = gather_shards(dp, mine, files);
   if (dp.is_main()) {
     try {
-      commit_manifest(dir, tmp, meta, model, all);
+      commit_manifest(dir, tmp, meta, model, all, with_optimizer);
     } catch (const std::exception& e) {
       error = e.what();
     }

@@ -17,7 +17,9 @@ namespace upcycle::stages {
 /// The names of the model's trained parameters, in the optimizer's order (trained_parameters).
 std::vector<std::string> trained_parameter_names(TransformerLm& model);
 
-/// Collective: every rank calls it with the same `meta` (model config, position, extra). Rank 0
+/// Collective: every rank calls it with the same `meta` (model config, position, extra) and
+/// `with_optimizer` (false: the weights alone, for a final checkpoint that later stages only
+/// read; such a checkpoint cannot continue this job's training). Rank 0
 /// logs "checkpoint written" once the checkpoint is in place and durable. Throws StageError on
 /// every rank when any rank fails.
 ///
@@ -26,7 +28,7 @@ std::vector<std::string> trained_parameter_names(TransformerLm& model);
 /// shard.
 void save_train_checkpoint(const std::string& dir, TransformerLm& model, StepOptimizer& opt,
                            const std::vector<std::string>& names, const CheckpointMeta& meta,
-                           DataParallel& dp);
+                           DataParallel& dp, bool with_optimizer = true);
 
 /// Restores the AdamW state of the checkpoint at `dir` (its manifest `meta`) into `opt`. Throws
 /// StageError when the checkpoint holds none.

@@ -236,7 +236,7 @@ Run::Run(const TrainSpec& spec, core::MetricSink& sink, DataParallel& dp)
                              dist_env_from_environment().bucket_bytes,
                              bf16_weights(spec.placement.bf16, spec.zero));
   names_ = trained_parameter_names(model_);
-  if (resume) {
+  if (resume && start_step_ < g_.steps) {  // a finished job's last checkpoint may hold no state
     load_optimizer_state(ckpt_dir_, meta_, *opt_, names_);
     core::log_info("resuming " + ckpt_dir_ + " at step " + std::to_string(start_step_) + " of " +
                    std::to_string(g_.steps) + " (" + std::to_string(start_step_ * g_.B) +
@@ -363,7 +363,9 @@ void Run::checkpoint() {
   m.extra[kTrainStepKey] = out_.steps;
   m.extra[kConsumedSamplesKey] = out_.steps * g_.B;
   m.extra[kInitTokensKey] = init_tokens_;
-  save_train_checkpoint(ckpt_dir_, model_, *opt_, names_, m, dp_);  // collective
+  const bool final = out_.steps == g_.steps;
+  save_train_checkpoint(ckpt_dir_, model_, *opt_, names_, m, dp_,
+                        !final || spec_.final_optimizer_state);  // collective
 }
 
 bool Run::after_step(int64_t step) {
