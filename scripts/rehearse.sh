@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The dress rehearsal of the 590M paper recipe at its real width, vocabulary and experts
 # (`upcycle run --rehearse`, docs/scale.md "Rehearsal"): every stage once, one optimizer step per
-# train stage, at seq_len 256 and micro-batch 1, into runs/rehearsal/. About 15 minutes and 40 GB
+# train stage, at seq_len 256 and micro-batch 1, into runs/rehearsal/. About 20 minutes and 40 GB
 # of disk on 2 cores and 24 GB. Its table is recorded in docs/scale.md; CI runs the same path at a
 # narrow width (tests/e2e/rehearsal_test.cpp).
 #
