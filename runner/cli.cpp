@@ -204,8 +204,7 @@ int finish_rehearsal(const RunPoint& p) {
     rows = rehearsal_rows(store, p.recipe.run_name);
   }
   int64_t export_bytes = 0;
-  const std::string exported =
-      check_rehearsal_export(p.plan, p.recipe.root, job_binary(), &export_bytes);
+  const std::string exported = check_rehearsal_export(p.plan, p.recipe.root, &export_bytes);
   std::cout << "\nrehearsal: memory estimate against measured peak, per job\n"
             << describe_rehearsal(rows) << "export: " << exported;
   if (export_bytes > 0) std::cout << " (" << stages::format_bytes(double(export_bytes)) << ")";

@@ -16,28 +16,10 @@
 #include "runner/yaml_reader.h"
 #include "stages/arch/accounting.h"
 #include "stages/arch/hf_config.h"
+#include "stages/data/data_layout.h"
 
 namespace upcycle::runner::cli {
 namespace {
-
-constexpr double kConversionTimeoutS = 24 * 3600.0;
-
-// upcycle-job's output, or its error message as a StageError.
-std::string run_job_tool(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {job_binary()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  const core::ProcessResult r = core::run_process(argv, kConversionTimeoutS);
-  if (r.exit_code != 0) {
-    std::string err = r.err;
-    while (!err.empty() && err.back() == '\n') err.pop_back();
-    const std::string prefix = "upcycle-job " + args.at(0) + ": ";
-    if (err.rfind(prefix, 0) == 0) err = err.substr(prefix.size());
-    throw StageError(err.empty() ? "upcycle-job " + args.at(0) + " exited with code " +
-                                       std::to_string(r.exit_code)
-                                 : err);
-  }
-  return r.out;
-}
 
 // The CLI's check of --out, with the paths only it knows (the store); upcycle-job checks again.
 void check_output(const std::string& out, const core::OutputRules& rules) {
@@ -71,7 +53,7 @@ ModelJob resolve_model(tracking::Store& store, const std::string& path,
                         "`upcycle status " + run + "`");
     }
     ModelJob m{tracking::text_of(row[0]) + "/checkpoint",
-               tracking::text_of(row[2]) + "/data/tokenizer.model"};
+               stages::tokenizer_path(tracking::text_of(row[2]) + "/data")};
     if (!std::filesystem::exists(m.checkpoint + "/config.json")) {
       throw ConfigError("'" + path + "' has no model (" + m.checkpoint + " holds no checkpoint)",
                         "export a stage that trains, branches or upcycles");

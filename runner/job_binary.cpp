@@ -51,4 +51,22 @@ double measure_throughput(const stages::ModelConfig& m, int64_t batch, int64_t m
   return std::atof(r.out.c_str() + at + 13);
 }
 
+constexpr double kConversionTimeoutS = 24 * 3600.0;
+
+std::string run_job_tool(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {job_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const core::ProcessResult r = core::run_process(argv, kConversionTimeoutS);
+  if (r.exit_code != 0) {
+    std::string err = r.err;
+    while (!err.empty() && err.back() == '\n') err.pop_back();
+    const std::string prefix = "upcycle-job " + args.at(0) + ": ";
+    if (err.rfind(prefix, 0) == 0) err = err.substr(prefix.size());
+    throw StageError(err.empty() ? "upcycle-job " + args.at(0) + " exited with code " +
+                                       std::to_string(r.exit_code)
+                                 : err);
+  }
+  return r.out;
+}
+
 }  // namespace upcycle::runner

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "stages/arch/config.h"
 
@@ -11,6 +12,11 @@ namespace upcycle::runner {
 
 /// The path of upcycle-job beside this binary. Throws InternalError when it is missing.
 std::string job_binary();
+
+/// Runs `upcycle-job ARGS...` (export, import, compare: conversions of whole checkpoints, up to a
+/// day) and returns its stdout; throws StageError with its error message (without the
+/// "upcycle-job CMD: " prefix) when it fails.
+std::string run_job_tool(const std::vector<std::string>& args);
 
 /// Replaces this process with `upcycle-job stage --spec SPEC` (`upcycle stage`); returns only on
 /// error.

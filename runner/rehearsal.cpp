@@ -11,10 +11,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "core/process.h"
+#include "runner/job_binary.h"
 #include "runner/kinds/train.h"
 #include "runner/run.h"
 #include "stages/arch/memory.h"
+#include "stages/data/data_layout.h"
 #include "stages/data/prepare.h"
 
 namespace upcycle::runner {
@@ -169,8 +170,7 @@ Rehearsal plan_rehearsal(const std::string& path, const std::vector<std::string>
   Rehearsal out;
   for (const auto& o : overrides) {
     user_keys.push_back(key_of(o));
-    if (key_of(o) != "model.seq_len" && !contains(kLowerable, setting_of(key_of(o))))
-      out.baseline.push_back(o);
+    if (is_execution_key(key_of(o))) out.baseline.push_back(o);
   }
   const Recipe r = load_recipe(path, overrides);
   if (!r.sweep.empty()) {
@@ -284,10 +284,14 @@ void check_rehearsed(const Recipe& recipe, const Recipe& rehearsed) {
   nlohmann::json a = stages::to_json(recipe.model), b = stages::to_json(rehearsed.model);
   a.erase("seq_len");
   b.erase("seq_len");
-  if (a != b) {
-    throw ConfigError("--rehearse: the rehearsal's model differs from the recipe's (" + b.dump() +
-                      " against " + a.dump() + "); it may lower model.seq_len alone");
+  for (const auto& [k, was] : a.items()) {
+    const std::string now = b.contains(k) ? b.at(k).dump() : "(unset)";
+    if (now != was.dump()) {
+      throw ConfigError("--rehearse: the rehearsal would change model." + k + " from " +
+                        was.dump() + " to " + now + "; it may lower model.seq_len alone");
+    }
   }
+
   auto not_above = [](const std::string& what, int64_t now, int64_t was) {
     if (now > was) {
       throw ConfigError("--rehearse: " + what + " " + std::to_string(now) +
@@ -377,8 +381,7 @@ std::string describe_rehearsal(const std::vector<RehearsalRow>& rows) {
   return out.str();
 }
 
-std::string check_rehearsal_export(const Plan& plan, const std::string& root,
-                                   const std::string& job_exe, int64_t* disk_bytes) {
+std::string check_rehearsal_export(const Plan& plan, const std::string& root, int64_t* disk_bytes) {
   const PlannedJob* bam = nullptr;
   const PlannedJob* data = nullptr;
   for (const auto& j : plan.jobs) {
@@ -388,23 +391,15 @@ std::string check_rehearsal_export(const Plan& plan, const std::string& root,
     if (expert_kv && (!bam || (bam->kind != "train" && j.kind == "train"))) bam = &j;
   }
   if (!bam) return "no export: the recipe has no BAM model with expert K/V";
-  const std::string tokenizer = data ? data->dir + "/data/tokenizer.model" : "";
+  const std::string tokenizer = data ? stages::tokenizer_path(data->dir + "/data") : "";
   std::error_code ec;
   if (tokenizer.empty() || !fs::exists(tokenizer, ec))
     return "no export: the run's data has no tokenizer.model (pre-tokenized data)";
   const std::string out = root + "/export/" + bam->stage, back = out + ".reloaded";
-  auto run = [&](const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {job_exe};
-    argv.insert(argv.end(), args.begin(), args.end());
-    const core::ProcessResult r = core::run_process(argv, 24 * 3600.0);
-    if (r.exit_code != 0)
-      throw StageError("rehearsal export: upcycle-job " + args[0] + " failed: " + r.err);
-    return r.out;
-  };
   const std::string ckpt = bam->dir + "/checkpoint";
-  run({"export", ckpt, tokenizer, "native", "float32", "5000000000", out, "force"});
-  run({"import", out, back, "force"});
-  const auto cmp = nlohmann::json::parse(run({"compare", ckpt, back}));
+  run_job_tool({"export", ckpt, tokenizer, "native", "float32", "5000000000", out, "force"});
+  run_job_tool({"import", out, back, "force"});
+  const auto cmp = nlohmann::json::parse(run_job_tool({"compare", ckpt, back}));
   if (disk_bytes) *disk_bytes = disk_usage(out) + disk_usage(back);
   if (!cmp.at("equal").get<bool>()) {
     throw StageError(

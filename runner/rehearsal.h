@@ -30,8 +30,8 @@ inline constexpr int64_t kRehearsalPieces = 4096;
 struct Rehearsal {
   int64_t steps = 1;
   std::vector<std::string> overrides;  ///< the rehearsal's own, then the user's (which win)
-  /// The user's overrides that lower nothing (where it runs, where the data is): the recipe the
-  /// rehearsal is checked against (check_rehearsed).
+  /// The user's overrides of where it runs (execution keys): the recipe the rehearsal is checked
+  /// against (check_rehearsed); a data override that changes the vocabulary changes the model.
   std::vector<std::string> baseline;
   std::vector<std::string> changes;  ///< what it lowered or set, one line each, for people
   std::vector<std::string> warnings;
@@ -64,11 +64,10 @@ std::string describe_rehearsal(const std::vector<RehearsalRow>& rows);
 
 /// Exports the plan's BAM model with expert K/V (the mixture-trained one when there is one) in
 /// the native format, imports the export into a checkpoint again and compares it with the
-/// original, tensor by tensor, through `job_exe`. Returns what it did, for people; throws
+/// original, tensor by tensor, through upcycle-job. Returns what it did, for people; throws
 /// StageError when the reload differs. Without a tokenizer (pre-tokenized data), or a BAM model
 /// with expert K/V, says so and exports nothing.
-std::string check_rehearsal_export(const Plan& plan, const std::string& root,
-                                   const std::string& job_exe, int64_t* disk_bytes);
+std::string check_rehearsal_export(const Plan& plan, const std::string& root, int64_t* disk_bytes);
 
 /// Bytes of the regular files under `dir` (symbolic links not followed); 0 when it is absent.
 int64_t disk_usage(const std::string& dir);

@@ -109,6 +109,13 @@ TEST(RehearsalTest, RefusesToChangeTheModel) {
             std::string::npos)
       << r.output;
   EXPECT_FALSE(fs::exists(tmp / "runs")) << "nothing ran";
+  // The vocabulary comes from the data section: changing it there changes the model too.
+  const auto vocab = run_binary({UPCYCLE_BINARY, "run", kPaper + "bam_590m.yaml", "--rehearse",
+                                 "data.tokenizer.vocab=512", "executor=local"},
+                                tmp.path());
+  EXPECT_EQ(vocab.exit_code, 1) << vocab.output;
+  EXPECT_NE(vocab.output.find("the rehearsal would change"), std::string::npos) << vocab.output;
+  EXPECT_FALSE(fs::exists(tmp / "runs")) << "nothing ran";
 }
 
 TEST(RehearsalTest, The2BRecipeIsRefusedByTheMemoryModelBeforeAnythingRuns) {
