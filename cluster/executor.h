@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/job_status.h"
+
 namespace upcycle::cluster {
 
 /// What to run: the command, its job directory (log.txt goes there) and extra environment.
@@ -20,11 +22,9 @@ struct JobLaunch {
   int processes = 1;
 };
 
-enum class JobState { kRunning, kDone, kFailed, kPreempted };
-
 struct JobEvent {
   std::string key;
-  JobState state = JobState::kRunning;
+  core::JobStatus state = core::JobStatus::kRunning;  ///< kDone, kFailed or kPreempted
   int exit_code = 0;
   std::string scheduler_id;  ///< pid locally, job id on Slurm
 };

@@ -22,12 +22,12 @@ JobEvent event_from_status(const std::string& key, int status) {
   ev.key = key;
   if (WIFEXITED(status)) {
     ev.exit_code = WEXITSTATUS(status);
-    ev.state = ev.exit_code == kExitOk          ? JobState::kDone
-               : ev.exit_code == kExitPreempted ? JobState::kPreempted
-                                                : JobState::kFailed;
+    ev.state = ev.exit_code == kExitOk          ? core::JobStatus::kDone
+               : ev.exit_code == kExitPreempted ? core::JobStatus::kPreempted
+                                                : core::JobStatus::kFailed;
   } else {
     ev.exit_code = 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    ev.state = JobState::kFailed;
+    ev.state = core::JobStatus::kFailed;
   }
   return ev;
 }

@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# A real single-node Slurm on this machine, for tests and for trying the Slurm executor: munge,
-# slurmctld and slurmd from Debian's packages (slurm-wlm's slurmctld, slurmd, slurm-client; munge),
-# on 127.0.0.1 with non-default ports, state and logs under one directory, CPUs and memory taken
-# from the machine. No accounting (sacct has nothing: the executor must cope), one partition whose
-# name nothing may assume.
+# A real Slurm on this machine, for tests and for trying the Slurm executor: munge, slurmctld and
+# three slurmd from Debian's packages (slurm-wlm's slurmctld, slurmd, slurm-client; munge), on
+# 127.0.0.1 with non-default ports, state and logs under one directory. No accounting (sacct has
+# nothing: the executor must cope), EnforcePartLimits=ALL (sbatch refuses what a partition does
+# not allow), and the rules of a shared site:
+#   local  (default)  this machine's node, its CPUs and memory, no time limit; a name nothing may
+#                     assume
+#   short             the same node, MaxTime=2 (minutes)
+#   multi             two nodes n1 and n2 (1 CPU each), a slurmd each on its own port; their names
+#                     resolve nowhere (NodeAddr=127.0.0.1), as on a cluster without DNS for them
 #
 #   cluster/local_slurm.sh start [DIR]   starts it (seconds) and prints the environment to use:
 #                                       eval "$(cluster/local_slurm.sh start)"
 #   cluster/local_slurm.sh env [DIR]     prints that environment again
 #   cluster/local_slurm.sh stop [DIR]    stops the daemons and removes DIR
 # DIR defaults to $UPCYCLE_SLURM_DIR or /tmp/upcycle-slurm. Ports: $UPCYCLE_SLURM_PORT (controller)
-# and the next one (slurmd), default 16817.
+# and the next three (the slurmds), default 16817.
+#   cluster/local_slurm.sh stop-controller [DIR] | start-controller [DIR]
+#                                       stops or starts slurmctld alone (its state is kept): a
+#                                       controller that goes away while jobs run
 set -euo pipefail
 
 cmd="${1:-}"
@@ -25,7 +33,7 @@ print_env() {
 }
 
 stop() {
-  for p in slurmd slurmctld munged; do
+  for p in slurmd-"$NODE" slurmd-n1 slurmd-n2 slurmctld munged; do
     if [ -f "$DIR/$p.pid" ]; then
       pid="$(cat "$DIR/$p.pid" 2>/dev/null || true)"
       if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
@@ -55,9 +63,9 @@ CredType=cred/munge
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool/%n
 SlurmctldPidFile=$DIR/slurmctld.pid
-SlurmdPidFile=$DIR/slurmd.pid
+SlurmdPidFile=$DIR/slurmd-%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
+SlurmdLogFile=$DIR/log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
@@ -72,10 +80,15 @@ JobRequeue=1
 KillWait=30
 MinJobAge=600
 SchedulerParameters=defer_batch
+EnforcePartLimits=ALL
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=n1 NodeAddr=127.0.0.1 Port=$((PORT + 2)) CPUs=1 RealMemory=1000 State=UNKNOWN
+NodeName=n2 NodeAddr=127.0.0.1 Port=$((PORT + 3)) CPUs=1 RealMemory=1000 State=UNKNOWN
 PartitionName=local Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=short Nodes=$NODE MaxTime=2 State=UP
+PartitionName=multi Nodes=n1,n2 MaxTime=INFINITE State=UP
 CONF
 }
 
@@ -96,20 +109,42 @@ start() {
   write_conf
   export SLURM_CONF="$DIR/slurm.conf"
   slurmctld -i || die "slurmctld did not start (see $DIR/log/slurmctld.log)"
-  slurmd || die "slurmd did not start (see $DIR/log/slurmd.log)"
+  for n in "$NODE" n1 n2; do
+    slurmd -N "$n" || die "slurmd $n did not start (see $DIR/log/slurmd-$n.log)"
+  done
   for _ in $(seq 100); do
-    if sinfo -h -N -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+    if [ "$(sinfo -h -N -o '%N %T' 2>/dev/null | grep -cE ' (idle|mixed|allocated)$')" -ge 3 ]; then
       print_env
       return 0
     fi
     sleep 0.1
   done
-  die "the node did not come up within 10 s: $(sinfo -N 2>&1 | tail -1); see $DIR/log"
+  die "the nodes did not come up within 10 s: $(sinfo -N 2>&1 | tail -3); see $DIR/log"
+}
+
+stop_controller() {
+  local pid
+  pid="$(cat "$DIR/slurmctld.pid" 2>/dev/null || true)"
+  [ -n "$pid" ] || die "no slurmctld.pid in $DIR"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  die "slurmctld ($pid) did not stop within 10 s"
+}
+
+start_controller() {
+  SLURM_CONF="$DIR/slurm.conf" slurmctld || die "slurmctld did not start (see $DIR/log/slurmctld.log)"
+  for _ in $(seq 100); do
+    SLURM_CONF="$DIR/slurm.conf" sinfo -h >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  die "slurmctld did not answer within 10 s (see $DIR/log/slurmctld.log)"
 }
 
 case "$cmd" in
   start) start ;;
   stop) stop ;;
   env) print_env ;;
-  *) die "usage: local_slurm.sh start|stop|env [DIR]" ;;
+  stop-controller) stop_controller ;;
+  start-controller) start_controller ;;
+  *) die "usage: local_slurm.sh start|stop|env|stop-controller|start-controller [DIR]" ;;
 esac

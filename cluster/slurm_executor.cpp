@@ -1,11 +1,14 @@
 #include "cluster/slurm_executor.h"
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 
+#include "cluster/slurm_command.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/integer.h"
+#include "core/job_files.h"
 #include "core/process.h"
 
 namespace upcycle::cluster {
@@ -15,22 +18,10 @@ using core::run_process;
 using core::shell_quote;
 namespace {
 
-constexpr double kCommandTimeoutS = 60;
-
 std::string joined(const std::vector<std::string>& v, const std::string& sep) {
   std::string out;
   for (const auto& x : v) out += (out.empty() ? "" : sep) + x;
   return out;
-}
-
-ProcessResult checked(const std::vector<std::string>& argv) {
-  ProcessResult r = run_process(argv, kCommandTimeoutS);
-  if (r.exit_code != 0) {
-    throw ClusterError(argv[0] + " failed (exit " + std::to_string(r.exit_code) +
-                       (r.timed_out ? ", timed out" : "") +
-                       "): " + (r.err.empty() ? r.out : r.err));
-  }
-  return r;
 }
 
 }  // namespace
@@ -54,20 +45,34 @@ std::string SlurmExecutor::script(const std::vector<SlurmJob>& jobs) const {
   s << "dirs=(";
   for (const auto& j : jobs) s << " " << shell_quote(j.dir);
   s << " )\ndir=\"${dirs[${SLURM_ARRAY_TASK_ID:-0}]}\"\n"
-       "export MASTER_ADDR=\"$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\"\n"
+       // torchrun's variables of the submitting shell are not this job's
+       "unset RANK WORLD_SIZE LOCAL_RANK LOCAL_WORLD_SIZE GROUP_RANK ROLE_RANK MASTER_ADDR "
+       "MASTER_PORT ${!TORCHELASTIC_@}\n"
+       // rank 0's address, not its name: node names need not resolve (NodeAddr in slurm.conf)
+       "lead=\"$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\"\n"
+       "addr=\"$(scontrol -o show node \"$lead\" 2>/dev/null | tr ' ' '\\n' | sed -n "
+       "'s/^NodeAddr=//p' | head -n 1)\"\n"
+       "export MASTER_ADDR=\"${addr:-$lead}\"\n"
        "export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))\n"
        "child=\n"
        "forward() { if [ -n \"$child\" ]; then kill -\"$1\" \"$child\" 2>/dev/null; fi; }\n"
        "trap 'forward USR2' USR2\n"
        "trap 'forward TERM' TERM\n"
        "echo \"[upcycle] slurm job ${SLURM_JOB_ID} (restart ${SLURM_RESTART_COUNT:-0}) on "
-       "$(hostname)\" >> \"$dir/log.txt\"\n"
+       "$(hostname), MASTER_ADDR $MASTER_ADDR\" >> \"$dir/log.txt\"\n"
        "srun --kill-on-bad-exit=1 "
     << shell_quote(upcycle_)
     << " stage --spec \"$dir/spec.json\" >> \"$dir/log.txt\" 2>&1 &\n"
        "child=$!\n"
        "rc=0\n"
        "while :; do wait \"$child\"; rc=$?; kill -0 \"$child\" 2>/dev/null || break; done\n"
+       // `upcycle cancel` writes the mark before it signals: a cancelled job never requeues
+       "if [ -e \"$dir/"
+    << core::kCancelMark
+    << "\" ]; then\n"
+       "  echo \"[upcycle] cancelled by upcycle cancel (exit $rc)\" >> \"$dir/log.txt\"\n"
+       "  exit 0\n"
+       "fi\n"
        "if [ \"$rc\" -eq 75 ]; then\n"
        "  if [ \"${SLURM_RESTART_COUNT:-0}\" -lt "
     << first.resources.max_requeues
@@ -95,8 +100,9 @@ std::vector<std::string> SlurmExecutor::submit(const std::vector<SlurmJob>& jobs
   core::write_file_atomic(path, script(jobs));
   std::vector<std::string> argv = {
       "sbatch", "--parsable", "--job-name=" + name, "--comment=upcycle:" + first.dir,
-      "--output=" + (first.resources.output.empty() ? scripts_dir_ + "/%x-%A_%a.out"
-                                                    : first.resources.output)};
+      "--output=" + (!first.resources.output.empty() ? first.resources.output
+                     : jobs.size() > 1               ? scripts_dir_ + "/%x-%A_%a.out"
+                                                     : scripts_dir_ + "/%x-%j.out")};
   for (const auto& o : sbatch_options(first.resources, first.processes, first.threads))
     argv.push_back(o);
   if (jobs.size() > 1) {
@@ -110,7 +116,7 @@ std::vector<std::string> SlurmExecutor::submit(const std::vector<SlurmJob>& jobs
     argv.push_back("--kill-on-invalid-dep=yes");
   }
   argv.push_back(path);
-  ProcessResult r = run_process(argv, kCommandTimeoutS);
+  ProcessResult r = run_process(argv, kSlurmCommandTimeoutS);
   std::string id;
   if (r.exit_code == 0) {
     id = sbatch_job_id(r.out);
@@ -127,18 +133,36 @@ std::vector<std::string> SlurmExecutor::submit(const std::vector<SlurmJob>& jobs
   return ids;
 }
 
+std::optional<std::string> SlurmExecutor::test_only(const SlurmJob& job) const {
+  std::vector<std::string> argv = {"sbatch", "--test-only", "--job-name=" + job_name(job.key)};
+  for (const auto& o : sbatch_options(job.resources, job.processes, job.threads)) argv.push_back(o);
+  argv.push_back("--wrap=true");
+  ProcessResult r = run_process(argv, kSlurmCommandTimeoutS);
+  if (r.exit_code == 0) return std::nullopt;
+  std::string why = r.err.empty() ? r.out : r.err;
+  while (!why.empty() && why.back() == '\n') why.pop_back();
+  return why.empty() ? "sbatch --test-only exited " + std::to_string(r.exit_code) : why;
+}
+
 std::optional<std::string> SlurmExecutor::find_active(const std::string& key,
-                                                      const std::string& dir) {
-  ProcessResult r =
-      run_process({"squeue", "-h", "--name=" + job_name(key), "-o", "%A|%F|%k"}, kCommandTimeoutS);
+                                                      const std::string& dir, bool finished_too) {
+  std::vector<std::string> argv = {"squeue", "-h", "--name=" + job_name(key), "-o", "%A|%F|%k"};
+  if (finished_too) argv.push_back("--states=all");
+  ProcessResult r = run_process(argv, kSlurmCommandTimeoutS);
   if (r.exit_code != 0) return std::nullopt;
   return squeue_job_with_comment(r.out, "upcycle:" + dir);
 }
 
 std::map<std::string, SlurmStatus> SlurmExecutor::poll(const std::vector<std::string>& ids) {
   if (ids.empty()) return {};
-  ProcessResult r = checked({"scontrol", "-o", "show", "job"});
-  std::map<std::string, SlurmStatus> out = scontrol_statuses(r.out, ids);
+  // Our jobs only (an array by its job id: all its tasks), finished ones the controller still
+  // remembers included; one call however many there are.
+  std::set<std::string> jobs;
+  for (const auto& id : ids) jobs.insert(id.substr(0, id.find('_')));
+  ProcessResult r =
+      slurm_checked({"squeue", "--states=all", "-h",
+                     "--jobs=" + joined({jobs.begin(), jobs.end()}, ","), "-O", kSqueueFields});
+  std::map<std::string, SlurmStatus> out = squeue_statuses(r.out, ids);
   std::vector<std::string> forgotten;
   for (const auto& id : ids) {
     if (!out.count(id)) forgotten.push_back(id);
@@ -146,9 +170,11 @@ std::map<std::string, SlurmStatus> SlurmExecutor::poll(const std::vector<std::st
   if (forgotten.empty()) return out;
   ProcessResult acct = run_process(
       {"sacct", "-n", "-X", "-P", "-j", joined(forgotten, ","), "-o", "JobID,State,ExitCode"},
-      kCommandTimeoutS);
-  if (acct.exit_code == 0) {  // no accounting: they stay kGone
-    for (const auto& [id, st] : sacct_statuses(acct.out)) out[id] = st;
+      kSlurmCommandTimeoutS);
+  if (acct.exit_code == 0) {  // no accounting: they stay unknown
+    for (const auto& [id, st] : sacct_statuses(acct.out)) {
+      if (std::find(forgotten.begin(), forgotten.end(), id) != forgotten.end()) out[id] = st;
+    }
   }
   for (const auto& id : forgotten) out.emplace(id, SlurmStatus{});
   return out;
@@ -158,8 +184,9 @@ void SlurmExecutor::cancel(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
   std::vector<std::string> argv = {"scancel"};
   argv.insert(argv.end(), ids.begin(), ids.end());
-  run_process(argv,
-              kCommandTimeoutS);  // ids that already finished make scancel complain; that is fine
+  run_process(
+      argv,
+      kSlurmCommandTimeoutS);  // ids that already finished make scancel complain; that is fine
 }
 
 }  // namespace upcycle::cluster

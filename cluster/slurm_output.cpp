@@ -9,7 +9,7 @@
 namespace upcycle::cluster {
 namespace {
 
-// squeue -o "%A|%F|%k" and sacct -P print '|'-separated fields.
+// squeue -o "%A|%F|%k", squeue -O "F:|,..." and sacct -P print '|'-separated fields.
 std::vector<std::string> split_fields(const std::string& line) {
   std::vector<std::string> f;
   std::istringstream in(line);
@@ -17,27 +17,39 @@ std::vector<std::string> split_fields(const std::string& line) {
   return f;
 }
 
-SlurmStatus status_from(const std::map<std::string, std::string>& f) {
-  SlurmStatus s;
-  s.raw = f.count("JobState") ? f.at("JobState") : "UNKNOWN";
-  s.state = state_of(s.raw);
-  s.reason = f.count("Reason") ? f.at("Reason") : "";
-  if (f.count("ExitCode")) s.exit_code = slurm_int(f.at("ExitCode"), 0);
-  if (f.count("Restarts")) s.restarts = slurm_int(f.at("Restarts"), 0);
-  return s;
-}
-
 }  // namespace
 
-SlurmState state_of(const std::string& s) {
-  static const std::set<std::string> kActive = {
-      "PENDING",     "CONFIGURING",  "RUNNING",      "COMPLETING", "REQUEUED",
-      "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING",     "SUSPENDED",  "PREEMPTED",
-      "SIGNALING",   "STAGE_OUT",    "RESV_DEL_HOLD"};
-  if (kActive.count(s)) return SlurmState::kActive;
-  if (s == "COMPLETED") return SlurmState::kDone;
-  if (s.rfind("CANCELLED", 0) == 0) return SlurmState::kCancelled;
-  return SlurmState::kFailed;
+core::JobStatus status_of(const std::string& s) {
+  using core::JobStatus;
+  static const std::set<std::string> kQueued = {"PENDING",     "CONFIGURING",  "REQUEUED",
+                                                "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING",
+                                                "SUSPENDED",   "RESV_DEL_HOLD"};
+  static const std::set<std::string> kRunning = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT"};
+  if (kQueued.count(s)) return JobStatus::kQueued;
+  if (kRunning.count(s)) return JobStatus::kRunning;
+  if (s == "PREEMPTED") return JobStatus::kPreempted;
+  if (s == "COMPLETED") return JobStatus::kDone;
+  if (s.rfind("CANCELLED", 0) == 0) return JobStatus::kCancelled;
+  return JobStatus::kFailed;
+}
+
+bool reason_never_clears(const std::string& reason) {
+  static const std::set<std::string> kNever = {"PartitionTimeLimit",
+                                               "PartitionNodeLimit",
+                                               "PartitionConfig",
+                                               "ReqNodeNotAvail",
+                                               "InvalidAccount",
+                                               "InvalidQOS",
+                                               "BadConstraints",
+                                               "QOSMaxWallDurationPerJobLimit",
+                                               "AssocMaxWallDurationPerJobLimit",
+                                               "QOSMaxNodePerJobLimit",
+                                               "AssocMaxNodesPerJobLimit",
+                                               "AccountNotAllowed",
+                                               "QOSNotAllowed",
+                                               "PartitionDown",
+                                               "PartitionInactive"};
+  return kNever.count(reason.substr(0, reason.find_first_of(", "))) > 0;
 }
 
 int slurm_int(const std::string& text, int fallback) {
@@ -78,25 +90,41 @@ std::map<std::string, std::string> scontrol_fields(const std::string& line) {
   return f;
 }
 
-std::map<std::string, SlurmStatus> scontrol_statuses(const std::string& out,
-                                                     const std::vector<std::string>& ids) {
-  std::vector<std::map<std::string, std::string>> records;
+std::map<std::string, SlurmStatus> squeue_statuses(const std::string& out,
+                                                   const std::vector<std::string>& ids) {
+  struct Line {
+    std::string job;    ///< "42"
+    std::string tasks;  ///< "" (not an array), "3", or "[0-3%1]" (pending tasks)
+    SlurmStatus status;
+  };
+  std::vector<Line> lines;
   std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("JobId=", 0) == 0) records.push_back(scontrol_fields(line));
+  for (std::string text; std::getline(in, text);) {
+    const std::vector<std::string> f = split_fields(text);
+    if (f.size() < 5 || f[0].empty()) continue;
+    Line l;
+    const size_t us = f[0].find('_');
+    l.job = f[0].substr(0, us);
+    l.tasks = us == std::string::npos ? "" : f[0].substr(us + 1);
+    l.status.known = true;
+    l.status.raw = f[1];
+    l.status.status = status_of(f[1]);
+    l.status.reason = f[2] == "None" ? "" : f[2];
+    l.status.exit_code = slurm_int(f[3], 0);
+    l.status.restarts = slurm_int(f[4], 0);
+    lines.push_back(std::move(l));
   }
   std::map<std::string, SlurmStatus> found;
   for (const auto& id : ids) {
     const size_t us = id.find('_');
     const std::string job = id.substr(0, us);
     const int task = us == std::string::npos ? -1 : slurm_int(id.substr(us + 1), -1);
-    for (const auto& f : records) {
-      const bool array = f.count("ArrayJobId") && f.count("ArrayTaskId");
+    for (const auto& l : lines) {
       const bool hit =
-          task < 0 ? f.at("JobId") == job
-                   : array && f.at("ArrayJobId") == job && array_task_in(f.at("ArrayTaskId"), task);
+          l.job == job &&
+          (task < 0 ? l.tasks.empty() : !l.tasks.empty() && array_task_in(l.tasks, task));
       if (hit) {
-        found[id] = status_from(f);
+        found[id] = l.status;
         break;
       }
     }
@@ -111,8 +139,9 @@ std::map<std::string, SlurmStatus> sacct_statuses(const std::string& out) {
     const std::vector<std::string> f = split_fields(line);
     if (f.size() < 3 || f[0].empty()) continue;
     SlurmStatus s;
+    s.known = true;
     s.raw = f[1].substr(0, f[1].find(' '));  // "CANCELLED by 0"
-    s.state = state_of(s.raw);
+    s.status = status_of(s.raw);
     s.exit_code = slurm_int(f[2], 0);
     found[f[0]] = s;
   }
@@ -126,13 +155,15 @@ std::string sbatch_job_id(const std::string& out) {
 
 std::optional<std::string> squeue_job_with_comment(const std::string& out,
                                                    const std::string& comment) {
+  std::optional<std::string> latest;
   std::istringstream in(out);
   for (std::string line; std::getline(in, line);) {
     // %A job id, %F array job id (= the job id when not an array), %k the comment.
     const std::vector<std::string> f = split_fields(line);
-    if (f.size() == 3 && f[2] == comment) return f[1];
+    if (f.size() != 3 || f[2] != comment) continue;
+    if (!latest || slurm_int(f[1], -1) > slurm_int(*latest, -1)) latest = f[1];
   }
-  return std::nullopt;
+  return latest;
 }
 
 }  // namespace upcycle::cluster

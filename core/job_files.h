@@ -23,6 +23,13 @@ inline constexpr const char* kSpecFile = "spec.json";
 inline constexpr const char* kResultFile = "result.json";
 inline constexpr const char* kMetricsFile = "metrics.jsonl";
 inline constexpr const char* kLogFile = "log.txt";
+/// Under Slurm, one JSON line per attempt event, appended by rank 0: {"event": "start"|"end",
+/// "scheduler_id", "restart", "time" (unix s), "host", and at the end "exit"}. The runner's ledger
+/// reads it to know each attempt's start and end (runner/ledger.h).
+inline constexpr const char* kAttemptsFile = "attempts.jsonl";
+/// Written by `upcycle cancel` before it signals the job: the batch script then exits instead of
+/// requeueing, whatever the job's exit code.
+inline constexpr const char* kCancelMark = "cancel-requested";
 /// Bumped when result.json changes incompatibly; readers reject other versions. Version 2 added the
 /// digest (kResultDigestKey): sha256 of the rest, checked on every read; version 1 results (no
 /// digest) are still read.

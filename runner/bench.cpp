@@ -80,8 +80,9 @@ int bench_store(const po::variables_map& vm) {
   std::vector<std::pair<std::string, core::JobResult>> done;
   for (int j = 0; j < jobs; ++j) {
     std::string key = "ingest-" + std::to_string(j), jdir = dir + "/jobs/" + key;
-    store.upsert_job(run_id, {0, key, "train/" + std::to_string(j), "train", "", 0, std::nullopt,
-                              jdir, "", "", "", "{}", ""});
+    store.upsert_job(run_id,
+                     {0, key, "train/" + std::to_string(j), "train", core::JobStatus::kPending, 0,
+                      std::nullopt, jdir, "", "", "", "{}", ""});
     done.emplace_back(jdir, fake_finished_job(jdir, key, steps, keys, 0, j));
   }
   auto t0 = Clock::now();
@@ -101,7 +102,8 @@ int bench_store(const po::variables_map& vm) {
                              {"model.d_model", "256"},
                              {"stages.seed.optim.lr", "0.001"}});
     std::string key = "eval-" + std::to_string(r), jdir = dir + "/jobs/" + key;
-    store.upsert_job(id, {0, key, "eval", "eval", "", 0, std::nullopt, jdir, "", "", "", "{}", ""});
+    store.upsert_job(id, {0, key, "eval", "eval", core::JobStatus::kPending, 0, std::nullopt, jdir,
+                          "", "", "", "{}", ""});
     store.ingest_job(key, jdir, fake_finished_job(jdir, key, 0, 0, 4, r));
   }
   print("runs", double(runs));

@@ -29,6 +29,7 @@
 #include "runner/resume.h"
 #include "runner/run.h"
 #include "runner/run_support.h"
+#include "runner/slurm_limits.h"
 #include "runner/slurm_run.h"
 #include "runner/yaml_reader.h"
 #include "stages/arch/accounting.h"
@@ -331,12 +332,18 @@ int cmd_plan(const std::vector<std::string>& args) {
       "format", po::value<std::string>()->default_value("table"),
       "with --cost: table | json (one object per job, on stdout alone)")(
       "allow-oversubscribe",
-      "plan stages whose memory estimate exceeds the device's (docs/scale.md)");
+      "plan stages whose memory estimate exceeds the device's (docs/scale.md)")(
+      "executor", po::value<std::string>(),
+      "local | slurm: with slurm, also settle each job's time limit, requeue chain and signal "
+      "against the site's partitions, and check the whole DAG (limits, node sizes, sbatch "
+      "--test-only); exit 1 naming every refusal");
   po::positional_options_description pos;
   pos.add("recipe", 1).add("set", -1);
   auto vm = parse("plan", args, desc, pos);
   if (wants_help(vm, "plan",
-                 "RECIPE [key.path=value ...] [--specs] [--cost [--bench] [--format json]]", desc))
+                 "RECIPE [key.path=value ...] [--specs] [--cost [--bench] [--format json]] "
+                 "[--executor slurm]",
+                 desc))
     return 0;
   if (!vm.count("recipe")) throw ConfigError("upcycle plan: missing RECIPE");
   const std::string format = vm["format"].as<std::string>();
@@ -344,7 +351,9 @@ int cmd_plan(const std::vector<std::string>& args) {
     throw ConfigError("upcycle plan: --format must be table or json, not '" + format + "'");
   if (format == "json" && (!vm.count("cost") || vm.count("specs")))
     throw ConfigError("upcycle plan: --format json goes with --cost (and not --specs)");
-  std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides_of(vm));
+  std::vector<std::string> overrides = overrides_of(vm);
+  if (vm.count("executor")) overrides.push_back("executor=" + vm["executor"].as<std::string>());
+  std::vector<RunPoint> points = plan_runs(vm["recipe"].as<std::string>(), overrides);
   Plan plan = merge_plans(points);
   const Recipe& first = points[0].recipe;
   if (format == "json") {
@@ -383,6 +392,19 @@ int cmd_plan(const std::vector<std::string>& args) {
                                 first.cost);
   }
   if (!vm.count("allow-oversubscribe")) refuse_oversubscribed(plan, first.cost);
+  if (first.executor == "slurm") {
+    const auto site = cluster::query_partitions();
+    std::cout << "\nSlurm (what each job asks for, against the site's partitions):\n";
+    for (const auto& line : settle_slurm_limits(plan, first.cost, store ? &*store : nullptr, site))
+      std::cout << "  " << line << "\n";
+    const auto refusals = slurm_refusals(plan, site, slurm_executor(first.root, job_binary()));
+    if (!refusals.empty()) {
+      std::cout << "Slurm would refuse " << refusals.size() << " job(s):\n";
+      for (const auto& r : refusals) std::cout << "  " << r << "\n";
+      return kExitUserError;
+    }
+    std::cout << "  every job passes the partitions' limits and sbatch --test-only\n";
+  }
   if (vm.count("specs")) {
     for (const auto& j : plan.jobs) {
       const std::string t = std::to_string(j.threads);
@@ -479,10 +501,19 @@ int slurm_command(const std::string& cmd, const std::vector<std::string>& args) 
   desc.add_options()("help,h", "show this help")(
       "store", po::value<std::string>()->default_value(kDefaultStore), "SQLite store")(
       "runs", po::value<std::vector<std::string>>()->composing(), "runs (default: every run)");
+  if (cmd == "wait") {
+    desc.add_options()("unreachable-grace",
+                       po::value<std::string>()->default_value(
+                           std::to_string(static_cast<int>(kUnreachableGraceS))),
+                       "seconds to keep retrying a Slurm controller that does not answer before "
+                       "giving up (the jobs keep running)");
+  }
   po::positional_options_description pos;
   pos.add("runs", -1);
   auto vm = parse(cmd, args, desc, pos);
   if (wants_help(vm, cmd, "[RUN...] [--store PATH]", desc)) return 0;
+  const double grace =
+      cmd == "wait" ? double(cli::integer_option(vm, "unreachable-grace", {0, 86400 * 7})) : 0;
   const std::string path = vm["store"].as<std::string>();
   cli::open_store_ro(path);  // "no store here" when there is none
   const auto runs =
@@ -500,7 +531,8 @@ int slurm_command(const std::string& cmd, const std::vector<std::string>& args) 
     std::cout << cancel_runs(store, slurm, runs) << " job(s) cancelled\n";
     return kExitOk;
   }
-  CollectSummary c = cmd == "wait" ? wait_for(store, slurm, runs) : collect(store, slurm, runs);
+  CollectSummary c =
+      cmd == "wait" ? wait_for(store, slurm, runs, grace) : collect(store, slurm, runs);
   if (cmd == "collect") {
     for (const auto& e : c.events) std::cout << e << "\n";
   }

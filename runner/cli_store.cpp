@@ -115,7 +115,12 @@ int cmd_status(const std::vector<std::string>& args) {
   auto rs = store.select(
       "SELECT stage, kind, status, attempts, exit_code, CASE WHEN wall_s IS NULL THEN NULL ELSE "
       "printf('%.1f', wall_s) "
-      "END AS wall_s, substr(key, 1, 12) AS key, scheduler_id, "
+      "END AS wall_s, "
+      // each attempt's share of wall_s when there were several (requeues, retries)
+      "(SELECT CASE WHEN COUNT(*) > 1 THEN group_concat(printf('%.1f', a.ended_at - "
+      "a.started_at), '+') END FROM job_attempts a JOIN jobs jj ON jj.id = a.job_id WHERE jj.key = "
+      "v_jobs.key AND a.started_at IS NOT NULL AND a.ended_at IS NOT NULL) AS attempt_s, "
+      "substr(key, 1, 12) AS key, scheduler_id, "
       "CASE WHEN instr(error, char(10)) > 0 THEN substr(error, 1, instr(error, char(10)) - 1) ELSE "
       "error END AS why, "
       "dir FROM v_jobs WHERE run = ? ORDER BY stage",

@@ -69,7 +69,7 @@ std::vector<std::string> explain_plan(const Plan& plan, tracking::Store* store) 
       continue;
     }
     auto row = store->find_job(j.key);
-    if (row && row->status == "done") {
+    if (row && row->status == core::JobStatus::kDone) {
       lines.push_back("will run: done in the store, but " + j.dir + "/result.json is missing");
       continue;
     }

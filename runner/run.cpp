@@ -16,6 +16,7 @@
 #include "core/job_files.h"
 #include "core/log.h"
 #include "runner/job_binary.h"
+#include "runner/ledger.h"
 #include "tracking/store.h"
 
 namespace upcycle::runner {
@@ -55,17 +56,18 @@ Plan merge_plans(const std::vector<RunPoint>& points) {
 
 namespace {
 
-using S = JobFate;
+using S = core::JobStatus;
 
 // The union plan's jobs as the runner tracks them, and the two moves of its loop: start what is
 // ready, take in what finished. Any executor that reports JobEvents can drive it.
 class Scheduler {
  public:
-  Scheduler(const Plan& plan, std::vector<JobFate> state, tracking::Store& store,
+  Scheduler(const Plan& plan, std::vector<core::JobStatus> state, tracking::Store& store,
             cluster::Executor& executor, const RunOptions& options, int max_parallel,
             RunSummary& summary)
       : plan_(plan),
         store_(store),
+        ledger_(store),
         executor_(executor),
         options_(options),
         max_parallel_(max_parallel),
@@ -75,7 +77,7 @@ class Scheduler {
     for (size_t i = 0; i < plan.jobs.size(); ++i) by_key_[plan.jobs[i].key] = i;
   }
 
-  JobFate state_of(const std::string& key) const { return state_.at(by_key_.at(key)); }
+  core::JobStatus state_of(const std::string& key) const { return state_.at(by_key_.at(key)); }
 
   // Runs until nothing is running and nothing more can start (done, failed or interrupted).
   void loop() {
@@ -136,7 +138,7 @@ class Scheduler {
         {{"OMP_NUM_THREADS", t}, {"OPENBLAS_NUM_THREADS", t}, {"MKL_NUM_THREADS", t}},
         j.processes};
     std::string id = executor_.submit(l);
-    store_.set_job_status(j.key, "running", std::nullopt, "", id);
+    ledger_.started(j.key, id);
     state_[i] = S::kRunning;
     threads_in_use_ += j.threads * j.processes;
     ++attempts_[i];
@@ -149,7 +151,7 @@ class Scheduler {
   void fail(size_t i, std::optional<int> exit_code, const std::string& why) {
     state_[i] = S::kFailed;
     ++summary_.failed;
-    store_.set_job_status(plan_.jobs[i].key, "failed", exit_code, why);
+    ledger_.set_status(plan_.jobs[i].key, S::kFailed, exit_code, why);
   }
 
   void finished(const cluster::JobEvent& ev) {
@@ -157,18 +159,22 @@ class Scheduler {
     const auto& j = plan_.jobs[i];
     threads_in_use_ -= j.threads * j.processes;
     view_.finished(j.stage);
-    if (ev.state == cluster::JobState::kDone) return ingest(i, ev.exit_code);
-    if (ev.state == cluster::JobState::kPreempted && !summary_.interrupted) {
-      store_.set_job_status(j.key, "pending", ev.exit_code, "preempted; requeued");
+    if (ev.state == S::kDone) return ingest(i, ev.exit_code);
+    ledger_.ended(j.key, ev.state, ev.exit_code,
+                  ev.state != S::kPreempted ? describe_exit(ev.exit_code)
+                  : summary_.interrupted    ? "interrupted by the user"
+                                            : "checkpoint written");
+    if (ev.state == S::kPreempted && !summary_.interrupted) {
+      ledger_.set_status(j.key, S::kPending, ev.exit_code, "preempted; requeued");
       state_[i] = S::kPending;  // requeue; does not count as a failed attempt
       --attempts_[i];
     } else if (summary_.interrupted) {
-      store_.set_job_status(j.key, "preempted", ev.exit_code, "interrupted by the user");
+      ledger_.set_status(j.key, S::kPreempted, ev.exit_code, "interrupted by the user");
       state_[i] = S::kPending;
     } else if (attempts_[i] <= j.retries) {
       core::log_warn(j.stage + ": failed (" + describe_exit(ev.exit_code) + "), retrying");
       // A retry resumes from the job's last checkpoint, like a requeue after preemption.
-      store_.set_job_status(j.key, "pending", ev.exit_code, "failed; retrying");
+      ledger_.set_status(j.key, S::kPending, ev.exit_code, "failed; retrying");
       state_[i] = S::kPending;
     } else {
       std::string tail = tail_of_log(j.dir);
@@ -186,11 +192,14 @@ class Scheduler {
   void ingest(size_t i, int exit_code) {
     const auto& j = plan_.jobs[i];
     auto result = core::read_job_result(j.dir);
-    if (!result || result->status != "done")
+    if (!result || result->status != "done") {
+      ledger_.ended(j.key, S::kFailed, exit_code, "exited 0 without result.json");
       return fail(i, exit_code, "exited 0 without result.json");
+    }
     replace_results(store_, j.key, j.dir);
     store_.ingest_job(j.key, j.dir, *result);
-    store_.set_job_status(j.key, "done", exit_code);
+    ledger_.set_status(j.key, S::kDone, exit_code);
+    ledger_.ended(j.key, S::kDone, exit_code, "");
     state_[i] = S::kDone;
     ++summary_.done;
     char buf[32];
@@ -202,6 +211,7 @@ class Scheduler {
 
   const Plan& plan_;
   tracking::Store& store_;
+  Ledger ledger_;
   cluster::Executor& executor_;
   const RunOptions& options_;
   const int max_parallel_;

@@ -101,8 +101,8 @@ int64_t register_run(tracking::Store& store, const RunPoint& p,
   int64_t run_id = store.upsert_run(info);
   store.record_params(run_id, p.recipe.flat);
   for (const auto& j : p.plan.jobs) {
-    store.upsert_job(run_id, {0, j.key, j.stage, j.kind, "", 0, std::nullopt, j.dir, "", "", "",
-                              j.keyed.dump(), j.shape});
+    store.upsert_job(run_id, {0, j.key, j.stage, j.kind, core::JobStatus::kPending, 0, std::nullopt,
+                              j.dir, "", "", "", j.keyed.dump(), j.shape});
   }
   return run_id;
 }
@@ -153,7 +153,8 @@ bool restore_replaced(tracking::Store& store, const std::string& key, const std:
   std::filesystem::rename(replaced_dir(dir), dir);
   auto result = core::read_job_result(dir);
   if (!result || result->status != "done") return false;  // there was nothing complete to keep
-  store.set_job_status(key, "done", 0, "a forced re-run failed; the previous results stay");
+  store.set_job_status(key, core::JobStatus::kDone, 0,
+                       "a forced re-run failed; the previous results stay");
   return true;
 }
 
@@ -288,9 +289,9 @@ std::vector<int64_t> register_runs(tracking::Store& store, const std::vector<Run
   return run_ids;
 }
 
-std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store,
-                                   const std::set<size_t>& forced, RunSummary& summary) {
-  std::vector<JobFate> fate(plan.jobs.size(), JobFate::kPending);
+std::vector<core::JobStatus> classify_jobs(const Plan& plan, tracking::Store& store,
+                                           const std::set<size_t>& forced, RunSummary& summary) {
+  std::vector<core::JobStatus> fate(plan.jobs.size(), core::JobStatus::kPending);
   for (size_t i = 0; i < plan.jobs.size(); ++i) {
     const auto& j = plan.jobs[i];
     if (forced.count(i)) {
@@ -304,8 +305,8 @@ std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store,
     auto result = core::read_job_result(j.dir);
     if (result && result->status == "done" && result->key == j.key) {
       auto row = store.find_job(j.key);
-      if (!row || row->status != "done") store.ingest_job(j.key, j.dir, *result);
-      fate[i] = JobFate::kDone;
+      if (!row || row->status != core::JobStatus::kDone) store.ingest_job(j.key, j.dir, *result);
+      fate[i] = core::JobStatus::kDone;
       ++summary.skipped;
       core::log_info(j.stage + ": complete (key " + j.key.substr(0, 12) + "), skipped");
     }
@@ -315,13 +316,13 @@ std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store,
 
 void set_run_statuses(tracking::Store& store, const std::vector<RunPoint>& points,
                       const std::vector<int64_t>& ids,
-                      const std::function<JobFate(const std::string&)>& fate_of, bool finished,
-                      bool interrupted) {
+                      const std::function<core::JobStatus(const std::string&)>& fate_of,
+                      bool finished, bool interrupted) {
   for (size_t r = 0; r < points.size(); ++r) {
     bool failed = false, pending = false;
     for (const auto& j : points[r].plan.jobs) {
-      failed = failed || fate_of(j.key) == JobFate::kFailed;
-      pending = pending || fate_of(j.key) != JobFate::kDone;
+      failed = failed || fate_of(j.key) == core::JobStatus::kFailed;
+      pending = pending || fate_of(j.key) != core::JobStatus::kDone;
     }
     if (!finished) {
       if (pending) store.set_run_status(ids[r], "running");

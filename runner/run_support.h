@@ -8,12 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "core/job_status.h"
 #include "runner/run.h"
 #include "tracking/store.h"
 
 namespace upcycle::runner {
-
-enum class JobFate { kPending, kRunning, kDone, kFailed };
 
 /// One runner per store at a time: a second `run` or `resume` while one is active would launch the
 /// same jobs twice. flock is released by the kernel however the holder dies (kill -9 included).
@@ -60,14 +59,14 @@ std::vector<int64_t> register_runs(tracking::Store& store, const std::vector<Run
 
 /// Forced jobs are set aside and start from nothing; jobs whose result is complete are kDone (and
 /// ingested if a runner died between the job finishing and the ingest); the rest kPending.
-std::vector<JobFate> classify_jobs(const Plan& plan, tracking::Store& store,
-                                   const std::set<size_t>& forced, RunSummary& summary);
+std::vector<core::JobStatus> classify_jobs(const Plan& plan, tracking::Store& store,
+                                           const std::set<size_t>& forced, RunSummary& summary);
 
 /// Each run's status from its jobs' fates: "running" while unfinished (when !finished), else done,
 /// failed or interrupted, with provenance completed.
 void set_run_statuses(tracking::Store& store, const std::vector<RunPoint>& points,
                       const std::vector<int64_t>& ids,
-                      const std::function<JobFate(const std::string&)>& fate_of, bool finished,
-                      bool interrupted);
+                      const std::function<core::JobStatus(const std::string&)>& fate_of,
+                      bool finished, bool interrupted);
 
 }  // namespace upcycle::runner

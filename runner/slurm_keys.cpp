@@ -15,12 +15,13 @@ std::map<std::string, std::string> read_env(const YamlReader& env) {
 cluster::SlurmResources parse_slurm(const YamlReader& r, cluster::SlurmResources s) {
   r.expect_map({"partition", "account", "qos", "constraint", "time", "nodes", "gpus_per_node",
                 "cpus_per_task", "mem", "exclusive", "extra", "setup", "env", "output", "error",
-                "signal_seconds", "max_requeues", "array_throttle"});
+                "signal_seconds", "max_requeues", "array_throttle", "max_time"});
   s.partition = r.get_str("partition", s.partition);
   s.account = r.get_str("account", s.account);
   s.qos = r.get_str("qos", s.qos);
   s.constraint = r.get_str("constraint", s.constraint);
   s.time = r.get_str("time", s.time);
+  s.max_time = r.get_str("max_time", s.max_time);
   s.nodes = static_cast<int>(r.get_integer("nodes", s.nodes, core::kIntRange));
   s.gpus_per_node =
       static_cast<int>(r.get_integer("gpus_per_node", s.gpus_per_node, core::kIntRange));
@@ -33,8 +34,12 @@ cluster::SlurmResources parse_slurm(const YamlReader& r, cluster::SlurmResources
   if (r.has("env")) s.env = read_env(r.child("env"));
   s.output = r.get_str("output", s.output);
   s.error = r.get_str("error", s.error);
-  s.signal_seconds =
-      static_cast<int>(r.get_integer("signal_seconds", s.signal_seconds, core::kIntRange));
+  if (r.has("signal_seconds") && r.child("signal_seconds").str() == "auto") {
+    s.signal_seconds = cluster::kAutoSignal;
+  } else {
+    s.signal_seconds =
+        static_cast<int>(r.get_integer("signal_seconds", s.signal_seconds, core::kIntRange));
+  }
   s.max_requeues = static_cast<int>(r.get_integer("max_requeues", s.max_requeues, core::kIntRange));
   s.array_throttle =
       static_cast<int>(r.get_integer("array_throttle", s.array_throttle, core::kIntRange));

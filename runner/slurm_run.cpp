@@ -9,38 +9,31 @@
 #include "core/atomic_file.h"
 #include "core/job_files.h"
 #include "core/log.h"
-#include "runner/cost.h"
+#include "runner/ledger.h"
 #include "runner/progress.h"
 #include "runner/run_support.h"
+#include "runner/slurm_limits.h"
 
 namespace upcycle::runner {
 namespace {
 
-constexpr const char* kPrefix = "slurm:";
+using core::JobStatus;
 
-bool is_slurm(const std::string& scheduler_id) { return scheduler_id.rfind(kPrefix, 0) == 0; }
-std::string slurm_id(const std::string& scheduler_id) { return scheduler_id.substr(6); }
+// How long `cancel` waits for cancelled jobs to leave the queue before it signals them again.
+constexpr double kCancelWaitS = 60;
 
-cluster::SlurmJob slurm_job(const PlannedJob& j) {
-  const std::string t = std::to_string(j.threads);
-  return {
-      j.key,       j.stage,
-      j.dir,       {{"OMP_NUM_THREADS", t}, {"OPENBLAS_NUM_THREADS", t}, {"MKL_NUM_THREADS", t}},
-      j.processes, j.threads,
-      j.slurm};
-}
-
-// Jobs still queued or running under an id from an earlier submission are adopted, not resubmitted.
-// The collect pass just before brought their store status up to date: no second scheduler query.
-std::map<size_t, std::string> adopt_active(const Plan& plan, const std::vector<JobFate>& fate,
+// Jobs still queued or running under an id from an earlier submission are adopted, not
+// resubmitted; so are submissions whose runner died between sbatch and recording the id, found by
+// their name and comment. The collect pass just before brought the store up to date.
+std::map<size_t, std::string> adopt_active(const Plan& plan, const std::vector<JobStatus>& fate,
                                            tracking::Store& store, const std::set<size_t>& forced) {
   std::map<size_t, std::string> active;
   for (size_t i = 0; i < plan.jobs.size(); ++i) {
-    if (fate[i] != JobFate::kPending || forced.count(i)) continue;
+    if (fate[i] != JobStatus::kPending || forced.count(i)) continue;
     auto row = store.find_job(plan.jobs[i].key);
-    if (row && is_slurm(row->scheduler_id) &&
-        (row->status == "queued" || row->status == "running")) {
-      active[i] = slurm_id(row->scheduler_id);
+    if (row && row->scheduler_id.rfind("slurm:", 0) == 0 &&
+        (row->status == JobStatus::kQueued || row->status == JobStatus::kRunning)) {
+      active[i] = row->scheduler_id.substr(6);
     }
   }
   return active;
@@ -53,10 +46,8 @@ void cancel_forced(const Plan& plan, const std::set<size_t>& forced, tracking::S
   std::vector<std::string> ids;
   for (size_t i : forced) {
     auto row = store.find_job(plan.jobs[i].key);
-    if (row && is_slurm(row->scheduler_id) &&
-        (row->status == "queued" || row->status == "running")) {
-      ids.push_back(slurm_id(row->scheduler_id));
-    }
+    if (row && row->scheduler_id.rfind("slurm:", 0) == 0 && core::is_active(row->status))
+      ids.push_back(row->scheduler_id.substr(6));
   }
   slurm.cancel(ids);
 }
@@ -73,50 +64,104 @@ size_t group_end(const Plan& plan, size_t i, const std::vector<bool>& submit) {
   return end;
 }
 
-void set_run_status_from_jobs(tracking::Store& store, int64_t run_id) {
-  auto rs = store.select(
-      "SELECT SUM(j.status = 'done'), SUM(j.status IN ('pending', 'queued', 'running', "
-      "'preempted')), COUNT(*) "
-      "FROM run_jobs rj JOIN jobs j ON j.id = rj.job_id WHERE rj.run_id = ?",
-      {std::to_string(run_id)});
-  const auto& row = rs.rows.at(0);
-  auto n = [&](size_t c) {
-    return std::holds_alternative<int64_t>(row[c]) ? std::get<int64_t>(row[c]) : 0;
-  };
-  store.set_run_status(run_id, n(0) == n(2) ? "done" : n(1) > 0 ? "running" : "failed");
+// What the job's pending reason means for the person waiting.
+std::string never_clears_hint(const std::string& reason) {
+  if (reason.rfind("PartitionTimeLimit", 0) == 0)
+    return "its time limit exceeds the partition's MaxTime: lower slurm.time or set "
+           "slurm.max_time";
+  if (reason.rfind("ReqNodeNotAvail", 0) == 0)
+    return "a node it asks for is down, drained or does not exist";
+  if (reason.find("Account") != std::string::npos || reason.find("QOS") != std::string::npos)
+    return "slurm.account or slurm.qos is not one this user may use here, or its limit is below "
+           "the job's";
+  return "it asks for more than the partition allows";
 }
 
-// The Slurm jobs of `runs` (every run when empty) in one of `statuses` (an SQL list of literals):
-// key, dir, scheduler id, stage, status.
-std::vector<std::vector<tracking::Cell>> slurm_jobs(tracking::Store& store,
-                                                    const std::vector<std::string>& runs,
-                                                    const char* statuses) {
-  std::string sql =
-      "SELECT DISTINCT j.key, j.dir, j.scheduler_id, j.stage, j.status FROM jobs j "
-      "JOIN run_jobs rj ON rj.job_id = j.id JOIN runs r ON r.id = rj.run_id "
-      "WHERE j.scheduler_id LIKE 'slurm:%' AND j.status IN (" +
-      std::string(statuses) + ")";
-  if (!runs.empty()) {
-    sql += " AND r.name IN (";
-    for (size_t i = 0; i < runs.size(); ++i) sql += i ? ",?" : "?";
-    sql += ")";
+// A job whose runner died between sbatch and recording the id: adopted if Slurm has it, else
+// pending again.
+void resolve_intent(Ledger& ledger, tracking::Store& store, cluster::SlurmExecutor& slurm,
+                    const LedgerJob& j, CollectSummary& c) {
+  const auto intent = ledger.open_intent(j.key);
+  std::optional<std::string> id;
+  if (intent) {
+    auto first = store.find_job(intent->first_key);
+    if (first) id = slurm.find_active(intent->first_key, first->dir, true);
   }
-  return store.select(sql, runs).rows;
+  if (id) {
+    const std::string sid = intent->task < 0 ? *id : *id + "_" + std::to_string(intent->task);
+    ledger.submitted(j.key, sid);
+    c.events.push_back(j.stage + ": found as Slurm job " + sid + " (its runner died after sbatch)");
+    ++c.active;
+  } else {
+    ledger.ended(j.key, JobStatus::kCancelled, std::nullopt, "never reached the queue");
+    ledger.set_status(j.key, JobStatus::kPending, std::nullopt,
+                      "its submission was interrupted; `upcycle resume` submits it");
+  }
 }
 
-// time: auto becomes the cost model's estimate x safety; jobs without an estimate get the
-// partition's default.
-void apply_time_limits(Plan& plan, const CostSettings& cost, tracking::Store& store) {
-  const std::vector<JobCost> costs = estimate_costs(plan, cost, &store);
-  for (size_t i = 0; i < plan.jobs.size(); ++i) {
-    auto& r = plan.jobs[i].slurm;
-    if (r.time != "auto") continue;
-    const std::string limit = time_limit(costs[i], cost);
-    if (limit.empty()) continue;
-    r.time = limit;
-    core::log_info(plan.jobs[i].stage + ": time limit " + limit + " (" + costs[i].source +
-                   " estimate)");
+// One job of a collect pass, given what Slurm says of it now.
+void collect_one(Ledger& ledger, tracking::Store& store, cluster::SlurmExecutor& slurm,
+                 const LedgerJob& j, const cluster::SlurmStatus& s, CollectSummary& c) {
+  ledger.observe(j, s);
+  auto result = core::read_job_result(j.dir);
+  if (result && result->status == "done" && result->key == j.key) {  // the result file is the truth
+    replace_results(store, j.key, j.dir);
+    store.ingest_job(j.key, j.dir, *result);
+    ledger.set_status(j.key, JobStatus::kDone, s.exit_code);
+    ++c.done;
+    c.events.push_back(j.stage + ": done (Slurm job " + j.slurm_id + ")");
+    return;
   }
+  if (s.known && core::is_active(s.status)) {
+    if (j.cancel_requested) {  // a requeue raced the cancel: cancel again
+      slurm.cancel({j.slurm_id});
+      ++c.active;
+      return;
+    }
+    if (s.status == JobStatus::kQueued && cluster::reason_never_clears(s.reason)) {
+      slurm.cancel({j.slurm_id});
+      const std::string why =
+          "pending forever: " + s.reason + " (" + never_clears_hint(s.reason) + ")";
+      ledger.set_status(j.key, JobStatus::kFailed, std::nullopt, why);
+      ++c.failed;
+      c.events.push_back(j.stage + ": " + why);
+      return;
+    }
+    const JobStatus now =
+        s.status == JobStatus::kRunning ? JobStatus::kRunning : JobStatus::kQueued;
+    const std::string why = now == JobStatus::kQueued ? s.reason : "";
+    auto row = store.find_job(j.key);
+    if (!row || row->status != now || row->error != why) {
+      ledger.set_status(j.key, now, std::nullopt, why);
+      c.events.push_back(j.stage + ": " + core::to_string(now) + " (" + s.raw +
+                         (why.empty() ? "" : ": " + why) +
+                         (s.restarts ? ", restart " + std::to_string(s.restarts) : "") + ")");
+    }
+    ++c.active;
+    return;
+  }
+  const bool cancelled = j.cancel_requested || s.status == JobStatus::kCancelled;
+  std::string why = j.cancel_requested ? "cancelled by `upcycle cancel`"
+                    : cancelled
+                        ? (s.reason == "DependencyNeverSatisfied" ? "cancelled: an input job failed"
+                                                                  : "cancelled")
+                    : !s.known ? "Slurm has no record of it and it left no result"
+                    : s.status == JobStatus::kDone
+                        ? "exited 0 without result.json"
+                        : "Slurm state " + s.raw + " (exit " + std::to_string(s.exit_code) + ")";
+  const std::string tail = cancelled ? "" : tail_of_log(j.dir);
+  ledger.set_status(j.key, cancelled ? JobStatus::kCancelled : JobStatus::kFailed, s.exit_code,
+                    why + (tail.empty() ? "" : "\n" + tail));
+  if (restore_replaced(store, j.key, j.dir)) why += "; the previous results stay";
+  ++c.failed;
+  c.events.push_back(j.stage + ": " + why);
+}
+
+std::string clock_time(std::chrono::system_clock::time_point t) {
+  const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%H:%M:%S", std::localtime(&tt));
+  return buf;
 }
 
 }  // namespace
@@ -125,16 +170,16 @@ void refresh_slurm_jobs(const std::string& store_path) {
   if (!std::filesystem::exists(store_path)) return;
   {
     tracking::Store ro(store_path, tracking::Store::Mode::kReadOnly);
-    auto n = ro.select(
-        "SELECT COUNT(*) FROM jobs WHERE scheduler_id LIKE 'slurm:%' AND "
-        "status IN ('pending', 'queued', 'running', 'preempted')");
-    if (std::get<int64_t>(n.rows.at(0).at(0)) == 0) return;
+    if (!Ledger(ro).has_active_slurm_jobs()) return;
   }
   try {
     RunnerLock lock(store_path);
     tracking::Store store(store_path);
     cluster::SlurmExecutor slurm = slurm_executor(".", "");
     collect(store, slurm, {});
+  } catch (const ClusterError& e) {
+    core::log_warn(std::string("the Slurm controller is unreachable; statuses as last seen: ") +
+                   e.what());
   } catch (const StoreError&) {
     // another runner holds the store: it collects
   }
@@ -151,126 +196,124 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
   Plan plan = merge_plans(points);
   RunnerLock lock(points[0].recipe.store);
   tracking::Store store = open_store_for_writing(points[0].recipe.store);
-  collect(store, slurm,
-          {});  // what finished since the last look counts as complete, what runs is adopted
+  Ledger ledger(store);
+  // What finished since the last look counts as complete, what runs (or was submitted by a runner
+  // that died) is adopted.
+  collect(store, slurm, {});
   RunSummary summary;
   const std::vector<int64_t> run_ids = register_runs(store, points, options, summary);
   const std::set<size_t> forced = forced_jobs(plan, options.force);
   cancel_forced(plan, forced, store, slurm);
-  std::vector<JobFate> fate = classify_jobs(plan, store, forced, summary);
+  std::vector<JobStatus> fate = classify_jobs(plan, store, forced, summary);
   std::map<size_t, std::string> id_of = adopt_active(plan, fate, store, forced);
-  apply_time_limits(plan, points[0].recipe.cost, store);
   for (const auto& [i, id] : id_of)
     core::log_info(plan.jobs[i].stage + ": already queued as Slurm job " + id);
   std::vector<bool> submit(plan.jobs.size());
   for (size_t i = 0; i < plan.jobs.size(); ++i)
-    submit[i] = fate[i] == JobFate::kPending && !id_of.count(i);
-  for (size_t i = 0; i < plan.jobs.size();) {
-    if (!submit[i]) {
-      ++i;
-      continue;
-    }
-    const size_t end = group_end(plan, i, submit);
-    std::vector<cluster::SlurmJob> group;
-    std::vector<std::string> after;
-    for (size_t g = i; g < end; ++g) {
-      core::make_dirs(plan.jobs[g].dir);
-      core::write_file_atomic(plan.jobs[g].dir + "/" + core::kSpecFile,
-                              plan.jobs[g].spec.dump(2) + "\n");
-      group.push_back(slurm_job(plan.jobs[g]));
-    }
-    for (size_t d : plan.jobs[i].deps) {
-      if (fate[d] != JobFate::kDone) after.push_back(id_of.at(d));
-    }
-    const std::vector<std::string> ids = slurm.submit(group, after);
-    for (size_t g = i; g < end; ++g) {
-      id_of[g] = ids[g - i];
-      store.set_job_status(plan.jobs[g].key, "queued", std::nullopt, "", kPrefix + ids[g - i]);
-      core::log_info(
-          plan.jobs[g].stage + ": queued as Slurm job " + ids[g - i] +
-          (after.empty() ? "" : " (after " + std::to_string(after.size()) + " input job(s))"));
-      ++summary.submitted;
-    }
-    i = end;
+    submit[i] = fate[i] == JobStatus::kPending && !id_of.count(i);
+  try {  // every refusal before the first sbatch: no half DAG
+    prepare_for_slurm(plan, points[0].recipe.cost, &store, slurm, submit);
+  } catch (const ClusterError&) {
+    for (int64_t id : run_ids) store.set_run_status(id, "failed");
+    throw;
   }
-  for (int64_t id : run_ids) set_run_status_from_jobs(store, id);
+  std::vector<std::string> this_pass;  // withdrawn if a later submission is refused
+  try {
+    for (size_t i = 0; i < plan.jobs.size();) {
+      if (!submit[i]) {
+        ++i;
+        continue;
+      }
+      const size_t end = group_end(plan, i, submit);
+      std::vector<cluster::SlurmJob> group;
+      std::vector<std::string> after;
+      for (size_t g = i; g < end; ++g) {
+        const PlannedJob& j = plan.jobs[g];
+        core::make_dirs(j.dir);
+        core::write_file_atomic(j.dir + "/" + core::kSpecFile, j.spec.dump(2) + "\n");
+        std::filesystem::remove(j.dir + "/" + core::kCancelMark);  // a resumed cancelled job
+        group.push_back(slurm_job(j));
+        ledger.intend(j.key, {plan.jobs[i].key, end - i > 1 ? static_cast<int>(g - i) : -1});
+      }
+      for (size_t d : plan.jobs[i].deps) {
+        if (fate[d] != JobStatus::kDone) after.push_back(id_of.at(d));
+      }
+      const std::vector<std::string> ids = slurm.submit(group, after);
+      for (size_t g = i; g < end; ++g) {
+        id_of[g] = ids[g - i];
+        this_pass.push_back(ids[g - i]);
+        ledger.submitted(plan.jobs[g].key, ids[g - i]);
+        core::log_info(
+            plan.jobs[g].stage + ": queued as Slurm job " + ids[g - i] +
+            (after.empty() ? "" : " (after " + std::to_string(after.size()) + " input job(s))"));
+        ++summary.submitted;
+      }
+      i = end;
+    }
+  } catch (const ClusterError&) {
+    // No half DAG: what this pass queued goes too, and says why.
+    slurm.cancel(this_pass);
+    collect(store, slurm, {});
+    throw;
+  }
+  ledger.update_run_statuses(run_ids);
   return summary;
 }
 
 CollectSummary collect(tracking::Store& store, cluster::SlurmExecutor& slurm,
                        const std::vector<std::string>& runs) {
-  auto rows = slurm_jobs(store, runs, "'pending', 'queued', 'running', 'preempted'");
+  Ledger ledger(store);
+  const std::vector<LedgerJob> jobs = ledger.active_slurm_jobs(runs);
   std::vector<std::string> ids;
-  for (const auto& row : rows) ids.push_back(slurm_id(tracking::text_of(row[2])));
-  auto states = slurm.poll(ids);
+  for (const auto& j : jobs) {
+    if (!j.slurm_id.empty()) ids.push_back(j.slurm_id);
+  }
+  const auto states = slurm.poll(ids);  // ClusterError when the controller does not answer
   CollectSummary c;
-  for (const auto& row : rows) {
-    const std::string key = tracking::text_of(row[0]), dir = tracking::text_of(row[1]),
-                      sid = tracking::text_of(row[2]), stage = tracking::text_of(row[3]),
-                      was = tracking::text_of(row[4]);
-    const cluster::SlurmStatus& s = states.at(slurm_id(sid));
-    auto result = core::read_job_result(dir);
-    if (result && result->status == "done" && result->key == key) {  // the result file is the truth
-      replace_results(store, key, dir);
-      store.ingest_job(key, dir, *result);
-      if (was != "running")
-        store.set_job_status(key, "running");  // it ran between two looks: one attempt
-      store.set_job_status(key, "done", s.exit_code);
-      ++c.done;
-      c.events.push_back(stage + ": done (Slurm job " + slurm_id(sid) + ")");
-      continue;
+  for (const auto& j : jobs) {
+    if (j.slurm_id.empty()) {
+      resolve_intent(ledger, store, slurm, j, c);
+    } else {
+      collect_one(ledger, store, slurm, j, states.at(j.slurm_id), c);
     }
-    if (s.state == cluster::SlurmState::kActive) {
-      const std::string now = s.raw == "RUNNING" || s.raw == "COMPLETING" ? "running" : "queued";
-      if (now != was) {
-        store.set_job_status(key, now, std::nullopt, s.raw == "PENDING" ? "" : s.raw, sid);
-        c.events.push_back(stage + ": " + now + " (" + s.raw +
-                           (s.restarts ? ", restart " + std::to_string(s.restarts) : "") + ")");
-      }
-      ++c.active;
-      continue;
-    }
-    std::string why =
-        s.state == cluster::SlurmState::kCancelled
-            ? (s.reason == "DependencyNeverSatisfied" ? "cancelled: an input job failed"
-                                                      : "cancelled")
-        : s.state == cluster::SlurmState::kGone ? "Slurm has no record of it and it left no result"
-        : s.state == cluster::SlurmState::kDone
-            ? "exited 0 without result.json"
-            : "Slurm state " + s.raw + " (exit " + std::to_string(s.exit_code) + ")";
-    const std::string tail = tail_of_log(dir);
-    store.set_job_status(key, s.state == cluster::SlurmState::kCancelled ? "cancelled" : "failed",
-                         s.exit_code, why + (tail.empty() ? "" : "\n" + tail), sid);
-    if (restore_replaced(store, key, dir)) why += "; the previous results stay";
-    ++c.failed;
-    c.events.push_back(stage + ": " + why);
   }
-  std::set<int64_t> touched;
-  for (const auto& row :
-       store
-           .select("SELECT DISTINCT rj.run_id FROM run_jobs rj JOIN jobs j ON j.id = rj.job_id "
-                   "JOIN runs r ON r.id = rj.run_id WHERE r.status != 'done' AND "
-                   "j.scheduler_id LIKE 'slurm:%'")
-           .rows) {
-    touched.insert(std::get<int64_t>(row[0]));
-  }
-  for (int64_t run : touched) set_run_status_from_jobs(store, run);
+  ledger.update_run_statuses();
   return c;
 }
 
 CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm,
-                        const std::vector<std::string>& runs) {
+                        const std::vector<std::string>& runs, double unreachable_grace_s) {
+  using Clock = std::chrono::steady_clock;
   CollectSummary total;
   LiveView view;
   double sleep_s = 1;
+  std::optional<Clock::time_point> lost;  // when the controller stopped answering
   while (true) {
-    CollectSummary c = collect(store, slurm, runs);
+    CollectSummary c;
+    try {
+      c = collect(store, slurm, runs);
+      if (lost) core::log_info("the Slurm controller answers again");
+      lost.reset();
+    } catch (const ClusterError& e) {
+      const auto now = Clock::now();
+      if (!lost) {
+        lost = now;
+        core::log_warn("controller unreachable since " +
+                       clock_time(std::chrono::system_clock::now()) + "; retrying for up to " +
+                       std::to_string(int(unreachable_grace_s)) + " s (" + e.what() + ")");
+      }
+      if (std::chrono::duration<double>(now - *lost).count() > unreachable_grace_s) {
+        throw ClusterError("the Slurm controller has been unreachable for " +
+                               std::to_string(int(unreachable_grace_s)) + " s: " + e.what(),
+                           "the jobs keep their state; `upcycle wait` again once it is back");
+      }
+      sleep_s = std::min(30.0, sleep_s * 2);
+      std::this_thread::sleep_for(std::chrono::duration<double>(sleep_s));
+      continue;
+    }
     std::map<std::string, std::string> running;
-    for (const auto& row : store
-                               .select("SELECT stage, dir FROM jobs WHERE status = 'running' AND "
-                                       "scheduler_id LIKE 'slurm:%'")
-                               .rows) {
-      running[tracking::text_of(row[0])] = tracking::text_of(row[1]);
+    for (const auto& j : Ledger(store).active_slurm_jobs(runs)) {
+      if (j.status == JobStatus::kRunning) running[j.stage] = j.dir;
     }
     view.set_running(std::move(running));
     for (const auto& e : c.events) core::log_info(e);
@@ -286,15 +329,33 @@ CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm,
 int cancel_runs(tracking::Store& store, cluster::SlurmExecutor& slurm,
                 const std::vector<std::string>& runs) {
   collect(store, slurm, runs);
-  auto rows = slurm_jobs(store, runs, "'queued', 'running'");
+  Ledger ledger(store);
+  std::vector<LedgerJob> jobs = ledger.active_slurm_jobs(runs);
   std::vector<std::string> ids;
-  for (const auto& row : rows) ids.push_back(slurm_id(tracking::text_of(row[2])));
+  // The mark first, in the ledger and beside the job (its batch script reads it): a job that
+  // checkpoints on the signal then exits instead of requeueing itself.
+  for (const auto& j : jobs) {
+    ledger.request_cancel(j.key);
+    if (std::filesystem::exists(j.dir))
+      core::write_file_atomic(j.dir + "/" + core::kCancelMark, "upcycle cancel\n");
+    if (!j.slurm_id.empty()) ids.push_back(j.slurm_id);
+  }
   slurm.cancel(ids);
-  for (const auto& row : rows)
-    store.set_job_status(tracking::text_of(row[0]), "cancelled", std::nullopt,
-                         "cancelled by `upcycle cancel`");
-  collect(store, slurm, runs);
-  return static_cast<int>(rows.size());
+  const auto t0 = std::chrono::steady_clock::now();
+  while (true) {
+    CollectSummary c = collect(store, slurm, runs);  // cancels again what a requeue brought back
+    if (c.active == 0) break;
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >
+        kCancelWaitS) {
+      core::log_warn(std::to_string(c.active) + " job(s) still in Slurm's queue " +
+                     std::to_string(int(kCancelWaitS)) +
+                     " s after scancel; `upcycle status` "
+                     "follows them");
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  return static_cast<int>(jobs.size());
 }
 
 }  // namespace upcycle::runner

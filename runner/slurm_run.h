@@ -26,21 +26,31 @@ struct CollectSummary {
   std::vector<std::string> events;  ///< one line per change, for people
 };
 
-/// One pass over the unfinished Slurm jobs of `runs` (all runs when empty). Needs the runner lock.
+/// One pass over the unfinished Slurm jobs of `runs` (all runs when empty): one squeue call for
+/// all of them. Needs the runner lock. Throws ClusterError when the controller does not answer.
 CollectSummary collect(tracking::Store& store, cluster::SlurmExecutor& slurm,
                        const std::vector<std::string>& runs);
 
-/// collect() until nothing is active, sleeping 1 s, then longer (up to 30 s) while nothing changes;
-/// prints each event. Returns the totals.
-CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm,
-                        const std::vector<std::string>& runs);
+/// How long `wait` keeps retrying a controller that does not answer, by default.
+inline constexpr double kUnreachableGraceS = 600;
 
-/// Cancels the runs' queued and running Slurm jobs and marks them cancelled; returns how many.
+/// collect() until nothing is active, sleeping 1 s, then longer (up to 30 s) while nothing changes;
+/// prints each event. A controller that does not answer is retried with backoff for
+/// `unreachable_grace_s` ("controller unreachable since ..."), then ClusterError. Returns the
+/// totals.
+CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm,
+                        const std::vector<std::string>& runs,
+                        double unreachable_grace_s = kUnreachableGraceS);
+
+/// Cancels the runs' queued and running Slurm jobs: the cancel mark in the ledger and in each job
+/// directory first (so a job that checkpoints on the signal does not requeue itself), then scancel,
+/// then collect until they have left the queue (at most a minute). Returns how many.
 int cancel_runs(tracking::Store& store, cluster::SlurmExecutor& slurm,
                 const std::vector<std::string>& runs);
 
 /// A collect pass over the store at `store_path` when it has unfinished Slurm jobs and no runner
-/// holds it (what `upcycle status` does first); silent otherwise.
+/// holds it (what `upcycle status` does first); a warning when the controller does not answer,
+/// silent otherwise.
 void refresh_slurm_jobs(const std::string& store_path);
 
 /// The executor for jobs under `root` run by `job_exe` (upcycle-job).

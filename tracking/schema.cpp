@@ -173,8 +173,38 @@ static const char* kV4 = R"SQL(
 ALTER TABLE runs ADD COLUMN seed_group TEXT NOT NULL DEFAULT '';
 )SQL";
 
+// v5: the job ledger (runner/ledger.h). One row per attempt of a job on either executor: a local
+// process, or one Slurm job id and restart count (a row in 'submitting' is the intent written
+// before sbatch). Times are unix seconds. jobs.status, attempts and wall_s follow from these rows.
+// Train jobs also keep their slowest checkpoint save, from which `slurm.signal_seconds: auto`
+// derives how long before a time limit to signal.
+static const char* kV5 = R"SQL(
+ALTER TABLE jobs ADD COLUMN checkpoint_save_s REAL;
+CREATE TABLE job_attempts (
+  id INTEGER PRIMARY KEY,
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  scheduler_id TEXT NOT NULL DEFAULT '',
+  restart INTEGER NOT NULL DEFAULT 0,
+  status TEXT NOT NULL,
+  reason TEXT NOT NULL DEFAULT '',
+  host TEXT NOT NULL DEFAULT '',
+  exit_code INTEGER,
+  submitted_at REAL,
+  started_at REAL,
+  ended_at REAL,
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (job_id, scheduler_id, restart)
+);
+-- v_attempts: every attempt of every job of every run, in order.
+CREATE VIEW v_attempts AS
+  SELECT r.name AS run, rj.stage, a.scheduler_id, a.restart, a.status, a.reason, a.host,
+         a.exit_code, a.started_at, a.ended_at, a.ended_at - a.started_at AS wall_s, j.key
+  FROM job_attempts a JOIN jobs j ON j.id = a.job_id JOIN run_jobs rj ON rj.job_id = j.id
+  JOIN runs r ON r.id = rj.run_id;
+)SQL";
+
 const std::vector<const char*>& schema_migrations() {
-  static const std::vector<const char*> kMigrations = {kV1, kV2, kV3, kV4};
+  static const std::vector<const char*> kMigrations = {kV1, kV2, kV3, kV4, kV5};
   return kMigrations;
 }
 

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "tracking/guarded.h"
 #include "tracking/metrics_ingest.h"
 #include "tracking/schema.h"
 
@@ -20,30 +21,6 @@ namespace upcycle::tracking {
 namespace {
 
 constexpr int kBusyTimeoutMs = 30000;
-
-// SQLite's message, with the operating system's reason for an I/O error: "disk I/O error" alone
-// does not say that the disk is full or a file-size limit was reached.
-std::string reason(const SQLite::Exception& e, SQLite::Database* db) {
-  std::string out = e.what();
-  const int code = e.getErrorCode();
-  if (db && (code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN)) {
-    if (int err = sqlite3_system_errno(db->getHandle()); err != 0)
-      out += " (" + std::string(std::strerror(err)) + ")";
-  }
-  return out;
-}
-
-// Runs `fn` and rethrows SQLite exceptions as StoreError with `what` and the store path for
-// context.
-template <typename Fn>
-auto guarded(const std::string& path, SQLite::Database* db, const std::string& what, Fn&& fn)
-    -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const SQLite::Exception& e) {
-    throw StoreError(path + ": " + what + ": " + reason(e, db));
-  }
-}
 
 Cell read_cell(const SQLite::Column& c) {
   if (c.isNull()) return std::monostate{};
@@ -68,7 +45,7 @@ Store::Store(const std::string& path, Mode mode) : path_(path) {
     } catch (const SQLite::Exception& e) {
       bool busy = e.getErrorCode() == SQLITE_BUSY || e.getErrorCode() == SQLITE_LOCKED;
       if (!busy || std::chrono::steady_clock::now() > deadline) {
-        throw StoreError(path_ + ": open: " + reason(e, db_.get()));
+        throw StoreError(path_ + ": open: " + sqlite_reason(e, db_.get()));
       }
       db_.reset();
       std::this_thread::sleep_for(std::chrono::milliseconds(5 + 5 * std::min(attempt, 20)));
@@ -258,7 +235,8 @@ std::optional<JobRow> Store::find_job(const std::string& key) {
     r.key = q.getColumn(1).getString();
     r.stage = q.getColumn(2).getString();
     r.kind = q.getColumn(3).getString();
-    r.status = q.getColumn(4).getString();
+    r.status =
+        core::parse_job_status(q.getColumn(4).getString()).value_or(core::JobStatus::kFailed);
     r.attempts = q.getColumn(5).getInt();
     if (!q.getColumn(6).isNull()) r.exit_code = q.getColumn(6).getInt();
     r.dir = q.getColumn(7).getString();
@@ -270,21 +248,21 @@ std::optional<JobRow> Store::find_job(const std::string& key) {
   });
 }
 
-void Store::set_job_status(const std::string& key, const std::string& status,
+void Store::set_job_status(const std::string& key, core::JobStatus status,
                            std::optional<int> exit_code, const std::string& error,
                            const std::string& scheduler_id) {
   guarded(path_, db_.get(), "set job status", [&] {
     std::string sql = "UPDATE jobs SET status = ?, error = ?";
-    if (status == "running") {
-      sql += ", attempts = attempts + 1, started_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')";
-    } else if (status != "pending" && status != "queued") {  // queued: waiting in Slurm
+    if (status == core::JobStatus::kRunning) {
+      sql += ", started_at = COALESCE(started_at, strftime('%Y-%m-%dT%H:%M:%fZ','now'))";
+    } else if (!core::is_active(status)) {
       sql += ", finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')";
     }
     if (exit_code) sql += ", exit_code = " + std::to_string(*exit_code);  // an int, not user text
     if (!scheduler_id.empty()) sql += ", scheduler_id = ?3";
     sql += " WHERE key = ?4";
     SQLite::Statement st(*db_, sql);
-    st.bind(1, status);
+    st.bind(1, core::to_string(status));
     st.bind(2, error);
     if (!scheduler_id.empty()) st.bind(3, scheduler_id);
     st.bind(4, key);
@@ -295,13 +273,16 @@ void Store::set_job_status(const std::string& key, const std::string& status,
 void Store::reset_job(const std::string& key) {
   guarded(path_, db_.get(), "reset job " + key, [&] {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-    for (const char* table : {"metrics", "eval_results", "artifacts"}) {
+    for (const char* table : {"metrics", "eval_results", "artifacts", "job_attempts"}) {
       SQLite::Statement del(*db_, std::string("DELETE FROM ") + table +
                                       " WHERE job_id = (SELECT id FROM jobs WHERE key = ?)");
       del.bind(1, key);
       del.exec();
     }
-    SQLite::Statement st(*db_, "UPDATE jobs SET status = 'pending', wall_s = NULL WHERE key = ?");
+    SQLite::Statement st(
+        *db_,
+        "UPDATE jobs SET status = 'pending', wall_s = NULL, attempts = 0, started_at = NULL, "
+        "finished_at = NULL WHERE key = ?");
     st.bind(1, key);
     st.exec();
     tx.commit();
@@ -378,7 +359,7 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
         *db_,
         "UPDATE jobs SET status = 'done', wall_s = ?, host = ?, device = ?, error = '', git_sha = "
         "?, "
-        "git_dirty = ?, binary_sha256 = ?, tokens_per_s = ?, "
+        "git_dirty = ?, binary_sha256 = ?, tokens_per_s = ?, checkpoint_save_s = ?, "
         "finished_at = COALESCE(finished_at, strftime('%Y-%m-%dT%H:%M:%fZ','now')) WHERE id = ?");
     j.bind(1, result.wall_s);
     j.bind(2, result.host);
@@ -391,7 +372,12 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
       j.bind(7, std::atof(tps->second.c_str()));
     else
       j.bind(7);
-    j.bind(8, job_id);
+    auto save = result.outputs.find("checkpoint_save_s");
+    if (save != result.outputs.end() && std::atof(save->second.c_str()) > 0)
+      j.bind(8, std::atof(save->second.c_str()));
+    else
+      j.bind(8);
+    j.bind(9, job_id);
     j.exec();
     tx.commit();
   });

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/job_files.h"
+#include "core/job_status.h"
 
 namespace SQLite {
 class Database;
@@ -68,8 +69,7 @@ struct JobRow {
   std::string key;
   std::string stage;  ///< stage label of the run that first planned it, e.g. "experiments/code"
   std::string kind;   ///< prepare | train | upcycle | eval | command
-  std::string
-      status;  ///< pending | queued (Slurm) | running | done | failed | preempted | cancelled
+  core::JobStatus status = core::JobStatus::kPending;
   int attempts = 0;
   std::optional<int> exit_code;
   std::string dir;
@@ -78,6 +78,20 @@ struct JobRow {
   std::string error;
   std::string config_json;  ///< what the job's key hashes: {kind, version, spec, inputs}
   std::string shape;        ///< train jobs: what their throughput depends on (runner/cost.h)
+};
+
+/// One attempt of a job (the ledger's row, runner/ledger.h): a local process, or one Slurm job id
+/// and restart count. Times are unix seconds.
+struct Attempt {
+  int64_t id = 0;            ///< 0: not yet stored
+  std::string scheduler_id;  ///< "pid:123", "slurm:45", "slurm:45_2"; "" for an intent
+  int restart = 0;           ///< Slurm's restart count
+  core::JobStatus status = core::JobStatus::kPending;
+  std::string reason;  ///< why it ended, or (queued) why it waits
+  std::string host;
+  std::optional<int> exit_code;
+  std::optional<double> submitted_at, started_at, ended_at;
+  bool cancel_requested = false;
 };
 
 /// Open a store. Thread-compatible, not thread-safe: one Store per thread.
@@ -111,9 +125,17 @@ class Store {
   int64_t upsert_job(int64_t run_id, const JobRow& job);
   std::optional<JobRow> find_job(const std::string& key);
   /// Updates status fields of the job `key`. started/finished are set when status moves there.
-  void set_job_status(const std::string& key, const std::string& status,
+  void set_job_status(const std::string& key, core::JobStatus status,
                       std::optional<int> exit_code = std::nullopt, const std::string& error = "",
                       const std::string& scheduler_id = "");
+
+  /// Writes attempt `a` of job `key`: by `a.id` when set (its scheduler id may change: an intent
+  /// that got one), else inserted or replaced by (scheduler id, restart). Then the job's attempt
+  /// count (attempts that started) and wall time (the sum of those that ended, where any has)
+  /// follow from its attempts. Returns the attempt's id.
+  int64_t put_attempt(const std::string& key, const Attempt& a);
+  /// The job's attempts in the order they were recorded.
+  std::vector<Attempt> attempts(const std::string& key);
 
   /// Forgets what a job produced (metrics, evals, artifacts) and marks it pending: before a forced
   /// re-run or a retry, so stale rows of an earlier attempt cannot mix with the new ones.

@@ -51,6 +51,30 @@ std::string slurm_attempt() {
   return std::string("slurm job ") + job + " restart " + (restart && *restart ? restart : "0");
 }
 
+// Under Slurm, rank 0 appends each attempt's start and end to DIR/attempts.jsonl: the runner's
+// ledger learns from it when each requeued attempt ran (Slurm keeps only the last one's times).
+void record_attempt_event(const std::string& dir, int rank, const char* event, int exit_code) {
+  const char* job = std::getenv("SLURM_JOB_ID");
+  if (rank != 0 || !job || !*job) return;
+  const char* restart = std::getenv("SLURM_RESTART_COUNT");
+  const char* task = std::getenv("SLURM_ARRAY_TASK_ID");
+  const char* array = std::getenv("SLURM_ARRAY_JOB_ID");
+  json e = {
+      {"event", event},
+      {"scheduler_id",
+       array && *array && task && *task ? std::string(array) + "_" + task : std::string(job)},
+      {"restart", restart && *restart ? std::atoi(restart) : 0},
+      {"time",
+       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()},
+      {"host", core::host_name()}};
+  if (std::string(event) == "end") e["exit"] = exit_code;
+  try {
+    core::append_line(dir + "/" + core::kAttemptsFile, e.dump());
+  } catch (const Error& err) {
+    core::log_warn(std::string("cannot record the attempt: ") + err.what());
+  }
+}
+
 void claim_job_dir(const std::string& dir, int rank) {
   const std::string attempt = slurm_attempt();
   if (attempt.empty()) {
@@ -90,7 +114,10 @@ void set_torch_threads(int threads) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
-int run_job(const std::string& spec_path) {
+namespace {
+
+// One attempt of the job: `dir` and `rank` are set once known, so that its end can be recorded.
+int run_job_attempt(const std::string& spec_path, std::string& dir, int& rank) {
   auto t0 = std::chrono::steady_clock::now();
   try {
     const json j = core::read_json_file(spec_path);
@@ -111,6 +138,9 @@ int run_job(const std::string& spec_path) {
     r.key = ctx.header.key;
     const DistEnv env = dist_env_from_environment();  // rank 0 alone writes the result
     claim_job_dir(ctx.dir, env.rank);
+    dir = ctx.dir;
+    rank = env.rank;
+    record_attempt_event(dir, rank, "start", 0);
     if (auto done = core::read_job_result(ctx.dir);
         done && done->status == "done" && done->key == r.key) {
       core::log_info("already complete (an earlier attempt finished it)");
@@ -151,6 +181,16 @@ int run_job(const std::string& spec_path) {
     core::log_error(std::string("internal error: ") + e.what());
     return kExitInternalError;
   }
+}
+
+}  // namespace
+
+int run_job(const std::string& spec_path) {
+  std::string dir;
+  int rank = -1;
+  const int rc = run_job_attempt(spec_path, dir, rank);
+  if (!dir.empty()) record_attempt_event(dir, rank, "end", rc);
+  return rc;
 }
 
 }  // namespace upcycle::stages

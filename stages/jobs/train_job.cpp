@@ -42,6 +42,7 @@ bool run_train_job(const SpecReader& s, const JobContext& ctx, core::JobResult& 
   r.outputs["val_loss"] = std::to_string(out.val_loss);
   r.outputs["tokens"] = std::to_string(out.tokens);
   r.outputs["tokens_per_s"] = std::to_string(out.tokens_per_s);
+  r.outputs["checkpoint_save_s"] = std::to_string(out.checkpoint_save_s);
   r.artifacts.push_back(checkpoint_artifact(out.checkpoint_dir));
   return true;
 }

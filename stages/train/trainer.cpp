@@ -364,8 +364,13 @@ void Run::checkpoint() {
   m.extra[kConsumedSamplesKey] = out_.steps * g_.B;
   m.extra[kInitTokensKey] = init_tokens_;
   const bool final = out_.steps == g_.steps;
+  const auto t0 = std::chrono::steady_clock::now();
   save_train_checkpoint(ckpt_dir_, model_, *opt_, names_, m, dp_,
                         !final || spec_.final_optimizer_state);  // collective
+  // The slowest rank's save time: what `slurm.signal_seconds: auto` leaves before a time limit.
+  const double save_s = dp_.max(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());  // collective
+  out_.checkpoint_save_s = std::max(out_.checkpoint_save_s, save_s);
 }
 
 bool Run::after_step(int64_t step) {

@@ -33,6 +33,7 @@ struct TrainOutcome {
   double final_loss = 0;
   double val_loss = 0;
   double tokens_per_s = 0;
+  double checkpoint_save_s = 0;  ///< the slowest checkpoint save of this attempt (slowest rank)
   std::string checkpoint_dir;
 };
 

@@ -69,15 +69,15 @@ void fill(Store& s, const std::string& dir, const std::string& run, const std::s
     for (int step = 1; step <= 4; ++step)
       sink.log(step, {{"tokens", 100.0 * step}, {"loss", 5.0 - step}, {"val_loss", 5.5 - step}});
   }
-  s.upsert_job(
-      id, {0, "train-key", stage, "train", "", 0, std::nullopt, train_dir, "", "", "", "{}", ""});
+  s.upsert_job(id, {0, "train-key", stage, "train", core::JobStatus::kPending, 0, std::nullopt,
+                    train_dir, "", "", "", "{}", ""});
   core::JobResult t;
   t.key = "train-key";
   s.ingest_job(t.key, train_dir, t);
   const std::string eval_dir = dir + "/eval";
   core::make_dirs(eval_dir);
-  s.upsert_job(
-      id, {0, "eval-key", "eval", "eval", "", 0, std::nullopt, eval_dir, "", "", "", "{}", ""});
+  s.upsert_job(id, {0, "eval-key", "eval", "eval", core::JobStatus::kPending, 0, std::nullopt,
+                    eval_dir, "", "", "", "{}", ""});
   core::JobResult r;
   r.key = "eval-key";
   r.evals.push_back({model, "ppl/general", "ppl", 12.5, 0.1, 1000, "none", std::nullopt});

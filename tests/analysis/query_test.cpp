@@ -27,12 +27,12 @@ class QueryTest : public ::testing::Test {
       std::string train_dir = dir_ / (run + "-train"), eval_dir = dir_ / (run + "-eval");
       core::make_dirs(train_dir);
       core::make_dirs(eval_dir);
-      store_->upsert_job(
-          id, {0, run + "t", "bam_dm", "train", "", 0, std::nullopt, train_dir, "", "", "", "{}"});
+      store_->upsert_job(id, {0, run + "t", "bam_dm", "train", core::JobStatus::kPending, 0,
+                              std::nullopt, train_dir, "", "", "", "{}"});
       core::JsonlMetricSink(train_dir + "/metrics.jsonl").log(5, {{"tokens", 1000.0 * seed}});
       store_->ingest_job(run + "t", train_dir, core::JobResult{});
-      store_->upsert_job(
-          id, {0, run + "e", "eval", "eval", "", 0, std::nullopt, eval_dir, "", "", "", "{}"});
+      store_->upsert_job(id, {0, run + "e", "eval", "eval", core::JobStatus::kPending, 0,
+                              std::nullopt, eval_dir, "", "", "", "{}"});
       core::JobResult r;
       for (const char* model : {"seed", "bam_dm"}) {
         for (const char* d : {"code", "math"}) {

@@ -30,9 +30,10 @@ void add_run(Store& s, const std::string& dir, int seed,
                               "{\"seed\":\"" + std::to_string(seed) + "\"}", seed_group});
   const std::string key = "eval" + std::to_string(seed), job_dir = dir + "/" + key;
   core::make_dirs(job_dir);
-  s.upsert_job(run, {0, key, "eval", "eval", "", 0, std::nullopt, job_dir, "", "", "", "{}", ""});
+  s.upsert_job(run, {0, key, "eval", "eval", core::JobStatus::kPending, 0, std::nullopt, job_dir,
+                     "", "", "", "{}", ""});
   if (eval_status != "done") {
-    s.set_job_status(key, eval_status, 1, "out of memory");
+    s.set_job_status(key, *core::parse_job_status(eval_status), 1, "out of memory");
     return;
   }
   core::JobResult r;
@@ -174,8 +175,8 @@ TEST(TablesTest, DownstreamShowsTheStderrOfOneRun) {
   // lm-evaluation-harness reports "N/A" for some stderrs (stored as NULL), and integer-valued
   // scores.
   int64_t run = s.upsert_run({"rk9", "exp", "harness", "{}"});
-  s.upsert_job(
-      run, {0, "h", "harness", "command", "", 0, std::nullopt, dir / "h", "", "", "", "{}", ""});
+  s.upsert_job(run, {0, "h", "harness", "command", core::JobStatus::kPending, 0, std::nullopt,
+                     dir / "h", "", "", "", "{}", ""});
   core::make_dirs(dir / "h");
   core::JobResult r;
   r.key = "h";
@@ -199,8 +200,8 @@ TEST(TablesTest, ValidationLossBesideNvidiasTable1) {
        std::vector<std::pair<std::string, double>>{{"dense_cm", 4.0}, {"sparse_e8g8t8", 3.8}}) {
     const std::string job_dir = dir / stage;
     core::make_dirs(job_dir);
-    s.upsert_job(run,
-                 {0, stage, stage, "train", "", 0, std::nullopt, job_dir, "", "", "", "{}", ""});
+    s.upsert_job(run, {0, stage, stage, "train", core::JobStatus::kPending, 0, std::nullopt,
+                       job_dir, "", "", "", "{}", ""});
     core::JsonlMetricSink sink(job_dir + "/metrics.jsonl");
     sink.log(1, {{"loss", 5.0}, {"tokens", 1000}, {"val_loss", loss + 0.5}});
     sink.log(2, {{"loss", 4.5}, {"tokens", 2000}, {"val_loss", loss}});

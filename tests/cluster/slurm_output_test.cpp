@@ -1,6 +1,6 @@
 // The parsers of what Slurm prints, on lines copied from slurm 22.05 (Debian 12) and on odd ones:
 // arrays pending and running, signals in exit codes, states with suffixes, values with '=' in them,
-// garbage.
+// reasons with spaces, garbage.
 #include "cluster/slurm_output.h"
 
 #include <gtest/gtest.h>
@@ -8,35 +8,47 @@
 namespace upcycle::cluster {
 namespace {
 
-const char* kScontrol =
-    "JobId=41 JobName=upc-aaaa UserId=root(0) GroupId=root(0) Priority=1 JobState=COMPLETED "
-    "Reason=None "
-    "Dependency=(null) Requeue=1 Restarts=0 ExitCode=0:0 Comment=upcycle:/runs/jobs/aa/aaaa "
-    "Command=/runs/slurm/upc-aaaa.sbatch WorkDir=/work dir with spaces\n"
-    "JobId=42 ArrayJobId=42 ArrayTaskId=2-3%1 JobName=upc-bbbb JobState=PENDING "
-    "Reason=JobArrayTaskLimit "
-    "Restarts=0 ExitCode=0:0\n"
-    "JobId=43 ArrayJobId=42 ArrayTaskId=1 JobName=upc-bbbb JobState=RUNNING Reason=None Restarts=2 "
-    "ExitCode=0:0\n"
-    "JobId=44 ArrayJobId=42 ArrayTaskId=0 JobName=upc-bbbb JobState=FAILED Reason=NonZeroExitCode "
-    "Restarts=0 ExitCode=75:0\n"
-    "JobId=45 JobName=upc-cccc JobState=CANCELLED Reason=DependencyNeverSatisfied ExitCode=0:9 "
-    "Restarts=x\n"
-    "   Continuation lines of a non -o listing are ignored\n";
+using core::JobStatus;
 
-TEST(SlurmOutputTest, ScontrolLinesGiveEachIdItsState) {
-  const auto s =
-      scontrol_statuses(kScontrol, {"41", "42_3", "42_2", "42_1", "42_0", "45", "46", "42_9"});
-  ASSERT_EQ(s.size(), 6u);  // 46 and task 9 are unknown to the controller
-  EXPECT_EQ(s.at("41").state, SlurmState::kDone);
+// squeue --states=all -h -O kSqueueFields, as slurm 22.05 prints it, and odd lines.
+const char* kSqueue =
+    "41|COMPLETED|None|0|0|\n"
+    "42_[2-3%1]|PENDING|JobArrayTaskLimit|0|0|\n"
+    "42_1|RUNNING|None|0|2|\n"
+    "42_0|FAILED|NonZeroExitCode|75:0|0|\n"
+    "45|CANCELLED|DependencyNeverSatisfied|0:9|x|\n"
+    "47|PENDING|ReqNodeNotAvail, UnavailableNodes:n3|0|0|\n"
+    "garbage without fields\n"
+    "|RUNNING|None|0|0|\n";
+
+TEST(SlurmOutputTest, SqueueLinesGiveEachIdItsStatus) {
+  const auto s = squeue_statuses(
+      kSqueue, {"41", "42_3", "42_2", "42_1", "42_0", "45", "46", "42_9", "47", "42"});
+  ASSERT_EQ(s.size(), 7u);  // 46, task 9 and the array's own id are not in it
+  EXPECT_TRUE(s.at("41").known);
+  EXPECT_EQ(s.at("41").status, JobStatus::kDone);
   EXPECT_EQ(s.at("42_3").raw, "PENDING");
+  EXPECT_EQ(s.at("42_3").status, JobStatus::kQueued);
   EXPECT_EQ(s.at("42_3").reason, "JobArrayTaskLimit");
-  EXPECT_EQ(s.at("42_2").state, SlurmState::kActive);
+  EXPECT_EQ(s.at("42_1").status, JobStatus::kRunning);
+  EXPECT_EQ(s.at("42_1").reason, "");  // "None"
   EXPECT_EQ(s.at("42_1").restarts, 2);
-  EXPECT_EQ(s.at("42_0").state, SlurmState::kFailed);
+  EXPECT_EQ(s.at("42_0").status, JobStatus::kFailed);
   EXPECT_EQ(s.at("42_0").exit_code, 75);
-  EXPECT_EQ(s.at("45").state, SlurmState::kCancelled);
-  EXPECT_EQ(s.at("45").restarts, 0);  // "Restarts=x": not a number, the default
+  EXPECT_EQ(s.at("45").status, JobStatus::kCancelled);
+  EXPECT_EQ(s.at("45").restarts, 0);  // "x": not a number, the default
+  EXPECT_EQ(s.at("47").reason, "ReqNodeNotAvail, UnavailableNodes:n3");
+}
+
+TEST(SlurmOutputTest, PendingReasonsThatNeverClear) {
+  for (const char* r : {"PartitionTimeLimit", "ReqNodeNotAvail, UnavailableNodes:n3",
+                        "InvalidAccount", "InvalidQOS", "QOSMaxWallDurationPerJobLimit"}) {
+    EXPECT_TRUE(reason_never_clears(r)) << r;
+  }
+  for (const char* r : {"Priority", "Resources", "Dependency", "QOSMaxJobsPerUserLimit",
+                        "JobArrayTaskLimit", "BeginTime", ""}) {
+    EXPECT_FALSE(reason_never_clears(r)) << r;
+  }
 }
 
 TEST(SlurmOutputTest, FieldsKeepTheFirstValueAndEqualsSignsInValues) {
@@ -72,10 +84,10 @@ TEST(SlurmOutputTest, SacctLines) {
       "41|COMPLETED|0:0\n42_1|CANCELLED by 0|0:15\n42_2|TIMEOUT|0:1\n"
       "|RUNNING|0:0\ngarbage\n43|OUT_OF_MEMORY|0:125\n");
   ASSERT_EQ(s.size(), 4u);
-  EXPECT_EQ(s.at("41").state, SlurmState::kDone);
+  EXPECT_EQ(s.at("41").status, JobStatus::kDone);
   EXPECT_EQ(s.at("42_1").raw, "CANCELLED");
-  EXPECT_EQ(s.at("42_1").state, SlurmState::kCancelled);
-  EXPECT_EQ(s.at("42_2").state, SlurmState::kFailed);
+  EXPECT_EQ(s.at("42_1").status, JobStatus::kCancelled);
+  EXPECT_EQ(s.at("42_2").status, JobStatus::kFailed);
   EXPECT_EQ(s.at("43").raw, "OUT_OF_MEMORY");
 }
 
@@ -93,14 +105,16 @@ TEST(SlurmOutputTest, SbatchAndSqueue) {
 }
 
 TEST(SlurmOutputTest, StateNames) {
-  for (const char* a : {"PENDING", "RUNNING", "REQUEUED", "PREEMPTED", "COMPLETING", "SUSPENDED"}) {
-    EXPECT_EQ(state_of(a), SlurmState::kActive) << a;
-  }
-  EXPECT_EQ(state_of("COMPLETED"), SlurmState::kDone);
-  EXPECT_EQ(state_of("CANCELLED+"), SlurmState::kCancelled);
+  for (const char* a : {"PENDING", "REQUEUED", "CONFIGURING", "SUSPENDED"})
+    EXPECT_EQ(status_of(a), JobStatus::kQueued) << a;
+  for (const char* a : {"RUNNING", "COMPLETING", "SIGNALING"})
+    EXPECT_EQ(status_of(a), JobStatus::kRunning) << a;
+  EXPECT_EQ(status_of("PREEMPTED"), JobStatus::kPreempted);
+  EXPECT_EQ(status_of("COMPLETED"), JobStatus::kDone);
+  EXPECT_EQ(status_of("CANCELLED+"), JobStatus::kCancelled);
   for (const char* f :
        {"FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", ""}) {
-    EXPECT_EQ(state_of(f), SlurmState::kFailed) << f;
+    EXPECT_EQ(status_of(f), JobStatus::kFailed) << f;
   }
 }
 

@@ -44,8 +44,8 @@ TEST(CostTest, TrainJobsFromTheMfuAssumptionThenFromTheStoreAndTheBench) {
   testing::TempDir dir;
   tracking::Store store(dir / "s.sqlite");
   int64_t run = store.upsert_run({"k", "tiny", "tiny", "{}"});
-  store.upsert_job(run, {0, p.jobs[seed].key, "seed", "train", "", 0, std::nullopt, "/d", "", "",
-                         "", "{}", p.jobs[seed].shape});
+  store.upsert_job(run, {0, p.jobs[seed].key, "seed", "train", core::JobStatus::kPending, 0,
+                         std::nullopt, "/d", "", "", "", "{}", p.jobs[seed].shape});
   core::JobResult done;
   done.key = p.jobs[seed].key;
   done.outputs["tokens_per_s"] = "32000";

@@ -14,8 +14,8 @@ const std::string kTiny = std::string(UPCYCLE_SOURCE_DIR) + "/recipes/ci/tiny.ya
 void record(tracking::Store& store, const Plan& p, const std::string& run) {
   int64_t id = store.upsert_run({run, "tiny", run, "{}"});
   for (const auto& j : p.jobs) {
-    store.upsert_job(id, {0, j.key, j.stage, j.kind, "", 0, std::nullopt, j.dir, "", "", "",
-                          j.keyed.dump(), ""});
+    store.upsert_job(id, {0, j.key, j.stage, j.kind, core::JobStatus::kPending, 0, std::nullopt,
+                          j.dir, "", "", "", j.keyed.dump(), ""});
   }
 }
 

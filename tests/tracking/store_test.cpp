@@ -88,6 +88,52 @@ TEST(StoreTest, MigratesAVersionOneStore) {
   EXPECT_EQ(s.select("SELECT filter, n_shot FROM v_results").columns.size(), 2u);
 }
 
+// The ledger's rows: an intent that gets its id, requeued attempts, the job's attempt count and
+// wall time as the sum over attempts (never the last one alone), forgotten on a reset.
+TEST(StoreTest, AttemptsSumTheirWallTimes) {
+  testing::TempDir dir;
+  Store s(dir / "store.sqlite");
+  int64_t run = s.upsert_run({"rk", "exp", "run", "{}"});
+  s.upsert_job(run, {0, "jk", "seed", "train", core::JobStatus::kPending, 0, std::nullopt,
+                     dir / "job", "", "", "", "{}"});
+  Attempt intent;
+  intent.scheduler_id = "intent:jk#-1";
+  intent.status = core::JobStatus::kSubmitting;
+  intent.id = s.put_attempt("jk", intent);
+  EXPECT_EQ(s.find_job("jk")->attempts, 0);
+  Attempt first = s.attempts("jk").at(0);
+  first.scheduler_id = "slurm:7";  // the id sbatch returned
+  first.status = core::JobStatus::kPreempted;
+  first.started_at = 1000;
+  first.ended_at = 1010.5;
+  first.exit_code = 75;
+  EXPECT_EQ(s.put_attempt("jk", first), intent.id);
+  Attempt second;
+  second.scheduler_id = "slurm:7";
+  second.restart = 1;
+  second.status = core::JobStatus::kRunning;
+  second.started_at = 1100;
+  s.put_attempt("jk", second);
+  EXPECT_EQ(s.find_job("jk")->attempts, 2);
+  auto wall = [&] {
+    return std::get<double>(s.select("SELECT wall_s FROM jobs WHERE key = 'jk'").rows[0][0]);
+  };
+  EXPECT_DOUBLE_EQ(wall(), 10.5);  // the open attempt does not count yet
+  second.ended_at = 1120;
+  second.status = core::JobStatus::kDone;
+  s.put_attempt("jk", second);  // by (scheduler id, restart): the same row
+  const auto all = s.attempts("jk");
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].scheduler_id, "slurm:7");
+  EXPECT_EQ(all[0].exit_code, 75);
+  EXPECT_EQ(all[1].restart, 1);
+  EXPECT_EQ(all[1].status, core::JobStatus::kDone);
+  EXPECT_DOUBLE_EQ(wall(), 30.5);
+  s.reset_job("jk");
+  EXPECT_TRUE(s.attempts("jk").empty());
+  EXPECT_EQ(s.find_job("jk")->attempts, 0);
+}
+
 TEST(StoreTest, IngestIsIdempotent) {
   testing::TempDir dir;
   Store s(dir / "store.sqlite");
@@ -95,7 +141,8 @@ TEST(StoreTest, IngestIsIdempotent) {
   EXPECT_EQ(s.upsert_run({"rk", "exp", "run", "{}"}), run);
   std::string job_dir = dir / "job";
   core::make_dirs(job_dir);
-  s.upsert_job(run, {0, "jk", "seed", "train", "", 0, std::nullopt, job_dir, "", "", "", "{}"});
+  s.upsert_job(run, {0, "jk", "seed", "train", core::JobStatus::kPending, 0, std::nullopt, job_dir,
+                     "", "", "", "{}"});
   core::JsonlMetricSink sink(job_dir + "/metrics.jsonl");
   sink.log(1, {{"loss", 5.0}, {"lr", 0.1}});
   sink.log(2, {{"loss", 4.0}, {"lr", 0.2}});
@@ -109,7 +156,7 @@ TEST(StoreTest, IngestIsIdempotent) {
   EXPECT_EQ(count(s, "artifacts"), 1);
   auto job = s.find_job("jk");
   ASSERT_TRUE(job);
-  EXPECT_EQ(job->status, "done");
+  EXPECT_EQ(job->status, core::JobStatus::kDone);
   auto v = s.select("SELECT run, model, task, value FROM v_results");
   ASSERT_EQ(v.rows.size(), 1u);
   EXPECT_DOUBLE_EQ(std::get<double>(v.rows[0][3]), 10.0);
@@ -117,7 +164,7 @@ TEST(StoreTest, IngestIsIdempotent) {
   s.reset_job("jk");  // a forced re-run starts from nothing
   EXPECT_EQ(count(s, "metrics"), 0);
   EXPECT_EQ(count(s, "eval_results"), 0);
-  EXPECT_EQ(s.find_job("jk")->status, "pending");
+  EXPECT_EQ(s.find_job("jk")->status, core::JobStatus::kPending);
 }
 
 TEST(StoreTest, ValuesAreBoundNotSpliced) {
