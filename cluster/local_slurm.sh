@@ -112,14 +112,20 @@ start() {
   for n in "$NODE" n1 n2; do
     slurmd -N "$n" || die "slurmd $n did not start (see $DIR/log/slurmd-$n.log)"
   done
-  for _ in $(seq 100); do
-    if [ "$(sinfo -h -N -o '%N %T' 2>/dev/null | grep -cE ' (idle|mixed|allocated)$')" -ge 3 ]; then
-      print_env
+  wait_for_nodes "the nodes did not come up within 30 s"
+  print_env
+}
+
+# Until the controller answers and all three nodes are up and responding ("idle*" is not).
+wait_for_nodes() {
+  for _ in $(seq 300); do
+    if [ "$(SLURM_CONF="$DIR/slurm.conf" sinfo -h -N -o '%N %T' 2>/dev/null |
+      grep -cE ' (idle|mixed|allocated)$')" -ge 3 ]; then
       return 0
     fi
     sleep 0.1
   done
-  die "the nodes did not come up within 10 s: $(sinfo -N 2>&1 | tail -3); see $DIR/log"
+  die "$1: $(SLURM_CONF="$DIR/slurm.conf" sinfo -N 2>&1 | tail -3); see $DIR/log"
 }
 
 stop_controller() {
@@ -133,11 +139,7 @@ stop_controller() {
 
 start_controller() {
   SLURM_CONF="$DIR/slurm.conf" slurmctld || die "slurmctld did not start (see $DIR/log/slurmctld.log)"
-  for _ in $(seq 100); do
-    SLURM_CONF="$DIR/slurm.conf" sinfo -h >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  die "slurmctld did not answer within 10 s (see $DIR/log/slurmctld.log)"
+  wait_for_nodes "slurmctld or its nodes did not come back within 30 s (see $DIR/log)"
 }
 
 case "$cmd" in

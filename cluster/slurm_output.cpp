@@ -110,7 +110,11 @@ std::map<std::string, SlurmStatus> squeue_statuses(const std::string& out,
     l.status.raw = f[1];
     l.status.status = status_of(f[1]);
     l.status.reason = f[2] == "None" ? "" : f[2];
-    l.status.exit_code = slurm_int(f[3], 0);
+    // squeue prints the raw wait status (256 for exit 1, 9 for SIGKILL); "E:S" elsewhere.
+    const int raw = slurm_int(f[3], 0);
+    l.status.exit_code = f[3].find(':') != std::string::npos ? raw
+                         : (raw & 0x7f) == 0                 ? (raw >> 8) & 0xff
+                                                             : 128 + (raw & 0x7f);
     l.status.restarts = slurm_int(f[4], 0);
     lines.push_back(std::move(l));
   }

@@ -47,7 +47,8 @@ inline constexpr const char* kSqueueFields =
     "JobArrayID:|,State:|,Reason:|,exit_code:|,RestartCnt:|";
 
 /// The states of `ids` ("123", or "123_4" for array task 4) in `squeue --states=all -h -O
-/// kSqueueFields` output (a pending array is one line, "42_[0-3%1]"). Ids not in it are absent.
+/// kSqueueFields` output (a pending array is one line, "42_[0-3%1]"; exit codes are wait
+/// statuses: 256 is exit 1, 9 is 128 + SIGKILL). Ids not in it are absent.
 std::map<std::string, SlurmStatus> squeue_statuses(const std::string& out,
                                                    const std::vector<std::string>& ids);
 

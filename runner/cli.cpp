@@ -299,11 +299,12 @@ int cmd_resume(const std::vector<std::string>& args) {
       "runs", po::value<std::vector<std::string>>()->composing(),
       "runs to resume (default: every unfinished run)")(
       "max-parallel,j", po::value<std::string>()->default_value("0"),
-      "jobs at once (0: cores / threads per job)");
+      "jobs at once (0: cores / threads per job)")(
+      "wait", "slurm: wait for the jobs and ingest them (default: return after submitting)");
   po::positional_options_description pos;
   pos.add("runs", -1);
   auto vm = parse("resume", args, desc, pos);
-  if (wants_help(vm, "resume", "[RUN...] [--store PATH] [-j N]", desc)) return 0;
+  if (wants_help(vm, "resume", "[RUN...] [--store PATH] [-j N] [--wait]", desc)) return 0;
   std::vector<RunPoint> points;
   {
     auto store = cli::open_store_ro(vm["store"].as<std::string>());
@@ -318,6 +319,7 @@ int cmd_resume(const std::vector<std::string>& args) {
   for (const auto& p : points) core::log_info("resuming run " + p.recipe.run_name);
   RunOptions opts;
   opts.max_parallel = static_cast<int>(cli::integer_option(vm, "max-parallel", {0, 65536}));
+  opts.wait = vm.count("wait") > 0;
   return execute_and_report(points, opts, "`upcycle resume` again to continue");
 }
 
@@ -535,6 +537,8 @@ int slurm_command(const std::string& cmd, const std::vector<std::string>& args) 
       cmd == "wait" ? wait_for(store, slurm, runs, grace) : collect(store, slurm, runs);
   if (cmd == "collect") {
     for (const auto& e : c.events) std::cout << e << "\n";
+  } else {
+    for (const auto& e : c.events) core::log_error(e);  // wait: each job that failed, and why
   }
   std::cout << c.done << " done, " << c.failed << " failed, " << c.active
             << " still queued or running\n";

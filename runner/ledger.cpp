@@ -72,7 +72,8 @@ void apply_attempt_events(const std::string& dir, std::vector<Attempt>& attempts
       const int rc = e["exit"].get<int>();
       a.ended_at = t;
       a.exit_code = rc;
-      a.status = rc == 0                ? JobStatus::kDone
+      a.status = a.cancel_requested     ? JobStatus::kCancelled
+                 : rc == 0              ? JobStatus::kDone
                  : rc == kExitPreempted ? JobStatus::kPreempted
                                         : JobStatus::kFailed;
       if (!a.cancel_requested)
@@ -175,6 +176,22 @@ void Ledger::observe(const LedgerJob& job, const cluster::SlurmStatus& now) {
   }
 }
 
+void Ledger::finished_with_result(const std::string& key, double wall_s) {
+  std::vector<Attempt> attempts = store_.attempts(key);
+  Attempt* a = open_attempt(attempts);
+  if (a && a->started_at) {  // its end event may not be written yet: the result says how long
+    a->ended_at = *a->started_at + wall_s;
+    a->status = JobStatus::kDone;
+    a->exit_code = 0;
+    a->reason.clear();
+  }
+  if (a) {
+    store_.put_attempt(key, *a);
+  } else if (!attempts.empty()) {
+    store_.put_attempt(key, attempts.back());  // the sum again, over what ingest wrote
+  }
+}
+
 void Ledger::request_cancel(const std::string& key) {
   std::vector<Attempt> attempts = store_.attempts(key);
   if (attempts.empty()) return;
@@ -211,6 +228,34 @@ std::vector<LedgerJob> Ledger::active_slurm_jobs(const std::vector<std::string>&
   return out;
 }
 
+std::vector<std::string> Ledger::runs_with_active_jobs() {
+  std::vector<std::string> out;
+  for (const auto& row :
+       store_
+           .select("SELECT DISTINCT r.name FROM runs r JOIN run_jobs rj ON rj.run_id = r.id JOIN "
+                   "jobs j ON j.id = rj.job_id WHERE (j.scheduler_id LIKE 'slurm:%' OR j.status "
+                   "= 'submitting') AND j.status IN " +
+                   core::active_statuses_sql())
+           .rows) {
+    out.push_back(text_of(row[0]));
+  }
+  return out;
+}
+
+std::vector<std::string> Ledger::failed_jobs(const std::vector<std::string>& runs) {
+  if (runs.empty()) return {};
+  std::string sql =
+      "SELECT DISTINCT rj.stage, j.error FROM jobs j JOIN run_jobs rj ON rj.job_id = j.id JOIN "
+      "runs r ON r.id = rj.run_id WHERE j.status IN ('failed', 'cancelled') AND r.name IN (";
+  for (size_t i = 0; i < runs.size(); ++i) sql += i ? ",?" : "?";
+  std::vector<std::string> out;
+  for (const auto& row : store_.select(sql + ") ORDER BY rj.stage", runs).rows) {
+    const std::string why = text_of(row[1]);
+    out.push_back(text_of(row[0]) + ": " + why.substr(0, why.find('\n')));
+  }
+  return out;
+}
+
 bool Ledger::has_active_slurm_jobs() {
   auto n = store_.select(
       "SELECT COUNT(*) FROM jobs WHERE (scheduler_id LIKE 'slurm:%' OR status = 'submitting') "
@@ -222,7 +267,8 @@ bool Ledger::has_active_slurm_jobs() {
 void Ledger::update_run_statuses(const std::vector<int64_t>& runs) {
   std::string sql = "SELECT r.id, SUM(j.status = 'done'), SUM(j.status IN " +
                     core::active_statuses_sql() +
-                    "), COUNT(*) FROM runs r JOIN run_jobs rj ON rj.run_id = r.id JOIN jobs j ON "
+                    "), COUNT(*), SUM(j.status = 'failed') FROM runs r JOIN run_jobs rj ON "
+                    "rj.run_id = r.id JOIN jobs j ON "
                     "j.id = rj.job_id WHERE r.status != 'done' GROUP BY r.id HAVING ";
   std::vector<std::string> binds;
   if (runs.empty()) {
@@ -239,7 +285,10 @@ void Ledger::update_run_statuses(const std::vector<int64_t>& runs) {
     auto n = [&](size_t c) {
       return std::holds_alternative<int64_t>(run[c]) ? std::get<int64_t>(run[c]) : 0;
     };
-    store_.set_run_status(n(0), n(1) == n(3) ? "done" : n(2) > 0 ? "running" : "failed");
+    store_.set_run_status(n(0), n(1) == n(3) ? "done"
+                                : n(2) > 0   ? "running"
+                                : n(4) > 0   ? "failed"
+                                             : "cancelled");
   }
 }
 

@@ -58,15 +58,22 @@ class Ledger {
   /// Slurm: brings the job's attempts up to date with DIR/attempts.jsonl (each restart's start
   /// and end, written by the job) and with what Slurm says now.
   void observe(const LedgerJob& job, const cluster::SlurmStatus& now);
+  /// Slurm: the job's result is in and ingested: its open attempt ends done after `wall_s` (the
+  /// result's), and the job's wall time is the sum over its attempts again.
+  void finished_with_result(const std::string& key, double wall_s);
   /// `upcycle cancel`: the mark on the open attempt, before any signal.
   void request_cancel(const std::string& key);
 
   /// The Slurm jobs of `runs` (every run when empty) that are not finished.
   std::vector<LedgerJob> active_slurm_jobs(const std::vector<std::string>& runs);
+  /// The names of the runs with unfinished Slurm jobs.
+  std::vector<std::string> runs_with_active_jobs();
+  /// "STAGE: why" for each failed or cancelled job of `runs` (the first line of why).
+  std::vector<std::string> failed_jobs(const std::vector<std::string>& runs);
   /// Whether any Slurm job of the store is unfinished (cheap; `status` asks it first).
   bool has_active_slurm_jobs();
   /// The status of each unfinished run with Slurm jobs (or of `runs`, by id) from its jobs: done,
-  /// running or failed.
+  /// running, failed, or cancelled (nothing failed, something was cancelled).
   void update_run_statuses(const std::vector<int64_t>& runs = {});
 
  private:

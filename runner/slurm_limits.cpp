@@ -128,6 +128,8 @@ std::vector<std::string> settle_slurm_limits(Plan& plan, const CostSettings& cos
         line += "time: the partition's default (no estimate for " + j.kind + " jobs)";
       } else if (const int64_t want = *cluster::time_seconds(limit); cap && want > *cap) {
         r.time = minutes_text(*cap);
+        if (auto_signal)
+          r.signal_seconds = static_cast<int>(std::min<int64_t>(r.signal_seconds, *cap / 2));
         const int64_t link = std::max<int64_t>(*cap - r.signal_seconds - kStartupS, 60);
         const int chain = static_cast<int>((want + link - 1) / link);
         r.max_requeues += chain - 1;

@@ -107,6 +107,7 @@ void collect_one(Ledger& ledger, tracking::Store& store, cluster::SlurmExecutor&
   if (result && result->status == "done" && result->key == j.key) {  // the result file is the truth
     replace_results(store, j.key, j.dir);
     store.ingest_job(j.key, j.dir, *result);
+    ledger.finished_with_result(j.key, result->wall_s);
     ledger.set_status(j.key, JobStatus::kDone, s.exit_code);
     ++c.done;
     c.events.push_back(j.stage + ": done (Slurm job " + j.slurm_id + ")");
@@ -199,7 +200,7 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
   Ledger ledger(store);
   // What finished since the last look counts as complete, what runs (or was submitted by a runner
   // that died) is adopted.
-  collect(store, slurm, {});
+  for (const auto& e : collect(store, slurm, {}).events) core::log_info(e);
   RunSummary summary;
   const std::vector<int64_t> run_ids = register_runs(store, points, options, summary);
   const std::set<size_t> forced = forced_jobs(plan, options.force);
@@ -288,6 +289,9 @@ CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm,
   LiveView view;
   double sleep_s = 1;
   std::optional<Clock::time_point> lost;  // when the controller stopped answering
+  Ledger ledger(store);
+  // The runs waited for: their failures decide the outcome, whichever pass (or `status`) saw them.
+  const std::vector<std::string> scope = runs.empty() ? ledger.runs_with_active_jobs() : runs;
   while (true) {
     CollectSummary c;
     try {
@@ -318,9 +322,13 @@ CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm,
     view.set_running(std::move(running));
     for (const auto& e : c.events) core::log_info(e);
     total.done += c.done;
-    total.failed += c.failed;
     total.active = c.active;
-    if (c.active == 0) return total;
+    if (c.active == 0) {
+      const auto failed = ledger.failed_jobs(scope);
+      total.failed = static_cast<int>(failed.size());
+      for (const auto& f : failed) total.events.push_back(f);
+      return total;
+    }
     sleep_s = c.events.empty() ? std::min(30.0, sleep_s * 1.5) : 1;
     std::this_thread::sleep_for(std::chrono::duration<double>(sleep_s));
   }

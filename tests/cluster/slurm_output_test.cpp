@@ -15,7 +15,8 @@ const char* kSqueue =
     "41|COMPLETED|None|0|0|\n"
     "42_[2-3%1]|PENDING|JobArrayTaskLimit|0|0|\n"
     "42_1|RUNNING|None|0|2|\n"
-    "42_0|FAILED|NonZeroExitCode|75:0|0|\n"
+    "42_0|FAILED|NonZeroExitCode|19200|0|\n"  // exit 75, as a wait status
+    "44|FAILED|NonZeroExitCode|9|0|\n"        // killed by SIGKILL
     "45|CANCELLED|DependencyNeverSatisfied|0:9|x|\n"
     "47|PENDING|ReqNodeNotAvail, UnavailableNodes:n3|0|0|\n"
     "garbage without fields\n"
@@ -23,8 +24,8 @@ const char* kSqueue =
 
 TEST(SlurmOutputTest, SqueueLinesGiveEachIdItsStatus) {
   const auto s = squeue_statuses(
-      kSqueue, {"41", "42_3", "42_2", "42_1", "42_0", "45", "46", "42_9", "47", "42"});
-  ASSERT_EQ(s.size(), 7u);  // 46, task 9 and the array's own id are not in it
+      kSqueue, {"41", "42_3", "42_2", "42_1", "42_0", "44", "45", "46", "42_9", "47", "42"});
+  ASSERT_EQ(s.size(), 8u);  // 46, task 9 and the array's own id are not in it
   EXPECT_TRUE(s.at("41").known);
   EXPECT_EQ(s.at("41").status, JobStatus::kDone);
   EXPECT_EQ(s.at("42_3").raw, "PENDING");
@@ -35,6 +36,7 @@ TEST(SlurmOutputTest, SqueueLinesGiveEachIdItsStatus) {
   EXPECT_EQ(s.at("42_1").restarts, 2);
   EXPECT_EQ(s.at("42_0").status, JobStatus::kFailed);
   EXPECT_EQ(s.at("42_0").exit_code, 75);
+  EXPECT_EQ(s.at("44").exit_code, 137);
   EXPECT_EQ(s.at("45").status, JobStatus::kCancelled);
   EXPECT_EQ(s.at("45").restarts, 0);  // "x": not a number, the default
   EXPECT_EQ(s.at("47").reason, "ReqNodeNotAvail, UnavailableNodes:n3");

@@ -20,6 +20,7 @@
 #include "core/atomic_file.h"
 #include "core/process.h"
 #include "tests/support/run_binary.h"
+#include "tests/support/slurm_fixture.h"
 #include "tests/support/temp_dir.h"
 #include "tracking/store.h"
 
@@ -28,49 +29,12 @@ namespace {
 
 using testing::run_binary;
 
-class SlurmTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const char* conf = std::getenv("SLURM_CONF");
-    if (!conf || !std::filesystem::exists(conf))
-      GTEST_SKIP() << "no local Slurm (cluster/local_slurm.sh start)";
-  }
-  testing::TempDir dir_;
-};
+using testing::count;
+using testing::losses;
+using testing::seed_recipe;
+using SlurmTest = testing::SlurmTest;
 
 const std::string kTiny = UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml";
-
-// A small data-parallel-ready recipe: prepare and one training stage.
-std::string seed_recipe(const std::string& extra_train = "", const std::string& tokens = "6400") {
-  return R"(name: s
-seed: 5
-threads: 1
-data:
-  domains: [general, code]
-  max_bytes: 1M
-  tokenizer: { vocab: 512, sample_bytes: 50k }
-model: { d_model: 64, layers: 2, heads: 4, kv_heads: 4, ffn_hidden: 128, seq_len: 32 }
-stages:
-  data: { kind: prepare }
-  seed: { kind: train, mix: { general: 0.5, code: 0.5 }, budget: { tokens: )" +
-         tokens + R"( }, batch_size: 8,
-          log_every: 1, optim: { lr: 3e-3, warmup: 5 })" +
-         extra_train + R"( }
-)";
-}
-
-std::map<int64_t, double> losses(const std::string& store_path, const std::string& stage) {
-  tracking::Store s(store_path, tracking::Store::Mode::kReadOnly);
-  std::map<int64_t, double> out;
-  for (const auto& row :
-       s.select("SELECT m.step, m.value FROM metrics m JOIN jobs j ON j.id = m.job_id "
-                "WHERE j.stage = ? AND m.key = 'loss'",
-                {stage})
-           .rows) {
-    out[std::get<int64_t>(row[0])] = std::get<double>(row[1]);
-  }
-  return out;
-}
 
 std::map<std::string, double> results(const std::string& store_path) {
   tracking::Store s(store_path, tracking::Store::Mode::kReadOnly);
@@ -80,20 +44,6 @@ std::map<std::string, double> results(const std::string& store_path) {
         std::get<std::string>(row[2])] = std::get<double>(row[3]);
   }
   return out;
-}
-
-size_t count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
-// Each job directory's log names each Slurm attempt once: "[upcycle] slurm job ID (restart N)".
-void expect_one_attempt_per_job(const std::string& root) {
-  for (const auto& e : std::filesystem::directory_iterator(root + "/jobs")) {
-    const std::string log = core::read_file((e.path() / "log.txt").string());
-    EXPECT_EQ(count(log, "(restart 0)"), 1u) << e.path() << ":\n" << log;
-  }
 }
 
 TEST_F(SlurmTest, TinyRecipeAsAnArrayWithDependenciesMatchesTheLocalExecutor) {
@@ -118,7 +68,17 @@ TEST_F(SlurmTest, TinyRecipeAsAnArrayWithDependenciesMatchesTheLocalExecutor) {
   EXPECT_EQ(a.substr(0, a.find('_')), b.substr(0, b.find('_')))
       << a << " " << b << ": the experts are one array";
   EXPECT_EQ(a.substr(a.find('_')), "_0");
-  expect_one_attempt_per_job(dir_ / "slurm");
+  testing::expect_one_attempt_per_job(dir_ / "slurm");
+  // sbatch's own output: JOB.out for single jobs, ARRAY_TASK.out for arrays; never the
+  // "no array" task id 4294967294.
+  int outs = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_ / "slurm/slurm")) {
+    const std::string name = e.path().filename().string();
+    if (name.size() < 4 || name.substr(name.size() - 4) != ".out") continue;
+    ++outs;
+    EXPECT_EQ(name.find("4294967294"), std::string::npos) << name;
+  }
+  EXPECT_EQ(outs, 7);
   // Run again: everything is complete, nothing is queued.
   auto again = run_binary({UPCYCLE_BINARY, "run", kTiny, "--executor", "slurm", "root=slurm",
                            "--store", "slurm.sqlite"},
@@ -211,22 +171,22 @@ TEST_F(SlurmTest, ARunnerKilledAfterSubmittingLosesAndRepeatsNothing) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("already queued as Slurm job"), std::string::npos)
       << resumed.output;
-  // A status pass is one scheduler query however many jobs there are: count the calls through
-  // wrappers around the real commands.
+  // A status pass is one scheduler query however many jobs there are, and it asks for our jobs
+  // only (never every user's): count the calls through wrappers around the real commands.
   const std::string bin = dir_ / "bin", calls = dir_ / "calls.log";
-  std::filesystem::create_directories(bin);
   for (const char* cmd : {"scontrol", "squeue", "sacct", "sbatch"}) {
-    const std::string real = core::run_process({"sh", "-c", std::string("command -v ") + cmd}).out;
-    core::write_file_atomic(bin + "/" + cmd, "#!/bin/sh\necho " + std::string(cmd) + " >> '" +
-                                                 calls + "'\nexec " +
-                                                 real.substr(0, real.find('\n')) + " \"$@\"\n");
-    std::filesystem::permissions(bin + "/" + cmd, std::filesystem::perms::owner_all);
+    testing::write_wrapper(bin, cmd,
+                           "echo " + std::string(cmd) + " \"$*\" >> '" + calls + "'\nexec " +
+                               testing::real_command(cmd) + " \"$@\"\n");
   }
-  const std::string path = std::getenv("PATH");
-  ::setenv("PATH", (bin + ":" + path).c_str(), 1);
-  auto pass = run_binary({UPCYCLE_BINARY, "collect"}, dir_.path());
-  ::setenv("PATH", path.c_str(), 1);
-  EXPECT_EQ(core::read_file(calls), "scontrol\n") << pass.output;
+  {
+    testing::PathPrefix on_path(bin);
+    auto pass = run_binary({UPCYCLE_BINARY, "collect"}, dir_.path());
+    ASSERT_EQ(pass.exit_code, 0) << pass.output;
+  }
+  const std::string log = core::read_file(calls);
+  EXPECT_EQ(count(log, "\n"), 1u) << log;
+  EXPECT_EQ(log.rfind("squeue --states=all -h --jobs=", 0), 0u) << log;
   auto waited = run_binary({UPCYCLE_BINARY, "wait"}, dir_.path());
   ASSERT_EQ(waited.exit_code, 0) << waited.output;
   tracking::Store s(dir_ / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
@@ -237,28 +197,26 @@ TEST_F(SlurmTest, ARunnerKilledAfterSubmittingLosesAndRepeatsNothing) {
   EXPECT_EQ(
       std::get<std::string>(s.select("SELECT status FROM runs WHERE name = 'tiny'").rows[0][0]),
       "done");
-  expect_one_attempt_per_job(dir_ / "runs");
+  testing::expect_one_attempt_per_job(dir_ / "runs");
 }
 
 // sbatch can report an error (a socket timeout) after it queued the job. The runner then looks the
 // job up by its name and comment instead of submitting it again.
 TEST_F(SlurmTest, AnSbatchErrorAfterQueueingDoesNotSubmitTwice) {
-  const std::string bin = dir_ / "bin";
-  std::filesystem::create_directories(bin);
-  const std::string real = core::run_process({"sh", "-c", "command -v sbatch"}).out;
-  core::write_file_atomic(
-      bin + "/sbatch",
-      "#!/bin/sh\n" + real.substr(0, real.find('\n')) +
-          " \"$@\" > /dev/null\necho 'sbatch: error: Socket timed out on send/recv "
-          "operation' >&2\nexit 1\n");
-  std::filesystem::permissions(bin + "/sbatch", std::filesystem::perms::owner_all);
+  const std::string bin = dir_ / "bin", real = testing::real_command("sbatch");
+  // The checks before submitting (--test-only) get through; each submission times out after
+  // queueing.
+  testing::write_wrapper(bin, "sbatch",
+                         "case \"$*\" in *--test-only*) exec " + real + " \"$@\" ;; esac\n" + real +
+                             " \"$@\" > /dev/null\necho 'sbatch: error: Socket timed out on "
+                             "send/recv operation' >&2\nexit 1\n");
   core::write_file_atomic(dir_ / "r.yaml", seed_recipe());
-  const std::string path = std::getenv("PATH");
-  ::setenv("PATH", (bin + ":" + path).c_str(), 1);
-  auto r =
-      run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--executor", "slurm", "slurm.extra=[--hold]"},
-                 dir_.path());
-  ::setenv("PATH", path.c_str(), 1);
+  testing::ProcessResult r;
+  {
+    testing::PathPrefix on_path(bin);
+    r = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--executor", "slurm", "slurm.extra=[--hold]"},
+                   dir_.path());
+  }
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("2 job(s) queued on Slurm"), std::string::npos) << r.output;
   // Each job is in the queue once, under the id the runner recorded.
@@ -347,6 +305,19 @@ TEST_F(SlurmTest, ARequeuedTrainJobResumesFromItsCheckpointToTheSameLosses) {
        straight = losses(dir_ / "local.sqlite", "seed");
   ASSERT_EQ(requeued.size(), straight.size());
   for (const auto& [step, loss] : straight) EXPECT_EQ(requeued.at(step), loss) << "step " << step;
+  // The ledger kept both attempts; the job's wall time is their sum, not the last one's.
+  tracking::Store s(dir_ / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+  auto a = s.select(
+      "SELECT restart, status, wall_s FROM v_attempts WHERE stage = 'seed' ORDER BY restart");
+  ASSERT_EQ(a.rows.size(), 2u);
+  EXPECT_EQ(std::get<std::string>(a.rows[0][1]), "preempted");
+  EXPECT_EQ(std::get<std::string>(a.rows[1][1]), "done");
+  const double sum = std::get<double>(a.rows[0][2]) + std::get<double>(a.rows[1][2]);
+  auto j = s.select("SELECT attempts, wall_s FROM jobs WHERE stage = 'seed'");
+  EXPECT_EQ(std::get<int64_t>(j.rows[0][0]), 2);
+  EXPECT_NEAR(std::get<double>(j.rows[0][1]), sum, 1e-6);
+  auto status = run_binary({UPCYCLE_BINARY, "status"}, dir_.path());
+  EXPECT_NE(status.output.find("+"), std::string::npos) << status.output;  // attempt_s: a+b
 }
 
 }  // namespace
