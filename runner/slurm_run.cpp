@@ -64,6 +64,31 @@ size_t group_end(const Plan& plan, size_t i, const std::vector<bool>& submit) {
   return end;
 }
 
+// Submits plan.jobs[i, end) as one submission (an array when several) after `after`: the intent
+// of each in the ledger first, then sbatch. A refusal fails them with sbatch's reason.
+std::vector<std::string> submit_group(const Plan& plan, size_t i, size_t end,
+                                      const std::vector<std::string>& after, Ledger& ledger,
+                                      cluster::SlurmExecutor& slurm) {
+  std::vector<cluster::SlurmJob> group;
+  for (size_t g = i; g < end; ++g) {
+    const PlannedJob& j = plan.jobs[g];
+    core::make_dirs(j.dir);
+    core::write_file_atomic(j.dir + "/" + core::kSpecFile, j.spec.dump(2) + "\n");
+    std::filesystem::remove(j.dir + "/" + core::kCancelMark);  // a resumed cancelled job
+    group.push_back(slurm_job(j));
+    ledger.intend(j.key, {plan.jobs[i].key, end - i > 1 ? static_cast<int>(g - i) : -1});
+  }
+  try {
+    return slurm.submit(group, after);
+  } catch (const ClusterError& e) {
+    for (size_t g = i; g < end; ++g) {
+      ledger.ended(plan.jobs[g].key, JobStatus::kFailed, std::nullopt, e.what());
+      ledger.set_status(plan.jobs[g].key, JobStatus::kFailed, std::nullopt, e.what());
+    }
+    throw;
+  }
+}
+
 // What the job's pending reason means for the person waiting.
 std::string never_clears_hint(const std::string& reason) {
   if (reason.rfind("PartitionTimeLimit", 0) == 0)
@@ -226,20 +251,11 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
         continue;
       }
       const size_t end = group_end(plan, i, submit);
-      std::vector<cluster::SlurmJob> group;
       std::vector<std::string> after;
-      for (size_t g = i; g < end; ++g) {
-        const PlannedJob& j = plan.jobs[g];
-        core::make_dirs(j.dir);
-        core::write_file_atomic(j.dir + "/" + core::kSpecFile, j.spec.dump(2) + "\n");
-        std::filesystem::remove(j.dir + "/" + core::kCancelMark);  // a resumed cancelled job
-        group.push_back(slurm_job(j));
-        ledger.intend(j.key, {plan.jobs[i].key, end - i > 1 ? static_cast<int>(g - i) : -1});
-      }
       for (size_t d : plan.jobs[i].deps) {
         if (fate[d] != JobStatus::kDone) after.push_back(id_of.at(d));
       }
-      const std::vector<std::string> ids = slurm.submit(group, after);
+      const std::vector<std::string> ids = submit_group(plan, i, end, after, ledger, slurm);
       for (size_t g = i; g < end; ++g) {
         id_of[g] = ids[g - i];
         this_pass.push_back(ids[g - i]);
@@ -255,6 +271,7 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
     // No half DAG: what this pass queued goes too, and says why.
     slurm.cancel(this_pass);
     collect(store, slurm, {});
+    ledger.update_run_statuses(run_ids);
     throw;
   }
   ledger.update_run_statuses(run_ids);

@@ -167,6 +167,39 @@ TEST_F(SlurmOpsTest, ARunnerKilledRightAfterSbatchSubmitsNothingTwice) {
   testing::expect_one_attempt_per_job(dir_ / "runs");
 }
 
+// A refusal only the controller gives at submission (an account rule, say) half-way through the
+// DAG: what this pass queued is withdrawn, so no half DAG is left running, and the run fails.
+TEST_F(SlurmOpsTest, ASubmissionRefusedHalfWayWithdrawsWhatWasQueued) {
+  core::write_file_atomic(dir_ / "r.yaml", seed_recipe());
+  const std::string bin = dir_ / "bin", real = testing::real_command("sbatch");
+  // The second real submission is refused; the checks (--test-only) and the first go through.
+  testing::write_wrapper(
+      bin, "sbatch",
+      "case \"$*\" in *--test-only*) exec " + real + " \"$@\" ;; esac\n" + "n=\"" + dir_.path() +
+          "/submissions\"\necho x >> \"$n\"\n"
+          "if [ \"$(wc -l < \"$n\")\" -ge 2 ]; then\n"
+          "  echo 'sbatch: error: Batch job submission failed: Invalid account or "
+          "account/partition combination specified' >&2; exit 1\nfi\nexec " +
+          real + " \"$@\"\n");
+  testing::ProcessResult r;
+  {
+    testing::PathPrefix on_path(bin);
+    r = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--executor", "slurm"}, dir_.path());
+  }
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("Invalid account"), std::string::npos) << r.output;
+  const std::string store = dir_ / "runs/store.sqlite";
+  const std::string data = one(store, "SELECT substr(key, 1, 16) FROM jobs WHERE stage = 'data'");
+  EXPECT_EQ(core::run_process({"squeue", "-h", "--name=upc-" + data}).out, "");
+  EXPECT_EQ(one(store, "SELECT status FROM jobs WHERE stage = 'data'"), "cancelled");
+  EXPECT_NE(one(store, "SELECT status FROM runs"), "running");
+  // Run again with a working sbatch: everything is submitted and completes.
+  auto again =
+      run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--executor", "slurm", "--wait"}, dir_.path());
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(one(store, "SELECT COUNT(*) FROM jobs WHERE status = 'done'"), "2");
+}
+
 // A job that can never start (its node is drained) fails `wait` with the reason, and its
 // dependents are cancelled.
 TEST_F(SlurmOpsTest, APendingReasonThatNeverClearsFailsWaitWithIt) {
