@@ -394,7 +394,9 @@ int cmd_plan(const std::vector<std::string>& args) {
                                 first.cost);
   }
   if (!vm.count("allow-oversubscribe")) refuse_oversubscribed(plan, first.cost);
-  if (first.executor == "slurm") {
+  if (first.executor == "slurm" && !vm.count("executor")) {
+    std::cout << "\n(`--executor slurm` also checks every job against the site's partitions)\n";
+  } else if (first.executor == "slurm") {
     const auto site = cluster::query_partitions();
     std::cout << "\nSlurm (what each job asks for, against the site's partitions):\n";
     for (const auto& line : settle_slurm_limits(plan, first.cost, store ? &*store : nullptr, site))

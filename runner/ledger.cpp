@@ -147,7 +147,8 @@ std::optional<Intent> Ledger::open_intent(const std::string& key) {
   const size_t hash = sid.rfind('#');
   if (sid.rfind(kIntent, 0) != 0 || hash == std::string::npos) return std::nullopt;
   Intent i;
-  i.first_key = sid.substr(7, hash - 7);
+  const size_t prefix = std::string(kIntent).size();
+  i.first_key = sid.substr(prefix, hash - prefix);
   i.task = std::atoi(sid.c_str() + hash + 1);
   return i;
 }
@@ -200,6 +201,15 @@ void Ledger::request_cancel(const std::string& key) {
   store_.put_attempt(key, attempts.back());
 }
 
+std::optional<std::string> Ledger::queued_slurm_id(const std::string& key) {
+  auto row = store_.find_job(key);
+  if (!row || row->scheduler_id.rfind(kSlurm, 0) != 0 ||
+      (row->status != JobStatus::kQueued && row->status != JobStatus::kRunning)) {
+    return std::nullopt;
+  }
+  return row->scheduler_id.substr(std::string(kSlurm).size());
+}
+
 std::vector<LedgerJob> Ledger::active_slurm_jobs(const std::vector<std::string>& runs) {
   std::string sql =
       "SELECT DISTINCT j.key, j.dir, j.stage, j.scheduler_id, j.status, "
@@ -221,7 +231,8 @@ std::vector<LedgerJob> Ledger::active_slurm_jobs(const std::vector<std::string>&
     j.stage = text_of(row[2]);
     const std::string sid = text_of(row[3]);
     j.status = core::parse_job_status(text_of(row[4])).value_or(JobStatus::kFailed);
-    if (j.status != JobStatus::kSubmitting && sid.rfind(kSlurm, 0) == 0) j.slurm_id = sid.substr(6);
+    if (j.status != JobStatus::kSubmitting && sid.rfind(kSlurm, 0) == 0)
+      j.slurm_id = sid.substr(std::string(kSlurm).size());
     j.cancel_requested = std::get<int64_t>(row[5]) != 0;
     out.push_back(std::move(j));
   }

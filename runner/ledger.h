@@ -64,6 +64,8 @@ class Ledger {
   /// `upcycle cancel`: the mark on the open attempt, before any signal.
   void request_cancel(const std::string& key);
 
+  /// The Slurm id of job `key` while it is queued or running there, else nullopt.
+  std::optional<std::string> queued_slurm_id(const std::string& key);
   /// The Slurm jobs of `runs` (every run when empty) that are not finished.
   std::vector<LedgerJob> active_slurm_jobs(const std::vector<std::string>& runs);
   /// The names of the runs with unfinished Slurm jobs.

@@ -23,31 +23,25 @@ using core::JobStatus;
 constexpr double kCancelWaitS = 60;
 
 // Jobs still queued or running under an id from an earlier submission are adopted, not
-// resubmitted; so are submissions whose runner died between sbatch and recording the id, found by
-// their name and comment. The collect pass just before brought the store up to date.
+// resubmitted; so are submissions whose runner died between sbatch and recording the id (the
+// collect pass just before found them by name and comment).
 std::map<size_t, std::string> adopt_active(const Plan& plan, const std::vector<JobStatus>& fate,
-                                           tracking::Store& store, const std::set<size_t>& forced) {
+                                           Ledger& ledger, const std::set<size_t>& forced) {
   std::map<size_t, std::string> active;
   for (size_t i = 0; i < plan.jobs.size(); ++i) {
     if (fate[i] != JobStatus::kPending || forced.count(i)) continue;
-    auto row = store.find_job(plan.jobs[i].key);
-    if (row && row->scheduler_id.rfind("slurm:", 0) == 0 &&
-        (row->status == JobStatus::kQueued || row->status == JobStatus::kRunning)) {
-      active[i] = row->scheduler_id.substr(6);
-    }
+    if (auto id = ledger.queued_slurm_id(plan.jobs[i].key)) active[i] = *id;
   }
   return active;
 }
 
 // A forced job still queued or running from an earlier submission is cancelled before it starts
 // over.
-void cancel_forced(const Plan& plan, const std::set<size_t>& forced, tracking::Store& store,
+void cancel_forced(const Plan& plan, const std::set<size_t>& forced, Ledger& ledger,
                    cluster::SlurmExecutor& slurm) {
   std::vector<std::string> ids;
   for (size_t i : forced) {
-    auto row = store.find_job(plan.jobs[i].key);
-    if (row && row->scheduler_id.rfind("slurm:", 0) == 0 && core::is_active(row->status))
-      ids.push_back(row->scheduler_id.substr(6));
+    if (auto id = ledger.queued_slurm_id(plan.jobs[i].key)) ids.push_back(*id);
   }
   slurm.cancel(ids);
 }
@@ -85,6 +79,42 @@ std::vector<std::string> submit_group(const Plan& plan, size_t i, size_t end,
       ledger.ended(plan.jobs[g].key, JobStatus::kFailed, std::nullopt, e.what());
       ledger.set_status(plan.jobs[g].key, JobStatus::kFailed, std::nullopt, e.what());
     }
+    throw;
+  }
+}
+
+// Queues the marked jobs in plan order (a stage's jobs with equal inputs as one array), each after
+// its unfinished inputs. A refusal half-way withdraws what this pass queued (no half DAG) and
+// rethrows.
+void queue_marked(const Plan& plan, const std::vector<bool>& submit,
+                  const std::vector<JobStatus>& fate, std::map<size_t, std::string>& id_of,
+                  Ledger& ledger, cluster::SlurmExecutor& slurm, RunSummary& summary) {
+  std::vector<std::string> this_pass;
+  try {
+    for (size_t i = 0; i < plan.jobs.size();) {
+      if (!submit[i]) {
+        ++i;
+        continue;
+      }
+      const size_t end = group_end(plan, i, submit);
+      std::vector<std::string> after;
+      for (size_t d : plan.jobs[i].deps) {
+        if (fate[d] != JobStatus::kDone) after.push_back(id_of.at(d));
+      }
+      const std::vector<std::string> ids = submit_group(plan, i, end, after, ledger, slurm);
+      for (size_t g = i; g < end; ++g) {
+        id_of[g] = ids[g - i];
+        this_pass.push_back(ids[g - i]);
+        ledger.submitted(plan.jobs[g].key, ids[g - i]);
+        core::log_info(
+            plan.jobs[g].stage + ": queued as Slurm job " + ids[g - i] +
+            (after.empty() ? "" : " (after " + std::to_string(after.size()) + " input job(s))"));
+        ++summary.submitted;
+      }
+      i = end;
+    }
+  } catch (const ClusterError&) {
+    slurm.cancel(this_pass);
     throw;
   }
 }
@@ -229,9 +259,9 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
   RunSummary summary;
   const std::vector<int64_t> run_ids = register_runs(store, points, options, summary);
   const std::set<size_t> forced = forced_jobs(plan, options.force);
-  cancel_forced(plan, forced, store, slurm);
+  cancel_forced(plan, forced, ledger, slurm);
   std::vector<JobStatus> fate = classify_jobs(plan, store, forced, summary);
-  std::map<size_t, std::string> id_of = adopt_active(plan, fate, store, forced);
+  std::map<size_t, std::string> id_of = adopt_active(plan, fate, ledger, forced);
   for (const auto& [i, id] : id_of)
     core::log_info(plan.jobs[i].stage + ": already queued as Slurm job " + id);
   std::vector<bool> submit(plan.jobs.size());
@@ -243,33 +273,9 @@ RunSummary submit_runs(const std::vector<RunPoint>& points, const RunOptions& op
     for (int64_t id : run_ids) store.set_run_status(id, "failed");
     throw;
   }
-  std::vector<std::string> this_pass;  // withdrawn if a later submission is refused
   try {
-    for (size_t i = 0; i < plan.jobs.size();) {
-      if (!submit[i]) {
-        ++i;
-        continue;
-      }
-      const size_t end = group_end(plan, i, submit);
-      std::vector<std::string> after;
-      for (size_t d : plan.jobs[i].deps) {
-        if (fate[d] != JobStatus::kDone) after.push_back(id_of.at(d));
-      }
-      const std::vector<std::string> ids = submit_group(plan, i, end, after, ledger, slurm);
-      for (size_t g = i; g < end; ++g) {
-        id_of[g] = ids[g - i];
-        this_pass.push_back(ids[g - i]);
-        ledger.submitted(plan.jobs[g].key, ids[g - i]);
-        core::log_info(
-            plan.jobs[g].stage + ": queued as Slurm job " + ids[g - i] +
-            (after.empty() ? "" : " (after " + std::to_string(after.size()) + " input job(s))"));
-        ++summary.submitted;
-      }
-      i = end;
-    }
+    queue_marked(plan, submit, fate, id_of, ledger, slurm, summary);
   } catch (const ClusterError&) {
-    // No half DAG: what this pass queued goes too, and says why.
-    slurm.cancel(this_pass);
     collect(store, slurm, {});
     ledger.update_run_statuses(run_ids);
     throw;
