@@ -101,8 +101,7 @@ void Ledger::started(const std::string& key, const std::string& pid) {
   a.status = JobStatus::kRunning;
   a.host = core::host_name();
   a.submitted_at = a.started_at = unix_now();
-  store_.put_attempt(key, a);
-  set_status(key, JobStatus::kRunning, std::nullopt, "", pid);
+  store_.put_attempt(key, a, tracking::JobStatusUpdate{JobStatus::kRunning, std::nullopt, "", pid});
 }
 
 void Ledger::ended(const std::string& key, JobStatus status, std::optional<int> exit_code,
@@ -122,8 +121,9 @@ void Ledger::intend(const std::string& key, const Intent& intent) {
   a.scheduler_id = kIntent + intent.first_key + "#" + std::to_string(intent.task);
   a.status = JobStatus::kSubmitting;
   a.submitted_at = unix_now();
-  store_.put_attempt(key, a);
-  set_status(key, JobStatus::kSubmitting, std::nullopt, "being submitted");
+  store_.put_attempt(
+      key, a,
+      tracking::JobStatusUpdate{JobStatus::kSubmitting, std::nullopt, "being submitted", ""});
 }
 
 void Ledger::submitted(const std::string& key, const std::string& slurm_id) {
@@ -136,8 +136,8 @@ void Ledger::submitted(const std::string& key, const std::string& slurm_id) {
   }
   a.scheduler_id = kSlurm + slurm_id;
   a.status = JobStatus::kQueued;
-  store_.put_attempt(key, a);
-  set_status(key, JobStatus::kQueued, std::nullopt, "", kSlurm + slurm_id);
+  store_.put_attempt(
+      key, a, tracking::JobStatusUpdate{JobStatus::kQueued, std::nullopt, "", kSlurm + slurm_id});
 }
 
 std::optional<Intent> Ledger::open_intent(const std::string& key) {

@@ -15,7 +15,8 @@ void bind_optional(SQLite::Statement& st, int at, const std::optional<double>& v
 
 }  // namespace
 
-int64_t Store::put_attempt(const std::string& key, const Attempt& a) {
+int64_t Store::put_attempt(const std::string& key, const Attempt& a,
+                           const std::optional<JobStatusUpdate>& job) {
   return guarded(path_, db_.get(), "record an attempt of job " + key, [&] {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement id(*db_, "SELECT id FROM jobs WHERE key = ?");
@@ -66,6 +67,7 @@ int64_t Store::put_attempt(const std::string& key, const Attempt& a) {
         "wall_s) WHERE id = ?1");
     sum.bind(1, job_id);
     sum.exec();
+    if (job) write_job_status(*db_, key, *job);
     tx.commit();
     return attempt_id;
   });

@@ -248,25 +248,30 @@ std::optional<JobRow> Store::find_job(const std::string& key) {
   });
 }
 
+void Store::write_job_status(SQLite::Database& db, const std::string& key,
+                             const JobStatusUpdate& u) {
+  std::string sql = "UPDATE jobs SET status = ?, error = ?";
+  if (u.status == core::JobStatus::kRunning) {
+    sql += ", started_at = COALESCE(started_at, strftime('%Y-%m-%dT%H:%M:%fZ','now'))";
+  } else if (!core::is_active(u.status)) {
+    sql += ", finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')";
+  }
+  if (u.exit_code) sql += ", exit_code = " + std::to_string(*u.exit_code);  // an int, not user text
+  if (!u.scheduler_id.empty()) sql += ", scheduler_id = ?3";
+  sql += " WHERE key = ?4";
+  SQLite::Statement st(db, sql);
+  st.bind(1, core::to_string(u.status));
+  st.bind(2, u.error);
+  if (!u.scheduler_id.empty()) st.bind(3, u.scheduler_id);
+  st.bind(4, key);
+  st.exec();
+}
+
 void Store::set_job_status(const std::string& key, core::JobStatus status,
                            std::optional<int> exit_code, const std::string& error,
                            const std::string& scheduler_id) {
   guarded(path_, db_.get(), "set job status", [&] {
-    std::string sql = "UPDATE jobs SET status = ?, error = ?";
-    if (status == core::JobStatus::kRunning) {
-      sql += ", started_at = COALESCE(started_at, strftime('%Y-%m-%dT%H:%M:%fZ','now'))";
-    } else if (!core::is_active(status)) {
-      sql += ", finished_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')";
-    }
-    if (exit_code) sql += ", exit_code = " + std::to_string(*exit_code);  // an int, not user text
-    if (!scheduler_id.empty()) sql += ", scheduler_id = ?3";
-    sql += " WHERE key = ?4";
-    SQLite::Statement st(*db_, sql);
-    st.bind(1, core::to_string(status));
-    st.bind(2, error);
-    if (!scheduler_id.empty()) st.bind(3, scheduler_id);
-    st.bind(4, key);
-    st.exec();
+    write_job_status(*db_, key, {status, exit_code, error, scheduler_id});
   });
 }
 

@@ -94,6 +94,15 @@ struct Attempt {
   bool cancel_requested = false;
 };
 
+/// A job's status, and what goes with it: the exit code (when known), why it failed or waits, the
+/// scheduler id (kept when empty).
+struct JobStatusUpdate {
+  core::JobStatus status = core::JobStatus::kPending;
+  std::optional<int> exit_code;
+  std::string error;
+  std::string scheduler_id;
+};
+
 /// Open a store. Thread-compatible, not thread-safe: one Store per thread.
 class Store {
  public:
@@ -133,7 +142,9 @@ class Store {
   /// that got one), else inserted or replaced by (scheduler id, restart). Then the job's attempt
   /// count (attempts that started) and wall time (the sum of those that ended, where any has)
   /// follow from its attempts. Returns the attempt's id.
-  int64_t put_attempt(const std::string& key, const Attempt& a);
+  /// With `job`, the job's status is set in the same transaction.
+  int64_t put_attempt(const std::string& key, const Attempt& a,
+                      const std::optional<JobStatusUpdate>& job = std::nullopt);
   /// The job's attempts in the order they were recorded.
   std::vector<Attempt> attempts(const std::string& key);
 
@@ -150,6 +161,8 @@ class Store {
 
  private:
   void open(Mode mode);  ///< one attempt at connecting, configuring and migrating
+  static void write_job_status(SQLite::Database& db, const std::string& key,
+                               const JobStatusUpdate& u);
   void migrate();
   void check_version(int found) const;
   std::string path_;
