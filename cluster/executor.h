@@ -13,7 +13,8 @@ namespace upcycle::cluster {
 
 /// What to run: the command, its job directory (log.txt goes there) and extra environment.
 /// `processes` > 1 starts that many copies as one data-parallel job (torchrun's variables: RANK,
-/// WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); the job ends when every copy has.
+/// WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT, set for one process too, so that those of the
+/// runner's own shell never reach a job); the job ends when every copy has.
 struct JobLaunch {
   std::string key;
   std::string dir;

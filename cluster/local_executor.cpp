@@ -87,14 +87,13 @@ std::string LocalExecutor::submit(const JobLaunch& job) {
   if (fd < 0) throw ClusterError("cannot open " + log + ": " + std::strerror(errno));
   Running run;
   try {
-    std::map<std::string, std::string> rank_env;
-    if (job.processes > 1) {
-      rank_env = {{"WORLD_SIZE", std::to_string(job.processes)},
-                  {"MASTER_ADDR", "127.0.0.1"},
-                  {"MASTER_PORT", std::to_string(free_loopback_port())}};
-    }
+    // Always set, so that torchrun's variables of the runner's own shell never reach a job.
+    std::map<std::string, std::string> rank_env = {
+        {"WORLD_SIZE", std::to_string(job.processes)},
+        {"MASTER_ADDR", "127.0.0.1"},
+        {"MASTER_PORT", std::to_string(free_loopback_port())}};
     for (int r = 0; r < job.processes; ++r) {
-      if (job.processes > 1) rank_env["RANK"] = rank_env["LOCAL_RANK"] = std::to_string(r);
+      rank_env["RANK"] = rank_env["LOCAL_RANK"] = std::to_string(r);
       run.pids.push_back(spawn(job, rank_env, fd));
       ++run.left;
     }

@@ -1,7 +1,8 @@
 // Data parallelism through c10d Gloo: the same training job run as 2 processes (RANK/WORLD_SIZE,
 // each with half of the global batch, gradients all-reduced) gives the loss curve of the 1-process
 // run within 1e-5, and only rank 0 writes metrics, the checkpoint and result.json. Launched by hand
-// (as srun or torchrun would) and by the local executor (resources.processes).
+// (as srun or torchrun would) and by the local executor (resources.processes), which keeps the
+// torchrun variables of its own shell from its jobs.
 #include <gtest/gtest.h>
 
 #include <regex>
@@ -56,7 +57,12 @@ stages:
   seed: { kind: train, mix: { general: 0.5, code: 0.5 }, budget: { tokens: 6400 }, batch_size: 8,
           log_every: 1, optim: { lr: 3e-3, warmup: 5 } }
 )");
+  // torchrun's variables left in the shell that runs upcycle do not reach its one-process jobs.
+  ::setenv("WORLD_SIZE", "4", 1);
+  ::setenv("RANK", "3", 1);
+  ::setenv("MASTER_ADDR", "nowhere.invalid", 1);
   auto r = run_binary({UPCYCLE_BINARY, "run", "r.yaml"}, dir.path());
+  for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR"}) ::unsetenv(v);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string single;
   for (const auto& e : std::filesystem::directory_iterator(dir / "runs/jobs")) {
