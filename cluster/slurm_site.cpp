@@ -1,5 +1,6 @@
 #include "cluster/slurm_site.h"
 
+#include <future>
 #include <regex>
 #include <sstream>
 
@@ -102,9 +103,13 @@ void add_sinfo_nodes(const std::string& out, std::vector<Partition>& partitions)
 }
 
 std::vector<Partition> query_partitions() {
-  std::vector<Partition> parts =
-      parse_partitions(slurm_checked({"scontrol", "-o", "show", "partition"}).out);
-  add_sinfo_nodes(slurm_checked({"sinfo", "-h", "-N", "-o", "%P|%N|%c|%m|%G"}).out, parts);
+  // Both at once: each is a round trip to the controller.
+  auto partitions = std::async(std::launch::async, [] {
+    return slurm_checked({"scontrol", "-o", "show", "partition"}).out;
+  });
+  const std::string nodes = slurm_checked({"sinfo", "-h", "-N", "-o", "%P|%N|%c|%m|%G"}).out;
+  std::vector<Partition> parts = parse_partitions(partitions.get());
+  add_sinfo_nodes(nodes, parts);
   return parts;
 }
 

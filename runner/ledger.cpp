@@ -116,28 +116,37 @@ void Ledger::ended(const std::string& key, JobStatus status, std::optional<int> 
   store_.put_attempt(key, *a);
 }
 
-void Ledger::intend(const std::string& key, const Intent& intent) {
-  Attempt a;
-  a.scheduler_id = kIntent + intent.first_key + "#" + std::to_string(intent.task);
-  a.status = JobStatus::kSubmitting;
-  a.submitted_at = unix_now();
-  store_.put_attempt(
-      key, a,
-      tracking::JobStatusUpdate{JobStatus::kSubmitting, std::nullopt, "being submitted", ""});
+void Ledger::intend(const std::vector<std::pair<std::string, Intent>>& intents) {
+  std::vector<tracking::Store::AttemptWrite> writes;
+  for (const auto& [key, intent] : intents) {
+    Attempt a;
+    a.scheduler_id = kIntent + intent.first_key + "#" + std::to_string(intent.task);
+    a.status = JobStatus::kSubmitting;
+    a.submitted_at = unix_now();
+    writes.push_back(
+        {key, a,
+         tracking::JobStatusUpdate{JobStatus::kSubmitting, std::nullopt, "being submitted", ""}});
+  }
+  store_.put_attempts(writes);
 }
 
-void Ledger::submitted(const std::string& key, const std::string& slurm_id) {
-  std::vector<Attempt> attempts = store_.attempts(key);
-  Attempt a;
-  if (!attempts.empty() && attempts.back().scheduler_id.rfind(kIntent, 0) == 0) {
-    a = attempts.back();
-  } else {
-    a.submitted_at = unix_now();
+void Ledger::submitted(const std::vector<std::pair<std::string, std::string>>& ids) {
+  std::vector<tracking::Store::AttemptWrite> writes;
+  for (const auto& [key, slurm_id] : ids) {
+    std::vector<Attempt> attempts = store_.attempts(key);
+    Attempt a;
+    if (!attempts.empty() && attempts.back().scheduler_id.rfind(kIntent, 0) == 0) {
+      a = attempts.back();
+    } else {
+      a.submitted_at = unix_now();
+    }
+    a.scheduler_id = kSlurm + slurm_id;
+    a.status = JobStatus::kQueued;
+    writes.push_back(
+        {key, a,
+         tracking::JobStatusUpdate{JobStatus::kQueued, std::nullopt, "", kSlurm + slurm_id}});
   }
-  a.scheduler_id = kSlurm + slurm_id;
-  a.status = JobStatus::kQueued;
-  store_.put_attempt(
-      key, a, tracking::JobStatusUpdate{JobStatus::kQueued, std::nullopt, "", kSlurm + slurm_id});
+  store_.put_attempts(writes);
 }
 
 std::optional<Intent> Ledger::open_intent(const std::string& key) {

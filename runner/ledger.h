@@ -49,9 +49,10 @@ class Ledger {
   void ended(const std::string& key, core::JobStatus status, std::optional<int> exit_code,
              const std::string& reason);
 
-  /// Slurm: the intent, before sbatch; then the id it returned.
-  void intend(const std::string& key, const Intent& intent);
-  void submitted(const std::string& key, const std::string& slurm_id);
+  /// Slurm: the intents of a pass's jobs (key, intent), in one transaction before its first
+  /// sbatch; then the ids each sbatch returned (key, id), one transaction per submission.
+  void intend(const std::vector<std::pair<std::string, Intent>>& intents);
+  void submitted(const std::vector<std::pair<std::string, std::string>>& ids);
   /// The intent a dead runner left for `key`, if its last attempt is one.
   std::optional<Intent> open_intent(const std::string& key);
 

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <future>
 #include <map>
+#include <set>
 
 #include "core/error.h"
 #include "core/integer.h"
@@ -178,15 +180,19 @@ std::vector<std::string> slurm_refusals(const Plan& plan, const std::vector<Part
     check_limits(j, *p, out);
   }
   if (!out.empty()) return out;
-  std::map<std::vector<std::string>, std::string> shapes;  // sbatch options -> first stage
+  // sbatch --test-only once per distinct shape, all at once (each a round trip to the controller).
+  std::set<std::vector<std::string>> shapes;
+  std::vector<std::pair<std::string, std::future<std::optional<std::string>>>> checks;
   for (size_t i = 0; i < plan.jobs.size(); ++i) {
     if (!only.empty() && !only[i]) continue;
     const PlannedJob& j = plan.jobs[i];
-    const auto key = cluster::sbatch_options(j.slurm, j.processes, j.threads);
-    if (shapes.count(key)) continue;
-    shapes[key] = j.stage;
-    if (auto why = slurm.test_only(slurm_job(j)))
-      out.push_back(j.stage + ": sbatch --test-only: " + *why);
+    if (!shapes.insert(cluster::sbatch_options(j.slurm, j.processes, j.threads)).second) continue;
+    checks.emplace_back(j.stage, std::async(std::launch::async, [&slurm, job = slurm_job(j)] {
+                          return slurm.test_only(job);
+                        }));
+  }
+  for (auto& [stage, check] : checks) {
+    if (auto why = check.get()) out.push_back(stage + ": sbatch --test-only: " + *why);
   }
   return out;
 }

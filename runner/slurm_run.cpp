@@ -46,76 +46,105 @@ void cancel_forced(const Plan& plan, const std::set<size_t>& forced, Ledger& led
   slurm.cancel(ids);
 }
 
-// The next group from `i`: jobs of the same stage with the same inputs, none yet submitted (an
-// array).
-size_t group_end(const Plan& plan, size_t i, const std::vector<bool>& submit) {
-  size_t end = i + 1;
-  while (end < plan.jobs.size() && submit[end] &&
-         plan.jobs[end].stage_name == plan.jobs[i].stage_name &&
-         plan.jobs[end].deps == plan.jobs[i].deps) {
-    ++end;
+// A submission: plan.jobs[begin, end), a stage's jobs with the same inputs (an array when several).
+struct Group {
+  size_t begin = 0, end = 0;
+};
+
+// The marked jobs as submissions, in plan order.
+std::vector<Group> groups_of(const Plan& plan, const std::vector<bool>& submit) {
+  std::vector<Group> groups;
+  for (size_t i = 0; i < plan.jobs.size();) {
+    if (!submit[i]) {
+      ++i;
+      continue;
+    }
+    size_t end = i + 1;
+    while (end < plan.jobs.size() && submit[end] &&
+           plan.jobs[end].stage_name == plan.jobs[i].stage_name &&
+           plan.jobs[end].deps == plan.jobs[i].deps) {
+      ++end;
+    }
+    groups.push_back({i, end});
+    i = end;
   }
-  return end;
+  return groups;
 }
 
-// Submits plan.jobs[i, end) as one submission (an array when several) after `after`: the intent
-// of each in the ledger first, then sbatch. A refusal fails them with sbatch's reason.
-std::vector<std::string> submit_group(const Plan& plan, size_t i, size_t end,
-                                      const std::vector<std::string>& after, Ledger& ledger,
+// Writes the group's specs and submits it after `after`; returns one id per job.
+std::vector<std::string> submit_group(const Plan& plan, const Group& g,
+                                      const std::vector<std::string>& after,
                                       cluster::SlurmExecutor& slurm) {
-  std::vector<cluster::SlurmJob> group;
-  for (size_t g = i; g < end; ++g) {
-    const PlannedJob& j = plan.jobs[g];
+  std::vector<cluster::SlurmJob> jobs;
+  for (size_t k = g.begin; k < g.end; ++k) {
+    const PlannedJob& j = plan.jobs[k];
     core::make_dirs(j.dir);
     core::write_file_atomic(j.dir + "/" + core::kSpecFile, j.spec.dump(2) + "\n");
     std::filesystem::remove(j.dir + "/" + core::kCancelMark);  // a resumed cancelled job
-    group.push_back(slurm_job(j));
-    ledger.intend(j.key, {plan.jobs[i].key, end - i > 1 ? static_cast<int>(g - i) : -1});
+    jobs.push_back(slurm_job(j));
   }
-  try {
-    return slurm.submit(group, after);
-  } catch (const ClusterError& e) {
-    for (size_t g = i; g < end; ++g) {
-      ledger.ended(plan.jobs[g].key, JobStatus::kFailed, std::nullopt, e.what());
-      ledger.set_status(plan.jobs[g].key, JobStatus::kFailed, std::nullopt, e.what());
+  return slurm.submit(jobs, after);
+}
+
+// A submission refused half-way: that group fails with sbatch's reason, the later ones were never
+// submitted, and what this pass queued is withdrawn (no half DAG).
+void abandon(const Plan& plan, const std::vector<Group>& groups, size_t refused,
+             const std::string& why, const std::vector<std::string>& this_pass, Ledger& ledger,
+             cluster::SlurmExecutor& slurm) {
+  slurm.cancel(this_pass);
+  for (size_t n = refused; n < groups.size(); ++n) {
+    for (size_t k = groups[n].begin; k < groups[n].end; ++k) {
+      const JobStatus s = n == refused ? JobStatus::kFailed : JobStatus::kCancelled;
+      const std::string reason =
+          n == refused
+              ? why
+              : "not submitted: " + plan.jobs[groups[refused].begin].stage + " was refused";
+      ledger.ended(plan.jobs[k].key, s, std::nullopt, reason);
+      ledger.set_status(plan.jobs[k].key, s, std::nullopt, reason);
     }
-    throw;
   }
 }
 
-// Queues the marked jobs in plan order (a stage's jobs with equal inputs as one array), each after
-// its unfinished inputs. A refusal half-way withdraws what this pass queued (no half DAG) and
-// rethrows.
+// Queues the marked jobs in plan order, each after its unfinished inputs. Every intent is in the
+// ledger before the first sbatch (one transaction); each id right after its sbatch.
 void queue_marked(const Plan& plan, const std::vector<bool>& submit,
                   const std::vector<JobStatus>& fate, std::map<size_t, std::string>& id_of,
                   Ledger& ledger, cluster::SlurmExecutor& slurm, RunSummary& summary) {
-  std::vector<std::string> this_pass;
-  try {
-    for (size_t i = 0; i < plan.jobs.size();) {
-      if (!submit[i]) {
-        ++i;
-        continue;
-      }
-      const size_t end = group_end(plan, i, submit);
-      std::vector<std::string> after;
-      for (size_t d : plan.jobs[i].deps) {
-        if (fate[d] != JobStatus::kDone) after.push_back(id_of.at(d));
-      }
-      const std::vector<std::string> ids = submit_group(plan, i, end, after, ledger, slurm);
-      for (size_t g = i; g < end; ++g) {
-        id_of[g] = ids[g - i];
-        this_pass.push_back(ids[g - i]);
-        ledger.submitted(plan.jobs[g].key, ids[g - i]);
-        core::log_info(
-            plan.jobs[g].stage + ": queued as Slurm job " + ids[g - i] +
-            (after.empty() ? "" : " (after " + std::to_string(after.size()) + " input job(s))"));
-        ++summary.submitted;
-      }
-      i = end;
+  const std::vector<Group> groups = groups_of(plan, submit);
+  std::vector<std::pair<std::string, Intent>> intents;
+  for (const Group& g : groups) {
+    for (size_t k = g.begin; k < g.end; ++k) {
+      const int task = g.end - g.begin > 1 ? static_cast<int>(k - g.begin) : -1;
+      intents.push_back({plan.jobs[k].key, {plan.jobs[g.begin].key, task}});
     }
-  } catch (const ClusterError&) {
-    slurm.cancel(this_pass);
-    throw;
+  }
+  ledger.intend(intents);
+  std::vector<std::string> this_pass;
+  for (size_t n = 0; n < groups.size(); ++n) {
+    const Group& g = groups[n];
+    std::vector<std::string> after;
+    for (size_t d : plan.jobs[g.begin].deps) {
+      if (fate[d] != JobStatus::kDone) after.push_back(id_of.at(d));
+    }
+    std::vector<std::string> ids;
+    try {
+      ids = submit_group(plan, g, after, slurm);
+    } catch (const ClusterError& e) {
+      abandon(plan, groups, n, e.what(), this_pass, ledger, slurm);
+      throw;
+    }
+    std::vector<std::pair<std::string, std::string>> recorded;
+    for (size_t k = g.begin; k < g.end; ++k) {
+      const std::string& id = ids[k - g.begin];
+      id_of[k] = id;
+      this_pass.push_back(id);
+      recorded.push_back({plan.jobs[k].key, id});
+      core::log_info(
+          plan.jobs[k].stage + ": queued as Slurm job " + id +
+          (after.empty() ? "" : " (after " + std::to_string(after.size()) + " input job(s))"));
+      ++summary.submitted;
+    }
+    ledger.submitted(recorded);
   }
 }
 
@@ -144,7 +173,7 @@ void resolve_intent(Ledger& ledger, tracking::Store& store, cluster::SlurmExecut
   }
   if (id) {
     const std::string sid = intent->task < 0 ? *id : *id + "_" + std::to_string(intent->task);
-    ledger.submitted(j.key, sid);
+    ledger.submitted({{j.key, sid}});
     c.events.push_back(j.stage + ": found as Slurm job " + sid + " (its runner died after sbatch)");
     ++c.active;
   } else {

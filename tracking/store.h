@@ -145,6 +145,13 @@ class Store {
   /// With `job`, the job's status is set in the same transaction.
   int64_t put_attempt(const std::string& key, const Attempt& a,
                       const std::optional<JobStatusUpdate>& job = std::nullopt);
+  struct AttemptWrite {
+    std::string key;
+    Attempt attempt;
+    std::optional<JobStatusUpdate> job;
+  };
+  /// put_attempt for each, all in one transaction.
+  void put_attempts(const std::vector<AttemptWrite>& writes);
   /// The job's attempts in the order they were recorded.
   std::vector<Attempt> attempts(const std::string& key);
 
@@ -163,6 +170,7 @@ class Store {
   void open(Mode mode);  ///< one attempt at connecting, configuring and migrating
   static void write_job_status(SQLite::Database& db, const std::string& key,
                                const JobStatusUpdate& u);
+  int64_t write_attempt(const AttemptWrite& w);  ///< inside a transaction
   void migrate();
   void check_version(int found) const;
   std::string path_;
