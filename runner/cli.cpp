@@ -29,8 +29,6 @@
 #include "runner/resume.h"
 #include "runner/run.h"
 #include "runner/run_support.h"
-#include "runner/slurm_limits.h"
-#include "runner/slurm_run.h"
 #include "runner/yaml_reader.h"
 #include "stages/arch/accounting.h"
 #include "tracking/store.h"
@@ -109,26 +107,6 @@ ThroughputBench local_bench(const std::string& root) {
   };
 }
 
-// Runs the points on the local executor, logs a summary and prints each run's perplexity table.
-// On Slurm: queue everything, then return (or, with --wait, collect until nothing is left).
-RunSummary submit_and_maybe_wait(const std::vector<RunPoint>& points, const RunOptions& opts) {
-  cluster::SlurmExecutor slurm = slurm_executor(points[0].recipe.root, opts.job_exe);
-  RunSummary s = submit_runs(points, opts, slurm);
-  core::log_info(std::to_string(s.submitted) + " job(s) queued on Slurm, " +
-                 std::to_string(s.skipped) + " already complete; store " + points[0].recipe.store);
-  if (!opts.wait) {
-    std::cout << "submitted; follow with `upcycle status`, block with `upcycle wait`, stop with "
-                 "`upcycle cancel`\n";
-    return s;
-  }
-  RunnerLock lock(points[0].recipe.store);
-  tracking::Store store(points[0].recipe.store);
-  CollectSummary c = wait_for(store, slurm, s.run_names);
-  s.done = c.done;
-  s.failed = c.failed;
-  return s;
-}
-
 // After a run that succeeded: its tables, then the HTML report in ROOT/report (unless --no-report).
 void show_results(const Recipe& recipe, const std::vector<std::string>& run_names, bool report) {
   tracking::Store store(recipe.store, tracking::Store::Mode::kReadOnly);
@@ -166,7 +144,7 @@ int execute_and_report(const std::vector<RunPoint>& points, RunOptions opts,
   opts.job_exe = job_binary();
   RunSummary s;
   if (points[0].recipe.executor == "slurm") {
-    s = submit_and_maybe_wait(points, opts);
+    s = cli::submit_and_maybe_wait(points, opts);
     if (!opts.wait) return kExitOk;
   } else {
     cluster::LocalExecutor executor;
@@ -396,18 +374,9 @@ int cmd_plan(const std::vector<std::string>& args) {
   if (!vm.count("allow-oversubscribe")) refuse_oversubscribed(plan, first.cost);
   if (first.executor == "slurm" && !vm.count("executor")) {
     std::cout << "\n(`--executor slurm` also checks every job against the site's partitions)\n";
-  } else if (first.executor == "slurm") {
-    const auto site = cluster::query_partitions();
-    std::cout << "\nSlurm (what each job asks for, against the site's partitions):\n";
-    for (const auto& line : settle_slurm_limits(plan, first.cost, store ? &*store : nullptr, site))
-      std::cout << "  " << line << "\n";
-    const auto refusals = slurm_refusals(plan, site, slurm_executor(first.root, job_binary()));
-    if (!refusals.empty()) {
-      std::cout << "Slurm would refuse " << refusals.size() << " job(s):\n";
-      for (const auto& r : refusals) std::cout << "  " << r << "\n";
-      return kExitUserError;
-    }
-    std::cout << "  every job passes the partitions' limits and sbatch --test-only\n";
+  } else if (first.executor == "slurm" &&
+             cli::print_site_checks(plan, first, store ? &*store : nullptr) != kExitOk) {
+    return kExitUserError;
   }
   if (vm.count("specs")) {
     for (const auto& j : plan.jobs) {
@@ -498,67 +467,14 @@ int cmd_stage(const std::vector<std::string>& args) {
   return exec_job(vm["spec"].as<std::string>());
 }
 
-// wait, collect and cancel: the store's Slurm jobs (of RUN..., or every run), as the store's one
-// writer.
-int slurm_command(const std::string& cmd, const std::vector<std::string>& args) {
-  po::options_description desc(cmd + " options");
-  desc.add_options()("help,h", "show this help")(
-      "store", po::value<std::string>()->default_value(kDefaultStore), "SQLite store")(
-      "runs", po::value<std::vector<std::string>>()->composing(), "runs (default: every run)");
-  if (cmd == "wait") {
-    desc.add_options()("unreachable-grace",
-                       po::value<std::string>()->default_value(
-                           std::to_string(static_cast<int>(kUnreachableGraceS))),
-                       "seconds to keep retrying a Slurm controller that does not answer before "
-                       "giving up (the jobs keep running)");
-  }
-  po::positional_options_description pos;
-  pos.add("runs", -1);
-  auto vm = parse(cmd, args, desc, pos);
-  if (wants_help(vm, cmd, "[RUN...] [--store PATH]", desc)) return 0;
-  const double grace =
-      cmd == "wait" ? double(cli::integer_option(vm, "unreachable-grace", {0, 86400 * 7})) : 0;
-  const std::string path = vm["store"].as<std::string>();
-  cli::open_store_ro(path);  // "no store here" when there is none
-  const auto runs =
-      vm.count("runs") ? vm["runs"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  RunnerLock lock(path);
-  tracking::Store store(path);
-  for (const auto& run : runs) {
-    if (store.select("SELECT 1 FROM runs WHERE name = ?", {run}).rows.empty()) {
-      throw StoreError(path + ": no run named '" + run + "'",
-                       "`upcycle status --all` lists the runs");
-    }
-  }
-  cluster::SlurmExecutor slurm = slurm_executor(".", "");
-  if (cmd == "cancel") {
-    std::cout << cancel_runs(store, slurm, runs) << " job(s) cancelled\n";
-    return kExitOk;
-  }
-  CollectSummary c =
-      cmd == "wait" ? wait_for(store, slurm, runs, grace) : collect(store, slurm, runs);
-  if (cmd == "collect") {
-    for (const auto& e : c.events) std::cout << e << "\n";
-  } else {
-    for (const auto& e : c.events) core::log_error(e);  // wait: each job that failed, and why
-  }
-  std::cout << c.done << " done, " << c.failed << " failed, " << c.active
-            << " still queued or running\n";
-  return c.failed ? kExitUserError : kExitOk;
-}
-
-int cmd_wait(const std::vector<std::string>& args) { return slurm_command("wait", args); }
-int cmd_collect(const std::vector<std::string>& args) { return slurm_command("collect", args); }
-int cmd_cancel(const std::vector<std::string>& args) { return slurm_command("cancel", args); }
-
 const Command kCommands[] = {
     {"run", "run a recipe (local, or queued on Slurm); skips jobs already complete", cmd_run},
     {"plan", "resolve a recipe into its job DAG, keys and budgets; runs nothing", cmd_plan},
     {"resume", "continue the runs a stopped runner left unfinished (from the store alone)",
      cmd_resume},
-    {"wait", "slurm: wait for queued jobs, ingesting each as it finishes", cmd_wait},
-    {"collect", "slurm: one pass: ingest finished jobs, record failures and why", cmd_collect},
-    {"cancel", "slurm: cancel a run's queued and running jobs", cmd_cancel},
+    {"wait", "slurm: wait for queued jobs, ingesting each as it finishes", cli::cmd_wait},
+    {"collect", "slurm: one pass: ingest finished jobs, record failures and why", cli::cmd_collect},
+    {"cancel", "slurm: cancel a run's queued and running jobs", cli::cmd_cancel},
     {"status", "jobs of a run with status, attempts and timings; --all lists the runs",
      cli::cmd_status},
     {"query", "evaluation results from the store, filtered by --where (AND, OR, NOT, IN, LIKE)",

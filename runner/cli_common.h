@@ -1,4 +1,5 @@
-// Helpers shared by the CLI's command files (cli.cpp: running; cli_store.cpp: reading the store).
+// Helpers shared by the CLI's command files (cli.cpp: running; cli_slurm.cpp: Slurm;
+// cli_store.cpp: reading the store).
 // Internal to runner/.
 #pragma once
 
@@ -7,6 +8,9 @@
 #include <vector>
 
 #include "core/integer.h"
+#include "runner/plan.h"
+#include "runner/recipe.h"
+#include "runner/run.h"
 #include "tracking/store.h"
 
 namespace upcycle::runner::cli {
@@ -39,6 +43,15 @@ tracking::Store open_store_ro(const std::string& path);
 /// Joins run tags with commas, as the store keeps them. A tag is 1 to 64 of [A-Za-z0-9_.:=+-];
 /// throws ConfigError naming `option` and the tag otherwise.
 std::string join_tags(const std::vector<std::string>& tags, const std::string& option);
+
+/// Queues the points on Slurm and returns (or, with opts.wait, collects until nothing is left).
+RunSummary submit_and_maybe_wait(const std::vector<RunPoint>& points, const RunOptions& opts);
+/// `plan --executor slurm`: each job's request settled against the site, and every refusal;
+/// returns the exit code (1 when Slurm would refuse a job).
+int print_site_checks(Plan& plan, const Recipe& recipe, tracking::Store* store);
+int cmd_wait(const std::vector<std::string>& args);
+int cmd_collect(const std::vector<std::string>& args);
+int cmd_cancel(const std::vector<std::string>& args);
 
 int cmd_status(const std::vector<std::string>& args);
 int cmd_query(const std::vector<std::string>& args);
