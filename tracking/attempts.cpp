@@ -4,24 +4,10 @@
 #include "tracking/store.h"
 
 namespace upcycle::tracking {
-namespace {
-
-void bind_optional(SQLite::Statement& st, int at, const std::optional<double>& v) {
-  if (v)
-    st.bind(at, *v);
-  else
-    st.bind(at);
-}
-
-}  // namespace
-
 int64_t Store::write_attempt(const AttemptWrite& w) {
   const std::string& key = w.key;
   const Attempt& a = w.attempt;
-  SQLite::Statement id(*db_, "SELECT id FROM jobs WHERE key = ?");
-  id.bind(1, key);
-  if (!id.executeStep()) throw StoreError(path_ + ": attempt of unknown job " + key);
-  const int64_t job_id = id.getColumn(0).getInt64();
+  const int64_t job_id = job_id_of(*db_, path_, key, "attempt");
   SQLite::Statement st(
       *db_, a.id != 0
                 ? "UPDATE job_attempts SET scheduler_id = ?2, restart = ?3, status = ?4, "
@@ -40,10 +26,7 @@ int64_t Store::write_attempt(const AttemptWrite& w) {
   st.bind(4, core::to_string(a.status));
   st.bind(5, a.reason);
   st.bind(6, a.host);
-  if (a.exit_code)
-    st.bind(7, *a.exit_code);
-  else
-    st.bind(7);
+  bind_optional(st, 7, a.exit_code);
   bind_optional(st, 8, a.submitted_at);
   bind_optional(st, 9, a.started_at);
   bind_optional(st, 10, a.ended_at);

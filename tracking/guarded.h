@@ -2,7 +2,9 @@
 // done.
 #pragma once
 
+#include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -35,6 +37,24 @@ auto guarded(const std::string& path, SQLite::Database* db, const std::string& w
   } catch (const SQLite::Exception& e) {
     throw StoreError(path + ": " + what + ": " + sqlite_reason(e, db));
   }
+}
+
+// Binds `v` at `at`, or NULL when it is empty.
+template <typename T>
+void bind_optional(SQLite::Statement& st, int at, const std::optional<T>& v) {
+  if (v)
+    st.bind(at, *v);
+  else
+    st.bind(at);
+}
+
+// The id of the job `key`; StoreError "PATH: WHAT of unknown job KEY" when there is none.
+inline int64_t job_id_of(SQLite::Database& db, const std::string& path, const std::string& key,
+                         const std::string& what) {
+  SQLite::Statement id(db, "SELECT id FROM jobs WHERE key = ?");
+  id.bind(1, key);
+  if (!id.executeStep()) throw StoreError(path + ": " + what + " of unknown job " + key);
+  return id.getColumn(0).getInt64();
 }
 
 }  // namespace upcycle::tracking

@@ -206,10 +206,7 @@ int64_t Store::upsert_job(int64_t run_id, const JobRow& job) {
     ins.bind(5, job.config_json);
     ins.bind(6, job.shape);
     ins.exec();
-    SQLite::Statement id(*db_, "SELECT id FROM jobs WHERE key = ?");
-    id.bind(1, job.key);
-    id.executeStep();
-    int64_t job_id = id.getColumn(0).getInt64();
+    const int64_t job_id = job_id_of(*db_, path_, job.key, "link");
     SQLite::Statement link(*db_,
                            "INSERT INTO run_jobs(run_id, job_id, stage) VALUES (?,?,?) "
                            "ON CONFLICT(run_id, stage) DO UPDATE SET job_id = excluded.job_id");
@@ -300,10 +297,7 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
   std::vector<MetricPoint> points = read_metrics_jsonl(dir + "/" + core::kMetricsFile);
   guarded(path_, db_.get(), "ingest job " + dir, [&] {
     SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement id(*db_, "SELECT id FROM jobs WHERE key = ?");
-    id.bind(1, key);
-    if (!id.executeStep()) throw StoreError(path_ + ": ingest of unknown job " + key);
-    int64_t job_id = id.getColumn(0).getInt64();
+    const int64_t job_id = job_id_of(*db_, path_, key, "ingest");
 
     SQLite::Statement m(*db_,
                         "INSERT INTO metrics(job_id, key, step, value, time) VALUES (?,?,?,?,?) "
@@ -313,10 +307,7 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
       m.bind(1, job_id);
       m.bind(2, p.key);
       m.bind(3, p.step);
-      if (p.value)
-        m.bind(4, *p.value);
-      else
-        m.bind(4);
+      bind_optional(m, 4, p.value);
       m.bind(5, p.time);
       m.exec();
       m.reset();
@@ -334,15 +325,9 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
       e.bind(4, r.metric);
       e.bind(5, r.filter);
       e.bind(6, r.value);
-      if (r.stderr_value)
-        e.bind(7, *r.stderr_value);
-      else
-        e.bind(7);
+      bind_optional(e, 7, r.stderr_value);
       e.bind(8, r.n);
-      if (r.n_shot)
-        e.bind(9, *r.n_shot);
-      else
-        e.bind(9);
+      bind_optional(e, 9, r.n_shot);
       e.exec();
       e.reset();
     }
@@ -372,16 +357,14 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
     j.bind(4, result.code.git_sha);
     j.bind(5, result.code.git_dirty ? 1 : 0);
     j.bind(6, result.code.binary_sha256);
-    auto tps = result.outputs.find("tokens_per_s");
-    if (tps != result.outputs.end() && std::atof(tps->second.c_str()) > 0)
-      j.bind(7, std::atof(tps->second.c_str()));
-    else
-      j.bind(7);
-    auto save = result.outputs.find("checkpoint_save_s");
-    if (save != result.outputs.end() && std::atof(save->second.c_str()) > 0)
-      j.bind(8, std::atof(save->second.c_str()));
-    else
-      j.bind(8);
+    // Measurements a job reports among its outputs, NULL when absent or not positive.
+    auto positive = [&](const char* name) -> std::optional<double> {
+      auto it = result.outputs.find(name);
+      const double v = it == result.outputs.end() ? 0 : std::atof(it->second.c_str());
+      return v > 0 ? std::optional<double>(v) : std::nullopt;
+    };
+    bind_optional(j, 7, positive("tokens_per_s"));
+    bind_optional(j, 8, positive("checkpoint_save_s"));
     j.bind(9, job_id);
     j.exec();
     tx.commit();
