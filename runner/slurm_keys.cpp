@@ -37,8 +37,9 @@ cluster::SlurmResources parse_slurm(const YamlReader& r, cluster::SlurmResources
   if (r.has("signal_seconds") && r.child("signal_seconds").str() == "auto") {
     s.signal_seconds = cluster::kAutoSignal;
   } else {
+    // Never negative from a recipe: -1 is kAutoSignal's spelling inside, not the user's.
     s.signal_seconds =
-        static_cast<int>(r.get_integer("signal_seconds", s.signal_seconds, core::kIntRange));
+        static_cast<int>(r.get_integer("signal_seconds", s.signal_seconds, {0, 65535}));
   }
   s.max_requeues = static_cast<int>(r.get_integer("max_requeues", s.max_requeues, core::kIntRange));
   s.array_throttle =
