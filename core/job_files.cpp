@@ -60,6 +60,15 @@ nlohmann::json to_json(const JobResult& r) {
                           {"git_sha", r.code.git_sha},
                           {"git_dirty", r.code.git_dirty},
                           {"binary_sha256", r.code.binary_sha256}}}};
+  if (!r.mix.empty()) {
+    nlohmann::json mix = nlohmann::json::array();
+    for (const auto& m : r.mix) {
+      check_finite(m.weight, "the blend weight of " + m.part);
+      mix.push_back(
+          {{"domain", m.domain}, {"part", m.part}, {"weight", m.weight}, {"samples", m.samples}});
+    }
+    out["mix"] = mix;
+  }
   out[kResultDigestKey] = result_digest(out);
   return out;
 }
@@ -104,6 +113,12 @@ JobResult job_result_from_json(const nlohmann::json& j, const std::string& origi
     for (const auto& ja : j.at("artifacts")) {
       r.artifacts.push_back({ja.at("path").get<std::string>(), ja.at("kind").get<std::string>(),
                              ja.at("sha256").get<std::string>(), ja.at("bytes").get<int64_t>()});
+    }
+    if (j.contains("mix")) {
+      for (const auto& jm : j.at("mix")) {
+        r.mix.push_back({jm.at("domain").get<std::string>(), jm.at("part").get<std::string>(),
+                         jm.at("weight").get<double>(), jm.at("samples").get<int64_t>()});
+      }
     }
     r.wall_s = j.at("wall_s").get<double>();
     r.host = j.at("host").get<std::string>();

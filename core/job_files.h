@@ -48,6 +48,13 @@ struct EvalRow {
   std::optional<int64_t> n_shot;  ///< few-shot examples, where known
 };
 
+/// A training run's realised blend: how many of its samples one file of one domain gave.
+struct MixRow {
+  std::string domain, part;  ///< part: the file (a Megatron dataset's prefix)
+  double weight = 0;         ///< the planned share of samples
+  int64_t samples = 0;
+};
+
 /// A file the job produced, with its integrity hash.
 struct ArtifactRow {
   std::string path;  ///< absolute
@@ -62,6 +69,7 @@ struct JobResult {
   std::map<std::string, std::string> outputs;  ///< named outputs, e.g. {"checkpoint": "/abs/dir"}
   std::vector<EvalRow> evals;
   std::vector<ArtifactRow> artifacts;
+  std::vector<MixRow> mix;  ///< train jobs
   double wall_s = 0;
   std::string host;
   std::string device;

@@ -10,6 +10,7 @@
 #include "core/job_files.h"
 #include "core/output_dir.h"
 #include "core/process.h"
+#include "core/strings.h"
 #include "runner/cli_common.h"
 #include "runner/job_binary.h"
 #include "runner/recipe.h"
@@ -30,8 +31,32 @@ void check_output(const std::string& out, const core::OutputRules& rules) {
 
 struct ModelJob {
   std::string checkpoint;  ///< the job's checkpoint directory
-  std::string tokenizer;   ///< the run's prepared tokenizer.model
+  std::string tokenizer;   ///< the run's tokenizer: tokenizer.model, or a corpus's tokenizer.json
+  std::string data_dir;    ///< the run's prepared data
 };
+
+// The tokenizer an export ships: --tokenizer, else the run's (its SentencePiece model, or the
+// tokenizer.json a pre-tokenized recipe named in data.tokenizer.path).
+std::string export_tokenizer(const ModelJob& m, const std::string& given, const std::string& path) {
+  std::error_code ec;
+  if (!given.empty()) {
+    if (!std::filesystem::is_regular_file(given, ec))
+      throw ConfigError("--tokenizer: " + given + ": no such file");
+    if (!core::ends_with(given, ".json") && !core::ends_with(given, ".model"))
+      throw ConfigError("--tokenizer: " + given +
+                        ": expected a tokenizer.json or a SentencePiece .model");
+    return std::filesystem::absolute(given).string();
+  }
+  for (const std::string& t :
+       {stages::tokenizer_path(m.data_dir), stages::tokenizer_json_path(m.data_dir)}) {
+    if (std::filesystem::is_regular_file(t, ec)) return t;
+  }
+  throw ConfigError("'" + path +
+                        "': the run's data is pre-tokenized and its recipe names no "
+                        "tokenizer",
+                    "give --tokenizer PATH (a tokenizer.json or SentencePiece .model), or set "
+                    "data.tokenizer.path in the recipe");
+}
 
 // RUN/STAGE, where run names and stage labels may both hold '/': the first split naming a run that
 // has that stage.
@@ -52,16 +77,10 @@ ModelJob resolve_model(tracking::Store& store, const std::string& path,
       throw ConfigError("'" + path + "': job is " + tracking::text_of(row[1]) + ", not done",
                         "`upcycle status " + run + "`");
     }
-    ModelJob m{tracking::text_of(row[0]) + "/checkpoint",
-               stages::tokenizer_path(tracking::text_of(row[2]) + "/data")};
+    ModelJob m{tracking::text_of(row[0]) + "/checkpoint", "", tracking::text_of(row[2]) + "/data"};
     if (!std::filesystem::exists(m.checkpoint + "/config.json")) {
       throw ConfigError("'" + path + "' has no model (" + m.checkpoint + " holds no checkpoint)",
                         "export a stage that trains, branches or upcycles");
-    }
-    if (!std::filesystem::exists(m.tokenizer)) {
-      throw ConfigError(
-          "'" + path + "': the run's data has no tokenizer.model (pre-tokenized data)",
-          "a Hugging Face export needs the SentencePiece model the data was tokenized with");
     }
     return m;
   }
@@ -85,7 +104,9 @@ int cmd_export(const std::vector<std::string>& args) {
       "force", "replace --out when it is an earlier upcycle output")(
       "dtype", po::value<std::string>()->default_value("float32"), "float32 | bfloat16 | float16")(
       "shard-size", po::value<std::string>()->default_value("5G"),
-      "largest safetensors shard, bytes (5G, 500M)");
+      "largest safetensors shard, bytes (5G, 500M)")(
+      "tokenizer", po::value<std::string>()->default_value(""),
+      "the tokenizer to ship (tokenizer.json or SentencePiece .model); default: the run's");
   po::positional_options_description pos;
   pos.add("model", 1);
   auto vm = parse("export", args, desc, pos);
@@ -98,7 +119,9 @@ int cmd_export(const std::vector<std::string>& args) {
   check_output(vm["out"].as<std::string>(),
                {vm.count("force") > 0, {{"the store", path}}});  // before any lookup
   auto store = open_store_ro(path);
-  const ModelJob m = resolve_model(store, vm["model"].as<std::string>(), path);
+  ModelJob m = resolve_model(store, vm["model"].as<std::string>(), path);
+  m.tokenizer =
+      export_tokenizer(m, vm["tokenizer"].as<std::string>(), vm["model"].as<std::string>());
   std::string format = vm["format"].as<std::string>();
   if (format != "auto") {
     try {

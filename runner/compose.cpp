@@ -9,6 +9,7 @@
 #include <yaml-cpp/eventhandler.h>
 
 #include "core/atomic_file.h"
+#include "core/integer.h"
 #include "core/utf8.h"
 
 namespace upcycle::runner {
@@ -25,32 +26,151 @@ void check_utf8(const std::string& text, const std::string& origin) {
                     ": not valid UTF-8 (byte " + std::to_string(bad) + "); recipes are UTF-8 text");
 }
 
+size_t override_key_end(const std::string& text) {
+  int depth = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '[') ++depth;
+    if (text[i] == ']' && depth > 0) --depth;
+    if (text[i] == '=' && depth == 0) return i;
+  }
+  return std::string::npos;
+}
+
+namespace {
+
+// One segment of an override's key: a mapping key, and maybe a list selector.
+struct KeySegment {
+  std::string key;
+  bool selects = false;
+  std::string index;                 ///< "[3]"
+  std::string match_key, match_val;  ///< "[name=code]"
+};
+
+std::vector<KeySegment> key_segments(const std::string& path, const std::string& text) {
+  auto bad = [&](const std::string& why) -> ConfigError {
+    return ConfigError("override '" + text + "': " + why,
+                       "select a list element as key[0] or key[name=value]");
+  };
+  std::vector<KeySegment> out;
+  size_t at = 0;
+  while (at <= path.size()) {
+    size_t end = at;
+    while (end < path.size() && path[end] != '.' && path[end] != '[') ++end;
+    KeySegment seg;
+    seg.key = path.substr(at, end - at);
+    if (seg.key.empty()) throw bad("an empty key in '" + path + "'");
+    if (end < path.size() && path[end] == '[') {
+      const size_t close = path.find(']', end);
+      if (close == std::string::npos) throw bad("'[' without ']'");
+      const std::string sel = path.substr(end + 1, close - end - 1);
+      seg.selects = true;
+      const size_t eq = sel.find('=');
+      if (eq == std::string::npos) {
+        seg.index = sel;
+      } else {
+        seg.match_key = sel.substr(0, eq);
+        seg.match_val = sel.substr(eq + 1);
+        if (seg.match_key.empty() || seg.match_val.empty())
+          throw bad("'[" + sel + "]' needs key=value");
+      }
+      end = close + 1;
+      if (end < path.size() && path[end] != '.') throw bad("expected '.' after ']'");
+    }
+    out.push_back(seg);
+    if (end >= path.size()) break;
+    at = end + 1;
+  }
+  if (out.size() > 64) throw bad("more than 64 key segments");
+  return out;
+}
+
+// The element of `list` that `seg` selects; a plain scalar element equal to the value of a
+// [name=...] selector becomes the mapping {name: value} so keys can be set under it.
+YAML::Node select_element(YAML::Node list, const KeySegment& seg, const std::string& text) {
+  const std::string where = "override '" + text + "': " + seg.key;
+  if (!list.IsSequence()) throw ConfigError(where + " is not a list");
+  if (!seg.index.empty()) {
+    int64_t i = 0;
+    try {
+      i = core::parse_integer(seg.index, {0, 1000000}, false);
+    } catch (const std::exception& e) {
+      throw ConfigError(where + "[" + seg.index + "]: " + e.what());
+    }
+    if (i >= int64_t(list.size()))
+      throw ConfigError(where + "[" + seg.index + "]: index out of range (the list has " +
+                        std::to_string(list.size()) + " element" + (list.size() == 1 ? "" : "s") +
+                        ")");
+    return list[size_t(i)];
+  }
+  std::vector<std::string> seen;
+  for (size_t i = 0; i < list.size(); ++i) {
+    YAML::Node e = list[i];
+    if (e.IsScalar() && seg.match_key == "name") {
+      seen.push_back(e.Scalar());
+      if (e.Scalar() != seg.match_val) continue;
+      YAML::Node m(YAML::NodeType::Map);
+      m["name"] = seg.match_val;
+      list[i] = m;
+      return list[i];
+    }
+    if (!e.IsMap() || !e[seg.match_key] || !e[seg.match_key].IsScalar()) continue;
+    seen.push_back(e[seg.match_key].Scalar());
+    if (e[seg.match_key].Scalar() == seg.match_val) return e;
+  }
+  std::string names;
+  for (const auto& n : seen) names += (names.empty() ? "" : ", ") + n;
+  throw ConfigError(where + "[" + seg.match_key + "=" + seg.match_val + "]: no element has " +
+                        seg.match_key + " " + seg.match_val,
+                    names.empty() ? "the list's elements have no " + seg.match_key
+                                  : "the list has " + seg.match_key + " " + names);
+}
+
+}  // namespace
+
 YAML::Node apply_override(YAML::Node& root, const std::string& text) {
   if (size_t bad = core::invalid_utf8_at(text); bad != core::kValidUtf8) {
     throw ConfigError("override '" + text.substr(0, bad) + "...': not valid UTF-8 (byte " +
                       std::to_string(bad) + ")");
   }
-  size_t eq = text.find('=');
+  const size_t eq = override_key_end(text);
+  if (eq == std::string::npos && text.find('[') != std::string::npos &&
+      text.find(']') == std::string::npos)
+    throw ConfigError("override '" + text + "': '[' without ']'");
   if (eq == std::string::npos || eq == 0) {
     throw ConfigError("override '" + text + "': expected key.path=value");
   }
-  std::string path = text.substr(0, eq), value = text.substr(eq + 1);
-  std::vector<std::string> parts;
-  std::stringstream ss(path);
-  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  const std::string path = text.substr(0, eq), value = text.substr(eq + 1);
+  const std::vector<KeySegment> segs = key_segments(path, text);
   // yaml-cpp nodes are handles: walk by reassigning a copy, then set the leaf.
-  std::vector<YAML::Node> chain{root};
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    YAML::Node next = chain.back()[parts[i]];
-    if (next.IsDefined() && !next.IsMap()) {
-      throw ConfigError("override '" + text + "': " + parts[i] + " is not a mapping");
+  YAML::Node node = root;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    const KeySegment& seg = segs[i];
+    const bool leaf = i + 1 == segs.size();
+    if (node.IsDefined() && !node.IsNull() && !node.IsMap()) {
+      throw ConfigError("override '" + text + "': " + (i ? segs[i - 1].key : "the recipe") +
+                        " is not a mapping");
     }
-    chain.push_back(next);
+    if (leaf && !seg.selects) {
+      YAML::Node parsed = parse_yaml(value, "override '" + text + "'");
+      node.remove(seg.key);  // a fresh node: the replaced one keeps its source file
+      node[seg.key] = parsed;
+      return parsed;
+    }
+    YAML::Node next = node[seg.key];
+    if (!seg.selects) {
+      node.reset(next);
+      continue;
+    }
+    if (!next.IsDefined()) throw ConfigError("override '" + text + "': " + seg.key + " is not set");
+    YAML::Node element = select_element(next, seg, text);
+    if (leaf) {
+      YAML::Node parsed = parse_yaml(value, "override '" + text + "'");
+      element = parsed;  // assigns through the handle: the list's element
+      return parsed;
+    }
+    node.reset(element);
   }
-  YAML::Node parsed = parse_yaml(value, "override '" + text + "'");
-  chain.back().remove(parts.back());  // a fresh node: the replaced one keeps its source file
-  chain.back()[parts.back()] = parsed;
-  return parsed;
+  return node;
 }
 
 void flatten(const YAML::Node& n, const std::string& prefix,

@@ -48,9 +48,15 @@ YAML::Node compose(YAML::Node root, const std::string& file, SourceFiles& files,
 /// and what every JSON output of the recipe's values needs).
 void check_utf8(const std::string& text, const std::string& origin);
 
-/// Applies one "a.b.c=value" override (value parsed as YAML) and returns the value's node. Throws
-/// ConfigError naming it.
+/// Applies one "a.b.c=value" override (value parsed as YAML) and returns the value's node. A
+/// segment may select a list element by index, "data.domains[0].shards.dir=...", or by a key of
+/// the element, "data.domains[name=code].shards.dir=..." (a plain "code" element becomes
+/// {name: code}). Throws ConfigError naming the override and, for a selector, the list's size or
+/// names.
 YAML::Node apply_override(YAML::Node& root, const std::string& text);
+
+/// Where an override's key ends: its first '=' outside a [...] selector (npos when none).
+size_t override_key_end(const std::string& text);
 
 /// The tree's scalars as "a.b.c" -> value (sequence elements as "a.0").
 void flatten(const YAML::Node& n, const std::string& prefix,

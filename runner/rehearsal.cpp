@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "runner/compose.h"
 #include "runner/job_binary.h"
 #include "runner/kinds/train.h"
 #include "runner/run.h"
@@ -40,7 +41,7 @@ bool contains(const std::vector<std::string>& v, const std::string& x) {
 }
 
 std::string key_of(const std::string& override_text) {
-  return override_text.substr(0, override_text.find('='));
+  return override_text.substr(0, override_key_end(override_text));
 }
 
 // "train.F" or "stages.S.F": F, else "".
@@ -87,7 +88,7 @@ bool user_sets(const std::vector<std::string>& keys, const std::string& stage,
 std::string value_of(const std::vector<std::string>& overrides, const std::string& key) {
   std::string v;
   for (const auto& o : overrides) {
-    if (key_of(o) == key) v = o.substr(o.find('=') + 1);
+    if (key_of(o) == key) v = o.substr(override_key_end(o) + 1);
   }
   return v;
 }
@@ -96,20 +97,8 @@ std::string value_of(const std::vector<std::string>& overrides, const std::strin
 // in `missing`.
 bool data_present(const stages::PrepareJobSpec& data, std::string& missing) {
   for (const auto& d : data.domains) {
-    std::error_code ec;
-    if (!d.shards.dir.empty() && !fs::is_directory(d.shards.dir, ec)) {
-      missing = d.shards.dir;
-      return false;
-    }
     try {
-      const stages::PretokenizedShards s = stages::resolve_shard_paths(d.shards);
-      for (const auto& f : {s.train, s.valid, s.test}) {
-        std::error_code ec;
-        if (!fs::is_regular_file(f, ec)) {
-          missing = f;
-          return false;
-        }
-      }
+      stages::plan_shards(d.shards);  // every file, glob and directory is here
     } catch (const Error& e) {
       missing = d.name + " (" + e.what() + ")";
       return false;

@@ -203,8 +203,27 @@ CREATE VIEW v_attempts AS
   JOIN runs r ON r.id = rj.run_id;
 )SQL";
 
+// v6: each train job's realised data blend (stages/train/batch_sampler.h): per domain and file,
+// the planned share of samples and how many samples it gave.
+static const char* kV6 = R"SQL(
+CREATE TABLE data_mix (
+  job_id INTEGER NOT NULL REFERENCES jobs(id),
+  domain TEXT NOT NULL,
+  part TEXT NOT NULL,
+  weight REAL NOT NULL,
+  samples INTEGER NOT NULL,
+  PRIMARY KEY (job_id, domain, part)
+);
+-- v_data_mix: the planned and realised share of each file in each run's train jobs.
+CREATE VIEW v_data_mix AS
+  SELECT r.name AS run, rj.stage, m.domain, m.part, m.weight, m.samples,
+         CAST(m.samples AS REAL) / (SELECT SUM(samples) FROM data_mix t WHERE t.job_id = m.job_id)
+           AS realised
+  FROM data_mix m JOIN run_jobs rj ON rj.job_id = m.job_id JOIN runs r ON r.id = rj.run_id;
+)SQL";
+
 const std::vector<const char*>& schema_migrations() {
-  static const std::vector<const char*> kMigrations = {kV1, kV2, kV3, kV4, kV5};
+  static const std::vector<const char*> kMigrations = {kV1, kV2, kV3, kV4, kV5, kV6};
   return kMigrations;
 }
 

@@ -345,6 +345,19 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
       a.exec();
       a.reset();
     }
+    SQLite::Statement mix(*db_,
+                          "INSERT INTO data_mix(job_id, domain, part, weight, samples) VALUES "
+                          "(?,?,?,?,?) ON CONFLICT(job_id, domain, part) DO UPDATE SET weight = "
+                          "excluded.weight, samples = excluded.samples");
+    for (const auto& r : result.mix) {
+      mix.bind(1, job_id);
+      mix.bind(2, r.domain);
+      mix.bind(3, r.part);
+      mix.bind(4, r.weight);
+      mix.bind(5, r.samples);
+      mix.exec();
+      mix.reset();
+    }
     SQLite::Statement j(
         *db_,
         "UPDATE jobs SET status = 'done', wall_s = ?, host = ?, device = ?, error = '', git_sha = "

@@ -1,14 +1,31 @@
 // The recipe side of `command`: an external program, one job per model (or one without models:).
 #include <optional>
 
+#include "core/strings.h"
 #include "runner/kinds/stage_kind.h"
 #include "runner/planner.h"
 #include "stages/arch/hf_config.h"
 #include "stages/command/command.h"
+#include "stages/data/data_layout.h"
 #include "stages/spec/command.h"
 
 namespace upcycle::runner {
 namespace {
+
+// The tokenizer an {hf} export ships: the data's SentencePiece model, or the tokenizer a
+// pre-tokenized recipe names (data.tokenizer.path).
+std::string hf_tokenizer(const StageDef& s, const Planner& p) {
+  const auto& data = p.recipe().data;
+  if (!data.pretokenized) return stages::tokenizer_path(p.data_dir());
+  if (data.tokenizer_path.empty()) {
+    throw stage_error(s, "run",
+                      "{hf} exports the model with its tokenizer, and the recipe's pre-tokenized "
+                      "data names none",
+                      "set data.tokenizer.path to the corpus's tokenizer.json or .model");
+  }
+  return core::ends_with(data.tokenizer_path, ".json") ? stages::tokenizer_json_path(p.data_dir())
+                                                       : stages::tokenizer_path(p.data_dir());
+}
 
 struct CommandStage : StageParams {
   std::vector<std::string> models;
@@ -135,8 +152,7 @@ class CommandKind : public StageKind {
       vars["checkpoint"] = p.job(*model).dir + "/checkpoint";
       vars["hf"] = dir + "/hf";
       if (c.uses_hf)
-        spec.hf = {spec.hf.format, dir + "/hf", vars["checkpoint"],
-                   p.data_dir() + "/tokenizer.model"};
+        spec.hf = {spec.hf.format, dir + "/hf", vars["checkpoint"], hf_tokenizer(s, p)};
     }
     try {
       stages::expand_command(spec, vars);

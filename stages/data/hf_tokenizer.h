@@ -8,6 +8,9 @@
 // outside referee score other tokens than ours. No BOS or EOS is added: upcycle trains and scores
 // without them.
 //
+// A pre-tokenized corpus may come with a Hugging Face tokenizer.json instead (data.tokenizer.path):
+// export then ships that file as it is, with a `PreTrainedTokenizerFast` config.
+//
 // Import reads `tokenizer.model`; a checkpoint with only `tokenizer.json` (a byte-level BPE such as
 // Llama 3's or Cohere's) is refused: the data pipeline tokenizes with SentencePiece.
 #pragma once
@@ -21,9 +24,17 @@ namespace upcycle::stages {
 
 inline constexpr const char* kHfTokenizerModel = "tokenizer.model";
 
-/// Writes the three tokenizer files for `sp_model` into `dir`. Returns its special tokens.
-SpecialTokens write_hf_tokenizer(const std::string& sp_model, const std::string& dir,
+/// Writes the tokenizer files of `tokenizer` into `dir`: for a SentencePiece model, the three
+/// files above; for a Hugging Face tokenizer.json (a pre-tokenized corpus's own tokenizer), the
+/// file itself and a tokenizer_config.json for `PreTrainedTokenizerFast`, its special tokens found
+/// among the added tokens by their usual names. Returns the special tokens.
+SpecialTokens write_hf_tokenizer(const std::string& tokenizer, const std::string& dir,
                                  int64_t max_length);
+
+/// The number of token ids `tokenizer` (a SentencePiece .model or a tokenizer.json) can produce:
+/// the model's pieces, or one more than the largest id of a tokenizer.json's vocabulary and added
+/// tokens. Throws StageError naming the file when it cannot be read.
+int64_t tokenizer_file_vocab(const std::string& tokenizer);
 
 /// DIR/tokenizer.model when DIR has a SentencePiece model. Throws StageError naming DIR and what it
 /// has instead.

@@ -11,8 +11,11 @@
 #include "core/job_files.h"
 #include "core/log.h"
 #include "core/sha256.h"
+#include "core/strings.h"
 #include "stages/data/builtin_tasks.h"
 #include "stages/data/data_layout.h"
+#include "stages/data/domain_tokens.h"
+#include "stages/data/hf_tokenizer.h"
 #include "stages/data/math_problems.h"
 #include "stages/data/token_shard.h"
 
@@ -85,38 +88,77 @@ void write_manifest(const std::string& dir, const nlohmann::json& manifest, Prep
       {manifest_path(dir), "manifest", out.manifest_sha256, static_cast<int64_t>(text.size())});
 }
 
-// Pre-tokenized domains: link and check each split's shard; the manifest records the user's files.
+// A pre-tokenized corpus's tokenizer (data.tokenizer.path), as it was when the job was planned,
+// copied into the data directory for export; its ids must fit the recipe's vocabulary.
+void copy_corpus_tokenizer(const PrepareSpec& spec, nlohmann::json& manifest, PrepareOutput& out) {
+  const std::string& from = spec.tokenizer_path;
+  const std::string text = core::read_file(from);
+  if (core::sha256_hex(text) != spec.tokenizer_sha256) {
+    throw StageError(from + ": the tokenizer changed since the job was planned",
+                     "run the recipe again so the job is keyed by its new content");
+  }
+  const int64_t ids = tokenizer_file_vocab(from);
+  if (ids > spec.tokenizer.vocab) {
+    throw StageError(from + ": the tokenizer has " + std::to_string(ids) +
+                         " token ids, more than data.tokenizer.vocab (" +
+                         std::to_string(spec.tokenizer.vocab) + ")",
+                     "set data.tokenizer.vocab to at least " + std::to_string(ids));
+  }
+  const bool json = core::ends_with(from, ".json");
+  const std::string to = json ? tokenizer_json_path(spec.out_dir) : tokenizer_path(spec.out_dir);
+  core::write_file_atomic(to, text);
+  const std::string name = json ? "tokenizer.json" : "tokenizer.model";
+  manifest["files"][name] = spec.tokenizer_sha256;
+  manifest["tokenizer_source"] = from;
+  out.artifacts.push_back({to, "tokenizer", spec.tokenizer_sha256, int64_t(text.size())});
+  core::log_info("prepare: the corpus's tokenizer " + from + " (" + std::to_string(ids) +
+                 " ids) kept for export");
+}
+
+// Pre-tokenized domains: each split's parts list, every file checked and hashed; the manifest
+// records the user's files.
 PrepareOutput prepare_pretokenized(const PrepareSpec& spec) {
   PrepareOutput out;
-  nlohmann::json manifest = {{"format_version", 1},
+  nlohmann::json manifest = {{"format_version", 2},
                              {"seed", spec.seed},
                              {"tokenizer", "pretokenized"},
                              {"vocab", spec.tokenizer.vocab},
+                             {"boundary", spec.boundary.mode},
                              {"domains", nlohmann::json::object()}};
   for (const auto& d : spec.domains) {
-    PretokenizedShards paths = resolve_shard_paths(d.shards);
-    const std::string sources[3] = {paths.train, paths.valid, paths.test};
+    const auto splits = check_shards(plan_shards(d.shards), d.shards.dtype, spec.tokenizer.vocab);
     nlohmann::json jd = {{"sources", nlohmann::json::array()},
                          {"splits", nlohmann::json::object()}};
+    std::set<std::string> listed;
     for (int s = 0; s < 3; ++s) {
-      std::string dest = shard_path(spec.out_dir, d.name, kSplits[s]);
-      LinkedShard l = link_pretokenized_shard(sources[s], paths.dtype, spec.tokenizer.vocab, dest);
-      jd["sources"].push_back({{"path", l.source},
-                               {"package", ""},
-                               {"version", ""},
-                               {"sha256", l.sha256},
-                               {"bytes", l.bytes},
-                               {"split", kSplits[s]}});
-      jd["splits"][kSplits[s]] = {
-          {"tokens", l.tokens}, {"sha256", l.sha256}, {"dtype", paths.dtype}};
-      out.tokens[d.name + "." + kSplits[s]] = l.tokens;
-      out.artifacts.push_back({dest, "shard", l.sha256, l.bytes});
+      const std::string dest = shard_path(spec.out_dir, d.name, kSplits[s]);
+      write_parts(dest, splits[s], spec.boundary);
+      const DomainTokens read(dest, ShardCheck::kSize);  // as training will read it
+      int64_t files = 0;
+      for (const auto& p : splits[s]) {
+        ++files;
+        if (!listed.insert(p.path).second) continue;
+        const int64_t bytes = p.bin.tokens * token_width(p.bin.dtype);
+        jd["sources"].push_back({{"path", p.format == "megatron" ? p.path + ".bin" : p.path},
+                                 {"format", p.format},
+                                 {"dtype", p.bin.dtype},
+                                 {"sha256", p.bin.sha256},
+                                 {"bytes", bytes}});
+        if (p.format == "megatron") jd["sources"].back()["idx_sha256"] = p.idx.sha256;
+      }
+      // The artifact is the parts list in the job's directory, never the user's files.
+      const std::string list = core::read_file(parts_path(dest));
+      out.artifacts.push_back(
+          {parts_path(dest), "shard", core::sha256_hex(list), int64_t(list.size())});
+      jd["splits"][kSplits[s]] = {{"tokens", read.size()}, {"files", files}};
+      out.tokens[d.name + "." + kSplits[s]] = read.size();
     }
     core::log_info("prepare: " + d.name + ": pre-tokenized, " +
-                   std::to_string(out.tokens[d.name + ".train"]) + " train tokens from " +
-                   paths.train);
+                   std::to_string(out.tokens[d.name + ".train"]) + " train tokens in " +
+                   std::to_string(splits[0].size()) + " file(s)");
     manifest["domains"][d.name] = jd;
   }
+  if (!spec.tokenizer_path.empty()) copy_corpus_tokenizer(spec, manifest, out);
   write_manifest(spec.out_dir, manifest, out);
   return out;
 }

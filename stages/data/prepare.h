@@ -2,7 +2,9 @@
 // SentencePiece tokenizer on a domain-balanced sample -> token shards -> manifest of every source.
 // Output layout of DIR (read back through data_layout.h):
 //   tokenizer.model, tokenizer.vocab, manifest.json, shards/<domain>.<train|valid|test>.bin(+.json)
-// With pre-tokenized shards, the shards are links to the user's files and there is no tokenizer.
+// With pre-tokenized corpora, shards/<domain>.<split>.parts.json list the user's files
+// (domain_tokens.h) and tokenizer.model is absent (tokenizer.json or tokenizer.model when the
+// recipe names the corpus's tokenizer).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +36,11 @@ struct DomainSpec {
 struct PrepareSpec {
   std::vector<DomainSpec> domains;
   TokenizerTrainOptions tokenizer;
+  /// Between the documents of pre-tokenized Megatron files (domain_tokens.h).
+  Boundary boundary;
+  /// A pre-tokenized corpus's tokenizer (a SentencePiece .model or a tokenizer.json), for export;
+  /// "" when the recipe names none.
+  std::string tokenizer_path;
   /// The domains come as pre-tokenized .bin shards (pretokenized.h) of a tokenizer of
   /// `tokenizer.vocab` pieces trained elsewhere: no SentencePiece, no built-in tasks.
   bool pretokenized = false;

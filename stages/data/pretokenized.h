@@ -1,37 +1,77 @@
-// Pre-tokenized corpora: nanoGPT-style .bin shards (raw little-endian uint16 or uint32 tokens, no
-// header) that a user tokenized elsewhere. The prepare stage checks them (size, vocabulary range),
-// hashes them, and links them into the data directory's layout (data_layout.h) with a sidecar, so
-// training and eval read them like shards it wrote itself and notice when a file changes later.
-// No LibTorch.
+// Pre-tokenized corpora that a user tokenized elsewhere: nanoGPT .bin files (raw little-endian
+// tokens, no header, the dtype from the recipe) and Megatron indexed datasets (.bin + .idx, the
+// dtype from the index), listed per domain as files, globs or directories with weights. The
+// prepare stage checks every file (index, size, vocabulary range, the plausibility of a declared
+// dtype), hashes it once, and writes each split's parts list (domain_tokens.h) into the data
+// directory's layout (data_layout.h), so training and evaluation read them like shards it wrote
+// itself and notice when a file changes later. No LibTorch.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "stages/data/domain_tokens.h"
 
 namespace upcycle::stages {
 
-/// One domain's shards. Empty paths default from `dir` in nanoGPT's layout: train.bin, val.bin, and
-/// test.bin when present (else the validation shard doubles as the test split, with a warning).
+/// Megatron-LM's default --split: documents 969 : 30 : 1 to train, valid and test.
+inline constexpr const char* kDefaultDocumentSplit = "969,30,1";
+
+/// A file, glob or directory of a domain, and its weight in the blend (0: not given).
+struct ShardEntry {
+  std::string pattern;
+  double weight = 0;
+};
+
+/// One domain's pre-tokenized files. Either the splits are separate files (train, valid, test;
+/// `dir` alone means nanoGPT's layout: train.bin, val.bin and test.bin when present, else the
+/// validation file doubles as the test split) or `files` are split by document in the ratio
+/// `split` (Megatron's way; `dir` holding Megatron datasets means every dataset in it).
+/// Weights are per entry: give every entry of a split one, or none (then each file counts by its
+/// tokens, the blend of their concatenation).
 struct PretokenizedShards {
   std::string dir;
-  std::string train, valid, test;
-  std::string dtype;  ///< "uint16" | "uint32"
+  std::vector<ShardEntry> train, valid, test, files;
+  std::string split;  ///< "969,30,1" style; "" = kDefaultDocumentSplit when files are split
+  std::string dtype;  ///< required for nanoGPT files; for Megatron, checked against the index
 };
 
-/// The shard paths after the defaults above; throws StageError when a path cannot be resolved.
-PretokenizedShards resolve_shard_paths(const PretokenizedShards& s);
-
-struct LinkedShard {
-  std::string source;  ///< absolute path of the user's file
-  std::string sha256;
-  int64_t tokens = 0;
-  int64_t bytes = 0;
+/// A file after expansion: a nanoGPT .bin path or a Megatron prefix, and the entry it came from.
+struct CorpusFile {
+  std::string path;
+  std::string format;  ///< "nanogpt" | "megatron"
+  size_t entry = 0;    ///< index into the split's entries (or files)
+  double weight = 0;   ///< the entry's weight
 };
 
-/// Checks `source` (readable, a whole number of tokens, not empty, every token < vocab), then makes
-/// `dest` a symlink to it with a "<dest>.json" sidecar holding its dtype, token count and sha256.
-/// Throws StageError naming the file and the reason.
-LinkedShard link_pretokenized_shard(const std::string& source, const std::string& dtype,
-                                    int64_t vocab, const std::string& dest);
+/// How a domain's files become splits, before any file is read: each split's files, or (by
+/// document) the files every split takes its share of.
+struct ShardPlan {
+  std::array<std::vector<CorpusFile>, 3> by_file;  ///< train, valid, test
+  std::vector<CorpusFile> by_document;
+  std::array<int64_t, 3> ratio = {0, 0, 0};  ///< by document: train, valid, test
+};
+
+/// Parses "969,30,1" (three non-negative integers, train > 0, sum <= 10^9). Throws StageError.
+std::array<int64_t, 3> parse_document_split(const std::string& text);
+
+/// Expands `s` into its files. Throws StageError naming the path or glob that matches nothing, a
+/// directory with no dataset, or a nanoGPT file where documents are needed.
+ShardPlan plan_shards(const PretokenizedShards& s);
+
+/// Checks each file of `plan` (a Megatron index whole, its dtype against `declared_dtype`;
+/// every token below `vocab`; a nanoGPT file's declared dtype for plausibility), hashes it, and
+/// returns each split's parts with their weights (normalised per split). Throws StageError naming
+/// the file and the numbers.
+std::array<std::vector<PartRecord>, 3> check_shards(const ShardPlan& plan,
+                                                    const std::string& declared_dtype,
+                                                    int64_t vocab);
+
+/// Samples a nanoGPT file read as `dtype` and throws StageError when that width is implausible:
+/// a uint16 file whose every other token is 0 (int32/uint32 tokens below 65536), or a uint32 file
+/// whose tokens are mostly at or above `vocab` (two uint16 tokens per word).
+void check_dtype_plausible(const TokenShard& shard, int64_t vocab);
 
 }  // namespace upcycle::stages

@@ -92,73 +92,105 @@ ShardInfo write_token_shard(const std::string& path, const std::vector<uint32_t>
   return info;
 }
 
+int token_width(const std::string& dtype) {
+  if (dtype == "uint8") return 1;
+  if (dtype == "uint16" || dtype == "int16") return 2;
+  if (dtype == "int32" || dtype == "uint32") return 4;
+  if (dtype == "int64") return 8;
+  return 0;
+}
+
 TokenShard::TokenShard(const std::string& path, ShardCheck check, const std::string& dtype)
-    : path_(path) {
-  check = effective(check);
-  std::string kind = dtype;
+    : path_(path), dtype_(dtype) {
   ShardInfo info;
-  bool has_meta = core::file_exists(path + ".json");
-  if (has_meta) {
-    try {
-      auto meta = core::read_json_file(path + ".json");
-      info = {meta.at("dtype").get<std::string>(), meta.at("tokens").get<int64_t>(),
-              meta.at("sha256").get<std::string>(), meta.value("sample_sha256", std::string()),
-              meta.value("mtime_ns", int64_t(0))};
-    } catch (const nlohmann::json::exception& e) {
-      throw StageError(path + ".json: malformed shard sidecar: " + e.what());
-    } catch (const Error& e) {
-      throw StageError(e.what());
-    }
-    kind = info.dtype;
+  if (!core::file_exists(path + ".json")) {
+    open(nullptr, effective(check));
+    return;
   }
-  if (kind != "uint16" && kind != "uint32") {
-    throw StageError(path + ": unknown token dtype '" + kind + "' (expected uint16 or uint32)");
+  try {
+    auto meta = core::read_json_file(path + ".json");
+    info = {meta.at("dtype").get<std::string>(), meta.at("tokens").get<int64_t>(),
+            meta.at("sha256").get<std::string>(), meta.value("sample_sha256", std::string()),
+            meta.value("mtime_ns", int64_t(0))};
+  } catch (const nlohmann::json::exception& e) {
+    throw StageError(path + ".json: malformed shard sidecar: " + e.what());
+  } catch (const Error& e) {
+    throw StageError(e.what());
   }
-  wide_ = kind == "uint32";
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw StageError(path + ": cannot open token shard: " + std::strerror(errno));
+  dtype_ = info.dtype;
+  open(&info, effective(check));
+}
+
+TokenShard::TokenShard(const std::string& path, const ShardInfo& recorded, ShardCheck check)
+    : path_(path), dtype_(recorded.dtype) {
+  open(&recorded, effective(check));
+}
+
+void TokenShard::open(const ShardInfo* info, ShardCheck check) {
+  const int width = width_ = token_width(dtype_);
+  if (width == 0) {
+    throw StageError(path_ + ": unknown token dtype '" + dtype_ +
+                     "' (expected uint8, uint16, int16, int32, uint32 or int64)");
+  }
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw StageError(path_ + ": cannot open token shard: " + std::strerror(errno));
   struct stat st;
   ::fstat(fd, &st);
   bytes_ = static_cast<size_t>(st.st_size);
-  size_t width = wide_ ? 4 : 2;
   if (bytes_ % width != 0) {
     ::close(fd);
-    throw StageError(path + ": size " + std::to_string(bytes_) + " is not a multiple of " +
-                     std::to_string(width) + " bytes (" + kind +
+    throw StageError(path_ + ": size " + std::to_string(bytes_) + " is not a multiple of " +
+                     std::to_string(width) + " bytes (" + dtype_ +
                      " tokens); the shard is truncated");
   }
   tokens_ = static_cast<int64_t>(bytes_ / width);
-  if (has_meta && tokens_ != info.tokens) {
+  if (info && tokens_ != info->tokens) {
     ::close(fd);
-    throw StageError(path + ": holds " + std::to_string(tokens_) + " tokens, its sidecar says " +
-                     std::to_string(info.tokens) + "; the shard is truncated or was replaced");
+    throw StageError(path_ + ": holds " + std::to_string(tokens_) + " tokens, its record says " +
+                     std::to_string(info->tokens) + "; the shard is truncated or was replaced");
   }
   if (bytes_ > 0) {
     data_ = ::mmap(nullptr, bytes_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (data_ == MAP_FAILED) {
+      data_ = nullptr;
       ::close(fd);
-      throw StageError(path + ": mmap failed: " + std::strerror(errno));
+      throw StageError(path_ + ": mmap failed: " + std::strerror(errno));
     }
   }
   ::close(fd);
+  if (!info || check == ShardCheck::kSize) return;
   if (check == ShardCheck::kSampled &&
-      (info.sample_sha256.empty() || info.mtime_ns == 0 || mtime_ns(path) != info.mtime_ns))
+      (info->sample_sha256.empty() || info->mtime_ns == 0 || mtime_ns(path_) != info->mtime_ns))
     check = ShardCheck::kFull;  // an older sidecar, or the file was touched since: hash it all
-  if (check != ShardCheck::kSize && has_meta) {
-    const bool full = check == ShardCheck::kFull;
-    std::string digest;
-    if (full) {
-      core::Sha256 h;
-      h.update(data_, bytes_);
-      digest = h.hex_digest();
-    } else {
-      digest = sampled_digest(data_, bytes_);
-    }
-    if (digest != (full ? info.sha256 : info.sample_sha256)) {
-      if (data_) ::munmap(const_cast<void*>(data_), bytes_);
-      throw StageError(path + ": " + (full ? "sha256" : "sampled digest") +
-                       " does not match its sidecar; the shard is corrupt or was replaced");
-    }
+  const bool full = check == ShardCheck::kFull;
+  std::string digest;
+  if (full) {
+    core::Sha256 h;
+    h.update(data_, bytes_);
+    digest = h.hex_digest();
+  } else {
+    digest = sampled_digest(data_, bytes_);
+  }
+  if (digest != (full ? info->sha256 : info->sample_sha256)) {
+    if (data_) ::munmap(const_cast<void*>(data_), bytes_);
+    data_ = nullptr;
+    throw StageError(path_ + ": " + (full ? "sha256" : "sampled digest") +
+                     " does not match its record; the shard is corrupt or was replaced");
+  }
+}
+
+int64_t TokenShard::at(int64_t i) const {
+  switch (width_) {
+    case 1:
+      return static_cast<const uint8_t*>(data_)[i];
+    case 2:
+      return dtype_ == "int16" ? int64_t(static_cast<const int16_t*>(data_)[i])
+                               : int64_t(static_cast<const uint16_t*>(data_)[i]);
+    case 4:
+      return dtype_ == "int32" ? int64_t(static_cast<const int32_t*>(data_)[i])
+                               : int64_t(static_cast<const uint32_t*>(data_)[i]);
+    default:
+      return static_cast<const int64_t*>(data_)[i];
   }
 }
 
@@ -171,18 +203,29 @@ TokenShard::TokenShard(TokenShard&& o) noexcept
       data_(o.data_),
       bytes_(o.bytes_),
       tokens_(o.tokens_),
-      wide_(o.wide_) {
+      width_(o.width_),
+      dtype_(std::move(o.dtype_)) {
   o.data_ = nullptr;
   o.bytes_ = 0;
 }
 
 void TokenShard::copy_to(int64_t start, int64_t n, int64_t* out, int64_t vocab) const {
-  uint32_t top = 0;
-  for (int64_t i = 0; i < n; ++i)
-    top = std::max(top, static_cast<uint32_t>(out[i] = at(start + i)));
-  if (vocab <= 0 || top < static_cast<uint64_t>(vocab)) return;
+  const auto* p = static_cast<const uint8_t*>(data_) + start * width_;
+  if (dtype_ == "uint16") {  // the common cases without a switch per token
+    const auto* t = reinterpret_cast<const uint16_t*>(p);
+    for (int64_t i = 0; i < n; ++i) out[i] = t[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = at(start + i);
+  }
+  if (vocab <= 0) return;
+  int64_t lo = 0, hi = 0;
   for (int64_t i = 0; i < n; ++i) {
-    if (out[i] >= vocab) {
+    lo = std::min(lo, out[i]);
+    hi = std::max(hi, out[i]);
+  }
+  if (lo >= 0 && hi < vocab) return;
+  for (int64_t i = 0; i < n; ++i) {
+    if (out[i] < 0 || out[i] >= vocab) {
       throw StageError(
           path_ + ": token " + std::to_string(out[i]) + " at position " +
               std::to_string(start + i) + " is outside the model's vocabulary (" +

@@ -1,6 +1,8 @@
-// Token shards: raw little-endian uint16 (vocab <= 65536) or uint32 tokens, the nanoGPT .bin
-// layout, plus a sidecar "<shard>.json" {"dtype","tokens","sha256","sample_sha256","mtime_ns"}.
-// Read through mmap. No LibTorch.
+// Token shards: raw little-endian tokens with no header, the nanoGPT .bin layout and the .bin half
+// of a Megatron indexed dataset (megatron_index.h), plus a sidecar "<shard>.json"
+// {"dtype","tokens","sha256","sample_sha256","mtime_ns"} for the shards the prepare stage writes
+// (uint16 for vocab <= 65536, else uint32). A user's file has no sidecar: its record lives in the
+// data directory's parts list (domain_tokens.h). Read through mmap. No LibTorch.
 // Start-up cost: the full sha256 is computed once, when the shard is written (prepare). Opening a
 // shard for training checks its size, its mtime against the sidecar's and a sampled digest (64
 // blocks of 64 KiB spread over the file, and its size): milliseconds for a terabyte, where the full
@@ -15,8 +17,12 @@
 
 namespace upcycle::stages {
 
+/// The width in bytes of a token dtype: uint8 1, uint16 and int16 2, int32 and uint32 4, int64 8;
+/// 0 for any other name.
+int token_width(const std::string& dtype);
+
 struct ShardInfo {
-  std::string dtype;  ///< "uint16" | "uint32"
+  std::string dtype;  ///< a token_width() name
   int64_t tokens = 0;
   std::string sha256;
   std::string sample_sha256;  ///< sampled_digest of the file
@@ -50,15 +56,18 @@ class TokenShard {
   /// user nanoGPT shards). Throws StageError naming the path and reason.
   explicit TokenShard(const std::string& path, ShardCheck check = ShardCheck::kSampled,
                       const std::string& dtype = "");
+  /// Opens a user's file against the record taken when it was prepared (dtype, tokens, digests,
+  /// mtime), checked as `check` says.
+  TokenShard(const std::string& path, const ShardInfo& recorded, ShardCheck check);
   ~TokenShard();
   TokenShard(TokenShard&& other) noexcept;
   TokenShard& operator=(TokenShard&&) = delete;
   TokenShard(const TokenShard&) = delete;
 
   int64_t size() const { return tokens_; }
-  uint32_t at(int64_t i) const {
-    return wide_ ? static_cast<const uint32_t*>(data_)[i] : static_cast<const uint16_t*>(data_)[i];
-  }
+  /// Token i, widened (a signed dtype's negative token stays negative).
+  int64_t at(int64_t i) const;
+  const std::string& dtype() const { return dtype_; }
   /// Copies tokens [start, start+n) into `out` as int64 (the layout at::Tensor wants). With `vocab`
   /// > 0, a token >= vocab is a StageError naming the shard and the position (an embedding lookup
   /// would otherwise fail inside LibTorch).
@@ -70,7 +79,10 @@ class TokenShard {
   const void* data_ = nullptr;
   size_t bytes_ = 0;
   int64_t tokens_ = 0;
-  bool wide_ = false;
+  int width_ = 0;
+  std::string dtype_;
+
+  void open(const ShardInfo* recorded, ShardCheck check);
 };
 
 }  // namespace upcycle::stages

@@ -6,7 +6,7 @@
 #include <functional>
 
 #include "core/error.h"
-#include "stages/data/token_shard.h"
+#include "stages/data/domain_tokens.h"
 
 namespace upcycle::stages {
 
@@ -76,7 +76,7 @@ PerplexityResult score_windows(const std::string& shard_path, int64_t T, int64_t
                                int64_t max_windows, int64_t batch, const TokenBytes* bytes,
                                const WindowScorer& nll_of) {
   torch::NoGradGuard no_grad;
-  TokenShard shard(shard_path);
+  const DomainTokens shard(shard_path);  // the prepare stage's shard, or a blend of user files
   int64_t windows = (shard.size() - 1) / T;
   if (windows < 1) {
     throw StageError(shard_path + ": " + std::to_string(shard.size()) +

@@ -29,7 +29,8 @@ struct PerplexityResult {
   std::vector<std::vector<double>> ffn_util, attn_gate;
 };
 
-/// Evaluates `model` on the shard at `shard_path`, at most `max_windows` windows (0 = all), batched
+/// Evaluates `model` on the shard at `shard_path` (or the files of its parts list, one after the
+/// other; domain_tokens.h), at most `max_windows` windows (0 = all), batched
 /// by `batch`; bytes and bpb when `bytes` is given. Throws StageError when the shard is shorter
 /// than one window.
 PerplexityResult perplexity(TransformerLm& model, const std::string& shard_path,

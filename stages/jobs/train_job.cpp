@@ -44,6 +44,7 @@ bool run_train_job(const SpecReader& s, const JobContext& ctx, core::JobResult& 
   r.outputs["tokens_per_s"] = std::to_string(out.tokens_per_s);
   r.outputs["checkpoint_save_s"] = std::to_string(out.checkpoint_save_s);
   r.artifacts.push_back(checkpoint_artifact(out.checkpoint_dir));
+  for (const auto& p : out.realised) r.mix.push_back({p.domain, p.part, p.weight, p.samples});
   return true;
 }
 

@@ -1,8 +1,13 @@
 #include "stages/spec/prepare.h"
 
+#include <cmath>
 #include <filesystem>
 #include <limits>
 #include <set>
+
+#include "core/sha256.h"
+#include "core/strings.h"
+#include "stages/data/token_shard.h"
 
 namespace upcycle::stages {
 namespace {
@@ -10,12 +15,19 @@ namespace {
 nlohmann::json domain_json(const DomainSpec& d, bool pretokenized) {
   if (pretokenized) {
     const auto& s = d.shards;
+    auto entries = [](const std::vector<ShardEntry>& list) {
+      nlohmann::json a = nlohmann::json::array();
+      for (const auto& e : list) a.push_back({{"pattern", e.pattern}, {"weight", e.weight}});
+      return a;
+    };
     return {{"name", d.name},
             {"shards",
              {{"dir", s.dir},
-              {"train", s.train},
-              {"valid", s.valid},
-              {"test", s.test},
+              {"train", entries(s.train)},
+              {"valid", entries(s.valid)},
+              {"test", entries(s.test)},
+              {"files", entries(s.files)},
+              {"split", s.split},
               {"dtype", s.dtype}}}};
   }
   nlohmann::json src = nlohmann::json::array();
@@ -35,9 +47,19 @@ DomainSpec read_domain(const SpecReader& r) {
   d.max_bytes = r.value<int64_t>("max_bytes", 0);
   if (r.has("shards")) {
     SpecReader s = r.object("shards");
-    s.expect_only({"dir", "train", "valid", "test", "dtype"});
-    d.shards = {s.value<std::string>("dir", ""), s.value<std::string>("train", ""),
-                s.value<std::string>("valid", ""), s.value<std::string>("test", ""),
+    s.expect_only({"dir", "train", "valid", "test", "files", "split", "dtype"});
+    auto entries = [&s](const char* key) {
+      std::vector<ShardEntry> out;
+      for (const auto& e : s.items(key))
+        out.push_back({e.value<std::string>("pattern"), e.value<double>("weight")});
+      return out;
+    };
+    d.shards = {s.value<std::string>("dir"),
+                entries("train"),
+                entries("valid"),
+                entries("test"),
+                entries("files"),
+                s.value<std::string>("split"),
                 s.value<std::string>("dtype")};
   }
   if (!r.has("sources")) return d;
@@ -50,21 +72,57 @@ DomainSpec read_domain(const SpecReader& r) {
   return d;
 }
 
+void validate_shards(const PretokenizedShards& s, const std::string& at) {
+  if (!s.dtype.empty())
+    check(token_width(s.dtype) > 0, at + ".dtype",
+          "'" + s.dtype + "' is not one of uint8, uint16, int16, int32, uint32, int64");
+  const bool by_file = !s.train.empty() || !s.valid.empty() || !s.test.empty();
+  check(!s.dir.empty() || !s.files.empty() || by_file, at,
+        "needs dir: (nanoGPT's layout or Megatron datasets), files: (split by document) or "
+        "train:, valid: and test:");
+  check(s.dir.empty() || (!by_file && s.files.empty()), at + ".dir",
+        "give dir: alone, or files: / train:, valid:, test: without it");
+  check(!(by_file && !s.files.empty()), at,
+        "give files: (split by document) or train:/valid:/test: (split by file), not both");
+  check(!by_file || (!s.train.empty() && !s.valid.empty() && !s.test.empty()), at,
+        "split by file needs all of train:, valid: and test:");
+  check(s.split.empty() || !by_file, at + ".split", "is for files: split by document");
+  if (!s.split.empty()) {
+    try {
+      parse_document_split(s.split);
+    } catch (const Error& e) {
+      check(false, at + ".split", e.what());
+    }
+  }
+  const std::pair<const char*, const std::vector<ShardEntry>*> lists[] = {
+      {"train", &s.train}, {"valid", &s.valid}, {"test", &s.test}, {"files", &s.files}};
+  for (const auto& [key, list] : lists) {
+    size_t weighted = 0;
+    for (size_t i = 0; i < list->size(); ++i) {
+      const auto& e = (*list)[i];
+      const std::string where = at + "." + key + "[" + std::to_string(i) + "]";
+      check(!e.pattern.empty(), where + ".path", "is empty");
+      check(e.weight >= 0 && std::isfinite(e.weight), where + ".weight",
+            "must be a positive number");
+      weighted += e.weight > 0;
+    }
+    check(weighted == 0 || weighted == list->size(), at + "." + key,
+          "give every entry a weight, or none (then each file counts by its tokens)");
+  }
+}
+
 void validate_domain(const DomainSpec& d, const std::string& at, bool pretokenized) {
   check_name(d.name, at + ".name");
   check(d.max_bytes >= 0, at + ".max_bytes", "must be >= 0 (0: all)");
   if (pretokenized) {
-    check_choice(d.shards.dtype, at + ".shards.dtype", {"uint16", "uint32"});
-    check(!d.shards.dir.empty() ||
-              (!d.shards.train.empty() && !d.shards.valid.empty() && !d.shards.test.empty()),
-          at + ".shards",
-          "needs dir: (nanoGPT layout: train.bin, val.bin, optional test.bin) or all of train, "
-          "valid, test");
+    validate_shards(d.shards, at + ".shards");
     check(d.sources.empty() && d.generator.empty(), at,
           "a pre-tokenized domain reads shards, not sources");
     return;
   }
-  check(d.shards.dtype.empty(), at + ".shards", "needs tokenizer kind pretokenized");
+  check(d.shards.dir.empty() && d.shards.files.empty() && d.shards.train.empty() &&
+            d.shards.dtype.empty(),
+        at + ".shards", "needs tokenizer kind pretokenized");
   check(d.generator.empty() || d.generator == "math", at + ".generator",
         "'" + d.generator + "' is not one of math");
   check(!d.sources.empty() || !d.generator.empty(), at,
@@ -87,8 +145,14 @@ std::string text_choice(const core::FieldSource& s, const std::string& key,
   s.fail(key, "'" + t + "' is not allowed; expected " + core::or_list(choices));
 }
 
+// Relative paths are taken from the working directory, like store: and root:, and made absolute
+// so that a job finds them from wherever it runs.
+std::string absolute_path(const std::string& p) {
+  return p.empty() ? p : std::filesystem::absolute(p).lexically_normal().string();
+}
+
 void read_tokenizer_section(const core::FieldSource& t, PrepareSpec& d) {
-  t.expect_only({"kind", "vocab", "pieces", "model_type", "sample_bytes"});
+  t.expect_only({"kind", "vocab", "pieces", "model_type", "sample_bytes", "path", "eod"});
   d.pretokenized =
       text_choice(t, "kind", "sentencepiece", {"sentencepiece", "pretokenized"}) == "pretokenized";
   if (t.has("vocab")) d.tokenizer.vocab = t.integer("vocab", {});
@@ -98,24 +162,62 @@ void read_tokenizer_section(const core::FieldSource& t, PrepareSpec& d) {
       if (t.has(k))
         t.fail(k, "is for kind: sentencepiece; pre-tokenized shards bring their own tokens");
     }
+    if (t.has("eod")) d.boundary.eod = t.integer("eod", {0, d.tokenizer.vocab - 1});
+    if (t.has("path")) {
+      d.tokenizer_path = absolute_path(t.text("path"));
+      const std::string name = std::filesystem::path(d.tokenizer_path).filename().string();
+      if (!core::ends_with(name, ".json") && !core::ends_with(name, ".model"))
+        t.fail("path", "expected a tokenizer.json (Hugging Face) or a SentencePiece .model");
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(d.tokenizer_path, ec))
+        t.fail("path", d.tokenizer_path + ": no such file");
+      d.tokenizer_sha256 = core::sha256_file(d.tokenizer_path);
+    }
     return;
+  }
+  for (const char* k : {"path", "eod"}) {
+    if (t.has(k)) t.fail(k, "is for kind: pretokenized (the corpus's own tokenizer)");
   }
   d.tokenizer.model_type = text_choice(t, "model_type", d.tokenizer.model_type, {"bpe", "unigram"});
   if (t.has("pieces")) d.tokenizer.pieces = t.integer("pieces", {});
   if (t.has("sample_bytes")) d.tokenizer_sample_bytes = t.integer("sample_bytes", {});
 }
 
+// A list of files, globs or directories, each a string or {path, weight}; one string alone too.
+std::vector<ShardEntry> read_shard_entries(const core::FieldSource& s, const char* key) {
+  if (!s.has(key)) return {};
+  std::vector<std::unique_ptr<core::FieldSource>> items;
+  try {
+    items = s.list(key);
+  } catch (const Error&) {
+    return {{absolute_path(s.text(key)), 0}};
+  }
+  std::vector<ShardEntry> out;
+  for (const auto& e : items) {
+    if (e->is_scalar()) {
+      out.push_back({absolute_path(e->scalar()), 0});
+      continue;
+    }
+    e->expect_only({"path", "weight"});
+    if (!e->has("path")) e->fail("", "needs path: (a file, a glob or a directory)");
+    const double w = e->has("weight") ? e->number("weight") : 0;
+    if (e->has("weight") && !(w > 0 && std::isfinite(w))) e->fail("weight", "must be positive");
+    out.push_back({absolute_path(e->text("path")), w});
+  }
+  return out;
+}
+
 PretokenizedShards read_shards_section(const core::FieldSource& s) {
-  s.expect_only({"dir", "train", "valid", "test", "dtype"});
-  // Relative paths are taken from the working directory, like store: and root:, and made absolute
-  // so that a job finds them from wherever it runs.
-  auto path = [&](const char* k) {
-    const std::string p = s.has(k) ? s.text(k) : "";
-    return p.empty() ? p : std::filesystem::absolute(p).lexically_normal().string();
-  };
-  if (!s.has("dtype")) s.fail("", "needs dtype: uint16 or uint32 (the width of each token)");
-  return {path("dir"), path("train"), path("valid"), path("test"),
-          text_choice(s, "dtype", "", {"uint16", "uint32"})};
+  s.expect_only({"dir", "train", "valid", "test", "files", "split", "dtype"});
+  PretokenizedShards out;
+  out.dir = absolute_path(s.has("dir") ? s.text("dir") : "");
+  out.train = read_shard_entries(s, "train");
+  out.valid = read_shard_entries(s, "valid");
+  out.test = read_shard_entries(s, "test");
+  out.files = read_shard_entries(s, "files");
+  if (s.has("split")) out.split = s.text("split");
+  if (s.has("dtype")) out.dtype = s.text("dtype");
+  return out;
 }
 
 std::vector<SourceSpec> read_sources_section(const core::FieldSource& domain) {
@@ -171,10 +273,16 @@ DomainSpec read_domain_section(const core::FieldSource& e, bool pretokenized, in
 
 DataSection read_data_section(const core::FieldSource& r) {
   r.expect_only({"domains", "tokenizer", "valid_fraction", "test_fraction", "max_bytes",
-                 "task_examples", "seed"});
+                 "task_examples", "seed", "boundary"});
   DataSection out;
   PrepareJobSpec& d = out.spec;
   if (r.has("tokenizer")) read_tokenizer_section(*r.child("tokenizer"), d);
+  if (r.has("boundary")) {
+    if (!d.pretokenized) r.fail("boundary", "is for pre-tokenized corpora");
+    d.boundary.mode = text_choice(r, "boundary", "as_stored", {"as_stored", "eod"});
+    if (d.boundary.mode == "eod" && d.boundary.eod < 0)
+      r.fail("boundary", "eod needs data.tokenizer.eod: the end-of-document token's id");
+  }
   if (!r.has("domains")) r.fail("", "needs domains: a non-empty list of domains");
   const auto domains = r.list("domains");
   if (domains.empty()) r.fail("domains", "expected a non-empty list of domains");
@@ -230,6 +338,11 @@ void validate(const PrepareJobSpec& s) {
           "must be in [2, 2^32]");
     check(s.task_examples == 0, "task_examples",
           "built-in tasks are made from text; pre-tokenized data has none");
+    check_choice(s.boundary.mode, "boundary", {"as_stored", "eod"});
+    check(s.boundary.mode != "eod" || (s.boundary.eod >= 0 && s.boundary.eod < s.tokenizer.vocab),
+          "tokenizer.eod", "boundary eod needs an end-of-document token below the vocabulary");
+    check(s.tokenizer_path.empty() || s.tokenizer_sha256.size() == 64, "tokenizer.sha256",
+          "must be a sha256 (64 hex digits)");
   } else if (!s.tokenizer_file.empty()) {
     check(s.tokenizer_sha256.size() == 64, "tokenizer.sha256", "must be a sha256 (64 hex digits)");
   } else {
@@ -255,24 +368,33 @@ nlohmann::json to_json(const PrepareJobSpec& s) {
                               {"vocab", s.tokenizer.vocab}};
   if (!s.tokenizer_file.empty()) {
     tokenizer = {{"kind", "file"}, {"path", s.tokenizer_file}, {"sha256", s.tokenizer_sha256}};
-  } else if (!s.pretokenized) {
+  } else if (s.pretokenized) {
+    if (!s.tokenizer_path.empty()) {
+      tokenizer["path"] = s.tokenizer_path;
+      tokenizer["sha256"] = s.tokenizer_sha256;
+    }
+    if (s.boundary.eod >= 0) tokenizer["eod"] = s.boundary.eod;
+  } else {
     tokenizer["model_type"] = s.tokenizer.model_type;
     tokenizer["sample_bytes"] = s.tokenizer_sample_bytes;
     if (s.tokenizer.pieces > 0) tokenizer["pieces"] = s.tokenizer.pieces;  // keys stay as they were
   }
-  return {{"domains", domains},
-          {"tokenizer", tokenizer},
-          {"valid_fraction", s.valid_fraction},
-          {"test_fraction", s.test_fraction},
-          {"task_examples", s.task_examples},
-          {"seed", s.seed}};
+  nlohmann::json j = {{"domains", domains},
+                      {"tokenizer", tokenizer},
+                      {"valid_fraction", s.valid_fraction},
+                      {"test_fraction", s.test_fraction},
+                      {"task_examples", s.task_examples},
+                      {"seed", s.seed}};
+  if (s.pretokenized) j["boundary"] = s.boundary.mode;
+  return j;
 }
 
 void read_spec(const SpecReader& r, PrepareJobSpec& p) {
-  expect_fields(
-      r, {"domains", "tokenizer", "valid_fraction", "test_fraction", "task_examples", "seed"});
+  expect_fields(r, {"domains", "tokenizer", "valid_fraction", "test_fraction", "task_examples",
+                    "seed", "boundary"});
   SpecReader tok = r.object("tokenizer");
-  tok.expect_only({"kind", "vocab", "pieces", "model_type", "sample_bytes", "path", "sha256"});
+  tok.expect_only(
+      {"kind", "vocab", "pieces", "model_type", "sample_bytes", "path", "sha256", "eod"});
   const std::string kind = tok.value<std::string>("kind", "sentencepiece");
   check_choice(kind, "tokenizer.kind", {"sentencepiece", "pretokenized", "file"});
   p.pretokenized = kind == "pretokenized";
@@ -281,6 +403,11 @@ void read_spec(const SpecReader& r, PrepareJobSpec& p) {
     p.tokenizer_sha256 = tok.value<std::string>("sha256");
   } else {
     p.tokenizer.vocab = tok.value<int64_t>("vocab");
+  }
+  if (p.pretokenized) {
+    p.tokenizer_path = tok.value<std::string>("path", "");
+    p.tokenizer_sha256 = tok.value<std::string>("sha256", "");
+    p.boundary = {r.value<std::string>("boundary", "as_stored"), tok.value<int64_t>("eod", -1)};
   }
   p.tokenizer.pieces = tok.value("pieces", p.tokenizer.pieces);
   p.tokenizer.model_type = tok.value("model_type", p.tokenizer.model_type);
@@ -296,7 +423,7 @@ void read_spec(const SpecReader& r, PrepareJobSpec& p) {
 
 nlohmann::json key_material(const PrepareJobSpec& s, const JobRuntime& rt) {
   nlohmann::json j = to_json(s);
-  if (!s.tokenizer_file.empty())
+  if (!s.tokenizer_file.empty() || !s.tokenizer_path.empty())
     j["tokenizer"].erase("path");  // the content is keyed, not where it lies
   // SentencePiece's unigram trainer sums per-thread partial expectations (float); BPE counts
   // integers.

@@ -17,7 +17,9 @@ struct PrepareJobSpec : PrepareSpec {
   static constexpr const char* kKind = "prepare";
   /// Bump with any change to what prepare jobs produce (documents, split, tokenizer, shards,
   /// tasks).
-  static constexpr int kOutputVersion = 2;  // 2: domain/ and arith-mc/ built-in tasks
+  // 2: domain/ and arith-mc/ built-in tasks; 3: pre-tokenized corpora as parts lists (blends,
+  // Megatron datasets), the corpus tokenizer kept
+  static constexpr int kOutputVersion = 3;
 };
 
 /// "file" | "fortune" | "jsonl", and back (throws core::FieldError on `field` for another name).

@@ -53,7 +53,8 @@ struct TrainJobSpec : TrainSettings {
   static constexpr const char* kKind = "train";
   /// Bump with any change to what train jobs produce (trainer, model, sampling, checkpoint format).
   /// 2: sharded checkpoints (format 2); bf16 weights with fp32 masters under bf16 and ZeRO.
-  static constexpr int kOutputVersion = 2;
+  /// 3: each sample drawn from (seed, samples consumed), blends of files within a domain.
+  static constexpr int kOutputVersion = 3;
 
   ModelConfig model;            ///< fresh initialisation when init_checkpoint is empty
   std::string init_checkpoint;  ///< continue from these weights (path; follows from an input key)

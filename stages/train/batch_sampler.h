@@ -1,8 +1,9 @@
-// Mixture sampling of training windows: for each row of a batch, a domain drawn by the mixture
-// weights, then a uniformly random window of seq_len+1 tokens from that domain's shard. The draw
-// for (step, row) depends only on (seed, step, row), where row is the row's index in the global
-// batch, so a resumed run, a run with gradient accumulation and a data-parallel run all see exactly
-// the same data.
+// Blend sampling of training windows, as Megatron's --data-path 0.3 a 0.7 b does: sample i of a
+// run draws a domain by the stage's mixture weights, a file (part) of that domain by its weight in
+// the domain's blend, and a uniformly random window of seq_len+1 tokens in it. Each draw depends
+// only on (seed, i), where i = step * global batch + row counts the samples consumed, so a resumed
+// run, a run with gradient accumulation and a data-parallel run on any number of ranks see exactly
+// the same samples, and the realised blend of a run is a replay of its draws.
 #pragma once
 
 #include <ATen/Tensor.h>
@@ -11,26 +12,38 @@
 #include <string>
 #include <vector>
 
-#include "stages/data/token_shard.h"
+#include "stages/data/domain_tokens.h"
 
 namespace upcycle::stages {
 
 class MixtureSampler {
  public:
-  /// Opens DATA_DIR/shards/<domain>.<split>.bin for every domain with weight > 0. Throws StageError
-  /// when a domain is missing or shorter than one window.
-  /// Every token must be below `vocab` (the model's), or batch() throws StageError naming the
-  /// shard.
+  /// Opens each domain with weight > 0 (DATA_DIR/shards/<domain>.<split>, domain_tokens.h). Parts
+  /// shorter than one window are left out with a warning; a domain left with none, or missing, is
+  /// a StageError. Every token must be below `vocab` (the model's), or batch() throws StageError
+  /// naming the file.
   MixtureSampler(const std::string& data_dir, const std::map<std::string, double>& mix,
                  const std::string& split, int64_t seq_len, uint64_t seed, int64_t vocab);
-  /// Returns int64 tokens [rows, seq_len + 1]: rows first_row .. first_row + rows - 1 of the global
-  /// batch of optimizer step `step`.
-  at::Tensor batch(int64_t step, int64_t first_row, int64_t rows) const;
+  /// Returns int64 tokens [rows, seq_len + 1]: samples first_sample .. first_sample + rows - 1.
+  /// With UPCYCLE_TRACE_SAMPLES=FILE, appends "split sample domain part start" lines to FILE
+  /// (tests).
+  at::Tensor batch(int64_t first_sample, int64_t rows) const;
+  /// The draws of samples [0, samples), counted by domain and part.
+  std::vector<RealisedPart> realised(int64_t samples) const;
 
  private:
+  struct Draw {
+    size_t domain = 0;
+    int64_t part = 0, start = 0;
+  };
+  Draw draw(int64_t sample, bool with_start) const;
+
   std::vector<std::string> domains_;
-  std::vector<double> cumulative_;
-  std::vector<TokenShard> shards_;
+  std::vector<double> cumulative_, domain_weight_;
+  std::vector<DomainTokens> tokens_;
+  std::vector<std::vector<int64_t>> parts_;           ///< per domain: its usable parts
+  std::vector<std::vector<double>> part_cumulative_;  ///< per domain, over parts_
+  std::string split_;
   int64_t seq_len_;
   uint64_t seed_;
   int64_t vocab_;

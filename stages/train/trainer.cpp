@@ -132,7 +132,7 @@ double validation_loss(TransformerLm& model, const MixtureSampler& val, int64_t 
   at::Tensor sum = torch::zeros({}, torch::dtype(torch::kFloat64).device(device));
   for (int64_t row = 0; row < windows; row += micro) {
     const int64_t rows = std::min(micro, windows - row);
-    auto b = to_device(val.batch(/*step=*/0, row, rows), device);
+    auto b = to_device(val.batch(row, rows), device);
     sum += forward_loss(model, b, spec).second.to(torch::kFloat64) * double(rows);
   }
   return sum.item<double>() / double(windows);
@@ -176,6 +176,10 @@ class Run {
   void step(int64_t step);        // micro-batches, gradient sync, optimizer
   bool after_step(int64_t step);  // log, validate, checkpoint; true = stop (preempted)
   TrainOutcome& outcome() { return out_; }
+  /// The realised blend of the samples consumed so far (rank 0 reports it).
+  void replay_blend() {
+    if (dp_.is_main()) out_.realised = data_->realised(out_.steps * g_.B);
+  }
   int64_t start_step() const { return start_step_; }
   int64_t steps() const { return g_.steps; }
 
@@ -289,7 +293,7 @@ void Run::step(int64_t step) {
   loss_sum_ = torch::zeros({}, scalar);
   aux_sum_ = torch::zeros({}, scalar);
   for (int64_t m = 0; m < g_.accum; ++m) {
-    auto b = to_device(data_->batch(step, g_.first_row + m * g_.micro, g_.micro),
+    auto b = to_device(data_->batch(step * g_.B + g_.first_row + m * g_.micro, g_.micro),
                        torch::Device(spec_.placement.device));
     auto [res, loss] = forward_loss(model_, b, spec_);  // backward runs outside autocast
     if (m + 1 == g_.accum) opt_->before_last_backward();
@@ -418,11 +422,15 @@ TrainOutcome train(const TrainSpec& spec, core::MetricSink& sink) {
   reset_memory_peak(spec.placement.device);
   DataParallel single(DistEnv{});
   Run run(spec, sink, spec.data_parallel ? *spec.data_parallel : single);
-  if (run.finished_already()) return run.report_final_checkpoint();
-  for (int64_t step = run.start_step(); step < run.steps(); ++step) {
-    run.step(step);
-    if (run.after_step(step)) break;
+  if (run.finished_already()) {
+    run.report_final_checkpoint();
+  } else {
+    for (int64_t step = run.start_step(); step < run.steps(); ++step) {
+      run.step(step);
+      if (run.after_step(step)) break;
+    }
   }
+  run.replay_blend();
   return run.outcome();
 }
 

@@ -10,6 +10,7 @@
 
 #include "core/metric_sink.h"
 #include "stages/arch/config.h"
+#include "stages/data/domain_tokens.h"
 #include "stages/spec/train.h"
 #include "stages/train/device.h"
 #include "stages/train/distributed.h"
@@ -35,6 +36,7 @@ struct TrainOutcome {
   double tokens_per_s = 0;
   double checkpoint_save_s = 0;  ///< the slowest checkpoint save of this attempt (slowest rank)
   std::string checkpoint_dir;
+  std::vector<RealisedPart> realised;  ///< rank 0: the samples consumed, by domain and file
 };
 
 /// Trains and writes OUT/checkpoint (weights, AdamW state, step). A run stopped at any step and

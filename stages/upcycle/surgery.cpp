@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/strings.h"
 #include "stages/arch/upcycle_config.h"
 #include "stages/io/checkpoint.h"
 #include "stages/model/transformer.h"
@@ -12,10 +13,7 @@
 namespace upcycle::stages {
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
+using core::ends_with;
 
 void check_same_shape(const ModelConfig& a, const ModelConfig& b, const std::string& a_dir,
                       const std::string& b_dir) {

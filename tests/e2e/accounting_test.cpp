@@ -78,7 +78,7 @@ TEST(AccountingCliTest, PaperRecipesPlan) {
               std::string::npos)
         << r.output;
     EXPECT_NE(r.output.find("  total: "), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find("experts/law  [train v2]"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("experts/law  [train v3]"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("matching btx_dm by flops"), std::string::npos) << r.output;
     EXPECT_EQ(r.output.find("tokens -"), std::string::npos) << r.output;  // no overflowed budget
   }

@@ -66,7 +66,7 @@ TEST(CliTest, PlanOfTheTinyRecipeRunsNothing) {
   auto r =
       run_binary({UPCYCLE_BINARY, "plan", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml"}, dir.path());
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("experts/code  [train v2]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("experts/code  [train v3]"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "runs"));
 }
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "cluster/local_executor.h"
 #include "core/atomic_file.h"
@@ -258,6 +259,63 @@ TEST(ZeroTest, CheckpointsReshardAndSurviveARankKilledWhileSaving) {
     EXPECT_EQ(e.path().filename().string().find("checkpoint.tmp."), std::string::npos)
         << "the dead attempt's temp was not removed: " << e.path();
   }
+}
+
+// The training samples of a run with UPCYCLE_TRACE_SAMPLES: sample index -> "domain part start",
+// and how many times each index was drawn.
+std::map<int64_t, std::string> traced_samples(const std::string& path, std::map<int64_t, int>& n) {
+  std::map<int64_t, std::string> out;
+  std::istringstream in(core::read_file(path));
+  for (std::string split, domain, part, start; in >> split;) {
+    int64_t sample = 0;
+    in >> sample >> domain >> part >> start;
+    if (split != "train") continue;
+    out[sample] = domain + " " + part + " " + start;
+    ++n[sample];
+  }
+  return out;
+}
+
+// The sampler's state is the samples consumed plus the seed: 4 ranks for 10 steps, then 2 ranks
+// for 10 more from that checkpoint, draw exactly the samples of 1 rank for 20 steps, each once.
+TEST(ZeroTest, ResumingOnAnotherWorldSizeDrawsTheSamplesOfOneRank) {
+  testing::TempDir dir;
+  const std::string single = run_tiny_bam_dm(dir);
+  ASSERT_FALSE(single.empty());
+  const nlohmann::json base = core::read_json_file(single + "/spec.json");
+  auto traced = [&](const nlohmann::json& spec, const std::string& out, int world,
+                    const std::string& trace) {
+    ::setenv("UPCYCLE_TRACE_SAMPLES", trace.c_str(), 1);
+    const std::string failed = run_ranks(spec, out, world);
+    ::unsetenv("UPCYCLE_TRACE_SAMPLES");
+    EXPECT_TRUE(failed.empty()) << out << ":\n" << failed;
+  };
+  const std::string one = dir / "one", four = dir / "four";
+  traced(steps_of(base, 20, 1, 0), one, 1, dir / "one.trace");
+  traced(steps_of(base, 10, 4, 2), four, 4, dir / "resharded.trace");
+  if (HasFailure()) return;
+  const std::string two = dir / "two";
+  copy_checkpoint(four, two);
+  traced(steps_of(base, 20, 2, 0), two, 2, dir / "resharded.trace");
+  if (HasFailure()) return;
+  EXPECT_NE(
+      core::read_file(two + "/rank0.log").find("at step 10 of 20 (120 samples consumed) on 2"),
+      std::string::npos);
+
+  std::map<int64_t, int> n_one, n_resharded;
+  const auto want = traced_samples(dir / "one.trace", n_one);
+  const auto got = traced_samples(dir / "resharded.trace", n_resharded);
+  ASSERT_EQ(want.size(), 240u);  // 20 steps of 12 samples
+  EXPECT_EQ(want.rbegin()->first, 239);
+  EXPECT_EQ(got, want);
+  for (const auto& [sample, times] : n_resharded) EXPECT_EQ(times, 1) << "sample " << sample;
+  // The second half's losses are those of the same halves on one rank (the first half's schedule
+  // ends at step 10, the second's at 20).
+  const std::string ref = dir / "ref", ref2 = dir / "ref2";
+  traced(steps_of(base, 10, 1, 0), ref, 1, dir / "ref.trace");
+  copy_checkpoint(ref, ref2);
+  traced(steps_of(base, 20, 1, 0), ref2, 1, dir / "ref.trace");
+  expect_same_curve(losses(ref2), losses(two), "the second half on 2 ranks");
 }
 
 }  // namespace
