@@ -17,6 +17,7 @@
 #include "runner/job_binary.h"
 #include "runner/run.h"
 #include "stages/arch/accounting.h"
+#include "stages/data/jsonl_tokenize.h"
 #include "tracking/store.h"
 
 namespace upcycle::runner {
@@ -204,6 +205,35 @@ int bench_train(const po::variables_map& vm) {
   return 0;
 }
 
+// JSONL -> Megatron tokenization (stages/data/jsonl_tokenize.h): --threads copies of --jsonl at
+// once, one per thread, as the prepare stage tokenizes a domain's files.
+int bench_tokenize(const po::variables_map& vm) {
+  if (!vm.count("jsonl") || !vm.count("tokenizer"))
+    throw ConfigError("upcycle bench tokenize: needs --jsonl FILE and --tokenizer MODEL");
+  const int threads = int(cli::integer_option(vm, "threads", {1, 1024}));
+  const core::OutputDir scratch = scratch_dir(vm);
+  const std::string& dir = scratch.path();
+  const stages::Tokenizer tok(vm["tokenizer"].as<std::string>());
+  std::vector<std::string> paths(threads, vm["jsonl"].as<std::string>()), prefixes;
+  for (int t = 0; t < threads; ++t) prefixes.push_back(dir + "/copy" + std::to_string(t));
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto done = stages::tokenize_jsonl_files(paths, prefixes,
+                                                 vm["text-field"].as<std::string>(), tok, threads);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int64_t tokens = 0, docs = 0, bytes = 0;
+  for (const auto& d : done) {
+    tokens += d.tokens;
+    docs += d.documents;
+    bytes += d.text_bytes;
+  }
+  std::printf(
+      "tokenize threads=%d documents=%lld text_bytes=%lld tokens=%lld seconds=%.3f "
+      "tokens_per_s=%.0f tokens_per_s_per_thread=%.0f\n",
+      threads, (long long)docs, (long long)bytes, (long long)tokens, secs, double(tokens) / secs,
+      double(tokens) / secs / threads);
+  return 0;
+}
+
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& args) {
@@ -234,14 +264,18 @@ int cmd_bench(const std::vector<std::string>& args) {
       "train: expert | shared (with --attn-experts)")(
       "device", po::value<std::string>()->default_value("cpu"), "train: cpu | cuda | auto")(
       "precision", po::value<std::string>()->default_value("auto"), "train: auto | fp32 | bf16")(
+      "jsonl", po::value<std::string>(), "tokenize: a .jsonl(.gz/.zst) file")(
+      "tokenizer", po::value<std::string>(), "tokenize: a SentencePiece .model")(
+      "text-field", po::value<std::string>()->default_value("text"), "tokenize: the text field")(
       "peak-tflops", po::value<double>()->default_value(989.0),
       "train: the device's peak, for MFU")("threads", po::value<std::string>()->default_value("1"),
-                                           "train: threads");
+                                           "train, tokenize: threads");
   po::positional_options_description pos;
   pos.add("what", 1).add("recipe", 1);
   auto vm = cli::parse("bench", args, desc, pos);
   if (cli::wants_help(vm, "bench",
-                      "store [--rows N] [--runs N] | plan RECIPE [--jobs N] | train [--d ...]",
+                      "store [--rows N] [--runs N] | plan RECIPE [--jobs N] | train [--d ...] | "
+                      "tokenize --jsonl F --tokenizer M [--threads N]",
                       desc)) {
     return 0;
   }
@@ -249,7 +283,8 @@ int cmd_bench(const std::vector<std::string>& args) {
   if (what == "store") return bench_store(vm);
   if (what == "plan") return bench_plan(vm);
   if (what == "train") return bench_train(vm);
-  throw ConfigError("upcycle bench: expected store, plan or train, got '" + what + "'");
+  if (what == "tokenize") return bench_tokenize(vm);
+  throw ConfigError("upcycle bench: expected store, plan, train or tokenize, got '" + what + "'");
 }
 
 }  // namespace upcycle::runner

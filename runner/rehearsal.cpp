@@ -98,7 +98,10 @@ std::string value_of(const std::vector<std::string>& overrides, const std::strin
 bool data_present(const stages::PrepareJobSpec& data, std::string& missing) {
   for (const auto& d : data.domains) {
     try {
-      stages::plan_shards(d.shards);  // every file, glob and directory is here
+      if (d.jsonl.files.empty())
+        stages::plan_shards(d.shards);  // every file, glob and directory is here
+      else
+        stages::expand_jsonl(d.jsonl.files);
     } catch (const Error& e) {
       missing = d.name + " (" + e.what() + ")";
       return false;

@@ -2,7 +2,7 @@
 # Installs everything upcycle needs on Debian 12, by package name. Idempotent and non-interactive:
 # a second run installs nothing. Run as root, or as a user with sudo.
 #   apt: compilers (gcc; clang for the libFuzzer harnesses), CMake, ccache, yaml-cpp, SQLiteCpp, Boost.Program_options, nlohmann-json,
-#        SentencePiece, GoogleTest, Gloo headers (c10d data parallel), Slurm and munge (a local test cluster),
+#        SentencePiece, zlib and zstd, GoogleTest, Gloo headers (c10d data parallel), Slurm and munge (a local test cluster),
 #        gnuplot, Chromium and pdflatex (plots, the report's browser test, LaTeX tables),
 #        and the packages whose documents the prepare stage reads.
 #   pip: PyPI's torch wheel (its bundled LibTorch is what we link) into ./.venv, which sees the
@@ -20,6 +20,8 @@ APT_PACKAGES=(
   build-essential cmake pkg-config git ccache python3 python3-venv python3-pip
   libyaml-cpp-dev libsqlitecpp-dev libsqlite3-dev sqlite3 libboost-program-options-dev
   nlohmann-json3-dev libsentencepiece-dev libgtest-dev libgloo-dev
+  # compressed JSONL corpora (.jsonl.gz, .jsonl.zst) and the zstd tool the tests compress with
+  zlib1g-dev libzstd-dev zstd
   # clang and its libFuzzer runtime: the fuzz harnesses (tests/fuzz/, scripts/fuzz.sh)
   clang libclang-rt-dev
   # the format and lint checks (scripts/check_format.sh, scripts/check_tidy.sh; .clang-format, .clang-tidy)

@@ -78,6 +78,22 @@ std::string trim_space(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
+bool jsonl_text(const std::string& line, const std::string& text_field, const std::string& path,
+                int64_t n, std::string& text) {
+  if (line.find_first_not_of(" \t\r") == std::string::npos) return false;
+  nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    throw StageError(path + ":" + std::to_string(n) + ": not a JSON object");
+  }
+  auto it = j.find(text_field);
+  if (it == j.end() || !it->is_string()) {
+    throw StageError(path + ":" + std::to_string(n) + ": no string field '" + text_field + "'",
+                     "set the source's text_field to the field that holds the text");
+  }
+  text = it->get<std::string>();
+  return true;
+}
+
 std::vector<Document> read_documents(const std::string& path, DocSplit split,
                                      const std::string& text_field) {
   std::ifstream in(path, std::ios::binary);
@@ -104,17 +120,8 @@ std::vector<Document> read_documents(const std::string& path, DocSplit split,
     std::string line;
     std::istringstream lines(text);
     for (int64_t n = 1; std::getline(lines, line); ++n) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (j.is_discarded() || !j.is_object()) {
-        throw StageError(path + ":" + std::to_string(n) + ": not a JSON object");
-      }
-      auto it = j.find(text_field);
-      if (it == j.end() || !it->is_string()) {
-        throw StageError(path + ":" + std::to_string(n) + ": no string field '" + text_field + "'",
-                         "set the source's text_field to the field that holds the text");
-      }
-      parts.push_back(it->get<std::string>());
+      std::string doc;
+      if (jsonl_text(line, text_field, path, n, doc)) parts.push_back(std::move(doc));
     }
   } else {
     parts.push_back(text);

@@ -34,6 +34,12 @@ std::vector<std::string> expand_pattern(const std::string& pattern);
 /// one per line of a JSONL file (the string field `text_field` of each object).
 enum class DocSplit { kWholeFile, kFortune, kJsonl };
 
+/// The string field `text_field` of one JSONL line (line `n` of `path`) into `text`; false for a
+/// blank line. Throws StageError naming path:n for a line that is not a JSON object with that
+/// string field.
+bool jsonl_text(const std::string& line, const std::string& text_field, const std::string& path,
+                int64_t n, std::string& text);
+
 /// Reads `path` into documents. Skips empty documents and files that are not valid UTF-8 text. For
 /// JSONL, a line that is not a JSON object with a string `text_field` is a StageError naming
 /// path:line (user corpora fail loudly rather than train on less data than they think).

@@ -1,7 +1,9 @@
 #include "stages/data/prepare.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -16,6 +18,7 @@
 #include "stages/data/data_layout.h"
 #include "stages/data/domain_tokens.h"
 #include "stages/data/hf_tokenizer.h"
+#include "stages/data/jsonl_tokenize.h"
 #include "stages/data/math_problems.h"
 #include "stages/data/token_shard.h"
 
@@ -115,6 +118,48 @@ void copy_corpus_tokenizer(const PrepareSpec& spec, nlohmann::json& manifest, Pr
                  " ids) kept for export");
 }
 
+// A domain's JSONL files tokenized into Megatron datasets under DIR/tokenized/<domain>/, named by
+// their order (never by the user's file names), as the shards to split by document.
+PretokenizedShards tokenize_domain(const PrepareSpec& spec, const DomainSpec& d,
+                                   nlohmann::json& sources) {
+  const auto files = expand_jsonl(d.jsonl.files);
+  const std::string dir = spec.out_dir + "/tokenized/" + d.name;
+  core::make_dirs(dir);
+  std::vector<std::string> paths, prefixes;
+  PretokenizedShards shards;
+  shards.split = d.jsonl.split;
+  for (size_t i = 0; i < files.size(); ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "/%05zu_text_document", i);
+    paths.push_back(files[i].first);
+    prefixes.push_back(dir + name);
+    shards.files.push_back({prefixes.back(), d.jsonl.files[files[i].second].weight});
+  }
+  const Tokenizer tok(tokenizer_path(spec.out_dir));  // copied and checked by now
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto done = tokenize_jsonl_files(paths, prefixes, d.jsonl.text_field, tok,
+                                         std::max(1, spec.tokenizer.threads));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int64_t tokens = 0, docs = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    tokens += done[i].tokens;
+    docs += done[i].documents;
+    sources.push_back({{"path", paths[i]},
+                       {"format", "jsonl"},
+                       {"sha256", core::sha256_file(paths[i])},
+                       {"bytes", int64_t(std::filesystem::file_size(paths[i]))},
+                       {"documents", done[i].documents},
+                       {"tokens", done[i].tokens}});
+  }
+  char rate[64];
+  std::snprintf(rate, sizeof(rate), "%.0f tokens/s", double(tokens) / std::max(secs, 1e-9));
+  core::log_info("prepare: " + d.name + ": tokenized " + std::to_string(docs) + " documents from " +
+                 std::to_string(files.size()) + " JSONL file(s): " + std::to_string(tokens) +
+                 " tokens, " + rate + " on " + std::to_string(spec.tokenizer.threads) +
+                 " thread(s)");
+  return shards;
+}
+
 // Pre-tokenized domains: each split's parts list, every file checked and hashed; the manifest
 // records the user's files.
 PrepareOutput prepare_pretokenized(const PrepareSpec& spec) {
@@ -125,10 +170,13 @@ PrepareOutput prepare_pretokenized(const PrepareSpec& spec) {
                              {"vocab", spec.tokenizer.vocab},
                              {"boundary", spec.boundary.mode},
                              {"domains", nlohmann::json::object()}};
+  if (!spec.tokenizer_path.empty()) copy_corpus_tokenizer(spec, manifest, out);
   for (const auto& d : spec.domains) {
-    const auto splits = check_shards(plan_shards(d.shards), d.shards.dtype, spec.tokenizer.vocab);
     nlohmann::json jd = {{"sources", nlohmann::json::array()},
                          {"splits", nlohmann::json::object()}};
+    const bool jsonl = !d.jsonl.files.empty();
+    const PretokenizedShards shards = jsonl ? tokenize_domain(spec, d, jd["sources"]) : d.shards;
+    const auto splits = check_shards(plan_shards(shards), shards.dtype, spec.tokenizer.vocab);
     std::set<std::string> listed;
     for (int s = 0; s < 3; ++s) {
       const std::string dest = shard_path(spec.out_dir, d.name, kSplits[s]);
@@ -137,7 +185,7 @@ PrepareOutput prepare_pretokenized(const PrepareSpec& spec) {
       int64_t files = 0;
       for (const auto& p : splits[s]) {
         ++files;
-        if (!listed.insert(p.path).second) continue;
+        if (jsonl || !listed.insert(p.path).second) continue;  // JSONL: its files are listed
         const int64_t bytes = p.bin.tokens * token_width(p.bin.dtype);
         jd["sources"].push_back({{"path", p.format == "megatron" ? p.path + ".bin" : p.path},
                                  {"format", p.format},
@@ -158,7 +206,6 @@ PrepareOutput prepare_pretokenized(const PrepareSpec& spec) {
                    std::to_string(splits[0].size()) + " file(s)");
     manifest["domains"][d.name] = jd;
   }
-  if (!spec.tokenizer_path.empty()) copy_corpus_tokenizer(spec, manifest, out);
   write_manifest(spec.out_dir, manifest, out);
   return out;
 }

@@ -31,6 +31,7 @@ struct DomainSpec {
   std::string generator;      ///< "" or "math"
   int64_t max_bytes = 0;      ///< cap on text taken (documents in hash order); 0 = all
   PretokenizedShards shards;  ///< used instead of sources when PrepareSpec::pretokenized
+  JsonlCorpus jsonl;          ///< or this, tokenized by the prepare stage (pre-tokenized recipes)
 };
 
 struct PrepareSpec {

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "stages/data/documents.h"
+#include "stages/data/jsonl_tokenize.h"
 #include "stages/data/megatron_index.h"
 
 namespace fs = std::filesystem;
@@ -156,6 +157,33 @@ void weigh(std::vector<PartRecord>& parts, const std::vector<size_t>& entry_of,
 
 }  // namespace
 
+std::vector<std::pair<std::string, size_t>> expand_jsonl(const std::vector<ShardEntry>& entries) {
+  std::vector<std::pair<std::string, size_t>> out;
+  std::error_code ec;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const std::string& p = entries[i].pattern;
+    std::vector<std::string> files;
+    if (is_glob(p)) {
+      files = expand_pattern(p);
+    } else if (fs::is_directory(p, ec)) {
+      for (const auto& f : fs::directory_iterator(p, ec)) files.push_back(f.path().string());
+      std::sort(files.begin(), files.end());
+    } else if (fs::is_regular_file(p, ec)) {
+      files = {p};
+    } else {
+      throw StageError(p + ": JSONL file not found");
+    }
+    size_t taken = 0;
+    for (const auto& f : files) {
+      if (!is_jsonl_file(f)) continue;
+      out.emplace_back(f, i);
+      ++taken;
+    }
+    if (taken == 0) throw StageError(p + ": no .jsonl, .jsonl.gz or .jsonl.zst file");
+  }
+  return out;
+}
+
 std::array<int64_t, 3> parse_document_split(const std::string& text) {
   std::array<int64_t, 3> r{};
   size_t at = 0;
@@ -263,8 +291,9 @@ void check_dtype_plausible(const TokenShard& shard, int64_t vocab) {
     }
   }
   char why[256] = "";
-  if (shard.dtype() == "uint16" && n >= 64 && zero_odd >= 0.9 * double(n / 2) &&
-      zero_even < 0.5 * double(n / 2)) {
+  const double half = double(n) / 2;
+  if (shard.dtype() == "uint16" && n >= 64 && double(zero_odd) >= 0.9 * half &&
+      double(zero_even) < 0.5 * half) {
     std::snprintf(why, sizeof(why),
                   "%.1f%% of the tokens at odd positions are 0 against %.1f%% at even ones: "
                   "32-bit tokens read as uint16",

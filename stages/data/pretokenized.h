@@ -38,6 +38,20 @@ struct PretokenizedShards {
   std::string dtype;  ///< required for nanoGPT files; for Megatron, checked against the index
 };
 
+/// Raw JSONL files (.jsonl, .jsonl.gz, .jsonl.zst) of a pre-tokenized recipe's domain: the
+/// prepare stage tokenizes them with the corpus's SentencePiece model (data.tokenizer.path) into
+/// Megatron datasets in its own directory (jsonl_tokenize.h), then splits them by document like
+/// `files`. Entries are files, globs or directories (every JSONL file in it), with weights.
+struct JsonlCorpus {
+  std::vector<ShardEntry> files;
+  std::string text_field = "text";
+  std::string split;  ///< "" = kDefaultDocumentSplit
+};
+
+/// The JSONL files of `entries` in order, each with its entry's index. Throws StageError for an
+/// entry that names nothing.
+std::vector<std::pair<std::string, size_t>> expand_jsonl(const std::vector<ShardEntry>& entries);
+
 /// A file after expansion: a nanoGPT .bin path or a Megatron prefix, and the entry it came from.
 struct CorpusFile {
   std::string path;

@@ -20,6 +20,13 @@ nlohmann::json domain_json(const DomainSpec& d, bool pretokenized) {
       for (const auto& e : list) a.push_back({{"pattern", e.pattern}, {"weight", e.weight}});
       return a;
     };
+    if (!d.jsonl.files.empty()) {
+      return {{"name", d.name},
+              {"jsonl",
+               {{"files", entries(d.jsonl.files)},
+                {"text_field", d.jsonl.text_field},
+                {"split", d.jsonl.split}}}};
+    }
     return {{"name", d.name},
             {"shards",
              {{"dir", s.dir},
@@ -40,7 +47,7 @@ nlohmann::json domain_json(const DomainSpec& d, bool pretokenized) {
 }
 
 DomainSpec read_domain(const SpecReader& r) {
-  r.expect_only({"name", "sources", "generator", "max_bytes", "shards"});
+  r.expect_only({"name", "sources", "generator", "max_bytes", "shards", "jsonl"});
   DomainSpec d;
   d.name = r.value<std::string>("name");
   d.generator = r.value<std::string>("generator", "");
@@ -62,6 +69,14 @@ DomainSpec read_domain(const SpecReader& r) {
                 s.value<std::string>("split"),
                 s.value<std::string>("dtype")};
   }
+  if (r.has("jsonl")) {
+    SpecReader j = r.object("jsonl");
+    j.expect_only({"files", "text_field", "split"});
+    for (const auto& e : j.items("files"))
+      d.jsonl.files.push_back({e.value<std::string>("pattern"), e.value<double>("weight")});
+    d.jsonl.text_field = j.value<std::string>("text_field");
+    d.jsonl.split = j.value<std::string>("split");
+  }
   if (!r.has("sources")) return d;
   for (const auto& src : r.items("sources")) {
     src.expect_only({"pattern", "split", "text_field"});
@@ -70,6 +85,29 @@ DomainSpec read_domain(const SpecReader& r) {
                          src.value<std::string>("text_field", "text")});
   }
   return d;
+}
+
+void validate_split(const std::string& split, const std::string& at) {
+  if (split.empty()) return;
+  try {
+    parse_document_split(split);
+  } catch (const Error& e) {
+    check(false, at, e.what());
+  }
+}
+
+// Files of a blend: each a path, and every one weighted or none.
+void validate_entries(const std::vector<ShardEntry>& list, const std::string& at) {
+  size_t weighted = 0;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string where = at + "[" + std::to_string(i) + "]";
+    check(!list[i].pattern.empty(), where + ".path", "is empty");
+    check(list[i].weight >= 0 && std::isfinite(list[i].weight), where + ".weight",
+          "must be a positive number");
+    weighted += list[i].weight > 0;
+  }
+  check(weighted == 0 || weighted == list.size(), at,
+        "give every entry a weight, or none (then each file counts by its tokens)");
 }
 
 void validate_shards(const PretokenizedShards& s, const std::string& at) {
@@ -87,33 +125,28 @@ void validate_shards(const PretokenizedShards& s, const std::string& at) {
   check(!by_file || (!s.train.empty() && !s.valid.empty() && !s.test.empty()), at,
         "split by file needs all of train:, valid: and test:");
   check(s.split.empty() || !by_file, at + ".split", "is for files: split by document");
-  if (!s.split.empty()) {
-    try {
-      parse_document_split(s.split);
-    } catch (const Error& e) {
-      check(false, at + ".split", e.what());
-    }
-  }
+  validate_split(s.split, at + ".split");
   const std::pair<const char*, const std::vector<ShardEntry>*> lists[] = {
       {"train", &s.train}, {"valid", &s.valid}, {"test", &s.test}, {"files", &s.files}};
-  for (const auto& [key, list] : lists) {
-    size_t weighted = 0;
-    for (size_t i = 0; i < list->size(); ++i) {
-      const auto& e = (*list)[i];
-      const std::string where = at + "." + key + "[" + std::to_string(i) + "]";
-      check(!e.pattern.empty(), where + ".path", "is empty");
-      check(e.weight >= 0 && std::isfinite(e.weight), where + ".weight",
-            "must be a positive number");
-      weighted += e.weight > 0;
-    }
-    check(weighted == 0 || weighted == list->size(), at + "." + key,
-          "give every entry a weight, or none (then each file counts by its tokens)");
-  }
+  for (const auto& [key, list] : lists) validate_entries(*list, at + "." + key);
+}
+
+void validate_jsonl(const JsonlCorpus& j, const std::string& at) {
+  check(!j.text_field.empty(), at + ".text_field", "is empty");
+  validate_split(j.split, at + ".split");
+  validate_entries(j.files, at + ".files");
 }
 
 void validate_domain(const DomainSpec& d, const std::string& at, bool pretokenized) {
   check_name(d.name, at + ".name");
   check(d.max_bytes >= 0, at + ".max_bytes", "must be >= 0 (0: all)");
+  if (pretokenized && !d.jsonl.files.empty()) {
+    validate_jsonl(d.jsonl, at + ".jsonl");
+    check(d.shards.dir.empty() && d.shards.files.empty() && d.shards.train.empty() &&
+              d.shards.valid.empty() && d.shards.test.empty(),
+          at, "give shards: or jsonl:, not both");
+    return;
+  }
   if (pretokenized) {
     validate_shards(d.shards, at + ".shards");
     check(d.sources.empty() && d.generator.empty(), at,
@@ -236,19 +269,37 @@ std::vector<SourceSpec> read_sources_section(const core::FieldSource& domain) {
   return out;
 }
 
+JsonlCorpus read_jsonl_section(const core::FieldSource& j) {
+  j.expect_only({"files", "text_field", "split"});
+  if (!j.has("files")) j.fail("", "needs files: the JSONL files, globs or directories");
+  JsonlCorpus out;
+  out.files = read_shard_entries(j, "files");
+  if (j.has("text_field")) out.text_field = j.text("text_field");
+  if (j.has("split")) out.split = j.text("split");
+  return out;
+}
+
 DomainSpec read_domain_section(const core::FieldSource& e, bool pretokenized, int64_t max_bytes) {
   DomainSpec d;
-  if (!e.is_scalar()) e.expect_only({"name", "sources", "generator", "max_bytes", "shards"});
+  if (!e.is_scalar())
+    e.expect_only({"name", "sources", "generator", "max_bytes", "shards", "jsonl"});
   d.name = e.is_scalar() ? e.scalar() : e.text("name");
   if (pretokenized) {
-    if (e.is_scalar() || !e.has("shards"))
-      e.fail("", "domain '" + d.name + "' needs shards: (data.tokenizer.kind is pretokenized)");
+    if (e.is_scalar() || (e.has("shards") == e.has("jsonl")))
+      e.fail("", "domain '" + d.name +
+                     "' needs shards: (tokenized files) or jsonl: (text to tokenize), one of them "
+                     "(data.tokenizer.kind is pretokenized)");
     for (const char* k : {"sources", "generator", "max_bytes"}) {
       if (e.has(k)) e.fail(k, "is for text domains; this domain reads pre-tokenized shards");
     }
-    d.shards = read_shards_section(*e.child("shards"));
+    if (e.has("jsonl"))
+      d.jsonl = read_jsonl_section(*e.child("jsonl"));
+    else
+      d.shards = read_shards_section(*e.child("shards"));
     return d;
   }
+  if (!e.is_scalar() && e.has("jsonl"))
+    e.fail("jsonl", "is for kind: pretokenized (text of a domain with a tokenizer is sources:)");
   if (!e.is_scalar() && e.has("shards")) {
     e.fail("shards",
            "needs data.tokenizer.kind: pretokenized (with the shards' vocab), for every domain");
@@ -343,6 +394,12 @@ void validate(const PrepareJobSpec& s) {
           "tokenizer.eod", "boundary eod needs an end-of-document token below the vocabulary");
     check(s.tokenizer_path.empty() || s.tokenizer_sha256.size() == 64, "tokenizer.sha256",
           "must be a sha256 (64 hex digits)");
+    for (size_t i = 0; i < s.domains.size(); ++i) {
+      check(
+          s.domains[i].jsonl.files.empty() || core::ends_with(s.tokenizer_path, ".model"),
+          "domains[" + std::to_string(i) + "].jsonl",
+          "JSONL text is tokenized with data.tokenizer.path, which must be a SentencePiece .model");
+    }
   } else if (!s.tokenizer_file.empty()) {
     check(s.tokenizer_sha256.size() == 64, "tokenizer.sha256", "must be a sha256 (64 hex digits)");
   } else {

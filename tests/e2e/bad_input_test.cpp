@@ -29,7 +29,7 @@ using testing::kValid;
 // spec with a bad field exits 1 naming the field, before any work (no result, no lock, no crash).
 TEST(BadInputTest, JobSpecsAreValidatedByTheStageCommand) {
   const nlohmann::json valid = {{"kind", "train"},
-                                {"version", 2},  // TrainJobSpec::kOutputVersion
+                                {"version", 3},  // TrainJobSpec::kOutputVersion
                                 {"key", std::string(64, 'a')},
                                 {"data_dir", "/nonexistent"},
                                 {"mix", {{"general", 1.0}}},

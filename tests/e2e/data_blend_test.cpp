@@ -2,8 +2,10 @@
 // (tests/support/megatron_writer.py, from the published layout) in two dtypes, blended with
 // weights, train to exactly the loss of the same tokens fed as nanoGPT files; the store records
 // the realised blend; a recipe dtype the index contradicts is refused. The tokens are the bytes of
-// real documents (Debian's license texts, a document per paragraph). And the paper recipes' header
-// examples, list overrides by index and by name, run as written.
+// real documents (Debian's license texts, a document per paragraph). JSONL text (plain, gzip,
+// zstd) is tokenized by prepare with the corpus's tokenizer, which export then ships; without one,
+// export says what to give. And the paper recipes' header examples, list overrides by index and by
+// name, run as written.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -15,6 +17,7 @@
 #include "core/job_files.h"
 #include "tests/support/run_binary.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/text_data.h"
 #include "tracking/store.h"
 
 namespace upcycle {
@@ -234,6 +237,102 @@ sweep:
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("/datasets/code-a"), std::string::npos);
   EXPECT_NE(r.output.find("/datasets/code-b"), std::string::npos);
+}
+
+// Raw text as labs have it: JSONL (plain, gzip, zstd) tokenized by the prepare stage with the
+// corpus's own SentencePiece model (data.tokenizer.path), trained on, evaluated, and exported with
+// that tokenizer; without data.tokenizer.path, export refuses and says what to give.
+TEST(DataBlendTest, JsonlTextIsTokenizedWithTheCorpusTokenizerWhichExportShips) {
+  testing::TempDir dir;
+  // The corpus's tokenizer: a text run's SentencePiece model.
+  std::string log;
+  const std::string data = testing::prepare_text_data(dir, &log);
+  ASSERT_FALSE(data.empty()) << log;
+  const std::string model = data + "/tokenizer.model";
+  std::filesystem::copy_file(model, dir / "corpus.model");
+
+  core::make_dirs(dir / "jsonl");
+  for (const char* license : {"GPL-3", "Apache-2.0", "LGPL-2.1"}) {
+    std::string lines;
+    const std::string body = core::read_file("/usr/share/common-licenses/" + std::string(license));
+    for (size_t at = 0; at < body.size();) {
+      size_t end = body.find("\n\n", at);
+      if (end == std::string::npos) end = body.size();
+      if (end > at) lines += nlohmann::json({{"body", body.substr(at, end - at)}}).dump() + "\n";
+      at = end + 2;
+    }
+    core::write_file_atomic(dir / ("jsonl/" + std::string(license) + ".jsonl"), lines);
+  }
+  ASSERT_EQ(run_binary({"/usr/bin/gzip", dir / "jsonl/GPL-3.jsonl"}).exit_code, 0);
+  ASSERT_EQ(run_binary({"/usr/bin/zstd", "-q", "--rm", dir / "jsonl/Apache-2.0.jsonl"}).exit_code,
+            0);
+
+  auto write_recipe = [&](const std::string& tokenizer) {
+    core::write_file_atomic(dir / "r.yaml", R"(name: jsonl
+seed: 1
+data:
+  tokenizer: { kind: pretokenized, vocab: 384)" +
+                                                tokenizer + R"( }
+  domains: [{ name: licenses, jsonl: { files: [jsonl], text_field: body, split: "8,1,1" } }]
+model: { d_model: 32, layers: 1, heads: 2, kv_heads: 2, ffn_hidden: 64, seq_len: 32 }
+stages:
+  data: { kind: prepare }
+  seed: { kind: train, mix: { licenses: 1.0 }, budget: { tokens: 8k }, batch_size: 4 }
+  eval: { kind: eval, models: [seed], max_windows: 8 }
+)");
+  };
+  write_recipe("");
+  auto refused = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--no-report"}, dir.path());
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(
+      refused.output.find("domains[0].jsonl: JSONL text is tokenized with data.tokenizer.path"),
+      std::string::npos)
+      << refused.output;
+
+  write_recipe(", path: corpus.model");
+  auto r = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--no-report"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  tracking::Store store(dir / "runs/store.sqlite", tracking::Store::Mode::kReadOnly);
+  auto ppl =
+      store.select("SELECT value FROM v_results WHERE task = 'ppl/licenses' AND metric = 'ppl'");
+  ASSERT_EQ(ppl.rows.size(), 1u);
+  EXPECT_LT(std::get<double>(ppl.rows[0][0]), 384.0);  // better than uniform
+  auto manifest = store.select("SELECT path FROM artifacts WHERE kind = 'manifest'");
+  const auto m = nlohmann::json::parse(core::read_file(std::get<std::string>(manifest.rows[0][0])));
+  const auto& sources = m.at("domains").at("licenses").at("sources");
+  ASSERT_EQ(sources.size(), 3u);  // the three JSONL files, each with its documents and tokens
+  for (const auto& s : sources) {
+    EXPECT_EQ(s.at("format"), "jsonl");
+    EXPECT_GT(s.at("documents").get<int64_t>(), 10) << s.dump();
+  }
+
+  auto exported = run_binary(
+      {UPCYCLE_BINARY, "export", "jsonl/seed", "--format", "native", "--out", "hf"}, dir.path());
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  EXPECT_EQ(core::read_file(dir / "hf/tokenizer.model"), core::read_file(dir / "corpus.model"));
+}
+
+// A pre-tokenized run whose recipe names no tokenizer: export says what to give, and ships the one
+// given with --tokenizer.
+TEST(DataBlendTest, ExportOfAPretokenizedRunNeedsItsTokenizer) {
+  testing::TempDir dir;
+  write_corpora(dir);
+  if (HasFailure()) return;
+  core::write_file_atomic(
+      dir / "r.yaml",
+      recipe("plain", "{ files: [m/a_text_document, m/c_text_document], split: \"8,1,1\" }"));
+  auto r = run_binary({UPCYCLE_BINARY, "run", "r.yaml", "--no-report",
+                       "stages.seed.budget.tokens=2048", "stages.eval.max_windows=2"},
+                      dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto refused = run_binary(
+      {UPCYCLE_BINARY, "export", "plain/seed", "--format", "native", "--out", "hf"}, dir.path());
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(
+      refused.output.find("the run's data is pre-tokenized and its recipe names no tokenizer"),
+      std::string::npos)
+      << refused.output;
+  EXPECT_NE(refused.output.find("give --tokenizer PATH"), std::string::npos) << refused.output;
 }
 
 }  // namespace

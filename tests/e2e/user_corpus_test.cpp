@@ -11,6 +11,7 @@
 #include "core/atomic_file.h"
 #include "tests/support/run_binary.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/text_data.h"
 #include "tracking/store.h"
 
 namespace upcycle {
@@ -98,19 +99,10 @@ stages:
 TEST(UserCorpusTest, NanoGptShardFolderFeedsADomain) {
   testing::TempDir dir;
   // Tokens of real documents: the general domain's shards from a text run, copied without sidecars.
-  core::write_file_atomic(dir / "text.yaml", R"(name: text
-data: { domains: [general], max_bytes: 200k, valid_fraction: 0.1, test_fraction: 0.1, tokenizer: { vocab: 384 } }
-model: { d_model: 32, layers: 1, heads: 2, kv_heads: 2, ffn_hidden: 64, seq_len: 32 }
-stages: { data: { kind: prepare } }
-)");
-  auto text = run_binary(
-      {UPCYCLE_BINARY, "run", "text.yaml", "root=text", "store=text/store.sqlite"}, dir.path());
-  ASSERT_EQ(text.exit_code, 0) << text.output;
-  std::string shards;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "text")) {
-    if (e.path().filename() == "general.train.bin") shards = e.path().parent_path().string();
-  }
-  ASSERT_FALSE(shards.empty());
+  std::string log;
+  const std::string data = testing::prepare_text_data(dir, &log);
+  ASSERT_FALSE(data.empty()) << log;
+  const std::string shards = data + "/shards";
   core::make_dirs(dir / "owt");
   std::filesystem::copy_file(shards + "/general.train.bin", dir / "owt/train.bin");
   std::filesystem::copy_file(shards + "/general.valid.bin", dir / "owt/val.bin");
