@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # JSONL tokenization throughput: `upcycle bench tokenize` (the prepare stage's streaming JSONL ->
 # Megatron pass, stages/data/jsonl_tokenize.h) against Hugging Face tokenizers' batch encode (the
-# Rust encoder of the same SentencePiece model, as transformers' LlamaTokenizer converts it) on the
+# Rust encoder of the same SentencePiece model, as transformers' converter builds it) on the
 # same file, side by side in one run: they alternate REPS times per row and the table gives the
 # medians, in tokens per second per thread. The corpus is real documents: the Python 3.11 standard
 # library's sources and Debian's /usr/share/doc texts, one JSON line per file. Prints a Markdown
@@ -56,9 +56,14 @@ for t in 1 2; do
     ours_tokens=$(echo "$line" | sed -n 's/.*tokens=\([0-9]*\) .*/\1/p')
     peer=$(RAYON_NUM_THREADS=$t "$PY" - "$WORK/corpus.jsonl" "$MODEL" "$t" <<'PY'
 import json, sys, time
-from transformers import LlamaTokenizer
+from tokenizers.models import BPE
+from transformers.convert_slow_tokenizer import SentencePieceExtractor, SpmConverter
 texts = [json.loads(l)["text"] for l in open(sys.argv[1])]
-tok = LlamaTokenizer(vocab_file=sys.argv[2])._tokenizer  # tokenizers.Tokenizer (Rust)
+# The SentencePiece model as a tokenizers.Tokenizer (Rust), as transformers converts it: the same
+# pieces, merges ranked by score, SentencePiece's normalizer; it encodes to SentencePiece's ids.
+ex = SentencePieceExtractor(sys.argv[2])
+kw = ex.extract(BPE)
+tok = SpmConverter.build_tokenizer_from_spm_proto(ex.proto, kw["vocab"], kw["merges"])
 threads = int(sys.argv[3])
 t0 = time.perf_counter()
 # As the C++ side does with THREADS threads: each thread a copy of the file.
