@@ -1,6 +1,8 @@
 #include "runner/accounting_report.h"
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "analysis/paper.h"
@@ -17,6 +19,27 @@ analysis::Format table_or_json(const std::string& format) {
   if (format == "table") return analysis::Format::kTable;
   if (format == "json") return analysis::Format::kJson;
   throw ConfigError("--format: unknown format '" + format + "' (expected table or json)");
+}
+
+// The first model an upcycle job of `method` makes (BAM with `kv`), or nullptr.
+const stages::ModelConfig* upcycled(const Plan& plan, const std::string& method,
+                                    stages::KvMode kv = stages::KvMode::kExpert) {
+  for (const auto& j : plan.jobs) {
+    if (j.kind != "upcycle" || j.spec.value("method", "") != method) continue;
+    if (method != "bam" || j.model.attn_kv == kv) return &j.model;
+  }
+  return nullptr;
+}
+
+double training_ratio(const stages::ModelConfig* a, const stages::ModelConfig* b) {
+  if (!a || !b) return std::numeric_limits<double>::quiet_NaN();
+  return double(stages::count_flops(*a).training()) / double(stages::count_flops(*b).training());
+}
+
+// Three decimals, or an empty cell for NaN (a model the recipe lacks).
+tracking::Cell rounded(double x) {
+  if (std::isnan(x)) return tracking::Cell();
+  return std::round(x * 1000) / 1000;
 }
 
 }  // namespace
@@ -101,6 +124,54 @@ std::string flops_report(const std::vector<NamedModel>& models, int64_t context,
     }
   }
   return analysis::render(rs, f);
+}
+
+Proportions proportions_of(const Plan& plan) {
+  const stages::ModelConfig* dense = nullptr;
+  for (const auto& j : plan.jobs) {
+    if (!dense && j.produces_model && j.model.is_dense()) dense = &j.model;
+  }
+  if (!dense) throw ConfigError("the recipe has no dense model to take proportions of");
+  Proportions p;
+  const auto params = stages::count_params(*dense);
+  p.dense_params = params.total;
+  p.embedding_share = double(params.embedding) / double(params.total);
+  const auto fl = stages::count_flops(*dense);
+  int64_t attention = 0, ffn = 0;
+  for (const auto& l : fl.layers) {
+    attention += l.attention;
+    ffn += l.ffn;
+  }
+  p.attention_share = double(attention) / double(fl.forward);
+  p.ffn_share = double(ffn) / double(fl.forward);
+  p.head_share = double(fl.head) / double(fl.forward);
+  const auto* btx = upcycled(plan, "btx");
+  p.bam_over_btx = training_ratio(upcycled(plan, "bam"), btx);
+  p.bam_shared_over_btx = training_ratio(upcycled(plan, "bam", stages::KvMode::kShared), btx);
+  return p;
+}
+
+std::string proportions_report(const std::vector<std::string>& recipes, const std::string& format) {
+  if (format != "table" && format != "markdown" && format != "json")
+    throw ConfigError("--format: unknown format '" + format +
+                      "' (expected table, markdown or json)");
+  tracking::ResultSet rs;
+  rs.columns = {"recipe",        "dense_params",        "embedding_share", "attention_share",
+                "ffn_share",     "head_share",          "bam_over_btx",    "bam_shared_over_btx",
+                "cm_tokens_bam", "cm_tokens_bam_shared"};
+  for (const auto& path : recipes) {
+    if (!is_recipe_file(path)) throw ConfigError(path + ": --compare takes recipes");
+    for (const Recipe& recipe : load_recipes(path)) {  // one row per sweep point
+      const Proportions p = proportions_of(make_plan(recipe));
+      rs.rows.push_back({recipe.run_name, p.dense_params, rounded(p.embedding_share),
+                         rounded(p.attention_share), rounded(p.ffn_share), rounded(p.head_share),
+                         rounded(p.bam_over_btx), rounded(p.bam_shared_over_btx),
+                         rounded(1 / p.bam_over_btx), rounded(1 / p.bam_shared_over_btx)});
+    }
+  }
+  return analysis::render(rs, format == "json"       ? analysis::Format::kJson
+                              : format == "markdown" ? analysis::Format::kMarkdown
+                                                     : analysis::Format::kTable);
 }
 
 namespace {

@@ -423,13 +423,27 @@ int cmd_params(const std::vector<std::string>& args) {
 int cmd_flops(const std::vector<std::string>& args) {
   auto desc = accounting_options("flops options");
   desc.add_options()("context", po::value<std::string>()->default_value("0"),
-                     "context length n_ctx for the attention scores (0: each model's seq_len)");
+                     "context length n_ctx for the attention scores (0: each model's seq_len)")(
+      "compare",
+      "RECIPE... side by side: embedding share, FLOP shares, BAM/BTX ratios, compute-matched "
+      "token shares (--format table|markdown|json)");
   po::positional_options_description pos;
   pos.add("input", 1).add("set", -1);
   auto vm = parse("flops", args, desc, pos);
-  if (wants_help(vm, "flops", "RECIPE|CONFIG [--context N] [--stage S] [--format table|json]",
+  if (wants_help(vm, "flops",
+                 "RECIPE|CONFIG [--context N] [--stage S] [--format table|json]\n"
+                 "       upcycle flops --compare RECIPE... [--format table|markdown|json]",
                  desc))
     return 0;
+  if (vm.count("compare")) {
+    if (!vm["stage"].as<std::string>().empty() || vm["context"].as<std::string>() != "0")
+      throw ConfigError("upcycle flops --compare: takes recipes alone (no --stage or --context)");
+    if (!vm.count("input")) throw ConfigError("upcycle flops --compare: missing RECIPE");
+    std::vector<std::string> recipes{vm["input"].as<std::string>()};
+    for (const auto& r : overrides_of(vm)) recipes.push_back(r);
+    std::cout << proportions_report(recipes, vm["format"].as<std::string>());
+    return 0;
+  }
   std::cout << flops_report(accounting_models("flops", vm),
                             cli::integer_option(vm, "context", {0, int64_t(1) << 40}),
                             vm["format"].as<std::string>());

@@ -56,6 +56,14 @@ std::vector<JobCost> estimate_costs(const Plan& plan, const CostSettings& cost,
   std::vector<JobCost> out;
   for (const auto& j : plan.jobs) {
     JobCost c;
+    if (j.seconds_of) {  // budget.by time: the matched job's device-seconds, by construction
+      c = out.at(*j.seconds_of);
+      c.seconds *= double(plan.jobs[*j.seconds_of].processes) / j.processes;
+      c.tokens_per_s = 0;
+      c.source = c.source.empty() ? "" : "matched";
+      out.push_back(c);
+      continue;
+    }
     if (j.train_flops <= 0) {
       out.push_back(c);
       continue;
@@ -109,8 +117,14 @@ std::string describe_costs(const Plan& plan, const std::vector<JobCost>& costs,
           << (set.empty() ? "the partition's default" : set + " (recipe)") << "\n";
       continue;
     }
-    out << format_si(j.train_flops, "FLOP") << " at " << format_si(c.tokens_per_s, " tok/s") << " ("
-        << c.source << ", " << device_of(j) << " x" << j.processes << ") = " << duration(c.seconds);
+    if (j.seconds_of) {
+      out << plan.jobs[*j.seconds_of].stage << "'s device-seconds (budget.by time, " << device_of(j)
+          << " x" << j.processes << ") = " << duration(c.seconds);
+    } else {
+      out << format_si(j.train_flops, "FLOP") << " at " << format_si(c.tokens_per_s, " tok/s")
+          << " (" << c.source << ", " << device_of(j) << " x" << j.processes
+          << ") = " << duration(c.seconds);
+    }
     if (c.gpu_hours > 0) out << ", " << format_si(c.gpu_hours, " GPU-h");
     out << ", time limit " << (set.empty() ? time_limit(c, cost) : set + " (recipe)") << "\n";
     if (const auto f = memory_fit(j, cost)) {

@@ -21,7 +21,7 @@
 namespace upcycle::runner {
 
 struct JobCost {
-  std::string source;       ///< store | bench | mfu | "" (no estimate)
+  std::string source;       ///< store | bench | mfu | matched (budget.by time) | "" (none)
   double tokens_per_s = 0;  ///< assumed throughput
   double seconds = 0;       ///< estimated wall time
   double gpu_hours = 0;     ///< seconds x GPUs / 3600 (0 on the CPU)

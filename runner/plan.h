@@ -5,6 +5,7 @@
 // output version changed. Plans are pure: nothing runs and nothing is written.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,8 @@ struct PlannedJob {
   double train_flops =
       0;              ///< train jobs: the FLOPs of the whole budget (the cost model's numerator)
   std::string shape;  ///< train jobs: what throughput depends on, to find past jobs like it
+  /// Train jobs budgeted by measured time: the job whose device-seconds they match (their cost).
+  std::optional<size_t> seconds_of;
 };
 
 struct Plan {

@@ -24,9 +24,13 @@ class StageKind;  // runner/kinds/stage_kind.h
 /// override any of them. The settings' defaults and ranges are the train job spec's
 /// (stages/spec/train.h).
 struct TrainDef {
-  int64_t tokens = 0;               ///< budget.tokens; 0 when the budget is matched
-  std::string match;                ///< budget.match: a train stage whose budget this one matches
-  std::string match_by = "tokens";  ///< budget.by: tokens (data-matched) | flops (compute-matched)
+  int64_t tokens = 0;  ///< budget.tokens; 0 when the budget is matched
+  std::string match;   ///< budget.match: a train stage whose budget this one matches
+  /// budget.by: tokens (data-matched) | flops (compute-matched, analytic) | time (compute-matched
+  /// by measured throughput: the matched stage's device-seconds, as the paper's TPU-core-days)
+  std::string match_by = "tokens";
+  std::string match_rate;  ///< budget.rate (by: time): a train stage of this one's shape whose
+                           ///< measured tokens per device-second turn those seconds into tokens
   stages::TrainSettings settings;
 };
 

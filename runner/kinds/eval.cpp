@@ -4,6 +4,7 @@
 #include "core/sha256.h"
 #include "runner/kinds/stage_kind.h"
 #include "runner/planner.h"
+#include "stages/data/builtin_tasks.h"
 #include "stages/spec/eval.h"
 
 namespace upcycle::runner {
@@ -13,7 +14,7 @@ struct EvalStage : StageParams {
   std::vector<std::string> models;
   std::vector<std::string> btm;  ///< dense models ensembled as "btm" (eval only)
   std::vector<std::string> domains = {"all"};
-  std::vector<std::string> tasks = {"builtin"};  ///< "builtin" and/or task JSONL files
+  std::vector<std::string> tasks = {"builtin"};  ///< builtin[/FAMILY] and/or task JSONL files
   stages::EvalJobSpec spec;  ///< split, max_windows, max_examples, max_new_tokens
 };
 
@@ -22,7 +23,12 @@ std::vector<std::string> parse_tasks(const YamlReader& tasks) {
   std::vector<std::string> out;
   for (size_t i = 0; i < tasks.size(); ++i) {
     std::string t = tasks.at(i).str();
-    if (t != "builtin" && !std::filesystem::is_regular_file(t)) {
+    if (t.rfind("builtin", 0) == 0 && !stages::is_builtin_tasks(t)) {
+      throw tasks.at(i).error("unknown built-in tasks '" + t + "'",
+                              "builtin, or builtin/domain, builtin/arith-mc, builtin/cont or "
+                              "builtin/arith for one family");
+    }
+    if (!stages::is_builtin_tasks(t) && !std::filesystem::is_regular_file(t)) {
       throw tasks.at(i).error("task file '" + t + "' does not exist",
                               "tasks: [builtin] or JSONL task files");
     }
@@ -95,7 +101,7 @@ class EvalKind : public StageKind {
     if (!btm.members.empty()) spec.ensembles.push_back(btm);
     spec.tasks.clear();  // user task files by content, so an edited file is a new job
     for (const auto& t : e.tasks)
-      spec.tasks.push_back({t, t == "builtin" ? "" : core::sha256_file(t)});
+      spec.tasks.push_back({t, stages::is_builtin_tasks(t) ? "" : core::sha256_file(t)});
     p.add(s, s.name, draft(spec, p.runtime(s)), deps);
   }
 };

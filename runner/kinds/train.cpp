@@ -13,22 +13,38 @@ namespace upcycle::runner {
 namespace {
 
 void parse_budget(const YamlReader& b, TrainDef& d) {
-  b.expect_map({"tokens", "match", "by"});
+  b.expect_map({"tokens", "match", "by", "rate"});
   if (b.has("tokens") == b.has("match"))
     throw b.error("give exactly one of tokens: N or match: STAGE");
+  d.match_rate.clear();
   if (b.has("tokens")) {
     d.tokens = b.child("tokens").integer();
     d.match.clear();
     if (d.tokens < 1) throw b.child("tokens").error("must be >= 1");
-  } else {
-    d.tokens = 0;
-    d.match = b.child("match").str();
-    d.match_by = b.get_choice("by", "tokens", {"tokens", "flops"});
+    if (b.has("rate")) throw b.child("rate").error("rate: goes with match: STAGE and by: time");
+    return;
+  }
+  d.tokens = 0;
+  d.match = b.child("match").str();
+  d.match_by = b.get_choice("by", "tokens", {"tokens", "flops", "time"});
+  if (d.match_by == "time") {
+    if (!b.has("rate")) {
+      throw b.error(
+          "by: time needs rate: STAGE, a train stage of this stage's model and batch whose "
+          "measured tokens per device-second turn the matched stage's device-seconds into tokens");
+    }
+    d.match_rate = b.child("rate").str();
+  } else if (b.has("rate")) {
+    throw b.child("rate").error("rate: goes with by: time");
   }
 }
 
 std::string budget_detail(const stages::TrainJobSpec& t, const stages::ModelConfig& m,
                           const TrainDef& d) {
+  if (d.match_by == "time" && !d.match.empty()) {
+    return "tokens measured when " + d.match + " and " + d.match_rate + " are done: " + d.match +
+           "'s device-seconds x " + d.match_rate + "'s tokens per device-second";
+  }
   int64_t per_step = t.batch_size * m.seq_len;
   int64_t steps = (t.tokens + per_step - 1) / per_step;
   std::string out =
@@ -53,12 +69,47 @@ int64_t resolve_tokens(const StageDef& s, const TrainDef& d, const stages::Model
   }
   const PlannedJob& t = p.job(p.models_of(s, "budget.match", d.match).at(0));
   const int64_t target_tokens = t.spec.at("tokens").get<int64_t>();
+  if (target_tokens == 0) {
+    throw stage_error(s, "budget.match",
+                      "'" + d.match +
+                          "' has a budget measured at run time (by: time); match a stage whose "
+                          "budget is planned");
+  }
+  if (d.match_by == "time") return 0;  // the job measures it (time_matched_tokens)
   if (d.match_by == "tokens") return target_tokens;
   // Paper-scale budgets reach 1e20 FLOPs: exact 128-bit integer arithmetic.
   const int64_t per_step = t.spec.at("batch_size").get<int64_t>() * t.model.seq_len;
   __int128 target_flops = static_cast<__int128>((target_tokens + per_step - 1) / per_step) *
                           per_step * stages::count_flops(t.model).training();
   return static_cast<int64_t>(target_flops / stages::count_flops(model).training());
+}
+
+// budget.by time: the jobs whose device-seconds and throughput the job reads when it starts. The
+// rate stage must train this model at this batch, or its throughput is not this job's.
+std::vector<size_t> time_match(const StageDef& s, const TrainDef& d,
+                               const stages::ModelConfig& model, stages::TrainJobSpec& t,
+                               Planner& p) {
+  const size_t seconds_of = p.models_of(s, "budget.match", d.match).at(0);
+  const StageDef* rate = p.recipe().find_stage(d.match_rate);
+  if (!rate->as<TrainStage>()) {
+    throw stage_error(
+        s, "budget.rate",
+        "'" + d.match_rate + "' is a " + rate->kind_name() + " stage; name a train stage");
+  }
+  const size_t rate_of = p.models_of(s, "budget.rate", d.match_rate).at(0);
+  const PlannedJob& r = p.job(rate_of);
+  if (stages::to_json(r.model) != stages::to_json(model) ||
+      r.spec.at("batch_size").get<int64_t>() != t.batch_size) {
+    throw stage_error(s, "budget.rate",
+                      "'" + d.match_rate +
+                          "' trains another model or batch size than this stage, so its "
+                          "throughput is not this stage's",
+                      "name a stage that trains the same upcycled model with the same batch_size");
+  }
+  t.match_seconds_of = p.job(seconds_of).dir;
+  t.match_rate_of = r.dir;
+  return seconds_of == rate_of ? std::vector<size_t>{seconds_of}
+                               : std::vector<size_t>{seconds_of, rate_of};
 }
 
 size_t add_train(const StageDef& s, const TrainDef& d, Planner& p, const std::string& label,
@@ -83,8 +134,15 @@ size_t add_train(const StageDef& s, const TrainDef& d, Planner& p, const std::st
     t.model = model;
   }
   t.tokens = resolve_tokens(s, d, model, p);
+  std::optional<size_t> seconds_of;
+  if (d.match_by == "time" && !d.match.empty()) {
+    const std::vector<size_t> measured = time_match(s, d, model, t, p);
+    seconds_of = measured.front();
+    deps.insert(deps.end(), measured.begin(), measured.end());
+  }
   size_t id = p.add(s, label, draft(t, p.runtime(s, s.processes)), deps);
   PlannedJob& j = p.job(id);
+  j.seconds_of = seconds_of;
   j.produces_model = true;
   j.model = model;
   j.detail = budget_detail(t, model, d);
@@ -139,6 +197,7 @@ class TrainKind : public StageKind {
     std::vector<StageInput> in;
     for (const auto& f : t.from) in.push_back({"from", f});
     if (!t.train.match.empty()) in.push_back({"budget.match", t.train.match});
+    if (!t.train.match_rate.empty()) in.push_back({"budget.rate", t.train.match_rate});
     return in;
   }
 

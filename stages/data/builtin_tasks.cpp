@@ -209,6 +209,24 @@ std::string builtin_task_path(const std::string& data_dir, const std::string& do
   return data_dir + "/tasks/" + domain + ".jsonl";
 }
 
+namespace {
+constexpr const char* kFamilies[] = {"domain", "arith-mc", "cont", "arith"};
+}  // namespace
+
+bool is_builtin_tasks(const std::string& entry) {
+  if (entry == "builtin") return true;
+  for (const char* f : kFamilies) {
+    if (entry == std::string("builtin/") + f) return true;
+  }
+  return false;
+}
+
+bool in_builtin_tasks(const std::string& entry, const std::string& task) {
+  if (entry == "builtin") return true;
+  const std::string family = entry.substr(std::string("builtin/").size());
+  return task.compare(0, family.size() + 1, family + "/") == 0;
+}
+
 std::vector<nlohmann::json> make_builtin_examples(const std::string& domain,
                                                   const TestDocuments& test_docs,
                                                   int64_t max_examples) {

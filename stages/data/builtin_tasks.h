@@ -40,6 +40,12 @@ namespace upcycle::stages {
 /// Where prepare writes a domain's built-in task file.
 std::string builtin_task_path(const std::string& data_dir, const std::string& domain);
 
+/// An eval's `tasks:` entry for built-in tasks: "builtin" (every family) or "builtin/FAMILY",
+/// FAMILY one of domain, arith-mc, cont, arith (that family alone).
+bool is_builtin_tasks(const std::string& entry);
+/// Whether the task named `task` ("domain/code") is one of built-in entry `entry`'s.
+bool in_builtin_tasks(const std::string& entry, const std::string& task);
+
 /// Every domain's test documents, by domain name.
 using TestDocuments = std::map<std::string, std::vector<Document>>;
 

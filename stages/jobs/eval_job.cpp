@@ -59,7 +59,7 @@ std::vector<TaskExample> load_examples(const EvalJobSpec& e) {
   std::vector<TaskExample> examples;
   for (const auto& t : e.tasks) {
     std::vector<std::string> files;
-    if (t.path == "builtin") {
+    if (is_builtin_tasks(t.path)) {
       for (const auto& d : e.domains) {
         const std::string path = builtin_task_path(e.data_dir, d);
         if (std::filesystem::exists(path)) files.push_back(verified_data_file(e.data_dir, path));
@@ -72,8 +72,10 @@ std::vector<TaskExample> load_examples(const EvalJobSpec& e) {
       files.push_back(t.path);
     }
     for (const auto& f : files) {
-      auto ex = load_task_file(f);
-      examples.insert(examples.end(), ex.begin(), ex.end());
+      for (auto& ex : load_task_file(f)) {
+        if (!is_builtin_tasks(t.path) || in_builtin_tasks(t.path, ex.task))
+          examples.push_back(std::move(ex));
+      }
     }
   }
   return examples;

@@ -1,6 +1,7 @@
 // The train job: the trainer (train/trainer.h) on a TrainJobSpec, data parallel when launched as
 // several ranks.
 #include <cmath>
+#include <cstdlib>
 
 #include "core/log.h"
 #include "core/metric_sink.h"
@@ -11,10 +12,50 @@
 namespace upcycle::stages {
 namespace {
 
+// A positive, finite measurement a finished train job reported (its result.json's outputs).
+double measured(const std::string& dir, const std::string& name) {
+  const auto r = core::read_job_result(dir);
+  if (!r || r->status != "done") {
+    throw StageError(dir + ": no finished result to measure " + name + " from",
+                     "budget.by time reads the matched and rate jobs' results; run them first");
+  }
+  const auto it = r->outputs.find(name);
+  if (it == r->outputs.end()) {
+    throw StageError(
+        dir + "/result.json: no " + name + " (train jobs of output version 3 write it)",
+        "rerun that job with this version");
+  }
+  char* end = nullptr;
+  const double v = std::strtod(it->second.c_str(), &end);
+  if (end == it->second.c_str() || *end != '\0' || !std::isfinite(v) || v <= 0) {
+    throw StageError(dir + "/result.json: " + name + " is '" + it->second +
+                     "', not a positive number");
+  }
+  return v;
+}
+
+// budget.by time: the matched job's device-seconds at the rate job's tokens per device-second,
+// as the paper matched TPU-core-days by measured throughput.
+int64_t time_matched_tokens(const TrainJobSpec& t) {
+  const double seconds = measured(t.match_seconds_of, "device_seconds");
+  const double rate = measured(t.match_rate_of, "tokens_per_device_s");
+  const double tokens = std::floor(seconds * rate);
+  if (tokens < 1 || tokens > double(int64_t(1) << 62)) {
+    throw StageError("budget.by time: " + std::to_string(seconds) + " device-seconds at " +
+                     std::to_string(rate) + " tokens per device-second is no budget");
+  }
+  core::log_info("budget.by time: " + std::to_string(seconds) + " device-seconds (" +
+                 t.match_seconds_of + ") x " + std::to_string(rate) +
+                 " tokens per device-second (" + t.match_rate_of +
+                 ") = " + std::to_string(int64_t(tokens)) + " tokens");
+  return int64_t(tokens);
+}
+
 bool run_train_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r) {
   TrainSpec t;
   read_spec(s, t);
   t.out_dir = ctx.dir;
+  if (!t.match_seconds_of.empty()) t.tokens = time_matched_tokens(t);
   const DistEnv env = dist_env_from_environment();
   if (env.world_size != ctx.runtime.world_size) {
     throw StageError("the spec is for " + std::to_string(ctx.runtime.world_size) +
@@ -42,6 +83,11 @@ bool run_train_job(const SpecReader& s, const JobContext& ctx, core::JobResult& 
   r.outputs["val_loss"] = std::to_string(out.val_loss);
   r.outputs["tokens"] = std::to_string(out.tokens);
   r.outputs["tokens_per_s"] = std::to_string(out.tokens_per_s);
+  if (out.tokens_per_s > 0) {  // steady-state throughput (after warm-up), what budget.by time reads
+    const double devices = double(dp.world_size());
+    r.outputs["device_seconds"] = std::to_string(double(out.tokens) / out.tokens_per_s * devices);
+    r.outputs["tokens_per_device_s"] = std::to_string(out.tokens_per_s / devices);
+  }
   r.outputs["checkpoint_save_s"] = std::to_string(out.checkpoint_save_s);
   r.artifacts.push_back(checkpoint_artifact(out.checkpoint_dir));
   for (const auto& p : out.realised) r.mix.push_back({p.domain, p.part, p.weight, p.samples});

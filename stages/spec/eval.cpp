@@ -1,5 +1,6 @@
 #include "stages/spec/eval.h"
 
+#include "stages/data/builtin_tasks.h"
 #include "stages/spec/train.h"
 
 #include <limits>
@@ -61,8 +62,9 @@ std::vector<EvalModel> read_models(const SpecReader& r, const char* field) {
 nlohmann::json content_json(const EvalJobSpec& s, bool with_paths) {
   nlohmann::json tasks = nlohmann::json::array(), ensembles = nlohmann::json::array();
   for (const auto& t : s.tasks) {
-    tasks.push_back(t.path == "builtin" ? nlohmann::json("builtin")
-                                        : nlohmann::json{{"path", t.path}, {"sha256", t.sha256}});
+    tasks.push_back(is_builtin_tasks(t.path)
+                        ? nlohmann::json(t.path)
+                        : nlohmann::json{{"path", t.path}, {"sha256", t.sha256}});
   }
   for (const auto& e : s.ensembles) {
     ensembles.push_back({{"name", e.name}, {"members", models_json(e.members, with_paths)}});
@@ -92,7 +94,7 @@ void validate(const EvalJobSpec& s) {
   check(!s.models.empty() || !s.ensembles.empty(), "models",
         "an eval job needs models or ensembles");
   for (size_t i = 0; i < s.tasks.size(); ++i) {
-    check(s.tasks[i].path == "builtin" || s.tasks[i].sha256.size() == 64,
+    check(is_builtin_tasks(s.tasks[i].path) || s.tasks[i].sha256.size() == 64,
           "tasks[" + std::to_string(i) + "].sha256",
           "a task file needs the sha256 it was planned with");
   }
@@ -114,8 +116,8 @@ void read_spec(const SpecReader& r, EvalJobSpec& e) {
       r.json().contains("tasks") ? r.json().at("tasks") : nlohmann::json::array();
   check(tasks.is_array(), "tasks", "expected a list");
   for (size_t i = 0; i < tasks.size(); ++i) {
-    if (tasks[i] == "builtin") {
-      e.tasks.push_back({"builtin", ""});
+    if (tasks[i].is_string() && is_builtin_tasks(tasks[i].get<std::string>())) {
+      e.tasks.push_back({tasks[i].get<std::string>(), ""});
       continue;
     }
     SpecReader t(tasks[i], "tasks[" + std::to_string(i) + "]");

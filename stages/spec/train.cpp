@@ -76,7 +76,14 @@ core::Fields<TrainJobSpec> make_job_fields() {
   f.inherit(train_settings_fields())
       .text("data_dir", &J::data_dir, "the prepare job's data (path)", kPlanned | kNotKeyed)
       .planned("mix", &J::mix, "domain -> weight")
-      .integer("tokens", &J::tokens, {1, int64_t(1) << 62}, "the token budget", kPlanned)
+      .integer("tokens", &J::tokens, {0, int64_t(1) << 62},
+               "the token budget (0: measured at the start, budget.by time)", kPlanned)
+      .text("match_seconds_of", &J::match_seconds_of,
+            "budget.by time: the train job whose device-seconds to match (path)",
+            kPlanned | kNotKeyed)
+      .text("match_rate_of", &J::match_rate_of,
+            "budget.by time: the train job whose tokens per device-second to use (path)",
+            kPlanned | kNotKeyed)
       .integer("seed", &J::seed, {0, std::numeric_limits<int64_t>::max()}, "the recipe's seed",
                kPlanned);
   return f;
@@ -131,6 +138,11 @@ void validate(const TrainJobSpec& s) {
     total += w;
   }
   check(total > 0, "mix", "weights sum to 0");
+  check(s.match_seconds_of.empty() == s.match_rate_of.empty(), "match_rate_of",
+        "given with match_seconds_of, or neither");
+  check((s.tokens == 0) == !s.match_seconds_of.empty(), "tokens",
+        s.tokens == 0 ? "must be >= 1 (0 only with match_seconds_of: budget.by time)"
+                      : "must be 0 when the budget is matched by time");
   if (s.init_checkpoint.empty()) validate_model(s.model);
 }
 

@@ -61,6 +61,11 @@ struct TrainJobSpec : TrainSettings {
   std::string data_dir;         ///< the prepare job's data (path)
   std::map<std::string, double> mix;  ///< domain -> weight
   int64_t tokens = 0;                 ///< steps = ceil(tokens / (batch_size * seq_len))
+  /// budget.by time (paths, given together; tokens is then 0): the budget is the device-seconds
+  /// of the train job in match_seconds_of x the tokens per device-second of the one in
+  /// match_rate_of, read from their results when this job starts (time_matched_tokens).
+  std::string match_seconds_of;
+  std::string match_rate_of;
   uint64_t seed = 0;
 };
 

@@ -45,6 +45,26 @@ TEST(AccountingCliTest, FlopsOfBamAtContext256MatchTable7Attention) {
   EXPECT_EQ(j[0]["context"].get<int64_t>(), 256);
 }
 
+TEST(AccountingCliTest, CompareRecipesProportions) {
+  auto j = json_of({UPCYCLE_BINARY, "flops", "--compare",
+                    UPCYCLE_SOURCE_DIR "/recipes/paper/bam_590m.yaml",
+                    UPCYCLE_SOURCE_DIR "/recipes/mini/bam_mini.yaml", "--format", "json"});
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[0]["recipe"], "bam_590m");
+  EXPECT_EQ(j[0]["dense_params"].get<int64_t>(), 587209728);
+  EXPECT_NEAR(j[0]["bam_over_btx"].get<double>(), 1.335, 0.0005);
+  EXPECT_NEAR(j[0]["cm_tokens_bam"].get<double>(), 1 / 1.335, 0.001);
+  EXPECT_EQ(j[1]["recipe"], "bam-mini");
+  auto md = run_binary({UPCYCLE_BINARY, "flops", "--compare",
+                        UPCYCLE_SOURCE_DIR "/recipes/mini/bam_mini.yaml", "--format", "markdown"});
+  EXPECT_EQ(md.exit_code, 0) << md.output;
+  EXPECT_NE(md.output.find("| dense_params | embedding_share |"), std::string::npos) << md.output;
+  auto bad = run_binary({UPCYCLE_BINARY, "flops", "--compare",
+                         UPCYCLE_SOURCE_DIR "/recipes/mini/bam_mini.yaml", "--stage", "bam"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("takes recipes alone"), std::string::npos) << bad.output;
+}
+
 TEST(AccountingCliTest, ParamsOfAModelConfigFile) {
   testing::TempDir dir;
   core::write_file_atomic(dir / "moe.yaml",

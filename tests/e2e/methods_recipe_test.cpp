@@ -29,9 +29,9 @@ TEST(MethodsRecipeTest, EveryMethodTrainsAndIsEvaluatedUnderMatchedBudgets) {
   auto ppl = store.select("SELECT DISTINCT model FROM v_results WHERE metric = 'ppl'");
   std::set<std::string> models;
   for (const auto& row : ppl.rows) models.insert(std::get<std::string>(row[0]));
-  EXPECT_EQ(models,
-            (std::set<std::string>{"seed", "experts/code", "experts/math", "btx_dm", "bam_dm",
-                                   "bam_cm", "bam_shared_cm", "sparse_cm", "dense_cm", "btm"}));
+  EXPECT_EQ(models, (std::set<std::string>{"seed", "experts/code", "experts/math", "btx_dm",
+                                           "bam_dm", "bam_cm", "bam_shared_cm", "sparse_cm",
+                                           "dense_cm", "bam_cm_time", "btm"}));
   auto bad = store.select(
       "SELECT COUNT(*) FROM v_results WHERE metric = 'ppl' AND NOT (value > 1 AND value < 512)");
   EXPECT_EQ(std::get<int64_t>(bad.rows[0][0]), 0);
@@ -44,6 +44,19 @@ TEST(MethodsRecipeTest, EveryMethodTrainsAndIsEvaluatedUnderMatchedBudgets) {
   EXPECT_LT(final_metric(store, "bam_cm", "tokens"),
             final_metric(store, "bam_shared_cm", "tokens"));
   EXPECT_GT(final_metric(store, "dense_cm", "tokens"), btx);
+
+  // By time: BTX's measured device-seconds (one process) at BAM DM's measured tokens per second,
+  // rounded up to whole steps of 8 x 64 tokens (common.yaml).
+  auto throughput = [&](const std::string& stage) {
+    auto rs = store.select(
+        "SELECT j.tokens_per_s FROM jobs j JOIN run_jobs rj ON rj.job_id = j.id WHERE rj.stage = ?",
+        {stage});
+    return std::get<double>(rs.rows.at(0).at(0));
+  };
+  const double budget = btx / throughput("btx_dm") * throughput("bam_dm");
+  const double per_step = 8 * 64, steps = std::ceil(std::floor(budget) / per_step);
+  EXPECT_NEAR(final_metric(store, "bam_cm_time", "tokens"), steps * per_step, per_step)
+      << "budget " << budget;
 
   // The upcycled MoEs route: utilisation is logged for every FFN expert of BTX and sparse (E·G =
   // 4).

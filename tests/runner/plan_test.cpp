@@ -99,6 +99,51 @@ TEST(PlanTest, MatchOfAnUnknownOrCyclicStageIsRejected) {
   EXPECT_NE(e.find("match a train stage"), std::string::npos) << e;
 }
 
+size_t index_of(const Plan& p, const std::string& stage) {
+  return static_cast<size_t>(p.find(stage) - p.jobs.data());
+}
+
+TEST(PlanTest, TimeMatchedBudgetIsMeasuredAfterTheMatchedAndRateJobs) {
+  Plan p = plan_of({"stages.bam_cm.budget={match: btx_dm, by: time, rate: bam_dm}"});
+  const PlannedJob* cm = p.find("bam_cm");
+  EXPECT_EQ(cm->spec["tokens"].get<int64_t>(), 0);
+  EXPECT_EQ(cm->spec["match_seconds_of"], p.find("btx_dm")->dir);
+  EXPECT_EQ(cm->spec["match_rate_of"], p.find("bam_dm")->dir);
+  EXPECT_EQ(cm->seconds_of, index_of(p, "btx_dm"));
+  // Both run first: they are inputs, so the key follows their keys, and it differs from by: flops.
+  EXPECT_LT(index_of(p, "bam_dm"), index_of(p, "bam_cm"));
+  const auto& inputs = cm->keyed.at("inputs");
+  EXPECT_EQ(inputs.at(inputs.size() - 2), p.find("btx_dm")->key);
+  EXPECT_EQ(inputs.back(), p.find("bam_dm")->key);
+  EXPECT_NE(cm->key, plan_of().find("bam_cm")->key);
+  EXPECT_NE(cm->detail.find("btx_dm's device-seconds x bam_dm's tokens per device-second"),
+            std::string::npos)
+      << cm->detail;
+}
+
+TEST(PlanTest, TimeMatchedBudgetNeedsARateOfTheSameModel) {
+  std::string e = plan_error({"stages.bam_cm.budget={match: btx_dm, by: time}"});
+  EXPECT_NE(e.find("by: time needs rate: STAGE"), std::string::npos) << e;
+  e = plan_error({"stages.bam_cm.budget={match: btx_dm, by: time, rate: btx_dm}"});
+  EXPECT_NE(e.find("stages.bam_cm.budget.rate: 'btx_dm' trains another model or batch size"),
+            std::string::npos)
+      << e;
+  e = plan_error({"stages.bam_cm.budget={match: btx_dm, by: time, rate: bam}"});
+  EXPECT_NE(e.find("'bam' is a upcycle stage; name a train stage"), std::string::npos) << e;
+  e = plan_error({"stages.bam_cm.budget={match: btx_dm, by: flops, rate: bam_dm}"});
+  EXPECT_NE(e.find("rate: goes with by: time"), std::string::npos) << e;
+  e = plan_error({"stages.bam_cm.budget={tokens: 4k, rate: bam_dm}"});
+  EXPECT_NE(e.find("rate: goes with match: STAGE and by: time"), std::string::npos) << e;
+  e = plan_error({"stages.bam_cm.budget={match: btx_dm, by: time, rate: bam_dm}",
+                  "stages.btx_dm.budget={match: bam_cm}"});
+  EXPECT_NE(e.find("cycle"), std::string::npos) << e;
+  e = plan_error(
+      {"stages.bam_cm.budget={match: btx_dm, by: time, rate: bam_dm}",
+       "stages.sparse={kind: train, from: bam, mix: {code: 1}, budget: {match: bam_cm}}"});
+  EXPECT_NE(e.find("'bam_cm' has a budget measured at run time (by: time)"), std::string::npos)
+      << e;
+}
+
 TEST(PlanTest, KeysAreStableAndChangeOnlyDownstream) {
   Plan a = plan_of(), b = plan_of();
   for (size_t i = 0; i < a.jobs.size(); ++i) EXPECT_EQ(a.jobs[i].key, b.jobs[i].key);
