@@ -5,7 +5,9 @@
 #include "core/json_integer.h"
 #include "core/sha256.h"
 
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 
 namespace upcycle::core {
 
@@ -27,6 +29,17 @@ void check_finite(double v, const std::string& what) {
 }
 
 }  // namespace
+
+std::optional<double> positive_output(const JobResult& r, const std::string& name) {
+  const auto it = r.outputs.find(name);
+  if (it == r.outputs.end() || it->second.empty() || std::isspace(uint8_t(it->second[0]))) {
+    return std::nullopt;
+  }
+  char* end = nullptr;
+  const double v = std::strtod(it->second.c_str(), &end);
+  if (*end != '\0' || !std::isfinite(v) || v <= 0) return std::nullopt;
+  return v;
+}
 
 nlohmann::json to_json(const JobResult& r) {
   nlohmann::json evals = nlohmann::json::array();

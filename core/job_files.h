@@ -77,6 +77,11 @@ struct JobResult {
   CodeVersion code;  ///< the code that computed it ("code" in result.json; absent in older results)
 };
 
+/// A measurement a job reported among its outputs (tokens_per_s, device_seconds, ...): the whole
+/// string a finite number greater than zero. nullopt when absent or anything else; callers that
+/// need it say which of the two (`r.outputs.count(name)`).
+std::optional<double> positive_output(const JobResult& r, const std::string& name);
+
 /// Throws upcycle::Error when a value is NaN or infinite (JSON cannot hold it).
 nlohmann::json to_json(const JobResult& r);
 /// Throws upcycle::Error naming `origin` when a field is missing or has the wrong type.

@@ -371,13 +371,8 @@ void Store::ingest_job(const std::string& key, const std::string& dir,
     j.bind(5, result.code.git_dirty ? 1 : 0);
     j.bind(6, result.code.binary_sha256);
     // Measurements a job reports among its outputs, NULL when absent or not positive.
-    auto positive = [&](const char* name) -> std::optional<double> {
-      auto it = result.outputs.find(name);
-      const double v = it == result.outputs.end() ? 0 : std::atof(it->second.c_str());
-      return v > 0 ? std::optional<double>(v) : std::nullopt;
-    };
-    bind_optional(j, 7, positive("tokens_per_s"));
-    bind_optional(j, 8, positive("checkpoint_save_s"));
+    bind_optional(j, 7, core::positive_output(result, "tokens_per_s"));
+    bind_optional(j, 8, core::positive_output(result, "checkpoint_save_s"));
     j.bind(9, job_id);
     j.exec();
     tx.commit();

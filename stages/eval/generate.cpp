@@ -21,7 +21,8 @@ std::vector<uint32_t> generate_one(TransformerLm& model, std::vector<uint32_t> i
   auto run_window = [&] {
     cache = KvCache{};
     auto start = ids.size() > T ? ids.end() - static_cast<long>(T) : ids.begin();
-    return model->forward(as_tensor(start, ids.end()), opts.kv_cache ? &cache : nullptr)
+    return model
+        ->forward(as_tensor(start, ids.end()), opts.kv_cache ? &cache : nullptr, Logits::kLast)
         .logits_BTV[0][-1];
   };
   at::Tensor logits_V = run_window();
@@ -74,7 +75,7 @@ std::vector<std::vector<uint32_t>> generate_greedy_batch(
   }
   KvCache cache;
   cache.pad_B = pad_B;
-  auto logits_BV = model->forward(idx_BL, &cache).logits_BTV.select(1, -1);
+  auto logits_BV = model->forward(idx_BL, &cache, Logits::kLast).logits_BTV.select(1, -1);
   std::vector<bool> done(prompts.size(), false);
   for (int64_t i = 0; i < opts.max_new_tokens; ++i) {
     auto next_B = logits_BV.argmax(-1).to(torch::kCPU);

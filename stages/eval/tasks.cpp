@@ -65,7 +65,7 @@ std::vector<double> continuation_logliks(TransformerLm& model,
                                                       seqs[0].begin() + static_cast<long>(shared)),
                                  torch::kInt64)
                        .unsqueeze(0),
-                   &cache);
+                   &cache, Logits::kNone);  // the prefix only fills the cache: no output head
     cache = cache.repeated(N);
   }
   auto logp = torch::log_softmax(

@@ -1,7 +1,6 @@
 // The train job: the trainer (train/trainer.h) on a TrainJobSpec, data parallel when launched as
 // several ranks.
 #include <cmath>
-#include <cstdlib>
 
 #include "core/log.h"
 #include "core/metric_sink.h"
@@ -19,19 +18,17 @@ double measured(const std::string& dir, const std::string& name) {
     throw StageError(dir + ": no finished result to measure " + name + " from",
                      "budget.by time reads the matched and rate jobs' results; run them first");
   }
-  const auto it = r->outputs.find(name);
-  if (it == r->outputs.end()) {
+  if (!r->outputs.count(name)) {
     throw StageError(
         dir + "/result.json: no " + name + " (train jobs of output version 3 write it)",
         "rerun that job with this version");
   }
-  char* end = nullptr;
-  const double v = std::strtod(it->second.c_str(), &end);
-  if (end == it->second.c_str() || *end != '\0' || !std::isfinite(v) || v <= 0) {
-    throw StageError(dir + "/result.json: " + name + " is '" + it->second +
+  const auto v = core::positive_output(*r, name);
+  if (!v) {
+    throw StageError(dir + "/result.json: " + name + " is '" + r->outputs.at(name) +
                      "', not a positive number");
   }
-  return v;
+  return *v;
 }
 
 // budget.by time: the matched job's device-seconds at the rate job's tokens per device-second,

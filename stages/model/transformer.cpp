@@ -113,7 +113,7 @@ KvCache KvCache::repeated(int64_t n) const {
   return out;
 }
 
-LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache) {
+LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache, Logits logits) {
   const int64_t T = idx_BT.size(1), past = cache ? cache->length : 0;
   TORCH_CHECK(past + T <= config.seq_len, "sequence of ", past + T, " tokens exceeds seq_len ",
               config.seq_len);
@@ -142,6 +142,8 @@ LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache) {
     out.ffn_stats.push_back(std::move(stats));
   }
   if (cache) cache->length += T;
+  if (logits == Logits::kNone) return out;
+  if (logits == Logits::kLast) x = x.narrow(1, T - 1, 1);
   x = apply_norm(x, final_norm_D, config);
   out.logits_BTV = torch::matmul(x, (config.tied_embeddings ? embed_VD : head_VD).t());
   return out;

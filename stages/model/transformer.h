@@ -45,6 +45,11 @@ struct LmOutput {
   std::vector<RouterStats> ffn_stats;  ///< one per layer (dense layers have zeros)
 };
 
+/// Which positions forward() applies the output head to: all of them; only the last (a prompt's
+/// prefill, where only the next token matters); none (a shared prefix that only fills the cache:
+/// logits_BTV stays undefined). The head is most of the FLOPs at a large vocabulary.
+enum class Logits { kAll, kLast, kNone };
+
 /// Every layer's keys and values of the `length` positions a generation has seen.
 struct KvCache {
   std::vector<LayerKvCache> layers;
@@ -64,7 +69,9 @@ class TransformerLmImpl : public torch::nn::Module {
   /// idx [B, T] int64 with T <= seq_len, on any device -> logits [B, T, V] on the weights' device.
   /// With `cache`, idx holds the positions after the cache's `length` (length + T <= seq_len), and
   /// the cache grows by T: greedy generation runs the prompt once, then one token per step.
-  LmOutput forward(const at::Tensor& idx_BT, KvCache* cache = nullptr);
+  /// `logits` kLast gives logits [B, 1, V] of the last position; kNone none.
+  LmOutput forward(const at::Tensor& idx_BT, KvCache* cache = nullptr,
+                   Logits logits = Logits::kAll);
   /// Training's forward: the blocks (recomputing activations in backward as `recompute` says) and
   /// the final norm, without the output head: hidden_BTD, not logits_BTV. lm_loss_chunked applies
   /// the head and the loss a chunk of tokens at a time.

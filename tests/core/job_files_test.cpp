@@ -80,5 +80,18 @@ TEST(JobFilesTest, ANanValueFailsTheWriteWithItsName) {
   EXPECT_FALSE(read_job_result(dir.path()).has_value());
 }
 
+TEST(JobFilesTest, APositiveOutputIsTheWholeStringAFiniteNumberAboveZero) {
+  JobResult r;
+  r.outputs = {{"ok", "4237.5"}, {"exp", "1e3"},  {"zero", "0"},   {"neg", "-3"},
+               {"nan", "nan"},   {"inf", "inf"},  {"tail", "12x"}, {"empty", ""},
+               {"word", "fast"}, {"space", " 12"}};
+  EXPECT_EQ(positive_output(r, "ok"), 4237.5);
+  EXPECT_EQ(positive_output(r, "exp"), 1000.0);
+  for (const char* bad :
+       {"zero", "neg", "nan", "inf", "tail", "empty", "word", "space", "absent"}) {
+    EXPECT_FALSE(positive_output(r, bad).has_value()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace upcycle::core
