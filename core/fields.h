@@ -185,6 +185,9 @@ enum FieldFlags : unsigned {
   kNotKeyed = 1u << 0,  ///< never in a content key (paths, which follow from input keys)
   kPlanned =
       1u << 1,  ///< set by the planner, not a recipe key (not read from YAML, not in the docs)
+  /// Written (to JSON, and so to content keys and config.json) only when not at its default: for
+  /// fields added after stores were filled, whose keys then stay what they were.
+  kOmitDefault = 1u << 2,
 };
 
 template <typename S>
@@ -394,7 +397,16 @@ class Fields {
   }
   nlohmann::json to_json(const S& o) const {
     nlohmann::json j = nlohmann::json::object();
-    for (const Field& f : fields_) f.write(o, f.name, j);
+    for (const Field& f : fields_) {
+      f.write(o, f.name, j);
+      if constexpr (std::is_default_constructible_v<S>) {
+        if (f.flags & kOmitDefault) {
+          nlohmann::json d;
+          f.write(S{}, f.name, d);
+          if (d[f.name] == j[f.name]) j.erase(f.name);
+        }
+      }
+    }
     return j;
   }
   /// The fields that enter a content key.

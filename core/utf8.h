@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace upcycle::core {
@@ -13,5 +14,9 @@ inline constexpr size_t kValidUtf8 = static_cast<size_t>(-1);
 /// The offset of the first byte that does not belong to a well-formed UTF-8 sequence (overlong
 /// forms, surrogates and code points past U+10FFFF included), or kValidUtf8.
 size_t invalid_utf8_at(std::string_view s);
+
+/// `s` with each maximal ill-formed subpart replaced by U+FFFD (Unicode's recommended practice,
+/// which Python's `bytes.decode("utf-8", "replace")` and Rust's `from_utf8_lossy` follow).
+std::string replace_invalid_utf8(std::string_view s);
 
 }  // namespace upcycle::core

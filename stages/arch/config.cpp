@@ -20,6 +20,8 @@ const core::EnumNames<KvMode> kKvModeNames = {{KvMode::kExpert, "expert"},
 const core::EnumNames<FfnRouting> kFfnRoutingNames = {
     {FfnRouting::kSoftmaxThenTopK, "softmax_then_topk"},
     {FfnRouting::kTopKThenSoftmax, "topk_then_softmax"}};
+const core::EnumNames<RopeScaling> kRopeScalingNames = {{RopeScaling::kNone, "none"},
+                                                        {RopeScaling::kLlama3, "llama3"}};
 
 namespace {
 
@@ -48,6 +50,18 @@ core::Fields<M> make_model_fields() {
               "`layernorm` (weight only, as BAM Table 9 counts) or `rmsnorm`")
       .boolean("tied_embeddings", &M::tied_embeddings, "share input and output embeddings")
       .number("rope_theta", &M::rope_theta, {0, kInf, true}, "RoPE base")
+      .choice("rope_scaling", &M::rope_scaling, kRopeScalingNames,
+              "`none`, or `llama3` (Llama 3.1's frequency scaling; the four keys below)",
+              core::kOmitDefault)
+      .number("rope_factor", &M::rope_factor, {1, kInf}, "llama3: context extension factor",
+              core::kOmitDefault)
+      .number("rope_low_freq_factor", &M::rope_low_freq_factor, {0, kInf, true},
+              "llama3: wavelengths above original_context / this are divided by the factor",
+              core::kOmitDefault)
+      .number("rope_high_freq_factor", &M::rope_high_freq_factor, {0, kInf, true},
+              "llama3: wavelengths below original_context / this are kept", core::kOmitDefault)
+      .integer("rope_original_context", &M::rope_original_context, {1, kP24},
+               "llama3: the context the RoPE frequencies were trained at", core::kOmitDefault)
       .number("norm_eps", &M::norm_eps, {0, 1, true, true}, "norm epsilon")
       .number("init_std", &M::init_std, {0, 10, true, true},
               "init std (output projections scaled by 1/sqrt(2·layers))")
@@ -93,6 +107,8 @@ void ModelConfig::validate() const {
   require(ffn_top_k <= ffn_experts, "ffn_top_k",
           "must be in [1, ffn_experts=" + std::to_string(ffn_experts) + "]");
   require(ffn_hidden % ffn_granularity == 0, "ffn_granularity", "must divide ffn_hidden");
+  require(rope_scaling != RopeScaling::kLlama3 || rope_high_freq_factor > rope_low_freq_factor,
+          "rope_high_freq_factor", "must be greater than rope_low_freq_factor");
   // Sizes are checked before anything allocates them (a bad_alloc, or a count that wraps,
   // otherwise).
   int64_t params = 0;

@@ -24,6 +24,11 @@ enum class KvMode { kExpert, kShared };
 /// (Mixtral).
 enum class FfnRouting { kSoftmaxThenTopK, kTopKThenSoftmax };
 
+/// RoPE frequencies: none (theta^(-2i/C)), or llama3 (Llama 3.1's: wavelengths longer than
+/// original_context / low_freq_factor divided by `factor`, shorter than original_context /
+/// high_freq_factor kept, those between interpolated smoothly).
+enum class RopeScaling { kNone, kLlama3 };
+
 /// Activation checkpointing in training (a trainer setting, not the model's; here so that the
 /// model, the trainer and the memory model share it): none keeps every block's activations for
 /// backward; block keeps only each block's input and recomputes the block in backward; selective
@@ -37,6 +42,7 @@ extern const core::EnumNames<Norm> kNormNames;
 extern const core::EnumNames<AttnRouting> kAttnRoutingNames;
 extern const core::EnumNames<KvMode> kKvModeNames;
 extern const core::EnumNames<FfnRouting> kFfnRoutingNames;
+extern const core::EnumNames<RopeScaling> kRopeScalingNames;
 
 /// The most parameters a model may have (4.4 trillion; 16 TiB in float32): past it no machine holds
 /// it.
@@ -54,6 +60,11 @@ struct ModelConfig {
   Norm norm = Norm::kLayerNorm;
   bool tied_embeddings = false;
   double rope_theta = 10000.0;
+  RopeScaling rope_scaling = RopeScaling::kNone;
+  double rope_factor = 8.0;              ///< llama3: how much longer the new context is
+  double rope_low_freq_factor = 1.0;     ///< llama3
+  double rope_high_freq_factor = 4.0;    ///< llama3
+  int64_t rope_original_context = 8192;  ///< llama3: the context the frequencies were trained at
   double norm_eps = 1e-5;
   double init_std = 0.02;
 

@@ -53,27 +53,43 @@ class ConfigKeys {
   std::string origin_;
 };
 
-double rope_theta_of(const ConfigKeys& k) {
+// rope_theta and the RoPE scaling, from `rope_parameters` (transformers 5) or `rope_scaling` and
+// `rope_theta` (earlier files); rope_type wins over type where both are given.
+void read_rope(const ConfigKeys& k, ModelConfig& m) {
+  m.rope_theta = k.get<double>("rope_theta", 10000.0);
   for (const char* key : {"rope_scaling", "rope_parameters"}) {
     if (!k.has(key)) continue;
-    const auto& r = k.json().at(key);
-    if (!r.is_object()) throw k.error(key, "expected a mapping");
+    const ConfigKeys r(k.json().at(key), "");
+    if (!k.json().at(key).is_object()) throw k.error(key, "expected a mapping");
+    auto number = [&](const char* field) {
+      if (!r.has(field)) throw k.error(key, std::string(field) + ": missing");
+      if (!r.json().at(field).is_number())
+        throw k.error(key, std::string(field) + ": expected a number");
+      return r.json().at(field).get<double>();
+    };
     std::string type = "default";
-    for (const char* t : {"type", "rope_type"}) {  // rope_type wins where both are given
-      if (!r.contains(t) || r.at(t).is_null()) continue;
-      if (!r.at(t).is_string()) throw k.error(key, std::string(t) + ": expected a string");
-      type = r.at(t).get<std::string>();
+    for (const char* t : {"type", "rope_type"}) {
+      if (!r.has(t)) continue;
+      if (!r.json().at(t).is_string()) throw k.error(key, std::string(t) + ": expected a string");
+      type = r.json().at(t).get<std::string>();
     }
-    if (type != "default") {
-      throw k.error(key,
-                    "RoPE scaling '" + type + "' is not supported (upcycle's RoPE is unscaled)");
-    }
-    if (r.contains("rope_theta")) {
-      if (!r.at("rope_theta").is_number()) throw k.error(key, "rope_theta: expected a number");
-      return r.at("rope_theta").get<double>();
+    if (r.has("rope_theta")) m.rope_theta = number("rope_theta");
+    if (r.has("partial_rotary_factor") && number("partial_rotary_factor") != 1.0)
+      throw k.error(key, "partial_rotary_factor: upcycle's RoPE rotates the whole head");
+    if (type == "llama3") {
+      m.rope_scaling = RopeScaling::kLlama3;
+      m.rope_factor = number("factor");
+      m.rope_low_freq_factor = number("low_freq_factor");
+      m.rope_high_freq_factor = number("high_freq_factor");
+      const double ctx = number("original_max_position_embeddings");
+      if (ctx < 1 || ctx > double(int64_t(1) << 24) || ctx != double(int64_t(ctx)))
+        throw k.error(key, "original_max_position_embeddings: expected an integer in [1, 2^24]");
+      m.rope_original_context = int64_t(ctx);
+    } else if (type != "default") {
+      throw k.error(
+          key, "RoPE scaling '" + type + "' is not supported (upcycle's RoPE: default, or llama3)");
     }
   }
-  return k.get<double>("rope_theta", 10000.0);
 }
 
 // What every supported architecture shares: embeddings, attention, a SwiGLU FFN.
@@ -85,7 +101,7 @@ ModelConfig common_config(const ConfigKeys& k, std::optional<int64_t> seq_len) {
   m.kv_heads = k.get<int64_t>("num_key_value_heads", m.heads);
   m.ffn_hidden = k.need<int64_t>("intermediate_size");
   m.vocab = k.need<int64_t>("vocab_size");
-  m.rope_theta = rope_theta_of(k);
+  read_rope(k, m);
   m.init_std = k.get<double>("initializer_range", m.init_std);
   if (m.heads > 0 && k.has("head_dim") && k.get<int64_t>("head_dim", 0) * m.heads != m.d_model) {
     throw k.error("head_dim", "must be hidden_size / num_attention_heads in upcycle's attention");
@@ -104,6 +120,26 @@ ModelConfig common_config(const ConfigKeys& k, std::optional<int64_t> seq_len) {
   return m;
 }
 
+nlohmann::json hf_rope_parameters(const ModelConfig& m) {
+  nlohmann::json r = {{"rope_type", "default"}, {"rope_theta", m.rope_theta}};
+  if (m.rope_scaling == RopeScaling::kLlama3) {
+    r.update({{"rope_type", "llama3"},
+              {"factor", m.rope_factor},
+              {"low_freq_factor", m.rope_low_freq_factor},
+              {"high_freq_factor", m.rope_high_freq_factor},
+              {"original_max_position_embeddings", m.rope_original_context}});
+  }
+  return r;
+}
+
+// The same for readers of transformers 4 (rope_scaling without rope_theta; null when unscaled).
+nlohmann::json hf_rope_scaling(const ModelConfig& m) {
+  if (m.rope_scaling == RopeScaling::kNone) return nullptr;
+  nlohmann::json r = hf_rope_parameters(m);
+  r.erase("rope_theta");
+  return r;
+}
+
 }  // namespace
 
 const char* hf_format_name(HfFormat f) {
@@ -114,6 +150,10 @@ const char* hf_format_name(HfFormat f) {
       return "cohere";
     case HfFormat::kMixtral:
       return "mixtral";
+    case HfFormat::kMistral:
+      return "mistral";
+    case HfFormat::kPhi3:
+      return "phi3";
     case HfFormat::kNative:
       return "native";
   }
@@ -121,10 +161,12 @@ const char* hf_format_name(HfFormat f) {
 }
 
 HfFormat hf_format_from(const std::string& name) {
-  for (HfFormat f : {HfFormat::kLlama, HfFormat::kCohere, HfFormat::kMixtral, HfFormat::kNative}) {
+  for (HfFormat f : {HfFormat::kLlama, HfFormat::kMistral, HfFormat::kPhi3, HfFormat::kCohere,
+                     HfFormat::kMixtral, HfFormat::kNative}) {
     if (name == hf_format_name(f)) return f;
   }
-  throw std::invalid_argument("unknown format '" + name + "' (llama, cohere, mixtral, native)");
+  throw std::invalid_argument("unknown format '" + name +
+                              "' (llama, mistral, phi3, cohere, mixtral, native)");
 }
 
 HfModel hf_model_from_config(const nlohmann::json& config, const std::string& origin,
@@ -144,8 +186,10 @@ HfModel hf_model_from_config(const nlohmann::json& config, const std::string& or
       throw k.error("upcycle_model", e.what());
     }
     if (seq_len) out.model.seq_len = *seq_len;
-  } else if (type == "llama" || type == "mistral" || type == "mixtral") {
-    out.format = type == "mixtral" ? HfFormat::kMixtral : HfFormat::kLlama;
+  } else if (type == "llama" || type == "mistral" || type == "mixtral" || type == "phi3") {
+    out.format = hf_format_from(type);
+    if (type == "phi3")
+      k.require("partial_rotary_factor", 1.0, "upcycle's RoPE rotates the whole head");
     out.model = common_config(k, seq_len);
     out.model.block = BlockType::kSequential;
     out.model.norm = Norm::kRmsNorm;
@@ -167,8 +211,9 @@ HfModel hf_model_from_config(const nlohmann::json& config, const std::string& or
     out.model.tied_embeddings = k.get<bool>("tie_word_embeddings", true);
     out.logit_scale = k.get<double>("logit_scale", 0.0625);
   } else {
-    throw k.error("model_type",
-                  "'" + type + "' is not supported (llama, mistral, cohere, mixtral, upcycle)");
+    throw k.error(
+        "model_type",
+        "'" + type + "' is not supported (llama, mistral, phi3, cohere, mixtral, upcycle)");
   }
   out.hf_tied_embeddings = out.model.tied_embeddings;
   if (out.logit_scale != 1.0) {
@@ -205,6 +250,10 @@ std::string hf_checkpoint_fingerprint(const std::string& dir) {
     const std::string path = dir + "/" + f;
     if (fs::exists(path, ec)) parts.push_back(std::string(f) + ":" + core::sha256_file(path));
   }
+  // A tokenizer.json counts where it is the tokenizer (no tokenizer.model): other keys stay as
+  // they were.
+  if (!fs::exists(dir + "/tokenizer.model", ec) && fs::exists(dir + "/tokenizer.json", ec))
+    parts.push_back("tokenizer.json:" + core::sha256_file(dir + "/tokenizer.json"));
   std::vector<fs::path> weights;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     if (e.path().extension() == ".safetensors") weights.push_back(e.path());
@@ -250,7 +299,7 @@ std::string hf_export_refusal(const ModelConfig& m, HfFormat f) {
     return std::string(hf_format_name(f)) + " is sequential blocks with RMSNorm; this model is " +
            core::enum_name(kBlockNames, m.block) + " with " + core::enum_name(kNormNames, m.norm);
   }
-  if (f == HfFormat::kLlama) {
+  if (f != HfFormat::kMixtral) {  // llama, mistral, phi3
     return m.ffn_experts > 1
                ? "its FFN has " + std::to_string(m.ffn_experts) + " experts; export it as mixtral"
                : "";
@@ -317,8 +366,8 @@ nlohmann::json hf_config_for(const ModelConfig& m, HfFormat f, const std::string
             {"attention_bias", false},
             {"attention_dropout", 0.0},
             {"rope_theta", m.rope_theta},
-            {"rope_scaling", nullptr},
-            {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", m.rope_theta}}},
+            {"rope_scaling", hf_rope_scaling(m)},
+            {"rope_parameters", hf_rope_parameters(m)},
             {"initializer_range", m.init_std},
             {"use_cache", true}});
   if (f == HfFormat::kCohere) {
@@ -333,6 +382,17 @@ nlohmann::json hf_config_for(const ModelConfig& m, HfFormat f, const std::string
   if (f == HfFormat::kLlama) {
     c.update(
         {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"pretraining_tp", 1}});
+  } else if (f == HfFormat::kMistral) {
+    c.update({{"architectures", {"MistralForCausalLM"}},
+              {"model_type", "mistral"},
+              {"sliding_window", nullptr}});
+  } else if (f == HfFormat::kPhi3) {
+    c.update({{"architectures", {"Phi3ForCausalLM"}},
+              {"model_type", "phi3"},
+              {"partial_rotary_factor", 1.0},
+              {"sliding_window", nullptr},
+              {"resid_pdrop", 0.0},
+              {"embd_pdrop", 0.0}});
   } else {
     c.update({{"architectures", {"MixtralForCausalLM"}},
               {"model_type", "mixtral"},

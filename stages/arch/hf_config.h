@@ -1,9 +1,11 @@
 // Hugging Face model configs (config.json) to and from ModelConfig. No LibTorch: the runner reads
 // an imported seed's config at plan time. The weights' side is hf_weights.h; the layouts are in
-// docs/hf-interop.md.
+// docs/interop.md.
 //
-//   llama   LlamaForCausalLM (also Mistral's config without a sliding window): sequential blocks,
-//           RMSNorm, RoPE half-split (our convention), GQA, tied or untied embeddings.
+//   llama   LlamaForCausalLM: sequential blocks, RMSNorm, RoPE half-split (our convention), GQA,
+//           tied or untied embeddings, Llama 3.1's RoPE scaling (rope_scaling llama3).
+//   mistral MistralForCausalLM: llama's layout (a sliding window no shorter than the context).
+//   phi3    Phi3ForCausalLM: llama's layout with q/k/v and gate/up fused into one tensor each.
 //   cohere  CohereForCausalLM: parallel blocks with one LayerNorm (BAM's block), RoPE interleaved
 //           (q/k rows permuted on the way in and out), logit_scale (folded into an untied head on
 //           import; 1 on export).
@@ -26,12 +28,13 @@
 
 namespace upcycle::stages {
 
-enum class HfFormat { kLlama, kCohere, kMixtral, kNative };
+enum class HfFormat { kLlama, kMistral, kPhi3, kCohere, kMixtral, kNative };
 
 inline constexpr int kNativeFormatVersion = 1;
 
 const char* hf_format_name(HfFormat f);
-/// "llama" | "cohere" | "mixtral" | "native"; throws std::invalid_argument listing them.
+/// "llama" | "mistral" | "phi3" | "cohere" | "mixtral" | "native"; throws std::invalid_argument
+/// listing them.
 HfFormat hf_format_from(const std::string& name);
 
 /// A Hugging Face config read as ours.
@@ -47,18 +50,18 @@ struct HfModel {
 
 /// Reads a parsed config.json. `seq_len` (the training context) defaults to
 /// max_position_embeddings. Throws StageError naming `origin` and the key: an unsupported
-/// architecture, an option our model lacks (biases, rope scaling, sliding windows, QK norm, another
-/// activation), an inconsistent shape.
+/// architecture, an option our model lacks (biases, RoPE scaling other than llama3, sliding
+/// windows, QK norm, another activation, partial rotary), an inconsistent shape.
 HfModel hf_model_from_config(const nlohmann::json& config, const std::string& origin,
                              std::optional<int64_t> seq_len = std::nullopt);
 /// The same from DIR/config.json.
 HfModel read_hf_model(const std::string& dir, std::optional<int64_t> seq_len = std::nullopt);
 
 /// What identifies a Hugging Face checkpoint directory cheaply enough to compute at every plan: the
-/// sha256 of config.json, tokenizer.model, the shard index and, per safetensors file, its name,
-/// size and header (tensor names, dtypes, shapes, offsets). Weights rewritten in place with the
-/// same shapes keep the fingerprint: the import job records the full sha256 of what it read. Throws
-/// StageError naming a file that cannot be read.
+/// sha256 of config.json, tokenizer.model (else tokenizer.json), the shard index and, per
+/// safetensors file, its name, size and header (tensor names, dtypes, shapes, offsets). Weights
+/// rewritten in place with the same shapes keep the fingerprint: the import job records the full
+/// sha256 of what it read. Throws StageError naming a file that cannot be read.
 std::string hf_checkpoint_fingerprint(const std::string& dir);
 
 /// Why `m` cannot be written as `f` ("" when it can).

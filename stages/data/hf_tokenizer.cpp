@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -24,28 +23,20 @@ nlohmann::json read_tokenizer_json(const std::string& path) {
   }
 }
 
-// The first of `names` among the added tokens: its id and text, or {-1, ""}.
-std::pair<int64_t, std::string> added_token(const nlohmann::json& tok,
-                                            const std::vector<const char*>& names) {
-  if (!tok.contains("added_tokens") || !tok["added_tokens"].is_array()) return {-1, ""};
-  for (const char* name : names) {
-    for (const auto& t : tok["added_tokens"]) {
-      if (t.value("content", "") == name) return {t.value("id", int64_t(-1)), name};
-    }
+// The id of the added token `content`, or -1.
+int64_t added_token_id(const nlohmann::json& tok, const std::string& content) {
+  if (!tok.contains("added_tokens") || !tok["added_tokens"].is_array()) return -1;
+  for (const auto& t : tok["added_tokens"]) {
+    if (t.value("content", "") == content) return t.value("id", int64_t(-1));
   }
-  return {-1, ""};
+  return -1;
 }
 
 SpecialTokens write_tokenizer_json(const std::string& path, const std::string& dir,
                                    int64_t max_length) {
   const nlohmann::json tok = read_tokenizer_json(path);
-  SpecialTokens st;
-  std::tie(st.bos, st.bos_piece) =
-      added_token(tok, {"<|begin_of_text|>", "<s>", "<bos>", "<|endoftext|>"});
-  std::tie(st.eos, st.eos_piece) = added_token(
-      tok, {"<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>", "<|im_end|>", "<|eot_id|>"});
-  std::tie(st.unk, st.unk_piece) = added_token(tok, {"<unk>", "<|unk|>"});
-  std::tie(st.pad, st.pad_piece) = added_token(tok, {"<pad>", "<|pad|>", "[PAD]"});
+  const SpecialTokens st =
+      special_tokens_by_name([&](const std::string& name) { return added_token_id(tok, name); });
   auto piece = [](const std::string& p) {
     return p.empty() ? nlohmann::json(nullptr) : nlohmann::json(p);
   };
@@ -116,18 +107,16 @@ SpecialTokens write_hf_tokenizer(const std::string& tokenizer, const std::string
   return st;
 }
 
-std::string hf_tokenizer_model(const std::string& dir) {
-  std::string path = dir + "/" + kHfTokenizerModel;
-  if (std::filesystem::is_regular_file(path)) return path;
-  if (std::filesystem::exists(dir + "/tokenizer.json")) {
-    throw StageError(dir +
-                     ": has tokenizer.json but no tokenizer.model; upcycle tokenizes with "
-                     "SentencePiece, so only "
-                     "checkpoints with a SentencePiece tokenizer.model can be imported (Llama 1/2, "
-                     "Mistral, Mixtral, ...)");
+std::string hf_tokenizer_file(const std::string& dir) {
+  const std::string model = dir + "/" + kHfTokenizerModel, json = dir + "/tokenizer.json";
+  if (std::filesystem::is_regular_file(model)) return model;
+  if (std::filesystem::is_regular_file(json)) {
+    const Tokenizer check(json);  // refuses what bpe_tokenizer.h cannot encode exactly, naming it
+    (void)check.eos_id();         // and one without an end-of-sequence token
+    return json;
   }
-  throw StageError(dir +
-                   ": no tokenizer.model (a SentencePiece model) to import the tokenizer from");
+  throw StageError(dir + ": no tokenizer.model (SentencePiece) or tokenizer.json (byte-level BPE)",
+                   "a Hugging Face checkpoint directory ships one of them");
 }
 
 }  // namespace upcycle::stages

@@ -11,8 +11,8 @@
 // A pre-tokenized corpus may come with a Hugging Face tokenizer.json instead (data.tokenizer.path):
 // export then ships that file as it is, with a `PreTrainedTokenizerFast` config.
 //
-// Import reads `tokenizer.model`; a checkpoint with only `tokenizer.json` (a byte-level BPE such as
-// Llama 3's or Cohere's) is refused: the data pipeline tokenizes with SentencePiece.
+// Import takes `tokenizer.model`, or else a byte-level BPE `tokenizer.json` (Llama 3, Qwen2,
+// SmolLM2, Command-R: bpe_tokenizer.h), which then tokenizes the recipe's text.
 #pragma once
 
 #include <cstdint>
@@ -36,8 +36,9 @@ SpecialTokens write_hf_tokenizer(const std::string& tokenizer, const std::string
 /// tokens. Throws StageError naming the file when it cannot be read.
 int64_t tokenizer_file_vocab(const std::string& tokenizer);
 
-/// DIR/tokenizer.model when DIR has a SentencePiece model. Throws StageError naming DIR and what it
-/// has instead.
-std::string hf_tokenizer_model(const std::string& dir);
+/// The tokenizer of checkpoint DIR: DIR/tokenizer.model (SentencePiece), else DIR/tokenizer.json
+/// when it is a byte-level BPE upcycle encodes exactly and names an end-of-sequence token. Throws
+/// StageError naming the file and key it refuses, or DIR when it has neither.
+std::string hf_tokenizer_file(const std::string& dir);
 
 }  // namespace upcycle::stages

@@ -135,7 +135,9 @@ PretokenizedShards tokenize_domain(const PrepareSpec& spec, const DomainSpec& d,
     prefixes.push_back(dir + name);
     shards.files.push_back({prefixes.back(), d.jsonl.files[files[i].second].weight});
   }
-  const Tokenizer tok(tokenizer_path(spec.out_dir));  // copied and checked by now
+  const Tokenizer tok(core::ends_with(spec.tokenizer_path, ".json")  // copied and checked by now
+                          ? tokenizer_json_path(spec.out_dir)
+                          : tokenizer_path(spec.out_dir));
   const auto t0 = std::chrono::steady_clock::now();
   const auto done = tokenize_jsonl_files(paths, prefixes, d.jsonl.text_field, tok,
                                          std::max(1, spec.tokenizer.threads));
@@ -281,6 +283,10 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
                    mb + " of text, from " + std::to_string(dd.files.size()) + " files");
     domains[d.name] = std::move(dd);
   }
+  // An import's byte-level BPE (tokenizer.json) or a SentencePiece model, trained here or imported.
+  const bool bpe = core::ends_with(spec.tokenizer_file, ".json");
+  const std::string text_tokenizer =
+      bpe ? tokenizer_json_path(spec.out_dir) : tokenizer_path(spec.out_dir);
   if (spec.tokenizer_file.empty()) {
     core::write_file_atomic(sample_path, sample);
     train_tokenizer(sample_path, spec.out_dir + "/tokenizer", spec.tokenizer);
@@ -290,10 +296,10 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
       throw StageError(spec.tokenizer_file + ": the tokenizer changed since the job was planned",
                        "run the recipe again so the job is keyed by its new content");
     }
-    core::write_file_atomic(tokenizer_path(spec.out_dir), core::read_file(spec.tokenizer_file));
+    core::write_file_atomic(text_tokenizer, core::read_file(spec.tokenizer_file));
     core::log_info("prepare: tokenizing with " + spec.tokenizer_file);
   }
-  Tokenizer tok(tokenizer_path(spec.out_dir));
+  Tokenizer tok(text_tokenizer);
 
   PrepareOutput out;
   nlohmann::json manifest = {{"format_version", 1},
@@ -345,9 +351,10 @@ PrepareOutput run_prepare(const PrepareSpec& spec) {
     all_test_docs[d.name] = std::move(test_docs);
   }
   if (spec.task_examples > 0) write_builtin_tasks(spec, all_test_docs, manifest, out);
-  const std::string tok_path = tokenizer_path(spec.out_dir);
+  const std::string& tok_path = text_tokenizer;
   const std::string tok_sha = core::sha256_file(tok_path);
-  manifest["files"]["tokenizer.model"] = tok_sha;
+  manifest["files"][std::filesystem::path(tok_path).filename().string()] = tok_sha;
+  if (bpe) manifest[kTextTokenizerKey] = "tokenizer.json";
   write_manifest(spec.out_dir, manifest, out);
   out.artifacts.push_back(
       {tok_path, "tokenizer", tok_sha, static_cast<int64_t>(core::read_file(tok_path).size())});
@@ -369,6 +376,18 @@ std::string verified_data_file(const std::string& data_dir, const std::string& p
                      "re-run the prepare stage: upcycle run RECIPE --force data");
   }
   return path;
+}
+
+std::string text_tokenizer(const std::string& data_dir) {
+  const nlohmann::json manifest = core::read_json_file(manifest_path(data_dir));
+  if (manifest.contains(kTextTokenizerKey)) {
+    const std::string name = manifest[kTextTokenizerKey].get<std::string>();
+    if (name != "tokenizer.json")
+      throw StageError(manifest_path(data_dir) + ": " + kTextTokenizerKey + " is '" + name + "'");
+    return verified_data_file(data_dir, tokenizer_json_path(data_dir));
+  }
+  if (!std::filesystem::exists(tokenizer_path(data_dir))) return "";
+  return verified_data_file(data_dir, tokenizer_path(data_dir));
 }
 
 }  // namespace upcycle::stages

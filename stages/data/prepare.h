@@ -76,4 +76,13 @@ PrepareOutput run_prepare(const PrepareSpec& spec);
 /// was edited or truncated since. (Shards carry their own sidecar sha256, token_shard.h.)
 std::string verified_data_file(const std::string& data_dir, const std::string& path);
 
+/// The manifest key naming the tokenizer the text was tokenized with when it is not
+/// tokenizer.model (an import's byte-level BPE tokenizer.json).
+inline constexpr const char* kTextTokenizerKey = "text_tokenizer";
+
+/// The tokenizer a prepared data directory's text was tokenized with, verified against the
+/// manifest: its tokenizer.model, or the tokenizer.json the manifest names; "" for pre-tokenized
+/// data (whose corpus tokenizer.json, if any, is only shipped by export).
+std::string text_tokenizer(const std::string& data_dir);
+
 }  // namespace upcycle::stages

@@ -6,6 +6,8 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/strings.h"
+#include "stages/data/bpe_tokenizer.h"
 
 namespace upcycle::stages {
 
@@ -35,8 +37,31 @@ void train_tokenizer(const std::string& input, const std::string& prefix,
   }
 }
 
-Tokenizer::Tokenizer(const std::string& model_path)
-    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
+SpecialTokens special_tokens_by_name(const std::function<int64_t(const std::string&)>& id_of) {
+  auto find = [&](std::initializer_list<const char*> names, int64_t& id, std::string& piece) {
+    for (const char* name : names) {
+      if ((id = id_of(name)) >= 0) {
+        piece = name;
+        return;
+      }
+    }
+  };
+  SpecialTokens st;
+  find({"<|begin_of_text|>", "<s>", "<bos>", "<BOS_TOKEN>", "<|endoftext|>"}, st.bos, st.bos_piece);
+  find({"<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>", "<EOS_TOKEN>", "<|im_end|>",
+        "<|eot_id|>"},
+       st.eos, st.eos_piece);
+  find({"<unk>", "<|unk|>", "<UNK>"}, st.unk, st.unk_piece);
+  find({"<pad>", "<|pad|>", "[PAD]", "<PAD>"}, st.pad, st.pad_piece);
+  return st;
+}
+
+Tokenizer::Tokenizer(const std::string& model_path) : path_(model_path) {
+  if (core::ends_with(model_path, ".json")) {
+    bpe_ = std::make_unique<BpeTokenizer>(model_path);
+    return;
+  }
+  sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
   auto status = sp_->Load(model_path);
   if (!status.ok()) throw StageError(model_path + ": cannot load tokenizer: " + status.ToString());
 }
@@ -44,6 +69,7 @@ Tokenizer::Tokenizer(const std::string& model_path)
 Tokenizer::~Tokenizer() = default;
 
 std::vector<uint32_t> Tokenizer::encode(const std::string& text) const {
+  if (bpe_) return bpe_->encode(text);
   std::vector<int> ids;
   auto status = sp_->Encode(text, &ids);
   if (!status.ok()) throw StageError("tokenizer encode failed: " + status.ToString());
@@ -51,15 +77,29 @@ std::vector<uint32_t> Tokenizer::encode(const std::string& text) const {
 }
 
 std::string Tokenizer::decode(const std::vector<uint32_t>& ids) const {
+  if (bpe_) return bpe_->decode(ids);
   std::string out;
   sp_->Decode(std::vector<int>(ids.begin(), ids.end()), &out);
   return out;
 }
 
-int64_t Tokenizer::vocab_size() const { return sp_->GetPieceSize(); }
-uint32_t Tokenizer::eos_id() const { return static_cast<uint32_t>(sp_->eos_id()); }
+int64_t Tokenizer::vocab_size() const { return bpe_ ? bpe_->vocab_size() : sp_->GetPieceSize(); }
+
+uint32_t Tokenizer::eos_id() const {
+  if (!bpe_) return static_cast<uint32_t>(sp_->eos_id());
+  const int64_t eos = special_tokens().eos;
+  if (eos < 0) {
+    throw StageError(path_ + ": no end-of-sequence token among its added tokens",
+                     "upcycle looks for <|end_of_text|>, <|endoftext|>, </s>, <eos>, <EOS_TOKEN>, "
+                     "<|im_end|> or <|eot_id|>");
+  }
+  return static_cast<uint32_t>(eos);
+}
 
 SpecialTokens Tokenizer::special_tokens() const {
+  if (bpe_) {
+    return special_tokens_by_name([&](const std::string& name) { return bpe_->added_id(name); });
+  }
   SpecialTokens st;
   auto piece = [&](int id, int64_t& out, std::string& name) {
     if (id < 0 || id >= sp_->GetPieceSize()) return;
@@ -74,6 +114,17 @@ SpecialTokens Tokenizer::special_tokens() const {
 }
 
 TokenBytes Tokenizer::token_bytes() const {
+  if (bpe_) {  // a token covers its bytes; special tokens (EOS) cover none
+    TokenBytes tb;
+    tb.eos = special_tokens().eos;
+    tb.dummy_prefix = false;
+    tb.bytes.resize(static_cast<size_t>(bpe_->vocab_size()));
+    tb.leading_space.assign(tb.bytes.size(), 0);
+    for (uint32_t id = 0; id < tb.bytes.size(); ++id) {
+      tb.bytes[id] = bpe_->is_special(id) ? 0 : static_cast<int32_t>(bpe_->token(id).size());
+    }
+    return tb;
+  }
   static const std::string kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's whitespace mark
   TokenBytes tb;
   tb.eos = sp_->eos_id();

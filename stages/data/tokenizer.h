@@ -1,8 +1,11 @@
-// SentencePiece tokenizer (BPE or unigram, byte fallback, identity normalisation so code keeps its
-// whitespace). Wraps sentencepiece behind a small interface; no LibTorch.
+// The tokenizer the data pipeline and eval use: a SentencePiece model (BPE or unigram, byte
+// fallback, identity normalisation so code keeps its whitespace; what the prepare stage trains), or
+// a Hugging Face byte-level BPE tokenizer.json (GPT-2, Llama 3, Qwen2, Command-R;
+// bpe_tokenizer.h). One small interface over both; no LibTorch.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,20 +53,30 @@ struct SpecialTokens {
   std::string bos_piece, eos_piece, unk_piece, pad_piece;
 };
 
+/// Special tokens among a vocabulary's tokens by their usual names (<|end_of_text|>, </s>,
+/// <EOS_TOKEN>, ...), looked up with `id_of` (-1 when absent).
+SpecialTokens special_tokens_by_name(const std::function<int64_t(const std::string&)>& id_of);
+
+class BpeTokenizer;
+
 class Tokenizer {
  public:
-  /// Loads a .model file. Throws StageError naming the path.
+  /// Loads a SentencePiece .model, or a tokenizer.json (a path ending in .json). Throws
+  /// StageError naming the path.
   explicit Tokenizer(const std::string& model_path);
   ~Tokenizer();
   std::vector<uint32_t> encode(const std::string& text) const;
   std::string decode(const std::vector<uint32_t>& ids) const;
   int64_t vocab_size() const;
+  /// The end-of-sequence token. Throws StageError for a tokenizer.json that has none.
   uint32_t eos_id() const;
   TokenBytes token_bytes() const;
   SpecialTokens special_tokens() const;
 
  private:
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  std::string path_;
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;  ///< one of the two
+  std::unique_ptr<BpeTokenizer> bpe_;
 };
 
 }  // namespace upcycle::stages

@@ -71,11 +71,11 @@ HfImportResult import_hf(const std::string& hf_dir, const std::string& checkpoin
                          std::optional<int64_t> seq_len) {
   HfImportResult r;
   r.model = read_hf_model(hf_dir, seq_len);
-  const std::string sp_model = hf_tokenizer_model(hf_dir);
-  const Tokenizer tok(sp_model);
+  const std::string tokenizer = hf_tokenizer_file(hf_dir);
+  const Tokenizer tok(tokenizer);
   if (tok.vocab_size() > r.model.model.vocab) {
-    throw StageError(sp_model + ": " + std::to_string(tok.vocab_size()) +
-                     " pieces, but config.json's vocab_size is " +
+    throw StageError(tokenizer + ": " + std::to_string(tok.vocab_size()) +
+                     " token ids, but config.json's vocab_size is " +
                      std::to_string(r.model.model.vocab));
   }
   TensorMap state = from_hf_tensors(read_safetensors_dir(hf_dir), r.model, hf_dir);
@@ -90,13 +90,15 @@ HfImportResult import_hf(const std::string& hf_dir, const std::string& checkpoin
   meta.extra = {{"imported_from", std::filesystem::absolute(hf_dir).string()},
                 {"format", hf_format_name(r.model.format)},
                 {"notes", r.model.notes}};
-  std::string sp_bytes;
+  std::string tokenizer_bytes;
   try {
-    sp_bytes = core::read_file(sp_model);
+    tokenizer_bytes = core::read_file(tokenizer);
   } catch (const Error& e) {
     throw StageError(e.what());
   }
-  r.weights_sha256 = save_checkpoint(checkpoint_dir, state, meta, {{kHfTokenizerModel, sp_bytes}});
+  r.weights_sha256 =
+      save_checkpoint(checkpoint_dir, state, meta,
+                      {{std::filesystem::path(tokenizer).filename().string(), tokenizer_bytes}});
   return r;
 }
 

@@ -69,6 +69,62 @@ at::Tensor permute_rope(const at::Tensor& w, int64_t heads, bool to_interleaved)
   return v.transpose(1, 2).reshape({heads * C, D}).contiguous();
 }
 
+// Phi-3 keeps each layer's q, k, v projections as one qkv_proj and gate, up as one gate_up_proj,
+// stacked along the output dimension in that order; otherwise llama's layout.
+struct Fused {
+  const char* name;
+  std::vector<const char*> parts;
+};
+const std::vector<Fused>& phi3_fused() {
+  static const std::vector<Fused> f = {
+      {"self_attn.qkv_proj.weight",
+       {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"}},
+      {"mlp.gate_up_proj.weight", {"mlp.gate_proj.weight", "mlp.up_proj.weight"}}};
+  return f;
+}
+
+void fuse_phi3(TensorMap& t, int64_t layers) {
+  for (int64_t l = 0; l < layers; ++l) {
+    const std::string hf = "model.layers." + std::to_string(l) + ".";
+    for (const Fused& f : phi3_fused()) {
+      std::vector<at::Tensor> parts;
+      for (const char* p : f.parts) {
+        parts.push_back(t.at(hf + p));
+        t.erase(hf + p);
+      }
+      t[hf + f.name] = torch::cat(parts, 0);
+    }
+  }
+}
+
+// The fused tensors of a Phi-3 checkpoint split into llama's names (views of the read tensors).
+TensorMap split_phi3(const TensorMap& hf, const ModelConfig& m, const std::string& origin) {
+  TensorMap out = hf;
+  const int64_t C = m.head_dim();
+  const std::vector<std::vector<int64_t>> sizes = {{m.heads * C, m.kv_heads * C, m.kv_heads * C},
+                                                   {m.ffn_hidden, m.ffn_hidden}};
+  for (int64_t l = 0; l < m.layers; ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    for (size_t i = 0; i < phi3_fused().size(); ++i) {
+      const Fused& f = phi3_fused()[i];
+      auto it = out.find(prefix + f.name);
+      if (it == out.end())
+        throw StageError(origin + ": missing tensor " + prefix + f.name + " (phi3 layout)");
+      int64_t rows = 0;
+      for (int64_t n : sizes[i]) rows += n;
+      if (it->second.dim() != 2 || it->second.size(0) != rows || it->second.size(1) != m.d_model) {
+        throw StageError(origin + ": tensor " + prefix + f.name + " has shape " +
+                         c10::str(it->second.sizes()) + ", config.json implies [" +
+                         std::to_string(rows) + ", " + std::to_string(m.d_model) + "]");
+      }
+      const auto parts = it->second.split_with_sizes(sizes[i], 0);
+      for (size_t p = 0; p < parts.size(); ++p) out[prefix + f.parts[p]] = parts[p];
+      out.erase(prefix + f.name);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 TensorMap to_hf_tensors(const TensorMap& ours, const ModelConfig& m, HfFormat f,
@@ -92,10 +148,19 @@ TensorMap to_hf_tensors(const TensorMap& ours, const ModelConfig& m, HfFormat f,
       put(r.hf[i], r.rope_heads > 0 ? permute_rope(t, r.rope_heads, true) : t);
     }
   }
+  if (f == HfFormat::kPhi3) fuse_phi3(out, m.layers);
   return out;
 }
 
-TensorMap from_hf_tensors(const TensorMap& hf, const HfModel& model, const std::string& origin) {
+TensorMap from_hf_tensors(const TensorMap& hf_read, const HfModel& model,
+                          const std::string& origin) {
+  if (model.format == HfFormat::kPhi3) {
+    return from_hf_tensors(split_phi3(hf_read, model.model, origin),
+                           HfModel{HfFormat::kLlama, model.model, model.logit_scale,
+                                   model.hf_tied_embeddings, model.notes},
+                           origin);
+  }
+  const TensorMap& hf = hf_read;
   TensorMap out;
   if (model.format == HfFormat::kNative) {
     for (const auto& [name, t] : hf) out[name] = t.to(torch::kFloat32);

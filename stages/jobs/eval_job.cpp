@@ -114,8 +114,11 @@ bool run_eval_job(const SpecReader& s, const JobContext& ctx, core::JobResult& r
   const std::vector<TaskExample> examples = load_examples(e);
   std::unique_ptr<Tokenizer>
       tok;  // text data has one; pre-tokenized data has neither tasks nor bytes
-  if (!examples.empty() || std::filesystem::exists(tokenizer_path(e.data_dir))) {
-    tok = std::make_unique<Tokenizer>(verified_data_file(e.data_dir, tokenizer_path(e.data_dir)));
+  if (const std::string path = text_tokenizer(e.data_dir); !path.empty()) {
+    tok = std::make_unique<Tokenizer>(path);
+  } else if (!examples.empty()) {
+    throw StageError(e.data_dir + ": tasks need the data's tokenizer, and it has none",
+                     "pre-tokenized data has no text to make tasks from");
   }
   const std::optional<TokenBytes> bytes =
       tok ? std::optional<TokenBytes>(tok->token_bytes()) : std::nullopt;

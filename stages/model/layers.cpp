@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <numbers>
+
 namespace upcycle::stages {
 
 at::Tensor apply_norm(const at::Tensor& x_BTD, const at::Tensor& weight_D, const ModelConfig& c) {
@@ -14,10 +16,30 @@ at::Tensor apply_norm(const at::Tensor& x_BTD, const at::Tensor& weight_D, const
                            /*bias=*/{}, c.norm_eps);
 }
 
-RopeTables make_rope(int64_t T, int64_t head_dim, double theta, const at::Device& device,
-                     int64_t start) {
+namespace {
+
+// [C/2] RoPE inverse frequencies (rope_theta, rope_scaling).
+at::Tensor rope_inv_freq(const ModelConfig& c, const torch::TensorOptions& opts) {
+  const double C = double(c.head_dim());
+  auto inv_freq_C = torch::pow(c.rope_theta, -torch::arange(0, c.head_dim(), 2, opts) / C);
+  if (c.rope_scaling == RopeScaling::kNone) return inv_freq_C;
+  // Llama 3.1: long wavelengths slowed by the factor, short ones kept, the band between blended.
+  const double old_context = double(c.rope_original_context);
+  const double low_wavelen = old_context / c.rope_low_freq_factor;
+  const double high_wavelen = old_context / c.rope_high_freq_factor;
+  auto wavelen_C = 2 * std::numbers::pi / inv_freq_C;
+  auto smooth_C = (old_context / wavelen_C - c.rope_low_freq_factor) /
+                  (c.rope_high_freq_factor - c.rope_low_freq_factor);
+  auto blended_C = (1 - smooth_C) * inv_freq_C / c.rope_factor + smooth_C * inv_freq_C;
+  return torch::where(wavelen_C > low_wavelen, inv_freq_C / c.rope_factor,
+                      torch::where(wavelen_C < high_wavelen, inv_freq_C, blended_C));
+}
+
+}  // namespace
+
+RopeTables make_rope(int64_t T, const ModelConfig& c, const at::Device& device, int64_t start) {
   auto opts = torch::TensorOptions().dtype(torch::kFloat64).device(device);
-  auto inv_freq_C = torch::pow(theta, -torch::arange(0, head_dim, 2, opts) / double(head_dim));
+  auto inv_freq_C = rope_inv_freq(c, opts);
   auto angles_TC = torch::outer(torch::arange(start, start + T, opts), inv_freq_C);
   return {angles_TC.cos().to(torch::kFloat32), angles_TC.sin().to(torch::kFloat32)};
 }

@@ -16,8 +16,9 @@ struct RopeTables {
   at::Tensor cos_TC;
   at::Tensor sin_TC;
 };
-RopeTables make_rope(int64_t T, int64_t head_dim, double theta, const at::Device& device,
-                     int64_t start = 0);
+/// Tables for positions start .. start + T - 1, with the frequencies `c` asks for (rope_theta,
+/// rope_scaling).
+RopeTables make_rope(int64_t T, const ModelConfig& c, const at::Device& device, int64_t start = 0);
 
 /// Rotates x [..., T, C] (halves convention, as in GPT-NeoX and Llama-HF) by the tables.
 at::Tensor apply_rope(const at::Tensor& x_XTC, const RopeTables& rope);

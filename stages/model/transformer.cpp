@@ -119,7 +119,7 @@ LmOutput TransformerLmImpl::forward(const at::Tensor& idx_BT, KvCache* cache, Lo
               config.seq_len);
   // Tokens may come from the host: they move to the weights' device here, so callers need not.
   const at::Tensor idx = idx_BT.to(embed_VD.device());
-  auto rope = make_rope(T, config.head_dim(), config.rope_theta, idx.device(), past);
+  auto rope = make_rope(T, config, idx.device(), past);
   if (cache) cache->layers.resize(blocks->size());
   at::Tensor allowed_BTK;  // with left-padded rows: causal, and no real position sees a pad
   if (cache && cache->pad_B.defined()) {
@@ -162,7 +162,7 @@ LmOutput TransformerLmImpl::forward_hidden(const at::Tensor& idx_BT, Recompute r
   const int64_t T = idx_BT.size(1);
   TORCH_CHECK(T <= config.seq_len, "sequence of ", T, " tokens exceeds seq_len ", config.seq_len);
   const at::Tensor idx = idx_BT.to(embed_VD.device());
-  auto rope = make_rope(T, config.head_dim(), config.rope_theta, idx.device());
+  auto rope = make_rope(T, config, idx.device());
   auto x = embed(idx);
   LmOutput out;
   out.aux_loss = torch::zeros({}, x.options());

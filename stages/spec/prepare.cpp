@@ -396,9 +396,11 @@ void validate(const PrepareJobSpec& s) {
           "must be a sha256 (64 hex digits)");
     for (size_t i = 0; i < s.domains.size(); ++i) {
       check(
-          s.domains[i].jsonl.files.empty() || core::ends_with(s.tokenizer_path, ".model"),
+          s.domains[i].jsonl.files.empty() || core::ends_with(s.tokenizer_path, ".model") ||
+              core::ends_with(s.tokenizer_path, ".json"),
           "domains[" + std::to_string(i) + "].jsonl",
-          "JSONL text is tokenized with data.tokenizer.path, which must be a SentencePiece .model");
+          "JSONL text is tokenized with data.tokenizer.path, which must be a SentencePiece .model "
+          "or a Hugging Face byte-level BPE tokenizer.json");
     }
   } else if (!s.tokenizer_file.empty()) {
     check(s.tokenizer_sha256.size() == 64, "tokenizer.sha256", "must be a sha256 (64 hex digits)");

@@ -24,5 +24,21 @@ TEST(Utf8Test, FindsTheFirstBadByte) {
   EXPECT_EQ(invalid_utf8_at("\xf8\x88\x80\x80\x80"), 0u);  // five-byte forms do not exist
 }
 
+// Python's bytes.decode("utf-8", "replace") gives these (one U+FFFD per maximal ill-formed
+// subpart).
+TEST(Utf8Test, ReplacesEachMaximalIllFormedSubpartAsPythonDoes) {
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(replace_invalid_utf8("plain \xC3\xA9"), "plain \xC3\xA9");
+  EXPECT_EQ(replace_invalid_utf8("\xE2\x82"), r);                      // truncated: one
+  EXPECT_EQ(replace_invalid_utf8("\xC0\x80"), r + r);                  // C0 never leads: two
+  EXPECT_EQ(replace_invalid_utf8("\xED\xA0\x80"), r + r + r);          // a surrogate: three
+  EXPECT_EQ(replace_invalid_utf8("a\xF0\x9F\x98"), "a" + r);           // truncated emoji: one
+  EXPECT_EQ(replace_invalid_utf8("\xF4\x90\x80\x80"), r + r + r + r);  // past U+10FFFF: four
+  EXPECT_EQ(replace_invalid_utf8("\xFF\xFE"
+                                 "A"),
+            r + r + "A");
+  EXPECT_EQ(replace_invalid_utf8("\xE2\x82\xAC\x80"), "\xE2\x82\xAC" + r);
+}
+
 }  // namespace
 }  // namespace upcycle::core

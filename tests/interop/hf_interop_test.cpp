@@ -138,6 +138,34 @@ TEST(Interop, DenseSequentialExportsAsLlamaAndTransformersComputesOurLogits) {
       16 << 10);
 }
 
+TEST(Interop, DenseSequentialExportsAsMistralAndPhi3AndTransformersComputesOurLogits) {
+  TempDir tmp;
+  const std::string ckpt = trained_checkpoint(tiny("sequential", "rmsnorm", true), tmp / "ckpt", 6);
+  expect_transformers_agree(ckpt, HfFormat::kMistral);
+  expect_transformers_agree(ckpt, HfFormat::kPhi3);  // fused q/k/v and gate/up
+}
+
+// Llama 3.1's RoPE scaling (as in Llama 3.2 and SmolLM2), trained here and exported as llama;
+// without the scaling in transformers' config the logits differ, so the test can fail.
+TEST(Interop, Llama3RopeScalingExportsAsLlamaAndTransformersComputesOurLogits) {
+  TempDir tmp;
+  ModelConfig c = tiny("sequential", "rmsnorm", true);
+  c.rope_scaling = RopeScaling::kLlama3;
+  c.rope_original_context = 32;  // wavelengths kept, blended and divided at head dim 8, theta 500
+  const std::string ckpt = trained_checkpoint(c, tmp / "ckpt", 7);
+  expect_transformers_agree(ckpt, HfFormat::kLlama);
+  c.rope_scaling = RopeScaling::kNone;  // the same weights read without the scaling differ
+  CheckpointMeta meta;
+  TensorMap state = load_checkpoint_state(ckpt, &meta);
+  TransformerLm plain(c);
+  load_state_into(plain, state, "plain");
+  torch::NoGradGuard no_grad;
+  const auto tokens = test_tokens(24);
+  EXPECT_GT(
+      (plain->forward(tokens).logits_BTV - our_logits(ckpt, tokens)).abs().max().item<double>(),
+      1e-3);
+}
+
 TEST(Interop, DenseParallelExportsAsCohereAndTransformersComputesOurLogits) {
   TempDir tmp;  // BAM's block: one LayerNorm feeding attention and FFN; Cohere's interleaved RoPE
   expect_transformers_agree(
@@ -204,12 +232,18 @@ TEST(Interop, ExportRefusesWhatTheFormatCannotComputeAndNativeRoundTripsBam) {
 }
 
 TEST(Interop, ModelsTransformersSavedImportWithIdenticalWeightsAndLogits) {
-  for (const char* arch : {"llama", "cohere", "mixtral"}) {
+  // llama3: Llama 3.1's RoPE scaling and tied embeddings (Llama 3.2 1B, SmolLM2); phi3: fused
+  // q/k/v and gate/up tensors.
+  for (const char* arch : {"llama", "llama3", "mistral", "phi3", "cohere", "mixtral"}) {
     SCOPED_TRACE(arch);
     TempDir tmp;
     referee({"make", arch, sp_model(), tmp / "hf", "20KB"});  // llama comes sharded
     const HfImportResult r = import_hf(tmp / "hf", tmp / "ours");
-    EXPECT_EQ(hf_format_name(r.model.format), std::string(arch));
+    EXPECT_EQ(hf_format_name(r.model.format), std::string(arch) == "llama3" ? "llama" : arch);
+    if (std::string(arch) == "llama3") {
+      EXPECT_EQ(r.model.model.rope_scaling, RopeScaling::kLlama3);
+      EXPECT_TRUE(r.model.model.tied_embeddings);
+    }
     // Every tensor transformers wrote is ours, bit for bit, written back in its layout.
     const TensorMap theirs = read_safetensors_dir(tmp / "hf");
     CheckpointMeta meta;

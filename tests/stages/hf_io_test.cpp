@@ -169,12 +169,15 @@ TEST(HfIoTest, CheckpointsWithMissingUnexpectedOrMisshapedTensorsAreRefusedNamin
                    "tensor model.embed_tokens.weight has shape [98, 32]", "[97, 32]");
 }
 
-TEST(HfIoTest, ImportNeedsASentencePieceTokenizer) {
+TEST(HfIoTest, ImportNeedsATokenizerItCanEncodeWith) {
   TempDir dir;
   core::write_file_atomic(dir / "tokenizer.json", "{}");
-  EXPECT_ERROR_HAS(hf_tokenizer_model(dir.path()), "tokenizer.json but no tokenizer.model");
+  EXPECT_ERROR_HAS(hf_tokenizer_file(dir.path()), "tokenizer.json", "not a tokenizer.json");
+  core::write_file_atomic(dir / "tokenizer.json",
+                          R"({"model": {"type": "WordPiece", "vocab": {}}})");
+  EXPECT_ERROR_HAS(hf_tokenizer_file(dir.path()), "model.type: WordPiece is not supported");
   TempDir none;
-  EXPECT_ERROR_HAS(hf_tokenizer_model(none.path()), "no tokenizer.model");
+  EXPECT_ERROR_HAS(hf_tokenizer_file(none.path()), "no tokenizer.model", "or tokenizer.json");
 }
 
 TEST(HfIoTest, ExportRefusalsNameWhatTheFormatCannotCompute) {

@@ -59,7 +59,7 @@ TEST(IdentityTest, SoftMixtureOfIdenticalAttentionEqualsDense) {
     tile(dense->wv_EGD, moa->wv_EGD);
     tile(dense->wo_EDH, moa->wo_EDH);
     auto x = torch::randn({2, 16, c.d_model});
-    auto rope = make_rope(16, c.head_dim(), c.rope_theta, x.device());
+    auto rope = make_rope(16, c, x.device());
     EXPECT_TRUE(testing::tensors_near(moa->forward(x, rope), dense->forward(x, rope), 1e-6)) << kv;
   }
 }
@@ -82,7 +82,7 @@ TEST(IdentityTest, ExpertKvWithEqualKeysAndValuesEqualsSharedKv) {
   tile(shared->wk_EGD, expert->wk_EGD);
   tile(shared->wv_EGD, expert->wv_EGD);
   auto x = torch::randn({2, 16, c.d_model});
-  auto rope = make_rope(16, c.head_dim(), c.rope_theta, x.device());
+  auto rope = make_rope(16, c, x.device());
   EXPECT_TRUE(testing::tensors_near(expert->forward(x, rope), shared->forward(x, rope), 1e-6));
 }
 
@@ -114,7 +114,7 @@ TEST(IdentityTest, AttentionMatchesAHeadByHeadReference) {
     c.kv_heads = kv_heads;
     MixtureOfAttention m(c);
     auto x = torch::randn({2, 16, c.d_model});
-    auto rope = make_rope(16, c.head_dim(), c.rope_theta, x.device());
+    auto rope = make_rope(16, c, x.device());
     EXPECT_TRUE(testing::tensors_near(m->forward(x, rope), reference_attention(m, x, rope), 1e-5))
         << "kv_heads " << kv_heads;
   }
@@ -129,7 +129,7 @@ TEST(IdentityTest, TopKAttentionRoutingGatesSumToOne) {
   MixtureOfAttention moa(c);
   auto x = torch::randn({2, 16, c.d_model});
   at::Tensor gates;
-  moa->forward(x, make_rope(16, c.head_dim(), c.rope_theta, x.device()), &gates);
+  moa->forward(x, make_rope(16, c, x.device()), &gates);
   EXPECT_TRUE(testing::tensors_near(gates.sum(-1), torch::ones({2, 16}), 1e-6));
   EXPECT_TRUE(((gates > 0).sum(-1) == 2).all().item<bool>());
 }
