@@ -98,7 +98,7 @@ int cmd_export(const std::vector<std::string>& args) {
       "recipe", po::value<std::string>()->default_value(""), "take the store from this recipe")(
       "model", po::value<std::string>(), "RUN/STAGE")(
       "format", po::value<std::string>()->default_value("auto"),
-      "llama | cohere | mixtral | native | auto")(
+      "auto | llama | mistral | phi3 | qwen2 | cohere | mixtral | bam (= native)")(
       "out", po::value<std::string>(),
       "output directory: new, empty, or an earlier export with --force")(
       "force", "replace --out when it is an earlier upcycle output")(
@@ -111,7 +111,9 @@ int cmd_export(const std::vector<std::string>& args) {
   pos.add("model", 1);
   auto vm = parse("export", args, desc, pos);
   if (wants_help(vm, "export",
-                 "RUN/STAGE --format llama|cohere|mixtral|native|auto --out DIR [--dtype D]", desc))
+                 "RUN/STAGE --format auto|llama|mistral|phi3|qwen2|cohere|mixtral|bam --out DIR "
+                 "[--dtype D]",
+                 desc))
     return 0;
   if (!vm.count("model")) throw ConfigError("upcycle export: missing RUN/STAGE");
   if (!vm.count("out")) throw ConfigError("upcycle export: missing --out DIR");

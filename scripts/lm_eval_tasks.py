@@ -77,7 +77,7 @@ def main():
         names.append(name)
     env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     cmd = [sys.executable, "-m", "lm_eval", "run", "--model", "hf",
-           "--model_args", f"pretrained={os.path.abspath(a.model)},dtype=float32",
+           "--model_args", f"pretrained={os.path.abspath(a.model)},dtype=float32,trust_remote_code=True",
            "--tasks", ",".join(names), "--include_path", task_dir, "--device", a.device,
            "--batch_size", a.batch_size, "--output_path", a.out, "--log_samples"]
     sys.exit(subprocess.call(cmd, env=env))

@@ -1,4 +1,5 @@
 // The recipe side of `command`: an external program, one job per model (or one without models:).
+#include <filesystem>
 #include <optional>
 
 #include "core/strings.h"
@@ -66,6 +67,19 @@ void check_placeholders(const YamlReader& r, const CommandStage& c) {
   if (r.has("results")) check(r.child("results"));
 }
 
+// argv entries that are relative paths to files here (`.venv/bin/python`, `scripts/x.py`: a '/'
+// and no leading '-') become absolute against the directory `upcycle run` started in, as an
+// import's path does: the command runs in its job directory, where they would not resolve. Only
+// what runs changes; the key holds the templates as written.
+void absolute_local_paths(std::vector<std::string>& argv) {
+  std::error_code ec;
+  for (auto& a : argv) {
+    if (a.empty() || a[0] == '/' || a[0] == '-' || a.find('/') == std::string::npos) continue;
+    if (std::filesystem::exists(a, ec))
+      a = std::filesystem::absolute(a, ec).lexically_normal().string();
+  }
+}
+
 class CommandKind : public StageKind {
  public:
   std::string name() const override { return "command"; }
@@ -87,8 +101,9 @@ class CommandKind : public StageKind {
     }
     c->parser = r.get_choice("parser", c->parser, {"none", "lm_eval"});
     c->templates.results = r.get_str("results", c->templates.results);
-    c->hf_format =
-        r.get_choice("hf_format", c->hf_format, {"auto", "llama", "cohere", "mixtral", "native"});
+    c->hf_format = r.get_choice(
+        "hf_format", c->hf_format,
+        {"auto", "llama", "mistral", "phi3", "qwen2", "cohere", "mixtral", "bam", "native"});
     check_placeholders(r, *c);
     auto names_hf = [](const std::string& t) { return t.find("{hf}") != std::string::npos; };
     for (const auto& a : c->templates.argv) c->uses_hf = c->uses_hf || names_hf(a);
@@ -126,7 +141,8 @@ class CommandKind : public StageKind {
         throw stage_error(s, "hf_format",
                           "'" + model.stage + "' has no Hugging Face class (" +
                               stages::hf_no_format_reason(model.model) +
-                              "); set hf_format: native");
+                              "); set hf_format: bam (upcycle's layout with its modeling code, "
+                              "which transformers loads with trust_remote_code)");
       }
       return stages::hf_format_name(*f);
     }
@@ -135,7 +151,7 @@ class CommandKind : public StageKind {
     if (!why.empty())
       throw stage_error(s, "hf_format",
                         "'" + model.stage + "' cannot be exported as " + c.hf_format + ": " + why);
-    return c.hf_format;
+    return stages::hf_format_name(stages::hf_format_from(c.hf_format));  // bam is native
   }
 
   static void add_job(const StageDef& s, Planner& p, const CommandStage& c,
@@ -166,6 +182,7 @@ class CommandKind : public StageKind {
     } catch (const core::FieldError& e) {
       throw stage_error(s, e.path(), e.reason());
     }
+    absolute_local_paths(spec.expanded.argv);
     p.add(s, model ? s.name + "/" + spec.model : s.name, draft(spec, rt), deps);
   }
 };

@@ -21,8 +21,9 @@ int64_t narrow(Wide v, const char* what) {
 
 ParamCount count_params(const ModelConfig& c) {
   const Wide d = c.d_model;
-  const Wide q_o = 2 * d * c.heads * c.head_dim();     // W_q and W_o of one expert
-  const Wide k_v = 2 * d * c.kv_heads * c.head_dim();  // W_k and W_v of one expert
+  const Wide bias = c.qkv_bias ? 1 : 0;
+  const Wide q_o = (2 * d + bias) * c.heads * c.head_dim();     // W_q (b_q) and W_o of one expert
+  const Wide k_v = 2 * (d + bias) * c.kv_heads * c.head_dim();  // W_k and W_v (b_k, b_v)
   const Wide e_attn = c.attn_experts;
   const Wide kv_copies = c.attn_kv == KvMode::kShared ? 1 : e_attn;
   const Wide attn_active_experts = c.attn_routing == AttnRouting::kSoft ? e_attn : c.attn_top_k;

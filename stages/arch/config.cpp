@@ -49,6 +49,9 @@ core::Fields<M> make_model_fields() {
       .choice("norm", &M::norm, kNormNames,
               "`layernorm` (weight only, as BAM Table 9 counts) or `rmsnorm`")
       .boolean("tied_embeddings", &M::tied_embeddings, "share input and output embeddings")
+      .boolean("qkv_bias", &M::qkv_bias,
+               "biases on the attention's q, k and v projections (Qwen2); none on its output",
+               core::kOmitDefault)
       .number("rope_theta", &M::rope_theta, {0, kInf, true}, "RoPE base")
       .choice("rope_scaling", &M::rope_scaling, kRopeScalingNames,
               "`none`, or `llama3` (Llama 3.1's frequency scaling; the four keys below)",

@@ -59,6 +59,7 @@ struct ModelConfig {
   BlockType block = BlockType::kParallel;
   Norm norm = Norm::kLayerNorm;
   bool tied_embeddings = false;
+  bool qkv_bias = false;  ///< biases on the q, k and v projections (Qwen2); none on o
   double rope_theta = 10000.0;
   RopeScaling rope_scaling = RopeScaling::kNone;
   double rope_factor = 8.0;              ///< llama3: how much longer the new context is

@@ -113,7 +113,9 @@ ModelConfig common_config(const ConfigKeys& k, std::optional<int64_t> seq_len) {
   k.require("attention_bias", false, "upcycle's attention has no biases");
   k.require("mlp_bias", false, "upcycle's FFN has no biases");
   m.seq_len = seq_len.value_or(k.get<int64_t>("max_position_embeddings", 2048));
-  if (k.has("sliding_window") && k.get<int64_t>("sliding_window", 0) < m.seq_len) {
+  // Qwen2 keeps a window in its config that use_sliding_window: false switches off.
+  if (k.get<bool>("use_sliding_window", true) && k.has("sliding_window") &&
+      k.get<int64_t>("sliding_window", 0) < m.seq_len) {
     throw k.error("sliding_window", "sliding-window attention shorter than the context (" +
                                         std::to_string(m.seq_len) + ") is not supported");
   }
@@ -154,6 +156,8 @@ const char* hf_format_name(HfFormat f) {
       return "mistral";
     case HfFormat::kPhi3:
       return "phi3";
+    case HfFormat::kQwen2:
+      return "qwen2";
     case HfFormat::kNative:
       return "native";
   }
@@ -161,12 +165,13 @@ const char* hf_format_name(HfFormat f) {
 }
 
 HfFormat hf_format_from(const std::string& name) {
-  for (HfFormat f : {HfFormat::kLlama, HfFormat::kMistral, HfFormat::kPhi3, HfFormat::kCohere,
-                     HfFormat::kMixtral, HfFormat::kNative}) {
+  if (name == "bam") return HfFormat::kNative;  // what the format is for: BAM in transformers
+  for (HfFormat f : {HfFormat::kLlama, HfFormat::kMistral, HfFormat::kPhi3, HfFormat::kQwen2,
+                     HfFormat::kCohere, HfFormat::kMixtral, HfFormat::kNative}) {
     if (name == hf_format_name(f)) return f;
   }
   throw std::invalid_argument("unknown format '" + name +
-                              "' (llama, mistral, phi3, cohere, mixtral, native)");
+                              "' (llama, mistral, phi3, qwen2, cohere, mixtral, bam or native)");
 }
 
 HfModel hf_model_from_config(const nlohmann::json& config, const std::string& origin,
@@ -186,11 +191,13 @@ HfModel hf_model_from_config(const nlohmann::json& config, const std::string& or
       throw k.error("upcycle_model", e.what());
     }
     if (seq_len) out.model.seq_len = *seq_len;
-  } else if (type == "llama" || type == "mistral" || type == "mixtral" || type == "phi3") {
+  } else if (type == "llama" || type == "mistral" || type == "mixtral" || type == "phi3" ||
+             type == "qwen2") {
     out.format = hf_format_from(type);
     if (type == "phi3")
       k.require("partial_rotary_factor", 1.0, "upcycle's RoPE rotates the whole head");
     out.model = common_config(k, seq_len);
+    out.model.qkv_bias = type == "qwen2";  // Qwen2's q/k/v projections always have biases
     out.model.block = BlockType::kSequential;
     out.model.norm = Norm::kRmsNorm;
     out.model.norm_eps = k.get<double>("rms_norm_eps", 1e-6);
@@ -213,7 +220,7 @@ HfModel hf_model_from_config(const nlohmann::json& config, const std::string& or
   } else {
     throw k.error(
         "model_type",
-        "'" + type + "' is not supported (llama, mistral, phi3, cohere, mixtral, upcycle)");
+        "'" + type + "' is not supported (llama, mistral, phi3, qwen2, cohere, mixtral, upcycle)");
   }
   out.hf_tied_embeddings = out.model.tied_embeddings;
   if (out.logit_scale != 1.0) {
@@ -286,6 +293,11 @@ std::string hf_export_refusal(const ModelConfig& m, HfFormat f) {
     return "its attention has " + std::to_string(m.attn_experts) +
            " experts (BAM), which no Hugging Face class computes; export it as native";
   }
+  if (m.qkv_bias != (f == HfFormat::kQwen2)) {
+    return m.qkv_bias ? std::string("its attention has q/k/v biases, which ") + hf_format_name(f) +
+                            " has not; export it as qwen2"
+                      : "qwen2 has q/k/v biases and this model has none; export it as llama";
+  }
   if (f == HfFormat::kCohere) {
     if (m.block != BlockType::kParallel || m.norm != Norm::kLayerNorm)
       return std::string("cohere is parallel blocks with LayerNorm; this model is ") +
@@ -321,7 +333,7 @@ std::string hf_export_refusal(const ModelConfig& m, HfFormat f) {
 }
 
 std::optional<HfFormat> hf_format_for(const ModelConfig& m) {
-  for (HfFormat f : {HfFormat::kLlama, HfFormat::kCohere, HfFormat::kMixtral}) {
+  for (HfFormat f : {HfFormat::kLlama, HfFormat::kCohere, HfFormat::kMixtral, HfFormat::kQwen2}) {
     if (hf_export_refusal(m, f).empty()) return f;
   }
   return std::nullopt;
@@ -331,6 +343,7 @@ std::string hf_no_format_reason(const ModelConfig& m) {
   if (hf_format_for(m)) return "";
   const HfFormat closest = m.ffn_experts > 1                 ? HfFormat::kMixtral
                            : m.block == BlockType::kParallel ? HfFormat::kCohere
+                           : m.qkv_bias                      ? HfFormat::kQwen2
                                                              : HfFormat::kLlama;
   return hf_export_refusal(m, closest);
 }
@@ -350,7 +363,11 @@ nlohmann::json hf_config_for(const ModelConfig& m, HfFormat f, const std::string
                       {"max_position_embeddings", m.seq_len},
                       {"tie_word_embeddings", m.tied_embeddings}};
   if (f == HfFormat::kNative) {
-    c.update({{"architectures", {"UpcycleForCausalLM"}},
+    c.update({{"architectures", {"BamForCausalLM"}},
+              {"auto_map",  // the remote code export writes beside it (stages/io/hf_bam/)
+               {{"AutoConfig", "configuration_bam.BamConfig"},
+                {"AutoModelForCausalLM", "modeling_bam.BamForCausalLM"}}},
+              {"tie_word_embeddings", false},  // modeling_bam.py ties the head itself
               {"model_type", "upcycle"},
               {"upcycle_format_version", kNativeFormatVersion},
               {"upcycle_model", to_json(m)}});
@@ -386,6 +403,13 @@ nlohmann::json hf_config_for(const ModelConfig& m, HfFormat f, const std::string
     c.update({{"architectures", {"MistralForCausalLM"}},
               {"model_type", "mistral"},
               {"sliding_window", nullptr}});
+  } else if (f == HfFormat::kQwen2) {
+    c.erase("attention_bias");  // Qwen2's q/k/v biases are not an option of its config
+    c.update({{"architectures", {"Qwen2ForCausalLM"}},
+              {"model_type", "qwen2"},
+              {"use_sliding_window", false},
+              {"sliding_window", nullptr},
+              {"max_window_layers", m.layers}});
   } else if (f == HfFormat::kPhi3) {
     c.update({{"architectures", {"Phi3ForCausalLM"}},
               {"model_type", "phi3"},

@@ -6,13 +6,16 @@
 //           tied or untied embeddings, Llama 3.1's RoPE scaling (rope_scaling llama3).
 //   mistral MistralForCausalLM: llama's layout (a sliding window no shorter than the context).
 //   phi3    Phi3ForCausalLM: llama's layout with q/k/v and gate/up fused into one tensor each.
+//   qwen2   Qwen2ForCausalLM: llama's layout with biases on q, k and v (our qkv_bias).
 //   cohere  CohereForCausalLM: parallel blocks with one LayerNorm (BAM's block), RoPE interleaved
 //           (q/k rows permuted on the way in and out), logit_scale (folded into an untied head on
 //           import; 1 on export).
 //   mixtral MixtralForCausalLM: llama's blocks with an MoE FFN in every layer, softmax -> top-k ->
 //           renormalise (our topk_then_softmax, or softmax_then_topk with renormalisation).
-//   native  upcycle's own layout for what no Hugging Face class computes (BAM's attention experts):
-//           our tensor names and the ModelConfig under "upcycle_model"; re-imports exactly.
+//   native  upcycle's own layout for what no Hugging Face class computes (BAM's attention experts),
+//           also named bam: our tensor names and the ModelConfig under "upcycle_model", with
+//           remote code (configuration_bam.py, modeling_bam.py, auto_map) that transformers
+//           loads with trust_remote_code; re-imports exactly.
 // A model whose options a format cannot express is refused with the reason: an export never writes
 // a model that loads but computes something else.
 #pragma once
@@ -28,12 +31,13 @@
 
 namespace upcycle::stages {
 
-enum class HfFormat { kLlama, kMistral, kPhi3, kCohere, kMixtral, kNative };
+enum class HfFormat { kLlama, kMistral, kPhi3, kQwen2, kCohere, kMixtral, kNative };
 
 inline constexpr int kNativeFormatVersion = 1;
 
 const char* hf_format_name(HfFormat f);
-/// "llama" | "mistral" | "phi3" | "cohere" | "mixtral" | "native"; throws std::invalid_argument
+/// "llama" | "mistral" | "phi3" | "qwen2" | "cohere" | "mixtral" | "native" (or "bam"); throws
+/// std::invalid_argument
 /// listing them.
 HfFormat hf_format_from(const std::string& name);
 
@@ -70,7 +74,8 @@ std::string hf_export_refusal(const ModelConfig& m, HfFormat f);
 /// does).
 std::string hf_no_format_reason(const ModelConfig& m);
 /// The Hugging Face format that computes `m`: llama (sequential, RMSNorm, dense), cohere (parallel,
-/// LayerNorm, dense) or mixtral (sequential MoE FFN); nullopt when none does (use native).
+/// LayerNorm, dense), mixtral (sequential MoE FFN) or qwen2 (llama's with q/k/v biases); nullopt
+/// when none does (use native).
 std::optional<HfFormat> hf_format_for(const ModelConfig& m);
 
 struct HfTokenIds {

@@ -11,9 +11,11 @@ std::string expert_mismatch(const ModelConfig& a, const ModelConfig& b) {
   const nlohmann::json ja = to_json(a), jb = to_json(b);
   for (const char* key :
        {"d_model", "layers", "heads", "kv_heads", "ffn_hidden", "vocab", "seq_len", "block", "norm",
-        "tied_embeddings", "rope_theta", "norm_eps"}) {
-    if (ja.at(key) != jb.at(key))
-      return std::string(key) + ": " + ja.at(key).dump() + " vs " + jb.at(key).dump();
+        "tied_embeddings", "qkv_bias", "rope_theta", "rope_scaling", "rope_factor",
+        "rope_low_freq_factor", "rope_high_freq_factor", "rope_original_context", "norm_eps"}) {
+    // Fields at their default may be absent (core::kOmitDefault): the default then.
+    const nlohmann::json va = ja.value(key, nlohmann::json()), vb = jb.value(key, nlohmann::json());
+    if (va != vb) return std::string(key) + ": " + va.dump() + " vs " + vb.dump();
   }
   return "";
 }

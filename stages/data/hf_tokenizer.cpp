@@ -35,7 +35,7 @@ int64_t added_token_id(const nlohmann::json& tok, const std::string& content) {
 SpecialTokens write_tokenizer_json(const std::string& path, const std::string& dir,
                                    int64_t max_length) {
   const nlohmann::json tok = read_tokenizer_json(path);
-  const SpecialTokens st =
+  SpecialTokens st =
       special_tokens_by_name([&](const std::string& name) { return added_token_id(tok, name); });
   auto piece = [](const std::string& p) {
     return p.empty() ? nlohmann::json(nullptr) : nlohmann::json(p);
@@ -108,7 +108,7 @@ SpecialTokens write_hf_tokenizer(const std::string& tokenizer, const std::string
 }
 
 std::string hf_tokenizer_file(const std::string& dir) {
-  const std::string model = dir + "/" + kHfTokenizerModel, json = dir + "/tokenizer.json";
+  std::string model = dir + "/" + kHfTokenizerModel, json = dir + "/tokenizer.json";
   if (std::filesystem::is_regular_file(model)) return model;
   if (std::filesystem::is_regular_file(json)) {
     const Tokenizer check(json);  // refuses what bpe_tokenizer.h cannot encode exactly, naming it

@@ -11,6 +11,7 @@
 #include "core/output_dir.h"
 #include "stages/data/hf_tokenizer.h"
 #include "stages/io/checkpoint.h"
+#include "stages/io/hf_remote_code.h"
 #include "stages/io/hf_weights.h"
 
 namespace upcycle::stages {
@@ -55,6 +56,10 @@ void export_hf(const std::string& checkpoint_dir, const std::string& sp_model,
     write_safetensors_dir(tmp, to_hf_tensors(ours, meta.model, o.format, o.dtype),
                           {{"format", "pt"}}, o.max_shard_bytes);
     core::write_file_atomic(tmp + "/config.json", config.dump(2) + "\n");
+    if (o.format == HfFormat::kNative) {  // config.json's auto_map names these
+      core::write_file_atomic(tmp + "/configuration_bam.py", kBamConfigurationPy);
+      core::write_file_atomic(tmp + "/modeling_bam.py", kBamModelingPy);
+    }
     nlohmann::json gen = {{"bos_token_id", config.at("bos_token_id")},
                           {"eos_token_id", config.at("eos_token_id")},
                           {"do_sample", false}};

@@ -40,6 +40,11 @@ std::vector<Row> layout(const ModelConfig& m, HfFormat f) {
                     true,
                     cohere ? m.kv_heads : 0});
     rows.push_back({ours + "attn.wv", {GC, D}, {hf + "self_attn.v_proj.weight"}, true});
+    if (m.qkv_bias) {  // ours flat [E*n] with E = 1: the Hugging Face vector as it is
+      rows.push_back({ours + "attn.bq", {HC}, {hf + "self_attn.q_proj.bias"}});
+      rows.push_back({ours + "attn.bk", {GC}, {hf + "self_attn.k_proj.bias"}});
+      rows.push_back({ours + "attn.bv", {GC}, {hf + "self_attn.v_proj.bias"}});
+    }
     rows.push_back({ours + "attn.wo", {D, HC}, {hf + "self_attn.o_proj.weight"}, true});
     const int64_t E = m.ffn_experts_in_layer(l), F = m.expert_hidden();
     if (E == 1) {

@@ -4,6 +4,8 @@
 //   blocks.L.norm1 -> model.layers.L.input_layernorm.weight (norm2 -> post_attention_layernorm)
 //   blocks.L.attn.{wq,wk,wv,wo}[0] -> model.layers.L.self_attn.{q,k,v,o}_proj.weight
 //   blocks.L.ffn.{w1,w3,w2}[0] -> model.layers.L.mlp.{gate,up,down}_proj.weight
+//   qwen2: llama's, and blocks.L.attn.{bq,bk,bv} -> model.layers.L.self_attn.{q,k,v}_proj.bias
+//   phi3: llama's, with q/k/v in one self_attn.qkv_proj and gate/up in one mlp.gate_up_proj
 //   mixtral: blocks.L.ffn.router -> model.layers.L.block_sparse_moe.gate.weight,
 //            blocks.L.ffn.{w1,w3,w2}[e] ->
 //            model.layers.L.block_sparse_moe.experts.e.{w1,w3,w2}.weight

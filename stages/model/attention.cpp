@@ -86,7 +86,9 @@ at::Tensor MixtureOfAttentionImpl::dense_forward(const at::Tensor& h_BTD, const 
   // squeeze, not [0]: its backward is a view, where select's allocates and fills a zero tensor.
   auto w_QD =
       torch::cat({wq_EHD.squeeze(0), wk_EGD.squeeze(0), wv_EGD.squeeze(0)}, 0);  // [(H + 2G) C, D]
-  auto qkv = torch::matmul(h_BTD, w_QD.t()).split({H * C, G * C, G * C}, -1);
+  auto qkv_BTQ = torch::matmul(h_BTD, w_QD.t());
+  if (c.qkv_bias) qkv_BTQ = qkv_BTQ + torch::cat({bq_X, bk_X, bv_X}, 0);
+  auto qkv = qkv_BTQ.split({H * C, G * C, G * C}, -1);
   auto heads = [&](const at::Tensor& y, int64_t n) { return y.view({B, T, n, C}).transpose(1, 2); };
   auto q = apply_rope(heads(qkv[0], H), rope);
   auto [k, v] = with_cache(kv, apply_rope(heads(qkv[1], G), rope), heads(qkv[2], G));
@@ -106,6 +108,11 @@ MixtureOfAttentionImpl::MixtureOfAttentionImpl(const ModelConfig& c) : config(c)
   wv_EGD = register_parameter("wv", torch::randn({kv_copies, c.kv_heads * C, D}) * c.init_std);
   wo_EDH = register_parameter("wo", torch::randn({E, D, c.heads * C}) * out_std);
   if (E > 1) router_ED = register_parameter("router", torch::randn({E, D}) * c.router_init_std);
+  if (c.qkv_bias) {
+    bq_X = register_parameter("bq", torch::zeros({E * c.heads * C}));
+    bk_X = register_parameter("bk", torch::zeros({kv_copies * c.kv_heads * C}));
+    bv_X = register_parameter("bv", torch::zeros({kv_copies * c.kv_heads * C}));
+  }
 }
 
 at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTables& rope,
@@ -115,13 +122,16 @@ at::Tensor MixtureOfAttentionImpl::forward(const at::Tensor& h_BTD, const RopeTa
   const int64_t H = c.heads, G = c.kv_heads, Ekv = wk_EGD.size(0);
   if (E == 1) return dense_forward(h_BTD, rope, kv);
   // Every expert's attention in one SDPA call. Projections of all experts at once: [E, B, T, n*C].
-  auto project = [&](const at::Tensor& w) { return torch::einsum("btd,eod->ebto", {h_BTD, w}); };
-  auto q_EBTO = project(wq_EHD);
+  auto project = [&](const at::Tensor& w_EOD, const at::Tensor& b_X) {
+    auto y = torch::einsum("btd,eod->ebto", {h_BTD, w_EOD});
+    return b_X.defined() ? y + b_X.view({w_EOD.size(0), 1, 1, w_EOD.size(1)}) : y;
+  };
+  auto q_EBTO = project(wq_EHD, bq_X);
   auto as_heads = [&](const at::Tensor& y, int64_t n) {  // [X, B, T, n*C] -> [X*B, n, T, C]
     return y.reshape({-1, T, n, C}).transpose(1, 2);
   };
-  auto [k, v] =
-      with_cache(kv, apply_rope(as_heads(project(wk_EGD), G), rope), as_heads(project(wv_EGD), G));
+  auto [k, v] = with_cache(kv, apply_rope(as_heads(project(wk_EGD, bk_X), G), rope),
+                           as_heads(project(wv_EGD, bv_X), G));
   at::Tensor y_BTEO;  // each expert's attention output before its W_o: [B, T, E, H*C]
   const at::Tensor allowed = kv ? kv->allowed_BTK : at::Tensor();
   if (Ekv == E) {  // expert K/V: the experts are E batches of B sequences

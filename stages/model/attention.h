@@ -43,6 +43,9 @@ class MixtureOfAttentionImpl : public torch::nn::Module {
   at::Tensor wv_EGD;     ///< [E or 1, G*C, D]
   at::Tensor wo_EDH;     ///< [E, D, H*C]
   at::Tensor router_ED;  ///< [E, D]; undefined when E = 1
+  /// q/k/v biases (qkv_bias, Qwen2), flat: [E*H*C], [(E or 1)*G*C] twice; undefined without.
+  /// One-dimensional, so weight decay passes over them as over the norms (optimizer.cpp).
+  at::Tensor bq_X, bk_X, bv_X;
 
  private:
   at::Tensor dense_forward(const at::Tensor& h_BTD, const RopeTables& rope, LayerKvCache* kv);

@@ -96,7 +96,8 @@ UpcycleResult upcycle_dense(const UpcycleSpec& spec) {
     if (ends_with(name, ".router")) continue;
     const bool attn = name.find(".attn.") != std::string::npos;
     const bool ffn = name.find(".ffn.") != std::string::npos;
-    const bool kv = ends_with(name, ".wk") || ends_with(name, ".wv");
+    const bool kv = ends_with(name, ".wk") || ends_with(name, ".wv") || ends_with(name, ".bk") ||
+                    ends_with(name, ".bv");
     at::Tensor v;
     if (spec.method == UpcycleMethod::kSparse) {
       v = (ffn && t.size(0) > 1) ? sparse_experts(name, dense[0].at(name), out.config, spec)

@@ -130,6 +130,19 @@ void expect_transformers_agree(const std::string& checkpoint, HfFormat f,
   EXPECT_TRUE(testing::tensors_near(theirs, ours, kLogitTolerance));
 }
 
+// How far the logits of `state` computed as `c` are from `checkpoint`'s: an option the test
+// switches off must matter, or its referee comparison proves nothing.
+double logit_gap(const ModelConfig& c, const TensorMap& state, const std::string& checkpoint) {
+  TransformerLm model(c);
+  load_state_into(model, state, "changed");
+  torch::NoGradGuard no_grad;
+  const auto tokens = test_tokens(24);
+  return (model->forward(tokens).logits_BTV - our_logits(checkpoint, tokens))
+      .abs()
+      .max()
+      .item<double>();
+}
+
 TEST(Interop, DenseSequentialExportsAsLlamaAndTransformersComputesOurLogits) {
   TempDir tmp;
   // Sharded at 16 KB: transformers reads our index and shards.
@@ -145,6 +158,28 @@ TEST(Interop, DenseSequentialExportsAsMistralAndPhi3AndTransformersComputesOurLo
   expect_transformers_agree(ckpt, HfFormat::kPhi3);  // fused q/k/v and gate/up
 }
 
+// q/k/v biases (Qwen2), trained here off zero: exported as qwen2, refused by the formats without
+// them; dropping them changes the logits.
+TEST(Interop, QkvBiasExportsAsQwen2AndTransformersComputesOurLogits) {
+  TempDir tmp;
+  ModelConfig c = tiny("sequential", "rmsnorm", true);
+  c.qkv_bias = true;
+  const std::string ckpt = trained_checkpoint(c, tmp / "ckpt", 8);
+  EXPECT_EQ(hf_format_for(c), HfFormat::kQwen2);
+  expect_transformers_agree(ckpt, HfFormat::kQwen2);
+  EXPECT_NE(hf_export_refusal(c, HfFormat::kLlama).find("export it as qwen2"), std::string::npos);
+  CheckpointMeta meta;
+  const TensorMap state = load_checkpoint_state(ckpt, &meta);
+  EXPECT_GT(state.at("blocks.0.attn.bq").abs().max().item<double>(), 1e-3);  // trained
+  c.qkv_bias = false;
+  TensorMap without = state;
+  for (const char* b : {"bq", "bk", "bv"}) {
+    for (int64_t l = 0; l < c.layers; ++l)
+      without.erase("blocks." + std::to_string(l) + ".attn." + b);
+  }
+  EXPECT_GT(logit_gap(c, without, ckpt), 1e-3);
+}
+
 // Llama 3.1's RoPE scaling (as in Llama 3.2 and SmolLM2), trained here and exported as llama;
 // without the scaling in transformers' config the logits differ, so the test can fail.
 TEST(Interop, Llama3RopeScalingExportsAsLlamaAndTransformersComputesOurLogits) {
@@ -156,14 +191,7 @@ TEST(Interop, Llama3RopeScalingExportsAsLlamaAndTransformersComputesOurLogits) {
   expect_transformers_agree(ckpt, HfFormat::kLlama);
   c.rope_scaling = RopeScaling::kNone;  // the same weights read without the scaling differ
   CheckpointMeta meta;
-  TensorMap state = load_checkpoint_state(ckpt, &meta);
-  TransformerLm plain(c);
-  load_state_into(plain, state, "plain");
-  torch::NoGradGuard no_grad;
-  const auto tokens = test_tokens(24);
-  EXPECT_GT(
-      (plain->forward(tokens).logits_BTV - our_logits(ckpt, tokens)).abs().max().item<double>(),
-      1e-3);
+  EXPECT_GT(logit_gap(c, load_checkpoint_state(ckpt, &meta), ckpt), 1e-3);
 }
 
 TEST(Interop, DenseParallelExportsAsCohereAndTransformersComputesOurLogits) {
@@ -231,10 +259,69 @@ TEST(Interop, ExportRefusesWhatTheFormatCannotComputeAndNativeRoundTripsBam) {
   for (const auto& [name, t] : before) EXPECT_TRUE(torch::equal(t, after.at(name))) << name;
 }
 
+// BAM and the other mixtures no Hugging Face class computes, exported as bam (our layout with
+// configuration_bam.py and modeling_bam.py): transformers loads them with trust_remote_code and
+// computes our logits. Each variant trained a few steps, so routers and biases are off their init.
+TEST(Interop, BamExportsLoadInTransformersWithTheirRemoteCodeAndComputeOurLogits) {
+  struct Variant {
+    const char* name;
+    ModelConfig c;
+  };
+  std::vector<Variant> variants;
+  auto add = [&](const char* name, const std::string& block, const std::string& norm, bool tied,
+                 auto&& edit) {
+    ModelConfig c = tiny(block, norm, tied);
+    c.attn_experts = 3;
+    c.ffn_experts = 3;
+    c.ffn_top_k = 2;
+    edit(c);
+    variants.push_back({name, c});
+  };
+  add("bam expert K/V, parallel, layernorm", "parallel", "layernorm", false, [](ModelConfig&) {});
+  add("bam shared K/V, tied, renormalised top-2", "parallel", "layernorm", true,
+      [](ModelConfig& c) {
+        c.attn_kv = KvMode::kShared;
+        c.ffn_renormalize = true;
+      });
+  add("bam top-1 attention, sequential rmsnorm, topk_then_softmax", "sequential", "rmsnorm", false,
+      [](ModelConfig& c) {
+        c.attn_routing = AttnRouting::kTopK;
+        c.attn_top_k = 1;
+        c.ffn_routing = FfnRouting::kTopKThenSoftmax;
+      });
+  add("bam with q/k/v biases and llama3 RoPE, MoE every other layer", "parallel", "rmsnorm", false,
+      [](ModelConfig& c) {
+        c.qkv_bias = true;
+        c.rope_scaling = RopeScaling::kLlama3;
+        c.rope_original_context = 32;
+        c.moe_every = 2;
+      });
+  add("fine-grained sparse upcycling (granularity 2), dense attention", "sequential", "rmsnorm",
+      false, [](ModelConfig& c) {
+        c.attn_experts = 1;
+        c.ffn_experts = 4;
+        c.ffn_granularity = 2;
+      });
+  for (size_t i = 0; i < variants.size(); ++i) {
+    SCOPED_TRACE(variants[i].name);
+    TempDir tmp;
+    const std::string ckpt = trained_checkpoint(variants[i].c, tmp / "ckpt", 30 + i);
+    HfExportOptions o;
+    o.format = hf_format_from("bam");
+    export_hf(ckpt, sp_model(), tmp / "hf", o);
+    ASSERT_TRUE(std::filesystem::exists(tmp / "hf/modeling_bam.py"));
+    const auto tokens = test_tokens(24);
+    const auto theirs = hf_logits(tmp / "hf", tokens, tmp), ours = our_logits(ckpt, tokens);
+    std::printf("%s: max |transformers - ours| = %.3g\n", variants[i].name,
+                (theirs - ours).abs().max().item<double>());
+    EXPECT_TRUE(testing::tensors_near(theirs, ours, kLogitTolerance));
+  }
+}
+
 TEST(Interop, ModelsTransformersSavedImportWithIdenticalWeightsAndLogits) {
   // llama3: Llama 3.1's RoPE scaling and tied embeddings (Llama 3.2 1B, SmolLM2); phi3: fused
-  // q/k/v and gate/up tensors.
-  for (const char* arch : {"llama", "llama3", "mistral", "phi3", "cohere", "mixtral"}) {
+  // q/k/v and gate/up tensors; qwen2: q/k/v biases (random, not zero) and tied embeddings.
+  for (const char* arch : {"llama", "llama3", "mistral", "phi3", "qwen2", "cohere", "mixtral"}) {
     SCOPED_TRACE(arch);
     TempDir tmp;
     referee({"make", arch, sp_model(), tmp / "hf", "20KB"});  // llama comes sharded
@@ -244,6 +331,7 @@ TEST(Interop, ModelsTransformersSavedImportWithIdenticalWeightsAndLogits) {
       EXPECT_EQ(r.model.model.rope_scaling, RopeScaling::kLlama3);
       EXPECT_TRUE(r.model.model.tied_embeddings);
     }
+    EXPECT_EQ(r.model.model.qkv_bias, std::string(arch) == "qwen2");
     // Every tensor transformers wrote is ours, bit for bit, written back in its layout.
     const TensorMap theirs = read_safetensors_dir(tmp / "hf");
     CheckpointMeta meta;

@@ -156,11 +156,15 @@ stages:
   EXPECT_EQ(p.find("harness/btx")->spec["hf"]["format"], "mixtral");
   const std::string bam = error_of(with("bam"));
   EXPECT_NE(bam.find("stages.harness.hf_format"), std::string::npos) << bam;
-  EXPECT_NE(bam.find("set hf_format: native"), std::string::npos) << bam;
+  EXPECT_NE(bam.find("set hf_format: bam"), std::string::npos) << bam;
   EXPECT_EQ(make_plan(parse_recipe(with("bam"), "r.yaml", {"stages.harness.hf_format=native"}))
                 .find("harness/bam")
                 ->spec["hf"]["format"],
             "native");
+  EXPECT_EQ(make_plan(parse_recipe(with("bam"), "r.yaml", {"stages.harness.hf_format=bam"}))
+                .find("harness/bam")
+                ->spec["hf"]["format"],
+            "native");  // one name in the key, whichever the recipe used
 }
 
 }  // namespace

@@ -46,21 +46,40 @@ TEST(IdentityTest, MoeOfIdenticalExpertsEqualsDenseFfn) {
   }
 }
 
+// Flat biases [E*n]: each expert's n entries are the dense layer's.
+void tile_flat(const at::Tensor& src, at::Tensor dst) {
+  torch::NoGradGuard g;
+  dst.copy_(src.repeat(dst.size(0) / src.size(0)));
+}
+
 TEST(IdentityTest, SoftMixtureOfIdenticalAttentionEqualsDense) {
-  for (const char* kv : {"expert", "shared"}) {
-    torch::manual_seed(2);
-    ModelConfig c = base();
-    MixtureOfAttention dense(c);
-    c.attn_experts = 3;
-    c.attn_kv = core::enum_from(kKvModeNames, kv, "attn_kv");
-    MixtureOfAttention moa(c);
-    tile(dense->wq_EHD, moa->wq_EHD);
-    tile(dense->wk_EGD, moa->wk_EGD);
-    tile(dense->wv_EGD, moa->wv_EGD);
-    tile(dense->wo_EDH, moa->wo_EDH);
-    auto x = torch::randn({2, 16, c.d_model});
-    auto rope = make_rope(16, c, x.device());
-    EXPECT_TRUE(testing::tensors_near(moa->forward(x, rope), dense->forward(x, rope), 1e-6)) << kv;
+  for (bool bias : {false, true}) {  // q/k/v biases (Qwen2) on the experts' own path too
+    for (const char* kv : {"expert", "shared"}) {
+      torch::manual_seed(2);
+      ModelConfig c = base();
+      c.qkv_bias = bias;
+      MixtureOfAttention dense(c);
+      if (bias) {
+        torch::NoGradGuard g;
+        for (auto* b : {&dense->bq_X, &dense->bk_X, &dense->bv_X}) b->normal_(0, 0.5);
+      }
+      c.attn_experts = 3;
+      c.attn_kv = core::enum_from(kKvModeNames, kv, "attn_kv");
+      MixtureOfAttention moa(c);
+      tile(dense->wq_EHD, moa->wq_EHD);
+      tile(dense->wk_EGD, moa->wk_EGD);
+      tile(dense->wv_EGD, moa->wv_EGD);
+      tile(dense->wo_EDH, moa->wo_EDH);
+      if (bias) {
+        tile_flat(dense->bq_X, moa->bq_X);
+        tile_flat(dense->bk_X, moa->bk_X);
+        tile_flat(dense->bv_X, moa->bv_X);
+      }
+      auto x = torch::randn({2, 16, c.d_model});
+      auto rope = make_rope(16, c, x.device());
+      EXPECT_TRUE(testing::tensors_near(moa->forward(x, rope), dense->forward(x, rope), 1e-6))
+          << kv << (bias ? " with biases" : "");
+    }
   }
 }
 

@@ -45,7 +45,10 @@ TEST_F(ModelTest, ParameterCountMatchesAccounting) {
   shared.attn_kv = KvMode::kShared;
   ModelConfig every_other = bam(4);
   every_other.moe_every = 2;
-  for (const auto& c : {tiny(), tiny("sequential"), bam(3), shared, every_other}) {
+  ModelConfig biased = tiny("sequential"), biased_bam = bam(3), biased_shared = shared;
+  for (ModelConfig* c : {&biased, &biased_bam, &biased_shared}) c->qkv_bias = true;
+  for (const auto& c : {tiny(), tiny("sequential"), bam(3), shared, every_other, biased, biased_bam,
+                        biased_shared}) {
     TransformerLm m(c);
     int64_t n = 0;
     for (const auto& p : m->parameters()) n += p.numel();

@@ -21,13 +21,24 @@ namespace {
 
 ModelConfig dense_config() { return testing::small_config(/*vocab=*/256); }
 
-std::vector<std::string> save_dense(const testing::TempDir& dir, int n, bool identical) {
+// q/k/v biases (qkv_bias) start at zero; here they are random, so that surgery must carry them.
+TransformerLm dense_model(const ModelConfig& c) {
+  TransformerLm m(c);
+  torch::NoGradGuard g;
+  for (auto& item : m->named_parameters()) {
+    if (item.key().find(".attn.b") != std::string::npos) item.value().normal_(0, 0.5);
+  }
+  return m;
+}
+
+std::vector<std::string> save_dense(const testing::TempDir& dir, int n, bool identical,
+                                    const ModelConfig& c = dense_config()) {
   std::vector<std::string> out;
   torch::manual_seed(0);
-  TransformerLm first(dense_config());
+  TransformerLm first = dense_model(c);
   for (int i = 0; i < n; ++i) {
     torch::manual_seed(100 + i);
-    TransformerLm m = identical ? first : TransformerLm(dense_config());
+    TransformerLm m = identical ? first : dense_model(c);
     out.push_back(dir / ("dense" + std::to_string(i)));
     save_checkpoint(out.back(), m, CheckpointMeta{});
   }
@@ -41,22 +52,27 @@ at::Tensor logits(const ModelConfig& c, const TensorMap& state, const at::Tensor
 }
 
 TEST(UpcycleTest, BamAndBtxOfIdenticalModelsGiveTheDenseLogits) {
-  testing::TempDir dir;
-  auto inputs = save_dense(dir, 3, /*identical=*/true);
-  CheckpointMeta meta;
-  TensorMap dense = load_checkpoint_state(inputs[0], &meta);
-  auto idx = torch::randint(256, {2, 16});
-  auto want = logits(meta.model, dense, idx);
-  for (const char* method : {"bam", "btx"}) {
-    for (const char* kv : {"expert", "shared"}) {
-      UpcycleSpec s;
-      s.method = core::enum_from(kUpcycleMethodNames, method, "method");
-      s.inputs = inputs;
-      s.mixture.ffn_routing = FfnRouting::kTopKThenSoftmax;
-      s.mixture.attn_kv = core::enum_from(kKvModeNames, kv, "attn_kv");
-      UpcycleResult r = upcycle_dense(s);
-      EXPECT_TRUE(testing::tensors_near(logits(r.config, r.state, idx), want, 1e-5))
-          << method << " kv " << kv;
+  for (bool bias : {false, true}) {  // q/k/v biases (a Qwen2 seed) copied and averaged as weights
+    testing::TempDir dir;
+    ModelConfig c = dense_config();
+    c.qkv_bias = bias;
+    auto inputs = save_dense(dir, 3, /*identical=*/true, c);
+    CheckpointMeta meta;
+    TensorMap dense = load_checkpoint_state(inputs[0], &meta);
+    auto idx = torch::randint(256, {2, 16});
+    auto want = logits(meta.model, dense, idx);
+    for (const char* method : {"bam", "btx"}) {
+      for (const char* kv : {"expert", "shared"}) {
+        UpcycleSpec s;
+        s.method = core::enum_from(kUpcycleMethodNames, method, "method");
+        s.inputs = inputs;
+        s.mixture.ffn_routing = FfnRouting::kTopKThenSoftmax;
+        s.mixture.attn_kv = core::enum_from(kKvModeNames, kv, "attn_kv");
+        UpcycleResult r = upcycle_dense(s);
+        EXPECT_EQ(r.config.qkv_bias, bias);
+        EXPECT_TRUE(testing::tensors_near(logits(r.config, r.state, idx), want, 1e-5))
+            << method << " kv " << kv << (bias ? " with biases" : "");
+      }
     }
   }
 }
