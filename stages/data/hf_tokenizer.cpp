@@ -77,7 +77,7 @@ int64_t tokenizer_file_vocab(const std::string& tokenizer) {
 }
 
 SpecialTokens write_hf_tokenizer(const std::string& tokenizer, const std::string& dir,
-                                 int64_t max_length) {
+                                 int64_t max_length, const char* sp_decoder_py) {
   if (core::ends_with(tokenizer, ".json")) return write_tokenizer_json(tokenizer, dir, max_length);
   const std::string& sp_model = tokenizer;
   const Tokenizer tok(sp_model);
@@ -97,7 +97,13 @@ SpecialTokens write_hf_tokenizer(const std::string& tokenizer, const std::string
                  {"model_max_length", max_length},
                  {"clean_up_tokenization_spaces", false},
                  {"sp_model_kwargs", nlohmann::json::object()}});
+  if (sp_decoder_py != nullptr) {  // AutoTokenizer takes it with trust_remote_code=True
+    config["auto_map"] = {
+        {"AutoTokenizer", {"tokenization_upcycle.UpcycleSentencePieceTokenizer", nullptr}}};
+  }
   try {
+    if (sp_decoder_py != nullptr)
+      core::write_file_atomic(dir + "/tokenization_upcycle.py", sp_decoder_py);
     core::write_file_atomic(dir + "/" + kHfTokenizerModel, core::read_file(sp_model));
     core::write_file_atomic(dir + "/tokenizer_config.json", config.dump(2) + "\n");
     core::write_file_atomic(dir + "/special_tokens_map.json", special.dump(2) + "\n");

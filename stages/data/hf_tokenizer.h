@@ -28,8 +28,10 @@ inline constexpr const char* kHfTokenizerModel = "tokenizer.model";
 /// files above; for a Hugging Face tokenizer.json (a pre-tokenized corpus's own tokenizer), the
 /// file itself and a tokenizer_config.json for `PreTrainedTokenizerFast`, its special tokens found
 /// among the added tokens by their usual names. Returns the special tokens.
+/// With `sp_decoder_py` (for a SentencePiece model) it also writes that Python as
+/// tokenization_upcycle.py and names its UpcycleSentencePieceTokenizer in the config's auto_map.
 SpecialTokens write_hf_tokenizer(const std::string& tokenizer, const std::string& dir,
-                                 int64_t max_length);
+                                 int64_t max_length, const char* sp_decoder_py = nullptr);
 
 /// The number of token ids `tokenizer` (a SentencePiece .model or a tokenizer.json) can produce:
 /// the model's pieces, or one more than the largest id of a tokenizer.json's vocabulary and added

@@ -50,7 +50,7 @@ void export_hf(const std::string& checkpoint_dir, const std::string& sp_model,
     if (!why.empty())
       throw StageError(std::string("cannot export as ") + hf_format_name(o.format) + ": " + why);
     const std::string& tmp = out.path();
-    const SpecialTokens st = write_hf_tokenizer(sp_model, tmp, meta.model.seq_len);
+    const SpecialTokens st = write_hf_tokenizer(sp_model, tmp, meta.model.seq_len, kTokenizationPy);
     const nlohmann::json config =
         hf_config_for(meta.model, o.format, dtype_name(o.dtype), {st.bos, st.eos, st.pad});
     write_safetensors_dir(tmp, to_hf_tensors(ours, meta.model, o.format, o.dtype),

@@ -375,6 +375,12 @@ TEST(Interop, ExportedTokenizerEncodesAsOurs) {
     EXPECT_EQ(theirs.at(i).get<std::vector<uint32_t>>(), tok.encode(texts[i]))
         << "text " << i << ": " << texts[i];
   }
+  // Decoding: with trust_remote_code the export's tokenization_upcycle.py gives every text back
+  // (transformers' own SentencePieceBackend prints byte pieces as <0x0A> and strips the ends).
+  referee({"roundtrip", tmp / "hf", tmp / "texts.json", tmp / "back.json"});
+  const auto back = nlohmann::json::parse(std::ifstream(tmp / "back.json"));
+  for (size_t i = 0; i < texts.size(); ++i)
+    EXPECT_EQ(back.at(i).get<std::string>(), texts[i]) << "text " << i;
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
                                                    token rows of TOKENS_JSON, saved as OUT (safetensors)
   hf_referee.py tokenize HF_DIR TEXTS_JSON OUT     AutoTokenizer's ids of each text, as JSON
   hf_referee.py roundtrip HF_DIR TEXTS_JSON OUT    AutoTokenizer's decode(encode(text)) of each text
+                                                   (remote code trusted: an export's own decoder)
   hf_referee.py bpe TOKENIZER_JSON HEX_TEXTS_JSON OUT
                                                    the tokenizers library's ids of each text (hex
                                                    bytes, decoded as Python does with errors="replace"),
@@ -44,7 +45,7 @@ def tokenize(hf_dir, texts_json, out):
 def roundtrip(hf_dir, texts_json, out):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(hf_dir)
+    tok = AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=True)
     texts = json.load(open(texts_json))
     json.dump([tok.decode(tok(t, add_special_tokens=False)["input_ids"]) for t in texts], open(out, "w"))
 
