@@ -12,6 +12,11 @@ The lm-eval task of upcycle task `domain/code` is `upcycle_domain_code`.
 The YAML is the harness's multiple_choice: doc_to_text `context`, doc_to_choice `choices`,
 doc_to_target `gold`, an empty target delimiter (our choices carry their own leading space), metrics
 acc and acc_norm.
+
+An example with a choice longer (in the model's tokens) than the model's context
+(max_position_embeddings) is left out, as upcycle's eval leaves it out: the harness would stop on
+its max_length assertion. The model is loaded with trust_remote_code (a bam export's modeling code,
+an exported SentencePiece tokenizer's exact decoder).
 """
 import argparse
 import json
@@ -45,6 +50,23 @@ def lm_eval_name(task):
     return "upcycle_" + re.sub(r"[^A-Za-z0-9]", "_", task)
 
 
+def choices_fit(model):
+    """Whether every choice of an example fits the model's context, counted as the harness's
+    _encode_pair counts a continuation (the context's trailing whitespace moved to the choice)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model, trust_remote_code=True)
+    max_length = AutoConfig.from_pretrained(model, trust_remote_code=True).max_position_embeddings
+    n = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+    def fits(ex):
+        context = ex["context"]
+        n_context = n(context.rstrip())
+        return all(n(context + c) - n_context <= max_length for c in ex["choices"])
+
+    return fits
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="a Hugging Face checkpoint directory")
@@ -63,14 +85,19 @@ def main():
             ex = json.loads(line)
             if ex.get("task") in a.task and "choices" in ex:
                 rows.setdefault(ex["task"], []).append(ex)
+    fits = choices_fit(a.model)
     names = []
     for task in a.task:
         if task not in rows:
             sys.exit(f"{a.tasks_file}: no multiple-choice examples of task '{task}'")
         name = lm_eval_name(task)
         data = os.path.abspath(os.path.join(task_dir, name + ".jsonl"))
+        kept = [ex for ex in rows[task][: a.limit or None] if fits(ex)]
+        if len(kept) < len(rows[task][: a.limit or None]):
+            print(f"lm_eval_tasks: {task}: {len(rows[task][: a.limit or None]) - len(kept)} examples "
+                  "left out: a choice is longer than the model's context", file=sys.stderr)
         with open(data, "w") as f:
-            for ex in rows[task][: a.limit or None]:
+            for ex in kept:
                 f.write(json.dumps(ex) + "\n")
         with open(os.path.join(task_dir, name + ".yaml"), "w") as f:
             f.write(YAML.format(name=name, data=json.dumps(data)))

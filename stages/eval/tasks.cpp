@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -118,9 +119,11 @@ std::vector<double> score_generations(TransformerLm& model, const Tokenizer& tok
 }
 
 // acc and acc_norm of one multiple-choice example. As the harness's _encode_pair: the context's
-// trailing whitespace belongs to the choice, so the context is encoded without it.
-std::pair<double, double> score_choices(TransformerLm& model, const Tokenizer& tok,
-                                        const TaskExample& ex) {
+// trailing whitespace belongs to the choice, so the context is encoded without it. nullopt when a
+// choice's own tokens outnumber the context window (seq_len): no window scores it whole, and
+// lm-evaluation-harness refuses such an example too (its max_length assertion).
+std::optional<std::pair<double, double>> score_choices(TransformerLm& model, const Tokenizer& tok,
+                                                       const TaskExample& ex) {
   const size_t kept = ex.context.find_last_not_of(" \t\n\r\f\v");
   const auto ctx = tok.encode(ex.context.substr(0, kept == std::string::npos ? 0 : kept + 1));
   std::vector<std::vector<uint32_t>> seqs;
@@ -128,6 +131,7 @@ std::pair<double, double> score_choices(TransformerLm& model, const Tokenizer& t
   for (const auto& choice : ex.choices) {
     seqs.push_back(tok.encode(ex.context + choice));
     n_cont.push_back(seqs.back().size() > ctx.size() ? seqs.back().size() - ctx.size() : 1);
+    if (n_cont.back() > static_cast<size_t>(model->config.seq_len)) return std::nullopt;
   }
   const std::vector<double> ll = continuation_logliks(model, seqs, n_cont);
   std::vector<double> ll_norm;
@@ -135,7 +139,8 @@ std::pair<double, double> score_choices(TransformerLm& model, const Tokenizer& t
     ll_norm.push_back(ll[c] / double(std::max<int64_t>(1, code_points(ex.choices[c]))));
   }
   const auto gold = static_cast<size_t>(ex.gold);
-  return {first_argmax(ll) == gold ? 1.0 : 0.0, first_argmax(ll_norm) == gold ? 1.0 : 0.0};
+  return std::make_pair(first_argmax(ll) == gold ? 1.0 : 0.0,
+                        first_argmax(ll_norm) == gold ? 1.0 : 0.0);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -208,7 +213,7 @@ std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok
   std::vector<std::string> order;
   std::map<std::string, std::map<std::string, std::vector<double>>>
       values;  // task -> metric -> 0/1
-  std::map<std::string, int64_t> seen;
+  std::map<std::string, int64_t> seen, too_long;
   std::vector<const TaskExample*> generation;
   const auto started = std::chrono::steady_clock::now();
   for (const auto& ex : examples) {
@@ -218,9 +223,18 @@ std::vector<TaskScore> evaluate_tasks(TransformerLm& model, const Tokenizer& tok
       generation.push_back(&ex);
       continue;
     }
-    const auto [acc, acc_norm] = score_choices(model, tok, ex);
-    values[ex.task]["acc"].push_back(acc);
-    values[ex.task]["acc_norm"].push_back(acc_norm);
+    const auto scored = score_choices(model, tok, ex);
+    if (!scored) {
+      ++too_long[ex.task];
+      continue;
+    }
+    values[ex.task]["acc"].push_back(scored->first);
+    values[ex.task]["acc_norm"].push_back(scored->second);
+  }
+  for (const auto& [task, n] : too_long) {
+    core::log_warn("eval: " + task + ": " + std::to_string(n) +
+                   " examples not scored: a choice has more tokens than the context (seq_len " +
+                   std::to_string(model->config.seq_len) + "), as lm-evaluation-harness refuses");
   }
   const double choice_s = seconds_since(started);
   const auto scores = score_generations(model, tok, generation, max_new_tokens, kv_cache);

@@ -21,6 +21,7 @@ bool run_command_job(const SpecReader& s, const JobContext& ctx, core::JobResult
   if (!spec.hf.format.empty()) {
     HfExportOptions o;
     o.format = hf_format_from(spec.hf.format);
+    o.out.force = true;  // a retry replaces its own earlier export (upcycle's marker; nothing else)
     export_hf(spec.hf.checkpoint, spec.hf.tokenizer, spec.hf.dir, o);
     core::log_info("command: " + spec.model + " exported as " + spec.hf.format + " to " +
                    spec.hf.dir);

@@ -33,8 +33,9 @@ struct EvalJobSpec {
   static constexpr const char* kKind = "eval";
   /// Bump with any change to what eval jobs produce (perplexity windows, task scoring, generation).
   // 2: routing/<domain> rows; 3: bytes and bpb rows; 4: the harness's trailing-whitespace rule,
-  // examples.jsonl
-  static constexpr int kOutputVersion = 4;
+  // examples.jsonl; 5: a multiple-choice example with a choice longer than the context is not
+  // scored (as the harness refuses it) instead of scored on its truncated tail
+  static constexpr int kOutputVersion = 5;
   /// In the job directory: each task example's scores, one JSON line {model, task, doc_id, metric:
   /// value}.
   static constexpr const char* kExamplesFile = "examples.jsonl";

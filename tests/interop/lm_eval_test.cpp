@@ -32,7 +32,7 @@ data:
   test_fraction: 0.3
   task_examples: 60
   tokenizer: { vocab: 384, sample_bytes: 50k }
-model: { d_model: 32, layers: 2, heads: 2, kv_heads: 1, ffn_hidden: 64, seq_len: 256, block: sequential, norm: rmsnorm }
+model: { d_model: 32, layers: 2, heads: 2, kv_heads: 1, ffn_hidden: 64, seq_len: 64, block: sequential, norm: rmsnorm }
 stages:
   data: { kind: prepare }
   seed: { kind: train, mix: { general: 1.0, code: 1.0 }, budget: { tokens: 40k }, batch_size: 8 }
@@ -112,7 +112,10 @@ TEST(LmEvalInterop, HarnessScoresEqualOursExampleForExample) {
       }
     }
     const PerExample& mine = ours[model];
-    ASSERT_GE(mine.size(), 60u);  // up to 60 examples of each task
+    // Up to 60 examples of each task; at context 64 some have a choice longer than the context,
+    // which neither side scores (the harness would stop on its max_length assertion).
+    ASSERT_GE(mine.size(), 60u);
+    EXPECT_LT(mine.size(), 120u);
     ASSERT_EQ(theirs.size(), mine.size());
     int differ = 0;
     for (const auto& [key, m] : mine) {
