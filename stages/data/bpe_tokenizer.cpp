@@ -195,8 +195,10 @@ void BpeTokenizer::read_added(const nlohmann::json& list, const std::string& whe
   std::stable_sort(added_.begin(), added_.end(), [](const Added& x, const Added& y) {
     return x.content.size() > y.content.size();
   });
+  special_.assign(bytes_.size(), 0);
   for (uint32_t k = 0; k < added_.size(); ++k) {
     first_[static_cast<unsigned char>(added_[k].content[0])].push_back(k);
+    special_[added_[k].id] = added_[k].special ? 1 : 0;
   }
 }
 
@@ -208,10 +210,7 @@ int64_t BpeTokenizer::added_id(std::string_view content) const {
 }
 
 bool BpeTokenizer::is_special(uint32_t id) const {
-  for (const Added& a : added_) {
-    if (a.id == id) return a.special;
-  }
-  return false;
+  return id < special_.size() && special_[id] != 0;
 }
 
 template <typename Gap>

@@ -73,6 +73,7 @@ class BpeTokenizer {
   std::unordered_map<std::string, uint32_t> ids_;  ///< the model's vocabulary, by bytes
   std::unordered_map<uint64_t, Merge> merges_;     ///< by (left id << 32 | right id)
   std::vector<Added> added_;                       ///< longest first
+  std::vector<uint8_t> special_;                   ///< per id: an added token marked special
   std::array<std::vector<uint32_t>, 256> first_;   ///< indices into added_ by first byte
   bool ignore_merges_ = false;
   bool nfc_ = false;

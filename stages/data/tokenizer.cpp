@@ -37,8 +37,20 @@ void train_tokenizer(const std::string& input, const std::string& prefix,
   }
 }
 
+namespace {
+
+// The usual names of each special token, the likeliest first.
+const std::vector<const char*> kBosNames = {"<|begin_of_text|>", "<s>", "<bos>", "<BOS_TOKEN>",
+                                            "<|endoftext|>"};
+const std::vector<const char*> kEosNames = {
+    "<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>", "<EOS_TOKEN>", "<|im_end|>", "<|eot_id|>"};
+const std::vector<const char*> kUnkNames = {"<unk>", "<|unk|>", "<UNK>"};
+const std::vector<const char*> kPadNames = {"<pad>", "<|pad|>", "[PAD]", "<PAD>"};
+
+}  // namespace
+
 SpecialTokens special_tokens_by_name(const std::function<int64_t(const std::string&)>& id_of) {
-  auto find = [&](std::initializer_list<const char*> names, int64_t& id, std::string& piece) {
+  auto find = [&](const std::vector<const char*>& names, int64_t& id, std::string& piece) {
     for (const char* name : names) {
       if ((id = id_of(name)) >= 0) {
         piece = name;
@@ -47,18 +59,18 @@ SpecialTokens special_tokens_by_name(const std::function<int64_t(const std::stri
     }
   };
   SpecialTokens st;
-  find({"<|begin_of_text|>", "<s>", "<bos>", "<BOS_TOKEN>", "<|endoftext|>"}, st.bos, st.bos_piece);
-  find({"<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>", "<EOS_TOKEN>", "<|im_end|>",
-        "<|eot_id|>"},
-       st.eos, st.eos_piece);
-  find({"<unk>", "<|unk|>", "<UNK>"}, st.unk, st.unk_piece);
-  find({"<pad>", "<|pad|>", "[PAD]", "<PAD>"}, st.pad, st.pad_piece);
+  find(kBosNames, st.bos, st.bos_piece);
+  find(kEosNames, st.eos, st.eos_piece);
+  find(kUnkNames, st.unk, st.unk_piece);
+  find(kPadNames, st.pad, st.pad_piece);
   return st;
 }
 
 Tokenizer::Tokenizer(const std::string& model_path) : path_(model_path) {
   if (core::ends_with(model_path, ".json")) {
     bpe_ = std::make_unique<BpeTokenizer>(model_path);
+    bpe_special_ =
+        special_tokens_by_name([&](const std::string& name) { return bpe_->added_id(name); });
     return;
   }
   sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
@@ -87,19 +99,17 @@ int64_t Tokenizer::vocab_size() const { return bpe_ ? bpe_->vocab_size() : sp_->
 
 uint32_t Tokenizer::eos_id() const {
   if (!bpe_) return static_cast<uint32_t>(sp_->eos_id());
-  const int64_t eos = special_tokens().eos;
-  if (eos < 0) {
+  if (bpe_special_.eos < 0) {
+    std::string names;
+    for (const char* n : kEosNames) names += std::string(names.empty() ? "" : ", ") + n;
     throw StageError(path_ + ": no end-of-sequence token among its added tokens",
-                     "upcycle looks for <|end_of_text|>, <|endoftext|>, </s>, <eos>, <EOS_TOKEN>, "
-                     "<|im_end|> or <|eot_id|>");
+                     "upcycle looks for one of " + names);
   }
-  return static_cast<uint32_t>(eos);
+  return static_cast<uint32_t>(bpe_special_.eos);
 }
 
 SpecialTokens Tokenizer::special_tokens() const {
-  if (bpe_) {
-    return special_tokens_by_name([&](const std::string& name) { return bpe_->added_id(name); });
-  }
+  if (bpe_) return bpe_special_;
   SpecialTokens st;
   auto piece = [&](int id, int64_t& out, std::string& name) {
     if (id < 0 || id >= sp_->GetPieceSize()) return;

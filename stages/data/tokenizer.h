@@ -77,6 +77,7 @@ class Tokenizer {
   std::string path_;
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;  ///< one of the two
   std::unique_ptr<BpeTokenizer> bpe_;
+  SpecialTokens bpe_special_;  ///< found once: eos_id() runs per document
 };
 
 }  // namespace upcycle::stages
