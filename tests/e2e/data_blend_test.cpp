@@ -333,6 +333,18 @@ TEST(DataBlendTest, ExportOfAPretokenizedRunNeedsItsTokenizer) {
       std::string::npos)
       << refused.output;
   EXPECT_NE(refused.output.find("give --tokenizer PATH"), std::string::npos) << refused.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "hf"));
+  // The corpus's tokenizer.json, given: shipped as it is, with a PreTrainedTokenizerFast config.
+  const std::string tok = R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+                              "added_tokens": [{"id": 1, "content": "<|endoftext|>"}]})";
+  core::write_file_atomic(dir / "corpus.json", tok);
+  auto given = run_binary({UPCYCLE_BINARY, "export", "plain/seed", "--format", "native", "--out",
+                           "hf", "--tokenizer", "corpus.json"},
+                          dir.path());
+  ASSERT_EQ(given.exit_code, 0) << given.output;
+  EXPECT_EQ(core::read_file(dir / "hf/tokenizer.json"), tok);
+  EXPECT_NE(core::read_file(dir / "hf/tokenizer_config.json").find("<|endoftext|>"),
+            std::string::npos);
 }
 
 }  // namespace
