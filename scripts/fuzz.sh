@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer harnesses (tests/fuzz/, built by scripts/build.sh into build/fuzz).
-#   scripts/fuzz.sh [--time SECONDS] [recipe|query|spec|hf_config|result ...]   default: 600 s each, all five
+#   scripts/fuzz.sh [--time SECONDS] [recipe|query|spec|hf_config|result|tokenizer ...]   default: 600 s each, all six
 #   scripts/fuzz.sh --runs N --seed S NAME                          N inputs from a fresh corpus with a fixed
 #       seed: the same executions on every machine (what the fuzz-labelled tests run, so CI does not
 #       depend on luck; exploration is the timed mode's job)
@@ -22,11 +22,11 @@ while [ $# -gt 0 ]; do
     --time) seconds="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
-    recipe|query|spec|hf_config|result) names+=("$1"); shift ;;
-    *) echo "fuzz.sh: unknown argument '$1' (usage: fuzz.sh [--time SECONDS] [recipe|query|spec|hf_config|result ...])" >&2; exit 1 ;;
+    recipe|query|spec|hf_config|result|tokenizer) names+=("$1"); shift ;;
+    *) echo "fuzz.sh: unknown argument '$1' (usage: fuzz.sh [--time SECONDS] [recipe|query|spec|hf_config|result|tokenizer ...])" >&2; exit 1 ;;
   esac
 done
-[ ${#names[@]} -gt 0 ] || names=(recipe query spec hf_config result)
+[ ${#names[@]} -gt 0 ] || names=(recipe query spec hf_config result tokenizer)
 
 status=0
 for name in "${names[@]}"; do

@@ -41,13 +41,22 @@ class Regex {
   /// Calls fn(begin, end) for each non-overlapping match in `text` (valid UTF-8), left to right.
   template <typename Fn>
   void find_all(std::string_view text, Fn&& fn) const {
-    pcre2_match_data* md = pcre2_match_data_create_from_pattern(code_, nullptr);
+    const std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data*)> md(
+        pcre2_match_data_create_from_pattern(code_, nullptr), pcre2_match_data_free);
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
     size_t at = 0;
     while (at < text.size()) {
-      const int rc = pcre2_match(code_, subject, text.size(), at, PCRE2_NO_UTF_CHECK, md, nullptr);
-      if (rc < 0) break;  // PCRE2_ERROR_NOMATCH, or a resource limit: the rest is one gap
-      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+      const int rc =
+          pcre2_match(code_, subject, text.size(), at, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
+      if (rc == PCRE2_ERROR_NOMATCH) break;  // the rest is one gap
+      if (rc < 0) {  // a match or depth limit (a pattern that backtracks without end): not silent
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(rc, msg, sizeof msg);
+        throw StageError(std::string("pre-tokenizer regex: ") + reinterpret_cast<const char*>(msg) +
+                         " at byte " + std::to_string(at) + " of a " + std::to_string(text.size()) +
+                         "-byte piece");
+      }
+      const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
       if (ov[1] == ov[0]) {  // an empty match: step over one character
         at = ov[0] + 1;
         while (at < text.size() && (static_cast<unsigned char>(text[at]) & 0xC0) == 0x80) ++at;
@@ -56,7 +65,6 @@ class Regex {
       fn(ov[0], ov[1]);
       at = ov[1];
     }
-    pcre2_match_data_free(md);
   }
 
  private:

@@ -57,9 +57,13 @@ bool from_byte_level(const std::string& token, std::string& out) {
   return true;
 }
 
+// Ids index per-token tables: a bound keeps a hostile file from allocating gigabytes (the largest
+// real vocabularies have about 2^18 tokens).
+constexpr int64_t kMaxTokenId = int64_t{1} << 22;
+
 uint32_t checked_id(const nlohmann::json& v, const std::string& where) {
-  if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= (int64_t{1} << 31)) {
-    throw StageError(where + ": not a token id (an integer in [0, 2^31))");
+  if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= kMaxTokenId) {
+    throw StageError(where + ": not a token id (an integer in [0, 2^22))");
   }
   return static_cast<uint32_t>(v.get<int64_t>());
 }
