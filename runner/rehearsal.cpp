@@ -16,7 +16,6 @@
 #include "runner/kinds/train.h"
 #include "runner/run.h"
 #include "stages/arch/memory.h"
-#include "stages/data/data_layout.h"
 #include "stages/data/prepare.h"
 
 namespace upcycle::runner {
@@ -383,10 +382,9 @@ std::string check_rehearsal_export(const Plan& plan, const std::string& root, in
     if (expert_kv && (!bam || (bam->kind != "train" && j.kind == "train"))) bam = &j;
   }
   if (!bam) return "no export: the recipe has no BAM model with expert K/V";
-  const std::string tokenizer = data ? stages::tokenizer_path(data->dir + "/data") : "";
-  std::error_code ec;
-  if (tokenizer.empty() || !fs::exists(tokenizer, ec))
-    return "no export: the run's data has no tokenizer.model (pre-tokenized data)";
+  // The tokenizer the text was tokenized with: tokenizer.model, or an import's tokenizer.json.
+  const std::string tokenizer = data ? stages::text_tokenizer(data->dir + "/data") : "";
+  if (tokenizer.empty()) return "no export: the run's data has no tokenizer (pre-tokenized data)";
   const std::string out = root + "/export/" + bam->stage, back = out + ".reloaded";
   const std::string ckpt = bam->dir + "/checkpoint";
   run_job_tool({"export", ckpt, tokenizer, "native", "float32", "5000000000", out, "force"});
