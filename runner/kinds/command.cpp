@@ -101,9 +101,9 @@ class CommandKind : public StageKind {
     }
     c->parser = r.get_choice("parser", c->parser, {"none", "lm_eval"});
     c->templates.results = r.get_str("results", c->templates.results);
-    c->hf_format = r.get_choice(
-        "hf_format", c->hf_format,
-        {"auto", "llama", "mistral", "phi3", "qwen2", "cohere", "mixtral", "bam", "native"});
+    std::vector<std::string> formats = stages::hf_format_names();
+    formats.insert(formats.begin(), "auto");
+    c->hf_format = r.get_choice("hf_format", c->hf_format, formats);
     check_placeholders(r, *c);
     auto names_hf = [](const std::string& t) { return t.find("{hf}") != std::string::npos; };
     for (const auto& a : c->templates.argv) c->uses_hf = c->uses_hf || names_hf(a);

@@ -144,34 +144,36 @@ nlohmann::json hf_rope_scaling(const ModelConfig& m) {
 
 }  // namespace
 
+namespace {
+
+// Every format and its name, once; "bam" names native too (what the format is for).
+const std::vector<std::pair<HfFormat, const char*>> kHfFormats = {
+    {HfFormat::kLlama, "llama"},   {HfFormat::kMistral, "mistral"}, {HfFormat::kPhi3, "phi3"},
+    {HfFormat::kQwen2, "qwen2"},   {HfFormat::kCohere, "cohere"},   {HfFormat::kMixtral, "mixtral"},
+    {HfFormat::kNative, "native"}, {HfFormat::kNative, "bam"}};
+
+}  // namespace
+
 const char* hf_format_name(HfFormat f) {
-  switch (f) {
-    case HfFormat::kLlama:
-      return "llama";
-    case HfFormat::kCohere:
-      return "cohere";
-    case HfFormat::kMixtral:
-      return "mixtral";
-    case HfFormat::kMistral:
-      return "mistral";
-    case HfFormat::kPhi3:
-      return "phi3";
-    case HfFormat::kQwen2:
-      return "qwen2";
-    case HfFormat::kNative:
-      return "native";
+  for (const auto& [format, name] : kHfFormats) {
+    if (format == f) return name;  // the first name: native's key stays "native"
   }
   return "?";
 }
 
+std::vector<std::string> hf_format_names() {
+  std::vector<std::string> out;
+  for (const auto& [format, name] : kHfFormats) out.emplace_back(name);
+  return out;
+}
+
 HfFormat hf_format_from(const std::string& name) {
-  if (name == "bam") return HfFormat::kNative;  // what the format is for: BAM in transformers
-  for (HfFormat f : {HfFormat::kLlama, HfFormat::kMistral, HfFormat::kPhi3, HfFormat::kQwen2,
-                     HfFormat::kCohere, HfFormat::kMixtral, HfFormat::kNative}) {
-    if (name == hf_format_name(f)) return f;
+  std::string known;
+  for (const auto& [format, n] : kHfFormats) {
+    if (name == n) return format;
+    known += (known.empty() ? "" : ", ") + std::string(n);
   }
-  throw std::invalid_argument("unknown format '" + name +
-                              "' (llama, mistral, phi3, qwen2, cohere, mixtral, bam or native)");
+  throw std::invalid_argument("unknown format '" + name + "' (" + known + ")");
 }
 
 HfModel hf_model_from_config(const nlohmann::json& config, const std::string& origin,

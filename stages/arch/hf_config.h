@@ -40,6 +40,8 @@ const char* hf_format_name(HfFormat f);
 /// std::invalid_argument
 /// listing them.
 HfFormat hf_format_from(const std::string& name);
+/// Every name hf_format_from takes, in the order docs list them.
+std::vector<std::string> hf_format_names();
 
 /// A Hugging Face config read as ours.
 struct HfModel {
