@@ -31,7 +31,11 @@ double PaperTable::average(const PaperRow& row) const {
   if (auto it = row.values.find("avg"); it != row.values.end()) return it->second;
   double sum = 0;
   int n = 0;
-  for (const auto& [domain, v] : row.values) sum += v, ++n;
+  for (const auto& [domain, v] : row.values) {
+    if (average_of.empty() ||
+        std::find(average_of.begin(), average_of.end(), domain) != average_of.end())
+      sum += v, ++n;
+  }
   return n ? sum / n : 0;
 }
 
@@ -45,6 +49,7 @@ std::optional<PaperTable> paper_table(const std::string& id) {
   t.source = j.at("source").get<std::string>();
   t.columns = j.at("columns").get<std::map<std::string, std::string>>();
   t.reference_row = j.at("reference_row").get<std::string>();
+  t.average_of = j.value("average_of", std::vector<std::string>{});
   t.context = j.value("context", int64_t{0});
   for (const auto& r : j.at("rows")) {
     t.rows.push_back({r.at("label").get<std::string>(),

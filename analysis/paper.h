@@ -23,6 +23,7 @@ struct PaperTable {
   std::string id;                              ///< "ppl", "attention-routing", ...
   std::string source;                          ///< "BAM Table 1 (590M seed)"
   std::map<std::string, std::string> columns;  ///< our domain -> the paper's column name
+  std::vector<std::string> average_of;         ///< the domains the paper's average is taken over
   std::string reference_row;                   ///< the row relative changes are taken against (BTX)
   int64_t context = 0;                         ///< flops: the context length the paper counts at
   std::vector<PaperRow> rows;
@@ -30,7 +31,8 @@ struct PaperTable {
   /// The paper row standing for our model `label`, if any.
   const PaperRow* row_for(const std::string& label) const;
   const PaperRow* reference() const;
-  /// The paper's average of a row: its "avg" value, else the mean of its domain values.
+  /// The paper's average of a row: its "avg" value, else the mean of its values over average_of
+  /// (every value when the table names none).
   double average(const PaperRow& row) const;
 };
 

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/results.h"
 #include "analysis/table.h"
 #include "analysis/tables.h"
 #include "core/atomic_file.h"
@@ -46,44 +47,56 @@ namespace {
 
 std::string gq(const std::string& s) { return gnuplot_quote(s); }
 
+// Okabe & Ito's eight colours, distinguishable with every common colour-vision deficiency, for
+// lines and bars; viridis (perceptually uniform, colour-blind safe) for heatmaps.
+const char* kStyle =
+    "set linetype 1 lc rgb '#0072B2' lw 2\nset linetype 2 lc rgb '#E69F00' lw 2\n"
+    "set linetype 3 lc rgb '#009E73' lw 2\nset linetype 4 lc rgb '#CC79A7' lw 2\n"
+    "set linetype 5 lc rgb '#56B4E9' lw 2\nset linetype 6 lc rgb '#D55E00' lw 2\n"
+    "set linetype 7 lc rgb '#F0E442' lw 2\nset linetype 8 lc rgb '#000000' lw 2\n"
+    "set linetype cycle 8\n"
+    "set palette defined (0 '#440154', 1 '#46327E', 2 '#365C8D', 3 '#277F8E', 4 '#1FA187', "
+    "5 '#4AC16D', 6 '#A0DA39', 7 '#FDE725')\n";
+
+// One train stage's curves over the runs of a seed group: tokens -> one value per run.
 struct Curve {
-  std::string stage, dir;
-  std::vector<std::pair<double, double>> loss, val;  ///< (tokens, value)
+  std::string stage, dir;  ///< dir: the first run's job (its checkpoint config counts FLOPs)
+  std::map<double, std::vector<double>> loss, val;
 };
 
-// Loss curves of every train job of `run`, in plan order.
-std::vector<Curve> curves(tracking::Store& store, const std::string& run) {
-  auto rs = store.select(
-      "SELECT rj.stage, j.dir, m.step, m.key, m.value FROM metrics m JOIN jobs j ON j.id = "
-      "m.job_id "
-      "JOIN run_jobs rj ON rj.job_id = j.id JOIN runs ru ON ru.id = rj.run_id "
-      "WHERE ru.name = ? AND m.key IN ('loss', 'val_loss', 'tokens') ORDER BY rj.rowid, m.step",
-      {run});
+// Loss curves of every train job of the runs, in plan order; a stage's runs pooled by tokens.
+std::vector<Curve> curves(tracking::Store& store, const std::vector<std::string>& runs) {
   std::vector<Curve> out;
-  std::map<int64_t, std::map<std::string, double>> steps;
-  auto flush = [&] {
-    for (const auto& [step, kv] : steps) {
-      auto tok = kv.find("tokens");
-      if (tok == kv.end()) continue;
-      if (auto l = kv.find("loss"); l != kv.end())
-        out.back().loss.emplace_back(tok->second, l->second);
-      if (auto v = kv.find("val_loss"); v != kv.end())
-        out.back().val.emplace_back(tok->second, v->second);
+  for (const auto& run : runs) {
+    auto rs = store.select(
+        "SELECT rj.stage, j.dir, m.step, m.key, m.value FROM metrics m JOIN jobs j ON j.id = "
+        "m.job_id JOIN run_jobs rj ON rj.job_id = j.id JOIN runs ru ON ru.id = rj.run_id "
+        "WHERE ru.name = ? AND m.key IN ('loss', 'val_loss', 'tokens') AND m.value IS NOT NULL "
+        "ORDER BY rj.rowid, m.step",
+        {run});
+    // stage -> step -> key -> value
+    std::vector<std::pair<std::string, std::string>> order;
+    std::map<std::string, std::map<int64_t, std::map<std::string, double>>> steps;
+    for (const auto& row : rs.rows) {
+      const std::string stage = tracking::text_of(row[0]);
+      if (!steps.count(stage)) order.emplace_back(stage, tracking::text_of(row[1]));
+      const double step = tracking::number_of(row[2]);  // an integer unless another tool wrote it
+      if (std::isfinite(step))
+        steps[stage][static_cast<int64_t>(step)][tracking::text_of(row[3])] =
+            tracking::number_of(row[4]);
     }
-    steps.clear();
-  };
-  for (const auto& row : rs.rows) {
-    const std::string stage = tracking::text_of(row[0]);
-    if (out.empty() || out.back().stage != stage) {
-      if (!out.empty()) flush();
-      out.push_back({stage, tracking::text_of(row[1]), {}, {}});
+    for (const auto& [stage, dir] : order) {
+      auto it = out.begin();
+      while (it != out.end() && it->stage != stage) ++it;
+      if (it == out.end()) it = out.insert(out.end(), Curve{stage, dir, {}, {}});
+      for (const auto& [step, kv] : steps[stage]) {
+        auto tok = kv.find("tokens");
+        if (tok == kv.end()) continue;
+        if (auto l = kv.find("loss"); l != kv.end()) it->loss[tok->second].push_back(l->second);
+        if (auto v = kv.find("val_loss"); v != kv.end()) it->val[tok->second].push_back(v->second);
+      }
     }
-    const double step =
-        tracking::number_of(row[2]);  // an integer, unless another tool wrote the row
-    if (std::isfinite(step))
-      steps[static_cast<int64_t>(step)][tracking::text_of(row[3])] = tracking::number_of(row[4]);
   }
-  if (!out.empty()) flush();
   return out;
 }
 
@@ -101,58 +114,86 @@ double training_flops_per_token(const std::string& job_dir) {
 struct Script {
   std::string data;  ///< NAME.dat
   std::string body;  ///< settings and the plot command, without terminal and output
+  int panels_wide = 1, panels_high = 1;
 };
+
+// "x mean std n" lines of a pooled curve.
+bool write_pooled(std::ostringstream& data, const std::map<double, std::vector<double>>& points,
+                  double scale) {
+  bool spread = false;
+  for (const auto& [x, ys] : points) {
+    const Stat s = stat_of(ys);
+    spread = spread || s.n > 1;
+    data << x * scale << " " << s.mean << " " << s.std << " " << s.n << "\n";
+  }
+  data << "\n\n";
+  return spread;
+}
 
 Script loss_plot(tracking::Store& store, const std::string& run, bool by_flops,
                  std::vector<std::string>& notes) {
-  std::vector<Curve> cs = curves(store, run);
+  const std::vector<std::string> runs = seed_group(store, run);
+  std::vector<Curve> cs = curves(store, runs);
   if (cs.empty()) throw StoreError(store.path() + ": run '" + run + "' has no training metrics");
   Script s;
   std::ostringstream data, plot;
   int index = 0;
+  bool bands = false;
   for (const auto& c : cs) {
     const double scale = by_flops ? training_flops_per_token(c.dir) : 1;
     if (scale == 0) {
       notes.push_back(c.stage + ": no checkpoint config to count its FLOPs; left out");
       continue;
     }
-    data << "# " << c.stage << " loss\n";
-    for (const auto& [x, y] : c.loss) data << x * scale << " " << y << "\n";
-    data << "\n\n# " << c.stage << " val_loss\n";
-    for (const auto& [x, y] : c.val) data << x * scale << " " << y << "\n";
-    data << "\n\n";
-    plot << (index ? ", \\\n     " : "plot ") << "DATA index " << 2 * index
-         << " using 1:2 with lines lw 2 lc " << index + 1 << " title " << gq(c.stage)
-         << ", DATA index " << 2 * index + 1 << " using 1:2 with points pt 7 ps 0.8 lc "
-         << index + 1 << " notitle";
+    data << "# " << c.stage << " loss: x mean std n\n";
+    const bool spread = write_pooled(data, c.loss, scale);
+    data << "# " << c.stage << " val_loss: x mean std n\n";
+    write_pooled(data, c.val, scale);
+    bands = bands || spread;
+    const std::string lt = " lt " + std::to_string(index + 1);
+    plot << (index ? ", \\\n     " : "plot ");
+    if (spread) {
+      plot << "DATA index " << 2 * index
+           << " using 1:($2-$3):($2+$3) with filledcurves fs transparent solid 0.2 noborder" << lt
+           << " notitle, \\\n     ";
+    }
+    plot << "DATA index " << 2 * index << " using 1:2 with lines" << lt << " title " << gq(c.stage)
+         << ", DATA index " << 2 * index + 1 << " using 1:2 with points pt 7 ps 0.8" << lt
+         << " notitle";
     ++index;
   }
   if (index == 0)
     throw StoreError(store.path() + ": run '" + run +
                      "': no train stage has a model config to count FLOPs");
   s.data = data.str();
+  const std::string what =
+      runs.size() > 1 ? "mean of " + std::to_string(runs.size()) + " seeds, band ±1 std; " : "";
   s.body = std::string("set title ") +
-           gq("run " + run + ": training loss (lines), validation loss (points)") +
+           gq("run " + run + ": training loss (lines; " + what + "validation loss: points)") +
            " noenhanced\nset xlabel " + (by_flops ? "'training FLOPs'" : "'tokens'") +
            "\nset ylabel 'loss (nats per token)'\nset key top right noenhanced\nset grid\n" +
            (by_flops ? "set logscale x\nset format x '%.0e'\n" : "") + plot.str() + "\n";
   notes.push_back("tokens and FLOPs count from the start of each stage");
+  if (bands) {
+    std::string names;
+    for (const auto& r : runs) names += (names.empty() ? "" : ", ") + r;
+    notes.push_back(what + "over the runs " + names);
+  }
   return s;
 }
 
 Script ppl_plot(tracking::Store& store, const std::string& run) {
-  const Table t = perplexity_table(store, run);
+  const Table t = perplexity_table(store, "ppl", {run});
+  if (t.empty()) throw StoreError(t.no_rows, t.hint);
   // Rows of data: one per model; columns mean, std per domain. Plotted as groups by domain.
   std::vector<std::string> domains;
   for (size_t c = 1; c < t.data.columns.size(); ++c) {
     const std::string& col = t.data.columns[c];
     if (col == "avg") break;
-    if (col.size() < 4 || col.compare(col.size() - 4, 4, "_std") != 0) domains.push_back(col);
+    if (c % 2 == 1) domains.push_back(col);  // model, then (domain, domain_std) pairs
   }
   std::vector<const std::vector<tracking::Cell>*> models;
-  for (const auto& row : t.data.rows) {
-    if (!tracking::text_of(row[0]).empty()) models.push_back(&row);
-  }
+  for (const auto& row : t.data.rows) models.push_back(&row);
   std::ostringstream data, plot;
   data << "# domain";
   for (const auto* m : models) data << " " << tracking::text_of((*m)[0]) << " std";
@@ -168,7 +209,8 @@ Script ppl_plot(tracking::Store& store, const std::string& run) {
   }
   for (size_t i = 0; i < models.size(); ++i) {
     plot << (i ? ", \\\n     " : "plot ") << "DATA using " << 2 + 2 * i << ":" << 3 + 2 * i
-         << (i == 0 ? ":xtic(1)" : "") << " title " << gq(tracking::text_of((*models[i])[0]));
+         << (i == 0 ? ":xtic(1)" : "") << " title " << gq(tracking::text_of((*models[i])[0]))
+         << " lt " << i + 1;
   }
   Script s;
   s.data = data.str();
@@ -176,19 +218,20 @@ Script ppl_plot(tracking::Store& store, const std::string& run) {
       "set title " +
       gq("run " + run + ": test perplexity per domain (error bars: std across seeds)") +
       " noenhanced\nset style data histogram\nset style histogram errorbars gap 2 lw 1\n"
-      "set style fill solid 0.7 border -1\nset ylabel 'perplexity'\nset key top left noenhanced\n"
+      "set style fill solid 0.8 border -1\nset ylabel 'perplexity'\nset key top left noenhanced\n"
       "set grid ytics\nset yrange [0:*]\nset xtics noenhanced\n" +
       plot.str() + "\n";
   return s;
 }
 
-// One heatmap panel: rows "domain lL" (or "lL"), columns experts, cells fractions.
+// One heatmap panel: rows (domains, or layers), columns experts, cells fractions.
 struct Heatmap {
   std::string title;
+  int router = 0;  ///< panels of one router share a row of the figure
   std::vector<std::string> rows;
-  std::map<std::pair<size_t, int>, double> cells;  ///< (row, expert) -> value
-  int experts = 0;
-  void add(const std::string& row, int expert, double v) {
+  std::map<std::pair<size_t, int64_t>, double> cells;  ///< (row, expert) -> value
+  int64_t experts = 0;
+  void add(const std::string& row, int64_t expert, double v) {
     size_t r = std::find(rows.begin(), rows.end(), row) - rows.begin();
     if (r == rows.size()) rows.push_back(row);
     cells[{r, expert}] = v;
@@ -196,53 +239,108 @@ struct Heatmap {
   }
 };
 
-// Per-domain routing the eval job recorded for `model` (routing/<domain>, <ffn|attn>/l<L>/e<E>).
+// The job of `stage` in `run`: its kind and config ({"inputs": [keys], "spec": {...}}).
+std::optional<std::pair<std::string, nlohmann::json>> job_of(tracking::Store& store,
+                                                             const std::string& where,
+                                                             const std::string& value) {
+  auto rs = store.select("SELECT kind, config FROM jobs WHERE " + where + " = ? LIMIT 1", {value});
+  if (rs.rows.empty()) return std::nullopt;
+  auto cfg = nlohmann::json::parse(tracking::text_of(rs.rows[0][1]), nullptr, false);
+  if (!cfg.is_object()) return std::nullopt;
+  return std::make_pair(tracking::text_of(rs.rows[0][0]), cfg);
+}
+
+// The domain each expert of `model` came from: follow its training inputs back to the upcycle
+// job, whose inputs (seed, experts/code, ...) are the experts in order; a stage experts/<d> is
+// labelled d. Empty when the lineage is not in the store.
+std::vector<std::string> expert_domains(tracking::Store& store, const std::string& run,
+                                        const std::string& model) {
+  auto rs =
+      store.select("SELECT key FROM v_jobs WHERE run = ? AND stage = ? LIMIT 1", {run, model});
+  if (rs.rows.empty()) return {};
+  std::string key = tracking::text_of(rs.rows[0][0]);
+  for (int depth = 0; depth < 64; ++depth) {  // a chain of train stages, bounded
+    auto job = job_of(store, "key", key);
+    if (!job || !job->second.contains("inputs")) return {};
+    const auto& inputs = job->second["inputs"];
+    if (job->first == "upcycle") {
+      std::vector<std::string> out;
+      for (const auto& k : inputs) {
+        auto in = store.select("SELECT stage FROM jobs WHERE key = ?", {k.get<std::string>()});
+        if (in.rows.empty()) return {};
+        const std::string stage = tracking::text_of(in.rows[0][0]);
+        out.push_back(stage.substr(stage.rfind('/') + 1));
+      }
+      const int64_t extra = job->second["spec"].value("extra_seed_experts", int64_t{0});
+      for (int64_t i = 0; i < extra && !out.empty(); ++i) out.push_back(out.front() + " copy");
+      return out;
+    }
+    std::string next;  // the model input of a train job (the other input is the data)
+    for (const auto& k : inputs) {
+      auto in = job_of(store, "key", k.get<std::string>());
+      if (in && (in->first == "train" || in->first == "upcycle")) next = k.get<std::string>();
+    }
+    if (next.empty()) return {};
+    key = next;
+  }
+  return {};
+}
+
+// Expert e's label: its domain; with E = n x granularity experts, "domain.j".
+std::string expert_label(const std::vector<std::string>& domains, int64_t experts, int64_t e) {
+  const int64_t n = static_cast<int64_t>(domains.size());
+  if (n == 0 || experts % n != 0) return std::to_string(e);
+  const int64_t g = experts / n;
+  return g == 1 ? domains[e] : domains[e / g] + "." + std::to_string(e % g);
+}
+
+// Per-domain routing the eval job recorded for `model`: one panel per router and layer, rows the
+// domains.
 std::vector<Heatmap> eval_routing(tracking::Store& store, const std::string& run,
                                   std::string& model) {
-  auto rs = store.select(
-      "SELECT model, substr(task, 9), metric, value FROM v_results WHERE run = ? "
-      "AND task LIKE 'routing/%' ORDER BY result_id",
-      {run});
+  const std::vector<Metric> results = read_results(store, run);
   if (model.empty()) {
-    for (const auto& row : rs.rows) model = tracking::text_of(row[0]);  // the last model evaluated
+    for (const auto& m : results) {
+      if (m.kind == core::ResultKind::kRouting) model = m.model;  // the last model evaluated
+    }
   }
-  Heatmap ffn{"FFN router: fraction of tokens per expert", {}, {}, 0};
-  Heatmap attn{"attention router: mean gate per expert", {}, {}, 0};
-  for (const auto& row : rs.rows) {
-    if (tracking::text_of(row[0]) != model) continue;
-    char router[8] = {0};
-    int l = -1, e = -1;
-    if (std::sscanf(tracking::text_of(row[2]).c_str(), "%4[a-z]/l%d/e%d", router, &l, &e) != 3)
-      continue;
-    Heatmap& h = std::string(router) == "attn" ? attn : ffn;
-    h.add(tracking::text_of(row[1]) + " l" + std::to_string(l), e, tracking::number_of(row[3]));
+  std::map<std::pair<int, int64_t>, Heatmap> panels;  // (router: 0 ffn 1 attn, layer)
+  for (const auto& m : results) {
+    if (m.kind != core::ResultKind::kRouting || m.model != model) continue;
+    const auto cell = core::parse_router_metric(m.name);
+    if (!cell || (cell->router != "ffn" && cell->router != "attn")) continue;
+    const int router = cell->router == "attn";
+    Heatmap& h = panels[{router, cell->layer}];
+    h.router = router;
+    if (h.title.empty()) {
+      h.title = std::string(router ? "attention: mean gate" : "FFN: share of tokens") + ", layer " +
+                std::to_string(cell->layer);
+    }
+    h.add(m.domain, cell->expert, m.value);
   }
   std::vector<Heatmap> out;
-  for (auto* h : {&ffn, &attn}) {
-    if (!h->rows.empty()) out.push_back(std::move(*h));
-  }
+  for (auto& [k, h] : panels) out.push_back(std::move(h));
   return out;
 }
 
 // Training-time FFN utilisation (util/l<L>/e<E>, the last logged value) of train stage `stage`.
 std::vector<Heatmap> training_routing(tracking::Store& store, const std::string& run,
                                       std::string& stage) {
-  auto rs = store.select(
-      "SELECT rj.stage, m.key, m.value FROM metrics m JOIN run_jobs rj ON rj.job_id = m.job_id "
-      "JOIN runs ru ON ru.id = rj.run_id WHERE ru.name = ? AND m.key LIKE 'util/l%' "
-      "AND m.step = (SELECT MAX(step) FROM metrics m2 WHERE m2.job_id = m.job_id AND m2.key = "
-      "m.key) "
-      "ORDER BY rj.rowid, m.key",
-      {run});
+  const std::vector<LastMetric> metrics = read_last_metrics(store, run);
+  auto is_util = [](const LastMetric& m) {
+    const auto cell = core::parse_router_metric(m.name);
+    return cell && cell->router == "util" ? cell : std::nullopt;
+  };
   if (stage.empty()) {
-    for (const auto& row : rs.rows) stage = tracking::text_of(row[0]);
+    for (const auto& m : metrics) {
+      if (is_util(m)) stage = m.stage;
+    }
   }
-  Heatmap h{"FFN router while training: fraction of tokens per expert", {}, {}, 0};
-  for (const auto& row : rs.rows) {
-    int l = -1, e = -1;
-    if (tracking::text_of(row[0]) != stage) continue;
-    if (std::sscanf(tracking::text_of(row[1]).c_str(), "util/l%d/e%d", &l, &e) != 2) continue;
-    h.add("l" + std::to_string(l), e, tracking::number_of(row[2]));
+  Heatmap h{"FFN router while training: share of tokens per expert", 0, {}, {}, 0};
+  for (const auto& m : metrics) {
+    const auto cell = is_util(m);
+    if (cell && m.stage == stage)
+      h.add("layer " + std::to_string(cell->layer), cell->expert, m.value);
   }
   if (h.rows.empty()) return {};
   return {h};
@@ -266,33 +364,43 @@ Script util_plot(tracking::Store& store, const std::string& run, const std::stri
             (want.empty() ? "" : " for '" + want + "'"),
         "routing is recorded for mixture models: by their train stages and by eval per domain");
   }
+  const std::vector<std::string> domains = expert_domains(store, run, model);
+  if (domains.empty())
+    notes.push_back("experts are numbered: the store does not say their domains");
+  Script s;
+  s.panels_high = maps.front().router != maps.back().router ? 2 : 1;
+  s.panels_wide = static_cast<int>((maps.size() + s.panels_high - 1) / s.panels_high);
   std::ostringstream data, plot;
-  plot << "set multiplot layout 1," << maps.size() << " title "
-       << gq("run " + run + ", model " + model)
-       << " noenhanced\nset xlabel 'expert'\nset xtics 1\nset cbrange [0:*]\nset palette "
-          "rgbformulae 33,13,10\n"
+  plot << "set multiplot layout " << s.panels_high << "," << s.panels_wide << " title "
+       << gq("run " + run + ", model " + model + ": routing per layer (rows: the text's domain)")
+       << " noenhanced\nset xlabel 'expert (the domain it was trained on)'\nset cbrange [0:1]\n"
        << "unset key\n";
   for (size_t m = 0; m < maps.size(); ++m) {
     const Heatmap& h = maps[m];
     for (size_t r = 0; r < h.rows.size(); ++r) {
-      for (int e = 0; e < h.experts; ++e) {
+      for (int64_t e = 0; e < h.experts; ++e) {
         auto it = h.cells.find({r, e});
         data << e << " " << r << " " << (it == h.cells.end() ? 0.0 : it->second) << "\n";
       }
       data << "\n";
     }
     data << "\n";
-    std::string ytics;
+    std::string ytics, xtics;
     for (size_t r = 0; r < h.rows.size(); ++r)
       ytics += (r ? ", " : "") + gq(h.rows[r]) + " " + std::to_string(r);
+    for (int64_t e = 0; e < h.experts; ++e)
+      xtics += (e ? ", " : "") + gq(expert_label(domains, h.experts, e)) + " " + std::to_string(e);
     plot << "set title " << gq(h.title) << " noenhanced\nset ytics (" << ytics << ") noenhanced\n"
+         << "set xtics (" << xtics << ") noenhanced\n"
          << "set xrange [-0.5:" << h.experts << "-0.5]\nset yrange [-0.5:" << h.rows.size()
          << "-0.5]\n"
-         << "plot DATA index " << m << " using 1:2:3 with image, DATA index " << m
-         << " using 1:2:(sprintf('%.2f', $3)) with labels font ',8'\n";
+         << "plot DATA index " << m << " using 1:2:3 with image, DATA index "
+         << m
+         // black text on the light half of viridis, white on the dark half
+         << " using 1:2:(sprintf('%.2f', $3)):($3 > 0.5 ? 0 : 16777215) with labels textcolor "
+            "rgb variable font ',8'\n";
   }
   plot << "unset multiplot\n";
-  Script s;
   s.data = data.str();
   s.body = plot.str();
   return s;
@@ -329,21 +437,29 @@ PlotOutput make_plot(tracking::Store& store, const std::string& name, const std:
   const std::string base = out_dir + "/" + name;
   out.svg = base + ".svg";
   out.png = base + ".png";
+  out.pdf = base + ".pdf";
   core::write_file_atomic(base + ".dat", s.data);
   // Each output is written to a temporary name and renamed once gnuplot has succeeded. The body
-  // runs once per terminal (replot would redo only the last panel of a multiplot).
+  // runs once per terminal (replot would redo only the last panel of a multiplot). A figure of
+  // several panels grows with them.
+  const int w = std::max(900, 450 * s.panels_wide),
+            h = s.panels_high == 1 ? 540 : 420 * s.panels_high;
+  const std::string size = std::to_string(w) + "," + std::to_string(h);
+  char inches[64];
+  std::snprintf(inches, sizeof(inches), "%.2fin,%.2fin", w / 150.0, h / 150.0);
   const std::string script =
-      "DATA = " + gq(base + ".dat") + "\n" +
-      "set terminal svg size 900,540 dynamic font 'sans,12' background '#ffffff'\n" +
-      "set output " + gq(out.svg + ".tmp") + "\n" + s.body +
-      "set terminal png size 900,540 font 'sans,10' background '#ffffff'\n" + "set output " +
-      gq(out.png + ".tmp") + "\n" + s.body + "set output\n";
+      "DATA = " + gq(base + ".dat") + "\n" + kStyle + "set terminal svg size " + size +
+      " dynamic font 'sans,12' background '#ffffff'\n" + "set output " + gq(out.svg + ".tmp") +
+      "\n" + s.body + "set terminal png size " + size + " font 'sans,10' background '#ffffff'\n" +
+      "set output " + gq(out.png + ".tmp") + "\n" + s.body + "set terminal pdfcairo size " +
+      inches + " font 'sans,8'\n" + "set output " + gq(out.pdf + ".tmp") + "\n" + s.body +
+      "set output\n";
   core::write_file_atomic(base + ".gp", script);
   core::ProcessResult r;
+  const std::vector<std::string> outputs = {out.svg, out.png, out.pdf};
   auto clean = [&] {
     std::error_code ec;
-    std::filesystem::remove(out.svg + ".tmp", ec);
-    std::filesystem::remove(out.png + ".tmp", ec);
+    for (const auto& o : outputs) std::filesystem::remove(o + ".tmp", ec);
   };
   try {
     r = core::run_process({"gnuplot", base + ".gp"}, 120);
@@ -357,8 +473,7 @@ PlotOutput make_plot(tracking::Store& store, const std::string& name, const std:
     throw Error("gnuplot failed on " + base + ".gp (exit " + std::to_string(r.exit_code) +
                 "): " + r.err + r.out);
   }
-  std::filesystem::rename(out.svg + ".tmp", out.svg);
-  std::filesystem::rename(out.png + ".tmp", out.png);
+  for (const auto& o : outputs) std::filesystem::rename(o + ".tmp", o);
   return out;
 }
 

@@ -25,7 +25,7 @@ const NamedList& plot_names();
 void check_plot_name(const std::string& name);
 
 struct PlotOutput {
-  std::string svg, png;            ///< paths written
+  std::string svg, png, pdf;       ///< paths written (PDF for papers)
   std::vector<std::string> notes;  ///< what the plot leaves out and why ("no MoE stage")
 };
 

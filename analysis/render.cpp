@@ -13,10 +13,15 @@ Format parse_format(const std::string& name) {
   if (name == "table") return Format::kTable;
   if (name == "md" || name == "markdown") return Format::kMarkdown;
   if (name == "csv") return Format::kCsv;
+  if (name == "tsv") return Format::kTsv;
   if (name == "latex" || name == "tex") return Format::kLatex;
   if (name == "json") return Format::kJson;
   throw ConfigError("--format: unknown format '" + name +
-                    "' (expected table, md, csv, latex or json)");
+                    "' (expected table, md, csv, tsv, latex or json)");
+}
+
+bool is_data_format(Format format) {
+  return format == Format::kCsv || format == Format::kTsv || format == Format::kJson;
 }
 
 std::string html_escape(const std::string& s) {
@@ -47,7 +52,19 @@ std::string html_escape(const std::string& s) {
 
 std::string latex_escape(const std::string& s) {
   std::string out;
-  for (char c : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    // The two non-ASCII signs tables use, in what any LaTeX reads: ± and —.
+    if (s.compare(i, 2, "±") == 0) {
+      out += "$\\pm$";
+      i += 1;
+      continue;
+    }
+    if (s.compare(i, 3, "—") == 0) {
+      out += "--";
+      i += 2;
+      continue;
+    }
     switch (c) {
       case '&':
       case '%':
@@ -87,8 +104,8 @@ std::string cell_text(const tracking::Cell& c) {
 
 namespace {
 
-std::string csv_quote(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+std::string csv_quote(const std::string& s, char sep) {
+  if (s.find_first_of(std::string(",\"\n\r") + sep) == std::string::npos) return s;
   std::string out = "\"";
   for (char ch : s) {
     if (ch == '"') out += '"';
@@ -125,22 +142,20 @@ size_t display_width(const std::string& s) {
   return n;
 }
 
+// booktabs rules (\usepackage{booktabs}).
 std::string latex(const tracking::ResultSet& rs, const std::vector<std::vector<bool>>& bold) {
   std::ostringstream out;
   out << "\\begin{tabular}{l" << std::string(rs.columns.empty() ? 0 : rs.columns.size() - 1, 'r')
-      << "}\n\\hline\n";
+      << "}\n\\toprule\n";
   for (size_t c = 0; c < rs.columns.size(); ++c)
     out << (c ? " & " : "") << latex_escape(rs.columns[c]);
-  out << " \\\\\n\\hline\n";
+  out << " \\\\\n\\midrule\n";
   for (const auto& row : texts(rs, bold, "\\textbf{", "}", latex_escape)) {
     for (size_t c = 0; c < row.size(); ++c) out << (c ? " & " : "") << row[c];
     out << " \\\\\n";
   }
-  out << "\\hline\n\\end{tabular}\n";
-  std::string s = out.str();
-  for (size_t at = 0; (at = s.find("±", at)) != std::string::npos;) s.replace(at, 2, "$\\pm$");
-  for (size_t at = 0; (at = s.find("—", at)) != std::string::npos;) s.replace(at, 3, "--");
-  return s;
+  out << "\\bottomrule\n\\end{tabular}\n";
+  return out.str();
 }
 
 std::string html(const tracking::ResultSet& rs, const std::vector<std::vector<bool>>& bold) {
@@ -190,13 +205,15 @@ std::string render(const tracking::ResultSet& rs, Format format,
   if (format == Format::kMarkdown) return markdown(rs, bold, "**", "**");
   if (format == Format::kLatex) return latex(rs, bold);
   if (format == Format::kHtml) return html(rs, bold);
-  if (format == Format::kCsv) {
+  if (format == Format::kCsv || format == Format::kTsv) {
+    const char sep = format == Format::kCsv ? ',' : '\t';
     std::ostringstream out;
     for (size_t c = 0; c < rs.columns.size(); ++c)
-      out << (c ? "," : "") << csv_quote(rs.columns[c]);
+      out << (c ? std::string(1, sep) : "") << csv_quote(rs.columns[c], sep);
     out << "\n";
     for (const auto& row : rs.rows) {
-      for (size_t c = 0; c < row.size(); ++c) out << (c ? "," : "") << csv_quote(cell_text(row[c]));
+      for (size_t c = 0; c < row.size(); ++c)
+        out << (c ? std::string(1, sep) : "") << csv_quote(cell_text(row[c]), sep);
       out << "\n";
     }
     return out.str();

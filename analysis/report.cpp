@@ -1,7 +1,8 @@
 #include "analysis/report.h"
 
+#include <algorithm>
 #include <ctime>
-#include <set>
+#include <filesystem>
 #include <sstream>
 
 #include "analysis/plots.h"
@@ -10,6 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/output_dir.h"
+#include "core/sha256.h"
 
 namespace upcycle::analysis {
 
@@ -31,37 +33,63 @@ std::string base64(const std::string& bytes) {
 
 namespace {
 
+// Laid out for a 1280 px window (nothing wider than the page: wide tables scroll in their own box,
+// long words wrap, images shrink) and for print (no scroll boxes, no page break inside a figure).
 const char* kStyle = R"(<style>
+*, *::before, *::after { box-sizing: border-box; }
 body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1, h2, h3, p, li, td, th, figcaption, summary { overflow-wrap: anywhere; }
+div.scroll { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 thead { background: #f0f0f0; }
 p.note { font-size: 0.85em; color: #555; margin: 0.2em 0; }
 p.missing { color: #a33; }
-pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
-img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.8em; white-space: pre-wrap; }
+figure { margin: 1em 0; }
+img { max-width: 100%; height: auto; border: 1px solid #ddd; margin: 0.5em 0; }
 section.run { border-top: 2px solid #888; margin-top: 2em; }
+@media print {
+  body { max-width: none; margin: 0; padding: 0; font-size: 10pt; }
+  div.scroll { overflow: visible; }
+  table { font-size: 7.5pt; }
+  figure, table { break-inside: avoid; }
+  h2, h3 { break-after: avoid; }
+  details { display: none; }
+}
 </style>
 )";
 
-// Loaded images are counted in the page itself, so a browser can say that every plot decoded.
+// Loaded images are counted in the page itself, so a browser can say that every plot decoded, and
+// the page's laid-out width is recorded beside the window's (a page wider than it scrolls
+// sideways).
 const char* kImageCheck = R"(<script>
 window.addEventListener('load', function () {
   var imgs = document.querySelectorAll('img.plot'), ok = 0;
   for (var i = 0; i < imgs.length; i++) if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++;
   document.body.setAttribute('data-images', imgs.length);
   document.body.setAttribute('data-images-ok', ok);
+  document.body.setAttribute('data-scroll-width', document.documentElement.scrollWidth);
+  document.body.setAttribute('data-client-width', document.documentElement.clientWidth);
 });
 </script>
 )";
 
-std::string path_word(const std::string& run) {
+}  // namespace
+
+std::string report_dir_name(const std::string& run) {
   std::string out;
-  for (char c : run)
-    out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' ? c : '_';
+  for (char c : run.substr(0, 80)) {
+    const bool word = std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.';
+    out += word && !(out.empty() && c == '.') ? c : '_';  // no leading dot: not "..", not hidden
+  }
+  // A name changed on the way (exp/seed=1 and exp_seed=1) keeps a directory of its own.
+  if (out != run || out.empty()) out += "-" + core::sha256_hex(run).substr(0, 8);
   return out;
 }
+
+namespace {
 
 std::string missing(const std::string& what, const std::exception& e) {
   return "<p class=\"missing\">" + html_escape(what) + ": not available (" + html_escape(e.what()) +
@@ -70,15 +98,15 @@ std::string missing(const std::string& what, const std::exception& e) {
 
 std::string tables_html(tracking::Store& store, const std::string& run) {
   std::string out = "<h3>Tables</h3>\n";
-  const std::pair<const char*, const char*> tables[] = {
-      {"ppl", "bpb"}, {"ppl", "ppl"}, {"downstream", "ppl"}, {"nv-upcycling", "ppl"}};
-  for (const auto& [name, metric] : tables) {
-    try {
-      out += render_table(make_table(store, name, run, metric), Format::kHtml);
-    } catch (const Error& e) {
-      out += missing(
-          std::string("table ") + name + (std::string(metric) == "bpb" ? " (bits per byte)" : ""),
-          e);
+  for (const TableDef& def : table_registry()) {
+    if (!def.in_report) continue;
+    const bool perplexity = def.source == TableSource::kPerplexity;
+    for (const char* metric : {"bpb", "ppl"}) {  // bits per byte first: any tokenizer
+      if (!perplexity && std::string(metric) == "bpb") continue;
+      const Table t = make_table(store, def.name, {run, metric});
+      out += t.empty() ? "<p class=\"missing\">" + html_escape(t.title) + ": no rows (" +
+                             html_escape(t.no_rows) + ")</p>\n"
+                       : "<div class=\"scroll\">" + render_table(t, Format::kHtml) + "</div>\n";
     }
   }
   return out;
@@ -151,40 +179,84 @@ std::string provenance_html(tracking::Store& store, const std::string& run) {
 
 }  // namespace
 
-std::string write_report(tracking::Store& store, const std::vector<std::string>& wanted,
-                         const std::string& out_dir) {
-  std::vector<std::string> runs;
-  for (const auto& r : wanted.empty() ? std::vector<std::string>{""} : wanted)
-    runs.push_back(run_or_latest(store, r));
-  core::claim_output_collection(out_dir, {false, {{"the store", store.path()}}});
-  std::ostringstream html;
-  html << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-       << "<title>upcycle report</title>\n"
-       << kStyle << "</head>\n<body>\n<h1>upcycle report</h1>\n";
+namespace {
+
+std::string page_head(const std::string& title) {
+  return "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>" +
+         html_escape(title) + "</title>\n" + kStyle + "</head>\n<body>\n";
+}
+
+std::string written_note(tracking::Store& store) {
   const std::time_t now = std::time(nullptr);
   char when[64];
   std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
-  html << "<p class=\"note\">" << html_escape(store.path()) << ", written " << when << "</p>\n";
-  std::set<std::string> shown;
-  for (size_t i = 0; i < runs.size(); ++i) {
-    const std::string& run = runs[i];
-    if (shown.count(run)) continue;
-    const std::vector<std::string> group = seed_group(store, run);
-    shown.insert(group.begin(), group.end());
-    html << "<section class=\"run\">\n<h2>Run " << html_escape(run) << "</h2>\n";
-    if (group.size() > 1) {
-      html << "<p class=\"note\">Tables pool " << group.size()
-           << " seeds of this sweep point; plots show this run.</p>\n";
-    }
-    html << tables_html(store, run)
-         << plots_html(store, run,
-                       out_dir + "/plots/" + std::to_string(i + 1) + "-" + path_word(run))
-         << provenance_html(store, run) << "</section>\n";
+  return "<p class=\"note\">" + html_escape(store.path()) + ", written " + when + "</p>\n";
+}
+
+// OUT_DIR/index.html: every run of the store, linked to its report where OUT_DIR has one.
+std::string write_index(tracking::Store& store, const std::string& out_dir) {
+  auto runs = store.select(
+      "SELECT name, status, tags, COALESCE(updated_at, created_at) FROM runs ORDER BY id DESC");
+  std::ostringstream html;
+  html << page_head("upcycle reports") << "<h1>upcycle reports</h1>\n"
+       << written_note(store)
+       << "<div class=\"scroll\"><table>\n<thead><tr><th>run</th><th>status</th><th>tags</th>"
+          "<th>updated</th><th>report</th></tr></thead>\n<tbody>\n";
+  for (const auto& r : runs.rows) {
+    const std::string run = cell_text(r[0]), dir = report_dir_name(run);
+    std::error_code ec;
+    const bool has = std::filesystem::exists(out_dir + "/" + dir + "/report.html", ec);
+    html << "<tr><td>" << html_escape(run) << "</td><td>" << html_escape(cell_text(r[1]))
+         << "</td><td>" << html_escape(cell_text(r[2])) << "</td><td>"
+         << html_escape(cell_text(r[3])) << "</td><td>"
+         << (has ? "<a href=\"" + html_escape(dir) + "/report.html\">report</a>" : "")
+         << "</td></tr>\n";
   }
-  html << kImageCheck << "</body>\n</html>\n";
-  std::string path = out_dir + "/report.html";
+  html << "</tbody>\n</table></div>\n</body>\n</html>\n";
+  const std::string path = out_dir + "/index.html";
   core::write_file_atomic(path, html.str());
   return path;
+}
+
+// OUT_DIR/<run>/report.html and its plots.
+std::string write_run_page(tracking::Store& store, const std::string& run,
+                           const std::string& out_dir, const core::OutputRules& rules) {
+  const std::string dir = out_dir + "/" + report_dir_name(run);
+  core::claim_output_collection(dir, rules);
+  const std::vector<std::string> group = seed_group(store, run);
+  std::ostringstream html;
+  html << page_head("upcycle report: run " + run) << "<p class=\"note\"><a href=\"../index.html\">"
+       << "all runs</a></p>\n<h1>Run " << html_escape(run) << "</h1>\n"
+       << written_note(store);
+  if (group.size() > 1) {
+    html << "<p class=\"note\">Tables and the loss plot pool " << group.size()
+         << " seeds of this sweep point; the other plots show this run.</p>\n";
+  }
+  html << "<section class=\"run\">\n"
+       << tables_html(store, run) << plots_html(store, run, dir + "/plots")
+       << provenance_html(store, run) << "</section>\n"
+       << kImageCheck << "</body>\n</html>\n";
+  const std::string path = dir + "/report.html";
+  core::write_file_atomic(path, html.str());
+  return path;
+}
+
+}  // namespace
+
+ReportPaths write_report(tracking::Store& store, const std::vector<std::string>& wanted,
+                         const std::string& out_dir) {
+  std::vector<std::string> runs;
+  for (const auto& r : wanted.empty() ? std::vector<std::string>{""} : wanted) {
+    const std::string run = run_or_latest(store, r);
+    if (std::find(runs.begin(), runs.end(), run) == runs.end()) runs.push_back(run);
+  }
+  const core::OutputRules rules{false, {{"the store", store.path()}}};
+  core::claim_output_collection(out_dir, rules);
+  ReportPaths out;
+  for (const auto& run : runs) out.pages.push_back(write_run_page(store, run, out_dir, rules));
+  out.index = write_index(store, out_dir);
+  return out;
 }
 
 }  // namespace upcycle::analysis

@@ -44,12 +44,36 @@ std::string stat_text(const Stat& s, int decimals) {
   return buf;
 }
 
+Table no_rows_table(std::string title, std::string why, std::string hint) {
+  Table t;
+  t.title = std::move(title);
+  t.no_rows = std::move(why);
+  t.hint = std::move(hint);
+  return t;
+}
+
+namespace {
+
+std::string note_line(const std::string& n, Format format, bool first) {
+  switch (format) {
+    case Format::kLatex:
+      return latex_escape(n) + "\\par\n";
+    case Format::kHtml:
+      return "<p class=\"note\">" + html_escape(n) + "</p>\n";
+    default:
+      return (first ? "\n" : "") + std::string("- ") + n + "\n";
+  }
+}
+
+}  // namespace
+
 std::string render_table(const Table& t, Format format) {
-  if (format == Format::kCsv) return render(t.data, format);
+  if (format == Format::kCsv || format == Format::kTsv) return render(t.data, format);
   if (format == Format::kJson) {
     nlohmann::json j = {{"title", t.title},
                         {"rows", nlohmann::json::parse(render(t.data, Format::kJson))},
                         {"notes", t.notes}};
+    if (t.empty()) j["no_rows"] = t.no_rows;
     return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   std::string out;
@@ -57,8 +81,11 @@ std::string render_table(const Table& t, Format format) {
     case Format::kMarkdown:
       out += "**" + t.title + "**\n\n";
       break;
-    case Format::kLatex:
-      out += "% " + latex_escape(t.title) + "\n";
+    case Format::kLatex:  // a float with the title as caption and the notes below, for a paper
+      out +=
+          "% needs \\usepackage{booktabs} and \\usepackage{graphicx}\n\\begin{table}[htbp]\n"
+          "\\centering\n\\caption{" +
+          latex_escape(t.title) + "}\n";
       break;
     case Format::kHtml:
       out += "<h3>" + html_escape(t.title) + "</h3>\n";
@@ -66,20 +93,17 @@ std::string render_table(const Table& t, Format format) {
     default:
       out += t.title + "\n\n";
   }
-  out += render(t.display, format, t.best);
-  for (const auto& n : t.notes) {
-    switch (format) {
-      case Format::kLatex:
-        out += "% " + latex_escape(n) + "\n";
-        break;
-      case Format::kHtml:
-        out += "<p class=\"note\">" + html_escape(n) + "</p>\n";
-        break;
-      default:
-        out += (&n == &t.notes.front() ? "\n" : "") + std::string("- ") + n + "\n";
-    }
+  const bool latex = format == Format::kLatex;
+  if (t.empty()) {
+    out += note_line("no rows: " + t.no_rows + (t.hint.empty() ? "" : " (" + t.hint + ")"), format,
+                     false);
+    return latex ? out + "\\end{table}\n" : out;
   }
-  return out;
+  if (latex) out += "\\resizebox{\\linewidth}{!}{%\n";
+  out += render(t.display, format, t.best);
+  if (latex) out += "}\n\\par\\smallskip\n{\\footnotesize\\raggedright\n";
+  for (const auto& n : t.notes) out += note_line(n, format, &n == &t.notes.front());
+  return latex ? out + "}\n\\end{table}\n" : out;
 }
 
 }  // namespace upcycle::analysis

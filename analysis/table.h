@@ -18,10 +18,16 @@ struct Table {
   std::vector<std::vector<bool>> best;  ///< display cells to emphasise (the best value of a column)
   tracking::ResultSet data;
   std::vector<std::string> notes;
+  std::string no_rows;  ///< set when the run has nothing for this table: why (an expected case)
+  std::string hint;     ///< with no_rows: what would fill it
+  bool empty() const { return !no_rows.empty(); }
 };
 
-/// Title, table and notes in `format`; CSV and JSON carry `data` alone (JSON as {title, rows,
-/// notes}).
+/// A table without rows: `why` (naming the store and run) and what would fill it.
+Table no_rows_table(std::string title, std::string why, std::string hint);
+
+/// Title, table and notes in `format`; CSV, TSV and JSON carry `data` alone (JSON as {title, rows,
+/// notes}). An empty table renders as its title and why it has no rows.
 std::string render_table(const Table& t, Format format);
 
 /// Names with one line each (`upcycle table --list`, `upcycle plot --list`).

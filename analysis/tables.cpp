@@ -10,6 +10,7 @@
 
 #include "analysis/paper.h"
 #include "analysis/render.h"
+#include "analysis/results.h"
 #include "core/error.h"
 
 namespace upcycle::analysis {
@@ -79,6 +80,12 @@ std::string percent(double v) {
   return buf;
 }
 
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+  return out;
+}
+
 // Values gathered across the runs of a seed group: row label -> column -> one value per run.
 struct Gathered {
   std::vector<std::string> rows, columns;  ///< in order of first appearance
@@ -111,51 +118,78 @@ std::vector<std::string> unfinished_jobs(tracking::Store& store,
 
 std::string runs_note(const std::vector<std::string>& runs) {
   if (runs.size() == 1) return "one run (" + runs[0] + "); a sweep over seed gives mean ± std";
-  std::string names;
-  for (const auto& r : runs) names += (names.empty() ? "" : ", ") + r;
-  return "mean ± sample std over " + std::to_string(runs.size()) + " seeds (runs " + names + ")";
+  return "mean ± sample std over " + std::to_string(runs.size()) + " seeds (runs " + join(runs) +
+         ")";
 }
 
-// Marks the best mean of each numeric column (lowest or highest) among rows with a value.
+// Marks the best mean of each numeric column (lowest or highest), only where it is strictly
+// better than every other row's: a tie marks nothing, and so does a column with one value.
 void mark_best(Table& t, const std::vector<std::vector<std::optional<double>>>& means,
                bool lower_is_better) {
   t.best.assign(t.display.rows.size(), std::vector<bool>(t.display.columns.size(), false));
   if (means.empty()) return;
   for (size_t c = 0; c < means[0].size(); ++c) {
     std::optional<size_t> best;
+    bool strict = false;
+    int values = 0;
     for (size_t r = 0; r < means.size(); ++r) {
       if (!means[r][c]) continue;
-      if (!best ||
-          (lower_is_better ? *means[r][c] < *means[*best][c] : *means[r][c] > *means[*best][c]))
-        best = r;
+      ++values;
+      const double v = *means[r][c];
+      if (!best) {
+        best = r, strict = true;
+      } else if (v == *means[*best][c]) {
+        strict = false;
+      } else if (lower_is_better ? v < *means[*best][c] : v > *means[*best][c]) {
+        best = r, strict = true;
+      }
     }
-    if (best) t.best[*best][c + 1] = true;  // column 0 is the label
+    if (best && strict && values > 1) t.best[*best][c + 1] = true;  // column 0 is the label
   }
 }
 
-}  // namespace
+// The eval results of every run of the group.
+std::vector<std::pair<std::string, std::vector<Metric>>> group_results(
+    tracking::Store& store, const std::vector<std::string>& runs) {
+  std::vector<std::pair<std::string, std::vector<Metric>>> out;
+  for (const auto& r : runs) out.emplace_back(r, read_results(store, r));
+  return out;
+}
 
-namespace {
+// The domains the average is taken over: the paper's for this table, less those the runs did not
+// evaluate at all (a run of two domains still gets an average, its note says over which).
+std::vector<std::string> averaged_domains(const PaperTable& paper,
+                                          const std::vector<std::string>& evaluated) {
+  std::vector<std::string> out;
+  for (const auto& d : paper.average_of) {
+    if (std::find(evaluated.begin(), evaluated.end(), d) != evaluated.end()) out.push_back(d);
+  }
+  return out;
+}
 
-// Per run of the group: model -> domain -> ppl (or bpb); "avg" is taken per run (all domains
-// present), then pooled.
+// Per run of the group: model -> domain -> ppl (or bpb); "avg" is taken per run over the domains
+// averaged_domains() gives (when the model has every one of them), then pooled.
 Gathered gather_perplexities(tracking::Store& store, const std::vector<std::string>& runs,
-                             const std::string& metric) {
+                             const std::string& metric, const PaperTable& paper) {
   Gathered g;
-  for (const auto& r : runs) {
-    auto rs = store.select(
-        "SELECT model, substr(task, 5), value FROM v_results WHERE run = ? AND metric = ? "
-        "AND task LIKE 'ppl/%' ORDER BY result_id",
-        {r, metric});
-    std::map<std::string, std::vector<double>> per_model;
-    for (const auto& row : rs.rows) {
-      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), tracking::number_of(row[2]));
-      per_model[tracking::text_of(row[0])].push_back(tracking::number_of(row[2]));
+  std::vector<std::map<std::string, std::map<std::string, double>>> per_run;
+  for (const auto& [run, results] : group_results(store, runs)) {
+    auto& per_model = per_run.emplace_back();
+    for (const auto& m : results) {
+      if (m.kind != core::ResultKind::kPerplexity || m.name != metric) continue;
+      g.add(m.model, m.domain, m.value);
+      per_model[m.model][m.domain] = m.value;
     }
-    for (const auto& [model, vals] : per_model) {
+  }
+  const std::vector<std::string> average_of = averaged_domains(paper, g.columns);
+  for (const auto& per_model : per_run) {
+    for (const auto& [model, by_domain] : per_model) {
       double sum = 0;
-      for (double v : vals) sum += v;
-      if (vals.size() == g.columns.size()) g.values[model]["avg"].push_back(sum / vals.size());
+      size_t n = 0;
+      for (const auto& d : average_of) {
+        if (auto it = by_domain.find(d); it != by_domain.end()) sum += it->second, ++n;
+      }
+      if (n == average_of.size() && n > 0) g.values[model]["avg"].push_back(sum / n);
     }
   }
   return g;
@@ -188,7 +222,8 @@ struct Relative {
 Cell cell_or_null(const std::optional<double>& v) { return v ? Cell(*v) : Cell(); }
 std::string percent_or_dash(const std::optional<double>& v) { return v ? percent(*v) : "—"; }
 
-// One model's row: each domain's and the average's mean ± std, n, and both sides' changes.
+// One model's row: each domain's and the average's mean ± std, n, then the two changes side by
+// side (ours, the paper's) and the paper's row.
 std::vector<std::optional<double>> add_model_row(Table& t, Gathered& g, const std::string& m,
                                                  const std::vector<std::string>& domains,
                                                  const Relative& rel) {
@@ -208,15 +243,15 @@ std::vector<std::optional<double>> add_model_row(Table& t, Gathered& g, const st
   means.push_back(std::nullopt);  // n
   const PaperRow* p = rel.paper.row_for(m);
   disp.insert(disp.end(),
-              {percent_or_dash(rel.ours(avg)), p ? p->label : "—", percent_or_dash(rel.papers(p))});
-  data.insert(data.end(), {cell_or_null(rel.ours(avg)), p ? Cell(p->label) : Cell(),
-                           cell_or_null(rel.papers(p))});
+              {percent_or_dash(rel.ours(avg)), percent_or_dash(rel.papers(p)), p ? p->label : "—"});
+  data.insert(data.end(), {cell_or_null(rel.ours(avg)), cell_or_null(rel.papers(p)),
+                           p ? Cell(p->label) : Cell()});
   t.display.rows.push_back(std::move(disp));
   t.data.rows.push_back(std::move(data));
   return means;
 }
 
-// The paper's rows the run has no model for, so its whole ordering stays visible.
+// --all-rows: the paper's rows the run has no model for, so its whole ordering stays visible.
 void add_rows_not_run(Table& t, const Gathered& g, size_t domains, const Relative& rel) {
   for (const auto& p : rel.paper.rows) {
     bool shown = false;
@@ -225,37 +260,58 @@ void add_rows_not_run(Table& t, const Gathered& g, size_t domains, const Relativ
     std::vector<Cell> disp{std::string("(not run)")}, data{std::string("")};
     disp.insert(disp.end(), domains + 3, Cell(std::string("—")));
     data.insert(data.end(), 2 * domains + 4, Cell());
-    disp.insert(disp.end(), {p.label, percent_or_dash(rel.papers(&p))});
-    data.insert(data.end(), {p.label, cell_or_null(rel.papers(&p))});
+    disp.insert(disp.end(), {percent_or_dash(rel.papers(&p)), p.label});
+    data.insert(data.end(), {cell_or_null(rel.papers(&p)), p.label});
     t.display.rows.push_back(std::move(disp));
     t.data.rows.push_back(std::move(data));
     t.best.push_back(std::vector<bool>(t.display.columns.size(), false));
   }
 }
 
+// The footnote saying which domains the average is over, and where that is not the paper's set.
+std::string average_note(const PaperTable& paper, const std::vector<std::string>& domains) {
+  const std::vector<std::string> used = averaged_domains(paper, domains);
+  std::vector<std::string> left_out, not_run;
+  for (const auto& d : domains) {
+    if (std::find(used.begin(), used.end(), d) == used.end()) left_out.push_back(d);
+  }
+  for (const auto& d : paper.average_of) {
+    if (std::find(used.begin(), used.end(), d) == used.end()) not_run.push_back(d);
+  }
+  return "avg: the mean over " + join(used) + (not_run.empty() ? ", as " : ", not as ") +
+         paper.source + " averages (" + join(paper.average_of) + ")" +
+         (not_run.empty() ? "" : ": this run did not evaluate " + join(not_run)) +
+         (left_out.empty() ? "" : "; " + join(left_out) + " shown, not averaged") +
+         "; a model missing one of them has no avg.";
+}
+
 }  // namespace
 
-Table perplexity_table(tracking::Store& store, const std::string& run_name,
-                       const std::string& paper_id, const std::string& metric) {
-  check_known(perplexity_metrics(), metric, "metric");
-  const bool bpb = metric == "bpb";
-  const std::string run = run_or_latest(store, run_name);
+Table perplexity_table(tracking::Store& store, const std::string& paper_id,
+                       const TableOptions& options) {
+  check_known(perplexity_metrics(), options.metric, "metric");
+  const bool bpb = options.metric == "bpb";
+  const std::string run = run_or_latest(store, options.run);
   const std::vector<std::string> runs = seed_group(store, run);
   const std::optional<PaperTable> paper = paper_table(paper_id);
-  if (!paper) throw InternalError("no paper table '" + paper_id + "'");
-  Gathered g = gather_perplexities(store, runs, metric);
+  if (!paper || paper->average_of.empty())
+    throw InternalError("no perplexity paper table '" + paper_id + "'");
+  const std::string title = std::string(bpb ? "Bits per byte" : "Perplexity") + " per domain (" +
+                            paper->source + " layout), run " + run;
+  Gathered g = gather_perplexities(store, runs, options.metric, *paper);
   if (g.rows.empty()) {
-    throw StoreError(store.path() + ": run '" + run + "' has no " +
-                         (bpb ? "bits-per-byte" : "perplexity") + " results",
-                     bpb ? "bits per byte need text data and an eval job of this version: upcycle "
-                           "run RECIPE re-runs it"
-                         : "its eval stage has not run or failed: upcycle status --run " + run);
+    return no_rows_table(
+        title,
+        store.path() + ": run '" + run + "' has no " + (bpb ? "bits-per-byte" : "perplexity") +
+            " results",
+        bpb ? "bits per byte need text data and an eval job of this version: upcycle run RECIPE "
+              "re-runs it"
+            : "its eval stage has not run or failed: upcycle status --run " + run);
   }
   const std::vector<std::string> domains = g.columns;
   const Relative rel(*paper, g);
   Table t;
-  t.title = std::string(bpb ? "Bits per byte" : "Perplexity") + " per domain (" + paper->source +
-            " layout), run " + run;
+  t.title = title;
   t.display.columns = {"model"};
   t.data.columns = {"model"};
   for (const auto& d : domains) {
@@ -263,56 +319,55 @@ Table perplexity_table(tracking::Store& store, const std::string& run_name,
     t.display.columns.push_back(it == paper->columns.end() ? d : d + " (" + it->second + ")");
     t.data.columns.insert(t.data.columns.end(), {d, d + "_std"});
   }
+  const std::string ours_vs = "vs " + (rel.our_ref.empty() ? "BTX" : rel.our_ref);
   t.display.columns.insert(t.display.columns.end(),
-                           {"avg", "n", "vs " + (rel.our_ref.empty() ? "BTX" : rel.our_ref),
-                            "paper row", "paper vs " + paper->reference_row});
+                           {"avg", "n", ours_vs, "paper vs " + paper->reference_row, "paper row"});
   t.data.columns.insert(t.data.columns.end(), {"avg", "avg_std", "n", "change_vs_reference_pct",
-                                               "paper_row", "paper_change_vs_reference_pct"});
+                                               "paper_change_vs_reference_pct", "paper_row"});
   std::vector<std::vector<std::optional<double>>> means;
   for (const auto& m : g.rows) means.push_back(add_model_row(t, g, m, domains, rel));
   mark_best(t, means, /*lower_is_better=*/true);
-  add_rows_not_run(t, g, domains.size(), rel);
+  if (options.all_rows) add_rows_not_run(t, g, domains.size(), rel);
   t.notes.push_back(
       std::string("Ours: ") +
       (bpb ? "bits per byte (nll * tokens / (bytes * ln 2), independent of the tokenizer)"
            : "perplexity per token") +
-      " on each domain's test split, " + runs_note(runs) + "; best per column marked.");
+      " on each domain's test split, " + runs_note(runs) +
+      "; the best of a column is marked where it is strictly best.");
+  t.notes.push_back(average_note(*paper, domains));
   t.notes.push_back(
       "Paper: " + paper->source +
       ", perplexity. At another scale absolute numbers are not comparable, "
       "so both sides show each row's change in the average against BTX (negative is better; ours "
       "in " +
-      metric + "): " +
+      options.metric + "): " +
       (rel.our_ref.empty() ? "this run has no BTX model, " : "ours against " + rel.our_ref + ", ") +
-      "the paper's against its " + paper->reference_row + " row.");
+      "the paper's against its " + paper->reference_row + " row" +
+      (options.all_rows ? "." : "; --all-rows adds the paper's rows this run has no model for."));
   for (auto& n : unfinished_jobs(store, runs)) t.notes.push_back(std::move(n));
   return t;
 }
 
-Table downstream_table(tracking::Store& store, const std::string& run_name) {
-  const std::string run = run_or_latest(store, run_name);
+Table downstream_table(tracking::Store& store, const TableOptions& options) {
+  const std::string run = run_or_latest(store, options.run);
   const std::vector<std::string> runs = seed_group(store, run);
+  const std::string title = "Downstream tasks (BAM Table 3 layout), run " + run;
   Gathered g, stderrs;
-  for (const auto& r : runs) {
-    auto rs = store.select(
-        "SELECT model, task || ' ' || metric || CASE WHEN filter = 'none' THEN '' ELSE ',' || "
-        "filter END, value, "
-        "stderr FROM v_results WHERE run = ? AND task NOT LIKE 'ppl/%' AND task NOT LIKE "
-        "'routing/%' "
-        "ORDER BY result_id",
-        {r});
-    for (const auto& row : rs.rows) {
-      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), tracking::number_of(row[2]));
-      stderrs.add(tracking::text_of(row[0]), tracking::text_of(row[1]),
-                  tracking::number_of(row[3]));  // NaN: n/a
+  for (const auto& [r, results] : group_results(store, runs)) {
+    for (const auto& m : results) {
+      if (m.kind != core::ResultKind::kTask) continue;
+      const std::string col = m.task + " " + m.name + (m.filter == "none" ? "" : "," + m.filter);
+      g.add(m.model, col, m.value);
+      stderrs.add(m.model, col, m.stderr_value.value_or(NAN));  // NaN: n/a
     }
   }
   if (g.rows.empty()) {
-    throw StoreError(store.path() + ": run '" + run + "' has no downstream results",
-                     "its eval stage lists no tasks, or has not run: upcycle status --run " + run);
+    return no_rows_table(
+        title, store.path() + ": run '" + run + "' has no downstream results",
+        "its eval stage lists no tasks, or has not run: upcycle status --run " + run);
   }
   Table t;
-  t.title = "Downstream tasks (BAM Table 3 layout), run " + run;
+  t.title = title;
   t.display.columns = {"model"};
   t.display.columns.insert(t.display.columns.end(), g.columns.begin(), g.columns.end());
   t.data.columns = {"model", "task", "mean", "std", "stderr", "n"};
@@ -344,75 +399,77 @@ Table downstream_table(tracking::Store& store, const std::string& run_name) {
                     std::string(runs.size() == 1
                                     ? "± is the score's standard error over examples (one run)"
                                     : runs_note(runs)) +
-                    "; best per column marked.");
+                    "; the best of a column is marked where it is strictly best.");
   for (auto& n : unfinished_jobs(store, runs)) t.notes.push_back(std::move(n));
   return t;
 }
 
-Table validation_loss_table(tracking::Store& store, const std::string& run_name) {
-  const std::string run = run_or_latest(store, run_name);
+Table validation_loss_table(tracking::Store& store, const TableOptions& options) {
+  const std::string run = run_or_latest(store, options.run);
   const std::vector<std::string> runs = seed_group(store, run);
+  const std::string title =
+      "Final validation loss of each training stage (NVIDIA's ablations: compare at equal "
+      "tokens), run " +
+      run;
   Gathered g;
   for (const auto& r : runs) {
-    // The last logged value of each metric of each train job of the run.
-    auto rs = store.select(
-        "SELECT rj.stage, m.key, m.value FROM metrics m JOIN run_jobs rj ON rj.job_id = m.job_id "
-        "JOIN runs ru ON ru.id = rj.run_id WHERE ru.name = ? AND m.key IN ('val_loss', 'tokens') "
-        "AND m.step = (SELECT MAX(step) FROM metrics m2 WHERE m2.job_id = m.job_id AND m2.key = "
-        "m.key) "
-        "ORDER BY rj.rowid",
-        {r});
-    for (const auto& row : rs.rows) {
-      g.add(tracking::text_of(row[0]), tracking::text_of(row[1]), tracking::number_of(row[2]));
+    for (const auto& m : read_last_metrics(store, r)) {
+      if (m.name == "val_loss" || m.name == "tokens") g.add(m.stage, m.name, m.value);
     }
   }
+  for (auto it = g.rows.begin(); it != g.rows.end();) {  // stages that logged no validation loss
+    it = g.values[*it]["val_loss"].empty() ? g.rows.erase(it) : it + 1;
+  }
   if (g.rows.empty()) {
-    throw StoreError(store.path() + ": run '" + run + "' has no training metrics",
-                     "its train stages have not run: upcycle status --run " + run);
+    return no_rows_table(title, store.path() + ": run '" + run + "' has no validation losses",
+                         "its train stages have not run: upcycle status --run " + run);
   }
   const std::optional<PaperTable> paper = paper_table("nv-upcycling");
   const PaperRow* paper_ref = paper->reference();
   std::string our_ref;  // our stage standing for continued dense training
   for (const auto& s : g.rows) {
-    if (our_ref.empty() && paper->row_for(s) == paper_ref && !g.values[s]["val_loss"].empty())
-      our_ref = s;
+    if (our_ref.empty() && paper->row_for(s) == paper_ref) our_ref = s;
   }
   const double ref_loss = our_ref.empty() ? 0 : stat_of(g.values[our_ref]["val_loss"]).mean;
   Table t;
-  t.title =
-      "Final validation loss of each training stage (NVIDIA's ablations: compare at equal tokens), "
-      "run " +
-      run;
+  t.title = title;
   t.display.columns = {
-      "stage",     "tokens",        "val_loss", "n", "vs " + (our_ref.empty() ? "dense" : our_ref),
-      "paper row", "paper vs dense"};
-  t.data.columns = {"stage",     "tokens",
-                    "val_loss",  "val_loss_std",
-                    "n",         "change_vs_reference_pct",
-                    "paper_row", "paper_change_vs_reference_pct"};
+      "stage",          "tokens",   "val_loss", "n", "vs " + (our_ref.empty() ? "dense" : our_ref),
+      "paper vs dense", "paper row"};
+  t.data.columns = {"stage",
+                    "tokens",
+                    "val_loss",
+                    "val_loss_std",
+                    "n",
+                    "change_vs_reference_pct",
+                    "paper_change_vs_reference_pct",
+                    "paper_row"};
   std::vector<std::vector<std::optional<double>>> means;
   for (const auto& s : g.rows) {
     const Stat tok = stat_of(g.values[s]["tokens"]), loss = stat_of(g.values[s]["val_loss"]);
-    const bool vs = loss.n && ref_loss > 0;
+    const bool vs = ref_loss > 0;
     const PaperRow* p = paper->row_for(s);
-    const double paper_change =
-        p && paper_ref ? 100 * (p->values.at("val_loss") / paper_ref->values.at("val_loss") - 1)
-                       : 0;
+    const std::optional<double> paper_change =
+        p && paper_ref
+            ? std::optional<double>(
+                  100 * (p->values.at("val_loss") / paper_ref->values.at("val_loss") - 1))
+            : std::nullopt;
+    const std::optional<double> change =
+        vs ? std::optional<double>(100 * (loss.mean / ref_loss - 1)) : std::nullopt;
     t.display.rows.push_back({s, tok.n ? Cell(static_cast<int64_t>(tok.mean)) : Cell(),
                               stat_text(loss, 4), static_cast<int64_t>(loss.n),
-                              vs ? percent(100 * (loss.mean / ref_loss - 1)) : "—",
-                              p ? p->label : "—", p && paper_ref ? percent(paper_change) : "—"});
-    t.data.rows.push_back({s, tok.n ? Cell(tok.mean) : Cell(), loss.n ? Cell(loss.mean) : Cell(),
+                              percent_or_dash(change), percent_or_dash(paper_change),
+                              p ? p->label : "—"});
+    t.data.rows.push_back({s, tok.n ? Cell(tok.mean) : Cell(), Cell(loss.mean),
                            loss.n > 1 ? Cell(loss.std) : Cell(), static_cast<int64_t>(loss.n),
-                           vs ? Cell(100 * (loss.mean / ref_loss - 1)) : Cell(),
-                           p ? Cell(p->label) : Cell(),
-                           p && paper_ref ? Cell(paper_change) : Cell()});
-    means.push_back(
-        {std::nullopt, loss.n ? std::optional<double>(loss.mean) : std::nullopt, std::nullopt});
+                           cell_or_null(change), cell_or_null(paper_change),
+                           p ? Cell(p->label) : Cell()});
+    means.push_back({std::nullopt, std::optional<double>(loss.mean), std::nullopt});
   }
   mark_best(t, means, /*lower_is_better=*/true);
   t.notes.push_back("Ours: the last validation loss each stage logged, " + runs_note(runs) +
-                    ". Compare stages at equal tokens only.");
+                    ". Compare stages at equal tokens only; the best is marked where strictly "
+                    "best.");
   t.notes.push_back(
       "Paper: " + paper->source +
       ", each row against continued dense training; also from it: "
@@ -422,26 +479,46 @@ Table validation_loss_table(tracking::Store& store, const std::string& run_name)
   return t;
 }
 
-const NamedList& table_names() {
-  static const NamedList kNames = {
-      {"ppl", "perplexity per domain, beside BAM Table 1 (590M)"},
-      {"ppl-2b", "perplexity per domain, beside BAM Table 2 (2B)"},
-      {"downstream", "downstream task scores with their standard errors (BAM Table 3 layout)"},
+const std::vector<TableDef>& table_registry() {
+  using S = TableSource;
+  static const std::vector<TableDef> kTables = {
+      {"ppl", "perplexity per domain, beside BAM Table 1 (590M)", S::kPerplexity, "ppl", true},
+      {"ppl-2b", "perplexity per domain, beside BAM Table 2 (2B; its average: code, law, math)",
+       S::kPerplexity, "ppl-2b", false},
+      {"downstream", "downstream task scores with their standard errors (BAM Table 3 layout)",
+       S::kDownstream, "", true},
       {"attention-routing",
-       "perplexity beside BAM Table 6: soft against top-1 and top-2 attention routing"},
+       "perplexity beside BAM Table 6: soft against top-1 and top-2 attention routing",
+       S::kPerplexity, "attention-routing", false},
       {"param-matched",
-       "perplexity beside BAM Tables 4 and 5: BTX with extra seed experts against BAM"},
+       "perplexity beside BAM Tables 4 and 5: BTX with extra seed experts against BAM",
+       S::kPerplexity, "param-matched", false},
       {"nv-upcycling",
-       "final validation loss and tokens of every training stage (NVIDIA's ablations)"},
+       "final validation loss and tokens of every training stage (NVIDIA's ablations)",
+       S::kValidationLoss, "nv-upcycling", true},
       {"params",
        "total and active parameters of a recipe's models beside BAM Table 9 (--recipe, default "
-       "recipes/paper/bam_590m.yaml)"},
-      {"flops", "forward FLOPs per token per layer beside BAM Table 7 (--recipe, as params)"},
+       "recipes/paper/bam_590m.yaml)",
+       S::kRecipe, "params", false},
+      {"flops", "forward FLOPs per token per layer beside BAM Table 7 (--recipe, as params)",
+       S::kRecipe, "flops", false},
   };
-  return kNames;
+  return kTables;
 }
 
-void check_table_name(const std::string& name) { check_known(table_names(), name, "table"); }
+const TableDef& find_table(const std::string& name) {
+  for (const auto& t : table_registry()) {
+    if (t.name == name) return t;
+  }
+  check_known(table_names(), name, "table");  // throws, listing the known tables
+  throw InternalError("find_table: " + name);
+}
+
+NamedList table_names() {
+  NamedList out;
+  for (const auto& t : table_registry()) out.emplace_back(t.name, t.what);
+  return out;
+}
 
 const NamedList& perplexity_metrics() {
   static const NamedList kMetrics = {
@@ -452,14 +529,19 @@ const NamedList& perplexity_metrics() {
   return kMetrics;
 }
 
-Table make_table(tracking::Store& store, const std::string& name, const std::string& run,
-                 const std::string& metric) {
-  check_table_name(name);
-  if (name == "params" || name == "flops")
-    throw InternalError("params and flops tables come from a recipe");
-  if (name == "downstream") return downstream_table(store, run);
-  if (name == "nv-upcycling") return validation_loss_table(store, run);
-  return perplexity_table(store, run, name, metric);
+Table make_table(tracking::Store& store, const std::string& name, const TableOptions& options) {
+  const TableDef& def = find_table(name);
+  switch (def.source) {
+    case TableSource::kPerplexity:
+      return perplexity_table(store, def.paper, options);
+    case TableSource::kDownstream:
+      return downstream_table(store, options);
+    case TableSource::kValidationLoss:
+      return validation_loss_table(store, options);
+    case TableSource::kRecipe:
+      break;
+  }
+  throw InternalError("table " + name + " comes from a recipe, not the store");
 }
 
 }  // namespace upcycle::analysis

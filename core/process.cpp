@@ -47,6 +47,7 @@ struct ExecArgs {
 
 [[noreturn]] void run_child(const SpawnOptions& o, ExecArgs& a, pid_t parent, int report_fd) {
   if (o.own_process_group) ::setpgid(0, 0);
+  ::signal(SIGPIPE, SIG_DFL);  // the runner ignores it; a child gets the default back
   if (o.die_with_parent) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) ::raise(SIGTERM);  // the parent died before prctl
@@ -181,7 +182,9 @@ void exec_process(const std::vector<std::string>& argv) {
   SpawnOptions o;
   o.argv = argv;
   ExecArgs args(o);
+  ::signal(SIGPIPE, SIG_DFL);
   ::execvpe(args.argv[0], args.argv.data(), args.envp.data());
+  ::signal(SIGPIPE, SIG_IGN);
   throw ProcessError(argv[0] + ": cannot run: " + std::strerror(errno));
 }
 

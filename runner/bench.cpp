@@ -13,6 +13,7 @@
 #include "core/job_files.h"
 #include "core/metric_sink.h"
 #include "core/output_dir.h"
+#include "core/result_names.h"
 #include "runner/cli_common.h"
 #include "runner/job_binary.h"
 #include "runner/run.h"
@@ -61,7 +62,7 @@ core::JobResult fake_finished_job(const std::string& dir, const std::string& key
   core::JobResult r;
   r.key = key;
   for (int64_t e = 0; e < evals; ++e) {
-    r.evals.push_back({"model", "ppl/d" + std::to_string(e), "ppl",
+    r.evals.push_back({"model", core::perplexity_task("d" + std::to_string(e)), "ppl",
                        10.0 + double((salt * 7 + e) % 50), 0.1, 1000, "none", std::nullopt});
   }
   return r;

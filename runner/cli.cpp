@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -116,21 +115,19 @@ void show_results(const Recipe& recipe, const std::vector<std::string>& run_name
     for (const auto& r : analysis::seed_group(store, run)) shown.insert(r);
     // Bits per byte, perplexity per token, downstream scores; each absent without an eval stage
     // (bits per byte also with pre-tokenized data, downstream scores without tasks).
-    const std::vector<std::function<analysis::Table()>> tables = {
-        [&] { return analysis::perplexity_table(store, run, "ppl", "bpb"); },
-        [&] { return analysis::perplexity_table(store, run, "ppl", "ppl"); },
-        [&] { return analysis::downstream_table(store, run); }};
-    for (const auto& table : tables) {
-      try {
-        std::cout << "\n" << analysis::render_table(table(), analysis::Format::kTable);
-      } catch (const StoreError&) {
-      }
+    for (const auto& t : {analysis::perplexity_table(store, "ppl", {run, "bpb"}),
+                          analysis::perplexity_table(store, "ppl", {run, "ppl"}),
+                          analysis::downstream_table(store, {run})}) {
+      if (!t.empty()) std::cout << "\n" << analysis::render_table(t, analysis::Format::kTable);
     }
   }
   if (!report) return;
   try {
-    std::cout << "\nreport: " << analysis::write_report(store, run_names, recipe.root + "/report")
-              << "\n";
+    const analysis::ReportPaths paths =
+        analysis::write_report(store, run_names, recipe.root + "/report");
+    std::cout << "\n";
+    for (const auto& p : paths.pages) std::cout << "report: " << p << "\n";
+    std::cout << "all runs: " << paths.index << "\n";
   } catch (const Error& e) {
     core::log_warn(std::string("no report: ") + e.what());
   } catch (
@@ -208,6 +205,9 @@ int cmd_run(const std::vector<std::string>& args) {
       "store", po::value<std::string>(), "SQLite store (default: the recipe's store:)")(
       "wait", "slurm: wait for the jobs and ingest them (default: return after submitting)")(
       "no-report", "do not write the HTML report (ROOT/report/report.html) at the end")(
+      "progress-every",
+      po::value<std::string>()->default_value(std::to_string(RunOptions{}.progress_every)),
+      "off a terminal: seconds between progress lines, one per running job (0: none)")(
       "allow-oversubscribe",
       "run stages whose memory estimate exceeds the device's (docs/scale.md)")(
       "rehearse", po::value<std::string>()->implicit_value("1"),
@@ -256,6 +256,7 @@ int cmd_run(const std::vector<std::string>& args) {
   opts.report = vm.count("no-report") == 0;
   if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
   opts.max_parallel = static_cast<int>(cli::integer_option(vm, "max-parallel", {0, 65536}));
+  opts.progress_every = static_cast<int>(cli::integer_option(vm, "progress-every", {0, 86400}));
   if (vm.count("tag"))
     opts.tags = cli::join_tags(vm["tag"].as<std::vector<std::string>>(), "--tag");
   if (!rehearsal) {

@@ -31,8 +31,9 @@ int64_t integer_option(const po::variables_map& vm, const std::string& name,
 bool wants_help(const po::variables_map& vm, const std::string& cmd, const char* synopsis,
                 const po::options_description& desc);
 
-/// --help, --store, --recipe (whose `store:` is the default store), --run and --format.
-void add_store_options(po::options_description& desc);
+/// --help, --store, --recipe (whose `store:` is the default store), --run and, `with_format`,
+/// --format.
+void add_store_options(po::options_description& desc, bool with_format = true);
 
 /// The store path: --store, else the `store:` of --recipe, else runs/store.sqlite.
 std::string store_path(const po::variables_map& vm);

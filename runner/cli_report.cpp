@@ -10,10 +10,10 @@ namespace upcycle::runner::cli {
 
 int cmd_plot(const std::vector<std::string>& args) {
   po::options_description desc("plot options");
-  add_store_options(desc);
+  add_store_options(desc, /*with_format=*/false);
   desc.add_options()("which", po::value<std::string>(), "the plot (--list shows them)")(
       "out", po::value<std::string>()->default_value("runs/plots"),
-      "directory for NAME.svg, NAME.png, .dat, .gp")(
+      "directory for NAME.svg, NAME.png, NAME.pdf, .dat, .gp")(
       "stage", po::value<std::string>()->default_value(""),
       "expert-util: the mixture model (default: the last one evaluated)")("list", "list the plots");
   po::positional_options_description pos;
@@ -31,8 +31,8 @@ int cmd_plot(const std::vector<std::string>& args) {
   auto store = open_store_ro(store_path(vm));
   auto out = analysis::make_plot(store, which, vm["run"].as<std::string>(),
                                  vm["out"].as<std::string>(), vm["stage"].as<std::string>());
-  for (const auto& n : out.notes) std::cout << "note: " << n << "\n";
-  std::cout << out.svg << "\n" << out.png << "\n";
+  for (const auto& n : out.notes) std::cerr << "note: " << n << "\n";  // stdout: the paths alone
+  std::cout << out.svg << "\n" << out.png << "\n" << out.pdf << "\n";
   return 0;
 }
 
@@ -45,13 +45,16 @@ int cmd_report(const std::vector<std::string>& args) {
       "run", po::value<std::vector<std::string>>()->composing(),
       "a run to report (repeat; default: the latest)")(
       "out", po::value<std::string>()->default_value("runs/report"),
-      "directory for report.html and plots/");
+      "directory for RUN/report.html (with RUN/plots/) and index.html");
   auto vm = parse("report", args, desc, {});
   if (wants_help(vm, "report", "[--run NAME ...] [--out DIR]", desc)) return 0;
   auto store = open_store_ro(store_path(vm));
   const auto runs =
       vm.count("run") ? vm["run"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  std::cout << analysis::write_report(store, runs, vm["out"].as<std::string>()) << "\n";
+  const analysis::ReportPaths paths =
+      analysis::write_report(store, runs, vm["out"].as<std::string>());
+  for (const auto& p : paths.pages) std::cout << p << "\n";
+  std::cout << paths.index << "\n";
   return 0;
 }
 

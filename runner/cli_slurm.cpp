@@ -80,7 +80,7 @@ RunSummary submit_and_maybe_wait(const std::vector<RunPoint>& points, const RunO
   }
   RunnerLock lock(points[0].recipe.store);
   tracking::Store store(points[0].recipe.store);
-  CollectSummary c = wait_for(store, slurm, s.run_names);
+  CollectSummary c = wait_for(store, slurm, s.run_names, kUnreachableGraceS, opts.progress_every);
   s.done = c.done;
   s.failed = c.failed;
   return s;

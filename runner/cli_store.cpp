@@ -10,6 +10,7 @@
 #include "analysis/render.h"
 #include "analysis/tables.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/utf8.h"
 #include "runner/accounting_report.h"
 #include "runner/cli_common.h"
@@ -49,14 +50,17 @@ bool wants_help(const po::variables_map& vm, const std::string& cmd, const char*
   return true;
 }
 
-void add_store_options(po::options_description& desc) {
+void add_store_options(po::options_description& desc, bool with_format) {
   desc.add_options()("help,h", "show this help")(
       "store", po::value<std::string>()->default_value(""),
       "SQLite store (default: the --recipe's store, else runs/store.sqlite)")(
       "recipe", po::value<std::string>()->default_value(""), "take the store from this recipe")(
-      "run", po::value<std::string>()->default_value(""), "run name (default: the latest)")(
-      "format", po::value<std::string>()->default_value("table"),
-      "table | md | csv | latex | json");
+      "run", po::value<std::string>()->default_value(""), "run name (default: the latest)");
+  if (with_format) {
+    desc.add_options()("format", po::value<std::string>()->default_value("table"),
+                       "table | md | latex (for people); csv | tsv | json (for programs: the "
+                       "data alone on stdout, one document, messages on stderr)");
+  }
 }
 
 std::string store_path(const po::variables_map& vm) {
@@ -135,12 +139,13 @@ int cmd_status(const std::vector<std::string>& args) {
   }
   auto st = store.select("SELECT status, tags FROM runs WHERE name = ?", {run});
   if (st.rows.empty()) throw StoreError(store.path() + ": no run named '" + run + "'");
-  std::cout << "run " << run << ": " << tracking::text_of(st.rows[0][0])
-            << (tracking::text_of(st.rows[0][1]).empty()
-                    ? ""
-                    : " [" + tracking::text_of(st.rows[0][1]) + "]")
-            << "\n"
-            << analysis::render(rs, format);
+  // For people a heading; for programs the data alone (the heading goes to stderr).
+  (analysis::is_data_format(format) ? std::cerr : std::cout)
+      << "run " << run << ": " << tracking::text_of(st.rows[0][0])
+      << (tracking::text_of(st.rows[0][1]).empty() ? ""
+                                                   : " [" + tracking::text_of(st.rows[0][1]) + "]")
+      << "\n";
+  std::cout << analysis::render(rs, format);
   return 0;
 }
 
@@ -153,7 +158,7 @@ int cmd_query(const std::vector<std::string>& args) {
       "fields: run experiment stage model task metric filter value stderr n n_shot status "
       "tags params.<key> metrics.<key>");
   auto vm = parse("query", args, desc, {});
-  if (wants_help(vm, "query", "[--where EXPR] [--run NAME] [--format table|csv|json]", desc))
+  if (wants_help(vm, "query", "[--where EXPR] [--run NAME] [--format table|csv|tsv|json]", desc))
     return 0;
   auto store = open_store_ro(store_path(vm));
   auto q = analysis::compile_query(vm["where"].as<std::string>(), vm["run"].as<std::string>());
@@ -169,12 +174,14 @@ int cmd_table(const std::vector<std::string>& args) {
                      "the table (--list shows them)")(
       "metric", po::value<std::string>()->default_value("ppl"),
       "perplexity tables: ppl (per token) or bpb (bits per byte, comparable across tokenizers)")(
-      "list", "list the tables");
+      "all-rows", "also the paper's rows this run has no model for")("list", "list the tables");
   po::positional_options_description pos;
   pos.add("which", 1);
   auto vm = parse("table", args, desc, pos);
   if (wants_help(vm, "table",
-                 "NAME [--run NAME] [--metric ppl|bpb] [--format table|md|csv|latex|json]", desc))
+                 "NAME [--run NAME] [--metric ppl|bpb] [--all-rows] "
+                 "[--format table|md|csv|tsv|latex|json]",
+                 desc))
     return 0;
   if (vm.count("list")) {
     for (const auto& [name, what] : analysis::table_names())
@@ -182,20 +189,27 @@ int cmd_table(const std::vector<std::string>& args) {
     return 0;
   }
   const auto format = analysis::parse_format(vm["format"].as<std::string>());
-  const std::string which = vm["which"].as<std::string>();
-  if (which == "params" || which == "flops") {  // computed from a recipe, beside BAM Tables 9 and 7
+  const analysis::TableDef& def = analysis::find_table(vm["which"].as<std::string>());
+  if (def.source == analysis::TableSource::kRecipe) {  // beside BAM Tables 9 and 7
     const std::string recipe = vm["recipe"].as<std::string>();
     const auto models =
         models_for_accounting(recipe.empty() ? "recipes/paper/bam_590m.yaml" : recipe, {}, "");
-    std::cout << analysis::render_table(accounting_vs_paper(models, which), format);
+    std::cout << analysis::render_table(accounting_vs_paper(models, def.name), format);
     return 0;
   }
-  analysis::check_table_name(which);  // before looking for a store
-  const std::string metric = vm["metric"].as<std::string>();
-  analysis::check_known(analysis::perplexity_metrics(), metric, "--metric");
-  auto store = open_store_ro(store_path(vm));
-  std::cout << analysis::render_table(
-      analysis::make_table(store, which, vm["run"].as<std::string>(), metric), format);
+  analysis::TableOptions options;
+  options.run = vm["run"].as<std::string>();
+  options.metric = vm["metric"].as<std::string>();
+  options.all_rows = vm.count("all-rows") > 0;
+  analysis::check_known(analysis::perplexity_metrics(), options.metric, "--metric");
+  auto store = open_store_ro(store_path(vm));  // after every check of the arguments
+  const analysis::Table t = analysis::make_table(store, def.name, options);
+  if (t.empty()) {  // nothing on stdout: no document rather than an empty one
+    core::log_error("upcycle table " + def.name + ": no rows: " + t.no_rows);
+    if (!t.hint.empty()) core::log_error("---> HINT: " + t.hint);
+    return kExitUserError;
+  }
+  std::cout << analysis::render_table(t, format);
   return 0;
 }
 
@@ -209,25 +223,37 @@ int cmd_compare(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("runs", -1);
   auto vm = parse("compare", args, desc, pos);
-  if (wants_help(vm, "compare", "RUN RUN... [--where EXPR] [--params] [--format table|csv|json]",
-                 desc))
+  if (wants_help(vm, "compare",
+                 "RUN RUN... [--where EXPR] [--params] [--format table|csv|tsv|json]", desc))
     return 0;
   if (!vm.count("runs")) throw ConfigError("upcycle compare: give two or more runs");
   auto runs = vm["runs"].as<std::vector<std::string>>();
   auto store = open_store_ro(store_path(vm));
   auto format = analysis::parse_format(vm["format"].as<std::string>());
-  std::cout << analysis::render(
-      analysis::compare_results(store, runs, vm["where"].as<std::string>()), format);
-  if (vm.count("params")) {
-    if (format == analysis::Format::kTable) std::cout << "\nparameters that differ:\n";
-    std::cout << analysis::render(analysis::compare_params(store, runs), format);
+  const bool params = vm.count("params") > 0;
+  if (params && (format == analysis::Format::kCsv || format == analysis::Format::kTsv)) {
+    throw ConfigError("upcycle compare: --params with --format " + vm["format"].as<std::string>() +
+                          " would print two tables in one file",
+                      "use --format json (one object with results and params), or run it twice");
+  }
+  auto results = analysis::compare_results(store, runs, vm["where"].as<std::string>());
+  if (format == analysis::Format::kJson && params) {  // one document: {results, params}
+    std::cout << "{\"results\": " << analysis::render(results, format)
+              << ", \"params\": " << analysis::render(analysis::compare_params(store, runs), format)
+              << "}\n";
+    return 0;
+  }
+  std::cout << analysis::render(results, format);
+  if (params) {
+    std::cout << "\nparameters that differ:\n"
+              << analysis::render(analysis::compare_params(store, runs), format);
   }
   return 0;
 }
 
 int cmd_tag(const std::vector<std::string>& args) {
   po::options_description desc("tag options");
-  add_store_options(desc);
+  add_store_options(desc, /*with_format=*/false);
   desc.add_options()("tags", po::value<std::vector<std::string>>()->composing(),
                      "tags, e.g. baseline or owner=ana");
   po::positional_options_description pos;

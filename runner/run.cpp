@@ -73,7 +73,8 @@ class Scheduler {
         max_parallel_(max_parallel),
         summary_(summary),
         state_(std::move(state)),
-        attempts_(plan.jobs.size(), 0) {
+        attempts_(plan.jobs.size(), 0),
+        view_(options.progress_every) {
     for (size_t i = 0; i < plan.jobs.size(); ++i) by_key_[plan.jobs[i].key] = i;
   }
 
@@ -221,7 +222,7 @@ class Scheduler {
   std::map<std::string, size_t> by_key_;
   std::map<std::string, std::chrono::steady_clock::time_point> started_;
   int threads_in_use_ = 0;
-  LiveView view_;  ///< on a terminal, the running jobs' progress below the log
+  LiveView view_;  ///< the running jobs' progress: below the log on a terminal, else lines
 };
 
 }  // namespace

@@ -335,10 +335,11 @@ CollectSummary collect(tracking::Store& store, cluster::SlurmExecutor& slurm,
 }
 
 CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm,
-                        const std::vector<std::string>& runs, double unreachable_grace_s) {
+                        const std::vector<std::string>& runs, double unreachable_grace_s,
+                        int progress_every) {
   using Clock = std::chrono::steady_clock;
   CollectSummary total;
-  LiveView view;
+  LiveView view(progress_every);
   double sleep_s = 1;
   std::optional<Clock::time_point> lost;  // when the controller stopped answering
   Ledger ledger(store);

@@ -40,7 +40,8 @@ inline constexpr double kUnreachableGraceS = 600;
 /// totals.
 CollectSummary wait_for(tracking::Store& store, cluster::SlurmExecutor& slurm,
                         const std::vector<std::string>& runs,
-                        double unreachable_grace_s = kUnreachableGraceS);
+                        double unreachable_grace_s = kUnreachableGraceS,
+                        int progress_every = RunOptions{}.progress_every);
 
 /// Cancels the runs' queued and running Slurm jobs: the cancel mark in the ledger and in each job
 /// directory first (so a job that checkpoints on the signal does not requeue itself), then scancel,

@@ -3,12 +3,13 @@
 # a second run installs nothing. Run as root, or as a user with sudo.
 #   apt: compilers (gcc; clang for the libFuzzer harnesses), CMake, ccache, yaml-cpp, SQLiteCpp, Boost.Program_options, nlohmann-json,
 #        SentencePiece, PCRE2 and utf8proc (byte-level BPE), zlib and zstd, GoogleTest, Gloo headers (c10d data parallel), Slurm and munge (a local test cluster),
-#        gnuplot, Chromium and pdflatex (plots, the report's browser test, LaTeX tables),
+#        gnuplot, Chromium and pdflatex with booktabs (plots, the report's browser test, LaTeX tables),
 #        and the packages whose documents the prepare stage reads.
 #   pip: PyPI's torch wheel (its bundled LibTorch is what we link) into ./.venv, which sees the
 #        system site-packages, so an already installed torch is reused; and the outside referees of
 #        the interop tests: transformers and lm-evaluation-harness (pinned: a test compares their
-#        numbers with ours), with sentencepiece and protobuf for our tokenizer files; and real
+#        numbers with ours), with sentencepiece and protobuf for our tokenizer files; tensorboard
+#        (its event reader checks our event files, and `tensorboard --logdir runs/`); and real
 #        byte-level BPE vocabularies converted from a pinned PyPI sdist (scripts/hf_vocabs.py).
 # Environment: UPCYCLE_PYTHON (default python3) picks the interpreter the venv is made from.
 set -euo pipefail
@@ -29,8 +30,8 @@ APT_PACKAGES=(
   clang libclang-rt-dev
   # the format and lint checks (scripts/check_format.sh, scripts/check_tidy.sh; .clang-format, .clang-tidy)
   clang-format clang-tidy
-  # plots (analysis/plots.h), the report's browser test, and a LaTeX table compiled by a test
-  gnuplot-nox chromium texlive-latex-base
+  # plots (analysis/plots.h), the report's browser test, and a LaTeX table (booktabs) compiled by a test
+  gnuplot-nox chromium texlive-latex-base texlive-latex-recommended
   # a real single-node Slurm for the slurm-labelled tests and for trying the Slurm executor (cluster/local_slurm.sh)
   slurmctld slurmd slurm-client munge
   # documents for the prepare stage's built-in domains (general: fortunes, docs incl. the Python manual's sources; law: licenses)
@@ -60,8 +61,8 @@ if ! .venv/bin/python -c "import torch, numpy" 2>/dev/null; then
   echo "[setup] pip install torch numpy (PyPI wheel; a few minutes)"
   .venv/bin/python -m pip install -q --disable-pip-version-check torch numpy
 fi
-REFEREES=(transformers==5.24.0 "lm-eval[hf]==0.4.13" sentencepiece protobuf)
-if ! .venv/bin/python -c "import transformers, lm_eval, accelerate, sentencepiece, google.protobuf; assert transformers.__version__ == '5.24.0'" 2>/dev/null; then
+REFEREES=(transformers==5.24.0 "lm-eval[hf]==0.4.13" sentencepiece protobuf tensorboard==2.20.0)
+if ! .venv/bin/python -c "import transformers, lm_eval, accelerate, sentencepiece, google.protobuf, tensorboard; assert transformers.__version__ == '5.24.0' and tensorboard.__version__ == '2.20.0'" 2>/dev/null; then
   echo "[setup] pip install ${REFEREES[*]} (the interop tests' referees)"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${REFEREES[@]}"
 fi

@@ -6,6 +6,7 @@
 
 #include "core/atomic_file.h"
 #include "core/log.h"
+#include "core/result_names.h"
 #include "core/sha256.h"
 #include "stages/data/builtin_tasks.h"
 #include "stages/data/data_layout.h"
@@ -26,7 +27,7 @@ namespace {
 // that bpb = nll * n / (bytes * ln 2) can be recomputed from the store.
 void add_perplexity(core::JobResult& r, const std::string& model, const std::string& domain,
                     const PerplexityResult& res) {
-  const std::string task = "ppl/" + domain;
+  const std::string task = core::perplexity_task(domain);
   r.evals.push_back(
       {model, task, "ppl", res.ppl, res.ppl_stderr, res.tokens, "none", std::nullopt});
   r.evals.push_back({model, task, "nll", res.nll, res.ppl > 0 ? res.ppl_stderr / res.ppl : 0,
@@ -43,10 +44,9 @@ void add_perplexity(core::JobResult& r, const std::string& model, const std::str
        {std::pair{"ffn", &res.ffn_util}, std::pair{"attn", &res.attn_gate}}) {
     for (size_t l = 0; l < table->size(); ++l) {
       for (size_t e = 0; e < (*table)[l].size(); ++e) {
-        r.evals.push_back(
-            {model, "routing/" + domain,
-             std::string(router) + "/l" + std::to_string(l) + "/e" + std::to_string(e),
-             (*table)[l][e], std::nullopt, res.tokens, "none", std::nullopt});
+        r.evals.push_back({model, core::routing_task(domain),
+                           core::router_metric(router, int64_t(l), int64_t(e)), (*table)[l][e],
+                           std::nullopt, res.tokens, "none", std::nullopt});
       }
     }
   }

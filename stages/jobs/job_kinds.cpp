@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "core/metric_sink.h"
+#include "core/tensorboard.h"
 #include "stages/io/checkpoint.h"
 #include "stages/train/peak_memory.h"
 
@@ -34,8 +35,10 @@ void JobMemory::report(const JobContext& ctx, const MemoryEstimate& estimate) co
   const double peak = double(memory_peak(device_));
   core::log_info("memory: peak " + format_bytes(peak) + ", the memory model's estimate " +
                  describe_memory(estimate));
-  core::JsonlMetricSink(ctx.dir + "/" + core::kMetricsFile)
-      .log(0, {{"memory/peak_bytes", peak}, {"memory/estimate_bytes", double(estimate.peak)}});
+  const std::map<std::string, double> values = {{"memory/peak_bytes", peak},
+                                                {"memory/estimate_bytes", double(estimate.peak)}};
+  core::JsonlMetricSink(ctx.dir + "/" + core::kMetricsFile).log(0, values);
+  core::TensorBoardSink(ctx.dir).log(0, values);
 }
 
 core::ArtifactRow checkpoint_artifact(const std::string& dir) {

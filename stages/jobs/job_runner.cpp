@@ -18,6 +18,7 @@
 #include "core/job_files.h"
 #include "core/log.h"
 #include "core/provenance.h"
+#include "core/tensorboard.h"
 #include "stages/jobs/job_kinds.h"
 #include "stages/train/distributed.h"
 
@@ -157,6 +158,7 @@ int run_job_attempt(const std::string& spec_path, std::string& dir, int& rank) {
     r.code = core::this_code();
     if (env.rank != 0) return kExitOk;
     if (!still_own_job_dir(ctx.dir)) return kExitUserError;
+    if (!r.evals.empty()) core::write_eval_events(ctx.dir, r.evals);  // for TensorBoard
     core::write_job_result(ctx.dir, r);
     return kExitOk;
   } catch (const core::FieldError& e) {

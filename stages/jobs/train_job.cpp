@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "core/metric_sink.h"
+#include "core/tensorboard.h"
 #include "stages/jobs/job_kinds.h"
 #include "stages/spec/train.h"
 #include "stages/train/trainer.h"
@@ -71,7 +72,10 @@ bool run_train_job(const SpecReader& s, const JobContext& ctx, core::JobResult& 
     core::log_info("train: on " + t.placement.device +
                    (t.placement.bf16 ? " with bf16 autocast" : " in fp32"));
   }
-  core::JsonlMetricSink sink(ctx.dir + "/" + core::kMetricsFile);
+  // metrics.jsonl for the store, an event file for TensorBoard (rank 0 alone logs).
+  core::JsonlMetricSink jsonl(ctx.dir + "/" + core::kMetricsFile);
+  core::TensorBoardSink events(ctx.dir);
+  core::TeeMetricSink sink({&jsonl, &events});
   TrainOutcome out = train(t, sink);
   if (out.preempted) return false;
   if (!dp.is_main()) return true;  // rank 0 reports the outputs (and alone wrote the checkpoint)

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/result_names.h"
 #include "stages/arch/memory.h"
 #include "stages/io/checkpoint.h"
 #include "stages/model/transformer.h"
@@ -113,12 +114,11 @@ void add_router_metrics(const std::vector<RouterStats>& stats, std::map<std::str
   std::vector<std::string> names;
   for (size_t l = 0; l < stats.size(); ++l) {
     if (stats[l].util_E.numel() <= 1) continue;
-    const std::string layer = "/l" + std::to_string(l);
     xs.insert(xs.end(), {stats[l].load_balance, stats[l].z_loss, stats[l].util_E});
-    names.push_back("lb_loss" + layer);
-    names.push_back("z_loss" + layer);
+    names.push_back(core::layer_metric("lb_loss", int64_t(l)));
+    names.push_back(core::layer_metric("z_loss", int64_t(l)));
     for (int64_t e = 0; e < stats[l].util_E.numel(); ++e)
-      names.push_back("util" + layer + "/e" + std::to_string(e));
+      names.push_back(core::router_metric("util", int64_t(l), e));
   }
   const std::vector<double> values = read_scalars(xs);
   for (size_t i = 0; i < names.size(); ++i) v[names[i]] = values[i];

@@ -99,7 +99,7 @@ TEST_F(InjectionTest, PlotsTablesAndTheReportShowPayloadsLiterally) {
     EXPECT_NE(svg.find("touch BACKQUOTE"), std::string::npos) << name << ": the text is shown";
     EXPECT_NE(svg.find("$(touch SHELL)"), std::string::npos) << name;
   }
-  const Table t = perplexity_table(s, run);
+  const Table t = perplexity_table(s, "ppl", {run});
   const std::string latex = render_table(t, Format::kLatex);
   EXPECT_EQ(latex.find("\\input{"), std::string::npos) << latex;
   EXPECT_NE(latex.find("\\textbackslash{}input\\{/etc/hostname\\}"), std::string::npos) << latex;
@@ -108,7 +108,7 @@ TEST_F(InjectionTest, PlotsTablesAndTheReportShowPayloadsLiterally) {
   EXPECT_EQ(html.find("</script><script>"), std::string::npos);
   EXPECT_NE(html.find("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos)
       << html;
-  const std::string report = core::read_file(write_report(s, {run}, dir_ / "report"));
+  const std::string report = core::read_file(write_report(s, {run}, dir_ / "report").pages.at(0));
   EXPECT_EQ(report.find("</script><script>alert(1)"), std::string::npos);
   EXPECT_NE(report.find("Run run $(touch SHELL)`touch BACKQUOTE`"), std::string::npos);
   EXPECT_NE(report.find("<figure>"), std::string::npos) << "the plots were made";

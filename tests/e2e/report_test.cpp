@@ -1,8 +1,10 @@
 // The HTML report in a real browser: `upcycle run` on recipes/ci/tiny.yaml ends by writing
-// ROOT/report/report.html; headless Chromium (Debian's chromium, with every host name unresolvable,
-// so nothing can come from a network) loads it from the file alone, every embedded plot decodes
-// (the page counts the images whose naturalWidth > 0), the tables and provenance are there, the
-// page logs nothing to the console, and a screenshot of it is a real picture.
+// ROOT/report/tiny/report.html and ROOT/report/index.html; headless Chromium (Debian's chromium,
+// with every host name unresolvable, so nothing can come from a network) loads it from the file
+// alone, every embedded plot decodes (the page counts the images whose naturalWidth > 0), the
+// tables and provenance are there, the page logs nothing to the console, it fits a 1280x800 window
+// without scrolling sideways (the page's scrollWidth, as the page measures it), and a screenshot of
+// it is a real picture.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -33,8 +35,12 @@ TEST(ReportBrowserTest, TheReportOfATinyRunRendersOfflineInChromium) {
   auto run =
       run_binary({UPCYCLE_BINARY, "run", UPCYCLE_SOURCE_DIR "/recipes/ci/tiny.yaml"}, dir.path());
   ASSERT_EQ(run.exit_code, 0) << run.output;
-  const std::string html_path = dir / "runs/report/report.html";
-  EXPECT_NE(run.output.find("report: runs/report/report.html"), std::string::npos) << run.output;
+  const std::string html_path = dir / "runs/report/tiny/report.html";
+  EXPECT_NE(run.output.find("report: runs/report/tiny/report.html"), std::string::npos)
+      << run.output;
+  EXPECT_NE(run.output.find("all runs: runs/report/index.html"), std::string::npos) << run.output;
+  const std::string index = core::read_file(dir / "runs/report/index.html");
+  EXPECT_NE(index.find("<a href=\"tiny/report.html\">report</a>"), std::string::npos) << index;
   ASSERT_TRUE(std::filesystem::exists(html_path));
   const std::string html = core::read_file(html_path);
   // Self-contained: no reference to anything outside the file.
@@ -54,6 +60,7 @@ TEST(ReportBrowserTest, TheReportOfATinyRunRendersOfflineInChromium) {
                                      "--enable-logging=stderr",
                                      "--v=0",
                                      "--user-data-dir=" + (dir / "chromium-profile")};
+    argv.push_back("--window-size=1280,800");  // a screenshot's own size comes after, and wins
     argv.insert(argv.end(), what.begin(), what.end());
     argv.push_back("file://" + html_path);
     return run_binary(argv, dir.path());
@@ -70,6 +77,10 @@ TEST(ReportBrowserTest, TheReportOfATinyRunRendersOfflineInChromium) {
       << dom.output.substr(0, 2000);
   EXPECT_EQ(m[1], "4") << "loss, loss-flops, ppl and expert-util";
   EXPECT_EQ(m[2], m[1]) << "every embedded plot decodes";
+  ASSERT_TRUE(std::regex_search(
+      dom.output, m, std::regex(R"re(data-scroll-width="(\d+)" data-client-width="(\d+)")re")));
+  EXPECT_LE(std::stoi(m[1]), 1280) << "the page is wider than a 1280 px window";
+  EXPECT_EQ(m[1], m[2]) << "nothing scrolls sideways: scrollWidth = clientWidth";
   for (const char* part :
        {"Perplexity per domain (BAM Table 1 (590M seed) layout)", "Downstream tasks",
         "Final validation loss", "BAM DM (Expert KV)", "<h3>Provenance</h3>",
@@ -85,10 +96,14 @@ TEST(ReportBrowserTest, TheReportOfATinyRunRendersOfflineInChromium) {
   EXPECT_GT(png.size(), 50u << 10) << "a nearly empty screenshot";
   // The plots' sources are beside the report for reuse in a paper.
   int svgs = 0;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "runs/report/plots")) {
+  int pdfs = 0;
+  for (const auto& e :
+       std::filesystem::recursive_directory_iterator(dir / "runs/report/tiny/plots")) {
     svgs += e.path().extension() == ".svg";
+    pdfs += e.path().extension() == ".pdf" && core::read_file(e.path()).rfind("%PDF-", 0) == 0;
   }
   EXPECT_EQ(svgs, 4);
+  EXPECT_EQ(pdfs, 4) << "a PDF of every plot, for papers";
 }
 
 }  // namespace
