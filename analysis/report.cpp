@@ -214,7 +214,7 @@ std::string write_index(tracking::Store& store, const std::string& out_dir) {
          << "</td></tr>\n";
   }
   html << "</tbody>\n</table></div>\n</body>\n</html>\n";
-  const std::string path = out_dir + "/index.html";
+  std::string path = out_dir + "/index.html";
   core::write_file_atomic(path, html.str());
   return path;
 }
@@ -237,7 +237,7 @@ std::string write_run_page(tracking::Store& store, const std::string& run,
        << tables_html(store, run) << plots_html(store, run, dir + "/plots")
        << provenance_html(store, run) << "</section>\n"
        << kImageCheck << "</body>\n</html>\n";
-  const std::string path = dir + "/report.html";
+  std::string path = dir + "/report.html";
   core::write_file_atomic(path, html.str());
   return path;
 }

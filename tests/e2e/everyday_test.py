@@ -119,6 +119,11 @@ class Everyday(unittest.TestCase):
         # for programs the run's status line goes to stderr
         r = upcycle("status", "--format", "csv")
         self.assertRegex(r.stderr, r"run \S+: done")
+        # the commands that read a recipe, not the store
+        for args in (["params", RECIPE], ["flops", RECIPE], ["plan", RECIPE, "--cost"],
+                     ["flops", "--compare", RECIPE, RECIPE]):
+            with self.subTest(args=args):
+                self.assertTrue(json.loads(upcycle(*args, "--format", "json").stdout))
 
     def test_4_tensorboard_reads_what_the_store_has(self):
         from tensorboard.backend.event_processing import event_accumulator as ea
