@@ -49,14 +49,22 @@ std::string gq(const std::string& s) { return gnuplot_quote(s); }
 
 // Okabe & Ito's eight colours, distinguishable with every common colour-vision deficiency, for
 // lines and bars; viridis (perceptually uniform, colour-blind safe) for heatmaps.
-const char* kStyle =
-    "set linetype 1 lc rgb '#0072B2' lw 2\nset linetype 2 lc rgb '#E69F00' lw 2\n"
-    "set linetype 3 lc rgb '#009E73' lw 2\nset linetype 4 lc rgb '#CC79A7' lw 2\n"
-    "set linetype 5 lc rgb '#56B4E9' lw 2\nset linetype 6 lc rgb '#D55E00' lw 2\n"
-    "set linetype 7 lc rgb '#F0E442' lw 2\nset linetype 8 lc rgb '#000000' lw 2\n"
-    "set linetype cycle 8\n"
-    "set palette defined (0 '#440154', 1 '#46327E', 2 '#365C8D', 3 '#277F8E', 4 '#1FA187', "
-    "5 '#4AC16D', 6 '#A0DA39', 7 '#FDE725')\n";
+// Okabe & Ito's eight colours (distinguishable with every common colour-vision deficiency), solid
+// for the first eight lines and dashed for the next eight; viridis (perceptually uniform, colour-
+// blind safe) for heatmaps.
+std::string style() {
+  static const char* kColours[] = {"#0072B2", "#E69F00", "#009E73", "#CC79A7",
+                                   "#56B4E9", "#D55E00", "#F0E442", "#000000"};
+  std::string out;
+  for (int i = 0; i < 16; ++i) {
+    out += "set linetype " + std::to_string(i + 1) + " lc rgb '" + kColours[i % 8] + "' lw 2 dt " +
+           (i < 8 ? "1" : "2") + "\n";
+  }
+  return out +
+         "set linetype cycle 16\n"
+         "set palette defined (0 '#440154', 1 '#46327E', 2 '#365C8D', 3 '#277F8E', 4 '#1FA187', "
+         "5 '#4AC16D', 6 '#A0DA39', 7 '#FDE725')\n";
+}
 
 // One train stage's curves over the runs of a seed group: tokens -> one value per run.
 struct Curve {
@@ -210,7 +218,8 @@ Script ppl_plot(tracking::Store& store, const std::string& run) {
   for (size_t i = 0; i < models.size(); ++i) {
     plot << (i ? ", \\\n     " : "plot ") << "DATA using " << 2 + 2 * i << ":" << 3 + 2 * i
          << (i == 0 ? ":xtic(1)" : "") << " title " << gq(tracking::text_of((*models[i])[0]))
-         << " lt " << i + 1;
+         << " lt " << i + 1
+         << (i >= 8 ? " fs pattern 2 border -1" : "");  // past eight colours: hatched
   }
   Script s;
   s.data = data.str();
@@ -299,9 +308,14 @@ std::string expert_label(const std::vector<std::string>& domains, int64_t expert
 std::vector<Heatmap> eval_routing(tracking::Store& store, const std::string& run,
                                   std::string& model) {
   const std::vector<Metric> results = read_results(store, run);
-  if (model.empty()) {
+  if (model.empty()) {  // the last model evaluated, preferring one with attention experts (BAM)
+    bool attention = false;
     for (const auto& m : results) {
-      if (m.kind == core::ResultKind::kRouting) model = m.model;  // the last model evaluated
+      if (m.kind != core::ResultKind::kRouting) continue;
+      const auto cell = core::parse_router_metric(m.name);
+      const bool attn = cell && cell->router == "attn";
+      if (attn || !attention) model = m.model;
+      attention = attention || attn;
     }
   }
   std::map<std::pair<int, int64_t>, Heatmap> panels;  // (router: 0 ffn 1 attn, layer)
@@ -391,7 +405,8 @@ Script util_plot(tracking::Store& store, const std::string& run, const std::stri
     for (int64_t e = 0; e < h.experts; ++e)
       xtics += (e ? ", " : "") + gq(expert_label(domains, h.experts, e)) + " " + std::to_string(e);
     plot << "set title " << gq(h.title) << " noenhanced\nset ytics (" << ytics << ") noenhanced\n"
-         << "set xtics (" << xtics << ") noenhanced\n"
+         << "set xtics (" << xtics << ") noenhanced" << (h.experts > 4 ? " rotate by 45 right" : "")
+         << "\n"
          << "set xrange [-0.5:" << h.experts << "-0.5]\nset yrange [-0.5:" << h.rows.size()
          << "-0.5]\n"
          << "plot DATA index " << m << " using 1:2:3 with image, DATA index "
@@ -448,7 +463,7 @@ PlotOutput make_plot(tracking::Store& store, const std::string& name, const std:
   char inches[64];
   std::snprintf(inches, sizeof(inches), "%.2fin,%.2fin", w / 150.0, h / 150.0);
   const std::string script =
-      "DATA = " + gq(base + ".dat") + "\n" + kStyle + "set terminal svg size " + size +
+      "DATA = " + gq(base + ".dat") + "\n" + style() + "set terminal svg size " + size +
       " dynamic font 'sans,12' background '#ffffff'\n" + "set output " + gq(out.svg + ".tmp") +
       "\n" + s.body + "set terminal png size " + size + " font 'sans,10' background '#ffffff'\n" +
       "set output " + gq(out.png + ".tmp") + "\n" + s.body + "set terminal pdfcairo size " +
