@@ -190,6 +190,18 @@ int finish_rehearsal(const RunPoint& p) {
 
 // ---- commands ----
 
+// --progress-every, for run and resume.
+void add_progress_option(po::options_description& desc) {
+  desc.add_options()(
+      "progress-every",
+      po::value<std::string>()->default_value(std::to_string(RunOptions{}.progress_every)),
+      "off a terminal: seconds between progress lines, one per running job (0: none)");
+}
+
+int progress_every(const po::variables_map& vm) {
+  return static_cast<int>(cli::integer_option(vm, "progress-every", {0, 86400}));
+}
+
 int cmd_run(const std::vector<std::string>& args) {
   po::options_description desc("run options");
   desc.add_options()("help,h", "show this help")("recipe", po::value<std::string>(),
@@ -204,10 +216,8 @@ int cmd_run(const std::vector<std::string>& args) {
       "executor", po::value<std::string>(), "local | slurm (default: the recipe's executor:)")(
       "store", po::value<std::string>(), "SQLite store (default: the recipe's store:)")(
       "wait", "slurm: wait for the jobs and ingest them (default: return after submitting)")(
-      "no-report", "do not write the HTML report (ROOT/report/report.html) at the end")(
-      "progress-every",
-      po::value<std::string>()->default_value(std::to_string(RunOptions{}.progress_every)),
-      "off a terminal: seconds between progress lines, one per running job (0: none)")(
+      "no-report",
+      "do not write the HTML reports (ROOT/report/<run>/report.html, index.html) at the end")(
       "allow-oversubscribe",
       "run stages whose memory estimate exceeds the device's (docs/scale.md)")(
       "rehearse", po::value<std::string>()->implicit_value("1"),
@@ -217,6 +227,7 @@ int cmd_run(const std::vector<std::string>& args) {
       "verify-data", po::value<std::string>(),
       "sampled (default): training checks each token shard's size, mtime and a sampled digest; "
       "full: the whole sha256 of every shard (slow for terabytes)");
+  add_progress_option(desc);
   po::positional_options_description pos;
   pos.add("recipe", 1).add("set", -1);
   // A bare --rehearse takes no value: the next word is the recipe or an override, not STEPS.
@@ -256,7 +267,7 @@ int cmd_run(const std::vector<std::string>& args) {
   opts.report = vm.count("no-report") == 0;
   if (vm.count("force")) opts.force = vm["force"].as<std::vector<std::string>>();
   opts.max_parallel = static_cast<int>(cli::integer_option(vm, "max-parallel", {0, 65536}));
-  opts.progress_every = static_cast<int>(cli::integer_option(vm, "progress-every", {0, 86400}));
+  opts.progress_every = progress_every(vm);
   if (vm.count("tag"))
     opts.tags = cli::join_tags(vm["tag"].as<std::vector<std::string>>(), "--tag");
   if (!rehearsal) {
@@ -280,10 +291,17 @@ int cmd_resume(const std::vector<std::string>& args) {
       "max-parallel,j", po::value<std::string>()->default_value("0"),
       "jobs at once (0: cores / threads per job)")(
       "wait", "slurm: wait for the jobs and ingest them (default: return after submitting)");
+  add_progress_option(desc);
   po::positional_options_description pos;
   pos.add("runs", -1);
   auto vm = parse("resume", args, desc, pos);
-  if (wants_help(vm, "resume", "[RUN...] [--store PATH] [-j N] [--wait]", desc)) return 0;
+  if (wants_help(vm, "resume", "[RUN...] [--store PATH] [-j N] [--wait] [--progress-every S]",
+                 desc))
+    return 0;
+  RunOptions opts;  // the arguments checked before the store is opened
+  opts.max_parallel = static_cast<int>(cli::integer_option(vm, "max-parallel", {0, 65536}));
+  opts.progress_every = progress_every(vm);
+  opts.wait = vm.count("wait") > 0;
   std::vector<RunPoint> points;
   {
     auto store = cli::open_store_ro(vm["store"].as<std::string>());
@@ -296,9 +314,6 @@ int cmd_resume(const std::vector<std::string>& args) {
     return kExitOk;
   }
   for (const auto& p : points) core::log_info("resuming run " + p.recipe.run_name);
-  RunOptions opts;
-  opts.max_parallel = static_cast<int>(cli::integer_option(vm, "max-parallel", {0, 65536}));
-  opts.wait = vm.count("wait") > 0;
   return execute_and_report(points, opts, "`upcycle resume` again to continue");
 }
 

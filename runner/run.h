@@ -18,7 +18,7 @@ struct RunOptions {
   std::string job_exe;      ///< the binary jobs run: `upcycle-job stage --spec` (job_binary.h)
   std::string tags;         ///< when set, replaces every run's tags ("a,b,k=v")
   bool wait = false;        ///< slurm: wait for the jobs instead of returning after submitting
-  bool report = true;       ///< write ROOT/report/report.html after a run that succeeded
+  bool report = true;       ///< write ROOT/report/<run>/report.html after a run that succeeded
   int progress_every = 30;  ///< off a terminal: seconds between progress lines (0: none)
 };
 
