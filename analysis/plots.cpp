@@ -248,15 +248,30 @@ struct Heatmap {
   }
 };
 
-// The job of `stage` in `run`: its kind and config ({"inputs": [keys], "spec": {...}}).
-std::optional<std::pair<std::string, nlohmann::json>> job_of(tracking::Store& store,
-                                                             const std::string& where,
-                                                             const std::string& value) {
-  auto rs = store.select("SELECT kind, config FROM jobs WHERE " + where + " = ? LIMIT 1", {value});
+// What the lineage walk needs of one job, from its row: stage, kind, input keys and (upcycle) the
+// extra seed experts. nullopt when the job is unknown or its config is not what this code wrote.
+struct LineageJob {
+  std::string stage, kind;
+  std::vector<std::string> inputs;
+  int64_t extra_seed_experts = 0;
+};
+
+std::optional<LineageJob> job_by_key(tracking::Store& store, const std::string& key) {
+  auto rs = store.select("SELECT stage, kind, config FROM jobs WHERE key = ? LIMIT 1", {key});
   if (rs.rows.empty()) return std::nullopt;
-  auto cfg = nlohmann::json::parse(tracking::text_of(rs.rows[0][1]), nullptr, false);
-  if (!cfg.is_object()) return std::nullopt;
-  return std::make_pair(tracking::text_of(rs.rows[0][0]), cfg);
+  const auto cfg = nlohmann::json::parse(tracking::text_of(rs.rows[0][2]), nullptr, false);
+  if (!cfg.is_object() || !cfg.contains("inputs") || !cfg["inputs"].is_array()) return std::nullopt;
+  LineageJob job{tracking::text_of(rs.rows[0][0]), tracking::text_of(rs.rows[0][1]), {}, 0};
+  for (const auto& k : cfg["inputs"]) {
+    if (!k.is_string()) return std::nullopt;
+    job.inputs.push_back(k.get<std::string>());
+  }
+  const auto spec = cfg.find("spec");
+  if (spec != cfg.end() && spec->is_object() && spec->contains("extra_seed_experts") &&
+      (*spec)["extra_seed_experts"].is_number_integer())
+    job.extra_seed_experts =
+        std::clamp<int64_t>((*spec)["extra_seed_experts"].get<int64_t>(), 0, 64);
+  return job;
 }
 
 // The domain each expert of `model` came from: follow its training inputs back to the upcycle
@@ -267,30 +282,25 @@ std::vector<std::string> expert_domains(tracking::Store& store, const std::strin
   auto rs =
       store.select("SELECT key FROM v_jobs WHERE run = ? AND stage = ? LIMIT 1", {run, model});
   if (rs.rows.empty()) return {};
-  std::string key = tracking::text_of(rs.rows[0][0]);
-  for (int depth = 0; depth < 64; ++depth) {  // a chain of train stages, bounded
-    auto job = job_of(store, "key", key);
-    if (!job || !job->second.contains("inputs")) return {};
-    const auto& inputs = job->second["inputs"];
-    if (job->first == "upcycle") {
+  std::optional<LineageJob> job = job_by_key(store, tracking::text_of(rs.rows[0][0]));
+  for (int depth = 0; job && depth < 64; ++depth) {  // a chain of train stages, bounded
+    if (job->kind == "upcycle") {
       std::vector<std::string> out;
-      for (const auto& k : inputs) {
-        auto in = store.select("SELECT stage FROM jobs WHERE key = ?", {k.get<std::string>()});
-        if (in.rows.empty()) return {};
-        const std::string stage = tracking::text_of(in.rows[0][0]);
-        out.push_back(stage.substr(stage.rfind('/') + 1));
+      for (const auto& k : job->inputs) {
+        const auto in = job_by_key(store, k);
+        if (!in) return {};
+        out.push_back(in->stage.substr(in->stage.rfind('/') + 1));
       }
-      const int64_t extra = job->second["spec"].value("extra_seed_experts", int64_t{0});
-      for (int64_t i = 0; i < extra && !out.empty(); ++i) out.push_back(out.front() + " copy");
+      for (int64_t i = 0; i < job->extra_seed_experts && !out.empty(); ++i)
+        out.push_back(out.front() + " copy");
       return out;
     }
-    std::string next;  // the model input of a train job (the other input is the data)
-    for (const auto& k : inputs) {
-      auto in = job_of(store, "key", k.get<std::string>());
-      if (in && (in->first == "train" || in->first == "upcycle")) next = k.get<std::string>();
+    std::optional<LineageJob> next;  // the model input of a train job (the other is the data)
+    for (const auto& k : job->inputs) {
+      auto in = job_by_key(store, k);
+      if (in && (in->kind == "train" || in->kind == "upcycle")) next = std::move(in);
     }
-    if (next.empty()) return {};
-    key = next;
+    job = std::move(next);
   }
   return {};
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace upcycle::core {
 
@@ -26,6 +27,18 @@ class JsonlMetricSink : public MetricSink {
 
  private:
   std::string path_;
+};
+
+/// Sends every call to each of `sinks` (the trainer's metrics.jsonl and its event file).
+class TeeMetricSink : public MetricSink {
+ public:
+  explicit TeeMetricSink(std::vector<MetricSink*> sinks) : sinks_(std::move(sinks)) {}
+  void log(int64_t step, const std::map<std::string, double>& values) override {
+    for (auto* s : sinks_) s->log(step, values);
+  }
+
+ private:
+  std::vector<MetricSink*> sinks_;
 };
 
 /// Discards everything (tests, eval-only helpers).

@@ -46,18 +46,6 @@ class TensorBoardSink : public MetricSink {
   std::FILE* file_ = nullptr;
 };
 
-/// Sends every call to each of `sinks` (the trainer's metrics.jsonl and its event file).
-class TeeMetricSink : public MetricSink {
- public:
-  explicit TeeMetricSink(std::vector<MetricSink*> sinks) : sinks_(std::move(sinks)) {}
-  void log(int64_t step, const std::map<std::string, double>& values) override {
-    for (auto* s : sinks_) s->log(step, values);
-  }
-
- private:
-  std::vector<MetricSink*> sinks_;
-};
-
 /// The TensorBoard tag of an eval row: "eval/<model>/<task>/<metric>", "/<filter>" appended when
 /// the filter is not "none".
 std::string eval_tag(const EvalRow& row);
